@@ -1,0 +1,106 @@
+//! fo's configuration: the TOML schema, parsing, and validation that reports
+//! every problem with its line and column.
+//!
+//! Pure: no I/O besides [`Config::load`] reading a file, no async, no BPF. The
+//! agent calls [`Config::load`] (or [`Config::parse`]) and gets either a fully
+//! resolved [`Config`] — defaults applied, cross-references checked, no spans —
+//! or [`ConfigErrors`], one `LINE:COL: message` per problem.
+//!
+//! ```
+//! let cfg = fo_config::Config::parse(r#"
+//! [node]
+//! interface = "eth0"
+//!
+//! [[router]]
+//! name = "web"
+//! vrid = 51
+//! vips = ["192.0.2.10"]
+//!
+//! [[service]]
+//! vip = "192.0.2.10"
+//! port = 80
+//! backends = [{ address = "192.0.2.21" }, { address = "192.0.2.22", weight = 2 }]
+//! "#).unwrap();
+//! assert_eq!(cfg.services[0].backends()[0].port, 80);
+//! assert_eq!(cfg.routers[0].vrrp().unwrap().priority, 100);
+//! ```
+//!
+//! Errors point at the offending key or value:
+//!
+//! ```
+//! let err = fo_config::Config::parse("[node]\ninterface = \"eth0\"\nmaglev_table_size = 1000\n").unwrap_err();
+//! assert_eq!(err.to_string(), "3:21: maglev_table_size must be prime (e.g. 65537), got 1000");
+//! ```
+
+mod duration;
+mod error;
+mod model;
+mod raw;
+mod validate;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use duration::{Duration, DurationError, format_duration, parse_duration};
+pub use error::{ConfigError, ConfigErrors, LoadError};
+pub use model::*;
+
+/// A validated configuration with every default applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub node: Node,
+    /// In file order.
+    pub routers: Vec<Router>,
+    /// In file order.
+    pub services: Vec<Service>,
+    /// In file order.
+    pub checks: Vec<Check>,
+}
+
+impl Config {
+    /// Parse and validate a configuration; on failure every problem found is
+    /// returned, each with its 1-based line and column.
+    pub fn parse(text: &str) -> Result<Self, ConfigErrors> {
+        validate::parse(text)
+    }
+
+    /// Read, parse and validate the file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|errors| LoadError::Invalid {
+            path: path.to_owned(),
+            errors,
+        })
+    }
+
+    /// The router named `name`.
+    pub fn router(&self, name: &str) -> Option<&Router> {
+        self.routers.iter().find(|r| r.name == name)
+    }
+
+    /// The router that owns `vip`.
+    pub fn router_for_vip(&self, vip: IpAddr) -> Option<&Router> {
+        self.routers.iter().find(|r| r.vips.contains(&vip))
+    }
+
+    /// The service named `name` (its `name`, or `VIP:PORT/PROTOCOL`).
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The services whose VIP belongs to router `router`.
+    pub fn services_of<'a>(&'a self, router: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services.iter().filter(move |s| s.router == router)
+    }
+
+    /// The node-level check named `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,437 @@
+//! The resolved configuration: validated, defaults applied, no spans.
+//!
+//! These are what the agent uses. They derive `PartialEq` so that a reload can
+//! be diffed against the running configuration, and `Serialize` for status output
+//! (durations are written as strings such as `"100ms"`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::duration::{serialize_std, serialize_std_opt};
+
+/// `[node]`: this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Node {
+    /// XDP attaches here; VRRP speaks here.
+    pub interface: String,
+    pub xdp_mode: XdpMode,
+    /// Pinned programs and maps (forwarding survives agent restarts).
+    pub bpf_dir: PathBuf,
+    pub control_socket: PathBuf,
+    /// Prometheus endpoint; `None` disables metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Maglev lookup table size per service (prime).
+    pub maglev_table_size: u32,
+    pub max_services: u32,
+    pub max_backends: u32,
+    /// Entries of the LRU flow table.
+    pub flow_table_size: u32,
+    /// Gratuitous ARPs / unsolicited NAs sent on becoming master.
+    pub garp_count: u32,
+    #[serde(serialize_with = "serialize_std")]
+    pub garp_interval: Duration,
+    /// Period of the gratuitous ARP refresh while master; `None` = disabled (`"0s"`).
+    #[serde(serialize_with = "serialize_std_opt")]
+    pub garp_refresh: Option<Duration>,
+    /// Add the VIPs to `interface` while master (otherwise XDP answers for them).
+    pub vip_on_interface: bool,
+    /// Group (name) allowed on the control socket besides root.
+    pub control_group: Option<String>,
+}
+
+impl Node {
+    pub const DEFAULT_BPF_DIR: &'static str = "/sys/fs/bpf/fo";
+    pub const DEFAULT_CONTROL_SOCKET: &'static str = "/run/fo/control.sock";
+    pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
+    pub const DEFAULT_MAX_SERVICES: u32 = 64;
+    pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
+    pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_000_000;
+    pub const DEFAULT_GARP_COUNT: u32 = 5;
+    pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(100);
+    pub const DEFAULT_GARP_REFRESH: Duration = Duration::from_secs(60);
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Driver mode.
+    #[default]
+    Native,
+    /// SKB mode: works everywhere, slower.
+    Generic,
+}
+
+/// `[[router]]`: a set of VIPs that move together between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Router {
+    /// Unique, `[a-z0-9_-]+`.
+    pub name: String,
+    /// Who decides that this node serves the VIPs, with that mechanism's settings.
+    pub ownership: Ownership,
+    /// Non-empty, one address family.
+    pub vips: Vec<IpAddr>,
+    /// Names of `[[check]]`s that must all pass before this node may serve the VIPs.
+    pub gates: Vec<String>,
+    pub hooks: Hooks,
+}
+
+impl Router {
+    /// The VRRP settings, if `ownership = "vrrp"`.
+    pub fn vrrp(&self) -> Option<&Vrrp> {
+        match &self.ownership {
+            Ownership::Vrrp(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The BGP settings, if `ownership = "bgp"`.
+    pub fn bgp(&self) -> Option<&Bgp> {
+        match &self.ownership {
+            Ownership::Bgp(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The kind of ownership without its settings.
+    pub fn ownership_kind(&self) -> OwnershipKind {
+        match self.ownership {
+            Ownership::Vrrp(_) => OwnershipKind::Vrrp,
+            Ownership::Bgp(_) => OwnershipKind::Bgp,
+            Ownership::Static => OwnershipKind::Static,
+        }
+    }
+
+    /// True when every VIP is IPv6 (VIPs of a router share one family).
+    pub fn is_ipv6(&self) -> bool {
+        self.vips.first().is_some_and(IpAddr::is_ipv6)
+    }
+}
+
+/// `ownership = "vrrp" | "bgp" | "static"`, with the settings of each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Ownership {
+    /// A VRRP election decides (RFC 5798 v3 or RFC 3768 v2).
+    Vrrp(Vrrp),
+    /// Every healthy node serves the VIPs and announces them over BGP (active-active).
+    Bgp(Bgp),
+    /// This node always serves the VIPs: for single-node sites and labs. Two nodes
+    /// with static ownership of the same VIP both answer ARP for it.
+    Static,
+}
+
+/// `ownership` without its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnershipKind {
+    #[default]
+    Vrrp,
+    Bgp,
+    Static,
+}
+
+/// VRRP settings of a router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Vrrp {
+    /// 1..=255, unique on the interface.
+    pub vrid: u8,
+    /// 1..=255 (255 = address owner).
+    pub priority: u8,
+    pub version: VrrpVersion,
+    /// v3: a multiple of 10 ms in 10 ms..=40.95 s; v2: whole seconds in 1..=255 s.
+    #[serde(serialize_with = "serialize_std")]
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    #[serde(serialize_with = "serialize_std")]
+    pub preempt_delay: Duration,
+    /// Unicast peers (same family as the VIPs); empty = multicast.
+    pub peers: Vec<IpAddr>,
+    /// VRRPv2 simple-text authentication (1..=8 bytes).
+    pub auth_pass: Option<String>,
+    /// Checks that lower the priority by their weight when they fail.
+    pub track: Vec<Track>,
+}
+
+/// VRRP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum VrrpVersion {
+    /// RFC 3768 (IPv4 only; for keepalived `auth_pass` interop).
+    V2,
+    /// RFC 5798.
+    #[default]
+    V3,
+}
+
+impl VrrpVersion {
+    /// 2 or 3, as on the wire.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V2 => 2,
+            Self::V3 => 3,
+        }
+    }
+}
+
+impl Serialize for VrrpVersion {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.number())
+    }
+}
+
+/// `track = [{ check, weight }]`: a failing check adds `weight` (usually
+/// negative) to the priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Track {
+    pub check: String,
+    /// -254..=254.
+    pub weight: i16,
+}
+
+/// Scripts run on state changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hooks {
+    pub master: Option<PathBuf>,
+    pub backup: Option<PathBuf>,
+    pub fault: Option<PathBuf>,
+    /// Run on every transition.
+    pub notify: Option<PathBuf>,
+    /// A hook still running after this is killed.
+    #[serde(serialize_with = "serialize_std")]
+    pub timeout: Duration,
+}
+
+impl Hooks {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            master: None,
+            backup: None,
+            fault: None,
+            notify: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// `bgp = { daemon, control, bfd }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bgp {
+    pub daemon: BgpDaemon,
+    /// The daemon's control socket.
+    pub control: PathBuf,
+    pub bfd: bool,
+}
+
+/// The routing daemon that announces the VIPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BgpDaemon {
+    Bird,
+    Frr,
+}
+
+/// `[[service]]`: a VIP:port balanced over backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// `name` from the file, or `VIP:PORT/PROTOCOL` (`[V6]:PORT/PROTOCOL`).
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub mode: ForwardMode,
+    pub hash: HashMode,
+    /// Name of the router owning `vip`.
+    pub router: String,
+    /// Health check run against every backend; `None` = backends are always up.
+    pub check: Option<ServiceCheck>,
+    /// Non-empty; ports defaulted to the service port.
+    pub backends: Vec<Backend>,
+}
+
+impl Service {
+    /// The backends, with their port defaults applied.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// The backend named `name`.
+    pub fn backend(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// `vip:port`.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.vip, self.port)
+    }
+}
+
+/// `protocol = "tcp" | "udp"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// `mode = "dsr" | "nat"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Direct server return: backends hold the VIP on `lo` and answer clients
+    /// directly. Backend port = service port.
+    #[default]
+    Dsr,
+    /// Destination NAT through this node.
+    Nat,
+}
+
+/// `hash = "source-ip" | "5-tuple"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum HashMode {
+    /// A client always lands on the same backend.
+    #[default]
+    #[serde(rename = "source-ip")]
+    SourceIp,
+    /// Spread the flows of one client too.
+    #[serde(rename = "5-tuple")]
+    FiveTuple,
+}
+
+/// One backend of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// `name` from the file, or `ADDRESS:PORT` (`[V6]:PORT`).
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    /// 0..=1000; 0 = drained (no new flows).
+    pub weight: u16,
+}
+
+impl Backend {
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
+    /// Weight 0: keeps its flows, takes no new ones.
+    pub fn is_drained(&self) -> bool {
+        self.weight == 0
+    }
+}
+
+/// A service's backend health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceCheck {
+    pub kind: ServiceCheckKind,
+    #[serde(serialize_with = "serialize_std")]
+    pub interval: Duration,
+    /// Always < interval.
+    #[serde(serialize_with = "serialize_std")]
+    pub timeout: Duration,
+    /// Consecutive successes before a backend is up.
+    pub rise: u32,
+    /// Consecutive failures before a backend is down.
+    pub fall: u32,
+}
+
+/// What a service check does against each backend's address and port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ServiceCheckKind {
+    /// TCP connect.
+    Tcp,
+    /// HTTP(S) GET of `path`.
+    Http {
+        path: String,
+        expect_status: u16,
+        expect_body: Option<String>,
+        https: bool,
+    },
+    /// Run `command` (argv, no shell); exit 0 = healthy.
+    Exec { command: Vec<String> },
+}
+
+/// `[[check]]`: a node-level check used by `track` and `gates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+    #[serde(serialize_with = "serialize_std")]
+    pub interval: Duration,
+    /// Always < interval.
+    #[serde(serialize_with = "serialize_std")]
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// What a node-level check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CheckKind {
+    /// TCP connect to `address:port`.
+    Tcp { address: IpAddr, port: u16 },
+    /// HTTP(S) GET.
+    Http(HttpCheck),
+    /// Run `command` (argv, no shell); exit 0 = healthy.
+    Exec { command: Vec<String> },
+    /// A process is running.
+    Process { by: ProcessMatch },
+    /// A file exists (and contains `contains`, if given).
+    File {
+        path: PathBuf,
+        contains: Option<String>,
+    },
+}
+
+/// An HTTP check target, from `url` or from `address`/`port`/`path`/`https`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpCheck {
+    pub https: bool,
+    /// IP address or DNS name (without brackets for IPv6).
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+}
+
+impl HttpCheck {
+    /// The URL this check requests.
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
+/// How a process check finds its process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessMatch {
+    /// A process whose name (comm) is this.
+    Name(String),
+    /// The process whose pid is in this file.
+    Pidfile(PathBuf),
+}

@@ -1,0 +1,164 @@
+//! The file as written: serde structs with spans, before validation.
+//!
+//! Every field is optional here (required ones are reported by `validate`), and
+//! numbers are read as `i64` so that range errors carry our message and position
+//! rather than aborting the whole table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::Duration;
+use crate::model::{BgpDaemon, ForwardMode, HashMode, OwnershipKind, Protocol, XdpMode};
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub interface: Option<S<String>>,
+    pub xdp_mode: Option<XdpMode>,
+    pub bpf_dir: Option<S<PathBuf>>,
+    pub control_socket: Option<S<PathBuf>>,
+    pub metrics: Option<SocketAddr>,
+    pub maglev_table_size: Option<S<i64>>,
+    pub max_services: Option<S<i64>>,
+    pub max_backends: Option<S<i64>>,
+    pub flow_table_size: Option<S<i64>>,
+    pub garp_count: Option<S<i64>>,
+    pub garp_interval: Option<S<Duration>>,
+    pub garp_refresh: Option<Duration>,
+    pub vip_on_interface: Option<bool>,
+    pub control_group: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouter {
+    pub name: Option<S<String>>,
+    pub ownership: Option<S<OwnershipKind>>,
+    pub vrid: Option<S<i64>>,
+    pub priority: Option<S<i64>>,
+    pub version: Option<S<i64>>,
+    pub advert_interval: Option<S<Duration>>,
+    pub preempt: Option<S<bool>>,
+    pub preempt_delay: Option<S<Duration>>,
+    pub vips: Option<S<Vec<S<String>>>>,
+    pub peers: Option<S<Vec<S<String>>>>,
+    pub auth_pass: Option<S<String>>,
+    pub track: Option<S<Vec<S<RawTrack>>>>,
+    pub gates: Option<S<Vec<S<String>>>>,
+    pub hooks: Option<RawHooks>,
+    pub bgp: Option<S<RawBgp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrack {
+    pub check: Option<S<String>>,
+    pub weight: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    pub master: Option<S<PathBuf>>,
+    pub backup: Option<S<PathBuf>>,
+    pub fault: Option<S<PathBuf>>,
+    pub notify: Option<S<PathBuf>>,
+    pub timeout: Option<S<Duration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBgp {
+    pub daemon: Option<BgpDaemon>,
+    pub control: Option<S<PathBuf>>,
+    pub bfd: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: Option<S<String>>,
+    pub vip: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub protocol: Option<Protocol>,
+    pub mode: Option<ForwardMode>,
+    pub hash: Option<HashMode>,
+    pub check: Option<S<RawServiceCheck>>,
+    pub backends: Option<S<Vec<S<RawBackend>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackend {
+    pub address: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub weight: Option<S<i64>>,
+    pub name: Option<S<String>>,
+}
+
+/// Kinds a service check may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ServiceCheckTag {
+    Tcp,
+    Http,
+    Exec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServiceCheck {
+    pub kind: Option<ServiceCheckTag>,
+    pub interval: Option<S<Duration>>,
+    pub timeout: Option<S<Duration>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    pub path: Option<S<String>>,
+    pub expect_status: Option<S<i64>>,
+    pub expect_body: Option<S<String>>,
+    pub https: Option<S<bool>>,
+    pub command: Option<S<Vec<S<String>>>>,
+}
+
+/// Kinds a node-level check may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CheckTag {
+    Tcp,
+    Http,
+    Exec,
+    Process,
+    File,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCheck {
+    pub name: Option<S<String>>,
+    pub kind: Option<S<CheckTag>>,
+    pub interval: Option<S<Duration>>,
+    pub timeout: Option<S<Duration>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    // tcp, http
+    pub address: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    // http
+    pub url: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub expect_status: Option<S<i64>>,
+    pub expect_body: Option<S<String>>,
+    pub https: Option<S<bool>>,
+    // exec
+    pub command: Option<S<Vec<S<String>>>>,
+    // process
+    pub pidfile: Option<S<PathBuf>>,
+    pub process: Option<S<String>>,
+    // file
+    pub contains: Option<S<String>>,
+}
