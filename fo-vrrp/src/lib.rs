@@ -1,0 +1,4 @@
+//! VRRP engine (placeholder docs, rewritten below).
+
+pub mod packet;
+pub mod types;
