@@ -166,8 +166,9 @@ mod tests {
         assert_eq!(idx.position(5), (2, 2));
         // Inside a multi-byte character: snapped to its start.
         assert_eq!(idx.position(4), (2, 1));
-        assert_eq!(idx.position(12), (3, 1));
-        assert_eq!(idx.position(13), (4, 1));
+        assert_eq!(idx.position(11), (3, 1));
+        assert_eq!(idx.position(12), (4, 1));
+        assert_eq!(idx.position(13), (4, 2));
         assert_eq!(idx.position(999), (4, 2));
     }
 

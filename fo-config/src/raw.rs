@@ -4,7 +4,6 @@
 //! numbers are read as `i64` so that range errors carry our message and position
 //! rather than aborting the whole table.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -22,7 +21,7 @@ pub(crate) struct RawNode {
     pub xdp_mode: Option<XdpMode>,
     pub bpf_dir: Option<S<PathBuf>>,
     pub control_socket: Option<S<PathBuf>>,
-    pub metrics: Option<SocketAddr>,
+    pub metrics: Option<S<String>>,
     pub maglev_table_size: Option<S<i64>>,
     pub max_services: Option<S<i64>>,
     pub max_backends: Option<S<i64>>,

@@ -406,6 +406,19 @@ impl Cx<'_> {
             Some(d) => Some(d.get()),
             None => Some(Node::DEFAULT_GARP_REFRESH),
         };
+        let metrics = match &raw.metrics {
+            Some(m) => match m.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(Some(a)),
+                Err(_) => {
+                    self.err(
+                        m.span(),
+                        format!("metrics {:?} is not an IP:PORT like \"127.0.0.1:9469\" or \"[::1]:9469\"", m.get_ref()),
+                    );
+                    None
+                }
+            },
+            None => Some(None),
+        };
         let control_group = match &raw.control_group {
             Some(v) => Some(self.group(v)?),
             None => None,
@@ -415,7 +428,7 @@ impl Cx<'_> {
             xdp_mode: raw.xdp_mode.unwrap_or_default(),
             bpf_dir: bpf_dir?,
             control_socket: control_socket?,
-            metrics: raw.metrics,
+            metrics: metrics?,
             maglev_table_size: maglev_table_size?,
             max_services: max_services? as u32,
             max_backends: max_backends? as u32,
@@ -1284,9 +1297,11 @@ impl Cx<'_> {
             };
             let protocol = raw.protocol.unwrap_or_default();
             let mode = raw.mode.unwrap_or_default();
+            let mut duplicate = false;
             if let (Some((ip, _)), Some(port)) = (&vip, port) {
                 let at = raw.port.as_ref().map_or(span.clone(), Spanned::span);
                 if let Some(prev) = keys.get(&(*ip, port, protocol)) {
+                    duplicate = true;
                     let line = self.line(prev);
                     self.err(
                         at,
@@ -1301,6 +1316,8 @@ impl Cx<'_> {
             }
             let name = match (&raw.name, &vip, port) {
                 (Some(n), _, _) => self.label(n, "service name").map(|s| (s, n.span())),
+                // A defaulted name repeats only if the service does (reported above).
+                (None, Some(_), Some(_)) if duplicate => None,
                 (None, Some((ip, _)), Some(port)) => {
                     Some((default_service_name(*ip, port, protocol), span.clone()))
                 }

@@ -1,0 +1,1223 @@
+//! One test per validation rule: the exact `LINE:COL: message` of every problem.
+//!
+//! Tests built on `with_base` append to BASE (12 lines), so their first line is 13.
+
+use fo_config::Config;
+
+/// A valid config that the rule tests extend.
+const BASE: &str = r#"[node]
+interface = "eth0"
+
+[[check]]
+name = "docker"
+kind = "exec"
+command = ["docker", "info"]
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+"#;
+
+fn with_base(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[track_caller]
+fn assert_errors(text: &str, expected: &[&str]) {
+    let seen: Vec<String> = match Config::parse(text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(seen, expected, "config:\n{text}");
+}
+
+#[test]
+fn base_is_valid() {
+    assert_errors(BASE, &[]);
+}
+
+#[test]
+fn unknown_key_in_node() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+xdp = "native"
+"#,
+        &[
+            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    assert_errors(
+        r#"[nodes]
+interface = "eth0"
+"#,
+        &[
+            "1:1: missing [node] table (it needs at least `interface`)",
+            "1:2: unknown key `nodes`: expected [node], [[router]], [[service]] or [[check]]",
+        ],
+    );
+}
+
+#[test]
+fn missing_node() {
+    assert_errors(
+        r#"[[check]]
+name = "a"
+kind = "file"
+path = "/x"
+"#,
+        &["1:1: missing [node] table (it needs at least `interface`)"],
+    );
+}
+
+#[test]
+fn node_interface_missing() {
+    assert_errors(
+        r#"[node]
+xdp_mode = "native"
+"#,
+        &["1:1: [node] needs `interface` (the network interface XDP and VRRP use)"],
+    );
+}
+
+#[test]
+fn interface_name_too_long() {
+    assert_errors(
+        r#"[node]
+interface = "averyveryverylongname"
+"#,
+        &[
+            "2:13: interface \"averyveryverylongname\" is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)",
+        ],
+    );
+}
+
+#[test]
+fn xdp_mode_bad() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+xdp_mode = "offload"
+"#,
+        &["3:12: unknown variant `offload`, expected `native` or `generic`"],
+    );
+}
+
+#[test]
+fn bpf_dir_relative() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+bpf_dir = "fo"
+"#,
+        &["3:11: bpf_dir must be an absolute path, got \"fo\""],
+    );
+}
+
+#[test]
+fn control_socket_relative() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+control_socket = "run/fo.sock"
+"#,
+        &["3:18: control_socket must be an absolute path, got \"run/fo.sock\""],
+    );
+}
+
+#[test]
+fn metrics_bad() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+metrics = "localhost"
+"#,
+        &[
+            "3:11: metrics \"localhost\" is not an IP:PORT like \"127.0.0.1:9469\" or \"[::1]:9469\"",
+        ],
+    );
+}
+
+#[test]
+fn maglev_not_prime() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+maglev_table_size = 65536
+"#,
+        &["3:21: maglev_table_size must be prime (e.g. 65537), got 65536"],
+    );
+}
+
+#[test]
+fn maglev_too_small() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+maglev_table_size = 13
+"#,
+        &["3:21: maglev_table_size must be a prime between 251 and 1000003, got 13"],
+    );
+}
+
+#[test]
+fn maglev_too_large() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+maglev_table_size = 1000033
+"#,
+        &["3:21: maglev_table_size must be a prime between 251 and 1000003, got 1000033"],
+    );
+}
+
+#[test]
+fn max_services_zero() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+max_services = 0
+"#,
+        &["3:16: max_services must be between 1 and 65535, got 0"],
+    );
+}
+
+#[test]
+fn garp_count_zero() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+garp_count = 0
+"#,
+        &["3:14: garp_count must be between 1 and 255, got 0"],
+    );
+}
+
+#[test]
+fn garp_interval_zero() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+garp_interval = "0ms"
+"#,
+        &["3:17: garp_interval must be greater than zero"],
+    );
+}
+
+#[test]
+fn control_group_bad() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+control_group = "wheel users"
+"#,
+        &["3:17: control_group \"wheel users\" is not a valid group name"],
+    );
+}
+
+#[test]
+fn duration_unitless() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+garp_interval = "100"
+"#,
+        &[
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+        ],
+    );
+}
+
+#[test]
+fn duration_negative() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+garp_refresh = "-1s"
+"#,
+        &["3:16: duration \"-1s\" cannot be negative"],
+    );
+}
+
+#[test]
+fn duration_integer() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+garp_interval = 100
+"#,
+        &[
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+        ],
+    );
+}
+
+#[test]
+fn router_name_bad() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "Web"
+vrid = 52
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["14:8: router name \"Web\" must be 1 to 63 characters of a-z, 0-9, '_' and '-'"],
+    );
+}
+
+#[test]
+fn router_name_duplicate() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "web"
+vrid = 52
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["14:8: duplicate router name \"web\" (first defined on line 10)"],
+    );
+}
+
+#[test]
+fn router_name_missing() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+vrid = 52
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["13:1: [[router]] needs a `name`"],
+    );
+}
+
+#[test]
+fn vrid_out_of_range() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 256
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["15:8: vrid must be between 1 and 255, got 256"],
+    );
+}
+
+#[test]
+fn vrid_missing() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["13:1: a VRRP router needs a `vrid` (1..=255, unique on the interface)"],
+    );
+}
+
+#[test]
+fn vrid_duplicate() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 51
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["15:8: vrid 51 is already used by router \"web\" (line 11) on this interface"],
+    );
+}
+
+#[test]
+fn priority_zero() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+priority = 0
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["16:12: priority must be between 1 and 255, got 0"],
+    );
+}
+
+#[test]
+fn version_4() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 4
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["16:11: version must be 3 or 2, got 4"],
+    );
+}
+
+#[test]
+fn advert_v3_not_multiple_of_10ms() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+advert_interval = "15ms"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "16:19: advert_interval 15ms must be a multiple of 10ms between 10ms and 40.95s (VRRPv3 counts centiseconds)",
+        ],
+    );
+}
+
+#[test]
+fn advert_v3_too_long() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+advert_interval = "41s"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "16:19: advert_interval 41s must be a multiple of 10ms between 10ms and 40.95s (VRRPv3 counts centiseconds)",
+        ],
+    );
+}
+
+#[test]
+fn advert_v2_fractional() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 2
+advert_interval = "1500ms"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "17:19: advert_interval 1500ms must be whole seconds between 1s and 255s in VRRP version 2",
+        ],
+    );
+}
+
+#[test]
+fn advert_v2_too_long() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 2
+advert_interval = "256s"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "17:19: advert_interval 256s must be whole seconds between 1s and 255s in VRRP version 2",
+        ],
+    );
+}
+
+#[test]
+fn vips_missing() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+"#,
+        ),
+        &["13:1: [[router]] needs `vips` (at least one address)"],
+    );
+}
+
+#[test]
+fn vips_empty() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = []
+"#,
+        ),
+        &["16:8: vips must not be empty"],
+    );
+}
+
+#[test]
+fn vip_not_an_address() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.300"]
+"#,
+        ),
+        &["16:9: VIP \"192.0.2.300\" is not an IPv4 or IPv6 address"],
+    );
+}
+
+#[test]
+fn vip_multicast() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["224.0.0.18"]
+"#,
+        ),
+        &["16:9: VIP 224.0.0.18 is not a unicast address"],
+    );
+}
+
+#[test]
+fn vip_mixed_family() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11", "2001:db8::11"]
+"#,
+        ),
+        &[
+            "16:23: VIP 2001:db8::11 is IPv6 but the router's first VIP 192.0.2.11 is IPv4: one router, one address family",
+        ],
+    );
+}
+
+#[test]
+fn vip_twice_in_router() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11", "192.0.2.11"]
+"#,
+        ),
+        &["16:23: VIP 192.0.2.11 is listed twice (first on line 16)"],
+    );
+}
+
+#[test]
+fn vip_in_two_routers() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.10"]
+"#,
+        ),
+        &["16:9: VIP 192.0.2.10 already belongs to router \"web\" (line 12)"],
+    );
+}
+
+#[test]
+fn v2_with_ipv6() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 2
+vips = ["2001:db8::11"]
+"#,
+        ),
+        &["17:8: VRRP version 2 carries IPv4 VIPs only: use version = 3 for IPv6"],
+    );
+}
+
+#[test]
+fn auth_pass_with_v3() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+auth_pass = "secret"
+"#,
+        ),
+        &["17:13: auth_pass only exists in VRRP version 2 (set version = 2, or remove it)"],
+    );
+}
+
+#[test]
+fn auth_pass_too_long() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 2
+vips = ["192.0.2.11"]
+auth_pass = "123456789"
+"#,
+        ),
+        &["18:13: auth_pass must be 1 to 8 bytes, got 9"],
+    );
+}
+
+#[test]
+fn peers_other_family() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+peers = ["2001:db8::2"]
+"#,
+        ),
+        &["17:10: peer 2001:db8::2 is IPv6 but the VIPs are IPv4"],
+    );
+}
+
+#[test]
+fn peer_bad() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+peers = ["0.0.0.0"]
+"#,
+        ),
+        &["17:10: peer 0.0.0.0 is not a unicast address"],
+    );
+}
+
+#[test]
+fn track_unknown_check() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+track = [{ check = "dockr", weight = -50 }]
+"#,
+        ),
+        &["17:20: track names check \"dockr\", but there is no [[check]] with that name"],
+    );
+}
+
+#[test]
+fn track_weight_out_of_range() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+track = [{ check = "docker", weight = -255 }]
+"#,
+        ),
+        &["17:39: track weight must be between -254 and 254, got -255"],
+    );
+}
+
+#[test]
+fn track_missing_weight() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+track = [{ check = "docker" }]
+"#,
+        ),
+        &[
+            "17:10: a track entry needs `weight` (-254..=254, added to the priority while the check fails)",
+        ],
+    );
+}
+
+#[test]
+fn gate_unknown_check() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+gates = ["docker", "nfs"]
+"#,
+        ),
+        &["17:20: gate names check \"nfs\", but there is no [[check]] with that name"],
+    );
+}
+
+#[test]
+fn hook_relative_path() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = "hooks/master.sh", timeout = "0s" }
+"#,
+        ),
+        &[
+            "17:20: hooks.master must be an absolute path, got \"hooks/master.sh\"",
+            "17:49: hooks.timeout must be greater than zero",
+        ],
+    );
+}
+
+#[test]
+fn hook_unknown_key() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { on_master = "/x" }
+"#,
+        ),
+        &[
+            "17:11: unknown field `on_master`, expected one of `master`, `backup`, `fault`, `notify`, `timeout`",
+        ],
+    );
+}
+
+#[test]
+fn bgp_missing() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "bgp"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "15:13: ownership = \"bgp\" needs `bgp = { daemon = \"bird\" | \"frr\", control = \"/path/to/socket\" }`",
+        ],
+    );
+}
+
+#[test]
+fn bgp_forbidden() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
+"#,
+        ),
+        &["17:7: `bgp` only applies to ownership = \"bgp\" (this router is \"vrrp\")"],
+    );
+}
+
+#[test]
+fn bgp_incomplete() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "bgp"
+vips = ["192.0.2.11"]
+bgp = { daemon = "gobgp", control = "bird.ctl" }
+"#,
+        ),
+        &[
+            "17:18: unknown variant `gobgp`, expected `bird` or `frr`",
+            "17:37: bgp control must be an absolute path, got \"bird.ctl\"",
+        ],
+    );
+}
+
+#[test]
+fn vrrp_keys_on_static() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "static"
+vrid = 52
+priority = 200
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &[
+            "16:8: `vrid` does not apply to ownership = \"static\" (only to \"vrrp\")",
+            "17:12: `priority` does not apply to ownership = \"static\" (only to \"vrrp\")",
+        ],
+    );
+}
+
+#[test]
+fn ownership_unknown() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "anycast"
+vips = ["192.0.2.11"]
+"#,
+        ),
+        &["15:13: unknown variant `anycast`, expected one of `vrrp`, `bgp`, `static`"],
+    );
+}
+
+#[test]
+fn service_vip_not_on_router() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.99"
+port = 80
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["14:7: vip 192.0.2.99 is not a VIP of any [[router]]: add it to a router's `vips`"],
+    );
+}
+
+#[test]
+fn service_port_zero() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 0
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["15:8: port must be between 1 and 65535, got 0"],
+    );
+}
+
+#[test]
+fn service_missing_port_and_backends() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+"#,
+        ),
+        &[
+            "13:1: [[service]] needs `backends` (at least one)",
+            "13:1: [[service]] needs a `port`",
+        ],
+    );
+}
+
+#[test]
+fn service_duplicate() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+protocol = "tcp"
+backends = [{ address = "192.0.2.22" }]
+"#,
+        ),
+        &["20:8: service 192.0.2.10:80/tcp is defined twice (first on line 13)"],
+    );
+}
+
+#[test]
+fn service_protocol_bad() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+protocol = "sctp"
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["16:12: unknown variant `sctp`, expected `tcp` or `udp`"],
+    );
+}
+
+#[test]
+fn backends_empty() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = []
+"#,
+        ),
+        &["16:12: backends must not be empty"],
+    );
+}
+
+#[test]
+fn backend_family() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "2001:db8::21" }]
+"#,
+        ),
+        &["16:25: backend 2001:db8::21 is IPv6 but the service VIP 192.0.2.10 is IPv4"],
+    );
+}
+
+#[test]
+fn backend_duplicate() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21" }, { address = "192.0.2.21", port = 80 }]
+"#,
+        ),
+        &["16:53: backend 192.0.2.21:80 is listed twice in this service (first on line 16)"],
+    );
+}
+
+#[test]
+fn backend_weight() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21", weight = 1001 }]
+"#,
+        ),
+        &["16:48: backend weight must be between 0 and 1000, got 1001"],
+    );
+}
+
+#[test]
+fn dsr_port_change() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21", port = 8080 }]
+"#,
+        ),
+        &[
+            "16:46: backend port 8080 differs from the service port 80: direct server return cannot change ports (use mode = \"nat\")",
+        ],
+    );
+}
+
+#[test]
+fn backend_unknown_key() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21", wieght = 2 }]
+"#,
+        ),
+        &["16:39: unknown field `wieght`, expected one of `address`, `port`, `weight`, `name`"],
+    );
+}
+
+#[test]
+fn service_check_timeout_interval() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "tcp", interval = "1s", timeout = "1s" }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["16:52: timeout (1s) must be shorter than interval (1s)"],
+    );
+}
+
+#[test]
+fn service_check_tcp_with_path() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "tcp", path = "/health" }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["16:32: `path` does not apply to service checks of kind tcp"],
+    );
+}
+
+#[test]
+fn service_check_exec_without_command() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "exec" }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["16:9: an exec check needs `command` = [program, args...]"],
+    );
+}
+
+#[test]
+fn service_check_kind_process() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "process" }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &["16:18: unknown variant `process`, expected one of `tcp`, `http`, `exec`"],
+    );
+}
+
+#[test]
+fn service_check_rise_zero() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "http", rise = 0, expect_status = 700 }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "16:33: rise must be between 1 and 100, got 0",
+            "16:52: expect_status must be between 100 and 599, got 700",
+        ],
+    );
+}
+
+#[test]
+fn check_name_duplicate() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "docker"
+kind = "file"
+path = "/x"
+"#,
+        ),
+        &["14:8: duplicate check name \"docker\" (first defined on line 5)"],
+    );
+}
+
+#[test]
+fn check_kind_missing() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+"#,
+        ),
+        &["13:1: [[check]] needs a `kind`: tcp, http, exec, process or file"],
+    );
+}
+
+#[test]
+fn check_tcp_incomplete() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "tcp"
+address = "10.0.0.1"
+"#,
+        ),
+        &["15:8: a tcp check needs `port`"],
+    );
+}
+
+#[test]
+fn check_http_url_bad() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "http"
+url = "ftp://example.org/"
+"#,
+        ),
+        &["16:7: url \"ftp://example.org/\": must start with http:// or https://"],
+    );
+}
+
+#[test]
+fn check_http_url_with_port() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "http"
+url = "http://example.org/"
+port = 80
+"#,
+        ),
+        &["17:8: `port` cannot be combined with `url`"],
+    );
+}
+
+#[test]
+fn check_exec_empty_command() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "exec"
+command = []
+"#,
+        ),
+        &["16:11: command must not be empty"],
+    );
+}
+
+#[test]
+fn check_process_both() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "process"
+process = "nfsd"
+pidfile = "/run/nfsd.pid"
+"#,
+        ),
+        &["17:11: a process check takes `process` or `pidfile`, not both"],
+    );
+}
+
+#[test]
+fn check_file_relative() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "file"
+path = "ready"
+"#,
+        ),
+        &["16:8: path must be an absolute path, got \"ready\""],
+    );
+}
+
+#[test]
+fn check_key_of_other_kind() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "file"
+path = "/ready"
+command = ["true"]
+"#,
+        ),
+        &["17:11: `command` does not apply to checks of kind file"],
+    );
+}
+
+#[test]
+fn check_timeout_interval() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "file"
+path = "/ready"
+interval = "1s"
+timeout = "2s"
+"#,
+        ),
+        &["18:11: timeout (2s) must be shorter than interval (1s)"],
+    );
+}
+
+#[test]
+fn check_fall_zero() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "file"
+path = "/ready"
+fall = 0
+"#,
+        ),
+        &["17:8: fall must be between 1 and 100, got 0"],
+    );
+}
+
+#[test]
+fn syntax_error() {
+    assert_errors(
+        &with_base(
+            r#"[[router]
+name = "b"
+"#,
+        ),
+        &["13:10: unclosed array table, expected `]`"],
+    );
+}
+
+#[test]
+fn two_syntax_errors() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b
+vrid = = 3
+"#,
+        ),
+        &[
+            "14:10: invalid basic string, expected `\"`",
+            "15:8: extra `=`, expected nothing",
+            "15:10: unexpected key or value, expected newline, `#`",
+        ],
+    );
+}
