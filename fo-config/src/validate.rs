@@ -780,7 +780,8 @@ impl Cx<'_> {
             let written_vips = str_list_field(item.get_ref(), "vips");
             let raw = self.de::<RawRouter>("[[router]]", item);
             if raw.is_none() || !self.removed.is_empty() {
-                out.any_broken = true;
+                // Services may still name this router's VIPs: take them as written.
+                out.any_broken |= written_vips.is_empty();
                 for v in written_vips {
                     if let Ok(ip) = v.trim().parse() {
                         out.vip_owner
