@@ -459,19 +459,11 @@ pub fn decode(payload: &[u8], meta: &RxMeta<'_>) -> Result<Advert, DropReason> {
     };
 
     let addresses = if v4 {
-        addr_bytes
-            .chunks_exact(4)
-            .map(|c| IpAddr::V4(Ipv4Addr::new(c[0], c[1], c[2], c[3])))
-            .collect()
+        let (quads, _) = addr_bytes.as_chunks::<4>();
+        quads.iter().map(|&q| IpAddr::from(q)).collect()
     } else {
-        addr_bytes
-            .chunks_exact(16)
-            .map(|c| {
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(c);
-                IpAddr::V6(Ipv6Addr::from(octets))
-            })
-            .collect()
+        let (octets, _) = addr_bytes.as_chunks::<16>();
+        octets.iter().map(|&o| IpAddr::from(o)).collect()
     };
 
     Ok(Advert {
@@ -551,11 +543,11 @@ fn checksum_parts(
 
 /// Adds big-endian 16-bit words; an odd last byte is padded with zero (RFC 1071).
 fn sum_words(mut acc: u64, bytes: &[u8]) -> u64 {
-    let mut words = bytes.chunks_exact(2);
-    for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    let (words, remainder) = bytes.as_chunks::<2>();
+    for &w in words {
+        acc += u64::from(u16::from_be_bytes(w));
     }
-    if let [last] = words.remainder() {
+    if let [last] = remainder {
         acc += u64::from(*last) << 8;
     }
     acc

@@ -1,0 +1,297 @@
+//! Numeric timer values and a few rules, asserted directly so that a unit mix-up
+//! (seconds vs centiseconds) cannot hide behind a regenerated golden file.
+
+use super::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address parses")
+}
+
+fn cs(n: u16) -> AdverInterval {
+    AdverInterval::Centisecs(Centisecs(n))
+}
+
+fn secs(n: u8) -> AdverInterval {
+    AdverInterval::Seconds(Seconds(n))
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn at(n: u64) -> Time {
+    Time::from_epoch(ms(n))
+}
+
+fn router(priority: u8, interval: AdverInterval) -> Router {
+    Router::new(Config {
+        priority: Priority(priority),
+        advert_interval: interval,
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_address: ip("10.0.0.1"),
+    })
+    .expect("valid config")
+}
+
+#[test]
+fn v3_skew_and_master_down_in_centiseconds() {
+    // (256 - 100) * 100 / 256 = 15600 / 256 = 60.9 -> 60 cs; down = 300 + 60 cs.
+    assert_eq!(skew_time(Priority(100), cs(100)), ms(600));
+    assert_eq!(master_down_interval(Priority(100), cs(100)), ms(3600));
+    // (256 - 200) * 100 / 256 = 21.8 -> 21 cs.
+    assert_eq!(skew_time(Priority(200), cs(100)), ms(210));
+    assert_eq!(master_down_interval(Priority(200), cs(100)), ms(3210));
+    // Owner: 100 / 256 -> 0 cs.
+    assert_eq!(skew_time(Priority(255), cs(100)), Duration::ZERO);
+    assert_eq!(master_down_interval(Priority(255), cs(100)), ms(3000));
+    // Priority 1: 255 * 100 / 256 = 99.6 -> 99 cs.
+    assert_eq!(skew_time(Priority(1), cs(100)), ms(990));
+    // 10 cs (the contract's "100ms"): (156 * 10) / 256 = 6.09 -> 6 cs; down = 30 + 6 cs.
+    assert_eq!(skew_time(Priority(100), cs(10)), ms(60));
+    assert_eq!(master_down_interval(Priority(100), cs(10)), ms(360));
+    // 50 cs: 156 * 50 / 256 = 30.47 -> 30 cs; down = 150 + 30 cs.
+    assert_eq!(master_down_interval(Priority(100), cs(50)), ms(1800));
+    // 1 cs: 3 cs + 0.
+    assert_eq!(master_down_interval(Priority(100), cs(1)), ms(30));
+    // Largest field value, 40.95 s: skew = 156 * 4095 / 256 = 2495.4 -> 2495 cs.
+    assert_eq!(
+        master_down_interval(Priority(100), cs(4095)),
+        ms(3 * 40_950 + 24_950)
+    );
+}
+
+#[test]
+fn v2_skew_is_a_fraction_of_a_second_independent_of_the_interval() {
+    // (256 - 100) / 256 s = 0.609375 s exactly.
+    assert_eq!(
+        skew_time(Priority(100), secs(1)),
+        Duration::from_micros(609_375)
+    );
+    assert_eq!(
+        skew_time(Priority(100), secs(5)),
+        Duration::from_micros(609_375)
+    );
+    assert_eq!(
+        master_down_interval(Priority(100), secs(1)),
+        Duration::from_micros(3_609_375)
+    );
+    // (256 - 150) / 256 s = 0.4140625 s, truncated to whole microseconds.
+    assert_eq!(
+        master_down_interval(Priority(150), secs(3)),
+        Duration::from_micros(9_414_062)
+    );
+}
+
+#[test]
+fn startup_arms_master_down_with_the_computed_interval() {
+    let mut r = router(100, cs(100));
+    let actions = r.handle(at(0), Event::Startup);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Transition {
+                from: State::Initialize,
+                to: State::Backup,
+                reason: Reason::Startup
+            },
+            Action::SetOwnership { owned: false },
+            Action::ArmTimer {
+                which: Timer::MasterDown,
+                after: ms(3600)
+            },
+            Action::RunHook {
+                state: State::Backup
+            },
+        ]
+    );
+    assert_eq!(r.deadline(Timer::MasterDown), Some(at(3600)));
+    assert_eq!(r.next_deadline(), Some((Timer::MasterDown, at(3600))));
+}
+
+#[test]
+fn backup_adopts_the_masters_v3_interval() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    let actions = r.handle(
+        at(500),
+        Event::AdvertReceived {
+            from: ip("10.0.0.2"),
+            priority: Priority(200),
+            interval: cs(50),
+        },
+    );
+    assert_eq!(
+        actions,
+        vec![Action::ArmTimer {
+            which: Timer::MasterDown,
+            after: ms(1800)
+        }]
+    );
+    assert_eq!(r.master_adver_interval(), cs(50));
+    assert_eq!(r.deadline(Timer::MasterDown), Some(at(2300)));
+}
+
+#[test]
+fn priority_zero_arms_skew_time() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    let actions = r.handle(
+        at(1000),
+        Event::AdvertReceived {
+            from: ip("10.0.0.2"),
+            priority: Priority::STOP,
+            interval: cs(100),
+        },
+    );
+    assert_eq!(
+        actions,
+        vec![Action::ArmTimer {
+            which: Timer::MasterDown,
+            after: ms(600)
+        }]
+    );
+}
+
+#[test]
+fn stale_or_early_timer_events_are_ignored() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    assert_eq!(
+        r.handle(
+            at(3599),
+            Event::TimerFired {
+                which: Timer::MasterDown
+            }
+        ),
+        vec![],
+        "fired 1 ms early"
+    );
+    assert_eq!(
+        r.handle(
+            at(3600),
+            Event::TimerFired {
+                which: Timer::Adver
+            }
+        ),
+        vec![],
+        "not armed"
+    );
+    assert_eq!(r.state(), State::Backup);
+    let actions = r.handle(
+        at(3600),
+        Event::TimerFired {
+            which: Timer::MasterDown,
+        },
+    );
+    assert_eq!(r.state(), State::Master, "actions: {actions:?}");
+    assert_eq!(
+        r.handle(
+            at(3600),
+            Event::TimerFired {
+                which: Timer::MasterDown
+            }
+        ),
+        vec![],
+        "a second delivery of the same expiry"
+    );
+}
+
+#[test]
+fn own_looped_back_advert_is_ignored() {
+    let mut r = router(255, cs(100));
+    r.handle(at(0), Event::Startup);
+    assert_eq!(r.state(), State::Master);
+    let actions = r.handle(
+        at(10),
+        Event::AdvertReceived {
+            from: ip("10.0.0.1"),
+            priority: Priority(255),
+            interval: cs(100),
+        },
+    );
+    assert_eq!(actions, vec![]);
+}
+
+#[test]
+fn priority_changes_are_clamped() {
+    let mut r = router(100, cs(100));
+    r.handle(
+        at(0),
+        Event::PriorityChanged {
+            effective: Priority(0),
+        },
+    );
+    assert_eq!(r.priority(), Priority(1));
+    r.handle(
+        at(0),
+        Event::PriorityChanged {
+            effective: Priority(255),
+        },
+    );
+    assert_eq!(r.priority(), Priority(254), "only an owner may reach 255");
+    let mut owner = router(255, cs(100));
+    owner.handle(
+        at(0),
+        Event::PriorityChanged {
+            effective: Priority(255),
+        },
+    );
+    assert_eq!(owner.priority(), Priority(255));
+}
+
+#[test]
+fn promote_advertises_254_and_resume_restores() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    let actions = r.handle(at(10), Event::AdminPromote);
+    assert_eq!(r.state(), State::Master);
+    assert!(
+        actions.contains(&Action::SendAdvert {
+            priority: Priority(254)
+        }),
+        "promote must advertise 254, got {actions:?}"
+    );
+    let actions = r.handle(at(20), Event::AdminResume);
+    assert_eq!(
+        actions,
+        vec![Action::SendAdvert {
+            priority: Priority(100)
+        }]
+    );
+}
+
+#[test]
+fn equal_priority_compares_addresses_as_unsigned_integers() {
+    assert!(address_greater(ip("10.0.0.2"), ip("10.0.0.1")));
+    assert!(address_greater(ip("192.168.1.1"), ip("10.255.255.255")));
+    assert!(!address_greater(ip("10.0.0.1"), ip("10.0.0.1")));
+    assert!(address_greater(ip("fe80::2"), ip("fe80::1")));
+    assert!(!address_greater(ip("fe80::2"), ip("10.0.0.1")));
+}
+
+#[test]
+fn invalid_configs_are_refused() {
+    let base = Config {
+        priority: Priority(100),
+        advert_interval: cs(100),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_address: ip("10.0.0.1"),
+    };
+    assert_eq!(
+        Router::new(Config {
+            priority: Priority(0),
+            ..base.clone()
+        })
+        .err(),
+        Some(ConfigError::ZeroPriority)
+    );
+    assert!(matches!(
+        Router::new(Config {
+            advert_interval: cs(0),
+            ..base
+        }),
+        Err(ConfigError::Interval { .. })
+    ));
+}
