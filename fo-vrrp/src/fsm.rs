@@ -742,6 +742,9 @@ impl Router {
         self.transition(State::Master, reason, out);
         self.master = None;
         self.master_since = Some(now);
+        // The Master is now us: a later Backup period starts from our own interval until it
+        // hears another Master (a stale adopted interval must not shorten Master_Down).
+        self.master_adver_interval = self.config.advert_interval;
         out.push(Action::SendAdvert {
             priority: self.priority(),
         });

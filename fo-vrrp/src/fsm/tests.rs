@@ -295,3 +295,34 @@ fn invalid_configs_are_refused() {
         Err(ConfigError::Interval { .. })
     ));
 }
+
+#[test]
+fn an_adopted_interval_does_not_outlive_our_mastership() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    r.handle(
+        at(500),
+        Event::AdvertReceived {
+            from: ip("10.0.0.2"),
+            priority: Priority(200),
+            interval: cs(50),
+        },
+    );
+    r.handle(
+        at(2300),
+        Event::TimerFired {
+            which: Timer::MasterDown,
+        },
+    );
+    assert_eq!(r.state(), State::Master);
+    r.handle(at(3000), Event::AdminDemote);
+    let actions = r.handle(at(4000), Event::AdminResume);
+    assert_eq!(
+        actions,
+        vec![Action::ArmTimer {
+            which: Timer::MasterDown,
+            after: ms(3600)
+        }],
+        "after being Master, Master_Down_Interval must use our own 100 cs again"
+    );
+}
