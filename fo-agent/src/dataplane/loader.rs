@@ -1,0 +1,382 @@
+//! Loading, pinning and adopting the XDP program and its maps.
+//!
+//! Maps are pinned by name under the pin directory, the attachment (a bpf_link)
+//! as `link_<interface>`. A starting agent that finds a link pin and maps built
+//! with the same layout and sizes adopts them: the program keeps running, no map
+//! is recreated, no flow is dropped. Otherwise it loads a new program and swaps it
+//! into the existing link atomically (bpf_link_update), or attaches a new link.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Map, MapData};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{Xdp, XdpMode};
+use fo_common::{ABI_VERSION, DataplaneInfo};
+use tracing::{info, warn};
+
+use super::{DataplaneError, Maps, OBJECT, PROGRAM, Result, map_err};
+
+/// Sizes the program is loaded with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// bpffs directory for the pins (one per data plane).
+    pub pin_dir: PathBuf,
+    /// Maglev table size M, prime.
+    pub maglev_size: u32,
+    pub max_services: u32,
+    pub max_backends: u32,
+    /// Entries of the LRU flow table.
+    pub flow_table_size: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttachMode {
+    /// Driver mode: the program runs before the kernel allocates an skb.
+    Native,
+    /// Generic (SKB) mode: works on any interface, slower.
+    Generic,
+}
+
+impl XdpAttachMode {
+    fn aya(self) -> XdpMode {
+        match self {
+            XdpAttachMode::Native => XdpMode::Driver,
+            XdpAttachMode::Generic => XdpMode::Skb,
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            XdpAttachMode::Generic => 1,
+            XdpAttachMode::Native => 2,
+        }
+    }
+}
+
+/// Where the program goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// Nowhere: loaded for BPF_PROG_TEST_RUN (tests and benchmarks). Never adopts.
+    Detached,
+    /// On this interface, in this mode.
+    Interface { name: String, mode: XdpAttachMode },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// This process loaded the program.
+    Loaded,
+    /// This process adopted a program and maps pinned by an earlier run.
+    Adopted,
+}
+
+const MAP_NAMES: [&str; 9] = [
+    "VIPS",
+    "SERVICES",
+    "MAGLEV",
+    "BACKENDS",
+    "BACKEND_STATS",
+    "FLOWS",
+    "IFACES",
+    "COUNTERS",
+    "INFO",
+];
+
+/// statfs(2) magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Dataplane> {
+    ensure_bpffs(&opts.pin_dir)?;
+    std::fs::create_dir_all(&opts.pin_dir).map_err(|source| DataplaneError::Io {
+        what: "creating",
+        path: opts.pin_dir.clone(),
+        source,
+    })?;
+    let (name, mode) = match attach {
+        Attach::Detached => {
+            remove_map_pins(&opts.pin_dir)?;
+            return load(opts, None);
+        }
+        Attach::Interface { name, mode } => (name, *mode),
+    };
+    let link_pin = opts.pin_dir.join(format!("link_{name}"));
+    if link_pin.exists() {
+        match adopt(opts, &link_pin, mode) {
+            Ok(Some(dp)) => {
+                info!(pin_dir = %opts.pin_dir.display(), "adopted the pinned data plane");
+                return Ok(dp);
+            }
+            Ok(None) => info!("pinned data plane differs (layout, sizes or mode): replacing it"),
+            Err(e) => warn!(error = %format_chain(&e), "pinned data plane unusable: replacing it"),
+        }
+    }
+    // Read how the old program was attached before its pins are replaced.
+    let old_mode = open_pinned_maps(&opts.pin_dir)
+        .ok()
+        .and_then(|maps| maps.info.get(&0, 0).ok())
+        .map(|info| info.attach_mode);
+    remove_map_pins(&opts.pin_dir)?;
+    load(opts, Some((name, mode, &link_pin, old_mode)))
+}
+
+fn load(
+    opts: &LoadOptions,
+    attach: Option<(&String, XdpAttachMode, &PathBuf, Option<u32>)>,
+) -> Result<super::Dataplane> {
+    let maglev_entries = opts
+        .max_services
+        .checked_mul(opts.maglev_size)
+        .ok_or(DataplaneError::Full { what: "maglev table", limit: u32::MAX })?;
+    let mut ebpf = aya::EbpfLoader::new()
+        .default_map_pin_directory(&opts.pin_dir)
+        .override_global("MAGLEV_SIZE", &opts.maglev_size, true)
+        .map_max_entries("MAGLEV", maglev_entries)
+        .map_max_entries("SERVICES", opts.max_services)
+        .map_max_entries("BACKENDS", opts.max_backends)
+        .map_max_entries("BACKEND_STATS", opts.max_backends)
+        .map_max_entries("FLOWS", opts.flow_table_size)
+        .load(OBJECT)
+        .map_err(DataplaneError::Load)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program { what: "type", source })?;
+    prog.load().map_err(|source| match source {
+        aya::programs::ProgramError::LoadError { verifier_log, .. } => {
+            DataplaneError::Verifier { log: verifier_log.to_string() }
+        }
+        source => DataplaneError::Program { what: "load", source },
+    })?;
+
+    let mut link = None;
+    let mut attach_mode = 0;
+    if let Some((name, mode, link_pin, old_mode)) = attach {
+        attach_mode = mode.code();
+        let id = match replaceable_link(link_pin, mode, old_mode)? {
+            Some(old) => prog
+                .attach_to_link(old)
+                .map_err(|source| DataplaneError::Program { what: "replace in link", source })?,
+            None => prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
+                DataplaneError::Program { what: "attach (is another XDP program attached?)", source }
+            })?,
+        };
+        let owned = prog
+            .take_link(id)
+            .map_err(|source| DataplaneError::Program { what: "take link", source })?;
+        let fd_link: FdLink = owned.try_into().map_err(|source| DataplaneError::Link {
+            path: link_pin.clone(),
+            source,
+        })?;
+        link = Some(
+            fd_link
+                .pin(link_pin)
+                .map_err(|source| DataplaneError::Pin { path: link_pin.clone(), source })?,
+        );
+    }
+
+    let mut maps = take_maps(&mut ebpf)?;
+    let info = DataplaneInfo {
+        abi: ABI_VERSION,
+        maglev_size: opts.maglev_size,
+        max_services: opts.max_services,
+        max_backends: opts.max_backends,
+        flow_table_size: opts.flow_table_size,
+        attach_mode,
+    };
+    maps.info.set(0, &info, 0).map_err(map_err("INFO"))?;
+    // Every Maglev entry starts empty (an array map starts zeroed, and 0 is a slot).
+    for i in 0..maglev_entries {
+        maps.maglev.set(i, &fo_common::MAGLEV_EMPTY, 0).map_err(map_err("MAGLEV"))?;
+    }
+    Ok(super::Dataplane {
+        maps,
+        info,
+        origin: super::Origin::Loaded,
+        pin_dir: opts.pin_dir.clone(),
+        ebpf: Some(ebpf),
+        _link: link,
+    })
+}
+
+/// The existing pinned link, ready for an atomic program swap, if one exists in the
+/// same mode. A link in another mode is removed (detached) instead.
+fn replaceable_link(
+    link_pin: &Path,
+    mode: XdpAttachMode,
+    old_mode: Option<u32>,
+) -> Result<Option<aya::programs::xdp::XdpLink>> {
+    if !link_pin.exists() {
+        return Ok(None);
+    }
+    let pinned = PinnedLink::from_pin(link_pin)
+        .map_err(|source| DataplaneError::Link { path: link_pin.to_owned(), source })?;
+    let fd_link = pinned.unpin().map_err(|source| DataplaneError::Io {
+        what: "removing",
+        path: link_pin.to_owned(),
+        source,
+    })?;
+    if old_mode != Some(mode.code()) {
+        drop(fd_link); // last reference: the old program detaches here
+        return Ok(None);
+    }
+    Ok(aya::programs::xdp::XdpLink::try_from(fd_link).ok())
+}
+
+fn adopt(opts: &LoadOptions, link_pin: &Path, mode: XdpAttachMode) -> Result<Option<super::Dataplane>> {
+    let link = PinnedLink::from_pin(link_pin)
+        .map_err(|source| DataplaneError::Link { path: link_pin.to_owned(), source })?;
+    let maps = open_pinned_maps(&opts.pin_dir)?;
+    let info = maps.info.get(&0, 0).map_err(map_err("INFO"))?;
+    let wanted = DataplaneInfo {
+        abi: ABI_VERSION,
+        maglev_size: opts.maglev_size,
+        max_services: opts.max_services,
+        max_backends: opts.max_backends,
+        flow_table_size: opts.flow_table_size,
+        attach_mode: mode.code(),
+    };
+    if info != wanted {
+        info!(pinned = ?info, wanted = ?wanted, "pinned data plane was built with other parameters");
+        return Ok(None);
+    }
+    Ok(Some(super::Dataplane {
+        maps,
+        info,
+        origin: super::Origin::Adopted,
+        pin_dir: opts.pin_dir.clone(),
+        ebpf: None,
+        _link: Some(link),
+    }))
+}
+
+fn take_maps(ebpf: &mut aya::Ebpf) -> Result<Maps> {
+    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::MissingMap { name });
+    build_maps(|name| take(name))
+}
+
+fn open_pinned_maps(dir: &Path) -> Result<Maps> {
+    build_maps(|name| {
+        let data = MapData::from_pin(dir.join(name)).map_err(map_err(name))?;
+        Map::from_map_data(data).map_err(map_err(name))
+    })
+}
+
+fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> {
+    macro_rules! typed {
+        ($name:literal) => {
+            get($name)?.try_into().map_err(map_err($name))?
+        };
+    }
+    Ok(Maps {
+        vips: typed!("VIPS"),
+        services: typed!("SERVICES"),
+        maglev: typed!("MAGLEV"),
+        backends: typed!("BACKENDS"),
+        backend_stats: typed!("BACKEND_STATS"),
+        flows: typed!("FLOWS"),
+        ifaces: typed!("IFACES"),
+        counters: typed!("COUNTERS"),
+        info: typed!("INFO"),
+    })
+}
+
+fn remove_map_pins(dir: &Path) -> Result<()> {
+    for name in MAP_NAMES {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataplaneError::Io { what: "removing", path, source }),
+        }
+    }
+    Ok(())
+}
+
+/// Remove every pin of the data plane in `dir` (maps and links): the program is
+/// detached and unloaded once nothing else holds it. `fo-agent run --clean` and tests.
+pub fn remove_all_pins(dir: &Path) -> Result<()> {
+    remove_map_pins(dir)?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("link_") {
+                let path = entry.path();
+                std::fs::remove_file(&path)
+                    .map_err(|source| DataplaneError::Io { what: "removing", path, source })?;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
+}
+
+/// Make sure `pin_dir` lies on bpffs, mounting /sys/fs/bpf if it is the expected
+/// mount point and nothing is mounted there yet.
+fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
+    if on_bpffs(pin_dir) {
+        return Ok(());
+    }
+    let default = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(default) && !on_bpffs(default) {
+        let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+        // SAFETY: mount(2) with valid NUL-terminated strings and no data.
+        let rc = unsafe {
+            libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+        };
+        if rc != 0 {
+            return Err(DataplaneError::Io {
+                what: "mounting bpffs on",
+                path: default.to_owned(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        info!("mounted bpffs on /sys/fs/bpf");
+    }
+    if on_bpffs(pin_dir) {
+        Ok(())
+    } else {
+        Err(DataplaneError::NotBpffs { path: pin_dir.to_owned() })
+    }
+}
+
+/// Is the nearest existing ancestor of `path` on bpffs?
+fn on_bpffs(path: &Path) -> bool {
+    let mut p = Some(path);
+    while let Some(dir) = p {
+        if dir.exists() {
+            let Ok(c) = CString::new(dir.as_os_str().as_encoded_bytes()) else {
+                return false;
+            };
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: statfs(2) on a valid path into a zeroed struct we own.
+            let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+            return rc == 0 && st.f_type == BPF_FS_MAGIC;
+        }
+        p = dir.parent();
+    }
+    false
+}
+
+fn format_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+
+/// The index of interface `name` in this network namespace.
+pub fn ifindex(name: &str) -> Result<u32> {
+    let c = CString::new(name).map_err(|_| DataplaneError::NoInterface { name: name.to_owned() })?;
+    // SAFETY: if_nametoindex(3) reads a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(DataplaneError::NoInterface { name: name.to_owned() }),
+        i => Ok(i),
+    }
+}

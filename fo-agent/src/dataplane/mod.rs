@@ -1,0 +1,278 @@
+//! The data plane: the XDP program and its pinned maps. This module is the only code
+//! in the agent that touches BPF maps; the rest of the agent calls the methods here.
+
+mod loader;
+pub mod maglev;
+mod services;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use fo_common::{
+    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, ServiceKey, ServiceValue,
+    TrafficStats, VIP_OWNED, VipKey, VipState,
+};
+
+pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, ifindex, remove_all_pins};
+pub use services::{ApplySummary, BackendSpec, ServiceSpec, ServiceTable, SlotInfo};
+
+/// The compiled XDP object, built from `fo-ebpf` by build.rs.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fo-xdp"));
+
+/// Name of the XDP program in the object.
+pub const PROGRAM: &str = "fo_xdp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("{path} is not on a BPF filesystem (mount -t bpf bpf /sys/fs/bpf)")]
+    NotBpffs { path: PathBuf },
+    #[error("{what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the XDP object")]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel verifier rejected the XDP program:\n{log}")]
+    Verifier { log: String },
+    #[error("XDP program: {what}")]
+    Program {
+        what: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {name} is missing from the object")]
+    MissingMap { name: &'static str },
+    #[error("pinning {path}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error("opening the pinned link {path}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("interface {name} does not exist")]
+    NoInterface { name: String },
+    #[error("no free {what} slot (limit {limit}; raise it in [node])")]
+    Full { what: &'static str, limit: u32 },
+}
+
+type Result<T, E = DataplaneError> = std::result::Result<T, E>;
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+/// Typed handles to every map of the program.
+struct Maps {
+    vips: HashMap<MapData, VipKey, VipState>,
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    maglev: Array<MapData, u32>,
+    backends: Array<MapData, Backend>,
+    backend_stats: PerCpuArray<MapData, TrafficStats>,
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    ifaces: HashMap<MapData, u32, Iface>,
+    counters: PerCpuArray<MapData, u64>,
+    info: Array<MapData, DataplaneInfo>,
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MonoNanos(pub u64);
+
+impl MonoNanos {
+    pub fn now() -> Self {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes the timespec we own; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        MonoNanos(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+    }
+
+    pub fn after(self, d: std::time::Duration) -> Self {
+        MonoNanos(self.0.saturating_add(d.as_nanos() as u64))
+    }
+}
+
+/// A loaded or adopted data plane.
+pub struct Dataplane {
+    maps: Maps,
+    info: DataplaneInfo,
+    origin: Origin,
+    pin_dir: PathBuf,
+    /// The loaded object, when this process loaded it (absent when adopted).
+    ebpf: Option<aya::Ebpf>,
+    /// Keeps the pinned attachment open while the agent runs (the pin keeps it after).
+    _link: Option<aya::programs::links::PinnedLink>,
+}
+
+impl Dataplane {
+    /// Load the program, or adopt the one pinned under `opts.pin_dir`, and attach it
+    /// as `attach` says.
+    pub fn open(opts: &LoadOptions, attach: &Attach) -> Result<Self> {
+        loader::open(opts, attach)
+    }
+
+    /// Whether this process loaded the program or adopted a pinned one.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The parameters the data plane was loaded with.
+    pub fn info(&self) -> DataplaneInfo {
+        self.info
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Run the program once on `frame` with BPF_PROG_TEST_RUN (`repeat` times),
+    /// without any interface. Returns the action, the output frame and the kernel's
+    /// mean run time. Only for a data plane this process loaded.
+    pub fn test_run(&mut self, frame: &[u8], repeat: u32) -> Result<TestRun> {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Err(DataplaneError::MissingMap { name: "program (adopted data plane)" });
+        };
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program { what: "type", source })?;
+        // Room for a Neighbor Advertisement grown from a short solicitation.
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: repeat.max(1),
+            ..Default::default()
+        };
+        use aya::programs::TestRun as _;
+        let result = prog
+            .test_run(opts)
+            .map_err(|source| DataplaneError::Program { what: "BPF_PROG_TEST_RUN", source })?;
+        out.truncate(result.data_size_out as usize);
+        Ok(TestRun { action: result.return_value, frame: out, duration: result.duration })
+    }
+
+    // ---- ownership ---------------------------------------------------------------
+
+    /// Publish `vip` as owned (answer ARP/ND, forward services) until `lease_until`,
+    /// or as not owned.
+    pub fn set_vip(&mut self, vip: IpAddr, owned: bool, lease_until: MonoNanos) -> Result<()> {
+        let state = VipState {
+            flags: if owned { VIP_OWNED } else { 0 },
+            _pad: 0,
+            lease_until_ns: if owned { lease_until.0 } else { 0 },
+        };
+        self.maps.vips.insert(&VipKey::new(vip), &state, 0).map_err(map_err("VIPS"))
+    }
+
+    pub fn remove_vip(&mut self, vip: IpAddr) -> Result<()> {
+        match self.maps.vips.remove(&VipKey::new(vip)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("VIPS")(e)),
+        }
+    }
+
+    /// Every VIP in the map with its state.
+    pub fn vips(&self) -> Result<Vec<(IpAddr, VipState)>> {
+        self.maps
+            .vips
+            .iter()
+            .map(|r| r.map(|(k, v)| (k.addr.to_ip(k.family), v)).map_err(map_err("VIPS")))
+            .collect()
+    }
+
+    /// The MAC to answer ARP/ND with on interface `ifindex`.
+    pub fn set_iface(&mut self, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+        self.maps
+            .ifaces
+            .insert(&ifindex, &Iface { mac, _pad: [0; 2] }, 0)
+            .map_err(map_err("IFACES"))
+    }
+
+    // ---- services (called by ServiceTable) -----------------------------------------
+
+    fn put_service(&mut self, key: ServiceKey, value: ServiceValue) -> Result<()> {
+        self.maps.services.insert(&key, &value, 0).map_err(map_err("SERVICES"))
+    }
+
+    fn delete_service(&mut self, key: &ServiceKey) -> Result<()> {
+        match self.maps.services.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("SERVICES")(e)),
+        }
+    }
+
+    fn service_entries(&self) -> Result<Vec<(ServiceKey, ServiceValue)>> {
+        self.maps.services.iter().map(|r| r.map_err(map_err("SERVICES"))).collect()
+    }
+
+    fn put_maglev(&mut self, index: u32, slot: u32) -> Result<()> {
+        self.maps.maglev.set(index, &slot, 0).map_err(map_err("MAGLEV"))
+    }
+
+    fn maglev_entry(&self, index: u32) -> Result<u32> {
+        self.maps.maglev.get(&index, 0).map_err(map_err("MAGLEV"))
+    }
+
+    fn put_backend(&mut self, slot: u32, backend: Backend) -> Result<()> {
+        self.maps.backends.set(slot, &backend, 0).map_err(map_err("BACKENDS"))
+    }
+
+    fn backend_entries(&self) -> Result<Vec<Backend>> {
+        self.maps.backends.iter().map(|r| r.map_err(map_err("BACKENDS"))).collect()
+    }
+
+    // ---- statistics -----------------------------------------------------------------
+
+    /// Every counter, summed over the CPUs.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                let per_cpu = self.maps.counters.get(&(c as u32), 0).map_err(map_err("COUNTERS"))?;
+                Ok((c, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Packets and bytes forwarded to a backend slot, summed over the CPUs.
+    pub fn backend_stats(&self, slot: u32) -> Result<TrafficStats> {
+        let per_cpu = self.maps.backend_stats.get(&slot, 0).map_err(map_err("BACKEND_STATS"))?;
+        Ok(per_cpu.iter().fold(TrafficStats::default(), |acc, s| TrafficStats {
+            packets: acc.packets + s.packets,
+            bytes: acc.bytes + s.bytes,
+        }))
+    }
+
+    /// The backend slot an established flow is pinned to, if any.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>> {
+        match self.maps.flows.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("FLOWS")(e)),
+        }
+    }
+}
+
+/// Result of one BPF_PROG_TEST_RUN.
+#[derive(Debug)]
+pub struct TestRun {
+    pub action: u32,
+    pub frame: Vec<u8>,
+    pub duration: std::time::Duration,
+}

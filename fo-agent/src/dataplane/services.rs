@@ -1,0 +1,271 @@
+//! Services and backends in the maps: slot allocation, Maglev tables, and the
+//! order of writes that keeps every packet's lookup valid during a change.
+//!
+//! Order for a change: (1) new backend slots are written active, (2) the Maglev
+//! table is rewritten entry by entry (only entries that change), (3) removed
+//! backends' slots are deactivated — flows pinned to them are re-hashed by the
+//! program — and (4) the service entry is published last for a new service, or
+//! removed first for a removed one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use fo_common::{
+    Addr, BACKEND_ACTIVE, Backend, MAGLEV_EMPTY, SVC_HASH_5TUPLE, ServiceKey, ServiceValue,
+};
+
+use super::maglev::{self, Member};
+use super::{Dataplane, DataplaneError, Result};
+
+/// A service as the agent wants it now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub vip: IpAddr,
+    pub port: u16,
+    /// IANA protocol number (6 TCP, 17 UDP).
+    pub proto: u8,
+    /// Hash the 5-tuple; otherwise the source address alone.
+    pub hash_5tuple: bool,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// A backend of a service, resolved to link-layer terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// Maglev weight; 0 = drained (existing flows stay, no new ones).
+    pub weight: u32,
+    pub mac: [u8; 6],
+    /// MAC of our interface towards the backend.
+    pub src_mac: [u8; 6],
+    /// Our interface towards the backend (XDP_TX when it is the ingress one).
+    pub ifindex: u32,
+}
+
+type SvcId = (IpAddr, u16, u8);
+type BackendId = (IpAddr, u16);
+
+#[derive(Debug)]
+struct Installed {
+    id: u32,
+    flags: u32,
+    /// backend -> (slot, weight as last applied)
+    backends: BTreeMap<BackendId, (u32, u32)>,
+    /// The service's Maglev table as written to the map.
+    ring: Vec<u32>,
+}
+
+/// What `apply` changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ApplySummary {
+    pub services_added: usize,
+    pub services_removed: usize,
+    pub backends_added: usize,
+    pub backends_removed: usize,
+    pub maglev_entries_written: usize,
+}
+
+/// One row of [`ServiceTable::slots`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub proto: u8,
+    pub backend: IpAddr,
+    pub backend_port: u16,
+    pub slot: u32,
+    pub weight: u32,
+}
+
+/// The agent's view of what the service maps hold.
+#[derive(Debug)]
+pub struct ServiceTable {
+    m: u32,
+    max_services: u32,
+    max_backends: u32,
+    services: BTreeMap<SvcId, Installed>,
+    used_slots: BTreeSet<u32>,
+}
+
+impl ServiceTable {
+    /// Read back what the maps hold (after adoption, or empty after a fresh load).
+    pub fn from_dataplane(dp: &Dataplane) -> Result<Self> {
+        let info = dp.info();
+        let mut table = ServiceTable {
+            m: info.maglev_size,
+            max_services: info.max_services,
+            max_backends: info.max_backends,
+            services: BTreeMap::new(),
+            used_slots: BTreeSet::new(),
+        };
+        let mut by_id: BTreeMap<u32, SvcId> = BTreeMap::new();
+        for (key, value) in dp.service_entries()? {
+            let id: SvcId = (key.vip.to_ip(key.family), u16::from_be(key.port_be), key.proto);
+            let mut ring = Vec::with_capacity(table.m as usize);
+            for i in 0..table.m {
+                ring.push(dp.maglev_entry(value.id * table.m + i)?);
+            }
+            by_id.insert(value.id, id);
+            table.services.insert(
+                id,
+                Installed { id: value.id, flags: value.flags, backends: BTreeMap::new(), ring },
+            );
+        }
+        for (slot, b) in dp.backend_entries()?.into_iter().enumerate() {
+            if b.flags & BACKEND_ACTIVE == 0 {
+                continue;
+            }
+            let slot = slot as u32;
+            table.used_slots.insert(slot);
+            if let Some(inst) = by_id.get(&b.service_id).and_then(|id| table.services.get_mut(id)) {
+                let weight = inst.ring.iter().filter(|&&s| s == slot).count().min(1) as u32;
+                inst.backends.insert((b.addr.to_ip(b.family), u16::from_be(b.port_be)), (slot, weight));
+            }
+        }
+        Ok(table)
+    }
+
+    /// Make the maps hold exactly `desired`.
+    pub fn apply(&mut self, dp: &mut Dataplane, desired: &[ServiceSpec]) -> Result<ApplySummary> {
+        let mut summary = ApplySummary::default();
+        let wanted: BTreeSet<SvcId> = desired.iter().map(|s| (s.vip, s.port, s.proto)).collect();
+        let gone: Vec<SvcId> = self.services.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        for id in gone {
+            self.remove_service(dp, id, &mut summary)?;
+        }
+        for spec in desired {
+            self.apply_service(dp, spec, &mut summary)?;
+        }
+        Ok(summary)
+    }
+
+    /// Every backend slot with its service, for statistics.
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        let mut out = Vec::new();
+        for (&(vip, port, proto), inst) in &self.services {
+            for (&(backend, backend_port), &(slot, weight)) in &inst.backends {
+                out.push(SlotInfo { vip, port, proto, backend, backend_port, slot, weight });
+            }
+        }
+        out
+    }
+
+    fn apply_service(
+        &mut self,
+        dp: &mut Dataplane,
+        spec: &ServiceSpec,
+        summary: &mut ApplySummary,
+    ) -> Result<()> {
+        let key = (spec.vip, spec.port, spec.proto);
+        let flags = if spec.hash_5tuple { SVC_HASH_5TUPLE } else { 0 };
+        let is_new = !self.services.contains_key(&key);
+        if is_new {
+            let id = (0..self.max_services)
+                .find(|i| !self.services.values().any(|s| s.id == *i))
+                .ok_or(DataplaneError::Full { what: "service", limit: self.max_services })?;
+            let ring = vec![MAGLEV_EMPTY; self.m as usize];
+            self.services.insert(key, Installed { id, flags, backends: BTreeMap::new(), ring });
+            summary.services_added += 1;
+        }
+        let (service_id, old_backends) = {
+            let inst = &self.services[&key];
+            (inst.id, inst.backends.clone())
+        };
+
+        // (1) backend slots, new ones active before the table points at them.
+        let mut slots: BTreeMap<BackendId, (u32, u32)> = BTreeMap::new();
+        for b in &spec.backends {
+            let id = (b.addr, b.port);
+            let slot = match old_backends.get(&id) {
+                Some(&(slot, _)) => slot,
+                None => {
+                    summary.backends_added += 1;
+                    self.alloc_slot()?
+                }
+            };
+            let (addr, family) = Addr::from_ip(b.addr);
+            dp.put_backend(
+                slot,
+                Backend {
+                    addr,
+                    dst_mac: b.mac,
+                    src_mac: b.src_mac,
+                    ifindex: b.ifindex,
+                    flags: BACKEND_ACTIVE,
+                    service_id,
+                    family,
+                    _pad: 0,
+                    port_be: b.port.to_be(),
+                },
+            )?;
+            slots.insert(id, (slot, b.weight));
+        }
+
+        // (2) the Maglev table, only the entries that change.
+        let members: Vec<Member> = spec
+            .backends
+            .iter()
+            .map(|b| Member { addr: b.addr, port: b.port, weight: b.weight })
+            .collect();
+        let table = maglev::build(&members, self.m);
+        let base = service_id * self.m;
+        let inst = self.services.get_mut(&key).expect("inserted above");
+        for (i, entry) in table.iter().enumerate() {
+            let slot = entry
+                .map(|m| slots[&(spec.backends[m as usize].addr, spec.backends[m as usize].port)].0)
+                .unwrap_or(MAGLEV_EMPTY);
+            if inst.ring[i] != slot {
+                dp.put_maglev(base + i as u32, slot)?;
+                inst.ring[i] = slot;
+                summary.maglev_entries_written += 1;
+            }
+        }
+
+        // (3) removed backends: deactivate, so their flows are re-hashed.
+        for (id, &(slot, _)) in &old_backends {
+            if !slots.contains_key(id) {
+                dp.put_backend(slot, Backend::default())?;
+                self.used_slots.remove(&slot);
+                summary.backends_removed += 1;
+            }
+        }
+        inst.backends = slots;
+
+        // (4) publish (or update the hash mode of) the service.
+        if is_new || inst.flags != flags {
+            inst.flags = flags;
+            dp.put_service(ServiceKey::new(spec.vip, spec.port, spec.proto), ServiceValue {
+                id: service_id,
+                flags,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn remove_service(&mut self, dp: &mut Dataplane, key: SvcId, summary: &mut ApplySummary) -> Result<()> {
+        let Some(inst) = self.services.remove(&key) else { return Ok(()) };
+        dp.delete_service(&ServiceKey::new(key.0, key.1, key.2))?;
+        for (i, &slot) in inst.ring.iter().enumerate() {
+            if slot != MAGLEV_EMPTY {
+                dp.put_maglev(inst.id * self.m + i as u32, MAGLEV_EMPTY)?;
+                summary.maglev_entries_written += 1;
+            }
+        }
+        for &(slot, _) in inst.backends.values() {
+            dp.put_backend(slot, Backend::default())?;
+            self.used_slots.remove(&slot);
+            summary.backends_removed += 1;
+        }
+        summary.services_removed += 1;
+        Ok(())
+    }
+
+    fn alloc_slot(&mut self) -> Result<u32> {
+        let slot = (0..self.max_backends)
+            .find(|s| !self.used_slots.contains(s))
+            .ok_or(DataplaneError::Full { what: "backend", limit: self.max_backends })?;
+        self.used_slots.insert(slot);
+        Ok(slot)
+    }
+}

@@ -1,0 +1,4 @@
+//! fo-agent as a library: the pieces the daemon is made of, used by its binary, by
+//! the integration tests and by the benchmarks.
+
+pub mod dataplane;

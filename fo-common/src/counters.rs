@@ -1,0 +1,158 @@
+//! Data-plane counters: one slot per XDP action, per reply kind and per reason a
+//! packet was passed to the kernel. They live in a per-CPU array indexed by
+//! [`Counter`]; the agent sums the CPUs.
+
+/// Index into the `COUNTERS` per-CPU array.
+///
+/// The first five slots are the XDP action codes themselves, so the program can
+/// count its verdict with `counter(action)`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    ActionAborted = 0,
+    ActionDrop = 1,
+    ActionPass = 2,
+    ActionTx = 3,
+    ActionRedirect = 4,
+    /// ARP replies built for an owned VIP.
+    ArpReply = 5,
+    /// Neighbor Advertisements built for an owned IPv6 VIP.
+    NaReply = 6,
+    /// Packets sent to a backend by the flow table (established flow).
+    FlowHit = 7,
+    /// Packets sent to a backend chosen by Maglev (new flow, or its backend left).
+    FlowMiss = 8,
+    /// A new flow could not be inserted in the flow table (it was still forwarded).
+    FlowInsertFailed = 9,
+    /// Passed: EtherType neither IPv4, IPv6 nor ARP.
+    PassNotIp = 10,
+    /// Passed: 802.1Q / 802.1ad tagged frame.
+    PassVlan = 11,
+    /// Passed: a header was cut short by the end of the frame.
+    PassTruncated = 12,
+    /// Passed: IPv4 header with options (IHL > 5).
+    PassIpOptions = 13,
+    /// Passed: IPv4 fragment (MF set or non-zero offset).
+    PassFragment = 14,
+    /// Passed: IP header not valid (version, IHL < 5).
+    PassBadIp = 15,
+    /// Passed: IPv6 with an extension header before the transport header.
+    PassIpv6ExtHeader = 16,
+    /// Passed: transport neither TCP nor UDP.
+    PassNotTcpUdp = 17,
+    /// Passed: destination is not a VIP.
+    PassNotVip = 18,
+    /// Passed: destination is a VIP this node does not own now.
+    PassNotOwned = 19,
+    /// Passed: VIP owned, but no service on this port and protocol.
+    PassNoService = 20,
+    /// Passed: service has no backend in its table.
+    PassNoBackend = 21,
+    /// Passed: ARP that is not a request for a VIP (reply, gratuitous, other address).
+    PassArpOther = 22,
+    /// Passed: ICMPv6 that is not a Neighbor Solicitation for a VIP.
+    PassNdOther = 23,
+    /// Passed: ARP/NS for an owned VIP whose agent heartbeat (lease) expired:
+    /// the dead-man switch stops defending the VIP.
+    PassLeaseExpired = 24,
+    /// Passed: the ingress interface has no entry in `IFACES` (no MAC known).
+    PassNoIface = 25,
+    /// Passed: `bpf_xdp_adjust_tail` refused to size a Neighbor Advertisement.
+    PassAdjustFailed = 26,
+}
+
+impl Counter {
+    /// Number of slots in the `COUNTERS` array.
+    pub const COUNT: u32 = 27;
+
+    /// Every counter, in index order.
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Counter::ActionAborted,
+        Counter::ActionDrop,
+        Counter::ActionPass,
+        Counter::ActionTx,
+        Counter::ActionRedirect,
+        Counter::ArpReply,
+        Counter::NaReply,
+        Counter::FlowHit,
+        Counter::FlowMiss,
+        Counter::FlowInsertFailed,
+        Counter::PassNotIp,
+        Counter::PassVlan,
+        Counter::PassTruncated,
+        Counter::PassIpOptions,
+        Counter::PassFragment,
+        Counter::PassBadIp,
+        Counter::PassIpv6ExtHeader,
+        Counter::PassNotTcpUdp,
+        Counter::PassNotVip,
+        Counter::PassNotOwned,
+        Counter::PassNoService,
+        Counter::PassNoBackend,
+        Counter::PassArpOther,
+        Counter::PassNdOther,
+        Counter::PassLeaseExpired,
+        Counter::PassNoIface,
+        Counter::PassAdjustFailed,
+    ];
+
+    /// Stable snake_case label for metrics and status output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::ActionAborted => "aborted",
+            Counter::ActionDrop => "drop",
+            Counter::ActionPass => "pass",
+            Counter::ActionTx => "tx",
+            Counter::ActionRedirect => "redirect",
+            Counter::ArpReply => "arp_reply",
+            Counter::NaReply => "na_reply",
+            Counter::FlowHit => "flow_hit",
+            Counter::FlowMiss => "flow_miss",
+            Counter::FlowInsertFailed => "flow_insert_failed",
+            Counter::PassNotIp => "not_ip",
+            Counter::PassVlan => "vlan",
+            Counter::PassTruncated => "truncated",
+            Counter::PassIpOptions => "ip_options",
+            Counter::PassFragment => "fragment",
+            Counter::PassBadIp => "bad_ip",
+            Counter::PassIpv6ExtHeader => "ipv6_ext_header",
+            Counter::PassNotTcpUdp => "not_tcp_udp",
+            Counter::PassNotVip => "not_vip",
+            Counter::PassNotOwned => "not_owned",
+            Counter::PassNoService => "no_service",
+            Counter::PassNoBackend => "no_backend",
+            Counter::PassArpOther => "arp_other",
+            Counter::PassNdOther => "nd_other",
+            Counter::PassLeaseExpired => "lease_expired",
+            Counter::PassNoIface => "no_iface",
+            Counter::PassAdjustFailed => "adjust_failed",
+        }
+    }
+
+    /// True for the "passed to the kernel because …" reasons.
+    pub const fn is_pass_reason(self) -> bool {
+        self as u32 >= Counter::PassNotIp as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+
+    #[test]
+    fn all_is_in_index_order_and_complete() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as u32, i as u32, "{c:?} is out of place in Counter::ALL");
+        }
+    }
+
+    #[test]
+    fn action_slots_match_xdp_action_codes() {
+        use crate::xdp_action::*;
+        assert_eq!(Counter::ActionAborted as u32, XDP_ABORTED);
+        assert_eq!(Counter::ActionDrop as u32, XDP_DROP);
+        assert_eq!(Counter::ActionPass as u32, XDP_PASS);
+        assert_eq!(Counter::ActionTx as u32, XDP_TX);
+        assert_eq!(Counter::ActionRedirect as u32, XDP_REDIRECT);
+    }
+}

@@ -1,0 +1,253 @@
+//! Keys and values of the data plane's BPF maps.
+//!
+//! Addresses of both families are stored in 16 bytes, network order, with a family
+//! tag: an IPv4 address fills the first four bytes and the rest are zero.
+
+use core::mem::size_of;
+use core::net::IpAddr;
+
+/// `family` tag for IPv4 in keys.
+pub const FAMILY_V4: u8 = 4;
+/// `family` tag for IPv6 in keys.
+pub const FAMILY_V6: u8 = 6;
+
+/// IANA protocol numbers used in keys.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// An address in a map key: 16 bytes, network order, IPv4 in the first four.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Addr {
+    pub bytes: [u8; 16],
+}
+const _: () = assert!(size_of::<Addr>() == 16);
+
+impl Addr {
+    pub const fn v4(octets: [u8; 4]) -> Self {
+        let mut bytes = [0u8; 16];
+        bytes[0] = octets[0];
+        bytes[1] = octets[1];
+        bytes[2] = octets[2];
+        bytes[3] = octets[3];
+        Self { bytes }
+    }
+
+    pub const fn v6(octets: [u8; 16]) -> Self {
+        Self { bytes: octets }
+    }
+
+    /// The address and its family tag.
+    pub fn from_ip(ip: IpAddr) -> (Self, u8) {
+        match ip {
+            IpAddr::V4(a) => (Self::v4(a.octets()), FAMILY_V4),
+            IpAddr::V6(a) => (Self::v6(a.octets()), FAMILY_V6),
+        }
+    }
+
+    /// Back to an `IpAddr`, given the family tag stored next to it.
+    pub fn to_ip(self, family: u8) -> IpAddr {
+        if family == FAMILY_V4 {
+            let b = self.bytes;
+            IpAddr::from([b[0], b[1], b[2], b[3]])
+        } else {
+            IpAddr::from(self.bytes)
+        }
+    }
+}
+
+/// Key of `VIPS`: a virtual IP address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: Addr,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<VipKey>() == 20);
+
+impl VipKey {
+    pub fn new(ip: IpAddr) -> Self {
+        let (addr, family) = Addr::from_ip(ip);
+        Self { addr, family, _pad: [0; 3] }
+    }
+}
+
+/// `VipState::flags`: this node owns the VIP now (answers ARP/ND, forwards services).
+pub const VIP_OWNED: u32 = 1;
+
+/// Value of `VIPS`, written by the agent only.
+///
+/// The dead-man switch: ARP/ND for the VIP is answered only while
+/// `bpf_ktime_get_ns() < lease_until_ns` (CLOCK_MONOTONIC). The agent pushes the lease
+/// forward while it runs; if it dies or hangs the lease runs out and the node stops
+/// claiming the VIP, while packets that still reach it keep being forwarded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipState {
+    pub flags: u32,
+    pub _pad: u32,
+    pub lease_until_ns: u64,
+}
+const _: () = assert!(size_of::<VipState>() == 16);
+
+/// Key of `SERVICES`: VIP, port and transport protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub vip: Addr,
+    pub port_be: u16,
+    pub proto: u8,
+    pub family: u8,
+}
+const _: () = assert!(size_of::<ServiceKey>() == 20);
+
+impl ServiceKey {
+    pub fn new(vip: IpAddr, port: u16, proto: u8) -> Self {
+        let (vip, family) = Addr::from_ip(vip);
+        Self { vip, port_be: port.to_be(), proto, family }
+    }
+}
+
+/// `ServiceValue::flags`: hash the whole 5-tuple (default: the source address only).
+pub const SVC_HASH_5TUPLE: u32 = 1;
+
+/// Value of `SERVICES`, written by the agent only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// Slot of this service: its Maglev table is `MAGLEV[id * M .. (id + 1) * M]`.
+    pub id: u32,
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<ServiceValue>() == 8);
+
+/// `Backend::flags`: the slot holds a live backend. Flows pinned to a backend whose
+/// slot lost this flag are re-hashed.
+pub const BACKEND_ACTIVE: u32 = 1;
+
+/// Value of `BACKENDS` (an array indexed by backend slot), written by the agent only.
+/// A slot belongs to one (service, backend) pair, so its counters are per service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backend {
+    pub addr: Addr,
+    /// The backend's MAC (destination of forwarded frames).
+    pub dst_mac: [u8; 6],
+    /// The MAC of the interface that reaches the backend (source of forwarded frames).
+    pub src_mac: [u8; 6],
+    /// Interface to redirect to; 0, or the ingress interface, means XDP_TX.
+    pub ifindex: u32,
+    pub flags: u32,
+    /// Service slot this backend belongs to (guards against stale flow entries).
+    pub service_id: u32,
+    pub family: u8,
+    pub _pad: u8,
+    /// The backend's port (the service port in DSR mode).
+    pub port_be: u16,
+}
+const _: () = assert!(size_of::<Backend>() == 44);
+
+/// Key of `FLOWS` (LRU): a connection's 5-tuple as the client sent it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Value of `FLOWS`, written by the XDP program (new flows) and by the agent
+/// (flow-state sync, later).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub backend: u32,
+    pub service_id: u32,
+}
+const _: () = assert!(size_of::<FlowValue>() == 8);
+
+/// Maglev table entry meaning "no backend".
+pub const MAGLEV_EMPTY: u32 = u32::MAX;
+
+/// Value of `IFACES` (hash keyed by ifindex): the MAC this node answers with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Iface>() == 8);
+
+/// Per-CPU traffic counters of a backend slot (`BACKEND_STATS`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<TrafficStats>() == 16);
+
+/// Single entry of `INFO`: what the loaded data plane was built with. Written once by
+/// the agent that loads the program; read by an agent that adopts pinned maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneInfo {
+    pub abi: u32,
+    pub maglev_size: u32,
+    pub max_services: u32,
+    pub max_backends: u32,
+    pub flow_table_size: u32,
+    /// How the program was attached: 0 not attached (tests), 1 generic (SKB), 2 native.
+    pub attach_mode: u32,
+}
+const _: () = assert!(size_of::<DataplaneInfo>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: every type is repr(C), Copy, made of integers and byte arrays, with its
+    // padding spelled out as fields, so any byte pattern is a valid value.
+    unsafe impl aya::Pod for Addr {}
+    unsafe impl aya::Pod for VipKey {}
+    unsafe impl aya::Pod for VipState {}
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for Iface {}
+    unsafe impl aya::Pod for TrafficStats {}
+    unsafe impl aya::Pod for DataplaneInfo {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn addr_round_trips_both_families() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+        let (a, f) = Addr::from_ip(v4);
+        assert_eq!(f, FAMILY_V4);
+        assert_eq!(&a.bytes[..4], &[192, 0, 2, 10]);
+        assert_eq!(&a.bytes[4..], &[0; 12]);
+        assert_eq!(a.to_ip(f), v4);
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        let (a, f) = Addr::from_ip(v6);
+        assert_eq!(f, FAMILY_V6);
+        assert_eq!(a.to_ip(f), v6);
+    }
+
+    #[test]
+    fn service_key_port_is_network_order() {
+        let k = ServiceKey::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1514, PROTO_TCP);
+        assert_eq!(k.port_be.to_ne_bytes(), 1514u16.to_be_bytes());
+    }
+}

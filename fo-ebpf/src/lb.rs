@@ -1,0 +1,155 @@
+//! L4 load balancing of the services on owned VIPs: flow table first, Maglev for
+//! new flows, then DSR (rewrite the MACs, send out again).
+
+use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
+use fo_common::{
+    Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue,
+    MAGLEV_EMPTY, SVC_HASH_5TUPLE, ServiceKey, VipKey, hash, xdp_action::XDP_TX,
+};
+
+use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, SERVICES};
+use crate::nd;
+use crate::parse::{
+    ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
+    Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
+};
+
+/// IPv4 more-fragments flag and fragment offset.
+const IP_MF_OFFSET: u16 = 0x3fff;
+
+pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked by `ptr_at`.
+    let (proto, src, dst) = unsafe {
+        let version_ihl = (*ip).version_ihl;
+        if version_ihl >> 4 != 4 || version_ihl & 0xf < 5 {
+            return Err(Counter::PassBadIp);
+        }
+        if version_ihl & 0xf != 5 {
+            return Err(Counter::PassIpOptions);
+        }
+        if u16::from_be_bytes((*ip).frag) & IP_MF_OFFSET != 0 {
+            return Err(Counter::PassFragment);
+        }
+        ((*ip).proto, Addr::v4((*ip).src), Addr::v4((*ip).dst))
+    };
+    forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4)
+}
+
+pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked by `ptr_at`.
+    let (next, src, dst) = unsafe {
+        if (*ip).version_tc_flow[0] >> 4 != 6 {
+            return Err(Counter::PassBadIp);
+        }
+        ((*ip).next_header, Addr::v6((*ip).src), Addr::v6((*ip).dst))
+    };
+    match next {
+        IPPROTO_TCP | IPPROTO_UDP => forward(ctx, ETH_LEN + IPV6_LEN, next, src, dst, FAMILY_V6),
+        IPPROTO_ICMPV6 => nd::advertise(ctx, ip),
+        // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Err(Counter::PassIpv6ExtHeader),
+        _ => Err(Counter::PassNotTcpUdp),
+    }
+}
+
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+    family: u8,
+) -> Result<u32, Counter> {
+    // SAFETY (map reads below): values are plain data replaced whole by the agent.
+    let vip = unsafe { maps::VIPS.get(&VipKey { addr: dst, family, _pad: [0; 3] }) }
+        .ok_or(Counter::PassNotVip)?;
+    if vip.flags & fo_common::VIP_OWNED == 0 {
+        return Err(Counter::PassNotOwned);
+    }
+    let (sport_be, dport_be) = match proto {
+        IPPROTO_TCP => {
+            let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            // SAFETY: bounds-checked.
+            unsafe { (u16::from_ne_bytes((*tcp).sport), u16::from_ne_bytes((*tcp).dport)) }
+        }
+        IPPROTO_UDP => {
+            let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            // SAFETY: bounds-checked.
+            unsafe { (u16::from_ne_bytes((*udp).sport), u16::from_ne_bytes((*udp).dport)) }
+        }
+        _ => return Err(Counter::PassNotTcpUdp),
+    };
+    let service = unsafe {
+        SERVICES.get(&ServiceKey { vip: dst, port_be: dport_be, proto, family })
+    }
+    .ok_or(Counter::PassNoService)?;
+    let service_id = service.id;
+
+    let flow = FlowKey { src, dst, sport_be, dport_be, proto, family, _pad: [0; 2] };
+    let (slot, backend) = match established(&flow, service_id) {
+        Some(found) => {
+            maps::count(Counter::FlowHit);
+            found
+        }
+        None => {
+            let h = if service.flags & SVC_HASH_5TUPLE != 0 {
+                hash::hash_5tuple(&src.bytes, &dst.bytes, sport_be, dport_be, proto)
+            } else {
+                hash::hash_source(&src.bytes)
+            };
+            let found = maglev_pick(service_id, h)?;
+            maps::count(Counter::FlowMiss);
+            let value = FlowValue { backend: found.0, service_id };
+            if FLOWS.insert(&flow, &value, 0).is_err() {
+                maps::count(Counter::FlowInsertFailed);
+            }
+            found
+        }
+    };
+
+    let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked.
+    unsafe {
+        (*eth).dst = backend.dst_mac;
+        (*eth).src = backend.src_mac;
+    }
+    maps::account(slot, frame_len(ctx));
+    let ingress = ctx.ingress_ifindex() as u32;
+    if backend.ifindex == 0 || backend.ifindex == ingress {
+        Ok(XDP_TX)
+    } else {
+        // SAFETY: plain helper call; returns XDP_REDIRECT or XDP_ABORTED.
+        Ok(unsafe { bpf_redirect(backend.ifindex, 0) } as u32)
+    }
+}
+
+/// The backend of an established flow, if that backend is still in service.
+#[inline(always)]
+fn established(flow: &FlowKey, service_id: u32) -> Option<(u32, Backend)> {
+    // SAFETY: an LRU entry is replaced whole; a torn read would at worst pick a
+    // backend that is then validated below.
+    let slot = unsafe { FLOWS.get(flow) }?.backend;
+    let backend = *BACKENDS.get(slot)?;
+    (backend.flags & BACKEND_ACTIVE != 0 && backend.service_id == service_id)
+        .then_some((slot, backend))
+}
+
+/// The Maglev choice for hash `h` in the service's table.
+#[inline(always)]
+fn maglev_pick(service_id: u32, h: u32) -> Result<(u32, Backend), Counter> {
+    let m = maps::maglev_size();
+    let offset = h.checked_rem(m).ok_or(Counter::PassNoBackend)?;
+    let index = service_id.wrapping_mul(m).wrapping_add(offset);
+    let slot = *MAGLEV.get(index).ok_or(Counter::PassNoBackend)?;
+    if slot == MAGLEV_EMPTY {
+        return Err(Counter::PassNoBackend);
+    }
+    let backend = *BACKENDS.get(slot).ok_or(Counter::PassNoBackend)?;
+    if backend.flags & BACKEND_ACTIVE == 0 {
+        return Err(Counter::PassNoBackend);
+    }
+    Ok((slot, backend))
+}

@@ -1,0 +1,124 @@
+//! Every map of the data plane. All are pinned by name under the agent's bpffs
+//! directory, so the data plane outlives the agent and a restarted agent adopts
+//! them. Sizes marked "set by the loader" are placeholders overridden at load.
+//!
+//! The program only reads the configuration maps; it writes `FLOWS` (new flows)
+//! and the per-CPU counters.
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use fo_common::{
+    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, ServiceKey, ServiceValue,
+    TrafficStats, VipKey, VipState,
+};
+
+/// Maglev table size M (prime), fixed at load time by the agent.
+#[unsafe(no_mangle)]
+static MAGLEV_SIZE: Global<u32> = Global::new(65537);
+
+#[inline(always)]
+pub fn maglev_size() -> u32 {
+    MAGLEV_SIZE.load()
+}
+
+/// VIP -> ownership and dead-man lease. Written by the agent.
+#[map]
+pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(1024, 0);
+
+/// (VIP, port, protocol) -> service slot and hash mode. Written by the agent.
+/// Max entries set by the loader (`max_services`).
+#[map]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::pinned(64, 0);
+
+/// Maglev tables of all services, back to back: entry `service * M + h % M` is a
+/// backend slot or `MAGLEV_EMPTY`. Written by the agent (whole table per rebuild).
+/// Max entries set by the loader (`max_services * M`).
+#[map]
+pub static MAGLEV: Array<u32> = Array::pinned(1, 0);
+
+/// Backend slot -> address, MACs, egress interface, flags. Written by the agent.
+/// Max entries set by the loader (`max_backends`).
+#[map]
+pub static BACKENDS: Array<Backend> = Array::pinned(4096, 0);
+
+/// Backend slot -> per-CPU packets and bytes forwarded. Written by the program.
+#[map]
+pub static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(4096, 0);
+
+/// Connection 5-tuple -> backend slot (LRU). Written by the program on a new flow.
+/// Max entries set by the loader (`flow_table_size`).
+#[map]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(65536, 0);
+
+/// ifindex -> the MAC this node answers ARP/ND with there. Written by the agent.
+#[map]
+pub static IFACES: HashMap<u32, Iface> = HashMap::pinned(64, 0);
+
+/// `Counter` -> per-CPU count. Written by the program.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
+
+/// Index 0: the parameters the data plane was loaded with, for an adopting agent.
+/// Written by the agent that loads the program; never read here.
+#[map]
+pub static INFO: Array<DataplaneInfo> = Array::pinned(1, 0);
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Count the final verdict. The first counter slots are the action codes.
+#[inline(always)]
+pub fn count_action(action: u32) {
+    if action <= Counter::ActionRedirect as u32
+        && let Some(slot) = COUNTERS.get_ptr_mut(action)
+    {
+        // SAFETY: as in `count`.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Account a forwarded frame to its backend slot.
+#[inline(always)]
+pub fn account(backend: u32, bytes: usize) {
+    if let Some(stats) = BACKEND_STATS.get_ptr_mut(backend) {
+        // SAFETY: per-CPU slot.
+        unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += bytes as u64;
+        }
+    }
+}
+
+/// Is `vip` owned now, and may this node still claim it (lease not run out)?
+/// Returns the reason to pass otherwise.
+#[inline(always)]
+pub fn may_answer_for(key: &VipKey, not_a_vip: Counter) -> Result<(), Counter> {
+    // SAFETY: values of this map are only replaced whole by the agent.
+    let state = unsafe { VIPS.get(key) }.ok_or(not_a_vip)?;
+    if state.flags & fo_common::VIP_OWNED == 0 {
+        return Err(Counter::PassNotOwned);
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    if now >= state.lease_until_ns {
+        return Err(Counter::PassLeaseExpired);
+    }
+    Ok(())
+}
+
+/// The MAC to answer with on the interface the frame came in on.
+#[inline(always)]
+pub fn iface_mac(ifindex: u32) -> Result<[u8; 6], Counter> {
+    // SAFETY: written whole by the agent.
+    unsafe { IFACES.get(&ifindex) }
+        .map(|i| i.mac)
+        .ok_or(Counter::PassNoIface)
+}

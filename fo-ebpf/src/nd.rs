@@ -1,0 +1,112 @@
+//! Neighbor Advertisements for owned IPv6 VIPs (RFC 4861 §7.2.4), built in place.
+
+use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
+use fo_common::{Addr, Counter, FAMILY_V6, VipKey, xdp_action::XDP_TX};
+
+use crate::maps;
+use crate::parse::{
+    ETH_LEN, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, IPV6_LEN, Ipv6Hdr, NdHdr, NdLlaOpt, frame_len,
+    ptr_at, ptr_at_mut,
+};
+
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_OPT_TARGET_LLADDR: u8 = 2;
+/// Solicited and Override set, Router clear.
+const NA_FLAGS: [u8; 4] = [0x60, 0, 0, 0];
+const NA_ICMP_LEN: usize = core::mem::size_of::<NdHdr>() + core::mem::size_of::<NdLlaOpt>();
+
+/// The whole advertisement frame: what the solicitation is turned into.
+#[repr(C)]
+struct NaFrame {
+    eth: EthHdr,
+    ip6: Ipv6Hdr,
+    nd: NdHdr,
+    opt: NdLlaOpt,
+}
+const NA_FRAME_LEN: usize = core::mem::size_of::<NaFrame>();
+const _: () = assert!(NA_FRAME_LEN == 86);
+
+/// Answer a Neighbor Solicitation for an owned VIP; anything else is passed.
+/// `ip6` has been bounds-checked by the caller and carries ICMPv6.
+pub fn advertise(ctx: &XdpContext, ip6: *const Ipv6Hdr) -> Result<u32, Counter> {
+    let ns: *const NdHdr = ptr_at(ctx, ETH_LEN + IPV6_LEN).ok_or(Counter::PassTruncated)?;
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
+    // SAFETY: all three headers were bounds-checked.
+    let (asker_mac, asker_ip, target) = unsafe {
+        if (*ns).icmp_type != ND_NEIGHBOR_SOLICIT || (*ns).code != 0 || (*ip6).hop_limit != 255 {
+            return Err(Counter::PassNdOther);
+        }
+        ((*eth).src, (*ip6).src, (*ns).target)
+    };
+    if asker_ip == [0u8; 16] {
+        // Duplicate Address Detection: the asker has no address to answer to yet.
+        return Err(Counter::PassNdOther);
+    }
+    let key = VipKey { addr: Addr::v6(target), family: FAMILY_V6, _pad: [0; 3] };
+    maps::may_answer_for(&key, Counter::PassNdOther)?;
+    let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
+
+    // Size the frame to exactly one advertisement. Nothing has been written yet, so
+    // if the kernel refuses, the solicitation still goes up untouched.
+    let len = frame_len(ctx);
+    if len != NA_FRAME_LEN {
+        let delta = NA_FRAME_LEN as i32 - len as i32;
+        // SAFETY: `ctx.ctx` is the live xdp_md of this invocation.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            return Err(Counter::PassAdjustFailed);
+        }
+    }
+    let na: *mut NaFrame = ptr_at_mut(ctx, 0).ok_or(Counter::PassAdjustFailed)?;
+    // SAFETY: `ptr_at_mut` proved the 86-byte frame.
+    unsafe {
+        (*na).eth.dst = asker_mac;
+        (*na).eth.src = mac;
+        (*na).eth.ether_type = ETH_P_IPV6.to_be_bytes();
+        (*na).ip6.version_tc_flow = [0x60, 0, 0, 0];
+        (*na).ip6.payload_len = (NA_ICMP_LEN as u16).to_be_bytes();
+        (*na).ip6.next_header = IPPROTO_ICMPV6;
+        (*na).ip6.hop_limit = 255;
+        (*na).ip6.src = target;
+        (*na).ip6.dst = asker_ip;
+        (*na).nd.icmp_type = ND_NEIGHBOR_ADVERT;
+        (*na).nd.code = 0;
+        (*na).nd.flags = NA_FLAGS;
+        (*na).nd.target = target;
+        (*na).opt.opt_type = ND_OPT_TARGET_LLADDR;
+        (*na).opt.len = 1;
+        (*na).opt.mac = mac;
+        (*na).nd.check = checksum(&target, &asker_ip, &mac).to_be_bytes();
+    }
+    maps::count(Counter::NaReply);
+    Ok(XDP_TX)
+}
+
+#[inline(always)]
+fn sum16(bytes: &[u8; 16]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
+/// ICMPv6 checksum of the advertisement (RFC 4443 §2.3: over the IPv6 pseudo-header
+/// and the message), computed from the values written rather than read back.
+#[inline(always)]
+fn checksum(src: &[u8; 16], dst: &[u8; 16], mac: &[u8; 6]) -> u16 {
+    let mut sum = sum16(src) + sum16(dst);
+    sum += NA_ICMP_LEN as u32 + IPPROTO_ICMPV6 as u32;
+    sum += (ND_NEIGHBOR_ADVERT as u32) << 8;
+    sum += u16::from_be_bytes([NA_FLAGS[0], NA_FLAGS[1]]) as u32;
+    sum += sum16(src); // target == source: we answer for the VIP from the VIP
+    sum += ((ND_OPT_TARGET_LLADDR as u32) << 8) | 1;
+    sum += u16::from_be_bytes([mac[0], mac[1]]) as u32;
+    sum += u16::from_be_bytes([mac[2], mac[3]]) as u32;
+    sum += u16::from_be_bytes([mac[4], mac[5]]) as u32;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}

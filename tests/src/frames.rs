@@ -1,0 +1,194 @@
+//! Frame builders for the data-plane tests: Ethernet, ARP, IPv4/IPv6, TCP/UDP,
+//! ICMPv6 Neighbor Solicitation — with correct checksums, written independently of
+//! the XDP program's code.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub type Mac = [u8; 6];
+
+pub const BROADCAST: Mac = [0xff; 6];
+
+pub fn eth(dst: Mac, src: Mac, ether_type: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(128);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ether_type.to_be_bytes());
+    f
+}
+
+/// An ARP packet (Ethernet/IPv4). `oper` 1 = request, 2 = reply.
+pub fn arp(oper: u16, sha: Mac, spa: Ipv4Addr, tha: Mac, tpa: Ipv4Addr) -> Vec<u8> {
+    let dst = if oper == 1 { BROADCAST } else { tha };
+    let mut f = eth(dst, sha, 0x0806);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4]);
+    f.extend_from_slice(&oper.to_be_bytes());
+    f.extend_from_slice(&sha);
+    f.extend_from_slice(&spa.octets());
+    f.extend_from_slice(&tha);
+    f.extend_from_slice(&tpa.octets());
+    f
+}
+
+/// One's-complement sum of 16-bit big-endian words (odd byte padded).
+pub fn sum16(data: &[u8]) -> u32 {
+    data.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+pub fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// IPv4 header (no options) with checksum.
+pub fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) -> Vec<u8> {
+    let total = (20 + payload_len) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    let c = fold(sum16(&h));
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+pub fn ipv6_header(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload_len: usize, hop: u8) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    h.push(next);
+    h.push(hop);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h
+}
+
+/// TCP segment with checksum over the pseudo-header given as bytes.
+fn tcp_segment(pseudo: &[u8], sport: u16, dport: u16, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&0u32.to_be_bytes());
+    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    let c = fold(sum16(pseudo) + sum16(&t));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t
+}
+
+fn udp_datagram(pseudo: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let c = fold(sum16(pseudo) + sum16(&u));
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+fn pseudo4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, proto]);
+    p.extend_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+pub fn pseudo6(src: &[u8], dst: &[u8], next: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(src);
+    p.extend_from_slice(dst);
+    p.extend_from_slice(&(len as u32).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, next]);
+    p
+}
+
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_PSH_ACK: u8 = 0x18;
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let seg = tcp_segment(&pseudo4(src, dst, 6, 20 + payload.len()), sport, dport, flags, 1000, payload);
+    let mut f = eth(dst_mac, src_mac, 0x0800);
+    f.extend(ipv4_header(src, dst, 6, seg.len()));
+    f.extend(seg);
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn udp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let dg = udp_datagram(&pseudo4(src, dst, 17, 8 + payload.len()), sport, dport, payload);
+    let mut f = eth(dst_mac, src_mac, 0x0800);
+    f.extend(ipv4_header(src, dst, 17, dg.len()));
+    f.extend(dg);
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn tcp6(dst_mac: Mac, src_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let seg = tcp_segment(&pseudo6(&src.octets(), &dst.octets(), 6, 20 + payload.len()), sport, dport, flags, 1000, payload);
+    let mut f = eth(dst_mac, src_mac, 0x86dd);
+    f.extend(ipv6_header(src, dst, 6, seg.len(), 64));
+    f.extend(seg);
+    f
+}
+
+/// Solicited-node multicast address of `target` (RFC 4291 §2.7.1).
+pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
+    let t = target.octets();
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]))
+}
+
+/// Neighbor Solicitation for `target` from `src` (`::` for DAD), with a source
+/// link-layer address option unless `with_slla` is false.
+pub fn neighbor_solicit(src_mac: Mac, src: Ipv6Addr, target: Ipv6Addr, with_slla: bool) -> Vec<u8> {
+    let dst = solicited_node(target);
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    if with_slla {
+        icmp.extend_from_slice(&[1, 1]);
+        icmp.extend_from_slice(&src_mac);
+    }
+    let c = fold(sum16(&pseudo6(&src.octets(), &dst.octets(), 58, icmp.len())) + sum16(&icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let o = dst.octets();
+    let mut f = eth([0x33, 0x33, o[12], o[13], o[14], o[15]], src_mac, 0x86dd);
+    f.extend(ipv6_header(src, dst, 58, icmp.len(), 255));
+    f.extend(icmp);
+    f
+}
+
+/// The Neighbor Advertisement an owner of `target` should send back, built here
+/// independently of the program (checksum included).
+pub fn neighbor_advert(our_mac: Mac, target: Ipv6Addr, asker_mac: Mac, asker: Ipv6Addr) -> Vec<u8> {
+    let mut icmp = vec![136, 0, 0, 0, 0x60, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(&our_mac);
+    let c = fold(sum16(&pseudo6(&target.octets(), &asker.octets(), 58, icmp.len())) + sum16(&icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth(asker_mac, our_mac, 0x86dd);
+    f.extend(ipv6_header(target, asker, 58, icmp.len(), 255));
+    f.extend(icmp);
+    f
+}
+
+/// Verify the ICMPv6 checksum of an IPv6/ICMPv6 frame by summing over it (a valid
+/// checksum makes the folded sum zero).
+pub fn icmpv6_checksum_ok(frame: &[u8]) -> bool {
+    if frame.len() < 54 {
+        return false;
+    }
+    let len = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let Some(icmp) = frame.get(54..54 + len) else { return false };
+    fold(sum16(&pseudo6(&frame[22..38], &frame[38..54], 58, len)) + sum16(icmp)) == 0
+}
