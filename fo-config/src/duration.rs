@@ -23,23 +23,23 @@ const UNITS: &[(&str, u128)] = &[
 /// `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`. `"1m30s"` is 90 s.
 /// Unitless (`"5"`, `5`) and negative values are rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Duration(pub std::time::Duration);
+pub struct HumanDuration(pub std::time::Duration);
 
-impl Duration {
+impl HumanDuration {
     /// The inner [`std::time::Duration`].
     pub fn get(self) -> std::time::Duration {
         self.0
     }
 }
 
-impl From<std::time::Duration> for Duration {
+impl From<std::time::Duration> for HumanDuration {
     fn from(d: std::time::Duration) -> Self {
         Self(d)
     }
 }
 
-impl From<Duration> for std::time::Duration {
-    fn from(d: Duration) -> Self {
+impl From<HumanDuration> for std::time::Duration {
+    fn from(d: HumanDuration) -> Self {
         d.0
     }
 }
@@ -67,7 +67,7 @@ pub enum DurationError {
     TooPrecise { input: String },
 }
 
-/// Parse a duration string (see [`Duration`]).
+/// Parse a duration string (see [`HumanDuration`]).
 pub fn parse_duration(input: &str) -> Result<std::time::Duration, DurationError> {
     let s = input.trim();
     if s.is_empty() {
@@ -176,20 +176,20 @@ pub fn format_duration(d: std::time::Duration) -> String {
     format!("{ns}ns")
 }
 
-impl FromStr for Duration {
+impl FromStr for HumanDuration {
     type Err = DurationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         parse_duration(s).map(Self)
     }
 }
 
-impl fmt::Display for Duration {
+impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&format_duration(self.0))
     }
 }
 
-impl Serialize for Duration {
+impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_duration(self.0))
     }
@@ -214,18 +214,18 @@ pub(crate) fn serialize_std_opt<S: Serializer>(
     }
 }
 
-impl<'de> Deserialize<'de> for Duration {
+impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl Visitor<'_> for V {
-            type Value = Duration;
+            type Value = HumanDuration;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a duration string with a unit, like \"1s\" or \"100ms\"")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 v.parse().map_err(E::custom)
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
                 Err(E::custom(if v < 0 {
                     DurationError::Negative {
                         input: v.to_string(),
@@ -236,12 +236,12 @@ impl<'de> Deserialize<'de> for Duration {
                     }
                 }))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
                 Err(E::custom(DurationError::MissingUnit {
                     input: v.to_string(),
                 }))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
                 Err(E::custom(if v < 0.0 {
                     DurationError::Negative {
                         input: v.to_string(),

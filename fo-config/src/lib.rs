@@ -25,6 +25,33 @@
 //! assert_eq!(cfg.routers[0].vrrp().unwrap().priority, 100);
 //! ```
 //!
+//! # Schema (extensions of CONTRACT.md's shape; defaults in parentheses)
+//!
+//! - `[node]`: `interface` (required), `xdp_mode` native|generic (native), `bpf_dir`
+//!   (/sys/fs/bpf/fo), `control_socket` (/run/fo/control.sock), `metrics` (off),
+//!   `maglev_table_size` (65537; a prime in 251..=1000003), `max_services` (64),
+//!   `max_backends` (4096), `flow_table_size` (1000000), `garp_count` (5),
+//!   `garp_interval` (100ms), `garp_refresh` (60s; "0s" = off), `vip_on_interface`
+//!   (false), `control_group` (none).
+//! - `[[router]]`: `name` ([a-z0-9_-], unique), `ownership` vrrp|bgp|static (vrrp),
+//!   `vips` (one family), `gates`, `hooks = { master, backup, fault, notify, timeout (30s) }`.
+//!   VRRP only: `vrid` (required, unique), `priority` (100), `version` 3|2 (3),
+//!   `advert_interval` (1s), `preempt` (true), `preempt_delay` (0s), `peers`, `auth_pass`
+//!   (v2), `track = [{ check, weight }]`. BGP only: `bgp = { daemon, control, bfd }`.
+//!   Static: this node always serves the VIPs (single-node sites, labs); two nodes
+//!   with static ownership of one VIP both answer ARP for it.
+//! - `[[service]]`: `vip` (a router's), `port`, `protocol` tcp|udp (tcp), `mode` dsr|nat
+//!   (dsr: backend port = service port), `hash` source-ip|5-tuple (source-ip), `name`
+//!   (VIP:PORT/PROTO), `check = { kind tcp|http|exec, interval (2s), timeout (1s), rise (2),
+//!   fall (3), path, expect_status (200), expect_body, https, command }`,
+//!   `backends = [{ address, port (service port), weight (1; 0 = drained), name (ADDR:PORT) }]`.
+//! - `[[check]]`: `name`, `kind` tcp (`address`, `port`) | http (`url`, or `address`,
+//!   `port`, `path`, `https`; `expect_status`, `expect_body`) | exec (`command`) |
+//!   process (`process` = name, or `pidfile`) | file (`path`, `contains`), `interval` (2s),
+//!   `timeout` (1s, < interval), `rise` (2), `fall` (3).
+//!
+//! Durations are strings with units (see [`HumanDuration`]). Unknown keys are errors.
+//!
 //! Errors point at the offending key or value:
 //!
 //! ```
@@ -43,7 +70,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use duration::{Duration, DurationError, format_duration, parse_duration};
+pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use model::*;
 

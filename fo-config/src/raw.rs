@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::Duration;
+use crate::duration::HumanDuration as Duration;
 use crate::model::{BgpDaemon, ForwardMode, HashMode, OwnershipKind, Protocol, XdpMode};
 
 type S<T> = Spanned<T>;

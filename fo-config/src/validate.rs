@@ -271,7 +271,7 @@ impl Cx<'_> {
         }
     }
 
-    fn positive(&mut self, v: &Spanned<crate::Duration>, what: &str) -> Option<Duration> {
+    fn positive(&mut self, v: &Spanned<crate::HumanDuration>, what: &str) -> Option<Duration> {
         let d = v.get_ref().get();
         if d.is_zero() {
             self.err(v.span(), format!("{what} must be greater than zero"));
@@ -290,8 +290,8 @@ impl Cx<'_> {
     /// Timing shared by service checks and node checks.
     fn timing(
         &mut self,
-        interval: &Option<Spanned<crate::Duration>>,
-        timeout: &Option<Spanned<crate::Duration>>,
+        interval: &Option<Spanned<crate::HumanDuration>>,
+        timeout: &Option<Spanned<crate::HumanDuration>>,
         rise: &Option<Spanned<i64>>,
         fall: &Option<Spanned<i64>>,
     ) -> Option<(Duration, Duration, u32, u32)> {

@@ -406,3 +406,31 @@ fn syntax_errors_have_positions_and_unicode_columns_count_characters() {
     assert_eq!(err.errors()[0].line, 2);
     assert_eq!(err.errors()[0].col, 17, "{err}");
 }
+
+#[test]
+fn every_type_error_and_unknown_key_in_one_table_is_reported() {
+    let text = r#"[node]
+interface = "eth0"
+[[router]]
+name = "r"
+vrid = "one"
+preempt = "yes"
+prio = 3
+vips = ["10.0.0.1"]
+[[service]]
+vip = "10.0.0.1"
+port = 80
+mode = "tunnel"
+backends = [{ address = "10.0.0.2", port = 8080 }]
+"#;
+    let err = Config::parse(text).expect_err("type errors");
+    assert_eq!(
+        err.to_string(),
+        "5:8: invalid type: string \"one\", expected an integer\n\
+         6:11: invalid type: string \"yes\", expected true or false\n\
+         7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `peers`, `auth_pass`, `track`, `gates`, `hooks`, `bgp`\n\
+         12:8: unknown variant `tunnel`, expected `dsr` or `nat`",
+        "a removed `vrid` must not also be reported missing, and an unknown `mode` must not \
+         make the backend port a DSR error"
+    );
+}
