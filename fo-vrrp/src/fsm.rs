@@ -59,6 +59,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::packet::Advert;
 use crate::types::{AdverInterval, Centisecs, Priority, Seconds};
 
 /// A reading of the caller's monotonic clock, as time since an epoch the caller picks.
@@ -230,6 +231,17 @@ pub enum Event {
     AdminDemote,
     /// End a promote or demote.
     AdminResume,
+}
+
+impl Event {
+    /// The event for a decoded advertisement received from `from` (the IP source).
+    pub fn advert(from: IpAddr, advert: &Advert) -> Event {
+        Event::AdvertReceived {
+            from,
+            priority: advert.priority,
+            interval: advert.max_adver_interval,
+        }
+    }
 }
 
 /// An effect for the caller to perform, in order.

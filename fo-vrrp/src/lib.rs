@@ -25,13 +25,20 @@
 //! master_down_interval(Priority, AdverInterval) -> Duration
 //! ```
 //!
-//! Events: `Startup`, `Shutdown`, `AdvertReceived { from, priority, interval }`,
+//! Events (`Event::advert(src, &advert)` builds the one for a decoded packet): `Startup`, `Shutdown`, `AdvertReceived { from, priority, interval }`,
 //! `TimerFired { which: Timer }`, `PriorityChanged { effective }`, `FaultSet`,
 //! `FaultCleared`, `AdminPromote`, `AdminDemote`, `AdminResume`.
 //! Actions: `SendAdvert { priority }`, `SendGratuitous`, `SetOwnership { owned }`,
 //! `ArmTimer { which, after }`, `CancelTimer { which }`, `Transition { from, to, reason }`,
 //! `RunHook { state }`. Events and actions are serde types (JSON Lines in the golden tests), so
 //! the agent can record live events and replay an incident as a test.
+//!
+//! Drops: decode with the [`RxMeta`] of the router found by [`peek_vrid`]; a VRID no router
+//! has is the caller's `"vrid"` drop. Count every `Err(reason)` under `reason.as_str()`.
+//!
+//! Tests: byte vectors and seeded properties in `src/packet/tests.rs`, timer arithmetic in
+//! `src/fsm/tests.rs`, golden scenarios (JSONL events in, JSONL transcript out, timers fired by
+//! the harness at their deadlines) in `tests/golden.rs`, a cargo-fuzz target in `fuzz/`.
 //!
 //! Units are types ([`types`]): [`Centisecs`] (v3 wire), [`Seconds`] (v2 wire), and
 //! [`std::time::Duration`] for timers; [`AdverInterval`] carries one of the wire units and
@@ -66,11 +73,7 @@
 //! .unwrap();
 //! let now = fsm::Time::ZERO;
 //! router.handle(now, fsm::Event::Startup);
-//! let actions = router.handle(now, fsm::Event::AdvertReceived {
-//!     from: meta.src,
-//!     priority: advert.priority,
-//!     interval: advert.max_adver_interval,
-//! });
+//! let actions = router.handle(now, fsm::Event::advert(meta.src, &advert));
 //! assert_eq!(actions, vec![fsm::Action::ArmTimer {
 //!     which: fsm::Timer::MasterDown,
 //!     after: Duration::from_millis(3600), // 3 × 100 cs + ⌊(256 − 100) × 100 / 256⌋ = 360 cs

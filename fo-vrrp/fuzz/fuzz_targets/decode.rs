@@ -55,6 +55,10 @@ fuzz_target!(|data: &[u8]| {
         let bytes = advert
             .encode(src, dst)
             .expect("an accepted advert can be encoded again");
-        assert_eq!(decode(&bytes, &meta), Ok(advert), "round trip changed the advert");
+        assert_eq!(
+            decode(&bytes, &meta),
+            Ok(advert),
+            "round trip changed the advert"
+        );
     }
 });
