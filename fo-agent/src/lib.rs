@@ -2,3 +2,5 @@
 //! the integration tests and by the benchmarks.
 
 pub mod dataplane;
+pub mod net;
+pub mod agent;

@@ -1,3 +1,9 @@
-fn main() -> anyhow::Result<()> {
-    Ok(())
+//! `fo-agent`: the daemon and its command line.
+
+mod cli;
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    cli::Cli::parse().run()
 }

@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod frames;
+pub mod netns;
 
 /// Panic with a clear message unless running as root: these tests load BPF
 /// programs and create network namespaces.

@@ -1,0 +1,85 @@
+//! The data plane shared by the agent's tasks: one lock around the maps' owner.
+//! Map operations are short syscalls, so a plain mutex is the simplest correct
+//! choice; no task holds it across an await.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::dataplane::{Dataplane, DataplaneError, MonoNanos, ServiceTable};
+
+pub struct Plane {
+    pub dp: Dataplane,
+    pub table: ServiceTable,
+    /// VIP -> lease length, for every VIP this node owns now.
+    owned: BTreeMap<IpAddr, Duration>,
+}
+
+#[derive(Clone)]
+pub struct SharedPlane(Arc<Mutex<Plane>>);
+
+impl SharedPlane {
+    pub fn new(dp: Dataplane, table: ServiceTable) -> Self {
+        SharedPlane(Arc::new(Mutex::new(Plane { dp, table, owned: BTreeMap::new() })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Plane> {
+        // A panic while holding the lock leaves the maps consistent (every write is
+        // a whole entry), so a poisoned lock is still usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Plane {
+    /// Take or give up `vips`. Taking writes a lease of `lease`; the lease task keeps
+    /// pushing it forward while this process lives (the dead-man switch).
+    pub fn set_owned(&mut self, vips: &[IpAddr], owned: bool, lease: Duration) -> Result<(), DataplaneError> {
+        let until = MonoNanos::now().after(lease);
+        for &vip in vips {
+            self.dp.set_vip(vip, owned, until)?;
+            if owned {
+                self.owned.insert(vip, lease);
+            } else {
+                self.owned.remove(&vip);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make sure every VIP of the config has an entry (not owned unless taken), and
+    /// drop entries of VIPs no longer configured.
+    pub fn sync_vips(&mut self, configured: &[IpAddr]) -> Result<(), DataplaneError> {
+        for (vip, _) in self.dp.vips()? {
+            if !configured.contains(&vip) {
+                self.dp.remove_vip(vip)?;
+                self.owned.remove(&vip);
+            }
+        }
+        let present: Vec<IpAddr> = self.dp.vips()?.into_iter().map(|(v, _)| v).collect();
+        for &vip in configured {
+            if !present.contains(&vip) {
+                self.dp.set_vip(vip, false, MonoNanos(0))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Push the lease of every owned VIP forward.
+    pub fn refresh_leases(&mut self) -> Result<(), DataplaneError> {
+        let now = MonoNanos::now();
+        for (&vip, &lease) in &self.owned {
+            self.dp.set_vip(vip, true, now.after(lease))?;
+        }
+        Ok(())
+    }
+
+    /// The shortest lease in use (sets the refresh period).
+    pub fn shortest_lease(&self) -> Option<Duration> {
+        self.owned.values().min().copied()
+    }
+
+    pub fn owns(&self, vip: IpAddr) -> bool {
+        self.owned.contains_key(&vip)
+    }
+}
