@@ -12,3 +12,22 @@ pub fn require_root() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(euid, 0, "fo's integration tests need root (BPF, network namespaces); run `cargo xtask test` as root");
 }
+
+/// The workspace root (where `deploy/` lives).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+}
+
+/// The `fo-agent` binary of the same build as this test (target/<profile>/fo-agent).
+/// `cargo xtask test` builds it before the tests run.
+pub fn agent_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/fo-agent
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("fo-agent");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (cargo build -p fo-agent, done by cargo xtask test)",
+        bin.display()
+    );
+    bin
+}

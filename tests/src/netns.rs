@@ -90,7 +90,8 @@ impl Netns {
 
     /// The MAC of `ifname` in this namespace.
     pub fn mac(&self, ifname: &str) -> [u8; 6] {
-        let s = self.sh(&format!("cat /sys/class/net/{ifname}/address 2>/dev/null || ip -br link show {ifname} | awk '{{print $3}}'"));
+        // Not /sys/class/net: under nsenter --net, /sys still shows the host's devices.
+        let s = self.sh(&format!("ip -br link show {ifname} | awk '{{print $3}}'"));
         parse_mac(s.trim())
     }
 

@@ -1,0 +1,261 @@
+//! The data plane end to end, in network namespaces: a client, an LB node running
+//! the real `fo-agent`, and three DSR backends on one bridge. The agent attaches the
+//! compiled XDP program (native mode with the veth workarounds of LAB.md, and generic
+//! mode), owns the VIP, and forwards 300 TCP connections; then it is killed with
+//! SIGKILL (forwarding goes on: the data plane is pinned) and restarted (it adopts
+//! the pinned program and maps instead of reloading them).
+
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
+use fo_tests::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
+
+const VIP: &str = "192.0.2.100";
+const PORT: u16 = 1514;
+
+/// Accepts on VIP:1514 inside a backend namespace; answers each connection with its
+/// backend number and closes. Stops on drop.
+struct Server {
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(ns: &Netns, id: u8) -> Server {
+        let listener = ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP:1514 on a backend"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.write_all(&[id]);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Server { stop }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Lab {
+    // Field order is drop order: processes and servers before their namespaces.
+    agent: Option<ChildGuard>,
+    _servers: Vec<Server>,
+    peer_xdp: Option<(Dataplane, PathBuf)>,
+    client: Netns,
+    lb: Netns,
+    _backends: Vec<Netns>,
+    _segment: Segment,
+    dir: tempdir::Dir,
+    pin_dir: PathBuf,
+}
+
+mod tempdir {
+    /// A temporary directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("fo-test-{tag}"));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill_and_collect();
+        }
+        if let Some((dp, dir)) = self.peer_xdp.take() {
+            drop(dp);
+            let _ = remove_all_pins(&dir);
+        }
+        let _ = remove_all_pins(&self.pin_dir);
+    }
+}
+
+impl Lab {
+    fn new(mode: XdpAttachMode) -> Lab {
+        let tag = unique_tag();
+        let segment = Segment::new();
+        let client = Netns::new("cl");
+        let lb = Netns::new("lb");
+        segment.plug(&client, "eth0", "192.0.2.10/24");
+        let lb_port = segment.plug(&lb, "eth0", "192.0.2.2/24");
+        let script = fo_tests::workspace_root().join("deploy/backend-dsr.sh");
+        let mut backends = Vec::new();
+        let mut servers = Vec::new();
+        for i in 1..=3u8 {
+            let b = Netns::new(&format!("b{i}"));
+            segment.plug(&b, "eth0", &format!("192.0.2.2{i}/24"));
+            b.sh(&format!("sh {} {VIP}", script.display()));
+            servers.push(Server::start(&b, i));
+            backends.push(b);
+        }
+        let mut peer_xdp = None;
+        if mode == XdpAttachMode::Native {
+            // LAB.md: XDP_TX out of a native-mode veth is dropped unless the peer veth
+            // has an XDP program too, and the client's TX checksum offload must be off.
+            let dir = PathBuf::from(format!("/sys/fs/bpf/fo-peer-{tag}"));
+            let opts = LoadOptions {
+                pin_dir: dir.clone(),
+                maglev_size: 251,
+                max_services: 1,
+                max_backends: 1,
+                flow_table_size: 16,
+            };
+            let attach = Attach::Interface { name: lb_port.clone(), mode: XdpAttachMode::Native };
+            let dp = segment.switch.run(move || Dataplane::open(&opts, &attach).map_err(|e| e.to_string()));
+            peer_xdp = Some((dp.expect("XDP pass program on the switch port"), dir));
+            client.sh("ethtool -K eth0 tx off >/dev/null");
+        }
+        let dir = tempdir::Dir::new(&tag);
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-it-{tag}"));
+        let mode_name = if mode == XdpAttachMode::Native { "native" } else { "generic" };
+        let config = format!(
+            r#"[node]
+interface = "eth0"
+xdp_mode = "{mode_name}"
+bpf_dir = "{pin}"
+control_socket = "{sock}"
+flow_table_size = 65536
+
+[[router]]
+name = "lab"
+ownership = "static"
+vips = ["{VIP}"]
+
+[[service]]
+vip = "{VIP}"
+port = {PORT}
+hash = "5-tuple"
+backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ address = "192.0.2.23" }}]
+"#,
+            pin = pin_dir.display(),
+            sock = dir.0.join("control.sock").display(),
+        );
+        std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
+        Lab { agent: None, _servers: servers, peer_xdp, client, lb, _backends: backends, _segment: segment, dir, pin_dir }
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.0.join(format!("agent-{n}.log"))
+    }
+
+    fn start_agent(&mut self, n: usize) {
+        let log = std::fs::File::create(self.log_path(n)).expect("log file");
+        let mut cmd = self.lb.command(fo_tests::agent_bin().to_str().expect("utf-8 path"));
+        cmd.arg("run").arg("--config").arg(self.dir.0.join("fo.toml"));
+        let mut guard = ChildGuard::spawn("fo-agent", cmd);
+        // Log to a file the test can read while the agent runs.
+        if let Some(child) = guard.child.as_mut() {
+            let mut err = child.stderr.take().expect("stderr");
+            let mut log = log;
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut err, &mut log);
+            });
+        }
+        let path = self.log_path(n);
+        let ready = wait_for(Duration::from_secs(30), || {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.contains("running") {
+                return Some(Ok(()));
+            }
+            guard.exited().map(|status| Err(format!("agent exited ({status}):\n{log}")))
+        });
+        match ready {
+            Some(Ok(())) => {}
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!("agent not running after 30 s:\n{}", std::fs::read_to_string(&path).unwrap_or_default()),
+        }
+        self.agent = Some(guard);
+    }
+
+    fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    /// The XDP program id attached to the LB's eth0.
+    fn xdp_prog_id(&self) -> Option<u32> {
+        let out = self.lb.sh("ip -d link show dev eth0");
+        let i = out.find("prog/xdp id ")?;
+        out[i + 12..].split_whitespace().next()?.parse().ok()
+    }
+
+    /// Open `n` connections to VIP:1514 from the client; count the answers per backend.
+    fn connect(&self, n: usize) -> [usize; 4] {
+        self.client.run(move || {
+            let addr = SocketAddr::new(VIP.parse::<IpAddr>().expect("VIP"), PORT);
+            let mut per_backend = [0usize; 4];
+            for i in 0..n {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connection {i} of {n} to the VIP failed: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+                let mut id = [0u8; 1];
+                s.read_exact(&mut id).unwrap_or_else(|e| panic!("connection {i}: no answer from a backend: {e}"));
+                per_backend[usize::from(id[0]).min(3)] += 1;
+            }
+            per_backend
+        })
+    }
+}
+
+fn scenario(mode: XdpAttachMode) {
+    let mut lab = Lab::new(mode);
+    lab.start_agent(1);
+    let prog = lab.xdp_prog_id().unwrap_or_else(|| panic!("no XDP program on the LB's eth0 after start:\n{}", lab.log(1)));
+
+    let counts = lab.connect(300);
+    for (b, &c) in counts.iter().enumerate().skip(1) {
+        assert!((70..=130).contains(&c), "backend {b} got {c} of 300 connections, expected 100 ± 30 ({counts:?})");
+    }
+    let lb_mac = lab.lb.mac("eth0");
+    let vip_mac = lab.client.neighbour(VIP.parse().expect("VIP"));
+    assert_eq!(vip_mac, Some(lb_mac), "the client's neighbour entry for the VIP must carry the LB's MAC");
+
+    // SIGKILL: no clean-up runs; the pinned program keeps forwarding.
+    let mut agent = lab.agent.take().expect("agent");
+    agent.signal(libc::SIGKILL);
+    let _ = agent.kill_and_collect();
+    let counts = lab.connect(60);
+    assert_eq!(counts[1..].iter().sum::<usize>(), 60, "connections after kill -9: {counts:?}");
+    assert_eq!(lab.xdp_prog_id(), Some(prog), "the program must stay attached after the agent died");
+
+    // A restarted agent adopts the pinned program and maps.
+    lab.start_agent(2);
+    let log = lab.log(2);
+    assert!(log.contains("adopted the pinned XDP program"), "the restarted agent did not adopt the pinned data plane:\n{log}");
+    assert_eq!(lab.xdp_prog_id(), Some(prog), "the restarted agent replaced the program instead of adopting it");
+    let counts = lab.connect(60);
+    assert_eq!(counts[1..].iter().sum::<usize>(), 60, "connections after restart: {counts:?}");
+}
+
+#[test]
+fn dsr_native_mode() {
+    scenario(XdpAttachMode::Native);
+}
+
+#[test]
+fn dsr_generic_mode() {
+    scenario(XdpAttachMode::Generic);
+}
