@@ -512,15 +512,17 @@ async fn run_conn(
             n += 1;
         }
         if !wbuf.is_empty() {
+            // A stop lets a write in progress finish (within the drain time): the
+            // events of this batch already count as written.
             let r = tokio::select! {
                 biased;
-                _ = stop.changed() => Err(None),
                 r = wr.write_all(&wbuf) => r.map_err(Some),
+                () = stop_then(stop, shared.cfg.drain) => Err(None),
             };
             wbuf.clear();
             match r {
                 Ok(()) => {}
-                Err(None) => break drain(shared, a, &mut rd, &mut wr, &mut rbuf, rfill).await,
+                Err(None) => break End::Stopped,
                 Err(Some(e)) => break classify(&e),
             }
             a.report.writes += n;
@@ -540,6 +542,9 @@ async fn run_conn(
                     shared.back(now);
                 }
             }
+        }
+        if *stop.borrow() {
+            break drain(shared, a, &mut rd, &mut wr, &mut rbuf, rfill).await;
         }
         let next = if resend_next <= resend_end {
             now
@@ -564,6 +569,15 @@ async fn run_conn(
     };
     a.wbuf = wbuf;
     end
+}
+
+/// Resolves `grace` after a stop was requested.
+async fn stop_then(stop: &mut watch::Receiver<bool>, grace: Duration) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        // The fleet is gone: nobody will ask for a stop; never resolve.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(grace).await;
 }
 
 /// Applies every whole ACK in `rbuf[..rfill]` and keeps the remainder.
