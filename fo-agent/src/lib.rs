@@ -4,3 +4,4 @@
 pub mod dataplane;
 pub mod net;
 pub mod agent;
+pub mod health;

@@ -1,0 +1,226 @@
+//! Running a program in its own process group with a deadline: shared by exec
+//! checks and by the router hooks.
+//!
+//! The program is started with `setpgid(0, 0)` so that everything it forks shares
+//! its process group; when the deadline passes the whole group gets `SIGKILL`.
+//! Its stdout and stderr are read line by line while it runs and handed to a sink
+//! (so a hook's output reaches the log as it is printed). Once the program itself
+//! has exited its output is drained for at most [`DRAIN`]: a background process it
+//! left behind that keeps the pipes open neither blocks the caller nor gets killed.
+
+use std::ffi::OsStr;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::time::{Instant, sleep_until};
+
+/// How long output is still read after the program exited.
+pub const DRAIN: Duration = Duration::from_millis(200);
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a program run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// It exited (or was killed by someone else) before the deadline.
+    Exited(ExitStatus),
+    /// It was still running at the deadline; its process group was killed.
+    TimedOut,
+}
+
+/// Run `argv` (no shell) with `env` added to the agent's environment, until it exits
+/// or `timeout` passes. Returns an error only if it could not be started.
+pub async fn run<I, K, V>(
+    argv: &[impl AsRef<OsStr>],
+    env: I,
+    timeout: Duration,
+    mut sink: impl FnMut(Stream, &str),
+) -> std::io::Result<Ended>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let Some((program, args)) = argv.split_first() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty command",
+        ));
+    };
+    let deadline = Instant::now() + timeout;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Belt and braces: if this future is dropped (agent shutting down, check
+        // task aborted), the child does not outlive it.
+        .kill_on_drop(true)
+        .spawn()?;
+    let pgid = child.id();
+    let mut out = lines(child.stdout.take());
+    let mut err = lines(child.stderr.take());
+    let (mut out_open, mut err_open) = (true, true);
+    let mut status: Option<ExitStatus> = None;
+    let mut drain_until: Option<Instant> = None;
+
+    loop {
+        if status.is_some() && !out_open && !err_open {
+            break;
+        }
+        let stop_at = drain_until.unwrap_or(deadline).min(deadline);
+        tokio::select! {
+            line = next_line(&mut out), if out_open => match line {
+                Some(l) => sink(Stream::Stdout, &l),
+                None => out_open = false,
+            },
+            line = next_line(&mut err), if err_open => match line {
+                Some(l) => sink(Stream::Stderr, &l),
+                None => err_open = false,
+            },
+            st = child.wait(), if status.is_none() => match st {
+                Ok(st) => {
+                    status = Some(st);
+                    drain_until = Some(Instant::now() + DRAIN);
+                }
+                Err(e) => return Err(e),
+            },
+            () = sleep_until(stop_at) => break,
+        }
+    }
+
+    if let Some(st) = status {
+        return Ok(Ended::Exited(st));
+    }
+    if let Some(pgid) = pgid {
+        kill_group(pgid);
+    }
+    // Reap it (SIGKILL cannot be ignored, so this is quick).
+    let _ = child.wait().await;
+    Ok(Ended::TimedOut)
+}
+
+type Lines<R> = Option<tokio::io::Lines<BufReader<R>>>;
+
+fn lines<R: AsyncRead + Unpin>(r: Option<R>) -> Lines<R> {
+    r.map(|r| BufReader::new(r).lines())
+}
+
+async fn next_line<R: AsyncRead + Unpin>(l: &mut Lines<R>) -> Option<String> {
+    match l {
+        // A read error (not UTF-8, ...) ends the stream like EOF.
+        Some(l) => l.next_line().await.ok().flatten(),
+        None => None,
+    }
+}
+
+/// SIGKILL every process of the group led by `pgid`.
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The
+    // group leader has not been reaped yet (we reap it right after), so its pid,
+    // and with it the process group id, cannot have been reused by another process.
+    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    if rc != 0 {
+        tracing::debug!(
+            pgid,
+            error = %std::io::Error::last_os_error(),
+            "killing the process group"
+        );
+    }
+}
+
+/// True when a process with this pid exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => proc_stat_state(&stat).is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// The state letter of a `/proc/PID/stat` line (after the parenthesised comm,
+/// which may itself contain spaces and parentheses).
+pub fn proc_stat_state(stat: &str) -> Option<char> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_letter_is_read_after_the_last_parenthesis() {
+        assert_eq!(proc_stat_state("12 (a) b) S 1 2"), Some('S'));
+        assert_eq!(proc_stat_state("12 (sleep) Z 1"), Some('Z'));
+        assert_eq!(proc_stat_state("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn output_lines_reach_the_sink_in_order() {
+        let mut seen = Vec::new();
+        let ended = run(
+            &["sh", "-c", "echo one; echo two >&2; echo three; exit 3"],
+            [("X", "1")],
+            Duration::from_secs(10),
+            |s, l| seen.push((s, l.to_owned())),
+        )
+        .await
+        .expect("sh starts");
+        match ended {
+            Ended::Exited(st) => assert_eq!(st.code(), Some(3), "exit status of sh"),
+            Ended::TimedOut => panic!("expected an exit, saw a timeout"),
+        }
+        let out: Vec<_> = seen.iter().filter(|(s, _)| *s == Stream::Stdout).collect();
+        assert_eq!(out.len(), 2, "stdout lines, saw {seen:?}");
+        assert_eq!(out[0].1, "one");
+        assert_eq!(out[1].1, "three");
+        assert!(
+            seen.contains(&(Stream::Stderr, "two".to_owned())),
+            "stderr line missing from {seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_background_child_holding_the_pipes_does_not_block() {
+        let start = std::time::Instant::now();
+        let ended = run(
+            &["sh", "-c", "sleep 5 & echo started"],
+            std::iter::empty::<(&str, &str)>(),
+            Duration::from_secs(20),
+            |_, _| {},
+        )
+        .await
+        .expect("sh starts");
+        assert!(matches!(ended, Ended::Exited(_)), "saw {ended:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "returned only after {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_command_is_an_error() {
+        let argv: [&str; 0] = [];
+        let r = run(
+            &argv,
+            std::iter::empty::<(&str, &str)>(),
+            Duration::from_secs(1),
+            |_, _| {},
+        )
+        .await;
+        assert!(r.is_err(), "expected an error, saw {r:?}");
+    }
+}

@@ -1,0 +1,958 @@
+//! The probes: one async function per kind of check, each bounded by a timeout.
+//!
+//! None of them forks except [`exec`]: `tcp` and `http` are a socket each, `process`
+//! and `file` read `/proc` and the file system on tokio's blocking pool. So hundreds
+//! of backend checks cost a few sockets per second, not processes.
+//!
+//! A probe returns `Ok(detail)` when the target is healthy (the detail is a short
+//! text for status output) or a [`ProbeError`] saying why it is not.
+//!
+//! HTTPS is not supported in this build: an `https` check fails every probe with
+//! [`ProbeError::HttpsUnsupported`], and [`unsupported`] lists such checks so that
+//! `fo-agent check` can refuse the configuration up front.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use fo_config::{Backend, CheckKind, Config, ProcessMatch, Service, ServiceCheckKind};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::child::{self, Ended, Stream};
+
+/// Most bytes of an HTTP response (headers and body) or of a file that are read.
+pub const READ_LIMIT: usize = 1 << 20;
+/// Most bytes of HTTP response headers.
+const HEADER_LIMIT: usize = 64 << 10;
+/// Output lines of an exec check kept for the failure detail.
+const EXEC_DETAIL_LINES: usize = 3;
+
+/// Outcome of one probe: `Ok(detail)` when healthy.
+pub type ProbeResult = Result<String, ProbeError>;
+
+/// Why a probe found its target unhealthy.
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("no result within {after:?}")]
+    Timeout { after: Duration },
+    #[error("connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{target}: {source}")]
+    Io {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{target}: not an HTTP response: {line:?}")]
+    NotHttp { target: String, line: String },
+    #[error("{target}: status {got}, expected {expected}")]
+    Status {
+        target: String,
+        expected: u16,
+        got: u16,
+    },
+    #[error("{target}: response body does not contain {expected:?}")]
+    Body { target: String, expected: String },
+    #[error("{target}: https checks are not supported in this build")]
+    HttpsUnsupported { target: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} {status}{}", output_suffix(.output))]
+    Exit {
+        program: String,
+        status: ExitStatus,
+        output: Vec<String>,
+    },
+    #[error("{program} still running after {after:?}: killed")]
+    Killed { program: String, after: Duration },
+    #[error("no running process named {name:?}")]
+    NoProcess { name: String },
+    #[error("pidfile {}: {source}", path.display())]
+    Pidfile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pidfile {}: no pid in it", path.display())]
+    PidfileEmpty { path: PathBuf },
+    #[error("process {pid} (from {}) is not running", path.display())]
+    PidGone { pid: u32, path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} does not contain {expected:?} in its first {limit} bytes", path.display())]
+    FileContents {
+        path: PathBuf,
+        expected: String,
+        limit: usize,
+    },
+    #[error("the probe task failed: {reason}")]
+    Internal { reason: String },
+}
+
+fn output_suffix(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", lines.join(" | "))
+    }
+}
+
+/// A check's probe with everything resolved from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Tcp(SocketAddr),
+    Http(HttpProbe),
+    Exec {
+        argv: Vec<String>,
+        /// Added to the agent's environment (for backend checks: which backend).
+        env: Vec<(String, String)>,
+    },
+    ProcessName(String),
+    Pidfile(PathBuf),
+    File {
+        path: PathBuf,
+        contains: Option<String>,
+    },
+}
+
+/// An HTTP GET and what its answer must look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpProbe {
+    pub https: bool,
+    /// IP address or DNS name, without brackets; sent as the `Host` header.
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    pub expect_status: u16,
+    pub expect_body: Option<String>,
+}
+
+impl Probe {
+    /// The probe of a node-level `[[check]]`.
+    pub fn for_check(kind: &CheckKind) -> Self {
+        match kind {
+            CheckKind::Tcp { address, port } => Self::Tcp(SocketAddr::new(*address, *port)),
+            CheckKind::Http(h) => Self::Http(HttpProbe {
+                https: h.https,
+                host: h.host.clone(),
+                port: h.port,
+                path: h.path.clone(),
+                expect_status: h.expect_status,
+                expect_body: h.expect_body.clone(),
+            }),
+            CheckKind::Exec { command } => Self::Exec {
+                argv: command.clone(),
+                env: Vec::new(),
+            },
+            CheckKind::Process {
+                by: ProcessMatch::Name(n),
+            } => Self::ProcessName(n.clone()),
+            CheckKind::Process {
+                by: ProcessMatch::Pidfile(p),
+            } => Self::Pidfile(p.clone()),
+            CheckKind::File { path, contains } => Self::File {
+                path: path.clone(),
+                contains: contains.clone(),
+            },
+        }
+    }
+
+    /// The probe of one backend of a service. An exec check gets `FO_SERVICE`,
+    /// `FO_BACKEND`, `FO_BACKEND_ADDRESS` and `FO_BACKEND_PORT` in its environment.
+    pub fn for_backend(service: &Service, kind: &ServiceCheckKind, backend: &Backend) -> Self {
+        match kind {
+            ServiceCheckKind::Tcp => Self::Tcp(backend.socket_addr()),
+            ServiceCheckKind::Http {
+                path,
+                expect_status,
+                expect_body,
+                https,
+            } => Self::Http(HttpProbe {
+                https: *https,
+                host: backend.address.to_string(),
+                port: backend.port,
+                path: path.clone(),
+                expect_status: *expect_status,
+                expect_body: expect_body.clone(),
+            }),
+            ServiceCheckKind::Exec { command } => Self::Exec {
+                argv: command.clone(),
+                env: vec![
+                    ("FO_SERVICE".into(), service.name.clone()),
+                    ("FO_BACKEND".into(), backend.name.clone()),
+                    ("FO_BACKEND_ADDRESS".into(), backend.address.to_string()),
+                    ("FO_BACKEND_PORT".into(), backend.port.to_string()),
+                ],
+            },
+        }
+    }
+
+    /// True for probes that start a process.
+    pub fn forks(&self) -> bool {
+        matches!(self, Self::Exec { .. })
+    }
+
+    /// Run the probe once. `label` names the target in debug logs.
+    pub async fn run(&self, timeout: Duration, label: &str) -> ProbeResult {
+        match self {
+            Self::Tcp(addr) => tcp(*addr, timeout).await,
+            Self::Http(h) => http(h, timeout).await,
+            Self::Exec { argv, env } => exec(argv, env, timeout, label).await,
+            Self::ProcessName(n) => process_by_name(n, timeout).await,
+            Self::Pidfile(p) => process_by_pidfile(p, timeout).await,
+            Self::File { path, contains } => file(path, contains.as_deref(), timeout).await,
+        }
+    }
+}
+
+/// The checks of `config` that this build cannot run, one line each, for
+/// `fo-agent check` (today: `https`).
+pub fn unsupported(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &config.checks {
+        if let CheckKind::Http(h) = &c.kind
+            && h.https
+        {
+            out.push(format!(
+                "check {}: https checks are not supported in this build (use http, or an exec check running curl)",
+                c.name
+            ));
+        }
+    }
+    for s in &config.services {
+        if let Some(check) = &s.check
+            && let ServiceCheckKind::Http { https: true, .. } = check.kind
+        {
+            out.push(format!(
+                "service {}: https checks are not supported in this build (use http, tcp, or an exec check running curl)",
+                s.name
+            ));
+        }
+    }
+    out
+}
+
+async fn within<T>(
+    timeout: Duration,
+    f: impl Future<Output = Result<T, ProbeError>>,
+) -> Result<T, ProbeError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .unwrap_or(Err(ProbeError::Timeout { after: timeout }))
+}
+
+/// Healthy when a TCP connection to `addr` is established within `timeout`.
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> ProbeResult {
+    within(timeout, async {
+        TcpStream::connect(addr)
+            .await
+            .map_err(|source| ProbeError::Connect {
+                target: addr.to_string(),
+                source,
+            })?;
+        Ok(format!("connected to {addr}"))
+    })
+    .await
+}
+
+/// `host:port` for messages and the `Host` header (default ports left out).
+fn authority(host: &str, port: u16, https: bool) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    if port == if https { 443 } else { 80 } {
+        host
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Healthy when a `GET` answers with the expected status (and, if set, a body
+/// containing the expected text within the first [`READ_LIMIT`] bytes).
+/// HTTP/1.1 with `Connection: close`; chunked bodies are decoded.
+pub async fn http(p: &HttpProbe, timeout: Duration) -> ProbeResult {
+    let target = format!(
+        "{}://{}{}",
+        if p.https { "https" } else { "http" },
+        authority(&p.host, p.port, p.https),
+        p.path
+    );
+    if p.https {
+        return Err(ProbeError::HttpsUnsupported { target });
+    }
+    within(timeout, http_get(p, &target)).await
+}
+
+async fn http_get(p: &HttpProbe, target: &str) -> ProbeResult {
+    let io = |source| ProbeError::Io {
+        target: target.to_owned(),
+        source,
+    };
+    let mut s = TcpStream::connect((p.host.as_str(), p.port))
+        .await
+        .map_err(|source| ProbeError::Connect {
+            target: target.to_owned(),
+            source,
+        })?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: fo-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        p.path,
+        authority(&p.host, p.port, p.https)
+    );
+    s.write_all(request.as_bytes()).await.map_err(io)?;
+
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    // Status line and headers.
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break Some(i + 4);
+        }
+        if buf.len() > HEADER_LIMIT {
+            break None;
+        }
+        let n = s.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            break None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let status_line_end = find(&buf, b"\r\n").unwrap_or(buf.len());
+    let status_line = String::from_utf8_lossy(&buf[..status_line_end]).into_owned();
+    let Some(status) = parse_status_line(&status_line) else {
+        return Err(ProbeError::NotHttp {
+            target: target.to_owned(),
+            line: status_line.chars().take(80).collect(),
+        });
+    };
+    if status != p.expect_status {
+        return Err(ProbeError::Status {
+            target: target.to_owned(),
+            expected: p.expect_status,
+            got: status,
+        });
+    }
+    let Some(expected) = p.expect_body.as_deref() else {
+        return Ok(format!("{target}: status {status}"));
+    };
+    let Some(head_end) = head_end else {
+        return Err(ProbeError::NotHttp {
+            target: target.to_owned(),
+            line: "headers never ended".into(),
+        });
+    };
+    let framing = Framing::of(&buf[..head_end]);
+    let mut body: Vec<u8> = buf.split_off(head_end);
+    loop {
+        let (decoded, complete) = framing.decode(&body);
+        if find(decoded.as_ref(), expected.as_bytes()).is_some() {
+            return Ok(format!("{target}: status {status}, body matches"));
+        }
+        if complete || body.len() >= READ_LIMIT {
+            break;
+        }
+        let n = s.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Err(ProbeError::Body {
+        target: target.to_owned(),
+        expected: expected.to_owned(),
+    })
+}
+
+/// `HTTP/1.1 200 OK` -> 200.
+fn parse_status_line(line: &str) -> Option<u16> {
+    let mut parts = line.split(' ');
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// How the body of a response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(usize),
+    Chunked,
+    /// Until the server closes.
+    Close,
+}
+
+impl Framing {
+    fn of(head: &[u8]) -> Self {
+        let head = String::from_utf8_lossy(head);
+        let mut framing = Self::Close;
+        for line in head.split("\r\n").skip(1) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                return Self::Chunked;
+            }
+            if name.eq_ignore_ascii_case("content-length")
+                && let Ok(n) = value.parse()
+            {
+                framing = Self::Length(n);
+            }
+        }
+        framing
+    }
+
+    /// The body decoded so far, and whether it is complete.
+    fn decode<'a>(self, raw: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, bool) {
+        match self {
+            Self::Length(n) => (raw[..raw.len().min(n)].into(), raw.len() >= n),
+            Self::Close => (raw.into(), false),
+            Self::Chunked => {
+                let (body, complete) = dechunk(raw);
+                (body.into(), complete)
+            }
+        }
+    }
+}
+
+/// Decode as much of a chunked body as has arrived.
+fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = find(raw, b"\r\n") else {
+            return (out, false);
+        };
+        let size_text = String::from_utf8_lossy(&raw[..eol]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            // Not valid chunking: give up on decoding, keep what we have.
+            return (out, true);
+        };
+        if size == 0 {
+            return (out, true);
+        }
+        let data = &raw[eol + 2..];
+        if data.len() < size {
+            out.extend_from_slice(data);
+            return (out, false);
+        }
+        out.extend_from_slice(&data[..size]);
+        raw = data.get(size + 2..).unwrap_or(&[]);
+    }
+}
+
+/// Healthy when `argv` exits 0 within `timeout`; otherwise its whole process group
+/// is killed. Its output is logged at debug level under `label`.
+pub async fn exec(
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    label: &str,
+) -> ProbeResult {
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut last_lines: Vec<String> = Vec::new();
+    let ended = child::run(
+        argv,
+        env.iter().map(|(k, v)| (k, v)),
+        timeout,
+        |stream, line| {
+            match stream {
+                Stream::Stdout => tracing::debug!(check = label, "stdout: {line}"),
+                Stream::Stderr => tracing::debug!(check = label, "stderr: {line}"),
+            }
+            if last_lines.len() == EXEC_DETAIL_LINES {
+                last_lines.remove(0);
+            }
+            last_lines.push(line.chars().take(200).collect());
+        },
+    )
+    .await
+    .map_err(|source| ProbeError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    match ended {
+        Ended::Exited(status) if status.success() => Ok(format!("{program} exited 0")),
+        Ended::Exited(status) => Err(ProbeError::Exit {
+            program,
+            status,
+            output: last_lines,
+        }),
+        Ended::TimedOut => Err(ProbeError::Killed {
+            program,
+            after: timeout,
+        }),
+    }
+}
+
+/// Run blocking file-system work on tokio's blocking pool, bounded by `timeout`.
+/// (A read stuck in the kernel, e.g. on a hung NFS mount, keeps its pool thread;
+/// the probe still reports a timeout.)
+async fn blocking<T: Send + 'static>(
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
+) -> Result<T, ProbeError> {
+    within(timeout, async {
+        tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+            Err(ProbeError::Internal {
+                reason: e.to_string(),
+            })
+        })
+    })
+    .await
+}
+
+/// The kernel keeps 15 bytes of a process name in `comm`.
+const COMM_LEN: usize = 15;
+
+/// Healthy when a running (non-zombie) process has this name. Names longer than
+/// the kernel's 15-byte `comm` are compared against the program name in
+/// `/proc/PID/cmdline` too. Reads `/proc`; does not fork.
+pub async fn process_by_name(name: &str, timeout: Duration) -> ProbeResult {
+    let name = name.to_owned();
+    blocking(timeout, move || {
+        match find_process("/proc".as_ref(), &name) {
+            Some(pid) => Ok(format!("{name} running as pid {pid}")),
+            None => Err(ProbeError::NoProcess { name }),
+        }
+    })
+    .await
+}
+
+fn find_process(proc: &Path, name: &str) -> Option<u32> {
+    let short = truncate_bytes(name, COMM_LEN);
+    for entry in std::fs::read_dir(proc).ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end_matches('\n') != short {
+            continue;
+        }
+        if name.len() > COMM_LEN {
+            let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+                continue;
+            };
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            let base = argv0.rsplit(|b| *b == b'/').next().unwrap_or_default();
+            if base != name.as_bytes() {
+                continue;
+            }
+        }
+        if child::pid_alive(pid) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Healthy when the pid written in `path` is a running (non-zombie) process.
+pub async fn process_by_pidfile(path: &Path, timeout: Duration) -> ProbeResult {
+    let path = path.to_owned();
+    blocking(timeout, move || {
+        let text = std::fs::read_to_string(&path).map_err(|source| ProbeError::Pidfile {
+            path: path.clone(),
+            source,
+        })?;
+        let Some(pid) = text
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<u32>().ok())
+            .filter(|p| *p > 0)
+        else {
+            return Err(ProbeError::PidfileEmpty { path });
+        };
+        if child::pid_alive(pid) {
+            Ok(format!("pid {pid} running"))
+        } else {
+            Err(ProbeError::PidGone { pid, path })
+        }
+    })
+    .await
+}
+
+/// Healthy when `path` exists and, if `contains` is set, its first
+/// [`READ_LIMIT`] bytes contain that text.
+pub async fn file(path: &Path, contains: Option<&str>, timeout: Duration) -> ProbeResult {
+    let path = path.to_owned();
+    let contains = contains.map(str::to_owned);
+    blocking(timeout, move || {
+        use std::io::Read as _;
+        let err = |source| ProbeError::File {
+            path: path.clone(),
+            source,
+        };
+        let Some(expected) = contains else {
+            std::fs::metadata(&path).map_err(err)?;
+            return Ok(format!("{} exists", path.display()));
+        };
+        let f = std::fs::File::open(&path).map_err(err)?;
+        let mut data = Vec::new();
+        f.take(READ_LIMIT as u64)
+            .read_to_end(&mut data)
+            .map_err(err)?;
+        if find(&data, expected.as_bytes()).is_some() {
+            Ok(format!("{} contains {expected:?}", path.display()))
+        } else {
+            Err(ProbeError::FileContents {
+                path,
+                expected,
+                limit: READ_LIMIT,
+            })
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::testutil::TempDir;
+    use tokio::net::TcpListener;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn tcp_is_up_while_listening_and_down_once_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let r = tcp(addr, T).await;
+        assert!(
+            r.is_ok(),
+            "expected up with a listener on {addr}, saw {r:?}"
+        );
+        drop(listener);
+        let r = tcp(addr, T).await;
+        assert!(
+            matches!(r, Err(ProbeError::Connect { .. })),
+            "expected a refused connection after closing {addr}, saw {r:?}"
+        );
+    }
+
+    /// Serve `response` to every connection; returns the port.
+    async fn http_server(response: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 1024];
+                    while find(&req, b"\r\n\r\n").is_none() {
+                        match s.read(&mut b).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&b[..n]),
+                        }
+                    }
+                    let req = String::from_utf8_lossy(&req);
+                    // Echo the request line and Host into a header, to assert on.
+                    assert!(
+                        req.starts_with("GET /health HTTP/1.1\r\n"),
+                        "request was {req:?}"
+                    );
+                    assert!(req.contains("\r\nHost: 127.0.0.1:"), "request was {req:?}");
+                    assert!(
+                        req.contains("\r\nConnection: close\r\n"),
+                        "request was {req:?}"
+                    );
+                    let _ = s.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        port
+    }
+
+    fn get(port: u16, status: u16, body: Option<&str>) -> HttpProbe {
+        HttpProbe {
+            https: false,
+            host: "127.0.0.1".into(),
+            port,
+            path: "/health".into(),
+            expect_status: status,
+            expect_body: body.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn http_status_match_and_mismatch() {
+        let port = http_server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let r = http(&get(port, 200, None), T).await;
+        assert!(r.is_ok(), "expected 200 to match, saw {r:?}");
+        let r = http(&get(port, 204, None), T).await;
+        assert!(
+            matches!(
+                r,
+                Err(ProbeError::Status {
+                    expected: 204,
+                    got: 200,
+                    ..
+                })
+            ),
+            "expected a status mismatch 204 vs 200, saw {r:?}"
+        );
+        let port = http_server("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
+        let r = http(&get(port, 200, None), T).await;
+        assert!(
+            matches!(r, Err(ProbeError::Status { got: 503, .. })),
+            "expected 503 to fail, saw {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_body_substring() {
+        let port =
+            http_server("HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"status\":\"green\"}")
+                .await;
+        let r = http(&get(port, 200, Some("green")), T).await;
+        assert!(r.is_ok(), "expected the body to contain green, saw {r:?}");
+        let r = http(&get(port, 200, Some("red")), T).await;
+        assert!(
+            matches!(r, Err(ProbeError::Body { .. })),
+            "expected a body mismatch, saw {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_chunked_body_is_decoded_before_matching() {
+        let port = http_server(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ngre\r\n2\r\nen\r\n0\r\n\r\n",
+        )
+        .await;
+        let r = http(&get(port, 200, Some("green")), T).await;
+        assert!(
+            r.is_ok(),
+            "expected 'green' split over two chunks to match, saw {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_garbage_and_silence() {
+        let port = http_server("SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+        let r = http(&get(port, 200, None), T).await;
+        assert!(matches!(r, Err(ProbeError::NotHttp { .. })), "saw {r:?}");
+
+        // A listener that never answers: the timeout decides.
+        let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let r = http(&get(port, 200, None), Duration::from_millis(200)).await;
+        assert!(matches!(r, Err(ProbeError::Timeout { .. })), "saw {r:?}");
+    }
+
+    #[tokio::test]
+    async fn https_is_refused_clearly() {
+        let mut p = get(1, 200, None);
+        p.https = true;
+        let r = http(&p, T).await;
+        assert!(
+            matches!(r, Err(ProbeError::HttpsUnsupported { .. })),
+            "saw {r:?}"
+        );
+    }
+
+    #[test]
+    fn status_lines_and_chunks() {
+        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some(200));
+        assert_eq!(parse_status_line("HTTP/1.0 404"), Some(404));
+        assert_eq!(parse_status_line("HTTP/1.1 2000 OK"), None);
+        assert_eq!(parse_status_line("ICY 200 OK"), None);
+        assert_eq!(
+            dechunk(b"4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n"),
+            (b"wikipedia".to_vec(), true)
+        );
+        assert_eq!(dechunk(b"4\r\nwi"), (b"wi".to_vec(), false));
+        assert_eq!(authority("::1", 8080, false), "[::1]:8080");
+        assert_eq!(authority("example.org", 443, true), "example.org");
+    }
+
+    fn argv(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn exec_exit_codes() {
+        let r = exec(&argv(&["true"]), &[], T, "t").await;
+        assert!(r.is_ok(), "true must be up, saw {r:?}");
+        let r = exec(&argv(&["sh", "-c", "echo broken >&2; exit 7"]), &[], T, "t").await;
+        match r {
+            Err(ProbeError::Exit { status, output, .. }) => {
+                assert_eq!(status.code(), Some(7), "exit code");
+                assert_eq!(output, vec!["broken".to_owned()], "captured output");
+            }
+            other => panic!("expected exit 7, saw {other:?}"),
+        }
+        let r = exec(&argv(&["/nonexistent/fo-check"]), &[], T, "t").await;
+        assert!(matches!(r, Err(ProbeError::Spawn { .. })), "saw {r:?}");
+        let env = [("FO_BACKEND_PORT".to_owned(), "1514".to_owned())];
+        let r = exec(
+            &argv(&["sh", "-c", "test \"$FO_BACKEND_PORT\" = 1514"]),
+            &env,
+            T,
+            "t",
+        )
+        .await;
+        assert!(
+            r.is_ok(),
+            "the environment must reach the command, saw {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_past_its_timeout_is_killed_with_its_children() {
+        let dir = TempDir::new("exec-timeout");
+        let pids = dir.path().join("pids");
+        let script = format!(
+            "sleep 30 & echo $! > {p}; echo $$ >> {p}; wait",
+            p = pids.display()
+        );
+        let r = exec(
+            &argv(&["sh", "-c", &script]),
+            &[],
+            Duration::from_millis(300),
+            "t",
+        )
+        .await;
+        assert!(
+            matches!(r, Err(ProbeError::Killed { .. })),
+            "expected a kill, saw {r:?}"
+        );
+        let text = std::fs::read_to_string(&pids).expect("the script wrote its pids");
+        let pids: Vec<u32> = text
+            .split_whitespace()
+            .map(|p| p.parse().expect("pid"))
+            .collect();
+        assert_eq!(pids.len(), 2, "pids written: {text:?}");
+        // The background sleep is re-parented to init (or a subreaper) which reaps it.
+        for _ in 0..50 {
+            if !pids.iter().any(|p| child::pid_alive(*p)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("processes {pids:?} still run after the check timed out");
+    }
+
+    #[tokio::test]
+    async fn process_by_name_and_pidfile() {
+        let dir = TempDir::new("process");
+        // A uniquely named copy of sleep, so no other process can match.
+        let short = format!("fo{}", std::process::id());
+        let long = format!("fo-health-test-sleeper-{}", std::process::id());
+        let mut children = Vec::new();
+        for name in [&short, &long] {
+            let exe = dir.path().join(name);
+            std::fs::copy("/bin/sleep", &exe).expect("copy sleep");
+            children.push(
+                tokio::process::Command::new(&exe)
+                    .arg("30")
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("start the sleeper"),
+            );
+        }
+        // Let the children exec (comm changes at exec).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for name in [&short, &long] {
+            let r = process_by_name(name, T).await;
+            assert!(r.is_ok(), "expected {name} found, saw {r:?}");
+        }
+        let r = process_by_name(&format!("{long}x"), T).await;
+        assert!(
+            matches!(r, Err(ProbeError::NoProcess { .. })),
+            "a longer name sharing the 15-byte comm must not match, saw {r:?}"
+        );
+
+        let pidfile = dir.path().join("sleeper.pid");
+        let pid = children[0].id().expect("pid");
+        std::fs::write(&pidfile, format!("{pid}\n")).expect("write pidfile");
+        let r = process_by_pidfile(&pidfile, T).await;
+        assert!(r.is_ok(), "expected pid {pid} running, saw {r:?}");
+
+        for c in &mut children {
+            c.kill().await.expect("kill the sleeper");
+        }
+        let r = process_by_name(&short, T).await;
+        assert!(matches!(r, Err(ProbeError::NoProcess { .. })), "saw {r:?}");
+        let r = process_by_pidfile(&pidfile, T).await;
+        assert!(matches!(r, Err(ProbeError::PidGone { .. })), "saw {r:?}");
+
+        std::fs::write(&pidfile, "\n").expect("write pidfile");
+        let r = process_by_pidfile(&pidfile, T).await;
+        assert!(
+            matches!(r, Err(ProbeError::PidfileEmpty { .. })),
+            "saw {r:?}"
+        );
+        let r = process_by_pidfile(&dir.path().join("missing.pid"), T).await;
+        assert!(matches!(r, Err(ProbeError::Pidfile { .. })), "saw {r:?}");
+    }
+
+    #[tokio::test]
+    async fn file_exists_and_contains() {
+        let dir = TempDir::new("file");
+        let path = dir.path().join("mounted");
+        let r = file(&path, None, T).await;
+        assert!(
+            matches!(r, Err(ProbeError::File { .. })),
+            "missing file, saw {r:?}"
+        );
+        std::fs::write(&path, "state=ready\n").expect("write");
+        let r = file(&path, None, T).await;
+        assert!(r.is_ok(), "existing file, saw {r:?}");
+        let r = file(&path, Some("ready"), T).await;
+        assert!(r.is_ok(), "contained text, saw {r:?}");
+        let r = file(&path, Some("degraded"), T).await;
+        assert!(
+            matches!(r, Err(ProbeError::FileContents { .. })),
+            "saw {r:?}"
+        );
+    }
+}
