@@ -5,3 +5,4 @@ pub mod dataplane;
 pub mod net;
 pub mod agent;
 pub mod health;
+pub mod hooks;

@@ -1,0 +1,579 @@
+//! Hooks: the operator's programs run when a virtual router changes state.
+//!
+//! Per router, `hooks = { master, backup, fault, notify, timeout }`:
+//! - `master`, `backup`, `fault` run when the router enters that state, with no
+//!   arguments;
+//! - `notify` runs on every transition, after the state's own hook, with keepalived's
+//!   `notify` arguments `INSTANCE NAME STATE PRIORITY` (STATE in capitals: `MASTER`,
+//!   `BACKUP`, `FAULT`, `STOP`), so a keepalived notify script works unchanged.
+//!
+//! Every hook gets `FO_ROUTER`, `FO_VRID` (0 for routers without VRRP), `FO_STATE`
+//! and `FO_OLD_STATE` (`initialize`, `backup`, `master`, `fault`, `stop`),
+//! `FO_VIPS` (space separated), `FO_PRIORITY` and `FO_HOOK` (`master`, `backup`,
+//! `fault`, `notify`) on top of the agent's environment. Stdin is `/dev/null`;
+//! each line of stdout and stderr is logged under the router's span.
+//!
+//! [`RouterHooks::transition`] never blocks: it queues the transition and returns.
+//! One task per router runs the queue **in order**: a later transition's hooks
+//! start only after the earlier ones exited or were killed, so `backup.sh` never
+//! overtakes the `master.sh` it undoes. A hook still running after `timeout` is
+//! killed with its whole process group. Failures and timeouts are logged and
+//! counted ([`HookStats`]) and never stop the queue. Nothing is coalesced: when
+//! the state flaps faster than the hooks run, every transition's hooks still run.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fo_config::{Hooks, Router};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+use crate::health::child::{self, Ended, Stream};
+
+/// The router a hook is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterInfo {
+    pub name: String,
+    /// 0 for routers whose ownership is not VRRP.
+    pub vrid: u8,
+    pub vips: Vec<IpAddr>,
+}
+
+impl RouterInfo {
+    pub fn of(router: &Router) -> Self {
+        Self {
+            name: router.name.clone(),
+            vrid: router.vrrp().map_or(0, |v| v.vrid),
+            vips: router.vips.clone(),
+        }
+    }
+
+    fn vips_text(&self) -> String {
+        self.vips
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A router state as hooks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookState {
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+    /// The agent stops this router (only `notify` runs, with `STOP`).
+    Stop,
+}
+
+impl HookState {
+    /// `FO_STATE` / `FO_OLD_STATE` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Backup => "backup",
+            Self::Master => "master",
+            Self::Fault => "fault",
+            Self::Stop => "stop",
+        }
+    }
+
+    /// The third argument of keepalived's `notify`.
+    pub fn keepalived(self) -> &'static str {
+        match self {
+            Self::Initialize => "INIT",
+            Self::Backup => "BACKUP",
+            Self::Master => "MASTER",
+            Self::Fault => "FAULT",
+            Self::Stop => "STOP",
+        }
+    }
+}
+
+/// Which hook of a router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    Master,
+    Backup,
+    Fault,
+    Notify,
+}
+
+impl HookKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Backup => "backup",
+            Self::Fault => "fault",
+            Self::Notify => "notify",
+        }
+    }
+}
+
+/// How one hook run ended.
+#[derive(Debug)]
+pub enum HookOutcome {
+    Ok,
+    Failed(ExitStatus),
+    TimedOut,
+    /// It could not be started (missing, not executable, ...).
+    NotStarted(std::io::Error),
+}
+
+/// Counters of a router's hook runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookStats {
+    /// Hooks started (or attempted).
+    pub runs: u64,
+    /// Runs that exited non-zero or could not start.
+    pub failures: u64,
+    /// Runs killed at their timeout.
+    pub timeouts: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    runs: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, outcome: &HookOutcome) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            HookOutcome::Ok => {}
+            HookOutcome::Failed(_) | HookOutcome::NotStarted(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            HookOutcome::TimedOut => {
+                self.timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn get(&self) -> HookStats {
+        HookStats {
+            runs: self.runs.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One hook invocation, fully described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub kind: HookKind,
+    pub path: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The hooks to run for a transition, in order: the new state's own hook, then
+/// `notify`.
+pub fn invocations(
+    hooks: &Hooks,
+    router: &RouterInfo,
+    old: HookState,
+    new: HookState,
+    priority: u8,
+) -> Vec<Invocation> {
+    let own = match new {
+        HookState::Master => hooks.master.as_ref().map(|p| (HookKind::Master, p)),
+        HookState::Backup => hooks.backup.as_ref().map(|p| (HookKind::Backup, p)),
+        HookState::Fault => hooks.fault.as_ref().map(|p| (HookKind::Fault, p)),
+        HookState::Initialize | HookState::Stop => None,
+    };
+    let notify = hooks.notify.as_ref().map(|p| (HookKind::Notify, p));
+    own.into_iter()
+        .chain(notify)
+        .map(|(kind, path)| Invocation {
+            kind,
+            path: path.clone(),
+            args: if kind == HookKind::Notify {
+                vec![
+                    "INSTANCE".into(),
+                    router.name.clone(),
+                    new.keepalived().into(),
+                    priority.to_string(),
+                ]
+            } else {
+                Vec::new()
+            },
+            env: vec![
+                ("FO_ROUTER".into(), router.name.clone()),
+                ("FO_VRID".into(), router.vrid.to_string()),
+                ("FO_STATE".into(), new.as_str().into()),
+                ("FO_OLD_STATE".into(), old.as_str().into()),
+                ("FO_VIPS".into(), router.vips_text()),
+                ("FO_PRIORITY".into(), priority.to_string()),
+                ("FO_HOOK".into(), kind.as_str().into()),
+            ],
+        })
+        .collect()
+}
+
+/// Run one hook to completion (or until `timeout`, when its process group is
+/// killed), logging its output and how it ended under the current span.
+pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
+    let hook = inv.kind.as_str();
+    let path = inv.path.display().to_string();
+    let argv: Vec<&std::ffi::OsStr> = std::iter::once(inv.path.as_os_str())
+        .chain(inv.args.iter().map(|a| a.as_ref()))
+        .collect();
+    info!(hook, %path, "running hook");
+    let ended = child::run(
+        &argv,
+        inv.env.iter().cloned(),
+        timeout,
+        |stream, line| match stream {
+            Stream::Stdout => info!(hook, stream = "stdout", "{line}"),
+            Stream::Stderr => info!(hook, stream = "stderr", "{line}"),
+        },
+    )
+    .await;
+    let outcome = match ended {
+        Ok(Ended::Exited(st)) if st.success() => HookOutcome::Ok,
+        Ok(Ended::Exited(st)) => HookOutcome::Failed(st),
+        Ok(Ended::TimedOut) => HookOutcome::TimedOut,
+        Err(e) => HookOutcome::NotStarted(e),
+    };
+    match &outcome {
+        HookOutcome::Ok => info!(hook, %path, "hook done"),
+        HookOutcome::Failed(st) => warn!(hook, %path, status = %st, "hook failed"),
+        HookOutcome::TimedOut => {
+            error!(hook, %path, timeout = ?timeout, "hook still running at its timeout: killed")
+        }
+        HookOutcome::NotStarted(e) => error!(hook, %path, error = %e, "hook could not start"),
+    }
+    outcome
+}
+
+/// Run one hook in a task of its own: returns at once. Unordered; routers use
+/// [`RouterHooks`], which runs their hooks in order.
+pub fn spawn(inv: Invocation, timeout: Duration) -> tokio::task::JoinHandle<HookOutcome> {
+    tokio::spawn(async move { run(&inv, timeout).await }.in_current_span())
+}
+
+enum Job {
+    Transition {
+        old: HookState,
+        new: HookState,
+        priority: u8,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// The hook queue of one router. Dropping it lets queued hooks finish, then the
+/// task ends.
+#[derive(Debug)]
+pub struct RouterHooks {
+    tx: mpsc::UnboundedSender<Job>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transition { old, new, .. } => write!(f, "{old:?} -> {new:?}"),
+            Self::Flush(_) => f.write_str("flush"),
+        }
+    }
+}
+
+impl RouterHooks {
+    /// Start the queue of `router`. Must be called inside a tokio runtime.
+    pub fn start(router: RouterInfo, hooks: Hooks) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let span = info_span!("router", name = %router.name);
+        tokio::spawn(
+            async move {
+                while let Some(job) = rx.recv().await {
+                    match job {
+                        Job::Transition { old, new, priority } => {
+                            for inv in invocations(&hooks, &router, old, new, priority) {
+                                let outcome = run(&inv, hooks.timeout).await;
+                                c.count(&outcome);
+                            }
+                        }
+                        Job::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Self { tx, counters }
+    }
+
+    /// Queue the hooks of a transition and return at once.
+    pub fn transition(&self, old: HookState, new: HookState, priority: u8) {
+        // The task only ends when `self` is dropped, so this cannot fail while we exist.
+        let _ = self.tx.send(Job::Transition { old, new, priority });
+    }
+
+    /// Wait until every hook queued so far has finished (or was killed).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn stats(&self) -> HookStats {
+        self.counters.get()
+    }
+}
+
+/// Is this path usable as a hook (exists, is a file, executable by someone)? For
+/// `fo-agent check`.
+pub fn check_executable(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{}: not executable", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::testutil::TempDir;
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::sync::Mutex;
+
+    fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write hook");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    fn router() -> RouterInfo {
+        RouterInfo {
+            name: "wazuh".into(),
+            vrid: 51,
+            vips: vec![
+                "192.0.2.100".parse().expect("ip"),
+                "192.0.2.101".parse().expect("ip"),
+            ],
+        }
+    }
+
+    fn hooks() -> Hooks {
+        Hooks {
+            timeout: Duration::from_secs(10),
+            ..Hooks::default()
+        }
+    }
+
+    /// Captures the log output of the current thread.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Log {
+        fn install(&self) -> tracing::subscriber::DefaultGuard {
+            let me = self.clone();
+            let sub = tracing_subscriber::fmt()
+                .with_writer(move || me.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_default(sub)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+        }
+    }
+
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn hooks_get_the_environment_and_keepalived_arguments() {
+        let dir = TempDir::new("hook-env");
+        let out = dir.path().join("out");
+        let body = format!(
+            "echo \"$FO_HOOK|$FO_ROUTER|$FO_VRID|$FO_STATE|$FO_OLD_STATE|$FO_VIPS|$FO_PRIORITY|$*\" >> {}",
+            out.display()
+        );
+        let mut h = hooks();
+        h.master = Some(script(&dir, "master.sh", &body));
+        h.notify = Some(script(&dir, "notify.sh", &body));
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        let text = std::fs::read_to_string(&out).expect("the hooks wrote their env");
+        assert_eq!(
+            text,
+            "master|wazuh|51|master|backup|192.0.2.100 192.0.2.101|150|\n\
+             notify|wazuh|51|master|backup|192.0.2.100 192.0.2.101|150|INSTANCE wazuh MASTER 150\n",
+            "the state hook runs first without arguments, then notify with keepalived's"
+        );
+        assert_eq!(
+            q.stats(),
+            HookStats {
+                runs: 2,
+                failures: 0,
+                timeouts: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_and_missing_hooks_are_counted_and_do_not_stop_the_queue() {
+        let dir = TempDir::new("hook-fail");
+        let mut h = hooks();
+        h.fault = Some(script(
+            &dir,
+            "fault.sh",
+            "echo compose down failed >&2; exit 1",
+        ));
+        h.backup = Some(dir.path().join("does-not-exist.sh"));
+        h.master = Some(script(&dir, "master.sh", "exit 0"));
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Master, HookState::Fault, 90);
+        q.transition(HookState::Fault, HookState::Backup, 90);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        assert_eq!(
+            q.stats(),
+            HookStats {
+                runs: 3,
+                failures: 2,
+                timeouts: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hook_past_its_timeout_is_killed_and_logged_and_the_call_returns_at_once() {
+        let log = Log::default();
+        let _guard = log.install();
+        let dir = TempDir::new("hook-timeout");
+        let pidfile = dir.path().join("pid");
+        let mut h = hooks();
+        h.timeout = Duration::from_millis(300);
+        h.master = Some(script(
+            &dir,
+            "master.sh",
+            &format!(
+                "echo $$ > {}; echo starting; exec sleep 30",
+                pidfile.display()
+            ),
+        ));
+        let q = RouterHooks::start(router(), h);
+        let before = std::time::Instant::now();
+        q.transition(HookState::Backup, HookState::Master, 150);
+        let queued_in = before.elapsed();
+        q.flush().await;
+        assert!(
+            queued_in < Duration::from_millis(100),
+            "transition() must return at once, took {queued_in:?}"
+        );
+        assert_eq!(
+            q.stats(),
+            HookStats {
+                runs: 1,
+                failures: 0,
+                timeouts: 1
+            }
+        );
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .expect("pidfile")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(
+            !child::pid_alive(pid),
+            "hook process {pid} still runs after its timeout"
+        );
+        let text = log.text();
+        assert!(
+            text.contains("killed"),
+            "expected a log line about the kill, saw:\n{text}"
+        );
+        assert!(
+            text.contains("starting") && text.contains("wazuh"),
+            "hook output under the router span, saw:\n{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hooks_of_one_router_run_in_transition_order() {
+        let dir = TempDir::new("hook-order");
+        let out = dir.path().join("out");
+        let mut h = hooks();
+        // The first hook is slow: the second must still wait for it.
+        h.master = Some(script(
+            &dir,
+            "master.sh",
+            &format!(
+                "echo master-start >> {o}; sleep 0.3; echo master-end >> {o}",
+                o = out.display()
+            ),
+        ));
+        h.backup = Some(script(
+            &dir,
+            "backup.sh",
+            &format!("echo backup >> {}", out.display()),
+        ));
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.transition(HookState::Master, HookState::Backup, 100);
+        q.flush().await;
+        let text = std::fs::read_to_string(&out).expect("hooks wrote");
+        assert_eq!(
+            text, "master-start\nmaster-end\nbackup\n",
+            "hooks ran out of order"
+        );
+    }
+
+    #[test]
+    fn no_state_hook_for_stop_only_notify() {
+        let mut h = hooks();
+        h.master = Some("/m".into());
+        h.notify = Some("/n".into());
+        let inv = invocations(&h, &router(), HookState::Master, HookState::Stop, 150);
+        assert_eq!(inv.len(), 1, "{inv:?}");
+        assert_eq!(inv[0].args, ["INSTANCE", "wazuh", "STOP", "150"]);
+        let inv = invocations(&hooks(), &router(), HookState::Master, HookState::Backup, 1);
+        assert!(inv.is_empty(), "no hooks configured: {inv:?}");
+    }
+
+    #[test]
+    fn executable_check() {
+        let dir = TempDir::new("hook-exec");
+        let p = script(&dir, "ok.sh", "true");
+        assert_eq!(check_executable(&p), Ok(()));
+        let q = dir.path().join("plain");
+        std::fs::File::create(&q)
+            .expect("create")
+            .write_all(b"x")
+            .expect("write");
+        assert!(check_executable(&q).is_err_and(|e| e.contains("not executable")));
+        assert!(check_executable(&dir.path().join("missing")).is_err());
+    }
+}
