@@ -341,11 +341,15 @@ async fn serve(
         // Close with RST instead of FIN.
         let _ = stream.set_zero_linger();
     }
+    // Recorded before the close, so that a peer that saw the close can rely on the
+    // report showing it.
+    {
+        let mut st = lock(&slot.state);
+        st.close = kind;
+        st.detail = detail;
+        st.closed_unix_ns = Some(unix_ns());
+    }
     drop(stream);
-    let mut st = lock(&slot.state);
-    st.close = kind;
-    st.detail = detail;
-    st.closed_unix_ns = Some(unix_ns());
 }
 
 fn classify(e: &io::Error) -> Outcome {
