@@ -59,7 +59,7 @@ pub struct SinkConnection {
 }
 
 /// One agent as seen by one sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinkAgent {
     pub agent: u32,
     /// Event frames received, duplicates included.
@@ -82,10 +82,14 @@ pub struct SinkAgent {
     pub ranges: Vec<[u64; 2]>,
     /// Connections that carried a HELLO from this agent.
     pub connections: u64,
+    /// Longest time between two arrivals of this agent's events at this sink: the
+    /// stall a failover caused even when no connection broke (meaningful when the
+    /// agent's interval is well below it).
+    pub max_silence_ms: f64,
 }
 
 /// Totals over every agent and connection of one sink.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SinkTotals {
     pub agents: u64,
     pub connections_accepted: u64,
@@ -105,10 +109,12 @@ pub struct SinkTotals {
     pub gaps: u64,
     pub missing: u64,
     pub acks_sent: u64,
+    /// Largest `max_silence_ms` of any agent.
+    pub max_silence_ms: f64,
 }
 
 /// What `fo-sink` writes (`--report`, `--control`, SIGUSR1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SinkReport {
     pub version: u32,
     pub listen: String,
@@ -250,6 +256,8 @@ pub struct Merged {
     pub unacked_at_disconnect: u64,
     pub max_gap_ms: f64,
     pub recovery_ms: Option<f64>,
+    /// Largest per-agent silence at any sink (see [`SinkAgent::max_silence_ms`]).
+    pub max_silence_ms: f64,
     /// Agents the sinks saw that the fleet did not send (a mixed-up run if non-zero).
     pub unknown_agents: u64,
 }
@@ -263,7 +271,9 @@ pub fn merge(fleet: &FleetReport, sinks: &[SinkReport]) -> Merged {
     let mut received = 0;
     let mut reordered = 0;
     let mut sink_rst = 0;
+    let mut max_silence_ms: f64 = 0.0;
     for s in sinks {
+        max_silence_ms = max_silence_ms.max(s.totals.max_silence_ms);
         received += s.totals.events_received;
         reordered += s.totals.reorders;
         sink_rst += s.totals.closed_rst;
@@ -313,6 +323,7 @@ pub fn merge(fleet: &FleetReport, sinks: &[SinkReport]) -> Merged {
         unacked_at_disconnect: fleet.totals.unacked_at_disconnect,
         max_gap_ms: fleet.max_gap_ms,
         recovery_ms: fleet.recovery_ms,
+        max_silence_ms,
         unknown_agents: unions.len() as u64,
     }
 }
@@ -374,6 +385,7 @@ mod tests {
             missing: 0,
             ranges: ranges.to_vec(),
             connections: 1,
+            max_silence_ms: 0.0,
         }
     }
 

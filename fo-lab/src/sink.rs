@@ -80,6 +80,9 @@ enum Stop {
 struct AgentEntry {
     track: SeqTracker,
     connections: u64,
+    last_arrival: Option<Instant>,
+    /// Longest time between two reads that brought this agent's events.
+    max_silence: Duration,
 }
 
 #[derive(Debug)]
@@ -227,6 +230,7 @@ impl SinkHandle {
                         missing: t.missing(),
                         ranges: t.ranges().iter().map(|&(a, b)| [a, b]).collect(),
                         connections: e.connections,
+                        max_silence_ms: e.max_silence.as_secs_f64() * 1e3,
                     }
                 })
                 .collect()
@@ -239,6 +243,7 @@ impl SinkHandle {
             totals.reorders += a.reorders;
             totals.gaps += a.gaps;
             totals.missing += a.missing;
+            totals.max_silence_ms = totals.max_silence_ms.max(a.max_silence_ms);
         }
         totals.agents = agents.len() as u64;
         let connections: Vec<SinkConnection> = lock(&s.conns)
@@ -438,6 +443,9 @@ async fn serve_conn(
                 let mut bad = None;
                 let level = {
                     let mut a = lock(&agent);
+                    if let Some(last) = a.last_arrival.replace(now) {
+                        a.max_silence = a.max_silence.max(now - last);
+                    }
                     loop {
                         match Event::decode(&buf[off..filled]) {
                             Ok(Some((ev, len))) => {
