@@ -82,19 +82,19 @@ fn forward(
         }
         _ => return Err(Counter::PassNotTcpUdp),
     };
-    let service = unsafe {
-        SERVICES.get(&ServiceKey { vip: dst, port_be: dport_be, proto, family })
-    }
-    .ok_or(Counter::PassNoService)?;
-    let service_id = service.id;
-
     let flow = FlowKey { src, dst, sport_be, dport_be, proto, family, _pad: [0; 2] };
-    let (slot, backend) = match established(&flow, service_id) {
+    // Established flows first: one hash lookup, no service lookup.
+    let (slot, backend) = match established(&flow) {
         Some(found) => {
             maps::count(Counter::FlowHit);
             found
         }
         None => {
+            let service = unsafe {
+                SERVICES.get(&ServiceKey { vip: dst, port_be: dport_be, proto, family })
+            }
+            .ok_or(Counter::PassNoService)?;
+            let service_id = service.id;
             let h = if service.flags & SVC_HASH_5TUPLE != 0 {
                 hash::hash_5tuple(&src.bytes, &dst.bytes, sport_be, dport_be, proto)
             } else {
@@ -127,14 +127,21 @@ fn forward(
 }
 
 /// The backend of an established flow, if that backend is still in service.
+///
+/// A removed service deactivates its backends, so its flows fail here and go the
+/// service lookup (and pass). The port check keeps a flow of a removed service from
+/// following a slot that was reused for another service: in DSR the backend port is
+/// the service port, which is the flow's destination port.
 #[inline(always)]
-fn established(flow: &FlowKey, service_id: u32) -> Option<(u32, Backend)> {
+fn established(flow: &FlowKey) -> Option<(u32, Backend)> {
     // SAFETY: an LRU entry is replaced whole; a torn read would at worst pick a
     // backend that is then validated below.
-    let slot = unsafe { FLOWS.get(flow) }?.backend;
-    let backend = *BACKENDS.get(slot)?;
-    (backend.flags & BACKEND_ACTIVE != 0 && backend.service_id == service_id)
-        .then_some((slot, backend))
+    let value = *unsafe { FLOWS.get(flow) }?;
+    let backend = *BACKENDS.get(value.backend)?;
+    (backend.flags & BACKEND_ACTIVE != 0
+        && backend.service_id == value.service_id
+        && backend.port_be == flow.dport_be)
+        .then_some((value.backend, backend))
 }
 
 /// The Maglev choice for hash `h` in the service's table.

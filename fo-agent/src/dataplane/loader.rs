@@ -254,7 +254,7 @@ fn adopt(opts: &LoadOptions, link_pin: &Path, mode: XdpAttachMode) -> Result<Opt
 
 fn take_maps(ebpf: &mut aya::Ebpf) -> Result<Maps> {
     let mut take = |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::MissingMap { name });
-    build_maps(|name| take(name))
+    build_maps(&mut take)
 }
 
 fn open_pinned_maps(dir: &Path) -> Result<Maps> {

@@ -1,0 +1,161 @@
+//! `cargo xtask bench dataplane`: the XDP program's cost per packet, measured by the
+//! kernel with BPF_PROG_TEST_RUN on the real object, with 3 and with 1,000 backends.
+//!
+//! Two methods, because BPF_PROG_TEST_RUN's `repeat` reruns the program on the same
+//! buffer, which the program may have rewritten:
+//! - batch: one frame, `repeat` = 200,000; the kernel's mean per run. Used for frames
+//!   the program leaves valid for a rerun (established flow: a MAC rewrite; pass).
+//! - single: 2,000 distinct frames with `repeat` = 1, median of the kernel's times.
+//!   Used for a new flow (Maglev; each frame a new 5-tuple) and the ARP reply (the
+//!   request becomes a reply). It includes the fixed cost of one test run (clock
+//!   reads), so the same method is also reported for the established flow: the
+//!   difference between the two single-shot rows is the cost of the Maglev path.
+//!
+//! Every figure: min / median / max over 5 runs. Report: target/bench/dataplane.{md,json}.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use fo_agent::dataplane::{
+    Attach, BackendSpec, Dataplane, LoadOptions, MonoNanos, ServiceSpec, ServiceTable, remove_all_pins,
+};
+use fo_common::PROTO_TCP;
+use fo_tests::frames;
+
+const RUNS: usize = 5;
+const BATCH_REPEAT: u32 = 200_000;
+const SINGLES: u32 = 2_000;
+const OUR_MAC: [u8; 6] = [0x02, 0xf0, 0, 0, 0, 1];
+const CLIENT_MAC: [u8; 6] = [0x02, 0xc1, 0, 0, 0, 1];
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+
+struct Bench {
+    dp: Dataplane,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = remove_all_pins(&self.dir);
+    }
+}
+
+fn setup(backends: u32) -> Bench {
+    fo_tests::require_root();
+    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/fo-bench-{}-{backends}", std::process::id()));
+    let opts = LoadOptions { pin_dir: dir.clone(), maglev_size: 65_537, max_services: 2, max_backends: 1024, flow_table_size: 1 << 20 };
+    let mut dp = Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object");
+    dp.set_iface(1, OUR_MAC).expect("IFACES");
+    dp.set_vip(IpAddr::V4(VIP), true, MonoNanos::now().after(Duration::from_secs(3600))).expect("VIPS");
+    let mut table = ServiceTable::from_dataplane(&dp).expect("table");
+    let specs = vec![ServiceSpec {
+        vip: IpAddr::V4(VIP),
+        port: 1514,
+        proto: PROTO_TCP,
+        hash_5tuple: true,
+        backends: (0..backends)
+            .map(|i| BackendSpec {
+                addr: IpAddr::V4(Ipv4Addr::from(0xc612_0000u32 + i)), // 198.18.0.0/15
+                port: 1514,
+                weight: 1,
+                mac: [0x02, 0xbe, 0, 0, (i >> 8) as u8, i as u8],
+                src_mac: OUR_MAC,
+                ifindex: 0,
+            })
+            .collect(),
+    }];
+    table.apply(&mut dp, &specs).expect("apply");
+    Bench { dp, dir }
+}
+
+fn client_syn(i: u32, flags: u8) -> Vec<u8> {
+    let src = Ipv4Addr::from(0x0a00_0000u32 + (i >> 14));
+    frames::tcp4(OUR_MAC, CLIENT_MAC, src, VIP, 1024 + (i & 0x3fff) as u16, 1514, flags, b"")
+}
+
+fn batch(b: &mut Bench, frame: &[u8], expect: u32) -> f64 {
+    let run = b.dp.test_run(frame, BATCH_REPEAT).expect("test run");
+    assert_eq!(run.action, expect, "unexpected action in batch run");
+    run.duration.as_nanos() as f64
+}
+
+fn single(b: &mut Bench, frames: impl Iterator<Item = Vec<u8>>, expect: u32) -> f64 {
+    let mut ns: Vec<u128> = frames
+        .map(|f| {
+            let run = b.dp.test_run(&f, 1).expect("test run");
+            assert_eq!(run.action, expect, "unexpected action in single run");
+            run.duration.as_nanos()
+        })
+        .collect();
+    ns.sort_unstable();
+    ns[ns.len() / 2] as f64
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    case: String,
+    method: &'static str,
+    backends: u32,
+    min_ns: f64,
+    median_ns: f64,
+    max_ns: f64,
+}
+
+fn stats(case: &str, method: &'static str, backends: u32, mut v: Vec<f64>) -> Row {
+    v.sort_by(f64::total_cmp);
+    Row { case: case.into(), method, backends, min_ns: v[0], median_ns: v[v.len() / 2], max_ns: v[v.len() - 1] }
+}
+
+fn main() {
+    use fo_common::xdp_action::{XDP_PASS, XDP_TX};
+    // `cargo bench` passes --bench; nothing else is accepted.
+    let mut rows = Vec::new();
+    for backends in [3u32, 1000] {
+        let mut b = setup(backends);
+        let (mut new_flow, mut est_single, mut est_batch, mut arp, mut pass, mut floor) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for run in 0..RUNS as u32 {
+            let base = run * SINGLES * 2 + 1;
+            new_flow.push(single(&mut b, (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)), XDP_TX));
+            // The same flows again: now established in the flow table.
+            est_single.push(single(&mut b, (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)), XDP_TX));
+            est_batch.push(batch(&mut b, &client_syn(base, frames::TCP_ACK), XDP_TX));
+            arp.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| frames::arp(1, CLIENT_MAC, Ipv4Addr::from(0x0a00_0000u32 + i), [0; 6], VIP)),
+                XDP_TX,
+            ));
+            let other = frames::tcp4(OUR_MAC, CLIENT_MAC, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 55), 1000, 22, frames::TCP_ACK, b"");
+            pass.push(batch(&mut b, &other, XDP_PASS));
+            let mut lldp = frames::eth(OUR_MAC, CLIENT_MAC, 0x88cc);
+            lldp.extend_from_slice(&[0u8; 46]);
+            floor.push(batch(&mut b, &lldp, XDP_PASS));
+        }
+        rows.push(stats("new flow: TCP SYN via Maglev", "single", backends, new_flow));
+        rows.push(stats("established flow: flow table", "single", backends, est_single));
+        rows.push(stats("established flow: flow table", "batch", backends, est_batch));
+        rows.push(stats("ARP reply for the VIP", "single", backends, arp));
+        rows.push(stats("pass-through (not a VIP)", "batch", backends, pass));
+        rows.push(stats("floor: non-IP frame, parse and count only", "batch", backends, floor));
+    }
+
+    let mut md = String::from(
+        "# Data plane: cost per packet (BPF_PROG_TEST_RUN, real object)\n\n\
+         Kernel-measured time per program run, min / median / max over 5 runs. \
+         `batch`: one frame, repeat 200,000. `single`: 2,000 distinct frames, repeat 1, median \
+         (includes one test run's fixed cost; compare single with single).\n\n\
+         | case | method | backends | min ns | median ns | max ns |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+            r.case, r.method, r.backends, r.min_ns, r.median_ns, r.max_ns
+        ));
+    }
+    let out = fo_tests::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out).expect("target/bench");
+    std::fs::write(out.join("dataplane.md"), &md).expect("write report");
+    std::fs::write(out.join("dataplane.json"), serde_json::to_string_pretty(&rows).expect("json")).expect("write json");
+    println!("{md}");
+    println!("report: {}", out.join("dataplane.md").display());
+}

@@ -1,0 +1,61 @@
+//! `cargo xtask`: fo's build, test, demo and benchmark orchestration. It holds no
+//! product logic, and depends on nothing of the product, so that `setup` can run on a
+//! machine that cannot build the product yet.
+
+mod setup;
+mod test;
+mod util;
+
+use clap::Parser as _;
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask", about = "fo's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Task {
+    /// Install everything a fresh Debian 12 machine lacks (idempotent).
+    Setup,
+    /// Build every crate (debug), including the XDP object.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces.
+    Test {
+        /// Only tests whose name contains this (passed to the test binaries).
+        filter: Option<String>,
+        /// Skip the setup step (when you know the machine is ready).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Benchmarks; report written to target/bench/.
+    Bench {
+        /// Which benchmark (default: all available).
+        #[arg(value_enum)]
+        which: Option<test::BenchKind>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Build { release } => {
+            setup::run()?;
+            test::build(release)
+        }
+        Task::Test { filter, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            test::run(filter.as_deref())
+        }
+        Task::Bench { which } => {
+            setup::run()?;
+            test::bench(which)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `cargo xtask setup`: install what a fresh Debian 12 machine lacks. Every step
+//! checks first, so a second run does nothing (and needs no network).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{exec, succeeds};
+
+/// Debian packages: LLVM 22 for bpf-linker; tools the tests and benchmarks drive;
+/// keepalived and HAProxy as the real peers and baselines.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "bpftool",
+    "iproute2",
+    "ethtool",
+    "tcpdump",
+    "keepalived",
+    "haproxy",
+    "iperf3",
+    "wrk",
+    "arping",
+    "socat",
+    "iputils-ping",
+    "util-linux",
+    "procps",
+];
+
+/// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
+const TOOLCHAIN: &str = "1.98.0";
+
+pub fn run() -> anyhow::Result<()> {
+    if !crate::util::is_root() {
+        bail!("cargo xtask setup installs packages and loads BPF programs: run it as root");
+    }
+    apt_packages()?;
+    stop_packaged_services();
+    toolchain()?;
+    bpf_linker()?;
+    bpffs()?;
+    Ok(())
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    exec(Command::new("apt-get").args(["update", "-qq"]))?;
+    exec(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The packaged keepalived and HAProxy must not run: tests start their own, inside
+/// network namespaces, with their own configs.
+fn stop_packaged_services() {
+    if Path::new("/run/systemd/system").exists() {
+        for unit in ["keepalived", "haproxy"] {
+            let _ = succeeds(Command::new("systemctl").args(["disable", "--now", unit]));
+        }
+    }
+}
+
+fn toolchain() -> anyhow::Result<()> {
+    let listed = Command::new("rustup").args(["toolchain", "list"]).output().context("rustup")?;
+    let list = String::from_utf8_lossy(&listed.stdout);
+    if !list.lines().any(|l| l.starts_with(TOOLCHAIN)) {
+        exec(Command::new("rustup").args([
+            "toolchain", "install", TOOLCHAIN, "--profile", "minimal", "-c", "rust-src,clippy,rustfmt",
+        ]))?;
+    }
+    let comps = Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", TOOLCHAIN])
+        .output()
+        .context("rustup component list")?;
+    let comps = String::from_utf8_lossy(&comps.stdout);
+    for c in ["rust-src", "clippy", "rustfmt"] {
+        if !comps.lines().any(|l| l.starts_with(c)) {
+            exec(Command::new("rustup").args(["component", "add", c, "--toolchain", TOOLCHAIN]))?;
+        }
+    }
+    Ok(())
+}
+
+/// bpf-linker, built against Debian's LLVM 22 (the LLVM of Rust 1.98).
+fn bpf_linker() -> anyhow::Result<()> {
+    let ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    exec(Command::new("rustup")
+        .args(["run", TOOLCHAIN, "cargo", "install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+}
+
+fn bpffs() -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("/proc/mounts")?;
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+        return Ok(());
+    }
+    exec(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}

@@ -1,0 +1,47 @@
+//! `cargo xtask test`, `build` and `bench`.
+
+use crate::util::{cargo, exec};
+
+pub fn build(release: bool) -> anyhow::Result<()> {
+    let mut c = cargo();
+    c.args(["build", "--workspace", "--bins"]);
+    if release {
+        c.arg("--release");
+    }
+    exec(&mut c)
+}
+
+/// Every test. Unit and golden tests run in parallel; the privileged integration
+/// tests (crate fo-tests) run one at a time, since several of them assert protocol
+/// timers that two concurrent network labs on two cores could stretch.
+pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
+    build(false)?;
+    let mut unit = cargo();
+    unit.args(["test", "--workspace", "--exclude", "fo-tests"]);
+    if let Some(f) = filter {
+        unit.args(["--", f]);
+    }
+    exec(&mut unit)?;
+    let mut privileged = cargo();
+    privileged.args(["test", "-p", "fo-tests", "--", "--test-threads=1"]);
+    if let Some(f) = filter {
+        privileged.arg(f);
+    }
+    exec(&mut privileged)
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchKind {
+    /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends.
+    Dataplane,
+}
+
+pub fn bench(which: Option<BenchKind>) -> anyhow::Result<()> {
+    let which = which.map(|w| vec![w]).unwrap_or_else(|| vec![BenchKind::Dataplane]);
+    for w in which {
+        match w {
+            BenchKind::Dataplane => exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))?,
+        }
+    }
+    Ok(())
+}
