@@ -6,3 +6,4 @@ pub mod net;
 pub mod agent;
 pub mod health;
 pub mod hooks;
+pub mod vrrp;

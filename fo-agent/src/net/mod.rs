@@ -1,6 +1,7 @@
 //! The agent's view of the host network: interfaces, neighbours and addresses,
 //! through rtnetlink in the agent's own network namespace.
 
+pub mod addr;
 pub mod link;
 pub mod neigh;
 

@@ -1,0 +1,629 @@
+//! One tokio task per VRRP router: it owns the pure [`fo_vrrp::Router`], feeds it the
+//! adverts of its VRID, its timers (at or after their deadlines, never early) and admin
+//! events, and performs the actions it returns, in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use fo_vrrp::packet::{MULTICAST_V4, MULTICAST_V6};
+use fo_vrrp::{
+    Action, Admin, AdverInterval, Advert, Auth, Event, Priority, Reason, RxMeta, State, Time,
+    Timer, Vrid,
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use super::garp::Announcer;
+use super::socket::{Received, VrrpSocket};
+use crate::agent::SharedPlane;
+use crate::hooks::{HookState, RouterHooks, RouterInfo};
+
+/// Everything a router task needs to know about its router, resolved from the config.
+#[derive(Clone, Debug)]
+pub struct RouterSpec {
+    pub name: String,
+    pub vrid: Vrid,
+    pub vips: Vec<IpAddr>,
+    /// Unicast peers; empty = multicast.
+    pub peers: Vec<IpAddr>,
+    pub auth: Auth,
+    pub fsm: fo_vrrp::Config,
+    pub garp: GarpTiming,
+    pub hooks: fo_config::Hooks,
+}
+
+impl RouterSpec {
+    /// The advert interval as on the wire (its unit is the version).
+    pub fn interval(&self) -> AdverInterval {
+        self.fsm.advert_interval
+    }
+
+    /// Where adverts go: the VRRP group, or each unicast peer.
+    pub fn destinations(&self) -> Vec<IpAddr> {
+        if !self.peers.is_empty() {
+            self.peers.clone()
+        } else if self.fsm.primary_address.is_ipv6() {
+            vec![IpAddr::V6(MULTICAST_V6)]
+        } else {
+            vec![IpAddr::V4(MULTICAST_V4)]
+        }
+    }
+}
+
+/// keepalived's garp_master_repeat / garp_master_delay / garp_master_refresh, from `[node]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GarpTiming {
+    /// Announcements sent on becoming master (at least one).
+    pub count: u32,
+    /// Spacing of those.
+    pub interval: Duration,
+    /// One more every this long while master; `None` = off.
+    pub refresh: Option<Duration>,
+}
+
+/// An administrative input to a router (control socket, health checks, link monitor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// `fo-agent promote`.
+    Promote,
+    /// `fo-agent demote`.
+    Demote,
+    /// `fo-agent resume`.
+    Resume,
+    /// A new effective priority (configured priority plus the weights of failing tracks).
+    Priority(Priority),
+    /// A fault source (e.g. "link", a gate's name) is failing or has recovered. The router
+    /// is faulted while any source is failing.
+    Fault { source: String, failing: bool },
+}
+
+pub(super) enum Msg {
+    Control(Control),
+    Shutdown,
+}
+
+/// The last state change of a router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransitionRecord {
+    pub from: State,
+    pub to: State,
+    pub reason: Reason,
+    pub at: SystemTime,
+    /// For a takeover after the Master went silent: from the Master_Down_Timer's expiry
+    /// (detection) to the VIPs written to the data plane and the first gratuitous ARP/NA
+    /// sent (served).
+    pub takeover: Option<Duration>,
+}
+
+/// Counters of one router, for metrics (`fo_vrrp_adverts_total`, `fo_vrrp_dropped_total`,
+/// `fo_vrrp_transitions_total`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RouterStats {
+    pub adverts_in: u64,
+    pub adverts_out: u64,
+    /// Adverts that could not be sent (link down, no route).
+    pub send_errors: u64,
+    /// Gratuitous ARP / unsolicited NA rounds sent.
+    pub announcements: u64,
+    /// Received packets dropped, by [`fo_vrrp::DropReason::as_str`].
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Transitions by the state entered ([`State::as_str`]).
+    pub transitions: BTreeMap<&'static str, u64>,
+}
+
+/// A router's state as the status command and metrics see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouterStatus {
+    pub name: String,
+    pub vrid: u8,
+    pub vips: Vec<IpAddr>,
+    pub state: State,
+    pub configured_priority: u8,
+    /// What this router advertises now (tracking, promote).
+    pub effective_priority: u8,
+    pub admin: Admin,
+    /// Failing fault sources.
+    pub faults: BTreeSet<String>,
+    pub master_since: Option<SystemTime>,
+    /// The Master this Backup hears.
+    pub master: Option<IpAddr>,
+    pub last_transition: Option<TransitionRecord>,
+    pub stats: RouterStats,
+}
+
+/// The control socket's and the health checks' way to a router.
+#[derive(Clone)]
+pub struct RouterHandle {
+    name: String,
+    tx: mpsc::Sender<Msg>,
+    status: Arc<Mutex<RouterStatus>>,
+}
+
+/// The router task has ended (agent shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("router {name} is not running")]
+pub struct RouterGone {
+    pub name: String,
+}
+
+impl RouterHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deliver an admin event; waits only if the router's queue is full.
+    pub async fn send(&self, control: Control) -> Result<(), RouterGone> {
+        self.tx
+            .send(Msg::Control(control))
+            .await
+            .map_err(|_| RouterGone {
+                name: self.name.clone(),
+            })
+    }
+
+    /// A snapshot of state, priorities, last transition and counters.
+    pub fn status(&self) -> RouterStatus {
+        lock(&self.status).clone()
+    }
+
+    pub(super) async fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown).await;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Status is plain data written whole; a panicked writer leaves it usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Where the router's effects go.
+pub(super) struct Io {
+    pub socket: Arc<VrrpSocket>,
+    pub announcer: Arc<Announcer>,
+    pub plane: SharedPlane,
+}
+
+/// Start the task of one router. `packets` delivers the received packets with its VRID.
+pub(super) fn spawn(
+    spec: RouterSpec,
+    io: Io,
+    packets: mpsc::Receiver<Received>,
+    epoch: Instant,
+) -> Result<(RouterHandle, JoinHandle<()>), fo_vrrp::fsm::ConfigError> {
+    let router = fo_vrrp::Router::new(spec.fsm.clone())?;
+    let status = Arc::new(Mutex::new(RouterStatus {
+        name: spec.name.clone(),
+        vrid: spec.vrid.get(),
+        vips: spec.vips.clone(),
+        state: State::Initialize,
+        configured_priority: spec.fsm.priority.0,
+        effective_priority: spec.fsm.priority.0,
+        admin: Admin::None,
+        faults: BTreeSet::new(),
+        master_since: None,
+        master: None,
+        last_transition: None,
+        stats: RouterStats::default(),
+    }));
+    let (tx, rx) = mpsc::channel(64);
+    let handle = RouterHandle {
+        name: spec.name.clone(),
+        tx,
+        status: status.clone(),
+    };
+    let span = tracing::info_span!("router", name = %spec.name);
+    let hooks = {
+        let _e = span.enter();
+        RouterHooks::start(
+            RouterInfo {
+                name: spec.name.clone(),
+                vrid: spec.vrid.get(),
+                vips: spec.vips.clone(),
+            },
+            spec.hooks.clone(),
+        )
+    };
+    let driver = Driver {
+        hooks,
+        spec,
+        router,
+        io,
+        status,
+        epoch,
+        faults: BTreeSet::new(),
+        burst: None,
+        next_refresh: None,
+        detected_at: None,
+        send_failing: false,
+        warned_addresses: false,
+        stats: RouterStats::default(),
+    };
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        driver.run(rx, packets),
+        span,
+    ));
+    Ok((handle, task))
+}
+
+struct Driver {
+    hooks: RouterHooks,
+    spec: RouterSpec,
+    router: fo_vrrp::Router,
+    io: Io,
+    status: Arc<Mutex<RouterStatus>>,
+    epoch: Instant,
+    faults: BTreeSet<String>,
+    /// The rest of the gratuitous ARP burst after a takeover.
+    burst: Option<JoinHandle<()>>,
+    next_refresh: Option<Instant>,
+    /// When the Master_Down_Timer being delivered expired.
+    detected_at: Option<Instant>,
+    send_failing: bool,
+    warned_addresses: bool,
+    stats: RouterStats,
+}
+
+/// A transition waiting to be logged once the actions of its batch are done.
+struct Pending {
+    from: State,
+    to: State,
+    reason: Reason,
+    at: SystemTime,
+    takeover: Option<Duration>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Msg>,
+        mut packets: mpsc::Receiver<Received>,
+    ) {
+        info!(
+            vrid = self.spec.vrid.get(),
+            priority = self.spec.fsm.priority.0,
+            interval = %self.spec.interval(),
+            source = %self.spec.fsm.primary_address,
+            destinations = ?self.spec.destinations(),
+            vips = ?self.spec.vips,
+            "VRRP router starting"
+        );
+        self.handle(Instant::now(), Event::Startup);
+        loop {
+            let timer = self
+                .router
+                .next_deadline()
+                .map(|(which, at)| (which, self.instant(at)));
+            let refresh = self.next_refresh;
+            tokio::select! {
+                biased;
+                msg = control.recv() => match msg {
+                    Some(Msg::Control(c)) => self.control(c),
+                    Some(Msg::Shutdown) | None => {
+                        self.handle(Instant::now(), Event::Shutdown);
+                        break;
+                    }
+                },
+                Some(packet) = packets.recv() => self.packet(packet),
+                () = sleep_until(timer.map(|(_, at)| at)) => {
+                    let Some((which, at)) = timer else { continue };
+                    let now = Instant::now();
+                    // Never early: sleep_until may round, so check and sleep again.
+                    if now < at {
+                        continue;
+                    }
+                    if which == Timer::MasterDown {
+                        self.detected_at = Some(at);
+                    }
+                    self.handle(now, Event::TimerFired { which });
+                    self.detected_at = None;
+                }
+                () = sleep_until(refresh) => self.refresh(),
+            }
+        }
+        if let Some(b) = self.burst.take() {
+            b.abort();
+        }
+        // Let the hooks of the last transitions (notify STOP) run, within their timeout.
+        let _ = tokio::time::timeout(self.spec.hooks.timeout, self.hooks.flush()).await;
+        info!("VRRP router stopped");
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.epoch + t.since_epoch()
+    }
+
+    fn time(&self, now: Instant) -> Time {
+        Time::from_epoch(now.saturating_duration_since(self.epoch))
+    }
+
+    fn control(&mut self, c: Control) {
+        let event = match c {
+            Control::Promote => Event::AdminPromote,
+            Control::Demote => Event::AdminDemote,
+            Control::Resume => Event::AdminResume,
+            Control::Priority(p) => Event::PriorityChanged { effective: p },
+            Control::Fault { source, failing } => {
+                let was = !self.faults.is_empty();
+                if failing {
+                    if self.faults.insert(source.clone()) {
+                        warn!(source = %source, "fault set");
+                    }
+                } else if self.faults.remove(&source) {
+                    info!(source = %source, "fault cleared");
+                }
+                match (was, self.faults.is_empty()) {
+                    (false, false) => Event::FaultSet,
+                    (true, true) => Event::FaultCleared,
+                    _ => {
+                        self.publish();
+                        return;
+                    }
+                }
+            }
+        };
+        self.handle(Instant::now(), event);
+    }
+
+    fn packet(&mut self, p: Received) {
+        let meta = RxMeta {
+            src: p.src,
+            dst: p.dst,
+            ttl_or_hop_limit: p.ttl_or_hop_limit,
+            version: self.spec.interval().version(),
+            vrid: self.spec.vrid,
+            interval: self.spec.interval(),
+            auth: self.spec.auth,
+            peers: &self.spec.peers,
+        };
+        match fo_vrrp::decode(&p.payload, &meta) {
+            Ok(advert) => {
+                self.stats.adverts_in += 1;
+                if !self.warned_addresses && !same_set(&advert.addresses, &self.spec.vips) {
+                    self.warned_addresses = true;
+                    warn!(from = %p.src, theirs = ?advert.addresses, ours = ?self.spec.vips,
+                        "the peer advertises other virtual addresses: check both configurations");
+                }
+                self.handle(Instant::now(), Event::advert(p.src, &advert));
+            }
+            Err(reason) => {
+                *self.stats.drops.entry(reason.as_str()).or_default() += 1;
+                debug!(from = %p.src, %reason, "advert dropped");
+                self.publish();
+            }
+        }
+    }
+
+    /// Feed one event and perform the actions, in order.
+    fn handle(&mut self, now: Instant, event: Event) {
+        let actions = self.router.handle(self.time(now), event);
+        let mut pending: Option<Pending> = None;
+        for action in actions {
+            match action {
+                Action::Transition { from, to, reason } => {
+                    *self.stats.transitions.entry(to.as_str()).or_default() += 1;
+                    pending = Some(Pending {
+                        from,
+                        to,
+                        reason,
+                        at: SystemTime::now(),
+                        takeover: None,
+                    });
+                }
+                Action::SetOwnership { owned } => self.set_ownership(owned),
+                Action::SendAdvert { priority } => self.send_advert(priority),
+                Action::SendGratuitous => {
+                    self.announce_burst();
+                    if let (Some(p), Some(detected)) = (pending.as_mut(), self.detected_at)
+                        && p.to == State::Master
+                    {
+                        p.takeover = Some(detected.elapsed());
+                    }
+                }
+                Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
+                    // Timers are read back from the router (`next_deadline`) on every turn.
+                }
+                Action::RunHook { state } => {
+                    let from = pending.as_ref().map_or(State::Initialize, |p| p.from);
+                    self.hooks.transition(
+                        hook_state(from),
+                        hook_state(state),
+                        self.router.priority().0,
+                    );
+                }
+            }
+        }
+        if let Some(p) = pending {
+            if p.to == State::Initialize {
+                // No state hook for stopping; `notify` runs with STOP.
+                self.hooks.transition(
+                    hook_state(p.from),
+                    HookState::Stop,
+                    self.router.priority().0,
+                );
+            }
+            self.log_transition(&p);
+            lock(&self.status).last_transition = Some(TransitionRecord {
+                from: p.from,
+                to: p.to,
+                reason: p.reason,
+                at: p.at,
+                takeover: p.takeover,
+            });
+        }
+        self.publish();
+    }
+
+    fn log_transition(&self, p: &Pending) {
+        let (from, to, reason) = (p.from.as_str(), p.to.as_str(), reason_str(p.reason));
+        match p.takeover {
+            Some(t) => info!(
+                from = %from, to = %to, reason = %reason,
+                takeover_ms = format_args!("{:.3}", t.as_secs_f64() * 1e3),
+                "VRRP transition: took over, VIPs served"
+            ),
+            None if p.to == State::Master => {
+                info!(from = %from, to = %to, reason = %reason, "VRRP transition: VIPs served")
+            }
+            None => info!(from = %from, to = %to, reason = %reason, "VRRP transition"),
+        }
+    }
+
+    /// The data plane first: with the lease set to Master_Down_Interval, a dead agent's
+    /// VIPs stop being answered about when a peer takes them over.
+    fn set_ownership(&mut self, owned: bool) {
+        let lease = self.router.master_down_interval();
+        if let Err(e) = self
+            .io
+            .plane
+            .lock()
+            .set_owned(&self.spec.vips, owned, lease)
+        {
+            error!(error = %e, owned, "writing VIP ownership to the data plane failed");
+        }
+        if !owned {
+            if let Some(b) = self.burst.take() {
+                b.abort();
+            }
+            self.next_refresh = None;
+        }
+    }
+
+    fn send_advert(&mut self, priority: Priority) {
+        let advert = Advert {
+            vrid: self.spec.vrid,
+            priority,
+            max_adver_interval: self.spec.interval(),
+            addresses: self.spec.vips.clone(),
+            auth: self.spec.auth,
+        };
+        let src = self.spec.fsm.primary_address;
+        let mut failed = None;
+        for dst in self.spec.destinations() {
+            let sent = advert
+                .encode(src, dst)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                .and_then(|bytes| self.io.socket.send(&bytes, src, dst));
+            match sent {
+                Ok(()) => self.stats.adverts_out += 1,
+                Err(e) => {
+                    self.stats.send_errors += 1;
+                    failed = Some((dst, e));
+                }
+            }
+        }
+        // Log a failing link once, not at every advert.
+        match (failed, self.send_failing) {
+            (Some((dst, e)), false) => {
+                warn!(%dst, error = %e, "sending the advert failed (logged once until it works again)");
+                self.send_failing = true;
+            }
+            (None, true) => {
+                info!("sending adverts works again");
+                self.send_failing = false;
+            }
+            _ => {}
+        }
+    }
+
+    /// The first announcement now; the rest of the burst spaced out by a task; then the
+    /// periodic refresh while master.
+    fn announce_burst(&mut self) {
+        self.announce_once();
+        if let Some(b) = self.burst.take() {
+            b.abort();
+        }
+        let GarpTiming {
+            count,
+            interval,
+            refresh,
+        } = self.spec.garp;
+        if count > 1 {
+            let announcer = self.io.announcer.clone();
+            let vips = self.spec.vips.clone();
+            self.burst = Some(tokio::spawn(async move {
+                for _ in 1..count {
+                    tokio::time::sleep(interval).await;
+                    if let Err(e) = announcer.announce(&vips) {
+                        debug!(error = %e, "gratuitous ARP/NA failed");
+                    }
+                }
+            }));
+            self.stats.announcements += u64::from(count - 1);
+        }
+        self.next_refresh = refresh.map(|r| Instant::now() + r);
+    }
+
+    fn announce_once(&mut self) {
+        match self.io.announcer.announce(&self.spec.vips) {
+            Ok(()) => self.stats.announcements += 1,
+            Err(e) => warn!(error = %e, "gratuitous ARP/NA failed"),
+        }
+    }
+
+    fn refresh(&mut self) {
+        if self.router.state() == State::Master {
+            self.announce_once();
+            self.next_refresh = self.spec.garp.refresh.map(|r| Instant::now() + r);
+        } else {
+            self.next_refresh = None;
+        }
+        self.publish();
+    }
+
+    /// Copy the router's state and the counters where handles can read them.
+    fn publish(&self) {
+        let mut s = lock(&self.status);
+        s.state = self.router.state();
+        s.effective_priority = self.router.priority().0;
+        s.admin = self.router.admin();
+        s.faults = self.faults.clone();
+        s.master_since = self.router.master_since().map(|t| {
+            let ago = self
+                .time(Instant::now())
+                .since_epoch()
+                .saturating_sub(t.since_epoch());
+            SystemTime::now() - ago
+        });
+        s.master = self.router.master().map(|m| m.address);
+        s.stats = self.stats.clone();
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// Stable snake_case names of [`Reason`] for logs.
+pub fn reason_str(r: Reason) -> &'static str {
+    match r {
+        Reason::Startup => "startup",
+        Reason::Shutdown => "shutdown",
+        Reason::MasterDown => "master_down",
+        Reason::Preempted => "preempted",
+        Reason::PreemptDelay => "preempt_delay",
+        Reason::Fault => "fault",
+        Reason::FaultCleared => "fault_cleared",
+        Reason::AdminPromote => "admin_promote",
+        Reason::AdminDemote => "admin_demote",
+    }
+}
+
+fn hook_state(s: State) -> HookState {
+    match s {
+        State::Initialize => HookState::Initialize,
+        State::Backup => HookState::Backup,
+        State::Master => HookState::Master,
+        State::Fault => HookState::Fault,
+    }
+}
