@@ -12,12 +12,15 @@ use tracing::{error, info, info_span, warn, Instrument as _};
 
 use crate::dataplane::{Attach, Dataplane, LoadOptions, Origin, ServiceTable, XdpAttachMode};
 use crate::net;
+use crate::vrrp::Vrrp;
 use backends::Neighbours;
 pub use state::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
 pub const STATIC_LEASE: Duration = Duration::from_secs(1);
+/// How long VRRP routers get to send their priority-0 adverts and run their hooks.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a backend's MAC before leaving it out for now.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often backend MACs are checked again.
@@ -47,9 +50,9 @@ pub fn attach_of(config: &Config) -> Attach {
 /// Run until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     for r in &config.routers {
-        if !matches!(r.ownership, Ownership::Static) {
+        if matches!(r.ownership, Ownership::Bgp(_)) {
             bail!(
-                "router {}: ownership {:?} is not available in this build yet; use ownership = \"static\"",
+                "router {}: ownership {:?} is not available in this build yet; use \"vrrp\" or \"static\"",
                 r.name,
                 r.ownership_kind()
             );
@@ -79,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let neighbours = Neighbours::resolve_all(&handle, &config, &link, RESOLVE_TIMEOUT).await;
     apply_services(&plane, &config, &link, &neighbours)?;
 
-    for router in &config.routers {
+    for router in config.routers.iter().filter(|r| matches!(r.ownership, Ownership::Static)) {
         let span = info_span!("router", name = %router.name);
         let _e = span.enter();
         plane.lock().set_owned(&router.vips, true, STATIC_LEASE)?;
@@ -87,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let lease = tokio::spawn(lease_task(plane.clone()));
+    let vrrp = Vrrp::start(&config, &handle, &link, plane.clone()).await.context("starting VRRP")?;
     let refresher = tokio::spawn(
         neighbour_task(plane.clone(), handle.clone(), config.clone(), link.clone(), neighbours)
             .instrument(info_span!("neighbours")),
@@ -94,6 +98,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!("running");
     wait_for_shutdown().await?;
     info!("shutting down; the data plane stays pinned");
+    // Masters send priority 0 and release their VIPs before the lease task stops.
+    vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
     lease.abort();
     refresher.abort();
     Ok(())
