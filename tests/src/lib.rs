@@ -4,6 +4,7 @@
 pub mod fixture;
 pub mod frames;
 pub mod netns;
+pub mod vrrp_lab;
 
 /// Panic with a clear message unless running as root: these tests load BPF
 /// programs and create network namespaces.

@@ -1,0 +1,567 @@
+//! A two-node VRRP lab for the interop and failover tests: one L2 segment, a client, and
+//! nodes running either the real `fo-agent` binary or keepalived, each in its own network
+//! namespace, with 192.0.2.0/24 (TEST-NET-1) addresses that exist only inside them.
+//!
+//! Who is master is observed two ways:
+//! * each process's log, read line by line by a thread that timestamps every line on
+//!   arrival ([`Proc`]); a node's state at any instant is its last logged transition
+//!   (fo: `VRRP transition … to=master`; keepalived: `Entering MASTER STATE`). A killed
+//!   node claims nothing from the kill on. Sampling these timelines every 10 ms gives the
+//!   split-brain check without loading the machine with probes.
+//! * the data path: which MAC answers `arping` for the VIP from the client namespace.
+//!
+//! The `fo-agent` binary: `FO_AGENT_BIN` if set; otherwise `cargo build -p fo-agent` is run
+//! once per test process into the target directory this test binary lives in (derived
+//! from `current_exe()`, so `CARGO_TARGET_DIR` is respected) and
+//! `<target>/<profile>/fo-agent` is used. A lib dependency does not build the binary, and
+//! `CARGO_BIN_EXE_*` is only set for the binary's own crate.
+
+use std::io::{BufRead as _, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::netns::{ChildGuard, Netns, Segment, parse_mac, unique_tag};
+
+/// One test at a time per process: the takeover bounds are about the protocol, not about
+/// two labs competing for two cores.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Path of the `fo-agent` binary (see the module docs).
+pub fn agent_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("FO_AGENT_BIN") {
+            return PathBuf::from(p);
+        }
+        // <target>/<profile>/deps/<test binary>
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary under <target>/<profile>/deps");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "fo-agent",
+            "--bin",
+            "fo-agent",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target_dir);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("spawn cargo build -p fo-agent");
+        assert!(
+            out.status.success(),
+            "cargo build -p fo-agent failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("fo-agent");
+        assert!(
+            bin.exists(),
+            "expected the agent at {}, it is not there",
+            bin.display()
+        );
+        bin
+    })
+    .clone()
+}
+
+/// Lines of a process's stdout and stderr, each with the instant it arrived.
+pub type Log = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// A child process whose output is read as it comes.
+pub struct Proc {
+    pub guard: ChildGuard,
+    pub log: Log,
+}
+
+impl Proc {
+    pub fn spawn(what: &str, cmd: Command) -> Proc {
+        let mut guard = ChildGuard::spawn(what, cmd);
+        let log: Log = Arc::default();
+        let child = guard.child.as_mut().expect("just spawned");
+        if let Some(out) = child.stdout.take() {
+            reader(out, log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            reader(err, log.clone());
+        }
+        Proc { guard, log }
+    }
+
+    pub fn text(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn reader(stream: impl Read + Send + 'static, log: Log) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let now = Instant::now();
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((now, strip_ansi(&line)));
+        }
+    });
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not running, or no state logged yet.
+    Nothing,
+    Backup,
+    Master,
+    Fault,
+}
+
+/// What kind of VRRP speaker a node runs.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// fo-agent with this `[[router]]` body (name, vrid, priority, … without vips).
+    Fo { router: String },
+    /// keepalived with this `vrrp_instance VI { … }` body (without virtual_ipaddress).
+    Keepalived { instance: String },
+}
+
+pub struct Node {
+    pub name: String,
+    pub ns: Netns,
+    pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub vip: Ipv4Addr,
+    kind: Kind,
+    dir: PathBuf,
+    bpf_dir: PathBuf,
+    proc: Option<Proc>,
+    /// Logs of earlier runs with the instant each run was killed.
+    history: Vec<(Log, Option<Instant>)>,
+}
+
+impl Node {
+    pub fn is_fo(&self) -> bool {
+        matches!(self.kind, Kind::Fo { .. })
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join(if self.is_fo() {
+            "fo.toml"
+        } else {
+            "keepalived.conf"
+        })
+    }
+
+    fn write_config(&self) {
+        let text = match &self.kind {
+            Kind::Fo { router } => format!(
+                "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n[[router]]\n{router}\nvips = [\"{}\"]\n",
+                self.bpf_dir.display(),
+                self.dir.join("control.sock").display(),
+                self.vip
+            ),
+            Kind::Keepalived { instance } => format!(
+                "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 0\n}}\nvrrp_instance VI {{\n  interface eth0\n{instance}\n  virtual_ipaddress {{\n    {vip}/32 dev eth0\n  }}\n}}\n",
+                name = self.name,
+                vip = self.vip
+            ),
+        };
+        std::fs::write(self.config_path(), text).expect("write node config");
+    }
+
+    /// Start (or restart) the node's VRRP speaker.
+    pub fn start(&mut self) {
+        self.write_config();
+        let cmd = match &self.kind {
+            Kind::Fo { .. } => {
+                let mut c = self.ns.command(&agent_binary().to_string_lossy());
+                c.arg("run")
+                    .arg("--config")
+                    .arg(self.config_path())
+                    .env("NO_COLOR", "1");
+                c
+            }
+            Kind::Keepalived { .. } => {
+                // stdbuf: keepalived's console log goes through stdio; line buffering makes
+                // each line arrive when it is written.
+                let mut c = self.ns.command("stdbuf");
+                c.args(["-oL", "-eL", "/usr/sbin/keepalived", "-n", "-l", "-D", "-f"])
+                    .arg(self.config_path())
+                    .arg("-p")
+                    .arg(self.dir.join("keepalived.pid"))
+                    .arg("-r")
+                    .arg(self.dir.join("vrrp.pid"));
+                c
+            }
+        };
+        self.proc = Some(Proc::spawn(&self.name, cmd));
+    }
+
+    /// SIGKILL every process of the node (keepalived has a parent and a VRRP child), at
+    /// once. Returns the instant of the kill.
+    pub fn kill9(&mut self) -> Instant {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &self.ns.name])
+            .output()
+            .expect("spawn ip netns pids");
+        let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        // Child first: keepalived's VRRP child would otherwise get its parent-death signal
+        // (SIGTERM) and shut down cleanly instead of dying.
+        let mut args = pids.clone();
+        args.reverse();
+        let at = Instant::now();
+        let status = Command::new("kill")
+            .arg("-9")
+            .args(&args)
+            .status()
+            .expect("spawn kill");
+        assert!(status.success(), "kill -9 {args:?} failed");
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.guard.kill_and_collect();
+            self.history.push((p.log.clone(), Some(at)));
+        }
+        at
+    }
+
+    /// `ip link set eth0 down|up` in the node; returns the instant of the change.
+    pub fn link(&self, up: bool) -> Instant {
+        let at = Instant::now();
+        self.ns.sh(&format!(
+            "ip link set eth0 {}",
+            if up { "up" } else { "down" }
+        ));
+        at
+    }
+
+    /// The node's logged state at `t` (its current run only, if it is running).
+    pub fn claim_at(&self, t: Instant) -> Claim {
+        let Some(p) = &self.proc else {
+            return Claim::Nothing;
+        };
+        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut claim = Claim::Nothing;
+        for (at, line) in log.iter() {
+            if *at > t {
+                break;
+            }
+            if let Some(c) = parse_claim(line) {
+                claim = c;
+            }
+        }
+        claim
+    }
+
+    pub fn claim(&self) -> Claim {
+        self.claim_at(Instant::now())
+    }
+
+    /// The first instant after `since` at which the node logged `claim`.
+    pub fn claimed_since(&self, claim: Claim, since: Instant) -> Option<Instant> {
+        let p = self.proc.as_ref()?;
+        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .filter(|(at, _)| *at >= since)
+            .find(|(_, l)| parse_claim(l) == Some(claim))
+            .map(|(at, _)| *at)
+    }
+
+    /// Wait until the node logs `claim` (after `since`); returns when it did.
+    pub fn wait_claim(&self, claim: Claim, since: Instant, timeout: Duration) -> Option<Instant> {
+        crate::netns::wait_for(timeout, || self.claimed_since(claim, since))
+    }
+
+    /// Lines of the current run matching `pred`, with arrival instants.
+    pub fn lines(&self, pred: impl Fn(&str) -> bool) -> Vec<(Instant, String)> {
+        let Some(p) = &self.proc else {
+            return Vec::new();
+        };
+        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().filter(|(_, l)| pred(l)).cloned().collect()
+    }
+
+    /// The whole log of every run, for failure messages.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        for (log, killed) in &self.history {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, l) in log.iter() {
+                s.push_str(l);
+                s.push('\n');
+            }
+            if killed.is_some() {
+                s.push_str("---- killed ----\n");
+            }
+        }
+        if let Some(p) = &self.proc {
+            s.push_str(&p.text());
+        }
+        s
+    }
+
+    /// Does the node have the VIP on its interface (keepalived's view of mastership)?
+    pub fn has_vip(&self) -> bool {
+        let out = self.ns.try_sh("ip -4 -o addr show dev eth0");
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {}/", self.vip))
+    }
+
+    /// Remove the VIP from the interface: what a restarted keepalived would find left over
+    /// after a kill -9 (the dead node's kernel would keep answering ARP for it).
+    pub fn remove_stale_vip(&self) {
+        let _ = self
+            .ns
+            .try_sh(&format!("ip addr del {}/32 dev eth0", self.vip));
+    }
+}
+
+/// fo: `VRRP transition … to=master`; keepalived: `(VI) Entering MASTER STATE`.
+pub fn parse_claim(line: &str) -> Option<Claim> {
+    if line.contains("VRRP transition") {
+        let to = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("to="))?;
+        return Some(match to.trim_matches('"') {
+            "master" => Claim::Master,
+            "backup" => Claim::Backup,
+            "fault" => Claim::Fault,
+            _ => Claim::Nothing,
+        });
+    }
+    if line.contains("Entering MASTER STATE") {
+        Some(Claim::Master)
+    } else if line.contains("Entering BACKUP STATE") {
+        Some(Claim::Backup)
+    } else if line.contains("Entering FAULT STATE") {
+        Some(Claim::Fault)
+    } else if line.contains("Stopping") || line.contains("Stopped") {
+        Some(Claim::Nothing)
+    } else {
+        None
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.guard.kill_and_collect();
+        }
+        if self.is_fo() {
+            let _ = fo_agent::dataplane::remove_all_pins(&self.bpf_dir);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A segment with a client (192.0.2.50) and nodes at 192.0.2.11, .12, …
+pub struct Lab {
+    // Field order is drop order: nodes (processes, pins) before the namespaces' segment.
+    pub nodes: Vec<Node>,
+    pub client: Netns,
+    pub segment: Segment,
+    pub vip: Ipv4Addr,
+}
+
+impl Lab {
+    pub fn new(vip: Ipv4Addr) -> Lab {
+        crate::require_root();
+        let segment = Segment::new();
+        let client = Netns::new("cl");
+        segment.plug(&client, "eth0", "192.0.2.50/24");
+        Lab {
+            nodes: Vec::new(),
+            client,
+            segment,
+            vip,
+        }
+    }
+
+    /// Add a node (not started). Returns its index.
+    pub fn add(&mut self, role: &str, kind: Kind) -> usize {
+        let i = self.nodes.len();
+        let addr = Ipv4Addr::new(192, 0, 2, 11 + u8::try_from(i).expect("few nodes"));
+        let ns = Netns::new(role);
+        self.segment.plug(&ns, "eth0", &format!("{addr}/24"));
+        let mac = ns.mac("eth0");
+        let tag = unique_tag();
+        let dir = std::env::temp_dir().join(format!("fo-vrrp-{tag}-{role}"));
+        std::fs::create_dir_all(&dir).expect("create the node's temp dir");
+        self.nodes.push(Node {
+            name: role.to_owned(),
+            ns,
+            addr,
+            mac,
+            vip: self.vip,
+            kind,
+            dir,
+            bpf_dir: PathBuf::from(format!("/sys/fs/bpf/fo-test-{tag}-{role}")),
+            proc: None,
+            history: Vec::new(),
+        });
+        i
+    }
+
+    /// The MACs that answer one ARP request for the VIP from the client.
+    pub fn arp_answers(&self) -> Vec<[u8; 6]> {
+        let out = self
+            .client
+            .try_sh(&format!("arping -c1 -w1 -I eth0 {}", self.vip));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut macs = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "from"
+                    && let Some(m) = words.next()
+                    && m.contains(':')
+                {
+                    let m = parse_mac(m);
+                    if !macs.contains(&m) {
+                        macs.push(m);
+                    }
+                }
+            }
+        }
+        macs
+    }
+
+    /// Wait until exactly `mac` answers ARP for the VIP.
+    pub fn wait_arp(&self, mac: [u8; 6], timeout: Duration) -> Result<(), Vec<[u8; 6]>> {
+        let mut last = Vec::new();
+        match crate::netns::wait_for(timeout, || {
+            last = self.arp_answers();
+            (last == [mac]).then_some(())
+        }) {
+            Some(()) => Ok(()),
+            None => Err(last),
+        }
+    }
+
+    /// Sample every node's claim every 10 ms over `[from, to]`; returns the longest run of
+    /// samples in which more than one node claimed master, and the number of samples in
+    /// which each node claimed master.
+    pub fn split_brain(&self, from: Instant, to: Instant) -> (Duration, Vec<usize>) {
+        let step = Duration::from_millis(10);
+        let mut t = from;
+        let mut run = Duration::ZERO;
+        let mut longest = Duration::ZERO;
+        let mut masters = vec![0; self.nodes.len()];
+        while t <= to {
+            let claims: Vec<bool> = self
+                .nodes
+                .iter()
+                .map(|n| n.claim_at(t) == Claim::Master)
+                .collect();
+            for (i, &m) in claims.iter().enumerate() {
+                masters[i] += usize::from(m);
+            }
+            if claims.iter().filter(|&&m| m).count() > 1 {
+                run += step;
+                longest = longest.max(run);
+            } else {
+                run = Duration::ZERO;
+            }
+            t += step;
+        }
+        (longest, masters)
+    }
+
+    /// Logs of every node, for failure messages.
+    pub fn dump(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("===== {} ({}) =====\n{}", n.name, n.addr, n.dump()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// min / median / max of some durations, in ms, for the printed figures.
+pub fn summary(ds: &[Duration]) -> String {
+    let mut v: Vec<f64> = ds.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return "no samples".into();
+    }
+    format!(
+        "min {:.1} ms / median {:.1} ms / max {:.1} ms (n={})",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1],
+        v.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_parsed_from_both_logs() {
+        let fo = "2026-11-22T00:54:24.205052Z  INFO router{name=web}: fo_agent::vrrp::driver: VRRP transition: took over, VIPs served from=backup to=master reason=master_down takeover_ms=1.437";
+        assert_eq!(parse_claim(fo), Some(Claim::Master));
+        assert_eq!(
+            parse_claim("… VRRP transition from=master to=backup reason=preempted"),
+            Some(Claim::Backup)
+        );
+        assert_eq!(
+            parse_claim("Sun Nov 22 00:55:44 2026: (VI) Entering BACKUP STATE"),
+            Some(Claim::Backup)
+        );
+        assert_eq!(
+            parse_claim("Sun Nov 22 00:55:42 2026: (VI) Entering MASTER STATE"),
+            Some(Claim::Master)
+        );
+        assert_eq!(parse_claim("VRRP router starting vrid=51"), None);
+    }
+
+    #[test]
+    fn ansi_is_stripped() {
+        assert_eq!(
+            strip_ansi("\x1b[2mtime\x1b[0m \x1b[32m INFO\x1b[0m x"),
+            "time  INFO x"
+        );
+    }
+}
