@@ -7,3 +7,5 @@ pub mod agent;
 pub mod health;
 pub mod hooks;
 pub mod vrrp;
+pub mod sdnotify;
+pub mod api;

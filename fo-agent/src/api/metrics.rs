@@ -1,0 +1,155 @@
+//! Prometheus text (OpenMetrics) of a [`Status`], with the names of the contract.
+//! Encoding is `prometheus-client`'s: it gets types, escaping and `_total` right.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use super::status::{Status, state_code};
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Render every metric of the contract from one snapshot.
+pub fn render(status: &Status) -> String {
+    let mut reg = Registry::default();
+    let state = Family::<Labels, Gauge>::default();
+    let transitions = Family::<Labels, Counter>::default();
+    let priority = Family::<Labels, Gauge>::default();
+    let failover = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let adverts = Family::<Labels, Counter>::default();
+    let dropped = Family::<Labels, Counter>::default();
+    let backend_up = Family::<Labels, Gauge>::default();
+    let backend_packets = Family::<Labels, Counter>::default();
+    let backend_bytes = Family::<Labels, Counter>::default();
+    let xdp_actions = Family::<Labels, Counter>::default();
+    let xdp_pass = Family::<Labels, Counter>::default();
+    let check_up = Family::<Labels, Gauge>::default();
+    let owned = Family::<Labels, Gauge>::default();
+
+    for r in &status.routers {
+        let l = || vec![("router", r.name.clone())];
+        state.get_or_create(&l()).set(state_code(&r.state));
+        owned.get_or_create(&l()).set(i64::from(r.owned));
+        if let Some(p) = r.effective_priority {
+            priority.get_or_create(&l()).set(i64::from(p));
+        }
+        for (to, n) in &r.transitions_total {
+            transitions.get_or_create(&vec![("router", r.name.clone()), ("to", to.clone())]).inc_by(*n);
+        }
+        if let Some(t) = r.transitions.iter().rev().find_map(|t| t.takeover_seconds) {
+            failover.get_or_create(&l()).set(t);
+        }
+        adverts
+            .get_or_create(&vec![("router", r.name.clone()), ("direction", "in".into())])
+            .inc_by(r.adverts_received);
+        adverts
+            .get_or_create(&vec![("router", r.name.clone()), ("direction", "out".into())])
+            .inc_by(r.adverts_sent);
+        for (reason, n) in &r.dropped {
+            dropped.get_or_create(&vec![("router", r.name.clone()), ("reason", reason.clone())]).inc_by(*n);
+        }
+    }
+    for s in &status.services {
+        for b in &s.backends {
+            let l = vec![("service", s.name.clone()), ("backend", b.name.clone())];
+            backend_up.get_or_create(&l).set(i64::from(b.healthy.unwrap_or(true) && !b.drained));
+            backend_packets.get_or_create(&l).inc_by(b.packets);
+            backend_bytes.get_or_create(&l).inc_by(b.bytes);
+        }
+    }
+    for (name, n) in &status.xdp {
+        if ["aborted", "drop", "pass", "tx", "redirect"].contains(&name.as_str()) {
+            xdp_actions.get_or_create(&vec![("action", name.clone())]).inc_by(*n);
+        } else {
+            xdp_pass.get_or_create(&vec![("event", name.clone())]).inc_by(*n);
+        }
+    }
+    for c in &status.checks {
+        check_up.get_or_create(&vec![("check", c.name.clone())]).set(i64::from(c.up));
+    }
+
+    reg.register("fo_vrrp_state", "VRRP state: 0 init, 1 backup, 2 master, 3 fault", state);
+    reg.register("fo_vrrp_transitions", "VRRP transitions by target state", transitions);
+    reg.register("fo_vrrp_priority", "Effective VRRP priority", priority);
+    reg.register("fo_vip_owned", "1 while this node serves the router's VIPs", owned);
+    reg.register(
+        "fo_failover_seconds",
+        "Last takeover: from master-down detection to the VIP served",
+        failover,
+    );
+    reg.register("fo_vrrp_adverts", "VRRP advertisements by direction", adverts);
+    reg.register("fo_vrrp_dropped", "VRRP advertisements dropped, by reason", dropped);
+    reg.register("fo_backend_up", "1 when the backend is healthy and not drained", backend_up);
+    reg.register("fo_backend_packets", "Packets forwarded to the backend", backend_packets);
+    reg.register("fo_backend_bytes", "Bytes forwarded to the backend", backend_bytes);
+    reg.register("fo_xdp_actions", "XDP verdicts of the data plane", xdp_actions);
+    reg.register("fo_xdp_events", "Data-plane events: replies sent, flow table use, reasons a packet was passed", xdp_pass);
+    reg.register("fo_check_up", "1 when the node check passes", check_up);
+
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &reg);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::status::*;
+
+    #[test]
+    fn contract_names_are_exported() {
+        let mut status = Status::default();
+        status.routers.push(RouterStatus {
+            name: "wazuh".into(),
+            state: "master".into(),
+            effective_priority: Some(150),
+            adverts_sent: 7,
+            transitions_total: [("master".to_string(), 1)].into(),
+            dropped: [("ttl".to_string(), 2)].into(),
+            transitions: vec![TransitionRecord { takeover_seconds: Some(0.31), ..Default::default() }],
+            ..Default::default()
+        });
+        status.services.push(ServiceStatus {
+            name: "events".into(),
+            vip: "192.0.2.1".parse().unwrap(),
+            port: 1514,
+            protocol: "tcp".into(),
+            mode: "dsr".into(),
+            fail_open: false,
+            backends: vec![BackendStatus {
+                name: "b1".into(),
+                address: "192.0.2.21".parse().unwrap(),
+                port: 1514,
+                weight: 1,
+                effective_weight: 1,
+                healthy: Some(true),
+                drained: false,
+                resolved: true,
+                packets: 5,
+                bytes: 500,
+            }],
+        });
+        status.checks.push(CheckStatus { name: "docker".into(), up: false, detail: None });
+        status.xdp.insert("tx".into(), 9);
+        let text = render(&status);
+        for needle in [
+            "fo_vrrp_state{router=\"wazuh\"} 2",
+            "fo_vrrp_transitions_total{router=\"wazuh\",to=\"master\"} 1",
+            "fo_vrrp_priority{router=\"wazuh\"} 150",
+            "fo_failover_seconds{router=\"wazuh\"} 0.31",
+            "fo_vrrp_adverts_total{router=\"wazuh\",direction=\"out\"} 7",
+            "fo_vrrp_dropped_total{router=\"wazuh\",reason=\"ttl\"} 2",
+            "fo_backend_up{service=\"events\",backend=\"b1\"} 1",
+            "fo_backend_packets_total{service=\"events\",backend=\"b1\"} 5",
+            "fo_backend_bytes_total{service=\"events\",backend=\"b1\"} 500",
+            "fo_xdp_actions_total{action=\"tx\"} 9",
+            "fo_check_up{check=\"docker\"} 0",
+        ] {
+            assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
+        }
+    }
+}

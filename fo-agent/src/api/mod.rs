@@ -1,0 +1,5 @@
+//! The agent's interfaces to operators: the control socket and Prometheus metrics,
+//! both rendering the same [`status::Status`] snapshot.
+
+pub mod metrics;
+pub mod status;

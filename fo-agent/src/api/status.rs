@@ -1,0 +1,117 @@
+//! What `fo-agent status` shows and `/metrics` exports: one snapshot of the agent,
+//! assembled by the agent from its parts, serialised as JSON over the control socket.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub node: NodeStatus,
+    pub routers: Vec<RouterStatus>,
+    pub services: Vec<ServiceStatus>,
+    pub checks: Vec<CheckStatus>,
+    /// Data-plane counters by name (`fo_common::Counter::name`), summed over CPUs.
+    pub xdp: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub interface: String,
+    pub xdp_mode: String,
+    /// "loaded" or "adopted".
+    pub dataplane: String,
+    pub config: String,
+    /// Seconds since the Unix epoch of the last successful (re)load.
+    pub config_loaded_at: f64,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    pub name: String,
+    /// "vrrp", "static" or "bgp".
+    pub ownership: String,
+    pub vrid: Option<u8>,
+    /// "init", "backup", "master" or "fault".
+    pub state: String,
+    pub configured_priority: Option<u8>,
+    pub effective_priority: Option<u8>,
+    pub vips: Vec<IpAddr>,
+    /// Whether this node serves the VIPs now (the data plane's ownership flag).
+    pub owned: bool,
+    /// Unix seconds since this node became master, if it is.
+    pub master_since: Option<f64>,
+    /// Who is master, as far as this node knows.
+    pub master: Option<IpAddr>,
+    /// Newest last.
+    pub transitions: Vec<TransitionRecord>,
+    pub adverts_received: u64,
+    pub adverts_sent: u64,
+    /// Dropped adverts by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// Transitions by target state.
+    pub transitions_total: BTreeMap<String, u64>,
+    /// Gates failing now (this node may not become master while any is listed).
+    pub gates_closed: Vec<String>,
+    /// "demoted" or "promoted" while an operator override is in force.
+    pub admin: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// Unix seconds.
+    pub at: f64,
+    /// For a takeover: seconds from master-down detection to the VIP being served.
+    pub takeover_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: String,
+    pub mode: String,
+    /// No healthy backend: forwarding to all of them (fail open).
+    pub fail_open: bool,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Configured weight; the weight in the table is 0 when drained or down.
+    pub weight: u32,
+    pub effective_weight: u32,
+    /// None: no check configured.
+    pub healthy: Option<bool>,
+    pub drained: bool,
+    /// Its MAC is known and it is in the data plane.
+    pub resolved: bool,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub up: bool,
+    pub detail: Option<String>,
+}
+
+/// `fo_vrrp_state` encoding of a state name.
+pub fn state_code(state: &str) -> i64 {
+    match state {
+        "backup" => 1,
+        "master" => 2,
+        "fault" => 3,
+        _ => 0,
+    }
+}
