@@ -790,8 +790,18 @@ impl Router {
         });
     }
 
+    /// fo: a Master entering Fault (a gate closed, a link went down) releases the VIPs and
+    /// then sends one priority-0 advertisement, as on shutdown, so that a Backup takes over
+    /// after Skew_Time instead of the whole Master_Down_Interval. On a dead link the send
+    /// simply fails.
     fn enter_fault(&mut self, reason: Reason, out: &mut Vec<Action>) {
+        let was_master = self.state == State::Master;
         self.transition(State::Fault, reason, out);
+        if was_master {
+            out.push(Action::SendAdvert {
+                priority: Priority::STOP,
+            });
+        }
         self.cancel_all(out);
         out.push(Action::RunHook {
             state: State::Fault,
