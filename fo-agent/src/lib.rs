@@ -1,11 +1,11 @@
 //! fo-agent as a library: the pieces the daemon is made of, used by its binary, by
 //! the integration tests and by the benchmarks.
 
-pub mod dataplane;
-pub mod net;
 pub mod agent;
+pub mod api;
+pub mod dataplane;
 pub mod health;
 pub mod hooks;
-pub mod vrrp;
+pub mod net;
 pub mod sdnotify;
-pub mod api;
+pub mod vrrp;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 /// Send one notification; errors are returned for logging, never fatal.
 pub fn notify(state: &str) -> std::io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return Ok(false) };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(false);
+    };
     let sock = UnixDatagram::unbound()?;
     let bytes = path.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
@@ -24,7 +26,9 @@ pub fn notify(state: &str) -> std::io::Result<bool> {
 /// request is for this process.
 pub fn watchdog_period() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok())
+    if let Some(pid) = std::env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
         && pid != std::process::id()
     {
         return None;

@@ -1,15 +1,22 @@
 //! From configured services to data-plane service specs: backends resolved to MACs
-//! through the kernel's neighbour table, re-resolved periodically so a replaced
-//! backend host (new MAC) is followed.
+//! through the kernel's neighbour table, filtered by health, weighted by drains.
+//!
+//! - A backend that is down leaves the table (its slot is deactivated, only its flows
+//!   move); if every backend of a service is down, all of them are kept (fail open).
+//! - A drained backend (weight 0 in the config, or `fo-agent backend drain`) keeps its
+//!   slot, so established flows stay, but gets no new flows.
+//! - A backend whose MAC is unknown cannot be forwarded to and is left out until the
+//!   periodic re-resolution finds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fo_config::{Config, ForwardMode, HashMode, Protocol};
-use tracing::{info, warn};
+use fo_config::{Config, ForwardMode, HashMode, Protocol, Service};
+use tracing::warn;
 
 use crate::dataplane::{BackendSpec, ServiceSpec};
+use crate::health::Snapshot;
 use crate::net::{self, link::LinkInfo};
 
 /// Known backend MACs, by address.
@@ -17,75 +24,149 @@ use crate::net::{self, link::LinkInfo};
 pub struct Neighbours(pub BTreeMap<IpAddr, [u8; 6]>);
 
 impl Neighbours {
-    /// Resolve every backend of `config` on `link`. Backends that cannot be resolved
-    /// within `timeout` are left out (and logged); the refresher retries them.
-    pub async fn resolve_all(
+    /// Resolve `addrs` on `link`, each within `timeout`. Returns what resolved and the
+    /// addresses that did not, with the reason.
+    pub async fn resolve(
         handle: &rtnetlink::Handle,
-        config: &Config,
+        addrs: &[IpAddr],
         link: &LinkInfo,
         timeout: Duration,
-    ) -> Neighbours {
-        let mut addrs: Vec<IpAddr> =
-            config.services.iter().flat_map(|s| s.backends().iter().map(|b| b.address)).collect();
-        addrs.sort();
-        addrs.dedup();
+    ) -> (Neighbours, Vec<(IpAddr, String)>) {
         let lookups = addrs.iter().map(|&addr| async move {
-            (addr, net::neigh::resolve(handle, link.index, addr, timeout).await)
+            (
+                addr,
+                net::neigh::resolve(handle, link.index, addr, timeout).await,
+            )
         });
         let mut out = Neighbours::default();
+        let mut failed = Vec::new();
         for (addr, result) in futures_util::future::join_all(lookups).await {
             match result {
                 Ok(mac) => {
                     out.0.insert(addr, mac);
                 }
-                Err(e) => warn!(backend = %addr, error = %e, "backend not resolved; left out until it is"),
+                Err(e) => failed.push((addr, e.to_string())),
             }
         }
-        out
+        (out, failed)
     }
 }
 
-/// The data plane's view of the configured services, given the MACs known now.
-pub fn specs(config: &Config, link: &LinkInfo, neighbours: &Neighbours) -> Vec<ServiceSpec> {
+/// Every backend address of the config, once.
+pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
+    let mut addrs: Vec<IpAddr> = config
+        .services
+        .iter()
+        .flat_map(|s| s.backends().iter().map(|b| b.address))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+/// Keep backend MACs current, off the main loop: resolve the addresses now and
+/// whenever they change, then every `period`; send every new result. Unresolved
+/// backends are logged when they become unresolved, not on every round.
+pub async fn neighbour_task(
+    handle: rtnetlink::Handle,
+    link: LinkInfo,
+    mut addrs: tokio::sync::watch::Receiver<Vec<IpAddr>>,
+    out: tokio::sync::mpsc::Sender<Neighbours>,
+    mut known: Neighbours,
+    period: Duration,
+    timeout: Duration,
+) {
+    let mut warned: BTreeSet<IpAddr> = BTreeSet::new();
+    loop {
+        tokio::select! {
+            changed = addrs.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(period) => {}
+        }
+        let list = addrs.borrow_and_update().clone();
+        let (now, failed) = Neighbours::resolve(&handle, &list, &link, timeout).await;
+        for (addr, why) in &failed {
+            if warned.insert(*addr) {
+                warn!(backend = %addr, error = %why, "backend not resolved; left out until it is");
+            }
+        }
+        warned.retain(|a| !now.0.contains_key(a));
+        if now != known {
+            known = now.clone();
+            if out.send(now).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runtime drains set with `fo-agent backend drain SERVICE BACKEND`.
+pub type Drains = BTreeSet<(String, String)>;
+
+/// How one service's backends are used now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub spec: ServiceSpec,
+    /// Every backend is down: all are kept (fail open).
+    pub fail_open: bool,
+}
+
+pub fn is_drained(service: &Service, backend: &fo_config::Backend, drains: &Drains) -> bool {
+    backend.weight == 0 || drains.contains(&(service.name.clone(), backend.name.clone()))
+}
+
+/// The data plane's view of the configured DSR services, given MACs, health and drains.
+pub fn plans(
+    config: &Config,
+    link: &LinkInfo,
+    neighbours: &Neighbours,
+    health: &Snapshot,
+    drains: &Drains,
+) -> Vec<Plan> {
     config
         .services
         .iter()
         .filter(|s| s.mode == ForwardMode::Dsr)
-        .map(|s| ServiceSpec {
-            vip: s.vip,
-            port: s.port,
-            proto: match s.protocol {
-                Protocol::Tcp => fo_common::PROTO_TCP,
-                Protocol::Udp => fo_common::PROTO_UDP,
-            },
-            hash_5tuple: s.hash == HashMode::FiveTuple,
-            backends: s
+        .map(|s| {
+            let resolved: Vec<_> = s
                 .backends()
                 .iter()
-                .filter_map(|b| {
-                    let mac = *neighbours.0.get(&b.address)?;
-                    Some(BackendSpec {
-                        addr: b.address,
-                        port: b.port,
-                        weight: u32::from(b.weight),
-                        mac,
-                        src_mac: link.mac,
-                        ifindex: link.index,
-                    })
+                .filter(|b| neighbours.0.contains_key(&b.address))
+                .collect();
+            let healthy: Vec<_> = resolved
+                .iter()
+                .copied()
+                .filter(|b| health.backend_up(&s.name, &b.name).unwrap_or(true))
+                .collect();
+            let fail_open = !resolved.is_empty() && healthy.is_empty();
+            let chosen = if fail_open { resolved } else { healthy };
+            let backends = chosen
+                .into_iter()
+                .map(|b| BackendSpec {
+                    addr: b.address,
+                    port: b.port,
+                    weight: if is_drained(s, b, drains) {
+                        0
+                    } else {
+                        u32::from(b.weight)
+                    },
+                    mac: neighbours.0[&b.address],
+                    src_mac: link.mac,
+                    ifindex: link.index,
                 })
-                .collect(),
+                .collect();
+            Plan {
+                spec: ServiceSpec {
+                    vip: s.vip,
+                    port: s.port,
+                    proto: match s.protocol {
+                        Protocol::Tcp => fo_common::PROTO_TCP,
+                        Protocol::Udp => fo_common::PROTO_UDP,
+                    },
+                    hash_5tuple: s.hash == HashMode::FiveTuple,
+                    backends,
+                },
+                fail_open,
+            }
         })
         .collect()
-}
-
-/// Log services whose mode this build does not forward yet.
-pub fn warn_unsupported(config: &Config) {
-    for s in &config.services {
-        if s.mode == ForwardMode::Nat {
-            warn!(service = %s.name, "mode = \"nat\" is not forwarded by this version; the service is skipped");
-        }
-    }
-    if config.services.is_empty() {
-        info!("no services configured: this node only answers ARP/ND for its VIPs");
-    }
 }

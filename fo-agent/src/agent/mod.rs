@@ -1,19 +1,30 @@
-//! `fo-agent run`: the data plane, ownership of the VIPs and the services, wired
-//! together in one tokio process.
+//! `fo-agent run`: the data plane, VIP ownership (VRRP or static), health checks,
+//! gates, hooks, the control socket and metrics, wired together in one tokio process.
+//!
+//! One main loop owns the agent's state and serialises every change: signals,
+//! control requests, health changes, neighbour refreshes and the watchdog tick.
+//! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
 mod state;
+mod status;
 
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use fo_config::{Config, Ownership, XdpMode};
-use tracing::{error, info, info_span, warn, Instrument as _};
+use tokio::sync::mpsc;
+use tracing::{Instrument as _, error, info, info_span, warn};
 
+use crate::api::control::{self, Envelope, Request, Response};
 use crate::dataplane::{Attach, Dataplane, LoadOptions, Origin, ServiceTable, XdpAttachMode};
-use crate::net;
-use crate::vrrp::Vrrp;
-use backends::Neighbours;
+use crate::health::{self, Health};
+use crate::net::{self, link::LinkInfo};
+use crate::sdnotify;
+use crate::vrrp::{Control, Vrrp};
+use backends::{Drains, Neighbours};
 pub use state::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
@@ -25,6 +36,11 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
+/// How often the XDP attachment is verified (and systemd's watchdog fed, at most this
+/// far apart).
+const TICK: Duration = Duration::from_secs(1);
+/// Fault source of every router while the XDP program is not attached.
+const DATAPLANE_FAULT: &str = "dataplane";
 
 pub fn load_options(config: &Config) -> LoadOptions {
     let n = &config.node;
@@ -47,118 +63,530 @@ pub fn attach_of(config: &Config) -> Attach {
     }
 }
 
-/// Run until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Everything the main loop owns.
+struct Agent {
+    config: Config,
+    config_path: PathBuf,
+    loaded_at: SystemTime,
+    handle: rtnetlink::Handle,
+    link: LinkInfo,
+    plane: SharedPlane,
+    origin: Origin,
+    prog_id: Option<u32>,
+    vrrp: Vrrp,
+    health: Health,
+    neighbours: Neighbours,
+    /// Tells the neighbour task which addresses to keep resolved.
+    backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
+    drains: Drains,
+    /// Services forwarding to all backends because none is healthy.
+    fail_open: BTreeSet<String>,
+    /// Last effective priority sent to each VRRP router.
+    priorities: BTreeMap<String, u8>,
+    /// Fault sources reported failing to each VRRP router.
+    faults: BTreeMap<String, BTreeSet<String>>,
+    dataplane_attached: bool,
+}
+
+/// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
+pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     for r in &config.routers {
         if matches!(r.ownership, Ownership::Bgp(_)) {
             bail!(
-                "router {}: ownership {:?} is not available in this build yet; use \"vrrp\" or \"static\"",
-                r.name,
-                r.ownership_kind()
+                "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
+                r.name
             );
         }
     }
-    backends::warn_unsupported(&config);
+    for s in &config.services {
+        if s.mode == fo_config::ForwardMode::Nat {
+            bail!(
+                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
+                s.name
+            );
+        }
+    }
     let handle = net::handle()?;
     let link = net::link::by_name(&handle, &config.node.interface)
         .await
         .with_context(|| format!("interface {}", config.node.interface))?;
 
+    // The control socket first: a second agent on the same node stops here, before
+    // it touches the data plane.
+    let listener = control::bind(
+        &config.node.control_socket,
+        config.node.control_group.as_deref(),
+    )
+    .await
+    .context("control socket")?;
+    let metrics = match config.node.metrics {
+        Some(addr) => Some(
+            crate::api::http::bind(addr)
+                .await
+                .with_context(|| format!("metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+
     let dp = Dataplane::open(&load_options(&config), &attach_of(&config))
         .context("opening the data plane")?;
-    match dp.origin() {
+    let origin = dp.origin();
+    match origin {
         Origin::Loaded => info!(interface = %link.name, "XDP program loaded and attached"),
-        Origin::Adopted => info!(interface = %link.name, "adopted the pinned XDP program and maps (nothing reloaded)"),
+        Origin::Adopted => {
+            info!(interface = %link.name, "adopted the pinned XDP program and maps (nothing reloaded)")
+        }
     }
     let table = ServiceTable::from_dataplane(&dp).context("reading the service maps")?;
     let plane = SharedPlane::new(dp, table);
     {
         let mut p = plane.lock();
         p.dp.set_iface(link.index, link.mac)?;
-        let vips: Vec<_> = config.routers.iter().flat_map(|r| r.vips.iter().copied()).collect();
-        p.sync_vips(&vips)?;
+        p.sync_vips(&all_vips(&config))?;
     }
+    let prog_id = net::link::xdp_prog_id(&handle, link.index)
+        .await
+        .unwrap_or(None);
 
-    let neighbours = Neighbours::resolve_all(&handle, &config, &link, RESOLVE_TIMEOUT).await;
-    apply_services(&plane, &config, &link, &neighbours)?;
-
-    for router in config.routers.iter().filter(|r| matches!(r.ownership, Ownership::Static)) {
-        let span = info_span!("router", name = %router.name);
-        let _e = span.enter();
-        plane.lock().set_owned(&router.vips, true, STATIC_LEASE)?;
-        info!(vips = ?router.vips, "static ownership: serving the VIPs");
+    let health = Health::start(&config);
+    let (neighbours, failed) = Neighbours::resolve(
+        &handle,
+        &backends::backend_addrs(&config),
+        &link,
+        RESOLVE_TIMEOUT,
+    )
+    .await;
+    for (addr, why) in failed {
+        warn!(backend = %addr, error = %why, "backend not resolved; left out until it is");
     }
-
-    let lease = tokio::spawn(lease_task(plane.clone()));
-    let vrrp = Vrrp::start(&config, &handle, &link, plane.clone()).await.context("starting VRRP")?;
-    let refresher = tokio::spawn(
-        neighbour_task(plane.clone(), handle.clone(), config.clone(), link.clone(), neighbours)
-            .instrument(info_span!("neighbours")),
+    let (addrs_tx, addrs_rx) = tokio::sync::watch::channel(backends::backend_addrs(&config));
+    let (neigh_tx, mut neigh_rx) = mpsc::channel::<Neighbours>(4);
+    let neigh_task = tokio::spawn(
+        backends::neighbour_task(
+            handle.clone(),
+            link.clone(),
+            addrs_rx,
+            neigh_tx,
+            neighbours.clone(),
+            NEIGHBOUR_REFRESH,
+            RESOLVE_TIMEOUT,
+        )
+        .instrument(info_span!("neighbours")),
     );
+    let lease = tokio::spawn(lease_task(plane.clone()));
+    let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
+        .await
+        .context("starting VRRP")?;
+
+    let mut agent = Agent {
+        config,
+        config_path: config_path.to_owned(),
+        loaded_at: SystemTime::now(),
+        handle,
+        link,
+        plane,
+        origin,
+        prog_id,
+        vrrp,
+        health,
+        neighbours,
+        backend_addrs: addrs_tx,
+        drains: Drains::new(),
+        fail_open: BTreeSet::new(),
+        priorities: BTreeMap::new(),
+        faults: BTreeMap::new(),
+        dataplane_attached: true,
+    };
+    agent.apply_services()?;
+    agent.apply_ownership_inputs().await;
+
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Envelope>(32);
+    let ctl_server = tokio::spawn(control::serve(listener, ctl_tx.clone()));
+    let metrics_server = metrics.map(|l| tokio::spawn(crate::api::http::serve(l, ctl_tx.clone())));
+    drop(ctl_tx);
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut health_rx = agent.health.watch();
+    let mut tick = tokio::time::interval(sdnotify::watchdog_period().map_or(TICK, |w| w.min(TICK)));
+
     info!("running");
-    wait_for_shutdown().await?;
+    if let Err(e) = sdnotify::notify("READY=1") {
+        warn!(error = %e, "sd_notify READY failed");
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                match agent.reload().await {
+                    Ok(msg) => info!("{msg}"),
+                    Err(msg) => error!("reload refused, the running config stays: {msg}"),
+                }
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let resp = agent.handle_request(req).await;
+                let _ = reply.send(resp);
+            }
+            changed = health_rx.changed() => {
+                if changed.is_ok() {
+                    agent.on_health_change().await;
+                } else {
+                    health_rx = agent.health.watch();
+                }
+            }
+            Some(n) = neigh_rx.recv() => agent.neighbours_changed(n),
+            _ = tick.tick() => {
+                let _ = sdnotify::notify("WATCHDOG=1");
+                agent.check_dataplane().await;
+            }
+        }
+    }
+    let _ = sdnotify::notify("STOPPING=1");
     info!("shutting down; the data plane stays pinned");
+    ctl_server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     // Masters send priority 0 and release their VIPs before the lease task stops.
-    vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
+    agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
+    agent.health.stop().await;
+    neigh_task.abort();
     lease.abort();
-    refresher.abort();
+    let _ = std::fs::remove_file(&agent.config.node.control_socket);
     Ok(())
 }
 
-fn apply_services(
-    plane: &SharedPlane,
-    config: &Config,
-    link: &net::link::LinkInfo,
-    neighbours: &Neighbours,
-) -> anyhow::Result<()> {
-    let specs = backends::specs(config, link, neighbours);
-    let mut p = plane.lock();
-    let p = &mut *p;
-    let summary = p.table.apply(&mut p.dp, &specs).context("writing services to the data plane")?;
-    info!(?summary, "services applied");
-    Ok(())
+fn all_vips(config: &Config) -> Vec<std::net::IpAddr> {
+    config
+        .routers
+        .iter()
+        .flat_map(|r| r.vips.iter().copied())
+        .collect()
+}
+
+impl Agent {
+    /// Write the services as health, drains and MACs say now.
+    fn apply_services(&mut self) -> anyhow::Result<()> {
+        let snap = self.health.snapshot();
+        let plans = backends::plans(
+            &self.config,
+            &self.link,
+            &self.neighbours,
+            &snap,
+            &self.drains,
+        );
+        let fail_open: BTreeSet<String> = self
+            .config
+            .services
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| p.fail_open)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        for s in fail_open.difference(&self.fail_open) {
+            error!(service = %s, "no healthy backend: forwarding to all of them (fail open)");
+        }
+        for s in self.fail_open.difference(&fail_open) {
+            info!(service = %s, "healthy backends again: fail-open over");
+        }
+        self.fail_open = fail_open;
+        let specs: Vec<_> = plans.into_iter().map(|p| p.spec).collect();
+        let mut p = self.plane.lock();
+        let p = &mut *p;
+        let summary = p
+            .table
+            .apply(&mut p.dp, &specs)
+            .context("writing services to the data plane")?;
+        if summary != Default::default() {
+            info!(?summary, "services applied");
+        }
+        Ok(())
+    }
+
+    /// Priorities (tracking), gates and data-plane faults into the routers; static
+    /// routers own their VIPs while every gate passes and the program is attached.
+    async fn apply_ownership_inputs(&mut self) {
+        let snap = self.health.snapshot();
+        for router in self.config.routers.clone() {
+            let closed: Vec<String> = health::priority::closed_gates(&router.gates, &snap)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            match &router.ownership {
+                Ownership::Static => {
+                    let own = closed.is_empty() && self.dataplane_attached;
+                    let owns = self.plane.lock().owns(router.vips[0]);
+                    if own != owns {
+                        let _span = info_span!("router", name = %router.name).entered();
+                        if let Err(e) = self.plane.lock().set_owned(&router.vips, own, STATIC_LEASE)
+                        {
+                            error!(error = %e, "writing VIP ownership failed");
+                        } else if own {
+                            info!(vips = ?router.vips, "static ownership: serving the VIPs");
+                        } else {
+                            warn!(gates_closed = ?closed, dataplane_attached = self.dataplane_attached, "static ownership: VIPs released");
+                        }
+                    }
+                }
+                Ownership::Vrrp(v) => {
+                    let Some(h) = self.vrrp.router(&router.name).cloned() else {
+                        continue;
+                    };
+                    let eff = health::priority::effective(v.priority, &v.track, &snap);
+                    if self.priorities.get(&router.name) != Some(&eff) {
+                        self.priorities.insert(router.name.clone(), eff);
+                        if eff != v.priority || self.priorities.len() > 1 {
+                            info!(router = %router.name, priority = eff, "effective priority");
+                        }
+                        let _ = h.send(Control::Priority(fo_vrrp::Priority(eff))).await;
+                    }
+                    let mut wanted: BTreeSet<String> =
+                        closed.iter().map(|g| format!("gate:{g}")).collect();
+                    if !self.dataplane_attached {
+                        wanted.insert(DATAPLANE_FAULT.to_string());
+                    }
+                    let had = self.faults.entry(router.name.clone()).or_default().clone();
+                    for src in wanted.difference(&had) {
+                        warn!(router = %router.name, source = %src, "fault: this node may not be master");
+                        let _ = h
+                            .send(Control::Fault {
+                                source: src.clone(),
+                                failing: true,
+                            })
+                            .await;
+                    }
+                    for src in had.difference(&wanted) {
+                        info!(router = %router.name, source = %src, "fault cleared");
+                        let _ = h
+                            .send(Control::Fault {
+                                source: src.clone(),
+                                failing: false,
+                            })
+                            .await;
+                    }
+                    self.faults.insert(router.name.clone(), wanted);
+                }
+                Ownership::Bgp(_) => {}
+            }
+        }
+    }
+
+    async fn on_health_change(&mut self) {
+        if let Err(e) = self.apply_services() {
+            error!("{e:#}");
+        }
+        self.apply_ownership_inputs().await;
+    }
+
+    fn neighbours_changed(&mut self, now: Neighbours) {
+        info!(
+            resolved = now.0.len(),
+            "backend MACs changed; updating the data plane"
+        );
+        self.neighbours = now;
+        if let Err(e) = self.apply_services() {
+            error!("{e:#}");
+        }
+    }
+
+    /// The node must not stay master without its program on the interface.
+    async fn check_dataplane(&mut self) {
+        let attached = match net::link::xdp_prog_id(&self.handle, self.link.index).await {
+            Ok(Some(id)) => self.prog_id.is_none_or(|p| p == id),
+            Ok(None) => false,
+            Err(e) => {
+                warn!(error = %e, "cannot read the interface's XDP state");
+                return;
+            }
+        };
+        if attached != self.dataplane_attached {
+            if attached {
+                info!("XDP program attached again");
+            } else {
+                error!(interface = %self.link.name, "XDP program detached from the interface: giving up the VIPs");
+            }
+            self.dataplane_attached = attached;
+            self.apply_ownership_inputs().await;
+        }
+    }
+
+    async fn handle_request(&mut self, req: Request) -> Response {
+        match req {
+            Request::Status => Response::Status {
+                status: Box::new(status::assemble(self)),
+            },
+            Request::Reload => match self.reload().await {
+                Ok(message) => Response::Ok { message },
+                Err(message) => Response::Error {
+                    message: format!("reload refused, the running config stays: {message}"),
+                },
+            },
+            Request::Promote { router } => self.admin(&router, Control::Promote, "promoted").await,
+            Request::Demote { router } => self.admin(&router, Control::Demote, "demoted").await,
+            Request::Resume { router } => self.admin(&router, Control::Resume, "resumed").await,
+            Request::Drain { service, backend } => self.drain(service, backend, true),
+            Request::Enable { service, backend } => self.drain(service, backend, false),
+        }
+    }
+
+    async fn admin(&mut self, router: &str, control: Control, verb: &str) -> Response {
+        let Some(r) = self.config.router(router) else {
+            return Response::Error {
+                message: format!("no router named {router:?}"),
+            };
+        };
+        let Some(h) = self.vrrp.router(router) else {
+            return Response::Error {
+                message: format!(
+                    "router {router} has {:?} ownership: there is no election to change",
+                    r.ownership_kind()
+                ),
+            };
+        };
+        info!(router, "operator: {verb}");
+        match h.send(control).await {
+            Ok(()) => Response::Ok {
+                message: format!("router {router} {verb}"),
+            },
+            Err(e) => Response::Error {
+                message: e.to_string(),
+            },
+        }
+    }
+
+    fn drain(&mut self, service: String, backend: String, drain: bool) -> Response {
+        let Some(s) = self.config.service(&service) else {
+            return Response::Error {
+                message: format!("no service named {service:?}"),
+            };
+        };
+        if s.backend(&backend).is_none() {
+            let names: Vec<_> = s.backends().iter().map(|b| b.name.clone()).collect();
+            return Response::Error {
+                message: format!(
+                    "service {service} has no backend {backend:?} (backends: {})",
+                    names.join(", ")
+                ),
+            };
+        }
+        let key = (service.clone(), backend.clone());
+        let changed = if drain {
+            self.drains.insert(key)
+        } else {
+            self.drains.remove(&key)
+        };
+        info!(
+            service,
+            backend,
+            drain,
+            "operator: backend {}",
+            if drain { "drained" } else { "enabled" }
+        );
+        if let Err(e) = self.apply_services() {
+            return Response::Error {
+                message: format!("{e:#}"),
+            };
+        }
+        let verb = if drain {
+            "drained: existing flows stay, new flows go elsewhere"
+        } else {
+            "enabled"
+        };
+        let already = if changed { "" } else { " (it already was)" };
+        Response::Ok {
+            message: format!("backend {backend} of {service} {verb}{already}"),
+        }
+    }
+
+    /// Re-read the config: validate, refuse what cannot change live, apply the rest
+    /// as a diff (services and backends in the maps, checks, priorities and gates),
+    /// without a VRRP transition.
+    async fn reload(&mut self) -> Result<String, String> {
+        let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let blockers = reload_blockers(&self.config, &new);
+        if !blockers.is_empty() {
+            return Err(format!(
+                "{} (restart fo-agent to apply these; the data plane stays pinned and forwarding)",
+                blockers.join("; ")
+            ));
+        }
+        if let Some(s) = new
+            .services
+            .iter()
+            .find(|s| s.mode == fo_config::ForwardMode::Nat)
+        {
+            return Err(format!(
+                "service {}: mode \"nat\" is not available in this build yet",
+                s.name
+            ));
+        }
+        let previous = self.health.snapshot();
+        let old_health = std::mem::replace(
+            &mut self.health,
+            Health::start_after(health::plan(&new), Some(&previous)),
+        );
+        old_health.stop().await;
+        // Drains of backends that no longer exist are forgotten.
+        self.drains
+            .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
+        self.config = new;
+        self.loaded_at = SystemTime::now();
+        // New backends are resolved by the neighbour task and added when they are.
+        self.backend_addrs
+            .send_replace(backends::backend_addrs(&self.config));
+        self.apply_services().map_err(|e| format!("{e:#}"))?;
+        self.apply_ownership_inputs().await;
+        Ok(format!("reloaded {}", self.config_path.display()))
+    }
+}
+
+/// What a reload cannot change without a restart: the node section and each
+/// router's identity (everything but its priority, tracked checks and gates).
+fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.node != new.node {
+        out.push("[node] changed".to_string());
+    }
+    let names = |c: &Config| c.routers.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    if names(old) != names(new) {
+        out.push("the set of routers changed".to_string());
+        return out;
+    }
+    for (o, n) in old.routers.iter().zip(&new.routers) {
+        let mut o = o.clone();
+        let mut n = n.clone();
+        o.gates.clear();
+        n.gates.clear();
+        if let (Ownership::Vrrp(ov), Ownership::Vrrp(nv)) = (&mut o.ownership, &mut n.ownership) {
+            ov.priority = 0;
+            nv.priority = 0;
+            ov.track.clear();
+            nv.track.clear();
+        }
+        if o != n {
+            out.push(format!(
+                "router {} changed beyond priority, track and gates",
+                o.name
+            ));
+        }
+    }
+    out
 }
 
 /// The dead-man switch's other half: push every owned VIP's lease forward, three
 /// times per lease. If this process dies or hangs, the leases run out.
 async fn lease_task(plane: SharedPlane) {
     loop {
-        let period = plane.lock().shortest_lease().map_or(Duration::from_millis(100), |l| l / 3);
+        let period = plane
+            .lock()
+            .shortest_lease()
+            .map_or(Duration::from_millis(100), |l| l / 3);
         tokio::time::sleep(period).await;
         if let Err(e) = plane.lock().refresh_leases() {
             error!(error = %e, "refreshing VIP leases failed");
         }
     }
-}
-
-async fn neighbour_task(
-    plane: SharedPlane,
-    handle: rtnetlink::Handle,
-    config: Config,
-    link: net::link::LinkInfo,
-    mut known: Neighbours,
-) {
-    loop {
-        tokio::time::sleep(NEIGHBOUR_REFRESH).await;
-        let now = Neighbours::resolve_all(&handle, &config, &link, RESOLVE_TIMEOUT).await;
-        if now != known {
-            info!("backend MACs changed; updating the data plane");
-            if let Err(e) = apply_services(&plane, &config, &link, &now) {
-                warn!(error = %format!("{e:#}"), "updating services failed");
-                continue;
-            }
-            known = now;
-        }
-    }
-}
-
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }

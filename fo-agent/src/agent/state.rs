@@ -21,7 +21,11 @@ pub struct SharedPlane(Arc<Mutex<Plane>>);
 
 impl SharedPlane {
     pub fn new(dp: Dataplane, table: ServiceTable) -> Self {
-        SharedPlane(Arc::new(Mutex::new(Plane { dp, table, owned: BTreeMap::new() })))
+        SharedPlane(Arc::new(Mutex::new(Plane {
+            dp,
+            table,
+            owned: BTreeMap::new(),
+        })))
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Plane> {
@@ -34,7 +38,12 @@ impl SharedPlane {
 impl Plane {
     /// Take or give up `vips`. Taking writes a lease of `lease`; the lease task keeps
     /// pushing it forward while this process lives (the dead-man switch).
-    pub fn set_owned(&mut self, vips: &[IpAddr], owned: bool, lease: Duration) -> Result<(), DataplaneError> {
+    pub fn set_owned(
+        &mut self,
+        vips: &[IpAddr],
+        owned: bool,
+        lease: Duration,
+    ) -> Result<(), DataplaneError> {
         let until = MonoNanos::now().after(lease);
         for &vip in vips {
             self.dp.set_vip(vip, owned, until)?;

@@ -37,56 +37,117 @@ pub fn render(status: &Status) -> String {
             priority.get_or_create(&l()).set(i64::from(p));
         }
         for (to, n) in &r.transitions_total {
-            transitions.get_or_create(&vec![("router", r.name.clone()), ("to", to.clone())]).inc_by(*n);
+            transitions
+                .get_or_create(&vec![("router", r.name.clone()), ("to", to.clone())])
+                .inc_by(*n);
         }
         if let Some(t) = r.transitions.iter().rev().find_map(|t| t.takeover_seconds) {
             failover.get_or_create(&l()).set(t);
         }
         adverts
-            .get_or_create(&vec![("router", r.name.clone()), ("direction", "in".into())])
+            .get_or_create(&vec![
+                ("router", r.name.clone()),
+                ("direction", "in".into()),
+            ])
             .inc_by(r.adverts_received);
         adverts
-            .get_or_create(&vec![("router", r.name.clone()), ("direction", "out".into())])
+            .get_or_create(&vec![
+                ("router", r.name.clone()),
+                ("direction", "out".into()),
+            ])
             .inc_by(r.adverts_sent);
         for (reason, n) in &r.dropped {
-            dropped.get_or_create(&vec![("router", r.name.clone()), ("reason", reason.clone())]).inc_by(*n);
+            dropped
+                .get_or_create(&vec![
+                    ("router", r.name.clone()),
+                    ("reason", reason.clone()),
+                ])
+                .inc_by(*n);
         }
     }
     for s in &status.services {
         for b in &s.backends {
             let l = vec![("service", s.name.clone()), ("backend", b.name.clone())];
-            backend_up.get_or_create(&l).set(i64::from(b.healthy.unwrap_or(true) && !b.drained));
+            backend_up
+                .get_or_create(&l)
+                .set(i64::from(b.healthy.unwrap_or(true) && !b.drained));
             backend_packets.get_or_create(&l).inc_by(b.packets);
             backend_bytes.get_or_create(&l).inc_by(b.bytes);
         }
     }
     for (name, n) in &status.xdp {
         if ["aborted", "drop", "pass", "tx", "redirect"].contains(&name.as_str()) {
-            xdp_actions.get_or_create(&vec![("action", name.clone())]).inc_by(*n);
+            xdp_actions
+                .get_or_create(&vec![("action", name.clone())])
+                .inc_by(*n);
         } else {
-            xdp_pass.get_or_create(&vec![("event", name.clone())]).inc_by(*n);
+            xdp_pass
+                .get_or_create(&vec![("event", name.clone())])
+                .inc_by(*n);
         }
     }
     for c in &status.checks {
-        check_up.get_or_create(&vec![("check", c.name.clone())]).set(i64::from(c.up));
+        check_up
+            .get_or_create(&vec![("check", c.name.clone())])
+            .set(i64::from(c.up));
     }
 
-    reg.register("fo_vrrp_state", "VRRP state: 0 init, 1 backup, 2 master, 3 fault", state);
-    reg.register("fo_vrrp_transitions", "VRRP transitions by target state", transitions);
+    reg.register(
+        "fo_vrrp_state",
+        "VRRP state: 0 init, 1 backup, 2 master, 3 fault",
+        state,
+    );
+    reg.register(
+        "fo_vrrp_transitions",
+        "VRRP transitions by target state",
+        transitions,
+    );
     reg.register("fo_vrrp_priority", "Effective VRRP priority", priority);
-    reg.register("fo_vip_owned", "1 while this node serves the router's VIPs", owned);
+    reg.register(
+        "fo_vip_owned",
+        "1 while this node serves the router's VIPs",
+        owned,
+    );
     reg.register(
         "fo_failover_seconds",
         "Last takeover: from master-down detection to the VIP served",
         failover,
     );
-    reg.register("fo_vrrp_adverts", "VRRP advertisements by direction", adverts);
-    reg.register("fo_vrrp_dropped", "VRRP advertisements dropped, by reason", dropped);
-    reg.register("fo_backend_up", "1 when the backend is healthy and not drained", backend_up);
-    reg.register("fo_backend_packets", "Packets forwarded to the backend", backend_packets);
-    reg.register("fo_backend_bytes", "Bytes forwarded to the backend", backend_bytes);
-    reg.register("fo_xdp_actions", "XDP verdicts of the data plane", xdp_actions);
-    reg.register("fo_xdp_events", "Data-plane events: replies sent, flow table use, reasons a packet was passed", xdp_pass);
+    reg.register(
+        "fo_vrrp_adverts",
+        "VRRP advertisements by direction",
+        adverts,
+    );
+    reg.register(
+        "fo_vrrp_dropped",
+        "VRRP advertisements dropped, by reason",
+        dropped,
+    );
+    reg.register(
+        "fo_backend_up",
+        "1 when the backend is healthy and not drained",
+        backend_up,
+    );
+    reg.register(
+        "fo_backend_packets",
+        "Packets forwarded to the backend",
+        backend_packets,
+    );
+    reg.register(
+        "fo_backend_bytes",
+        "Bytes forwarded to the backend",
+        backend_bytes,
+    );
+    reg.register(
+        "fo_xdp_actions",
+        "XDP verdicts of the data plane",
+        xdp_actions,
+    );
+    reg.register(
+        "fo_xdp_events",
+        "Data-plane events: replies sent, flow table use, reasons a packet was passed",
+        xdp_pass,
+    );
     reg.register("fo_check_up", "1 when the node check passes", check_up);
 
     let mut out = String::new();
@@ -110,7 +171,10 @@ mod tests {
             adverts_sent: 7,
             transitions_total: [("master".to_string(), 1)].into(),
             dropped: [("ttl".to_string(), 2)].into(),
-            transitions: vec![TransitionRecord { takeover_seconds: Some(0.31), ..Default::default() }],
+            transitions: vec![TransitionRecord {
+                takeover_seconds: Some(0.31),
+                ..Default::default()
+            }],
             ..Default::default()
         });
         status.services.push(ServiceStatus {
@@ -133,7 +197,11 @@ mod tests {
                 bytes: 500,
             }],
         });
-        status.checks.push(CheckStatus { name: "docker".into(), up: false, detail: None });
+        status.checks.push(CheckStatus {
+            name: "docker".into(),
+            up: false,
+            detail: None,
+        });
         status.xdp.insert("tx".into(), 9);
         let text = render(&status);
         for needle in [

@@ -1,5 +1,7 @@
 //! The agent's interfaces to operators: the control socket and Prometheus metrics,
 //! both rendering the same [`status::Status`] snapshot.
 
+pub mod control;
+pub mod http;
 pub mod metrics;
 pub mod status;

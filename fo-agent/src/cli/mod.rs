@@ -1,16 +1,29 @@
 //! The command line: one file per subcommand.
 
 mod check;
+mod control;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "fo-agent", version, about = "fo: VRRP failover with an XDP data plane")]
+#[command(
+    name = "fo-agent",
+    version,
+    about = "fo: VRRP failover with an XDP data plane"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the running agent listens (the `control_socket` of its config).
+#[derive(Debug, Clone, clap::Args)]
+struct Socket {
+    #[arg(long, default_value = "/run/fo/control.sock")]
+    socket: PathBuf,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -22,13 +35,74 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Routers (state, priority, VIPs, last transition) and services (backends, health, traffic).
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: Socket,
+    },
+    /// Take mastership of ROUTER now (manual failover onto this node), until `resume`.
+    Promote {
+        router: String,
+        #[command(flatten)]
+        socket: Socket,
+    },
+    /// Give mastership of ROUTER away now and stay backup until `resume` (maintenance).
+    Demote {
+        router: String,
+        #[command(flatten)]
+        socket: Socket,
+    },
+    /// End a `promote` or `demote` of ROUTER.
+    Resume {
+        router: String,
+        #[command(flatten)]
+        socket: Socket,
+    },
+    /// Re-read the config (as SIGHUP); a bad config is refused and the running one stays.
+    Reload {
+        #[command(flatten)]
+        socket: Socket,
+    },
+    /// Drain a backend (no new flows, existing ones stay) or enable it again.
+    Backend {
+        #[arg(value_enum)]
+        action: control::BackendAction,
+        service: String,
+        backend: String,
+        #[command(flatten)]
+        socket: Socket,
+    },
 }
 
 impl Cli {
     pub fn run(self) -> ExitCode {
+        use crate::cli::control::call;
+        use fo_agent::api::control::Request;
         match self.command {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
+            Command::Status { json, socket } => status::main(&socket.socket, json),
+            Command::Promote { router, socket } => {
+                call(&socket.socket, Request::Promote { router })
+            }
+            Command::Demote { router, socket } => call(&socket.socket, Request::Demote { router }),
+            Command::Resume { router, socket } => call(&socket.socket, Request::Resume { router }),
+            Command::Reload { socket } => call(&socket.socket, Request::Reload),
+            Command::Backend {
+                action,
+                service,
+                backend,
+                socket,
+            } => {
+                let req = match action {
+                    control::BackendAction::Drain => Request::Drain { service, backend },
+                    control::BackendAction::Enable => Request::Enable { service, backend },
+                };
+                call(&socket.socket, req)
+            }
         }
     }
 }

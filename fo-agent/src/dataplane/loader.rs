@@ -125,10 +125,13 @@ fn load(
     opts: &LoadOptions,
     attach: Option<(&String, XdpAttachMode, &PathBuf, Option<u32>)>,
 ) -> Result<super::Dataplane> {
-    let maglev_entries = opts
-        .max_services
-        .checked_mul(opts.maglev_size)
-        .ok_or(DataplaneError::Full { what: "maglev table", limit: u32::MAX })?;
+    let maglev_entries =
+        opts.max_services
+            .checked_mul(opts.maglev_size)
+            .ok_or(DataplaneError::Full {
+                what: "maglev table",
+                limit: u32::MAX,
+            })?;
     let mut ebpf = aya::EbpfLoader::new()
         .default_map_pin_directory(&opts.pin_dir)
         .override_global("MAGLEV_SIZE", &opts.maglev_size, true)
@@ -143,12 +146,18 @@ fn load(
         .program_mut(PROGRAM)
         .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
         .try_into()
-        .map_err(|source| DataplaneError::Program { what: "type", source })?;
+        .map_err(|source| DataplaneError::Program {
+            what: "type",
+            source,
+        })?;
     prog.load().map_err(|source| match source {
-        aya::programs::ProgramError::LoadError { verifier_log, .. } => {
-            DataplaneError::Verifier { log: verifier_log.to_string() }
-        }
-        source => DataplaneError::Program { what: "load", source },
+        aya::programs::ProgramError::LoadError { verifier_log, .. } => DataplaneError::Verifier {
+            log: verifier_log.to_string(),
+        },
+        source => DataplaneError::Program {
+            what: "load",
+            source,
+        },
     })?;
 
     let mut link = None;
@@ -158,14 +167,23 @@ fn load(
         let id = match replaceable_link(link_pin, mode, old_mode)? {
             Some(old) => prog
                 .attach_to_link(old)
-                .map_err(|source| DataplaneError::Program { what: "replace in link", source })?,
+                .map_err(|source| DataplaneError::Program {
+                    what: "replace in link",
+                    source,
+                })?,
             None => prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
-                DataplaneError::Program { what: "attach (is another XDP program attached?)", source }
+                DataplaneError::Program {
+                    what: "attach (is another XDP program attached?)",
+                    source,
+                }
             })?,
         };
         let owned = prog
             .take_link(id)
-            .map_err(|source| DataplaneError::Program { what: "take link", source })?;
+            .map_err(|source| DataplaneError::Program {
+                what: "take link",
+                source,
+            })?;
         let fd_link: FdLink = owned.try_into().map_err(|source| DataplaneError::Link {
             path: link_pin.clone(),
             source,
@@ -173,7 +191,10 @@ fn load(
         link = Some(
             fd_link
                 .pin(link_pin)
-                .map_err(|source| DataplaneError::Pin { path: link_pin.clone(), source })?,
+                .map_err(|source| DataplaneError::Pin {
+                    path: link_pin.clone(),
+                    source,
+                })?,
         );
     }
 
@@ -189,7 +210,9 @@ fn load(
     maps.info.set(0, &info, 0).map_err(map_err("INFO"))?;
     // Every Maglev entry starts empty (an array map starts zeroed, and 0 is a slot).
     for i in 0..maglev_entries {
-        maps.maglev.set(i, &fo_common::MAGLEV_EMPTY, 0).map_err(map_err("MAGLEV"))?;
+        maps.maglev
+            .set(i, &fo_common::MAGLEV_EMPTY, 0)
+            .map_err(map_err("MAGLEV"))?;
     }
     Ok(super::Dataplane {
         maps,
@@ -211,8 +234,10 @@ fn replaceable_link(
     if !link_pin.exists() {
         return Ok(None);
     }
-    let pinned = PinnedLink::from_pin(link_pin)
-        .map_err(|source| DataplaneError::Link { path: link_pin.to_owned(), source })?;
+    let pinned = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
+        path: link_pin.to_owned(),
+        source,
+    })?;
     let fd_link = pinned.unpin().map_err(|source| DataplaneError::Io {
         what: "removing",
         path: link_pin.to_owned(),
@@ -225,9 +250,15 @@ fn replaceable_link(
     Ok(aya::programs::xdp::XdpLink::try_from(fd_link).ok())
 }
 
-fn adopt(opts: &LoadOptions, link_pin: &Path, mode: XdpAttachMode) -> Result<Option<super::Dataplane>> {
-    let link = PinnedLink::from_pin(link_pin)
-        .map_err(|source| DataplaneError::Link { path: link_pin.to_owned(), source })?;
+fn adopt(
+    opts: &LoadOptions,
+    link_pin: &Path,
+    mode: XdpAttachMode,
+) -> Result<Option<super::Dataplane>> {
+    let link = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
+        path: link_pin.to_owned(),
+        source,
+    })?;
     let maps = open_pinned_maps(&opts.pin_dir)?;
     let info = maps.info.get(&0, 0).map_err(map_err("INFO"))?;
     let wanted = DataplaneInfo {
@@ -253,7 +284,10 @@ fn adopt(opts: &LoadOptions, link_pin: &Path, mode: XdpAttachMode) -> Result<Opt
 }
 
 fn take_maps(ebpf: &mut aya::Ebpf) -> Result<Maps> {
-    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(DataplaneError::MissingMap { name });
+    let mut take = |name: &'static str| {
+        ebpf.take_map(name)
+            .ok_or(DataplaneError::MissingMap { name })
+    };
     build_maps(&mut take)
 }
 
@@ -289,7 +323,13 @@ fn remove_map_pins(dir: &Path) -> Result<()> {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DataplaneError::Io { what: "removing", path, source }),
+            Err(source) => {
+                return Err(DataplaneError::Io {
+                    what: "removing",
+                    path,
+                    source,
+                });
+            }
         }
     }
     Ok(())
@@ -303,8 +343,11 @@ pub fn remove_all_pins(dir: &Path) -> Result<()> {
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with("link_") {
                 let path = entry.path();
-                std::fs::remove_file(&path)
-                    .map_err(|source| DataplaneError::Io { what: "removing", path, source })?;
+                std::fs::remove_file(&path).map_err(|source| DataplaneError::Io {
+                    what: "removing",
+                    path,
+                    source,
+                })?;
             }
         }
     }
@@ -323,7 +366,13 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
         let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
         // SAFETY: mount(2) with valid NUL-terminated strings and no data.
         let rc = unsafe {
-            libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
         };
         if rc != 0 {
             return Err(DataplaneError::Io {
@@ -337,7 +386,9 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
     if on_bpffs(pin_dir) {
         Ok(())
     } else {
-        Err(DataplaneError::NotBpffs { path: pin_dir.to_owned() })
+        Err(DataplaneError::NotBpffs {
+            path: pin_dir.to_owned(),
+        })
     }
 }
 
@@ -370,13 +421,16 @@ fn format_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-
 /// The index of interface `name` in this network namespace.
 pub fn ifindex(name: &str) -> Result<u32> {
-    let c = CString::new(name).map_err(|_| DataplaneError::NoInterface { name: name.to_owned() })?;
+    let c = CString::new(name).map_err(|_| DataplaneError::NoInterface {
+        name: name.to_owned(),
+    })?;
     // SAFETY: if_nametoindex(3) reads a valid NUL-terminated string.
     match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(DataplaneError::NoInterface { name: name.to_owned() }),
+        0 => Err(DataplaneError::NoInterface {
+            name: name.to_owned(),
+        }),
         i => Ok(i),
     }
 }

@@ -42,13 +42,19 @@ pub fn build(members: &[Member], m: u32) -> Vec<Option<u32>> {
     let size = m as usize;
     let mut table: Vec<Option<u32>> = vec![None; size];
     // Sort by identity so the input order (config order) does not matter.
-    let mut order: Vec<usize> = (0..members.len()).filter(|&i| members[i].weight > 0).collect();
+    let mut order: Vec<usize> = (0..members.len())
+        .filter(|&i| members[i].weight > 0)
+        .collect();
     order.sort_by_key(|&i| (members[i].addr, members[i].port));
     order.dedup_by_key(|i| (members[*i].addr, members[*i].port));
     if order.is_empty() || m < 2 {
         return table;
     }
-    let max_weight = order.iter().map(|&i| u64::from(members[i].weight)).max().unwrap_or(1);
+    let max_weight = order
+        .iter()
+        .map(|&i| u64::from(members[i].weight))
+        .max()
+        .unwrap_or(1);
     let m64 = u64::from(m);
     struct Walk {
         member: usize,
@@ -124,7 +130,11 @@ mod tests {
     const M: u32 = 65537;
 
     fn member(last: u8, weight: u32) -> Member {
-        Member { addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, last)), port: 1514, weight }
+        Member {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, last)),
+            port: 1514,
+            weight,
+        }
     }
 
     /// Shares of 10,000 simulated clients (distinct source addresses), hashed the
@@ -148,7 +158,10 @@ mod tests {
         let table = build(&members, M);
         assert!(table.iter().all(Option::is_some), "table has holes");
         for (i, share) in shares(&table, 3).iter().enumerate() {
-            assert!((share - 1.0 / 3.0).abs() <= 0.03, "backend {i} got {share:.3}, expected 0.333 ± 0.03");
+            assert!(
+                (share - 1.0 / 3.0).abs() <= 0.03,
+                "backend {i} got {share:.3}, expected 0.333 ± 0.03"
+            );
         }
     }
 
@@ -157,8 +170,16 @@ mod tests {
         let members = [member(1, 1), member(2, 2)];
         let table = build(&members, M);
         let s = shares(&table, 2);
-        assert!((s[0] - 1.0 / 3.0).abs() <= 0.03, "weight 1 got {:.3}, expected 0.333 ± 0.03", s[0]);
-        assert!((s[1] - 2.0 / 3.0).abs() <= 0.03, "weight 2 got {:.3}, expected 0.667 ± 0.03", s[1]);
+        assert!(
+            (s[0] - 1.0 / 3.0).abs() <= 0.03,
+            "weight 1 got {:.3}, expected 0.333 ± 0.03",
+            s[0]
+        );
+        assert!(
+            (s[1] - 2.0 / 3.0).abs() <= 0.03,
+            "weight 2 got {:.3}, expected 0.667 ± 0.03",
+            s[1]
+        );
     }
 
     #[test]
@@ -194,7 +215,10 @@ mod tests {
             .filter(|(b, a)| b.unwrap() != 2 && b != a)
             .count();
         let share = moved as f64 / f64::from(M);
-        assert!(share < 0.05, "{share:.3} of the table moved between surviving backends");
+        assert!(
+            share < 0.05,
+            "{share:.3} of the table moved between surviving backends"
+        );
     }
 
     #[test]

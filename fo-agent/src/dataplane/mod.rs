@@ -95,7 +95,10 @@ pub struct MonoNanos(pub u64);
 
 impl MonoNanos {
     pub fn now() -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes the timespec we own; CLOCK_MONOTONIC always exists.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
         MonoNanos(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
@@ -144,13 +147,18 @@ impl Dataplane {
     /// mean run time. Only for a data plane this process loaded.
     pub fn test_run(&mut self, frame: &[u8], repeat: u32) -> Result<TestRun> {
         let Some(ebpf) = self.ebpf.as_mut() else {
-            return Err(DataplaneError::MissingMap { name: "program (adopted data plane)" });
+            return Err(DataplaneError::MissingMap {
+                name: "program (adopted data plane)",
+            });
         };
         let prog: &mut aya::programs::Xdp = ebpf
             .program_mut(PROGRAM)
             .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
             .try_into()
-            .map_err(|source| DataplaneError::Program { what: "type", source })?;
+            .map_err(|source| DataplaneError::Program {
+                what: "type",
+                source,
+            })?;
         // Room for a Neighbor Advertisement grown from a short solicitation.
         let mut out = vec![0u8; frame.len() + 256];
         let opts = aya::programs::TestRunOptions {
@@ -162,9 +170,16 @@ impl Dataplane {
         use aya::programs::TestRun as _;
         let result = prog
             .test_run(opts)
-            .map_err(|source| DataplaneError::Program { what: "BPF_PROG_TEST_RUN", source })?;
+            .map_err(|source| DataplaneError::Program {
+                what: "BPF_PROG_TEST_RUN",
+                source,
+            })?;
         out.truncate(result.data_size_out as usize);
-        Ok(TestRun { action: result.return_value, frame: out, duration: result.duration })
+        Ok(TestRun {
+            action: result.return_value,
+            frame: out,
+            duration: result.duration,
+        })
     }
 
     // ---- ownership ---------------------------------------------------------------
@@ -177,7 +192,10 @@ impl Dataplane {
             _pad: 0,
             lease_until_ns: if owned { lease_until.0 } else { 0 },
         };
-        self.maps.vips.insert(&VipKey::new(vip), &state, 0).map_err(map_err("VIPS"))
+        self.maps
+            .vips
+            .insert(&VipKey::new(vip), &state, 0)
+            .map_err(map_err("VIPS"))
     }
 
     pub fn remove_vip(&mut self, vip: IpAddr) -> Result<()> {
@@ -192,7 +210,10 @@ impl Dataplane {
         self.maps
             .vips
             .iter()
-            .map(|r| r.map(|(k, v)| (k.addr.to_ip(k.family), v)).map_err(map_err("VIPS")))
+            .map(|r| {
+                r.map(|(k, v)| (k.addr.to_ip(k.family), v))
+                    .map_err(map_err("VIPS"))
+            })
             .collect()
     }
 
@@ -207,7 +228,10 @@ impl Dataplane {
     // ---- services (called by ServiceTable) -----------------------------------------
 
     fn put_service(&mut self, key: ServiceKey, value: ServiceValue) -> Result<()> {
-        self.maps.services.insert(&key, &value, 0).map_err(map_err("SERVICES"))
+        self.maps
+            .services
+            .insert(&key, &value, 0)
+            .map_err(map_err("SERVICES"))
     }
 
     fn delete_service(&mut self, key: &ServiceKey) -> Result<()> {
@@ -218,11 +242,18 @@ impl Dataplane {
     }
 
     fn service_entries(&self) -> Result<Vec<(ServiceKey, ServiceValue)>> {
-        self.maps.services.iter().map(|r| r.map_err(map_err("SERVICES"))).collect()
+        self.maps
+            .services
+            .iter()
+            .map(|r| r.map_err(map_err("SERVICES")))
+            .collect()
     }
 
     fn put_maglev(&mut self, index: u32, slot: u32) -> Result<()> {
-        self.maps.maglev.set(index, &slot, 0).map_err(map_err("MAGLEV"))
+        self.maps
+            .maglev
+            .set(index, &slot, 0)
+            .map_err(map_err("MAGLEV"))
     }
 
     fn maglev_entry(&self, index: u32) -> Result<u32> {
@@ -230,11 +261,18 @@ impl Dataplane {
     }
 
     fn put_backend(&mut self, slot: u32, backend: Backend) -> Result<()> {
-        self.maps.backends.set(slot, &backend, 0).map_err(map_err("BACKENDS"))
+        self.maps
+            .backends
+            .set(slot, &backend, 0)
+            .map_err(map_err("BACKENDS"))
     }
 
     fn backend_entries(&self) -> Result<Vec<Backend>> {
-        self.maps.backends.iter().map(|r| r.map_err(map_err("BACKENDS"))).collect()
+        self.maps
+            .backends
+            .iter()
+            .map(|r| r.map_err(map_err("BACKENDS")))
+            .collect()
     }
 
     // ---- statistics -----------------------------------------------------------------
@@ -244,7 +282,11 @@ impl Dataplane {
         Counter::ALL
             .iter()
             .map(|&c| {
-                let per_cpu = self.maps.counters.get(&(c as u32), 0).map_err(map_err("COUNTERS"))?;
+                let per_cpu = self
+                    .maps
+                    .counters
+                    .get(&(c as u32), 0)
+                    .map_err(map_err("COUNTERS"))?;
                 Ok((c, per_cpu.iter().sum()))
             })
             .collect()
@@ -252,11 +294,17 @@ impl Dataplane {
 
     /// Packets and bytes forwarded to a backend slot, summed over the CPUs.
     pub fn backend_stats(&self, slot: u32) -> Result<TrafficStats> {
-        let per_cpu = self.maps.backend_stats.get(&slot, 0).map_err(map_err("BACKEND_STATS"))?;
-        Ok(per_cpu.iter().fold(TrafficStats::default(), |acc, s| TrafficStats {
-            packets: acc.packets + s.packets,
-            bytes: acc.bytes + s.bytes,
-        }))
+        let per_cpu = self
+            .maps
+            .backend_stats
+            .get(&slot, 0)
+            .map_err(map_err("BACKEND_STATS"))?;
+        Ok(per_cpu
+            .iter()
+            .fold(TrafficStats::default(), |acc, s| TrafficStats {
+                packets: acc.packets + s.packets,
+                bytes: acc.bytes + s.bytes,
+            }))
     }
 
     /// The backend slot an established flow is pinned to, if any.

@@ -101,7 +101,11 @@ impl ServiceTable {
         };
         let mut by_id: BTreeMap<u32, SvcId> = BTreeMap::new();
         for (key, value) in dp.service_entries()? {
-            let id: SvcId = (key.vip.to_ip(key.family), u16::from_be(key.port_be), key.proto);
+            let id: SvcId = (
+                key.vip.to_ip(key.family),
+                u16::from_be(key.port_be),
+                key.proto,
+            );
             let mut ring = Vec::with_capacity(table.m as usize);
             for i in 0..table.m {
                 ring.push(dp.maglev_entry(value.id * table.m + i)?);
@@ -109,7 +113,12 @@ impl ServiceTable {
             by_id.insert(value.id, id);
             table.services.insert(
                 id,
-                Installed { id: value.id, flags: value.flags, backends: BTreeMap::new(), ring },
+                Installed {
+                    id: value.id,
+                    flags: value.flags,
+                    backends: BTreeMap::new(),
+                    ring,
+                },
             );
         }
         for (slot, b) in dp.backend_entries()?.into_iter().enumerate() {
@@ -118,9 +127,15 @@ impl ServiceTable {
             }
             let slot = slot as u32;
             table.used_slots.insert(slot);
-            if let Some(inst) = by_id.get(&b.service_id).and_then(|id| table.services.get_mut(id)) {
+            if let Some(inst) = by_id
+                .get(&b.service_id)
+                .and_then(|id| table.services.get_mut(id))
+            {
                 let weight = inst.ring.iter().filter(|&&s| s == slot).count().min(1) as u32;
-                inst.backends.insert((b.addr.to_ip(b.family), u16::from_be(b.port_be)), (slot, weight));
+                inst.backends.insert(
+                    (b.addr.to_ip(b.family), u16::from_be(b.port_be)),
+                    (slot, weight),
+                );
             }
         }
         Ok(table)
@@ -130,7 +145,12 @@ impl ServiceTable {
     pub fn apply(&mut self, dp: &mut Dataplane, desired: &[ServiceSpec]) -> Result<ApplySummary> {
         let mut summary = ApplySummary::default();
         let wanted: BTreeSet<SvcId> = desired.iter().map(|s| (s.vip, s.port, s.proto)).collect();
-        let gone: Vec<SvcId> = self.services.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        let gone: Vec<SvcId> = self
+            .services
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
         for id in gone {
             self.remove_service(dp, id, &mut summary)?;
         }
@@ -145,7 +165,15 @@ impl ServiceTable {
         let mut out = Vec::new();
         for (&(vip, port, proto), inst) in &self.services {
             for (&(backend, backend_port), &(slot, weight)) in &inst.backends {
-                out.push(SlotInfo { vip, port, proto, backend, backend_port, slot, weight });
+                out.push(SlotInfo {
+                    vip,
+                    port,
+                    proto,
+                    backend,
+                    backend_port,
+                    slot,
+                    weight,
+                });
             }
         }
         out
@@ -163,9 +191,20 @@ impl ServiceTable {
         if is_new {
             let id = (0..self.max_services)
                 .find(|i| !self.services.values().any(|s| s.id == *i))
-                .ok_or(DataplaneError::Full { what: "service", limit: self.max_services })?;
+                .ok_or(DataplaneError::Full {
+                    what: "service",
+                    limit: self.max_services,
+                })?;
             let ring = vec![MAGLEV_EMPTY; self.m as usize];
-            self.services.insert(key, Installed { id, flags, backends: BTreeMap::new(), ring });
+            self.services.insert(
+                key,
+                Installed {
+                    id,
+                    flags,
+                    backends: BTreeMap::new(),
+                    ring,
+                },
+            );
             summary.services_added += 1;
         }
         let (service_id, old_backends) = {
@@ -206,14 +245,24 @@ impl ServiceTable {
         let members: Vec<Member> = spec
             .backends
             .iter()
-            .map(|b| Member { addr: b.addr, port: b.port, weight: b.weight })
+            .map(|b| Member {
+                addr: b.addr,
+                port: b.port,
+                weight: b.weight,
+            })
             .collect();
         let table = maglev::build(&members, self.m);
         let base = service_id * self.m;
         let inst = self.services.get_mut(&key).expect("inserted above");
         for (i, entry) in table.iter().enumerate() {
             let slot = entry
-                .map(|m| slots[&(spec.backends[m as usize].addr, spec.backends[m as usize].port)].0)
+                .map(|m| {
+                    slots[&(
+                        spec.backends[m as usize].addr,
+                        spec.backends[m as usize].port,
+                    )]
+                        .0
+                })
                 .unwrap_or(MAGLEV_EMPTY);
             if inst.ring[i] != slot {
                 dp.put_maglev(base + i as u32, slot)?;
@@ -235,16 +284,26 @@ impl ServiceTable {
         // (4) publish (or update the hash mode of) the service.
         if is_new || inst.flags != flags {
             inst.flags = flags;
-            dp.put_service(ServiceKey::new(spec.vip, spec.port, spec.proto), ServiceValue {
-                id: service_id,
-                flags,
-            })?;
+            dp.put_service(
+                ServiceKey::new(spec.vip, spec.port, spec.proto),
+                ServiceValue {
+                    id: service_id,
+                    flags,
+                },
+            )?;
         }
         Ok(())
     }
 
-    fn remove_service(&mut self, dp: &mut Dataplane, key: SvcId, summary: &mut ApplySummary) -> Result<()> {
-        let Some(inst) = self.services.remove(&key) else { return Ok(()) };
+    fn remove_service(
+        &mut self,
+        dp: &mut Dataplane,
+        key: SvcId,
+        summary: &mut ApplySummary,
+    ) -> Result<()> {
+        let Some(inst) = self.services.remove(&key) else {
+            return Ok(());
+        };
         dp.delete_service(&ServiceKey::new(key.0, key.1, key.2))?;
         for (i, &slot) in inst.ring.iter().enumerate() {
             if slot != MAGLEV_EMPTY {
@@ -264,7 +323,10 @@ impl ServiceTable {
     fn alloc_slot(&mut self) -> Result<u32> {
         let slot = (0..self.max_backends)
             .find(|s| !self.used_slots.contains(s))
-            .ok_or(DataplaneError::Full { what: "backend", limit: self.max_backends })?;
+            .ok_or(DataplaneError::Full {
+                what: "backend",
+                limit: self.max_backends,
+            })?;
         self.used_slots.insert(slot);
         Ok(slot)
     }

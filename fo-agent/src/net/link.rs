@@ -1,7 +1,7 @@
 //! Interface facts: index, MAC, operational state.
 
 use futures_util::TryStreamExt as _;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, State};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkXdp, State, XdpAttached};
 
 use super::NetError;
 
@@ -21,8 +21,15 @@ pub async fn by_name(handle: &rtnetlink::Handle, name: &str) -> Result<LinkInfo,
         Ok(Some(msg)) => msg,
         Ok(None) => return Err(NetError::NoInterface(name.to_owned())),
         // The kernel answers ENODEV for an unknown name.
-        Err(rtnetlink::Error::NetlinkError(_)) => return Err(NetError::NoInterface(name.to_owned())),
-        Err(source) => return Err(NetError::Netlink { what: format!("link {name}"), source }),
+        Err(rtnetlink::Error::NetlinkError(_)) => {
+            return Err(NetError::NoInterface(name.to_owned()));
+        }
+        Err(source) => {
+            return Err(NetError::Netlink {
+                what: format!("link {name}"),
+                source,
+            });
+        }
     };
     let mut mac = None;
     let mut oper = State::Unknown;
@@ -43,4 +50,31 @@ pub async fn by_name(handle: &rtnetlink::Handle, name: &str) -> Result<LinkInfo,
         mac: mac.ok_or_else(|| NetError::NoMac(name.to_owned()))?,
         running: up && carrier && msg.header.flags.contains(LinkFlags::LowerUp),
     })
+}
+
+/// The id of the XDP program attached to interface `index`, if any.
+pub async fn xdp_prog_id(handle: &rtnetlink::Handle, index: u32) -> Result<Option<u32>, NetError> {
+    let mut links = handle.link().get().match_index(index).execute();
+    let msg = links
+        .try_next()
+        .await
+        .map_err(|source| NetError::Netlink {
+            what: format!("link {index}"),
+            source,
+        })?
+        .ok_or_else(|| NetError::NoInterface(format!("ifindex {index}")))?;
+    let mut attached = false;
+    let mut id = None;
+    for attr in &msg.attributes {
+        if let LinkAttribute::Xdp(xdp) = attr {
+            for x in xdp {
+                match x {
+                    LinkXdp::Attached(a) => attached = !matches!(a, XdpAttached::None),
+                    LinkXdp::ProgId(p) => id = Some(*p),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(if attached { id } else { None })
 }

@@ -21,8 +21,14 @@ pub enum NetError {
     NoInterface(String),
     #[error("interface {0} has no Ethernet address")]
     NoMac(String),
-    #[error("no neighbour entry for {addr} on ifindex {ifindex} after {waited_ms} ms (is it on this segment and up?)")]
-    Unresolved { addr: IpAddr, ifindex: u32, waited_ms: u128 },
+    #[error(
+        "no neighbour entry for {addr} on ifindex {ifindex} after {waited_ms} ms (is it on this segment and up?)"
+    )]
+    Unresolved {
+        addr: IpAddr,
+        ifindex: u32,
+        waited_ms: u128,
+    },
     #[error("sending to {addr} to trigger neighbour resolution")]
     Probe {
         addr: IpAddr,

@@ -16,15 +16,29 @@ pub async fn lookup(
     ifindex: u32,
     addr: IpAddr,
 ) -> Result<Option<[u8; 6]>, NetError> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let mut entries = handle.neighbours().get().set_address_family(family).execute();
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let mut entries = handle
+        .neighbours()
+        .get()
+        .set_address_family(family)
+        .execute();
     while let Some(msg) = entries
         .try_next()
         .await
-        .map_err(|source| NetError::Netlink { what: format!("neighbours of {addr}"), source })?
+        .map_err(|source| NetError::Netlink {
+            what: format!("neighbours of {addr}"),
+            source,
+        })?
     {
         if msg.header.ifindex != ifindex
-            || matches!(msg.header.state, NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None)
+            || matches!(
+                msg.header.state,
+                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+            )
         {
             continue;
         }
@@ -32,8 +46,12 @@ pub async fn lookup(
         let mut lladdr = None;
         for attr in &msg.attributes {
             match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => dest = Some(IpAddr::V4(*a)),
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => dest = Some(IpAddr::V6(*a)),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                    dest = Some(IpAddr::V4(*a))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                    dest = Some(IpAddr::V6(*a))
+                }
                 NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
                     lladdr = Some([l[0], l[1], l[2], l[3], l[4], l[5]]);
                 }
@@ -63,7 +81,11 @@ pub async fn resolve(
             return Ok(mac);
         }
         if start.elapsed() >= timeout {
-            return Err(NetError::Unresolved { addr, ifindex, waited_ms: start.elapsed().as_millis() });
+            return Err(NetError::Unresolved {
+                addr,
+                ifindex,
+                waited_ms: start.elapsed().as_millis(),
+            });
         }
         if Instant::now() >= next_probe {
             probe(addr).await?;
@@ -76,9 +98,15 @@ pub async fn resolve(
 /// One empty UDP datagram to the discard port: the kernel resolves the neighbour
 /// to send it. The backend answers at most with an ICMP port unreachable.
 async fn probe(addr: IpAddr) -> Result<(), NetError> {
-    let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse() } else { "[::]:0".parse() }
-        .expect("literal address");
-    let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|source| NetError::Probe { addr, source })?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse()
+    } else {
+        "[::]:0".parse()
+    }
+    .expect("literal address");
+    let sock = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|source| NetError::Probe { addr, source })?;
     // EHOSTUNREACH and friends just mean "not yet": the caller keeps polling.
     let _ = sock.send_to(&[], SocketAddr::new(addr, 9)).await;
     Ok(())

@@ -1,0 +1,178 @@
+//! The status snapshot, assembled from the agent's parts.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fo_config::Ownership;
+
+use super::Agent;
+use super::backends::is_drained;
+use crate::api::status::{
+    BackendStatus, CheckStatus, NodeStatus, RouterStatus, ServiceStatus, Status, TransitionRecord,
+};
+use crate::dataplane::Origin;
+use crate::health::{Target, priority};
+use crate::vrrp::driver::reason_str;
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn state_name(s: fo_vrrp::State) -> &'static str {
+    match s {
+        fo_vrrp::State::Initialize => "init",
+        fo_vrrp::State::Backup => "backup",
+        fo_vrrp::State::Master => "master",
+        fo_vrrp::State::Fault => "fault",
+    }
+}
+
+pub(super) fn assemble(agent: &Agent) -> Status {
+    let snap = agent.health.snapshot();
+    let plane = agent.plane.lock();
+    let mut status = Status {
+        node: NodeStatus {
+            interface: agent.link.name.clone(),
+            xdp_mode: format!("{:?}", agent.config.node.xdp_mode).to_lowercase(),
+            dataplane: match agent.origin {
+                Origin::Loaded => "loaded",
+                Origin::Adopted => "adopted",
+            }
+            .to_string(),
+            config: agent.config_path.display().to_string(),
+            config_loaded_at: unix(agent.loaded_at),
+            pid: std::process::id(),
+        },
+        ..Default::default()
+    };
+
+    for r in &agent.config.routers {
+        let owned = r.vips.first().is_some_and(|v| plane.owns(*v));
+        let gates_closed: Vec<String> = priority::closed_gates(&r.gates, &snap)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let mut rs = RouterStatus {
+            name: r.name.clone(),
+            ownership: format!("{:?}", r.ownership_kind()).to_lowercase(),
+            vips: r.vips.clone(),
+            owned,
+            gates_closed,
+            ..Default::default()
+        };
+        match (&r.ownership, agent.vrrp.router(&r.name)) {
+            (Ownership::Vrrp(v), Some(h)) => {
+                let s = h.status();
+                rs.vrid = Some(v.vrid);
+                rs.state = state_name(s.state).to_string();
+                rs.configured_priority = Some(s.configured_priority);
+                rs.effective_priority = Some(s.effective_priority);
+                rs.master_since = s.master_since.map(unix);
+                rs.master = s.master;
+                rs.admin = match s.admin {
+                    fo_vrrp::Admin::None => None,
+                    fo_vrrp::Admin::Promoted => Some("promoted".into()),
+                    fo_vrrp::Admin::Demoted => Some("demoted".into()),
+                };
+                rs.transitions = s
+                    .last_transition
+                    .iter()
+                    .map(|t| TransitionRecord {
+                        from: state_name(t.from).into(),
+                        to: state_name(t.to).into(),
+                        reason: reason_str(t.reason).into(),
+                        at: unix(t.at),
+                        takeover_seconds: t.takeover.map(|d| d.as_secs_f64()),
+                    })
+                    .collect();
+                rs.adverts_received = s.stats.adverts_in;
+                rs.adverts_sent = s.stats.adverts_out;
+                rs.dropped = s
+                    .stats
+                    .drops
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect();
+                rs.transitions_total = s
+                    .stats
+                    .transitions
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect();
+            }
+            _ => {
+                rs.state = if owned {
+                    "master"
+                } else if rs.gates_closed.is_empty() {
+                    "backup"
+                } else {
+                    "fault"
+                }
+                .into();
+            }
+        }
+        status.routers.push(rs);
+    }
+
+    let slots = plane.table.slots();
+    for s in &agent.config.services {
+        let proto = match s.protocol {
+            fo_config::Protocol::Tcp => fo_common::PROTO_TCP,
+            fo_config::Protocol::Udp => fo_common::PROTO_UDP,
+        };
+        let backends = s
+            .backends()
+            .iter()
+            .map(|b| {
+                let slot = slots.iter().find(|x| {
+                    x.vip == s.vip
+                        && x.port == s.port
+                        && x.proto == proto
+                        && x.backend == b.address
+                        && x.backend_port == b.port
+                });
+                let stats = slot
+                    .and_then(|x| plane.dp.backend_stats(x.slot).ok())
+                    .unwrap_or_default();
+                BackendStatus {
+                    name: b.name.clone(),
+                    address: b.address,
+                    port: b.port,
+                    weight: u32::from(b.weight),
+                    effective_weight: slot.map_or(0, |x| x.weight),
+                    healthy: snap.backend_up(&s.name, &b.name),
+                    drained: is_drained(s, b, &agent.drains),
+                    resolved: agent.neighbours.0.contains_key(&b.address),
+                    packets: stats.packets,
+                    bytes: stats.bytes,
+                }
+            })
+            .collect();
+        status.services.push(ServiceStatus {
+            name: s.name.clone(),
+            vip: s.vip,
+            port: s.port,
+            protocol: s.protocol.as_str().to_string(),
+            mode: format!("{:?}", s.mode).to_lowercase(),
+            fail_open: agent.fail_open.contains(&s.name),
+            backends,
+        });
+    }
+
+    for c in &agent.config.checks {
+        let t = snap.get(&Target::check(c.name.clone()));
+        status.checks.push(CheckStatus {
+            name: c.name.clone(),
+            up: t.is_some_and(|t| t.up),
+            detail: t.and_then(|t| t.last.as_ref().map(|l| l.detail.clone())),
+        });
+    }
+    if let Ok(counters) = plane.dp.counters() {
+        status.xdp = counters
+            .into_iter()
+            .map(|(c, n)| (c.name().to_string(), n))
+            .collect();
+    }
+    status
+}

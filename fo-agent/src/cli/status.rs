@@ -1,0 +1,144 @@
+//! `fo-agent status [--json]`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fo_agent::api::control::{self, Request, Response};
+use fo_agent::api::status::Status;
+
+pub fn main(socket: &Path, json: bool) -> ExitCode {
+    let status = match control::call(socket, &Request::Status) {
+        Ok(Response::Status { status }) => status,
+        Ok(Response::Error { message }) => {
+            eprintln!("fo-agent: {message}");
+            return ExitCode::FAILURE;
+        }
+        Ok(other) => {
+            eprintln!("fo-agent: unexpected answer {other:?}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("fo-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&status) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("fo-agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", human(&status));
+    }
+    ExitCode::SUCCESS
+}
+
+fn ago(unix: f64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let s = (now - unix).max(0.0);
+    if s < 120.0 {
+        format!("{s:.1}s ago")
+    } else if s < 7200.0 {
+        format!("{:.0}m ago", s / 60.0)
+    } else {
+        format!("{:.1}h ago", s / 3600.0)
+    }
+}
+
+fn human(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "node: {} (xdp {}, data plane {}), config {}",
+        s.node.interface, s.node.xdp_mode, s.node.dataplane, s.node.config
+    );
+    let _ = writeln!(
+        o,
+        "\nROUTER          STATE    PRIO(cfg/eff)  VIPS                    SINCE          LAST TRANSITION"
+    );
+    for r in &s.routers {
+        let prio = match (r.configured_priority, r.effective_priority) {
+            (Some(c), Some(e)) => format!("{c}/{e}"),
+            _ => "-".into(),
+        };
+        let vips: Vec<String> = r.vips.iter().map(|v| v.to_string()).collect();
+        let since = r.master_since.map(ago).unwrap_or_else(|| "-".into());
+        let last = r.transitions.last().map_or("-".to_string(), |t| {
+            let took = t
+                .takeover_seconds
+                .map(|x| format!(", takeover {:.0} ms", x * 1000.0))
+                .unwrap_or_default();
+            format!("{} -> {} ({}) {}{took}", t.from, t.to, t.reason, ago(t.at))
+        });
+        let mut state = r.state.clone();
+        if let Some(a) = &r.admin {
+            state.push_str(&format!(" [{a}]"));
+        }
+        let _ = writeln!(
+            o,
+            "{:<15} {:<8} {:<14} {:<23} {:<14} {}",
+            r.name,
+            state,
+            prio,
+            vips.join(","),
+            since,
+            last
+        );
+        if !r.gates_closed.is_empty() {
+            let _ = writeln!(o, "{:<15} gates closed: {}", "", r.gates_closed.join(", "));
+        }
+    }
+    for svc in &s.services {
+        let _ = writeln!(
+            o,
+            "\nSERVICE {} {}:{}/{} {}{}",
+            svc.name,
+            svc.vip,
+            svc.port,
+            svc.protocol,
+            svc.mode,
+            if svc.fail_open {
+                "  ** NO HEALTHY BACKEND: FAIL OPEN **"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  BACKEND                   HEALTH  WEIGHT(cfg/eff)  PACKETS       BYTES"
+        );
+        for b in &svc.backends {
+            let health = match (b.healthy, b.resolved) {
+                (_, false) => "no-mac",
+                (Some(true), _) | (None, _) => "up",
+                (Some(false), _) => "down",
+            };
+            let weight = format!(
+                "{}/{}{}",
+                b.weight,
+                b.effective_weight,
+                if b.drained { " drained" } else { "" }
+            );
+            let _ = writeln!(
+                o,
+                "  {:<25} {:<7} {:<16} {:<13} {}",
+                b.name, health, weight, b.packets, b.bytes
+            );
+        }
+    }
+    if !s.checks.is_empty() {
+        let _ = writeln!(o, "\nCHECK            UP");
+        for c in &s.checks {
+            let _ = writeln!(o, "{:<16} {}", c.name, if c.up { "yes" } else { "no" });
+        }
+    }
+    o
+}
