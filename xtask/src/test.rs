@@ -4,7 +4,9 @@ use crate::util::{cargo, exec};
 
 pub fn build(release: bool) -> anyhow::Result<()> {
     let mut c = cargo();
-    c.args(["build", "--workspace", "--bins"]);
+    // fo-ebpf is built for the BPF target by fo-agent's build script; built for the
+    // host as part of the workspace it would link std and clash.
+    c.args(["build", "--workspace", "--exclude", "fo-ebpf", "--bins"]);
     if release {
         c.arg("--release");
     }
@@ -17,7 +19,7 @@ pub fn build(release: bool) -> anyhow::Result<()> {
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     build(false)?;
     let mut unit = cargo();
-    unit.args(["test", "--workspace", "--exclude", "fo-tests"]);
+    unit.args(["test", "--workspace", "--exclude", "fo-tests", "--exclude", "fo-ebpf"]);
     if let Some(f) = filter {
         unit.args(["--", f]);
     }
