@@ -216,6 +216,10 @@ impl Node {
                 c
             }
             Kind::Keepalived { .. } => {
+                // After a kill -9 the pid files are stale; keepalived refuses to start
+                // ("daemon is already running") while the killed pid is not yet reaped.
+                let _ = std::fs::remove_file(self.dir.join("keepalived.pid"));
+                let _ = std::fs::remove_file(self.dir.join("vrrp.pid"));
                 // stdbuf: keepalived's console log goes through stdio; line buffering makes
                 // each line arrive when it is written.
                 let mut c = self.ns.command("stdbuf");

@@ -11,6 +11,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use fo_tests::netns::wait_for;
 use fo_tests::vrrp_lab::{Claim, Kind, Lab, fmt_mac, serial, summary};
 
 const REPS: usize = 5;
@@ -58,6 +59,14 @@ fn kill_master_repeatedly(interval: Duration) {
             .wait_claim(Claim::Master, start, START_TIMEOUT)
             .is_some(),
         "expected node a (priority 200) to become master, it did not.\n{}",
+        lab.dump()
+    );
+    assert!(
+        wait_for(START_TIMEOUT, || (lab.nodes[b].claim() == Claim::Backup)
+            .then_some(()))
+        .is_some(),
+        "expected node b (priority 100) to run as backup, it claims {:?}.\n{}",
+        lab.nodes[b].claim(),
         lab.dump()
     );
     if let Err(seen) = lab.wait_arp(a_mac, Duration::from_secs(5)) {
