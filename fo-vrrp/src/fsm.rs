@@ -174,6 +174,8 @@ pub enum Reason {
     AdminPromote,
     /// `fo-agent demote`.
     AdminDemote,
+    /// The agent restarted while serving and resumed as Master ([`Event::Restart`]).
+    Resumed,
 }
 
 /// Administrative override set by `promote` / `demote`, ended by `resume`.
@@ -199,6 +201,13 @@ pub enum Admin {
 pub enum Event {
     /// RFC 5798 §6.4.1 Startup.
     Startup,
+    /// fo: Startup of an agent that restarted while this node was Master and found its
+    /// data plane still serving the VIPs. The router resumes as Master and advertises at
+    /// once, so a peer that still sees it as Master (its Master_Down_Timer not yet expired)
+    /// never takes over: a quick restart moves nothing. Without preemption rights
+    /// (demoted, or a fault) this is an ordinary Startup. An owner or a higher-priority
+    /// peer that took over meanwhile is handled by the usual advert rules.
+    Restart,
     /// RFC 5798 §6.4.2/§6.4.3 Shutdown.
     Shutdown,
     /// A validated advertisement for this virtual router (see [`crate::packet::decode`]).
@@ -488,6 +497,16 @@ impl Router {
                 if self.state == State::Initialize {
                     self.master_adver_interval = self.config.advert_interval;
                     self.start(now, Reason::Startup, &mut out);
+                }
+            }
+            Event::Restart => {
+                if self.state == State::Initialize {
+                    self.master_adver_interval = self.config.advert_interval;
+                    if self.fault || self.admin == Admin::Demoted {
+                        self.start(now, Reason::Startup, &mut out);
+                    } else {
+                        self.enter_master(now, Reason::Resumed, &mut out);
+                    }
                 }
             }
             Event::Shutdown => self.shutdown(&mut out),

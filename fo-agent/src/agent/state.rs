@@ -88,6 +88,15 @@ impl Plane {
         self.owned.values().min().copied()
     }
 
+    /// Whether the maps (maybe left by an earlier run of the agent) show `vip` owned
+    /// with a lease still running: the node is serving it right now.
+    pub fn serving(&self, vip: IpAddr) -> bool {
+        let now = MonoNanos::now().0;
+        self.dp.vips().ok().is_some_and(|v| {
+            v.iter().any(|(ip, st)| *ip == vip && st.flags & fo_common::VIP_OWNED != 0 && st.lease_until_ns > now)
+        })
+    }
+
     pub fn owns(&self, vip: IpAddr) -> bool {
         self.owned.contains_key(&vip)
     }

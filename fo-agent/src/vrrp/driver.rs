@@ -291,7 +291,16 @@ impl Driver {
             vips = ?self.spec.vips,
             "VRRP router starting"
         );
-        self.handle(Instant::now(), Event::Startup);
+        // An agent restarted while this node served the VIPs (kill, upgrade) resumes
+        // as Master at once, before its peer's Master_Down_Timer runs out.
+        let serving = {
+            let p = self.io.plane.lock();
+            !self.spec.vips.is_empty() && self.spec.vips.iter().all(|v| p.serving(*v))
+        };
+        if serving {
+            info!("the data plane still serves this router's VIPs: resuming as master");
+        }
+        self.handle(Instant::now(), if serving { Event::Restart } else { Event::Startup });
         loop {
             let timer = self
                 .router
@@ -616,6 +625,7 @@ pub fn reason_str(r: Reason) -> &'static str {
         Reason::FaultCleared => "fault_cleared",
         Reason::AdminPromote => "admin_promote",
         Reason::AdminDemote => "admin_demote",
+        Reason::Resumed => "resumed",
     }
 }
 
