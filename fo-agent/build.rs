@@ -29,7 +29,11 @@ fn main() -> anyhow::Result<()> {
     // cargo that aya-build spawns.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
     aya_build::build_ebpf(
-        [aya_build::Package { name: "fo-ebpf", root_dir: &root_dir, ..Default::default() }],
+        [aya_build::Package {
+            name: "fo-ebpf",
+            root_dir: &root_dir,
+            ..Default::default()
+        }],
         aya_build::Toolchain::Custom(TOOLCHAIN),
     )
 }

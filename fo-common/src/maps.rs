@@ -69,7 +69,11 @@ const _: () = assert!(size_of::<VipKey>() == 20);
 impl VipKey {
     pub fn new(ip: IpAddr) -> Self {
         let (addr, family) = Addr::from_ip(ip);
-        Self { addr, family, _pad: [0; 3] }
+        Self {
+            addr,
+            family,
+            _pad: [0; 3],
+        }
     }
 }
 
@@ -105,7 +109,12 @@ const _: () = assert!(size_of::<ServiceKey>() == 20);
 impl ServiceKey {
     pub fn new(vip: IpAddr, port: u16, proto: u8) -> Self {
         let (vip, family) = Addr::from_ip(vip);
-        Self { vip, port_be: port.to_be(), proto, family }
+        Self {
+            vip,
+            port_be: port.to_be(),
+            proto,
+            family,
+        }
     }
 }
 

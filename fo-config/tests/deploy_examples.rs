@@ -13,5 +13,9 @@ fn every_shipped_example_is_valid() {
             seen += 1;
         }
     }
-    assert!(seen >= 3, "expected the shipped examples in {}, found {seen}", dir.display());
+    assert!(
+        seen >= 3,
+        "expected the shipped examples in {}, found {seen}",
+        dir.display()
+    );
 }

@@ -3,8 +3,8 @@
 
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
-    Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue,
-    MAGLEV_EMPTY, SVC_HASH_5TUPLE, ServiceKey, VipKey, hash, xdp_action::XDP_TX,
+    Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, MAGLEV_EMPTY,
+    SVC_HASH_5TUPLE, ServiceKey, VipKey, hash, xdp_action::XDP_TX,
 };
 
 use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, SERVICES};
@@ -64,8 +64,14 @@ fn forward(
     family: u8,
 ) -> Result<u32, Counter> {
     // SAFETY (map reads below): values are plain data replaced whole by the agent.
-    let vip = unsafe { maps::VIPS.get(&VipKey { addr: dst, family, _pad: [0; 3] }) }
-        .ok_or(Counter::PassNotVip)?;
+    let vip = unsafe {
+        maps::VIPS.get(&VipKey {
+            addr: dst,
+            family,
+            _pad: [0; 3],
+        })
+    }
+    .ok_or(Counter::PassNotVip)?;
     if vip.flags & fo_common::VIP_OWNED == 0 {
         return Err(Counter::PassNotOwned);
     }
@@ -73,16 +79,34 @@ fn forward(
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
             // SAFETY: bounds-checked.
-            unsafe { (u16::from_ne_bytes((*tcp).sport), u16::from_ne_bytes((*tcp).dport)) }
+            unsafe {
+                (
+                    u16::from_ne_bytes((*tcp).sport),
+                    u16::from_ne_bytes((*tcp).dport),
+                )
+            }
         }
         IPPROTO_UDP => {
             let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
             // SAFETY: bounds-checked.
-            unsafe { (u16::from_ne_bytes((*udp).sport), u16::from_ne_bytes((*udp).dport)) }
+            unsafe {
+                (
+                    u16::from_ne_bytes((*udp).sport),
+                    u16::from_ne_bytes((*udp).dport),
+                )
+            }
         }
         _ => return Err(Counter::PassNotTcpUdp),
     };
-    let flow = FlowKey { src, dst, sport_be, dport_be, proto, family, _pad: [0; 2] };
+    let flow = FlowKey {
+        src,
+        dst,
+        sport_be,
+        dport_be,
+        proto,
+        family,
+        _pad: [0; 2],
+    };
     // Established flows first: one hash lookup, no service lookup.
     let (slot, backend) = match established(&flow) {
         Some(found) => {
@@ -91,7 +115,12 @@ fn forward(
         }
         None => {
             let service = unsafe {
-                SERVICES.get(&ServiceKey { vip: dst, port_be: dport_be, proto, family })
+                SERVICES.get(&ServiceKey {
+                    vip: dst,
+                    port_be: dport_be,
+                    proto,
+                    family,
+                })
             }
             .ok_or(Counter::PassNoService)?;
             let service_id = service.id;
@@ -102,7 +131,10 @@ fn forward(
             };
             let found = maglev_pick(service_id, h)?;
             maps::count(Counter::FlowMiss);
-            let value = FlowValue { backend: found.0, service_id };
+            let value = FlowValue {
+                backend: found.0,
+                service_id,
+            };
             if FLOWS.insert(&flow, &value, 0).is_err() {
                 maps::count(Counter::FlowInsertFailed);
             }

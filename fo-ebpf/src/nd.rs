@@ -43,7 +43,11 @@ pub fn advertise(ctx: &XdpContext, ip6: *const Ipv6Hdr) -> Result<u32, Counter> 
         // Duplicate Address Detection: the asker has no address to answer to yet.
         return Err(Counter::PassNdOther);
     }
-    let key = VipKey { addr: Addr::v6(target), family: FAMILY_V6, _pad: [0; 3] };
+    let key = VipKey {
+        addr: Addr::v6(target),
+        family: FAMILY_V6,
+        _pad: [0; 3],
+    };
     maps::may_answer_for(&key, Counter::PassNdOther)?;
     let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
 

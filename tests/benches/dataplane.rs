@@ -17,7 +17,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use fo_agent::dataplane::{
-    Attach, BackendSpec, Dataplane, LoadOptions, MonoNanos, ServiceSpec, ServiceTable, remove_all_pins,
+    Attach, BackendSpec, Dataplane, LoadOptions, MonoNanos, ServiceSpec, ServiceTable,
+    remove_all_pins,
 };
 use fo_common::PROTO_TCP;
 use fo_tests::frames;
@@ -42,11 +43,25 @@ impl Drop for Bench {
 
 fn setup(backends: u32) -> Bench {
     fo_tests::require_root();
-    let dir = std::path::PathBuf::from(format!("/sys/fs/bpf/fo-bench-{}-{backends}", std::process::id()));
-    let opts = LoadOptions { pin_dir: dir.clone(), maglev_size: 65_537, max_services: 2, max_backends: 1024, flow_table_size: 1 << 20 };
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/fo-bench-{}-{backends}",
+        std::process::id()
+    ));
+    let opts = LoadOptions {
+        pin_dir: dir.clone(),
+        maglev_size: 65_537,
+        max_services: 2,
+        max_backends: 1024,
+        flow_table_size: 1 << 20,
+    };
     let mut dp = Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object");
     dp.set_iface(1, OUR_MAC).expect("IFACES");
-    dp.set_vip(IpAddr::V4(VIP), true, MonoNanos::now().after(Duration::from_secs(3600))).expect("VIPS");
+    dp.set_vip(
+        IpAddr::V4(VIP),
+        true,
+        MonoNanos::now().after(Duration::from_secs(3600)),
+    )
+    .expect("VIPS");
     let mut table = ServiceTable::from_dataplane(&dp).expect("table");
     let specs = vec![ServiceSpec {
         vip: IpAddr::V4(VIP),
@@ -70,7 +85,16 @@ fn setup(backends: u32) -> Bench {
 
 fn client_syn(i: u32, flags: u8) -> Vec<u8> {
     let src = Ipv4Addr::from(0x0a00_0000u32 + (i >> 14));
-    frames::tcp4(OUR_MAC, CLIENT_MAC, src, VIP, 1024 + (i & 0x3fff) as u16, 1514, flags, b"")
+    frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        src,
+        VIP,
+        1024 + (i & 0x3fff) as u16,
+        1514,
+        flags,
+        b"",
+    )
 }
 
 fn batch(b: &mut Bench, frame: &[u8], expect: u32) -> f64 {
@@ -103,7 +127,14 @@ struct Row {
 
 fn stats(case: &str, method: &'static str, backends: u32, mut v: Vec<f64>) -> Row {
     v.sort_by(f64::total_cmp);
-    Row { case: case.into(), method, backends, min_ns: v[0], median_ns: v[v.len() / 2], max_ns: v[v.len() - 1] }
+    Row {
+        case: case.into(),
+        method,
+        backends,
+        min_ns: v[0],
+        median_ns: v[v.len() / 2],
+        max_ns: v[v.len() - 1],
+    }
 }
 
 fn main() {
@@ -116,27 +147,72 @@ fn main() {
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         for run in 0..RUNS as u32 {
             let base = run * SINGLES * 2 + 1;
-            new_flow.push(single(&mut b, (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)), XDP_TX));
+            new_flow.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)),
+                XDP_TX,
+            ));
             // The same flows again: now established in the flow table.
-            est_single.push(single(&mut b, (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)), XDP_TX));
+            est_single.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
+                XDP_TX,
+            ));
             est_batch.push(batch(&mut b, &client_syn(base, frames::TCP_ACK), XDP_TX));
             arp.push(single(
                 &mut b,
-                (0..SINGLES).map(|i| frames::arp(1, CLIENT_MAC, Ipv4Addr::from(0x0a00_0000u32 + i), [0; 6], VIP)),
+                (0..SINGLES).map(|i| {
+                    frames::arp(
+                        1,
+                        CLIENT_MAC,
+                        Ipv4Addr::from(0x0a00_0000u32 + i),
+                        [0; 6],
+                        VIP,
+                    )
+                }),
                 XDP_TX,
             ));
-            let other = frames::tcp4(OUR_MAC, CLIENT_MAC, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 55), 1000, 22, frames::TCP_ACK, b"");
+            let other = frames::tcp4(
+                OUR_MAC,
+                CLIENT_MAC,
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(192, 0, 2, 55),
+                1000,
+                22,
+                frames::TCP_ACK,
+                b"",
+            );
             pass.push(batch(&mut b, &other, XDP_PASS));
             let mut lldp = frames::eth(OUR_MAC, CLIENT_MAC, 0x88cc);
             lldp.extend_from_slice(&[0u8; 46]);
             floor.push(batch(&mut b, &lldp, XDP_PASS));
         }
-        rows.push(stats("new flow: TCP SYN via Maglev", "single", backends, new_flow));
-        rows.push(stats("established flow: flow table", "single", backends, est_single));
-        rows.push(stats("established flow: flow table", "batch", backends, est_batch));
+        rows.push(stats(
+            "new flow: TCP SYN via Maglev",
+            "single",
+            backends,
+            new_flow,
+        ));
+        rows.push(stats(
+            "established flow: flow table",
+            "single",
+            backends,
+            est_single,
+        ));
+        rows.push(stats(
+            "established flow: flow table",
+            "batch",
+            backends,
+            est_batch,
+        ));
         rows.push(stats("ARP reply for the VIP", "single", backends, arp));
         rows.push(stats("pass-through (not a VIP)", "batch", backends, pass));
-        rows.push(stats("floor: non-IP frame, parse and count only", "batch", backends, floor));
+        rows.push(stats(
+            "floor: non-IP frame, parse and count only",
+            "batch",
+            backends,
+            floor,
+        ));
     }
 
     let mut md = String::from(
@@ -155,7 +231,11 @@ fn main() {
     let out = fo_tests::workspace_root().join("target/bench");
     std::fs::create_dir_all(&out).expect("target/bench");
     std::fs::write(out.join("dataplane.md"), &md).expect("write report");
-    std::fs::write(out.join("dataplane.json"), serde_json::to_string_pretty(&rows).expect("json")).expect("write json");
+    std::fs::write(
+        out.join("dataplane.json"),
+        serde_json::to_string_pretty(&rows).expect("json"),
+    )
+    .expect("write json");
     println!("{md}");
     println!("report: {}", out.join("dataplane.md").display());
 }

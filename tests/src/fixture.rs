@@ -54,11 +54,15 @@ impl Fixture {
 
     /// Own `vip` with a lease one hour ahead.
     pub fn own(&mut self, vip: IpAddr) {
-        self.dp.set_vip(vip, true, MonoNanos::now().after(Duration::from_secs(3600))).expect("VIPS");
+        self.dp
+            .set_vip(vip, true, MonoNanos::now().after(Duration::from_secs(3600)))
+            .expect("VIPS");
     }
 
     pub fn services(&mut self, specs: &[ServiceSpec]) {
-        self.table.apply(&mut self.dp, specs).expect("apply services");
+        self.table
+            .apply(&mut self.dp, specs)
+            .expect("apply services");
     }
 
     pub fn run(&mut self, frame: &[u8]) -> TestRun {
@@ -85,11 +89,24 @@ impl Drop for Fixture {
 
 /// A backend on the test segment.
 pub fn backend(addr: IpAddr, port: u16, weight: u32, mac: [u8; 6]) -> BackendSpec {
-    BackendSpec { addr, port, weight, mac, src_mac: OUR_MAC, ifindex: 0 }
+    BackendSpec {
+        addr,
+        port,
+        weight,
+        mac,
+        src_mac: OUR_MAC,
+        ifindex: 0,
+    }
 }
 
 pub fn service(vip: IpAddr, port: u16, proto: u8, backends: Vec<BackendSpec>) -> ServiceSpec {
-    ServiceSpec { vip, port, proto, hash_5tuple: false, backends }
+    ServiceSpec {
+        vip,
+        port,
+        proto,
+        hash_5tuple: false,
+        backends,
+    }
 }
 
 pub fn chain(e: &dyn std::error::Error) -> String {

@@ -67,7 +67,14 @@ pub fn ipv6_header(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload_len: usize, h
 }
 
 /// TCP segment with checksum over the pseudo-header given as bytes.
-fn tcp_segment(pseudo: &[u8], sport: u16, dport: u16, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+fn tcp_segment(
+    pseudo: &[u8],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
@@ -116,8 +123,24 @@ pub const TCP_ACK: u8 = 0x10;
 pub const TCP_PSH_ACK: u8 = 0x18;
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let seg = tcp_segment(&pseudo4(src, dst, 6, 20 + payload.len()), sport, dport, flags, 1000, payload);
+pub fn tcp4(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let seg = tcp_segment(
+        &pseudo4(src, dst, 6, 20 + payload.len()),
+        sport,
+        dport,
+        flags,
+        1000,
+        payload,
+    );
     let mut f = eth(dst_mac, src_mac, 0x0800);
     f.extend(ipv4_header(src, dst, 6, seg.len()));
     f.extend(seg);
@@ -125,8 +148,21 @@ pub fn tcp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn udp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let dg = udp_datagram(&pseudo4(src, dst, 17, 8 + payload.len()), sport, dport, payload);
+pub fn udp4(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let dg = udp_datagram(
+        &pseudo4(src, dst, 17, 8 + payload.len()),
+        sport,
+        dport,
+        payload,
+    );
     let mut f = eth(dst_mac, src_mac, 0x0800);
     f.extend(ipv4_header(src, dst, 17, dg.len()));
     f.extend(dg);
@@ -134,8 +170,24 @@ pub fn udp4(dst_mac: Mac, src_mac: Mac, src: Ipv4Addr, dst: Ipv4Addr, sport: u16
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn tcp6(dst_mac: Mac, src_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let seg = tcp_segment(&pseudo6(&src.octets(), &dst.octets(), 6, 20 + payload.len()), sport, dport, flags, 1000, payload);
+pub fn tcp6(
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let seg = tcp_segment(
+        &pseudo6(&src.octets(), &dst.octets(), 6, 20 + payload.len()),
+        sport,
+        dport,
+        flags,
+        1000,
+        payload,
+    );
     let mut f = eth(dst_mac, src_mac, 0x86dd);
     f.extend(ipv6_header(src, dst, 6, seg.len(), 64));
     f.extend(seg);
@@ -145,7 +197,16 @@ pub fn tcp6(dst_mac: Mac, src_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, sport: u16
 /// Solicited-node multicast address of `target` (RFC 4291 §2.7.1).
 pub fn solicited_node(target: Ipv6Addr) -> Ipv6Addr {
     let t = target.octets();
-    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]))
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    )
 }
 
 /// Neighbor Solicitation for `target` from `src` (`::` for DAD), with a source
@@ -189,6 +250,8 @@ pub fn icmpv6_checksum_ok(frame: &[u8]) -> bool {
         return false;
     }
     let len = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
-    let Some(icmp) = frame.get(54..54 + len) else { return false };
+    let Some(icmp) = frame.get(54..54 + len) else {
+        return false;
+    };
     fold(sum16(&pseudo6(&frame[22..38], &frame[38..54], 58, len)) + sum16(icmp)) == 0
 }

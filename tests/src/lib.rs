@@ -11,12 +11,18 @@ pub mod vrrp_lab;
 pub fn require_root() {
     // SAFETY: geteuid(2) has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "fo's integration tests need root (BPF, network namespaces); run `cargo xtask test` as root");
+    assert_eq!(
+        euid, 0,
+        "fo's integration tests need root (BPF, network namespaces); run `cargo xtask test` as root"
+    );
 }
 
 /// The workspace root (where `deploy/` lives).
 pub fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 /// The `fo-agent` binary of the same build as this test (target/<profile>/fo-agent).
@@ -24,7 +30,11 @@ pub fn workspace_root() -> std::path::PathBuf {
 pub fn agent_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> -> target/<profile>/fo-agent
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("fo-agent");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("fo-agent");
     assert!(
         bin.exists(),
         "{} does not exist: build it first (cargo build -p fo-agent, done by cargo xtask test)",

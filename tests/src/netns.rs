@@ -17,12 +17,20 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// A short tag unique to this process and call, for names that must not collide
 /// between concurrent tests or runs (interface names have 15 bytes at most).
 pub fn unique_tag() -> String {
-    format!("{:x}{}", std::process::id() % 0xffff, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:x}{}",
+        std::process::id() % 0xffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Run a command on the host, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
     check(cmd, out)
 }
 
@@ -57,19 +65,30 @@ impl Netns {
 
     /// A shell command inside the namespace; panics with its output on failure.
     pub fn sh(&self, cmd: &str) -> String {
-        let out = self.command("sh").arg("-c").arg(cmd).output().expect("spawn nsenter");
+        let out = self
+            .command("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("spawn nsenter");
         check(&format!("[{}] {cmd}", self.name), out)
     }
 
     /// As `sh`, but returns the output whatever the exit status.
     pub fn try_sh(&self, cmd: &str) -> Output {
-        self.command("sh").arg("-c").arg(cmd).output().expect("spawn nsenter")
+        self.command("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("spawn nsenter")
     }
 
     /// A `Command` that runs `program` inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path())).arg("--").arg(program);
+        c.arg(format!("--net={}", self.path()))
+            .arg("--")
+            .arg(program);
         c
     }
 
@@ -109,8 +128,12 @@ impl Netns {
 }
 
 pub fn parse_mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s.split(':').map(|h| u8::from_str_radix(h, 16).expect("hex MAC")).collect();
-    v.try_into().unwrap_or_else(|v: Vec<u8>| panic!("not a MAC: {s} ({v:?})"))
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("hex MAC"))
+        .collect();
+    v.try_into()
+        .unwrap_or_else(|v: Vec<u8>| panic!("not a MAC: {s} ({v:?})"))
 }
 
 impl Drop for Netns {
@@ -135,7 +158,10 @@ impl Segment {
     pub fn new() -> Segment {
         let switch = Netns::new("sw");
         switch.sh("ip link add br0 type bridge && ip link set br0 up");
-        Segment { switch, ports: AtomicU32::new(0) }
+        Segment {
+            switch,
+            ports: AtomicU32::new(0),
+        }
     }
 
     /// Plug `ns` into the segment as `ifname` with `cidr` (e.g. "192.0.2.10/24").
@@ -146,7 +172,9 @@ impl Segment {
             "ip link add {port} type veth peer name {ifname} netns {ns} && ip link set {port} master br0 up",
             ns = ns.name
         ));
-        ns.sh(&format!("ip link set {ifname} up && ip addr add {cidr} dev {ifname}"));
+        ns.sh(&format!(
+            "ip link set {ifname} up && ip addr add {cidr} dev {ifname}"
+        ));
         port
     }
 }
@@ -165,9 +193,14 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn spawn(what: &str, mut cmd: Command) -> ChildGuard {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        ChildGuard { child: Some(child), what: what.to_owned() }
+        ChildGuard {
+            child: Some(child),
+            what: what.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -182,7 +215,9 @@ impl ChildGuard {
 
     /// Kill, reap, and return everything it wrote to stdout and stderr.
     pub fn kill_and_collect(&mut self) -> String {
-        let Some(mut child) = self.child.take() else { return String::new() };
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
         let _ = child.kill();
         let _ = child.wait();
         let mut s = String::new();
@@ -197,7 +232,9 @@ impl ChildGuard {
 
     /// Has the process exited? Returns its status if so.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 

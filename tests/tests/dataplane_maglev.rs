@@ -33,7 +33,11 @@ fn send_all(fx: &mut Fixture, flags: u8) -> Vec<u8> {
         .map(|i| {
             let f = frames::tcp4(OUR_MAC, CLIENT_MAC, client(i), VIP, 40000, 1514, flags, b"");
             let run = fx.run(&f);
-            assert_eq!(run.action, XDP_TX, "flow {i}: expected XDP_TX, got {}", run.action);
+            assert_eq!(
+                run.action, XDP_TX,
+                "flow {i}: expected XDP_TX, got {}",
+                run.action
+            );
             run.frame[5]
         })
         .collect()
@@ -44,13 +48,19 @@ fn shares(choices: &[u8]) -> HashMap<u8, f64> {
     for &c in choices {
         *counts.entry(c).or_default() += 1;
     }
-    counts.into_iter().map(|(b, n)| (b, f64::from(n) / choices.len() as f64)).collect()
+    counts
+        .into_iter()
+        .map(|(b, n)| (b, f64::from(n) / choices.len() as f64))
+        .collect()
 }
 
 fn setup(weights: &[(u8, u32)]) -> Fixture {
     let mut fx = Fixture::new(M);
     fx.own(IpAddr::V4(VIP));
-    let backends = weights.iter().map(|&(i, w)| backend(backend_addr(i), 1514, w, mac_of(i))).collect();
+    let backends = weights
+        .iter()
+        .map(|&(i, w)| backend(backend_addr(i), 1514, w, mac_of(i)))
+        .collect();
     fx.services(&[service(IpAddr::V4(VIP), 1514, PROTO_TCP, backends)]);
     fx
 }
@@ -61,7 +71,10 @@ fn three_equal_backends_get_a_third_each() {
     let s = shares(&send_all(&mut fx, frames::TCP_SYN));
     for b in 1..=3u8 {
         let share = s.get(&b).copied().unwrap_or(0.0);
-        assert!((share - 1.0 / 3.0).abs() <= 0.03, "backend {b} got {share:.4} of {FLOWS} flows, expected 0.333 ± 0.03");
+        assert!(
+            (share - 1.0 / 3.0).abs() <= 0.03,
+            "backend {b} got {share:.4} of {FLOWS} flows, expected 0.333 ± 0.03"
+        );
     }
 }
 
@@ -69,9 +82,18 @@ fn three_equal_backends_get_a_third_each() {
 fn weights_one_to_two() {
     let mut fx = setup(&[(1, 1), (2, 2)]);
     let s = shares(&send_all(&mut fx, frames::TCP_SYN));
-    let (a, b) = (s.get(&1).copied().unwrap_or(0.0), s.get(&2).copied().unwrap_or(0.0));
-    assert!((a - 1.0 / 3.0).abs() <= 0.03, "weight 1 got {a:.4}, expected 0.333 ± 0.03");
-    assert!((b - 2.0 / 3.0).abs() <= 0.03, "weight 2 got {b:.4}, expected 0.667 ± 0.03");
+    let (a, b) = (
+        s.get(&1).copied().unwrap_or(0.0),
+        s.get(&2).copied().unwrap_or(0.0),
+    );
+    assert!(
+        (a - 1.0 / 3.0).abs() <= 0.03,
+        "weight 1 got {a:.4}, expected 0.333 ± 0.03"
+    );
+    assert!(
+        (b - 2.0 / 3.0).abs() <= 0.03,
+        "weight 2 got {b:.4}, expected 0.667 ± 0.03"
+    );
 }
 
 #[test]
@@ -83,7 +105,10 @@ fn removing_a_backend_moves_only_its_flows() {
         IpAddr::V4(VIP),
         1514,
         PROTO_TCP,
-        vec![backend(backend_addr(1), 1514, 1, mac_of(1)), backend(backend_addr(2), 1514, 1, mac_of(2))],
+        vec![
+            backend(backend_addr(1), 1514, 1, mac_of(1)),
+            backend(backend_addr(2), 1514, 1, mac_of(2)),
+        ],
     )]);
     let after = send_all(&mut fx, frames::TCP_ACK);
     let mut moved_survivors = 0;
@@ -97,11 +122,20 @@ fn removing_a_backend_moves_only_its_flows() {
             moved_survivors += 1;
         }
     }
-    assert_eq!(stranded, 0, "{stranded} flows still went to the removed backend");
-    assert_eq!(moved_survivors, 0, "{moved_survivors} flows of surviving backends changed backend");
+    assert_eq!(
+        stranded, 0,
+        "{stranded} flows still went to the removed backend"
+    );
+    assert_eq!(
+        moved_survivors, 0,
+        "{moved_survivors} flows of surviving backends changed backend"
+    );
     // And the removed backend's flows spread over the survivors.
     let s = shares(&after);
-    assert!(s.get(&1).copied().unwrap_or(0.0) > 0.4 && s.get(&2).copied().unwrap_or(0.0) > 0.4, "shares after removal: {s:?}");
+    assert!(
+        s.get(&1).copied().unwrap_or(0.0) > 0.4 && s.get(&2).copied().unwrap_or(0.0) > 0.4,
+        "shares after removal: {s:?}"
+    );
 }
 
 #[test]
@@ -119,13 +153,28 @@ fn drained_backend_keeps_its_flows_and_gets_no_new_ones() {
         ],
     )]);
     let after = send_all(&mut fx, frames::TCP_ACK);
-    assert_eq!(before, after, "established flows must keep their backend when one is drained");
+    assert_eq!(
+        before, after,
+        "established flows must keep their backend when one is drained"
+    );
     // New flows (other source addresses) avoid the drained backend.
     let fresh: Vec<u8> = (0..2000u32)
         .map(|i| {
-            let f = frames::tcp4(OUR_MAC, CLIENT_MAC, Ipv4Addr::from(0x0a00_0000u32 + i), VIP, 40000, 1514, frames::TCP_SYN, b"");
+            let f = frames::tcp4(
+                OUR_MAC,
+                CLIENT_MAC,
+                Ipv4Addr::from(0x0a00_0000u32 + i),
+                VIP,
+                40000,
+                1514,
+                frames::TCP_SYN,
+                b"",
+            );
             fx.run(&f).frame[5]
         })
         .collect();
-    assert!(!fresh.contains(&3), "a new flow went to the drained backend");
+    assert!(
+        !fresh.contains(&3),
+        "a new flow went to the drained backend"
+    );
 }

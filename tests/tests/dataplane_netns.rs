@@ -26,7 +26,8 @@ struct Server {
 
 impl Server {
     fn start(ns: &Netns, id: u8) -> Server {
-        let listener = ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP:1514 on a backend"));
+        let listener =
+            ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP:1514 on a backend"));
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -124,14 +125,23 @@ impl Lab {
                 max_backends: 1,
                 flow_table_size: 16,
             };
-            let attach = Attach::Interface { name: lb_port.clone(), mode: XdpAttachMode::Native };
-            let dp = segment.switch.run(move || Dataplane::open(&opts, &attach).map_err(|e| e.to_string()));
+            let attach = Attach::Interface {
+                name: lb_port.clone(),
+                mode: XdpAttachMode::Native,
+            };
+            let dp = segment
+                .switch
+                .run(move || Dataplane::open(&opts, &attach).map_err(|e| e.to_string()));
             peer_xdp = Some((dp.expect("XDP pass program on the switch port"), dir));
             client.sh("ethtool -K eth0 tx off >/dev/null");
         }
         let dir = tempdir::Dir::new(&tag);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-it-{tag}"));
-        let mode_name = if mode == XdpAttachMode::Native { "native" } else { "generic" };
+        let mode_name = if mode == XdpAttachMode::Native {
+            "native"
+        } else {
+            "generic"
+        };
         let config = format!(
             r#"[node]
 interface = "eth0"
@@ -155,7 +165,17 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
             sock = dir.0.join("control.sock").display(),
         );
         std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
-        Lab { agent: None, _servers: servers, peer_xdp, client, lb, _backends: backends, _segment: segment, dir, pin_dir }
+        Lab {
+            agent: None,
+            _servers: servers,
+            peer_xdp,
+            client,
+            lb,
+            _backends: backends,
+            _segment: segment,
+            dir,
+            pin_dir,
+        }
     }
 
     fn log_path(&self, n: usize) -> PathBuf {
@@ -164,8 +184,12 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
 
     fn start_agent(&mut self, n: usize) {
         let log = std::fs::File::create(self.log_path(n)).expect("log file");
-        let mut cmd = self.lb.command(fo_tests::agent_bin().to_str().expect("utf-8 path"));
-        cmd.arg("run").arg("--config").arg(self.dir.0.join("fo.toml"));
+        let mut cmd = self
+            .lb
+            .command(fo_tests::agent_bin().to_str().expect("utf-8 path"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.dir.0.join("fo.toml"));
         let mut guard = ChildGuard::spawn("fo-agent", cmd);
         // Log to a file the test can read while the agent runs.
         if let Some(child) = guard.child.as_mut() {
@@ -181,12 +205,17 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
             if log.contains("running") {
                 return Some(Ok(()));
             }
-            guard.exited().map(|status| Err(format!("agent exited ({status}):\n{log}")))
+            guard
+                .exited()
+                .map(|status| Err(format!("agent exited ({status}):\n{log}")))
         });
         match ready {
             Some(Ok(())) => {}
             Some(Err(e)) => panic!("{e}"),
-            None => panic!("agent not running after 30 s:\n{}", std::fs::read_to_string(&path).unwrap_or_default()),
+            None => panic!(
+                "agent not running after 30 s:\n{}",
+                std::fs::read_to_string(&path).unwrap_or_default()
+            ),
         }
         self.agent = Some(guard);
     }
@@ -210,9 +239,11 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
             for i in 0..n {
                 let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
                     .unwrap_or_else(|e| panic!("connection {i} of {n} to the VIP failed: {e}"));
-                s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+                s.set_read_timeout(Some(Duration::from_secs(3)))
+                    .expect("timeout");
                 let mut id = [0u8; 1];
-                s.read_exact(&mut id).unwrap_or_else(|e| panic!("connection {i}: no answer from a backend: {e}"));
+                s.read_exact(&mut id)
+                    .unwrap_or_else(|e| panic!("connection {i}: no answer from a backend: {e}"));
                 per_backend[usize::from(id[0]).min(3)] += 1;
             }
             per_backend
@@ -223,31 +254,62 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
 fn scenario(mode: XdpAttachMode) {
     let mut lab = Lab::new(mode);
     lab.start_agent(1);
-    let prog = lab.xdp_prog_id().unwrap_or_else(|| panic!("no XDP program on the LB's eth0 after start:\n{}", lab.log(1)));
+    let prog = lab.xdp_prog_id().unwrap_or_else(|| {
+        panic!(
+            "no XDP program on the LB's eth0 after start:\n{}",
+            lab.log(1)
+        )
+    });
 
     let counts = lab.connect(300);
     for (b, &c) in counts.iter().enumerate().skip(1) {
-        assert!((70..=130).contains(&c), "backend {b} got {c} of 300 connections, expected 100 ± 30 ({counts:?})");
+        assert!(
+            (70..=130).contains(&c),
+            "backend {b} got {c} of 300 connections, expected 100 ± 30 ({counts:?})"
+        );
     }
     let lb_mac = lab.lb.mac("eth0");
     let vip_mac = lab.client.neighbour(VIP.parse().expect("VIP"));
-    assert_eq!(vip_mac, Some(lb_mac), "the client's neighbour entry for the VIP must carry the LB's MAC");
+    assert_eq!(
+        vip_mac,
+        Some(lb_mac),
+        "the client's neighbour entry for the VIP must carry the LB's MAC"
+    );
 
     // SIGKILL: no clean-up runs; the pinned program keeps forwarding.
     let mut agent = lab.agent.take().expect("agent");
     agent.signal(libc::SIGKILL);
     let _ = agent.kill_and_collect();
     let counts = lab.connect(60);
-    assert_eq!(counts[1..].iter().sum::<usize>(), 60, "connections after kill -9: {counts:?}");
-    assert_eq!(lab.xdp_prog_id(), Some(prog), "the program must stay attached after the agent died");
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "connections after kill -9: {counts:?}"
+    );
+    assert_eq!(
+        lab.xdp_prog_id(),
+        Some(prog),
+        "the program must stay attached after the agent died"
+    );
 
     // A restarted agent adopts the pinned program and maps.
     lab.start_agent(2);
     let log = lab.log(2);
-    assert!(log.contains("adopted the pinned XDP program"), "the restarted agent did not adopt the pinned data plane:\n{log}");
-    assert_eq!(lab.xdp_prog_id(), Some(prog), "the restarted agent replaced the program instead of adopting it");
+    assert!(
+        log.contains("adopted the pinned XDP program"),
+        "the restarted agent did not adopt the pinned data plane:\n{log}"
+    );
+    assert_eq!(
+        lab.xdp_prog_id(),
+        Some(prog),
+        "the restarted agent replaced the program instead of adopting it"
+    );
     let counts = lab.connect(60);
-    assert_eq!(counts[1..].iter().sum::<usize>(), 60, "connections after restart: {counts:?}");
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "connections after restart: {counts:?}"
+    );
 }
 
 #[test]

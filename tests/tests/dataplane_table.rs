@@ -4,7 +4,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fo_common::{PROTO_TCP, PROTO_UDP, xdp_action::{XDP_PASS, XDP_TX}};
+use fo_common::{
+    PROTO_TCP, PROTO_UDP,
+    xdp_action::{XDP_PASS, XDP_TX},
+};
 use fo_tests::fixture::{Fixture, OUR_MAC, backend, service};
 use fo_tests::frames::{self, Mac};
 
@@ -26,14 +29,28 @@ fn fixture() -> Fixture {
     fx.own(IpAddr::V4(VIP));
     fx.own(IpAddr::V6(VIP6));
     fx.dp
-        .set_vip(IpAddr::V4(VIP_UNOWNED), false, fo_agent::dataplane::MonoNanos(0))
+        .set_vip(
+            IpAddr::V4(VIP_UNOWNED),
+            false,
+            fo_agent::dataplane::MonoNanos(0),
+        )
         .expect("VIPS");
     let b4 = || vec![backend(IpAddr::V4(BACKEND), 1514, 1, BACKEND_MAC)];
     fx.services(&[
         service(IpAddr::V4(VIP), 1514, PROTO_TCP, b4()),
-        service(IpAddr::V4(VIP), 514, PROTO_UDP, vec![backend(IpAddr::V4(BACKEND), 514, 1, BACKEND_MAC)]),
+        service(
+            IpAddr::V4(VIP),
+            514,
+            PROTO_UDP,
+            vec![backend(IpAddr::V4(BACKEND), 514, 1, BACKEND_MAC)],
+        ),
         service(IpAddr::V4(VIP_UNOWNED), 1514, PROTO_TCP, b4()),
-        service(IpAddr::V6(VIP6), 1514, PROTO_TCP, vec![backend(IpAddr::V6(BACKEND6), 1514, 1, BACKEND_MAC)]),
+        service(
+            IpAddr::V6(VIP6),
+            1514,
+            PROTO_TCP,
+            vec![backend(IpAddr::V6(BACKEND6), 1514, 1, BACKEND_MAC)],
+        ),
     ]);
     fx
 }
@@ -56,15 +73,56 @@ struct Row {
 }
 
 fn pass(what: &'static str, input: Vec<u8>, counter: &'static str) -> Row {
-    Row { what, input, action: XDP_PASS, output: None, counter }
+    Row {
+        what,
+        input,
+        action: XDP_PASS,
+        output: None,
+        counter,
+    }
 }
 
 fn rows() -> Vec<Row> {
     let arp_req = |tpa| frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], tpa);
-    let syn = frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40000, 1514, frames::TCP_SYN, b"");
-    let data = frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40000, 1514, frames::TCP_PSH_ACK, b"event 1\n");
-    let udp = frames::udp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 5140, 514, b"<13>syslog line");
-    let syn6 = frames::tcp6(OUR_MAC, CLIENT_MAC, CLIENT6, VIP6, 40000, 1514, frames::TCP_SYN, b"");
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40000,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let data = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40000,
+        1514,
+        frames::TCP_PSH_ACK,
+        b"event 1\n",
+    );
+    let udp = frames::udp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        5140,
+        514,
+        b"<13>syslog line",
+    );
+    let syn6 = frames::tcp6(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT6,
+        VIP6,
+        40000,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
 
     let mut options = syn.clone();
     options[14] = 0x46; // IHL 6: one word of options (the bytes are the TCP header's, which is fine here)
@@ -89,10 +147,26 @@ fn rows() -> Vec<Row> {
             output: Some(frames::arp(2, OUR_MAC, VIP, CLIENT_MAC, CLIENT)),
             counter: "arp_reply",
         },
-        pass("ARP request for a VIP not owned now", arp_req(VIP_UNOWNED), "not_owned"),
-        pass("ARP request for another address", arp_req(OTHER), "arp_other"),
-        pass("gratuitous ARP for the VIP (a peer announcing)", frames::arp(1, CLIENT_MAC, VIP, [0; 6], VIP), "arp_other"),
-        pass("ARP reply about the VIP", frames::arp(2, CLIENT_MAC, CLIENT, OUR_MAC, VIP), "arp_other"),
+        pass(
+            "ARP request for a VIP not owned now",
+            arp_req(VIP_UNOWNED),
+            "not_owned",
+        ),
+        pass(
+            "ARP request for another address",
+            arp_req(OTHER),
+            "arp_other",
+        ),
+        pass(
+            "gratuitous ARP for the VIP (a peer announcing)",
+            frames::arp(1, CLIENT_MAC, VIP, [0; 6], VIP),
+            "arp_other",
+        ),
+        pass(
+            "ARP reply about the VIP",
+            frames::arp(2, CLIENT_MAC, CLIENT, OUR_MAC, VIP),
+            "arp_other",
+        ),
         Row {
             what: "NS for an owned IPv6 VIP gets an exact NA",
             input: frames::neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, true),
@@ -107,38 +181,149 @@ fn rows() -> Vec<Row> {
             output: Some(frames::neighbor_advert(OUR_MAC, VIP6, CLIENT_MAC, CLIENT6)),
             counter: "na_reply",
         },
-        pass("NS for duplicate address detection (from ::)", frames::neighbor_solicit(CLIENT_MAC, Ipv6Addr::UNSPECIFIED, VIP6, false), "nd_other"),
-        pass("NS for another IPv6 address", frames::neighbor_solicit(CLIENT_MAC, CLIENT6, CLIENT6, true), "nd_other"),
-        Row { what: "TCP SYN to a service goes to its backend (DSR)", input: syn.clone(), action: XDP_TX, output: Some(dsr(&syn)), counter: "tx" },
-        Row { what: "a later segment of the flow, payload untouched", input: data.clone(), action: XDP_TX, output: Some(dsr(&data)), counter: "flow_hit" },
-        Row { what: "UDP to a service", input: udp.clone(), action: XDP_TX, output: Some(dsr(&udp)), counter: "tx" },
-        Row { what: "TCP SYN to an IPv6 service", input: syn6.clone(), action: XDP_TX, output: Some(dsr(&syn6)), counter: "tx" },
-        pass("TCP to a port with no service", frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40000, 22, frames::TCP_SYN, b""), "no_service"),
-        pass("UDP to the TCP service port", frames::udp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 5140, 1514, b"x"), "no_service"),
-        pass("TCP to a service on a VIP not owned", frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP_UNOWNED, 40000, 1514, frames::TCP_SYN, b""), "not_owned"),
-        pass("TCP to an address that is no VIP", frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, OTHER, 40000, 1514, frames::TCP_SYN, b""), "not_vip"),
+        pass(
+            "NS for duplicate address detection (from ::)",
+            frames::neighbor_solicit(CLIENT_MAC, Ipv6Addr::UNSPECIFIED, VIP6, false),
+            "nd_other",
+        ),
+        pass(
+            "NS for another IPv6 address",
+            frames::neighbor_solicit(CLIENT_MAC, CLIENT6, CLIENT6, true),
+            "nd_other",
+        ),
+        Row {
+            what: "TCP SYN to a service goes to its backend (DSR)",
+            input: syn.clone(),
+            action: XDP_TX,
+            output: Some(dsr(&syn)),
+            counter: "tx",
+        },
+        Row {
+            what: "a later segment of the flow, payload untouched",
+            input: data.clone(),
+            action: XDP_TX,
+            output: Some(dsr(&data)),
+            counter: "flow_hit",
+        },
+        Row {
+            what: "UDP to a service",
+            input: udp.clone(),
+            action: XDP_TX,
+            output: Some(dsr(&udp)),
+            counter: "tx",
+        },
+        Row {
+            what: "TCP SYN to an IPv6 service",
+            input: syn6.clone(),
+            action: XDP_TX,
+            output: Some(dsr(&syn6)),
+            counter: "tx",
+        },
+        pass(
+            "TCP to a port with no service",
+            frames::tcp4(
+                OUR_MAC,
+                CLIENT_MAC,
+                CLIENT,
+                VIP,
+                40000,
+                22,
+                frames::TCP_SYN,
+                b"",
+            ),
+            "no_service",
+        ),
+        pass(
+            "UDP to the TCP service port",
+            frames::udp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 5140, 1514, b"x"),
+            "no_service",
+        ),
+        pass(
+            "TCP to a service on a VIP not owned",
+            frames::tcp4(
+                OUR_MAC,
+                CLIENT_MAC,
+                CLIENT,
+                VIP_UNOWNED,
+                40000,
+                1514,
+                frames::TCP_SYN,
+                b"",
+            ),
+            "not_owned",
+        ),
+        pass(
+            "TCP to an address that is no VIP",
+            frames::tcp4(
+                OUR_MAC,
+                CLIENT_MAC,
+                CLIENT,
+                OTHER,
+                40000,
+                1514,
+                frames::TCP_SYN,
+                b"",
+            ),
+            "not_vip",
+        ),
         // A frame shorter than an Ethernet header never reaches XDP (drivers and
         // BPF_PROG_TEST_RUN both refuse it), so the shortest case is a bare header.
-        pass("Ethernet header alone, IPv4 EtherType", syn[..14].to_vec(), "truncated"),
-        pass("Ethernet header alone, ARP EtherType", arp_req(VIP)[..14].to_vec(), "truncated"),
-        pass("truncated ARP body", arp_req(VIP)[..14 + 20].to_vec(), "truncated"),
-        pass("truncated Neighbor Solicitation", frames::neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, true)[..14 + 40 + 12].to_vec(), "truncated"),
-        pass("truncated IPv4 header", syn[..14 + 12].to_vec(), "truncated"),
-        pass("truncated IPv6 header", syn6[..14 + 30].to_vec(), "truncated"),
-        pass("truncated TCP header", syn[..14 + 20 + 10].to_vec(), "truncated"),
-        pass("truncated UDP header", udp[..14 + 20 + 6].to_vec(), "truncated"),
+        pass(
+            "Ethernet header alone, IPv4 EtherType",
+            syn[..14].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "Ethernet header alone, ARP EtherType",
+            arp_req(VIP)[..14].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated ARP body",
+            arp_req(VIP)[..14 + 20].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated Neighbor Solicitation",
+            frames::neighbor_solicit(CLIENT_MAC, CLIENT6, VIP6, true)[..14 + 40 + 12].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated IPv4 header",
+            syn[..14 + 12].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated IPv6 header",
+            syn6[..14 + 30].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated TCP header",
+            syn[..14 + 20 + 10].to_vec(),
+            "truncated",
+        ),
+        pass(
+            "truncated UDP header",
+            udp[..14 + 20 + 6].to_vec(),
+            "truncated",
+        ),
         pass("IPv4 with options", options, "ip_options"),
         pass("IPv4 first fragment (MF)", fragment, "fragment"),
         pass("IPv4 later fragment (offset)", later_fragment, "fragment"),
         pass("802.1Q tagged frame", vlan, "vlan"),
         pass("IPv6 with an extension header", ext6, "ipv6_ext_header"),
         pass("neither IP nor ARP", not_ip, "not_ip"),
-        pass("ICMP echo to the VIP", {
-            let mut f = frames::eth(OUR_MAC, CLIENT_MAC, 0x0800);
-            f.extend(frames::ipv4_header(CLIENT, VIP, 1, 8));
-            f.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
-            f
-        }, "not_tcp_udp"),
+        pass(
+            "ICMP echo to the VIP",
+            {
+                let mut f = frames::eth(OUR_MAC, CLIENT_MAC, 0x0800);
+                f.extend(frames::ipv4_header(CLIENT, VIP, 1, 8));
+                f.extend_from_slice(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+                f
+            },
+            "not_tcp_udp",
+        ),
     ]
 }
 
@@ -152,20 +337,37 @@ fn every_row_of_the_table() {
         let expected = row.output.clone().unwrap_or_else(|| row.input.clone());
         let after = fx.counter(row.counter);
         if run.action != row.action {
-            failures.push(format!("{}: expected action {}, got {}", row.what, row.action, run.action));
+            failures.push(format!(
+                "{}: expected action {}, got {}",
+                row.what, row.action, run.action
+            ));
         } else if run.frame != expected {
             failures.push(format!(
                 "{}: output frame differs\n  expected {:02x?}\n  got      {:02x?}",
                 row.what, expected, run.frame
             ));
         } else if after != before + 1 {
-            failures.push(format!("{}: counter {} went {} -> {}, expected +1", row.what, row.counter, before, after));
+            failures.push(format!(
+                "{}: counter {} went {} -> {}, expected +1",
+                row.what, row.counter, before, after
+            ));
         }
-        if row.counter == "na_reply" && run.action == XDP_TX && !frames::icmpv6_checksum_ok(&run.frame) {
-            failures.push(format!("{}: the NA's ICMPv6 checksum does not verify", row.what));
+        if row.counter == "na_reply"
+            && run.action == XDP_TX
+            && !frames::icmpv6_checksum_ok(&run.frame)
+        {
+            failures.push(format!(
+                "{}: the NA's ICMPv6 checksum does not verify",
+                row.what
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of the table's rows failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of the table's rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -177,18 +379,43 @@ fn dead_man_switch_stops_arp_but_not_forwarding() {
         .expect("VIPS");
     let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
     let run = fx.run(&req);
-    assert_eq!(run.action, XDP_PASS, "ARP for a VIP whose lease ran out must pass, got {}", run.action);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for a VIP whose lease ran out must pass, got {}",
+        run.action
+    );
     assert_eq!(run.frame, req, "the request must be passed untouched");
     assert_eq!(fx.counter("lease_expired"), 1);
-    let syn = frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40001, 1514, frames::TCP_SYN, b"");
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40001,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
     let run = fx.run(&syn);
-    assert_eq!(run.action, XDP_TX, "packets that still reach a node whose lease ran out are still forwarded");
+    assert_eq!(
+        run.action, XDP_TX,
+        "packets that still reach a node whose lease ran out are still forwarded"
+    );
 }
 
 #[test]
 fn backend_counters_count_packets_and_bytes() {
     let mut fx = fixture();
-    let data = frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40002, 1514, frames::TCP_PSH_ACK, b"0123456789");
+    let data = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40002,
+        1514,
+        frames::TCP_PSH_ACK,
+        b"0123456789",
+    );
     for _ in 0..5 {
         assert_eq!(fx.run(&data).action, XDP_TX);
     }
@@ -208,7 +435,16 @@ fn backend_counters_count_packets_and_bytes() {
 fn a_service_without_backends_passes() {
     let mut fx = fixture();
     fx.services(&[service(IpAddr::V4(VIP), 1514, PROTO_TCP, vec![])]);
-    let syn = frames::tcp4(OUR_MAC, CLIENT_MAC, CLIENT, VIP, 40003, 1514, frames::TCP_SYN, b"");
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40003,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_PASS);
     assert_eq!(run.frame, syn);

@@ -93,7 +93,9 @@ impl Plane {
     pub fn serving(&self, vip: IpAddr) -> bool {
         let now = MonoNanos::now().0;
         self.dp.vips().ok().is_some_and(|v| {
-            v.iter().any(|(ip, st)| *ip == vip && st.flags & fo_common::VIP_OWNED != 0 && st.lease_until_ns > now)
+            v.iter().any(|(ip, st)| {
+                *ip == vip && st.flags & fo_common::VIP_OWNED != 0 && st.lease_until_ns > now
+            })
         })
     }
 

@@ -300,7 +300,14 @@ impl Driver {
         if serving {
             info!("the data plane still serves this router's VIPs: resuming as master");
         }
-        self.handle(Instant::now(), if serving { Event::Restart } else { Event::Startup });
+        self.handle(
+            Instant::now(),
+            if serving {
+                Event::Restart
+            } else {
+                Event::Startup
+            },
+        );
         loop {
             let timer = self
                 .router
