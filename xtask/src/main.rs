@@ -2,6 +2,8 @@
 //! product logic, and depends on nothing of the product, so that `setup` can run on a
 //! machine that cannot build the product yet.
 
+mod demo;
+mod lab;
 mod setup;
 mod test;
 mod util;
@@ -24,6 +26,10 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Build, start a two-node fo lab in network namespaces with three backends and a
+    /// 300-agent fleet, kill the master, bring it back; print the timeline and figures
+    /// (target/demo/demo.json, target/demo/timeline.png).
+    Demo,
     /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces.
     Test {
         /// Only tests whose name contains this (passed to the test binaries).
@@ -46,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         Task::Build { release } => {
             setup::run()?;
             test::build(release)
+        }
+        Task::Demo => {
+            setup::run()?;
+            demo::run()
         }
         Task::Test { filter, no_setup } => {
             if !no_setup {

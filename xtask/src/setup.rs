@@ -26,6 +26,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "procps",
+    // The label font of the demo's timeline PNG.
+    "fonts-dejavu-core",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
