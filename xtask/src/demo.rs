@@ -107,7 +107,12 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     let bins = lab.bins.clone();
     let t_origin = SystemTime::now();
-    lab.node("a").start(&bins)?;
+    let ready = lab.node("a").start(&bins)?;
+    events.push(Event {
+        at: ready,
+        what: "a running (XDP program loaded)".into(),
+        color: plot::GREY,
+    });
     let at = lab
         .node("a")
         .wait_state("master", Duration::from_secs(10))?;
@@ -116,7 +121,12 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         what: "a master".into(),
         color: plot::GREEN,
     });
-    lab.node("b").start(&bins)?;
+    let ready = lab.node("b").start(&bins)?;
+    events.push(Event {
+        at: ready,
+        what: "b running, backup".into(),
+        color: plot::GREY,
+    });
     lab.node("b")
         .wait_state("backup", Duration::from_secs(10))?;
     eprintln!(
@@ -180,10 +190,15 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     sleep_until(killed, PHASE);
     let a_back = SystemTime::now();
-    lab.node("a").start(&bins)?;
+    let ready = lab.node("a").start(&bins)?;
     events.push(Event {
         at: a_back,
         what: "a started again".into(),
+        color: plot::GREY,
+    });
+    events.push(Event {
+        at: ready,
+        what: "a running (pinned data plane adopted)".into(),
         color: plot::GREY,
     });
     let a_master = lab
@@ -249,6 +264,12 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         .iter()
         .find(|t| t.node == "b" && t.to == "master");
     let agent_takeover_ms = b_takeover.and_then(|t| t.takeover_ms);
+    // What the client saw: the longest run of empty 10 ms buckets at the sinks around
+    // each handover, and over the whole run.
+    let secs = Duration::from_secs_f64;
+    let gap_failover = empty_ms(&buckets, killed - secs(0.1), b_master + secs(1.0));
+    let gap_return = empty_ms(&buckets, a_back - secs(0.1), a_master + secs(1.0));
+    let gap_run = empty_ms(&buckets, fleet_start + secs(0.5), fleet_stop);
 
     // ---- print -------------------------------------------------------------
     println!();
@@ -330,6 +351,12 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         "max silence (per agent, at a sink)".into(),
         format!("{:.0} ms", ms("max_silence_ms")),
     ));
+    rows.push((
+        "no event at any sink (10 ms buckets)".into(),
+        format!(
+            "failover {gap_failover} ms, return {gap_return} ms, longest in the run {gap_run} ms"
+        ),
+    ));
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     println!("summary");
     for (k, v) in &rows {
@@ -410,6 +437,7 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
             v
         }).collect::<Vec<_>>(),
         "masters": masters.iter().map(|(w, f, t)| json!({"master": w, "from_s": rel(*f), "to_s": rel(*t)})).collect::<Vec<_>>(),
+        "no_event_ms": {"failover": gap_failover, "return": gap_return, "run": gap_run},
         "takeover_ms": {"kill_to_backup_master": kill_to_b_ms, "agent_master_down_to_served": agent_takeover_ms, "restart_to_preempt": back_to_a_ms},
         "merged": merged,
         "fleet_totals": fleet.get("totals"),
@@ -424,6 +452,13 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     });
     std::fs::write(&json_path, serde_json::to_vec_pretty(&doc)?)
         .with_context(|| format!("write {}", json_path.display()))?;
+    if gap_failover < kill_to_b_ms as u64 {
+        println!(
+            "  (kill -9 stops the agent, not the node: a's pinned XDP program went on forwarding what\n   \
+             the client sent to a's MAC until b's gratuitous ARP moved it; a's dead-man lease stopped\n   \
+             a answering ARP for the VIP. A dead node would leave a gap of about the takeover time.)"
+        );
+    }
     println!();
     println!("raw figures: {}", json_path.display());
     if png_written {
@@ -448,6 +483,24 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         ));
     }
     Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}
+
+/// The longest run of empty 10 ms buckets from `from` to `to`, in ms.
+fn empty_ms(buckets: &BTreeMap<u64, u64>, from: SystemTime, to: SystemTime) -> u64 {
+    let (from, to) = (unix_ns(from), unix_ns(to));
+    let first = from - from % 10_000_000;
+    let (mut run, mut best) = (0, 0);
+    let mut t = first;
+    while t < to {
+        if buckets.get(&t).copied().unwrap_or(0) == 0 {
+            run += 10;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+        t += 10_000_000;
+    }
+    best
 }
 
 fn sleep_until(from: SystemTime, after: Duration) {

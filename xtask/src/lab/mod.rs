@@ -389,8 +389,9 @@ impl Node {
             .with_context(|| format!("write {}", self.config.display()))
     }
 
-    /// Start `fo-agent run` (JSON logs) and wait until it logs `running`.
-    pub fn start(&mut self, bins: &Bins) -> anyhow::Result<()> {
+    /// Start `fo-agent run` (JSON logs) and wait until it logs `running`; returns when
+    /// it did.
+    pub fn start(&mut self, bins: &Bins) -> anyhow::Result<SystemTime> {
         let mut cmd = self.ns.command(&bins.agent);
         cmd.arg("run")
             .arg("--config")
@@ -403,12 +404,12 @@ impl Node {
             cmd,
             &self.dir.join(format!("agent-{}-{n}.log", self.name)),
         )?;
-        p.wait_for_line(Duration::from_secs(30), |l| {
+        let (at, _) = p.wait_for_line(Duration::from_secs(30), |l| {
             log_fields(l)
                 .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
         })?;
         self.runs.push(p);
-        Ok(())
+        Ok(at)
     }
 
     /// SIGKILL the running agent (its pinned data plane stays). Returns when.
