@@ -181,8 +181,9 @@ pub struct FlowValue {
 }
 const _: () = assert!(size_of::<FlowValue>() == 8);
 
-/// Maglev table entry meaning "no backend".
-pub const MAGLEV_EMPTY: u32 = u32::MAX;
+/// Maglev table entry meaning "no backend". Entries hold `slot + 1`, so that a new
+/// (zero-filled) table is empty without writing it.
+pub const MAGLEV_EMPTY: u32 = 0;
 
 /// Value of `IFACES` (hash keyed by ifindex): the MAC this node answers with.
 #[repr(C)]

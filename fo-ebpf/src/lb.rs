@@ -182,10 +182,11 @@ fn maglev_pick(service_id: u32, h: u32) -> Result<(u32, Backend), Counter> {
     let m = maps::maglev_size();
     let offset = h.checked_rem(m).ok_or(Counter::PassNoBackend)?;
     let index = service_id.wrapping_mul(m).wrapping_add(offset);
-    let slot = *MAGLEV.get(index).ok_or(Counter::PassNoBackend)?;
-    if slot == MAGLEV_EMPTY {
+    let entry = *MAGLEV.get(index).ok_or(Counter::PassNoBackend)?;
+    if entry == MAGLEV_EMPTY {
         return Err(Counter::PassNoBackend);
     }
+    let slot = entry - 1;
     let backend = *BACKENDS.get(slot).ok_or(Counter::PassNoBackend)?;
     if backend.flags & BACKEND_ACTIVE == 0 {
         return Err(Counter::PassNoBackend);

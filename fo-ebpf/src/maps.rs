@@ -34,7 +34,7 @@ pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(1024, 0);
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::pinned(64, 0);
 
 /// Maglev tables of all services, back to back: entry `service * M + h % M` is a
-/// backend slot or `MAGLEV_EMPTY`. Written by the agent (whole table per rebuild).
+/// backend slot + 1, or `MAGLEV_EMPTY` (0). Written by the agent (whole table per rebuild).
 /// Max entries set by the loader (`max_services * M`).
 #[map]
 pub static MAGLEV: Array<u32> = Array::pinned(1, 0);

@@ -4,6 +4,7 @@
 pub mod fixture;
 pub mod frames;
 pub mod netns;
+pub mod pair;
 pub mod vrrp_lab;
 
 /// Panic with a clear message unless running as root: these tests load BPF
@@ -28,16 +29,21 @@ pub fn workspace_root() -> std::path::PathBuf {
 /// The `fo-agent` binary of the same build as this test (target/<profile>/fo-agent).
 /// `cargo xtask test` builds it before the tests run.
 pub fn agent_bin() -> std::path::PathBuf {
+    bin("fo-agent")
+}
+
+/// A binary of the workspace from the same build as this test (target/<profile>/NAME).
+pub fn bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/fo-agent
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let bin = exe
         .parent()
         .and_then(|d| d.parent())
         .expect("target dir")
-        .join("fo-agent");
+        .join(name);
     assert!(
         bin.exists(),
-        "{} does not exist: build it first (cargo build -p fo-agent, done by cargo xtask test)",
+        "{} does not exist: build it first (cargo build --workspace --exclude fo-ebpf --bins, done by cargo xtask test)",
         bin.display()
     );
     bin

@@ -208,12 +208,7 @@ fn load(
         attach_mode,
     };
     maps.info.set(0, &info, 0).map_err(map_err("INFO"))?;
-    // Every Maglev entry starts empty (an array map starts zeroed, and 0 is a slot).
-    for i in 0..maglev_entries {
-        maps.maglev
-            .set(i, &fo_common::MAGLEV_EMPTY, 0)
-            .map_err(map_err("MAGLEV"))?;
-    }
+    // MAGLEV needs no initialisation: a zeroed entry is MAGLEV_EMPTY.
     Ok(super::Dataplane {
         maps,
         info,

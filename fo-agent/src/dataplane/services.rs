@@ -52,7 +52,8 @@ struct Installed {
     flags: u32,
     /// backend -> (slot, weight as last applied)
     backends: BTreeMap<BackendId, (u32, u32)>,
-    /// The service's Maglev table as written to the map.
+    /// The service's Maglev table as written to the map (backend slot + 1, or
+    /// `MAGLEV_EMPTY`).
     ring: Vec<u32>,
 }
 
@@ -131,7 +132,7 @@ impl ServiceTable {
                 .get(&b.service_id)
                 .and_then(|id| table.services.get_mut(id))
             {
-                let weight = inst.ring.iter().filter(|&&s| s == slot).count().min(1) as u32;
+                let weight = inst.ring.iter().filter(|&&s| s == slot + 1).count().min(1) as u32;
                 inst.backends.insert(
                     (b.addr.to_ip(b.family), u16::from_be(b.port_be)),
                     (slot, weight),
@@ -255,18 +256,16 @@ impl ServiceTable {
         let base = service_id * self.m;
         let inst = self.services.get_mut(&key).expect("inserted above");
         for (i, entry) in table.iter().enumerate() {
-            let slot = entry
+            // Stored as slot + 1 (0 is MAGLEV_EMPTY).
+            let stored = entry
                 .map(|m| {
-                    slots[&(
-                        spec.backends[m as usize].addr,
-                        spec.backends[m as usize].port,
-                    )]
-                        .0
+                    let b = &spec.backends[m as usize];
+                    slots[&(b.addr, b.port)].0 + 1
                 })
                 .unwrap_or(MAGLEV_EMPTY);
-            if inst.ring[i] != slot {
-                dp.put_maglev(base + i as u32, slot)?;
-                inst.ring[i] = slot;
+            if inst.ring[i] != stored {
+                dp.put_maglev(base + i as u32, stored)?;
+                inst.ring[i] = stored;
                 summary.maglev_entries_written += 1;
             }
         }

@@ -1,0 +1,372 @@
+//! A two-node fo lab in network namespaces: a client running `fo-fleet`, two LB nodes
+//! running `fo-agent` (VRRP), and DSR backends running `fo-sink`, on one bridge, all in
+//! 192.0.2.0/24. Everything is torn down on drop, also when the test fails.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
+
+pub const VIP: &str = "192.0.2.100";
+pub const CLIENT: &str = "192.0.2.10";
+
+/// One LB node: its namespace, config file, log file and running agent.
+pub struct Node {
+    pub name: &'static str,
+    pub addr: &'static str,
+    pub ns: Netns,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub pin_dir: PathBuf,
+    pub metrics_port: u16,
+    agent: Option<ChildGuard>,
+    runs: usize,
+    dir: PathBuf,
+}
+
+impl Node {
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-{}.log", self.name, self.runs))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Start the agent and wait for "running" in its log.
+    pub fn start(&mut self) {
+        self.runs += 1;
+        let log = std::fs::File::create(self.log_path()).expect("log file");
+        let mut cmd = self.ns.command(crate::agent_bin().to_str().expect("utf-8"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("FO_LOG", "info");
+        let mut guard = ChildGuard::spawn(&format!("fo-agent {}", self.name), cmd);
+        if let Some(child) = guard.child.as_mut() {
+            let mut err = child.stderr.take().expect("stderr");
+            let mut log = log;
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut err, &mut log);
+            });
+        }
+        let path = self.log_path();
+        let ready = wait_for(Duration::from_secs(30), || {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.contains(" running") {
+                return Some(Ok(()));
+            }
+            guard
+                .exited()
+                .map(|s| Err(format!("agent {} exited ({s}):\n{log}", self.name)))
+        });
+        match ready {
+            Some(Ok(())) => {}
+            Some(Err(e)) => panic!("{e}"),
+            None => panic!(
+                "agent {} not running after 30 s:\n{}",
+                self.name,
+                self.log()
+            ),
+        }
+        self.agent = Some(guard);
+    }
+
+    /// SIGKILL: no clean-up runs, the data plane stays pinned.
+    pub fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.signal(libc::SIGKILL);
+            let _ = a.kill_and_collect();
+        }
+    }
+
+    /// `fo-agent ARGS --socket …` against this node's agent: (success, stdout+stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = std::process::Command::new(crate::agent_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run fo-agent");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `fo-agent status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (ok, text) = self.ctl(&["status", "--json"]);
+        assert!(ok, "fo-agent status failed on {}: {text}", self.name);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status --json of {} is not JSON ({e}): {text}", self.name))
+    }
+
+    /// State of router `router` per the status command.
+    pub fn state(&self, router: &str) -> String {
+        let s = self.status();
+        s["routers"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == router))
+            .and_then(|r| r["state"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    }
+
+    /// GET /metrics from inside the node's namespace.
+    pub fn metrics(&self) -> String {
+        let port = self.metrics_port;
+        self.ns.run(move || {
+            use std::io::{Read as _, Write as _};
+            let mut s =
+                std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            body
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = fo_agent::dataplane::remove_all_pins(&self.pin_dir);
+    }
+}
+
+/// A backend namespace with a sink on VIP:1514.
+pub struct Backend {
+    pub addr: String,
+    pub ns: Netns,
+    pub report: PathBuf,
+    sink: Option<ChildGuard>,
+}
+
+impl Backend {
+    /// Stop the sink (SIGTERM: it writes its report) and read the report.
+    pub fn stop(&mut self) -> fo_lab::report::SinkReport {
+        if let Some(mut s) = self.sink.take() {
+            s.signal(libc::SIGTERM);
+            let _ = wait_for(Duration::from_secs(10), || s.exited());
+            let _ = s.kill_and_collect();
+        }
+        let text = std::fs::read_to_string(&self.report)
+            .unwrap_or_else(|e| panic!("sink report {}: {e}", self.report.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("sink report {}: {e}", self.report.display()))
+    }
+}
+
+pub struct Pair {
+    // Drop order: processes first, namespaces after, the bridge last.
+    pub fleet: Option<ChildGuard>,
+    pub a: Node,
+    pub b: Node,
+    pub backends: Vec<Backend>,
+    pub client: Netns,
+    pub segment: Segment,
+    pub dir: PathBuf,
+    pub fleet_report: PathBuf,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        self.fleet.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct PairOptions {
+    pub advert_interval: &'static str,
+    pub backends: u8,
+    /// Extra TOML appended to both nodes' configs.
+    pub extra: String,
+}
+
+impl Default for PairOptions {
+    fn default() -> Self {
+        PairOptions {
+            advert_interval: "1s",
+            backends: 3,
+            extra: String::new(),
+        }
+    }
+}
+
+/// The config of node `name` (priority `prio`), backends `.21 ..= .2N`.
+pub fn config(
+    node: &Node,
+    prio: u8,
+    peer: &str,
+    opts: &PairOptions,
+    backends: &[String],
+) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{b}\" }}"))
+        .collect();
+    format!(
+        r#"[node]
+interface = "eth0"
+xdp_mode = "generic"
+bpf_dir = "{pin}"
+control_socket = "{sock}"
+metrics = "127.0.0.1:{mport}"
+flow_table_size = 65536
+
+[[router]]
+name = "lab"
+vrid = 51
+priority = {prio}
+advert_interval = "{adv}"
+preempt = true
+vips = ["{VIP}"]
+peers = ["{peer}"]
+
+[[service]]
+name = "events"
+vip = "{VIP}"
+port = 1514
+hash = "5-tuple"
+backends = [{list}]
+{extra}"#,
+        pin = node.pin_dir.display(),
+        sock = node.socket.display(),
+        mport = node.metrics_port,
+        adv = opts.advert_interval,
+        list = list.join(", "),
+        extra = opts.extra,
+    )
+}
+
+impl Pair {
+    pub fn new(opts: &PairOptions) -> Pair {
+        let tag = unique_tag();
+        let dir = std::env::temp_dir().join(format!("fo-pair-{tag}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let segment = Segment::new();
+        let client = Netns::new("cl");
+        segment.plug(&client, "eth0", &format!("{CLIENT}/24"));
+        let node = |name: &'static str, addr: &'static str, mport: u16| {
+            let ns = Netns::new(name);
+            segment.plug(&ns, "eth0", &format!("{addr}/24"));
+            Node {
+                name,
+                addr,
+                ns,
+                config: dir.join(format!("{name}.toml")),
+                socket: dir.join(format!("{name}.sock")),
+                pin_dir: PathBuf::from(format!("/sys/fs/bpf/fo-pair-{tag}-{name}")),
+                metrics_port: mport,
+                agent: None,
+                runs: 0,
+                dir: dir.clone(),
+            }
+        };
+        let a = node("a", "192.0.2.2", 9469);
+        let b = node("b", "192.0.2.3", 9469);
+        let mut backends = Vec::new();
+        for i in 1..=opts.backends {
+            backends.push(Self::backend(&segment, &dir, i));
+        }
+        let addrs: Vec<String> = backends.iter().map(|b: &Backend| b.addr.clone()).collect();
+        std::fs::write(&a.config, config(&a, 150, b.addr, opts, &addrs)).expect("config a");
+        std::fs::write(&b.config, config(&b, 100, a.addr, opts, &addrs)).expect("config b");
+        let fleet_report = dir.join("fleet.json");
+        Pair {
+            fleet: None,
+            a,
+            b,
+            backends,
+            client,
+            segment,
+            dir,
+            fleet_report,
+        }
+    }
+
+    /// Backend `i`: 192.0.2.(20+i), VIP on lo, a sink on VIP:1514.
+    pub fn backend(segment: &Segment, dir: &Path, i: u8) -> Backend {
+        let addr = format!("192.0.2.{}", 20 + i);
+        let ns = Netns::new(&format!("b{i}"));
+        segment.plug(&ns, "eth0", &format!("{addr}/24"));
+        let script = crate::workspace_root().join("deploy/backend-dsr.sh");
+        ns.sh(&format!("sh {} {VIP} >/dev/null", script.display()));
+        let report = dir.join(format!("sink-{i}.json"));
+        let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
+        cmd.args(["--listen", &format!("{VIP}:1514"), "--report"])
+            .arg(&report);
+        let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
+        Backend {
+            addr,
+            ns,
+            report,
+            sink: Some(sink),
+        }
+    }
+
+    /// Start `agents` long-lived connections from the client, one event each 10 ms.
+    pub fn start_fleet(&mut self, agents: u32) {
+        let mut cmd = self
+            .client
+            .command(crate::bin("fo-fleet").to_str().expect("utf-8"));
+        cmd.args([
+            "--target",
+            &format!("{VIP}:1514"),
+            "--agents",
+            &agents.to_string(),
+            "--interval",
+            "10ms",
+            "--quiet",
+            "--report",
+        ])
+        .arg(&self.fleet_report);
+        self.fleet = Some(ChildGuard::spawn("fo-fleet", cmd));
+    }
+
+    /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
+    /// sink, and merge their reports.
+    pub fn finish(&mut self) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
+        if let Some(mut f) = self.fleet.take() {
+            f.signal(libc::SIGINT);
+            let _ = wait_for(Duration::from_secs(20), || f.exited());
+            let _ = f.kill_and_collect();
+        }
+        let fleet: fo_lab::report::FleetReport = serde_json::from_str(
+            &std::fs::read_to_string(&self.fleet_report).expect("fleet report"),
+        )
+        .expect("fleet report JSON");
+        let sinks: Vec<_> = self.backends.iter_mut().map(Backend::stop).collect();
+        (fo_lab::report::merge(&fleet, &sinks), sinks)
+    }
+
+    /// The MACs that answer ARP for the VIP from the client (arping, 3 requests).
+    pub fn arp_answerers(&self) -> Vec<[u8; 6]> {
+        let out = self
+            .client
+            .try_sh(&format!("arping -c 3 -w 3 -I eth0 {VIP}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut macs: Vec<[u8; 6]> = text
+            .split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '(' || c == ')')
+            .filter(|w| w.len() == 17 && w.matches(':').count() == 5)
+            .map(crate::netns::parse_mac)
+            .collect();
+        macs.sort();
+        macs.dedup();
+        macs
+    }
+
+    /// Wait until node `who` is master of router "lab" per its status.
+    pub fn wait_master(&self, who: &Node, timeout: Duration) -> bool {
+        wait_for(timeout, || (who.state("lab") == "master").then_some(())).is_some()
+    }
+
+    pub fn vip() -> IpAddr {
+        VIP.parse().expect("VIP")
+    }
+}
