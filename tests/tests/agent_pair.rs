@@ -190,7 +190,6 @@ fn reloads_and_operator_commands() {
         "an unknown router must be refused: {out}"
     );
 
-
     // Reload with backend .23 removed and .24 added: no transition; only the removed
     // backend's connections are reset.
     let new_backend = Pair::backend(&lab.segment, &lab.dir, 4);

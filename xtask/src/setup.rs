@@ -60,10 +60,12 @@ fn apt_packages() -> anyhow::Result<()> {
     }
     eprintln!("setup: installing {}", missing.join(" "));
     exec(Command::new("apt-get").args(["update", "-qq"]))?;
-    exec(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The packaged keepalived and HAProxy must not run: tests start their own, inside
@@ -77,11 +79,20 @@ fn stop_packaged_services() {
 }
 
 fn toolchain() -> anyhow::Result<()> {
-    let listed = Command::new("rustup").args(["toolchain", "list"]).output().context("rustup")?;
+    let listed = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .context("rustup")?;
     let list = String::from_utf8_lossy(&listed.stdout);
     if !list.lines().any(|l| l.starts_with(TOOLCHAIN)) {
         exec(Command::new("rustup").args([
-            "toolchain", "install", TOOLCHAIN, "--profile", "minimal", "-c", "rust-src,clippy,rustfmt",
+            "toolchain",
+            "install",
+            TOOLCHAIN,
+            "--profile",
+            "minimal",
+            "-c",
+            "rust-src,clippy,rustfmt",
         ]))?;
     }
     let comps = Command::new("rustup")
@@ -107,15 +118,30 @@ fn bpf_linker() -> anyhow::Result<()> {
     if ok {
         return Ok(());
     }
-    exec(Command::new("rustup")
-        .args(["run", TOOLCHAIN, "cargo", "install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
-        .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
-        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+    exec(
+        Command::new("rustup")
+            .args([
+                "run",
+                TOOLCHAIN,
+                "cargo",
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+    )
 }
 
 fn bpffs() -> anyhow::Result<()> {
     let mounts = std::fs::read_to_string("/proc/mounts").context("/proc/mounts")?;
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf"))
+    {
         return Ok(());
     }
     exec(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))

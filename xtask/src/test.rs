@@ -19,7 +19,14 @@ pub fn build(release: bool) -> anyhow::Result<()> {
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     build(false)?;
     let mut unit = cargo();
-    unit.args(["test", "--workspace", "--exclude", "fo-tests", "--exclude", "fo-ebpf"]);
+    unit.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "fo-tests",
+        "--exclude",
+        "fo-ebpf",
+    ]);
     if let Some(f) = filter {
         unit.args(["--", f]);
     }
@@ -39,10 +46,14 @@ pub enum BenchKind {
 }
 
 pub fn bench(which: Option<BenchKind>) -> anyhow::Result<()> {
-    let which = which.map(|w| vec![w]).unwrap_or_else(|| vec![BenchKind::Dataplane]);
+    let which = which
+        .map(|w| vec![w])
+        .unwrap_or_else(|| vec![BenchKind::Dataplane]);
     for w in which {
         match w {
-            BenchKind::Dataplane => exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))?,
+            BenchKind::Dataplane => {
+                exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))?
+            }
         }
     }
     Ok(())
