@@ -86,6 +86,8 @@ struct Agent {
     /// Fault sources reported failing to each VRRP router.
     faults: BTreeMap<String, BTreeSet<String>>,
     dataplane_attached: bool,
+    /// VIP addresses of static routers on the interface (`vip_on_interface`).
+    static_addresses: BTreeMap<String, net::addr::VipAddresses>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
@@ -196,7 +198,23 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         priorities: BTreeMap::new(),
         faults: BTreeMap::new(),
         dataplane_attached: true,
+        static_addresses: BTreeMap::new(),
     };
+    if agent.config.node.vip_on_interface {
+        for r in agent
+            .config
+            .routers
+            .iter()
+            .filter(|r| matches!(r.ownership, Ownership::Static))
+        {
+            let a = net::addr::VipAddresses::spawn(
+                agent.handle.clone(),
+                agent.link.index,
+                r.vips.clone(),
+            );
+            agent.static_addresses.insert(r.name.clone(), a);
+        }
+    }
     agent.apply_services()?;
     agent.apply_ownership_inputs().await;
 
@@ -252,6 +270,19 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     // Masters send priority 0 and release their VIPs before the lease task stops.
     agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
+    if agent.config.node.vip_on_interface {
+        // Released VRRP VIPs leave the interface before the process exits (static
+        // routers keep serving through the pinned data plane, and keep their address).
+        for r in agent.config.routers.iter().filter(|r| r.vrrp().is_some()) {
+            for &vip in &r.vips {
+                if let Err(e) =
+                    net::addr::set_address(&agent.handle, agent.link.index, vip, false).await
+                {
+                    warn!(%vip, error = %e, "removing the VIP address");
+                }
+            }
+        }
+    }
     agent.health.stop().await;
     neigh_task.abort();
     lease.abort();

@@ -60,3 +60,81 @@ pub async fn primary(
     }
     Ok(None)
 }
+
+/// Keeps a router's VIPs configured as addresses on the interface while the router
+/// serves them (`vip_on_interface = true`), for local services that bind to a VIP.
+/// Changes are applied in order by one task, after the data plane was written; the
+/// latest wish wins. At start the wish is "absent", which also clears addresses left
+/// behind by an agent that crashed while master.
+pub struct VipAddresses {
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl VipAddresses {
+    pub fn spawn(handle: rtnetlink::Handle, ifindex: u32, vips: Vec<IpAddr>) -> Self {
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let present = *rx.borrow_and_update();
+                for &vip in &vips {
+                    if let Err(e) = set_address(&handle, ifindex, vip, present).await {
+                        tracing::warn!(%vip, present, error = %e, "VIP address on the interface");
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        VipAddresses { tx }
+    }
+
+    pub fn set(&self, present: bool) {
+        self.tx.send_replace(present);
+    }
+}
+
+/// Add (`present`) or remove `vip` as a host address on `ifindex`; idempotent.
+pub async fn set_address(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+    vip: IpAddr,
+    present: bool,
+) -> Result<(), NetError> {
+    let prefix = if vip.is_ipv4() { 32 } else { 128 };
+    let what = || format!("address {vip}/{prefix} on ifindex {ifindex}");
+    if present {
+        handle
+            .address()
+            .add(ifindex, vip, prefix)
+            .replace()
+            .execute()
+            .await
+            .map_err(|source| NetError::Netlink {
+                what: what(),
+                source,
+            })
+    } else {
+        let mut req = handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .set_address_filter(vip)
+            .execute();
+        while let Some(msg) = req.try_next().await.map_err(|source| NetError::Netlink {
+            what: what(),
+            source,
+        })? {
+            handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(|source| NetError::Netlink {
+                    what: what(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}

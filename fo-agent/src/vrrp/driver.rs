@@ -185,6 +185,8 @@ pub(super) struct Io {
     pub socket: Arc<VrrpSocket>,
     pub announcer: Arc<Announcer>,
     pub plane: SharedPlane,
+    /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
+    pub addresses: Option<crate::net::addr::VipAddresses>,
 }
 
 /// Start the task of one router. `packets` delivers the received packets with its VRID.
@@ -505,6 +507,9 @@ impl Driver {
                 b.abort();
             }
             self.next_refresh = None;
+        }
+        if let Some(a) = &self.io.addresses {
+            a.set(owned);
         }
     }
 

@@ -130,6 +130,9 @@ impl Vrrp {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
                     plane: plane.clone(),
+                    addresses: config.node.vip_on_interface.then(|| {
+                        net::addr::VipAddresses::spawn(handle.clone(), link.index, r.vips.clone())
+                    }),
                 };
                 let (h, task) =
                     driver::spawn(spec, io, rx, epoch).map_err(|source| VrrpError::Fsm {
