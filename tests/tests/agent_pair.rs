@@ -64,7 +64,24 @@ fn kill_and_restart_of_the_master_lose_nothing() {
         lab.b.log()
     );
     let status = lab.b.status();
-    let takeover = status["routers"][0]["transitions"][0]["takeover_seconds"].as_f64();
+    let last = status["routers"][0]["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        last["to"], "master",
+        "B's last transition must be to master: {last}"
+    );
+    assert_eq!(
+        last["reason"], "master_down",
+        "B must take over because A went silent: {last}"
+    );
+    let takeover = last["takeover_seconds"].as_f64();
+    assert!(
+        takeover.is_some(),
+        "a takeover must carry its duration: {last}"
+    );
     println!("takeover by B after kill -9 of A: {takeover:?} s");
     let answerers = lab.arp_answerers();
     assert_eq!(

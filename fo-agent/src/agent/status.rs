@@ -76,7 +76,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     fo_vrrp::Admin::Demoted => Some("demoted".into()),
                 };
                 rs.transitions = s
-                    .last_transition
+                    .history
                     .iter()
                     .map(|t| TransitionRecord {
                         from: state_name(t.from).into(),

@@ -86,6 +86,9 @@ pub(super) enum Msg {
     Shutdown,
 }
 
+/// How many transitions a router's status keeps.
+pub const HISTORY: usize = 16;
+
 /// The last state change of a router.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TransitionRecord {
@@ -132,6 +135,8 @@ pub struct RouterStatus {
     /// The Master this Backup hears.
     pub master: Option<IpAddr>,
     pub last_transition: Option<TransitionRecord>,
+    /// The last [`HISTORY`] transitions, oldest first.
+    pub history: Vec<TransitionRecord>,
     pub stats: RouterStats,
 }
 
@@ -209,6 +214,7 @@ pub(super) fn spawn(
         master_since: None,
         master: None,
         last_transition: None,
+        history: Vec::new(),
         stats: RouterStats::default(),
     }));
     let (tx, rx) = mpsc::channel(64);
@@ -464,13 +470,19 @@ impl Driver {
                 );
             }
             self.log_transition(&p);
-            lock(&self.status).last_transition = Some(TransitionRecord {
+            let record = TransitionRecord {
                 from: p.from,
                 to: p.to,
                 reason: p.reason,
                 at: p.at,
                 takeover: p.takeover,
-            });
+            };
+            let mut st = lock(&self.status);
+            if st.history.len() == HISTORY {
+                st.history.remove(0);
+            }
+            st.history.push(record.clone());
+            st.last_transition = Some(record);
         }
         self.publish();
     }
