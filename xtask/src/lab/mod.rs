@@ -11,6 +11,7 @@
 pub mod netns;
 pub mod plot;
 pub mod proc;
+pub mod series;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -223,12 +224,19 @@ impl Lab {
     /// Start a fresh `fo-sink` on every backend (listening on VIP:port, which DSR
     /// backends hold on lo); returns once each one listens.
     pub fn start_sinks(&mut self) -> anyhow::Result<()> {
+        let listen = format!("{}:{}", self.vip, self.port);
+        self.start_sinks_on(|_| listen.clone())
+    }
+
+    /// As [`Lab::start_sinks`], each sink listening on `listen(backend)` (e.g.
+    /// `0.0.0.0:1514` behind a proxy, where the backends do not hold the VIP).
+    pub fn start_sinks_on(&mut self, listen: impl Fn(&Backend) -> String) -> anyhow::Result<()> {
         for (i, b) in self.backends.iter_mut().enumerate() {
             let n = b.reports.len() + 1;
             let report = self.dir.join(format!("sink-b{}-{n}.json", i + 1));
             let mut cmd = b.ns.command(&self.bins.sink);
             cmd.arg("--listen")
-                .arg(format!("{}:{}", self.vip, self.port))
+                .arg(listen(b))
                 .arg("--report")
                 .arg(&report);
             let mut p = Proc::spawn(
@@ -365,6 +373,40 @@ pub fn log_fields(line: &str) -> Option<serde_json::Map<String, Value>> {
         Value::Object(m) => Some(m.clone()),
         _ => None,
     }
+}
+
+/// The `timestamp` an agent's JSON log line carries (tracing's RFC 3339 UTC, e.g.
+/// `2025-01-02T03:04:05.123456Z`): when the agent wrote it, free of pipe and reader delays.
+pub fn log_time(line: &str) -> Option<SystemTime> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    parse_rfc3339_utc(v.get("timestamp")?.as_str()?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` to a `SystemTime` (UTC only, as tracing writes it).
+pub fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        digits.parse::<u64>().ok()? * 10u64.pow(9 - digits.len() as u32)
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
 }
 
 fn field_str(f: &serde_json::Map<String, Value>, k: &str) -> String {
