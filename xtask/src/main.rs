@@ -2,6 +2,7 @@
 //! product logic, and depends on nothing of the product, so that `setup` can run on a
 //! machine that cannot build the product yet.
 
+mod bench;
 mod demo;
 mod lab;
 mod setup;
@@ -38,11 +39,14 @@ enum Task {
         #[arg(long)]
         no_setup: bool,
     },
-    /// Benchmarks; report written to target/bench/.
+    /// Benchmarks, fo against keepalived + HAProxy on the same lab; report written to
+    /// target/bench/report.{md,json} (PNGs and generated configs beside it).
     Bench {
-        /// Which benchmark (default: all available).
+        /// Which benchmark (default: all).
         #[arg(value_enum)]
-        which: Option<test::BenchKind>,
+        which: Option<bench::BenchKind>,
+        #[command(flatten)]
+        opts: bench::Opts,
     },
 }
 
@@ -63,9 +67,9 @@ fn main() -> anyhow::Result<()> {
             }
             test::run(filter.as_deref())
         }
-        Task::Bench { which } => {
+        Task::Bench { which, opts } => {
             setup::run()?;
-            test::bench(which)
+            bench::run(which, &opts)
         }
     }
 }

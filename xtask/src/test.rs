@@ -39,22 +39,8 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     exec(&mut privileged)
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum BenchKind {
-    /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends.
-    Dataplane,
-}
-
-pub fn bench(which: Option<BenchKind>) -> anyhow::Result<()> {
-    let which = which
-        .map(|w| vec![w])
-        .unwrap_or_else(|| vec![BenchKind::Dataplane]);
-    for w in which {
-        match w {
-            BenchKind::Dataplane => {
-                exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))?
-            }
-        }
-    }
-    Ok(())
+/// The data-plane bench (BPF_PROG_TEST_RUN on the real object); it writes
+/// `target/bench/dataplane.{md,json}`. The lab benches live in [`crate::bench`].
+pub fn bench_dataplane() -> anyhow::Result<()> {
+    exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))
 }

@@ -1,0 +1,458 @@
+//! Throughput and connection rate through the LB: fo (XDP DSR, generic mode), HAProxy
+//! (TCP mode) and no LB at all (the client straight to the backend: the ceiling), on one
+//! lab: a client, node `fo` (static ownership of the VIP, so no election is involved),
+//! node `hp` (HAProxy on its own address) and one backend.
+//!
+//! - bulk: `iperf3 -c TARGET -t 4`, one stream, Gbit/s received.
+//! - connection rate and latency: `wrk -t2 -c50 -d4s --latency -H 'Connection: close'`
+//!   against HAProxy serving a static 200 (`http-request return`) on the backend, port
+//!   8080: connections/s (= requests/s, one request per connection), p50/p99 latency.
+//! - CPU: two figures. (1) The whole VM's busy time (/proc/stat: user+nice+system+irq+
+//!   softirq+steal) during the run, per connection and per GB — everything (client,
+//!   LB, backend) shares the VM, so the difference to the no-LB row is what the LB
+//!   adds. (2) The LB's own time: for HAProxy its process' user+system time
+//!   (/proc/PID/stat; its share of kernel softirq TCP work is not in it), for fo the XDP
+//!   program's run time from the kernel's BPF stats (`kernel.bpf_stats_enabled`; the
+//!   generic-mode skb work around it is not in it).
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
+use crate::lab::{Bins, Lab, Netns, Proc, Spec};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const FO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const HP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
+const IPERF_PORT: u16 = 5201;
+const HTTP_PORT: u16 = 8080;
+const IPERF_SECS: u32 = 4;
+const WRK_SECS: u32 = 4;
+const WRK_CONNS: u32 = 50;
+const XDP_MODE: &str = "generic";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path_ {
+    Fo,
+    Haproxy,
+    Direct,
+}
+
+impl Path_ {
+    fn label(self) -> &'static str {
+        match self {
+            Path_::Fo => "fo (XDP DSR, generic mode)",
+            Path_::Haproxy => "HAProxy 2.6 TCP mode",
+            Path_::Direct => "no LB (client → backend)",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Path_::Fo => "fo",
+            Path_::Haproxy => "haproxy",
+            Path_::Direct => "direct",
+        }
+    }
+    fn target(self) -> Ipv4Addr {
+        match self {
+            Path_::Fo => VIP,
+            Path_::Haproxy => HP,
+            Path_::Direct => BACKEND,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Sample {
+    gbit_s: f64,
+    conn_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    wrk_errors: u64,
+    vm_cpu_us_per_conn: f64,
+    vm_cpu_s_per_gb: f64,
+    lb_cpu_us_per_conn: Option<f64>,
+    lb_cpu_s_per_gb: Option<f64>,
+}
+
+pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
+    let spec = Spec {
+        prefix: "fo-bench".into(),
+        vip: VIP,
+        port: IPERF_PORT,
+        client: Ipv4Addr::new(192, 0, 2, 10),
+        client_sources: Vec::new(),
+        nodes: vec![("fo".into(), FO), ("hp".into(), HP)],
+        backends: vec![BACKEND],
+    };
+    let dir = out.join("logs").join("throughput");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lab = Lab::build(&spec, bins.clone(), &dir)?;
+    // Connection churn: ports and TIME_WAIT must not be what limits the rate.
+    for ns in all_ns(&lab) {
+        ns.sh("sysctl -q -w net.ipv4.ip_local_port_range='1024 65535' net.ipv4.tcp_tw_reuse=1")?;
+    }
+    let offloads = lab
+        .client
+        .ns
+        .sh("ethtool -k eth0 | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|tx-checksumming|generic-receive-offload):'")
+        .unwrap_or_default()
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    // fo: static ownership of the VIP, two DSR services to the one backend.
+    let service = |port: u16| {
+        format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"dsr\"\nhash = \"5-tuple\"\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
+        )
+    };
+    let body = format!(
+        "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n\n{}\n{}",
+        service(IPERF_PORT),
+        service(HTTP_PORT)
+    );
+    lab.node("fo").write_config(XDP_MODE, &body)?;
+    keep_config(out, &lab.nodes[0].config, "throughput-fo.toml")?;
+    let bins = lab.bins.clone();
+    lab.node("fo").start(&bins)?;
+
+    // HAProxy on node hp, TCP mode, the same backend for both ports.
+    let hp_cfg = dir.join("haproxy-lb.cfg");
+    std::fs::write(
+        &hp_cfg,
+        format!(
+            "global\n  maxconn 20000\n  nbthread 2\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
+             listen iperf\n  bind {HP}:{IPERF_PORT}\n  server b1 {BACKEND}:{IPERF_PORT}\n\n\
+             listen web\n  bind {HP}:{HTTP_PORT}\n  balance source\n  server b1 {BACKEND}:{HTTP_PORT}\n"
+        ),
+    )?;
+    keep_config(out, &hp_cfg, "throughput-haproxy-lb.cfg")?;
+    let hp_ns = lab.nodes[1].ns.clone();
+    let mut cmd = hp_ns.command("/usr/sbin/haproxy");
+    cmd.arg("-db").arg("-f").arg(&hp_cfg);
+    let haproxy = Proc::spawn("haproxy lb", cmd, &dir.join("haproxy-lb.log"))?;
+
+    // The backend: iperf3 server, and HAProxy answering every request with a static 200.
+    let be_ns = lab.backends[0].ns.clone();
+    let web_cfg = dir.join("haproxy-backend-web.cfg");
+    std::fs::write(
+        &web_cfg,
+        format!(
+            "global\n  maxconn 20000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
+             frontend web\n  bind :{HTTP_PORT}\n  http-request return status 200 content-type text/plain string ok\n"
+        ),
+    )?;
+    keep_config(out, &web_cfg, "throughput-haproxy-backend-web.cfg")?;
+    let mut cmd = be_ns.command("/usr/sbin/haproxy");
+    cmd.arg("-db").arg("-f").arg(&web_cfg);
+    let _web = Proc::spawn("haproxy web", cmd, &dir.join("haproxy-web.log"))?;
+    let mut cmd = be_ns.command("iperf3");
+    cmd.args(["-s", "-p", &IPERF_PORT.to_string()]);
+    let _iperf = Proc::spawn("iperf3 -s", cmd, &dir.join("iperf3-server.log"))?;
+    wait_listen(&be_ns, HTTP_PORT)?;
+    wait_listen(&be_ns, IPERF_PORT)?;
+    wait_listen(&hp_ns, HTTP_PORT)?;
+
+    let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
+    let _ = Command::new("sysctl")
+        .args(["-q", "-w", "kernel.bpf_stats_enabled=1"])
+        .status();
+
+    let paths = [Path_::Fo, Path_::Haproxy, Path_::Direct];
+    let mut samples: Vec<(Path_, Vec<Sample>)> = paths.iter().map(|p| (*p, Vec::new())).collect();
+    // Interleave the systems run by run, so that drift on the VM hits them alike.
+    for run in 1..=opts.runs {
+        for (p, v) in samples.iter_mut() {
+            let lb = match p {
+                Path_::Fo => Lb::Bpf(fo_prog),
+                Path_::Haproxy => Lb::Pid(haproxy.pid()),
+                Path_::Direct => Lb::None,
+            };
+            let s = measure(&lab.client.ns, p.target(), lb)
+                .with_context(|| format!("{} run {run}", p.label()))?;
+            eprintln!(
+                "throughput {} run {run}: {:.2} Gbit/s, {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                p.key(),
+                s.gbit_s,
+                s.conn_s,
+                s.p50_ms,
+                s.p99_ms,
+                s.wrk_errors
+            );
+            v.push(s);
+        }
+    }
+    let _ = Command::new("sysctl")
+        .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
+        .status();
+
+    let mut md = format!(
+        "## Throughput, connection rate and latency through the LB\n\n\
+         One client, one backend, the LB between them on the same bridge. fo: static \
+         ownership of the VIP, XDP DSR in **{XDP_MODE} (SKB) mode**, so the veths keep \
+         their offloads (client eth0: {offloads}); native mode on veth loses TSO (see \
+         LAB.md), so bulk figures here say more about offloads than about the program — \
+         its own cost is in the data-plane section. HAProxy 2.6: TCP mode, 2 threads, on \
+         the LB node's own address. No LB: the client straight to the backend, the ceiling. \
+         Bulk: `iperf3 -t {IPERF_SECS}`, one stream. Connections: `wrk -t2 -c{WRK_CONNS} \
+         -d{WRK_SECS}s --latency -H 'Connection: close'` against HAProxy answering a static \
+         200 (`http-request return`) on the backend, one request per connection. \
+         {} runs per system, interleaved; min / median / max.\n\n\
+         CPU: *VM* is the whole VM's busy time (client, LB and backend share its 2 cores; \
+         compare with the no-LB row); *LB* is HAProxy's process user+system time, or fo's \
+         XDP program run time from the kernel's BPF stats (neither includes the kernel's \
+         softirq work around them).\n\n\
+         | path | iperf3 Gbit/s | conn/s | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        opts.runs
+    );
+    for (p, v) in &samples {
+        let c = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+        let o = |f: &dyn Fn(&Sample) -> Option<f64>| v.iter().filter_map(f).collect::<Vec<f64>>();
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            p.label(),
+            fmt_mmm(&c(&|s| s.gbit_s), 2),
+            fmt_mmm(&c(&|s| s.conn_s), 0),
+            fmt_mmm(&c(&|s| s.p50_ms), 2),
+            fmt_mmm(&c(&|s| s.p99_ms), 2),
+            fmt_mmm(&c(&|s| s.wrk_errors as f64), 0),
+            fmt_mmm(&c(&|s| s.vm_cpu_us_per_conn), 1),
+            fmt_mmm(&c(&|s| s.vm_cpu_s_per_gb), 2),
+            fmt_mmm(&o(&|s| s.lb_cpu_us_per_conn), 2),
+            fmt_mmm(&o(&|s| s.lb_cpu_s_per_gb), 3),
+        ));
+    }
+    print!("\n{md}");
+    let rows: Vec<Value> = samples
+        .iter()
+        .map(|(p, v)| {
+            let c = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+            json!({
+                "path": p.key(), "label": p.label(),
+                "gbit_s": mmm_json(&c(&|s| s.gbit_s)),
+                "conn_s": mmm_json(&c(&|s| s.conn_s)),
+                "p50_ms": mmm_json(&c(&|s| s.p50_ms)),
+                "p99_ms": mmm_json(&c(&|s| s.p99_ms)),
+                "runs": v,
+            })
+        })
+        .collect();
+    drop(lab);
+    save(
+        out,
+        "throughput",
+        json!({
+            "settings": {"xdp_mode": XDP_MODE, "client_offloads": offloads, "iperf_s": IPERF_SECS, "wrk_s": WRK_SECS, "wrk_connections": WRK_CONNS, "runs": opts.runs},
+            "rows": rows,
+            "markdown": md,
+        }),
+    )
+}
+
+fn all_ns(lab: &Lab) -> Vec<Netns> {
+    let mut v = vec![lab.client.ns.clone()];
+    v.extend(lab.nodes.iter().map(|n| n.ns.clone()));
+    v.extend(lab.backends.iter().map(|b| b.ns.clone()));
+    v
+}
+
+fn wait_listen(ns: &Netns, port: u16) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while ns
+        .sh(&format!("ss -Hltn 'sport = :{port}'"))?
+        .trim()
+        .is_empty()
+    {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("nothing listens on :{port} in {}", ns.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The id of the XDP program attached to eth0 in `ns`.
+fn xdp_prog_id(ns: &Netns) -> anyhow::Result<u64> {
+    let s = ns.sh("ip -d -j link show dev eth0")?;
+    let v: Value = serde_json::from_str(&s)?;
+    let x = &v[0]["xdp"];
+    x["prog"]["id"]
+        .as_u64()
+        .or_else(|| {
+            x["attached"]
+                .as_array()
+                .and_then(|a| a.iter().find_map(|p| p["prog"]["id"].as_u64()))
+        })
+        .with_context(|| format!("no XDP program on eth0: {x}"))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Lb {
+    None,
+    Pid(u32),
+    Bpf(u64),
+}
+
+/// The LB's CPU time so far, ns.
+fn lb_cpu_ns(lb: Lb) -> Option<u64> {
+    match lb {
+        Lb::None => None,
+        Lb::Pid(pid) => {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // After the comm: state is field 3, utime 14 and stime 15 (1-based).
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks * 10_000_000) // USER_HZ = 100
+        }
+        Lb::Bpf(id) => {
+            let out = Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string(), "--json"])
+                .output()
+                .ok()?;
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            v["run_time_ns"].as_u64()
+        }
+    }
+}
+
+/// The VM's busy CPU time so far, ns.
+fn vm_busy_ns() -> u64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(l) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let f: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy * 10_000_000
+}
+
+fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
+    // Bulk.
+    let (vm0, lb0) = (vm_busy_ns(), lb_cpu_ns(lb));
+    let out = client
+        .command("iperf3")
+        .args(["-c", &target.to_string(), "-p", &IPERF_PORT.to_string()])
+        .args(["-t", &IPERF_SECS.to_string(), "-J"])
+        .output()
+        .context("spawn iperf3")?;
+    let (vm1, lb1) = (vm_busy_ns(), lb_cpu_ns(lb));
+    let v: Value = serde_json::from_slice(&out.stdout).context("iperf3 -J output")?;
+    if let Some(e) = v["error"].as_str() {
+        bail!("iperf3 to {target}: {e}");
+    }
+    let bits = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3: no end.sum_received")?;
+    let bytes = v["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+    let gb = bytes / 1e9;
+    let vm_cpu_s_per_gb = (vm1 - vm0) as f64 / 1e9 / gb.max(1e-9);
+    let lb_cpu_s_per_gb = match (lb0, lb1) {
+        (Some(a), Some(b)) => Some((b - a) as f64 / 1e9 / gb.max(1e-9)),
+        _ => None,
+    };
+
+    // Connections.
+    let (vm0, lb0) = (vm_busy_ns(), lb_cpu_ns(lb));
+    let out = client
+        .command("wrk")
+        .args([
+            "-t2",
+            &format!("-c{WRK_CONNS}"),
+            &format!("-d{WRK_SECS}s"),
+            "--latency",
+        ])
+        .args(["-H", "Connection: close"])
+        .arg(format!("http://{target}:{HTTP_PORT}/"))
+        .output()
+        .context("spawn wrk")?;
+    let (vm1, lb1) = (vm_busy_ns(), lb_cpu_ns(lb));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
+    let conns = w.requests.max(1) as f64;
+    Ok(Sample {
+        gbit_s: bits / 1e9,
+        conn_s: w.rate,
+        p50_ms: w.p50_ms,
+        p99_ms: w.p99_ms,
+        wrk_errors: w.errors,
+        vm_cpu_us_per_conn: (vm1 - vm0) as f64 / 1e3 / conns,
+        vm_cpu_s_per_gb,
+        lb_cpu_us_per_conn: match (lb0, lb1) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / 1e3 / conns),
+            _ => None,
+        },
+        lb_cpu_s_per_gb,
+    })
+}
+
+struct Wrk {
+    rate: f64,
+    requests: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// `Requests/sec:`, `N requests in`, the latency distribution (`50%  1.23ms`), socket
+/// errors and non-2xx responses from wrk's text output.
+fn parse_wrk(text: &str) -> Option<Wrk> {
+    let mut w = Wrk {
+        rate: 0.0,
+        requests: 0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
+    for l in text.lines().map(str::trim) {
+        if let Some(r) = l.strip_prefix("Requests/sec:") {
+            w.rate = r.trim().parse().ok()?;
+        } else if l.contains(" requests in ") {
+            w.requests = l.split_whitespace().next()?.parse().ok()?;
+        } else if let Some(r) = l.strip_prefix("50%") {
+            w.p50_ms = to_ms(r.trim())?;
+        } else if let Some(r) = l.strip_prefix("99%") {
+            w.p99_ms = to_ms(r.trim())?;
+        } else if let Some(r) = l.strip_prefix("Socket errors:") {
+            // connect 0, read 0, write 0, timeout 0
+            w.errors += r
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        } else if let Some(r) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            w.errors += r.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    (w.rate > 0.0).then_some(w)
+}
+
+fn to_ms(s: &str) -> Option<f64> {
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        (s, 1.0)
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * mult)
+}
