@@ -1,16 +1,72 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `fo-agent check --config FILE`.
+use fo_config::{Config, ForwardMode, Ownership};
+
+/// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
+/// run` would start with it (no feature this build lacks, every hook executable).
 pub fn main(path: &Path) -> ExitCode {
-    match fo_config::Config::load(path) {
-        Ok(_) => {
-            println!("{}: OK", path.display());
-            ExitCode::SUCCESS
-        }
+    let config = match Config::load(path) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = problems(&config);
+    if problems.is_empty() {
+        println!("{}: OK", path.display());
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        eprintln!("{}: {p}", path.display());
+    }
+    eprintln!(
+        "{}: {} problem{}",
+        path.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    ExitCode::FAILURE
+}
+
+/// What keeps a valid config from running here, one line each: what `fo-agent run`
+/// refuses (same wording as `agent::run`), checks this build cannot run, and hooks
+/// that are missing or not executable.
+fn problems(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &config.routers {
+        if matches!(r.ownership, Ownership::Bgp(_)) {
+            out.push(format!(
+                "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
+                r.name
+            ));
         }
     }
+    for s in &config.services {
+        if s.mode == ForwardMode::Nat {
+            out.push(format!(
+                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
+                s.name
+            ));
+        }
+    }
+    out.extend(fo_agent::health::unsupported(config));
+    for r in &config.routers {
+        let h = &r.hooks;
+        let hooks = [
+            ("master", &h.master),
+            ("backup", &h.backup),
+            ("fault", &h.fault),
+            ("notify", &h.notify),
+        ];
+        for (kind, path) in hooks {
+            if let Some(path) = path
+                && let Err(e) = fo_agent::hooks::check_executable(path)
+            {
+                out.push(format!("router {}: {kind} hook {e}", r.name));
+            }
+        }
+    }
+    out
 }
