@@ -160,6 +160,45 @@ impl Backend {
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("sink report {}: {e}", self.report.display()))
     }
+
+    /// SIGKILL the sink, as a crashed service: no report is written, and connections
+    /// to its port are refused from now on.
+    pub fn kill_sink(&mut self) {
+        if let Some(mut s) = self.sink.take() {
+            s.signal(libc::SIGKILL);
+            let _ = s.kill_and_collect();
+        }
+    }
+
+    /// (Re)start the sink on `listen` (e.g. "0.0.0.0:1514", so that a health check
+    /// to the backend's own address reaches it as well as DSR traffic to the VIP),
+    /// killing a running one first. Returns once it listens.
+    pub fn start_sink(&mut self, listen: &str) {
+        self.kill_sink();
+        let mut cmd = self
+            .ns
+            .command(crate::bin("fo-sink").to_str().expect("utf-8"));
+        cmd.args(["--listen", listen, "--report"]).arg(&self.report);
+        let mut sink = ChildGuard::spawn(&format!("fo-sink {}", self.addr), cmd);
+        let port = listen.rsplit(':').next().unwrap_or(listen);
+        let ns = &self.ns;
+        let up = wait_for(Duration::from_secs(10), || {
+            if let Some(st) = sink.exited() {
+                return Some(Err(format!("fo-sink on {listen} exited ({st})")));
+            }
+            let out = ns.try_sh(&format!("ss -Hltn 'sport = :{port}'"));
+            (!out.stdout.is_empty()).then_some(Ok(()))
+        });
+        match up {
+            Some(Ok(())) => {}
+            Some(Err(e)) => panic!("{e}: {}", sink.kill_and_collect()),
+            None => panic!(
+                "fo-sink on {listen} in {} not listening after 10 s",
+                ns.name
+            ),
+        }
+        self.sink = Some(sink);
+    }
 }
 
 pub struct Pair {
