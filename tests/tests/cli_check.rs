@@ -163,9 +163,16 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
     .expect("write");
     let (ok, text) = check(&path);
     assert!(!ok, "ownership = \"bgp\" must fail the check: {text}");
+    let line = "router ingest: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"";
     assert!(
-        text.contains("bgp.toml: router ingest: ownership \"bgp\" is not available"),
-        "expected the router named with the file: {text}"
+        text.contains(&format!("bgp.toml: {line}")),
+        "expected '{line}' with the file name: {text}"
+    );
+    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert!(!ok, "fo-agent run must refuse bgp: {run}");
+    assert!(
+        run.contains(line),
+        "run and check must say the same: run said {run:?}, check said {text:?}"
     );
 
     let path = dir.0.join("https.toml");
