@@ -108,6 +108,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(problem) = health::unsupported(&config).into_iter().next() {
+        bail!("{problem}");
+    }
     let handle = net::handle()?;
     let link = net::link::by_name(&handle, &config.node.interface)
         .await
@@ -543,6 +546,9 @@ impl Agent {
                 "{} (restart fo-agent to apply these; the data plane stays pinned and forwarding)",
                 blockers.join("; ")
             ));
+        }
+        if let Some(problem) = health::unsupported(&new).into_iter().next() {
+            return Err(problem);
         }
         if let Some(s) = new
             .services
