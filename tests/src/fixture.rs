@@ -109,13 +109,4 @@ pub fn service(vip: IpAddr, port: u16, proto: u8, backends: Vec<BackendSpec>) ->
     }
 }
 
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+pub use fo_agent::dataplane::error_chain as chain;

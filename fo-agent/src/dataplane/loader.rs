@@ -10,12 +10,12 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Map, MapData};
+use aya::programs::XdpMode;
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{Xdp, XdpMode};
 use fo_common::{ABI_VERSION, DataplaneInfo};
 use tracing::{info, warn};
 
-use super::{DataplaneError, Maps, OBJECT, PROGRAM, Result, map_err};
+use super::{DataplaneError, Maps, OBJECT, Result, map_err};
 
 /// Sizes the program is loaded with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +109,9 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
                 return Ok(dp);
             }
             Ok(None) => info!("pinned data plane differs (layout, sizes or mode): replacing it"),
-            Err(e) => warn!(error = %format_chain(&e), "pinned data plane unusable: replacing it"),
+            Err(e) => {
+                warn!(error = %super::error_chain(&e), "pinned data plane unusable: replacing it")
+            }
         }
     }
     // Read how the old program was attached before its pins are replaced.
@@ -142,14 +144,7 @@ fn load(
         .map_max_entries("FLOWS", opts.flow_table_size)
         .load(OBJECT)
         .map_err(DataplaneError::Load)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(PROGRAM)
-        .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
-        .try_into()
-        .map_err(|source| DataplaneError::Program {
-            what: "type",
-            source,
-        })?;
+    let prog = super::xdp_program(&mut ebpf)?;
     prog.load().map_err(|source| match source {
         aya::programs::ProgramError::LoadError { verifier_log, .. } => DataplaneError::Verifier {
             log: verifier_log.to_string(),
@@ -403,17 +398,6 @@ fn on_bpffs(path: &Path) -> bool {
         p = dir.parent();
     }
     false
-}
-
-fn format_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// The index of interface `name` in this network namespace.

@@ -151,14 +151,7 @@ impl Dataplane {
                 name: "program (adopted data plane)",
             });
         };
-        let prog: &mut aya::programs::Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
-            .try_into()
-            .map_err(|source| DataplaneError::Program {
-                what: "type",
-                source,
-            })?;
+        let prog = xdp_program(ebpf)?;
         // Room for a Neighbor Advertisement grown from a short solicitation.
         let mut out = vec![0u8; frame.len() + 256];
         let opts = aya::programs::TestRunOptions {
@@ -315,6 +308,29 @@ impl Dataplane {
             Err(e) => Err(map_err("FLOWS")(e)),
         }
     }
+}
+
+/// The XDP program of a loaded object.
+fn xdp_program(ebpf: &mut aya::Ebpf) -> Result<&mut aya::programs::Xdp> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program {
+            what: "type",
+            source,
+        })
+}
+
+/// An error and its sources on one line ("a: b: c"), for logs and test messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }
 
 /// Result of one BPF_PROG_TEST_RUN.
