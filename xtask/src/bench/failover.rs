@@ -247,7 +247,13 @@ fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usize) -> Stri
          ARP moves the VIP; a's dead-man lease stops it answering ARP. keepalived's kill -9 \
          leaves the VIP on a's interface, but the HAProxy holding the connections is gone. \
          Link down is the case where neither can forward: the gap then is about the \
-         takeover time. The timelines (events per 10 ms at the sinks, first run of each \
+         takeover time for fo; for the baseline it is the takeover plus TCP's retransmission \
+         timeout (the dead connections learn of their death by an RST only when a \
+         retransmission reaches the new master) plus the fleet's 1 s reconnect backoff. \
+         After kill -9, HAProxy's sockets die with it and the clients get the RST at once: \
+         the baseline's gap is then the 1 s backoff, or the takeover where that is longer \
+         (a real agent's backoff is longer still). **recovery** counts from the first \
+         connection the fleet saw lost, not from the failure. The timelines (events per 10 ms at the sinks, first run of each \
          row) are `failover-<variant>-<failure>.png`.\n",
     );
     md

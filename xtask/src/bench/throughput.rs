@@ -130,7 +130,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     std::fs::write(
         &hp_cfg,
         format!(
-            "global\n  maxconn 20000\n  nbthread 2\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
+            "global\n  maxconn 9000\n  nbthread 2\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
              listen iperf\n  bind {HP}:{IPERF_PORT}\n  server b1 {BACKEND}:{IPERF_PORT}\n\n\
              listen web\n  bind {HP}:{HTTP_PORT}\n  balance source\n  server b1 {BACKEND}:{HTTP_PORT}\n"
         ),
@@ -147,7 +147,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     std::fs::write(
         &web_cfg,
         format!(
-            "global\n  maxconn 20000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
+            "global\n  maxconn 9000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
              frontend web\n  bind :{HTTP_PORT}\n  http-request return status 200 content-type text/plain string ok\n"
         ),
     )?;
@@ -320,8 +320,12 @@ fn lb_cpu_ns(lb: Lb) -> Option<u64> {
                 .args(["prog", "show", "id", &id.to_string(), "--json"])
                 .output()
                 .ok()?;
+            if !out.status.success() {
+                return None;
+            }
             let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            v["run_time_ns"].as_u64()
+            // bpftool leaves the field out until the program has run with stats on.
+            Some(v["run_time_ns"].as_u64().unwrap_or(0))
         }
     }
 }
