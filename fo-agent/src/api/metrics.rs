@@ -28,6 +28,7 @@ pub fn render(status: &Status) -> String {
     let xdp_pass = Family::<Labels, Counter>::default();
     let check_up = Family::<Labels, Gauge>::default();
     let owned = Family::<Labels, Gauge>::default();
+    let fail_open = Family::<Labels, Gauge>::default();
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
@@ -66,6 +67,9 @@ pub fn render(status: &Status) -> String {
         }
     }
     for s in &status.services {
+        fail_open
+            .get_or_create(&vec![("service", s.name.clone())])
+            .set(i64::from(s.fail_open));
         for b in &s.backends {
             let l = vec![("service", s.name.clone()), ("backend", b.name.clone())];
             backend_up
@@ -122,6 +126,11 @@ pub fn render(status: &Status) -> String {
         "fo_vrrp_dropped",
         "VRRP advertisements dropped, by reason",
         dropped,
+    );
+    reg.register(
+        "fo_service_fail_open",
+        "1 while no backend of the service is healthy and all of them get traffic",
+        fail_open,
     );
     reg.register(
         "fo_backend_up",
@@ -216,6 +225,7 @@ mod tests {
             "fo_backend_bytes_total{service=\"events\",backend=\"b1\"} 500",
             "fo_xdp_actions_total{action=\"tx\"} 9",
             "fo_check_up{check=\"docker\"} 0",
+            "fo_service_fail_open{service=\"events\"} 0",
         ] {
             assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
         }
