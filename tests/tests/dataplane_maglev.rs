@@ -178,3 +178,27 @@ fn drained_backend_keeps_its_flows_and_gets_no_new_ones() {
         "a new flow went to the drained backend"
     );
 }
+
+#[test]
+fn applying_the_same_services_again_writes_nothing() {
+    let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);
+    let specs = [service(
+        IpAddr::V4(VIP),
+        1514,
+        PROTO_TCP,
+        vec![
+            backend(backend_addr(1), 1514, 1, mac_of(1)),
+            backend(backend_addr(2), 1514, 1, mac_of(2)),
+            backend(backend_addr(3), 1514, 1, mac_of(3)),
+        ],
+    )];
+    let again = fx.table.apply(&mut fx.dp, &specs).expect("apply");
+    assert_eq!(
+        again,
+        Default::default(),
+        "an unchanged service must not be rewritten: {again:?}"
+    );
+    // A real change is still applied.
+    let changed = fx.table.apply(&mut fx.dp, &specs[..0]).expect("apply");
+    assert_eq!(changed.services_removed, 1, "{changed:?}");
+}

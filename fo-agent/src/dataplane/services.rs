@@ -55,6 +55,8 @@ struct Installed {
     /// The service's Maglev table as written to the map (backend slot + 1, or
     /// `MAGLEV_EMPTY`).
     ring: Vec<u32>,
+    /// The spec last applied (`None` after adoption): an unchanged spec is skipped.
+    applied: Option<ServiceSpec>,
 }
 
 /// What `apply` changed.
@@ -119,6 +121,7 @@ impl ServiceTable {
                     flags: value.flags,
                     backends: BTreeMap::new(),
                     ring,
+                    applied: None,
                 },
             );
         }
@@ -204,9 +207,13 @@ impl ServiceTable {
                     flags,
                     backends: BTreeMap::new(),
                     ring,
+                    applied: None,
                 },
             );
             summary.services_added += 1;
+        } else if self.services[&key].applied.as_ref() == Some(spec) {
+            // Nothing changed: no table to rebuild, no entry to write.
+            return Ok(());
         }
         let (service_id, old_backends) = {
             let inst = &self.services[&key];
@@ -291,6 +298,7 @@ impl ServiceTable {
                 },
             )?;
         }
+        inst.applied = Some(spec.clone());
         Ok(())
     }
 
