@@ -11,6 +11,7 @@
 //! `dataplane` bench writes too), whatever `CARGO_TARGET_DIR` says about binaries.
 
 mod failover;
+mod scale;
 mod takeover;
 mod throughput;
 
@@ -31,6 +32,8 @@ pub enum BenchKind {
     Takeover,
     /// iperf3, connections/s and latency: fo DSR vs HAProxy vs no LB.
     Throughput,
+    /// Connection rate, latency and XDP ns/packet with 1/100/1,000 backends × 1/64 services.
+    Scale,
     /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends.
     Dataplane,
 }
@@ -41,16 +44,18 @@ impl BenchKind {
             BenchKind::Failover => "failover",
             BenchKind::Takeover => "takeover",
             BenchKind::Throughput => "throughput",
+            BenchKind::Scale => "scale",
             BenchKind::Dataplane => "dataplane",
         }
     }
 }
 
 /// Order of the sections in the report.
-const ALL: [BenchKind; 4] = [
+const ALL: [BenchKind; 5] = [
     BenchKind::Failover,
     BenchKind::Takeover,
     BenchKind::Throughput,
+    BenchKind::Scale,
     BenchKind::Dataplane,
 ];
 
@@ -88,6 +93,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
             (BenchKind::Failover, Some(b)) => failover::run(b, opts, &out),
             (BenchKind::Takeover, Some(b)) => takeover::run(b, opts, &out),
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
+            (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
             (BenchKind::Dataplane, _) => crate::test::bench_dataplane(),
             _ => unreachable!("binaries are built for every lab bench"),
         };
@@ -135,22 +141,13 @@ fn write_report(out: &Path) -> anyhow::Result<()> {
         "# fo benchmarks\n\nfo against the system it replaces (keepalived 2.2.7 + HAProxy 2.6), \
          side by side in one run on the same namespace lab (one bridge; client, two LB nodes, \
          backends; everything on this VM's 2 cores). Each figure is min / median / max over \
-         the runs stated. Regenerate: `cargo xtask bench [failover|takeover|throughput|dataplane]`; \
+         the runs stated. Regenerate: `cargo xtask bench [failover|takeover|throughput|scale|dataplane]`; \
          configs in [configs/](configs/).\n",
     );
     let mut all = serde_json::Map::new();
     for k in ALL {
         let name = k.name();
         if k == BenchKind::Dataplane {
-            md.push_str(
-                "\n## Scale (1 / 100 / 1,000 backends, 1 / 64 services)\n\nNot measured end to end: \
-                 only a few backends can exist as namespaces here, and the agent leaves \
-                 backends it cannot resolve out of the table, so a config of 1,000 addresses \
-                 would not load a 1,000-entry table honestly. What the number of backends \
-                 changes in fo is the Maglev table the program reads: its per-packet cost with \
-                 3 and with 1,000 backends is in the data-plane section below \
-                 (BPF_PROG_TEST_RUN on the real object).\n",
-            );
             if let Ok(text) = std::fs::read_to_string(out.join("dataplane.md")) {
                 md.push_str("\n## Data plane: per-packet cost (BPF_PROG_TEST_RUN)\n\n");
                 md.push_str(&demote_headings(&text));

@@ -259,14 +259,14 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn all_ns(lab: &Lab) -> Vec<Netns> {
+pub(super) fn all_ns(lab: &Lab) -> Vec<Netns> {
     let mut v = vec![lab.client.ns.clone()];
     v.extend(lab.nodes.iter().map(|n| n.ns.clone()));
     v.extend(lab.backends.iter().map(|b| b.ns.clone()));
     v
 }
 
-fn wait_listen(ns: &Netns, port: u16) -> anyhow::Result<()> {
+pub(super) fn wait_listen(ns: &Netns, port: u16) -> anyhow::Result<()> {
     let start = Instant::now();
     while ns
         .sh(&format!("ss -Hltn 'sport = :{port}'"))?
@@ -282,7 +282,7 @@ fn wait_listen(ns: &Netns, port: u16) -> anyhow::Result<()> {
 }
 
 /// The id of the XDP program attached to eth0 in `ns`.
-fn xdp_prog_id(ns: &Netns) -> anyhow::Result<u64> {
+pub(super) fn xdp_prog_id(ns: &Netns) -> anyhow::Result<u64> {
     let s = ns.sh("ip -d -j link show dev eth0")?;
     let v: Value = serde_json::from_str(&s)?;
     let x = &v[0]["xdp"];
@@ -331,7 +331,7 @@ fn lb_cpu_ns(lb: Lb) -> Option<u64> {
 }
 
 /// The VM's busy CPU time so far, ns.
-fn vm_busy_ns() -> u64 {
+pub(super) fn vm_busy_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(l) = s.lines().find(|l| l.starts_with("cpu ")) else {
         return 0;
@@ -408,17 +408,17 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
     })
 }
 
-struct Wrk {
-    rate: f64,
-    requests: u64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(super) struct Wrk {
+    pub rate: f64,
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
 }
 
 /// `Requests/sec:`, `N requests in`, the latency distribution (`50%  1.23ms`), socket
 /// errors and non-2xx responses from wrk's text output.
-fn parse_wrk(text: &str) -> Option<Wrk> {
+pub(super) fn parse_wrk(text: &str) -> Option<Wrk> {
     let mut w = Wrk {
         rate: 0.0,
         requests: 0,
