@@ -29,6 +29,11 @@ use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const FO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const HP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+/// Node `fon`: fo in native XDP mode, serving its own VIP.
+const FON: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
+const VIP_NATIVE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+/// The pass-only agent on fon's switch port owns this unused VIP and serves nothing.
+const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
@@ -40,36 +45,50 @@ const XDP_MODE: &str = "generic";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path_ {
     Fo,
+    FoNative,
     Haproxy,
     Direct,
+    /// No LB, the client's TX offload off: the ceiling for the native-mode row.
+    DirectTxOff,
 }
 
 impl Path_ {
     fn label(self) -> &'static str {
         match self {
             Path_::Fo => "fo (XDP DSR, generic mode)",
+            Path_::FoNative => "fo (XDP DSR, native mode)",
             Path_::Haproxy => "HAProxy 2.6 TCP mode",
             Path_::Direct => "no LB (client → backend)",
+            Path_::DirectTxOff => "no LB (client → backend), client TX offload off",
         }
     }
     fn key(self) -> &'static str {
         match self {
             Path_::Fo => "fo",
+            Path_::FoNative => "fo-native",
             Path_::Haproxy => "haproxy",
             Path_::Direct => "direct",
+            Path_::DirectTxOff => "direct-tx-off",
         }
     }
     fn target(self) -> Ipv4Addr {
         match self {
             Path_::Fo => VIP,
+            Path_::FoNative => VIP_NATIVE,
             Path_::Haproxy => HP,
-            Path_::Direct => BACKEND,
+            Path_::Direct | Path_::DirectTxOff => BACKEND,
         }
+    }
+    /// Native XDP on veth loses the partial checksum (LAB.md): the client sends with
+    /// its TX checksum offload (and so TSO) off on these rows.
+    fn client_tx_off(self) -> bool {
+        matches!(self, Path_::FoNative | Path_::DirectTxOff)
     }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct Sample {
+    client_offloads: String,
     gbit_s: f64,
     conn_s: f64,
     p50_ms: f64,
@@ -88,7 +107,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         port: IPERF_PORT,
         client: Ipv4Addr::new(192, 0, 2, 10),
         client_sources: Vec::new(),
-        nodes: vec![("fo".into(), FO), ("hp".into(), HP)],
+        nodes: vec![("fo".into(), FO), ("hp".into(), HP), ("fon".into(), FON)],
         backends: vec![BACKEND],
     };
     let dir = out.join("logs").join("throughput");
@@ -98,16 +117,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     for ns in all_ns(&lab) {
         ns.sh("sysctl -q -w net.ipv4.ip_local_port_range='1024 65535' net.ipv4.tcp_tw_reuse=1")?;
     }
-    let offloads = lab
-        .client
-        .ns
-        .sh("ethtool -k eth0 | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|tx-checksumming|generic-receive-offload):'")
-        .unwrap_or_default()
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let offloads = client_offloads(&lab.client.ns);
 
     // fo: static ownership of the VIP, two DSR services to the one backend.
     let service = |port: u16| {
@@ -124,6 +134,49 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     keep_config(out, &lab.nodes[0].config, "throughput-fo.toml")?;
     let bins = lab.bins.clone();
     lab.node("fo").start(&bins)?;
+
+    // fo in native mode on node fon, with its own VIP (the backend holds it on lo too),
+    // and LAB.md's workaround for XDP_TX on veth: an XDP program on the peer, fon's
+    // switch port — a second fo-agent, native mode, a static router with an unused VIP
+    // and no services, so it only passes traffic.
+    let body = format!(
+        "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP_NATIVE}\"]\n\n{}\n{}",
+        service(IPERF_PORT).replace(&VIP.to_string(), &VIP_NATIVE.to_string()),
+        service(HTTP_PORT).replace(&VIP.to_string(), &VIP_NATIVE.to_string())
+    );
+    lab.node("fon").write_config("native", &body)?;
+    keep_config(out, &lab.nodes[2].config, "throughput-fo-native.toml")?;
+    lab.node("fon").start(&bins)?;
+    // Switch ports: p0 the client, then the nodes in order.
+    let fon_port = "p3";
+    let sw_bpf = std::path::PathBuf::from(format!("/sys/fs/bpf/{}-sw-{fon_port}", lab.tag));
+    crate::lab::netns::register_pin_dir(&sw_bpf);
+    let sw_cfg = dir.join("fo-switch-peer.toml");
+    std::fs::write(
+        &sw_cfg,
+        format!(
+            "[node]\ninterface = \"{fon_port}\"\nxdp_mode = \"native\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n\
+             [[router]]\nname = \"pass\"\nownership = \"static\"\nvips = [\"{VIP_UNUSED}\"]\n",
+            sw_bpf.display(),
+            dir.join("control-switch-peer.sock").display()
+        ),
+    )?;
+    keep_config(out, &sw_cfg, "throughput-fo-switch-peer.toml")?;
+    let mut cmd = lab.switch.command(&bins.agent);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&sw_cfg)
+        .args(["--log-format", "json"])
+        .env("NO_COLOR", "1");
+    let mut peer = Proc::spawn(
+        "fo-agent switch peer",
+        cmd,
+        &dir.join("agent-switch-peer.log"),
+    )?;
+    peer.wait_for_line(Duration::from_secs(30), |l| {
+        crate::lab::log_fields(l)
+            .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
+    })?;
 
     // HAProxy on node hp, TCP mode, the same backend for both ports.
     let hp_cfg = dir.join("haproxy-lb.cfg");
@@ -143,6 +196,10 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 
     // The backend: iperf3 server, and HAProxy answering every request with a static 200.
     let be_ns = lab.backends[0].ns.clone();
+    be_ns.sh(&format!(
+        "sh {} {VIP_NATIVE}",
+        crate::util::root().join("deploy/backend-dsr.sh").display()
+    ))?;
     let web_cfg = dir.join("haproxy-backend-web.cfg");
     std::fs::write(
         &web_cfg,
@@ -163,22 +220,33 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     wait_listen(&hp_ns, HTTP_PORT)?;
 
     let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
+    let fon_prog = xdp_prog_id(&lab.nodes[2].ns).context("fo's native XDP program on eth0")?;
     let _ = Command::new("sysctl")
         .args(["-q", "-w", "kernel.bpf_stats_enabled=1"])
         .status();
 
-    let paths = [Path_::Fo, Path_::Haproxy, Path_::Direct];
+    let paths = [
+        Path_::Fo,
+        Path_::FoNative,
+        Path_::DirectTxOff,
+        Path_::Haproxy,
+        Path_::Direct,
+    ];
     let mut samples: Vec<(Path_, Vec<Sample>)> = paths.iter().map(|p| (*p, Vec::new())).collect();
     // Interleave the systems run by run, so that drift on the VM hits them alike.
     for run in 1..=opts.runs {
         for (p, v) in samples.iter_mut() {
             let lb = match p {
                 Path_::Fo => Lb::Bpf(fo_prog),
+                Path_::FoNative => Lb::Bpf(fon_prog),
                 Path_::Haproxy => Lb::Pid(haproxy.pid()),
-                Path_::Direct => Lb::None,
+                Path_::Direct | Path_::DirectTxOff => Lb::None,
             };
-            let s = measure(&lab.client.ns, p.target(), lb)
+            let tx = if p.client_tx_off() { "off" } else { "on" };
+            lab.client.ns.sh(&format!("ethtool -K eth0 tx {tx}"))?;
+            let mut s = measure(&lab.client.ns, p.target(), lb)
                 .with_context(|| format!("{} run {run}", p.label()))?;
+            s.client_offloads = client_offloads(&lab.client.ns);
             eprintln!(
                 "throughput {} run {run}: {:.2} Gbit/s, {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
                 p.key(),
@@ -194,33 +262,67 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let _ = Command::new("sysctl")
         .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
         .status();
+    let _ = lab.client.ns.sh("ethtool -K eth0 tx on");
+    if let Some(st) = peer.exited() {
+        bail!(
+            "the pass-only agent on the switch port exited ({st}):\n{}",
+            peer.tail(20)
+        );
+    }
+    drop(peer);
 
+    let median = |p: Path_| {
+        samples
+            .iter()
+            .find(|(q, _)| *q == p)
+            .and_then(|(_, v)| super::mmm(&v.iter().map(|s| s.conn_s).collect::<Vec<_>>()))
+            .map(|(_, m, _)| m)
+    };
     let mut md = format!(
         "## Throughput, connection rate and latency through the LB\n\n\
          One client, one backend, the LB between them on the same bridge. fo: static \
-         ownership of the VIP, XDP DSR in **{XDP_MODE} (SKB) mode**, so the veths keep \
-         their offloads (client eth0: {offloads}); native mode on veth loses TSO (see \
-         LAB.md), so bulk figures here say more about offloads than about the program — \
-         its own cost is in the data-plane section. HAProxy 2.6: TCP mode, 2 threads, on \
+         ownership of the VIP, XDP DSR, in **generic (SKB) mode** (node fo; the veths keep \
+         their offloads) and in **native mode** (node fon, its own VIP; with LAB.md's two \
+         workarounds: an XDP program on the peer veth — a second `fo-agent run` in the \
+         switch namespace on fon's switch port, native mode, a static router with an unused \
+         VIP and no services, so it only passes traffic — and the client's TX offload off \
+         during the native rows, `ethtool -K eth0 tx off`, which also turns TSO off). Native \
+         mode on veth loses TSO, so its bulk figure says more about offloads than about the \
+         program; compare it with the no-LB row with the same offloads. The program's own \
+         cost is in the data-plane and scale sections. HAProxy 2.6: TCP mode, 2 threads, on \
          the LB node's own address. No LB: the client straight to the backend, the ceiling. \
          Bulk: `iperf3 -t {IPERF_SECS}`, one stream. Connections: `wrk -t2 -c{WRK_CONNS} \
          -d{WRK_SECS}s --latency -H 'Connection: close'` against HAProxy answering a static \
          200 (`http-request return`) on the backend, one request per connection. \
-         {} runs per system, interleaved; min / median / max.\n\n\
+         {} runs per system, interleaved (the client's TX offload set per row before each \
+         measurement); min / median / max. **vs no LB**: median conn/s over the median of \
+         the no-LB row with the same client offloads.\n\n\
          CPU: *VM* is the whole VM's busy time (client, LB and backend share its 2 cores; \
          compare with the no-LB row); *LB* is HAProxy's process user+system time, or fo's \
          XDP program run time from the kernel's BPF stats (neither includes the kernel's \
          softirq work around them).\n\n\
-         | path | iperf3 Gbit/s | conn/s | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | path | client offloads | iperf3 Gbit/s | conn/s | vs no LB | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         opts.runs
     );
     for (p, v) in &samples {
         let c = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
         let o = |f: &dyn Fn(&Sample) -> Option<f64>| v.iter().filter_map(f).collect::<Vec<f64>>();
+        let ceiling = if p.client_tx_off() {
+            Path_::DirectTxOff
+        } else {
+            Path_::Direct
+        };
+        let vs = match (median(*p), median(ceiling)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.0} %", a / b * 100.0),
+            _ => "n/a".into(),
+        };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {vs} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.label(),
+            v.first()
+                .map(|s| short_offloads(&s.client_offloads))
+                .unwrap_or_default(),
             fmt_mmm(&c(&|s| s.gbit_s), 2),
             fmt_mmm(&c(&|s| s.conn_s), 0),
             fmt_mmm(&c(&|s| s.p50_ms), 2),
@@ -252,7 +354,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         out,
         "throughput",
         json!({
-            "settings": {"xdp_mode": XDP_MODE, "client_offloads": offloads, "iperf_s": IPERF_SECS, "wrk_s": WRK_SECS, "wrk_connections": WRK_CONNS, "runs": opts.runs},
+            "settings": {"xdp_modes": [XDP_MODE, "native"], "client_offloads_default": offloads, "iperf_s": IPERF_SECS, "wrk_s": WRK_SECS, "wrk_connections": WRK_CONNS, "runs": opts.runs},
             "rows": rows,
             "markdown": md,
         }),
@@ -346,6 +448,26 @@ pub(super) fn vm_busy_ns() -> u64 {
     busy * 10_000_000
 }
 
+/// The client's offloads that matter here, as `ethtool -k` names them.
+fn client_offloads(client: &Netns) -> String {
+    client
+        .sh("ethtool -k eth0 | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|tx-checksumming|generic-receive-offload):'")
+        .unwrap_or_default()
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `tx-checksumming: on, tcp-segmentation-offload: off, …` as `tx-csum on, TSO off, …`.
+fn short_offloads(s: &str) -> String {
+    s.replace("tx-checksumming:", "tx-csum")
+        .replace("tcp-segmentation-offload:", "TSO")
+        .replace("generic-segmentation-offload:", "GSO")
+        .replace("generic-receive-offload:", "GRO")
+}
+
 fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
     // Bulk.
     let (vm0, lb0) = (vm_busy_ns(), lb_cpu_ns(lb));
@@ -393,6 +515,7 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
     let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
     let conns = w.requests.max(1) as f64;
     Ok(Sample {
+        client_offloads: String::new(),
         gbit_s: bits / 1e9,
         conn_s: w.rate,
         p50_ms: w.p50_ms,
