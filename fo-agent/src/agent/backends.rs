@@ -32,23 +32,12 @@ impl Neighbours {
         link: &LinkInfo,
         timeout: Duration,
     ) -> (Neighbours, Vec<(IpAddr, String)>) {
-        let lookups = addrs.iter().map(|&addr| async move {
-            (
-                addr,
-                net::neigh::resolve(handle, link.index, addr, timeout).await,
-            )
-        });
-        let mut out = Neighbours::default();
-        let mut failed = Vec::new();
-        for (addr, result) in futures_util::future::join_all(lookups).await {
-            match result {
-                Ok(mac) => {
-                    out.0.insert(addr, mac);
-                }
-                Err(e) => failed.push((addr, e.to_string())),
-            }
-        }
-        (out, failed)
+        let (found, failed) = net::neigh::resolve_many(handle, link.index, addrs, timeout).await;
+        let failed = failed
+            .into_iter()
+            .map(|(a, e)| (a, e.to_string()))
+            .collect();
+        (Neighbours(found), failed)
     }
 }
 

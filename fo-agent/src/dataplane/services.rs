@@ -89,6 +89,10 @@ pub struct ServiceTable {
     max_backends: u32,
     services: BTreeMap<SvcId, Installed>,
     used_slots: BTreeSet<u32>,
+    /// Where the search for a free slot starts: slots are handed out round-robin, so
+    /// allocation is amortised O(log n) and a freed slot is not reused at once (a
+    /// stale flow entry is less likely to meet a new backend in it).
+    next_slot: u32,
 }
 
 impl ServiceTable {
@@ -101,6 +105,7 @@ impl ServiceTable {
             max_backends: info.max_backends,
             services: BTreeMap::new(),
             used_slots: BTreeSet::new(),
+            next_slot: 0,
         };
         let mut by_id: BTreeMap<u32, SvcId> = BTreeMap::new();
         for (key, value) in dp.service_entries()? {
@@ -328,13 +333,71 @@ impl ServiceTable {
     }
 
     fn alloc_slot(&mut self) -> Result<u32> {
-        let slot = (0..self.max_backends)
-            .find(|s| !self.used_slots.contains(s))
-            .ok_or(DataplaneError::Full {
-                what: "backend",
-                limit: self.max_backends,
-            })?;
+        let full = DataplaneError::Full {
+            what: "backend",
+            limit: self.max_backends,
+        };
+        if self.used_slots.len() >= self.max_backends as usize {
+            return Err(full);
+        }
+        // The first free slot at or after the cursor, wrapping once.
+        let mut slot = self.next_slot % self.max_backends;
+        for used in self.used_slots.range(slot..) {
+            if *used != slot {
+                break;
+            }
+            slot += 1;
+        }
+        if slot >= self.max_backends {
+            slot = 0;
+            for used in &self.used_slots {
+                if *used != slot {
+                    break;
+                }
+                slot += 1;
+            }
+        }
         self.used_slots.insert(slot);
+        self.next_slot = slot + 1;
         Ok(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(max_backends: u32) -> ServiceTable {
+        ServiceTable {
+            m: 251,
+            max_services: 4,
+            max_backends,
+            services: BTreeMap::new(),
+            used_slots: BTreeSet::new(),
+            next_slot: 0,
+        }
+    }
+
+    #[test]
+    fn slots_are_handed_out_round_robin_and_wrap() {
+        let mut t = table(4);
+        let got: Vec<u32> = (0..4).map(|_| t.alloc_slot().expect("free slot")).collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+        assert!(
+            matches!(t.alloc_slot(), Err(DataplaneError::Full { .. })),
+            "a full table must refuse"
+        );
+        t.used_slots.remove(&1);
+        t.used_slots.remove(&2);
+        assert_eq!(t.alloc_slot().expect("wraps to the first free"), 1);
+        assert_eq!(t.alloc_slot().expect("next free"), 2);
+    }
+
+    #[test]
+    fn sixty_four_thousand_slots_allocate_quickly() {
+        let mut t = table(65_536);
+        for i in 0..64_000 {
+            assert_eq!(t.alloc_slot().expect("free slot"), i);
+        }
     }
 }

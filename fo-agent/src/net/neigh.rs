@@ -1,5 +1,6 @@
 //! Backend MAC addresses, from the kernel's neighbour table. When the kernel has no
-//! entry yet, a datagram to the backend's discard port makes it resolve one.
+//! entry yet, a datagram to the backend's discard port makes it resolve one (the
+//! backend answers at most with an ICMP port unreachable).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -10,104 +11,119 @@ use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, N
 
 use super::NetError;
 
-/// The MAC of `addr` on interface `ifindex`, if the kernel knows it.
-pub async fn lookup(
+/// Every usable neighbour entry (with a link-layer address) on `ifindex`, both
+/// families, from one dump of the kernel's table.
+pub async fn table(
     handle: &rtnetlink::Handle,
     ifindex: u32,
-    addr: IpAddr,
-) -> Result<Option<[u8; 6]>, NetError> {
-    let family = if addr.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    let mut entries = handle
-        .neighbours()
-        .get()
-        .set_address_family(family)
-        .execute();
-    while let Some(msg) = entries
-        .try_next()
-        .await
-        .map_err(|source| NetError::Netlink {
-            what: format!("neighbours of {addr}"),
-            source,
-        })?
-    {
-        if msg.header.ifindex != ifindex
-            || matches!(
-                msg.header.state,
-                NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
-            )
+) -> Result<std::collections::HashMap<IpAddr, [u8; 6]>, NetError> {
+    let mut out = std::collections::HashMap::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut entries = handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute();
+        while let Some(msg) = entries
+            .try_next()
+            .await
+            .map_err(|source| NetError::Netlink {
+                what: format!("neighbours of ifindex {ifindex}"),
+                source,
+            })?
         {
-            continue;
-        }
-        let mut dest = None;
-        let mut lladdr = None;
-        for attr in &msg.attributes {
-            match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                    dest = Some(IpAddr::V4(*a))
+            if msg.header.ifindex != ifindex
+                || matches!(
+                    msg.header.state,
+                    NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
+                )
+            {
+                continue;
+            }
+            let mut dest = None;
+            let mut lladdr = None;
+            for attr in &msg.attributes {
+                match attr {
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                        dest = Some(IpAddr::V4(*a))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                        dest = Some(IpAddr::V6(*a))
+                    }
+                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                        lladdr = Some([l[0], l[1], l[2], l[3], l[4], l[5]]);
+                    }
+                    _ => {}
                 }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                    dest = Some(IpAddr::V6(*a))
-                }
-                NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
-                    lladdr = Some([l[0], l[1], l[2], l[3], l[4], l[5]]);
-                }
-                _ => {}
+            }
+            if let (Some(d), Some(m)) = (dest, lladdr) {
+                out.insert(d, m);
             }
         }
-        if dest == Some(addr)
-            && let Some(mac) = lladdr
-        {
-            return Ok(Some(mac));
-        }
     }
-    Ok(None)
+    Ok(out)
 }
 
-/// Resolve `addr` on `ifindex`, prompting the kernel to ask for it, within `timeout`.
-pub async fn resolve(
+/// Resolve many addresses at once: one table dump per round (not one per address),
+/// probes for the missing ones every 500 ms from one socket per family, until all
+/// are known or `timeout` passes. Returns what resolved and what did not.
+pub async fn resolve_many(
     handle: &rtnetlink::Handle,
     ifindex: u32,
-    addr: IpAddr,
+    addrs: &[IpAddr],
     timeout: Duration,
-) -> Result<[u8; 6], NetError> {
+) -> (
+    std::collections::BTreeMap<IpAddr, [u8; 6]>,
+    Vec<(IpAddr, NetError)>,
+) {
     let start = Instant::now();
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending: Vec<IpAddr> = addrs.to_vec();
     let mut next_probe = start;
+    let (v4, v6) = (
+        tokio::net::UdpSocket::bind("0.0.0.0:0").await.ok(),
+        tokio::net::UdpSocket::bind("[::]:0").await.ok(),
+    );
     loop {
-        if let Some(mac) = lookup(handle, ifindex, addr).await? {
-            return Ok(mac);
+        match table(handle, ifindex).await {
+            Ok(t) => pending.retain(|a| match t.get(a) {
+                Some(mac) => {
+                    found.insert(*a, *mac);
+                    false
+                }
+                None => true,
+            }),
+            // A failed dump is retried on the next round.
+            Err(e) => tracing::debug!(error = %e, "neighbour table dump failed"),
         }
-        if start.elapsed() >= timeout {
-            return Err(NetError::Unresolved {
-                addr,
-                ifindex,
-                waited_ms: start.elapsed().as_millis(),
-            });
+        if pending.is_empty() || start.elapsed() >= timeout {
+            break;
         }
         if Instant::now() >= next_probe {
-            probe(addr).await?;
+            for &a in &pending {
+                let sock = if a.is_ipv4() { &v4 } else { &v6 };
+                if let Some(s) = sock {
+                    // "Not yet" errors (EHOSTUNREACH …) just mean: keep polling.
+                    let _ = s.send_to(&[], SocketAddr::new(a, 9)).await;
+                }
+            }
             next_probe = Instant::now() + Duration::from_millis(500);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// One empty UDP datagram to the discard port: the kernel resolves the neighbour
-/// to send it. The backend answers at most with an ICMP port unreachable.
-async fn probe(addr: IpAddr) -> Result<(), NetError> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse()
-    } else {
-        "[::]:0".parse()
-    }
-    .expect("literal address");
-    let sock = tokio::net::UdpSocket::bind(bind)
-        .await
-        .map_err(|source| NetError::Probe { addr, source })?;
-    // EHOSTUNREACH and friends just mean "not yet": the caller keeps polling.
-    let _ = sock.send_to(&[], SocketAddr::new(addr, 9)).await;
-    Ok(())
+    let waited_ms = start.elapsed().as_millis();
+    let failed = pending
+        .into_iter()
+        .map(|addr| {
+            (
+                addr,
+                NetError::Unresolved {
+                    addr,
+                    ifindex,
+                    waited_ms,
+                },
+            )
+        })
+        .collect();
+    (found, failed)
 }
