@@ -370,10 +370,16 @@ impl Agent {
                         continue;
                     };
                     let eff = health::priority::effective(v.priority, &v.track, &snap);
-                    if self.priorities.get(&router.name) != Some(&eff) {
-                        self.priorities.insert(router.name.clone(), eff);
-                        if eff != v.priority || self.priorities.len() > 1 {
-                            info!(router = %router.name, priority = eff, "effective priority");
+                    let last = self.priorities.insert(router.name.clone(), eff);
+                    if last != Some(eff) {
+                        // Logged when tracking moves it, not for the configured value at start.
+                        if last.is_some() || eff != v.priority {
+                            let failing: Vec<&str> =
+                                health::priority::failing_tracks(&v.track, &snap)
+                                    .iter()
+                                    .map(|t| t.check.as_str())
+                                    .collect();
+                            info!(router = %router.name, priority = eff, configured = v.priority, ?failing, "effective priority");
                         }
                         let _ = h.send(Control::Priority(fo_vrrp::Priority(eff))).await;
                     }
