@@ -52,6 +52,10 @@ const MAX_SERVICES: u16 = 64;
 const BACKEND_COUNTS: [usize; 3] = [1, 100, 1000];
 const SERVICE_COUNTS: [u16; 2] = [1, 64];
 const WRK_SECS: u32 = 4;
+/// Runs per size and system at most (`--runs` can only lower it).
+const MAX_RUNS: usize = 2;
+/// HAProxy's threads on the LB node (as in the throughput scenario).
+const HAPROXY_THREADS: u32 = 2;
 const WRK_CONNS: u32 = 50;
 const XDP_MODE: &str = "generic";
 /// Longest wait for every backend to be resolved and in the table.
@@ -79,6 +83,14 @@ fn run_ports(services: u16) -> Vec<u16> {
     }
 }
 
+/// What a wrk run meters on the LB besides the VM: fo's XDP program (BPF stats) or
+/// HAProxy's process CPU time.
+#[derive(Debug, Clone, Copy)]
+enum Meter {
+    Xdp(u64),
+    Pid(u32),
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 struct Sample {
     port: u16,
@@ -90,15 +102,21 @@ struct Sample {
     xdp_packets: u64,
     xdp_ns_per_packet: f64,
     xdp_packets_per_conn: f64,
+    /// The LB's own CPU per connection: fo, the XDP program's run time; HAProxy, its
+    /// process user+system time. µs.
+    lb_cpu_us_per_conn: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 struct Size {
+    /// `fo` or `haproxy`.
+    system: &'static str,
     backends: usize,
     services: u16,
     /// Backend entries in the data plane (services × backends), all resolved.
     entries: usize,
-    /// From the agent's start to its `running` (initial resolution, table fill), s.
+    /// From the agent's start to its `running` (initial resolution, table fill), s;
+    /// HAProxy: from its start to listening on every service port.
     running_s: f64,
     /// From the agent's `running` to every backend resolved in its status, s.
     resolve_s: f64,
@@ -132,7 +150,8 @@ impl Drop for GcThresh {
 }
 
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
-    let runs = opts.runs.max(1);
+    // Two systems × six sizes: the runs per size are capped to keep the scenario short.
+    let runs = opts.runs.clamp(1, MAX_RUNS);
     let spec = Spec {
         prefix: "fo-bench".into(),
         vip: VIP,
@@ -212,6 +231,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                     eprintln!("scale: {backends} backends × {services} services failed: {e:#}");
                     clear_agent(&mut lab, backends, services)?;
                     Size {
+                        system: "fo",
                         backends,
                         services,
                         entries: backends * usize::from(services),
@@ -223,6 +243,25 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 }
             };
             sizes.push(size);
+            let hp = match haproxy_size(&lab, out, &dir, backends, services, runs) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!(
+                        "scale: HAProxy, {backends} backends × {services} services failed: {e:#}"
+                    );
+                    Size {
+                        system: "haproxy",
+                        backends,
+                        services,
+                        entries: backends * usize::from(services),
+                        running_s: f64::NAN,
+                        resolve_s: f64::NAN,
+                        samples: Vec::new(),
+                        failed: Some(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+                    }
+                }
+            };
+            sizes.push(hp);
         }
     }
     let d = wrk(&lab.client.ns, BACKEND_NS[0], BASE_PORT, None)?;
@@ -247,17 +286,30 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             },
             "no_lb": direct,
             "sizes": sizes.iter().map(|s| json!({
-                "backends": s.backends, "services": s.services, "entries": s.entries,
+                "system": s.system, "backends": s.backends, "services": s.services, "entries": s.entries,
                 "running_s": s.running_s, "resolve_s": s.resolve_s, "failed": s.failed,
                 "conn_s": mmm_json(&col(&s.samples, |x| x.conn_s)),
                 "p50_ms": mmm_json(&col(&s.samples, |x| x.p50_ms)),
                 "p99_ms": mmm_json(&col(&s.samples, |x| x.p99_ms)),
                 "xdp_ns_per_packet": mmm_json(&col(&s.samples, |x| x.xdp_ns_per_packet)),
+                "lb_cpu_us_per_conn": mmm_json(&col(&s.samples, |x| x.lb_cpu_us_per_conn)),
                 "runs": s.samples,
             })).collect::<Vec<_>>(),
             "markdown": md,
         }),
     )
+}
+
+fn label(system: &str) -> &'static str {
+    match system {
+        "fo" => "fo (XDP DSR)",
+        _ => "HAProxy 2.6 TCP",
+    }
+}
+
+/// HAProxy rows have no XDP figures.
+fn nan_na(s: String) -> String {
+    if s.contains("NaN") { "n/a".into() } else { s }
 }
 
 fn col(v: &[Sample], f: impl Fn(&Sample) -> f64) -> Vec<f64> {
@@ -288,8 +340,17 @@ fn markdown(sizes: &[Size], direct: &[Sample], runs: usize) -> String {
          all three: conn/s also reflects where the backend work falls on the 2 cores. The \
          sizes run one after the other (not interleaved); the no-LB ceiling was measured \
          before and after them: {}.\n\n\
-         | backends | services | backend entries | agent running after s | all resolved s later | conn/s | p50 ms | p99 ms | wrk errors | XDP ns/packet | XDP packets/conn |\n\
-         |---:|---:|---:|---:|---:|---|---|---|---|---|---|\n",
+         **HAProxy rows**: the same measurement through HAProxy 2.6 in TCP mode on the LB \
+         node ({HAPROXY_THREADS} threads, started fresh per size right after fo's rows of \
+         that size): S frontends on the node's own address, ports {BASE_PORT}…, each with a \
+         backend of the same first N backend addresses (`balance roundrobin`, no health \
+         checks); *ready after* is from its start to listening on every port. **LB CPU \
+         µs/conn**: fo, the XDP program's run time per connection (BPF stats); HAProxy, its \
+         process user+system time delta per connection (neither includes the kernel's \
+         softirq work around them). Runs per size and system are capped at {MAX_RUNS} to \
+         keep the scenario short: treat differences of a few percent as noise.\n\n\
+         | system | backends | services | backend entries | running / ready after s | all resolved s later | conn/s | p50 ms | p99 ms | wrk errors | LB CPU µs/conn | XDP ns/packet | XDP packets/conn |\n\
+         |---|---:|---:|---:|---:|---:|---|---|---|---|---|---|---|\n",
         BASE_PORT + MAX_SERVICES - 1,
         run_ports(MAX_SERVICES)
             .iter()
@@ -308,7 +369,8 @@ fn markdown(sizes: &[Size], direct: &[Sample], runs: usize) -> String {
     for s in sizes {
         if let Some(why) = &s.failed {
             md.push_str(&format!(
-                "| {} | {} | {} | not running after {} s | | no figures: {} | | | | | |\n",
+                "| {} | {} | {} | {} | not ready after {} s | | no figures: {} | | | | | | |\n",
+                label(s.system),
                 s.backends,
                 s.services,
                 s.entries,
@@ -318,18 +380,24 @@ fn markdown(sizes: &[Size], direct: &[Sample], runs: usize) -> String {
             continue;
         }
         md.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            label(s.system),
             s.backends,
             s.services,
             s.entries,
             s.running_s,
-            s.resolve_s,
+            if s.resolve_s.is_nan() {
+                "n/a".to_owned()
+            } else {
+                format!("{:.1}", s.resolve_s)
+            },
             fmt_mmm(&col(&s.samples, |x| x.conn_s), 0),
             fmt_mmm(&col(&s.samples, |x| x.p50_ms), 2),
             fmt_mmm(&col(&s.samples, |x| x.p99_ms), 2),
             fmt_mmm(&col(&s.samples, |x| x.wrk_errors as f64), 0),
-            fmt_mmm(&col(&s.samples, |x| x.xdp_ns_per_packet), 0),
-            fmt_mmm(&col(&s.samples, |x| x.xdp_packets_per_conn), 1),
+            fmt_mmm(&col(&s.samples, |x| x.lb_cpu_us_per_conn), 2),
+            nan_na(fmt_mmm(&col(&s.samples, |x| x.xdp_ns_per_packet), 0)),
+            nan_na(fmt_mmm(&col(&s.samples, |x| x.xdp_packets_per_conn), 1)),
         ));
     }
     md.push_str(
@@ -401,7 +469,7 @@ fn one_size(
     let mut samples = Vec::new();
     for r in 0..runs {
         let port = ports[r % ports.len()];
-        let s = wrk(&lab.client.ns, VIP, port, Some(prog))
+        let s = wrk(&lab.client.ns, VIP, port, Some(Meter::Xdp(prog)))
             .with_context(|| format!("{tag} run {}", r + 1))?;
         eprintln!(
             "scale {tag} run {} (:{port}): {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, XDP {:.0} ns/packet",
@@ -417,6 +485,7 @@ fn one_size(
 
     clear_agent(lab, backends, services)?;
     Ok(Size {
+        system: "fo",
         backends,
         services,
         entries,
@@ -568,8 +637,22 @@ fn bpf_stats(id: u64) -> Option<(u64, u64)> {
     ))
 }
 
-fn wrk(client: &Netns, target: Ipv4Addr, port: u16, prog: Option<u64>) -> anyhow::Result<Sample> {
+fn wrk(
+    client: &Netns,
+    target: Ipv4Addr,
+    port: u16,
+    meter: Option<Meter>,
+) -> anyhow::Result<Sample> {
+    let prog = match meter {
+        Some(Meter::Xdp(id)) => Some(id),
+        _ => None,
+    };
+    let pid = match meter {
+        Some(Meter::Pid(pid)) => Some(pid),
+        _ => None,
+    };
     let vm0 = vm_busy_ns();
+    let p0 = pid.and_then(proc_cpu_ns);
     let b0 = prog.and_then(bpf_stats);
     let out = client
         .command("wrk")
@@ -584,6 +667,7 @@ fn wrk(client: &Netns, target: Ipv4Addr, port: u16, prog: Option<u64>) -> anyhow
         .output()
         .context("spawn wrk")?;
     let b1 = prog.and_then(bpf_stats);
+    let p1 = pid.and_then(proc_cpu_ns);
     let vm1 = vm_busy_ns();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
@@ -604,6 +688,99 @@ fn wrk(client: &Netns, target: Ipv4Addr, port: u16, prog: Option<u64>) -> anyhow
         vm_cpu_us_per_conn: (vm1 - vm0) as f64 / 1e3 / conns,
         xdp_packets: pkts,
         xdp_ns_per_packet: if pkts > 0 { ns / pkts as f64 } else { f64::NAN },
-        xdp_packets_per_conn: pkts as f64 / conns,
+        xdp_packets_per_conn: if pkts > 0 {
+            pkts as f64 / conns
+        } else {
+            f64::NAN
+        },
+        lb_cpu_us_per_conn: match (p0, p1) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e3 / conns,
+            _ if pkts > 0 => ns / 1e3 / conns,
+            _ => f64::NAN,
+        },
+    })
+}
+
+/// A process's user+system CPU time so far (all its threads), ns.
+fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: utime and stime are fields 14 and 15 (1-based).
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000) // USER_HZ = 100
+}
+
+/// The same measurement through HAProxy 2.6 in TCP mode on the LB node: S frontends
+/// (its own address, ports 8080..), each with a backend of the first N backend
+/// addresses, `balance roundrobin` (a source hash would put the one client on one
+/// backend), no health checks (fo's services have none either).
+fn haproxy_size(
+    lab: &Lab,
+    out: &Path,
+    dir: &Path,
+    backends: usize,
+    services: u16,
+    runs: usize,
+) -> anyhow::Result<Size> {
+    let tag = format!("{backends}b-{services}s");
+    let mut cfg = format!(
+        "global\n  maxconn 9000\n  nbthread {HAPROXY_THREADS}\n\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n"
+    );
+    for i in 0..services {
+        let port = BASE_PORT + i;
+        cfg.push_str(&format!(
+            "\nfrontend f{i}\n  bind {FO}:{port}\n  default_backend b{i}\n\nbackend b{i}\n  balance roundrobin\n"
+        ));
+        for k in 0..backends {
+            cfg.push_str(&format!("  server s{k} {}:{port}\n", backend_addr(k)));
+        }
+    }
+    let file = dir.join(format!("haproxy-lb-{tag}.cfg"));
+    std::fs::write(&file, cfg).context("write HAProxy's config")?;
+    if services == 1 || backends == 1 {
+        keep_config(out, &file, &format!("scale-haproxy-lb-{tag}.cfg"))?;
+    }
+    let ns = &lab.nodes[0].ns;
+    let t0 = Instant::now();
+    let mut cmd = ns.command("/usr/sbin/haproxy");
+    cmd.arg("-db").arg("-f").arg(&file);
+    let hp = Proc::spawn(
+        &format!("haproxy lb {tag}"),
+        cmd,
+        &dir.join(format!("haproxy-lb-{tag}.log")),
+    )?;
+    wait_listen(ns, BASE_PORT)?;
+    wait_listen(ns, BASE_PORT + services - 1)?;
+    let ready = t0.elapsed().as_secs_f64();
+    eprintln!("scale haproxy {tag}: listening after {ready:.1} s");
+    let ports = run_ports(services);
+    let mut samples = Vec::new();
+    for r in 0..runs {
+        let port = ports[r % ports.len()];
+        let s = wrk(&lab.client.ns, FO, port, Some(Meter::Pid(hp.pid())))
+            .with_context(|| format!("HAProxy {tag} run {}", r + 1))?;
+        eprintln!(
+            "scale haproxy {tag} run {} (:{port}): {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, HAProxy {:.1} µs CPU/conn",
+            r + 1,
+            s.conn_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.wrk_errors,
+            s.lb_cpu_us_per_conn
+        );
+        samples.push(s);
+    }
+    drop(hp);
+    Ok(Size {
+        system: "haproxy",
+        backends,
+        services,
+        entries: backends * usize::from(services),
+        running_s: ready,
+        resolve_s: f64::NAN,
+        samples,
+        failed: None,
     })
 }
