@@ -14,8 +14,11 @@
 //! — (a) kill -9 of every process in its namespace (fo-agent; keepalived and HAProxy),
 //! or (b) `ip link set eth0 down` in it, a dead node as the network sees it — and the
 //! run ends once every agent is connected and the reset count has been stable for a
-//! second (or `SETTLE_MAX` after the takeover). Then a is restored (restarted, or its
-//! link set up), preempts back, and the next run starts. One lab per variant.
+//! second (or `SETTLE_MAX` after the takeover). Then, with the fleet still running, a
+//! is restored (its processes restarted, or its link set up) and preempts back (the old
+//! master's return); the run ends once the fleet is whole again after that, and the
+//! resets and the service gap of the return are counted apart from the failure's. One
+//! lab per variant.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -127,8 +130,18 @@ struct RunResult {
     lost_acked: u64,
     lost_unacked: u64,
     unacked_at_disconnect: u64,
-    /// From the first connection lost to every agent writing again (0: none lost).
+    /// From the first connection lost to every agent writing again (0: none lost), of
+    /// the outages that began before a's restore.
     recovery_ms: f64,
+    /// The old master's return: from a's restore (restart / link up) to its transition
+    /// to master.
+    preempt_ms: f64,
+    /// Longest time with no event at any sink from a's restore to the end of the run.
+    return_gap_ms: u64,
+    /// Connections the fleet saw reset after a's restore.
+    return_resets: u64,
+    /// The longest outage that began after a's restore (0: none lost).
+    return_recovery_ms: f64,
     png: Option<String>,
 }
 
@@ -183,6 +196,10 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 "lost_unacked": mmm_json(&col(runs, |r| r.lost_unacked as f64)),
                 "unacked_at_disconnect": mmm_json(&col(runs, |r| r.unacked_at_disconnect as f64)),
                 "recovery_ms": mmm_json(&col(runs, |r| r.recovery_ms)),
+                "preempt_ms": mmm_json(&col(runs, |r| r.preempt_ms)),
+                "return_gap_ms": mmm_json(&col(runs, |r| r.return_gap_ms as f64)),
+                "return_resets": mmm_json(&col(runs, |r| r.return_resets as f64)),
+                "return_recovery_ms": mmm_json(&col(runs, |r| r.return_recovery_ms)),
                 "max_silence_ms": mmm_json(&col(runs, |r| r.max_silence_ms)),
                 "runs": runs,
             })).collect::<Vec<_>>(),
@@ -211,15 +228,23 @@ fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usize) -> Stri
          - **takeover**: from the failure to b's transition to master (fo: the timestamp \
          of the agent's log line; keepalived: arrival of its `Entering MASTER STATE` line).\n\
          - **service gap**: longest time with no event arriving at any sink (10 ms buckets) \
-         from the failure to the end of the run.\n\
-         - **resets**: connections the fleet saw reset (of {AGENTS}); **lost**: events the \
+         from the failure to a's restore.\n\
+         - **resets**: connections the fleet saw reset (of {AGENTS}) from the failure to a's \
+         restore; **lost**: events the \
          fleet wrote that no sink holds, acknowledged (must be 0) / unacknowledged \
          (the fleet resent them; a client without resend loses them); **unacked at \
-         disconnect**: written into a connection that then died before its ack.\n\
+         disconnect**: written into a connection that then died before its ack (lost, \
+         unacked and max silence cover the whole run, the return included).\n\
          - **recovery**: from the first connection lost to every agent writing again (0: \
-         none lost). **max silence**: the longest pause of one agent's events at a sink.\n\n\
-         | system | failure | takeover ms | service gap ms | resets | lost acked / unacked | unacked at disconnect | recovery ms | max silence ms | timeline |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n"
+         none lost), longest outage that began before a's restore. **max silence**: the \
+         longest pause of one agent's events at a sink.\n\
+         - **a back** (the old master's return, preemption): once the fleet is whole again \
+         after the takeover, a is restored with the fleet still running (kill -9: its \
+         processes restarted; link down: link up) and preempts back. **preempt**: from the \
+         restore to a's transition to master (timed as the takeover); **gap**, **resets**, \
+         **recovery**: as above, from the restore to the end of the run (fleet whole again).\n\n\
+         | system | failure | takeover ms | service gap ms | resets | lost acked / unacked | unacked at disconnect | recovery ms | max silence ms | a back: preempt ms | a back: gap ms | a back: resets | a back: recovery ms | timeline |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (v, f, rs) in results {
         let png = rs
@@ -228,7 +253,7 @@ fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usize) -> Stri
             .map(|p| format!("[png]({p})"))
             .unwrap_or_default();
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {png} |\n",
+            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {png} |\n",
             v.label,
             f.label(),
             fmt_mmm(&col(rs, |r| r.takeover_ms), 0),
@@ -239,6 +264,10 @@ fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usize) -> Stri
             fmt_mmm(&col(rs, |r| r.unacked_at_disconnect as f64), 0),
             fmt_mmm(&col(rs, |r| r.recovery_ms), 0),
             fmt_mmm(&col(rs, |r| r.max_silence_ms), 0),
+            fmt_mmm(&col(rs, |r| r.preempt_ms), 0),
+            fmt_mmm(&col(rs, |r| r.return_gap_ms as f64), 0),
+            fmt_mmm(&col(rs, |r| r.return_resets as f64), 0),
+            fmt_mmm(&col(rs, |r| r.return_recovery_ms), 0),
         ));
     }
     md.push_str(
@@ -253,7 +282,12 @@ fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usize) -> Stri
          After kill -9, HAProxy's sockets die with it and the clients get the RST at once: \
          the baseline's gap is then the 1 s backoff, or the takeover where that is longer \
          (a real agent's backoff is longer still). **recovery** counts from the first \
-         connection the fleet saw lost, not from the failure. The timelines (events per 10 ms at the sinks, first run of each \
+         connection the fleet saw lost, not from the failure. On a's return, \
+         keepalived moves the VIP back to a, whose HAProxy has never seen the connections \
+         made through b: every client's next segment draws an RST, as in a failure; fo's \
+         a computes the same Maglev table over the same backends, so its XDP program \
+         forwards the established flows to the backends they already use, and the \
+         backends answer the clients directly (DSR). The timelines (events per 10 ms at the sinks, first run of each \
          row) are `failover-<variant>-<failure>.png`.\n",
     );
     md
@@ -316,8 +350,11 @@ fn one_variant(
                 r.unacked_at_disconnect,
                 r.recovery_ms
             );
+            eprintln!(
+                "  a back: preempt {:.0} ms, gap {} ms, resets {}, recovery {:.0} ms",
+                r.preempt_ms, r.return_gap_ms, r.return_resets, r.return_recovery_ms
+            );
             rs.push(r);
-            b.restore(f)?;
         }
         per.push((f, rs));
     }
@@ -587,7 +624,8 @@ impl Bench<'_> {
     }
 
     /// Bring node a back after `f`; wait until it is master again and b backup.
-    fn restore(&mut self, f: Failure) -> anyhow::Result<()> {
+    /// Returns when a became master.
+    fn restore(&mut self, f: Failure) -> anyhow::Result<SystemTime> {
         let t = SystemTime::now();
         match f {
             Failure::Kill => {
@@ -604,12 +642,28 @@ impl Bench<'_> {
                 self.lab.nodes[0].ns.sh("ip link set eth0 up")?;
             }
         }
-        self.wait_master(0, t, Duration::from_secs(20))
+        let back = self
+            .wait_master(0, t, Duration::from_secs(20))
             .context("node a did not take the VIP back")?;
         self.wait_backup(1, t, Duration::from_secs(10))
             .context("node b did not go back to backup")?;
-        std::thread::sleep(Duration::from_millis(1000));
-        Ok(())
+        Ok(back)
+    }
+
+    /// The fleet's reset count in its last progress line.
+    fn fleet_resets(&self) -> anyhow::Result<u64> {
+        let p = self.lab.fleet.as_ref().context("fleet")?;
+        let lines = p.lock();
+        let last = lines
+            .iter()
+            .rev()
+            .find(|(_, l)| l.starts_with("fo-fleet: t="))
+            .context("no progress line from the fleet")?;
+        last.1
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("resets="))
+            .and_then(|n| n.parse().ok())
+            .context("no resets= in the fleet's progress line")
     }
 
     fn one_run(&mut self, f: Failure, run: usize) -> anyhow::Result<RunResult> {
@@ -649,6 +703,12 @@ impl Bench<'_> {
         let took = self.wait_master(1, failed, Duration::from_secs(15))?;
         let takeover_ms = ms_between(failed, took);
         self.wait_whole(took)?;
+        // The old master's return, the fleet still running.
+        let fail_resets = self.fleet_resets()?;
+        let restored = SystemTime::now();
+        let back = self.restore(f)?;
+        let preempt_ms = ms_between(restored, back);
+        self.wait_whole(back)?;
         let stop = SystemTime::now();
         let fleet_report = self.lab.stop_fleet(DRAIN)?;
         let fleet_keep = self.lab.dir.join(format!("fleet-{}-{run}.json", f.key()));
@@ -666,7 +726,22 @@ impl Bench<'_> {
             .map(|p| read_json(p))
             .collect::<anyhow::Result<_>>()?;
         let buckets = sum_timelines(&sinks);
-        let gap = longest_empty_ms(&buckets, failed, stop);
+        let gap = longest_empty_ms(&buckets, failed, restored);
+        let return_gap = longest_empty_ms(&buckets, restored, stop);
+        let fleet_doc = read_json(&fleet_keep)?;
+        let restored_ns = restored
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let outage_max = |after: bool| {
+            fleet_doc["outages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|o| (o["start_unix_ns"].as_u64().unwrap_or(0) >= restored_ns) == after)
+                .filter_map(|o| o["duration_ms"].as_f64())
+                .fold(0.0, f64::max)
+        };
         let num = |k: &str| merged.get(k).and_then(Value::as_u64).unwrap_or(0);
         let ms = |k: &str| merged.get(k).and_then(Value::as_f64).unwrap_or(0.0);
         let png = if run == 1 {
@@ -687,6 +762,16 @@ impl Bench<'_> {
                     label: "b master".into(),
                     color: plot::GREEN,
                 },
+                Marker {
+                    t: rel(restored),
+                    label: "a restored".into(),
+                    color: plot::RED,
+                },
+                Marker {
+                    t: rel(back),
+                    label: "a master again".into(),
+                    color: plot::GREEN,
+                },
             ];
             let zoom_end = (takeover_ms / 1e3 + 1.5).max(2.0);
             let panels = [
@@ -698,14 +783,20 @@ impl Bench<'_> {
                     title: "around the failure".into(),
                     x: -0.5..zoom_end,
                 },
+                Panel {
+                    title: "around a's return".into(),
+                    x: rel(restored) - 0.5..(rel(back) + 1.5).max(rel(restored) + 2.0),
+                },
             ];
             let title = format!(
-                "{} — {}: events per 10 ms at the sinks; takeover {:.0} ms, gap {} ms, {} resets",
+                "{} — {}: events per 10 ms at the sinks; takeover {:.0} ms, gap {} ms, {} resets; a back: gap {} ms, {} resets",
                 v.label,
                 f.label(),
                 takeover_ms,
                 gap,
-                num("connections_reset")
+                fail_resets,
+                return_gap,
+                num("connections_reset").saturating_sub(fail_resets)
             );
             match plot::timeline_png(
                 &self.out.join(&name),
@@ -733,14 +824,18 @@ impl Bench<'_> {
             takeover_ms,
             service_gap_ms: gap,
             max_silence_ms: ms("max_silence_ms"),
-            connections_reset: num("connections_reset"),
+            connections_reset: fail_resets,
             sink_connections_rst: num("sink_connections_rst"),
             reconnects: num("reconnects"),
             events_sent: num("events_sent"),
             lost_acked: num("lost_acked"),
             lost_unacked: num("lost_unacked"),
             unacked_at_disconnect: num("unacked_at_disconnect"),
-            recovery_ms: ms("recovery_ms"),
+            recovery_ms: outage_max(false),
+            preempt_ms,
+            return_gap_ms: return_gap,
+            return_resets: num("connections_reset").saturating_sub(fail_resets),
+            return_recovery_ms: outage_max(true),
             png,
         })
     }
