@@ -789,7 +789,7 @@ impl Bench<'_> {
                 },
             ];
             let title = format!(
-                "{} — {}: events per 10 ms at the sinks; takeover {:.0} ms, gap {} ms, {} resets; a back: gap {} ms, {} resets",
+                "{} — {}: takeover {:.0} ms, gap {} ms, {} resets; a back: gap {} ms, {} resets",
                 v.label,
                 f.label(),
                 takeover_ms,
