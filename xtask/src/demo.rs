@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::lab::plot::{self, Marker, Panel};
+use crate::lab::series::sum_timelines;
 use crate::lab::{Bins, Lab, Spec, Transition, target_dir, unix_ns};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -134,22 +135,7 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     );
 
     lab.start_sinks()?;
-    let sources = format!("192.0.2.{}-192.0.2.{}", SOURCES.0, SOURCES.1);
-    let fleet_args: Vec<String> = [
-        "--agents",
-        &AGENTS.to_string(),
-        "--rate",
-        &format!("{RATE_PER_S}/s"),
-        "--source",
-        &sources,
-        "--drain",
-        &format!("{}ms", DRAIN.as_millis()),
-        "--timeline-span",
-        "5m",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let fleet_args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, "5m");
     lab.start_fleet(&fleet_args)?;
     let fleet_start = SystemTime::now();
     events.push(Event {
@@ -517,26 +503,6 @@ fn from_unix_ns(ns: u64) -> SystemTime {
 fn read_json(p: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
-/// Arrivals per 10 ms summed over every sink, keyed by bucket start (Unix ns).
-fn sum_timelines(sinks: &[Value]) -> BTreeMap<u64, u64> {
-    let mut out = BTreeMap::new();
-    for s in sinks {
-        let t = &s["timeline"];
-        let (Some(start), Some(bucket_ms), Some(counts)) = (
-            t["start_unix_ns"].as_u64(),
-            t["bucket_ms"].as_u64(),
-            t["counts"].as_array(),
-        ) else {
-            continue;
-        };
-        for (i, c) in counts.iter().enumerate() {
-            *out.entry(start + i as u64 * bucket_ms * 1_000_000)
-                .or_insert(0) += c.as_u64().unwrap_or(0);
-        }
-    }
-    out
 }
 
 /// The summed buckets as one dense array from the first bucket.

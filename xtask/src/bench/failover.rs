@@ -672,22 +672,7 @@ impl Bench<'_> {
             System::Fo => self.lab.start_sinks()?,
             System::Baseline => self.lab.start_sinks_on(|_| format!("0.0.0.0:{PORT}"))?,
         }
-        let sources = format!("192.0.2.{}-192.0.2.{}", SOURCES.0, SOURCES.1);
-        let args: Vec<String> = [
-            "--agents",
-            &AGENTS.to_string(),
-            "--rate",
-            &format!("{RATE_PER_S}/s"),
-            "--source",
-            &sources,
-            "--drain",
-            &format!("{}ms", DRAIN.as_millis()),
-            "--timeline-span",
-            "2m",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, "2m");
         self.lab.start_fleet(&args)?;
         let fleet_start = SystemTime::now();
         let connected = format!("connected={AGENTS}/{AGENTS}");

@@ -280,7 +280,8 @@ impl Lab {
         Ok(reports)
     }
 
-    /// Start `fo-fleet` in the client namespace against VIP:port with `args` (e.g.
+    /// Start `fo-fleet` in the client namespace against VIP:port with `args` (see
+    /// [`fleet_args`]; e.g.
     /// `--agents 300 --rate 100/s --source …`); its report goes to `fleet.json`.
     pub fn start_fleet(&mut self, args: &[String]) -> anyhow::Result<PathBuf> {
         let report = self.dir.join("fleet.json");
@@ -523,4 +524,28 @@ impl Node {
             .with_context(|| format!("agent {} did not become {state}", self.name))?;
         Ok(at)
     }
+}
+
+/// `fo-fleet` arguments for `agents` agents at `rate_per_s` events/s each, spread over the
+/// client's source addresses 192.0.2.`sources.0`-192.0.2.`sources.1`, draining acks for
+/// `drain` on stop and keeping a timeline of `timeline_span`.
+pub fn fleet_args(
+    agents: u32,
+    rate_per_s: u32,
+    sources: (u8, u8),
+    drain: std::time::Duration,
+    timeline_span: &str,
+) -> Vec<String> {
+    vec![
+        "--agents".into(),
+        agents.to_string(),
+        "--rate".into(),
+        format!("{rate_per_s}/s"),
+        "--source".into(),
+        format!("192.0.2.{}-192.0.2.{}", sources.0, sources.1),
+        "--drain".into(),
+        format!("{}ms", drain.as_millis()),
+        "--timeline-span".into(),
+        timeline_span.into(),
+    ]
 }
