@@ -133,6 +133,8 @@ impl GcThresh {
         let mut old = Vec::new();
         for (k, v) in GC_THRESH {
             let cur = netns::sh(&format!("sysctl -n {k}"))?.trim().to_owned();
+            // Registered before the write: an interrupted run restores it too.
+            netns::register_sysctl_restore(k, &cur);
             old.push((k.to_owned(), cur));
             netns::sh(&format!("sysctl -q -w {k}={v}"))?;
         }
@@ -401,15 +403,12 @@ fn markdown(sizes: &[Size], direct: &[Sample], runs: usize) -> String {
         ));
     }
     md.push_str(
-        "\nA finding about the agent, not in the table: started cold (no neighbour entries) \
-         with 1,000 backends it fires 1,000 neighbour lookups at once, many of its netlink \
-         requests fail (`failed to forward response back to the handle`, `backend not \
-         resolved`), and it took 12 s to `running` plus 5.7 s until all were resolved in \
-         one run, and stalled for minutes in another. Hence the warmed neighbour table \
-         above. Even warmed, 64 services × 1,000 backends (64,000 entries) keep the agent at \
-         100 % of a core for minutes before `running` (the column above): the time grows \
-         much faster than the entry count (100 × 64 took 4.6 s). The agent's status counts \
-         every backend entry resolved before any run either way.\n",
+        "\nThe neighbour table is warmed before each size so that the runs measure \
+         forwarding, not ARP resolution. Started cold, an earlier agent fired one neighbour \
+         lookup per backend at once (1,000 netlink requests, many failing) and allocated \
+         backend slots in O(n²), which took minutes at 64 × 1,000 entries; it now resolves \
+         with one table dump per round and allocates slots in one pass: the *running* and \
+         *all resolved* columns above are today's figures.\n",
     );
     md
 }
@@ -522,11 +521,8 @@ fn clear_agent(lab: &mut Lab, backends: usize, services: u16) -> anyhow::Result<
 }
 
 /// Resolve the first `n` backend addresses in the LB node's neighbour table by real ARP
-/// (one ping each, 64 at a time) before the agent starts. Seen here: an agent starting
-/// cold with 1,000 backends fires 1,000 neighbour lookups at once; many of its netlink
-/// requests fail, and it took 12 s to `running` in one run and stalled for minutes in
-/// another. Warming the table keeps the measurement about the data plane; the cold
-/// start is a finding about the agent, reported beside the table.
+/// (one ping each, 64 at a time) before the agent starts, so that the measurement is
+/// about the data plane, not about how fast the kernel resolves 1,000 addresses.
 fn warm_neighbours(ns: &Netns, n: usize, dir: &Path) -> anyhow::Result<()> {
     let list: String = (0..n).map(|k| format!("{}\n", backend_addr(k))).collect();
     let file = dir.join(format!("warm-{n}.txt"));

@@ -34,6 +34,12 @@ const FON: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
 const VIP_NATIVE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 /// The pass-only agent on fon's switch port owns this unused VIP and serves nothing.
 const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
+/// Node `rt`: no LB at all, only the kernel's IP forwarding. The client routes
+/// `VIP_FWD` through it and the backend holds `VIP_FWD` on lo, so packets take fo's
+/// path (client → bridge → middle node → bridge → backend, replies straight back)
+/// without any LB logic: the cost of the extra hop on this one-VM lab.
+const RT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+const VIP_FWD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
@@ -47,6 +53,8 @@ enum Path_ {
     Fo,
     FoNative,
     Haproxy,
+    /// The kernel forwarding through a middle node: fo's packet path without fo.
+    Forward,
     Direct,
     /// No LB, the client's TX offload off: the ceiling for the native-mode row.
     DirectTxOff,
@@ -58,6 +66,7 @@ impl Path_ {
             Path_::Fo => "fo (XDP DSR, generic mode)",
             Path_::FoNative => "fo (XDP DSR, native mode)",
             Path_::Haproxy => "HAProxy 2.6 TCP mode",
+            Path_::Forward => "kernel IP forwarding via a middle node (no LB)",
             Path_::Direct => "no LB (client → backend)",
             Path_::DirectTxOff => "no LB (client → backend), client TX offload off",
         }
@@ -67,6 +76,7 @@ impl Path_ {
             Path_::Fo => "fo",
             Path_::FoNative => "fo-native",
             Path_::Haproxy => "haproxy",
+            Path_::Forward => "forward",
             Path_::Direct => "direct",
             Path_::DirectTxOff => "direct-tx-off",
         }
@@ -76,6 +86,7 @@ impl Path_ {
             Path_::Fo => VIP,
             Path_::FoNative => VIP_NATIVE,
             Path_::Haproxy => HP,
+            Path_::Forward => VIP_FWD,
             Path_::Direct | Path_::DirectTxOff => BACKEND,
         }
     }
@@ -107,7 +118,12 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         port: IPERF_PORT,
         client: Ipv4Addr::new(192, 0, 2, 10),
         client_sources: Vec::new(),
-        nodes: vec![("fo".into(), FO), ("hp".into(), HP), ("fon".into(), FON)],
+        nodes: vec![
+            ("fo".into(), FO),
+            ("hp".into(), HP),
+            ("fon".into(), FON),
+            ("rt".into(), RT),
+        ],
         backends: vec![BACKEND],
     };
     let dir = out.join("logs").join("throughput");
@@ -197,7 +213,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // The backend: iperf3 server, and HAProxy answering every request with a static 200.
     let be_ns = lab.backends[0].ns.clone();
     be_ns.sh(&format!(
-        "sh {} {VIP_NATIVE}",
+        "sh {} {VIP_NATIVE} {VIP_FWD}",
         crate::util::root().join("deploy/backend-dsr.sh").display()
     ))?;
     let web_cfg = dir.join("haproxy-backend-web.cfg");
@@ -219,6 +235,17 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     wait_listen(&be_ns, IPERF_PORT)?;
     wait_listen(&hp_ns, HTTP_PORT)?;
 
+    // Node rt: plain IP forwarding to the backend, which holds VIP_FWD on lo and
+    // answers the client directly (as a DSR backend does). No ICMP redirects: the
+    // middle node forwards out of the interface the packet came in on.
+    lab.node("rt").ns.sh(&format!(
+        "sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
+         net.ipv4.conf.eth0.send_redirects=0 && ip route add {VIP_FWD}/32 via {BACKEND}"
+    ))?;
+    lab.client
+        .ns
+        .sh(&format!("ip route add {VIP_FWD}/32 via {RT}"))?;
+
     let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
     let fon_prog = xdp_prog_id(&lab.nodes[2].ns).context("fo's native XDP program on eth0")?;
     let _ = Command::new("sysctl")
@@ -226,21 +253,29 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .status();
 
     let paths = [
-        Path_::Fo,
-        Path_::FoNative,
-        Path_::DirectTxOff,
-        Path_::Haproxy,
         Path_::Direct,
+        Path_::Fo,
+        Path_::Forward,
+        Path_::Haproxy,
+        Path_::DirectTxOff,
+        Path_::FoNative,
     ];
     let mut samples: Vec<(Path_, Vec<Sample>)> = paths.iter().map(|p| (*p, Vec::new())).collect();
-    // Interleave the systems run by run, so that drift on the VM hits them alike.
+    // Interleave the systems run by run, so that drift on the VM hits them alike, and
+    // reverse the order every other run, so that a steady drift within a run does too.
     for run in 1..=opts.runs {
-        for (p, v) in samples.iter_mut() {
+        let order: Vec<usize> = if run % 2 == 1 {
+            (0..samples.len()).collect()
+        } else {
+            (0..samples.len()).rev().collect()
+        };
+        for i in order {
+            let (p, v) = &mut samples[i];
             let lb = match p {
                 Path_::Fo => Lb::Bpf(fo_prog),
                 Path_::FoNative => Lb::Bpf(fon_prog),
                 Path_::Haproxy => Lb::Pid(haproxy.pid()),
-                Path_::Direct | Path_::DirectTxOff => Lb::None,
+                Path_::Direct | Path_::DirectTxOff | Path_::Forward => Lb::None,
             };
             let tx = if p.client_tx_off() { "off" } else { "on" };
             lab.client.ns.sh(&format!("ethtool -K eth0 tx {tx}"))?;
@@ -271,12 +306,28 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     }
     drop(peer);
 
-    let median = |p: Path_| {
+    // Run i of a path over run i of its reference: the runs were taken side by side,
+    // so the ratio of a pair is steadier than the ratio of two medians.
+    let conn = |p: Path_| -> Vec<f64> {
         samples
             .iter()
             .find(|(q, _)| *q == p)
-            .and_then(|(_, v)| super::mmm(&v.iter().map(|s| s.conn_s).collect::<Vec<_>>()))
-            .map(|(_, m, _)| m)
+            .map(|(_, v)| v.iter().map(|s| s.conn_s).collect())
+            .unwrap_or_default()
+    };
+    let paired = |p: Path_, reference: Path_| -> Vec<f64> {
+        conn(p)
+            .iter()
+            .zip(conn(reference))
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| a / b * 100.0)
+            .collect()
+    };
+    let ratio = |p: Path_, reference: Path_| -> String {
+        match super::mmm(&paired(p, reference)) {
+            Some((lo, m, hi)) => format!("{m:.0} % ({lo:.0}–{hi:.0})"),
+            None => "n/a".into(),
+        }
     };
     let mut md = format!(
         "## Throughput, connection rate and latency through the LB\n\n\
@@ -295,14 +346,22 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          -d{WRK_SECS}s --latency -H 'Connection: close'` against HAProxy answering a static \
          200 (`http-request return`) on the backend, one request per connection. \
          {} runs per system, interleaved (the client's TX offload set per row before each \
-         measurement); min / median / max. **vs no LB**: median conn/s over the median of \
-         the no-LB row with the same client offloads.\n\n\
+         measurement; the order reversed every other run); min / median / max. **vs no LB**: \
+         each run's conn/s over the same run's no-LB figure with the same client offloads, \
+         median (min–max) of those pairs. **vs IP forwarding**: the same against node rt, \
+         which only forwards (the kernel's IP forwarding, no LB logic): the client routes a \
+         second VIP through it and the backend holds that VIP on lo, so its packets take \
+         fo's path (client → bridge → middle node → bridge → backend, replies straight \
+         back). Client, LB and backend share this VM's 2 cores, so whatever the middle \
+         node spends comes out of the client's and the backend's budget: the no-LB row is \
+         the ceiling of a path without a middle node, the forwarding row the ceiling of \
+         any box in the path.\n\n\
          CPU: *VM* is the whole VM's busy time (client, LB and backend share its 2 cores; \
          compare with the no-LB row); *LB* is HAProxy's process user+system time, or fo's \
          XDP program run time from the kernel's BPF stats (neither includes the kernel's \
          softirq work around them).\n\n\
-         | path | client offloads | iperf3 Gbit/s | conn/s | vs no LB | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | path | client offloads | iperf3 Gbit/s | conn/s | vs no LB | vs IP forwarding | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         opts.runs
     );
     for (p, v) in &samples {
@@ -313,12 +372,14 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         } else {
             Path_::Direct
         };
-        let vs = match (median(*p), median(ceiling)) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.0} %", a / b * 100.0),
-            _ => "n/a".into(),
+        let vs = ratio(*p, ceiling);
+        let vs_fwd = if p.client_tx_off() {
+            "n/a".to_string()
+        } else {
+            ratio(*p, Path_::Forward)
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {vs} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {vs} | {vs_fwd} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.label(),
             v.first()
                 .map(|s| short_offloads(&s.client_offloads))
@@ -343,6 +404,8 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 "path": p.key(), "label": p.label(),
                 "gbit_s": mmm_json(&c(&|s| s.gbit_s)),
                 "conn_s": mmm_json(&c(&|s| s.conn_s)),
+                "vs_no_lb_pct": mmm_json(&paired(*p, if p.client_tx_off() { Path_::DirectTxOff } else { Path_::Direct })),
+                "vs_forwarding_pct": if p.client_tx_off() { Value::Null } else { mmm_json(&paired(*p, Path_::Forward)) },
                 "p50_ms": mmm_json(&c(&|s| s.p50_ms)),
                 "p99_ms": mmm_json(&c(&|s| s.p99_ms)),
                 "runs": v,

@@ -16,6 +16,11 @@ use anyhow::{Context as _, bail};
 enum Resource {
     Netns(String),
     PinDir(PathBuf),
+    /// A host sysctl the lab changed: its old value, written back at teardown.
+    Sysctl {
+        key: String,
+        old: String,
+    },
 }
 
 static RESOURCES: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
@@ -105,6 +110,15 @@ pub fn register_pin_dir(dir: &Path) {
     resources().push(Resource::PinDir(dir.to_owned()));
 }
 
+/// Register a host sysctl's old value, written back at teardown (also on Ctrl-C, which
+/// skips destructors).
+pub fn register_sysctl_restore(key: &str, old: &str) {
+    resources().push(Resource::Sysctl {
+        key: key.to_owned(),
+        old: old.to_owned(),
+    });
+}
+
 /// Remove everything registered: first kill every process in every namespace, then
 /// remove the pin directories, then delete the namespaces. Errors are reported, not
 /// returned: teardown goes on with the rest.
@@ -117,7 +131,7 @@ pub fn teardown() {
         .iter()
         .filter_map(|r| match r {
             Resource::Netns(n) => Some(n.as_str()),
-            Resource::PinDir(_) => None,
+            Resource::PinDir(_) | Resource::Sysctl { .. } => None,
         })
         .collect();
     for n in &namespaces {
@@ -130,6 +144,13 @@ pub fn teardown() {
     }
     for n in &namespaces {
         if let Err(e) = sh(&format!("ip netns del {n}")) {
+            eprintln!("lab teardown: {e:#}");
+        }
+    }
+    for r in list.iter() {
+        if let Resource::Sysctl { key, old } = r
+            && let Err(e) = sh(&format!("sysctl -q -w {key}={old}"))
+        {
             eprintln!("lab teardown: {e:#}");
         }
     }
