@@ -227,7 +227,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     keep_config(out, &web_cfg, "throughput-haproxy-backend-web.cfg")?;
     let mut cmd = be_ns.command("/usr/sbin/haproxy");
     cmd.arg("-db").arg("-f").arg(&web_cfg);
-    let _web = Proc::spawn("haproxy web", cmd, &dir.join("haproxy-web.log"))?;
+    let web = Proc::spawn("haproxy web", cmd, &dir.join("haproxy-web.log"))?;
     let mut cmd = be_ns.command("iperf3");
     cmd.args(["-s", "-p", &IPERF_PORT.to_string()]);
     let _iperf = Proc::spawn("iperf3 -s", cmd, &dir.join("iperf3-server.log"))?;
@@ -292,6 +292,42 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 s.wrk_errors
             );
             v.push(s);
+        }
+    }
+    // The same connection rates with the LB node on its own core, as it would be on
+    // its own machine: client and backend (processes and their packet processing) on
+    // CPU 0, the middle nodes' packet processing, and HAProxy, on CPU 1.
+    lab.client.ns.sh("ethtool -K eth0 tx on")?;
+    let split_paths = [Path_::Direct, Path_::Fo, Path_::Forward, Path_::Haproxy];
+    let mut split: Vec<(Path_, Vec<Sample>)> =
+        split_paths.iter().map(|p| (*p, Vec::new())).collect();
+    {
+        let _cores = SplitCores::apply(&lab, &[web.pid()], &[haproxy.pid()])?;
+        for run in 1..=opts.runs {
+            let order: Vec<usize> = if run % 2 == 1 {
+                (0..split.len()).collect()
+            } else {
+                (0..split.len()).rev().collect()
+            };
+            for i in order {
+                let (p, v) = &mut split[i];
+                let lb = match p {
+                    Path_::Fo => Lb::Bpf(fo_prog),
+                    Path_::Haproxy => Lb::Pid(haproxy.pid()),
+                    _ => Lb::None,
+                };
+                let s = measure_conn(&lab.client.ns, p.target(), lb, Some(0))
+                    .with_context(|| format!("{} (LB on its own core) run {run}", p.label()))?;
+                eprintln!(
+                    "throughput split-core {} run {run}: {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                    p.key(),
+                    s.conn_s,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.wrk_errors
+                );
+                v.push(s);
+            }
         }
     }
     let _ = Command::new("sysctl")
@@ -395,6 +431,64 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             fmt_mmm(&o(&|s| s.lb_cpu_s_per_gb), 3),
         ));
     }
+    let split_conn = |p: Path_| -> Vec<f64> {
+        split
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map(|(_, v)| v.iter().map(|s| s.conn_s).collect())
+            .unwrap_or_default()
+    };
+    let split_ratio = |p: Path_| -> Vec<f64> {
+        split_conn(p)
+            .iter()
+            .zip(split_conn(Path_::Direct))
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(a, b)| a / b * 100.0)
+            .collect()
+    };
+    md.push_str(&format!(
+        "\n### Connection rate with the LB node on its own core\n\n\
+         The same wrk measurement (client offloads on), with the machine split the way \
+         separate machines would split it: the client and the backend — their processes \
+         (wrk pinned with `taskset -c 0`, the backend's HAProxy by affinity) and the \
+         processing of the packets they receive (RPS on their veths and switch ports) — on \
+         CPU 0; the middle nodes' packet processing (RPS on their veths and switch ports: \
+         generic XDP, IP forwarding, HAProxy's TCP) and the HAProxy LB process on CPU 1. \
+         The no-LB row then measures one core's worth of client and backend, and a middle \
+         node costs the client nothing unless it is slower than they are. {} runs, \
+         interleaved, order reversed every other run; **vs no LB** as above (pairs).\n\n\
+         | path | conn/s | vs no LB | p50 ms | p99 ms | wrk errors | LB CPU µs/conn |\n\
+         |---|---|---|---|---|---|---|\n",
+        opts.runs
+    ));
+    for (p, v) in &split {
+        let c = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+        let o = |f: &dyn Fn(&Sample) -> Option<f64>| v.iter().filter_map(f).collect::<Vec<f64>>();
+        let vs = match super::mmm(&split_ratio(*p)) {
+            Some((lo, m, hi)) => format!("{m:.0} % ({lo:.0}–{hi:.0})"),
+            None => "n/a".into(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {vs} | {} | {} | {} | {} |\n",
+            p.label(),
+            fmt_mmm(&c(&|s| s.conn_s), 0),
+            fmt_mmm(&c(&|s| s.p50_ms), 2),
+            fmt_mmm(&c(&|s| s.p99_ms), 2),
+            fmt_mmm(&c(&|s| s.wrk_errors as f64), 0),
+            fmt_mmm(&o(&|s| s.lb_cpu_us_per_conn), 2),
+        ));
+    }
+    let split_rows: Vec<Value> = split
+        .iter()
+        .map(|(p, v)| {
+            json!({
+                "path": p.key(), "label": p.label(),
+                "conn_s": mmm_json(&v.iter().map(|s| s.conn_s).collect::<Vec<_>>()),
+                "vs_no_lb_pct": mmm_json(&split_ratio(*p)),
+                "runs": v,
+            })
+        })
+        .collect();
     print!("\n{md}");
     let rows: Vec<Value> = samples
         .iter()
@@ -419,9 +513,77 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         json!({
             "settings": {"xdp_modes": [XDP_MODE, "native"], "client_offloads_default": offloads, "iperf_s": IPERF_SECS, "wrk_s": WRK_SECS, "wrk_connections": WRK_CONNS, "runs": opts.runs},
             "rows": rows,
+            "lb_own_core_rows": split_rows,
             "markdown": md,
         }),
     )
+}
+
+/// Client and backend on CPU 0, the middle nodes on CPU 1, through RPS (which CPU
+/// processes a veth's received packets, generic XDP included) and CPU affinity; undone
+/// on drop. Switch ports: p0 the client, p1–p4 the nodes fo, hp, fon, rt, p5 the
+/// backend.
+struct SplitCores {
+    rps: Vec<(String, String)>,
+    pids: Vec<u32>,
+}
+
+const CPU0: u32 = 0b01;
+const CPU1: u32 = 0b10;
+
+impl SplitCores {
+    fn apply(lab: &Lab, cpu0_pids: &[u32], cpu1_pids: &[u32]) -> anyhow::Result<SplitCores> {
+        let mut me = SplitCores {
+            rps: Vec::new(),
+            pids: Vec::new(),
+        };
+        let sw = &lab.switch.name;
+        let mut rps = vec![
+            (lab.client.ns.name.clone(), "eth0".to_string(), CPU0),
+            (sw.clone(), "p0".into(), CPU0),
+            (sw.clone(), "p5".into(), CPU0),
+        ];
+        rps.extend(
+            lab.backends
+                .iter()
+                .map(|b| (b.ns.name.clone(), "eth0".into(), CPU0)),
+        );
+        for (i, n) in lab.nodes.iter().enumerate() {
+            rps.push((n.ns.name.clone(), "eth0".into(), CPU1));
+            rps.push((sw.clone(), format!("p{}", i + 1), CPU1));
+        }
+        for (ns, dev, mask) in rps {
+            me.rps.push((ns.clone(), dev.clone()));
+            set_rps(&ns, &dev, mask)?;
+        }
+        for (pids, mask) in [(cpu0_pids, CPU0), (cpu1_pids, CPU1)] {
+            for &pid in pids {
+                me.pids.push(pid);
+                crate::lab::netns::sh(&format!("taskset -a -p {mask:x} {pid} >/dev/null"))?;
+            }
+        }
+        Ok(me)
+    }
+}
+
+impl Drop for SplitCores {
+    fn drop(&mut self) {
+        for (ns, dev) in &self.rps {
+            let _ = set_rps(ns, dev, 0);
+        }
+        for pid in &self.pids {
+            let _ = crate::lab::netns::sh(&format!("taskset -a -p 3 {pid} >/dev/null"));
+        }
+    }
+}
+
+/// RPS mask of every receive queue of `dev` in namespace `ns`. `ip netns exec` mounts
+/// the namespace's own /sys (under `nsenter --net` /sys shows the host's devices).
+fn set_rps(ns: &str, dev: &str, mask: u32) -> anyhow::Result<()> {
+    crate::lab::netns::sh(&format!(
+        "ip netns exec {ns} sh -c 'for q in /sys/class/net/{dev}/queues/rx-*/rps_cpus; do echo {mask:x} > $q; done'"
+    ))
+    .map(drop)
 }
 
 pub(super) fn all_ns(lab: &Lab) -> Vec<Netns> {
@@ -556,10 +718,33 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
         _ => None,
     };
 
-    // Connections.
+    let c = measure_conn(client, target, lb, None)?;
+    Ok(Sample {
+        gbit_s: bits / 1e9,
+        vm_cpu_s_per_gb,
+        lb_cpu_s_per_gb,
+        ..c
+    })
+}
+
+/// The connection-rate part of [`measure`]: wrk, one request per connection; `cpu`
+/// pins wrk to that CPU.
+fn measure_conn(
+    client: &Netns,
+    target: Ipv4Addr,
+    lb: Lb,
+    cpu: Option<u32>,
+) -> anyhow::Result<Sample> {
     let (vm0, lb0) = (vm_busy_ns(), lb_cpu_ns(lb));
-    let out = client
-        .command("wrk")
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = client.command("taskset");
+            t.args(["-c", &c.to_string(), "wrk"]);
+            t
+        }
+        None => client.command("wrk"),
+    };
+    let out = cmd
         .args([
             "-t2",
             &format!("-c{WRK_CONNS}"),
@@ -578,19 +763,16 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
     let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
     let conns = w.requests.max(1) as f64;
     Ok(Sample {
-        client_offloads: String::new(),
-        gbit_s: bits / 1e9,
         conn_s: w.rate,
         p50_ms: w.p50_ms,
         p99_ms: w.p99_ms,
         wrk_errors: w.errors,
         vm_cpu_us_per_conn: (vm1 - vm0) as f64 / 1e3 / conns,
-        vm_cpu_s_per_gb,
         lb_cpu_us_per_conn: match (lb0, lb1) {
             (Some(a), Some(b)) => Some((b - a) as f64 / 1e3 / conns),
             _ => None,
         },
-        lb_cpu_s_per_gb,
+        ..Sample::default()
     })
 }
 
