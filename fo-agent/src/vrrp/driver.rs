@@ -791,3 +791,37 @@ fn hook_state(s: State) -> HookState {
         State::Fault => HookState::Fault,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_limited_to_one_per_period_and_count_what_was_held() {
+        let mut l = RateLimit::default();
+        let t0 = Instant::now();
+        assert_eq!(l.allow(t0), Some(0), "the first one is logged");
+        for i in 1..=5 {
+            assert_eq!(
+                l.allow(t0 + Duration::from_secs(i)),
+                None,
+                "within the period"
+            );
+        }
+        assert_eq!(
+            l.allow(t0 + RateLimit::PERIOD),
+            Some(5),
+            "after the period: logged, with the 5 held back"
+        );
+        assert_eq!(l.allow(t0 + RateLimit::PERIOD), None);
+    }
+
+    #[test]
+    fn status_shows_the_key_id_never_the_key() {
+        let key = AuthKey::new(b"0123456789abcdef0123456789abcdef").expect("key");
+        let label = auth_label(Some(&key)).expect("HMAC mode");
+        assert_eq!(label, format!("hmac-sha256 key {:08x}", key.id()));
+        assert!(!label.contains("0123456789abcdef"));
+        assert_eq!(auth_label(None), None);
+    }
+}

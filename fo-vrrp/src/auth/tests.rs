@@ -226,3 +226,29 @@ fn key_file_content_and_debug() {
         "Debug must show the key ID only, got {shown}"
     );
 }
+
+#[test]
+fn ipv6_adverts_are_sealed_and_bound_to_their_addresses() {
+    let (src, dst) = (ip("fe80::1"), ip("ff02::12"));
+    let advert = crate::packet::Advert {
+        vrid: Vrid::new(51).expect("VRID"),
+        priority: crate::types::Priority(100),
+        max_adver_interval: AdverInterval::Centisecs(Centisecs(100)),
+        addresses: vec![ip("fe80::51"), ip("2001:db8::100")],
+        auth: Auth::None,
+    };
+    let msg = advert.encode(src, dst).expect("encodes");
+    let p = seal(&msg, src, dst, &key(), Sequence(7));
+    assert_eq!(p.len(), msg.len() + TRAILER_LEN);
+    let m = RxMeta { src, dst, ..meta() };
+    let (got, s) = decode_authenticated(&p, &m, &key()).expect("verifies");
+    assert_eq!((got, s), (advert, Sequence(7)));
+    let other = RxMeta {
+        src: ip("fe80::2"),
+        ..m
+    };
+    assert_eq!(
+        decode_authenticated(&p, &other, &key()).unwrap_err(),
+        DropReason::AuthTag
+    );
+}
