@@ -750,7 +750,8 @@ fn flood_of_adverts_disturbs_neither_timers_nor_the_data_plane() {
     let dual = ra(&after_a, "dual_master") - ra(&before_a, "dual_master");
     let expected_adverts = u64::try_from(window.as_millis()).unwrap_or(0) / INTERVAL_MS;
     println!(
-        "over {window:?}: a sent {a_out} adverts (~{expected_adverts} due), b heard {b_in}; a accepted {a_in} forged lower adverts and counted {dual} as dual master; drops a {da:?}, b {db:?}, b unrouted {ub:?}"
+        "over {window:?}: a sent {a_out} adverts (~{expected_adverts} due), b heard {b_in}; a accepted {a_in} forged lower adverts and counted {dual} as dual master; drops a {da:?}, b {db:?}, b unrouted {ub:?}, a unrouted {:?}",
+        delta(&unrouted(&after_a), &unrouted(&before_a))
     );
     println!(
         "ARP for the VIP during the flood: {} rounds, answers {:?}",
@@ -781,26 +782,23 @@ fn flood_of_adverts_disturbs_neither_timers_nor_the_data_plane() {
         dual > 0,
         "the forged second master must be counted as dual master"
     );
-    // Every forged frame a router received is counted somewhere (its reason, or "queue").
-    // The kernel may drop some under load before fo sees them, so count at least half.
-    let counted_a =
-        da.get("not_peer").copied().unwrap_or(0) + da.get("queue").copied().unwrap_or(0);
+    // Every forged frame that reached a node is counted: under its reason, as "queue"
+    // (router queue full) or as "overflow" (the kernel's socket buffer was full). Frames
+    // lost on the way (a loaded machine's veth backlog) are not, so allow 10 %.
+    let ua = delta(&unrouted(&after_a), &unrouted(&before_a));
+    let get = |m: &BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let counted_a = get(&da, "not_peer") + get(&da, "queue") + get(&ua, "overflow");
+    let forged_a = sent[0] + sent[3];
     assert!(
-        counted_a * 2 >= sent[0],
-        "a counted {counted_a} of {} non-peer adverts",
-        sent[0]
+        (counted_a + a_in) * 10 >= forged_a * 9,
+        "a accounted for {} of the {forged_a} forged adverts sent to it ({da:?}, {ua:?}, {a_in} accepted)",
+        counted_a + a_in
     );
-    let counted_b = db.get("ttl").copied().unwrap_or(0) + db.get("queue").copied().unwrap_or(0);
+    let counted_b = get(&db, "ttl") + get(&db, "queue") + get(&ub, "vrid") + get(&ub, "overflow");
+    let forged_b = sent[1] + sent[2];
     assert!(
-        counted_b * 2 >= sent[2],
-        "b counted {counted_b} of {} TTL 254 adverts",
-        sent[2]
-    );
-    let counted_vrid = ub.get("vrid").copied().unwrap_or(0);
-    assert!(
-        counted_vrid * 2 >= sent[1],
-        "b counted {counted_vrid} of {} unknown-VRID adverts",
-        sent[1]
+        counted_b * 10 >= forged_b * 9,
+        "b accounted for {counted_b} of the {forged_b} forged adverts sent to it ({db:?}, {ub:?})"
     );
     // arping waits up to its 1 s deadline: a round or so per second.
     assert!(

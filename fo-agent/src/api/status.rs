@@ -15,7 +15,8 @@ pub struct Status {
     /// Data-plane counters by name (`fo_common::Counter::name`), summed over CPUs.
     pub xdp: BTreeMap<String, u64>,
     /// VRRP packets no router claimed, by reason ("vrid": a VRID no router has; "length":
-    /// too short to carry one). `fo_vrrp_dropped_total{router=""}`.
+    /// too short to carry one; "overflow": dropped by the kernel, the VRRP socket's buffer
+    /// being full). `fo_vrrp_dropped_total{router=""}`.
     #[serde(default)]
     pub vrrp_unrouted_drops: BTreeMap<String, u64>,
 }

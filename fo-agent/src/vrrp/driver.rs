@@ -403,6 +403,16 @@ impl Driver {
                     if now < at {
                         continue;
                     }
+                    // Adverts already queued arrived before this turn: hear them first (a
+                    // Master's late advert re-arms Master_Down_Timer, and the stale
+                    // TimerFired is then ignored), but at most one queue's worth, so a
+                    // flood cannot starve the timer.
+                    for _ in 0..super::ROUTER_QUEUE {
+                        match packets.try_recv() {
+                            Ok(p) => self.packet(p),
+                            Err(_) => break,
+                        }
+                    }
                     if which == Timer::MasterDown {
                         self.detected_at = Some(at);
                     }
@@ -411,7 +421,8 @@ impl Driver {
                 }
                 () = sleep_until(refresh) => self.refresh(),
                 // Last: a flood of packets cannot starve the timers (a due timer wins the
-                // next turn), and the queue is bounded (full: dropped, counted "queue").
+                // next turn, after at most one queue's worth of packets), and the queue is
+                // bounded (full: dropped, counted "queue").
                 Some(packet) = packets.recv() => self.packet(packet),
             }
         }

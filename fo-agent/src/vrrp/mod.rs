@@ -18,8 +18,9 @@
 //! demote, resume, priority, fault by source), [`RouterHandle::status`] returns a
 //! [`RouterStatus`] (state, priorities, master since, last [`TransitionRecord`] with the
 //! takeover time, [`RouterStats`] counters). [`Vrrp::unrouted_drops`] counts packets no
-//! router claimed ("vrid": a VRID no router has; "length": too short to carry one), shown
-//! as `fo_vrrp_dropped_total{router=""}`.
+//! router claimed ("vrid": a VRID no router has; "length": too short to carry one;
+//! "overflow": dropped by the kernel on a full socket buffer), shown as
+//! `fo_vrrp_dropped_total{router=""}`.
 //!
 //! Input safety (RFC 5798 §7.1, per router, in [`fo_vrrp::decode`]): TTL / hop limit 255,
 //! the multicast group or, with unicast `peers`, a configured peer as the source, the
@@ -60,7 +61,7 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 /// How often the link state is read for the "link" fault.
 const LINK_POLL: Duration = Duration::from_millis(100);
 /// Packets queued per router before the receive task drops (counted "queue").
-const ROUTER_QUEUE: usize = 256;
+pub(super) const ROUTER_QUEUE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VrrpError {
@@ -109,6 +110,9 @@ struct Unrouted {
     vrid: AtomicU64,
     /// Too short to carry a VRID.
     length: AtomicU64,
+    /// Dropped by the kernel before fo could read them (socket buffer full), summed over
+    /// the sockets (`SO_RXQ_OVFL`).
+    overflow: AtomicU64,
 }
 
 /// Where the receive task sends a router's packets.
@@ -205,12 +209,14 @@ impl Vrrp {
     }
 
     /// Received packets no router claimed, by reason: "vrid" (a VRID no router of this
-    /// agent has) and "length" (too short to carry a VRID). Exported as
+    /// agent has), "length" (too short to carry a VRID) and "overflow" (dropped by the
+    /// kernel, the socket's buffer being full, before anyone could look). Exported as
     /// `fo_vrrp_dropped_total{router=""}`. Reasons never seen are left out.
     pub fn unrouted_drops(&self) -> BTreeMap<&'static str, u64> {
         [
             ("vrid", self.unrouted.vrid.load(Ordering::Relaxed)),
             ("length", self.unrouted.length.load(Ordering::Relaxed)),
+            ("overflow", self.unrouted.overflow.load(Ordering::Relaxed)),
         ]
         .into_iter()
         .filter(|&(_, n)| n > 0)
@@ -318,9 +324,19 @@ async fn wait_for_primary(
 
 /// Demultiplex received packets by VRID to the router tasks.
 async fn receive(sock: Arc<VrrpSocket>, routes: HashMap<u8, Route>, unrouted: Arc<Unrouted>) {
+    // This socket's share of the "overflow" count (the kernel's counter is cumulative).
+    let mut overflow_seen = 0u32;
     loop {
         match sock.recv().await {
             Ok(packet) => {
+                if let Some(n) = packet.kernel_drops
+                    && n > overflow_seen
+                {
+                    unrouted
+                        .overflow
+                        .fetch_add(u64::from(n - overflow_seen), Ordering::Relaxed);
+                    overflow_seen = n;
+                }
                 if packet.payload.len() < 2 {
                     unrouted.length.fetch_add(1, Ordering::Relaxed);
                     continue;
