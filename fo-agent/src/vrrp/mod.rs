@@ -328,36 +328,46 @@ async fn receive(sock: Arc<VrrpSocket>, routes: HashMap<u8, Route>, unrouted: Ar
     let mut overflow_seen = 0u32;
     loop {
         match sock.recv().await {
-            Ok(packet) => {
-                if let Some(n) = packet.kernel_drops
-                    && n > overflow_seen
-                {
-                    unrouted
-                        .overflow
-                        .fetch_add(u64::from(n - overflow_seen), Ordering::Relaxed);
-                    overflow_seen = n;
-                }
-                if packet.payload.len() < 2 {
-                    unrouted.length.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                match fo_vrrp::peek_vrid(&packet.payload).and_then(|v| routes.get(&v.get())) {
-                    Some(route) => {
-                        if route.tx.try_send(packet).is_err() {
-                            // The router task is behind (a flood) or gone: drop, count, and
-                            // keep reading so the other routers are served.
-                            route.queue_drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    None => {
-                        unrouted.vrid.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            Ok(packet) => dispatch(packet, &routes, &unrouted, &mut overflow_seen),
             Err(e) => {
                 warn!(error = %e, "receiving VRRP failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// One received packet to its router's queue, or counted: too short ("length"), a VRID no
+/// router has ("vrid"), the router's queue full ("queue", per router); and the kernel's
+/// cumulative `SO_RXQ_OVFL` count of this socket, past `overflow_seen`, as "overflow".
+fn dispatch(
+    packet: socket::Received,
+    routes: &HashMap<u8, Route>,
+    unrouted: &Unrouted,
+    overflow_seen: &mut u32,
+) {
+    if let Some(n) = packet.kernel_drops
+        && n > *overflow_seen
+    {
+        unrouted
+            .overflow
+            .fetch_add(u64::from(n - *overflow_seen), Ordering::Relaxed);
+        *overflow_seen = n;
+    }
+    if packet.payload.len() < 2 {
+        unrouted.length.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match fo_vrrp::peek_vrid(&packet.payload).and_then(|v| routes.get(&v.get())) {
+        Some(route) => {
+            if route.tx.try_send(packet).is_err() {
+                // The router task is behind (a flood) or gone: drop, count, and keep
+                // reading so the other routers are served.
+                route.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            unrouted.vrid.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -386,5 +396,69 @@ async fn link_monitor(handle: rtnetlink::Handle, name: String, routers: Vec<Rout
             }
         }
         tokio::time::sleep(LINK_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(payload: &[u8], kernel_drops: Option<u32>) -> socket::Received {
+        socket::Received {
+            src: "192.0.2.11".parse().unwrap(),
+            dst: "224.0.0.18".parse().unwrap(),
+            ttl_or_hop_limit: 255,
+            payload: payload.to_vec(),
+            kernel_drops,
+        }
+    }
+
+    #[test]
+    fn unclaimed_full_and_overflowed_packets_are_counted() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let queue_drops = Arc::new(AtomicU64::new(0));
+        let routes = HashMap::from([(
+            51,
+            Route {
+                tx,
+                queue_drops: queue_drops.clone(),
+            },
+        )]);
+        let unrouted = Unrouted::default();
+        let mut seen = 0;
+        let ours = [0x31, 51, 100, 1, 0, 100, 0, 0];
+        // Two fit the queue of 2; three more find it full.
+        for _ in 0..5 {
+            dispatch(packet(&ours, None), &routes, &unrouted, &mut seen);
+        }
+        assert_eq!(
+            queue_drops.load(Ordering::Relaxed),
+            3,
+            "queue full: counted per router"
+        );
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+        dispatch(
+            packet(&[0x31, 99, 100, 1], None),
+            &routes,
+            &unrouted,
+            &mut seen,
+        );
+        dispatch(packet(&[0x31, 0], None), &routes, &unrouted, &mut seen);
+        dispatch(packet(&[0x31], None), &routes, &unrouted, &mut seen);
+        // The kernel's counter is cumulative: 7, then 7 again, then 10 -> 10 in all.
+        dispatch(packet(&ours, Some(7)), &routes, &unrouted, &mut seen);
+        dispatch(packet(&ours, Some(7)), &routes, &unrouted, &mut seen);
+        dispatch(packet(&ours, Some(10)), &routes, &unrouted, &mut seen);
+        let vrrp = Vrrp {
+            routers: Vec::new(),
+            tasks: Vec::new(),
+            helpers: Vec::new(),
+            unrouted: Arc::new(unrouted),
+        };
+        assert_eq!(
+            vrrp.unrouted_drops(),
+            BTreeMap::from([("vrid", 2), ("length", 1), ("overflow", 10)]),
+            "VRID 99 and VRID 0 are unclaimed, a 1-byte payload is too short"
+        );
     }
 }
