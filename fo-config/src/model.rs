@@ -152,6 +152,9 @@ pub struct Vrrp {
     pub peers: Vec<IpAddr>,
     /// VRRPv2 simple-text authentication (1..=8 bytes).
     pub auth_pass: Option<String>,
+    /// fo's HMAC-SHA256 advert authentication (version 3, fo peers only): the file holding
+    /// the shared key. Absolute; its permissions are checked by the agent, not here.
+    pub auth_key_file: Option<PathBuf>,
     /// Checks that lower the priority by their weight when they fail.
     pub track: Vec<Track>,
 }

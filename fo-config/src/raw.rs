@@ -47,6 +47,7 @@ pub(crate) struct RawRouter {
     pub vips: Option<S<Vec<S<String>>>>,
     pub peers: Option<S<Vec<S<String>>>>,
     pub auth_pass: Option<S<String>>,
+    pub auth_key_file: Option<S<PathBuf>>,
     pub track: Option<S<Vec<S<RawTrack>>>>,
     pub gates: Option<S<Vec<S<String>>>>,
     pub hooks: Option<RawHooks>,

@@ -933,6 +933,10 @@ impl Cx<'_> {
                 ),
                 ("peers", raw.peers.as_ref().map(Spanned::span)),
                 ("auth_pass", raw.auth_pass.as_ref().map(Spanned::span)),
+                (
+                    "auth_key_file",
+                    raw.auth_key_file.as_ref().map(Spanned::span),
+                ),
                 ("track", raw.track.as_ref().map(Spanned::span)),
             ] {
                 self.not_for(at, key, &ctx);
@@ -1094,6 +1098,25 @@ impl Cx<'_> {
                 Some(p.get_ref().clone())
             }
         };
+        let auth_key_file = match &raw.auth_key_file {
+            None => None,
+            Some(f) => {
+                if version == Some(VrrpVersion::V2) {
+                    self.err(
+                        f.span(),
+                        "auth_key_file (HMAC between fo nodes) needs version = 3; version 2 has only auth_pass, for keepalived peers",
+                    );
+                    ok = false;
+                }
+                match self.abs_path(f, "auth_key_file") {
+                    Some(p) => Some(p),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
         let peers = self.peers(raw, vips);
         let track = self.track(raw, checks);
         if !ok {
@@ -1108,6 +1131,7 @@ impl Cx<'_> {
             preempt_delay,
             peers: peers?,
             auth_pass,
+            auth_key_file,
             track: track?,
         })
     }

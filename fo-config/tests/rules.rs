@@ -585,6 +585,51 @@ auth_pass = "123456789"
 }
 
 #[test]
+fn auth_key_file_needs_v3_and_an_absolute_path() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+version = 2
+vips = ["192.0.2.11"]
+auth_key_file = "/etc/fo/vrrp.key"
+
+[[router]]
+name = "c"
+vrid = 53
+vips = ["192.0.2.12"]
+auth_key_file = "vrrp.key"
+
+[[router]]
+name = "d"
+ownership = "static"
+vips = ["192.0.2.13"]
+auth_key_file = "/etc/fo/vrrp.key"
+"#,
+        ),
+        &[
+            "18:17: auth_key_file (HMAC between fo nodes) needs version = 3; version 2 has only auth_pass, for keepalived peers",
+            "24:17: auth_key_file must be an absolute path, got \"vrrp.key\"",
+            "30:17: `auth_key_file` does not apply to ownership = \"static\" (only to \"vrrp\")",
+        ],
+    );
+}
+
+#[test]
+fn auth_key_file_with_v3_is_valid() {
+    let cfg = Config::parse(&with_base(
+        r#"auth_key_file = "/etc/fo/vrrp.key"
+"#,
+    ))
+    .expect("valid");
+    assert_eq!(
+        cfg.routers[0].vrrp().and_then(|v| v.auth_key_file.clone()),
+        Some("/etc/fo/vrrp.key".into())
+    );
+}
+
+#[test]
 fn peers_other_family() {
     assert_errors(
         &with_base(

@@ -29,7 +29,10 @@
 //!
 //! * A Master that hears a lower priority (or an equal priority from a lower address) answers
 //!   at once with an advertisement. RFC 5798 §6.4.3 says to discard it; keepalived answers, and
-//!   answering ends a split brain one interval sooner. The Adver_Timer is not reset.
+//!   answering ends a split brain one interval sooner. The Adver_Timer is not reset. At most
+//!   one such answer per Advertisement_Interval (until the Adver_Timer next fires): a flood of
+//!   forged lower-priority adverts must not make the Master flood the link in return; the
+//!   regular advert still follows within one interval.
 //! * `preempt_delay` (keepalived's option of that name): a Backup that would preempt a lower
 //!   priority Master first waits this long, behaving meanwhile as if preemption were off; when
 //!   [`Timer::PreemptDelay`] fires and the Master is still of lower priority, it takes over.
@@ -373,6 +376,8 @@ pub struct Router {
     master: Option<MasterInfo>,
     deadlines: [Option<Time>; 3],
     master_since: Option<Time>,
+    /// A Master already answered a lower-priority advert since its last Adver_Timer.
+    answered: bool,
 }
 
 /// `Skew_Time` for a router of `priority` hearing `master_adver_interval` (see the module
@@ -413,6 +418,7 @@ impl Router {
             master: None,
             deadlines: [None; 3],
             master_since: None,
+            answered: false,
         })
     }
 
@@ -670,8 +676,10 @@ impl Router {
                 priority,
             });
             self.enter_backup(now, Reason::Preempted, out);
-        } else {
-            // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now.
+        } else if !self.answered {
+            // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now;
+            // once per interval (see the module docs).
+            self.answered = true;
             out.push(Action::SendAdvert { priority: local });
         }
     }
@@ -684,6 +692,7 @@ impl Router {
         match (which, self.state) {
             (Timer::Adver, State::Master) => {
                 // RFC 5798 §6.4.3: send an advert, reset Adver_Timer.
+                self.answered = false;
                 out.push(Action::SendAdvert {
                     priority: self.priority(),
                 });
@@ -773,6 +782,7 @@ impl Router {
         self.transition(State::Master, reason, out);
         self.master = None;
         self.master_since = Some(now);
+        self.answered = false;
         // The Master is now us: a later Backup period starts from our own interval until it
         // hears another Master (a stale adopted interval must not shorten Master_Down).
         self.master_adver_interval = self.config.advert_interval;

@@ -14,6 +14,16 @@
 //! DropReason::as_str(&self) -> &'static str               // "ttl", "checksum", "auth", …
 //! ```
 //!
+//! HMAC mode between fo nodes ([`auth`]: an HMAC-SHA256 trailer after the v3 message, with
+//! an anti-replay sequence):
+//!
+//! ```text
+//! AuthKey::from_file_content(&[u8]) -> Result<AuthKey, KeyError>   // Debug never shows it
+//! auth::seal(msg, src, dst, &key, SequenceGen::next_sequence()) -> Vec<u8>   // msg || 48-byte trailer
+//! decode_authenticated(payload, meta, &key) -> Result<(Advert, Sequence), DropReason>
+//! ReplayGuard::{check(src, seq), accept(src, seq)}                  // "replay" drops
+//! ```
+//!
 //! State machine ([`fsm`], RFC 5798 §6.4):
 //!
 //! ```text
@@ -80,10 +90,14 @@
 //! }]);
 //! ```
 
+pub mod auth;
 pub mod fsm;
 pub mod packet;
 pub mod types;
 
+pub use auth::{AuthKey, ReplayGuard, Sequence, SequenceGen};
 pub use fsm::{Action, Admin, Config, Event, Reason, Router, State, Time, Timer};
-pub use packet::{Advert, DropReason, EncodeError, RxMeta, decode, peek_vrid};
+pub use packet::{
+    Advert, DropReason, EncodeError, RxMeta, decode, decode_authenticated, peek_vrid,
+};
 pub use types::{AdverInterval, Auth, Centisecs, Password, Priority, Seconds, Version, Vrid};

@@ -221,6 +221,35 @@ pub enum DropReason {
     /// v2 auth type 1 with a wrong password.
     #[error("v2 simple password mismatch")]
     AuthPassword,
+    /// HMAC mode: no fo trailer (a plain advert, or a truncated one).
+    #[error(
+        "no HMAC trailer in a {len}-byte payload (the sender is not in HMAC mode, or the packet was cut)"
+    )]
+    AuthMissing {
+        /// Payload length.
+        len: usize,
+    },
+    /// HMAC mode: the trailer names another key.
+    #[error("signed with key ID {got:08x}, ours is {ours:08x} (the sender has another key)")]
+    AuthKey {
+        /// The key ID in the trailer.
+        got: u32,
+        /// Ours.
+        ours: u32,
+    },
+    /// HMAC mode: the tag does not verify (altered in transit, or forged).
+    #[error("HMAC does not verify")]
+    AuthTag,
+    /// HMAC mode: the sequence is not above the last one accepted from this source.
+    #[error(
+        "sequence {seq} is not above the last accepted {last} (replayed, or the sender's clock went back before it restarted)"
+    )]
+    Replay {
+        /// The sequence in the trailer.
+        seq: u64,
+        /// The last accepted from the same source.
+        last: u64,
+    },
 }
 
 impl DropReason {
@@ -238,6 +267,7 @@ impl DropReason {
         "checksum",
         "interval",
         "auth",
+        "replay",
     ];
 
     /// A stable label for `fo_vrrp_dropped_total{reason}`.
@@ -254,7 +284,12 @@ impl DropReason {
             DropReason::AddressCount { .. } => "address_count",
             DropReason::Checksum { .. } => "checksum",
             DropReason::Interval { .. } => "interval",
-            DropReason::AuthType { .. } | DropReason::AuthPassword => "auth",
+            DropReason::AuthType { .. }
+            | DropReason::AuthPassword
+            | DropReason::AuthMissing { .. }
+            | DropReason::AuthKey { .. }
+            | DropReason::AuthTag => "auth",
+            DropReason::Replay { .. } => "replay",
         }
     }
 }
@@ -367,6 +402,26 @@ pub fn peek_vrid(payload: &[u8]) -> Option<Vrid> {
 /// virtual addresses — a mismatch is a configuration problem for the caller to log, not a
 /// reason to ignore the current master.
 pub fn decode(payload: &[u8], meta: &RxMeta<'_>) -> Result<Advert, DropReason> {
+    check_ip(meta)?;
+    decode_message(payload, meta)
+}
+
+/// [`decode`] for a router in HMAC mode (fo nodes only): the IP checks, then the trailer
+/// ([`crate::auth::open`]: key ID, tag), then the VRRP message before it. Returns the
+/// sequence for the caller's [`crate::auth::ReplayGuard`], which must then accept it.
+pub fn decode_authenticated(
+    payload: &[u8],
+    meta: &RxMeta<'_>,
+    key: &crate::auth::AuthKey,
+) -> Result<(Advert, crate::auth::Sequence), DropReason> {
+    check_ip(meta)?;
+    let (msg, seq) = crate::auth::open(payload, meta.src, meta.dst, key)?;
+    Ok((decode_message(msg, meta)?, seq))
+}
+
+/// RFC 5798 §7.1 checks on the IP header: TTL / hop limit 255, one family usable by the
+/// version, the multicast group or a configured unicast peer.
+fn check_ip(meta: &RxMeta<'_>) -> Result<(), DropReason> {
     if meta.ttl_or_hop_limit != VRRP_TTL {
         return Err(DropReason::Ttl {
             got: meta.ttl_or_hop_limit,
@@ -391,7 +446,12 @@ pub fn decode(payload: &[u8], meta: &RxMeta<'_>) -> Result<Advert, DropReason> {
     } else if !meta.peers.contains(&meta.src) {
         return Err(DropReason::NotPeer { src: meta.src });
     }
+    Ok(())
+}
 
+/// The checks and decoding of the VRRP message itself (after [`check_ip`]).
+fn decode_message(payload: &[u8], meta: &RxMeta<'_>) -> Result<Advert, DropReason> {
+    let v4 = meta.src.is_ipv4();
     let len = payload.len();
     let auth_len = match meta.version {
         Version::V2 => V2_AUTH_LEN,

@@ -5,6 +5,7 @@ pub mod fixture;
 pub mod frames;
 pub mod netns;
 pub mod pair;
+pub mod vrrp_craft;
 pub mod vrrp_lab;
 
 /// Panic with a clear message unless running as root: these tests load BPF

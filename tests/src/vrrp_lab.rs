@@ -178,6 +178,51 @@ impl Node {
         matches!(self.kind, Kind::Fo { .. })
     }
 
+    /// The node's private directory (config, control socket; key files may go here).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Change what the node runs; takes effect at the next `start` or `reload`.
+    pub fn set_kind(&mut self, kind: Kind) {
+        self.kind = kind;
+    }
+
+    /// fo only: write the config again and `fo-agent reload`: (success, output).
+    pub fn reload(&self) -> (bool, String) {
+        self.write_config();
+        self.ctl(&["reload"])
+    }
+
+    /// fo only: `fo-agent ARGS --socket …` against the node's agent: (success, output).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(agent_binary())
+            .args(args)
+            .arg("--socket")
+            .arg(self.dir.join("control.sock"))
+            .output()
+            .expect("run fo-agent");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// fo only: `fo-agent status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (ok, text) = self.ctl(&["status", "--json"]);
+        assert!(ok, "fo-agent status failed on {}: {text}", self.name);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("status --json of {} is not JSON ({e}): {text}", self.name))
+    }
+
+    /// fo only: the status of the node's (only) router.
+    pub fn router_status(&self) -> serde_json::Value {
+        self.status()["routers"][0].clone()
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.join(if self.is_fo() {
             "fo.toml"

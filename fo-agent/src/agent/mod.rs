@@ -111,6 +111,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = health::unsupported(&config).into_iter().next() {
         bail!("{problem}");
     }
+    // Key files before anything is touched (the router tasks read them again).
+    if let Err(problems) = crate::vrrp::keyfile::load_all(&config) {
+        bail!("{}", problems.join("; "));
+    }
     let handle = net::handle()?;
     let link = net::link::by_name(&handle, &config.node.interface)
         .await
@@ -556,6 +560,9 @@ impl Agent {
         if let Some(problem) = health::unsupported(&new).into_iter().next() {
             return Err(problem);
         }
+        // Read every key file again: a bad one refuses the reload; a changed key (or
+        // auth_key_file added, moved or removed) takes effect at once.
+        let keys = crate::vrrp::keyfile::load_all(&new).map_err(|p| p.join("; "))?;
         if let Some(s) = new
             .services
             .iter()
@@ -582,6 +589,15 @@ impl Agent {
             .send_replace(backends::backend_addrs(&self.config));
         self.apply_services().map_err(|e| format!("{e:#}"))?;
         self.apply_ownership_inputs().await;
+        for r in self.config.routers.iter().filter(|r| r.vrrp().is_some()) {
+            if let Some(h) = self.vrrp.router(&r.name) {
+                let key = keys
+                    .iter()
+                    .find(|(n, _)| *n == r.name)
+                    .map(|(_, k)| k.clone());
+                let _ = h.send(Control::AuthKey(key)).await;
+            }
+        }
         Ok(format!("reloaded {}", self.config_path.display()))
     }
 }
@@ -606,6 +622,9 @@ fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
         if let (Ownership::Vrrp(ov), Ownership::Vrrp(nv)) = (&mut o.ownership, &mut n.ownership) {
             ov.priority = 0;
             nv.priority = 0;
+            // The key file is read again on every reload (rotation, on or off).
+            ov.auth_key_file = None;
+            nv.auth_key_file = None;
             ov.track.clear();
             nv.track.clear();
         }

@@ -86,6 +86,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                         takeover_seconds: t.takeover.map(|d| d.as_secs_f64()),
                     })
                     .collect();
+                rs.dual_master = s.stats.dual_master;
+                rs.auth = s.auth.clone();
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;
                 rs.dropped = s
@@ -114,6 +116,13 @@ pub(super) fn assemble(agent: &Agent) -> Status {
         }
         status.routers.push(rs);
     }
+
+    status.vrrp_unrouted_drops = agent
+        .vrrp
+        .unrouted_drops()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
 
     let slots = plane.table.slots();
     for s in &agent.config.services {

@@ -21,6 +21,7 @@ pub fn render(status: &Status) -> String {
     let failover = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let adverts = Family::<Labels, Counter>::default();
     let dropped = Family::<Labels, Counter>::default();
+    let dual_master = Family::<Labels, Counter>::default();
     let backend_up = Family::<Labels, Gauge>::default();
     let backend_packets = Family::<Labels, Counter>::default();
     let backend_bytes = Family::<Labels, Counter>::default();
@@ -65,6 +66,15 @@ pub fn render(status: &Status) -> String {
                 ])
                 .inc_by(*n);
         }
+        if r.ownership == "vrrp" {
+            dual_master.get_or_create(&l()).inc_by(r.dual_master);
+        }
+    }
+    // Packets no router claimed (unknown VRID, too short): router="".
+    for (reason, n) in &status.vrrp_unrouted_drops {
+        dropped
+            .get_or_create(&vec![("router", String::new()), ("reason", reason.clone())])
+            .inc_by(*n);
     }
     for s in &status.services {
         fail_open
@@ -128,6 +138,11 @@ pub fn render(status: &Status) -> String {
         dropped,
     );
     reg.register(
+        "fo_vrrp_dual_master",
+        "Adverts of another master heard while master (both masters at once)",
+        dual_master,
+    );
+    reg.register(
         "fo_service_fail_open",
         "1 while no backend of the service is healthy and all of them get traffic",
         fail_open,
@@ -175,7 +190,9 @@ mod tests {
         let mut status = Status::default();
         status.routers.push(RouterStatus {
             name: "wazuh".into(),
+            ownership: "vrrp".into(),
             state: "master".into(),
+            dual_master: 3,
             effective_priority: Some(150),
             adverts_sent: 7,
             transitions_total: [("master".to_string(), 1)].into(),
@@ -212,6 +229,7 @@ mod tests {
             detail: None,
         });
         status.xdp.insert("tx".into(), 9);
+        status.vrrp_unrouted_drops.insert("vrid".into(), 4);
         let text = render(&status);
         for needle in [
             "fo_vrrp_state{router=\"wazuh\"} 2",
@@ -220,6 +238,8 @@ mod tests {
             "fo_failover_seconds{router=\"wazuh\"} 0.31",
             "fo_vrrp_adverts_total{router=\"wazuh\",direction=\"out\"} 7",
             "fo_vrrp_dropped_total{router=\"wazuh\",reason=\"ttl\"} 2",
+            "fo_vrrp_dropped_total{router=\"\",reason=\"vrid\"} 4",
+            "fo_vrrp_dual_master_total{router=\"wazuh\"} 3",
             "fo_backend_up{service=\"events\",backend=\"b1\"} 1",
             "fo_backend_packets_total{service=\"events\",backend=\"b1\"} 5",
             "fo_backend_bytes_total{service=\"events\",backend=\"b1\"} 500",

@@ -14,6 +14,11 @@ pub struct Status {
     pub checks: Vec<CheckStatus>,
     /// Data-plane counters by name (`fo_common::Counter::name`), summed over CPUs.
     pub xdp: BTreeMap<String, u64>,
+    /// VRRP packets no router claimed, by reason ("vrid": a VRID no router has; "length":
+    /// too short to carry one; "overflow": dropped by the kernel, the VRRP socket's buffer
+    /// being full). `fo_vrrp_dropped_total{router=""}`.
+    #[serde(default)]
+    pub vrrp_unrouted_drops: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -51,6 +56,13 @@ pub struct RouterStatus {
     pub adverts_sent: u64,
     /// Dropped adverts by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Times this node, as Master, heard another Master (both masters at once).
+    #[serde(default)]
+    pub dual_master: u64,
+    /// "hmac-sha256 key NNNNNNNN" (the key's ID, never the key) when adverts are
+    /// authenticated with `auth_key_file`.
+    #[serde(default)]
+    pub auth: Option<String>,
     /// Transitions by target state.
     pub transitions_total: BTreeMap<String, u64>,
     /// Gates failing now (this node may not become master while any is listed).

@@ -52,6 +52,9 @@ fn problems(config: &Config) -> Vec<String> {
         }
     }
     out.extend(fo_agent::health::unsupported(config));
+    if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
+        out.extend(keys);
+    }
     for r in &config.routers {
         let h = &r.hooks;
         let hooks = [

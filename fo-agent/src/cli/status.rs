@@ -95,6 +95,23 @@ fn human(s: &Status) -> String {
         if !r.gates_closed.is_empty() {
             let _ = writeln!(o, "{:<15} gates closed: {}", "", r.gates_closed.join(", "));
         }
+        if let Some(a) = &r.auth {
+            let _ = writeln!(o, "{:<15} adverts authenticated: {a}", "");
+        }
+        if !r.dropped.is_empty() || r.dual_master > 0 {
+            let drops: Vec<String> = r.dropped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(
+                o,
+                "{:<15} adverts dropped: {}; dual master seen: {}",
+                "",
+                if drops.is_empty() {
+                    "none".into()
+                } else {
+                    drops.join(", ")
+                },
+                r.dual_master
+            );
+        }
     }
     for svc in &s.services {
         let _ = writeln!(

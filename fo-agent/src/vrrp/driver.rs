@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fo_vrrp::packet::{MULTICAST_V4, MULTICAST_V6};
 use fo_vrrp::{
-    Action, Admin, AdverInterval, Advert, Auth, Event, Priority, Reason, RxMeta, State, Time,
-    Timer, Vrid,
+    Action, Admin, AdverInterval, Advert, Auth, AuthKey, Event, Priority, Reason, ReplayGuard,
+    RxMeta, SequenceGen, State, Time, Timer, Vrid,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -31,6 +32,8 @@ pub struct RouterSpec {
     /// Unicast peers; empty = multicast.
     pub peers: Vec<IpAddr>,
     pub auth: Auth,
+    /// HMAC mode (`auth_key_file`): adverts carry and must carry fo's HMAC trailer.
+    pub auth_key: Option<AuthKey>,
     pub fsm: fo_vrrp::Config,
     pub garp: GarpTiming,
     pub hooks: fo_config::Hooks,
@@ -79,6 +82,9 @@ pub enum Control {
     /// A fault source (e.g. "link", a gate's name) is failing or has recovered. The router
     /// is faulted while any source is failing.
     Fault { source: String, failing: bool },
+    /// A reload read the key file again: the HMAC key to use from now on (`None`: HMAC
+    /// mode off).
+    AuthKey(Option<AuthKey>),
 }
 
 pub(super) enum Msg {
@@ -112,8 +118,11 @@ pub struct RouterStats {
     pub send_errors: u64,
     /// Gratuitous ARP / unsolicited NA rounds sent.
     pub announcements: u64,
-    /// Received packets dropped, by [`fo_vrrp::DropReason::as_str`].
+    /// Received packets dropped, by [`fo_vrrp::DropReason::as_str`], plus "queue" (the
+    /// router's receive queue was full).
     pub drops: BTreeMap<&'static str, u64>,
+    /// Adverts of another Master heard while Master (both masters at once).
+    pub dual_master: u64,
     /// Transitions by the state entered ([`State::as_str`]).
     pub transitions: BTreeMap<&'static str, u64>,
 }
@@ -129,6 +138,8 @@ pub struct RouterStatus {
     /// What this router advertises now (tracking, promote).
     pub effective_priority: u8,
     pub admin: Admin,
+    /// "hmac-sha256 key NNNNNNNN" in HMAC mode (the key ID, never the key), else `None`.
+    pub auth: Option<String>,
     /// Failing fault sources.
     pub faults: BTreeSet<String>,
     pub master_since: Option<SystemTime>,
@@ -146,6 +157,8 @@ pub struct RouterHandle {
     name: String,
     tx: mpsc::Sender<Msg>,
     status: Arc<Mutex<RouterStatus>>,
+    /// Packets the receive task dropped because this router's queue was full.
+    queue_drops: Arc<AtomicU64>,
 }
 
 /// The router task has ended (agent shutting down).
@@ -172,7 +185,12 @@ impl RouterHandle {
 
     /// A snapshot of state, priorities, last transition and counters.
     pub fn status(&self) -> RouterStatus {
-        lock(&self.status).clone()
+        let mut s = lock(&self.status).clone();
+        let queue = self.queue_drops.load(Ordering::Relaxed);
+        if queue > 0 {
+            s.stats.drops.insert("queue", queue);
+        }
+        s
     }
 
     pub(super) async fn shutdown(&self) {
@@ -194,11 +212,13 @@ pub(super) struct Io {
     pub addresses: Option<crate::net::addr::VipAddresses>,
 }
 
-/// Start the task of one router. `packets` delivers the received packets with its VRID.
+/// Start the task of one router. `packets` delivers the received packets with its VRID;
+/// `queue_drops` counts those the receive task could not queue.
 pub(super) fn spawn(
     spec: RouterSpec,
     io: Io,
     packets: mpsc::Receiver<Received>,
+    queue_drops: Arc<AtomicU64>,
     epoch: Instant,
 ) -> Result<(RouterHandle, JoinHandle<()>), fo_vrrp::fsm::ConfigError> {
     let router = fo_vrrp::Router::new(spec.fsm.clone())?;
@@ -210,6 +230,7 @@ pub(super) fn spawn(
         configured_priority: spec.fsm.priority.0,
         effective_priority: spec.fsm.priority.0,
         admin: Admin::None,
+        auth: auth_label(spec.auth_key.as_ref()),
         faults: BTreeSet::new(),
         master_since: None,
         master: None,
@@ -222,6 +243,7 @@ pub(super) fn spawn(
         name: spec.name.clone(),
         tx,
         status: status.clone(),
+        queue_drops,
     };
     let span = tracing::info_span!("router", name = %spec.name);
     let hooks = {
@@ -249,6 +271,10 @@ pub(super) fn spawn(
         send_failing: false,
         warned_addresses: false,
         stats: RouterStats::default(),
+        sequence: SequenceGen::new(unix_ms(SystemTime::now())),
+        replay: ReplayGuard::default(),
+        auth_warn: RateLimit::default(),
+        dual_warn: RateLimit::default(),
     };
     let task = tokio::spawn(tracing::Instrument::instrument(
         driver.run(rx, packets),
@@ -273,6 +299,45 @@ struct Driver {
     send_failing: bool,
     warned_addresses: bool,
     stats: RouterStats,
+    /// HMAC mode: our adverts' sequence, and the last accepted per peer.
+    sequence: SequenceGen,
+    replay: ReplayGuard,
+    auth_warn: RateLimit,
+    dual_warn: RateLimit,
+}
+
+/// At most one warning per [`RateLimit::PERIOD`], saying how many were held back.
+#[derive(Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl RateLimit {
+    const PERIOD: Duration = Duration::from_secs(10);
+
+    /// `Some(held back since the last one)` when a warning may be logged now.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.duration_since(t) < Self::PERIOD => {
+                self.held += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held))
+            }
+        }
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn auth_label(key: Option<&AuthKey>) -> Option<String> {
+    key.map(|k| format!("hmac-sha256 key {:08x}", k.id()))
 }
 
 /// A transition waiting to be logged once the actions of its batch are done.
@@ -331,13 +396,22 @@ impl Driver {
                         break;
                     }
                 },
-                Some(packet) = packets.recv() => self.packet(packet),
                 () = sleep_until(timer.map(|(_, at)| at)) => {
                     let Some((which, at)) = timer else { continue };
                     let now = Instant::now();
                     // Never early: sleep_until may round, so check and sleep again.
                     if now < at {
                         continue;
+                    }
+                    // Adverts already queued arrived before this turn: hear them first (a
+                    // Master's late advert re-arms Master_Down_Timer, and the stale
+                    // TimerFired is then ignored), but at most one queue's worth, so a
+                    // flood cannot starve the timer.
+                    for _ in 0..super::ROUTER_QUEUE {
+                        match packets.try_recv() {
+                            Ok(p) => self.packet(p),
+                            Err(_) => break,
+                        }
                     }
                     if which == Timer::MasterDown {
                         self.detected_at = Some(at);
@@ -346,6 +420,10 @@ impl Driver {
                     self.detected_at = None;
                 }
                 () = sleep_until(refresh) => self.refresh(),
+                // Last: a flood of packets cannot starve the timers (a due timer wins the
+                // next turn, after at most one queue's worth of packets), and the queue is
+                // bounded (full: dropped, counted "queue").
+                Some(packet) = packets.recv() => self.packet(packet),
             }
         }
         if let Some(b) = self.burst.take() {
@@ -370,6 +448,19 @@ impl Driver {
             Control::Demote => Event::AdminDemote,
             Control::Resume => Event::AdminResume,
             Control::Priority(p) => Event::PriorityChanged { effective: p },
+            Control::AuthKey(key) => {
+                if key != self.spec.auth_key {
+                    match &key {
+                        Some(k) => {
+                            info!(key_id = %format!("{:08x}", k.id()), "HMAC key (re)loaded")
+                        }
+                        None => info!("HMAC mode off"),
+                    }
+                    self.spec.auth_key = key;
+                    lock(&self.status).auth = auth_label(self.spec.auth_key.as_ref());
+                }
+                return;
+            }
             Control::Fault { source, failing } => {
                 let was = !self.faults.is_empty();
                 if failing {
@@ -403,22 +494,66 @@ impl Driver {
             auth: self.spec.auth,
             peers: &self.spec.peers,
         };
-        match fo_vrrp::decode(&p.payload, &meta) {
-            Ok(advert) => {
+        let decoded = match &self.spec.auth_key {
+            Some(key) => {
+                fo_vrrp::decode_authenticated(&p.payload, &meta, key).and_then(|(advert, seq)| {
+                    self.replay.check(p.src, seq)?;
+                    Ok((advert, Some(seq)))
+                })
+            }
+            None => fo_vrrp::decode(&p.payload, &meta).map(|a| (a, None)),
+        };
+        match decoded {
+            Ok((advert, seq)) => {
+                if let Some(seq) = seq {
+                    self.replay.accept(p.src, seq);
+                }
                 self.stats.adverts_in += 1;
                 if !self.warned_addresses && !same_set(&advert.addresses, &self.spec.vips) {
                     self.warned_addresses = true;
                     warn!(from = %p.src, theirs = ?advert.addresses, ours = ?self.spec.vips,
                         "the peer advertises other virtual addresses: check both configurations");
                 }
-                self.handle(Instant::now(), Event::advert(p.src, &advert));
+                let dual = self.router.state() == State::Master
+                    && advert.priority != Priority::STOP
+                    && p.src != self.spec.fsm.primary_address;
+                let now = Instant::now();
+                self.handle(now, Event::advert(p.src, &advert));
+                if dual {
+                    self.dual_master(now, p.src, advert.priority);
+                }
             }
             Err(reason) => {
                 *self.stats.drops.entry(reason.as_str()).or_default() += 1;
-                debug!(from = %p.src, %reason, "advert dropped");
+                if matches!(reason.as_str(), "auth" | "replay") {
+                    if let Some(held) = self.auth_warn.allow(Instant::now()) {
+                        warn!(from = %p.src, %reason, held_back = held,
+                            "unauthenticated advert ignored (one warning per 10 s; all are counted in fo_vrrp_dropped_total)");
+                    }
+                } else {
+                    debug!(from = %p.src, %reason, "advert dropped");
+                }
                 self.publish();
             }
         }
+    }
+
+    /// Both masters at once: we were Master and heard another Master's advert. The state
+    /// machine has already applied RFC 5798 §6.4.3 (the lower yields; a higher or equal
+    /// one with a higher address wins, else we answered at once so it yields).
+    fn dual_master(&mut self, now: Instant, peer: IpAddr, theirs: Priority) {
+        self.stats.dual_master += 1;
+        let ours = self.router.priority();
+        let resolution = if self.router.state() == State::Master {
+            "we stay master and answered at once: the peer yields on hearing it"
+        } else {
+            "we yield to the peer"
+        };
+        if let Some(held) = self.dual_warn.allow(now) {
+            warn!(%peer, their_priority = theirs.0, our_priority = ours.0, held_back = held,
+                "dual master: another master advertises for this router; {resolution}");
+        }
+        self.publish();
     }
 
     /// Feed one event and perform the actions, in order.
@@ -538,6 +673,12 @@ impl Driver {
         for dst in self.spec.destinations() {
             let sent = advert
                 .encode(src, dst)
+                .map(|msg| match &self.spec.auth_key {
+                    Some(key) => {
+                        fo_vrrp::auth::seal(&msg, src, dst, key, self.sequence.next_sequence())
+                    }
+                    None => msg,
+                })
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
                 .and_then(|bytes| self.io.socket.send(&bytes, src, dst));
             match sent {
@@ -659,5 +800,39 @@ fn hook_state(s: State) -> HookState {
         State::Backup => HookState::Backup,
         State::Master => HookState::Master,
         State::Fault => HookState::Fault,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_limited_to_one_per_period_and_count_what_was_held() {
+        let mut l = RateLimit::default();
+        let t0 = Instant::now();
+        assert_eq!(l.allow(t0), Some(0), "the first one is logged");
+        for i in 1..=5 {
+            assert_eq!(
+                l.allow(t0 + Duration::from_secs(i)),
+                None,
+                "within the period"
+            );
+        }
+        assert_eq!(
+            l.allow(t0 + RateLimit::PERIOD),
+            Some(5),
+            "after the period: logged, with the 5 held back"
+        );
+        assert_eq!(l.allow(t0 + RateLimit::PERIOD), None);
+    }
+
+    #[test]
+    fn status_shows_the_key_id_never_the_key() {
+        let key = AuthKey::new(b"0123456789abcdef0123456789abcdef").expect("key");
+        let label = auth_label(Some(&key)).expect("HMAC mode");
+        assert_eq!(label, format!("hmac-sha256 key {:08x}", key.id()));
+        assert!(!label.contains("0123456789abcdef"));
+        assert_eq!(auth_label(None), None);
     }
 }

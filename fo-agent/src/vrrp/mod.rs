@@ -6,6 +6,8 @@
 //!  socket rx task ──peek_vrid──▶ router task ──decode──▶ fo_vrrp::Router::handle
 //!  (one per family)  unknown VRID: dropped   ▲ timers      │ actions, in order
 //!                    (counted "vrid")        │ admin       ▼
+//!                    queue full: dropped     │ (before packets: a flood cannot starve them)
+//!                    (counted "queue")       │
 //!                                            │ events   SetOwnership → data plane (lease =
 //!  link monitor ──Fault{source:"link"}───────┘          Master_Down_Interval), SendAdvert,
 //!  control socket, checks ──RouterHandle::send──┘       SendGratuitous, Transition, RunHook
@@ -15,14 +17,23 @@
 //! [`RouterHandle`] per router: [`RouterHandle::send`] takes a [`Control`] (promote,
 //! demote, resume, priority, fault by source), [`RouterHandle::status`] returns a
 //! [`RouterStatus`] (state, priorities, master since, last [`TransitionRecord`] with the
-//! takeover time, [`RouterStats`] counters). [`Vrrp::unknown_vrid_drops`] counts packets no
-//! router claimed.
+//! takeover time, [`RouterStats`] counters). [`Vrrp::unrouted_drops`] counts packets no
+//! router claimed ("vrid": a VRID no router has; "length": too short to carry one;
+//! "overflow": dropped by the kernel on a full socket buffer), shown as
+//! `fo_vrrp_dropped_total{router=""}`.
+//!
+//! Input safety (RFC 5798 §7.1, per router, in [`fo_vrrp::decode`]): TTL / hop limit 255,
+//! the multicast group or, with unicast `peers`, a configured peer as the source, the
+//! router's version, VRID, checksum, interval and v2 authentication; in HMAC mode
+//! (`auth_key_file`, [`keyfile`]) fo's trailer with a valid tag and a fresh sequence. Every
+//! rejection is counted by reason; "auth" and "replay" also warn (once per 10 s).
 
 pub mod driver;
 pub mod garp;
+pub mod keyfile;
 pub mod socket;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +61,7 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 /// How often the link state is read for the "link" fault.
 const LINK_POLL: Duration = Duration::from_millis(100);
 /// Packets queued per router before the receive task drops (counted "queue").
-const ROUTER_QUEUE: usize = 256;
+pub(super) const ROUTER_QUEUE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VrrpError {
@@ -71,6 +82,12 @@ pub enum VrrpError {
     #[error(transparent)]
     Announce(#[from] garp::AnnounceError),
     #[error("router {router}")]
+    Key {
+        router: String,
+        #[source]
+        source: keyfile::KeyFileError,
+    },
+    #[error("router {router}")]
     Fsm {
         router: String,
         #[source]
@@ -83,7 +100,25 @@ pub struct Vrrp {
     routers: Vec<RouterHandle>,
     tasks: Vec<JoinHandle<()>>,
     helpers: Vec<JoinHandle<()>>,
-    unknown_vrid: Arc<AtomicU64>,
+    unrouted: Arc<Unrouted>,
+}
+
+/// Packets no router claimed.
+#[derive(Debug, Default)]
+struct Unrouted {
+    /// A VRID no router of this agent has (or 0).
+    vrid: AtomicU64,
+    /// Too short to carry a VRID.
+    length: AtomicU64,
+    /// Dropped by the kernel before fo could read them (socket buffer full), summed over
+    /// the sockets (`SO_RXQ_OVFL`).
+    overflow: AtomicU64,
+}
+
+/// Where the receive task sends a router's packets.
+struct Route {
+    tx: mpsc::Sender<socket::Received>,
+    queue_drops: Arc<AtomicU64>,
 }
 
 impl Vrrp {
@@ -99,7 +134,7 @@ impl Vrrp {
             routers: Vec::new(),
             tasks: Vec::new(),
             helpers: Vec::new(),
-            unknown_vrid: Arc::default(),
+            unrouted: Arc::default(),
         };
         let routers: Vec<_> = config
             .routers
@@ -125,7 +160,14 @@ impl Vrrp {
             for r in family {
                 let spec = spec_of(config, r, primary)?;
                 let (tx, rx) = mpsc::channel(ROUTER_QUEUE);
-                routes.insert(spec.vrid.get(), tx);
+                let queue_drops = Arc::new(AtomicU64::new(0));
+                routes.insert(
+                    spec.vrid.get(),
+                    Route {
+                        tx,
+                        queue_drops: queue_drops.clone(),
+                    },
+                );
                 let io = driver::Io {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
@@ -135,16 +177,18 @@ impl Vrrp {
                     }),
                 };
                 let (h, task) =
-                    driver::spawn(spec, io, rx, epoch).map_err(|source| VrrpError::Fsm {
-                        router: r.name.clone(),
-                        source,
+                    driver::spawn(spec, io, rx, queue_drops, epoch).map_err(|source| {
+                        VrrpError::Fsm {
+                            router: r.name.clone(),
+                            source,
+                        }
                     })?;
                 vrrp.routers.push(h);
                 vrrp.tasks.push(task);
             }
             let span = info_span!("vrrp_rx", family = if ipv6 { "ipv6" } else { "ipv4" }, interface = %link.name);
             vrrp.helpers.push(tokio::spawn(
-                receive(sock, routes, vrrp.unknown_vrid.clone()).instrument(span),
+                receive(sock, routes, vrrp.unrouted.clone()).instrument(span),
             ));
         }
         vrrp.helpers.push(tokio::spawn(
@@ -164,10 +208,19 @@ impl Vrrp {
         self.routers.iter().find(|r| r.name() == name)
     }
 
-    /// Received packets with a VRID no router of this agent has (`fo_vrrp_dropped_total`
-    /// reason "vrid", not attributable to a router).
-    pub fn unknown_vrid_drops(&self) -> u64 {
-        self.unknown_vrid.load(Ordering::Relaxed)
+    /// Received packets no router claimed, by reason: "vrid" (a VRID no router of this
+    /// agent has), "length" (too short to carry a VRID) and "overflow" (dropped by the
+    /// kernel, the socket's buffer being full, before anyone could look). Exported as
+    /// `fo_vrrp_dropped_total{router=""}`. Reasons never seen are left out.
+    pub fn unrouted_drops(&self) -> BTreeMap<&'static str, u64> {
+        [
+            ("vrid", self.unrouted.vrid.load(Ordering::Relaxed)),
+            ("length", self.unrouted.length.load(Ordering::Relaxed)),
+            ("overflow", self.unrouted.overflow.load(Ordering::Relaxed)),
+        ]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .collect()
     }
 
     /// RFC 5798 Shutdown for every router: a Master sends priority 0 and releases its
@@ -216,6 +269,13 @@ pub fn spec_of(
         }
         None => Auth::None,
     };
+    let auth_key = match &v.auth_key_file {
+        Some(path) => Some(keyfile::load(path).map_err(|source| VrrpError::Key {
+            router: r.name.clone(),
+            source,
+        })?),
+        None => None,
+    };
     let n = &config.node;
     Ok(RouterSpec {
         name: r.name.clone(),
@@ -223,6 +283,7 @@ pub fn spec_of(
         vips: r.vips.clone(),
         peers: v.peers.clone(),
         auth,
+        auth_key,
         fsm: fo_vrrp::Config {
             priority: Priority(v.priority),
             advert_interval: interval,
@@ -262,31 +323,51 @@ async fn wait_for_primary(
 }
 
 /// Demultiplex received packets by VRID to the router tasks.
-async fn receive(
-    sock: Arc<VrrpSocket>,
-    routes: HashMap<u8, mpsc::Sender<socket::Received>>,
-    unknown: Arc<AtomicU64>,
-) {
+async fn receive(sock: Arc<VrrpSocket>, routes: HashMap<u8, Route>, unrouted: Arc<Unrouted>) {
+    // This socket's share of the "overflow" count (the kernel's counter is cumulative).
+    let mut overflow_seen = 0u32;
     loop {
         match sock.recv().await {
-            Ok(packet) => {
-                match fo_vrrp::peek_vrid(&packet.payload).and_then(|v| routes.get(&v.get())) {
-                    Some(tx) => {
-                        if tx.try_send(packet).is_err() {
-                            // The router task is behind (or gone); its "queue" drops are not
-                            // countable from here without a second channel, so log them.
-                            tracing::debug!("router queue full: packet dropped");
-                        }
-                    }
-                    None => {
-                        unknown.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            Ok(packet) => dispatch(packet, &routes, &unrouted, &mut overflow_seen),
             Err(e) => {
                 warn!(error = %e, "receiving VRRP failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// One received packet to its router's queue, or counted: too short ("length"), a VRID no
+/// router has ("vrid"), the router's queue full ("queue", per router); and the kernel's
+/// cumulative `SO_RXQ_OVFL` count of this socket, past `overflow_seen`, as "overflow".
+fn dispatch(
+    packet: socket::Received,
+    routes: &HashMap<u8, Route>,
+    unrouted: &Unrouted,
+    overflow_seen: &mut u32,
+) {
+    if let Some(n) = packet.kernel_drops
+        && n > *overflow_seen
+    {
+        unrouted
+            .overflow
+            .fetch_add(u64::from(n - *overflow_seen), Ordering::Relaxed);
+        *overflow_seen = n;
+    }
+    if packet.payload.len() < 2 {
+        unrouted.length.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    match fo_vrrp::peek_vrid(&packet.payload).and_then(|v| routes.get(&v.get())) {
+        Some(route) => {
+            if route.tx.try_send(packet).is_err() {
+                // The router task is behind (a flood) or gone: drop, count, and keep
+                // reading so the other routers are served.
+                route.queue_drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            unrouted.vrid.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -315,5 +396,69 @@ async fn link_monitor(handle: rtnetlink::Handle, name: String, routers: Vec<Rout
             }
         }
         tokio::time::sleep(LINK_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(payload: &[u8], kernel_drops: Option<u32>) -> socket::Received {
+        socket::Received {
+            src: "192.0.2.11".parse().unwrap(),
+            dst: "224.0.0.18".parse().unwrap(),
+            ttl_or_hop_limit: 255,
+            payload: payload.to_vec(),
+            kernel_drops,
+        }
+    }
+
+    #[test]
+    fn unclaimed_full_and_overflowed_packets_are_counted() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let queue_drops = Arc::new(AtomicU64::new(0));
+        let routes = HashMap::from([(
+            51,
+            Route {
+                tx,
+                queue_drops: queue_drops.clone(),
+            },
+        )]);
+        let unrouted = Unrouted::default();
+        let mut seen = 0;
+        let ours = [0x31, 51, 100, 1, 0, 100, 0, 0];
+        // Two fit the queue of 2; three more find it full.
+        for _ in 0..5 {
+            dispatch(packet(&ours, None), &routes, &unrouted, &mut seen);
+        }
+        assert_eq!(
+            queue_drops.load(Ordering::Relaxed),
+            3,
+            "queue full: counted per router"
+        );
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+        dispatch(
+            packet(&[0x31, 99, 100, 1], None),
+            &routes,
+            &unrouted,
+            &mut seen,
+        );
+        dispatch(packet(&[0x31, 0], None), &routes, &unrouted, &mut seen);
+        dispatch(packet(&[0x31], None), &routes, &unrouted, &mut seen);
+        // The kernel's counter is cumulative: 7, then 7 again, then 10 -> 10 in all.
+        dispatch(packet(&ours, Some(7)), &routes, &unrouted, &mut seen);
+        dispatch(packet(&ours, Some(7)), &routes, &unrouted, &mut seen);
+        dispatch(packet(&ours, Some(10)), &routes, &unrouted, &mut seen);
+        let vrrp = Vrrp {
+            routers: Vec::new(),
+            tasks: Vec::new(),
+            helpers: Vec::new(),
+            unrouted: Arc::new(unrouted),
+        };
+        assert_eq!(
+            vrrp.unrouted_drops(),
+            BTreeMap::from([("vrid", 2), ("length", 1), ("overflow", 10)]),
+            "VRID 99 and VRID 0 are unclaimed, a 1-byte payload is too short"
+        );
     }
 }

@@ -10,8 +10,11 @@
 //! * Receive: a raw IPv4 socket delivers the IP header, so TTL, source and destination
 //!   are read from it. A raw IPv6 socket does not; the hop limit and the destination
 //!   come as ancillary data (`IPV6_RECVHOPLIMIT`, `IPV6_RECVPKTINFO`).
+//! * Floods: a receive buffer of [`RECV_BUFFER`] (forced past `rmem_max` when allowed), and
+//!   `SO_RXQ_OVFL`, so the packets the kernel had to drop because the buffer was full are
+//!   counted too ([`Received::kernel_drops`]).
 
-use std::io::{self, Read as _};
+use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd as _;
@@ -42,7 +45,13 @@ pub struct Received {
     pub dst: IpAddr,
     pub ttl_or_hop_limit: u8,
     pub payload: Vec<u8>,
+    /// `SO_RXQ_OVFL`: packets the kernel dropped on this socket so far (its buffer was
+    /// full), as of this packet; `None` while there were none.
+    pub kernel_drops: Option<u32>,
 }
+
+/// Receive buffer asked for: about 4,000 small adverts queued before the kernel drops.
+pub const RECV_BUFFER: usize = 1 << 20;
 
 /// A raw VRRP socket of one family on one interface.
 pub struct VrrpSocket {
@@ -83,6 +92,14 @@ impl VrrpSocket {
         sock.bind_device(Some(interface.as_bytes()))
             .map_err(err("SO_BINDTODEVICE"))?;
         sock.set_nonblocking(true).map_err(err("O_NONBLOCK"))?;
+        // Root may exceed net.core.rmem_max; otherwise take what the kernel grants.
+        let size = i32::try_from(RECV_BUFFER).unwrap_or(i32::MAX);
+        if set_int_option(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+            sock.set_recv_buffer_size(RECV_BUFFER)
+                .map_err(err("SO_RCVBUF"))?;
+        }
+        set_int_option(&sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+            .map_err(err("SO_RXQ_OVFL"))?;
         let ttl = u32::from(VRRP_TTL);
         if ipv6 {
             sock.set_unicast_hops_v6(ttl)
@@ -186,9 +203,30 @@ fn is_link_local(a: Ipv6Addr) -> bool {
 
 /// Read one IPv4 datagram, header included. `Ok(None)`: not a usable packet.
 fn recv_v4(sock: &Socket) -> io::Result<Option<Received>> {
-    let mut buf = [0u8; MAX_PACKET];
-    let n = (&*sock).read(&mut buf)?;
-    Ok(parse_ipv4(&buf[..n]))
+    let mut data = [MaybeUninit::new(0u8); MAX_PACKET];
+    let mut control = [MaybeUninit::new(0u8); 64];
+    let (n, control_len) = {
+        let mut bufs = [MaybeUninitSlice::new(&mut data)];
+        let mut msg = MsgHdrMut::new()
+            .with_buffers(&mut bufs)
+            .with_control(&mut control);
+        let n = sock.recvmsg(&mut msg, 0)?;
+        (n, msg.control_len())
+    };
+    let data = assume_init(&data[..n.min(MAX_PACKET)]);
+    let control = assume_init(&control[..control_len.min(control.len())]);
+    Ok(parse_ipv4(data).map(|r| Received {
+        kernel_drops: kernel_drops(control),
+        ..r
+    }))
+}
+
+/// The `SO_RXQ_OVFL` count in a received control buffer.
+fn kernel_drops(control: &[u8]) -> Option<u32> {
+    cmsgs(control).find_map(|(level, ty, body)| {
+        (level == libc::SOL_SOCKET && ty == libc::SO_RXQ_OVFL && body.len() >= 4)
+            .then(|| u32::from_ne_bytes([body[0], body[1], body[2], body[3]]))
+    })
 }
 
 /// Split a raw IPv4 datagram into what `decode` needs.
@@ -211,6 +249,7 @@ pub fn parse_ipv4(packet: &[u8]) -> Option<Received> {
         dst: dst.into(),
         ttl_or_hop_limit: packet[8],
         payload: packet[ihl..end].to_vec(),
+        kernel_drops: None,
     })
 }
 
@@ -257,6 +296,7 @@ fn recv_v6(sock: &Socket) -> io::Result<Option<Received>> {
         dst: IpAddr::V6(dst),
         ttl_or_hop_limit,
         payload: data.to_vec(),
+        kernel_drops: kernel_drops(control),
     }))
 }
 
@@ -385,6 +425,18 @@ mod tests {
             &"fe80::1".parse::<Ipv6Addr>().unwrap().octets()
         );
         assert_eq!(got[1].2, &255i32.to_ne_bytes());
+    }
+
+    #[test]
+    fn kernel_drop_count_is_read_from_control_data() {
+        let mut buf = pktinfo_v6(7, "fe80::1".parse().unwrap());
+        assert_eq!(kernel_drops(&buf), None);
+        buf.extend(cmsg(
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            &1234u32.to_ne_bytes(),
+        ));
+        assert_eq!(kernel_drops(&buf), Some(1234));
     }
 
     #[test]

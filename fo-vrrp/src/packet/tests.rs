@@ -438,6 +438,10 @@ fn labels_are_listed() {
             got: 0,
             computed: 1,
         },
+        DropReason::AuthMissing { len: 12 },
+        DropReason::AuthKey { got: 1, ours: 2 },
+        DropReason::AuthTag,
+        DropReason::Replay { seq: 1, last: 2 },
     ];
     for reason in samples {
         assert!(
