@@ -43,6 +43,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             config: agent.config_path.display().to_string(),
             config_loaded_at: unix(agent.loaded_at),
             pid: std::process::id(),
+            control_refused: agent.access.refused(),
         },
         ..Default::default()
     };
@@ -86,6 +87,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                         takeover_seconds: t.takeover.map(|d| d.as_secs_f64()),
                     })
                     .collect();
+                rs.faults = s.faults.iter().cloned().collect();
+                rs.fence = agent.fences.status(&r.name);
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;
                 rs.dropped = s

@@ -86,6 +86,9 @@ pub(super) enum Msg {
     Shutdown,
 }
 
+/// How many advert senders a router's status remembers.
+const HEARD_MAX: usize = 16;
+
 /// How many transitions a router's status keeps.
 pub const HISTORY: usize = 16;
 
@@ -134,6 +137,10 @@ pub struct RouterStatus {
     pub master_since: Option<SystemTime>,
     /// The Master this Backup hears.
     pub master: Option<IpAddr>,
+    /// Every sender of a valid advert of this VRID, with when it was last heard (the
+    /// fence's proof of life of a peer; its peer list in multicast mode).
+    #[serde(skip)]
+    pub heard: BTreeMap<IpAddr, Instant>,
     pub last_transition: Option<TransitionRecord>,
     /// The last [`HISTORY`] transitions, oldest first.
     pub history: Vec<TransitionRecord>,
@@ -213,6 +220,7 @@ pub(super) fn spawn(
         faults: BTreeSet::new(),
         master_since: None,
         master: None,
+        heard: BTreeMap::new(),
         last_transition: None,
         history: Vec::new(),
         stats: RouterStats::default(),
@@ -406,6 +414,17 @@ impl Driver {
         match fo_vrrp::decode(&p.payload, &meta) {
             Ok(advert) => {
                 self.stats.adverts_in += 1;
+                {
+                    let mut st = lock(&self.status);
+                    st.heard.insert(p.src, Instant::now());
+                    // A segment has a few VRRP speakers; keep forged sources from growing it.
+                    if st.heard.len() > HEARD_MAX
+                        && let Some(oldest) =
+                            st.heard.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a)
+                    {
+                        st.heard.remove(&oldest);
+                    }
+                }
                 if !self.warned_addresses && !same_set(&advert.addresses, &self.spec.vips) {
                     self.warned_addresses = true;
                     warn!(from = %p.src, theirs = ?advert.addresses, ours = ?self.spec.vips,
@@ -497,6 +516,9 @@ impl Driver {
             ),
             None if p.to == State::Master => {
                 info!(from = %from, to = %to, reason = %reason, "VRRP transition: VIPs served")
+            }
+            None if p.to == State::Fault => {
+                info!(from = %from, to = %to, reason = %reason, faults = ?self.faults, "VRRP transition")
             }
             None => info!(from = %from, to = %to, reason = %reason, "VRRP transition"),
         }
