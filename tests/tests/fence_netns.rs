@@ -1,0 +1,329 @@
+//! Split-brain protection with a witness, in network namespaces: two fo nodes (a:
+//! priority 150, b: priority 100, unicast peers, VRRPv3 at 100 ms), a witness host
+//! (192.0.2.1, answering ICMP echo like any gateway) and a client, on one bridge.
+//!
+//! A partition takes a node's port out of the bridge (`ip link set pN nomaster`): the
+//! node keeps its carrier (no "link" fault hides the rule under test), and the detached
+//! port is a vantage point on the node's side of the partition, from which ARP for the
+//! VIP is probed.
+//!
+//! * master cut off from peer and witness: it fences (fault, "fenced: peer and witness
+//!   unreachable") and stops answering ARP for the VIP within Master_Down_Interval plus
+//!   a margin; the backup, which still reaches the witness, takes over; after healing
+//!   the pair converges to one master.
+//! * backup cut off: it never claims the VIP (fault instead of master), and the master,
+//!   which lost only its peer, keeps serving.
+//!
+//! Run: `cargo test -p fo-tests --test fence_netns -- --test-threads=1` (root).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use fo_tests::netns::{Netns, wait_for};
+use fo_tests::vrrp_lab::{Claim, Kind, Lab, arp_answers, fmt_mac, serial};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const WITNESS: &str = "192.0.2.1";
+/// An address for the detached port, so that arping has a source there.
+const PROBE: &str = "192.0.2.99/24";
+const ADVERT: Duration = Duration::from_millis(100);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous: a loaded 2-core machine delays log lines and probes.
+const MARGIN: Duration = Duration::from_millis(500);
+const FENCED: &str = "fenced: peer and witness unreachable";
+
+/// RFC 5798 Master_Down_Interval of a v3 router.
+fn master_down(priority: u32) -> Duration {
+    ADVERT * 3 + ADVERT * (256 - priority) / 256
+}
+
+fn router(priority: u32, peer: Ipv4Addr) -> Kind {
+    Kind::Fo {
+        router: format!(
+            "name = \"web\"\nvrid = 51\npriority = {priority}\nadvert_interval = \"100ms\"\npeers = [\"{peer}\"]\nwitness = {{ address = \"{WITNESS}\" }}"
+        ),
+    }
+}
+
+/// The lab, its witness host, and the indices of a and b.
+fn lab() -> (Lab, Netns, usize, usize) {
+    let mut lab = Lab::new(VIP);
+    let witness = Netns::new("wit");
+    lab.segment.plug(&witness, "eth0", &format!("{WITNESS}/24"));
+    // Nodes are .11 and .12 in order of adding.
+    let a = lab.add("a", router(150, Ipv4Addr::new(192, 0, 2, 12)));
+    let b = lab.add("b", router(100, Ipv4Addr::new(192, 0, 2, 11)));
+    let start = Instant::now();
+    lab.nodes[b].start();
+    lab.nodes[a].start();
+    assert!(
+        lab.nodes[a]
+            .wait_claim(Claim::Master, start, START_TIMEOUT)
+            .is_some(),
+        "expected a (priority 150) to become master.\n{}",
+        lab.dump()
+    );
+    assert!(
+        wait_for(START_TIMEOUT, || (lab.nodes[b].claim() == Claim::Backup)
+            .then_some(()))
+        .is_some(),
+        "expected b (priority 100) to run as backup, it claims {:?}.\n{}",
+        lab.nodes[b].claim(),
+        lab.dump()
+    );
+    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(5)) {
+        panic!(
+            "expected only a to answer ARP for {VIP}, saw {:?}\n{}",
+            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+            lab.dump()
+        );
+    }
+    // Every probe has answered at least once.
+    std::thread::sleep(Duration::from_secs(1));
+    (lab, witness, a, b)
+}
+
+/// Take node `i`'s port out of the bridge and give it the probe address.
+fn cut(lab: &Lab, i: usize) -> Instant {
+    let port = &lab.nodes[i].port;
+    let at = Instant::now();
+    lab.segment.switch.sh(&format!(
+        "ip link set {port} nomaster && ip addr add {PROBE} dev {port}"
+    ));
+    at
+}
+
+fn heal(lab: &Lab, i: usize) -> Instant {
+    let port = &lab.nodes[i].port;
+    let at = Instant::now();
+    lab.segment.switch.sh(&format!(
+        "ip addr del {PROBE} dev {port} && ip link set {port} master br0"
+    ));
+    at
+}
+
+/// The router's entry of a node's `status --json`.
+fn router_status(lab: &Lab, i: usize) -> serde_json::Value {
+    let s = lab.nodes[i].status().unwrap_or_else(|| {
+        panic!(
+            "{} does not answer status.\n{}",
+            lab.nodes[i].name,
+            lab.dump()
+        )
+    });
+    s["routers"][0].clone()
+}
+
+#[test]
+fn master_cut_off_from_peer_and_witness_fences_itself() {
+    let _serial = serial();
+    let (lab, _witness, a, b) = lab();
+    let bound = master_down(100) + MARGIN;
+
+    let t0 = cut(&lab, a);
+    let Some(fenced) = lab.nodes[a].wait_claim(Claim::Fault, t0, bound + Duration::from_secs(5))
+    else {
+        panic!(
+            "expected a to fence itself (fault) after the cut.\n{}",
+            lab.dump()
+        );
+    };
+    // Answering ARP stops with the transition (the data plane's ownership flag is
+    // cleared before it is logged); probe from a's side of the partition.
+    let port = lab.nodes[a].port.clone();
+    let mut quiet = None;
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let at = Instant::now();
+        seen = arp_answers(&lab.segment.switch, &port, VIP);
+        if seen.is_empty() {
+            quiet = Some(at);
+            break;
+        }
+    }
+    let quiet = quiet.unwrap_or_else(|| {
+        panic!(
+            "expected a to stop answering ARP for {VIP} once fenced; it still does: {:?}\n{}",
+            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+            lab.dump()
+        )
+    });
+    println!(
+        "master cut off: fault logged {:.0} ms after the cut, ARP silent by {:.0} ms (bound {:.0} ms = Master_Down_Interval {:.0} ms + margin)",
+        (fenced - t0).as_secs_f64() * 1e3,
+        (quiet - t0).as_secs_f64() * 1e3,
+        bound.as_secs_f64() * 1e3,
+        master_down(100).as_secs_f64() * 1e3
+    );
+    assert!(
+        fenced - t0 <= bound,
+        "expected a to fence within {bound:?} of the cut, it took {:?}.\n{}",
+        fenced - t0,
+        lab.dump()
+    );
+    // The ARP probe that saw no answer started at `quiet`; an earlier one (if any) still
+    // got an answer, so silence came between the two: at most one arping (1 s) late.
+    assert!(
+        quiet - t0 <= bound + Duration::from_secs(1),
+        "expected a's ARP answers to stop within {bound:?} (+ one probe) of the cut, silent only after {:?}.\n{}",
+        quiet - t0,
+        lab.dump()
+    );
+    let fault_line = lab.nodes[a]
+        .lines(|l| l.contains("VRRP transition") && l.contains("to=fault"))
+        .pop()
+        .map(|(_, l)| l)
+        .unwrap_or_default();
+    assert!(
+        fault_line.contains(FENCED),
+        "expected the fault transition to name the fence, got: {fault_line}"
+    );
+    let st = router_status(&lab, a);
+    assert_eq!(st["state"], "fault", "a's status: {st:#}");
+    assert_eq!(st["owned"], false, "a's status: {st:#}");
+    assert_eq!(st["fence"]["fenced"], true, "a's status: {st:#}");
+    assert_eq!(
+        st["fence"]["witness"]["reachable"], false,
+        "a's status: {st:#}"
+    );
+    assert!(
+        st["faults"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == FENCED)),
+        "a's status: {st:#}"
+    );
+
+    // b lost its peer but reaches the witness: it takes over as usual.
+    assert!(
+        lab.nodes[b]
+            .wait_claim(Claim::Master, t0, bound + Duration::from_secs(5))
+            .is_some(),
+        "expected b to take over (it still reaches the witness).\n{}",
+        lab.dump()
+    );
+    if let Err(seen) = lab.wait_arp(lab.nodes[b].mac, Duration::from_secs(3)) {
+        panic!(
+            "expected only b to answer ARP for {VIP} on the segment, saw {:?}\n{}",
+            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+            lab.dump()
+        );
+    }
+    let st = router_status(&lab, b);
+    assert_eq!(st["fence"]["fenced"], false, "b's status: {st:#}");
+    assert_eq!(
+        st["fence"]["witness"]["reachable"], true,
+        "b's status: {st:#}"
+    );
+
+    // Heal: a's fence lifts, it preempts back (priority 150), one master.
+    let t1 = heal(&lab, a);
+    assert!(
+        lab.nodes[a]
+            .wait_claim(Claim::Master, t1, Duration::from_secs(10))
+            .is_some(),
+        "expected a to rejoin and preempt back after healing.\n{}",
+        lab.dump()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || (lab.nodes[b].claim()
+            == Claim::Backup)
+            .then_some(()))
+        .is_some(),
+        "expected b to step back to backup after healing, it claims {:?}.\n{}",
+        lab.nodes[b].claim(),
+        lab.dump()
+    );
+    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(5)) {
+        panic!(
+            "expected the pair to converge on a answering ARP, saw {:?}\n{}",
+            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+            lab.dump()
+        );
+    }
+    let st = router_status(&lab, a);
+    assert_eq!(
+        st["fence"]["fenced"], false,
+        "a's status after healing: {st:#}"
+    );
+    assert_eq!(
+        st["fence"]["fences_total"], 1,
+        "a's status after healing: {st:#}"
+    );
+}
+
+#[test]
+fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
+    let _serial = serial();
+    let (lab, _witness, a, b) = lab();
+
+    let t0 = cut(&lab, b);
+    // Several Master_Down_Intervals: b would have claimed long before without the fence.
+    std::thread::sleep(master_down(100) * 6);
+    let window_end = Instant::now();
+    assert_eq!(
+        lab.nodes[b].claimed_since(Claim::Master, t0),
+        None,
+        "b reaches neither peer nor witness: it must never claim the VIP.\n{}",
+        lab.dump()
+    );
+    assert_eq!(
+        lab.nodes[b].claim(),
+        Claim::Fault,
+        "expected b to be fenced (fault).\n{}",
+        lab.dump()
+    );
+    let st = router_status(&lab, b);
+    assert_eq!(st["fence"]["fenced"], true, "b's status: {st:#}");
+    assert!(
+        arp_answers(&lab.segment.switch, &lab.nodes[b].port, VIP).is_empty(),
+        "b must not answer ARP for {VIP} from its side of the partition.\n{}",
+        lab.dump()
+    );
+
+    // a lost only its peer; the witness answers: it keeps serving.
+    for claim in [Claim::Fault, Claim::Backup] {
+        assert_eq!(
+            lab.nodes[a].claimed_since(claim, t0),
+            None,
+            "a lost only its peer; it must stay master (saw {claim:?}).\n{}",
+            lab.dump()
+        );
+    }
+    let st = router_status(&lab, a);
+    assert_eq!(st["state"], "master", "a's status: {st:#}");
+    assert_eq!(st["fence"]["fenced"], false, "a's status: {st:#}");
+    assert_eq!(
+        st["fence"]["witness"]["reachable"], true,
+        "a's status: {st:#}"
+    );
+    assert_eq!(
+        st["fence"]["peers"][0]["reachable"], false,
+        "a's status: {st:#}"
+    );
+    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(3)) {
+        panic!(
+            "expected a alone to answer ARP for {VIP}, saw {:?}\n{}",
+            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+            lab.dump()
+        );
+    }
+    println!(
+        "backup cut off for {:.0} ms: never claimed, fenced; the master kept serving",
+        (window_end - t0).as_secs_f64() * 1e3
+    );
+
+    let t1 = heal(&lab, b);
+    assert!(
+        lab.nodes[b]
+            .wait_claim(Claim::Backup, t1, Duration::from_secs(10))
+            .is_some(),
+        "expected b back to backup after healing.\n{}",
+        lab.dump()
+    );
+    assert_eq!(lab.nodes[a].claim(), Claim::Master, "{}", lab.dump());
+    let st = router_status(&lab, b);
+    assert_eq!(
+        st["fence"]["fenced"], false,
+        "b's status after healing: {st:#}"
+    );
+}
