@@ -15,7 +15,7 @@ pub mod decide;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fo_config::{Config, Witness};
 use tokio::sync::mpsc;
@@ -29,6 +29,36 @@ use decide::{Tracker, Verdict, decide};
 
 /// The fault source a fenced router carries (shown by `status`, logged on transition).
 pub const FENCED: &str = "fenced: peer and witness unreachable";
+
+/// The fence's answer at the instant a backup's Master_Down_Timer fires, so that a cut-off
+/// backup never claims the VIPs even for the moment before the fence task runs: the
+/// last time the peer or the witness answered, kept current by the fence task.
+#[derive(Debug)]
+pub struct Gate {
+    timeout: Duration,
+    last_alive: Mutex<Instant>,
+}
+
+impl Gate {
+    /// Starts with a grace of one `timeout`, like [`Tracker::new`].
+    pub fn new(timeout: Duration) -> Arc<Gate> {
+        Arc::new(Gate {
+            timeout,
+            last_alive: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The peer or the witness answered at `at`.
+    pub fn alive(&self, at: Instant) {
+        let mut l = lock(&self.last_alive);
+        *l = (*l).max(at);
+    }
+
+    /// Neither has answered for the timeout.
+    pub fn cut_off(&self, now: Instant) -> bool {
+        now.saturating_duration_since(*lock(&self.last_alive)) >= self.timeout
+    }
+}
 
 /// The fence tasks of the agent's routers.
 #[derive(Default)]
@@ -44,7 +74,9 @@ impl Fences {
             let (Some(v), Some(h)) = (r.vrrp(), vrrp.router(&r.name)) else {
                 continue;
             };
-            let Some(w) = v.witness.clone() else { continue };
+            let (Some(w), Some(gate)) = (v.witness.clone(), h.fence_gate()) else {
+                continue;
+            };
             let status = Arc::new(Mutex::new(FenceStatus {
                 fenced: false,
                 witness: Reach {
@@ -59,6 +91,7 @@ impl Fences {
                 witness: w,
                 peers: v.peers.clone(),
                 router: h.clone(),
+                gate,
                 status: status.clone(),
             };
             let span = info_span!("fence", router = %r.name);
@@ -96,6 +129,7 @@ struct Task {
     /// Configured unicast peers; empty = multicast (peers learnt from adverts).
     peers: Vec<IpAddr>,
     router: RouterHandle,
+    gate: Arc<Gate>,
     status: Arc<Mutex<FenceStatus>>,
 }
 
@@ -219,6 +253,11 @@ impl Task {
                     t.tracker.reply(*at);
                 }
             }
+            for t in targets.values() {
+                if let Some(at) = t.tracker.last_reply() {
+                    self.gate.alive(at);
+                }
+            }
             let now = Instant::now();
             let witness_up = targets[&witness].tracker.reachable(now);
             let peer_up = targets
@@ -236,6 +275,9 @@ impl Task {
                 last = (peer_up, witness_up);
             }
             let verdict = decide(rs.state, peer_up, witness_up);
+            // The router may have fenced itself at its Master_Down_Timer (see `Gate`):
+            // what counts is whether it carries the fault, not what this task last sent.
+            let carried = rs.faults.contains(FENCED);
             if verdict.fenced() != fenced {
                 fenced = verdict.fenced();
                 if fenced {
@@ -255,6 +297,8 @@ impl Task {
                 } else {
                     info!("fence lifted: back to the election");
                 }
+            }
+            if fenced != carried {
                 let _ = self
                     .router
                     .send(Control::Fault {
@@ -288,5 +332,29 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_closes_after_the_timeout_without_proof_of_life() {
+        let timeout = Duration::from_millis(200);
+        let gate = Gate::new(timeout);
+        let t0 = *lock(&gate.last_alive);
+        assert!(
+            !gate.cut_off(t0 + Duration::from_millis(199)),
+            "grace at start"
+        );
+        assert!(gate.cut_off(t0 + timeout));
+        gate.alive(t0 + Duration::from_millis(300));
+        assert!(!gate.cut_off(t0 + Duration::from_millis(450)));
+        gate.alive(t0 + Duration::from_millis(100));
+        assert!(
+            gate.cut_off(t0 + Duration::from_millis(500)),
+            "older news do not reopen it"
+        );
     }
 }

@@ -153,6 +153,7 @@ pub struct RouterHandle {
     name: String,
     tx: mpsc::Sender<Msg>,
     status: Arc<Mutex<RouterStatus>>,
+    fence: Option<Arc<crate::fence::Gate>>,
 }
 
 /// The router task has ended (agent shutting down).
@@ -177,6 +178,11 @@ impl RouterHandle {
             })
     }
 
+    /// The fence gate of a router with a witness.
+    pub fn fence_gate(&self) -> Option<Arc<crate::fence::Gate>> {
+        self.fence.clone()
+    }
+
     /// A snapshot of state, priorities, last transition and counters.
     pub fn status(&self) -> RouterStatus {
         lock(&self.status).clone()
@@ -199,6 +205,8 @@ pub(super) struct Io {
     pub plane: SharedPlane,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
+    /// Consulted when the Master_Down_Timer fires (routers with a witness).
+    pub fence: Option<Arc<crate::fence::Gate>>,
 }
 
 /// Start the task of one router. `packets` delivers the received packets with its VRID.
@@ -230,6 +238,7 @@ pub(super) fn spawn(
         name: spec.name.clone(),
         tx,
         status: status.clone(),
+        fence: io.fence.clone(),
     };
     let span = tracing::info_span!("router", name = %spec.name);
     let hooks = {
@@ -345,6 +354,19 @@ impl Driver {
                     let now = Instant::now();
                     // Never early: sleep_until may round, so check and sleep again.
                     if now < at {
+                        continue;
+                    }
+                    if which == Timer::MasterDown
+                        && self.router.state() == State::Backup
+                        && self.io.fence.as_ref().is_some_and(|g| g.cut_off(now))
+                    {
+                        // Neither the peer nor the witness answers: this node may be the
+                        // one cut off. Fence instead of claiming (the fence task lifts it).
+                        warn!("Master_Down_Timer expired, but neither peer nor witness answers: not claiming the VIPs");
+                        self.control(Control::Fault {
+                            source: crate::fence::FENCED.to_string(),
+                            failing: true,
+                        });
                         continue;
                     }
                     if which == Timer::MasterDown {
