@@ -188,7 +188,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
         .await
         .context("starting VRRP")?;
-    let fences = crate::fence::Fences::start(&config, &vrrp);
+    let fences = crate::fence::Fences::start(&config, &vrrp, link.index);
 
     let mut agent = Agent {
         config,

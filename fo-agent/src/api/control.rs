@@ -64,6 +64,8 @@ pub enum ControlError {
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused client gets to send its request before hearing why.
+const REFUSE_READ: Duration = Duration::from_secs(2);
 
 /// Bind the socket (replacing a stale one) with its permissions set before anyone
 /// can connect.
@@ -308,9 +310,14 @@ async fn connection(stream: UnixStream, agent: mpsc::Sender<Envelope>) {
     let _ = write.write_all(out.as_bytes()).await;
 }
 
-/// Answer a refused peer with its error, without reading its request.
+/// Answer a refused peer with its error. Its request line is read (and ignored) first,
+/// bounded in size and time: closing with it unread would reset the connection, and
+/// the client would see a broken pipe instead of the reason.
 async fn refuse(stream: UnixStream, refusal: Refusal) {
-    let (_, mut write) = stream.into_split();
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let mut line = String::new();
+    let _ = tokio::time::timeout(REFUSE_READ, reader.read_line(&mut line)).await;
     let response = Response::Error {
         message: refusal.message,
     };
@@ -346,12 +353,17 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
         .map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
-    s.write_all(line.as_bytes())
-        .map_err(|e| format!("sending: {e}"))?;
+    // A refusing agent may answer and close before reading all of the request: read
+    // its answer even when sending failed.
+    let sent = s.write_all(line.as_bytes());
     let mut answer = String::new();
-    std::io::BufReader::new(s)
-        .read_line(&mut answer)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let read = std::io::BufReader::new(s).read_line(&mut answer);
+    match (sent, read) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) => return Err(format!("sending: {e}")),
+        (Ok(()), Err(e)) => return Err(format!("reading the answer: {e}")),
+        (Ok(()), Ok(_)) => return Err("the agent closed the connection without an answer".into()),
+    }
     serde_json::from_str(answer.trim())
         .map_err(|e| format!("bad answer from the agent: {e}: {answer}"))
 }

@@ -68,7 +68,8 @@ pub struct Fences {
 
 impl Fences {
     /// Start a task for every VRRP router of `config` that has a witness.
-    pub fn start(config: &Config, vrrp: &Vrrp) -> Fences {
+    /// `ifindex`: the node's interface, the scope of IPv6 link-local targets.
+    pub fn start(config: &Config, vrrp: &Vrrp, ifindex: u32) -> Fences {
         let mut fences = Fences::default();
         for r in &config.routers {
             let (Some(v), Some(h)) = (r.vrrp(), vrrp.router(&r.name)) else {
@@ -90,6 +91,7 @@ impl Fences {
             let task = Task {
                 witness: w,
                 peers: v.peers.clone(),
+                ifindex,
                 router: h.clone(),
                 gate,
                 status: status.clone(),
@@ -128,6 +130,7 @@ struct Task {
     witness: Witness,
     /// Configured unicast peers; empty = multicast (peers learnt from adverts).
     peers: Vec<IpAddr>,
+    ifindex: u32,
     router: RouterHandle,
     gate: Arc<Gate>,
     status: Arc<Mutex<FenceStatus>>,
@@ -159,7 +162,7 @@ impl Task {
         let mut targets: BTreeMap<IpAddr, Target> = BTreeMap::new();
         let open = |addr: IpAddr, n: usize, tx: mpsc::Sender<(IpAddr, Instant)>| {
             let id = id_base.wrapping_add(n as u16);
-            match Pinger::open(addr, id) {
+            match Pinger::open(addr, id, self.ifindex) {
                 Ok(p) => {
                     let p = Arc::new(p);
                     let rp = p.clone();
@@ -202,6 +205,11 @@ impl Task {
         }
         info!(%witness, peers = ?self.peers, interval = ?self.witness.interval, ?timeout,
             "split-brain protection: probing the witness and the peers");
+        if self.peers.is_empty() {
+            warn!(
+                "no unicast peers: a peer is probed once its adverts have been heard; until then only the witness counts (configure `peers` to probe the peer from the start)"
+            );
+        }
 
         let mut tick = tokio::time::interval(self.witness.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

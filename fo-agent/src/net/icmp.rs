@@ -33,15 +33,22 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    /// Open a raw ICMP socket towards `target`; probes carry identifier `id`.
-    pub fn open(target: IpAddr, id: u16) -> io::Result<Pinger> {
+    /// Open a raw ICMP socket towards `target`; probes carry identifier `id`. An IPv6
+    /// link-local target is reached through interface `ifindex` (VRRPv3 peers usually are).
+    pub fn open(target: IpAddr, id: u16, ifindex: u32) -> io::Result<Pinger> {
         let (domain, proto) = match target {
             IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
             IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
         };
         let sock = Socket::new(domain, Type::RAW, Some(proto))?;
         sock.set_nonblocking(true)?;
-        sock.connect(&SocketAddr::new(target, 0).into())?;
+        let to = match target {
+            IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+                SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, ifindex))
+            }
+            _ => SocketAddr::new(target, 0),
+        };
+        sock.connect(&to.into())?;
         // SAFETY: `sock` owns its descriptor and is moved into the AsyncFd, which never
         // hands out `&mut Socket`; the fd stays open and the same until the AsyncFd drops.
         let fd = unsafe { AsyncFd::register(sock) }.map_err(io::Error::from)?;
