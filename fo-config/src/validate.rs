@@ -1099,7 +1099,7 @@ impl Cx<'_> {
         let track = self.track(raw, checks);
         let witness = match (&raw.witness, advert_interval) {
             (None, _) => Some(None),
-            (Some(w), Some(adv)) => self.witness(w, adv, vips).map(Some),
+            (Some(w), Some(adv)) => self.witness(w, adv, vips, peers.as_deref()).map(Some),
             (Some(_), None) => None,
         };
         if !ok {
@@ -1125,12 +1125,16 @@ impl Cx<'_> {
         w: &Spanned<RawWitness>,
         adv: Duration,
         vips: Option<&[IpAddr]>,
+        peers: Option<&[IpAddr]>,
     ) -> Option<Witness> {
         let raw = w.get_ref();
         let address = match &raw.address {
             Some(a) => self.unicast_ip(a, "witness address").and_then(|ip| {
                 if vips.is_some_and(|v| v.contains(&ip)) {
                     self.err(a.span(), format!("witness address {ip} is one of this router's VIPs: pick an address another host answers for (e.g. the gateway)"));
+                    None
+                } else if peers.is_some_and(|p| p.contains(&ip)) {
+                    self.err(a.span(), format!("witness address {ip} is this router's peer: the witness must be a third host (e.g. the gateway)"));
                     None
                 } else {
                     Some(ip)

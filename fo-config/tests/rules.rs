@@ -1284,6 +1284,20 @@ witness = { address = "gateway" }
         ),
         &["17:23: witness address \"gateway\" is not an IPv4 or IPv6 address"],
     );
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+peers = ["192.0.2.3"]
+witness = { address = "192.0.2.3" }
+"#,
+        ),
+        &[
+            "18:23: witness address 192.0.2.3 is this router's peer: the witness must be a third host (e.g. the gateway)",
+        ],
+    );
 }
 
 #[test]
