@@ -31,6 +31,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Generous: a loaded 2-core machine delays log lines and probes.
 const MARGIN: Duration = Duration::from_millis(500);
 const FENCED: &str = "fenced: peer and witness unreachable";
+const METRICS_PORT: u16 = 9469;
+
+/// GET /metrics of node `i`, from inside its namespace.
+fn metrics(lab: &Lab, i: usize) -> String {
+    lab.nodes[i].ns.run(|| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT)).expect("metrics");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    })
+}
 
 /// RFC 5798 Master_Down_Interval of a v3 router.
 fn master_down(priority: u32) -> Duration {
@@ -53,6 +67,9 @@ fn lab() -> (Lab, Netns, usize, usize) {
     // Nodes are .11 and .12 in order of adding.
     let a = lab.add("a", router(150, Ipv4Addr::new(192, 0, 2, 12)));
     let b = lab.add("b", router(100, Ipv4Addr::new(192, 0, 2, 11)));
+    for n in &mut lab.nodes {
+        n.node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"");
+    }
     let start = Instant::now();
     lab.nodes[b].start();
     lab.nodes[a].start();
@@ -193,6 +210,17 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         "a's status: {st:#}"
     );
 
+    let m = metrics(&lab, a);
+    for needle in [
+        "fo_fenced{router=\"web\"} 1",
+        "fo_witness_up{router=\"web\"} 0",
+        "fo_peer_up{router=\"web\",peer=\"192.0.2.12\"} 0",
+        "fo_fences_total{router=\"web\"} 1",
+        "fo_vip_owned{router=\"web\"} 0",
+    ] {
+        assert!(m.contains(needle), "a's metrics lack `{needle}`:\n{m}");
+    }
+
     // b lost its peer but reaches the witness: it takes over as usual.
     assert!(
         lab.nodes[b]
@@ -214,6 +242,15 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         st["fence"]["witness"]["reachable"], true,
         "b's status: {st:#}"
     );
+
+    let m = metrics(&lab, b);
+    for needle in [
+        "fo_fenced{router=\"web\"} 0",
+        "fo_witness_up{router=\"web\"} 1",
+        "fo_peer_up{router=\"web\",peer=\"192.0.2.11\"} 0",
+    ] {
+        assert!(m.contains(needle), "b's metrics lack `{needle}`:\n{m}");
+    }
 
     // Heal: a's fence lifts, it preempts back (priority 150), one master.
     let t1 = heal(&lab, a);
