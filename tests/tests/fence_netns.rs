@@ -17,9 +17,11 @@
 //! Run: `cargo test -p fo-tests --test fence_netns -- --test-threads=1` (root).
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fo_tests::netns::{Netns, wait_for};
+use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::vrrp_lab::{Claim, Kind, Lab, arp_answers, fmt_mac, serial};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -51,22 +53,66 @@ fn master_down(priority: u32) -> Duration {
     ADVERT * 3 + ADVERT * (256 - priority) / 256
 }
 
-fn router(priority: u32, peer: Ipv4Addr) -> Kind {
+fn router(priority: u32, peer: Ipv4Addr, fault_hook: &Path) -> Kind {
     Kind::Fo {
         router: format!(
-            "name = \"web\"\nvrid = 51\npriority = {priority}\nadvert_interval = \"100ms\"\npeers = [\"{peer}\"]\nwitness = {{ address = \"{WITNESS}\" }}"
+            "name = \"web\"\nvrid = 51\npriority = {priority}\nadvert_interval = \"100ms\"\npeers = [\"{peer}\"]\nwitness = {{ address = \"{WITNESS}\" }}\nhooks = {{ fault = \"{}\" }}",
+            fault_hook.display()
         ),
     }
 }
 
+/// A directory removed on drop: the fault hooks and what they write.
+struct HookDir(PathBuf);
+
+impl HookDir {
+    fn new() -> HookDir {
+        let dir = std::env::temp_dir().join(format!("fo-fence-{}", unique_tag()));
+        std::fs::create_dir_all(&dir).expect("hook dir");
+        HookDir(dir)
+    }
+
+    /// An executable fault hook for node `name` that appends a line to `fault-NAME.log`.
+    fn fault_hook(&self, name: &str) -> PathBuf {
+        let path = self.0.join(format!("fault-{name}.sh"));
+        let log = self.0.join(format!("fault-{name}.log"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"$FO_ROUTER $FO_OLD_STATE $FO_STATE\" >> {}\n",
+                log.display()
+            ),
+        )
+        .expect("write hook");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn fault_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(format!("fault-{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for HookDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The lab, its witness host, and the indices of a and b.
-fn lab() -> (Lab, Netns, usize, usize) {
+fn lab(hooks: &HookDir) -> (Lab, Netns, usize, usize) {
     let mut lab = Lab::new(VIP);
     let witness = Netns::new("wit");
     lab.segment.plug(&witness, "eth0", &format!("{WITNESS}/24"));
     // Nodes are .11 and .12 in order of adding.
-    let a = lab.add("a", router(150, Ipv4Addr::new(192, 0, 2, 12)));
-    let b = lab.add("b", router(100, Ipv4Addr::new(192, 0, 2, 11)));
+    let a = lab.add(
+        "a",
+        router(150, Ipv4Addr::new(192, 0, 2, 12), &hooks.fault_hook("a")),
+    );
+    let b = lab.add(
+        "b",
+        router(100, Ipv4Addr::new(192, 0, 2, 11), &hooks.fault_hook("b")),
+    );
     for n in &mut lab.nodes {
         n.node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"");
     }
@@ -134,7 +180,8 @@ fn router_status(lab: &Lab, i: usize) -> serde_json::Value {
 #[test]
 fn master_cut_off_from_peer_and_witness_fences_itself() {
     let _serial = serial();
-    let (lab, _witness, a, b) = lab();
+    let hooks = HookDir::new();
+    let (lab, _witness, a, b) = lab(&hooks);
     let bound = master_down(100) + MARGIN;
 
     let t0 = cut(&lab, a);
@@ -210,6 +257,16 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         "a's status: {st:#}"
     );
 
+    let ran = wait_for(Duration::from_secs(5), || {
+        let log = hooks.fault_log("a");
+        log.contains("web master fault").then_some(log)
+    });
+    assert!(
+        ran.is_some(),
+        "expected a's fault hook to run on fencing (master -> fault), its log: {:?}\n{}",
+        hooks.fault_log("a"),
+        lab.dump()
+    );
     let m = metrics(&lab, a);
     for needle in [
         "fo_fenced{router=\"web\"} 1",
@@ -291,7 +348,8 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
 #[test]
 fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
     let _serial = serial();
-    let (lab, _witness, a, b) = lab();
+    let hooks = HookDir::new();
+    let (lab, _witness, a, b) = lab(&hooks);
 
     let t0 = cut(&lab, b);
     // Several Master_Down_Intervals: b would have claimed long before without the fence.
@@ -311,6 +369,11 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
     );
     let st = router_status(&lab, b);
     assert_eq!(st["fence"]["fenced"], true, "b's status: {st:#}");
+    assert!(
+        hooks.fault_log("b").contains("web backup fault"),
+        "expected b's fault hook to run (backup -> fault), its log: {:?}",
+        hooks.fault_log("b")
+    );
     assert!(
         arp_answers(&lab.segment.switch, &lab.nodes[b].port, VIP).is_empty(),
         "b must not answer ARP for {VIP} from its side of the partition.\n{}",
