@@ -13,6 +13,8 @@
 //!   the pair converges to one master.
 //! * backup cut off: it never claims the VIP (fault instead of master), and the master,
 //!   which lost only its peer, keeps serving.
+//! * multicast (no `peers`): the backup learns its peer from the adverts it hears and
+//!   fences when cut off the same way.
 //!
 //! Run: `cargo test -p fo-tests --test fence_netns -- --test-threads=1` (root).
 
@@ -53,10 +55,12 @@ fn master_down(priority: u32) -> Duration {
     ADVERT * 3 + ADVERT * (256 - priority) / 256
 }
 
-fn router(priority: u32, peer: Ipv4Addr, fault_hook: &Path) -> Kind {
+/// `peer`: the unicast peer, or `None` for multicast.
+fn router(priority: u32, peer: Option<Ipv4Addr>, fault_hook: &Path) -> Kind {
+    let peers = peer.map_or(String::new(), |p| format!("peers = [\"{p}\"]\n"));
     Kind::Fo {
         router: format!(
-            "name = \"web\"\nvrid = 51\npriority = {priority}\nadvert_interval = \"100ms\"\npeers = [\"{peer}\"]\nwitness = {{ address = \"{WITNESS}\" }}\nhooks = {{ fault = \"{}\" }}",
+            "name = \"web\"\nvrid = 51\npriority = {priority}\nadvert_interval = \"100ms\"\n{peers}witness = {{ address = \"{WITNESS}\" }}\nhooks = {{ fault = \"{}\" }}",
             fault_hook.display()
         ),
     }
@@ -100,18 +104,26 @@ impl Drop for HookDir {
 }
 
 /// The lab, its witness host, and the indices of a and b.
-fn lab(hooks: &HookDir) -> (Lab, Netns, usize, usize) {
+fn lab(hooks: &HookDir, unicast: bool) -> (Lab, Netns, usize, usize) {
     let mut lab = Lab::new(VIP);
     let witness = Netns::new("wit");
     lab.segment.plug(&witness, "eth0", &format!("{WITNESS}/24"));
     // Nodes are .11 and .12 in order of adding.
     let a = lab.add(
         "a",
-        router(150, Ipv4Addr::new(192, 0, 2, 12), &hooks.fault_hook("a")),
+        router(
+            150,
+            unicast.then(|| Ipv4Addr::new(192, 0, 2, 12)),
+            &hooks.fault_hook("a"),
+        ),
     );
     let b = lab.add(
         "b",
-        router(100, Ipv4Addr::new(192, 0, 2, 11), &hooks.fault_hook("b")),
+        router(
+            100,
+            unicast.then(|| Ipv4Addr::new(192, 0, 2, 11)),
+            &hooks.fault_hook("b"),
+        ),
     );
     for n in &mut lab.nodes {
         n.node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"");
@@ -181,7 +193,7 @@ fn router_status(lab: &Lab, i: usize) -> serde_json::Value {
 fn master_cut_off_from_peer_and_witness_fences_itself() {
     let _serial = serial();
     let hooks = HookDir::new();
-    let (lab, _witness, a, b) = lab(&hooks);
+    let (lab, _witness, a, b) = lab(&hooks, true);
     let bound = master_down(100) + MARGIN;
 
     let t0 = cut(&lab, a);
@@ -349,7 +361,7 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
 fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
     let _serial = serial();
     let hooks = HookDir::new();
-    let (lab, _witness, a, b) = lab(&hooks);
+    let (lab, _witness, a, b) = lab(&hooks, true);
 
     let t0 = cut(&lab, b);
     // Several Master_Down_Intervals: b would have claimed long before without the fence.
@@ -425,5 +437,56 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
     assert_eq!(
         st["fence"]["fenced"], false,
         "b's status after healing: {st:#}"
+    );
+}
+
+#[test]
+fn multicast_backup_learns_its_peer_from_adverts_and_fences_when_cut_off() {
+    let _serial = serial();
+    let hooks = HookDir::new();
+    let (lab, _witness, a, b) = lab(&hooks, false);
+    // b has heard a's adverts: a is its peer, probed and reachable. a, the master, has
+    // heard nobody (backups are silent): it counts on the witness alone.
+    let st = router_status(&lab, b);
+    assert_eq!(
+        st["fence"]["peers"][0]["address"], "192.0.2.11",
+        "b's status: {st:#}"
+    );
+    assert_eq!(
+        st["fence"]["peers"][0]["reachable"], true,
+        "b's status: {st:#}"
+    );
+    let st = router_status(&lab, a);
+    assert_eq!(
+        st["fence"]["peers"],
+        serde_json::json!([]),
+        "a's status: {st:#}"
+    );
+    assert_eq!(st["fence"]["fenced"], false, "a's status: {st:#}");
+
+    let t0 = cut(&lab, b);
+    std::thread::sleep(master_down(100) * 6);
+    assert_eq!(
+        lab.nodes[b].claimed_since(Claim::Master, t0),
+        None,
+        "b reaches neither its learnt peer nor the witness: it must never claim.\n{}",
+        lab.dump()
+    );
+    assert_eq!(lab.nodes[b].claim(), Claim::Fault, "{}", lab.dump());
+    assert_eq!(lab.nodes[a].claim(), Claim::Master, "{}", lab.dump());
+    assert_eq!(
+        lab.nodes[a].claimed_since(Claim::Fault, t0),
+        None,
+        "{}",
+        lab.dump()
+    );
+
+    let t1 = heal(&lab, b);
+    assert!(
+        lab.nodes[b]
+            .wait_claim(Claim::Backup, t1, Duration::from_secs(10))
+            .is_some(),
+        "expected b back to backup after healing.\n{}",
+        lab.dump()
     );
 }
