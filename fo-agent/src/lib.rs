@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 pub mod dataplane;
+pub mod fence;
 pub mod health;
 pub mod hooks;
 pub mod net;

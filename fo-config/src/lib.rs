@@ -37,7 +37,9 @@
 //!   `vips` (one family), `gates`, `hooks = { master, backup, fault, notify, timeout (30s) }`.
 //!   VRRP only: `vrid` (required, unique), `priority` (100), `version` 3|2 (3),
 //!   `advert_interval` (1s), `preempt` (true), `preempt_delay` (0s), `peers`, `auth_pass`
-//!   (v2), `auth_key_file` (v3, HMAC between fo nodes; absolute path), `track = [{ check, weight }]`. BGP only: `bgp = { daemon, control, bfd }`.
+//!   (v2), `auth_key_file` (v3, HMAC between fo nodes; absolute path), `track = [{ check, weight }]`, `witness = { address, interval (advert_interval
+//!   / 2), timeout (2 × advert_interval; ≤ 3 × advert_interval, ≥ 2 × interval) }`
+//!   (split-brain protection: fence when neither the peer nor the witness answers). BGP only: `bgp = { daemon, control, bfd }`.
 //!   Static: this node always serves the VIPs (single-node sites, labs); two nodes
 //!   with static ownership of one VIP both answer ARP for it.
 //! - `[[service]]`: `vip` (a router's), `port`, `protocol` tcp|udp (tcp), `mode` dsr|nat

@@ -157,6 +157,40 @@ pub struct Vrrp {
     pub auth_key_file: Option<PathBuf>,
     /// Checks that lower the priority by their weight when they fail.
     pub track: Vec<Track>,
+    /// Split-brain protection: see [`Witness`]. `None` = off.
+    pub witness: Option<Witness>,
+}
+
+/// `witness = { address, interval, timeout }`: an address this node probes (ICMP echo),
+/// together with the router's peers, to tell "my peer died" from "I am cut off".
+/// A node that reaches neither its peer nor the witness fences itself: a master stops
+/// serving the VIPs, a backup does not claim them (state fault, source "fenced").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Witness {
+    /// Usually the default gateway of the segment; any address that answers ICMP echo.
+    pub address: IpAddr,
+    /// Between probes (default: half the advert interval).
+    #[serde(serialize_with = "serialize_std")]
+    pub interval: Duration,
+    /// A target with no reply for this long is unreachable (default: twice the advert
+    /// interval; at most three advert intervals, the shortest Master_Down_Interval, and
+    /// at least twice `interval`).
+    #[serde(serialize_with = "serialize_std")]
+    pub timeout: Duration,
+}
+
+impl Witness {
+    /// The shortest probe interval accepted.
+    pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+    /// Defaults derived from the router's advert interval.
+    pub fn default_interval(advert_interval: Duration) -> Duration {
+        (advert_interval / 2).max(Self::MIN_INTERVAL)
+    }
+
+    pub fn default_timeout(advert_interval: Duration) -> Duration {
+        advert_interval * 2
+    }
 }
 
 /// VRRP protocol version.

@@ -52,6 +52,15 @@ pub(crate) struct RawRouter {
     pub gates: Option<S<Vec<S<String>>>>,
     pub hooks: Option<RawHooks>,
     pub bgp: Option<S<RawBgp>>,
+    pub witness: Option<S<RawWitness>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWitness {
+    pub address: Option<S<String>>,
+    pub interval: Option<S<Duration>>,
+    pub timeout: Option<S<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]

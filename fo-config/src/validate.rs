@@ -938,6 +938,7 @@ impl Cx<'_> {
                     raw.auth_key_file.as_ref().map(Spanned::span),
                 ),
                 ("track", raw.track.as_ref().map(Spanned::span)),
+                ("witness", raw.witness.as_ref().map(Spanned::span)),
             ] {
                 self.not_for(at, key, &ctx);
             }
@@ -1119,6 +1120,11 @@ impl Cx<'_> {
         };
         let peers = self.peers(raw, vips);
         let track = self.track(raw, checks);
+        let witness = match (&raw.witness, advert_interval) {
+            (None, _) => Some(None),
+            (Some(w), Some(adv)) => self.witness(w, adv, vips, peers.as_deref()).map(Some),
+            (Some(_), None) => None,
+        };
         if !ok {
             return None;
         }
@@ -1133,6 +1139,87 @@ impl Cx<'_> {
             auth_pass,
             auth_key_file,
             track: track?,
+            witness: witness?,
+        })
+    }
+
+    /// `witness = { address, interval, timeout }` of a router advertising every `adv`.
+    fn witness(
+        &mut self,
+        w: &Spanned<RawWitness>,
+        adv: Duration,
+        vips: Option<&[IpAddr]>,
+        peers: Option<&[IpAddr]>,
+    ) -> Option<Witness> {
+        let raw = w.get_ref();
+        let address = match &raw.address {
+            Some(a) => self.unicast_ip(a, "witness address").and_then(|ip| {
+                if vips.is_some_and(|v| v.contains(&ip)) {
+                    self.err(a.span(), format!("witness address {ip} is one of this router's VIPs: pick an address another host answers for (e.g. the gateway)"));
+                    None
+                } else if peers.is_some_and(|p| p.contains(&ip)) {
+                    self.err(a.span(), format!("witness address {ip} is this router's peer: the witness must be a third host (e.g. the gateway)"));
+                    None
+                } else {
+                    Some(ip)
+                }
+            }),
+            None => {
+                self.missing(
+                    "address",
+                    w.span(),
+                    "witness needs `address` (e.g. the gateway of the segment, which answers ICMP echo)",
+                );
+                None
+            }
+        };
+        let fmt = crate::duration::format_duration;
+        let interval = match &raw.interval {
+            Some(i) => {
+                let d = i.get_ref().get();
+                if d < Witness::MIN_INTERVAL {
+                    self.err(
+                        i.span(),
+                        format!(
+                            "witness interval must be at least {}, got {}",
+                            fmt(Witness::MIN_INTERVAL),
+                            fmt(d)
+                        ),
+                    );
+                    None
+                } else {
+                    Some(d)
+                }
+            }
+            None => Some(Witness::default_interval(adv)),
+        };
+        let timeout = raw
+            .timeout
+            .as_ref()
+            .map_or(Witness::default_timeout(adv), |t| t.get_ref().get());
+        let at = raw
+            .timeout
+            .as_ref()
+            .or(raw.interval.as_ref())
+            .map_or(w.span(), Spanned::span);
+        let mut ok = true;
+        if timeout > adv * 3 {
+            self.err(at.clone(), format!("witness timeout ({}) must not exceed 3 × advert_interval ({}), the shortest Master_Down_Interval: a cut-off master would still serve when its peer takes over", fmt(timeout), fmt(adv * 3)));
+            ok = false;
+        }
+        if let Some(iv) = interval
+            && timeout < iv * 2
+        {
+            self.err(at, format!("witness timeout ({}) must be at least twice the probe interval ({}): one lost probe must not count as unreachable", fmt(timeout), fmt(iv)));
+            ok = false;
+        }
+        if !ok {
+            return None;
+        }
+        Some(Witness {
+            address: address?,
+            interval: interval?,
+            timeout,
         })
     }
 

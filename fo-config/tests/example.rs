@@ -62,6 +62,7 @@ fn example_routers_resolve() {
                 check: "docker".into(),
                 weight: -60
             }],
+            witness: None,
         })
     );
     assert_eq!(wazuh.gates, ["nfs"]);
@@ -429,7 +430,7 @@ backends = [{ address = "10.0.0.2", port = 8080 }]
         err.to_string(),
         "5:8: invalid type: string \"one\", expected an integer\n\
          6:11: invalid type: string \"yes\", expected true or false\n\
-         7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `peers`, `auth_pass`, `auth_key_file`, `track`, `gates`, `hooks`, `bgp`\n\
+         7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `peers`, `auth_pass`, `auth_key_file`, `track`, `gates`, `hooks`, `bgp`, `witness`\n\
          12:8: unknown variant `tunnel`, expected `dsr` or `nat`",
         "a removed `vrid` must not also be reported missing, and an unknown `mode` must not \
          make the backend port a DSR error"

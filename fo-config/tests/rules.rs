@@ -1266,3 +1266,142 @@ vrid = = 3
         ],
     );
 }
+
+#[test]
+fn witness_defaults_follow_the_advert_interval() {
+    let cfg = Config::parse(&with_base(
+        r#"[[router]]
+name = "b"
+vrid = 52
+advert_interval = "100ms"
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.1" }
+"#,
+    ))
+    .expect("valid");
+    let w = cfg.routers[1].vrrp().unwrap().witness.clone().unwrap();
+    assert_eq!(w.address, "192.0.2.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(w.interval, std::time::Duration::from_millis(50));
+    assert_eq!(w.timeout, std::time::Duration::from_millis(200));
+    assert_eq!(cfg.routers[0].vrrp().unwrap().witness, None);
+}
+
+#[test]
+fn witness_needs_an_address() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+witness = { interval = "100ms" }
+"#,
+        ),
+        &[
+            "17:11: witness needs `address` (e.g. the gateway of the segment, which answers ICMP echo)",
+        ],
+    );
+}
+
+#[test]
+fn witness_address_bad() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.11" }
+"#,
+        ),
+        &[
+            "17:23: witness address 192.0.2.11 is one of this router's VIPs: pick an address another host answers for (e.g. the gateway)",
+        ],
+    );
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+witness = { address = "gateway" }
+"#,
+        ),
+        &["17:23: witness address \"gateway\" is not an IPv4 or IPv6 address"],
+    );
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+peers = ["192.0.2.3"]
+witness = { address = "192.0.2.3" }
+"#,
+        ),
+        &[
+            "18:23: witness address 192.0.2.3 is this router's peer: the witness must be a third host (e.g. the gateway)",
+        ],
+    );
+}
+
+#[test]
+fn witness_timeout_longer_than_the_master_down_interval() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+advert_interval = "100ms"
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.1", timeout = "1s" }
+"#,
+        ),
+        &[
+            "18:46: witness timeout (1s) must not exceed 3 × advert_interval (300ms), the shortest Master_Down_Interval: a cut-off master would still serve when its peer takes over",
+        ],
+    );
+}
+
+#[test]
+fn witness_timeout_shorter_than_two_probes() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.1", interval = "1s", timeout = "1500ms" }
+"#,
+        ),
+        &[
+            "17:63: witness timeout (1500ms) must be at least twice the probe interval (1s): one lost probe must not count as unreachable",
+        ],
+    );
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.1", interval = "1ms" }
+"#,
+        ),
+        &["17:47: witness interval must be at least 10ms, got 1ms"],
+    );
+}
+
+#[test]
+fn witness_only_for_vrrp() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "static"
+vips = ["192.0.2.11"]
+witness = { address = "192.0.2.1" }
+"#,
+        ),
+        &["17:11: `witness` does not apply to ownership = \"static\" (only to \"vrrp\")"],
+    );
+}

@@ -165,6 +165,10 @@ pub struct Node {
     pub addr: Ipv4Addr,
     pub mac: [u8; 6],
     pub vip: Ipv4Addr,
+    /// The node's port on the segment's bridge (in `Segment::switch`).
+    pub port: String,
+    /// Extra lines for an fo node's `[node]` section (e.g. `control_group = "…"`).
+    pub node_extra: String,
     kind: Kind,
     dir: PathBuf,
     bpf_dir: PathBuf,
@@ -234,9 +238,10 @@ impl Node {
     fn write_config(&self) {
         let text = match &self.kind {
             Kind::Fo { router } => format!(
-                "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n[[router]]\n{router}\nvips = [\"{}\"]\n",
+                "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n{}\n\n[[router]]\n{router}\nvips = [\"{}\"]\n",
                 self.bpf_dir.display(),
-                self.dir.join("control.sock").display(),
+                self.socket().display(),
+                self.node_extra,
                 self.vip
             ),
             Kind::Keepalived { instance } => format!(
@@ -246,6 +251,36 @@ impl Node {
             ),
         };
         std::fs::write(self.config_path(), text).expect("write node config");
+    }
+
+    /// An fo node's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// `fo-agent ARGS --socket …` against this fo node: (success, stdout+stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(agent_binary())
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .expect("run fo-agent");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// `fo-agent status --json` of this fo node, parsed; `None` if it does not answer.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let (ok, text) = self.ctl(&["status", "--json"]);
+        if !ok {
+            return None;
+        }
+        serde_json::from_str(&text).ok()
     }
 
     /// Start (or restart) the node's VRRP speaker.
@@ -465,7 +500,7 @@ impl Lab {
         let i = self.nodes.len();
         let addr = Ipv4Addr::new(192, 0, 2, 11 + u8::try_from(i).expect("few nodes"));
         let ns = Netns::new(role);
-        self.segment.plug(&ns, "eth0", &format!("{addr}/24"));
+        let port = self.segment.plug(&ns, "eth0", &format!("{addr}/24"));
         let mac = ns.mac("eth0");
         let tag = unique_tag();
         let dir = std::env::temp_dir().join(format!("fo-vrrp-{tag}-{role}"));
@@ -476,6 +511,8 @@ impl Lab {
             addr,
             mac,
             vip: self.vip,
+            port,
+            node_extra: String::new(),
             kind,
             dir,
             bpf_dir: PathBuf::from(format!("/sys/fs/bpf/fo-test-{tag}-{role}")),
@@ -487,26 +524,7 @@ impl Lab {
 
     /// The MACs that answer one ARP request for the VIP from the client.
     pub fn arp_answers(&self) -> Vec<[u8; 6]> {
-        let out = self
-            .client
-            .try_sh(&format!("arping -c1 -w1 -I eth0 {}", self.vip));
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut macs = Vec::new();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == "from"
-                    && let Some(m) = words.next()
-                    && m.contains(':')
-                {
-                    let m = parse_mac(m);
-                    if !macs.contains(&m) {
-                        macs.push(m);
-                    }
-                }
-            }
-        }
-        macs
+        arp_answers(&self.client, "eth0", self.vip)
     }
 
     /// Wait until exactly `mac` answers ARP for the VIP.
@@ -558,6 +576,29 @@ impl Lab {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The MACs that answer one ARP request for `addr`, sent from `ns` out of `ifname`
+/// (which needs an IPv4 address for arping's source).
+pub fn arp_answers(ns: &Netns, ifname: &str, addr: Ipv4Addr) -> Vec<[u8; 6]> {
+    let out = ns.try_sh(&format!("arping -c1 -w1 -I {ifname} {addr}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut macs = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "from"
+                && let Some(m) = words.next()
+                && m.contains(':')
+            {
+                let m = parse_mac(m);
+                if !macs.contains(&m) {
+                    macs.push(m);
+                }
+            }
+        }
+    }
+    macs
 }
 
 pub fn fmt_mac(m: [u8; 6]) -> String {

@@ -74,6 +74,10 @@ struct Agent {
     origin: Origin,
     prog_id: Option<u32>,
     vrrp: Vrrp,
+    /// Split-brain protection of the routers with a witness.
+    fences: crate::fence::Fences,
+    /// Who may use the control socket; counts refusals.
+    access: control::Access,
     health: Health,
     neighbours: Neighbours,
     /// Tells the neighbour task which addresses to keep resolved.
@@ -128,6 +132,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     )
     .await
     .context("control socket")?;
+    let access =
+        control::Access::new(config.node.control_group.as_deref()).context("control socket")?;
     let metrics = match config.node.metrics {
         Some(addr) => Some(
             crate::api::http::bind(addr)
@@ -186,6 +192,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
         .await
         .context("starting VRRP")?;
+    let fences = crate::fence::Fences::start(&config, &vrrp, link.index);
 
     let mut agent = Agent {
         config,
@@ -197,6 +204,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         origin,
         prog_id,
         vrrp,
+        fences,
+        access,
         health,
         neighbours,
         backend_addrs: addrs_tx,
@@ -226,7 +235,11 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     agent.apply_ownership_inputs().await;
 
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Envelope>(32);
-    let ctl_server = tokio::spawn(control::serve(listener, ctl_tx.clone()));
+    let ctl_server = tokio::spawn(control::serve(
+        listener,
+        agent.access.clone(),
+        ctl_tx.clone(),
+    ));
     let metrics_server = metrics.map(|l| tokio::spawn(crate::api::http::serve(l, ctl_tx.clone())));
     drop(ctl_tx);
 
@@ -275,6 +288,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(m) = metrics_server {
         m.abort();
     }
+    // No fence may fault a router while it shuts down.
+    agent.fences.stop();
     // Masters send priority 0 and release their VIPs before the lease task stops.
     agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
     if agent.config.node.vip_on_interface {

@@ -43,6 +43,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             config: agent.config_path.display().to_string(),
             config_loaded_at: unix(agent.loaded_at),
             pid: std::process::id(),
+            control_refused: agent.access.refused(),
         },
         ..Default::default()
     };
@@ -88,6 +89,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     .collect();
                 rs.dual_master = s.stats.dual_master;
                 rs.auth = s.auth.clone();
+                rs.faults = s.faults.iter().cloned().collect();
+                rs.fence = agent.fences.status(&r.name);
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;
                 rs.dropped = s

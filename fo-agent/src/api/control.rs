@@ -1,9 +1,18 @@
 //! The control socket: a Unix stream socket (mode 0600, or 0660 for
 //! `node.control_group`), one JSON request per line, one JSON response per line.
 //! The server forwards each request to the agent's main loop and waits for its answer.
+//!
+//! The file mode is one fence; the other is [`Access`]: every connection's peer
+//! credentials (`SO_PEERCRED`, `SO_PEERGROUPS`) are checked, and only root, the agent's
+//! own user and members of `control_group` are served. Anyone else gets an error
+//! response, a warning in the log and a count (`fo_control_refused_total`), even if the
+//! socket's mode was loosened by hand.
 
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +64,8 @@ pub enum ControlError {
 /// Longest request line accepted.
 const MAX_LINE: usize = 64 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused client gets to send its request before hearing why.
+const REFUSE_READ: Duration = Duration::from_secs(2);
 
 /// Bind the socket (replacing a stale one) with its permissions set before anyone
 /// can connect.
@@ -87,6 +98,159 @@ pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Cont
     Ok(listener)
 }
 
+/// Who may use the control socket: root, the agent's own user, and the members of
+/// `control_group` (primary or supplementary group of the connecting process).
+#[derive(Clone, Debug)]
+pub struct Access {
+    group: Option<(String, u32)>,
+    own_uid: u32,
+    refused: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// Metric label.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything known about a connecting process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Access {
+    /// `group`: `node.control_group` (resolved to its gid now).
+    pub fn new(group: Option<&str>) -> Result<Access, ControlError> {
+        let group = match group {
+            Some(g) => Some((
+                g.to_owned(),
+                group_id(g).ok_or_else(|| ControlError::NoGroup(g.to_owned()))?,
+            )),
+            None => None,
+        };
+        Ok(Access {
+            group,
+            // SAFETY: geteuid(2) has no preconditions and cannot fail.
+            own_uid: unsafe { libc::geteuid() },
+            refused: Arc::default(),
+        })
+    }
+
+    /// The rule, on credentials already read.
+    pub fn decide(&self, peer: &Peer) -> Result<(), Refusal> {
+        if peer.uid == 0 || peer.uid == self.own_uid {
+            return Ok(());
+        }
+        match &self.group {
+            Some((_, gid)) if peer.gid == *gid || peer.groups.contains(gid) => Ok(()),
+            Some((name, _)) => Err(Refusal {
+                reason: "not_root_or_group",
+                message: format!(
+                    "permission denied: uid {} is neither root nor a member of the control group {name:?}",
+                    peer.uid
+                ),
+            }),
+            None => Err(Refusal {
+                reason: "not_root_or_group",
+                message: format!(
+                    "permission denied: uid {} is not root (set node.control_group to let a group in)",
+                    peer.uid
+                ),
+            }),
+        }
+    }
+
+    /// Read the peer's credentials and apply the rule; a refusal is logged and counted.
+    pub fn check(&self, stream: &UnixStream) -> Result<(), Refusal> {
+        let verdict = match peer_of(stream) {
+            Ok(peer) => self.decide(&peer).inspect_err(|r| {
+                warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, reason = r.reason,
+                    "control socket: connection refused");
+            }),
+            Err(e) => {
+                warn!(error = %e, "control socket: cannot read the peer's credentials; refused");
+                Err(Refusal {
+                    reason: "no_credentials",
+                    message: format!(
+                        "permission denied: the peer's credentials are unreadable ({e})"
+                    ),
+                })
+            }
+        };
+        if let Err(r) = &verdict {
+            *self
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(r.reason)
+                .or_default() += 1;
+        }
+        verdict
+    }
+
+    /// Refusals so far, by reason.
+    pub fn refused(&self) -> BTreeMap<String, u64> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
+    }
+}
+
+/// `SO_PEERGROUPS` (Linux 4.13+): the value of asm-generic/socket.h, used by every
+/// architecture fo builds for (x86_64, aarch64); the libc crate does not export it.
+const SO_PEERGROUPS: libc::c_int = 59;
+
+fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
+    let cred = stream.peer_cred()?;
+    Ok(Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        groups: peer_groups(stream.as_raw_fd())?,
+        pid: cred.pid(),
+    })
+}
+
+/// The supplementary groups of the process that connected (as they were at connect
+/// time, from the kernel: no race with a process that changes them afterwards).
+fn peer_groups(fd: std::os::fd::RawFd) -> std::io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = libc::socklen_t::try_from(std::mem::size_of_val(groups.as_slice()))
+            .unwrap_or(libc::socklen_t::MAX);
+        // SAFETY: getsockopt writes at most `len` bytes into `groups`, which has exactly
+        // that room, and sets `len` to the bytes written (or needed, with ERANGE).
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ERANGE) && n > groups.len() && n <= 65_536 {
+            groups.resize(n, 0);
+            continue;
+        }
+        return Err(e);
+    }
+}
+
 fn group_id(name: &str) -> Option<u32> {
     let groups = std::fs::read_to_string("/etc/group").ok()?;
     groups.lines().find_map(|l| {
@@ -95,12 +259,18 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
-/// Serve connections until the listener fails.
-pub async fn serve(listener: UnixListener, agent: mpsc::Sender<Envelope>) {
+/// Serve connections until the listener fails; only peers `access` allows are heard.
+pub async fn serve(listener: UnixListener, access: Access, agent: mpsc::Sender<Envelope>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let agent = agent.clone();
+                if let Err(refusal) = access.check(&stream) {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(CLIENT_TIMEOUT, refuse(stream, refusal)).await;
+                    });
+                    continue;
+                }
                 tokio::spawn(async move {
                     if let Err(e) =
                         tokio::time::timeout(CLIENT_TIMEOUT, connection(stream, agent)).await
@@ -140,6 +310,23 @@ async fn connection(stream: UnixStream, agent: mpsc::Sender<Envelope>) {
     let _ = write.write_all(out.as_bytes()).await;
 }
 
+/// Answer a refused peer with its error. Its request line is read (and ignored) first,
+/// bounded in size and time: closing with it unread would reset the connection, and
+/// the client would see a broken pipe instead of the reason.
+async fn refuse(stream: UnixStream, refusal: Refusal) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let mut line = String::new();
+    let _ = tokio::time::timeout(REFUSE_READ, reader.read_line(&mut line)).await;
+    let response = Response::Error {
+        message: refusal.message,
+    };
+    if let Ok(mut out) = serde_json::to_string(&response) {
+        out.push('\n');
+        let _ = write.write_all(out.as_bytes()).await;
+    }
+}
+
 /// Hand a request to the agent and wait for its answer.
 pub async fn ask(agent: &mpsc::Sender<Envelope>, req: Request) -> Response {
     let (tx, rx) = oneshot::channel();
@@ -166,12 +353,17 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
         .map_err(|e| e.to_string())?;
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
-    s.write_all(line.as_bytes())
-        .map_err(|e| format!("sending: {e}"))?;
+    // A refusing agent may answer and close before reading all of the request: read
+    // its answer even when sending failed.
+    let sent = s.write_all(line.as_bytes());
     let mut answer = String::new();
-    std::io::BufReader::new(s)
-        .read_line(&mut answer)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+    let read = std::io::BufReader::new(s).read_line(&mut answer);
+    match (sent, read) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) => return Err(format!("sending: {e}")),
+        (Ok(()), Err(e)) => return Err(format!("reading the answer: {e}")),
+        (Ok(()), Ok(_)) => return Err("the agent closed the connection without an answer".into()),
+    }
     serde_json::from_str(answer.trim())
         .map_err(|e| format!("bad answer from the agent: {e}: {answer}"))
 }
@@ -194,6 +386,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn only_root_self_and_the_group_are_allowed() {
+        let mut access = Access::new(None).unwrap();
+        access.own_uid = 990;
+        let peer = |uid, gid, groups: &[u32]| Peer {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+            pid: Some(1),
+        };
+        assert!(access.decide(&peer(0, 0, &[])).is_ok(), "root");
+        assert!(
+            access.decide(&peer(990, 990, &[])).is_ok(),
+            "the agent's own user"
+        );
+        let r = access.decide(&peer(1000, 1000, &[27])).unwrap_err();
+        assert_eq!(r.reason, "not_root_or_group");
+        assert!(r.message.contains("uid 1000 is not root"), "{}", r.message);
+        access.group = Some(("fo".into(), 27));
+        assert!(
+            access.decide(&peer(1000, 1000, &[27])).is_ok(),
+            "supplementary member"
+        );
+        assert!(
+            access.decide(&peer(1000, 27, &[])).is_ok(),
+            "primary member"
+        );
+        let r = access.decide(&peer(1000, 1000, &[4, 24])).unwrap_err();
+        assert!(
+            r.message
+                .contains("uid 1000 is neither root nor a member of the control group \"fo\""),
+            "{}",
+            r.message
+        );
+    }
+
     #[tokio::test]
     async fn socket_is_private_and_answers() {
         let dir = std::env::temp_dir().join(format!("fo-ctl-{}", std::process::id()));
@@ -202,7 +430,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "control socket mode");
         let (tx, mut rx) = mpsc::channel::<Envelope>(1);
-        tokio::spawn(serve(listener, tx));
+        tokio::spawn(serve(listener, Access::new(None).unwrap(), tx));
         tokio::spawn(async move {
             while let Some((req, reply)) = rx.recv().await {
                 let _ = reply.send(Response::Ok {

@@ -69,8 +69,14 @@ async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
     } else {
         ("404 Not Found", "text/plain", "try /metrics\n".to_string())
     };
+    // Read-only: every other method is refused, and says which one works.
+    let allow = if code.starts_with("405") {
+        "Allow: GET\r\n"
+    } else {
+        ""
+    };
     let reply = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {code}\r\n{allow}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(reply.as_bytes()).await;

@@ -30,6 +30,11 @@ pub fn render(status: &Status) -> String {
     let check_up = Family::<Labels, Gauge>::default();
     let owned = Family::<Labels, Gauge>::default();
     let fail_open = Family::<Labels, Gauge>::default();
+    let witness_up = Family::<Labels, Gauge>::default();
+    let peer_up = Family::<Labels, Gauge>::default();
+    let fenced = Family::<Labels, Gauge>::default();
+    let fences = Family::<Labels, Counter>::default();
+    let refused = Family::<Labels, Counter>::default();
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
@@ -58,6 +63,21 @@ pub fn render(status: &Status) -> String {
                 ("direction", "out".into()),
             ])
             .inc_by(r.adverts_sent);
+        if let Some(f) = &r.fence {
+            witness_up
+                .get_or_create(&l())
+                .set(i64::from(f.witness.reachable));
+            fenced.get_or_create(&l()).set(i64::from(f.fenced));
+            fences.get_or_create(&l()).inc_by(f.fences_total);
+            for p in &f.peers {
+                peer_up
+                    .get_or_create(&vec![
+                        ("router", r.name.clone()),
+                        ("peer", p.address.to_string()),
+                    ])
+                    .set(i64::from(p.reachable));
+            }
+        }
         for (reason, n) in &r.dropped {
             dropped
                 .get_or_create(&vec![
@@ -99,6 +119,11 @@ pub fn render(status: &Status) -> String {
                 .get_or_create(&vec![("event", name.clone())])
                 .inc_by(*n);
         }
+    }
+    for (reason, n) in &status.node.control_refused {
+        refused
+            .get_or_create(&vec![("reason", reason.clone())])
+            .inc_by(*n);
     }
     for c in &status.checks {
         check_up
@@ -173,6 +198,31 @@ pub fn render(status: &Status) -> String {
         xdp_pass,
     );
     reg.register("fo_check_up", "1 when the node check passes", check_up);
+    reg.register(
+        "fo_witness_up",
+        "1 while the router's witness answers (routers with a witness)",
+        witness_up,
+    );
+    reg.register(
+        "fo_peer_up",
+        "1 while the peer answers ICMP echo or sends adverts (routers with a witness)",
+        peer_up,
+    );
+    reg.register(
+        "fo_fenced",
+        "1 while the router is fenced: neither peer nor witness answers, so it neither serves nor claims the VIPs",
+        fenced,
+    );
+    reg.register(
+        "fo_fences",
+        "Times the router fenced itself since the agent started",
+        fences,
+    );
+    reg.register(
+        "fo_control_refused",
+        "Control socket connections refused, by reason",
+        refused,
+    );
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -201,8 +251,26 @@ mod tests {
                 takeover_seconds: Some(0.31),
                 ..Default::default()
             }],
+            fence: Some(FenceStatus {
+                fenced: true,
+                witness: Reach {
+                    address: "192.0.2.254".parse().unwrap(),
+                    reachable: false,
+                    last_reply_seconds_ago: Some(0.4),
+                },
+                peers: vec![Reach {
+                    address: "192.0.2.3".parse().unwrap(),
+                    reachable: false,
+                    last_reply_seconds_ago: None,
+                }],
+                fences_total: 1,
+            }),
             ..Default::default()
         });
+        status
+            .node
+            .control_refused
+            .insert("not_root_or_group".into(), 2);
         status.services.push(ServiceStatus {
             name: "events".into(),
             vip: "192.0.2.1".parse().unwrap(),
@@ -246,6 +314,11 @@ mod tests {
             "fo_xdp_actions_total{action=\"tx\"} 9",
             "fo_check_up{check=\"docker\"} 0",
             "fo_service_fail_open{service=\"events\"} 0",
+            "fo_witness_up{router=\"wazuh\"} 0",
+            "fo_peer_up{router=\"wazuh\",peer=\"192.0.2.3\"} 0",
+            "fo_fenced{router=\"wazuh\"} 1",
+            "fo_fences_total{router=\"wazuh\"} 1",
+            "fo_control_refused_total{reason=\"not_root_or_group\"} 2",
         ] {
             assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
         }

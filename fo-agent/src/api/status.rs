@@ -31,6 +31,9 @@ pub struct NodeStatus {
     /// Seconds since the Unix epoch of the last successful (re)load.
     pub config_loaded_at: f64,
     pub pid: u32,
+    /// Control socket connections refused since start, by reason.
+    #[serde(default)]
+    pub control_refused: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,35 @@ pub struct RouterStatus {
     pub gates_closed: Vec<String>,
     /// "demoted" or "promoted" while an operator override is in force.
     pub admin: Option<String>,
+    /// Failing fault sources ("link", "dataplane", "gate:NAME", "fenced: …"): the
+    /// router is in fault while any is listed.
+    #[serde(default)]
+    pub faults: Vec<String>,
+    /// Split-brain protection, when the router has a `witness`.
+    #[serde(default)]
+    pub fence: Option<FenceStatus>,
+}
+
+/// What a router with a witness reaches, and whether it fenced itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FenceStatus {
+    /// Held in fault because neither the peer nor the witness answers.
+    pub fenced: bool,
+    pub witness: Reach,
+    /// The configured unicast peers, or (multicast) the peers heard so far.
+    pub peers: Vec<Reach>,
+    /// Times the router fenced itself since the agent started.
+    pub fences_total: u64,
+}
+
+/// Reachability of one probed address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reach {
+    pub address: IpAddr,
+    /// Answered (ICMP echo, or a VRRP advert from a peer) within the witness timeout.
+    pub reachable: bool,
+    /// Seconds since the last answer; `None`: never answered.
+    pub last_reply_seconds_ago: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

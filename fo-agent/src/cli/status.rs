@@ -112,6 +112,31 @@ fn human(s: &Status) -> String {
                 r.dual_master
             );
         }
+        if !r.faults.is_empty() {
+            let _ = writeln!(o, "{:<15} faults: {}", "", r.faults.join(", "));
+        }
+        if let Some(f) = &r.fence {
+            let reach = |x: &fo_agent::api::status::Reach| {
+                format!("{} {}", x.address, if x.reachable { "up" } else { "DOWN" })
+            };
+            let peers: Vec<String> = f.peers.iter().map(reach).collect();
+            let _ = writeln!(
+                o,
+                "{:<15} witness {}; peers {}{}",
+                "",
+                reach(&f.witness),
+                if peers.is_empty() {
+                    "none heard yet".to_string()
+                } else {
+                    peers.join(", ")
+                },
+                if f.fenced {
+                    "  ** FENCED: neither peer nor witness answers **"
+                } else {
+                    ""
+                }
+            );
+        }
     }
     for svc in &s.services {
         let _ = writeln!(

@@ -2,6 +2,7 @@
 //! through rtnetlink in the agent's own network namespace.
 
 pub mod addr;
+pub mod icmp;
 pub mod link;
 pub mod neigh;
 

@@ -92,6 +92,9 @@ pub(super) enum Msg {
     Shutdown,
 }
 
+/// How many advert senders a router's status remembers.
+const HEARD_MAX: usize = 16;
+
 /// How many transitions a router's status keeps.
 pub const HISTORY: usize = 16;
 
@@ -145,6 +148,10 @@ pub struct RouterStatus {
     pub master_since: Option<SystemTime>,
     /// The Master this Backup hears.
     pub master: Option<IpAddr>,
+    /// Every sender of a valid advert of this VRID, with when it was last heard (the
+    /// fence's proof of life of a peer; its peer list in multicast mode).
+    #[serde(skip)]
+    pub heard: BTreeMap<IpAddr, Instant>,
     pub last_transition: Option<TransitionRecord>,
     /// The last [`HISTORY`] transitions, oldest first.
     pub history: Vec<TransitionRecord>,
@@ -159,6 +166,7 @@ pub struct RouterHandle {
     status: Arc<Mutex<RouterStatus>>,
     /// Packets the receive task dropped because this router's queue was full.
     queue_drops: Arc<AtomicU64>,
+    fence: Option<Arc<crate::fence::Gate>>,
 }
 
 /// The router task has ended (agent shutting down).
@@ -181,6 +189,11 @@ impl RouterHandle {
             .map_err(|_| RouterGone {
                 name: self.name.clone(),
             })
+    }
+
+    /// The fence gate of a router with a witness.
+    pub fn fence_gate(&self) -> Option<Arc<crate::fence::Gate>> {
+        self.fence.clone()
     }
 
     /// A snapshot of state, priorities, last transition and counters.
@@ -210,6 +223,8 @@ pub(super) struct Io {
     pub plane: SharedPlane,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
+    /// Consulted when the Master_Down_Timer fires (routers with a witness).
+    pub fence: Option<Arc<crate::fence::Gate>>,
 }
 
 /// Start the task of one router. `packets` delivers the received packets with its VRID;
@@ -234,6 +249,7 @@ pub(super) fn spawn(
         faults: BTreeSet::new(),
         master_since: None,
         master: None,
+        heard: BTreeMap::new(),
         last_transition: None,
         history: Vec::new(),
         stats: RouterStats::default(),
@@ -244,6 +260,7 @@ pub(super) fn spawn(
         tx,
         status: status.clone(),
         queue_drops,
+        fence: io.fence.clone(),
     };
     let span = tracing::info_span!("router", name = %spec.name);
     let hooks = {
@@ -413,6 +430,19 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    if which == Timer::MasterDown
+                        && self.router.state() == State::Backup
+                        && self.io.fence.as_ref().is_some_and(|g| g.cut_off(now))
+                    {
+                        // Neither the peer nor the witness answers: this node may be the
+                        // one cut off. Fence instead of claiming (the fence task lifts it).
+                        warn!("Master_Down_Timer expired, but neither peer nor witness answers: not claiming the VIPs");
+                        self.control(Control::Fault {
+                            source: crate::fence::FENCED.to_string(),
+                            failing: true,
+                        });
+                        continue;
+                    }
                     if which == Timer::MasterDown {
                         self.detected_at = Some(at);
                     }
@@ -509,6 +539,17 @@ impl Driver {
                     self.replay.accept(p.src, seq);
                 }
                 self.stats.adverts_in += 1;
+                {
+                    let mut st = lock(&self.status);
+                    st.heard.insert(p.src, Instant::now());
+                    // A segment has a few VRRP speakers; keep forged sources from growing it.
+                    if st.heard.len() > HEARD_MAX
+                        && let Some(oldest) =
+                            st.heard.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a)
+                    {
+                        st.heard.remove(&oldest);
+                    }
+                }
                 if !self.warned_addresses && !same_set(&advert.addresses, &self.spec.vips) {
                     self.warned_addresses = true;
                     warn!(from = %p.src, theirs = ?advert.addresses, ours = ?self.spec.vips,
@@ -632,6 +673,9 @@ impl Driver {
             ),
             None if p.to == State::Master => {
                 info!(from = %from, to = %to, reason = %reason, "VRRP transition: VIPs served")
+            }
+            None if p.to == State::Fault => {
+                info!(from = %from, to = %to, reason = %reason, faults = ?self.faults, "VRRP transition")
             }
             None => info!(from = %from, to = %to, reason = %reason, "VRRP transition"),
         }

@@ -175,6 +175,10 @@ impl Vrrp {
                     addresses: config.node.vip_on_interface.then(|| {
                         net::addr::VipAddresses::spawn(handle.clone(), link.index, r.vips.clone())
                     }),
+                    fence: r
+                        .vrrp()
+                        .and_then(|v| v.witness.as_ref())
+                        .map(|w| crate::fence::Gate::new(w.timeout)),
                 };
                 let (h, task) =
                     driver::spawn(spec, io, rx, queue_drops, epoch).map_err(|source| {
