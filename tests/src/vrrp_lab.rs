@@ -258,24 +258,8 @@ impl Node {
         self.dir.join("control.sock")
     }
 
-    /// `fo-agent ARGS --socket …` against this fo node: (success, stdout+stderr).
-    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(agent_binary())
-            .args(args)
-            .arg("--socket")
-            .arg(self.socket())
-            .output()
-            .expect("run fo-agent");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
     /// `fo-agent status --json` of this fo node, parsed; `None` if it does not answer.
-    pub fn status(&self) -> Option<serde_json::Value> {
+    pub fn try_status(&self) -> Option<serde_json::Value> {
         let (ok, text) = self.ctl(&["status", "--json"]);
         if !ok {
             return None;

@@ -137,7 +137,7 @@ fn control_socket_serves_root_and_the_group_only() {
         lab.dump()
     );
 
-    let status = node.status().expect("root status");
+    let status = node.try_status().expect("root status");
     assert_eq!(
         status["node"]["control_refused"]["not_root_or_group"], 1,
         "refusals counted: {:#}",

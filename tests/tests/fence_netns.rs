@@ -179,7 +179,7 @@ fn heal(lab: &Lab, i: usize) -> Instant {
 
 /// The router's entry of a node's `status --json`.
 fn router_status(lab: &Lab, i: usize) -> serde_json::Value {
-    let s = lab.nodes[i].status().unwrap_or_else(|| {
+    let s = lab.nodes[i].try_status().unwrap_or_else(|| {
         panic!(
             "{} does not answer status.\n{}",
             lab.nodes[i].name,
