@@ -59,11 +59,14 @@ pub enum Counter {
     PassNoIface = 25,
     /// Passed: `bpf_xdp_adjust_tail` refused to size a Neighbor Advertisement.
     PassAdjustFailed = 26,
+    /// Passed: ARP/NS for a VIP announced over BGP: the router routes it to this
+    /// node, so no node answers for it on the link.
+    PassRoutedVip = 27,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 28;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -94,6 +97,7 @@ impl Counter {
         Counter::PassLeaseExpired,
         Counter::PassNoIface,
         Counter::PassAdjustFailed,
+        Counter::PassRoutedVip,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -126,6 +130,7 @@ impl Counter {
             Counter::PassLeaseExpired => "lease_expired",
             Counter::PassNoIface => "no_iface",
             Counter::PassAdjustFailed => "adjust_failed",
+            Counter::PassRoutedVip => "routed_vip",
         }
     }
 

@@ -29,6 +29,10 @@ pub fn render(status: &Status) -> String {
     let check_up = Family::<Labels, Gauge>::default();
     let owned = Family::<Labels, Gauge>::default();
     let fail_open = Family::<Labels, Gauge>::default();
+    let bgp_announced = Family::<Labels, Gauge>::default();
+    let bgp_daemon_up = Family::<Labels, Gauge>::default();
+    let bgp_session_up = Family::<Labels, Gauge>::default();
+    let bgp_bfd_up = Family::<Labels, Gauge>::default();
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
@@ -57,6 +61,29 @@ pub fn render(status: &Status) -> String {
                 ("direction", "out".into()),
             ])
             .inc_by(r.adverts_sent);
+        if let Some(b) = &r.bgp {
+            for vip in &r.vips {
+                bgp_announced
+                    .get_or_create(&vec![("router", r.name.clone()), ("vip", vip.to_string())])
+                    .set(i64::from(b.announced));
+            }
+            bgp_daemon_up
+                .get_or_create(&l())
+                .set(i64::from(b.daemon_up));
+            for s in &b.sessions {
+                bgp_session_up
+                    .get_or_create(&vec![
+                        ("router", r.name.clone()),
+                        ("session", s.name.clone()),
+                    ])
+                    .set(i64::from(s.up));
+            }
+            for s in &b.bfd {
+                bgp_bfd_up
+                    .get_or_create(&vec![("router", r.name.clone()), ("peer", s.peer.clone())])
+                    .set(i64::from(s.up));
+            }
+        }
         for (reason, n) in &r.dropped {
             dropped
                 .get_or_create(&vec![
@@ -158,6 +185,26 @@ pub fn render(status: &Status) -> String {
         xdp_pass,
     );
     reg.register("fo_check_up", "1 when the node check passes", check_up);
+    reg.register(
+        "fo_bgp_announced",
+        "1 while the VIP is announced over BGP by this node (fo's route up in the daemon and a session established)",
+        bgp_announced,
+    );
+    reg.register(
+        "fo_bgp_daemon_up",
+        "1 while the BGP daemon answers on its control socket",
+        bgp_daemon_up,
+    );
+    reg.register(
+        "fo_bgp_session_up",
+        "1 while the daemon's BGP session is established",
+        bgp_session_up,
+    );
+    reg.register(
+        "fo_bgp_bfd_up",
+        "1 while the daemon's BFD session to the peer is up",
+        bgp_bfd_up,
+    );
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -184,6 +231,29 @@ mod tests {
                 takeover_seconds: Some(0.31),
                 ..Default::default()
             }],
+            ..Default::default()
+        });
+        status.routers.push(RouterStatus {
+            name: "ingest".into(),
+            ownership: "bgp".into(),
+            state: "master".into(),
+            vips: vec!["192.0.2.200".parse().unwrap()],
+            bgp: Some(crate::bgp::BgpStatus {
+                daemon_up: true,
+                route_up: true,
+                announced: true,
+                sessions: vec![crate::bgp::SessionStatus {
+                    name: "up1".into(),
+                    info: "Established".into(),
+                    up: true,
+                }],
+                bfd: vec![crate::bgp::BfdStatus {
+                    peer: "10.0.0.1".into(),
+                    state: "Down".into(),
+                    up: false,
+                }],
+                ..Default::default()
+            }),
             ..Default::default()
         });
         status.services.push(ServiceStatus {
@@ -226,6 +296,10 @@ mod tests {
             "fo_xdp_actions_total{action=\"tx\"} 9",
             "fo_check_up{check=\"docker\"} 0",
             "fo_service_fail_open{service=\"events\"} 0",
+            "fo_bgp_announced{router=\"ingest\",vip=\"192.0.2.200\"} 1",
+            "fo_bgp_daemon_up{router=\"ingest\"} 1",
+            "fo_bgp_session_up{router=\"ingest\",session=\"up1\"} 1",
+            "fo_bgp_bfd_up{router=\"ingest\",peer=\"10.0.0.1\"} 0",
         ] {
             assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
         }

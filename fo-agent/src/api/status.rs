@@ -57,6 +57,8 @@ pub struct RouterStatus {
     pub gates_closed: Vec<String>,
     /// "demoted" or "promoted" while an operator override is in force.
     pub admin: Option<String>,
+    /// `ownership = "bgp"`: the announcement and the daemon's sessions.
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
