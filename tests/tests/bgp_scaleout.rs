@@ -2,7 +2,8 @@
 //! spreading the VIP by ECMP (L4 hash) over three fo nodes that announce it through
 //! their own BIRD, three DSR backends, and 200 long-lived client connections.
 //!
-//! - traffic spreads over the three nodes;
+//! - traffic spreads over the three nodes, also while one node's agent alone is
+//!   dead (BIRD keeps announcing, the pinned program keeps forwarding);
 //! - a node crash (agent and BIRD, kill -9) and a cut link each withdraw the node,
 //!   and the connections it carried continue on the others without a reset and
 //!   without a lost event (identical Maglev tables + DSR); convergence is printed;
@@ -95,6 +96,30 @@ fn ecmp_spreads_and_a_lost_node_costs_no_connection() {
     let counts = lab.delivered_during(Duration::from_secs(2));
     println!("packets delivered to each node, 3 active, 2 s: {counts:?}");
     assert_spread(&lab, &counts, &[0, 1, 2], "three nodes");
+
+    // 0. Node 0's agent alone is killed -9 and restarted: BIRD keeps announcing and
+    //    the pinned program keeps forwarding meanwhile.
+    lab.nodes[0].node.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    let all: Vec<String> = (0..3).map(BgpLab::node_addr).collect();
+    assert_eq!(
+        lab.nexthops(),
+        all,
+        "a dead agent alone must not withdraw its node"
+    );
+    let counts = lab.delivered_during(Duration::from_secs(1));
+    assert_spread(&lab, &counts, &[0, 1, 2], "agent of node 0 dead");
+    lab.nodes[0].node.start();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            (lab.nodes[0].router_status()["bgp"]["announced"] == true).then_some(())
+        })
+        .is_some(),
+        "the restarted agent did not announce again\n{}",
+        lab.dump()
+    );
+    lab.wait_nexthops(&all, CONVERGE)
+        .unwrap_or_else(|| panic!("node 0 not back after its agent restarted\n{}", lab.dump()));
 
     // 1. Node 2 crashes: agent and BIRD killed -9. BGP closes, the router drops it.
     lab.nodes[2].crash();

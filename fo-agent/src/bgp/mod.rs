@@ -136,18 +136,20 @@ pub fn expected_routes(vips: &[IpAddr]) -> Vec<String> {
     out
 }
 
-/// Ask BIRD how things stand and take one step towards `wanted`.
+/// Ask BIRD how things stand and take one step towards `wanted` (only look while
+/// the agent has not said yet: a restarted agent leaves BIRD as it found it until
+/// its first decision, so a node that keeps serving is not withdrawn in between).
 async fn reconcile(
     socket: &std::path::Path,
     protocol: &str,
     vips: &[IpAddr],
     bfd: bool,
-    wanted: bool,
+    wanted: Option<bool>,
 ) -> BgpStatus {
     let mut st = BgpStatus {
         daemon: "bird".into(),
         protocol: protocol.to_string(),
-        wanted,
+        wanted: wanted.unwrap_or(false),
         ..Default::default()
     };
     let rows = match client::command(socket, "show protocols", COMMAND_TIMEOUT).await {
@@ -170,7 +172,14 @@ async fn reconcile(
     let enabled_now = rows
         .iter()
         .any(|r| r.name == protocol && r.state != "down" && r.state != "stop");
-    st.route_up = match decide(&rows, protocol, wanted) {
+    let step = match wanted {
+        Some(w) => decide(&rows, protocol, w),
+        None => match decide(&rows, protocol, false) {
+            m @ Step::Misconfigured(_) => m,
+            _ => Step::Nothing,
+        },
+    };
+    st.route_up = match step {
         Step::Nothing => enabled_now,
         Step::Misconfigured(why) => {
             st.error = Some(why);
@@ -238,7 +247,8 @@ async fn reconcile(
 }
 
 struct RouterTask {
-    wanted: watch::Sender<bool>,
+    /// `None` until the agent's first decision.
+    wanted: watch::Sender<Option<bool>>,
     status: watch::Receiver<BgpStatus>,
     task: JoinHandle<()>,
 }
@@ -250,13 +260,13 @@ pub struct Bgp {
 }
 
 impl Bgp {
-    /// Start a task per BGP router; each starts out withdrawn until told otherwise.
+    /// Start a task per BGP router; each only watches BIRD until told what to do.
     pub fn start(config: &Config) -> Self {
         let mut routers = BTreeMap::new();
         for r in &config.routers {
             let Some(b) = r.bgp() else { continue };
             let protocol = protocol_name(&r.name);
-            let (wanted_tx, wanted_rx) = watch::channel(false);
+            let (wanted_tx, wanted_rx) = watch::channel(None);
             let (status_tx, status_rx) = watch::channel(BgpStatus {
                 daemon: "bird".into(),
                 protocol: protocol.clone(),
@@ -289,7 +299,7 @@ impl Bgp {
     pub fn set_wanted(&self, router: &str, wanted: bool) -> bool {
         self.routers.get(router).is_some_and(|t| {
             t.wanted
-                .send_if_modified(|w| std::mem::replace(w, wanted) != wanted)
+                .send_if_modified(|w| w.replace(wanted) != Some(wanted))
         })
     }
 
@@ -300,7 +310,7 @@ impl Bgp {
     /// Withdraw everything and wait (up to `timeout`) until BIRD confirms it.
     pub async fn shutdown(self, timeout: Duration) {
         for t in self.routers.values() {
-            t.wanted.send_replace(false);
+            t.wanted.send_replace(Some(false));
         }
         let wait = async {
             for (name, t) in &self.routers {
@@ -332,7 +342,7 @@ async fn run(
     protocol: String,
     vips: Vec<IpAddr>,
     bfd: bool,
-    mut wanted: watch::Receiver<bool>,
+    mut wanted: watch::Receiver<Option<bool>>,
     status: watch::Sender<BgpStatus>,
 ) {
     let mut poll = tokio::time::interval(POLL);
@@ -355,7 +365,7 @@ async fn run(
             if st.route_up {
                 info!(vips = ?vips, "announcing the VIPs over BGP");
             } else {
-                warn!(vips = ?vips, wanted = want, "VIPs withdrawn from BGP");
+                warn!(vips = ?vips, wanted = ?want, "VIPs withdrawn from BGP");
             }
         }
         for s in &st.sessions {
@@ -366,7 +376,7 @@ async fn run(
         }
         status.send_replace(st);
         // A step was taken: look again soon rather than a whole poll later.
-        if status.borrow().route_up != want && status.borrow().daemon_up {
+        if want.is_some_and(|w| w != status.borrow().route_up) && status.borrow().daemon_up {
             poll.reset_after(Duration::from_millis(100));
         }
     }
