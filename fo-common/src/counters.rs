@@ -62,11 +62,14 @@ pub enum Counter {
     /// Passed: ARP/NS for a VIP announced over BGP: the router routes it to this
     /// node, so no node answers for it on the link.
     PassRoutedVip = 27,
+    /// Passed: a frame for a routed (BGP) VIP not addressed to this interface's MAC
+    /// (a switch flooding after a link loss: the node it was meant for forwards it).
+    PassOtherHost = 28,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 29;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -98,6 +101,7 @@ impl Counter {
         Counter::PassNoIface,
         Counter::PassAdjustFailed,
         Counter::PassRoutedVip,
+        Counter::PassOtherHost,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -131,6 +135,7 @@ impl Counter {
             Counter::PassNoIface => "no_iface",
             Counter::PassAdjustFailed => "adjust_failed",
             Counter::PassRoutedVip => "routed_vip",
+            Counter::PassOtherHost => "other_host",
         }
     }
 

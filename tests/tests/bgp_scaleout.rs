@@ -188,6 +188,11 @@ fn a_failing_gate_withdraws_the_node_and_its_return_brings_it_back() {
     assert_eq!(r["bgp"]["announced"], false, "{r}");
     assert_eq!(r["bgp"]["wanted"], false, "{r}");
     assert_eq!(r["gates_closed"][0], "ready", "{r}");
+    let (ok, text) = lab.nodes[0].node.ctl(&["status"]);
+    assert!(
+        ok && text.contains("bgp (bird fo_ingest): withdrawn, sessions: upstream up"),
+        "status must show the withdrawal and the live session: {text}"
+    );
     let m = lab.nodes[0].node.metrics();
     let needle = format!("fo_bgp_announced{{router=\"ingest\",vip=\"{VIP}\"}} 0");
     assert!(m.contains(&needle), "metrics lack {needle}:\n{m}");

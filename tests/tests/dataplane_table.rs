@@ -430,6 +430,24 @@ fn a_routed_vip_is_forwarded_but_never_answered_for() {
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_TX, "a routed VIP's service is forwarded");
     assert_eq!(run.frame, dsr(&syn), "forwarded by DSR to the backend");
+    // A copy flooded by a switch, addressed to another node's MAC, is not ours.
+    let flooded = frames::tcp4(
+        [0x02, 0xf0, 0, 0, 0, 0x99],
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40005,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&flooded);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "a frame for another node's MAC must pass"
+    );
+    assert_eq!(run.frame, flooded, "passed untouched");
+    assert_eq!(fx.counter("other_host"), 1);
 }
 
 #[test]

@@ -33,19 +33,24 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What this build cannot run, one line each (same words for `check` and `run`).
 pub fn unsupported(config: &Config) -> Vec<String> {
-    config
-        .routers
-        .iter()
-        .filter_map(|r| {
-            let b = r.bgp()?;
-            (b.daemon == BgpDaemon::Frr).then(|| {
-                format!(
-                    "router {}: bgp daemon \"frr\" is not supported by this build: fo announces through BIRD 2's control socket; use daemon = \"bird\" (README, \"Active-active over BGP\")",
-                    r.name
-                )
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for r in &config.routers {
+        let Some(b) = r.bgp() else { continue };
+        if b.daemon == BgpDaemon::Frr {
+            out.push(format!(
+                "router {}: bgp daemon \"frr\" is not supported by this build: fo announces through BIRD 2's control socket; use daemon = \"bird\" (README, \"Active-active over BGP\")",
+                r.name
+            ));
+        }
+        let h = &r.hooks;
+        if h.master.is_some() || h.backup.is_some() || h.fault.is_some() || h.notify.is_some() {
+            out.push(format!(
+                "router {}: hooks are not run for ownership = \"bgp\" by this build (there is no master/backup transition); remove `hooks`",
+                r.name
+            ));
+        }
+    }
+    out
 }
 
 /// One BGP session of the daemon, as `show protocols` lists it.
@@ -419,6 +424,30 @@ mod tests {
             decide(&[row("fo_ingest", "BGP", "up")], "fo_ingest", false),
             Step::Misconfigured(_)
         ));
+    }
+
+    #[test]
+    fn frr_and_hooks_are_refused() {
+        let cfg = |bgp: &str, extra: &str| {
+            Config::parse(&format!(
+                "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"edge-1\"\nownership = \"bgp\"\nvips = [\"192.0.2.10\"]\nbgp = {bgp}\n{extra}"
+            ))
+            .expect("valid config")
+        };
+        let bird = "{ daemon = \"bird\", control = \"/run/bird/bird.ctl\" }";
+        assert!(unsupported(&cfg(bird, "")).is_empty());
+        let frr = unsupported(&cfg(
+            "{ daemon = \"frr\", control = \"/run/frr/zebra.vty\" }",
+            "",
+        ));
+        assert_eq!(frr.len(), 1, "{frr:?}");
+        assert!(
+            frr[0].starts_with("router edge-1: bgp daemon \"frr\""),
+            "{frr:?}"
+        );
+        let hooks = unsupported(&cfg(bird, "hooks = { master = \"/bin/true\" }"));
+        assert_eq!(hooks.len(), 1, "{hooks:?}");
+        assert!(hooks[0].contains("hooks are not run"), "{hooks:?}");
     }
 
     #[test]
