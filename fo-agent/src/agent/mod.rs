@@ -189,7 +189,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .await
         .context("starting VRRP")?;
 
-    let config_for_bgp = config.clone();
+    let bgp = Bgp::start(&config);
     let mut agent = Agent {
         config,
         config_path: config_path.to_owned(),
@@ -200,7 +200,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         origin,
         prog_id,
         vrrp,
-        bgp: Bgp::start(&config_for_bgp),
+        bgp,
         demoted: BTreeSet::new(),
         health,
         neighbours,

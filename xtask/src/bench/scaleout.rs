@@ -493,9 +493,9 @@ fn markdown(sizes: &[(usize, Vec<Rate>)], losses: &[(&str, Vec<Loss>)], runs: us
          (`ownership = \"bgp\"`, BFD 100 ms × 3, hold 3 s); XDP in {XDP_MODE} mode, DSR to \
          three backends. Active nodes are chosen with `fo-agent demote/resume`. Connection \
          rate: `wrk -t2 -c{WRK_CONNS} -d{WRK_SECS}s -H 'Connection: close'` (HAProxy static \
-         200 on the backends), {runs} run(s) each. Everything shares this VM's 2 cores, and the \
-         router and the client are in the path too: the rate shows that adding nodes costs \
-         nothing and spreads the load, not what separate machines would add.\n\n\
+         200 on the backends), {runs} run(s) each. Everything (client, router, nodes, backends) shares \
+         this VM's 2 cores: the figures show how the load spreads and that each added node \
+         carries its share, not what separate machines would add.\n\n\
          | active nodes | conn/s | p50 ms | p99 ms | wrk errors | share of packets per node (n0/n1/n2) |\n\
          |---|---|---|---|---|---|\n"
     );
