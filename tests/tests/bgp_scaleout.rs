@@ -228,6 +228,26 @@ fn a_failing_gate_withdraws_the_node_and_its_return_brings_it_back() {
     lab.wait_nexthops(&all, Duration::from_secs(30))
         .unwrap_or_else(|| panic!("resume did not announce node 1 again\n{}", lab.dump()));
 
+    // BIRD restarts under a running agent: it comes up with fo's protocol disabled,
+    // and the agent enables it again within its poll.
+    lab.nodes[1].bird.kill9();
+    lab.wait_nexthops(&others(&lab, 1), CONVERGE)
+        .unwrap_or_else(|| panic!("a dead BIRD left node 1 announced\n{}", lab.dump()));
+    let n1 = &mut lab.nodes[1];
+    n1.bird.start(&n1.node.ns);
+    let took = lab
+        .wait_nexthops(&all, Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "node 1 not announced again after BIRD restarted\n{}",
+                lab.dump()
+            )
+        });
+    println!(
+        "announcement after node 1's BIRD restarted: {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
+
     // A stopping agent withdraws first, while BIRD stays up.
     let st = lab.nodes[2].node.terminate();
     assert!(
