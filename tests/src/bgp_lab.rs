@@ -121,11 +121,6 @@ pub struct BgpNode {
 }
 
 impl BgpNode {
-    /// Packets this node's XDP program sent to backends (XDP_TX) so far.
-    pub fn forwarded(&self) -> u64 {
-        self.node.status()["xdp"]["tx"].as_u64().unwrap_or(0)
-    }
-
     /// The router's entry of this node's status JSON.
     pub fn router_status(&self) -> serde_json::Value {
         self.node.status()["routers"][0].clone()
