@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bgp;
 pub mod dataplane;
 pub mod fence;
 pub mod health;

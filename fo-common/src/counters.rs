@@ -59,11 +59,17 @@ pub enum Counter {
     PassNoIface = 25,
     /// Passed: `bpf_xdp_adjust_tail` refused to size a Neighbor Advertisement.
     PassAdjustFailed = 26,
+    /// Passed: ARP/NS for a VIP announced over BGP: the router routes it to this
+    /// node, so no node answers for it on the link.
+    PassRoutedVip = 27,
+    /// Passed: a frame for a routed (BGP) VIP not addressed to this interface's MAC
+    /// (a switch flooding after a link loss: the node it was meant for forwards it).
+    PassOtherHost = 28,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 29;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -94,6 +100,8 @@ impl Counter {
         Counter::PassLeaseExpired,
         Counter::PassNoIface,
         Counter::PassAdjustFailed,
+        Counter::PassRoutedVip,
+        Counter::PassOtherHost,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -126,6 +134,8 @@ impl Counter {
             Counter::PassLeaseExpired => "lease_expired",
             Counter::PassNoIface => "no_iface",
             Counter::PassAdjustFailed => "adjust_failed",
+            Counter::PassRoutedVip => "routed_vip",
+            Counter::PassOtherHost => "other_host",
         }
     }
 

@@ -79,6 +79,9 @@ impl VipKey {
 
 /// `VipState::flags`: this node owns the VIP now (answers ARP/ND, forwards services).
 pub const VIP_OWNED: u32 = 1;
+/// `VipState::flags`: the VIP is routed to this node (announced over BGP): forward
+/// its services, but never answer ARP/ND for it.
+pub const VIP_ROUTED: u32 = 2;
 
 /// Value of `VIPS`, written by the agent only.
 ///

@@ -95,7 +95,7 @@ pub(crate) struct RawService {
     pub vip: Option<S<String>>,
     pub port: Option<S<i64>>,
     pub protocol: Option<Protocol>,
-    pub mode: Option<ForwardMode>,
+    pub mode: Option<S<ForwardMode>>,
     pub hash: Option<HashMode>,
     pub check: Option<S<RawServiceCheck>>,
     pub backends: Option<S<Vec<S<RawBackend>>>>,

@@ -121,6 +121,8 @@ struct Checks {
 struct Routers {
     resolved: Vec<Router>,
     vip_owner: HashMap<IpAddr, String>,
+    /// VIPs of `ownership = "bgp"` routers (announced by every node at once).
+    bgp_vips: HashSet<IpAddr>,
     any_broken: bool,
 }
 
@@ -769,6 +771,7 @@ impl Cx<'_> {
         let mut out = Routers {
             resolved: Vec::new(),
             vip_owner: HashMap::new(),
+            bgp_vips: HashSet::new(),
             any_broken: false,
         };
         let mut names: HashMap<String, Span> = HashMap::new();
@@ -827,6 +830,9 @@ impl Cx<'_> {
             if let (Some(name), Some(vips), Some(ownership), Some(gates), Some(hooks)) =
                 (name, vips, ownership, gates, hooks)
             {
+                if matches!(ownership, Ownership::Bgp(_)) {
+                    out.bgp_vips.extend(vips.iter().copied());
+                }
                 out.resolved.push(Router {
                     name,
                     ownership,
@@ -1408,7 +1414,16 @@ impl Cx<'_> {
                 }
             };
             let protocol = raw.protocol.unwrap_or_default();
-            let mode = raw.mode.unwrap_or_default();
+            let mode = raw.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
+            if let (Some(m), Some((ip, router))) = (&raw.mode, &vip)
+                && *m.get_ref() == ForwardMode::Nat
+                && routers.bgp_vips.contains(ip)
+            {
+                self.err(
+                    m.span(),
+                    format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")"),
+                );
+            }
             let mut duplicate = false;
             if let (Some((ip, _)), Some(port)) = (&vip, port) {
                 let at = raw.port.as_ref().map_or(span.clone(), Spanned::span);

@@ -154,7 +154,7 @@ fn example_services_resolve_with_port_defaults() {
     let api = cfg.service("api").expect("api");
     assert_eq!(
         (api.mode, api.hash, api.router.as_str()),
-        (ForwardMode::Nat, HashMode::FiveTuple, "ingest")
+        (ForwardMode::Nat, HashMode::FiveTuple, "wazuh")
     );
     assert_eq!(
         api.check.as_ref().map(|c| &c.kind),
@@ -183,7 +183,8 @@ fn example_services_resolve_with_port_defaults() {
             Duration::from_secs(1)
         ))
     );
-    assert_eq!(cfg.services_of("wazuh").count(), 1);
+    assert_eq!(cfg.services_of("wazuh").count(), 2);
+    assert_eq!(cfg.services_of("ingest").count(), 0);
 }
 
 #[test]

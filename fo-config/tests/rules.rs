@@ -1405,3 +1405,32 @@ witness = { address = "192.0.2.1" }
         &["17:11: `witness` does not apply to ownership = \"static\" (only to \"vrrp\")"],
     );
 }
+
+#[test]
+fn nat_on_a_bgp_vip() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+ownership = "bgp"
+vips = ["192.0.2.11"]
+bgp = { daemon = "bird", control = "/run/bird/bird.ctl", bfd = true }
+
+[[service]]
+vip = "192.0.2.11"
+port = 1514
+mode = "nat"
+backends = [{ address = "192.0.2.21" }]
+
+[[service]]
+vip = "192.0.2.11"
+port = 1515
+mode = "dsr"
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "22:8: mode = \"nat\" is not supported on VIP 192.0.2.11: router \"b\" announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")",
+        ],
+    );
+}

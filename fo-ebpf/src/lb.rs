@@ -75,6 +75,16 @@ fn forward(
     if vip.flags & fo_common::VIP_OWNED == 0 {
         return Err(Counter::PassNotOwned);
     }
+    if vip.flags & fo_common::VIP_ROUTED != 0 {
+        // Every node serves a routed VIP: take only the frames the router sent to this
+        // node, or a switch flooding unknown unicast would have every node forward a copy.
+        let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
+        let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
+        // SAFETY: bounds-checked by `ptr_at`.
+        if unsafe { (*eth).dst } != mac {
+            return Err(Counter::PassOtherHost);
+        }
+    }
     let (sport_be, dport_be) = match proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;

@@ -106,6 +106,9 @@ pub fn may_answer_for(key: &VipKey, not_a_vip: Counter) -> Result<(), Counter> {
     if state.flags & fo_common::VIP_OWNED == 0 {
         return Err(Counter::PassNotOwned);
     }
+    if state.flags & fo_common::VIP_ROUTED != 0 {
+        return Err(Counter::PassRoutedVip);
+    }
     // SAFETY: helper without arguments.
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     if now >= state.lease_until_ns {

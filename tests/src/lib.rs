@@ -1,6 +1,7 @@
 //! Helpers shared by fo's integration tests: frame builders, a data plane loaded
 //! for BPF_PROG_TEST_RUN, and network-namespace guards. Every test needs root.
 
+pub mod bgp_lab;
 pub mod fixture;
 pub mod frames;
 pub mod netns;

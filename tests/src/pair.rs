@@ -26,6 +26,30 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node in `ns` (already plugged in at `addr`), its files in `dir`, its data
+    /// plane pinned under a name made of `pin_tag`. Not started.
+    pub fn new(
+        name: &'static str,
+        addr: &'static str,
+        ns: Netns,
+        dir: &Path,
+        pin_tag: &str,
+        metrics_port: u16,
+    ) -> Node {
+        Node {
+            name,
+            addr,
+            ns,
+            config: dir.join(format!("{name}.toml")),
+            socket: dir.join(format!("{name}.sock")),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/fo-{pin_tag}")),
+            metrics_port,
+            agent: None,
+            runs: 0,
+            dir: dir.to_owned(),
+        }
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(format!("{}-{}.log", self.name, self.runs))
     }
@@ -71,6 +95,15 @@ impl Node {
             ),
         }
         self.agent = Some(guard);
+    }
+
+    /// SIGTERM, as systemd stops it: waits (10 s at most) for the agent to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut a = self.agent.take()?;
+        a.signal(libc::SIGTERM);
+        let st = wait_for(Duration::from_secs(10), || a.exited());
+        let _ = a.kill_and_collect();
+        st
     }
 
     /// SIGKILL: no clean-up runs, the data plane stays pinned.
@@ -331,14 +364,19 @@ impl Pair {
 
     /// Backend `i`: 192.0.2.(20+i), VIP on lo, a sink on VIP:1514.
     pub fn backend(segment: &Segment, dir: &Path, i: u8) -> Backend {
+        Self::backend_for(segment, dir, i, VIP)
+    }
+
+    /// Backend `i` for `vip`: 192.0.2.(20+i), `vip` on lo, a sink on vip:1514.
+    pub fn backend_for(segment: &Segment, dir: &Path, i: u8, vip: &str) -> Backend {
         let addr = format!("192.0.2.{}", 20 + i);
         let ns = Netns::new(&format!("b{i}"));
         segment.plug(&ns, "eth0", &format!("{addr}/24"));
         let script = crate::workspace_root().join("deploy/backend-dsr.sh");
-        ns.sh(&format!("sh {} {VIP} >/dev/null", script.display()));
+        ns.sh(&format!("sh {} {vip} >/dev/null", script.display()));
         let report = dir.join(format!("sink-{i}.json"));
         let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
-        cmd.args(["--listen", &format!("{VIP}:1514"), "--report"])
+        cmd.args(["--listen", &format!("{vip}:1514"), "--report"])
             .arg(&report);
         let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
         Backend {

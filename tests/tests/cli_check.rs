@@ -128,7 +128,7 @@ fn a_hook_that_is_not_executable_fails() {
 }
 
 #[test]
-fn nat_bgp_and_https_fail_as_run_refuses_them() {
+fn nat_frr_and_https_fail_as_run_refuses_them() {
     let dir = TempDir::new();
     let path = dir.0.join("nat.toml");
     std::fs::write(&path, config("", "mode = \"nat\"")).expect("write");
@@ -162,14 +162,23 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
     )
     .expect("write");
     let (ok, text) = check(&path);
-    assert!(!ok, "ownership = \"bgp\" must fail the check: {text}");
-    let line = "router ingest: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"";
+    assert!(
+        ok,
+        "ownership = \"bgp\" through BIRD must pass the check: {text}"
+    );
+    let frr = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("\"bird\"", "\"frr\"");
+    std::fs::write(&path, frr).expect("write");
+    let (ok, text) = check(&path);
+    assert!(!ok, "daemon = \"frr\" must fail the check: {text}");
+    let line = "router ingest: bgp daemon \"frr\" is not supported by this build: fo announces through BIRD 2's control socket; use daemon = \"bird\"";
     assert!(
         text.contains(&format!("bgp.toml: {line}")),
         "expected '{line}' with the file name: {text}"
     );
     let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
-    assert!(!ok, "fo-agent run must refuse bgp: {run}");
+    assert!(!ok, "fo-agent run must refuse frr: {run}");
     assert!(
         run.contains(line),
         "run and check must say the same: run said {run:?}, check said {text:?}"

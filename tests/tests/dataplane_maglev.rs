@@ -202,3 +202,66 @@ fn applying_the_same_services_again_writes_nothing() {
     let changed = fx.table.apply(&mut fx.dp, &specs[..0]).expect("apply");
     assert_eq!(changed.services_removed, 1, "{changed:?}");
 }
+
+/// BGP ownership spreads one client's flows over several nodes by ECMP, and a flow
+/// moves to another node when the ECMP set changes. Each node must then pick the
+/// same backend for it: identical configs must give identical tables, whatever
+/// each node went through before (reloads, other backends, slot numbers).
+#[test]
+fn identical_configs_give_identical_tables_whatever_the_history() {
+    let spec = |members: &[u8]| {
+        vec![service(
+            IpAddr::V4(VIP),
+            1514,
+            PROTO_TCP,
+            members
+                .iter()
+                .map(|&i| backend(backend_addr(i), 1514, 1, mac_of(i)))
+                .collect(),
+        )]
+    };
+    // Node A: the final config straight away.
+    let mut a = Fixture::new(M);
+    a.own(IpAddr::V4(VIP));
+    a.services(&spec(&[1, 2, 3]));
+    // Node B: other backends first, reloads, then the same config in another order.
+    let mut b = Fixture::new(M);
+    b.own(IpAddr::V4(VIP));
+    for step in [&[4, 5][..], &[5, 1, 4], &[2], &[6, 2, 5, 1], &[3, 1, 2]] {
+        b.services(&spec(step));
+    }
+    let slot_of = |fx: &Fixture, i: u8| {
+        fx.table
+            .slots()
+            .into_iter()
+            .find(|s| s.backend == backend_addr(i))
+            .map(|s| s.slot)
+    };
+    assert_ne!(
+        (1..=3).map(|i| slot_of(&a, i)).collect::<Vec<_>>(),
+        (1..=3).map(|i| slot_of(&b, i)).collect::<Vec<_>>(),
+        "the histories should have left the backends in different slots (else this test proves nothing)"
+    );
+    let table = |fx: &Fixture| {
+        fx.table
+            .maglev_backends(IpAddr::V4(VIP), 1514, PROTO_TCP)
+            .expect("service installed")
+    };
+    let (ta, tb) = (table(&a), table(&b));
+    assert_eq!(ta.len(), M as usize);
+    let differ = ta.iter().zip(&tb).filter(|(x, y)| x != y).count();
+    assert_eq!(
+        differ, 0,
+        "{differ} of {M} Maglev entries name a different backend on the two nodes"
+    );
+    // And end to end through the real program: every new flow, same backend.
+    let (ca, cb) = (
+        send_all(&mut a, frames::TCP_SYN),
+        send_all(&mut b, frames::TCP_SYN),
+    );
+    let moved = ca.iter().zip(&cb).filter(|(x, y)| x != y).count();
+    assert_eq!(
+        moved, 0,
+        "{moved} of {FLOWS} flows would change backend when ECMP moves them between the nodes"
+    );
+}

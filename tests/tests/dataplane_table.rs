@@ -404,6 +404,53 @@ fn dead_man_switch_stops_arp_but_not_forwarding() {
 }
 
 #[test]
+fn a_routed_vip_is_forwarded_but_never_answered_for() {
+    // BGP ownership: the router routes the VIP to every node; no node may answer ARP.
+    let mut fx = fixture();
+    fx.dp.set_vip_routed(IpAddr::V4(VIP)).expect("VIPS");
+    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
+    let run = fx.run(&req);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for a routed VIP must pass, got {}",
+        run.action
+    );
+    assert_eq!(run.frame, req, "the request must be passed untouched");
+    assert_eq!(fx.counter("routed_vip"), 1);
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40004,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&syn);
+    assert_eq!(run.action, XDP_TX, "a routed VIP's service is forwarded");
+    assert_eq!(run.frame, dsr(&syn), "forwarded by DSR to the backend");
+    // A copy flooded by a switch, addressed to another node's MAC, is not ours.
+    let flooded = frames::tcp4(
+        [0x02, 0xf0, 0, 0, 0, 0x99],
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40005,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&flooded);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "a frame for another node's MAC must pass"
+    );
+    assert_eq!(run.frame, flooded, "passed untouched");
+    assert_eq!(fx.counter("other_host"), 1);
+}
+
+#[test]
 fn backend_counters_count_packets_and_bytes() {
     let mut fx = fixture();
     let data = frames::tcp4(

@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 use crate::util::{exec, succeeds};
 
 /// Debian packages: LLVM 22 for bpf-linker; tools the tests and benchmarks drive;
-/// keepalived and HAProxy as the real peers and baselines.
+/// keepalived and HAProxy as the real peers and baselines; BIRD 2 as the routing
+/// daemon of BGP ownership (the nodes' and the lab router's).
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -19,6 +20,7 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "keepalived",
     "haproxy",
+    "bird2",
     "iperf3",
     "wrk",
     "arping",
@@ -68,11 +70,11 @@ fn apt_packages() -> anyhow::Result<()> {
     )
 }
 
-/// The packaged keepalived and HAProxy must not run: tests start their own, inside
-/// network namespaces, with their own configs.
+/// The packaged keepalived, HAProxy and BIRD must not run: tests start their own,
+/// inside network namespaces, with their own configs and control sockets.
 fn stop_packaged_services() {
     if Path::new("/run/systemd/system").exists() {
-        for unit in ["keepalived", "haproxy"] {
+        for unit in ["keepalived", "haproxy", "bird"] {
             let _ = succeeds(Command::new("systemctl").args(["disable", "--now", unit]));
         }
     }

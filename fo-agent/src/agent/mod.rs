@@ -1,4 +1,4 @@
-//! `fo-agent run`: the data plane, VIP ownership (VRRP or static), health checks,
+//! `fo-agent run`: the data plane, VIP ownership (VRRP, BGP or static), health checks,
 //! gates, hooks, the control socket and metrics, wired together in one tokio process.
 //!
 //! One main loop owns the agent's state and serialises every change: signals,
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::api::control::{self, Envelope, Request, Response};
+use crate::bgp::Bgp;
 use crate::dataplane::{Attach, Dataplane, LoadOptions, Origin, ServiceTable, XdpAttachMode};
 use crate::health::{self, Health};
 use crate::net::{self, link::LinkInfo};
@@ -30,6 +31,8 @@ pub use state::SharedPlane;
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
 pub const STATIC_LEASE: Duration = Duration::from_secs(1);
+/// How long BIRD gets to confirm the withdrawal of BGP-announced VIPs on shutdown.
+const BGP_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long VRRP routers get to send their priority-0 adverts and run their hooks.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for a backend's MAC before leaving it out for now.
@@ -78,6 +81,9 @@ struct Agent {
     fences: crate::fence::Fences,
     /// Who may use the control socket; counts refusals.
     access: control::Access,
+    bgp: Bgp,
+    /// BGP routers withdrawn by the operator (`demote`) until `resume`.
+    demoted: BTreeSet<String>,
     health: Health,
     neighbours: Neighbours,
     /// Tells the neighbour task which addresses to keep resolved.
@@ -96,13 +102,8 @@ struct Agent {
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
 pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
-    for r in &config.routers {
-        if matches!(r.ownership, Ownership::Bgp(_)) {
-            bail!(
-                "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
-                r.name
-            );
-        }
+    if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
+        bail!("{problem}");
     }
     for s in &config.services {
         if s.mode == fo_config::ForwardMode::Nat {
@@ -158,6 +159,11 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         let mut p = plane.lock();
         p.dp.set_iface(link.index, link.mac)?;
         p.sync_vips(&all_vips(&config))?;
+        // BGP VIPs are routed here by the upstream router: forward whatever arrives
+        // (also while withdrawn, for flows still converging), never answer ARP/ND.
+        for r in config.routers.iter().filter(|r| r.bgp().is_some()) {
+            p.set_routed(&r.vips)?;
+        }
     }
     let prog_id = net::link::xdp_prog_id(&handle, link.index)
         .await
@@ -194,6 +200,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .context("starting VRRP")?;
     let fences = crate::fence::Fences::start(&config, &vrrp, link.index);
 
+    let bgp = Bgp::start(&config);
     let mut agent = Agent {
         config,
         config_path: config_path.to_owned(),
@@ -206,6 +213,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         vrrp,
         fences,
         access,
+        bgp,
+        demoted: BTreeSet::new(),
         health,
         neighbours,
         backend_addrs: addrs_tx,
@@ -290,6 +299,11 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     // No fence may fault a router while it shuts down.
     agent.fences.stop();
+    // BGP announcements go first: the router moves the flows to the other nodes
+    // while this one still forwards what arrives.
+    std::mem::take(&mut agent.bgp)
+        .shutdown(BGP_WITHDRAW_TIMEOUT)
+        .await;
     // Masters send priority 0 and release their VIPs before the lease task stops.
     agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
     if agent.config.node.vip_on_interface {
@@ -428,7 +442,18 @@ impl Agent {
                     }
                     self.faults.insert(router.name.clone(), wanted);
                 }
-                Ownership::Bgp(_) => {}
+                Ownership::Bgp(_) => {
+                    let demoted = self.demoted.contains(&router.name);
+                    let want = closed.is_empty() && self.dataplane_attached && !demoted;
+                    if self.bgp.set_wanted(&router.name, want) {
+                        let _span = info_span!("router", name = %router.name).entered();
+                        if want {
+                            info!(vips = ?router.vips, "bgp: announcing");
+                        } else {
+                            warn!(gates_closed = ?closed, dataplane_attached = self.dataplane_attached, demoted, "bgp: withdrawing");
+                        }
+                    }
+                }
             }
         }
     }
@@ -497,11 +522,35 @@ impl Agent {
                 message: format!("no router named {router:?}"),
             };
         };
+        let kind = r.ownership_kind();
+        if kind == fo_config::OwnershipKind::Bgp {
+            let changed = match control {
+                Control::Demote => self.demoted.insert(router.to_string()),
+                Control::Resume => self.demoted.remove(router),
+                _ => {
+                    return Response::Error {
+                        message: format!(
+                            "router {router} is announced over BGP by every healthy node: there is no mastership to take (use demote/resume to withdraw/announce here)"
+                        ),
+                    };
+                }
+            };
+            info!(router, "operator: {verb}");
+            self.apply_ownership_inputs().await;
+            let what = if self.demoted.contains(router) {
+                "its VIPs are withdrawn from BGP until resume"
+            } else {
+                "its VIPs are announced over BGP while its gates pass"
+            };
+            let already = if changed { "" } else { " (it already was)" };
+            return Response::Ok {
+                message: format!("router {router} {verb}{already}: {what}"),
+            };
+        }
         let Some(h) = self.vrrp.router(router) else {
             return Response::Error {
                 message: format!(
-                    "router {router} has {:?} ownership: there is no election to change",
-                    r.ownership_kind()
+                    "router {router} has {kind:?} ownership: there is no election to change"
                 ),
             };
         };

@@ -56,6 +56,16 @@ impl Plane {
         Ok(())
     }
 
+    /// Forward the services of `vips` (announced over BGP) without answering ARP/ND
+    /// for them. No lease: whatever the router still sends here is forwarded.
+    pub fn set_routed(&mut self, vips: &[IpAddr]) -> Result<(), DataplaneError> {
+        for &vip in vips {
+            self.dp.set_vip_routed(vip)?;
+            self.owned.remove(&vip);
+        }
+        Ok(())
+    }
+
     /// Make sure every VIP of the config has an entry (not owned unless taken), and
     /// drop entries of VIPs no longer configured.
     pub fn sync_vips(&mut self, configured: &[IpAddr]) -> Result<(), DataplaneError> {

@@ -106,6 +106,22 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     .map(|(k, v)| (k.to_string(), *v))
                     .collect();
             }
+            (Ownership::Bgp(_), _) => {
+                let b = agent.bgp.status(&r.name);
+                rs.owned = b.as_ref().is_some_and(|b| b.route_up);
+                rs.state = if rs.owned {
+                    "master"
+                } else if rs.gates_closed.is_empty() {
+                    "backup"
+                } else {
+                    "fault"
+                }
+                .into();
+                if agent.demoted.contains(&r.name) {
+                    rs.admin = Some("demoted".into());
+                }
+                rs.bgp = b;
+            }
             _ => {
                 rs.state = if owned {
                     "master"

@@ -35,6 +35,10 @@ pub fn render(status: &Status) -> String {
     let fenced = Family::<Labels, Gauge>::default();
     let fences = Family::<Labels, Counter>::default();
     let refused = Family::<Labels, Counter>::default();
+    let bgp_announced = Family::<Labels, Gauge>::default();
+    let bgp_daemon_up = Family::<Labels, Gauge>::default();
+    let bgp_session_up = Family::<Labels, Gauge>::default();
+    let bgp_bfd_up = Family::<Labels, Gauge>::default();
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
@@ -76,6 +80,29 @@ pub fn render(status: &Status) -> String {
                         ("peer", p.address.to_string()),
                     ])
                     .set(i64::from(p.reachable));
+            }
+        }
+        if let Some(b) = &r.bgp {
+            for vip in &r.vips {
+                bgp_announced
+                    .get_or_create(&vec![("router", r.name.clone()), ("vip", vip.to_string())])
+                    .set(i64::from(b.announced));
+            }
+            bgp_daemon_up
+                .get_or_create(&l())
+                .set(i64::from(b.daemon_up));
+            for s in &b.sessions {
+                bgp_session_up
+                    .get_or_create(&vec![
+                        ("router", r.name.clone()),
+                        ("session", s.name.clone()),
+                    ])
+                    .set(i64::from(s.up));
+            }
+            for s in &b.bfd {
+                bgp_bfd_up
+                    .get_or_create(&vec![("router", r.name.clone()), ("peer", s.peer.clone())])
+                    .set(i64::from(s.up));
             }
         }
         for (reason, n) in &r.dropped {
@@ -223,6 +250,26 @@ pub fn render(status: &Status) -> String {
         "Control socket connections refused, by reason",
         refused,
     );
+    reg.register(
+        "fo_bgp_announced",
+        "1 while the VIP is announced over BGP by this node (fo's route up in the daemon and a session established)",
+        bgp_announced,
+    );
+    reg.register(
+        "fo_bgp_daemon_up",
+        "1 while the BGP daemon answers on its control socket",
+        bgp_daemon_up,
+    );
+    reg.register(
+        "fo_bgp_session_up",
+        "1 while the daemon's BGP session is established",
+        bgp_session_up,
+    );
+    reg.register(
+        "fo_bgp_bfd_up",
+        "1 while the daemon's BFD session to the peer is up",
+        bgp_bfd_up,
+    );
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -271,6 +318,29 @@ mod tests {
             .node
             .control_refused
             .insert("not_root_or_group".into(), 2);
+        status.routers.push(RouterStatus {
+            name: "ingest".into(),
+            ownership: "bgp".into(),
+            state: "master".into(),
+            vips: vec!["192.0.2.200".parse().unwrap()],
+            bgp: Some(crate::bgp::BgpStatus {
+                daemon_up: true,
+                route_up: true,
+                announced: true,
+                sessions: vec![crate::bgp::SessionStatus {
+                    name: "up1".into(),
+                    info: "Established".into(),
+                    up: true,
+                }],
+                bfd: vec![crate::bgp::BfdStatus {
+                    peer: "10.0.0.1".into(),
+                    state: "Down".into(),
+                    up: false,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
         status.services.push(ServiceStatus {
             name: "events".into(),
             vip: "192.0.2.1".parse().unwrap(),
@@ -319,6 +389,10 @@ mod tests {
             "fo_fenced{router=\"wazuh\"} 1",
             "fo_fences_total{router=\"wazuh\"} 1",
             "fo_control_refused_total{reason=\"not_root_or_group\"} 2",
+            "fo_bgp_announced{router=\"ingest\",vip=\"192.0.2.200\"} 1",
+            "fo_bgp_daemon_up{router=\"ingest\"} 1",
+            "fo_bgp_session_up{router=\"ingest\",session=\"up1\"} 1",
+            "fo_bgp_bfd_up{router=\"ingest\",peer=\"10.0.0.1\"} 0",
         ] {
             assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
         }

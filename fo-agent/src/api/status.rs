@@ -79,6 +79,8 @@ pub struct RouterStatus {
     /// Split-brain protection, when the router has a `witness`.
     #[serde(default)]
     pub fence: Option<FenceStatus>,
+    /// `ownership = "bgp"`: the announcement and the daemon's sessions.
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 /// What a router with a witness reaches, and whether it fenced itself.

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use fo_config::{Config, ForwardMode, Ownership};
+use fo_config::{Config, ForwardMode};
 
 /// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
 /// run` would start with it (no feature this build lacks, every hook executable).
@@ -35,14 +35,7 @@ pub fn main(path: &Path) -> ExitCode {
 /// that are missing or not executable.
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    for r in &config.routers {
-        if matches!(r.ownership, Ownership::Bgp(_)) {
-            out.push(format!(
-                "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
-                r.name
-            ));
-        }
-    }
+    out.extend(fo_agent::bgp::unsupported(config));
     for s in &config.services {
         if s.mode == ForwardMode::Nat {
             out.push(format!(

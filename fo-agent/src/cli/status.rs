@@ -137,6 +137,45 @@ fn human(s: &Status) -> String {
                 }
             );
         }
+        if let Some(b) = &r.bgp {
+            let sessions: Vec<String> = b
+                .sessions
+                .iter()
+                .map(|s| format!("{} {}", s.name, if s.up { "up" } else { &s.info }))
+                .collect();
+            let bfd: Vec<String> = b
+                .bfd
+                .iter()
+                .map(|s| format!("{} {}", s.peer, s.state))
+                .collect();
+            let _ = writeln!(
+                o,
+                "{:<15} bgp ({} {}): {}, sessions: {}{}",
+                "",
+                b.daemon,
+                b.protocol,
+                if b.announced {
+                    "announced"
+                } else if b.route_up {
+                    "route up, no session established"
+                } else {
+                    "withdrawn"
+                },
+                if sessions.is_empty() {
+                    "none".to_string()
+                } else {
+                    sessions.join(", ")
+                },
+                if bfd.is_empty() {
+                    String::new()
+                } else {
+                    format!(", bfd: {}", bfd.join(", "))
+                }
+            );
+            if let Some(e) = &b.error {
+                let _ = writeln!(o, "{:<15} bgp error: {e}", "");
+            }
+        }
     }
     for svc in &s.services {
         let _ = writeln!(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use fo_common::{
     Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, ServiceKey, ServiceValue,
-    TrafficStats, VIP_OWNED, VipKey, VipState,
+    TrafficStats, VIP_OWNED, VIP_ROUTED, VipKey, VipState,
 };
 
 pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, ifindex, remove_all_pins};
@@ -184,6 +184,20 @@ impl Dataplane {
             flags: if owned { VIP_OWNED } else { 0 },
             _pad: 0,
             lease_until_ns: if owned { lease_until.0 } else { 0 },
+        };
+        self.maps
+            .vips
+            .insert(&VipKey::new(vip), &state, 0)
+            .map_err(map_err("VIPS"))
+    }
+
+    /// Publish `vip` as routed to this node (announced over BGP): its services are
+    /// forwarded, ARP/ND for it is never answered, so no lease is involved.
+    pub fn set_vip_routed(&mut self, vip: IpAddr) -> Result<()> {
+        let state = VipState {
+            flags: VIP_OWNED | VIP_ROUTED,
+            _pad: 0,
+            lease_until_ns: 0,
         };
         self.maps
             .vips

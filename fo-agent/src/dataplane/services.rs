@@ -44,7 +44,8 @@ pub struct BackendSpec {
 }
 
 type SvcId = (IpAddr, u16, u8);
-type BackendId = (IpAddr, u16);
+/// A backend's identity: address and port.
+pub type BackendId = (IpAddr, u16);
 
 #[derive(Debug)]
 struct Installed {
@@ -167,6 +168,25 @@ impl ServiceTable {
             self.apply_service(dp, spec, &mut summary)?;
         }
         Ok(summary)
+    }
+
+    /// The Maglev table of a service as written to the map, each entry resolved from
+    /// its slot to the backend's identity: what decides a new flow's backend. Nodes
+    /// with the same config hold the same sequence whatever their slot numbers
+    /// (BGP ownership relies on it: a flow ECMP moves keeps its backend).
+    pub fn maglev_backends(
+        &self,
+        vip: IpAddr,
+        port: u16,
+        proto: u8,
+    ) -> Option<Vec<Option<BackendId>>> {
+        let inst = self.services.get(&(vip, port, proto))?;
+        let by_slot: BTreeMap<u32, BackendId> = inst
+            .backends
+            .iter()
+            .map(|(id, &(slot, _))| (slot + 1, *id))
+            .collect();
+        Some(inst.ring.iter().map(|s| by_slot.get(s).copied()).collect())
     }
 
     /// Every backend slot with its service, for statistics.

@@ -12,6 +12,7 @@
 
 mod failover;
 mod scale;
+mod scaleout;
 mod takeover;
 mod throughput;
 
@@ -36,6 +37,8 @@ pub enum BenchKind {
     Scale,
     /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends.
     Dataplane,
+    /// Active-active over BGP: 1/2/3 nodes behind an ECMP router, and a node's loss.
+    Scaleout,
 }
 
 impl BenchKind {
@@ -46,16 +49,18 @@ impl BenchKind {
             BenchKind::Throughput => "throughput",
             BenchKind::Scale => "scale",
             BenchKind::Dataplane => "dataplane",
+            BenchKind::Scaleout => "scaleout",
         }
     }
 }
 
 /// Order of the sections in the report.
-const ALL: [BenchKind; 5] = [
+const ALL: [BenchKind; 6] = [
     BenchKind::Failover,
     BenchKind::Takeover,
     BenchKind::Throughput,
     BenchKind::Scale,
+    BenchKind::Scaleout,
     BenchKind::Dataplane,
 ];
 
@@ -94,6 +99,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
             (BenchKind::Takeover, Some(b)) => takeover::run(b, opts, &out),
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
             (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
+            (BenchKind::Scaleout, Some(b)) => scaleout::run(b, opts, &out),
             (BenchKind::Dataplane, _) => crate::test::bench_dataplane(),
             _ => unreachable!("binaries are built for every lab bench"),
         };
@@ -141,7 +147,7 @@ fn write_report(out: &Path) -> anyhow::Result<()> {
         "# fo benchmarks\n\nfo against the system it replaces (keepalived 2.2.7 + HAProxy 2.6), \
          side by side in one run on the same namespace lab (one bridge; client, two LB nodes, \
          backends; everything on this VM's 2 cores). Each figure is min / median / max over \
-         the runs stated. Regenerate: `cargo xtask bench [failover|takeover|throughput|scale|dataplane]`; \
+         the runs stated. Regenerate: `cargo xtask bench [failover|takeover|throughput|scale|scaleout|dataplane]`; \
          configs in [configs/](configs/).\n",
     );
     let mut all = serde_json::Map::new();

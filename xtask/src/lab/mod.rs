@@ -123,8 +123,14 @@ pub struct Lab {
 
 /// Add a veth from the switch's bridge into `ns` as eth0 with `addr/24`.
 fn plug(switch: &Netns, port: usize, ns: &Netns, addr: Ipv4Addr) -> anyhow::Result<()> {
+    plug_port(switch, &format!("p{port}"), ns, addr)
+}
+
+/// As [`plug`], with the switch-side port named `port` (for namespaces a scenario adds
+/// to a built lab).
+pub fn plug_port(switch: &Netns, port: &str, ns: &Netns, addr: Ipv4Addr) -> anyhow::Result<()> {
     switch.sh(&format!(
-        "ip link add p{port} type veth peer name eth0 netns {ns} && ip link set p{port} master br0 up",
+        "ip link add {port} type veth peer name eth0 netns {ns} && ip link set {port} master br0 up",
         ns = ns.name
     ))?;
     ns.sh(&format!(
