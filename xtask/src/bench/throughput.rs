@@ -454,8 +454,11 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          processing of the packets they receive (RPS on their veths and switch ports) — on \
          CPU 0; the middle nodes' packet processing (RPS on their veths and switch ports: \
          generic XDP, IP forwarding, HAProxy's TCP) and the HAProxy LB process on CPU 1. \
-         The no-LB row then measures one core's worth of client and backend, and a middle \
-         node costs the client nothing unless it is slower than they are. {} runs, \
+         The no-LB row then measures one core's worth of client and backend. If the gap \
+         between fo and no LB in the table above came only from sharing the cores, it \
+         closes here; what stays is the extra hop itself (two more veth and bridge \
+         crossings per client packet, and the hand-over between cores, with wrk's fixed \
+         {WRK_CONNS} connections in flight) — compare with the IP-forwarding row. {} runs, \
          interleaved, order reversed every other run; **vs no LB** as above (pairs).\n\n\
          | path | conn/s | vs no LB | p50 ms | p99 ms | wrk errors | LB CPU µs/conn |\n\
          |---|---|---|---|---|---|---|\n",
