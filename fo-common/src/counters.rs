@@ -59,11 +59,30 @@ pub enum Counter {
     PassNoIface = 25,
     /// Passed: `bpf_xdp_adjust_tail` refused to size a Neighbor Advertisement.
     PassAdjustFailed = 26,
+    /// NAT: a new connection was translated (entries created in both NAT maps).
+    NatNew = 27,
+    /// NAT: a client packet of a known connection was translated.
+    NatHit = 28,
+    /// NAT: a backend's reply was translated back to VIP -> client.
+    NatReply = 29,
+    /// Passed: the NAT table is full; the new connection is not translated.
+    PassNatTableFull = 30,
+    /// Passed: every SNAT port tried for a new connection is in use.
+    PassNatPortsExhausted = 31,
+    /// Passed: the kernel has no route to forward a NAT packet (or forwarding is off
+    /// on the interface: `net.ipv4.conf.IFACE.forwarding`).
+    PassNatNoRoute = 32,
+    /// Passed: the next hop of a NAT packet has no neighbour entry yet.
+    PassNatNoNeigh = 33,
+    /// Passed: a packet to a SNAT address that belongs to no NAT connection.
+    PassNatNoFlow = 34,
+    /// Passed: NAT packet larger than the egress MTU.
+    PassNatFragNeeded = 35,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 27;
+    pub const COUNT: u32 = 36;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -94,6 +113,15 @@ impl Counter {
         Counter::PassLeaseExpired,
         Counter::PassNoIface,
         Counter::PassAdjustFailed,
+        Counter::NatNew,
+        Counter::NatHit,
+        Counter::NatReply,
+        Counter::PassNatTableFull,
+        Counter::PassNatPortsExhausted,
+        Counter::PassNatNoRoute,
+        Counter::PassNatNoNeigh,
+        Counter::PassNatNoFlow,
+        Counter::PassNatFragNeeded,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -126,12 +154,23 @@ impl Counter {
             Counter::PassLeaseExpired => "lease_expired",
             Counter::PassNoIface => "no_iface",
             Counter::PassAdjustFailed => "adjust_failed",
+            Counter::NatNew => "nat_new",
+            Counter::NatHit => "nat_hit",
+            Counter::NatReply => "nat_reply",
+            Counter::PassNatTableFull => "nat_table_full",
+            Counter::PassNatPortsExhausted => "nat_ports_exhausted",
+            Counter::PassNatNoRoute => "nat_no_route",
+            Counter::PassNatNoNeigh => "nat_no_neigh",
+            Counter::PassNatNoFlow => "nat_no_flow",
+            Counter::PassNatFragNeeded => "nat_frag_needed",
         }
     }
 
     /// True for the "passed to the kernel because …" reasons.
     pub const fn is_pass_reason(self) -> bool {
-        self as u32 >= Counter::PassNotIp as u32
+        let i = self as u32;
+        (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
+            || i >= Counter::PassNatTableFull as u32
     }
 }
 

@@ -53,6 +53,7 @@ fn setup(backends: u32) -> Bench {
         max_services: 2,
         max_backends: 1024,
         flow_table_size: 1 << 20,
+        nat_table_size: 1 << 16,
     };
     let mut dp = Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object");
     dp.set_iface(1, OUR_MAC).expect("IFACES");
@@ -78,6 +79,7 @@ fn setup(backends: u32) -> Bench {
                 ifindex: 0,
             })
             .collect(),
+        nat: None,
     }];
     table.apply(&mut dp, &specs).expect("apply");
     Bench { dp, dir }

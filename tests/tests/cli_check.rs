@@ -131,7 +131,7 @@ fn a_hook_that_is_not_executable_fails() {
 fn nat_bgp_and_https_fail_as_run_refuses_them() {
     let dir = TempDir::new();
     let path = dir.0.join("nat.toml");
-    std::fs::write(&path, config("", "mode = \"nat\"")).expect("write");
+    std::fs::write(&path, config("snat = [\"192.0.2.101\"]", "mode = \"nat\"")).expect("write");
     let (ok, text) = check(&path);
     assert!(!ok, "mode = \"nat\" must fail the check: {text}");
     let line = "service syslog: mode \"nat\" is not available in this build yet; use \"dsr\"";

@@ -50,6 +50,7 @@ pub fn load_options(config: &Config) -> LoadOptions {
         max_services: n.max_services,
         max_backends: n.max_backends,
         flow_table_size: n.flow_table_size,
+        nat_table_size: n.nat_table_size,
     }
 }
 
