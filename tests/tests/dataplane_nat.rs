@@ -175,7 +175,9 @@ fn both_directions_with_port_translation_exact_frames() {
         let k = key(CLIENT, 40000, TCP_PORT, PROTO_TCP);
         let flow = fx
             .dp
-            .nat_flow(&k)
+            .nat_table()
+            .expect("NAT maps")
+            .flow(&k)
             .expect("NAT_FWD")
             .expect("a NAT entry for the SYN");
         let snat_port = u16::from_be(flow.snat_port_be);
@@ -189,7 +191,11 @@ fn both_directions_with_port_translation_exact_frames() {
         );
         assert!(frames::ipv4_checksums_ok(&run.frame), "SYN checksums");
         assert_eq!(
-            fx.dp.nat_reverse(&flow.reverse_key(&k)).expect("NAT_REV"),
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .reverse(&flow.reverse_key(&k))
+                .expect("NAT_REV"),
             Some(k),
             "the reply tuple is reserved for this connection"
         );
@@ -206,7 +212,14 @@ fn both_directions_with_port_translation_exact_frames() {
             ),
             "nat_reply",
         );
-        let state = fx.dp.nat_flow(&k).expect("map").expect("entry").state;
+        let state = fx
+            .dp
+            .nat_table()
+            .expect("NAT maps")
+            .flow(&k)
+            .expect("map")
+            .expect("entry")
+            .state;
         assert_eq!(state, NAT_TCP_ESTABLISHED, "SYN-ACK establishes");
 
         // 3. Data both ways, payload untouched.
@@ -249,7 +262,13 @@ fn both_directions_with_port_translation_exact_frames() {
         let run = fx.run(&dg);
         assert_eq!(run.action, XDP_REDIRECT, "UDP to a NAT service");
         let uk = key(CLIENT, 5140, UDP_PORT, PROTO_UDP);
-        let uflow = fx.dp.nat_flow(&uk).expect("map").expect("UDP entry");
+        let uflow = fx
+            .dp
+            .nat_table()
+            .expect("NAT maps")
+            .flow(&uk)
+            .expect("map")
+            .expect("UDP entry");
         assert_eq!(uflow.state, NAT_UDP);
         let up = u16::from_be(uflow.snat_port_be);
         assert_eq!(
@@ -282,7 +301,9 @@ fn both_directions_with_port_translation_exact_frames() {
         let k2 = key(CLIENT2, 40001, TCP_PORT, PROTO_TCP);
         let p2 = u16::from_be(
             fx.dp
-                .nat_flow(&k2)
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&k2)
                 .expect("map")
                 .expect("entry")
                 .snat_port_be,
@@ -318,7 +339,9 @@ fn both_directions_with_port_translation_exact_frames() {
         );
         assert_eq!(
             fx.dp
-                .nat_flow(&key(CLIENT, 40099, TCP_PORT, PROTO_TCP))
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&key(CLIENT, 40099, TCP_PORT, PROTO_TCP))
                 .expect("map"),
             None,
             "a non-SYN must not open a NAT connection"
@@ -345,7 +368,13 @@ fn rst_and_fin_age_out_and_free_the_port() {
             let syn = client_tcp(CLIENT, CLIENT_MAC, sport, frames::TCP_SYN, b"");
             assert_eq!(fx.run(&syn).action, XDP_REDIRECT);
             let k = key(CLIENT, sport, TCP_PORT, PROTO_TCP);
-            let f = fx.dp.nat_flow(&k).expect("map").expect("entry");
+            let f = fx
+                .dp
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&k)
+                .expect("map")
+                .expect("entry");
             let p = u16::from_be(f.snat_port_be);
             assert_eq!(
                 fx.run(&from_backend_tcp(p, SYN_ACK, b"")).action,
@@ -363,7 +392,13 @@ fn rst_and_fin_age_out_and_free_the_port() {
             "the RST itself still reaches the client"
         );
         assert_eq!(
-            fx.dp.nat_flow(&rst_k).expect("map").expect("entry").state,
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&rst_k)
+                .expect("map")
+                .expect("entry")
+                .state,
             NAT_TCP_CLOSED
         );
         assert_eq!(
@@ -372,7 +407,13 @@ fn rst_and_fin_age_out_and_free_the_port() {
             XDP_REDIRECT
         );
         assert_eq!(
-            fx.dp.nat_flow(&fin_k).expect("map").expect("entry").state,
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&fin_k)
+                .expect("map")
+                .expect("entry")
+                .state,
             NAT_TCP_FIN
         );
 
@@ -381,7 +422,9 @@ fn rst_and_fin_age_out_and_free_the_port() {
         let now = MonoNanos::now();
         let removed = fx
             .dp
-            .nat_expire(now.after(Duration::from_secs(11)), zero, &t)
+            .nat_table()
+            .expect("NAT maps")
+            .expire(now.after(Duration::from_secs(11)), |_| Some(zero), &t)
             .expect("expire");
         let gone: Vec<FlowKey> = removed.iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -399,13 +442,19 @@ fn rst_and_fin_age_out_and_free_the_port() {
             _pad: [0; 2],
         };
         assert_eq!(
-            fx.dp.nat_reverse(&rst_rev).expect("map"),
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .reverse(&rst_rev)
+                .expect("map"),
             None,
             "the reset connection's port is free again"
         );
         let removed = fx
             .dp
-            .nat_expire(now.after(Duration::from_secs(61)), zero, &t)
+            .nat_table()
+            .expect("NAT maps")
+            .expire(now.after(Duration::from_secs(61)), |_| Some(zero), &t)
             .expect("expire");
         let gone: Vec<FlowKey> = removed.iter().map(|(k, _)| *k).collect();
         assert_eq!(
@@ -415,7 +464,12 @@ fn rst_and_fin_age_out_and_free_the_port() {
         );
         let _ = fin_p;
         assert!(
-            fx.dp.nat_flow(&est_k).expect("map").is_some(),
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&est_k)
+                .expect("map")
+                .is_some(),
             "the established connection stays"
         );
         // A late segment of the removed connection is passed, not re-opened.
@@ -444,7 +498,9 @@ fn a_full_table_passes_new_connections_and_keeps_the_old() {
             let k = key(CLIENT, 42000 + i, TCP_PORT, PROTO_TCP);
             ports.push(u16::from_be(
                 fx.dp
-                    .nat_flow(&k)
+                    .nat_table()
+                    .expect("NAT maps")
+                    .flow(&k)
                     .expect("map")
                     .expect("entry")
                     .snat_port_be,
@@ -459,7 +515,15 @@ fn a_full_table_passes_new_connections_and_keeps_the_old() {
             &one_more,
             "nat_table_full",
         );
-        assert_eq!(fx.dp.nat_flows().expect("map").len(), SIZE as usize);
+        assert_eq!(
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flows()
+                .expect("map")
+                .len(),
+            SIZE as usize
+        );
         // Every old connection still translates to its own port.
         for (i, &p) in ports.iter().enumerate() {
             let i = i as u16;
@@ -499,7 +563,12 @@ fn no_route_to_the_backend_passes_untouched() {
             "nat_no_route",
         );
         assert!(
-            fx.dp.nat_flows().expect("map").is_empty(),
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flows()
+                .expect("map")
+                .is_empty(),
             "nothing is reserved for a packet that cannot be forwarded"
         );
     });

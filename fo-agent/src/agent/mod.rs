@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+mod nat;
 mod state;
 mod status;
 
@@ -41,6 +42,8 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
 /// Fault source of every router while the XDP program is not attached.
 const DATAPLANE_FAULT: &str = "dataplane";
+/// NAT next hops are prodded every this many ticks.
+const NAT_PROD_TICKS: u64 = 5;
 
 pub fn load_options(config: &Config) -> LoadOptions {
     let n = &config.node;
@@ -89,6 +92,7 @@ struct Agent {
     dataplane_attached: bool,
     /// VIP addresses of static routers on the interface (`vip_on_interface`).
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
+    ticks: u64,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
@@ -98,14 +102,6 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             bail!(
                 "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
                 r.name
-            );
-        }
-    }
-    for s in &config.services {
-        if s.mode == fo_config::ForwardMode::Nat {
-            bail!(
-                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
-                s.name
             );
         }
     }
@@ -149,7 +145,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         let mut p = plane.lock();
         p.dp.set_iface(link.index, link.mac)?;
         p.sync_vips(&all_vips(&config))?;
+        nat::apply_roles(&mut p.dp, &config)?;
     }
+    nat::enable_forwarding(&config);
     let prog_id = net::link::xdp_prog_id(&handle, link.index)
         .await
         .unwrap_or(None);
@@ -180,6 +178,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .instrument(info_span!("neighbours")),
     );
     let lease = tokio::spawn(lease_task(plane.clone()));
+    let nat_gc = tokio::spawn(
+        nat::gc_task(plane.clone(), config.node.bpf_dir.clone()).instrument(info_span!("nat")),
+    );
     let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
         .await
         .context("starting VRRP")?;
@@ -203,6 +204,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         faults: BTreeMap::new(),
         dataplane_attached: true,
         static_addresses: BTreeMap::new(),
+        ticks: 0,
     };
     if agent.config.node.vip_on_interface {
         for r in agent
@@ -263,6 +265,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let _ = sdnotify::notify("WATCHDOG=1");
                 agent.check_dataplane().await;
+                agent.ticks += 1;
+                if agent.ticks % NAT_PROD_TICKS == 1 {
+                    nat::prod_next_hops(&agent.config).await;
+                }
             }
         }
     }
@@ -289,6 +295,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     agent.health.stop().await;
     neigh_task.abort();
+    nat_gc.abort();
     lease.abort();
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
     Ok(())
@@ -298,7 +305,7 @@ fn all_vips(config: &Config) -> Vec<std::net::IpAddr> {
     config
         .routers
         .iter()
-        .flat_map(|r| r.vips.iter().copied())
+        .flat_map(|r| r.owned_addresses())
         .collect()
 }
 
@@ -356,8 +363,11 @@ impl Agent {
                     let owns = self.plane.lock().owns(router.vips[0]);
                     if own != owns {
                         let _span = info_span!("router", name = %router.name).entered();
-                        if let Err(e) = self.plane.lock().set_owned(&router.vips, own, STATIC_LEASE)
-                        {
+                        if let Err(e) = self.plane.lock().set_owned(
+                            &router.owned_addresses(),
+                            own,
+                            STATIC_LEASE,
+                        ) {
                             error!(error = %e, "writing VIP ownership failed");
                         } else if own {
                             info!(vips = ?router.vips, "static ownership: serving the VIPs");
@@ -557,16 +567,6 @@ impl Agent {
         if let Some(problem) = health::unsupported(&new).into_iter().next() {
             return Err(problem);
         }
-        if let Some(s) = new
-            .services
-            .iter()
-            .find(|s| s.mode == fo_config::ForwardMode::Nat)
-        {
-            return Err(format!(
-                "service {}: mode \"nat\" is not available in this build yet",
-                s.name
-            ));
-        }
         let previous = self.health.snapshot();
         let old_health = std::mem::replace(
             &mut self.health,
@@ -578,6 +578,14 @@ impl Agent {
             .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
         self.config = new;
         self.loaded_at = SystemTime::now();
+        {
+            let mut p = self.plane.lock();
+            p.sync_vips(&all_vips(&self.config))
+                .map_err(|e| format!("writing VIPs: {e}"))?;
+            nat::apply_roles(&mut p.dp, &self.config)
+                .map_err(|e| format!("writing VIP roles: {e}"))?;
+        }
+        nat::enable_forwarding(&self.config);
         // New backends are resolved by the neighbour task and added when they are.
         self.backend_addrs
             .send_replace(backends::backend_addrs(&self.config));

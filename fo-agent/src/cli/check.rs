@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use fo_config::{Config, ForwardMode, Ownership};
+use fo_config::{Config, Ownership};
 
 /// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
 /// run` would start with it (no feature this build lacks, every hook executable).
@@ -40,14 +40,6 @@ fn problems(config: &Config) -> Vec<String> {
             out.push(format!(
                 "router {}: ownership \"bgp\" is not available in this build yet; use \"vrrp\" or \"static\"",
                 r.name
-            ));
-        }
-    }
-    for s in &config.services {
-        if s.mode == ForwardMode::Nat {
-            out.push(format!(
-                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
-                s.name
             ));
         }
     }

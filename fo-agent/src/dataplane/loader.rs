@@ -318,8 +318,6 @@ fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> 
         counters: typed!("COUNTERS"),
         info: typed!("INFO"),
         nat_services: typed!("NAT_SERVICES"),
-        nat_fwd: typed!("NAT_FWD"),
-        nat_rev: typed!("NAT_REV"),
         nat_events: Some(typed!("NAT_EVENTS")),
     })
 }

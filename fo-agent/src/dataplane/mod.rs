@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf};
 use fo_common::{
-    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatFlow, NatService, ServiceKey,
+    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatService, ServiceKey,
     ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_SNAT, VipKey, VipState,
 };
 
@@ -91,8 +91,6 @@ struct Maps {
     counters: PerCpuArray<MapData, u64>,
     info: Array<MapData, DataplaneInfo>,
     nat_services: Array<MapData, NatService>,
-    nat_fwd: HashMap<MapData, FlowKey, NatFlow>,
-    nat_rev: HashMap<MapData, FlowKey, FlowKey>,
     /// Taken by the connection-state sync, which reads it on its own task.
     nat_events: Option<RingBuf<MapData>>,
 }

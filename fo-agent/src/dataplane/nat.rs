@@ -5,9 +5,10 @@
 //! Aging removes the client-side entry first and the reply-side entry (the SNAT port
 //! reservation) last, so a port is free again only once nothing refers to it.
 
+use std::path::Path;
 use std::time::Duration;
 
-use aya::maps::MapError;
+use aya::maps::{HashMap, MapData, MapError};
 use fo_common::{
     FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN, NAT_UDP, NatFlow,
 };
@@ -69,19 +70,48 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
+/// Handles of their own on the pinned NAT maps, so that aging and the sync walk the
+/// table without holding the data plane's lock (which the lease refresh needs).
+pub struct NatTable {
+    fwd: HashMap<MapData, FlowKey, NatFlow>,
+    rev: HashMap<MapData, FlowKey, FlowKey>,
+}
+
 impl Dataplane {
+    /// The NAT table, through new handles on its pinned maps.
+    pub fn nat_table(&self) -> Result<NatTable> {
+        NatTable::open(&self.pin_dir)
+    }
+
+    /// The ring buffer of new/closed connection events, for the sync task (once).
+    pub fn take_nat_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        self.maps.nat_events.take()
+    }
+}
+
+impl NatTable {
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        let open = |name: &'static str| -> Result<aya::maps::Map> {
+            let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
+            aya::maps::Map::from_map_data(data).map_err(map_err(name))
+        };
+        Ok(NatTable {
+            fwd: open("NAT_FWD")?.try_into().map_err(map_err("NAT_FWD"))?,
+            rev: open("NAT_REV")?.try_into().map_err(map_err("NAT_REV"))?,
+        })
+    }
+
     /// Every NAT connection: the client's 5-tuple and its translation.
-    pub fn nat_flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
-        self.maps
-            .nat_fwd
+    pub fn flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
+        self.fwd
             .iter()
             .map(|r| r.map_err(map_err("NAT_FWD")))
             .collect()
     }
 
     /// One NAT connection by the client's 5-tuple.
-    pub fn nat_flow(&self, key: &FlowKey) -> Result<Option<NatFlow>> {
-        match self.maps.nat_fwd.get(key, 0) {
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<NatFlow>> {
+        match self.fwd.get(key, 0) {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err("NAT_FWD")(e)),
@@ -89,8 +119,8 @@ impl Dataplane {
     }
 
     /// The client 5-tuple a reply tuple maps to (the SNAT port's owner).
-    pub fn nat_reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
-        match self.maps.nat_rev.get(reply, 0) {
+    pub fn reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
+        match self.rev.get(reply, 0) {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err("NAT_REV")(e)),
@@ -101,39 +131,33 @@ impl Dataplane {
     /// never sees a client entry whose port is not reserved. An existing entry of the
     /// same connection is replaced; a different connection that holds the reply tuple
     /// is removed first (the master's table is the truth).
-    pub fn put_nat_flow(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+    pub fn put(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
         let rev = flow.reverse_key(key);
-        if let Some(owner) = self.nat_reverse(&rev)?
+        if let Some(owner) = self.reverse(&rev)?
             && owner != *key
-            && let Some(other) = self.nat_flow(&owner)?
+            && let Some(other) = self.flow(&owner)?
         {
-            self.remove_nat_flow(&owner, &other)?;
+            self.remove(&owner, &other)?;
         }
-        if let Some(old) = self.nat_flow(key)?
+        if let Some(old) = self.flow(key)?
             && old.reverse_key(key) != rev
         {
-            self.remove_nat_flow(key, &old)?;
+            self.remove(key, &old)?;
         }
-        self.maps
-            .nat_rev
-            .insert(&rev, key, 0)
-            .map_err(map_err("NAT_REV"))?;
-        self.maps
-            .nat_fwd
-            .insert(key, flow, 0)
-            .map_err(map_err("NAT_FWD"))
+        self.rev.insert(&rev, key, 0).map_err(map_err("NAT_REV"))?;
+        self.fwd.insert(key, flow, 0).map_err(map_err("NAT_FWD"))
     }
 
     /// Remove a connection: client side first, then its port reservation.
-    pub fn remove_nat_flow(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
-        match self.maps.nat_fwd.remove(key) {
+    pub fn remove(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+        match self.fwd.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(map_err("NAT_FWD")(e)),
         }
         let rev = flow.reverse_key(key);
         // Only if the reservation is still this connection's.
-        if self.nat_reverse(&rev)? == Some(*key) {
-            match self.maps.nat_rev.remove(&rev) {
+        if self.reverse(&rev)? == Some(*key) {
+            match self.rev.remove(&rev) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err("NAT_REV")(e)),
             }
@@ -141,34 +165,33 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Remove every connection expired at `now`; returns what was removed. An entry
-    /// is read again just before removal, so a packet that refreshed it meanwhile
-    /// keeps it.
-    pub fn nat_expire(
+    /// Remove every connection that `floor_of` names a floor for (its VIP is owned
+    /// here, since then) and that is expired at `now`; returns what was removed. An
+    /// entry is read again just before removal, so a packet that refreshed it
+    /// meanwhile keeps it.
+    pub fn expire(
         &mut self,
         now: MonoNanos,
-        floor: MonoNanos,
+        floor_of: impl Fn(&FlowKey) -> Option<MonoNanos>,
         timeouts: &NatTimeouts,
     ) -> Result<Vec<(FlowKey, NatFlow)>> {
         let mut removed = Vec::new();
-        for (key, flow) in self.nat_flows()? {
+        for (key, flow) in self.flows()? {
+            let Some(floor) = floor_of(&key) else {
+                continue;
+            };
             if !expired(&flow, now, floor, timeouts) {
                 continue;
             }
-            match self.nat_flow(&key)? {
+            match self.flow(&key)? {
                 Some(current) if expired(&current, now, floor, timeouts) => {
-                    self.remove_nat_flow(&key, &current)?;
+                    self.remove(&key, &current)?;
                     removed.push((key, current));
                 }
                 _ => {}
             }
         }
         Ok(removed)
-    }
-
-    /// The ring buffer of new/closed connection events, for the sync task (once).
-    pub fn take_nat_events(&mut self) -> Option<aya::maps::RingBuf<aya::maps::MapData>> {
-        self.maps.nat_events.take()
     }
 }
 

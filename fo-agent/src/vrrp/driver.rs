@@ -28,6 +28,9 @@ pub struct RouterSpec {
     pub name: String,
     pub vrid: Vrid,
     pub vips: Vec<IpAddr>,
+    /// SNAT addresses of the router's NAT services: owned and announced with the VIPs,
+    /// never advertised.
+    pub snat: Vec<IpAddr>,
     /// Unicast peers; empty = multicast.
     pub peers: Vec<IpAddr>,
     pub auth: Auth,
@@ -37,6 +40,11 @@ pub struct RouterSpec {
 }
 
 impl RouterSpec {
+    /// Every address the master owns: the VIPs, then the SNAT addresses.
+    pub fn owned(&self) -> Vec<IpAddr> {
+        self.vips.iter().chain(&self.snat).copied().collect()
+    }
+
     /// The advert interval as on the wire (its unit is the version).
     pub fn interval(&self) -> AdverInterval {
         self.fsm.advert_interval
@@ -303,7 +311,7 @@ impl Driver {
         // as Master at once, before its peer's Master_Down_Timer runs out.
         let serving = {
             let p = self.io.plane.lock();
-            !self.spec.vips.is_empty() && self.spec.vips.iter().all(|v| p.serving(*v))
+            !self.spec.vips.is_empty() && self.spec.owned().iter().all(|v| p.serving(*v))
         };
         if serving {
             info!("the data plane still serves this router's VIPs: resuming as master");
@@ -510,7 +518,7 @@ impl Driver {
             .io
             .plane
             .lock()
-            .set_owned(&self.spec.vips, owned, lease)
+            .set_owned(&self.spec.owned(), owned, lease)
         {
             error!(error = %e, owned, "writing VIP ownership to the data plane failed");
         }
@@ -576,7 +584,7 @@ impl Driver {
         } = self.spec.garp;
         if count > 1 {
             let announcer = self.io.announcer.clone();
-            let vips = self.spec.vips.clone();
+            let vips = self.spec.owned();
             self.burst = Some(tokio::spawn(async move {
                 for _ in 1..count {
                     tokio::time::sleep(interval).await;
@@ -591,7 +599,7 @@ impl Driver {
     }
 
     fn announce_once(&mut self) {
-        match self.io.announcer.announce(&self.spec.vips) {
+        match self.io.announcer.announce(&self.spec.owned()) {
             Ok(()) => self.stats.announcements += 1,
             Err(e) => warn!(error = %e, "gratuitous ARP/NA failed"),
         }

@@ -221,6 +221,7 @@ pub fn spec_of(
         name: r.name.clone(),
         vrid,
         vips: r.vips.clone(),
+        snat: r.snat.clone(),
         peers: v.peers.clone(),
         auth,
         fsm: fo_vrrp::Config {
