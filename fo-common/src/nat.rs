@@ -98,8 +98,9 @@ impl NatFlow {
 /// client (`from_client`) or from the backend.
 ///
 /// RST closes. FIN moves to closing (and stays there). A bare SYN from the client
-/// on a closed or closing entry is the tuple being reused: a new connection. The
-/// backend's SYN-ACK establishes.
+/// on a closed or closing entry is the tuple being reused: a new connection. An ACK
+/// in the SYN state establishes: the backend's SYN-ACK, or the client's ACK that ends
+/// the handshake (the only one a node sees that took over after the SYN-ACK).
 #[inline(always)]
 pub const fn tcp_next_state(state: u8, flags: u8, from_client: bool) -> u8 {
     if flags & TCP_RST != 0 {
@@ -116,7 +117,7 @@ pub const fn tcp_next_state(state: u8, flags: u8, from_client: bool) -> u8 {
         } else {
             NAT_TCP_FIN
         }
-    } else if state == NAT_TCP_SYN && !from_client && flags & TCP_ACK != 0 {
+    } else if state == NAT_TCP_SYN && flags & TCP_ACK != 0 {
         NAT_TCP_ESTABLISHED
     } else {
         state
@@ -238,6 +239,7 @@ mod tests {
             NAT_TCP_ESTABLISHED
         );
         assert_eq!(n(NAT_TCP_SYN, TCP_SYN, true), NAT_TCP_SYN);
+        assert_eq!(n(NAT_TCP_SYN, TCP_ACK, true), NAT_TCP_ESTABLISHED);
         assert_eq!(n(NAT_TCP_ESTABLISHED, TCP_ACK, true), NAT_TCP_ESTABLISHED);
         assert_eq!(n(NAT_TCP_ESTABLISHED, TCP_FIN | TCP_ACK, true), NAT_TCP_FIN);
         assert_eq!(n(NAT_TCP_FIN, TCP_ACK, false), NAT_TCP_FIN);

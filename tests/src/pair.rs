@@ -238,7 +238,8 @@ pub struct PairOptions {
     pub extra: String,
     /// Backends behind a router, `mode = "nat"` (see the module docs).
     pub nat: bool,
-    /// Extra TOML appended to the `[node]` table of both configs.
+    /// Extra TOML appended to the `[node]` table of both configs; `{peer}` stands for
+    /// the other node's address.
     pub node_extra: String,
 }
 
@@ -308,7 +309,7 @@ hash = "5-tuple"
         adv = opts.advert_interval,
         list = list.join(", "),
         extra = opts.extra,
-        node_extra = opts.node_extra,
+        node_extra = opts.node_extra.replace("{peer}", peer),
     )
 }
 

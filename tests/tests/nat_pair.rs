@@ -66,3 +66,134 @@ fn three_hundred_connections_through_routed_backends() {
         status["xdp"]
     );
 }
+
+/// A sync key of 32 bytes, mode 0600, removed on drop.
+struct Key(std::path::PathBuf);
+
+impl Key {
+    fn new() -> Key {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p =
+            std::env::temp_dir().join(format!("fo-nat-sync-{}.key", fo_tests::netns::unique_tag()));
+        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").expect("key");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Key(p)
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn sync_state(node: &fo_tests::pair::Node) -> serde_json::Value {
+    node.status()["sync"].clone()
+}
+
+#[test]
+fn killed_master_connections_continue_on_the_synced_backup() {
+    failover(false);
+}
+
+/// The master's agent is killed and its link goes down with it (the node is gone;
+/// its pinned data plane cannot bridge the gap): everything rests on the sync.
+#[test]
+fn dead_master_node_connections_continue_on_the_synced_backup() {
+    failover(true);
+}
+
+fn failover(node_dies: bool) {
+    const AGENTS: u32 = 200;
+    let key = Key::new();
+    let mut lab = nat_lab(&format!(
+        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+        key.0.display()
+    ));
+    lab.a.start();
+    lab.b.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A (priority 150) never became master:\n{}",
+        lab.a.log()
+    );
+    let in_sync = fo_tests::netns::wait_for(Duration::from_secs(10), || {
+        let s = sync_state(&lab.b);
+        (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
+    });
+    assert!(
+        in_sync.is_some(),
+        "B's sync with A never got in sync: {}\n{}",
+        sync_state(&lab.b),
+        lab.b.log()
+    );
+    lab.start_fleet(AGENTS);
+    std::thread::sleep(Duration::from_secs(4));
+    let a_conns = lab.a.status()["nat_connections"].clone();
+    let b_status = lab.b.status();
+    let b_conns: u64 = b_status["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    println!(
+        "before the kill: A's NAT table {a_conns}, B's (synced) {}, B's sync {}",
+        b_status["nat_connections"], b_status["sync"]
+    );
+    assert!(
+        b_conns >= u64::from(AGENTS),
+        "B must hold the {AGENTS} connections A opened: {}",
+        b_status["sync"]
+    );
+
+    lab.a.kill9();
+    if node_dies {
+        lab.a.ns.sh("ip link set eth0 down");
+    }
+    assert!(
+        lab.wait_master(&lab.b, Duration::from_secs(15)),
+        "B did not take over after A was killed:\n{}",
+        lab.b.log()
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let b_after = lab.b.status();
+    let (merged, _) = lab.finish();
+    let fleet = fleet_report(&lab);
+    let survivors = fleet
+        .agents
+        .iter()
+        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
+        .count();
+    let takeover = b_after["routers"][0]["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t["takeover_seconds"].as_f64());
+    println!(
+        "NAT failover (kill -9 of the master{}, sync on): survivors {survivors}/{AGENTS}, \
+         gap (longest silence of a connection at the sinks) {:.0} ms, takeover {takeover:?} s, acked {} lost_acked {} resets {} reconnects {}; \
+         B's sync after: {}; B's xdp nat counters: nat_hit {} nat_reply {} nat_new {} nat_no_flow {}",
+        if node_dies { " and its link down" } else { "" },
+        merged.max_silence_ms,
+        merged.events_acked,
+        merged.lost_acked,
+        merged.connections_reset,
+        merged.reconnects,
+        b_after["sync"],
+        b_after["xdp"]["nat_hit"],
+        b_after["xdp"]["nat_reply"],
+        b_after["xdp"]["nat_new"],
+        b_after["xdp"]["nat_no_flow"],
+    );
+    assert!(
+        survivors * 100 >= AGENTS as usize * 99,
+        "at least 99% of the connections must continue without a reset: {survivors}/{AGENTS}; {merged:?}"
+    );
+    assert_eq!(
+        merged.lost_acked, 0,
+        "acknowledged events were lost: {merged:?}"
+    );
+    let log = lab.b.log();
+    assert!(
+        log.contains("connection table current: claiming the VIPs"),
+        "B must claim only with a current table (sync-then-claim):\n{log}"
+    );
+}

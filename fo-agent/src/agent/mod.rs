@@ -93,6 +93,8 @@ struct Agent {
     /// VIP addresses of static routers on the interface (`vip_on_interface`).
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
     ticks: u64,
+    /// Connection-state sync, when `[node] sync` is set.
+    sync: Option<crate::sync::Sync>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
@@ -178,12 +180,33 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .instrument(info_span!("neighbours")),
     );
     let lease = tokio::spawn(lease_task(plane.clone()));
+    let (sync, sync_task) = match &config.node.sync {
+        Some(c) => {
+            let (s, t) = crate::sync::start(c, plane.clone())
+                .instrument(info_span!("sync"))
+                .await
+                .context("starting the connection-state sync")?;
+            (Some(s), Some(t))
+        }
+        None => (None, None),
+    };
     let nat_gc = tokio::spawn(
-        nat::gc_task(plane.clone(), config.node.bpf_dir.clone()).instrument(info_span!("nat")),
+        nat::gc_task(
+            plane.clone(),
+            config.node.bpf_dir.clone(),
+            sync.as_ref().map(|s| s.removed.clone()),
+        )
+        .instrument(info_span!("nat")),
     );
-    let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
-        .await
-        .context("starting VRRP")?;
+    let vrrp = Vrrp::start(
+        &config,
+        &handle,
+        &link,
+        plane.clone(),
+        sync.as_ref().map(|s| s.gate.clone()),
+    )
+    .await
+    .context("starting VRRP")?;
 
     let mut agent = Agent {
         config,
@@ -205,6 +228,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         dataplane_attached: true,
         static_addresses: BTreeMap::new(),
         ticks: 0,
+        sync,
     };
     if agent.config.node.vip_on_interface {
         for r in agent
@@ -296,6 +320,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     agent.health.stop().await;
     neigh_task.abort();
     nat_gc.abort();
+    if let Some(t) = sync_task {
+        t.abort();
+    }
     lease.abort();
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
     Ok(())

@@ -93,7 +93,11 @@ pub async fn prod_next_hops(config: &Config) {
 /// Age the NAT table: remove the expired connections of the VIPs this node owns,
 /// counting from when it took them (synced connections were last seen by the old
 /// master). Runs off the main loop on its own map handles.
-pub async fn gc_task(plane: SharedPlane, pin_dir: PathBuf) {
+pub async fn gc_task(
+    plane: SharedPlane,
+    pin_dir: PathBuf,
+    sync: Option<tokio::sync::mpsc::Sender<Vec<(fo_common::FlowKey, fo_common::NatFlow)>>>,
+) {
     let timeouts = NatTimeouts::default();
     let mut table: Option<NatTable> = None;
     let mut warned = false;
@@ -130,6 +134,9 @@ pub async fn gc_task(plane: SharedPlane, pin_dir: PathBuf) {
             Ok((t, Ok(removed))) => {
                 if !removed.is_empty() {
                     debug!(removed = removed.len(), "NAT connections aged out");
+                    if let Some(s) = &sync {
+                        let _ = s.send(removed).await;
+                    }
                 }
                 table = Some(t);
             }

@@ -174,5 +174,20 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             .map(|(c, n)| (c.name().to_string(), n))
             .collect();
     }
+    if agent
+        .config
+        .services
+        .iter()
+        .any(|s| s.mode == fo_config::ForwardMode::Nat)
+        && let Ok(flows) = plane.dp.nat_table().and_then(|t| t.flows())
+    {
+        for (_, f) in flows {
+            *status
+                .nat_connections
+                .entry(crate::dataplane::nat::state_name(f.state).to_string())
+                .or_default() += 1;
+        }
+    }
+    status.sync = agent.sync.as_ref().map(crate::sync::Sync::status);
     status
 }

@@ -14,6 +14,13 @@ pub struct Status {
     pub checks: Vec<CheckStatus>,
     /// Data-plane counters by name (`fo_common::Counter::name`), summed over CPUs.
     pub xdp: BTreeMap<String, u64>,
+    /// NAT connections in the table, by state (`syn`, `established`, `fin`, `closed`,
+    /// `udp`); empty without NAT services.
+    #[serde(default)]
+    pub nat_connections: BTreeMap<String, u64>,
+    /// Connection-state sync health; `None` when sync is off.
+    #[serde(default)]
+    pub sync: Option<crate::sync::SyncStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

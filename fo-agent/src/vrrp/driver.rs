@@ -31,6 +31,8 @@ pub struct RouterSpec {
     /// SNAT addresses of the router's NAT services: owned and announced with the VIPs,
     /// never advertised.
     pub snat: Vec<IpAddr>,
+    /// The router has NAT services: with sync on, a takeover waits for the table.
+    pub nat: bool,
     /// Unicast peers; empty = multicast.
     pub peers: Vec<IpAddr>,
     pub auth: Auth,
@@ -198,6 +200,8 @@ pub(super) struct Io {
     pub socket: Arc<VrrpSocket>,
     pub announcer: Arc<Announcer>,
     pub plane: SharedPlane,
+    /// The connection-state sync's gate (sync-then-claim), when sync is on.
+    pub sync: Option<crate::sync::SyncGate>,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
 }
@@ -513,6 +517,9 @@ impl Driver {
     /// The data plane first: with the lease set to Master_Down_Interval, a dead agent's
     /// VIPs stop being answered about when a peer takes them over.
     fn set_ownership(&mut self, owned: bool) {
+        if owned && self.spec.nat {
+            self.wait_for_sync();
+        }
         let lease = self.router.master_down_interval();
         if let Err(e) = self
             .io
@@ -530,6 +537,32 @@ impl Driver {
         }
         if let Some(a) = &self.io.addresses {
             a.set(owned);
+        }
+    }
+
+    /// Sync-then-claim: before serving the VIPs of NAT services, wait (at most one
+    /// advert interval) until the connection table holds what the peers sent, so the
+    /// connections the old master translated continue here.
+    fn wait_for_sync(&self) {
+        let Some(gate) = &self.io.sync else {
+            return;
+        };
+        if gate.current() {
+            info!("connection table current: claiming the VIPs");
+            return;
+        }
+        let bound = self.spec.interval().to_duration();
+        let (current, waited) = tokio::task::block_in_place(|| gate.wait_current(bound));
+        if current {
+            info!(
+                waited_ms = waited.as_millis() as u64,
+                "connection table current: claiming the VIPs"
+            );
+        } else {
+            warn!(
+                waited_ms = waited.as_millis() as u64,
+                "connection table still not current after one advert interval: claiming the VIPs anyway"
+            );
         }
     }
 

@@ -94,6 +94,7 @@ impl Vrrp {
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
+        sync: Option<crate::sync::SyncGate>,
     ) -> Result<Vrrp, VrrpError> {
         let mut vrrp = Vrrp {
             routers: Vec::new(),
@@ -130,6 +131,7 @@ impl Vrrp {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
                     plane: plane.clone(),
+                    sync: sync.clone(),
                     addresses: config.node.vip_on_interface.then(|| {
                         net::addr::VipAddresses::spawn(handle.clone(), link.index, r.vips.clone())
                     }),
@@ -222,6 +224,10 @@ pub fn spec_of(
         vrid,
         vips: r.vips.clone(),
         snat: r.snat.clone(),
+        nat: config
+            .services
+            .iter()
+            .any(|s| s.router == r.name && s.mode == fo_config::ForwardMode::Nat),
         peers: v.peers.clone(),
         auth,
         fsm: fo_vrrp::Config {
