@@ -197,3 +197,53 @@ fn failover(node_dies: bool) {
         "B must claim only with a current table (sync-then-claim):\n{log}"
     );
 }
+
+/// The master's agent restarts (kill -9, start again) while its pinned data plane keeps
+/// translating: the restarted sync must not drop the connections it holds (its backup
+/// owns nothing, so the backup's snapshot speaks for no VIP), and nothing moves.
+#[test]
+fn restarted_nat_master_keeps_its_connections() {
+    const AGENTS: u32 = 100;
+    let key = Key::new();
+    let mut lab = nat_lab(&format!(
+        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+        key.0.display()
+    ));
+    lab.a.start();
+    lab.b.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A never became master:\n{}",
+        lab.a.log()
+    );
+    lab.start_fleet(AGENTS);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.a.kill9();
+    lab.a.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let a = lab.a.status();
+    let held: u64 = a["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(lab.a.state("lab"), "master", "A must resume as master");
+    assert_eq!(lab.b.state("lab"), "backup", "B must stay backup");
+    let (merged, _) = lab.finish();
+    let fleet = fleet_report(&lab);
+    let survivors = fleet
+        .agents
+        .iter()
+        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
+        .count();
+    println!(
+        "NAT master agent restart: A holds {held} connections after, survivors {survivors}/{AGENTS}, gap {:.0} ms, lost_acked {}",
+        merged.max_silence_ms, merged.lost_acked
+    );
+    assert!(
+        held >= u64::from(AGENTS),
+        "the restarted master must keep its connections: {}",
+        a["nat_connections"]
+    );
+    assert_eq!(survivors, AGENTS as usize, "{merged:?}");
+    assert_eq!(merged.lost_acked, 0, "{merged:?}");
+}

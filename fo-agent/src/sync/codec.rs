@@ -23,9 +23,12 @@
 //! +---------------------------------------------------------------+
 //!
 //! record (37 bytes):
-//!  op (1: upsert, 2: remove) | proto | client v4 | VIP v4 | client port | VIP port |
-//!  backend v4 | backend port | SNAT v4 | SNAT port | client MAC (6) | state |
-//!  age (u32, ms since the connection's last packet, at sending)
+//!  op (1: upsert, 2: remove, 3: owns) | proto | client v4 | VIP v4 | client port |
+//!  VIP port | backend v4 | backend port | SNAT v4 | SNAT port | client MAC (6) |
+//!  state | age (u32, ms since the connection's last packet, at sending)
+//!
+//! A SnapshotEnd carries one `owns` record per VIP the sender owns (only `VIP` is
+//! set): the snapshot is complete for exactly those VIPs.
 //! ```
 
 use std::net::Ipv4Addr;
@@ -74,6 +77,8 @@ impl Kind {
 pub enum Op {
     Upsert = 1,
     Remove = 2,
+    /// In a SnapshotEnd: the sender owns `vip` (its snapshot covers that VIP).
+    Owns = 3,
 }
 
 /// One NAT connection as synced (IPv4: NAT is IPv4 only).
@@ -199,6 +204,7 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
         let op = match r[0] {
             1 => Op::Upsert,
             2 => Op::Remove,
+            3 => Op::Owns,
             other => return Err(DecodeError::Op(other)),
         };
         let mut client_mac = [0u8; 6];
@@ -294,6 +300,20 @@ mod tests {
         let mut too_many = m.clone();
         too_many.records.push(record(0));
         assert_eq!(encode(&too_many, KEY), Err(DecodeError::TooMany(33)));
+    }
+
+    #[test]
+    fn a_snapshot_end_names_the_owned_vips() {
+        let mut owns = record(0);
+        owns.op = Op::Owns;
+        let m = Message {
+            kind: Kind::SnapshotEnd,
+            records: vec![owns],
+            ..message(0)
+        };
+        let d = encode(&m, KEY).expect("encode");
+        assert_eq!(d[HEADER_LEN], 3, "op owns");
+        assert_eq!(decode(&d, KEY).expect("decode"), m);
     }
 
     #[test]

@@ -283,6 +283,25 @@ pub fn record(op: Op, key: &FlowKey, flow: &NatFlow, now: MonoNanos) -> Record {
     }
 }
 
+/// A SnapshotEnd's statement that the sender owns `vip`.
+fn owns(vip: Ipv4Addr) -> Record {
+    Record {
+        op: Op::Owns,
+        proto: 0,
+        client: Ipv4Addr::UNSPECIFIED,
+        vip,
+        client_port: 0,
+        vip_port: 0,
+        backend: Ipv4Addr::UNSPECIFIED,
+        backend_port: 0,
+        snat: Ipv4Addr::UNSPECIFIED,
+        snat_port: 0,
+        client_mac: [0; 6],
+        state: 0,
+        age: Duration::ZERO,
+    }
+}
+
 /// The map entries of a record, last seen `age` before `now`.
 pub fn entries(r: &Record, now: MonoNanos, slot: u32) -> (FlowKey, NatFlow) {
     let key = FlowKey {
@@ -498,7 +517,13 @@ impl Task {
                 }
             }
             Verdict::SnapshotDone => {
-                self.finish_snapshot(peer);
+                let owns: HashSet<IpAddr> = m
+                    .records
+                    .iter()
+                    .filter(|r| r.op == Op::Owns)
+                    .map(|r| IpAddr::V4(r.vip))
+                    .collect();
+                self.finish_snapshot(peer, &owns);
             }
         }
         self.publish();
@@ -546,6 +571,7 @@ impl Task {
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 },
+                Op::Owns => Ok(()),
             };
             if let Err(e) = done {
                 warn!(%peer, error = %crate::dataplane::error_chain(&e), "installing a synced connection failed (NAT table full?)");
@@ -557,9 +583,10 @@ impl Task {
         }
     }
 
-    /// A snapshot ended: connections of VIPs we do not own that it did not contain are
-    /// gone on the master.
-    fn finish_snapshot(&mut self, peer: IpAddr) {
+    /// A snapshot ended: connections of the VIPs the peer owns (and we do not) that it
+    /// did not contain are gone on the peer. Connections of other VIPs are not the
+    /// peer's to judge.
+    fn finish_snapshot(&mut self, peer: IpAddr, peer_owns: &HashSet<IpAddr>) {
         let still_waiting = self.peers.values().any(|(t, _)| !t.current());
         if still_waiting {
             return;
@@ -571,7 +598,9 @@ impl Task {
         let mut stale = 0;
         if let Ok(flows) = self.table.flows() {
             for (k, f) in flows {
-                if !owned.contains_key(&k.dst.to_ip(k.family))
+                let vip = k.dst.to_ip(k.family);
+                if peer_owns.contains(&vip)
+                    && !owned.contains_key(&vip)
                     && !seen.contains(&k)
                     && self.table.remove(&k, &f).is_ok()
                 {
@@ -617,7 +646,14 @@ impl Task {
             epoch: self.epoch,
             seq: start_seq,
             sent_unix_ms: unix_ms(),
-            records: Vec::new(),
+            records: owned
+                .keys()
+                .filter_map(|v| match v {
+                    IpAddr::V4(a) => Some(owns(*a)),
+                    IpAddr::V6(_) => None,
+                })
+                .take(MAX_RECORDS)
+                .collect(),
         };
         self.send_to(peer, &end).await;
         self.counters.snapshots_sent += 1;
