@@ -239,6 +239,46 @@ mod tests {
     use crate::api::status::*;
 
     #[test]
+    fn nat_and_sync_health_are_exported() {
+        let mut status = Status::default();
+        status.nat_connections.insert("established".into(), 200);
+        status.sync = Some(crate::sync::SyncStatus {
+            current: true,
+            peers: vec![crate::sync::PeerStatus {
+                address: "192.0.2.3".parse().unwrap(),
+                state: "in_sync".into(),
+                last_heard_seconds: Some(0.05),
+                received_messages: 80,
+                installed: 200,
+                removed: 0,
+                gaps: 1,
+                lag_ms: Some(4.0),
+                max_lag_ms: 6.0,
+            }],
+            sent_messages: 70,
+            refused: 2,
+            ..Default::default()
+        });
+        let text = render(&status);
+        for needle in [
+            "fo_nat_connections{state=\"established\"} 200",
+            "fo_sync_current 1",
+            "fo_sync_peer_up{peer=\"192.0.2.3\"} 1",
+            "fo_sync_lag_seconds{peer=\"192.0.2.3\"} 0.004",
+            "fo_sync_gaps_total{peer=\"192.0.2.3\"} 1",
+            "fo_sync_messages_total{direction=\"in\",peer=\"192.0.2.3\"} 80",
+            "fo_sync_messages_total{direction=\"out\"} 70",
+            "fo_sync_refused_total 2",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(
+            !render(&Status::default()).contains("fo_sync_"),
+            "no sync metrics without sync"
+        );
+    }
+
+    #[test]
     fn contract_names_are_exported() {
         let mut status = Status::default();
         status.routers.push(RouterStatus {
