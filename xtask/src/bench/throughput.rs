@@ -1,4 +1,5 @@
-//! Throughput and connection rate through the LB: fo (XDP DSR, generic mode), HAProxy
+//! Throughput and connection rate through the LB: fo (XDP DSR, generic and native
+//! mode; XDP NAT, generic mode, node `fonat`), HAProxy
 //! (TCP mode) and no LB at all (the client straight to the backend: the ceiling), on one
 //! lab: a client, node `fo` (static ownership of the VIP, so no election is involved),
 //! node `hp` (HAProxy on its own address) and one backend.
@@ -35,6 +36,10 @@ const VIP_NATIVE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 /// The pass-only agent on fon's switch port owns this unused VIP and serves nothing.
 const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
+/// Node `fonat`: fo with `mode = "nat"` services on its own VIP and SNAT address.
+const FONAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+const VIP_NAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
+const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 103);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
 const IPERF_SECS: u32 = 4;
@@ -46,6 +51,7 @@ const XDP_MODE: &str = "generic";
 enum Path_ {
     Fo,
     FoNative,
+    FoNat,
     Haproxy,
     Direct,
     /// No LB, the client's TX offload off: the ceiling for the native-mode row.
@@ -57,6 +63,7 @@ impl Path_ {
         match self {
             Path_::Fo => "fo (XDP DSR, generic mode)",
             Path_::FoNative => "fo (XDP DSR, native mode)",
+            Path_::FoNat => "fo (XDP NAT, generic mode)",
             Path_::Haproxy => "HAProxy 2.6 TCP mode",
             Path_::Direct => "no LB (client → backend)",
             Path_::DirectTxOff => "no LB (client → backend), client TX offload off",
@@ -66,6 +73,7 @@ impl Path_ {
         match self {
             Path_::Fo => "fo",
             Path_::FoNative => "fo-native",
+            Path_::FoNat => "fo-nat",
             Path_::Haproxy => "haproxy",
             Path_::Direct => "direct",
             Path_::DirectTxOff => "direct-tx-off",
@@ -75,6 +83,7 @@ impl Path_ {
         match self {
             Path_::Fo => VIP,
             Path_::FoNative => VIP_NATIVE,
+            Path_::FoNat => VIP_NAT,
             Path_::Haproxy => HP,
             Path_::Direct | Path_::DirectTxOff => BACKEND,
         }
@@ -82,7 +91,14 @@ impl Path_ {
     /// Native XDP on veth loses the partial checksum (LAB.md): the client sends with
     /// its TX checksum offload (and so TSO) off on these rows.
     fn client_tx_off(self) -> bool {
-        matches!(self, Path_::FoNative | Path_::DirectTxOff)
+        matches!(self, Path_::FoNative | Path_::FoNat | Path_::DirectTxOff)
+    }
+
+    /// NAT rewrites addresses and ports with incremental checksum updates, which need
+    /// complete checksums: the backend's TX offload is off for the NAT row too (a
+    /// physical NIC delivers complete checksums; veth passes partial ones).
+    fn backend_tx_off(self) -> bool {
+        matches!(self, Path_::FoNat)
     }
 }
 
@@ -107,7 +123,12 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         port: IPERF_PORT,
         client: Ipv4Addr::new(192, 0, 2, 10),
         client_sources: Vec::new(),
-        nodes: vec![("fo".into(), FO), ("hp".into(), HP), ("fon".into(), FON)],
+        nodes: vec![
+            ("fo".into(), FO),
+            ("hp".into(), HP),
+            ("fon".into(), FON),
+            ("fonat".into(), FONAT),
+        ],
         backends: vec![BACKEND],
     };
     let dir = out.join("logs").join("throughput");
@@ -147,6 +168,22 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     lab.node("fon").write_config("native", &body)?;
     keep_config(out, &lab.nodes[2].config, "throughput-fo-native.toml")?;
     lab.node("fon").start(&bins)?;
+
+    // fo with NAT services on node fonat: its own VIP and SNAT address, the backend
+    // reached by its own address (no VIP on the backend needed).
+    let nat_service = |port: u16| {
+        format!(
+            "[[service]]\nvip = \"{VIP_NAT}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"nat\"\nhash = \"5-tuple\"\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
+        )
+    };
+    let body = format!(
+        "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP_NAT}\"]\nsnat = [\"{SNAT}\"]\n\n{}\n{}",
+        nat_service(IPERF_PORT),
+        nat_service(HTTP_PORT)
+    );
+    lab.node("fonat").write_config(XDP_MODE, &body)?;
+    keep_config(out, &lab.nodes[3].config, "throughput-fo-nat.toml")?;
+    lab.node("fonat").start(&bins)?;
     // Switch ports: p0 the client, then the nodes in order.
     let fon_port = "p3";
     let sw_bpf = std::path::PathBuf::from(format!("/sys/fs/bpf/{}-sw-{fon_port}", lab.tag));
@@ -221,6 +258,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 
     let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
     let fon_prog = xdp_prog_id(&lab.nodes[2].ns).context("fo's native XDP program on eth0")?;
+    let fonat_prog = xdp_prog_id(&lab.nodes[3].ns).context("fo's NAT XDP program on eth0")?;
     let _ = Command::new("sysctl")
         .args(["-q", "-w", "kernel.bpf_stats_enabled=1"])
         .status();
@@ -228,6 +266,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let paths = [
         Path_::Fo,
         Path_::FoNative,
+        Path_::FoNat,
         Path_::DirectTxOff,
         Path_::Haproxy,
         Path_::Direct,
@@ -239,11 +278,14 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             let lb = match p {
                 Path_::Fo => Lb::Bpf(fo_prog),
                 Path_::FoNative => Lb::Bpf(fon_prog),
+                Path_::FoNat => Lb::Bpf(fonat_prog),
                 Path_::Haproxy => Lb::Pid(haproxy.pid()),
                 Path_::Direct | Path_::DirectTxOff => Lb::None,
             };
             let tx = if p.client_tx_off() { "off" } else { "on" };
             lab.client.ns.sh(&format!("ethtool -K eth0 tx {tx}"))?;
+            let btx = if p.backend_tx_off() { "off" } else { "on" };
+            be_ns.sh(&format!("ethtool -K eth0 tx {btx}"))?;
             let mut s = measure(&lab.client.ns, p.target(), lb)
                 .with_context(|| format!("{} run {run}", p.label()))?;
             s.client_offloads = client_offloads(&lab.client.ns);
@@ -263,6 +305,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
         .status();
     let _ = lab.client.ns.sh("ethtool -K eth0 tx on");
+    let _ = be_ns.sh("ethtool -K eth0 tx on");
     if let Some(st) = peer.exited() {
         bail!(
             "the pass-only agent on the switch port exited ({st}):\n{}",
@@ -288,8 +331,12 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          VIP and no services, so it only passes traffic — and the client's TX offload off \
          during the native rows, `ethtool -K eth0 tx off`, which also turns TSO off). Native \
          mode on veth loses TSO, so its bulk figure says more about offloads than about the \
-         program; compare it with the no-LB row with the same offloads. The program's own \
-         cost is in the data-plane and scale sections. HAProxy 2.6: TCP mode, 2 threads, on \
+         program; compare it with the no-LB row with the same offloads. **NAT** (node fonat, \
+         generic mode, its own VIP and SNAT address, `mode = \"nat\"` to the backend's own \
+         address): client and backend TX offload off during the NAT rows (NAT updates \
+         checksums incrementally and needs complete ones, which a physical NIC delivers and \
+         a veth with offload does not); every packet both ways goes through the LB, unlike \
+         DSR. The program's own cost is in the data-plane and scale sections. HAProxy 2.6: TCP mode, 2 threads, on \
          the LB node's own address. No LB: the client straight to the backend, the ceiling. \
          Bulk: `iperf3 -t {IPERF_SECS}`, one stream. Connections: `wrk -t2 -c{WRK_CONNS} \
          -d{WRK_SECS}s --latency -H 'Connection: close'` against HAProxy answering a static \
