@@ -143,7 +143,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     effective_weight: slot.map_or(0, |x| x.weight),
                     healthy: snap.backend_up(&s.name, &b.name),
                     drained: is_drained(s, b, &agent.drains),
-                    resolved: agent.neighbours.0.contains_key(&b.address),
+                    // NAT backends need no MAC of their own (the FIB gives the next hop).
+                    resolved: s.mode == fo_config::ForwardMode::Nat
+                        || agent.neighbours.0.contains_key(&b.address),
                     packets: stats.packets,
                     bytes: stats.bytes,
                 }
