@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
-use fo_common::{Addr, FAMILY_V4, FlowKey, NAT_EVENT_CLOSED, NatEvent, NatFlow};
+use fo_common::{Addr, FAMILY_V4, FlowKey, NatEvent, NatFlow};
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -76,7 +76,7 @@ pub struct SyncStatus {
     pub snapshots_sent: u64,
     /// Datagrams refused: bad MAC, unknown sender, malformed.
     pub refused: u64,
-    /// Connection events lost because the ring buffer was read too late.
+    /// Connection events read from the data plane's ring buffer.
     pub events_read: u64,
 }
 
@@ -383,7 +383,8 @@ impl Task {
             // SAFETY: the program writes whole NatEvent records; read unaligned.
             let ev: NatEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             self.counters.events_read += 1;
-            let _ = NAT_EVENT_CLOSED; // closed connections are upserts with state CLOSED
+            // New and reset connections alike are upserts: a reset one carries its
+            // CLOSED state, and aging on the owner removes it later (a Remove).
             self.pending
                 .push(record(Op::Upsert, &ev.key, &ev.flow, now));
             self.pending_since.get_or_insert_with(Instant::now);
