@@ -72,7 +72,8 @@ pub enum Counter {
     /// Passed: the kernel has no route to forward a NAT packet (or forwarding is off
     /// on the interface: `net.ipv4.conf.IFACE.forwarding`).
     PassNatNoRoute = 32,
-    /// Passed: the next hop of a NAT packet has no neighbour entry yet.
+    /// Passed, translated: the next hop of a NAT packet has no neighbour entry (yet);
+    /// the kernel forwards it and resolves the neighbour.
     PassNatNoNeigh = 33,
     /// Passed: a packet to a SNAT address that belongs to no NAT connection.
     PassNatNoFlow = 34,

@@ -36,6 +36,9 @@ const EEXIST: i32 = 17;
 /// Where a rewritten frame goes: the next hop `route` left in the scratch space.
 struct Hop(*mut NatScratch);
 
+/// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
+const KERNEL_FORWARDS: u32 = 0;
+
 /// The entry points below are separate BPF functions (own stack frame), so the NAT
 /// paths do not crowd the DSR path's stack; they count their own pass reason.
 #[inline(never)]
@@ -336,7 +339,13 @@ fn route(
                         maps::iface_mac(ifindex).map_err(|_| Counter::PassNatNoNeigh)?;
                     (*scratch).hop_dst_mac = dst_mac;
                 }
-                None => return Err(Counter::PassNatNoNeigh),
+                None => {
+                    // The next hop is not resolved (yet, or any more): the translated
+                    // packet goes to the kernel, which forwards it and resolves the
+                    // neighbour on the way (`send` passes it).
+                    (*scratch).hop_ifindex = KERNEL_FORWARDS;
+                    return Ok(Hop(scratch));
+                }
             },
             8 => return Err(Counter::PassNatFragNeeded),
             _ => return Err(Counter::PassNatNoRoute),
@@ -413,6 +422,12 @@ fn rewrite(
 /// MACs of the hop, count, and out: back through the ingress interface or to another.
 #[inline(always)]
 fn send(ctx: &XdpContext, hop: &Hop, slot: u32) -> Result<u32, Counter> {
+    // SAFETY: the scratch holds this run's hop.
+    if unsafe { (*hop.0).hop_ifindex } == KERNEL_FORWARDS {
+        maps::account(slot, frame_len(ctx));
+        maps::count(Counter::PassNatNoNeigh);
+        return Ok(XDP_PASS);
+    }
     let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked; the scratch holds this run's hop.
     let ifindex = unsafe {

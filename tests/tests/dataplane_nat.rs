@@ -573,3 +573,44 @@ fn no_route_to_the_backend_passes_untouched() {
         );
     });
 }
+
+#[test]
+fn an_unresolved_next_hop_hands_the_translated_packet_to_the_kernel() {
+    let ns = fib_namespace();
+    // The gateway's neighbour entry is gone (e.g. aged while the link was down): the
+    // program cannot address the frame itself, so the kernel forwards it (and
+    // resolves the gateway on the way), already translated.
+    ns.sh("ip neigh del 192.0.2.254 dev d0");
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        let syn = client_tcp(CLIENT, CLIENT_MAC, 45000, frames::TCP_SYN, b"");
+        let before = fx.counter("nat_no_neigh");
+        let run = fx.run(&syn);
+        assert_eq!(run.action, XDP_PASS, "passed to the kernel to forward");
+        let k = key(CLIENT, 45000, TCP_PORT, PROTO_TCP);
+        let flow = fx
+            .dp
+            .nat_table()
+            .expect("NAT maps")
+            .flow(&k)
+            .expect("NAT_FWD")
+            .expect("the connection is open although the next hop is unresolved");
+        let p = u16::from_be(flow.snat_port_be);
+        assert_eq!(
+            run.frame,
+            frames::tcp4(
+                D0_MAC,
+                CLIENT_MAC,
+                SNAT,
+                BACKEND,
+                p,
+                TCP_BACKEND_PORT,
+                frames::TCP_SYN,
+                b""
+            ),
+            "translated, MACs as received (the kernel routes it)"
+        );
+        assert!(frames::ipv4_checksums_ok(&run.frame), "checksums");
+        assert_eq!(fx.counter("nat_no_neigh"), before + 1);
+    });
+}
