@@ -10,4 +10,5 @@ pub mod health;
 pub mod hooks;
 pub mod net;
 pub mod sdnotify;
+pub mod sync;
 pub mod vrrp;

@@ -65,11 +65,31 @@ pub enum Counter {
     /// Passed: a frame for a routed (BGP) VIP not addressed to this interface's MAC
     /// (a switch flooding after a link loss: the node it was meant for forwards it).
     PassOtherHost = 28,
+    /// NAT: a new connection was translated (entries created in both NAT maps).
+    NatNew = 29,
+    /// NAT: a client packet of a known connection was translated.
+    NatHit = 30,
+    /// NAT: a backend's reply was translated back to VIP -> client.
+    NatReply = 31,
+    /// Passed: the NAT table is full; the new connection is not translated.
+    PassNatTableFull = 32,
+    /// Passed: every SNAT port tried for a new connection is in use.
+    PassNatPortsExhausted = 33,
+    /// Passed: the kernel has no route to forward a NAT packet (or forwarding is off
+    /// on the interface: `net.ipv4.conf.IFACE.forwarding`).
+    PassNatNoRoute = 34,
+    /// Passed, translated: the next hop of a NAT packet has no neighbour entry (yet);
+    /// the kernel forwards it and resolves the neighbour.
+    PassNatNoNeigh = 35,
+    /// Passed: a packet to a SNAT address that belongs to no NAT connection.
+    PassNatNoFlow = 36,
+    /// Passed: NAT packet larger than the egress MTU.
+    PassNatFragNeeded = 37,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 29;
+    pub const COUNT: u32 = 38;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -102,6 +122,15 @@ impl Counter {
         Counter::PassAdjustFailed,
         Counter::PassRoutedVip,
         Counter::PassOtherHost,
+        Counter::NatNew,
+        Counter::NatHit,
+        Counter::NatReply,
+        Counter::PassNatTableFull,
+        Counter::PassNatPortsExhausted,
+        Counter::PassNatNoRoute,
+        Counter::PassNatNoNeigh,
+        Counter::PassNatNoFlow,
+        Counter::PassNatFragNeeded,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -136,12 +165,23 @@ impl Counter {
             Counter::PassAdjustFailed => "adjust_failed",
             Counter::PassRoutedVip => "routed_vip",
             Counter::PassOtherHost => "other_host",
+            Counter::NatNew => "nat_new",
+            Counter::NatHit => "nat_hit",
+            Counter::NatReply => "nat_reply",
+            Counter::PassNatTableFull => "nat_table_full",
+            Counter::PassNatPortsExhausted => "nat_ports_exhausted",
+            Counter::PassNatNoRoute => "nat_no_route",
+            Counter::PassNatNoNeigh => "nat_no_neigh",
+            Counter::PassNatNoFlow => "nat_no_flow",
+            Counter::PassNatFragNeeded => "nat_frag_needed",
         }
     }
 
     /// True for the "passed to the kernel because …" reasons.
     pub const fn is_pass_reason(self) -> bool {
-        self as u32 >= Counter::PassNotIp as u32
+        let i = self as u32;
+        (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
+            || i >= Counter::PassNatTableFull as u32
     }
 }
 

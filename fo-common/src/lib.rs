@@ -10,13 +10,15 @@
 pub mod counters;
 pub mod hash;
 pub mod maps;
+pub mod nat;
 
 pub use counters::Counter;
 pub use maps::*;
+pub use nat::*;
 
 /// Version of the layouts in this crate. The agent refuses to adopt a pinned data
 /// plane whose `DataplaneInfo::abi` differs, and loads a new one instead.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// XDP action codes (uapi `enum xdp_action`), shared so that counters and tests agree.
 pub mod xdp_action {

@@ -82,6 +82,12 @@ pub const VIP_OWNED: u32 = 1;
 /// `VipState::flags`: the VIP is routed to this node (announced over BGP): forward
 /// its services, but never answer ARP/ND for it.
 pub const VIP_ROUTED: u32 = 2;
+/// `VipState::flags`: the VIP has NAT services, so `NAT_FWD` is looked up before the
+/// DSR flow table (VIPs without it never pay for that lookup).
+pub const VIP_NAT: u32 = 4;
+/// `VipState::flags`: the address is a SNAT address (replies of NAT connections
+/// arrive on it and are looked up in `NAT_REV`), not a VIP with services.
+pub const VIP_SNAT: u32 = 8;
 
 /// Value of `VIPS`, written by the agent only.
 ///
@@ -123,6 +129,8 @@ impl ServiceKey {
 
 /// `ServiceValue::flags`: hash the whole 5-tuple (default: the source address only).
 pub const SVC_HASH_5TUPLE: u32 = 1;
+/// `ServiceValue::flags`: full NAT (`NAT_SERVICES[id]` holds its SNAT pool).
+pub const SVC_NAT: u32 = 2;
 
 /// Value of `SERVICES`, written by the agent only.
 #[repr(C)]
@@ -216,10 +224,12 @@ pub struct DataplaneInfo {
     pub max_services: u32,
     pub max_backends: u32,
     pub flow_table_size: u32,
+    /// Connections of the NAT table (`NAT_FWD`, `NAT_REV`).
+    pub nat_table_size: u32,
     /// How the program was attached: 0 not attached (tests), 1 generic (SKB), 2 native.
     pub attach_mode: u32,
 }
-const _: () = assert!(size_of::<DataplaneInfo>() == 24);
+const _: () = assert!(size_of::<DataplaneInfo>() == 28);
 
 #[cfg(feature = "user")]
 mod pod {

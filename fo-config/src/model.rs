@@ -40,6 +40,27 @@ pub struct Node {
     pub vip_on_interface: bool,
     /// Group (name) allowed on the control socket besides root.
     pub control_group: Option<String>,
+    /// Connections of the NAT table (`mode = "nat"` services).
+    pub nat_table_size: u32,
+    /// Connection-state sync of NAT flows with the other nodes; `None` = off.
+    pub sync: Option<Sync>,
+}
+
+/// `[node] sync = { peers, port, key_file }`: NAT connections are streamed from the
+/// master to these peers (UDP, HMAC-SHA256 with the key in `key_file`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sync {
+    /// The other nodes' addresses (unicast).
+    pub peers: Vec<IpAddr>,
+    /// UDP port, the same on every node.
+    pub port: u16,
+    /// Shared secret, at least 16 bytes; owner-only permissions (0600 or 0400).
+    pub key_file: PathBuf,
+}
+
+impl Sync {
+    pub const DEFAULT_PORT: u16 = 7480;
+    pub const MIN_KEY_LEN: usize = 16;
 }
 
 impl Node {
@@ -52,6 +73,7 @@ impl Node {
     pub const DEFAULT_GARP_COUNT: u32 = 5;
     pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(100);
     pub const DEFAULT_GARP_REFRESH: Duration = Duration::from_secs(60);
+    pub const DEFAULT_NAT_TABLE_SIZE: u32 = 262_144;
 }
 
 /// How the XDP program is attached.
@@ -74,6 +96,10 @@ pub struct Router {
     pub ownership: Ownership,
     /// Non-empty, one address family.
     pub vips: Vec<IpAddr>,
+    /// Source addresses of NAT services on this router's VIPs (IPv4, at most 4).
+    /// They move with the router like VIPs (ARP answered by the master only), so
+    /// backends' replies reach whichever node is master.
+    pub snat: Vec<IpAddr>,
     /// Names of `[[check]]`s that must all pass before this node may serve the VIPs.
     pub gates: Vec<String>,
     pub hooks: Hooks,
@@ -103,6 +129,11 @@ impl Router {
             Ownership::Bgp(_) => OwnershipKind::Bgp,
             Ownership::Static => OwnershipKind::Static,
         }
+    }
+
+    /// The VIPs and the SNAT addresses: every address the master owns.
+    pub fn owned_addresses(&self) -> Vec<IpAddr> {
+        self.vips.iter().chain(&self.snat).copied().collect()
     }
 
     /// True when every VIP is IPv6 (VIPs of a router share one family).

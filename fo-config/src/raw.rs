@@ -31,6 +31,16 @@ pub(crate) struct RawNode {
     pub garp_refresh: Option<Duration>,
     pub vip_on_interface: Option<bool>,
     pub control_group: Option<S<String>>,
+    pub nat_table_size: Option<S<i64>>,
+    pub sync: Option<S<RawSync>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSync {
+    pub peers: Option<S<Vec<S<String>>>>,
+    pub port: Option<S<i64>>,
+    pub key_file: Option<S<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +55,7 @@ pub(crate) struct RawRouter {
     pub preempt: Option<S<bool>>,
     pub preempt_delay: Option<S<Duration>>,
     pub vips: Option<S<Vec<S<String>>>>,
+    pub snat: Option<S<Vec<S<String>>>>,
     pub peers: Option<S<Vec<S<String>>>>,
     pub auth_pass: Option<S<String>>,
     pub auth_key_file: Option<S<PathBuf>>,

@@ -22,6 +22,8 @@ type Span = Range<usize>;
 const NAME_MAX: usize = 63;
 const MAGLEV_MIN: i64 = 251;
 const MAGLEV_MAX: i64 = 1_000_003;
+/// Most SNAT addresses per router (the data plane's `NAT_MAX_SNAT`).
+const SNAT_MAX: usize = 4;
 
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut cx = Cx {
@@ -123,6 +125,8 @@ struct Routers {
     vip_owner: HashMap<IpAddr, String>,
     /// VIPs of `ownership = "bgp"` routers (announced by every node at once).
     bgp_vips: HashSet<IpAddr>,
+    /// Routers that have `snat` addresses written (even if broken).
+    with_snat: HashSet<String>,
     any_broken: bool,
 }
 
@@ -425,6 +429,17 @@ impl Cx<'_> {
             Some(v) => Some(self.group(v)?),
             None => None,
         };
+        let nat_table_size = self.opt_int(
+            &raw.nat_table_size,
+            "nat_table_size",
+            16,
+            1 << 26,
+            Node::DEFAULT_NAT_TABLE_SIZE.into(),
+        );
+        let sync = match &raw.sync {
+            Some(v) => Some(self.sync(v)?),
+            None => None,
+        };
         Some(Node {
             interface: interface?,
             xdp_mode: raw.xdp_mode.unwrap_or_default(),
@@ -440,7 +455,95 @@ impl Cx<'_> {
             garp_refresh,
             vip_on_interface: raw.vip_on_interface.unwrap_or(false),
             control_group,
+            nat_table_size: nat_table_size? as u32,
+            sync,
         })
+    }
+
+    fn sync(&mut self, v: &Spanned<RawSync>) -> Option<Sync> {
+        let raw = v.get_ref();
+        let peers = match &raw.peers {
+            Some(list) if list.get_ref().is_empty() => {
+                self.err(list.span(), "sync peers must not be empty");
+                None
+            }
+            Some(list) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for p in list.get_ref() {
+                    match self.unicast_ip(p, "sync peer") {
+                        Some(ip) => out.push(ip),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+            None => {
+                self.missing(
+                    "peers",
+                    v.span(),
+                    "sync needs `peers` (the other nodes' addresses)",
+                );
+                None
+            }
+        };
+        let port = self
+            .opt_int(&raw.port, "sync port", 1, 65_535, Sync::DEFAULT_PORT.into())
+            .map(|p| p as u16);
+        let key_file = match &raw.key_file {
+            Some(k) => self
+                .abs_path(k, "sync key_file")
+                .and_then(|path| self.key_file(k.span(), path)),
+            None => {
+                self.missing(
+                    "key_file",
+                    v.span(),
+                    "sync needs `key_file` (a shared secret of at least 16 bytes, mode 0600): flows are authenticated with it",
+                );
+                None
+            }
+        };
+        Some(Sync {
+            peers: peers?,
+            port: port?,
+            key_file: key_file?,
+        })
+    }
+
+    /// The sync key must exist, be long enough and readable by its owner only.
+    fn key_file(&mut self, span: Span, path: PathBuf) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.err(span, format!("sync key_file {}: {e}", path.display()));
+                return None;
+            }
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            self.err(
+                span,
+                format!(
+                    "sync key_file {} has mode {mode:04o}: the key must be readable by its owner only (chmod 600)",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        if (meta.len() as usize) < Sync::MIN_KEY_LEN {
+            self.err(
+                span,
+                format!(
+                    "sync key_file {} holds {} bytes: the key needs at least {}",
+                    path.display(),
+                    meta.len(),
+                    Sync::MIN_KEY_LEN
+                ),
+            );
+            return None;
+        }
+        Some(path)
     }
 
     fn interface(&mut self, v: &Spanned<String>) -> Option<String> {
@@ -772,6 +875,7 @@ impl Cx<'_> {
             resolved: Vec::new(),
             vip_owner: HashMap::new(),
             bgp_vips: HashSet::new(),
+            with_snat: HashSet::new(),
             any_broken: false,
         };
         let mut names: HashMap<String, Span> = HashMap::new();
@@ -781,6 +885,9 @@ impl Cx<'_> {
             let span = item.span();
             let written_name = str_field(item.get_ref(), "name").unwrap_or_default();
             let written_vips = str_list_field(item.get_ref(), "vips");
+            if !str_list_field(item.get_ref(), "snat").is_empty() {
+                out.with_snat.insert(written_name.clone());
+            }
             let raw = self.de::<RawRouter>("[[router]]", item);
             if raw.is_none() || !self.removed.is_empty() {
                 // Services may still name this router's VIPs: take them as written.
@@ -825,10 +932,11 @@ impl Cx<'_> {
             let vips = self.vips(&raw, &span, &label, &mut vip_first, &mut out.vip_owner);
             let ownership =
                 self.ownership(&raw, &span, vips.as_deref(), &mut vrids, &label, checks);
+            let snat = self.snat(&raw, &label, &mut vip_first);
             let gates = self.gates(&raw, checks);
             let hooks = self.hooks(&raw);
-            if let (Some(name), Some(vips), Some(ownership), Some(gates), Some(hooks)) =
-                (name, vips, ownership, gates, hooks)
+            if let (Some(name), Some(vips), Some(snat), Some(ownership), Some(gates), Some(hooks)) =
+                (name, vips, snat, ownership, gates, hooks)
             {
                 if matches!(ownership, Ownership::Bgp(_)) {
                     out.bgp_vips.extend(vips.iter().copied());
@@ -837,6 +945,7 @@ impl Cx<'_> {
                     name,
                     ownership,
                     vips,
+                    snat,
                     gates,
                     hooks,
                 });
@@ -895,6 +1004,59 @@ impl Cx<'_> {
                 ok = false;
                 continue;
             }
+            out.push(ip);
+        }
+        ok.then_some(out)
+    }
+
+    /// `snat`: IPv4 unicast, at most `NAT_MAX_SNAT`, no address used twice (as a VIP
+    /// or as another router's SNAT address).
+    fn snat(
+        &mut self,
+        raw: &RawRouter,
+        router: &str,
+        first: &mut HashMap<IpAddr, (String, Span)>,
+    ) -> Option<Vec<IpAddr>> {
+        let Some(list) = &raw.snat else {
+            return Some(Vec::new());
+        };
+        let mut ok = true;
+        if list.get_ref().len() > SNAT_MAX {
+            self.err(
+                list.span(),
+                format!(
+                    "snat lists {} addresses: at most {SNAT_MAX}",
+                    list.get_ref().len()
+                ),
+            );
+            ok = false;
+        }
+        let mut out = Vec::new();
+        for v in list.get_ref() {
+            let Some(ip) = self.unicast_ip(v, "snat address") else {
+                ok = false;
+                continue;
+            };
+            if ip.is_ipv6() {
+                self.err(
+                    v.span(),
+                    format!(
+                        "snat address {ip} is IPv6: NAT is IPv4 only (NAT66 is not implemented)"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some((other, at)) = first.get(&ip) {
+                let line = self.line(at);
+                self.err(
+                    v.span(),
+                    format!("snat address {ip} is already used by router {other:?} (line {line}): a SNAT address must be an address of its own"),
+                );
+                ok = false;
+                continue;
+            }
+            first.insert(ip, (router.to_owned(), v.span()));
             out.push(ip);
         }
         ok.then_some(out)
@@ -1416,13 +1578,24 @@ impl Cx<'_> {
             let protocol = raw.protocol.unwrap_or_default();
             let mode = raw.mode.as_ref().map(|m| *m.get_ref()).unwrap_or_default();
             if let (Some(m), Some((ip, router))) = (&raw.mode, &vip)
-                && *m.get_ref() == ForwardMode::Nat
-                && routers.bgp_vips.contains(ip)
+                && mode == ForwardMode::Nat
             {
-                self.err(
-                    m.span(),
-                    format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")"),
-                );
+                if routers.bgp_vips.contains(ip) {
+                    self.err(
+                        m.span(),
+                        format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")"),
+                    );
+                } else if ip.is_ipv6() {
+                    self.err(
+                        m.span(),
+                        format!("mode = \"nat\" on the IPv6 VIP {ip}: NAT is IPv4 only (NAT66 is not implemented); use mode = \"dsr\""),
+                    );
+                } else if !routers.with_snat.contains(router) {
+                    self.err(
+                        m.span(),
+                        format!("mode = \"nat\" needs SNAT addresses: add `snat = [\"ADDRESS\"]` to router {router:?} (an IPv4 address of its own that moves with the router)"),
+                    );
+                }
             }
             let mut duplicate = false;
             if let (Some((ip, _)), Some(port)) = (&vip, port) {

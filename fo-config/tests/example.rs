@@ -35,6 +35,8 @@ fn example_node_resolves_with_defaults() {
             garp_refresh: Some(Duration::from_secs(60)),
             vip_on_interface: false,
             control_group: Some("fo".into()),
+            nat_table_size: 262_144,
+            sync: None,
         }
     );
 }
@@ -327,7 +329,7 @@ timeout = "3s"
         lines,
         [
             "3:21: maglev_table_size must be prime (e.g. 65537), got 1000",
-            "4:1: unknown field `colour`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`",
+            "4:1: unknown field `colour`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `sync`",
             "8:8: vrid must be between 1 and 255, got 0",
             "9:12: invalid type: string \"high\", expected an integer",
             "10:21: VIP fe80::1 is IPv6 but the router's first VIP 10.0.0.1 is IPv4: one router, one address family",
@@ -431,7 +433,7 @@ backends = [{ address = "10.0.0.2", port = 8080 }]
         err.to_string(),
         "5:8: invalid type: string \"one\", expected an integer\n\
          6:11: invalid type: string \"yes\", expected true or false\n\
-         7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `peers`, `auth_pass`, `auth_key_file`, `track`, `gates`, `hooks`, `bgp`, `witness`\n\
+         7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `snat`, `peers`, `auth_pass`, `auth_key_file`, `track`, `gates`, `hooks`, `bgp`, `witness`\n\
          12:8: unknown variant `tunnel`, expected `dsr` or `nat`",
         "a removed `vrid` must not also be reported missing, and an unknown `mode` must not \
          make the backend port a DSR error"

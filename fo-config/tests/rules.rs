@@ -45,7 +45,7 @@ interface = "eth0"
 xdp = "native"
 "#,
         &[
-            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`",
+            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `sync`",
         ],
     );
 }
@@ -1433,4 +1433,147 @@ backends = [{ address = "192.0.2.21" }]
             "22:8: mode = \"nat\" is not supported on VIP 192.0.2.11: router \"b\" announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")",
         ],
     );
+}
+
+// ---- NAT and connection-state sync ---------------------------------------------
+
+#[test]
+fn nat_needs_snat_on_the_router() {
+    assert_errors(
+        &with_base(
+            r#"
+[[service]]
+vip = "192.0.2.10"
+port = 1514
+mode = "nat"
+backends = [{ address = "10.1.0.21", port = 11514 }]
+"#,
+        ),
+        &[
+            "17:8: mode = \"nat\" needs SNAT addresses: add `snat = [\"ADDRESS\"]` to router \"web\" (an IPv4 address of its own that moves with the router)",
+        ],
+    );
+}
+
+#[test]
+fn nat_with_snat_may_translate_ports() {
+    let text = r#"[node]
+interface = "eth0"
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+snat = ["192.0.2.11"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 1514
+mode = "nat"
+backends = [{ address = "10.1.0.21", port = 11514 }]
+"#;
+    assert_errors(text, &[]);
+    let cfg = Config::parse(text).expect("valid");
+    assert_eq!(
+        cfg.routers[0].snat,
+        ["192.0.2.11".parse::<std::net::IpAddr>().expect("ip")]
+    );
+    assert_eq!(cfg.services[0].backends[0].port, 11514);
+}
+
+#[test]
+fn nat_on_an_ipv6_vip_is_refused() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+
+[[router]]
+name = "v6"
+vrid = 51
+vips = ["2001:db8::10"]
+
+[[service]]
+vip = "2001:db8::10"
+port = 1514
+mode = "nat"
+backends = [{ address = "2001:db8::21" }]
+"#,
+        &[
+            "12:8: mode = \"nat\" on the IPv6 VIP 2001:db8::10: NAT is IPv4 only (NAT66 is not implemented); use mode = \"dsr\"",
+        ],
+    );
+}
+
+#[test]
+fn snat_addresses_are_ipv4_and_not_a_vip() {
+    assert_errors(
+        &with_base(
+            r#"
+[[router]]
+name = "other"
+vrid = 52
+vips = ["192.0.2.20"]
+snat = ["192.0.2.10", "2001:db8::1", "192.0.2.21"]
+"#,
+        ),
+        &[
+            "18:9: snat address 192.0.2.10 is already used by router \"web\" (line 12): a SNAT address must be an address of its own",
+            "18:23: snat address 2001:db8::1 is IPv6: NAT is IPv4 only (NAT66 is not implemented)",
+        ],
+    );
+}
+
+#[test]
+fn sync_needs_a_key_file() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+sync = { peers = ["192.0.2.3"] }
+"#,
+        &[
+            "3:8: sync needs `key_file` (a shared secret of at least 16 bytes, mode 0600): flows are authenticated with it",
+        ],
+    );
+}
+
+#[test]
+fn sync_key_file_must_be_private_and_long_enough() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("fo-sync-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let loose = dir.join("loose.key");
+    std::fs::write(&loose, "0123456789abcdef0123").expect("write");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let short = dir.join("short.key");
+    std::fs::write(&short, "short").expect("write");
+    std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let good = dir.join("good.key");
+    std::fs::write(&good, "0123456789abcdef0123").expect("write");
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let cfg = |p: &std::path::Path| {
+        format!(
+            "[node]\ninterface = \"eth0\"\nsync = {{ peers = [\"192.0.2.3\"], key_file = \"{}\" }}\n",
+            p.display()
+        )
+    };
+    let col = "3:44";
+    assert_errors(
+        &cfg(&loose),
+        &[&format!(
+            "{col}: sync key_file {} has mode 0644: the key must be readable by its owner only (chmod 600)",
+            loose.display()
+        )],
+    );
+    assert_errors(
+        &cfg(&short),
+        &[&format!(
+            "{col}: sync key_file {} holds 5 bytes: the key needs at least 16",
+            short.display()
+        )],
+    );
+    let ok = Config::parse(&cfg(&good)).expect("a private key of 20 bytes is fine");
+    let sync = ok.node.sync.expect("sync");
+    assert_eq!(sync.port, 7480);
+    assert_eq!(sync.key_file, good);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -1,22 +1,30 @@
 //! L4 load balancing of the services on owned VIPs: flow table first, Maglev for
-//! new flows, then DSR (rewrite the MACs, send out again).
+//! new flows, then DSR (rewrite the MACs, send out again) or full NAT (`nat.rs`).
+//!
+//! The VIP's flags route NAT traffic without costing DSR anything: only a VIP with
+//! NAT services looks up `NAT_FWD` before the DSR flow table, and only a SNAT
+//! address goes to the reply path.
 
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
     Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, MAGLEV_EMPTY,
-    SVC_HASH_5TUPLE, ServiceKey, VipKey, hash, xdp_action::XDP_TX,
+    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, VIP_NAT, VIP_SNAT, VipKey, hash, xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, SERVICES};
-use crate::nd;
+use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, NAT_FWD, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
 };
+use crate::{nat, nd};
 
 /// IPv4 more-fragments flag and fragment offset.
 const IP_MF_OFFSET: u16 = 0x3fff;
 
+/// The IPv4 and IPv6 paths are separate BPF functions, each with its own stack frame:
+/// the BPF stack allows 512 bytes for a whole call chain, and the IPv4 chain goes on
+/// into the NAT functions.
+#[inline(never)]
 pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
@@ -36,6 +44,7 @@ pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
     forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4)
 }
 
+#[inline(never)]
 pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
@@ -85,6 +94,7 @@ fn forward(
             return Err(Counter::PassOtherHost);
         }
     }
+    let vip_flags = vip.flags;
     let (sport_be, dport_be) = match proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
@@ -117,6 +127,15 @@ fn forward(
         family,
         _pad: [0; 2],
     };
+    // NAT is IPv4 only (the config refuses it on IPv6 VIPs).
+    if family == FAMILY_V4 && vip_flags & (VIP_NAT | VIP_SNAT) != 0 {
+        if vip_flags & VIP_SNAT != 0 {
+            return Ok(nat::reply_pkt(ctx, l4_offset, &flow));
+        }
+        if let Some(entry) = NAT_FWD.get_ptr_mut(&flow) {
+            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry));
+        }
+    }
     // Established flows first: one hash lookup, no service lookup.
     let (slot, backend) = match established(&flow) {
         Some(found) => {
@@ -140,6 +159,9 @@ fn forward(
                 hash::hash_source(&src.bytes)
             };
             let found = maglev_pick(service_id, h)?;
+            if family == FAMILY_V4 && service.flags & SVC_NAT != 0 {
+                return Ok(nat::open_pkt(ctx, l4_offset, &flow, service_id, found.0));
+            }
             maps::count(Counter::FlowMiss);
             let value = FlowValue {
                 backend: found.0,
@@ -175,11 +197,11 @@ fn forward(
 /// following a slot that was reused for another service: in DSR the backend port is
 /// the service port, which is the flow's destination port.
 #[inline(always)]
-fn established(flow: &FlowKey) -> Option<(u32, Backend)> {
+fn established(flow: &FlowKey) -> Option<(u32, &'static Backend)> {
     // SAFETY: an LRU entry is replaced whole; a torn read would at worst pick a
     // backend that is then validated below.
     let value = *unsafe { FLOWS.get(flow) }?;
-    let backend = *BACKENDS.get(value.backend)?;
+    let backend = BACKENDS.get(value.backend)?;
     (backend.flags & BACKEND_ACTIVE != 0
         && backend.service_id == value.service_id
         && backend.port_be == flow.dport_be)
@@ -188,7 +210,7 @@ fn established(flow: &FlowKey) -> Option<(u32, Backend)> {
 
 /// The Maglev choice for hash `h` in the service's table.
 #[inline(always)]
-fn maglev_pick(service_id: u32, h: u32) -> Result<(u32, Backend), Counter> {
+fn maglev_pick(service_id: u32, h: u32) -> Result<(u32, &'static Backend), Counter> {
     let m = maps::maglev_size();
     let offset = h.checked_rem(m).ok_or(Counter::PassNoBackend)?;
     let index = service_id.wrapping_mul(m).wrapping_add(offset);
@@ -197,7 +219,7 @@ fn maglev_pick(service_id: u32, h: u32) -> Result<(u32, Backend), Counter> {
         return Err(Counter::PassNoBackend);
     }
     let slot = entry - 1;
-    let backend = *BACKENDS.get(slot).ok_or(Counter::PassNoBackend)?;
+    let backend = BACKENDS.get(slot).ok_or(Counter::PassNoBackend)?;
     if backend.flags & BACKEND_ACTIVE == 0 {
         return Err(Counter::PassNoBackend);
     }

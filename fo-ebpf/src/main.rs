@@ -10,6 +10,7 @@
 mod arp;
 mod lb;
 mod maps;
+mod nat;
 mod nd;
 mod parse;
 

@@ -2,17 +2,17 @@
 //! directory, so the data plane outlives the agent and a restarted agent adopts
 //! them. Sizes marked "set by the loader" are placeholders overridden at load.
 //!
-//! The program only reads the configuration maps; it writes `FLOWS` (new flows)
-//! and the per-CPU counters.
+//! The program only reads the configuration maps; it writes `FLOWS` (new flows),
+//! the NAT tables (`NAT_FWD`, `NAT_REV`, `NAT_EVENTS`) and the per-CPU counters.
 
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fo_common::{
-    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, ServiceKey, ServiceValue,
-    TrafficStats, VipKey, VipState,
+    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatFlow, NatService, ServiceKey,
+    ServiceValue, TrafficStats, VipKey, VipState,
 };
 
 /// Maglev table size M (prime), fixed at load time by the agent.
@@ -52,6 +52,47 @@ pub static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(4096, 
 /// Max entries set by the loader (`flow_table_size`).
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(65536, 0);
+
+/// Service slot -> its SNAT pool (NAT services only). Written by the agent before
+/// the service is published. Max entries set by the loader (`max_services`).
+#[map]
+pub static NAT_SERVICES: Array<NatService> = Array::pinned(64, 0);
+
+/// NAT connections by the client's 5-tuple (client -> VIP:port) -> translation,
+/// TCP state and last-seen time. A plain hash, not LRU: a full table refuses new
+/// connections (counted, passed) instead of evicting live ones. Written by the
+/// program (new connections, state, last seen) and by the agent (aging; flows
+/// synced from the master). Max entries set by the loader (`nat_table_size`).
+#[map]
+pub static NAT_FWD: HashMap<FlowKey, NatFlow> = HashMap::pinned(65536, 0);
+
+/// NAT replies by their 5-tuple as they arrive (backend:port -> SNAT:port) -> the
+/// client's 5-tuple (the `NAT_FWD` key). Inserting here with `BPF_NOEXIST` is how
+/// the program reserves a SNAT port. Written by the program (new connections) and
+/// the agent (aging, sync). Max entries set by the loader (`nat_table_size`).
+#[map]
+pub static NAT_REV: HashMap<FlowKey, FlowKey> = HashMap::pinned(65536, 0);
+
+/// `NatEvent` records for the agent's connection-state sync: new connections and
+/// RSTs. Written by the program, read by the agent.
+#[map]
+pub static NAT_EVENTS: RingBuf = RingBuf::pinned(1 << 22, 0);
+
+/// Index 0: per-CPU scratch space of the NAT paths (FIB query, entries being built),
+/// which would not fit the 512-byte BPF stack. Program only; not pinned.
+#[map]
+pub static NAT_SCRATCH: PerCpuArray<NatScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct NatScratch {
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    pub flow: NatFlow,
+    pub rev: FlowKey,
+    /// The next hop `nat::route` found.
+    pub hop_ifindex: u32,
+    pub hop_src_mac: [u8; 6],
+    pub hop_dst_mac: [u8; 6],
+}
 
 /// ifindex -> the MAC this node answers ARP/ND with there. Written by the agent.
 #[map]

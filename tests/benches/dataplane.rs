@@ -11,6 +11,10 @@
 //!   reads), so the same method is also reported for the established flow: the
 //!   difference between the two single-shot rows is the cost of the Maglev path.
 //!
+//! NAT rows (`mode = "nat"`, 3 backends behind a gateway) run in a network namespace
+//! made for them, since the program asks the kernel's FIB for next hops there; every
+//! NAT packet is rewritten, so they use the single method only.
+//!
 //! Every figure: min / median / max over 5 runs. Report: target/bench/dataplane.{md,json}.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -41,10 +45,15 @@ impl Drop for Bench {
     }
 }
 
-fn setup(backends: u32) -> Bench {
+const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+const NAT_BACKEND_PORT: u16 = 11514;
+const D0_MAC: [u8; 6] = [0x02, 0xf0, 0, 0, 0, 2];
+const GW_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0xfe];
+
+fn setup(backends: u32, nat: bool) -> Bench {
     fo_tests::require_root();
     let dir = std::path::PathBuf::from(format!(
-        "/sys/fs/bpf/fo-bench-{}-{backends}",
+        "/sys/fs/bpf/fo-bench-{}-{backends}-{nat}",
         std::process::id()
     ));
     let opts = LoadOptions {
@@ -53,9 +62,23 @@ fn setup(backends: u32) -> Bench {
         max_services: 2,
         max_backends: 1024,
         flow_table_size: 1 << 20,
+        nat_table_size: 1 << 16,
     };
     let mut dp = Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object");
     dp.set_iface(1, OUR_MAC).expect("IFACES");
+    if nat {
+        let d0 = fo_agent::dataplane::ifindex("d0").expect("d0");
+        dp.set_iface(d0, D0_MAC).expect("IFACES");
+        dp.set_vip_role(IpAddr::V4(VIP), true, false).expect("role");
+        dp.set_vip_role(IpAddr::V4(SNAT), false, true)
+            .expect("role");
+        dp.set_vip(
+            IpAddr::V4(SNAT),
+            true,
+            MonoNanos::now().after(Duration::from_secs(3600)),
+        )
+        .expect("VIPS");
+    }
     dp.set_vip(
         IpAddr::V4(VIP),
         true,
@@ -71,16 +94,98 @@ fn setup(backends: u32) -> Bench {
         backends: (0..backends)
             .map(|i| BackendSpec {
                 addr: IpAddr::V4(Ipv4Addr::from(0xc612_0000u32 + i)), // 198.18.0.0/15
-                port: 1514,
+                port: if nat { NAT_BACKEND_PORT } else { 1514 },
                 weight: 1,
                 mac: [0x02, 0xbe, 0, 0, (i >> 8) as u8, i as u8],
                 src_mac: OUR_MAC,
                 ifindex: 0,
             })
             .collect(),
+        nat: nat.then(|| fo_agent::dataplane::NatSpec {
+            snat: vec![IpAddr::V4(SNAT)],
+        }),
     }];
     table.apply(&mut dp, &specs).expect("apply");
     Bench { dp, dir }
+}
+
+/// NAT rows: new connection (port reservation, both entries, FIB), client packet of
+/// an established connection, and the backend's reply, 3 backends behind a gateway.
+fn nat_rows() -> Vec<Row> {
+    use fo_common::xdp_action::XDP_REDIRECT;
+    let ns = fo_tests::netns::Netns::new("natbench");
+    ns.sh(
+        "ip link add d0 type veth peer name d0p && ip link set d0 address 02:f0:00:00:00:02 \
+         && ip link set d0 up && ip link set d0p up && ip addr add 192.0.2.1/24 dev d0 \
+         && ip route add 10.0.0.0/8 dev d0 && ip route add 198.18.0.0/15 via 192.0.2.254 dev d0 \
+         && ip neigh add 192.0.2.254 lladdr 02:99:00:00:00:fe dev d0 nud permanent \
+         && sysctl -qw net.ipv4.ip_forward=1",
+    );
+    ns.run(|| {
+        let mut b = setup(3, true);
+        let nat_frame = |i: u32, flags: u8| {
+            let mut f = client_syn(i, flags);
+            f[0..6].copy_from_slice(&D0_MAC);
+            f
+        };
+        let (mut open, mut est, mut reply) = (vec![], vec![], vec![]);
+        for run in 0..RUNS as u32 {
+            let base = run * SINGLES * 2 + 1;
+            open.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_SYN)),
+                XDP_REDIRECT,
+            ));
+            est.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_ACK)),
+                XDP_REDIRECT,
+            ));
+            // The replies: every connection's reply tuple, from its NAT entry.
+            let table = b.dp.nat_table().expect("NAT table");
+            let replies: Vec<Vec<u8>> = table
+                .flows()
+                .expect("NAT flows")
+                .into_iter()
+                .take(SINGLES as usize)
+                .map(|(_, f)| {
+                    let be = f.backend.bytes;
+                    let sn = f.snat.bytes;
+                    frames::tcp4(
+                        D0_MAC,
+                        GW_MAC,
+                        Ipv4Addr::new(be[0], be[1], be[2], be[3]),
+                        Ipv4Addr::new(sn[0], sn[1], sn[2], sn[3]),
+                        u16::from_be(f.backend_port_be),
+                        u16::from_be(f.snat_port_be),
+                        frames::TCP_ACK,
+                        b"",
+                    )
+                })
+                .collect();
+            reply.push(single(&mut b, replies.into_iter(), XDP_REDIRECT));
+        }
+        vec![
+            stats(
+                "NAT new connection: SYN, SNAT port reserved, FIB",
+                "single",
+                3,
+                open,
+            ),
+            stats(
+                "NAT established: client -> backend, rewrite + FIB",
+                "single",
+                3,
+                est,
+            ),
+            stats(
+                "NAT reply: backend -> client, rewrite + FIB",
+                "single",
+                3,
+                reply,
+            ),
+        ]
+    })
 }
 
 fn client_syn(i: u32, flags: u8) -> Vec<u8> {
@@ -142,7 +247,7 @@ fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
     let mut rows = Vec::new();
     for backends in [3u32, 1000] {
-        let mut b = setup(backends);
+        let mut b = setup(backends, false);
         let (mut new_flow, mut est_single, mut est_batch, mut arp, mut pass, mut floor) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         for run in 0..RUNS as u32 {
@@ -214,6 +319,8 @@ fn main() {
             floor,
         ));
     }
+
+    rows.extend(nat_rows());
 
     let mut md = String::from(
         "# Data plane: cost per packet (BPF_PROG_TEST_RUN, real object)\n\n\

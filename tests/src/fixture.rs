@@ -27,6 +27,11 @@ pub struct Fixture {
 impl Fixture {
     /// Load the real compiled object with a Maglev table of `maglev_size` entries.
     pub fn new(maglev_size: u32) -> Self {
+        Self::with_nat_table(maglev_size, 1024)
+    }
+
+    /// As [`Fixture::new`], with a NAT table of `nat_table_size` connections.
+    pub fn with_nat_table(maglev_size: u32, nat_table_size: u32) -> Self {
         crate::require_root();
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/fo-test-{}-{}",
@@ -39,6 +44,7 @@ impl Fixture {
             max_services: 4,
             max_backends: 64,
             flow_table_size: 65_536,
+            nat_table_size,
         };
         let mut dp = match Dataplane::open(&opts, &Attach::Detached) {
             Ok(dp) => dp,
@@ -106,6 +112,7 @@ pub fn service(vip: IpAddr, port: u16, proto: u8, backends: Vec<BackendSpec>) ->
         proto,
         hash_5tuple: false,
         backends,
+        nat: None,
     }
 }
 

@@ -255,3 +255,28 @@ pub fn icmpv6_checksum_ok(frame: &[u8]) -> bool {
     };
     fold(sum16(&pseudo6(&frame[22..38], &frame[38..54], 58, len)) + sum16(icmp)) == 0
 }
+
+/// Verify the IPv4 header checksum and the TCP or UDP checksum of an IPv4 frame by
+/// summing over them (a valid checksum makes the folded sum zero; a UDP checksum of
+/// 0 means "none").
+pub fn ipv4_checksums_ok(frame: &[u8]) -> bool {
+    if frame.len() < 34 || frame[14] != 0x45 {
+        return false;
+    }
+    if fold(sum16(&frame[14..34])) != 0 {
+        return false;
+    }
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let Some(l4) = frame.get(34..14 + total) else {
+        return false;
+    };
+    let proto = frame[23];
+    if proto == 17 && l4.len() >= 8 && l4[6..8] == [0, 0] {
+        return true;
+    }
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&frame[26..34]);
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    fold(sum16(&pseudo) + sum16(l4)) == 0
+}

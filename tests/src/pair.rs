@@ -1,6 +1,10 @@
 //! A two-node fo lab in network namespaces: a client running `fo-fleet`, two LB nodes
 //! running `fo-agent` (VRRP), and DSR backends running `fo-sink`, on one bridge, all in
 //! 192.0.2.0/24. Everything is torn down on drop, also when the test fails.
+//!
+//! With `PairOptions::nat`, the backends do not hold the VIP and sit on their own
+//! subnet 10.1.0.0/24 behind a router namespace (192.0.2.1 / 10.1.0.1); the service
+//! is `mode = "nat"` from VIP:1514 to backend:11514 with SNAT address 192.0.2.101.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,10 @@ use crate::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
 
 pub const VIP: &str = "192.0.2.100";
 pub const CLIENT: &str = "192.0.2.10";
+/// The NAT lab's SNAT address (floating, like the VIP).
+pub const SNAT: &str = "192.0.2.101";
+/// The NAT lab's backend port (port translation from 1514).
+pub const NAT_BACKEND_PORT: u16 = 11514;
 
 /// One LB node: its namespace, config file, log file and running agent.
 pub struct Node {
@@ -241,6 +249,9 @@ pub struct Pair {
     pub b: Node,
     pub backends: Vec<Backend>,
     pub client: Netns,
+    /// NAT lab: the router between the LB segment and the backends' subnet.
+    pub router: Option<Netns>,
+    pub backend_segment: Option<Segment>,
     pub segment: Segment,
     pub dir: PathBuf,
     pub fleet_report: PathBuf,
@@ -258,6 +269,11 @@ pub struct PairOptions {
     pub backends: u8,
     /// Extra TOML appended to both nodes' configs.
     pub extra: String,
+    /// Backends behind a router, `mode = "nat"` (see the module docs).
+    pub nat: bool,
+    /// Extra TOML appended to the `[node]` table of both configs; `{peer}` stands for
+    /// the other node's address.
+    pub node_extra: String,
 }
 
 impl Default for PairOptions {
@@ -266,6 +282,8 @@ impl Default for PairOptions {
             advert_interval: "1s",
             backends: 3,
             extra: String::new(),
+            nat: false,
+            node_extra: String::new(),
         }
     }
 }
@@ -280,8 +298,19 @@ pub fn config(
 ) -> String {
     let list: Vec<String> = backends
         .iter()
-        .map(|b| format!("{{ address = \"{b}\" }}"))
+        .map(|b| {
+            if opts.nat {
+                format!("{{ address = \"{b}\", port = {NAT_BACKEND_PORT} }}")
+            } else {
+                format!("{{ address = \"{b}\" }}")
+            }
+        })
         .collect();
+    let (snat, mode) = if opts.nat {
+        (format!("snat = [\"{SNAT}\"]\n"), "mode = \"nat\"\n")
+    } else {
+        (String::new(), "")
+    };
     format!(
         r#"[node]
 interface = "eth0"
@@ -290,7 +319,7 @@ bpf_dir = "{pin}"
 control_socket = "{sock}"
 metrics = "127.0.0.1:{mport}"
 flow_table_size = 65536
-
+{node_extra}
 [[router]]
 name = "lab"
 vrid = 51
@@ -298,14 +327,14 @@ priority = {prio}
 advert_interval = "{adv}"
 preempt = true
 vips = ["{VIP}"]
-peers = ["{peer}"]
+{snat}peers = ["{peer}"]
 
 [[service]]
 name = "events"
 vip = "{VIP}"
 port = 1514
 hash = "5-tuple"
-backends = [{list}]
+{mode}backends = [{list}]
 {extra}"#,
         pin = node.pin_dir.display(),
         sock = node.socket.display(),
@@ -313,6 +342,7 @@ backends = [{list}]
         adv = opts.advert_interval,
         list = list.join(", "),
         extra = opts.extra,
+        node_extra = opts.node_extra.replace("{peer}", peer),
     )
 }
 
@@ -343,8 +373,29 @@ impl Pair {
         let a = node("a", "192.0.2.2", 9469);
         let b = node("b", "192.0.2.3", 9469);
         let mut backends = Vec::new();
-        for i in 1..=opts.backends {
-            backends.push(Self::backend(&segment, &dir, i));
+        let (mut router, mut backend_segment) = (None, None);
+        if opts.nat {
+            // Checksums computed in software everywhere: the LB rewrites addresses and
+            // ports with incremental updates, which need a complete checksum to start
+            // from (a physical NIC's frames have one).
+            client.sh("ethtool -K eth0 tx off >/dev/null");
+            let rt = Netns::new("rt");
+            segment.plug(&rt, "eth0", "192.0.2.1/24");
+            let inner = Segment::new();
+            inner.plug(&rt, "eth1", "10.1.0.1/24");
+            rt.sh("sysctl -qw net.ipv4.ip_forward=1 && ethtool -K eth0 tx off >/dev/null && ethtool -K eth1 tx off >/dev/null");
+            for n in [&a, &b] {
+                n.ns.sh("ip route add 10.1.0.0/24 via 192.0.2.1");
+            }
+            for i in 1..=opts.backends {
+                backends.push(Self::nat_backend(&inner, &dir, i));
+            }
+            router = Some(rt);
+            backend_segment = Some(inner);
+        } else {
+            for i in 1..=opts.backends {
+                backends.push(Self::backend(&segment, &dir, i));
+            }
         }
         let addrs: Vec<String> = backends.iter().map(|b: &Backend| b.addr.clone()).collect();
         std::fs::write(&a.config, config(&a, 150, b.addr, opts, &addrs)).expect("config a");
@@ -356,9 +407,35 @@ impl Pair {
             b,
             backends,
             client,
+            router,
+            backend_segment,
             segment,
             dir,
             fleet_report,
+        }
+    }
+
+    /// NAT backend `i`: 10.1.0.(20+i) behind the router, no VIP, a sink on
+    /// 0.0.0.0:11514.
+    pub fn nat_backend(segment: &Segment, dir: &Path, i: u8) -> Backend {
+        let addr = format!("10.1.0.{}", 20 + i);
+        let ns = Netns::new(&format!("b{i}"));
+        segment.plug(&ns, "eth0", &format!("{addr}/24"));
+        ns.sh("ip route add default via 10.1.0.1 && ethtool -K eth0 tx off >/dev/null");
+        let report = dir.join(format!("sink-{i}.json"));
+        let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
+        cmd.args([
+            "--listen",
+            &format!("0.0.0.0:{NAT_BACKEND_PORT}"),
+            "--report",
+        ])
+        .arg(&report);
+        let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
+        Backend {
+            addr,
+            ns,
+            report,
+            sink: Some(sink),
         }
     }
 

@@ -128,25 +128,31 @@ fn a_hook_that_is_not_executable_fails() {
 }
 
 #[test]
-fn nat_frr_and_https_fail_as_run_refuses_them() {
+fn nat_is_checked_with_positions() {
     let dir = TempDir::new();
     let path = dir.0.join("nat.toml");
+    std::fs::write(&path, config("snat = [\"192.0.2.101\"]", "mode = \"nat\"")).expect("write");
+    let (ok, text) = check(&path);
+    assert!(
+        ok,
+        "a NAT service with a SNAT address passes the check: {text}"
+    );
+    let path = dir.0.join("nosnat.toml");
     std::fs::write(&path, config("", "mode = \"nat\"")).expect("write");
     let (ok, text) = check(&path);
-    assert!(!ok, "mode = \"nat\" must fail the check: {text}");
-    let line = "service syslog: mode \"nat\" is not available in this build yet; use \"dsr\"";
     assert!(
-        text.contains(&format!("nat.toml: {line}")),
-        "expected '{line}' with the file name: {text}"
+        !ok,
+        "mode = \"nat\" without snat must fail the check: {text}"
     );
-    // The same words as `fo-agent run`, which refuses it before touching anything.
-    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
-    assert!(!ok, "fo-agent run must refuse nat: {run}");
     assert!(
-        run.contains(line),
-        "run and check must say the same: run said {run:?}, check said {text:?}"
+        text.contains("nosnat.toml:14:8: mode = \"nat\" needs SNAT addresses"),
+        "expected the missing snat at the mode's line:column: {text}"
     );
+}
 
+#[test]
+fn frr_and_https_fail_as_run_refuses_them() {
+    let dir = TempDir::new();
     let path = dir.0.join("bgp.toml");
     std::fs::write(
         &path,

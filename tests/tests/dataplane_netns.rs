@@ -124,6 +124,7 @@ impl Lab {
                 max_services: 1,
                 max_backends: 1,
                 flow_table_size: 16,
+                nat_table_size: 16,
             };
             let attach = Attach::Interface {
                 name: lb_port.clone(),

@@ -29,6 +29,7 @@ fn lab(extra: &str) -> Pair {
         advert_interval: ADVERT_TOML,
         backends: 3,
         extra: extra.to_string(),
+        ..Default::default()
     })
 }
 

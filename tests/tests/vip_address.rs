@@ -19,6 +19,7 @@ fn vip_address_follows_mastership() {
         advert_interval: "100ms",
         backends: 1,
         extra: String::new(),
+        ..Default::default()
     });
     let cfg = std::fs::read_to_string(&lab.a.config).expect("config");
     std::fs::write(

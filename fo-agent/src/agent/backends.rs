@@ -15,7 +15,7 @@ use std::time::Duration;
 use fo_config::{Config, ForwardMode, HashMode, Protocol, Service};
 use tracing::warn;
 
-use crate::dataplane::{BackendSpec, ServiceSpec};
+use crate::dataplane::{BackendSpec, NatSpec, ServiceSpec};
 use crate::health::Snapshot;
 use crate::net::{self, link::LinkInfo};
 
@@ -41,11 +41,12 @@ impl Neighbours {
     }
 }
 
-/// Every backend address of the config, once.
+/// Every DSR backend address of the config, once (their MACs are needed).
 pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
     let mut addrs: Vec<IpAddr> = config
         .services
         .iter()
+        .filter(|s| s.mode == ForwardMode::Dsr)
         .flat_map(|s| s.backends().iter().map(|b| b.address))
         .collect();
     addrs.sort();
@@ -103,7 +104,11 @@ pub fn is_drained(service: &Service, backend: &fo_config::Backend, drains: &Drai
     backend.weight == 0 || drains.contains(&(service.name.clone(), backend.name.clone()))
 }
 
-/// The data plane's view of the configured DSR services, given MACs, health and drains.
+/// The data plane's view of the configured services, given MACs, health and drains.
+///
+/// A NAT backend needs no MAC of its own: the program asks the kernel's FIB for the
+/// next hop of every packet, so routed backends work; NAT backends are always
+/// "resolved" here.
 pub fn plans(
     config: &Config,
     link: &LinkInfo,
@@ -114,12 +119,12 @@ pub fn plans(
     config
         .services
         .iter()
-        .filter(|s| s.mode == ForwardMode::Dsr)
         .map(|s| {
+            let nat = s.mode == ForwardMode::Nat;
             let resolved: Vec<_> = s
                 .backends()
                 .iter()
-                .filter(|b| neighbours.0.contains_key(&b.address))
+                .filter(|b| nat || neighbours.0.contains_key(&b.address))
                 .collect();
             let healthy: Vec<_> = resolved
                 .iter()
@@ -138,11 +143,17 @@ pub fn plans(
                     } else {
                         u32::from(b.weight)
                     },
-                    mac: neighbours.0[&b.address],
+                    mac: neighbours.0.get(&b.address).copied().unwrap_or_default(),
                     src_mac: link.mac,
                     ifindex: link.index,
                 })
                 .collect();
+            let nat = nat.then(|| NatSpec {
+                snat: config
+                    .router(&s.router)
+                    .map(|r| r.snat.clone())
+                    .unwrap_or_default(),
+            });
             Plan {
                 spec: ServiceSpec {
                     vip: s.vip,
@@ -153,6 +164,7 @@ pub fn plans(
                     },
                     hash_5tuple: s.hash == HashMode::FiveTuple,
                     backends,
+                    nat,
                 },
                 fail_open,
             }

@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+mod nat;
 mod state;
 mod status;
 
@@ -44,6 +45,8 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
 /// Fault source of every router while the XDP program is not attached.
 const DATAPLANE_FAULT: &str = "dataplane";
+/// NAT next hops are prodded every this many ticks.
+const NAT_PROD_TICKS: u64 = 5;
 
 pub fn load_options(config: &Config) -> LoadOptions {
     let n = &config.node;
@@ -53,6 +56,7 @@ pub fn load_options(config: &Config) -> LoadOptions {
         max_services: n.max_services,
         max_backends: n.max_backends,
         flow_table_size: n.flow_table_size,
+        nat_table_size: n.nat_table_size,
     }
 }
 
@@ -98,20 +102,15 @@ struct Agent {
     dataplane_attached: bool,
     /// VIP addresses of static routers on the interface (`vip_on_interface`).
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
+    ticks: u64,
+    /// Connection-state sync, when `[node] sync` is set.
+    sync: Option<crate::sync::Sync>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
 pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
         bail!("{problem}");
-    }
-    for s in &config.services {
-        if s.mode == fo_config::ForwardMode::Nat {
-            bail!(
-                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
-                s.name
-            );
-        }
     }
     if let Some(problem) = health::unsupported(&config).into_iter().next() {
         bail!("{problem}");
@@ -164,7 +163,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         for r in config.routers.iter().filter(|r| r.bgp().is_some()) {
             p.set_routed(&r.vips)?;
         }
+        nat::apply_roles(&mut p.dp, &config)?;
     }
+    nat::enable_forwarding(&config);
     let prog_id = net::link::xdp_prog_id(&handle, link.index)
         .await
         .unwrap_or(None);
@@ -195,9 +196,33 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .instrument(info_span!("neighbours")),
     );
     let lease = tokio::spawn(lease_task(plane.clone()));
-    let vrrp = Vrrp::start(&config, &handle, &link, plane.clone())
-        .await
-        .context("starting VRRP")?;
+    let (sync, sync_task) = match &config.node.sync {
+        Some(c) => {
+            let (s, t) = crate::sync::start(c, plane.clone())
+                .instrument(info_span!("sync"))
+                .await
+                .context("starting the connection-state sync")?;
+            (Some(s), Some(t))
+        }
+        None => (None, None),
+    };
+    let nat_gc = tokio::spawn(
+        nat::gc_task(
+            plane.clone(),
+            config.node.bpf_dir.clone(),
+            sync.as_ref().map(|s| s.removed.clone()),
+        )
+        .instrument(info_span!("nat")),
+    );
+    let vrrp = Vrrp::start(
+        &config,
+        &handle,
+        &link,
+        plane.clone(),
+        sync.as_ref().map(|s| s.gate.clone()),
+    )
+    .await
+    .context("starting VRRP")?;
     let fences = crate::fence::Fences::start(&config, &vrrp, link.index);
 
     let bgp = Bgp::start(&config);
@@ -224,6 +249,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         faults: BTreeMap::new(),
         dataplane_attached: true,
         static_addresses: BTreeMap::new(),
+        ticks: 0,
+        sync,
     };
     if agent.config.node.vip_on_interface {
         for r in agent
@@ -288,6 +315,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let _ = sdnotify::notify("WATCHDOG=1");
                 agent.check_dataplane().await;
+                agent.ticks += 1;
+                if agent.ticks % NAT_PROD_TICKS == 1 {
+                    nat::prod_next_hops(&agent.config).await;
+                }
             }
         }
     }
@@ -321,6 +352,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     agent.health.stop().await;
     neigh_task.abort();
+    nat_gc.abort();
+    if let Some(t) = sync_task {
+        t.abort();
+    }
     lease.abort();
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
     Ok(())
@@ -330,7 +365,7 @@ fn all_vips(config: &Config) -> Vec<std::net::IpAddr> {
     config
         .routers
         .iter()
-        .flat_map(|r| r.vips.iter().copied())
+        .flat_map(|r| r.owned_addresses())
         .collect()
 }
 
@@ -388,8 +423,11 @@ impl Agent {
                     let owns = self.plane.lock().owns(router.vips[0]);
                     if own != owns {
                         let _span = info_span!("router", name = %router.name).entered();
-                        if let Err(e) = self.plane.lock().set_owned(&router.vips, own, STATIC_LEASE)
-                        {
+                        if let Err(e) = self.plane.lock().set_owned(
+                            &router.owned_addresses(),
+                            own,
+                            STATIC_LEASE,
+                        ) {
                             error!(error = %e, "writing VIP ownership failed");
                         } else if own {
                             info!(vips = ?router.vips, "static ownership: serving the VIPs");
@@ -627,16 +665,6 @@ impl Agent {
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.
         let keys = crate::vrrp::keyfile::load_all(&new).map_err(|p| p.join("; "))?;
-        if let Some(s) = new
-            .services
-            .iter()
-            .find(|s| s.mode == fo_config::ForwardMode::Nat)
-        {
-            return Err(format!(
-                "service {}: mode \"nat\" is not available in this build yet",
-                s.name
-            ));
-        }
         let previous = self.health.snapshot();
         let old_health = std::mem::replace(
             &mut self.health,
@@ -648,6 +676,14 @@ impl Agent {
             .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
         self.config = new;
         self.loaded_at = SystemTime::now();
+        {
+            let mut p = self.plane.lock();
+            p.sync_vips(&all_vips(&self.config))
+                .map_err(|e| format!("writing VIPs: {e}"))?;
+            nat::apply_roles(&mut p.dp, &self.config)
+                .map_err(|e| format!("writing VIP roles: {e}"))?;
+        }
+        nat::enable_forwarding(&self.config);
         // New backends are resolved by the neighbour task and added when they are.
         self.backend_addrs
             .send_replace(backends::backend_addrs(&self.config));

@@ -14,6 +14,8 @@ pub struct Plane {
     pub table: ServiceTable,
     /// VIP -> lease length, for every VIP this node owns now.
     owned: BTreeMap<IpAddr, Duration>,
+    /// VIP -> when this node took it (NAT aging counts from there at the earliest).
+    since: BTreeMap<IpAddr, MonoNanos>,
 }
 
 #[derive(Clone)]
@@ -25,6 +27,7 @@ impl SharedPlane {
             dp,
             table,
             owned: BTreeMap::new(),
+            since: BTreeMap::new(),
         })))
     }
 
@@ -49,8 +52,10 @@ impl Plane {
             self.dp.set_vip(vip, owned, until)?;
             if owned {
                 self.owned.insert(vip, lease);
+                self.since.entry(vip).or_insert_with(MonoNanos::now);
             } else {
                 self.owned.remove(&vip);
+                self.since.remove(&vip);
             }
         }
         Ok(())
@@ -73,6 +78,7 @@ impl Plane {
             if !configured.contains(&vip) {
                 self.dp.remove_vip(vip)?;
                 self.owned.remove(&vip);
+                self.since.remove(&vip);
             }
         }
         let present: Vec<IpAddr> = self.dp.vips()?.into_iter().map(|(v, _)| v).collect();
@@ -107,6 +113,11 @@ impl Plane {
                 *ip == vip && st.flags & fo_common::VIP_OWNED != 0 && st.lease_until_ns > now
             })
         })
+    }
+
+    /// Every VIP owned now, with when this node took it.
+    pub fn owned_since(&self) -> BTreeMap<IpAddr, MonoNanos> {
+        self.since.clone()
     }
 
     pub fn owns(&self, vip: IpAddr) -> bool {

@@ -171,7 +171,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     effective_weight: slot.map_or(0, |x| x.weight),
                     healthy: snap.backend_up(&s.name, &b.name),
                     drained: is_drained(s, b, &agent.drains),
-                    resolved: agent.neighbours.0.contains_key(&b.address),
+                    // NAT backends need no MAC of their own (the FIB gives the next hop).
+                    resolved: s.mode == fo_config::ForwardMode::Nat
+                        || agent.neighbours.0.contains_key(&b.address),
                     packets: stats.packets,
                     bytes: stats.bytes,
                 }
@@ -202,5 +204,20 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             .map(|(c, n)| (c.name().to_string(), n))
             .collect();
     }
+    if agent
+        .config
+        .services
+        .iter()
+        .any(|s| s.mode == fo_config::ForwardMode::Nat)
+        && let Ok(flows) = plane.dp.nat_table().and_then(|t| t.flows())
+    {
+        for (_, f) in flows {
+            *status
+                .nat_connections
+                .entry(crate::dataplane::nat::state_name(f.state).to_string())
+                .or_default() += 1;
+        }
+    }
+    status.sync = agent.sync.as_ref().map(crate::sync::Sync::status);
     status
 }

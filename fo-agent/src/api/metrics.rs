@@ -39,6 +39,41 @@ pub fn render(status: &Status) -> String {
     let bgp_daemon_up = Family::<Labels, Gauge>::default();
     let bgp_session_up = Family::<Labels, Gauge>::default();
     let bgp_bfd_up = Family::<Labels, Gauge>::default();
+    let nat_connections = Family::<Labels, Gauge>::default();
+    let sync_current = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    let sync_peer_up = Family::<Labels, Gauge>::default();
+    let sync_lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let sync_gaps = Family::<Labels, Counter>::default();
+    let sync_messages = Family::<Labels, Counter>::default();
+    let sync_refused = Counter::<u64>::default();
+    for (state, n) in &status.nat_connections {
+        nat_connections
+            .get_or_create(&vec![("state", state.clone())])
+            .set(*n as i64);
+    }
+    if let Some(sy) = &status.sync {
+        sync_current.set(i64::from(sy.current));
+        sync_refused.inc_by(sy.refused);
+        sync_messages
+            .get_or_create(&vec![("direction", "out".into())])
+            .inc_by(sy.sent_messages);
+        for p in &sy.peers {
+            let l = vec![("peer", p.address.to_string())];
+            sync_peer_up
+                .get_or_create(&l)
+                .set(i64::from(p.state == "in_sync"));
+            if let Some(lag) = p.lag_ms {
+                sync_lag.get_or_create(&l).set(lag / 1000.0);
+            }
+            sync_gaps.get_or_create(&l).inc_by(p.gaps);
+            sync_messages
+                .get_or_create(&vec![
+                    ("direction", "in".into()),
+                    ("peer", p.address.to_string()),
+                ])
+                .inc_by(p.received_messages);
+        }
+    }
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
@@ -270,6 +305,39 @@ pub fn render(status: &Status) -> String {
         "1 while the daemon's BFD session to the peer is up",
         bgp_bfd_up,
     );
+    reg.register(
+        "fo_nat_connections",
+        "NAT connections in the table, by TCP state (or udp)",
+        nat_connections,
+    );
+    if status.sync.is_some() {
+        reg.register(
+            "fo_sync_current",
+            "1 when the NAT table holds everything the peers sent (a takeover would not wait)",
+            sync_current,
+        );
+        reg.register(
+            "fo_sync_peer_up",
+            "1 while the peer's connection stream is in sync",
+            sync_peer_up,
+        );
+        reg.register(
+            "fo_sync_lag_seconds",
+            "Connection event on the peer to installed here, last update",
+            sync_lag,
+        );
+        reg.register(
+            "fo_sync_gaps",
+            "Lost sync messages noticed (each answered by a snapshot)",
+            sync_gaps,
+        );
+        reg.register("fo_sync_messages", "Sync datagrams", sync_messages);
+        reg.register(
+            "fo_sync_refused",
+            "Sync datagrams refused (authentication, unknown sender, malformed)",
+            sync_refused,
+        );
+    }
 
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -281,6 +349,46 @@ pub fn render(status: &Status) -> String {
 mod tests {
     use super::*;
     use crate::api::status::*;
+
+    #[test]
+    fn nat_and_sync_health_are_exported() {
+        let mut status = Status::default();
+        status.nat_connections.insert("established".into(), 200);
+        status.sync = Some(crate::sync::SyncStatus {
+            current: true,
+            peers: vec![crate::sync::PeerStatus {
+                address: "192.0.2.3".parse().unwrap(),
+                state: "in_sync".into(),
+                last_heard_seconds: Some(0.05),
+                received_messages: 80,
+                installed: 200,
+                removed: 0,
+                gaps: 1,
+                lag_ms: Some(4.0),
+                max_lag_ms: 6.0,
+            }],
+            sent_messages: 70,
+            refused: 2,
+            ..Default::default()
+        });
+        let text = render(&status);
+        for needle in [
+            "fo_nat_connections{state=\"established\"} 200",
+            "fo_sync_current 1",
+            "fo_sync_peer_up{peer=\"192.0.2.3\"} 1",
+            "fo_sync_lag_seconds{peer=\"192.0.2.3\"} 0.004",
+            "fo_sync_gaps_total{peer=\"192.0.2.3\"} 1",
+            "fo_sync_messages_total{direction=\"in\",peer=\"192.0.2.3\"} 80",
+            "fo_sync_messages_total{direction=\"out\"} 70",
+            "fo_sync_refused_total 2",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert!(
+            !render(&Status::default()).contains("fo_sync_"),
+            "no sync metrics without sync"
+        );
+    }
 
     #[test]
     fn contract_names_are_exported() {

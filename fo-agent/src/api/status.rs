@@ -19,6 +19,13 @@ pub struct Status {
     /// being full). `fo_vrrp_dropped_total{router=""}`.
     #[serde(default)]
     pub vrrp_unrouted_drops: BTreeMap<String, u64>,
+    /// NAT connections in the table, by state (`syn`, `established`, `fin`, `closed`,
+    /// `udp`); empty without NAT services.
+    #[serde(default)]
+    pub nat_connections: BTreeMap<String, u64>,
+    /// Connection-state sync health; `None` when sync is off.
+    #[serde(default)]
+    pub sync: Option<crate::sync::SyncStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use fo_config::{Config, ForwardMode};
+use fo_config::Config;
 
 /// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
 /// run` would start with it (no feature this build lacks, every hook executable).
@@ -36,14 +36,6 @@ pub fn main(path: &Path) -> ExitCode {
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
-    for s in &config.services {
-        if s.mode == ForwardMode::Nat {
-            out.push(format!(
-                "service {}: mode \"nat\" is not available in this build yet; use \"dsr\"",
-                s.name
-            ));
-        }
-    }
     out.extend(fo_agent::health::unsupported(config));
     if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
         out.extend(keys);

@@ -215,6 +215,51 @@ fn human(s: &Status) -> String {
             );
         }
     }
+    if !s.nat_connections.is_empty() {
+        let counts: Vec<String> = s
+            .nat_connections
+            .iter()
+            .map(|(state, n)| format!("{state} {n}"))
+            .collect();
+        let _ = writeln!(o, "\nNAT connections: {}", counts.join(", "));
+    }
+    if let Some(sync) = &s.sync {
+        let _ = writeln!(
+            o,
+            "\nSYNC: table {}; sent {} messages, {} snapshots; refused {}",
+            if sync.current {
+                "current"
+            } else {
+                "NOT current"
+            },
+            sync.sent_messages,
+            sync.snapshots_sent,
+            sync.refused
+        );
+        let _ = writeln!(
+            o,
+            "  PEER            STATE        HEARD      INSTALLED  REMOVED  GAPS  LAG ms (last/max)"
+        );
+        for p in &sync.peers {
+            let heard = p
+                .last_heard_seconds
+                .map_or("never".to_string(), |t| format!("{t:.1}s ago"));
+            let lag = p
+                .lag_ms
+                .map_or("-".to_string(), |l| format!("{l:.0}/{:.0}", p.max_lag_ms));
+            let _ = writeln!(
+                o,
+                "  {:<15} {:<12} {:<10} {:<10} {:<8} {:<5} {}",
+                p.address.to_string(),
+                p.state,
+                heard,
+                p.installed,
+                p.removed,
+                p.gaps,
+                lag
+            );
+        }
+    }
     if !s.checks.is_empty() {
         let _ = writeln!(o, "\nCHECK            UP");
         for c in &s.checks {

@@ -28,6 +28,8 @@ pub struct LoadOptions {
     pub max_backends: u32,
     /// Entries of the LRU flow table.
     pub flow_table_size: u32,
+    /// Connections of the NAT table.
+    pub nat_table_size: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +74,7 @@ pub enum Origin {
     Adopted,
 }
 
-const MAP_NAMES: [&str; 9] = [
+const MAP_NAMES: [&str; 13] = [
     "VIPS",
     "SERVICES",
     "MAGLEV",
@@ -82,6 +84,10 @@ const MAP_NAMES: [&str; 9] = [
     "IFACES",
     "COUNTERS",
     "INFO",
+    "NAT_SERVICES",
+    "NAT_FWD",
+    "NAT_REV",
+    "NAT_EVENTS",
 ];
 
 /// statfs(2) magic of bpffs.
@@ -142,6 +148,9 @@ fn load(
         .map_max_entries("BACKENDS", opts.max_backends)
         .map_max_entries("BACKEND_STATS", opts.max_backends)
         .map_max_entries("FLOWS", opts.flow_table_size)
+        .map_max_entries("NAT_SERVICES", opts.max_services)
+        .map_max_entries("NAT_FWD", opts.nat_table_size)
+        .map_max_entries("NAT_REV", opts.nat_table_size)
         .load(OBJECT)
         .map_err(DataplaneError::Load)?;
     let prog = super::xdp_program(&mut ebpf)?;
@@ -200,6 +209,7 @@ fn load(
         max_services: opts.max_services,
         max_backends: opts.max_backends,
         flow_table_size: opts.flow_table_size,
+        nat_table_size: opts.nat_table_size,
         attach_mode,
     };
     maps.info.set(0, &info, 0).map_err(map_err("INFO"))?;
@@ -211,6 +221,7 @@ fn load(
         pin_dir: opts.pin_dir.clone(),
         ebpf: Some(ebpf),
         _link: link,
+        roles: Default::default(),
     })
 }
 
@@ -257,6 +268,7 @@ fn adopt(
         max_services: opts.max_services,
         max_backends: opts.max_backends,
         flow_table_size: opts.flow_table_size,
+        nat_table_size: opts.nat_table_size,
         attach_mode: mode.code(),
     };
     if info != wanted {
@@ -270,6 +282,7 @@ fn adopt(
         pin_dir: opts.pin_dir.clone(),
         ebpf: None,
         _link: Some(link),
+        roles: Default::default(),
     }))
 }
 
@@ -304,6 +317,8 @@ fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> 
         ifaces: typed!("IFACES"),
         counters: typed!("COUNTERS"),
         info: typed!("INFO"),
+        nat_services: typed!("NAT_SERVICES"),
+        nat_events: Some(typed!("NAT_EVENTS")),
     })
 }
 

@@ -3,19 +3,22 @@
 
 mod loader;
 pub mod maglev;
+pub mod nat;
 mod services;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use std::collections::BTreeMap;
+
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf};
 use fo_common::{
-    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, ServiceKey, ServiceValue,
-    TrafficStats, VIP_OWNED, VIP_ROUTED, VipKey, VipState,
+    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatService, ServiceKey,
+    ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey, VipState,
 };
 
 pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, ifindex, remove_all_pins};
-pub use services::{ApplySummary, BackendSpec, ServiceSpec, ServiceTable, SlotInfo};
+pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable, SlotInfo};
 
 /// The compiled XDP object, built from `fo-ebpf` by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fo-xdp"));
@@ -87,6 +90,9 @@ struct Maps {
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
     info: Array<MapData, DataplaneInfo>,
+    nat_services: Array<MapData, NatService>,
+    /// Taken by the connection-state sync, which reads it on its own task.
+    nat_events: Option<RingBuf<MapData>>,
 }
 
 /// Nanoseconds of CLOCK_MONOTONIC, the clock `bpf_ktime_get_ns` reads.
@@ -119,6 +125,8 @@ pub struct Dataplane {
     ebpf: Option<aya::Ebpf>,
     /// Keeps the pinned attachment open while the agent runs (the pin keeps it after).
     _link: Option<aya::programs::links::PinnedLink>,
+    /// `VIP_NAT` / `VIP_SNAT` per address, kept in every write of its `VIPS` entry.
+    roles: BTreeMap<IpAddr, u32>,
 }
 
 impl Dataplane {
@@ -180,8 +188,9 @@ impl Dataplane {
     /// Publish `vip` as owned (answer ARP/ND, forward services) until `lease_until`,
     /// or as not owned.
     pub fn set_vip(&mut self, vip: IpAddr, owned: bool, lease_until: MonoNanos) -> Result<()> {
+        let role = self.roles.get(&vip).copied().unwrap_or(0);
         let state = VipState {
-            flags: if owned { VIP_OWNED } else { 0 },
+            flags: if owned { VIP_OWNED | role } else { role },
             _pad: 0,
             lease_until_ns: if owned { lease_until.0 } else { 0 },
         };
@@ -195,13 +204,31 @@ impl Dataplane {
     /// forwarded, ARP/ND for it is never answered, so no lease is involved.
     pub fn set_vip_routed(&mut self, vip: IpAddr) -> Result<()> {
         let state = VipState {
-            flags: VIP_OWNED | VIP_ROUTED,
+            flags: VIP_OWNED | VIP_ROUTED | self.roles.get(&vip).copied().unwrap_or(0),
             _pad: 0,
             lease_until_ns: 0,
         };
         self.maps
             .vips
             .insert(&VipKey::new(vip), &state, 0)
+            .map_err(map_err("VIPS"))
+    }
+
+    /// Mark `addr` as a VIP with NAT services (`nat`) and/or a SNAT address (`snat`).
+    /// Its `VIPS` entry is rewritten now, ownership and lease unchanged.
+    pub fn set_vip_role(&mut self, addr: IpAddr, nat: bool, snat: bool) -> Result<()> {
+        let role = if nat { VIP_NAT } else { 0 } | if snat { VIP_SNAT } else { 0 };
+        self.roles.insert(addr, role);
+        let key = VipKey::new(addr);
+        let mut state = match self.maps.vips.get(&key, 0) {
+            Ok(s) => s,
+            Err(MapError::KeyNotFound) => VipState::default(),
+            Err(e) => return Err(map_err("VIPS")(e)),
+        };
+        state.flags = (state.flags & (VIP_OWNED | VIP_ROUTED)) | role;
+        self.maps
+            .vips
+            .insert(&key, &state, 0)
             .map_err(map_err("VIPS"))
     }
 
@@ -254,6 +281,13 @@ impl Dataplane {
             .iter()
             .map(|r| r.map_err(map_err("SERVICES")))
             .collect()
+    }
+
+    fn put_nat_service(&mut self, id: u32, value: NatService) -> Result<()> {
+        self.maps
+            .nat_services
+            .set(id, &value, 0)
+            .map_err(map_err("NAT_SERVICES"))
     }
 
     fn put_maglev(&mut self, index: u32, slot: u32) -> Result<()> {

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use fo_common::{
-    Addr, BACKEND_ACTIVE, Backend, MAGLEV_EMPTY, SVC_HASH_5TUPLE, ServiceKey, ServiceValue,
+    Addr, BACKEND_ACTIVE, Backend, MAGLEV_EMPTY, NAT_MAX_SNAT, NAT_PORT_MAX, NAT_PORT_MIN,
+    NatService, SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, ServiceValue,
 };
 
 use super::maglev::{self, Member};
@@ -27,6 +28,15 @@ pub struct ServiceSpec {
     /// Hash the 5-tuple; otherwise the source address alone.
     pub hash_5tuple: bool,
     pub backends: Vec<BackendSpec>,
+    /// Full NAT through this node (`None`: DSR).
+    pub nat: Option<NatSpec>,
+}
+
+/// How a NAT service translates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatSpec {
+    /// Source addresses towards the backends (1..=4, IPv4): the router's `snat`.
+    pub snat: Vec<IpAddr>,
 }
 
 /// A backend of a service, resolved to link-layer terms.
@@ -215,7 +225,8 @@ impl ServiceTable {
         summary: &mut ApplySummary,
     ) -> Result<()> {
         let key = (spec.vip, spec.port, spec.proto);
-        let flags = if spec.hash_5tuple { SVC_HASH_5TUPLE } else { 0 };
+        let flags = if spec.hash_5tuple { SVC_HASH_5TUPLE } else { 0 }
+            | if spec.nat.is_some() { SVC_NAT } else { 0 };
         let is_new = !self.services.contains_key(&key);
         if is_new {
             let id = (0..self.max_services)
@@ -312,7 +323,20 @@ impl ServiceTable {
         }
         inst.backends = slots;
 
-        // (4) publish (or update the hash mode of) the service.
+        // (4) the SNAT pool of a NAT service, then publish (or update the flags of)
+        // the service.
+        if let Some(nat) = &spec.nat {
+            let mut value = NatService {
+                port_min: NAT_PORT_MIN,
+                port_max: NAT_PORT_MAX,
+                ..Default::default()
+            };
+            for (i, a) in nat.snat.iter().take(NAT_MAX_SNAT).enumerate() {
+                value.snat[i] = Addr::from_ip(*a).0;
+                value.snat_count += 1;
+            }
+            dp.put_nat_service(service_id, value)?;
+        }
         if is_new || inst.flags != flags {
             inst.flags = flags;
             dp.put_service(

@@ -554,6 +554,7 @@ name = "r"
 vrid = 1
 priority = 100
 vips = ["192.0.2.1"]
+snat = ["192.0.2.2"]
 
 [[service]]
 vip = "192.0.2.1"

@@ -29,6 +29,11 @@ pub struct RouterSpec {
     pub name: String,
     pub vrid: Vrid,
     pub vips: Vec<IpAddr>,
+    /// SNAT addresses of the router's NAT services: owned and announced with the VIPs,
+    /// never advertised.
+    pub snat: Vec<IpAddr>,
+    /// The router has NAT services: with sync on, a takeover waits for the table.
+    pub nat: bool,
     /// Unicast peers; empty = multicast.
     pub peers: Vec<IpAddr>,
     pub auth: Auth,
@@ -40,6 +45,11 @@ pub struct RouterSpec {
 }
 
 impl RouterSpec {
+    /// Every address the master owns: the VIPs, then the SNAT addresses.
+    pub fn owned(&self) -> Vec<IpAddr> {
+        self.vips.iter().chain(&self.snat).copied().collect()
+    }
+
     /// The advert interval as on the wire (its unit is the version).
     pub fn interval(&self) -> AdverInterval {
         self.fsm.advert_interval
@@ -221,6 +231,8 @@ pub(super) struct Io {
     pub socket: Arc<VrrpSocket>,
     pub announcer: Arc<Announcer>,
     pub plane: SharedPlane,
+    /// The connection-state sync's gate (sync-then-claim), when sync is on.
+    pub sync: Option<crate::sync::SyncGate>,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
     /// Consulted when the Master_Down_Timer fires (routers with a witness).
@@ -385,7 +397,7 @@ impl Driver {
         // as Master at once, before its peer's Master_Down_Timer runs out.
         let serving = {
             let p = self.io.plane.lock();
-            !self.spec.vips.is_empty() && self.spec.vips.iter().all(|v| p.serving(*v))
+            !self.spec.vips.is_empty() && self.spec.owned().iter().all(|v| p.serving(*v))
         };
         if serving {
             info!("the data plane still serves this router's VIPs: resuming as master");
@@ -684,12 +696,15 @@ impl Driver {
     /// The data plane first: with the lease set to Master_Down_Interval, a dead agent's
     /// VIPs stop being answered about when a peer takes them over.
     fn set_ownership(&mut self, owned: bool) {
+        if owned && self.spec.nat {
+            self.wait_for_sync();
+        }
         let lease = self.router.master_down_interval();
         if let Err(e) = self
             .io
             .plane
             .lock()
-            .set_owned(&self.spec.vips, owned, lease)
+            .set_owned(&self.spec.owned(), owned, lease)
         {
             error!(error = %e, owned, "writing VIP ownership to the data plane failed");
         }
@@ -701,6 +716,32 @@ impl Driver {
         }
         if let Some(a) = &self.io.addresses {
             a.set(owned);
+        }
+    }
+
+    /// Sync-then-claim: before serving the VIPs of NAT services, wait (at most one
+    /// advert interval) until the connection table holds what the peers sent, so the
+    /// connections the old master translated continue here.
+    fn wait_for_sync(&self) {
+        let Some(gate) = &self.io.sync else {
+            return;
+        };
+        if gate.current() {
+            info!("connection table current: claiming the VIPs");
+            return;
+        }
+        let bound = self.spec.interval().to_duration();
+        let (current, waited) = tokio::task::block_in_place(|| gate.wait_current(bound));
+        if current {
+            info!(
+                waited_ms = waited.as_millis() as u64,
+                "connection table current: claiming the VIPs"
+            );
+        } else {
+            warn!(
+                waited_ms = waited.as_millis() as u64,
+                "connection table still not current after one advert interval: claiming the VIPs anyway"
+            );
         }
     }
 
@@ -761,7 +802,7 @@ impl Driver {
         } = self.spec.garp;
         if count > 1 {
             let announcer = self.io.announcer.clone();
-            let vips = self.spec.vips.clone();
+            let vips = self.spec.owned();
             self.burst = Some(tokio::spawn(async move {
                 for _ in 1..count {
                     tokio::time::sleep(interval).await;
@@ -776,7 +817,7 @@ impl Driver {
     }
 
     fn announce_once(&mut self) {
-        match self.io.announcer.announce(&self.spec.vips) {
+        match self.io.announcer.announce(&self.spec.owned()) {
             Ok(()) => self.stats.announcements += 1,
             Err(e) => warn!(error = %e, "gratuitous ARP/NA failed"),
         }

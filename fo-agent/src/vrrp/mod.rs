@@ -129,6 +129,7 @@ impl Vrrp {
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
+        sync: Option<crate::sync::SyncGate>,
     ) -> Result<Vrrp, VrrpError> {
         let mut vrrp = Vrrp {
             routers: Vec::new(),
@@ -172,6 +173,7 @@ impl Vrrp {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
                     plane: plane.clone(),
+                    sync: sync.clone(),
                     addresses: config.node.vip_on_interface.then(|| {
                         net::addr::VipAddresses::spawn(handle.clone(), link.index, r.vips.clone())
                     }),
@@ -285,6 +287,11 @@ pub fn spec_of(
         name: r.name.clone(),
         vrid,
         vips: r.vips.clone(),
+        snat: r.snat.clone(),
+        nat: config
+            .services
+            .iter()
+            .any(|s| s.router == r.name && s.mode == fo_config::ForwardMode::Nat),
         peers: v.peers.clone(),
         auth,
         auth_key,

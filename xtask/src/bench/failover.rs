@@ -6,6 +6,9 @@
 //!
 //! - fo: as in the demo; the backends hold the VIP on lo and answer the clients
 //!   directly (DSR); each sink listens on VIP:1514.
+//! - fo NAT: `mode = "nat"` with SNAT address `SNAT` and connection-state sync between
+//!   a and b; the backends do not hold the VIP (sinks on 0.0.0.0:1514); the client's and
+//!   backends' TX checksum offload is off (NAT needs complete checksums; see README).
 //! - baseline: keepalived adds the VIP to the master's eth0; HAProxy listens on VIP:1514
 //!   on both nodes (`ip_nonlocal_bind=1`) and proxies to the sinks, which listen on
 //!   0.0.0.0:1514 on backends that do not hold the VIP.
@@ -35,6 +38,8 @@ use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns};
 use crate::util::root;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// SNAT address of the NAT variant (floats with the router like the VIP).
+const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 const PORT: u16 = 1514;
 const AGENTS: u32 = 200;
 const RATE_PER_S: u32 = 100;
@@ -59,15 +64,26 @@ struct Variant {
     system: System,
     version: u8,
     advert_ms: u64,
+    /// fo with `mode = "nat"` and sync instead of DSR.
+    nat: bool,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant {
         key: "fo-v3-100ms",
         label: "fo, VRRPv3 100 ms, XDP DSR",
         system: System::Fo,
         version: 3,
         advert_ms: 100,
+        nat: false,
+    },
+    Variant {
+        key: "fo-nat-v3-100ms",
+        label: "fo, VRRPv3 100 ms, XDP NAT + sync",
+        system: System::Fo,
+        version: 3,
+        advert_ms: 100,
+        nat: true,
     },
     Variant {
         key: "fo-v3-20ms",
@@ -75,6 +91,7 @@ const VARIANTS: [Variant; 4] = [
         system: System::Fo,
         version: 3,
         advert_ms: 20,
+        nat: false,
     },
     Variant {
         key: "ka-v2-1s",
@@ -82,6 +99,7 @@ const VARIANTS: [Variant; 4] = [
         system: System::Baseline,
         version: 2,
         advert_ms: 1000,
+        nat: false,
     },
     Variant {
         key: "ka-v3-100ms",
@@ -89,6 +107,7 @@ const VARIANTS: [Variant; 4] = [
         system: System::Baseline,
         version: 3,
         advert_ms: 100,
+        nat: false,
     },
 ];
 
@@ -361,14 +380,27 @@ fn one_variant(
     Ok(per)
 }
 
-fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr) -> String {
+fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) -> String {
     let backends = BACKENDS
         .iter()
         .map(|i| format!("{{ address = \"192.0.2.{i}\" }}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // `write_config` puts the body after [node]: the sync line belongs to [node].
+    let (sync, snat, mode) = if v.nat {
+        (
+            format!(
+                "sync = {{ peers = [\"{peer}\"], key_file = \"{}\" }}\n\n",
+                key.display()
+            ),
+            format!("snat = [\"{SNAT}\"]\n"),
+            "nat",
+        )
+    } else {
+        (String::new(), String::new(), "dsr")
+    };
     format!(
-        r#"[[router]]
+        r#"{sync}[[router]]
 name = "bench"
 ownership = "vrrp"
 vrid = 51
@@ -377,13 +409,13 @@ version = {version}
 advert_interval = "{advert}ms"
 preempt = true
 vips = ["{VIP}"]
-peers = ["{peer}"]
+{snat}peers = ["{peer}"]
 
 [[service]]
 vip = "{VIP}"
 port = {PORT}
 protocol = "tcp"
-mode = "dsr"
+mode = "{mode}"
 hash = "source-ip"
 backends = [{backends}]
 "#,
@@ -434,9 +466,22 @@ impl Bench<'_> {
         let prios = [(150u8, a, b), (100u8, b, a)];
         match v.system {
             System::Fo => {
+                let key = self.lab.dir.join("sync.key");
+                if v.nat {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::write(&key, b"fo-bench-sync-key-0123456789abcdef")?;
+                    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+                    let script = root().join("deploy/backend-dsr.sh");
+                    for be in &self.lab.backends {
+                        be.ns
+                            .sh(&format!("sh {} --remove {VIP}", script.display()))?;
+                        be.ns.sh("ethtool -K eth0 tx off >/dev/null")?;
+                    }
+                    self.lab.client.ns.sh("ethtool -K eth0 tx off >/dev/null")?;
+                }
                 for (i, (prio, _, peer)) in prios.iter().enumerate() {
                     let n = &self.lab.nodes[i];
-                    n.write_config(XDP_MODE, &fo_router(v, *prio, *peer))?;
+                    n.write_config(XDP_MODE, &fo_router(v, *prio, *peer, &key))?;
                     keep_config(
                         self.out,
                         &n.config,
@@ -669,8 +714,10 @@ impl Bench<'_> {
     fn one_run(&mut self, f: Failure, run: usize) -> anyhow::Result<RunResult> {
         let v = self.variant;
         match v.system {
-            System::Fo => self.lab.start_sinks()?,
-            System::Baseline => self.lab.start_sinks_on(|_| format!("0.0.0.0:{PORT}"))?,
+            System::Fo if !v.nat => self.lab.start_sinks()?,
+            System::Fo | System::Baseline => {
+                self.lab.start_sinks_on(|_| format!("0.0.0.0:{PORT}"))?
+            }
         }
         let args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, "2m");
         self.lab.start_fleet(&args)?;

@@ -1,4 +1,5 @@
-//! Throughput and connection rate through the LB: fo (XDP DSR, generic mode), HAProxy
+//! Throughput and connection rate through the LB: fo (XDP DSR, generic and native
+//! mode; XDP NAT, generic mode, node `fonat`), HAProxy
 //! (TCP mode) and no LB at all (the client straight to the backend: the ceiling), on one
 //! lab: a client, node `fo` (static ownership of the VIP, so no election is involved),
 //! node `hp` (HAProxy on its own address) and one backend.
@@ -38,9 +39,13 @@ const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 /// `VIP_FWD` through it and the backend holds `VIP_FWD` on lo, so packets take fo's
 /// path (client → bridge → middle node → bridge → backend, replies straight back)
 /// without any LB logic: the cost of the extra hop on this one-VM lab.
-const RT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+const RT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 6);
 const VIP_FWD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
+/// Node `fonat`: fo with `mode = "nat"` services on its own VIP and SNAT address.
+const FONAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+const VIP_NAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
+const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 103);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
 const IPERF_SECS: u32 = 4;
@@ -52,6 +57,7 @@ const XDP_MODE: &str = "generic";
 enum Path_ {
     Fo,
     FoNative,
+    FoNat,
     Haproxy,
     /// The kernel forwarding through a middle node: fo's packet path without fo.
     Forward,
@@ -65,6 +71,7 @@ impl Path_ {
         match self {
             Path_::Fo => "fo (XDP DSR, generic mode)",
             Path_::FoNative => "fo (XDP DSR, native mode)",
+            Path_::FoNat => "fo (XDP NAT, generic mode)",
             Path_::Haproxy => "HAProxy 2.6 TCP mode",
             Path_::Forward => "kernel IP forwarding via a middle node (no LB)",
             Path_::Direct => "no LB (client → backend)",
@@ -75,6 +82,7 @@ impl Path_ {
         match self {
             Path_::Fo => "fo",
             Path_::FoNative => "fo-native",
+            Path_::FoNat => "fo-nat",
             Path_::Haproxy => "haproxy",
             Path_::Forward => "forward",
             Path_::Direct => "direct",
@@ -85,6 +93,7 @@ impl Path_ {
         match self {
             Path_::Fo => VIP,
             Path_::FoNative => VIP_NATIVE,
+            Path_::FoNat => VIP_NAT,
             Path_::Haproxy => HP,
             Path_::Forward => VIP_FWD,
             Path_::Direct | Path_::DirectTxOff => BACKEND,
@@ -93,7 +102,14 @@ impl Path_ {
     /// Native XDP on veth loses the partial checksum (LAB.md): the client sends with
     /// its TX checksum offload (and so TSO) off on these rows.
     fn client_tx_off(self) -> bool {
-        matches!(self, Path_::FoNative | Path_::DirectTxOff)
+        matches!(self, Path_::FoNative | Path_::FoNat | Path_::DirectTxOff)
+    }
+
+    /// NAT rewrites addresses and ports with incremental checksum updates, which need
+    /// complete checksums: the backend's TX offload is off for the NAT row too (a
+    /// physical NIC delivers complete checksums; veth passes partial ones).
+    fn backend_tx_off(self) -> bool {
+        matches!(self, Path_::FoNat)
     }
 }
 
@@ -122,6 +138,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             ("fo".into(), FO),
             ("hp".into(), HP),
             ("fon".into(), FON),
+            ("fonat".into(), FONAT),
             ("rt".into(), RT),
         ],
         backends: vec![BACKEND],
@@ -163,6 +180,22 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     lab.node("fon").write_config("native", &body)?;
     keep_config(out, &lab.nodes[2].config, "throughput-fo-native.toml")?;
     lab.node("fon").start(&bins)?;
+
+    // fo with NAT services on node fonat: its own VIP and SNAT address, the backend
+    // reached by its own address (no VIP on the backend needed).
+    let nat_service = |port: u16| {
+        format!(
+            "[[service]]\nvip = \"{VIP_NAT}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"nat\"\nhash = \"5-tuple\"\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
+        )
+    };
+    let body = format!(
+        "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP_NAT}\"]\nsnat = [\"{SNAT}\"]\n\n{}\n{}",
+        nat_service(IPERF_PORT),
+        nat_service(HTTP_PORT)
+    );
+    lab.node("fonat").write_config(XDP_MODE, &body)?;
+    keep_config(out, &lab.nodes[3].config, "throughput-fo-nat.toml")?;
+    lab.node("fonat").start(&bins)?;
     // Switch ports: p0 the client, then the nodes in order.
     let fon_port = "p3";
     let sw_bpf = std::path::PathBuf::from(format!("/sys/fs/bpf/{}-sw-{fon_port}", lab.tag));
@@ -248,6 +281,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 
     let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
     let fon_prog = xdp_prog_id(&lab.nodes[2].ns).context("fo's native XDP program on eth0")?;
+    let fonat_prog = xdp_prog_id(&lab.nodes[3].ns).context("fo's NAT XDP program on eth0")?;
     let _ = Command::new("sysctl")
         .args(["-q", "-w", "kernel.bpf_stats_enabled=1"])
         .status();
@@ -259,6 +293,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         Path_::Haproxy,
         Path_::DirectTxOff,
         Path_::FoNative,
+        Path_::FoNat,
     ];
     let mut samples: Vec<(Path_, Vec<Sample>)> = paths.iter().map(|p| (*p, Vec::new())).collect();
     // Interleave the systems run by run, so that drift on the VM hits them alike, and
@@ -274,11 +309,14 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             let lb = match p {
                 Path_::Fo => Lb::Bpf(fo_prog),
                 Path_::FoNative => Lb::Bpf(fon_prog),
+                Path_::FoNat => Lb::Bpf(fonat_prog),
                 Path_::Haproxy => Lb::Pid(haproxy.pid()),
                 Path_::Direct | Path_::DirectTxOff | Path_::Forward => Lb::None,
             };
             let tx = if p.client_tx_off() { "off" } else { "on" };
             lab.client.ns.sh(&format!("ethtool -K eth0 tx {tx}"))?;
+            let btx = if p.backend_tx_off() { "off" } else { "on" };
+            be_ns.sh(&format!("ethtool -K eth0 tx {btx}"))?;
             let mut s = measure(&lab.client.ns, p.target(), lb)
                 .with_context(|| format!("{} run {run}", p.label()))?;
             s.client_offloads = client_offloads(&lab.client.ns);
@@ -334,6 +372,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
         .status();
     let _ = lab.client.ns.sh("ethtool -K eth0 tx on");
+    let _ = be_ns.sh("ethtool -K eth0 tx on");
     if let Some(st) = peer.exited() {
         bail!(
             "the pass-only agent on the switch port exited ({st}):\n{}",
@@ -375,8 +414,12 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          VIP and no services, so it only passes traffic — and the client's TX offload off \
          during the native rows, `ethtool -K eth0 tx off`, which also turns TSO off). Native \
          mode on veth loses TSO, so its bulk figure says more about offloads than about the \
-         program; compare it with the no-LB row with the same offloads. The program's own \
-         cost is in the data-plane and scale sections. HAProxy 2.6: TCP mode, 2 threads, on \
+         program; compare it with the no-LB row with the same offloads. **NAT** (node fonat, \
+         generic mode, its own VIP and SNAT address, `mode = \"nat\"` to the backend's own \
+         address): client and backend TX offload off during the NAT rows (NAT updates \
+         checksums incrementally and needs complete ones, which a physical NIC delivers and \
+         a veth with offload does not); every packet both ways goes through the LB, unlike \
+         DSR. The program's own cost is in the data-plane and scale sections. HAProxy 2.6: TCP mode, 2 threads, on \
          the LB node's own address. No LB: the client straight to the backend, the ceiling. \
          Bulk: `iperf3 -t {IPERF_SECS}`, one stream. Connections: `wrk -t2 -c{WRK_CONNS} \
          -d{WRK_SECS}s --latency -H 'Connection: close'` against HAProxy answering a static \
@@ -524,8 +567,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 
 /// Client and backend on CPU 0, the middle nodes on CPU 1, through RPS (which CPU
 /// processes a veth's received packets, generic XDP included) and CPU affinity; undone
-/// on drop. Switch ports: p0 the client, p1–p4 the nodes fo, hp, fon, rt, p5 the
-/// backend.
+/// on drop. Switch ports: p0 the client, then one per node, then the backend.
 struct SplitCores {
     rps: Vec<(String, String)>,
     pids: Vec<u32>,
@@ -544,7 +586,7 @@ impl SplitCores {
         let mut rps = vec![
             (lab.client.ns.name.clone(), "eth0".to_string(), CPU0),
             (sw.clone(), "p0".into(), CPU0),
-            (sw.clone(), "p5".into(), CPU0),
+            (sw.clone(), format!("p{}", lab.nodes.len() + 1), CPU0),
         ];
         rps.extend(
             lab.backends

@@ -1,0 +1,150 @@
+//! The agent's side of `mode = "nat"`: which addresses are NAT VIPs and SNAT
+//! addresses in the data plane, IP forwarding (the program asks the kernel's FIB,
+//! which answers only where forwarding is on), keeping the next hops towards NAT
+//! backends resolved, and aging the connection table.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fo_config::{Config, ForwardMode};
+use tracing::{debug, error, info, warn};
+
+use super::SharedPlane;
+use crate::dataplane::nat::{NatTable, NatTimeouts};
+use crate::dataplane::{Dataplane, DataplaneError, MonoNanos};
+
+/// How often expired NAT connections are removed.
+pub const GC_PERIOD: Duration = Duration::from_secs(1);
+
+/// Mark NAT VIPs and SNAT addresses in the VIPS map.
+pub fn apply_roles(dp: &mut Dataplane, config: &Config) -> Result<(), DataplaneError> {
+    let mut roles: BTreeMap<IpAddr, (bool, bool)> = BTreeMap::new();
+    for r in &config.routers {
+        for &v in &r.vips {
+            roles.entry(v).or_default();
+        }
+        for &a in &r.snat {
+            roles.entry(a).or_default().1 = true;
+        }
+    }
+    for s in config
+        .services
+        .iter()
+        .filter(|s| s.mode == ForwardMode::Nat)
+    {
+        roles.entry(s.vip).or_default().0 = true;
+    }
+    for (addr, (nat, snat)) in roles {
+        dp.set_vip_role(addr, nat, snat)?;
+    }
+    Ok(())
+}
+
+fn has_nat(config: &Config) -> bool {
+    config.services.iter().any(|s| s.mode == ForwardMode::Nat)
+}
+
+/// `net.ipv4.conf.IFACE.forwarding = 1` when NAT services exist: `bpf_fib_lookup`
+/// refuses to route (and every NAT packet would be passed, counted as
+/// `nat_no_route`) on an interface that does not forward.
+pub fn enable_forwarding(config: &Config) {
+    if !has_nat(config) {
+        return;
+    }
+    let path = format!(
+        "/proc/sys/net/ipv4/conf/{}/forwarding",
+        config.node.interface
+    );
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => {}
+        _ => match std::fs::write(&path, "1") {
+            Ok(()) => info!(%path, "NAT services: IPv4 forwarding enabled on the interface"),
+            Err(e) => {
+                warn!(%path, error = %e, "NAT services need IPv4 forwarding on the interface; NAT packets are passed until it is on")
+            }
+        },
+    }
+}
+
+/// Make the kernel resolve the next hop towards every NAT backend (a datagram to its
+/// discard port): the program passes a packet whose next hop has no neighbour entry.
+pub async fn prod_next_hops(config: &Config) {
+    let mut addrs: Vec<IpAddr> = config
+        .services
+        .iter()
+        .filter(|s| s.mode == ForwardMode::Nat)
+        .flat_map(|s| s.backends().iter().map(|b| b.address))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return;
+    }
+    let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
+        return;
+    };
+    for a in addrs.into_iter().filter(IpAddr::is_ipv4) {
+        let _ = sock.send_to(&[0], SocketAddr::new(a, 9)).await;
+    }
+}
+
+/// Age the NAT table: remove the expired connections of the VIPs this node owns,
+/// counting from when it took them (synced connections were last seen by the old
+/// master). Runs off the main loop on its own map handles.
+pub async fn gc_task(
+    plane: SharedPlane,
+    pin_dir: PathBuf,
+    sync: Option<tokio::sync::mpsc::Sender<Vec<(fo_common::FlowKey, fo_common::NatFlow)>>>,
+) {
+    let timeouts = NatTimeouts::default();
+    let mut table: Option<NatTable> = None;
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(GC_PERIOD).await;
+        let since = plane.lock().owned_since();
+        if since.is_empty() {
+            continue;
+        }
+        let t = match table.take() {
+            Some(t) => t,
+            None => match NatTable::open(&pin_dir) {
+                Ok(t) => t,
+                Err(e) => {
+                    if !warned {
+                        error!(error = %crate::dataplane::error_chain(&e), "opening the NAT table");
+                        warned = true;
+                    }
+                    continue;
+                }
+            },
+        };
+        let swept = tokio::task::spawn_blocking(move || {
+            let mut t = t;
+            let r = t.expire(
+                MonoNanos::now(),
+                |k| since.get(&k.dst.to_ip(k.family)).copied(),
+                &timeouts,
+            );
+            (t, r)
+        })
+        .await;
+        match swept {
+            Ok((t, Ok(removed))) => {
+                if !removed.is_empty() {
+                    debug!(removed = removed.len(), "NAT connections aged out");
+                    if let Some(s) = &sync {
+                        let _ = s.send(removed).await;
+                    }
+                }
+                table = Some(t);
+            }
+            Ok((t, Err(e))) => {
+                warn!(error = %crate::dataplane::error_chain(&e), "aging the NAT table");
+                table = Some(t);
+            }
+            Err(e) => error!(error = %e, "NAT aging task"),
+        }
+    }
+}

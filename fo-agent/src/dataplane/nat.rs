@@ -1,0 +1,256 @@
+//! The NAT connection table from the agent's side: aging (the program only records
+//! state and last-seen time), flows installed by the connection-state sync, and
+//! reading the table for status and snapshots.
+//!
+//! Aging removes the client-side entry first and the reply-side entry (the SNAT port
+//! reservation) last, so a port is free again only once nothing refers to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aya::maps::{HashMap, MapData, MapError};
+use fo_common::{
+    FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN, NAT_UDP, NatFlow,
+};
+
+use super::{Dataplane, MonoNanos, Result, map_err};
+
+/// How long a NAT connection lives after its last packet, by state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatTimeouts {
+    pub syn: Duration,
+    pub established: Duration,
+    pub fin: Duration,
+    pub closed: Duration,
+    pub udp: Duration,
+}
+
+impl Default for NatTimeouts {
+    fn default() -> Self {
+        NatTimeouts {
+            syn: Duration::from_secs(30),
+            established: Duration::from_secs(3600),
+            fin: Duration::from_secs(60),
+            closed: Duration::from_secs(10),
+            udp: Duration::from_secs(60),
+        }
+    }
+}
+
+impl NatTimeouts {
+    pub fn of(&self, state: u8) -> Duration {
+        match state {
+            NAT_TCP_SYN => self.syn,
+            NAT_TCP_ESTABLISHED => self.established,
+            NAT_TCP_FIN => self.fin,
+            NAT_TCP_CLOSED => self.closed,
+            NAT_UDP => self.udp,
+            _ => self.closed,
+        }
+    }
+}
+
+/// Has `flow` outlived its state's timeout at `now`? Times before `floor` count as
+/// `floor`: a node that just became master ages synced flows from its takeover, not
+/// from when the old master last saw them.
+pub fn expired(flow: &NatFlow, now: MonoNanos, floor: MonoNanos, timeouts: &NatTimeouts) -> bool {
+    let last = flow.last_seen_ns.max(floor.0);
+    now.0.saturating_sub(last) > timeouts.of(flow.state).as_nanos() as u64
+}
+
+/// A NAT connection's state name, for status output.
+pub fn state_name(state: u8) -> &'static str {
+    match state {
+        NAT_TCP_SYN => "syn",
+        NAT_TCP_ESTABLISHED => "established",
+        NAT_TCP_FIN => "fin",
+        NAT_TCP_CLOSED => "closed",
+        NAT_UDP => "udp",
+        _ => "unknown",
+    }
+}
+
+/// Handles of their own on the pinned NAT maps, so that aging and the sync walk the
+/// table without holding the data plane's lock (which the lease refresh needs).
+pub struct NatTable {
+    fwd: HashMap<MapData, FlowKey, NatFlow>,
+    rev: HashMap<MapData, FlowKey, FlowKey>,
+}
+
+impl Dataplane {
+    /// The NAT table, through new handles on its pinned maps.
+    pub fn nat_table(&self) -> Result<NatTable> {
+        NatTable::open(&self.pin_dir)
+    }
+
+    /// The ring buffer of new/closed connection events, for the sync task (once).
+    pub fn take_nat_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        self.maps.nat_events.take()
+    }
+}
+
+impl NatTable {
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        let open = |name: &'static str| -> Result<aya::maps::Map> {
+            let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
+            aya::maps::Map::from_map_data(data).map_err(map_err(name))
+        };
+        Ok(NatTable {
+            fwd: open("NAT_FWD")?.try_into().map_err(map_err("NAT_FWD"))?,
+            rev: open("NAT_REV")?.try_into().map_err(map_err("NAT_REV"))?,
+        })
+    }
+
+    /// Every NAT connection: the client's 5-tuple and its translation.
+    pub fn flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
+        self.fwd
+            .iter()
+            .map(|r| r.map_err(map_err("NAT_FWD")))
+            .collect()
+    }
+
+    /// One NAT connection by the client's 5-tuple.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<NatFlow>> {
+        match self.fwd.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("NAT_FWD")(e)),
+        }
+    }
+
+    /// The client 5-tuple a reply tuple maps to (the SNAT port's owner).
+    pub fn reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
+        match self.rev.get(reply, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("NAT_REV")(e)),
+        }
+    }
+
+    /// Install a connection (from the sync): the reply side first, so the program
+    /// never sees a client entry whose port is not reserved. An existing entry of the
+    /// same connection is replaced; a different connection that holds the reply tuple
+    /// is removed first (the master's table is the truth).
+    pub fn put(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+        let rev = flow.reverse_key(key);
+        if let Some(owner) = self.reverse(&rev)?
+            && owner != *key
+            && let Some(other) = self.flow(&owner)?
+        {
+            self.remove(&owner, &other)?;
+        }
+        if let Some(old) = self.flow(key)?
+            && old.reverse_key(key) != rev
+        {
+            self.remove(key, &old)?;
+        }
+        self.rev.insert(&rev, key, 0).map_err(map_err("NAT_REV"))?;
+        self.fwd.insert(key, flow, 0).map_err(map_err("NAT_FWD"))
+    }
+
+    /// Remove a connection: client side first, then its port reservation.
+    pub fn remove(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+        match self.fwd.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("NAT_FWD")(e)),
+        }
+        let rev = flow.reverse_key(key);
+        // Only if the reservation is still this connection's.
+        if self.reverse(&rev)? == Some(*key) {
+            match self.rev.remove(&rev) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("NAT_REV")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every connection that `floor_of` names a floor for (its VIP is owned
+    /// here, since then) and that is expired at `now`; returns what was removed. An
+    /// entry is read again just before removal, so a packet that refreshed it
+    /// meanwhile keeps it.
+    pub fn expire(
+        &mut self,
+        now: MonoNanos,
+        floor_of: impl Fn(&FlowKey) -> Option<MonoNanos>,
+        timeouts: &NatTimeouts,
+    ) -> Result<Vec<(FlowKey, NatFlow)>> {
+        let mut removed = Vec::new();
+        for (key, flow) in self.flows()? {
+            let Some(floor) = floor_of(&key) else {
+                continue;
+            };
+            if !expired(&flow, now, floor, timeouts) {
+                continue;
+            }
+            match self.flow(&key)? {
+                Some(current) if expired(&current, now, floor, timeouts) => {
+                    self.remove(&key, &current)?;
+                    removed.push((key, current));
+                }
+                _ => {}
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(state: u8, last_seen_ns: u64) -> NatFlow {
+        NatFlow {
+            state,
+            last_seen_ns,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_state_ages_with_its_own_timeout() {
+        let t = NatTimeouts::default();
+        let s = 1_000_000_000u64;
+        let now = MonoNanos(10_000 * s);
+        let zero = MonoNanos(0);
+        assert!(!expired(
+            &flow(NAT_TCP_ESTABLISHED, now.0 - 3000 * s),
+            now,
+            zero,
+            &t
+        ));
+        assert!(expired(
+            &flow(NAT_TCP_ESTABLISHED, now.0 - 3601 * s),
+            now,
+            zero,
+            &t
+        ));
+        assert!(expired(
+            &flow(NAT_TCP_CLOSED, now.0 - 11 * s),
+            now,
+            zero,
+            &t
+        ));
+        assert!(!expired(
+            &flow(NAT_TCP_CLOSED, now.0 - 9 * s),
+            now,
+            zero,
+            &t
+        ));
+        assert!(expired(&flow(NAT_TCP_FIN, now.0 - 61 * s), now, zero, &t));
+        assert!(expired(&flow(NAT_TCP_SYN, now.0 - 31 * s), now, zero, &t));
+        assert!(expired(&flow(NAT_UDP, now.0 - 61 * s), now, zero, &t));
+        assert!(!expired(&flow(NAT_UDP, now.0 - 59 * s), now, zero, &t));
+    }
+
+    #[test]
+    fn a_new_master_ages_synced_flows_from_its_takeover() {
+        let t = NatTimeouts::default();
+        let s = 1_000_000_000u64;
+        let now = MonoNanos(10_000 * s);
+        // Last seen by the old master long ago, taken over 5 s ago: kept.
+        let old = flow(NAT_TCP_CLOSED, 0);
+        assert!(!expired(&old, now, MonoNanos(now.0 - 5 * s), &t));
+        assert!(expired(&old, now, MonoNanos(now.0 - 11 * s), &t));
+    }
+}

@@ -1,0 +1,445 @@
+//! Full NAT for `mode = "nat"` services (IPv4): client -> VIP:port becomes
+//! SNAT:port -> backend:bport, and the backend's reply SNAT:port <- backend:bport
+//! becomes VIP:port -> client. Checksums are updated incrementally (RFC 1624); the
+//! next hop and its MACs come from the kernel's FIB (`bpf_fib_lookup`), so backends
+//! may sit behind a router.
+//!
+//! Only a TCP SYN (or any UDP datagram) opens a connection: a mid-stream segment of
+//! an unknown connection is passed, never given a fresh SNAT port that the backend
+//! would answer with an RST. Aging is the agent's: the program keeps each entry's
+//! state and last-seen time current.
+
+use aya_ebpf::{
+    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect},
+    programs::XdpContext,
+};
+use fo_common::{
+    Addr, Backend, Counter, Csum, FAMILY_V4, FlowKey, NAT_EVENT_CLOSED, NAT_EVENT_NEW,
+    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_TCP_CLOSED, NAT_TCP_SYN, NAT_TOUCH_NS, NAT_UDP, NatEvent,
+    NatFlow, TCP_ACK, TCP_SYN, hash, tcp_next_state,
+    xdp_action::{XDP_PASS, XDP_TX},
+};
+
+use crate::maps::{
+    self, BACKENDS, NAT_EVENTS, NAT_FWD, NAT_REV, NAT_SCRATCH, NAT_SERVICES, NatScratch,
+};
+use crate::parse::{
+    ETH_LEN, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, TcpHdr, UdpHdr, frame_len, ptr_at,
+    ptr_at_mut,
+};
+
+const AF_INET: u8 = 2;
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i32 = 17;
+
+/// Where a rewritten frame goes: the next hop `route` left in the scratch space.
+struct Hop(*mut NatScratch);
+
+/// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
+const KERNEL_FORWARDS: u32 = 0;
+
+/// The entry points below are separate BPF functions (own stack frame), so the NAT
+/// paths do not crowd the DSR path's stack; they count their own pass reason.
+#[inline(never)]
+pub fn forward_pkt(ctx: &XdpContext, l4_offset: usize, flow: &FlowKey, entry: *mut NatFlow) -> u32 {
+    verdict(forward(ctx, l4_offset, flow, entry))
+}
+
+#[inline(never)]
+pub fn open_pkt(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    service_id: u32,
+    slot: u32,
+) -> u32 {
+    verdict(match BACKENDS.get(slot) {
+        Some(backend) => open(ctx, l4_offset, flow, service_id, slot, backend),
+        None => Err(Counter::PassNoBackend),
+    })
+}
+
+#[inline(never)]
+pub fn reply_pkt(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
+    verdict(reply(ctx, l4_offset, rflow))
+}
+
+#[inline(always)]
+fn verdict(r: Result<u32, Counter>) -> u32 {
+    r.unwrap_or_else(|reason| {
+        maps::count(reason);
+        XDP_PASS
+    })
+}
+
+/// A client packet of a known connection.
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    entry: *mut NatFlow,
+) -> Result<u32, Counter> {
+    let flags = tcp_flags(ctx, l4_offset, flow.proto)?;
+    // SAFETY: a live map value, read field by field (no 56-byte copy on the stack);
+    // a torn read of a concurrent state update is harmless.
+    let (snat, backend, snat_port_be, backend_port_be, slot) = unsafe {
+        (
+            v4(&(*entry).snat),
+            v4(&(*entry).backend),
+            (*entry).snat_port_be,
+            (*entry).backend_port_be,
+            (*entry).backend_slot,
+        )
+    };
+    let hop = route(ctx, snat, backend, flow.proto, None)?;
+    rewrite(
+        ctx,
+        l4_offset,
+        flow.proto,
+        snat,
+        snat_port_be,
+        backend,
+        backend_port_be,
+    )?;
+    touch(entry, flow, flags, true);
+    maps::count(Counter::NatHit);
+    send(ctx, &hop, slot)
+}
+
+/// The first packet of a connection to a NAT service: reserve a SNAT port, record
+/// both directions, translate.
+#[inline(always)]
+fn open(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    service_id: u32,
+    slot: u32,
+    backend: &Backend,
+) -> Result<u32, Counter> {
+    if flow.family != FAMILY_V4 || backend.family != FAMILY_V4 {
+        return Err(Counter::PassNoService);
+    }
+    let flags = tcp_flags(ctx, l4_offset, flow.proto)?;
+    if flow.proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
+        return Err(Counter::PassNatNoFlow);
+    }
+    let svc = NAT_SERVICES.get(service_id).ok_or(Counter::PassNoService)?;
+    let count = svc.snat_count;
+    if count == 0 || svc.port_max < svc.port_min {
+        return Err(Counter::PassNoService);
+    }
+    let range = (svc.port_max - svc.port_min) as u32 + 1;
+    let backend4 = v4(&backend.addr);
+    // Route first: nothing is reserved for a packet that cannot be forwarded.
+    let hop = route(ctx, v4(&svc.snat[0]), backend4, flow.proto, None)?;
+    let scratch = NAT_SCRATCH
+        .get_ptr_mut(0)
+        .ok_or(Counter::PassNatTableFull)?;
+
+    let h = hash::hash_5tuple(
+        &flow.src.bytes,
+        &flow.dst.bytes,
+        flow.sport_be,
+        flow.dport_be,
+        flow.proto,
+    );
+    let mut chosen = NAT_MAX_SNAT;
+    let mut i = 0u32;
+    // SAFETY: per-CPU scratch, ours for this run; every field is written before use.
+    unsafe {
+        let rev = &mut (*scratch).rev;
+        rev.src = backend.addr;
+        rev.sport_be = backend.port_be;
+        rev.proto = flow.proto;
+        rev.family = FAMILY_V4;
+        rev._pad = [0; 2];
+        while i < NAT_PORT_TRIES {
+            let mut x = h ^ i.wrapping_mul(0x9e37_79b9);
+            x = x.wrapping_mul(0x85eb_ca6b);
+            x ^= x >> 16;
+            let idx = (x % count) as usize;
+            if idx >= NAT_MAX_SNAT {
+                break;
+            }
+            rev.dst = svc.snat[idx];
+            rev.dport_be = (svc.port_min + ((x >> 2) % range) as u16).to_be();
+            match NAT_REV.insert(rev, flow, BPF_NOEXIST) {
+                Ok(()) => {
+                    chosen = idx;
+                    break;
+                }
+                Err(e) if e == -EEXIST => {}
+                Err(_) => return Err(Counter::PassNatTableFull),
+            }
+            i += 1;
+        }
+    }
+    if chosen >= NAT_MAX_SNAT {
+        return Err(Counter::PassNatPortsExhausted);
+    }
+
+    let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
+    // SAFETY: scratch as above; `eth` bounds-checked.
+    let (snat, snat_port_be) = unsafe {
+        let rev = &(*scratch).rev;
+        let value = &mut (*scratch).flow;
+        value.backend = backend.addr;
+        value.snat = rev.dst;
+        value.client_mac = (*eth).src;
+        value.backend_port_be = backend.port_be;
+        value.snat_port_be = rev.dport_be;
+        value.state = if flow.proto == IPPROTO_TCP {
+            NAT_TCP_SYN
+        } else {
+            NAT_UDP
+        };
+        value._pad = 0;
+        value.backend_slot = slot;
+        value.last_seen_ns = bpf_ktime_get_ns();
+        if NAT_FWD.insert(flow, value, BPF_NOEXIST).is_err() {
+            // Full, or another CPU opened the same connection a moment ago (a
+            // retransmitted SYN finds that entry).
+            let _ = NAT_REV.remove(rev);
+            return Err(Counter::PassNatTableFull);
+        }
+        event(flow, value, NAT_EVENT_NEW);
+        (v4(&rev.dst), rev.dport_be)
+    };
+    rewrite(
+        ctx,
+        l4_offset,
+        flow.proto,
+        snat,
+        snat_port_be,
+        backend4,
+        backend.port_be,
+    )?;
+    maps::count(Counter::NatNew);
+    send(ctx, &hop, slot)
+}
+
+/// A backend's reply, addressed to a SNAT address.
+#[inline(always)]
+fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Counter> {
+    // SAFETY: map values are plain data, replaced whole.
+    let fwd: &FlowKey = unsafe { NAT_REV.get(rflow) }.ok_or(Counter::PassNatNoFlow)?;
+    let entry = NAT_FWD.get_ptr_mut(fwd).ok_or(Counter::PassNatNoFlow)?;
+    let flags = tcp_flags(ctx, l4_offset, rflow.proto)?;
+    // SAFETY: as in `forward`.
+    let (client_mac, slot) = unsafe { ((*entry).client_mac, (*entry).backend_slot) };
+    let (vip, client) = (v4(&fwd.dst), v4(&fwd.src));
+    let (vport_be, cport_be) = (fwd.dport_be, fwd.sport_be);
+    let hop = route(ctx, vip, client, rflow.proto, Some(client_mac))?;
+    rewrite(ctx, l4_offset, rflow.proto, vip, vport_be, client, cport_be)?;
+    touch(entry, fwd, flags, false);
+    maps::count(Counter::NatReply);
+    send(ctx, &hop, slot)
+}
+
+#[inline(always)]
+fn v4(a: &Addr) -> [u8; 4] {
+    [a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]]
+}
+
+/// TCP flags of the segment (0 for UDP).
+#[inline(always)]
+fn tcp_flags(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<u8, Counter> {
+    if proto != IPPROTO_TCP {
+        return Ok(0);
+    }
+    let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked; byte 13 of the TCP header.
+    Ok(unsafe { (*tcp).rest[9] })
+}
+
+/// Next state and last-seen time; an RST is reported to the sync.
+#[inline(always)]
+fn touch(entry: *mut NatFlow, key: &FlowKey, flags: u8, from_client: bool) {
+    // SAFETY: live map value; single-field loads and stores.
+    unsafe {
+        let old = (*entry).state;
+        let state = if key.proto == IPPROTO_TCP {
+            tcp_next_state(old, flags, from_client)
+        } else {
+            old
+        };
+        let now = bpf_ktime_get_ns();
+        if state != old || now.wrapping_sub((*entry).last_seen_ns) > NAT_TOUCH_NS {
+            (*entry).state = state;
+            (*entry).last_seen_ns = now;
+            if state == NAT_TCP_CLOSED && old != NAT_TCP_CLOSED {
+                event(key, &*entry, NAT_EVENT_CLOSED);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn event(key: &FlowKey, flow: &NatFlow, kind: u32) {
+    if let Some(mut slot) = NAT_EVENTS.reserve::<NatEvent>(0) {
+        let p = slot.as_mut_ptr();
+        // SAFETY: the reserved record is ours until submitted; every field is written.
+        unsafe {
+            (*p).key = *key;
+            (*p).flow = *flow;
+            (*p).kind = kind;
+            (*p)._pad = 0;
+        }
+        slot.submit(0);
+    }
+}
+
+/// The kernel's next hop towards `dst`. For replies, `fallback_mac` (the MAC the
+/// client's frames came from) stands in when the kernel has no neighbour entry for
+/// the client: it never sent the client a packet itself.
+#[inline(always)]
+fn route(
+    ctx: &XdpContext,
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    fallback_mac: Option<[u8; 6]>,
+) -> Result<Hop, Counter> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    let scratch = NAT_SCRATCH.get_ptr_mut(0).ok_or(Counter::PassNatNoRoute)?;
+    // SAFETY: per-CPU scratch, ours for this run; all-zero is a valid query; `ip`
+    // bounds-checked; the helper gets the query's real size.
+    let (rc, p) = unsafe {
+        let p: *mut bpf_fib_lookup = &mut (*scratch).fib;
+        core::ptr::write_bytes(p, 0, 1);
+        (*p).family = AF_INET;
+        (*p).l4_protocol = proto;
+        (*p).__bindgen_anon_1.tot_len = u16::from_be_bytes((*ip).total_len);
+        (*p).ifindex = ctx.ingress_ifindex() as u32;
+        (*p).__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+        (*p).__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+        let rc = fib_lookup(
+            ctx.ctx as *mut _,
+            p,
+            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            0,
+        ) as u32;
+        (rc, &*p)
+    };
+    let ifindex = p.ifindex;
+    // SAFETY: the union's MAC view is what the helper fills; scratch as above.
+    unsafe {
+        let macs = p.__bindgen_anon_6.__bindgen_anon_2;
+        match rc {
+            BPF_FIB_LKUP_RET_SUCCESS => {
+                (*scratch).hop_src_mac = macs.smac;
+                (*scratch).hop_dst_mac = macs.dmac;
+            }
+            BPF_FIB_LKUP_RET_NO_NEIGH => match fallback_mac {
+                Some(dst_mac) => {
+                    (*scratch).hop_src_mac =
+                        maps::iface_mac(ifindex).map_err(|_| Counter::PassNatNoNeigh)?;
+                    (*scratch).hop_dst_mac = dst_mac;
+                }
+                None => {
+                    // The next hop is not resolved (yet, or any more): the translated
+                    // packet goes to the kernel, which forwards it and resolves the
+                    // neighbour on the way (`send` passes it).
+                    (*scratch).hop_ifindex = KERNEL_FORWARDS;
+                    return Ok(Hop(scratch));
+                }
+            },
+            8 => return Err(Counter::PassNatFragNeeded),
+            _ => return Err(Counter::PassNatNoRoute),
+        }
+        (*scratch).hop_ifindex = ifindex;
+    }
+    Ok(Hop(scratch))
+}
+
+/// Write new addresses and ports, updating the IPv4 and TCP/UDP checksums.
+#[inline(always)]
+fn rewrite(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    proto: u8,
+    src: [u8; 4],
+    sport_be: u16,
+    dst: [u8; 4],
+    dport_be: u16,
+) -> Result<(), Counter> {
+    let ip: *mut Ipv4Hdr = ptr_at_mut(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    let word = |be: u16| u16::from_be_bytes(be.to_ne_bytes());
+    // SAFETY: bounds-checked.
+    unsafe {
+        let (old_src, old_dst) = ((*ip).src, (*ip).dst);
+        let c = Csum::new(u16::from_be_bytes((*ip).check))
+            .addr4(old_src, src)
+            .addr4(old_dst, dst)
+            .finish();
+        (*ip).check = c.to_be_bytes();
+        (*ip).src = src;
+        (*ip).dst = dst;
+        if proto == IPPROTO_TCP {
+            let tcp: *mut TcpHdr = ptr_at_mut(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            let old_sport = u16::from_ne_bytes((*tcp).sport);
+            let old_dport = u16::from_ne_bytes((*tcp).dport);
+            let check = u16::from_be_bytes([(*tcp).rest[12], (*tcp).rest[13]]);
+            let c = Csum::new(check)
+                .addr4(old_src, src)
+                .addr4(old_dst, dst)
+                .word(word(old_sport), word(sport_be))
+                .word(word(old_dport), word(dport_be))
+                .finish();
+            let cb = c.to_be_bytes();
+            (*tcp).rest[12] = cb[0];
+            (*tcp).rest[13] = cb[1];
+            (*tcp).sport = sport_be.to_ne_bytes();
+            (*tcp).dport = dport_be.to_ne_bytes();
+        } else if proto == IPPROTO_UDP {
+            let udp: *mut UdpHdr = ptr_at_mut(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            let old_sport = u16::from_ne_bytes((*udp).sport);
+            let old_dport = u16::from_ne_bytes((*udp).dport);
+            let check = u16::from_be_bytes((*udp).check);
+            if check != 0 {
+                // 0 = no checksum (IPv4); a computed 0 is sent as 0xffff (RFC 768).
+                let mut c = Csum::new(check)
+                    .addr4(old_src, src)
+                    .addr4(old_dst, dst)
+                    .word(word(old_sport), word(sport_be))
+                    .word(word(old_dport), word(dport_be))
+                    .finish();
+                if c == 0 {
+                    c = 0xffff;
+                }
+                (*udp).check = c.to_be_bytes();
+            }
+            (*udp).sport = sport_be.to_ne_bytes();
+            (*udp).dport = dport_be.to_ne_bytes();
+        }
+    }
+    Ok(())
+}
+
+/// MACs of the hop, count, and out: back through the ingress interface or to another.
+#[inline(always)]
+fn send(ctx: &XdpContext, hop: &Hop, slot: u32) -> Result<u32, Counter> {
+    // SAFETY: the scratch holds this run's hop.
+    if unsafe { (*hop.0).hop_ifindex } == KERNEL_FORWARDS {
+        maps::account(slot, frame_len(ctx));
+        maps::count(Counter::PassNatNoNeigh);
+        return Ok(XDP_PASS);
+    }
+    let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked; the scratch holds this run's hop.
+    let ifindex = unsafe {
+        (*eth).dst = (*hop.0).hop_dst_mac;
+        (*eth).src = (*hop.0).hop_src_mac;
+        (*hop.0).hop_ifindex
+    };
+    maps::account(slot, frame_len(ctx));
+    if ifindex == ctx.ingress_ifindex() as u32 {
+        Ok(XDP_TX)
+    } else {
+        // SAFETY: plain helper call; returns XDP_REDIRECT or XDP_ABORTED.
+        Ok(unsafe { bpf_redirect(ifindex, 0) } as u32)
+    }
+}

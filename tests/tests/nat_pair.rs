@@ -1,0 +1,249 @@
+//! `mode = "nat"` end to end: two fo agents (VRRP), backends that do NOT hold the VIP
+//! on their own subnet 10.1.0.0/24 behind a router namespace, a client fleet of
+//! long-lived TCP connections sending numbered events to VIP:1514, translated to
+//! backend:11514 from the floating SNAT address.
+
+use std::time::Duration;
+
+use fo_tests::pair::{NAT_BACKEND_PORT, Pair, PairOptions, SNAT};
+
+fn nat_lab(extra_node: &str) -> Pair {
+    Pair::new(&PairOptions {
+        nat: true,
+        node_extra: extra_node.to_string(),
+        ..Default::default()
+    })
+}
+
+fn fleet_report(lab: &Pair) -> fo_lab::report::FleetReport {
+    serde_json::from_str(&std::fs::read_to_string(&lab.fleet_report).expect("fleet report"))
+        .expect("fleet report JSON")
+}
+
+#[test]
+fn three_hundred_connections_through_routed_backends() {
+    let mut lab = nat_lab("");
+    lab.a.start();
+    lab.b.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A (priority 150) never became master:\n{}",
+        lab.a.log()
+    );
+    for b in &lab.backends {
+        let addrs = b.ns.sh("ip -br addr show");
+        assert!(
+            !addrs.contains("192.0.2.100"),
+            "a NAT backend must not hold the VIP: {addrs}"
+        );
+    }
+    lab.start_fleet(300);
+    std::thread::sleep(Duration::from_secs(5));
+    let status = lab.a.status();
+    let (merged, sinks) = lab.finish();
+    let fleet = fleet_report(&lab);
+    println!("fleet/sink figures: {merged:?}");
+    let connected = fleet.agents.iter().filter(|a| a.acked > 0).count();
+    println!(
+        "NAT: {connected}/300 connections completed through {SNAT} -> backends:{NAT_BACKEND_PORT}; xdp counters {}",
+        status["xdp"]
+    );
+    assert_eq!(
+        connected, 300,
+        "every connection must get its events acknowledged through the VIP: {merged:?}"
+    );
+    assert_eq!(merged.connections_reset, 0, "resets: {merged:?}");
+    assert_eq!(merged.lost_acked, 0, "acknowledged events lost: {merged:?}");
+    let per_sink: Vec<usize> = sinks.iter().map(|s| s.agents.len()).collect();
+    assert!(
+        per_sink.iter().all(|&n| n > 0),
+        "every backend must get connections (5-tuple hash): {per_sink:?}"
+    );
+    let nat_new = status["xdp"]["nat_new"].as_u64().unwrap_or(0);
+    assert!(
+        nat_new >= 300,
+        "the data plane must have opened >= 300 NAT connections, counted {nat_new}: {}",
+        status["xdp"]
+    );
+}
+
+/// A sync key of 32 bytes, mode 0600, removed on drop.
+struct Key(std::path::PathBuf);
+
+impl Key {
+    fn new() -> Key {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p =
+            std::env::temp_dir().join(format!("fo-nat-sync-{}.key", fo_tests::netns::unique_tag()));
+        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").expect("key");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Key(p)
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn sync_state(node: &fo_tests::pair::Node) -> serde_json::Value {
+    node.status()["sync"].clone()
+}
+
+#[test]
+fn killed_master_connections_continue_on_the_synced_backup() {
+    failover(false);
+}
+
+/// The master's agent is killed and its link goes down with it (the node is gone;
+/// its pinned data plane cannot bridge the gap): everything rests on the sync.
+#[test]
+fn dead_master_node_connections_continue_on_the_synced_backup() {
+    failover(true);
+}
+
+fn failover(node_dies: bool) {
+    const AGENTS: u32 = 200;
+    let key = Key::new();
+    let mut lab = nat_lab(&format!(
+        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+        key.0.display()
+    ));
+    lab.a.start();
+    lab.b.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A (priority 150) never became master:\n{}",
+        lab.a.log()
+    );
+    let in_sync = fo_tests::netns::wait_for(Duration::from_secs(10), || {
+        let s = sync_state(&lab.b);
+        (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
+    });
+    assert!(
+        in_sync.is_some(),
+        "B's sync with A never got in sync: {}\n{}",
+        sync_state(&lab.b),
+        lab.b.log()
+    );
+    lab.start_fleet(AGENTS);
+    std::thread::sleep(Duration::from_secs(4));
+    let a_conns = lab.a.status()["nat_connections"].clone();
+    let b_status = lab.b.status();
+    let b_conns: u64 = b_status["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    println!(
+        "before the kill: A's NAT table {a_conns}, B's (synced) {}, B's sync {}",
+        b_status["nat_connections"], b_status["sync"]
+    );
+    assert!(
+        b_conns >= u64::from(AGENTS),
+        "B must hold the {AGENTS} connections A opened: {}",
+        b_status["sync"]
+    );
+
+    lab.a.kill9();
+    if node_dies {
+        lab.a.ns.sh("ip link set eth0 down");
+    }
+    assert!(
+        lab.wait_master(&lab.b, Duration::from_secs(15)),
+        "B did not take over after A was killed:\n{}",
+        lab.b.log()
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let b_after = lab.b.status();
+    let (merged, _) = lab.finish();
+    let fleet = fleet_report(&lab);
+    let survivors = fleet
+        .agents
+        .iter()
+        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
+        .count();
+    let takeover = b_after["routers"][0]["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t["takeover_seconds"].as_f64());
+    println!(
+        "NAT failover (kill -9 of the master{}, sync on): survivors {survivors}/{AGENTS}, \
+         gap (longest silence of a connection at the sinks) {:.0} ms, takeover {takeover:?} s, acked {} lost_acked {} resets {} reconnects {}; \
+         B's sync after: {}; B's xdp nat counters: nat_hit {} nat_reply {} nat_new {} nat_no_flow {}",
+        if node_dies { " and its link down" } else { "" },
+        merged.max_silence_ms,
+        merged.events_acked,
+        merged.lost_acked,
+        merged.connections_reset,
+        merged.reconnects,
+        b_after["sync"],
+        b_after["xdp"]["nat_hit"],
+        b_after["xdp"]["nat_reply"],
+        b_after["xdp"]["nat_new"],
+        b_after["xdp"]["nat_no_flow"],
+    );
+    assert!(
+        survivors * 100 >= AGENTS as usize * 99,
+        "at least 99% of the connections must continue without a reset: {survivors}/{AGENTS}; {merged:?}"
+    );
+    assert_eq!(
+        merged.lost_acked, 0,
+        "acknowledged events were lost: {merged:?}"
+    );
+    let log = lab.b.log();
+    assert!(
+        log.contains("connection table current: claiming the VIPs"),
+        "B must claim only with a current table (sync-then-claim):\n{log}"
+    );
+}
+
+/// The master's agent restarts (kill -9, start again) while its pinned data plane keeps
+/// translating: the restarted sync must not drop the connections it holds (its backup
+/// owns nothing, so the backup's snapshot speaks for no VIP), and nothing moves.
+#[test]
+fn restarted_nat_master_keeps_its_connections() {
+    const AGENTS: u32 = 100;
+    let key = Key::new();
+    let mut lab = nat_lab(&format!(
+        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+        key.0.display()
+    ));
+    lab.a.start();
+    lab.b.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A never became master:\n{}",
+        lab.a.log()
+    );
+    lab.start_fleet(AGENTS);
+    std::thread::sleep(Duration::from_secs(3));
+    lab.a.kill9();
+    lab.a.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let a = lab.a.status();
+    let held: u64 = a["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(lab.a.state("lab"), "master", "A must resume as master");
+    assert_eq!(lab.b.state("lab"), "backup", "B must stay backup");
+    let (merged, _) = lab.finish();
+    let fleet = fleet_report(&lab);
+    let survivors = fleet
+        .agents
+        .iter()
+        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
+        .count();
+    println!(
+        "NAT master agent restart: A holds {held} connections after, survivors {survivors}/{AGENTS}, gap {:.0} ms, lost_acked {}",
+        merged.max_silence_ms, merged.lost_acked
+    );
+    assert!(
+        held >= u64::from(AGENTS),
+        "the restarted master must keep its connections: {}",
+        a["nat_connections"]
+    );
+    assert_eq!(survivors, AGENTS as usize, "{merged:?}");
+    assert_eq!(merged.lost_acked, 0, "{merged:?}");
+}
