@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -31,11 +32,21 @@ enum Task {
     /// 300-agent fleet, kill the master, bring it back; print the timeline and figures
     /// (target/demo/demo.json, target/demo/timeline.png).
     Demo,
-    /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces.
+    /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces; then
+    /// 60 s of fuzzing per target (skipped with a filter).
     Test {
         /// Only tests whose name contains this (passed to the test binaries).
         filter: Option<String>,
         /// Skip the setup step (when you know the machine is ready).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Fuzz for a bounded time: the VRRP decoder, the config parser, the XDP program
+    /// (BPF_PROG_TEST_RUN). A crash fails and names the saved input.
+    Fuzz {
+        #[command(flatten)]
+        opts: fuzz::Opts,
+        /// Skip the setup step.
         #[arg(long)]
         no_setup: bool,
     },
@@ -66,6 +77,12 @@ fn main() -> anyhow::Result<()> {
                 setup::run()?;
             }
             test::run(filter.as_deref())
+        }
+        Task::Fuzz { opts, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            fuzz::run(&opts)
         }
         Task::Bench { which, opts } => {
             setup::run()?;

@@ -1,4 +1,6 @@
 //! `cargo xtask test`, `build` and `bench`.
+//!
+//! `test` runs every test, then `fuzz` (60 s per target).
 
 use crate::util::{cargo, exec};
 
@@ -36,8 +38,20 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(f) = filter {
         privileged.arg(f);
     }
-    exec(&mut privileged)
+    exec(&mut privileged)?;
+    if filter.is_some() {
+        return Ok(());
+    }
+    // Bounded fuzzing of every target (issue #8's test of record); a filtered run is
+    // for iterating on some tests and skips it.
+    crate::fuzz::run(&crate::fuzz::Opts {
+        targets: Vec::new(),
+        seconds: FUZZ_SECONDS,
+    })
 }
+
+/// How long `cargo xtask test` fuzzes each target.
+const FUZZ_SECONDS: u64 = 60;
 
 /// The data-plane bench (BPF_PROG_TEST_RUN on the real object); it writes
 /// `target/bench/dataplane.{md,json}`. The lab benches live in [`crate::bench`].
