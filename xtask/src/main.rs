@@ -3,6 +3,7 @@
 //! machine that cannot build the product yet.
 
 mod bench;
+mod chaos;
 mod demo;
 mod fuzz;
 mod lab;
@@ -33,11 +34,21 @@ enum Task {
     /// (target/demo/demo.json, target/demo/timeline.png).
     Demo,
     /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces; then
-    /// 60 s of fuzzing per target (skipped with a filter).
+    /// 60 s of fuzzing per target and a 2-minute chaos run (both skipped with a filter).
     Test {
         /// Only tests whose name contains this (passed to the test binaries).
         filter: Option<String>,
         /// Skip the setup step (when you know the machine is ready).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Random faults (agent kill -9, link flap, partition, backend stop, good and bad
+    /// reloads) on the two-node lab under the fleet; fails if an invariant breaks.
+    /// Report: target/chaos/report.{md,json}.
+    Chaos {
+        #[command(flatten)]
+        opts: chaos::Opts,
+        /// Skip the setup step.
         #[arg(long)]
         no_setup: bool,
     },
@@ -77,6 +88,12 @@ fn main() -> anyhow::Result<()> {
                 setup::run()?;
             }
             test::run(filter.as_deref())
+        }
+        Task::Chaos { opts, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            chaos::run(&opts)
         }
         Task::Fuzz { opts, no_setup } => {
             if !no_setup {
