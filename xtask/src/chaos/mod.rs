@@ -12,7 +12,8 @@
 //!     since), its link up, not partitioned (no gates or tracked checks are configured,
 //!     so nothing else can hold it back);
 //! (c) no event lost by a fleet agent whose backend stayed up (agents seen by a sink
-//!     that was stopped are left out), and no acknowledged event lost at all;
+//!     that was stopped are left out; b1 is never stopped, so its agents always count),
+//!     and no acknowledged event lost at all;
 //! and every agent is still running at the end, every broken reload was refused, every
 //! valid one applied.
 //!
@@ -404,7 +405,8 @@ impl<'l> Chaos<'l> {
                 self.eligible[i].up(f.ended);
             }
             Kind::StopBackend => {
-                let i = self.rng.below(self.lab.backends.len());
+                // Never b1: the agents it serves are the ones invariant (c) counts.
+                let i = 1 + self.rng.below(self.lab.backends.len() - 1);
                 f.target = format!("b{}", i + 1);
                 f.started = SystemTime::now();
                 self.stopped_backends[i] = true;
@@ -590,6 +592,9 @@ impl<'l> Chaos<'l> {
                 (e.to_ns - from) as f64 / 1e9,
             ));
         }
+        if loss.agents_counted == 0 {
+            problems.push("(c) no agent had a backend that stayed up: nothing to count".into());
+        }
         if loss.events_lost != 0 {
             problems.push(format!(
                 "(c) {} events lost by {} agents whose backend stayed up",
@@ -631,7 +636,7 @@ impl<'l> Chaos<'l> {
             "invariants": {
                 "a_overlap": {"limit_ms": overlap_limit.as_millis() as u64, "max_ms": max_overlap, "episodes": overlaps.len(), "ok": max_overlap <= overlap_limit.as_secs_f64() * 1e3},
                 "b_ownerless": {"limit_ms": ownerless_limit.as_millis() as u64, "max_with_eligible_node_ms": max_ownerless_eligible, "max_any_ms": max_ownerless, "episodes": ownerless.len(), "ok": max_ownerless_eligible <= ownerless_limit.as_secs_f64() * 1e3},
-                "c_loss": {"ok": loss.events_lost == 0 && loss.acked_lost_all == 0, "figures": loss},
+                "c_loss": {"ok": loss.agents_counted > 0 && loss.events_lost == 0 && loss.acked_lost_all == 0, "figures": loss},
             },
             "observer": {"probes": probes.len(), "max_probe_gap_ms": max_probe_gap_ms},
             "merged": merged,
