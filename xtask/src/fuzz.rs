@@ -69,6 +69,9 @@ pub struct Opts {
     /// How long to fuzz each target.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
+    /// More libFuzzer options, after `--` (e.g. `-- -jobs=2 -rss_limit_mb=4096`).
+    #[arg(last = true)]
+    pub libfuzzer: Vec<String>,
 }
 
 pub fn run(opts: &Opts) -> anyhow::Result<()> {
@@ -80,7 +83,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
     let mut summary = Vec::new();
     for t in targets {
         let started = Instant::now();
-        let execs = fuzz_one(t, opts.seconds)?;
+        let execs = fuzz_one(t, opts.seconds, &opts.libfuzzer)?;
         summary.push(format!(
             "  {:<13} {} s of fuzzing, {} runs, no crash ({:.0} s with the build)",
             t.name(),
@@ -94,7 +97,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
 }
 
 /// Build and run one target; returns the number of runs libFuzzer reported.
-fn fuzz_one(t: Target, seconds: u64) -> anyhow::Result<Option<u64>> {
+fn fuzz_one(t: Target, seconds: u64, extra: &[String]) -> anyhow::Result<Option<u64>> {
     let (dir, bin, seeds) = t.place();
     let work = root().join(dir);
     let out = target_dir().join("fuzz");
@@ -116,7 +119,8 @@ fn fuzz_one(t: Target, seconds: u64) -> anyhow::Result<Option<u64>> {
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg("-print_final_stats=1")
-        .args(t.options());
+        .args(t.options())
+        .args(extra);
     eprintln!("+ (in {dir}) {}", show(&cmd));
     // libFuzzer writes its progress to stderr; keep a copy for the run count and for
     // the failure message.

@@ -47,6 +47,7 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     crate::fuzz::run(&crate::fuzz::Opts {
         targets: Vec::new(),
         seconds: FUZZ_SECONDS,
+        libfuzzer: Vec::new(),
     })?;
     crate::chaos::run(&crate::chaos::Opts {
         duration: CHAOS_DURATION,
