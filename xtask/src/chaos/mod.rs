@@ -503,6 +503,11 @@ impl<'l> Chaos<'l> {
         if probes.len() < 10 {
             bail!("the observer recorded only {} probes", probes.len());
         }
+        let stalls = verdict::stalls(&probes);
+        let stalled_ms: f64 = stalls
+            .iter()
+            .map(|s| (s.to_ns - s.from_ns) as f64 / 1e6)
+            .sum();
         let max_probe_gap_ms = probes
             .windows(2)
             .map(|w| (w[1].at_ns - w[0].at_ns) as f64 / 1e6)
@@ -638,7 +643,7 @@ impl<'l> Chaos<'l> {
                 "b_ownerless": {"limit_ms": ownerless_limit.as_millis() as u64, "max_with_eligible_node_ms": max_ownerless_eligible, "max_any_ms": max_ownerless, "episodes": ownerless.len(), "ok": max_ownerless_eligible <= ownerless_limit.as_secs_f64() * 1e3},
                 "c_loss": {"ok": loss.agents_counted > 0 && loss.events_lost == 0 && loss.acked_lost_all == 0, "figures": loss},
             },
-            "observer": {"probes": probes.len(), "max_probe_gap_ms": max_probe_gap_ms},
+            "observer": {"probes": probes.len(), "max_probe_gap_ms": max_probe_gap_ms, "stalls": stalls.len(), "stalled_ms": stalled_ms, "stall_threshold_ms": verdict::OBSERVER_STALL_NS / 1_000_000},
             "merged": merged,
             "problems": problems,
             "logs": self.lab.dir.display().to_string(),
@@ -716,12 +721,15 @@ fn markdown(doc: &Value) -> String {
     let m = &doc["merged"];
     let _ = writeln!(
         s,
-        "\nfleet: {} resets, {} reconnects, max gap {:.0} ms; observer: {} probes, longest between two {:.0} ms",
+        "\nfleet: {} resets, {} reconnects, max gap {:.0} ms; observer: {} probes, longest between two {:.0} ms, {} stalls (over {} ms between probes: not observed, {:.0} ms in all)",
         m["connections_reset"],
         m["reconnects"],
         m["max_gap_ms"].as_f64().unwrap_or(0.0),
         doc["observer"]["probes"],
-        doc["observer"]["max_probe_gap_ms"].as_f64().unwrap_or(0.0)
+        doc["observer"]["max_probe_gap_ms"].as_f64().unwrap_or(0.0),
+        doc["observer"]["stalls"],
+        doc["observer"]["stall_threshold_ms"],
+        doc["observer"]["stalled_ms"].as_f64().unwrap_or(0.0)
     );
     let problems = doc["problems"].as_array().cloned().unwrap_or_default();
     if problems.is_empty() {

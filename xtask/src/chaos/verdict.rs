@@ -117,11 +117,34 @@ pub fn probes(events: &[Arp], observer_ip: &str, observer_mac: &str, vip: &str) 
     out
 }
 
-/// Runs of probes satisfying `pred`. The last run of the capture ends at its last probe.
+/// Two probes further apart than this mean the observer itself was not running (a stall
+/// of the machine): the time between them is not observed, and no episode spans it.
+pub const OBSERVER_STALL_NS: u64 = 200_000_000;
+
+/// Times the observer was not observing: gaps between consecutive probes longer than
+/// [`OBSERVER_STALL_NS`].
+pub fn stalls(probes: &[Probe]) -> Vec<Span> {
+    probes
+        .windows(2)
+        .filter(|w| w[1].at_ns - w[0].at_ns > OBSERVER_STALL_NS)
+        .map(|w| Span {
+            from_ns: w[0].at_ns,
+            to_ns: w[1].at_ns,
+        })
+        .collect()
+}
+
+/// Runs of probes satisfying `pred`. The last run of the capture ends at its last probe;
+/// a run that meets an observer stall ends at the last probe before it.
 fn runs(probes: &[Probe], pred: impl Fn(&Probe) -> bool) -> Vec<Episode> {
     let mut out = Vec::new();
     let mut cur: Option<Episode> = None;
+    let mut last_at: Option<u64> = None;
     for p in probes {
+        if last_at.is_some_and(|l| p.at_ns - l > OBSERVER_STALL_NS) {
+            out.extend(cur.take());
+        }
+        last_at = Some(p.at_ns);
         if pred(p) {
             let ep = cur.get_or_insert_with(|| Episode {
                 from_ns: p.at_ns,
@@ -364,6 +387,29 @@ mod tests {
         assert_eq!(n[0].ms(), 60.0);
         // The capture ended during the second one.
         assert_eq!(n[1].ms(), 0.0);
+    }
+
+    #[test]
+    fn an_observer_stall_ends_an_episode_and_is_not_counted() {
+        let p = vec![
+            probe(0, &["a"]),
+            probe(20, &[]),
+            probe(40, &[]),
+            // The observer stalled for 1 s.
+            probe(1040, &[]),
+            probe(1060, &["a"]),
+        ];
+        let n = ownerless(&p);
+        assert_eq!(n.len(), 2);
+        assert_eq!(n[0].ms(), 20.0, "ends at the last probe before the stall");
+        assert_eq!(n[1].ms(), 20.0);
+        assert_eq!(
+            stalls(&p),
+            vec![Span {
+                from_ns: 40_000_000,
+                to_ns: 1_040_000_000
+            }]
+        );
     }
 
     #[test]
