@@ -507,7 +507,7 @@ impl<'l> Chaos<'l> {
         let stalled_ms: f64 = stalls
             .iter()
             .map(|s| (s.to_ns - s.from_ns) as f64 / 1e6)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let max_probe_gap_ms = probes
             .windows(2)
             .map(|w| (w[1].at_ns - w[0].at_ns) as f64 / 1e6)
