@@ -29,10 +29,21 @@
 //!
 //! * A Master that hears a lower priority (or an equal priority from a lower address) answers
 //!   at once with an advertisement. RFC 5798 §6.4.3 says to discard it; keepalived answers, and
-//!   answering ends a split brain one interval sooner. The Adver_Timer is not reset. At most
-//!   one such answer per Advertisement_Interval (until the Adver_Timer next fires): a flood of
+//!   answering ends a split brain one interval sooner. The Adver_Timer is not reset. The
+//!   answer comes with a gratuitous ARP/NA for the addresses (keepalived's
+//!   `garp_lower_prio_repeat`): the lower Master announced them when it took over, and the
+//!   hosts that listened would otherwise keep sending to it after it yields, until their
+//!   neighbour entries expire (tens of seconds). At most one such answer per
+//!   Advertisement_Interval (until the Adver_Timer next fires): a flood of
 //!   forged lower-priority adverts must not make the Master flood the link in return; the
 //!   regular advert still follows within one interval.
+//! * A Master that yields to a higher one (§6.4.3) first sends one advert at its own priority.
+//!   The winner may have been heard first (a partition heals, a stalled Backup took over and
+//!   hears the Master's next advert): then it never hears the lower Master, never announces
+//!   again, and the hosts that followed the lower Master's gratuitous ARP stay with it, a
+//!   Backup that no longer serves, until their neighbour entries expire. The last advert makes
+//!   the winner answer and announce (above). A backup that hears it discards it (preempt) or
+//!   follows it until the winner's next advert (no preempt): neither takes over.
 //! * `preempt_delay` (keepalived's option of that name): a Backup that would preempt a lower
 //!   priority Master first waits this long, behaving meanwhile as if preemption were off; when
 //!   [`Timer::PreemptDelay`] fires and the Master is still of lower priority, it takes over.
@@ -669,6 +680,9 @@ impl Router {
         let sender_wins = priority > local
             || (priority == local && address_greater(from, self.config.primary_address));
         if sender_wins {
+            // fo: a last advert at our priority before yielding, so that the winner hears a
+            // lower Master and announces the addresses again (see the module docs).
+            out.push(Action::SendAdvert { priority: local });
             // Cancel Adver_Timer, adopt the interval, recompute, arm Master_Down_Timer, Backup.
             self.adopt(interval);
             self.master = Some(MasterInfo {
@@ -677,10 +691,12 @@ impl Router {
             });
             self.enter_backup(now, Reason::Preempted, out);
         } else if !self.answered {
-            // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now;
-            // once per interval (see the module docs).
+            // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now,
+            // and announce the addresses again: the other Master's gratuitous ARP/NA may
+            // have moved the hosts to it. Once per interval (see the module docs).
             self.answered = true;
             out.push(Action::SendAdvert { priority: local });
+            out.push(Action::SendGratuitous);
         }
     }
 

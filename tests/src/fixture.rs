@@ -87,6 +87,27 @@ impl Fixture {
     }
 }
 
+/// Remove the pin directories of fixtures whose process is gone (a fuzzer or test that
+/// crashed or was killed never dropped its fixture). Directories of live processes stay.
+pub fn remove_stale_pins() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("fo-test-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = remove_all_pins(&e.path());
+        }
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         let _ = remove_all_pins(&self.dir);

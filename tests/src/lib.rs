@@ -8,6 +8,7 @@ pub mod netns;
 pub mod pair;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
+pub mod xdp_oracle;
 
 /// Panic with a clear message unless running as root: these tests load BPF
 /// programs and create network namespaces.

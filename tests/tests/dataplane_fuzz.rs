@@ -3,19 +3,13 @@
 //! and a frame it transmits changed only where its verdict allows (MACs for DSR; an
 //! ARP reply or a Neighbor Advertisement for the VIP).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use fo_common::{
-    PROTO_TCP, PROTO_UDP,
-    xdp_action::{XDP_ABORTED, XDP_PASS, XDP_TX},
-};
-use fo_tests::fixture::{Fixture, OUR_MAC, backend, service};
-use fo_tests::frames::{self, Mac};
+use fo_common::xdp_action::XDP_PASS;
+use fo_tests::fixture::OUR_MAC;
+use fo_tests::frames;
+use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict};
 
-const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
-const BACKEND_MAC: Mac = [0x02, 0xbe, 0, 0, 0, 0x01];
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 const ROUNDS: u32 = 20_000;
 
 /// xorshift64*: small, seeded, good enough to spread bytes.
@@ -30,47 +24,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-fn seeds() -> Vec<Vec<u8>> {
-    let client = Ipv4Addr::new(198, 51, 100, 7);
-    let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
-    vec![
-        frames::arp(1, CLIENT_MAC, client, [0; 6], VIP),
-        frames::neighbor_solicit(CLIENT_MAC, client6, VIP6, true),
-        frames::neighbor_solicit(CLIENT_MAC, client6, VIP6, false),
-        frames::tcp4(
-            OUR_MAC,
-            CLIENT_MAC,
-            client,
-            VIP,
-            40000,
-            1514,
-            frames::TCP_SYN,
-            b"",
-        ),
-        frames::tcp4(
-            OUR_MAC,
-            CLIENT_MAC,
-            client,
-            VIP,
-            40000,
-            1514,
-            frames::TCP_PSH_ACK,
-            b"event 42\n",
-        ),
-        frames::udp4(OUR_MAC, CLIENT_MAC, client, VIP, 5140, 514, b"<13>line"),
-        frames::tcp6(
-            OUR_MAC,
-            CLIENT_MAC,
-            client6,
-            VIP6,
-            40000,
-            1514,
-            frames::TCP_SYN,
-            b"",
-        ),
-    ]
 }
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -111,83 +64,10 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
     f
 }
 
-/// What a transmitted frame may differ in.
-fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
-    let ether_type = u16::from_be_bytes([input[12], input[13]]);
-    if ether_type == 0x0806 {
-        // An ARP reply for the VIP from our MAC, same length.
-        let ok = out.len() == input.len()
-            && out[6..12] == OUR_MAC
-            && out[20..22] == [0, 2]
-            && out[28..32] == VIP.octets();
-        return if ok {
-            Ok(())
-        } else {
-            Err("ARP reply malformed".into())
-        };
-    }
-    if ether_type == 0x86dd && input.get(20) == Some(&58) {
-        let ok = out.len() == 86
-            && out[6..12] == OUR_MAC
-            && out[54] == 136
-            && frames::icmpv6_checksum_ok(out);
-        return if ok {
-            Ok(())
-        } else {
-            Err("NA malformed".into())
-        };
-    }
-    // DSR: only the MACs change.
-    if out.len() != input.len() || out[12..] != input[12..] {
-        return Err("a forwarded frame changed beyond its MACs".into());
-    }
-    if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
-        return Err("a forwarded frame has the wrong MACs".into());
-    }
-    Ok(())
-}
-
 #[test]
 fn random_and_mutated_frames() {
-    let mut fx = Fixture::new(251);
-    fx.own(IpAddr::V4(VIP));
-    fx.own(IpAddr::V6(VIP6));
-    fx.services(&[
-        service(
-            IpAddr::V4(VIP),
-            1514,
-            PROTO_TCP,
-            vec![backend(
-                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 21)),
-                1514,
-                1,
-                BACKEND_MAC,
-            )],
-        ),
-        service(
-            IpAddr::V4(VIP),
-            514,
-            PROTO_UDP,
-            vec![backend(
-                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 21)),
-                514,
-                1,
-                BACKEND_MAC,
-            )],
-        ),
-        service(
-            IpAddr::V6(VIP6),
-            1514,
-            PROTO_TCP,
-            vec![backend(
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x21)),
-                1514,
-                1,
-                BACKEND_MAC,
-            )],
-        ),
-    ]);
-    let seeds = seeds();
+    let mut fx = xdp_oracle::fixture();
+    let seeds: Vec<Vec<u8>> = xdp_oracle::seeds().into_iter().map(|(_, f)| f).collect();
     let mut rng = Rng(0x666f_2d66_757a_7a31);
     let (mut passed, mut sent) = (0u32, 0u32);
     for round in 0..ROUNDS {
@@ -198,23 +78,13 @@ fn random_and_mutated_frames() {
             random_frame(&mut rng)
         };
         let run = fx.run(&input);
-        let what = format!(
-            "round {round}, input {input:02x?}, output {:02x?}",
-            run.frame
-        );
-        assert_ne!(run.action, XDP_ABORTED, "XDP_ABORTED: {what}");
-        match run.action {
-            XDP_PASS => {
-                assert_eq!(run.frame, input, "a passed frame was modified: {what}");
-                passed += 1;
-            }
-            XDP_TX => {
-                if let Err(e) = check_tx(&input, &run.frame) {
-                    panic!("{e}: {what}");
-                }
-                sent += 1;
-            }
-            other => panic!("unexpected action {other}: {what}"),
+        match xdp_oracle::check(&input, &run) {
+            Ok(Verdict::Passed) => passed += 1,
+            Ok(Verdict::Sent) => sent += 1,
+            Err(e) => panic!(
+                "{e}: round {round}, input {input:02x?}, action {}, output {:02x?}",
+                run.action, run.frame
+            ),
         }
     }
     println!("{ROUNDS} frames: {passed} passed untouched, {sent} transmitted");
@@ -223,4 +93,78 @@ fn random_and_mutated_frames() {
         "the corpus should exercise both verdicts: {passed} passed, {sent} sent"
     );
     assert_eq!(fx.counter("aborted"), 0);
+}
+
+/// The libFuzzer target's seed corpus (`tests/fuzz/corpus/xdp/`) is the oracle's seeds,
+/// each one transmitted: a seed that stopped being ours would leave the fuzzer
+/// exploring only the pass path. `FO_WRITE_XDP_SEEDS=1` rewrites the files.
+#[test]
+fn xdp_fuzz_corpus_is_the_seeds() {
+    let dir = fo_tests::workspace_root().join("tests/fuzz/corpus/xdp");
+    let write = std::env::var_os("FO_WRITE_XDP_SEEDS").is_some_and(|v| v == "1");
+    let mut fx = xdp_oracle::fixture();
+    for (name, frame) in xdp_oracle::seeds() {
+        let path = dir.join(name);
+        if write {
+            std::fs::create_dir_all(&dir).expect("create the corpus directory");
+            std::fs::write(&path, &frame).expect("write a seed");
+        }
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (FO_WRITE_XDP_SEEDS=1 writes it)", path.display()));
+        assert_eq!(
+            stored,
+            frame,
+            "{} differs from the oracle's seed",
+            path.display()
+        );
+        let run = fx.run(&frame);
+        assert_eq!(
+            xdp_oracle::check(&frame, &run),
+            Ok(Verdict::Sent),
+            "seed {name} must be transmitted"
+        );
+    }
+}
+
+/// A frame that carries no VIP passes untouched, whatever its shape (the oracle's
+/// "not ours" rule holds on frames built to look like ours except for the address).
+#[test]
+fn frames_for_other_addresses_pass_untouched() {
+    let mut fx = xdp_oracle::fixture();
+    let other = Ipv4Addr::new(192, 0, 2, 101);
+    let other6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101);
+    let client = Ipv4Addr::new(198, 51, 100, 7);
+    let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+    let frames = [
+        frames::arp(1, CLIENT_MAC, client, [0; 6], other),
+        frames::neighbor_solicit(CLIENT_MAC, client6, other6, true),
+        frames::tcp4(
+            OUR_MAC,
+            CLIENT_MAC,
+            client,
+            other,
+            40000,
+            1514,
+            frames::TCP_SYN,
+            b"",
+        ),
+        frames::udp4(OUR_MAC, CLIENT_MAC, client, other, 5140, 514, b"<13>line"),
+        frames::tcp6(
+            OUR_MAC,
+            CLIENT_MAC,
+            client6,
+            other6,
+            40000,
+            1514,
+            frames::TCP_SYN,
+            b"",
+        ),
+    ];
+    for f in frames {
+        assert!(!xdp_oracle::carries_a_vip(&f));
+        let run = fx.run(&f);
+        assert_eq!(run.action, XDP_PASS, "{f:02x?}");
+        assert_eq!(run.frame, f);
+        assert_eq!(run.guard_overwritten, 0);
+    }
 }

@@ -3,7 +3,9 @@
 //! machine that cannot build the product yet.
 
 mod bench;
+mod chaos;
 mod demo;
+mod fuzz;
 mod lab;
 mod setup;
 mod test;
@@ -31,11 +33,31 @@ enum Task {
     /// 300-agent fleet, kill the master, bring it back; print the timeline and figures
     /// (target/demo/demo.json, target/demo/timeline.png).
     Demo,
-    /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces.
+    /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces; then
+    /// 60 s of fuzzing per target and a 2-minute chaos run (both skipped with a filter).
     Test {
         /// Only tests whose name contains this (passed to the test binaries).
         filter: Option<String>,
         /// Skip the setup step (when you know the machine is ready).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Random faults (agent kill -9, link flap, partition, backend stop, good and bad
+    /// reloads) on the two-node lab under the fleet; fails if an invariant breaks.
+    /// Report: target/chaos/report.{md,json}.
+    Chaos {
+        #[command(flatten)]
+        opts: chaos::Opts,
+        /// Skip the setup step.
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Fuzz for a bounded time: the VRRP decoder, the config parser, the XDP program
+    /// (BPF_PROG_TEST_RUN). A crash fails and names the saved input.
+    Fuzz {
+        #[command(flatten)]
+        opts: fuzz::Opts,
+        /// Skip the setup step.
         #[arg(long)]
         no_setup: bool,
     },
@@ -66,6 +88,18 @@ fn main() -> anyhow::Result<()> {
                 setup::run()?;
             }
             test::run(filter.as_deref())
+        }
+        Task::Chaos { opts, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            chaos::run(&opts)
+        }
+        Task::Fuzz { opts, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            fuzz::run(&opts)
         }
         Task::Bench { which, opts } => {
             setup::run()?;

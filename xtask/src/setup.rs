@@ -33,7 +33,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
-const TOOLCHAIN: &str = "1.98.0";
+pub const TOOLCHAIN: &str = "1.98.0";
 
 pub fn run() -> anyhow::Result<()> {
     if !crate::util::is_root() {
@@ -43,6 +43,7 @@ pub fn run() -> anyhow::Result<()> {
     stop_packaged_services();
     toolchain()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     bpffs()?;
     Ok(())
 }
@@ -136,6 +137,27 @@ fn bpf_linker() -> anyhow::Result<()> {
             .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )
+}
+
+/// cargo-fuzz, for `cargo xtask fuzz` (libFuzzer targets; run with the pinned toolchain
+/// and RUSTC_BOOTSTRAP=1, see xtask/src/fuzz.rs).
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let ok = Command::new("cargo-fuzz")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Ok(());
+    }
+    exec(Command::new("rustup").args([
+        "run",
+        TOOLCHAIN,
+        "cargo",
+        "install",
+        "cargo-fuzz",
+        "--locked",
+    ]))
 }
 
 fn bpffs() -> anyhow::Result<()> {

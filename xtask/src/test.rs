@@ -1,4 +1,6 @@
 //! `cargo xtask test`, `build` and `bench`.
+//!
+//! `test` runs every test, then `fuzz` (60 s per target) and `chaos` (120 s).
 
 use crate::util::{cargo, exec};
 
@@ -36,8 +38,27 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     if let Some(f) = filter {
         privileged.arg(f);
     }
-    exec(&mut privileged)
+    exec(&mut privileged)?;
+    if filter.is_some() {
+        return Ok(());
+    }
+    // Bounded fuzzing of every target, then a 2-minute chaos run (issue #8's tests of
+    // record); a filtered run is for iterating on some tests and skips both.
+    crate::fuzz::run(&crate::fuzz::Opts {
+        targets: Vec::new(),
+        seconds: FUZZ_SECONDS,
+        libfuzzer: Vec::new(),
+    })?;
+    crate::chaos::run(&crate::chaos::Opts {
+        duration: CHAOS_DURATION,
+        seed: None,
+    })
 }
+
+/// How long `cargo xtask test` fuzzes each target.
+const FUZZ_SECONDS: u64 = 60;
+/// How long `cargo xtask test` injects faults.
+const CHAOS_DURATION: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The data-plane bench (BPF_PROG_TEST_RUN on the real object); it writes
 /// `target/bench/dataplane.{md,json}`. The lab benches live in [`crate::bench`].

@@ -160,8 +160,9 @@ impl Dataplane {
             });
         };
         let prog = xdp_program(ebpf)?;
-        // Room for a Neighbor Advertisement grown from a short solicitation.
-        let mut out = vec![0u8; frame.len() + 256];
+        // Room for a Neighbor Advertisement grown from a short solicitation, filled with
+        // a guard pattern: bytes past the frame the kernel hands back must keep it.
+        let mut out = vec![TEST_RUN_GUARD; frame.len() + 256];
         let opts = aya::programs::TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
@@ -175,10 +176,13 @@ impl Dataplane {
                 what: "BPF_PROG_TEST_RUN",
                 source,
             })?;
-        out.truncate(result.data_size_out as usize);
+        let len = (result.data_size_out as usize).min(out.len());
+        let guard_overwritten = out[len..].iter().filter(|&&b| b != TEST_RUN_GUARD).count();
+        out.truncate(len);
         Ok(TestRun {
             action: result.return_value,
             frame: out,
+            guard_overwritten,
             duration: result.duration,
         })
     }
@@ -381,10 +385,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The byte [`Dataplane::test_run`] fills its output buffer with before the run.
+pub const TEST_RUN_GUARD: u8 = 0xa5;
+
 /// Result of one BPF_PROG_TEST_RUN.
 #[derive(Debug)]
 pub struct TestRun {
     pub action: u32,
     pub frame: Vec<u8>,
+    /// Bytes of the output buffer past the returned frame that no longer hold
+    /// [`TEST_RUN_GUARD`] (a write outside the frame; must be 0).
+    pub guard_overwritten: usize,
     pub duration: std::time::Duration,
 }

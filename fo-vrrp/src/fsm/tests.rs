@@ -261,6 +261,80 @@ fn promote_advertises_254_and_resume_restores() {
     );
 }
 
+/// Regression (chaos run, seed 1): a stalled Backup took over, announced the VIP, then
+/// yielded to the Master's advert; the Master never announced again, so the clients kept
+/// sending to the old Backup for tens of seconds. The Master that hears a lower Master
+/// answers with an advert and re-announces its addresses.
+#[test]
+fn master_hearing_a_lower_master_announces_its_addresses_again() {
+    let mut r = router(150, cs(10));
+    r.handle(at(0), Event::Startup);
+    r.handle(
+        at(400),
+        Event::TimerFired {
+            which: Timer::MasterDown,
+        },
+    );
+    assert_eq!(r.state(), State::Master);
+    let lower = Event::AdvertReceived {
+        from: ip("10.0.0.2"),
+        priority: Priority(100),
+        interval: cs(10),
+    };
+    let actions = r.handle(at(450), lower.clone());
+    assert_eq!(
+        actions,
+        vec![
+            Action::SendAdvert {
+                priority: Priority(150)
+            },
+            Action::SendGratuitous
+        ]
+    );
+    assert_eq!(r.state(), State::Master);
+    // Once per interval: a second one before the Adver_Timer fires gets nothing.
+    assert_eq!(r.handle(at(460), lower), vec![]);
+}
+
+/// Regression (chaos run, seed 1): a partitioned Master's advert reached the Backup that
+/// had taken over before the Backup's reached it; the Backup yielded silently and the
+/// Master never knew the hosts had followed the Backup. Yielding sends one last advert.
+#[test]
+fn master_yielding_to_a_higher_one_sends_a_last_advert_first() {
+    let mut r = router(100, cs(10));
+    r.handle(at(0), Event::Startup);
+    r.handle(
+        at(400),
+        Event::TimerFired {
+            which: Timer::MasterDown,
+        },
+    );
+    assert_eq!(r.state(), State::Master);
+    let actions = r.handle(
+        at(450),
+        Event::AdvertReceived {
+            from: ip("10.0.0.2"),
+            priority: Priority(150),
+            interval: cs(10),
+        },
+    );
+    assert_eq!(r.state(), State::Backup);
+    assert_eq!(
+        actions.first(),
+        Some(&Action::SendAdvert {
+            priority: Priority(100)
+        }),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::SendAdvert { .. }))
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn equal_priority_compares_addresses_as_unsigned_integers() {
     assert!(address_greater(ip("10.0.0.2"), ip("10.0.0.1")));

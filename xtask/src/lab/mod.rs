@@ -82,6 +82,8 @@ pub struct Node {
     pub ns: Netns,
     pub addr: Ipv4Addr,
     pub mac: String,
+    /// Its port on the switch's bridge (in the switch namespace).
+    pub port: String,
     /// The agent's `bpf_dir`.
     pub bpf_dir: PathBuf,
     pub config: PathBuf,
@@ -118,6 +120,8 @@ pub struct Lab {
     pub bins: Bins,
     pub vip: Ipv4Addr,
     pub port: u16,
+    /// Namespaces added by [`Lab::add_station`].
+    stations: usize,
     _teardown: Teardown,
 }
 
@@ -175,7 +179,8 @@ impl Lab {
         let mut nodes = Vec::new();
         for (name, addr) in &spec.nodes {
             let ns = Netns::create(&format!("{tag}-{name}"))?;
-            plug(&switch, next_port(), &ns, *addr)?;
+            let port = next_port();
+            plug(&switch, port, &ns, *addr)?;
             let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{tag}-{name}"));
             netns::register_pin_dir(&bpf_dir);
             let mac = ns.mac("eth0")?;
@@ -184,6 +189,7 @@ impl Lab {
                 ns,
                 addr: *addr,
                 mac,
+                port: format!("p{port}"),
                 bpf_dir,
                 config: dir.join(format!("fo-{name}.toml")),
                 runs: Vec::new(),
@@ -216,6 +222,7 @@ impl Lab {
             bins,
             vip: spec.vip,
             port: spec.port,
+            stations: 0,
             _teardown: teardown,
         })
     }
@@ -237,24 +244,52 @@ impl Lab {
     /// As [`Lab::start_sinks`], each sink listening on `listen(backend)` (e.g.
     /// `0.0.0.0:1514` behind a proxy, where the backends do not hold the VIP).
     pub fn start_sinks_on(&mut self, listen: impl Fn(&Backend) -> String) -> anyhow::Result<()> {
-        for (i, b) in self.backends.iter_mut().enumerate() {
-            let n = b.reports.len() + 1;
-            let report = self.dir.join(format!("sink-b{}-{n}.json", i + 1));
-            let mut cmd = b.ns.command(&self.bins.sink);
-            cmd.arg("--listen")
-                .arg(listen(b))
-                .arg("--report")
-                .arg(&report);
-            let mut p = Proc::spawn(
-                &format!("fo-sink b{}", i + 1),
-                cmd,
-                &self.dir.join(format!("sink-b{}-{n}.log", i + 1)),
-            )?;
-            p.wait_for_line(Duration::from_secs(10), |l| l.contains("listening"))?;
-            b.sink = Some(p);
-            b.reports.push(report);
+        for i in 0..self.backends.len() {
+            let l = listen(&self.backends[i]);
+            self.start_sink(i, &l)?;
         }
         Ok(())
+    }
+
+    /// Start a fresh `fo-sink` on backend `i` listening on `listen`; returns once it
+    /// listens.
+    pub fn start_sink(&mut self, i: usize, listen: &str) -> anyhow::Result<()> {
+        let b = &mut self.backends[i];
+        let n = b.reports.len() + 1;
+        let report = self.dir.join(format!("sink-b{}-{n}.json", i + 1));
+        let mut cmd = b.ns.command(&self.bins.sink);
+        cmd.arg("--listen").arg(listen).arg("--report").arg(&report);
+        let mut p = Proc::spawn(
+            &format!("fo-sink b{}", i + 1),
+            cmd,
+            &self.dir.join(format!("sink-b{}-{n}.log", i + 1)),
+        )?;
+        p.wait_for_line(Duration::from_secs(10), |l| l.contains("listening"))?;
+        b.sink = Some(p);
+        b.reports.push(report);
+        Ok(())
+    }
+
+    /// SIGTERM the sink of backend `i` and wait until it wrote its report and exited.
+    pub fn stop_sink(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(mut p) = self.backends[i].sink.take() else {
+            bail!("backend {} has no sink running", i + 1)
+        };
+        p.signal("TERM")?;
+        let status = p.wait(Duration::from_secs(15))?;
+        if !status.success() {
+            bail!("{} exited with {status}:\n{}", p.what, p.tail(20));
+        }
+        Ok(())
+    }
+
+    /// Plug one more namespace into the switch (an observer on the client segment).
+    pub fn add_station(&mut self, name: &str, addr: Ipv4Addr) -> anyhow::Result<Netns> {
+        let ns = Netns::create(&format!("{}-{name}", self.tag))?;
+        let port = 100 + self.stations;
+        self.stations += 1;
+        plug(&self.switch, port, &ns, addr)?;
+        Ok(ns)
     }
 
     /// SIGTERM every sink; each writes its report and exits. Returns every report path
