@@ -397,37 +397,18 @@ impl BgpLab {
 
     /// Start `agents` long-lived connections from the client, one event each 10 ms.
     pub fn start_fleet(&mut self, agents: u32) {
-        let mut cmd = self
-            .client
-            .command(crate::bin("fo-fleet").to_str().expect("utf-8"));
-        cmd.args([
-            "--target",
+        self.fleet = Some(crate::pair::spawn_fleet(
+            &self.client,
             &format!("{VIP}:1514"),
-            "--agents",
-            &agents.to_string(),
-            "--interval",
-            "10ms",
-            "--quiet",
-            "--report",
-        ])
-        .arg(&self.fleet_report);
-        self.fleet = Some(ChildGuard::spawn("fo-fleet", cmd));
+            agents,
+            &self.fleet_report,
+        ));
     }
 
     /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
     /// sink, and merge their reports.
     pub fn finish(&mut self) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
-        if let Some(mut f) = self.fleet.take() {
-            f.signal(libc::SIGINT);
-            let _ = wait_for(Duration::from_secs(20), || f.exited());
-            let _ = f.kill_and_collect();
-        }
-        let fleet: fo_lab::report::FleetReport = serde_json::from_str(
-            &std::fs::read_to_string(&self.fleet_report).expect("fleet report"),
-        )
-        .expect("fleet report JSON");
-        let sinks: Vec<_> = self.backends.iter_mut().map(Backend::stop).collect();
-        (fo_lab::report::merge(&fleet, &sinks), sinks)
+        crate::pair::finish_fleet(self.fleet.take(), &self.fleet_report, &mut self.backends)
     }
 
     /// Packets the switch delivered to node `i` so far (its port's TX counter: what

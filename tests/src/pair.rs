@@ -466,37 +466,18 @@ impl Pair {
 
     /// Start `agents` long-lived connections from the client, one event each 10 ms.
     pub fn start_fleet(&mut self, agents: u32) {
-        let mut cmd = self
-            .client
-            .command(crate::bin("fo-fleet").to_str().expect("utf-8"));
-        cmd.args([
-            "--target",
+        self.fleet = Some(crate::pair::spawn_fleet(
+            &self.client,
             &format!("{VIP}:1514"),
-            "--agents",
-            &agents.to_string(),
-            "--interval",
-            "10ms",
-            "--quiet",
-            "--report",
-        ])
-        .arg(&self.fleet_report);
-        self.fleet = Some(ChildGuard::spawn("fo-fleet", cmd));
+            agents,
+            &self.fleet_report,
+        ));
     }
 
     /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
     /// sink, and merge their reports.
     pub fn finish(&mut self) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
-        if let Some(mut f) = self.fleet.take() {
-            f.signal(libc::SIGINT);
-            let _ = wait_for(Duration::from_secs(20), || f.exited());
-            let _ = f.kill_and_collect();
-        }
-        let fleet: fo_lab::report::FleetReport = serde_json::from_str(
-            &std::fs::read_to_string(&self.fleet_report).expect("fleet report"),
-        )
-        .expect("fleet report JSON");
-        let sinks: Vec<_> = self.backends.iter_mut().map(Backend::stop).collect();
-        (fo_lab::report::merge(&fleet, &sinks), sinks)
+        crate::pair::finish_fleet(self.fleet.take(), &self.fleet_report, &mut self.backends)
     }
 
     /// The MACs that answer ARP for the VIP from the client (arping, 3 requests).
@@ -523,4 +504,41 @@ impl Pair {
     pub fn vip() -> IpAddr {
         VIP.parse().expect("VIP")
     }
+}
+
+/// Start `agents` long-lived fo-fleet connections from `client` to `target`
+/// (`ADDR:PORT`), one event each 10 ms; the report goes to `report`.
+pub fn spawn_fleet(client: &Netns, target: &str, agents: u32, report: &Path) -> ChildGuard {
+    let mut cmd = client.command(crate::bin("fo-fleet").to_str().expect("utf-8"));
+    cmd.args([
+        "--target",
+        target,
+        "--agents",
+        &agents.to_string(),
+        "--interval",
+        "10ms",
+        "--quiet",
+        "--report",
+    ])
+    .arg(report);
+    ChildGuard::spawn("fo-fleet", cmd)
+}
+
+/// Stop `fleet` (SIGINT: it drains its acks and writes `report`) and every backend's
+/// sink, and merge their reports.
+pub fn finish_fleet(
+    fleet: Option<ChildGuard>,
+    report: &Path,
+    backends: &mut [Backend],
+) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
+    if let Some(mut f) = fleet {
+        f.signal(libc::SIGINT);
+        let _ = wait_for(Duration::from_secs(20), || f.exited());
+        let _ = f.kill_and_collect();
+    }
+    let fleet: fo_lab::report::FleetReport =
+        serde_json::from_str(&std::fs::read_to_string(report).expect("fleet report"))
+            .expect("fleet report JSON");
+    let sinks: Vec<_> = backends.iter_mut().map(Backend::stop).collect();
+    (fo_lab::report::merge(&fleet, &sinks), sinks)
 }
