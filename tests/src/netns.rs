@@ -157,7 +157,12 @@ pub struct Segment {
 impl Segment {
     pub fn new() -> Segment {
         let switch = Netns::new("sw");
-        switch.sh("ip link add br0 type bridge && ip link set br0 up");
+        // A plain L2 switch: bridged frames skip the switch namespace's netfilter hooks
+        // (br_netfilter's per-namespace default is to run them), as on hardware.
+        switch.sh(
+            "ip link add br0 type bridge && ip link set br0 up && \
+             for f in /proc/sys/net/bridge/bridge-nf-call-*; do if [ -e \"$f\" ]; then echo 0 > \"$f\"; fi; done",
+        );
         Segment {
             switch,
             ports: AtomicU32::new(0),

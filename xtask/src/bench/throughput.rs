@@ -406,7 +406,10 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     };
     let mut md = format!(
         "## Throughput, connection rate and latency through the LB\n\n\
-         One client, one backend, the LB between them on the same bridge. fo: static \
+         One client, one backend, the LB between them on the same bridge (a plain L2 \
+         switch: br_netfilter's hooks are off in the switch namespace, as on a hardware \
+         switch; left on, they cost about 1.3 µs per bridged frame, which fo's path pays \
+         twice per client packet). fo: static \
          ownership of the VIP, XDP DSR, in **generic (SKB) mode** (node fo; the veths keep \
          their offloads) and in **native mode** (node fon, its own VIP; with LAB.md's two \
          workarounds: an XDP program on the peer veth — a second `fo-agent run` in the \
