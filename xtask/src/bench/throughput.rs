@@ -40,7 +40,7 @@ const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 /// path (client → bridge → middle node → bridge → backend, replies straight back)
 /// without any LB logic: the cost of the extra hop on this one-VM lab.
 const RT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 6);
-const VIP_FWD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
+const VIP_FWD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 104);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
 /// Node `fonat`: fo with `mode = "nat"` services on its own VIP and SNAT address.
 const FONAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
@@ -705,6 +705,26 @@ fn lb_cpu_ns(lb: Lb) -> Option<u64> {
     }
 }
 
+/// A row that names fo as its LB must have gone through fo's XDP program: no run time
+/// across the measurement means the packets took another path (an address clash, a
+/// route), and the figures would describe that path under fo's name.
+fn went_through(
+    lb: Lb,
+    before: Option<u64>,
+    after: Option<u64>,
+    target: Ipv4Addr,
+) -> anyhow::Result<()> {
+    if let (Lb::Bpf(id), Some(a), Some(b)) = (lb, before, after)
+        && b <= a
+    {
+        bail!(
+            "traffic to {target} did not go through fo: XDP program {id} did not run during \
+             the measurement (the lab routes that address elsewhere)"
+        );
+    }
+    Ok(())
+}
+
 /// The VM's busy CPU time so far, ns.
 pub(super) fn vm_busy_ns() -> u64 {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -755,6 +775,7 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
     if let Some(e) = v["error"].as_str() {
         bail!("iperf3 to {target}: {e}");
     }
+    went_through(lb, lb0, lb1, target)?;
     let bits = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .context("iperf3: no end.sum_received")?;
@@ -808,6 +829,7 @@ fn measure_conn(
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
     }
+    went_through(lb, lb0, lb1, target)?;
     let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
     let conns = w.requests.max(1) as f64;
     Ok(Sample {
