@@ -20,7 +20,8 @@ pub enum Counter {
     NaReply = 6,
     /// Packets sent to a backend by the flow table (established flow).
     FlowHit = 7,
-    /// Packets sent to a backend chosen by Maglev (new flow, or its backend left).
+    /// Packets sent to a backend chosen by Maglev (a TCP SYN, a new flow, or its backend
+    /// left).
     FlowMiss = 8,
     /// A new flow could not be inserted in the flow table (it was still forwarded).
     FlowInsertFailed = 9,

@@ -8,7 +8,8 @@
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
     Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, MAGLEV_EMPTY,
-    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, VIP_NAT, VIP_SNAT, VipKey, hash, xdp_action::XDP_TX,
+    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, TCP_ACK, TCP_SYN, VIP_NAT, VIP_SNAT, VipKey, hash,
+    xdp_action::XDP_TX,
 };
 
 use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, NAT_FWD, SERVICES};
@@ -95,14 +96,15 @@ fn forward(
         }
     }
     let vip_flags = vip.flags;
-    let (sport_be, dport_be) = match proto {
+    let (sport_be, dport_be, tcp_flags) = match proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-            // SAFETY: bounds-checked.
+            // SAFETY: bounds-checked; the flags are byte 13 of the TCP header.
             unsafe {
                 (
                     u16::from_ne_bytes((*tcp).sport),
                     u16::from_ne_bytes((*tcp).dport),
+                    (*tcp).rest[9],
                 )
             }
         }
@@ -113,6 +115,7 @@ fn forward(
                 (
                     u16::from_ne_bytes((*udp).sport),
                     u16::from_ne_bytes((*udp).dport),
+                    0,
                 )
             }
         }
@@ -136,8 +139,19 @@ fn forward(
             return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry));
         }
     }
-    // Established flows first: one hash lookup, no service lookup.
-    let (slot, backend) = match established(&flow) {
+    // Established flows first: one hash lookup, no service lookup. A SYN (without ACK)
+    // opens a new connection: it skips the flow table, takes the current Maglev choice
+    // and replaces whatever entry an earlier connection on the same 5-tuple left (a
+    // reused source port), so a drained backend gets no new connection through port
+    // reuse. The price, as in Katran: a SYN retransmitted across a change of the
+    // backend set may go to the new choice.
+    let new_connection = proto == IPPROTO_TCP && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let known = if new_connection {
+        None
+    } else {
+        established(&flow)
+    };
+    let (slot, backend) = match known {
         Some(found) => {
             maps::count(Counter::FlowHit);
             found

@@ -179,6 +179,51 @@ fn drained_backend_keeps_its_flows_and_gets_no_new_ones() {
     );
 }
 
+/// A SYN on a 5-tuple an earlier connection used (a reused source port) is a new
+/// connection: it goes by the current Maglev choice, never to a drained backend through
+/// the old flow entry, and the segments after it follow the new choice.
+#[test]
+fn a_syn_on_a_reused_tuple_takes_the_current_choice() {
+    let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);
+    let first = send_all(&mut fx, frames::TCP_SYN);
+    assert!(
+        first.contains(&3),
+        "no flow went to backend 3: {:?}",
+        shares(&first)
+    );
+    // A retransmitted SYN, nothing changed: the same backend.
+    assert_eq!(
+        send_all(&mut fx, frames::TCP_SYN),
+        first,
+        "a repeated SYN changed backend while the backend set stayed the same"
+    );
+    fx.services(&[service(
+        IpAddr::V4(VIP),
+        1514,
+        PROTO_TCP,
+        vec![
+            backend(backend_addr(1), 1514, 1, mac_of(1)),
+            backend(backend_addr(2), 1514, 1, mac_of(2)),
+            backend(backend_addr(3), 1514, 0, mac_of(3)),
+        ],
+    )]);
+    // The old connections' segments stay where they were ...
+    assert_eq!(send_all(&mut fx, frames::TCP_ACK), first);
+    // ... new connections on the same tuples avoid the drained backend ...
+    let again = send_all(&mut fx, frames::TCP_SYN);
+    let to_drained = again.iter().filter(|&&b| b == 3).count();
+    assert_eq!(
+        to_drained, 0,
+        "{to_drained} SYNs on reused tuples went to the drained backend"
+    );
+    // ... and what follows them goes where they went.
+    assert_eq!(
+        send_all(&mut fx, frames::TCP_ACK),
+        again,
+        "segments after a SYN on a reused tuple did not follow the SYN's backend"
+    );
+}
+
 #[test]
 fn applying_the_same_services_again_writes_nothing() {
     let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);
