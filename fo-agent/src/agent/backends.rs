@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fo_config::{Config, ForwardMode, HashMode, Protocol, Service};
 use tracing::warn;
@@ -55,16 +55,8 @@ pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
 }
 
 /// Keep backend MACs current, off the main loop: resolve the addresses now and
-/// whenever they change, then every `period`; send every new result. Unresolved
-/// backends are logged when they become unresolved, not on every round.
-///
-/// A backend that resolved once keeps its last MAC while the kernel has no entry for
-/// it: the neighbour table is a cache, and a link flap flushes it whole. Dropping the
-/// backends then would leave a node that takes over right after its link returns
-/// with nothing to forward to until the next round (seen: 2.6 s of lost service in
-/// the failover bench). A new MAC replaces the old one as soon as the kernel learns it;
-/// whether the backend is alive is the health checks' call. One never resolved is
-/// retried every [`RETRY_UNRESOLVED`] instead of every `period`.
+/// whenever they change, then every `period`; send every new result. What fails to
+/// resolve is handled by [`Unresolved`].
 pub async fn neighbour_task(
     handle: rtnetlink::Handle,
     link: LinkInfo,
@@ -74,7 +66,7 @@ pub async fn neighbour_task(
     period: Duration,
     timeout: Duration,
 ) {
-    let mut warned: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut unresolved = Unresolved::default();
     let mut wait = period;
     loop {
         tokio::select! {
@@ -83,29 +75,8 @@ pub async fn neighbour_task(
         }
         let list = addrs.borrow_and_update().clone();
         let (mut now, failed) = Neighbours::resolve(&handle, &list, &link, timeout).await;
-        let mut never_resolved = false;
-        for (addr, why) in &failed {
-            let kept = known.0.get(addr).copied();
-            if let Some(mac) = kept {
-                now.0.insert(*addr, mac);
-            } else {
-                never_resolved = true;
-            }
-            if warned.insert(*addr) {
-                match kept {
-                    Some(_) => warn!(backend = %addr, error = %why,
-                        "backend not resolved now; keeping its last known MAC"),
-                    None => warn!(backend = %addr, error = %why,
-                        "backend not resolved; left out until it is"),
-                }
-            }
-        }
-        wait = if never_resolved {
-            RETRY_UNRESOLVED
-        } else {
-            period
-        };
-        warned.retain(|a| failed.iter().any(|(f, _)| f == a));
+        let missing = unresolved.apply(&known, &mut now, &failed, Instant::now());
+        wait = if missing { RETRY_UNRESOLVED } else { period };
         if now != known {
             known = now.clone();
             if out.send(now).await.is_err() {
@@ -115,8 +86,68 @@ pub async fn neighbour_task(
     }
 }
 
-/// How soon a backend that never resolved is tried again.
+/// How soon a backend without a MAC is tried again.
 pub const RETRY_UNRESOLVED: Duration = Duration::from_secs(1);
+
+/// How long a backend that resolved before keeps its last MAC while it does not
+/// resolve.
+pub const KEEP_UNRESOLVED: Duration = Duration::from_secs(30);
+
+/// Backends that did not resolve in the last round.
+///
+/// One that resolved before keeps its last MAC for [`KEEP_UNRESOLVED`]: the
+/// neighbour table is a cache, and a link flap flushes it whole. Dropping the
+/// backends at once would leave a node that takes over right after its link returns
+/// with nothing to forward to until the next round (seen: 2.6 s of lost service in
+/// the failover bench). A new MAC replaces the old one as soon as the kernel learns
+/// it. Past the grace time the backend is left out, as one that never resolved: an
+/// address that has stopped answering ARP for that long is gone, whether or not the
+/// service has a health check. Each is logged when it starts failing and when it is
+/// left out, not on every round.
+#[derive(Debug, Default)]
+pub struct Unresolved {
+    since: BTreeMap<IpAddr, Instant>,
+    left_out: BTreeSet<IpAddr>,
+}
+
+impl Unresolved {
+    /// Fold one round's failures into `now` (the MACs that resolved): keep the
+    /// last known MAC of those still within their grace time. Returns whether some
+    /// backend is left without a MAC.
+    pub fn apply(
+        &mut self,
+        known: &Neighbours,
+        now: &mut Neighbours,
+        failed: &[(IpAddr, String)],
+        at: Instant,
+    ) -> bool {
+        let mut missing = false;
+        for (addr, why) in failed {
+            let first = !self.since.contains_key(addr);
+            let since = *self.since.entry(*addr).or_insert(at);
+            match known.0.get(addr) {
+                Some(mac) if at.duration_since(since) < KEEP_UNRESOLVED => {
+                    now.0.insert(*addr, *mac);
+                    if first {
+                        warn!(backend = %addr, error = %why, keep_s = KEEP_UNRESOLVED.as_secs(),
+                            "backend not resolved now; keeping its last known MAC for a while");
+                    }
+                }
+                _ => {
+                    missing = true;
+                    if self.left_out.insert(*addr) {
+                        warn!(backend = %addr, error = %why,
+                            "backend not resolved; left out until it is");
+                    }
+                }
+            }
+        }
+        let failing = |a: &IpAddr| failed.iter().any(|(f, _)| f == a);
+        self.since.retain(|a, _| failing(a));
+        self.left_out.retain(|a| failing(a));
+        missing
+    }
+}
 
 /// Runtime drains set with `fo-agent backend drain SERVICE BACKEND`.
 pub type Drains = BTreeSet<(String, String)>;
@@ -199,4 +230,65 @@ pub fn plans(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    fn addr() -> IpAddr {
+        "192.0.2.21".parse().expect("address")
+    }
+
+    fn failed() -> Vec<(IpAddr, String)> {
+        vec![(addr(), "no neighbour entry after 3000 ms".to_string())]
+    }
+
+    fn known() -> Neighbours {
+        Neighbours([(addr(), MAC)].into_iter().collect())
+    }
+
+    #[test]
+    fn a_known_backend_keeps_its_mac_within_the_grace_time_then_is_left_out() {
+        let mut u = Unresolved::default();
+        let t0 = Instant::now();
+        let mut now = Neighbours::default();
+        assert!(!u.apply(&known(), &mut now, &failed(), t0));
+        assert_eq!(now.0.get(&addr()), Some(&MAC), "kept at the first failure");
+        // Still failing just before the grace time ends: kept.
+        let mut now = Neighbours::default();
+        let late = t0 + KEEP_UNRESOLVED - Duration::from_millis(1);
+        assert!(!u.apply(&known(), &mut now, &failed(), late));
+        assert_eq!(now.0.get(&addr()), Some(&MAC));
+        // Past it: left out, and retried soon.
+        let mut now = Neighbours::default();
+        assert!(u.apply(&known(), &mut now, &failed(), t0 + KEEP_UNRESOLVED));
+        assert!(now.0.is_empty(), "left out after the grace time: {now:?}");
+    }
+
+    #[test]
+    fn a_backend_that_never_resolved_is_missing_at_once() {
+        let mut u = Unresolved::default();
+        let mut now = Neighbours::default();
+        assert!(u.apply(&Neighbours::default(), &mut now, &failed(), Instant::now()));
+        assert!(now.0.is_empty());
+    }
+
+    #[test]
+    fn resolving_again_restarts_the_grace_time() {
+        let mut u = Unresolved::default();
+        let t0 = Instant::now();
+        let mut now = Neighbours::default();
+        u.apply(&known(), &mut now, &failed(), t0);
+        // A round where it resolved: no failures.
+        let mut now = known();
+        u.apply(&known(), &mut now, &[], t0 + Duration::from_secs(20));
+        // Failing again 20 s later: a new grace time, so kept.
+        let mut now = Neighbours::default();
+        let t1 = t0 + KEEP_UNRESOLVED + Duration::from_secs(1);
+        assert!(!u.apply(&known(), &mut now, &failed(), t1));
+        assert_eq!(now.0.get(&addr()), Some(&MAC));
+    }
 }
