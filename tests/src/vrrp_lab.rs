@@ -506,6 +506,31 @@ impl Lab {
         i
     }
 
+    /// Start `b`, then `a`; panic (with every node's log) unless `a` claims master and
+    /// `b` backup within `timeout`. `b` first, so that `a` joins a running router.
+    pub fn start_master_backup(&mut self, a: usize, b: usize, timeout: Duration) {
+        let start = Instant::now();
+        self.nodes[b].start();
+        self.nodes[a].start();
+        assert!(
+            self.nodes[a]
+                .wait_claim(Claim::Master, start, timeout)
+                .is_some(),
+            "expected {} to become master.\n{}",
+            self.nodes[a].name,
+            self.dump()
+        );
+        assert!(
+            crate::netns::wait_for(timeout, || (self.nodes[b].claim() == Claim::Backup)
+                .then_some(()))
+            .is_some(),
+            "expected {} to run as backup, it claims {:?}.\n{}",
+            self.nodes[b].name,
+            self.nodes[b].claim(),
+            self.dump()
+        );
+    }
+
     /// The MACs that answer one ARP request for the VIP from the client.
     pub fn arp_answers(&self) -> Vec<[u8; 6]> {
         arp_answers(&self.client, "eth0", self.vip)

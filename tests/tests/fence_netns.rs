@@ -128,24 +128,7 @@ fn lab(hooks: &HookDir, unicast: bool) -> (Lab, Netns, usize, usize) {
     for n in &mut lab.nodes {
         n.node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"");
     }
-    let start = Instant::now();
-    lab.nodes[b].start();
-    lab.nodes[a].start();
-    assert!(
-        lab.nodes[a]
-            .wait_claim(Claim::Master, start, START_TIMEOUT)
-            .is_some(),
-        "expected a (priority 150) to become master.\n{}",
-        lab.dump()
-    );
-    assert!(
-        wait_for(START_TIMEOUT, || (lab.nodes[b].claim() == Claim::Backup)
-            .then_some(()))
-        .is_some(),
-        "expected b (priority 100) to run as backup, it claims {:?}.\n{}",
-        lab.nodes[b].claim(),
-        lab.dump()
-    );
+    lab.start_master_backup(a, b, START_TIMEOUT);
     if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(5)) {
         panic!(
             "expected only a to answer ARP for {VIP}, saw {:?}\n{}",

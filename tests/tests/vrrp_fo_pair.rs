@@ -11,7 +11,6 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use fo_tests::netns::wait_for;
 use fo_tests::vrrp_lab::{Claim, Kind, Lab, fmt_mac, serial, summary};
 
 const REPS: usize = 5;
@@ -51,24 +50,7 @@ fn kill_master_repeatedly(interval: Duration) {
     let a = lab.add("a", router(200, interval));
     let b = lab.add("b", router(100, interval));
     let (a_mac, b_mac) = (lab.nodes[a].mac, lab.nodes[b].mac);
-    let start = Instant::now();
-    lab.nodes[b].start();
-    lab.nodes[a].start();
-    assert!(
-        lab.nodes[a]
-            .wait_claim(Claim::Master, start, START_TIMEOUT)
-            .is_some(),
-        "expected node a (priority 200) to become master, it did not.\n{}",
-        lab.dump()
-    );
-    assert!(
-        wait_for(START_TIMEOUT, || (lab.nodes[b].claim() == Claim::Backup)
-            .then_some(()))
-        .is_some(),
-        "expected node b (priority 100) to run as backup, it claims {:?}.\n{}",
-        lab.nodes[b].claim(),
-        lab.dump()
-    );
+    lab.start_master_backup(a, b, START_TIMEOUT);
     if let Err(seen) = lab.wait_arp(a_mac, Duration::from_secs(5)) {
         panic!(
             "expected only a ({}) to answer ARP for {VIP}, saw {:?}\n{}",

@@ -89,24 +89,7 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 
 /// Start a (priority 200) and b (priority 100); wait until a is master and b backup.
 fn start_pair(lab: &mut Lab, a: usize, b: usize) {
-    let start = Instant::now();
-    lab.nodes[b].start();
-    lab.nodes[a].start();
-    assert!(
-        lab.nodes[a]
-            .wait_claim(Claim::Master, start, START_TIMEOUT)
-            .is_some(),
-        "expected a (priority 200) to become master.\n{}",
-        lab.dump()
-    );
-    assert!(
-        wait_for(START_TIMEOUT, || (lab.nodes[b].claim() == Claim::Backup)
-            .then_some(()))
-        .is_some(),
-        "expected b (priority 100) to be backup, it claims {:?}.\n{}",
-        lab.nodes[b].claim(),
-        lab.dump()
-    );
+    lab.start_master_backup(a, b, START_TIMEOUT);
     // A few adverts, so b has heard a (and, in HMAC mode, holds a's sequence floor).
     std::thread::sleep(Duration::from_millis(5 * INTERVAL_MS));
 }
