@@ -52,10 +52,9 @@ fn router(priority: u8, peers: Option<Ipv4Addr>, key_file: Option<&std::path::Pa
     Kind::Fo { router: r }
 }
 
-/// `dropped` of a router status as a map (reasons never seen are absent).
-fn drops(router: &serde_json::Value) -> BTreeMap<String, u64> {
-    router["dropped"]
-        .as_object()
+/// A JSON object of counts as a map (absent: empty).
+fn json_counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
+    v.as_object()
         .map(|m| {
             m.iter()
                 .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
@@ -64,15 +63,13 @@ fn drops(router: &serde_json::Value) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// `dropped` of a router status as a map (reasons never seen are absent).
+fn drops(router: &serde_json::Value) -> BTreeMap<String, u64> {
+    json_counts(&router["dropped"])
+}
+
 fn unrouted(status: &serde_json::Value) -> BTreeMap<String, u64> {
-    status["vrrp_unrouted_drops"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
+    json_counts(&status["vrrp_unrouted_drops"])
 }
 
 fn delta(after: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
