@@ -10,8 +10,8 @@
 //!
 //! Two ways to follow the results:
 //! - [`Health::watch`]: a `watch` of the [`Snapshot`], woken only when some target
-//!   goes up or down. The snapshot is authoritative: read it after subscribing and on
-//!   every wake-up (`borrow_and_update`), and recompute from it (backends in the data
+//!   goes up or down, and once at once after subscribing. The snapshot is
+//!   authoritative: read it on every wake-up (`borrow_and_update`), and recompute from it (backends in the data
 //!   plane, [`super::priority::effective`], [`super::priority::all_pass`]). Detail
 //!   (last result, counters) is updated in place on every probe without waking anyone.
 //! - [`Health::events`]: a `broadcast` of [`HealthEvent`]s, one per transition, in
@@ -291,9 +291,13 @@ impl Health {
         self.snapshot.borrow().clone()
     }
 
-    /// A receiver woken whenever a target goes up or down.
+    /// A receiver woken whenever a target goes up or down. Its first `changed()`
+    /// resolves at once: a state that changed before the caller subscribed (between
+    /// its last read of the snapshot and this call) is never missed.
     pub fn watch(&self) -> watch::Receiver<Snapshot> {
-        self.snapshot.subscribe()
+        let mut rx = self.snapshot.subscribe();
+        rx.mark_changed();
+        rx
     }
 
     /// Every transition from now on.
@@ -487,6 +491,27 @@ mod tests {
             (false, 3, 8, 5)
         );
         assert!(st.last_change.is_some() && st.last.as_ref().is_some_and(|l| !l.ok));
+    }
+
+    /// The agent reads the snapshot, then subscribes; a transition in between must
+    /// still wake it (CI once saw a gate stay closed forever through this window).
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_taken_after_a_transition_wakes_at_once() {
+        let (probe, _) = scripted("+");
+        let health = Health::start_with_probes(
+            vec![(spec(Target::check("ready"), Status::Down, 1, 1), probe)],
+            None,
+        );
+        let mut events = health.events();
+        let e = events.recv().await.expect("an event");
+        assert!(e.up, "expected up, saw {e:?}");
+
+        let mut watch = health.watch();
+        tokio::time::timeout(Duration::from_millis(1), watch.changed())
+            .await
+            .expect("the first changed() resolves without a further transition")
+            .expect("sender alive");
+        assert_eq!(watch.borrow_and_update().check_up("ready"), Some(true));
     }
 
     #[tokio::test(start_paused = true)]
