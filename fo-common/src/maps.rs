@@ -214,8 +214,10 @@ pub struct TrafficStats {
 }
 const _: () = assert!(size_of::<TrafficStats>() == 16);
 
-/// Single entry of `INFO`: what the loaded data plane was built with. Written once by
-/// the agent that loads the program; read by an agent that adopts pinned maps.
+/// Single entry of `INFO`: what the running data plane was built with. Written by the
+/// agent that loads (or upgrades) the program; read by an agent that adopts pinned maps.
+/// It only ever grows at its end, so that an agent can read how an older layout's
+/// program was attached (`attach_mode` stays the u32 at byte 24).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DataplaneInfo {
@@ -228,8 +230,22 @@ pub struct DataplaneInfo {
     pub nat_table_size: u32,
     /// How the program was attached: 0 not attached (tests), 1 generic (SKB), 2 native.
     pub attach_mode: u32,
+    /// Which build of the XDP object runs: the first 16 bytes of its SHA-256. Pinned
+    /// maps of the same layout from another build are kept and the program swapped.
+    pub build: [u8; 16],
 }
-const _: () = assert!(size_of::<DataplaneInfo>() == 28);
+const _: () = assert!(size_of::<DataplaneInfo>() == 44);
+
+impl DataplaneInfo {
+    /// Same map layout and sizes, attached the same way: the maps can be reused
+    /// whatever build of the program runs on them.
+    pub fn same_layout(&self, other: &DataplaneInfo) -> bool {
+        DataplaneInfo {
+            build: other.build,
+            ..*self
+        } == *other
+    }
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -272,5 +288,37 @@ mod tests {
     fn service_key_port_is_network_order() {
         let k = ServiceKey::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1514, PROTO_TCP);
         assert_eq!(k.port_be.to_ne_bytes(), 1514u16.to_be_bytes());
+    }
+
+    #[test]
+    fn the_build_is_not_part_of_the_layout() {
+        let a = DataplaneInfo {
+            abi: 3,
+            maglev_size: 65537,
+            flow_table_size: 1024,
+            attach_mode: 1,
+            build: [1; 16],
+            ..Default::default()
+        };
+        let other_build = DataplaneInfo {
+            build: [2; 16],
+            ..a
+        };
+        assert!(a.same_layout(&other_build) && other_build.same_layout(&a));
+        for other in [
+            DataplaneInfo { abi: 2, ..a },
+            DataplaneInfo {
+                flow_table_size: 2048,
+                ..a
+            },
+            DataplaneInfo {
+                attach_mode: 2,
+                ..a
+            },
+        ] {
+            assert!(!a.same_layout(&other), "{other:?}");
+        }
+        // A newer agent reads how an older layout's program was attached from byte 24.
+        assert_eq!(core::mem::offset_of!(DataplaneInfo, attach_mode), 24);
     }
 }

@@ -6,6 +6,7 @@ pub mod fixture;
 pub mod frames;
 pub mod netns;
 pub mod pair;
+pub mod pins;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;

@@ -1,7 +1,8 @@
 //! Two fo agents, three DSR backends running `fo-sink`, and a client holding 200
 //! long-lived TCP connections to VIP:1514 that send a numbered event every 10 ms
 //! (`fo-fleet`). What operators need from the agent, end to end: a killed master is
-//! replaced and its node stops answering ARP; a restarted master moves nothing;
+//! replaced and its node stops answering ARP; a restarted master moves nothing, also
+//! when it upgrades the pinned XDP program;
 //! reloads change backends without a transition; bad reloads are refused; the CLI
 //! moves mastership; status and metrics say what happened.
 
@@ -50,6 +51,36 @@ fn kill_and_restart_of_the_master_lose_nothing() {
         transitions_to_master(&lab.b.status()),
         b_before,
         "B took over during A's restart:\n{}",
+        lab.b.log()
+    );
+    assert_eq!(lab.a.state("lab"), "master");
+
+    // 1b. An upgrade of the master under load: the pins say another build of the XDP
+    // object runs; the restarted agent swaps this build's program into the link and
+    // keeps the maps (the flow table, the VIP's ownership); nothing moves.
+    let flows_map = fo_tests::pins::map_id(&lab.a.pin_dir, "FLOWS");
+    lab.a.kill9();
+    fo_tests::pins::set_build(&lab.a.pin_dir, [0xee; 16]);
+    lab.a.start();
+    let log = lab.a.log();
+    assert!(
+        log.contains("replaced the pinned XDP program with this build's in place")
+            && log.contains("resuming as master"),
+        "the restarted agent should upgrade the program in place and resume as master:\n{log}"
+    );
+    if let Some(line) = log.lines().find(|l| l.contains("program swapped")) {
+        println!("upgrade: {line}");
+    }
+    assert_eq!(
+        fo_tests::pins::map_id(&lab.a.pin_dir, "FLOWS"),
+        flows_map,
+        "the upgrade must keep the flow table"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        transitions_to_master(&lab.b.status()),
+        b_before,
+        "B took over during A's upgrade:\n{}",
         lab.b.log()
     );
     assert_eq!(lab.a.state("lab"), "master");

@@ -3,7 +3,8 @@
 //! compiled XDP program (native mode with the veth workarounds of LAB.md, and generic
 //! mode), owns the VIP, and forwards 300 TCP connections; then it is killed with
 //! SIGKILL (forwarding goes on: the data plane is pinned) and restarted (it adopts
-//! the pinned program and maps instead of reloading them).
+//! the pinned program and maps instead of reloading them); then restarted over pins
+//! left by another build (it swaps its program in and keeps every map).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
 use fo_tests::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
+use fo_tests::pins;
 
 const VIP: &str = "192.0.2.100";
 const PORT: u16 = 1514;
@@ -311,6 +313,60 @@ fn scenario(mode: XdpAttachMode) {
         60,
         "connections after restart: {counts:?}"
     );
+
+    // An upgrade: the pins say another build of the XDP object runs. The restarted
+    // agent keeps every map and swaps this build's program into the pinned link.
+    let flows = pins::flows(&lab.pin_dir);
+    let map_ids = |dir: &PathBuf| ["FLOWS", "VIPS", "BACKENDS"].map(|m| pins::map_id(dir, m));
+    let maps_before = map_ids(&lab.pin_dir);
+    let mut agent = lab.agent.take().expect("agent");
+    agent.signal(libc::SIGKILL);
+    let _ = agent.kill_and_collect();
+    pins::set_build(&lab.pin_dir, [0xee; 16]);
+    lab.start_agent(3);
+    let log = lab.log(3);
+    assert!(
+        log.contains("replaced the pinned XDP program with this build's in place"),
+        "the agent did not upgrade the pinned program in place:\n{log}"
+    );
+    let upgraded = lab.xdp_prog_id();
+    assert!(
+        upgraded.is_some() && upgraded != Some(prog),
+        "the upgraded program must be a new one on the interface (was {prog}, now {upgraded:?})"
+    );
+    assert_eq!(
+        map_ids(&lab.pin_dir),
+        maps_before,
+        "the upgrade must keep the maps (FLOWS, VIPS, BACKENDS ids)"
+    );
+    let kept = pins::flows(&lab.pin_dir);
+    assert!(
+        flows > 0 && kept >= flows,
+        "the flow table must survive the upgrade: {flows} entries before, {kept} after"
+    );
+    assert_eq!(
+        pins::info(&lab.pin_dir).build,
+        fo_agent::dataplane::build_id(),
+        "INFO must name this build after the upgrade"
+    );
+    let counts = lab.connect(60);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "connections after the upgrade: {counts:?}"
+    );
+
+    // The next start finds this build's program and adopts it.
+    let mut agent = lab.agent.take().expect("agent");
+    agent.signal(libc::SIGKILL);
+    let _ = agent.kill_and_collect();
+    lab.start_agent(4);
+    assert!(
+        lab.log(4).contains("adopted the pinned XDP program"),
+        "an agent of the same build must adopt the upgraded program:\n{}",
+        lab.log(4)
+    );
+    assert_eq!(lab.xdp_prog_id(), upgraded);
 }
 
 #[test]

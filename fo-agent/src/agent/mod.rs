@@ -151,6 +151,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         Origin::Adopted => {
             info!(interface = %link.name, "adopted the pinned XDP program and maps (nothing reloaded)")
         }
+        Origin::Upgraded => info!(
+            interface = %link.name,
+            "replaced the pinned XDP program with this build's in place (maps, flows and VIP ownership kept)"
+        ),
     }
     let table = ServiceTable::from_dataplane(&dp).context("reading the service maps")?;
     let plane = SharedPlane::new(dp, table);

@@ -38,6 +38,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             dataplane: match agent.origin {
                 Origin::Loaded => "loaded",
                 Origin::Adopted => "adopted",
+                Origin::Upgraded => "upgraded",
             }
             .to_string(),
             config: agent.config_path.display().to_string(),

@@ -32,7 +32,8 @@ pub struct Status {
 pub struct NodeStatus {
     pub interface: String,
     pub xdp_mode: String,
-    /// "loaded" or "adopted".
+    /// "loaded" (a new program on new maps), "adopted" (the pinned program and maps as
+    /// they were) or "upgraded" (the pinned maps, with this build's program swapped in).
     pub dataplane: String,
     pub config: String,
     /// Seconds since the Unix epoch of the last successful (re)load.

@@ -2,9 +2,12 @@
 //!
 //! Maps are pinned by name under the pin directory, the attachment (a bpf_link)
 //! as `link_<interface>`. A starting agent that finds a link pin and maps built
-//! with the same layout and sizes adopts them: the program keeps running, no map
-//! is recreated, no flow is dropped. Otherwise it loads a new program and swaps it
-//! into the existing link atomically (bpf_link_update), or attaches a new link.
+//! with the same layout and sizes keeps the maps: no map is recreated, no flow is
+//! dropped. If the running program is this build's, it is adopted as it is;
+//! otherwise this build's program is loaded on the same maps and swapped into the
+//! link atomically (bpf_link_update): an upgrade of the XDP code drops nothing.
+//! Pins of another layout are replaced: a new program on new maps, swapped into the
+//! existing link, or attached with a new link.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -13,7 +16,8 @@ use aya::maps::{Map, MapData};
 use aya::programs::XdpMode;
 use aya::programs::links::{FdLink, PinnedLink};
 use fo_common::{ABI_VERSION, DataplaneInfo};
-use tracing::{info, warn};
+use sha2::Digest as _;
+use tracing::{error, info, warn};
 
 use super::{DataplaneError, Maps, OBJECT, Result, map_err};
 
@@ -72,6 +76,34 @@ pub enum Origin {
     Loaded,
     /// This process adopted a program and maps pinned by an earlier run.
     Adopted,
+    /// The maps pinned by an earlier run were kept and the program running on them,
+    /// from another build, was replaced by this build's.
+    Upgraded,
+}
+
+/// Which build of the XDP object this agent carries (see `DataplaneInfo::build`).
+pub fn build_id() -> [u8; 16] {
+    static ID: std::sync::LazyLock<[u8; 16]> = std::sync::LazyLock::new(|| {
+        let digest = sha2::Sha256::digest(OBJECT);
+        let mut id = [0; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
+    });
+    *ID
+}
+
+/// The `INFO` entry a data plane loaded with `opts` carries.
+fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
+    DataplaneInfo {
+        abi: ABI_VERSION,
+        maglev_size: opts.maglev_size,
+        max_services: opts.max_services,
+        max_backends: opts.max_backends,
+        flow_table_size: opts.flow_table_size,
+        nat_table_size: opts.nat_table_size,
+        attach_mode,
+        build: build_id(),
+    }
 }
 
 const MAP_NAMES: [&str; 13] = [
@@ -114,25 +146,24 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
                 info!(pin_dir = %opts.pin_dir.display(), "adopted the pinned data plane");
                 return Ok(dp);
             }
-            Ok(None) => info!("pinned data plane differs (layout, sizes or mode): replacing it"),
+            Ok(None) => info!(
+                "pinned data plane differs (layout, sizes or mode): replacing it and its maps"
+            ),
             Err(e) => {
                 warn!(error = %super::error_chain(&e), "pinned data plane unusable: replacing it")
             }
         }
     }
     // Read how the old program was attached before its pins are replaced.
-    let old_mode = open_pinned_maps(&opts.pin_dir)
-        .ok()
-        .and_then(|maps| maps.info.get(&0, 0).ok())
-        .map(|info| info.attach_mode);
+    let old_mode = pinned_attach_mode(&opts.pin_dir);
     remove_map_pins(&opts.pin_dir)?;
     load(opts, Some((name, mode, &link_pin, old_mode)))
 }
 
-fn load(
-    opts: &LoadOptions,
-    attach: Option<(&String, XdpAttachMode, &PathBuf, Option<u32>)>,
-) -> Result<super::Dataplane> {
+/// Load the object and its program with `opts`' sizes. Maps pinned under the pin
+/// directory are reused (aya refuses one whose definition differs); missing ones are
+/// created and pinned.
+fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
     let maglev_entries =
         opts.max_services
             .checked_mul(opts.maglev_size)
@@ -163,6 +194,15 @@ fn load(
             source,
         },
     })?;
+    Ok(ebpf)
+}
+
+fn load(
+    opts: &LoadOptions,
+    attach: Option<(&String, XdpAttachMode, &PathBuf, Option<u32>)>,
+) -> Result<super::Dataplane> {
+    let mut ebpf = load_object(opts)?;
+    let prog = super::xdp_program(&mut ebpf)?;
 
     let mut link = None;
     let mut attach_mode = 0;
@@ -203,15 +243,7 @@ fn load(
     }
 
     let mut maps = take_maps(&mut ebpf)?;
-    let info = DataplaneInfo {
-        abi: ABI_VERSION,
-        maglev_size: opts.maglev_size,
-        max_services: opts.max_services,
-        max_backends: opts.max_backends,
-        flow_table_size: opts.flow_table_size,
-        nat_table_size: opts.nat_table_size,
-        attach_mode,
-    };
+    let info = wanted_info(opts, attach_mode);
     maps.info.set(0, &info, 0).map_err(map_err("INFO"))?;
     // MAGLEV needs no initialisation: a zeroed entry is MAGLEV_EMPTY.
     Ok(super::Dataplane {
@@ -262,20 +294,12 @@ fn adopt(
     })?;
     let maps = open_pinned_maps(&opts.pin_dir)?;
     let info = maps.info.get(&0, 0).map_err(map_err("INFO"))?;
-    let wanted = DataplaneInfo {
-        abi: ABI_VERSION,
-        maglev_size: opts.maglev_size,
-        max_services: opts.max_services,
-        max_backends: opts.max_backends,
-        flow_table_size: opts.flow_table_size,
-        nat_table_size: opts.nat_table_size,
-        attach_mode: mode.code(),
-    };
-    if info != wanted {
+    let wanted = wanted_info(opts, mode.code());
+    if !info.same_layout(&wanted) {
         info!(pinned = ?info, wanted = ?wanted, "pinned data plane was built with other parameters");
         return Ok(None);
     }
-    Ok(Some(super::Dataplane {
+    let adopted = |maps, link| super::Dataplane {
         maps,
         info,
         origin: super::Origin::Adopted,
@@ -283,7 +307,99 @@ fn adopt(
         ebpf: None,
         _link: Some(link),
         roles: Default::default(),
-    }))
+    };
+    if info.build == wanted.build {
+        return Ok(Some(adopted(maps, link)));
+    }
+    info!(
+        pinned = %hex(&info.build),
+        this = %hex(&wanted.build),
+        "the pinned XDP program is another build: swapping in this build's, keeping the maps"
+    );
+    let started = std::time::Instant::now();
+    match upgrade(opts, link_pin, &wanted) {
+        Ok(dp) => {
+            info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "program swapped in the pinned link"
+            );
+            Ok(Some(dp))
+        }
+        Err(e) => {
+            // The pinned program still runs on its maps: keep serving with it.
+            error!(
+                error = %super::error_chain(&e),
+                "this build's XDP program could not replace the pinned one: adopting the pinned build as it is"
+            );
+            Ok(Some(adopted(maps, link)))
+        }
+    }
+}
+
+/// Load this build's program on the pinned maps and swap it into the pinned link.
+fn upgrade(
+    opts: &LoadOptions,
+    link_pin: &Path,
+    wanted: &DataplaneInfo,
+) -> Result<super::Dataplane> {
+    let mut ebpf = load_object(opts)?;
+    let prog = super::xdp_program(&mut ebpf)?;
+    // The pin stays: if anything below fails, the old program stays attached.
+    let pinned = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
+        path: link_pin.to_owned(),
+        source,
+    })?;
+    let old = aya::programs::xdp::XdpLink::try_from(FdLink::from(pinned)).map_err(|source| {
+        DataplaneError::Program {
+            what: "open the pinned link as an XDP link",
+            source: source.into(),
+        }
+    })?;
+    let id = prog
+        .attach_to_link(old)
+        .map_err(|source| DataplaneError::Program {
+            what: "replace in link",
+            source,
+        })?;
+    // The link lives on through its pin; this process keeps its own handle on it.
+    drop(prog.take_link(id));
+    let link = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
+        path: link_pin.to_owned(),
+        source,
+    })?;
+    let mut maps = take_maps(&mut ebpf)?;
+    maps.info.set(0, wanted, 0).map_err(map_err("INFO"))?;
+    Ok(super::Dataplane {
+        maps,
+        info: *wanted,
+        origin: super::Origin::Upgraded,
+        pin_dir: opts.pin_dir.clone(),
+        ebpf: Some(ebpf),
+        _link: Some(link),
+        roles: Default::default(),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the pinned program was attached, also when its `INFO` entry has an older layout:
+/// `DataplaneInfo` only ever grows at its end, and `attach_mode` is the u32 at byte 24
+/// since ABI 2 (28 bytes). Knowing it lets a layout upgrade keep the link.
+fn pinned_attach_mode(dir: &Path) -> Option<u32> {
+    fn entry<const N: usize>(dir: &Path) -> Option<[u8; N]> {
+        let data = MapData::from_pin(dir.join("INFO")).ok()?;
+        let info: aya::maps::Array<MapData, [u8; N]> =
+            Map::from_map_data(data).ok()?.try_into().ok()?;
+        info.get(&0, 0).ok()
+    }
+    const ABI2_SIZE: usize = 28;
+    let prefix: [u8; ABI2_SIZE] = match entry::<{ size_of::<DataplaneInfo>() }>(dir) {
+        Some(b) => b[..ABI2_SIZE].try_into().ok()?,
+        None => entry::<ABI2_SIZE>(dir)?,
+    };
+    Some(u32::from_ne_bytes(prefix[24..28].try_into().ok()?))
 }
 
 fn take_maps(ebpf: &mut aya::Ebpf) -> Result<Maps> {
