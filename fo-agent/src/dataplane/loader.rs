@@ -155,7 +155,7 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
         }
     }
     // Read how the old program was attached before its pins are replaced.
-    let old_mode = pinned_attach_mode(&opts.pin_dir);
+    let old_mode = pinned_abi_and_mode(&opts.pin_dir).map(|(_, mode)| mode);
     remove_map_pins(&opts.pin_dir)?;
     load(opts, Some((name, mode, &link_pin, old_mode)))
 }
@@ -292,6 +292,16 @@ fn adopt(
         path: link_pin.to_owned(),
         source,
     })?;
+    if let Some((abi, _)) = pinned_abi_and_mode(&opts.pin_dir)
+        && abi != ABI_VERSION
+    {
+        info!(
+            pinned = abi,
+            this = ABI_VERSION,
+            "the pinned maps have another layout (ABI)"
+        );
+        return Ok(None);
+    }
     let maps = open_pinned_maps(&opts.pin_dir)?;
     let info = maps.info.get(&0, 0).map_err(map_err("INFO"))?;
     let wanted = wanted_info(opts, mode.code());
@@ -384,10 +394,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// How the pinned program was attached, also when its `INFO` entry has an older layout:
-/// `DataplaneInfo` only ever grows at its end, and `attach_mode` is the u32 at byte 24
-/// since ABI 2 (28 bytes). Knowing it lets a layout upgrade keep the link.
-fn pinned_attach_mode(dir: &Path) -> Option<u32> {
+/// The ABI and the attach mode of the pinned data plane, also when its `INFO` entry has
+/// an older layout: `DataplaneInfo` only ever grows at its end; `abi` is its first u32
+/// and `attach_mode` the u32 at byte 24 since ABI 2 (28 bytes).
+fn pinned_abi_and_mode(dir: &Path) -> Option<(u32, u32)> {
     fn entry<const N: usize>(dir: &Path) -> Option<[u8; N]> {
         let data = MapData::from_pin(dir.join("INFO")).ok()?;
         let info: aya::maps::Array<MapData, [u8; N]> =
@@ -399,7 +409,8 @@ fn pinned_attach_mode(dir: &Path) -> Option<u32> {
         Some(b) => b[..ABI2_SIZE].try_into().ok()?,
         None => entry::<ABI2_SIZE>(dir)?,
     };
-    Some(u32::from_ne_bytes(prefix[24..28].try_into().ok()?))
+    let word = |at: usize| prefix[at..at + 4].try_into().ok().map(u32::from_ne_bytes);
+    Some((word(0)?, word(24)?))
 }
 
 fn take_maps(ebpf: &mut aya::Ebpf) -> Result<Maps> {
