@@ -28,7 +28,8 @@
 //! # Schema (extensions of CONTRACT.md's shape; defaults in parentheses)
 //!
 //! - `[node]`: `interface` (required), `xdp_mode` native|generic (native), `bpf_dir`
-//!   (/sys/fs/bpf/fo), `control_socket` (/run/fo/control.sock), `metrics` (off),
+//!   (/sys/fs/bpf/fo), `control_socket` (/run/fo/control.sock), `state_file`
+//!   (/var/lib/fo/state.json: `demote`s and drains kept across restarts), `metrics` (off),
 //!   `maglev_table_size` (65537; a prime in 251..=1000003), `max_services` (64),
 //!   `max_backends` (4096), `flow_table_size` (1000000), `garp_count` (5),
 //!   `garp_interval` (100ms), `garp_refresh` (60s; "0s" = off), `vip_on_interface`

@@ -21,6 +21,8 @@ pub struct Node {
     /// Pinned programs and maps (forwarding survives agent restarts).
     pub bpf_dir: PathBuf,
     pub control_socket: PathBuf,
+    /// Where the operator's `demote` and `backend drain` are kept across restarts.
+    pub state_file: PathBuf,
     /// Prometheus endpoint; `None` disables metrics.
     pub metrics: Option<SocketAddr>,
     /// Maglev lookup table size per service (prime).
@@ -66,6 +68,7 @@ impl Sync {
 impl Node {
     pub const DEFAULT_BPF_DIR: &'static str = "/sys/fs/bpf/fo";
     pub const DEFAULT_CONTROL_SOCKET: &'static str = "/run/fo/control.sock";
+    pub const DEFAULT_STATE_FILE: &'static str = "/var/lib/fo/state.json";
     pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
     pub const DEFAULT_MAX_SERVICES: u32 = 64;
     pub const DEFAULT_MAX_BACKENDS: u32 = 4096;

@@ -21,6 +21,7 @@ pub(crate) struct RawNode {
     pub xdp_mode: Option<XdpMode>,
     pub bpf_dir: Option<S<PathBuf>>,
     pub control_socket: Option<S<PathBuf>>,
+    pub state_file: Option<S<PathBuf>>,
     pub metrics: Option<S<String>>,
     pub maglev_table_size: Option<S<i64>>,
     pub max_services: Option<S<i64>>,

@@ -371,6 +371,10 @@ impl Cx<'_> {
             Some(v) => self.abs_path(v, "control_socket"),
             None => Some(Node::DEFAULT_CONTROL_SOCKET.into()),
         };
+        let state_file = match &raw.state_file {
+            Some(v) => self.abs_path(v, "state_file"),
+            None => Some(Node::DEFAULT_STATE_FILE.into()),
+        };
         let maglev_table_size = match &raw.maglev_table_size {
             Some(v) => self.maglev_size(v),
             None => Some(Node::DEFAULT_MAGLEV_TABLE_SIZE),
@@ -445,6 +449,7 @@ impl Cx<'_> {
             xdp_mode: raw.xdp_mode.unwrap_or_default(),
             bpf_dir: bpf_dir?,
             control_socket: control_socket?,
+            state_file: state_file?,
             metrics: metrics?,
             maglev_table_size: maglev_table_size?,
             max_services: max_services? as u32,

@@ -45,7 +45,7 @@ interface = "eth0"
 xdp = "native"
 "#,
         &[
-            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `sync`",
+            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `sync`",
         ],
     );
 }
@@ -127,6 +127,17 @@ interface = "eth0"
 control_socket = "run/fo.sock"
 "#,
         &["3:18: control_socket must be an absolute path, got \"run/fo.sock\""],
+    );
+}
+
+#[test]
+fn state_file_relative() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+state_file = "state.json"
+"#,
+        &["3:14: state_file must be an absolute path, got \"state.json\""],
     );
 }
 

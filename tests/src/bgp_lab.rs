@@ -230,6 +230,7 @@ interface = "eth0"
 xdp_mode = "generic"
 bpf_dir = "{pin}"
 control_socket = "{sock}"
+state_file = "{sock}.state.json"
 metrics = "127.0.0.1:{mport}"
 flow_table_size = 65536
 

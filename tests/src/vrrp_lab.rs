@@ -238,8 +238,9 @@ impl Node {
     fn write_config(&self) {
         let text = match &self.kind {
             Kind::Fo { router } => format!(
-                "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n{}\n\n[[router]]\n{router}\nvips = [\"{}\"]\n",
+                "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\nstate_file = \"{}.state.json\"\n{}\n\n[[router]]\n{router}\nvips = [\"{}\"]\n",
                 self.bpf_dir.display(),
+                self.socket().display(),
                 self.socket().display(),
                 self.node_extra,
                 self.vip

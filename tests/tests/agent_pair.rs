@@ -212,6 +212,42 @@ fn reloads_and_operator_commands() {
         "B did not take over after demote of A"
     );
     assert_eq!(lab.a.status()["routers"][0]["admin"], "demoted");
+
+    // A demote and a drain outlive the agent (state_file): restarted, as by a crash
+    // or an upgrade, A stays backup until resume, and the backend stays drained.
+    let drained = lab.a.status()["services"][0]["backends"][0]["name"]
+        .as_str()
+        .expect("backend name")
+        .to_owned();
+    let (ok, out) = lab.a.ctl(&["backend", "drain", "events", &drained]);
+    assert!(ok, "drain: {out}");
+    let b_master = transitions_to_master(&lab.b.status());
+    std::fs::write(&lab.a.config, &good).expect("restore the config the broken reload left");
+    lab.a.kill9();
+    lab.a.start();
+    assert!(
+        lab.a.log().contains("staying backup until resume"),
+        "the restarted agent must start demoted:\n{}",
+        lab.a.log()
+    );
+    std::thread::sleep(Duration::from_secs(5)); // over A's Master_Down_Interval (3.4 s)
+    let st = lab.a.status();
+    assert_eq!(st["routers"][0]["admin"], "demoted", "{st}");
+    assert_eq!(lab.a.state("lab"), "backup");
+    assert_eq!(
+        transitions_to_master(&lab.b.status()),
+        b_master,
+        "B lost mastership to the restarted, demoted A:\n{}",
+        lab.a.log()
+    );
+    let b = &st["services"][0]["backends"][0];
+    assert!(
+        b["name"] == drained.as_str() && b["drained"] == true,
+        "the drain must survive the restart: {b}"
+    );
+    let (ok, out) = lab.a.ctl(&["backend", "enable", "events", &drained]);
+    assert!(ok, "enable: {out}");
+
     let (ok, out) = lab.a.ctl(&["resume", "lab"]);
     assert!(ok, "resume: {out}");
     assert!(

@@ -151,6 +151,7 @@ interface = "eth0"
 xdp_mode = "{mode_name}"
 bpf_dir = "{pin}"
 control_socket = "{sock}"
+state_file = "{sock}.state.json"
 flow_table_size = 65536
 
 [[router]]

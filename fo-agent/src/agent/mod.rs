@@ -7,6 +7,7 @@
 
 mod backends;
 mod nat;
+mod operator;
 mod state;
 mod status;
 
@@ -27,6 +28,7 @@ use crate::net::{self, link::LinkInfo};
 use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
+use operator::{Drained, OperatorState};
 pub use state::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
@@ -86,13 +88,17 @@ struct Agent {
     /// Who may use the control socket; counts refusals.
     access: control::Access,
     bgp: Bgp,
-    /// BGP routers withdrawn by the operator (`demote`) until `resume`.
+    /// Routers demoted by the operator until `resume` (or, VRRP, `promote`); kept in
+    /// `state_file` with the drains.
     demoted: BTreeSet<String>,
     health: Health,
     neighbours: Neighbours,
     /// Tells the neighbour task which addresses to keep resolved.
     backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
+    /// Backends drained by the operator until `enable`.
     drains: Drains,
+    /// Where `demoted` and `drains` are saved (the `state_file` the agent started with).
+    state_file: PathBuf,
     /// Services forwarding to all backends because none is healthy.
     fail_open: BTreeSet<String>,
     /// Last effective priority sent to each VRRP router.
@@ -142,6 +148,22 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         ),
         None => None,
     };
+
+    // The operator's demotes and drains survive a restart. A file that cannot be read
+    // stops the start: forgetting a demote could take mastership mid-maintenance.
+    let state_file = config.node.state_file.clone();
+    let (operator, dropped) = OperatorState::load(&state_file)?.retain_known(&config);
+    for d in &dropped {
+        warn!(file = %state_file.display(), "operator state: {d} left out (not in the config)");
+    }
+    if operator != OperatorState::empty() {
+        info!(demoted = ?operator.demoted, drained = ?operator.drains(), "operator state restored");
+    }
+    if !dropped.is_empty()
+        && let Err(e) = operator.save(&state_file)
+    {
+        warn!(error = %crate::dataplane::error_chain(&e), "operator state not rewritten");
+    }
 
     let dp = Dataplane::open(&load_options(&config), &attach_of(&config))
         .context("opening the data plane")?;
@@ -224,6 +246,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         &link,
         plane.clone(),
         sync.as_ref().map(|s| s.gate.clone()),
+        &operator.demoted,
     )
     .await
     .context("starting VRRP")?;
@@ -243,11 +266,12 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         fences,
         access,
         bgp,
-        demoted: BTreeSet::new(),
+        demoted: operator.demoted.clone(),
         health,
         neighbours,
         backend_addrs: addrs_tx,
-        drains: Drains::new(),
+        drains: operator.drains(),
+        state_file,
         fail_open: BTreeSet::new(),
         priorities: BTreeMap::new(),
         faults: BTreeMap::new(),
@@ -585,8 +609,13 @@ impl Agent {
                 "its VIPs are announced over BGP while its gates pass"
             };
             let already = if changed { "" } else { " (it already was)" };
+            let saved = if changed {
+                self.save_operator_state()
+            } else {
+                String::new()
+            };
             return Response::Ok {
-                message: format!("router {router} {verb}{already}: {what}"),
+                message: format!("router {router} {verb}{already}: {what}{saved}"),
             };
         }
         let Some(h) = self.vrrp.router(router) else {
@@ -597,13 +626,50 @@ impl Agent {
             };
         };
         info!(router, "operator: {verb}");
-        match h.send(control).await {
-            Ok(()) => Response::Ok {
-                message: format!("router {router} {verb}"),
-            },
-            Err(e) => Response::Error {
+        let demote = matches!(control, Control::Demote);
+        if let Err(e) = h.send(control).await {
+            return Response::Error {
                 message: e.to_string(),
-            },
+            };
+        }
+        // A promote ends a demote as resume does.
+        let changed = if demote {
+            self.demoted.insert(router.to_string())
+        } else {
+            self.demoted.remove(router)
+        };
+        let saved = if changed {
+            self.save_operator_state()
+        } else {
+            String::new()
+        };
+        Response::Ok {
+            message: format!("router {router} {verb}{saved}"),
+        }
+    }
+
+    /// Save the operator's demotes and drains to `state_file`. Returns what to add to
+    /// the operator's reply: nothing, or a warning that a restart would forget it.
+    fn save_operator_state(&self) -> String {
+        let state = OperatorState {
+            demoted: self.demoted.clone(),
+            drained: self
+                .drains
+                .iter()
+                .map(|(service, backend)| Drained {
+                    service: service.clone(),
+                    backend: backend.clone(),
+                })
+                .collect(),
+            ..OperatorState::empty()
+        };
+        match state.save(&self.state_file) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                let why = crate::dataplane::error_chain(&e);
+                error!(error = %why, "operator state not saved: a restart would forget it");
+                format!(" (WARNING, not saved: {why}; a restart of the agent would forget it)")
+            }
         }
     }
 
@@ -646,8 +712,13 @@ impl Agent {
             "enabled"
         };
         let already = if changed { "" } else { " (it already was)" };
+        let saved = if changed {
+            self.save_operator_state()
+        } else {
+            String::new()
+        };
         Response::Ok {
-            message: format!("backend {backend} of {service} {verb}{already}"),
+            message: format!("backend {backend} of {service} {verb}{already}{saved}"),
         }
     }
 
@@ -676,8 +747,12 @@ impl Agent {
         );
         old_health.stop().await;
         // Drains of backends that no longer exist are forgotten.
+        let drains = self.drains.len();
         self.drains
             .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
+        if self.drains.len() != drains {
+            let _ = self.save_operator_state();
+        }
         self.config = new;
         self.loaded_at = SystemTime::now();
         {

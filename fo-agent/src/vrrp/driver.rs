@@ -42,6 +42,9 @@ pub struct RouterSpec {
     pub fsm: fo_vrrp::Config,
     pub garp: GarpTiming,
     pub hooks: fo_config::Hooks,
+    /// The operator demoted this router before the agent restarted (`state_file`): it
+    /// starts demoted and never becomes Master until `resume` or `promote`.
+    pub start_demoted: bool,
 }
 
 impl RouterSpec {
@@ -393,8 +396,15 @@ impl Driver {
             vips = ?self.spec.vips,
             "VRRP router starting"
         );
+        if self.spec.start_demoted {
+            info!(
+                "demoted by the operator before this start (state_file): staying backup until resume"
+            );
+            self.handle(Instant::now(), Event::AdminDemote);
+        }
         // An agent restarted while this node served the VIPs (kill, upgrade) resumes
-        // as Master at once, before its peer's Master_Down_Timer runs out.
+        // as Master at once, before its peer's Master_Down_Timer runs out (not when
+        // demoted: then the FSM treats it as an ordinary Startup).
         let serving = {
             let p = self.io.plane.lock();
             !self.spec.vips.is_empty() && self.spec.owned().iter().all(|v| p.serving(*v))

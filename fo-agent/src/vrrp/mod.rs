@@ -122,14 +122,16 @@ struct Route {
 }
 
 impl Vrrp {
-    /// Open the sockets and start a task per `ownership = "vrrp"` router of `config`.
-    /// With no such router, nothing is opened.
+    /// Open the sockets and start a task per `ownership = "vrrp"` router of `config`;
+    /// the routers named in `demoted` start demoted. With no such router, nothing is
+    /// opened.
     pub async fn start(
         config: &Config,
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
         sync: Option<crate::sync::SyncGate>,
+        demoted: &std::collections::BTreeSet<String>,
     ) -> Result<Vrrp, VrrpError> {
         let mut vrrp = Vrrp {
             routers: Vec::new(),
@@ -159,7 +161,8 @@ impl Vrrp {
             let sock = Arc::new(VrrpSocket::open(&link.name, link.index, ipv6, multicast)?);
             let mut routes = HashMap::new();
             for r in family {
-                let spec = spec_of(config, r, primary)?;
+                let mut spec = spec_of(config, r, primary)?;
+                spec.start_demoted = demoted.contains(&r.name);
                 let (tx, rx) = mpsc::channel(ROUTER_QUEUE);
                 let queue_drops = Arc::new(AtomicU64::new(0));
                 routes.insert(
@@ -308,6 +311,7 @@ pub fn spec_of(
             refresh: n.garp_refresh,
         },
         hooks: r.hooks.clone(),
+        start_demoted: false,
     })
 }
 

@@ -432,10 +432,11 @@ fn one_size(
         .join(", ");
     let mut body = format!(
         "[node]\ninterface = \"eth0\"\nxdp_mode = \"{XDP_MODE}\"\nbpf_dir = \"{}\"\n\
-         control_socket = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
+         control_socket = \"{}\"\nstate_file = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
          [[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n",
         bpf_dir.display(),
         dir.join("control-fo.sock").display(),
+        dir.join("state-fo.json").display(),
         entries.max(4096).next_power_of_two(),
     );
     for i in 0..services {

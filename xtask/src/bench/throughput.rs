@@ -204,10 +204,11 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     std::fs::write(
         &sw_cfg,
         format!(
-            "[node]\ninterface = \"{fon_port}\"\nxdp_mode = \"native\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n\
+            "[node]\ninterface = \"{fon_port}\"\nxdp_mode = \"native\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\n\n\
              [[router]]\nname = \"pass\"\nownership = \"static\"\nvips = [\"{VIP_UNUSED}\"]\n",
             sw_bpf.display(),
-            dir.join("control-switch-peer.sock").display()
+            dir.join("control-switch-peer.sock").display(),
+            dir.join("state-switch-peer.json").display()
         ),
     )?;
     keep_config(out, &sw_cfg, "throughput-fo-switch-peer.toml")?;

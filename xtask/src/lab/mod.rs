@@ -473,11 +473,12 @@ impl Node {
     /// Write the agent's config: the `[node]` table, then `body` (routers and services).
     pub fn write_config(&self, xdp_mode: &str, body: &str) -> anyhow::Result<()> {
         let text = format!(
-            "[node]\ninterface = \"eth0\"\nxdp_mode = \"{xdp_mode}\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\n\n{body}",
+            "[node]\ninterface = \"eth0\"\nxdp_mode = \"{xdp_mode}\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\n\n{body}",
             self.bpf_dir.display(),
             self.dir
                 .join(format!("control-{}.sock", self.name))
                 .display(),
+            self.dir.join(format!("state-{}.json", self.name)).display(),
         );
         std::fs::write(&self.config, text)
             .with_context(|| format!("write {}", self.config.display()))

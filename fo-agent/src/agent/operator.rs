@@ -1,0 +1,261 @@
+//! What the operator set by hand and the agent must not forget when it restarts:
+//! routers taken out with `demote` (until `resume` or `promote`) and backends taken
+//! out with `backend drain` (until `backend enable`). Kept in `[node] state_file` as
+//! JSON, replaced atomically (write a temporary file, fsync, rename, fsync the
+//! directory), so a crash leaves the old or the new state, never a torn one.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use fo_config::Config;
+use serde::{Deserialize, Serialize};
+
+/// Format version written into the file.
+const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorState {
+    pub version: u32,
+    /// Routers demoted by the operator.
+    pub demoted: BTreeSet<String>,
+    /// (service, backend) pairs drained by the operator.
+    pub drained: BTreeSet<Drained>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drained {
+    pub service: String,
+    pub backend: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorStateError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}:{line}:{column}: {message} (fix or remove the file; it holds the operator's demotes and drains)"
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: format version {found}, this agent reads {VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl OperatorState {
+    /// The state in `path`; empty if the file does not exist (first start).
+    pub fn load(path: &Path) -> Result<Self, OperatorStateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty()),
+            Err(source) => {
+                return Err(OperatorStateError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let state: OperatorState =
+            serde_json::from_str(&text).map_err(|e| OperatorStateError::Parse {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        if state.version != VERSION {
+            return Err(OperatorStateError::Version {
+                path: path.to_owned(),
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn empty() -> Self {
+        OperatorState {
+            version: VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// Replace `path` with this state, atomically and durably.
+    pub fn save(&self, path: &Path) -> Result<(), OperatorStateError> {
+        let err = |source| OperatorStateError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(".tmp");
+        let tmp = dir.join(name);
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| err(e.into()))?;
+        text.push('\n');
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(err)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// Split off what `config` no longer has (a removed router, service or backend):
+    /// returns the kept state and a description of each entry left out.
+    pub fn retain_known(&self, config: &Config) -> (Self, Vec<String>) {
+        let mut kept = Self::empty();
+        let mut dropped = Vec::new();
+        for r in &self.demoted {
+            if config.router(r).is_some() {
+                kept.demoted.insert(r.clone());
+            } else {
+                dropped.push(format!("demote of router {r}"));
+            }
+        }
+        for d in &self.drained {
+            if config
+                .service(&d.service)
+                .is_some_and(|s| s.backend(&d.backend).is_some())
+            {
+                kept.drained.insert(d.clone());
+            } else {
+                dropped.push(format!("drain of backend {} of {}", d.backend, d.service));
+            }
+        }
+        (kept, dropped)
+    }
+
+    /// The drains as the data plane code takes them.
+    pub fn drains(&self) -> BTreeSet<(String, String)> {
+        self.drained
+            .iter()
+            .map(|d| (d.service.clone(), d.backend.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir().join(format!("fo-opstate-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"[node]
+interface = "eth0"
+
+[[router]]
+name = "wazuh"
+vrid = 51
+vips = ["192.0.2.100"]
+
+[[service]]
+name = "ingest"
+vip = "192.0.2.100"
+port = 1514
+backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "192.0.2.22" }]
+"#,
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn a_missing_file_is_an_empty_state_and_a_saved_one_reads_back() {
+        let dir = Dir::new("roundtrip");
+        let path = dir.0.join("sub/state.json");
+        assert_eq!(
+            OperatorState::load(&path).expect("load"),
+            OperatorState::empty()
+        );
+
+        let mut s = OperatorState::empty();
+        s.demoted.insert("wazuh".into());
+        s.drained.insert(Drained {
+            service: "ingest".into(),
+            backend: "b2".into(),
+        });
+        s.save(&path).expect("save (creates the directory)");
+        assert_eq!(OperatorState::load(&path).expect("load"), s);
+        assert!(
+            !dir.0.join("sub/state.json.tmp").exists(),
+            "the temporary file is renamed into place"
+        );
+        s.demoted.clear();
+        s.save(&path).expect("save over");
+        assert_eq!(OperatorState::load(&path).expect("load"), s);
+    }
+
+    #[test]
+    fn a_broken_file_is_refused_with_line_and_column() {
+        let dir = Dir::new("broken");
+        std::fs::create_dir_all(&dir.0).expect("dir");
+        let path = dir.0.join("state.json");
+        std::fs::write(&path, "{\n  \"version\": 1,\n  \"demoted\": [wazuh]\n}\n").expect("write");
+        let e = OperatorState::load(&path).expect_err("refused").to_string();
+        assert!(e.contains("state.json:3:"), "{e}");
+
+        std::fs::write(&path, r#"{"version": 7, "demoted": [], "drained": []}"#).expect("write");
+        let e = OperatorState::load(&path).expect_err("refused").to_string();
+        assert!(e.contains("format version 7"), "{e}");
+    }
+
+    #[test]
+    fn entries_the_config_no_longer_has_are_left_out() {
+        let mut s = OperatorState::empty();
+        s.demoted.extend(["wazuh".to_string(), "gone".to_string()]);
+        for (service, backend) in [("ingest", "b1"), ("ingest", "b9"), ("old", "b1")] {
+            s.drained.insert(Drained {
+                service: service.into(),
+                backend: backend.into(),
+            });
+        }
+        let (kept, dropped) = s.retain_known(&config());
+        assert_eq!(kept.demoted, BTreeSet::from(["wazuh".to_string()]));
+        assert_eq!(
+            kept.drains(),
+            BTreeSet::from([("ingest".to_string(), "b1".to_string())])
+        );
+        assert_eq!(
+            dropped,
+            [
+                "demote of router gone",
+                "drain of backend b9 of ingest",
+                "drain of backend b1 of old"
+            ]
+        );
+    }
+}
