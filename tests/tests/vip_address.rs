@@ -1,5 +1,6 @@
 //! `vip_on_interface = true`: the VIP is an address on the interface exactly while the
-//! node serves it (for local services that bind to it), and is removed when it stops.
+//! node serves it (for local services that bind to it), and is removed when it stops;
+//! with VRRP and with static ownership.
 
 use std::time::Duration;
 
@@ -54,5 +55,40 @@ fn vip_address_follows_mastership() {
     assert!(
         wait_for(Duration::from_secs(5), || has_vip(&lab).then_some(())).is_some(),
         "the VIP did not come back"
+    );
+}
+
+/// A static router's VIPs are addresses too while it serves them, also after a restart
+/// that finds the pinned data plane already serving.
+#[test]
+fn a_static_vip_is_an_address_while_served() {
+    let mut lab = Pair::new(&PairOptions {
+        backends: 1,
+        ..Default::default()
+    });
+    let cfg = std::fs::read_to_string(&lab.a.config).expect("config");
+    let node = &cfg[..cfg.find("[[router]]").expect("a router table")];
+    std::fs::write(
+        &lab.a.config,
+        format!(
+            "{}\nvip_on_interface = true\n\n[[router]]\nname = \"lab\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n",
+            node.trim_end()
+        ),
+    )
+    .expect("write");
+    lab.a.start();
+    assert!(
+        wait_for(Duration::from_secs(5), || has_vip(&lab).then_some(())).is_some(),
+        "the static VIP is not on eth0:\n{}",
+        lab.a.log()
+    );
+    lab.a.kill9();
+    // A crash leaves the address; take it away to see the restarted agent restore it.
+    lab.a.ns.sh(&format!("ip addr del {VIP}/32 dev eth0"));
+    lab.a.start();
+    assert!(
+        wait_for(Duration::from_secs(5), || has_vip(&lab).then_some(())).is_some(),
+        "the restarted agent did not put the static VIP on eth0:\n{}",
+        lab.a.log()
     );
 }

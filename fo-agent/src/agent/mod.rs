@@ -448,6 +448,8 @@ impl Agent {
             match &router.ownership {
                 Ownership::Static => {
                     let own = closed.is_empty() && self.dataplane_attached;
+                    // After the data plane (a no-op unless the wish changes).
+                    let addresses = self.static_addresses.get(&router.name);
                     let owns = self.plane.lock().owns(router.vips[0]);
                     if own != owns {
                         let _span = info_span!("router", name = %router.name).entered();
@@ -462,6 +464,11 @@ impl Agent {
                         } else {
                             warn!(gates_closed = ?closed, dataplane_attached = self.dataplane_attached, "static ownership: VIPs released");
                         }
+                    }
+                    if let Some(a) = addresses
+                        && self.plane.lock().owns(router.vips[0]) == own
+                    {
+                        a.set(own);
                     }
                 }
                 Ownership::Vrrp(v) => {

@@ -61,11 +61,16 @@ pub async fn primary(
     Ok(None)
 }
 
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Keeps a router's VIPs configured as addresses on the interface while the router
 /// serves them (`vip_on_interface = true`), for local services that bind to a VIP.
 /// Changes are applied in order by one task, after the data plane was written; the
 /// latest wish wins. At start the wish is "absent", which also clears addresses left
-/// behind by an agent that crashed while master.
+/// behind by an agent that crashed while master. A failed change is retried (1 s,
+/// doubling up to 30 s) until it takes or the wish changes: a backup left with the
+/// VIP as an address would answer ARP for it.
 pub struct VipAddresses {
     tx: tokio::sync::watch::Sender<bool>,
 }
@@ -74,13 +79,25 @@ impl VipAddresses {
     pub fn spawn(handle: rtnetlink::Handle, ifindex: u32, vips: Vec<IpAddr>) -> Self {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
+            let mut backoff = RETRY_FIRST;
             loop {
                 let present = *rx.borrow_and_update();
+                let mut failed = false;
                 for &vip in &vips {
                     if let Err(e) = set_address(&handle, ifindex, vip, present).await {
-                        tracing::warn!(%vip, present, error = %e, "VIP address on the interface");
+                        tracing::warn!(%vip, present, error = %e, retry_in = ?backoff, "VIP address on the interface");
+                        failed = true;
                     }
                 }
+                if failed {
+                    match tokio::time::timeout(backoff, rx.changed()).await {
+                        Ok(Err(_)) => return,
+                        Ok(Ok(())) => backoff = RETRY_FIRST,
+                        Err(_) => backoff = (backoff * 2).min(RETRY_MAX),
+                    }
+                    continue;
+                }
+                backoff = RETRY_FIRST;
                 if rx.changed().await.is_err() {
                     return;
                 }
@@ -89,8 +106,10 @@ impl VipAddresses {
         VipAddresses { tx }
     }
 
+    /// Wish the addresses present or absent; a wish equal to the last one is a no-op.
     pub fn set(&self, present: bool) {
-        self.tx.send_replace(present);
+        self.tx
+            .send_if_modified(|v| std::mem::replace(v, present) != present);
     }
 }
 
