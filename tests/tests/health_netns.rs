@@ -660,3 +660,73 @@ fn a_hook_past_its_timeout_is_killed_and_the_transition_stands() {
     );
     assert_eq!(r["owned"], true, "A serves the VIP: {r}");
 }
+
+/// An agent restarted under a serving master does not wait for its gates to be proven
+/// again (node checks otherwise start "not proven", closed): the restart moves
+/// nothing. A gate that then fails still hands the VIP over.
+#[test]
+fn a_restart_of_a_gated_master_moves_nothing() {
+    let mut lab = lab("");
+    let flag = lab.dir.join("a-ready");
+    std::fs::write(&flag, "").expect("flag");
+    add_to_router(&lab.a, "gates = [\"ready\"]");
+    // Slow to prove (rise 2 at 1 s): a restart that waited for it would fault A for
+    // about 2 s, long past B's Master_Down_Interval.
+    append(
+        &lab.a,
+        &format!(
+            "[[check]]\nname = \"ready\"\nkind = \"file\"\npath = \"{}\"\ninterval = \"1s\"\ntimeout = \"100ms\"\nrise = 2\nfall = 1\n",
+            flag.display()
+        ),
+    );
+    start_a_master(&mut lab);
+    lab.b.start();
+    std::thread::sleep(Duration::from_secs(1));
+    let b_before = router(&lab.b.status())["transitions_total"]["master"]
+        .as_u64()
+        .unwrap_or(0);
+
+    lab.a.kill9();
+    lab.a.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lab.a.log();
+    assert!(
+        log.contains("their gates and tracked checks start passing")
+            && log.contains("resuming as master"),
+        "A should resume as master with its gate taken as passing:\n{log}"
+    );
+    let r = router(&lab.a.status());
+    assert_eq!(r["state"], "master", "A after its restart: {r}");
+    let transitions: Vec<_> = r["transitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| format!("{}:{}", t["to"], t["reason"]))
+        .collect();
+    assert_eq!(
+        transitions,
+        ["\"master\":\"resumed\""],
+        "the restarted A must go straight back to master, never through fault: {r}"
+    );
+    assert_eq!(
+        router(&lab.b.status())["transitions_total"]["master"]
+            .as_u64()
+            .unwrap_or(0),
+        b_before,
+        "B took over during A's restart:\n{}",
+        lab.b.log()
+    );
+
+    // The gate now fails across a restart: taken as passing at start, it closes at the
+    // first failed probe (fall 1) and B takes over.
+    std::fs::remove_file(&flag).expect("remove flag");
+    lab.a.kill9();
+    lab.a.start();
+    assert!(
+        lab.wait_master(&lab.b, Duration::from_secs(10)),
+        "B did not take over from A whose gate failed after a restart:\n{}",
+        lab.a.log()
+    );
+    assert_eq!(router(&lab.a.status())["state"], "fault");
+}

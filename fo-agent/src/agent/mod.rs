@@ -196,7 +196,24 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .await
         .unwrap_or(None);
 
-    let health = Health::start(&config);
+    // Routers whose VIPs the pinned program still serves: the agent restarted under a
+    // master (or a static node). Their gates and tracked checks start passing, so the
+    // restart moves nothing unless a check then fails.
+    let resumed: BTreeSet<String> = {
+        let p = plane.lock();
+        config
+            .routers
+            .iter()
+            .filter(|r| !matches!(r.ownership, Ownership::Bgp(_)))
+            .filter(|r| r.owned_addresses().iter().all(|v| p.serving(*v)))
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    if !resumed.is_empty() {
+        info!(routers = ?resumed, "the data plane still serves these routers: their gates and tracked checks start passing");
+    }
+    let health = Health::start_after(health::plan_resuming(&config, &resumed), None);
+    let initial = initial_inputs(&config, &health.snapshot(), &operator.demoted);
     let (neighbours, failed) = Neighbours::resolve(
         &handle,
         &backends::backend_addrs(&config),
@@ -246,7 +263,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         &link,
         plane.clone(),
         sync.as_ref().map(|s| s.gate.clone()),
-        &operator.demoted,
+        &initial
+            .iter()
+            .map(|(name, i)| (name.clone(), i.controls()))
+            .collect(),
     )
     .await
     .context("starting VRRP")?;
@@ -273,8 +293,14 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         drains: operator.drains(),
         state_file,
         fail_open: BTreeSet::new(),
-        priorities: BTreeMap::new(),
-        faults: BTreeMap::new(),
+        priorities: initial
+            .iter()
+            .map(|(name, i)| (name.clone(), i.priority))
+            .collect(),
+        faults: initial
+            .into_iter()
+            .map(|(name, i)| (name, i.faults))
+            .collect(),
         dataplane_attached: true,
         static_addresses: BTreeMap::new(),
         ticks: 0,
@@ -790,6 +816,58 @@ impl Agent {
 
 /// What a reload cannot change without a restart: the node section and each
 /// router's identity (everything but its priority, tracked checks and gates).
+/// What a VRRP router is told before its Startup (see `RouterSpec::initial`).
+struct InitialInputs {
+    demoted: bool,
+    /// Fault sources failing already (`gate:NAME`).
+    faults: BTreeSet<String>,
+    /// Effective priority (configured plus failing tracks).
+    priority: u8,
+    configured: u8,
+}
+
+impl InitialInputs {
+    fn controls(&self) -> Vec<Control> {
+        let mut out = Vec::new();
+        if self.demoted {
+            out.push(Control::Demote);
+        }
+        out.extend(self.faults.iter().map(|source| Control::Fault {
+            source: source.clone(),
+            failing: true,
+        }));
+        if self.priority != self.configured {
+            out.push(Control::Priority(fo_vrrp::Priority(self.priority)));
+        }
+        out
+    }
+}
+
+fn initial_inputs(
+    config: &Config,
+    snap: &health::Snapshot,
+    demoted: &BTreeSet<String>,
+) -> BTreeMap<String, InitialInputs> {
+    config
+        .routers
+        .iter()
+        .filter_map(|r| {
+            let v = r.vrrp()?;
+            let faults = health::priority::closed_gates(&r.gates, snap)
+                .into_iter()
+                .map(|g| format!("gate:{g}"))
+                .collect();
+            let inputs = InitialInputs {
+                demoted: demoted.contains(&r.name),
+                faults,
+                priority: health::priority::effective(v.priority, &v.track, snap),
+                configured: v.priority,
+            };
+            Some((r.name.clone(), inputs))
+        })
+        .collect()
+}
+
 fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     if old.node != new.node {

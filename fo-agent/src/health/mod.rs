@@ -35,5 +35,7 @@ pub mod state;
 pub(crate) mod testutil;
 
 pub use probe::{Probe, ProbeError, ProbeResult, unsupported};
-pub use scheduler::{Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan};
+pub use scheduler::{
+    Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
+};
 pub use state::{Status, Tracker, Transition};

@@ -211,6 +211,35 @@ pub fn plan(config: &Config) -> Vec<Spec> {
     specs
 }
 
+/// [`plan`] for an agent that restarts under a serving data plane: the node checks that
+/// gate or track one of the `resumed` routers (whose VIPs the pinned program still
+/// serves) start up instead of "not proven". The master goes on as it would have had
+/// the agent not restarted, unless such a check then fails `fall` times; otherwise a
+/// gate would fault it, and hand the VIPs to the peer and back, on every restart.
+pub fn plan_resuming(config: &Config, resumed: &std::collections::BTreeSet<String>) -> Vec<Spec> {
+    let used: std::collections::BTreeSet<&str> = config
+        .routers
+        .iter()
+        .filter(|r| resumed.contains(&r.name))
+        .flat_map(|r| {
+            let tracks = r.vrrp().map(|v| v.track.as_slice()).unwrap_or_default();
+            r.gates
+                .iter()
+                .map(String::as_str)
+                .chain(tracks.iter().map(|t| t.check.as_str()))
+        })
+        .collect();
+    let mut specs = plan(config);
+    for s in &mut specs {
+        if let Target::NodeCheck(name) = &s.target
+            && used.contains(name.as_str())
+        {
+            s.initial = Status::Up;
+        }
+    }
+    specs
+}
+
 type BoxProbe = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ProbeResult> + Send>> + Send + Sync>;
 
 /// Capacity of the event broadcast.
@@ -564,6 +593,60 @@ mod tests {
             health.snapshot().backend_up("web", "other"),
             None,
             "unknown backend"
+        );
+    }
+
+    #[test]
+    fn a_resumed_routers_checks_start_up_and_the_others_down() {
+        let config = Config::parse(
+            r#"
+[node]
+interface = "eth0"
+
+[[router]]
+name = "a"
+vrid = 1
+vips = ["192.0.2.1"]
+gates = ["nfs"]
+track = [{ check = "docker", weight = -60 }]
+
+[[router]]
+name = "b"
+vrid = 2
+vips = ["192.0.2.2"]
+gates = ["quorum"]
+
+[[check]]
+name = "nfs"
+kind = "file"
+path = "/mnt/ok"
+
+[[check]]
+name = "docker"
+kind = "file"
+path = "/run/docker.pid"
+
+[[check]]
+name = "quorum"
+kind = "file"
+path = "/run/quorum"
+"#,
+        )
+        .unwrap_or_else(|e| panic!("test config must be valid: {e}"));
+        let initial = |resumed: &[&str]| {
+            let resumed = resumed.iter().map(|s| s.to_string()).collect();
+            plan_resuming(&config, &resumed)
+                .into_iter()
+                .map(|s| (s.target.to_string(), s.initial))
+                .collect::<Vec<_>>()
+        };
+        let down = |n: &str| (Target::check(n).to_string(), Status::Down);
+        let up = |n: &str| (Target::check(n).to_string(), Status::Up);
+        assert_eq!(initial(&[]), [down("nfs"), down("docker"), down("quorum")]);
+        assert_eq!(initial(&["a"]), [up("nfs"), up("docker"), down("quorum")]);
+        assert_eq!(
+            initial(&["a", "b"]),
+            [up("nfs"), up("docker"), up("quorum")]
         );
     }
 

@@ -42,9 +42,10 @@ pub struct RouterSpec {
     pub fsm: fo_vrrp::Config,
     pub garp: GarpTiming,
     pub hooks: fo_config::Hooks,
-    /// The operator demoted this router before the agent restarted (`state_file`): it
-    /// starts demoted and never becomes Master until `resume` or `promote`.
-    pub start_demoted: bool,
+    /// Inputs known before the router starts, applied before its Startup so that it
+    /// never acts on a state it is about to leave: the operator's demote (kept in
+    /// `state_file`), the gates already closed, the tracked priority.
+    pub initial: Vec<Control>,
 }
 
 impl RouterSpec {
@@ -396,11 +397,13 @@ impl Driver {
             vips = ?self.spec.vips,
             "VRRP router starting"
         );
-        if self.spec.start_demoted {
-            info!(
-                "demoted by the operator before this start (state_file): staying backup until resume"
-            );
-            self.handle(Instant::now(), Event::AdminDemote);
+        for c in std::mem::take(&mut self.spec.initial) {
+            if c == Control::Demote {
+                info!(
+                    "demoted by the operator before this start (state_file): staying backup until resume"
+                );
+            }
+            self.control(c);
         }
         // An agent restarted while this node served the VIPs (kill, upgrade) resumes
         // as Master at once, before its peer's Master_Down_Timer runs out (not when

@@ -122,16 +122,15 @@ struct Route {
 }
 
 impl Vrrp {
-    /// Open the sockets and start a task per `ownership = "vrrp"` router of `config`;
-    /// the routers named in `demoted` start demoted. With no such router, nothing is
-    /// opened.
+    /// Open the sockets and start a task per `ownership = "vrrp"` router of `config`,
+    /// each first given its `initial` controls. With no such router, nothing is opened.
     pub async fn start(
         config: &Config,
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
         sync: Option<crate::sync::SyncGate>,
-        demoted: &std::collections::BTreeSet<String>,
+        initial: &HashMap<String, Vec<Control>>,
     ) -> Result<Vrrp, VrrpError> {
         let mut vrrp = Vrrp {
             routers: Vec::new(),
@@ -162,7 +161,7 @@ impl Vrrp {
             let mut routes = HashMap::new();
             for r in family {
                 let mut spec = spec_of(config, r, primary)?;
-                spec.start_demoted = demoted.contains(&r.name);
+                spec.initial = initial.get(&r.name).cloned().unwrap_or_default();
                 let (tx, rx) = mpsc::channel(ROUTER_QUEUE);
                 let queue_drops = Arc::new(AtomicU64::new(0));
                 routes.insert(
@@ -311,7 +310,7 @@ pub fn spec_of(
             refresh: n.garp_refresh,
         },
         hooks: r.hooks.clone(),
-        start_demoted: false,
+        initial: Vec::new(),
     })
 }
 
