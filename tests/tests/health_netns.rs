@@ -730,3 +730,54 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     );
     assert_eq!(router(&lab.a.status())["state"], "fault");
 }
+
+/// A backend that does not answer ARP cannot delay a restart: the restarted master
+/// resumes with the MACs it has (the unreachable backend is left out, as before).
+#[test]
+fn an_unreachable_backend_does_not_delay_a_restart() {
+    let mut lab = lab("");
+    let text = std::fs::read_to_string(&lab.a.config).expect("config");
+    assert!(text.contains("backends = ["), "unexpected config:\n{text}");
+    std::fs::write(
+        &lab.a.config,
+        text.replacen(
+            "backends = [",
+            "backends = [{ address = \"192.0.2.29\" }, ",
+            1,
+        ),
+    )
+    .expect("write config");
+    start_a_master(&mut lab);
+    lab.b.start();
+    std::thread::sleep(Duration::from_secs(1));
+    let b_before = router(&lab.b.status())["transitions_total"]["master"]
+        .as_u64()
+        .unwrap_or(0);
+
+    lab.a.kill9();
+    let restarted = Instant::now();
+    lab.a.start();
+    println!(
+        "restart with an unreachable backend: running after {:?}",
+        restarted.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let log = lab.a.log();
+    assert!(
+        log.contains("resuming as master"),
+        "A should resume as master:\n{log}"
+    );
+    assert_eq!(
+        router(&lab.b.status())["transitions_total"]["master"]
+            .as_u64()
+            .unwrap_or(0),
+        b_before,
+        "B took over while A restarted:\nA:\n{log}\nB:\n{}",
+        lab.b.log()
+    );
+    let errors = connect_many(&lab, 30);
+    assert!(
+        errors.is_empty(),
+        "connections after the restart: {errors:?}"
+    );
+}

@@ -54,20 +54,34 @@ pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
     addrs
 }
 
-/// Keep backend MACs current, off the main loop: resolve the addresses now and
-/// whenever they change, then every `period`; send every new result. What fails to
-/// resolve is handled by [`Unresolved`].
+/// When the neighbour task resolves.
+pub struct Rounds {
+    /// Delay of the first round.
+    pub first: Duration,
+    /// Between rounds while every backend resolves.
+    pub period: Duration,
+    /// How long one round waits for a backend to answer.
+    pub timeout: Duration,
+}
+
+/// Keep backend MACs current, off the main loop: resolve the addresses after `first`
+/// and whenever they change, then every `period`; send every new result. What fails
+/// to resolve is handled by [`Unresolved`].
 pub async fn neighbour_task(
     handle: rtnetlink::Handle,
     link: LinkInfo,
     mut addrs: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     out: tokio::sync::mpsc::Sender<Neighbours>,
     mut known: Neighbours,
-    period: Duration,
-    timeout: Duration,
+    timing: Rounds,
 ) {
+    let Rounds {
+        first,
+        period,
+        timeout,
+    } = timing;
     let mut unresolved = Unresolved::default();
-    let mut wait = period;
+    let mut wait = first;
     loop {
         tokio::select! {
             changed = addrs.changed() => if changed.is_err() { return },

@@ -214,15 +214,33 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     let health = Health::start_after(health::plan_resuming(&config, &resumed), None);
     let initial = initial_inputs(&config, &health.snapshot(), &operator.demoted);
-    let (neighbours, failed) = Neighbours::resolve(
-        &handle,
-        &backends::backend_addrs(&config),
-        &link,
-        RESOLVE_TIMEOUT,
-    )
-    .await;
-    for (addr, why) in failed {
-        warn!(backend = %addr, error = %why, "backend not resolved; left out until it is");
+    // A fresh data plane waits (a bounded time) for its backends' MACs. One kept from
+    // an earlier run already forwards with the MACs it has: the agent takes what the
+    // kernel knows now and keeps the maps' MACs for the rest (the neighbour task
+    // probes them at once), so an unreachable backend cannot delay a restart past the
+    // peer's Master_Down_Interval.
+    let wait = if origin == Origin::Loaded {
+        RESOLVE_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
+    let (mut neighbours, failed) =
+        Neighbours::resolve(&handle, &backends::backend_addrs(&config), &link, wait).await;
+    let kept = if failed.is_empty() {
+        BTreeMap::new()
+    } else {
+        plane.lock().dp.backend_macs().unwrap_or_default()
+    };
+    for (addr, why) in &failed {
+        match kept.get(addr) {
+            Some(mac) => {
+                neighbours.0.insert(*addr, *mac);
+                info!(backend = %addr, "backend not in the neighbour table yet: its MAC from the data plane stays until it resolves");
+            }
+            None => {
+                warn!(backend = %addr, error = %why, "backend not resolved; left out until it is")
+            }
+        }
     }
     let (addrs_tx, addrs_rx) = tokio::sync::watch::channel(backends::backend_addrs(&config));
     let (neigh_tx, mut neigh_rx) = mpsc::channel::<Neighbours>(4);
@@ -233,8 +251,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             addrs_rx,
             neigh_tx,
             neighbours.clone(),
-            NEIGHBOUR_REFRESH,
-            RESOLVE_TIMEOUT,
+            backends::Rounds {
+                first: if failed.is_empty() {
+                    NEIGHBOUR_REFRESH
+                } else {
+                    backends::RETRY_UNRESOLVED
+                },
+                period: NEIGHBOUR_REFRESH,
+                timeout: RESOLVE_TIMEOUT,
+            },
         )
         .instrument(info_span!("neighbours")),
     );

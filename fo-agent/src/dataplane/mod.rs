@@ -312,6 +312,16 @@ impl Dataplane {
             .map_err(map_err("BACKENDS"))
     }
 
+    /// The MAC of every active backend address in the maps (as an earlier run wrote it).
+    pub fn backend_macs(&self) -> Result<BTreeMap<IpAddr, [u8; 6]>> {
+        Ok(self
+            .backend_entries()?
+            .into_iter()
+            .filter(|b| b.flags & fo_common::BACKEND_ACTIVE != 0 && b.dst_mac != [0; 6])
+            .map(|b| (b.addr.to_ip(b.family), b.dst_mac))
+            .collect())
+    }
+
     fn backend_entries(&self) -> Result<Vec<Backend>> {
         self.maps
             .backends
