@@ -66,6 +66,12 @@ impl Node {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Wait up to `timeout` for `needle` in this run's log (the router tasks log on
+    /// their own, after "running" may already be there).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        crate::netns::wait_for(timeout, || self.log().contains(needle).then_some(())).is_some()
+    }
+
     /// Start the agent and wait for "running" in its log.
     pub fn start(&mut self) {
         self.runs += 1;

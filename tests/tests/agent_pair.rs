@@ -42,7 +42,7 @@ fn kill_and_restart_of_the_master_lose_nothing() {
     lab.a.kill9();
     lab.a.start();
     assert!(
-        lab.a.log().contains("resuming as master"),
+        lab.a.wait_log("resuming as master", Duration::from_secs(2)),
         "the restarted agent should resume as master from the pinned data plane:\n{}",
         lab.a.log()
     );
@@ -62,10 +62,10 @@ fn kill_and_restart_of_the_master_lose_nothing() {
     lab.a.kill9();
     fo_tests::pins::set_build(&lab.a.pin_dir, [0xee; 16]);
     lab.a.start();
+    let resumed = lab.a.wait_log("resuming as master", Duration::from_secs(2));
     let log = lab.a.log();
     assert!(
-        log.contains("replaced the pinned XDP program with this build's in place")
-            && log.contains("resuming as master"),
+        log.contains("replaced the pinned XDP program with this build's in place") && resumed,
         "the restarted agent should upgrade the program in place and resume as master:\n{log}"
     );
     if let Some(line) = log.lines().find(|l| l.contains("program swapped")) {

@@ -623,9 +623,24 @@ impl Agent {
 
     async fn handle_request(&mut self, req: Request) -> Response {
         match req {
-            Request::Status => Response::Status {
-                status: Box::new(status::assemble(self)),
-            },
+            Request::Status => {
+                let mut st = status::assemble(self);
+                if self
+                    .config
+                    .services
+                    .iter()
+                    .any(|s| s.mode == fo_config::ForwardMode::Nat)
+                {
+                    let dir = self.config.node.bpf_dir.clone();
+                    st.nat_connections =
+                        tokio::task::spawn_blocking(move || status::nat_connections(&dir))
+                            .await
+                            .unwrap_or_default();
+                }
+                Response::Status {
+                    status: Box::new(st),
+                }
+            }
             Request::Reload => match self.reload().await {
                 Ok(message) => Response::Ok { message },
                 Err(message) => Response::Error {

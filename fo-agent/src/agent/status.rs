@@ -1,5 +1,6 @@
 //! The status snapshot, assembled from the agent's parts.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fo_config::Ownership;
@@ -26,6 +27,24 @@ fn state_name(s: fo_vrrp::State) -> &'static str {
         fo_vrrp::State::Master => "master",
         fo_vrrp::State::Fault => "fault",
     }
+}
+
+/// NAT connections by state, read through new handles on the pinned table: one map
+/// walk, two syscalls per connection, so never under the data plane's lock (router
+/// tasks and the lease task need it) and never on the runtime's threads.
+pub(super) fn nat_connections(pin_dir: &std::path::Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let flows = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.flows());
+    match flows {
+        Ok(flows) => {
+            for (_, f) in flows {
+                *out.entry(crate::dataplane::nat::state_name(f.state).to_string())
+                    .or_default() += 1;
+            }
+        }
+        Err(e) => tracing::debug!(error = %crate::dataplane::error_chain(&e), "NAT table walk"),
+    }
+    out
 }
 
 pub(super) fn assemble(agent: &Agent) -> Status {
@@ -204,20 +223,6 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             .into_iter()
             .map(|(c, n)| (c.name().to_string(), n))
             .collect();
-    }
-    if agent
-        .config
-        .services
-        .iter()
-        .any(|s| s.mode == fo_config::ForwardMode::Nat)
-        && let Ok(flows) = plane.dp.nat_table().and_then(|t| t.flows())
-    {
-        for (_, f) in flows {
-            *status
-                .nat_connections
-                .entry(crate::dataplane::nat::state_name(f.state).to_string())
-                .or_default() += 1;
-        }
     }
     status.sync = agent.sync.as_ref().map(crate::sync::Sync::status);
     status
