@@ -125,10 +125,7 @@ impl ServiceTable {
                 u16::from_be(key.port_be),
                 key.proto,
             );
-            let mut ring = Vec::with_capacity(table.m as usize);
-            for i in 0..table.m {
-                ring.push(dp.maglev_entry(value.id * table.m + i)?);
-            }
+            let ring = dp.maglev_range(value.id * table.m, table.m)?;
             by_id.insert(value.id, id);
             table.services.insert(
                 id,

@@ -1,0 +1,95 @@
+//! BPF_MAP_LOOKUP_BATCH for `u32` arrays, which aya does not offer: reading a whole
+//! Maglev table back takes a few syscalls instead of one per entry.
+
+use std::os::fd::{AsRawFd as _, BorrowedFd};
+
+/// `bpf(2)` command number (uapi `enum bpf_cmd`).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// Entries asked for per call.
+const CHUNK: u32 = 8192;
+
+/// The `batch` member of uapi `union bpf_attr`.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// `map[start .. start + n]` of an array map with `u32` values.
+pub(super) fn lookup_u32_array(
+    map: BorrowedFd<'_>,
+    start: u32,
+    n: u32,
+) -> std::io::Result<Vec<u32>> {
+    let mut values = Vec::with_capacity(n as usize);
+    let mut keys = vec![0u32; CHUNK as usize];
+    let mut chunk = vec![0u32; CHUNK as usize];
+    // The batch token of an array is the last key read; the next call starts after it.
+    let mut token: u32 = start.wrapping_sub(1);
+    let mut out_token: u32 = 0;
+    while (values.len() as u32) < n {
+        let want = (n - values.len() as u32).min(CHUNK);
+        let mut attr = BatchAttr {
+            // No token before the first entry: start at key 0.
+            in_batch: if values.is_empty() && start == 0 {
+                0
+            } else {
+                &raw const token as u64
+            },
+            out_batch: &raw mut out_token as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: chunk.as_mut_ptr() as u64,
+            count: want,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: bpf(2) with an attr we own; the kernel writes at most `count` keys
+        // and values (4 bytes each, the map's key and value size) into the buffers,
+        // which hold CHUNK ≥ count of each, and the token into `out_token`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        let err = (rc < 0).then(std::io::Error::last_os_error);
+        let got = attr.count.min(want);
+        // ENOENT: the end of the map came first; what was read is valid.
+        match err {
+            Some(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
+            _ => {}
+        }
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "batch lookup stopped at entry {}",
+                    start as u64 + values.len() as u64
+                ),
+            ));
+        }
+        let first = start.wrapping_add(values.len() as u32);
+        if keys[..got as usize]
+            .iter()
+            .enumerate()
+            .any(|(i, &k)| k != first.wrapping_add(i as u32))
+        {
+            return Err(std::io::Error::other(
+                "batch lookup returned keys out of order",
+            ));
+        }
+        values.extend_from_slice(&chunk[..got as usize]);
+        token = out_token;
+    }
+    Ok(values)
+}
