@@ -945,12 +945,21 @@ fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
 /// The dead-man switch's other half: push every owned VIP's lease forward, three
 /// times per lease. If this process dies or hangs, the leases run out.
 async fn lease_task(plane: SharedPlane) {
+    let changed = plane.lock().leases_changed.clone();
     loop {
-        let period = plane
-            .lock()
-            .shortest_lease()
-            .map_or(Duration::from_millis(100), |l| l / 3);
-        tokio::time::sleep(period).await;
+        let period = plane.lock().shortest_lease().map(|l| l / 3);
+        match period {
+            Some(p) => {
+                tokio::select! {
+                    () = tokio::time::sleep(p) => {}
+                    () = changed.notified() => continue,
+                }
+            }
+            None => {
+                changed.notified().await;
+                continue;
+            }
+        }
         if let Err(e) = plane.lock().refresh_leases() {
             error!(error = %e, "refreshing VIP leases failed");
         }

@@ -16,6 +16,9 @@ pub struct Plane {
     owned: BTreeMap<IpAddr, Duration>,
     /// VIP -> when this node took it (NAT aging counts from there at the earliest).
     since: BTreeMap<IpAddr, MonoNanos>,
+    /// Woken when a lease is taken: the lease task then recomputes its period at once
+    /// (it may be sleeping for a longer lease's period, or for no lease at all).
+    pub leases_changed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone)]
@@ -28,6 +31,7 @@ impl SharedPlane {
             table,
             owned: BTreeMap::new(),
             since: BTreeMap::new(),
+            leases_changed: Arc::new(tokio::sync::Notify::new()),
         })))
     }
 
@@ -51,7 +55,9 @@ impl Plane {
         for &vip in vips {
             self.dp.set_vip(vip, owned, until)?;
             if owned {
-                self.owned.insert(vip, lease);
+                if self.owned.insert(vip, lease) != Some(lease) {
+                    self.leases_changed.notify_one();
+                }
                 self.since.entry(vip).or_insert_with(MonoNanos::now);
             } else {
                 self.owned.remove(&vip);

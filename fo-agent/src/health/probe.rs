@@ -38,6 +38,8 @@ pub type ProbeResult = Result<String, ProbeError>;
 pub enum ProbeError {
     #[error("no result within {after:?}")]
     Timeout { after: Duration },
+    #[error("the previous probe has not returned yet (stuck in the kernel, e.g. a hung mount)")]
+    Stuck,
     #[error("connect to {target}: {source}")]
     Connect {
         target: String,
@@ -518,20 +520,53 @@ pub async fn exec(
 }
 
 /// Run blocking file-system work on tokio's blocking pool, bounded by `timeout`.
-/// (A read stuck in the kernel, e.g. on a hung NFS mount, keeps its pool thread;
-/// the probe still reports a timeout.)
+/// A read stuck in the kernel (a hung NFS mount) keeps its pool thread; the probe
+/// still reports a timeout, and until that read returns the same work (`key`) is not
+/// started again but reported stuck: one hung mount holds one thread, not one more
+/// per interval until the pool (512) is gone and every other file check with it.
 async fn blocking<T: Send + 'static>(
     timeout: Duration,
+    key: String,
     f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
 ) -> Result<T, ProbeError> {
-    within(timeout, async {
-        tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+    let Some(guard) = InFlight::enter(key) else {
+        return Err(ProbeError::Stuck);
+    };
+    within(timeout, async move {
+        tokio::task::spawn_blocking(move || {
+            let _released_when_the_call_returns = guard;
+            f()
+        })
+        .await
+        .unwrap_or_else(|e| {
             Err(ProbeError::Internal {
                 reason: e.to_string(),
             })
         })
     })
     .await
+}
+
+/// Blocking probe work that has not returned yet, by what it reads.
+static IN_FLIGHT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+struct InFlight(String);
+
+impl InFlight {
+    fn enter(key: String) -> Option<InFlight> {
+        let mut set = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(key.clone()).then(|| InFlight(key))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
+    }
 }
 
 /// The kernel keeps 15 bytes of a process name in `comm`.
@@ -542,12 +577,14 @@ const COMM_LEN: usize = 15;
 /// `/proc/PID/cmdline` too. Reads `/proc`; does not fork.
 pub async fn process_by_name(name: &str, timeout: Duration) -> ProbeResult {
     let name = name.to_owned();
-    blocking(timeout, move || {
-        match find_process("/proc".as_ref(), &name) {
+    blocking(
+        timeout,
+        format!("process {name}"),
+        move || match find_process("/proc".as_ref(), &name) {
             Some(pid) => Ok(format!("{name} running as pid {pid}")),
             None => Err(ProbeError::NoProcess { name }),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -599,7 +636,7 @@ fn truncate_bytes(s: &str, max: usize) -> &str {
 /// Healthy when the pid written in `path` is a running (non-zombie) process.
 pub async fn process_by_pidfile(path: &Path, timeout: Duration) -> ProbeResult {
     let path = path.to_owned();
-    blocking(timeout, move || {
+    blocking(timeout, format!("pidfile {}", path.display()), move || {
         let text = std::fs::read_to_string(&path).map_err(|source| ProbeError::Pidfile {
             path: path.clone(),
             source,
@@ -626,7 +663,7 @@ pub async fn process_by_pidfile(path: &Path, timeout: Duration) -> ProbeResult {
 pub async fn file(path: &Path, contains: Option<&str>, timeout: Duration) -> ProbeResult {
     let path = path.to_owned();
     let contains = contains.map(str::to_owned);
-    blocking(timeout, move || {
+    blocking(timeout, format!("file {}", path.display()), move || {
         use std::io::Read as _;
         let err = |source| ProbeError::File {
             path: path.clone(),
@@ -661,6 +698,31 @@ mod tests {
     use tokio::net::TcpListener;
 
     const T: Duration = Duration::from_secs(5);
+
+    /// A blocking read that hangs holds one thread: the next probes of the same thing
+    /// report it stuck instead of starting another; once it returns, probing resumes.
+    #[tokio::test]
+    async fn a_hung_blocking_probe_is_not_started_again() {
+        let key = "file /hung/for/this/test".to_string();
+        let slow = |ms| {
+            move || {
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(())
+            }
+        };
+        let first = blocking(Duration::from_millis(20), key.clone(), slow(400)).await;
+        assert!(
+            matches!(first, Err(ProbeError::Timeout { .. })),
+            "{first:?}"
+        );
+        let second = blocking(Duration::from_millis(20), key.clone(), slow(0)).await;
+        assert!(matches!(second, Err(ProbeError::Stuck)), "{second:?}");
+        let other = blocking(Duration::from_millis(200), "file /other".into(), slow(0)).await;
+        assert!(other.is_ok(), "another target is not held up: {other:?}");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let later = blocking(Duration::from_millis(200), key, slow(0)).await;
+        assert!(later.is_ok(), "after the stuck call returned: {later:?}");
+    }
 
     #[tokio::test]
     async fn tcp_is_up_while_listening_and_down_once_closed() {
