@@ -365,6 +365,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let mut health_rx = agent.health.watch();
     let mut tick = tokio::time::interval(sdnotify::watchdog_period().map_or(TICK, |w| w.min(TICK)));
 
+    let mut failure: Option<String> = None;
     info!("running");
     if let Err(e) = sdnotify::notify("READY=1") {
         warn!(error = %e, "sd_notify READY failed");
@@ -392,6 +393,14 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             }
             Some(n) = neigh_rx.recv() => agent.neighbours_changed(n),
             _ = tick.tick() => {
+                let ended = agent.vrrp.ended().or_else(|| lease.is_finished().then(|| "the lease task".to_string()));
+                if let Some(what) = ended {
+                    // Crash-only: exit, let systemd start a fresh agent. Meanwhile the
+                    // data plane's leases run out and the peer takes over as usual.
+                    error!(task = %what, "a task of the agent ended unexpectedly: exiting");
+                    failure = Some(what);
+                    break;
+                }
                 let _ = sdnotify::notify("WATCHDOG=1");
                 agent.check_dataplane().await;
                 agent.ticks += 1;
@@ -437,7 +446,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     lease.abort();
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
-    Ok(())
+    match failure {
+        Some(what) => bail!("{what} ended unexpectedly"),
+        None => Ok(()),
+    }
 }
 
 fn all_vips(config: &Config) -> Vec<std::net::IpAddr> {

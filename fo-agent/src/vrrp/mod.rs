@@ -233,6 +233,23 @@ impl Vrrp {
 
     /// RFC 5798 Shutdown for every router: a Master sends priority 0 and releases its
     /// VIPs. Waits for the router tasks up to `timeout`.
+    /// A router task, or a receive task, that has ended while the agent runs: a bug
+    /// (a panic), after which the VIPs would stay answered with nobody advertising,
+    /// or adverts would no longer be heard.
+    pub fn ended(&self) -> Option<String> {
+        self.routers
+            .iter()
+            .zip(&self.tasks)
+            .find(|(_, t)| t.is_finished())
+            .map(|(r, _)| format!("router {}", r.name()))
+            .or_else(|| {
+                self.helpers
+                    .iter()
+                    .any(|h| h.is_finished())
+                    .then(|| "a VRRP receive or link task".to_string())
+            })
+    }
+
     pub async fn shutdown(self, timeout: Duration) {
         for h in &self.helpers {
             h.abort();
