@@ -86,11 +86,14 @@ pub enum Counter {
     PassNatNoFlow = 36,
     /// Passed: NAT packet larger than the egress MTU.
     PassNatFragNeeded = 37,
+    /// NAT: a connection event could not be queued for the sync (the `NAT_EVENTS` ring
+    /// was full: the agent fell behind). The sync then has the peers resynchronise.
+    NatEventLost = 38,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 38;
+    pub const COUNT: u32 = 39;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -132,6 +135,7 @@ impl Counter {
         Counter::PassNatNoNeigh,
         Counter::PassNatNoFlow,
         Counter::PassNatFragNeeded,
+        Counter::NatEventLost,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -175,6 +179,7 @@ impl Counter {
             Counter::PassNatNoNeigh => "nat_no_neigh",
             Counter::PassNatNoFlow => "nat_no_flow",
             Counter::PassNatFragNeeded => "nat_frag_needed",
+            Counter::NatEventLost => "nat_event_lost",
         }
     }
 
@@ -182,7 +187,7 @@ impl Counter {
     pub const fn is_pass_reason(self) -> bool {
         let i = self as u32;
         (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
-            || i >= Counter::PassNatTableFull as u32
+            || (i >= Counter::PassNatTableFull as u32 && i <= Counter::PassNatFragNeeded as u32)
     }
 }
 
@@ -194,6 +199,20 @@ mod tests {
     fn all_is_in_index_order_and_complete() {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as u32, i as u32, "{c:?} is out of place in Counter::ALL");
+        }
+    }
+
+    #[test]
+    fn only_pass_reasons_are_pass_reasons() {
+        assert!(Counter::PassNotIp.is_pass_reason());
+        assert!(Counter::PassNatFragNeeded.is_pass_reason());
+        for c in [
+            Counter::NatNew,
+            Counter::NatReply,
+            Counter::NatEventLost,
+            Counter::FlowHit,
+        ] {
+            assert!(!c.is_pass_reason(), "{c:?}");
         }
     }
 

@@ -289,6 +289,8 @@ fn event(key: &FlowKey, flow: &NatFlow, kind: u32) {
             (*p)._pad = 0;
         }
         slot.submit(0);
+    } else {
+        maps::count(Counter::NatEventLost);
     }
 }
 

@@ -614,3 +614,37 @@ fn an_unresolved_next_hop_hands_the_translated_packet_to_the_kernel() {
         assert_eq!(fx.counter("nat_no_neigh"), before + 1);
     });
 }
+
+/// When the agent does not drain the connection-event ring (it fell behind), a new
+/// connection is still translated, and the event that could not be queued is
+/// counted (`nat_event_lost`): the sync has its peers resynchronise on it.
+#[test]
+fn a_full_event_ring_is_counted_and_translation_goes_on() {
+    let ns = fib_namespace();
+    ns.run(|| {
+        // The ring holds 4 MiB of 104-byte events (plus headers): about 37,000. A
+        // connection's SYN and its RST make two events; UDP flows one each. (Each kind
+        // has its own SNAT port space, kept below half full.)
+        const TCP: u16 = 15_000;
+        const UDP: u16 = 12_000;
+        const EVENTS: u64 = 2 * TCP as u64 + UDP as u64;
+        let mut fx = fixture(65_536);
+        for i in 0..TCP {
+            let syn = client_tcp(CLIENT, CLIENT_MAC, 2000 + i, frames::TCP_SYN, b"");
+            assert_eq!(fx.run(&syn).action, XDP_REDIRECT, "connection {i}");
+            let rst = client_tcp(CLIENT, CLIENT_MAC, 2000 + i, RST, b"");
+            assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "reset of connection {i}");
+        }
+        for i in 0..UDP {
+            let dg = frames::udp4(D0_MAC, CLIENT_MAC, CLIENT, VIP, 2000 + i, UDP_PORT, b"e");
+            assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP flow {i}");
+        }
+        let lost = fx.counter("nat_event_lost");
+        println!("{EVENTS} connection events, ring not drained: {lost} lost");
+        assert_eq!(fx.counter("nat_new"), u64::from(TCP + UDP));
+        assert!(
+            lost > 0 && lost < EVENTS / 4,
+            "the ring must fill after about 37,000 of {EVENTS} events: {lost} lost"
+        );
+    });
+}

@@ -354,15 +354,18 @@ impl Dataplane {
     pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
         Counter::ALL
             .iter()
-            .map(|&c| {
-                let per_cpu = self
-                    .maps
-                    .counters
-                    .get(&(c as u32), 0)
-                    .map_err(map_err("COUNTERS"))?;
-                Ok((c, per_cpu.iter().sum()))
-            })
+            .map(|&c| Ok((c, self.counter(c)?)))
             .collect()
+    }
+
+    /// One counter, summed over the CPUs.
+    pub fn counter(&self, c: Counter) -> Result<u64> {
+        let per_cpu = self
+            .maps
+            .counters
+            .get(&(c as u32), 0)
+            .map_err(map_err("COUNTERS"))?;
+        Ok(per_cpu.iter().sum())
     }
 
     /// Packets and bytes forwarded to a backend slot, summed over the CPUs.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
-use fo_common::{Addr, FAMILY_V4, FlowKey, NatEvent, NatFlow};
+use fo_common::{Addr, Counter, FAMILY_V4, FlowKey, NatEvent, NatFlow};
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
@@ -78,6 +78,10 @@ pub struct SyncStatus {
     pub refused: u64,
     /// Connection events read from the data plane's ring buffer.
     pub events_read: u64,
+    /// Connection events the data plane could not queue (ring full); each loss made
+    /// the peers resynchronise.
+    #[serde(default)]
+    pub events_lost: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +176,9 @@ pub async fn start(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id()) << 32;
+    // Losses before this start (the counter lives in the pinned maps) are not ours to
+    // report: a new epoch has every peer take a snapshot anyway.
+    let events_lost_seen = plane.lock().dp.counter(Counter::NatEventLost).unwrap_or(0);
     let mut task = Task {
         key,
         sock,
@@ -192,6 +199,8 @@ pub async fn start(
         status: status.clone(),
         gate: gate.clone(),
         counters: SyncStatus::default(),
+        events_lost_seen,
+        lost_checked: Instant::now(),
     };
     let handle = tokio::spawn(async move { task.run(events, removed_rx).await });
     Ok((
@@ -252,6 +261,9 @@ struct Task {
     status: Arc<Mutex<SyncStatus>>,
     gate: SyncGate,
     counters: SyncStatus,
+    /// The data plane's `nat_event_lost` counter when last looked at, and when.
+    events_lost_seen: u64,
+    lost_checked: Instant,
 }
 
 fn unix_ms() -> u64 {
@@ -393,6 +405,10 @@ impl Task {
 
     async fn tick(&mut self) {
         let now = Instant::now();
+        if now.duration_since(self.lost_checked) >= HEARTBEAT {
+            self.lost_checked = now;
+            self.check_lost_events();
+        }
         if !self.pending.is_empty()
             && self.pending_since.is_some_and(|t| {
                 now.duration_since(t) >= FLUSH || self.pending.len() >= MAX_RECORDS
@@ -433,6 +449,25 @@ impl Task {
             self.ask_snapshot(p, now).await;
         }
         self.publish();
+    }
+
+    /// Events the data plane could not queue (the ring was full while this task was
+    /// busy, e.g. sending a large snapshot) never reach the peers. Skipping a sequence
+    /// number makes every peer see a gap and ask for a snapshot, which carries them.
+    fn check_lost_events(&mut self) {
+        let Ok(lost) = self.plane.lock().dp.counter(Counter::NatEventLost) else {
+            return;
+        };
+        if lost > self.events_lost_seen {
+            let n = lost - self.events_lost_seen;
+            warn!(
+                lost = n,
+                "sync: NAT connection events were lost (ring full): the peers resynchronise"
+            );
+            self.counters.events_lost += n;
+            self.seq += 1;
+        }
+        self.events_lost_seen = lost;
     }
 
     async fn send_all(&mut self, m: &Message) {
