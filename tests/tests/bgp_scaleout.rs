@@ -120,6 +120,12 @@ fn ecmp_spreads_and_a_lost_node_costs_no_connection() {
     );
     lab.wait_nexthops(&all, CONVERGE)
         .unwrap_or_else(|| panic!("node 0 not back after its agent restarted\n{}", lab.dump()));
+    let log = lab.nodes[0].node.log();
+    assert!(
+        log.contains("their gates and tracked checks start passing")
+            && !log.contains("bgp: withdrawing"),
+        "the restarted agent must keep its announced node announced (gate taken as passing):\n{log}"
+    );
 
     // 1. Node 2 crashes: agent and BIRD killed -9. BGP closes, the router drops it.
     lab.nodes[2].crash();

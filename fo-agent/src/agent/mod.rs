@@ -199,7 +199,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     // Routers whose VIPs the pinned program still serves: the agent restarted under a
     // master (or a static node). Their gates and tracked checks start passing, so the
     // restart moves nothing unless a check then fails.
-    let resumed: BTreeSet<String> = {
+    let mut resumed: BTreeSet<String> = {
         let p = plane.lock();
         config
             .routers
@@ -209,6 +209,12 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             .map(|r| r.name.clone())
             .collect()
     };
+    // A BGP router resumes if BIRD announces it now (a restart, not a first start).
+    for r in config.routers.iter().filter(|r| r.bgp().is_some()) {
+        if crate::bgp::announced(r).await == Some(true) {
+            resumed.insert(r.name.clone());
+        }
+    }
     if !resumed.is_empty() {
         info!(routers = ?resumed, "the data plane still serves these routers: their gates and tracked checks start passing");
     }

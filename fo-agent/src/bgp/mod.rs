@@ -141,6 +141,26 @@ pub fn expected_routes(vips: &[IpAddr]) -> Vec<String> {
     out
 }
 
+/// Whether BIRD announces `router`'s VIPs right now (its `fo_ROUTER` protocol is
+/// enabled), asked once with a short timeout; `None` if BIRD does not answer. A
+/// starting agent treats an announced router as one it resumes (its checks start
+/// passing), so that a restart does not withdraw a serving node.
+pub async fn announced(router: &fo_config::Router) -> Option<bool> {
+    let b = router.bgp()?;
+    let protocol = protocol_name(&router.name);
+    let reply = client::command(&b.control, "show protocols", STARTUP_TIMEOUT)
+        .await
+        .ok()?;
+    Some(
+        birdc::parse_protocols(&reply)
+            .iter()
+            .any(|r| r.name == protocol && r.state != "down" && r.state != "stop"),
+    )
+}
+
+/// How long a starting agent waits for BIRD's answer to [`announced`].
+const STARTUP_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Ask BIRD how things stand and take one step towards `wanted` (only look while
 /// the agent has not said yet: a restarted agent leaves BIRD as it found it until
 /// its first decision, so a node that keeps serving is not withdrawn in between).
