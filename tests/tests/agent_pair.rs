@@ -226,7 +226,8 @@ fn reloads_and_operator_commands() {
     lab.a.kill9();
     lab.a.start();
     assert!(
-        lab.a.log().contains("staying backup until resume"),
+        lab.a
+            .wait_log("staying backup until resume", Duration::from_secs(2)),
         "the restarted agent must start demoted:\n{}",
         lab.a.log()
     );

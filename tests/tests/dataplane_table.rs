@@ -529,6 +529,11 @@ fn maglev_tables_read_back_from_the_maps_match_what_was_written() {
         "3 services × 65,537 Maglev entries read back in {:?}",
         started.elapsed()
     );
+    assert_eq!(
+        fo_agent::dataplane::maglev_batch_fallbacks(),
+        0,
+        "the batch lookup failed and the slow path read the tables"
+    );
     let summary = table.apply(&mut fx.dp, &specs).expect("apply again");
     assert_eq!(
         summary.maglev_entries_written, 0,

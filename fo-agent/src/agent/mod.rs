@@ -99,6 +99,9 @@ struct Agent {
     drains: Drains,
     /// Where `demoted` and `drains` are saved (the `state_file` the agent started with).
     state_file: PathBuf,
+    /// Entries of `state_file` for routers or backends the config lacks: saved again
+    /// with the rest, never applied.
+    operator_unknown: OperatorState,
     /// Services forwarding to all backends because none is healthy.
     fail_open: BTreeSet<String>,
     /// Last effective priority sent to each VRRP router.
@@ -152,17 +155,12 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     // The operator's demotes and drains survive a restart. A file that cannot be read
     // stops the start: forgetting a demote could take mastership mid-maintenance.
     let state_file = config.node.state_file.clone();
-    let (operator, dropped) = OperatorState::load(&state_file)?.retain_known(&config);
-    for d in &dropped {
-        warn!(file = %state_file.display(), "operator state: {d} left out (not in the config)");
+    let (operator, operator_unknown) = OperatorState::load(&state_file)?.split_known(&config);
+    for d in operator_unknown.describe() {
+        warn!(file = %state_file.display(), "operator state: {d} not applied (not in the config; kept in the file)");
     }
     if operator != OperatorState::empty() {
         info!(demoted = ?operator.demoted, drained = ?operator.drains(), "operator state restored");
-    }
-    if !dropped.is_empty()
-        && let Err(e) = operator.save(&state_file)
-    {
-        warn!(error = %crate::dataplane::error_chain(&e), "operator state not rewritten");
     }
 
     let dp = Dataplane::open(&load_options(&config), &attach_of(&config))
@@ -223,8 +221,8 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     // A fresh data plane waits (a bounded time) for its backends' MACs. One kept from
     // an earlier run already forwards with the MACs it has: the agent takes what the
     // kernel knows now and keeps the maps' MACs for the rest (the neighbour task
-    // probes them at once), so an unreachable backend cannot delay a restart past the
-    // peer's Master_Down_Interval.
+    // probes them from 1 s on), so an unreachable backend cannot delay a restart past
+    // the peer's Master_Down_Interval.
     let wait = if origin == Origin::Loaded {
         RESOLVE_TIMEOUT
     } else {
@@ -280,6 +278,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let nat_discard = sync
+        .is_none()
+        .then(|| tokio::spawn(nat::discard_events(plane.clone()).instrument(info_span!("nat"))));
     let nat_gc = tokio::spawn(
         nat::gc_task(
             plane.clone(),
@@ -298,6 +299,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|(name, i)| (name.clone(), i.controls()))
             .collect(),
+        &resumed,
     )
     .await
     .context("starting VRRP")?;
@@ -323,6 +325,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         backend_addrs: addrs_tx,
         drains: operator.drains(),
         state_file,
+        operator_unknown,
         fail_open: BTreeSet::new(),
         priorities: initial
             .iter()
@@ -348,6 +351,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
                 agent.handle.clone(),
                 agent.link.index,
                 r.vips.clone(),
+                resumed.contains(&r.name),
             );
             agent.static_addresses.insert(r.name.clone(), a);
         }
@@ -447,6 +451,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     agent.health.stop().await;
     neigh_task.abort();
     nat_gc.abort();
+    if let Some(t) = nat_discard {
+        t.abort();
+    }
     if let Some(t) = sync_task {
         t.abort();
     }
@@ -753,7 +760,8 @@ impl Agent {
                 })
                 .collect(),
             ..OperatorState::empty()
-        };
+        }
+        .union(&self.operator_unknown);
         match state.save(&self.state_file) {
             Ok(()) => String::new(),
             Err(e) => {
@@ -792,9 +800,16 @@ impl Agent {
             "operator: backend {}",
             if drain { "drained" } else { "enabled" }
         );
+        // Saved before the maps are written: the drain holds from now on (the next
+        // write of the services applies it if this one fails).
+        let saved = if changed {
+            self.save_operator_state()
+        } else {
+            String::new()
+        };
         if let Err(e) = self.apply_services() {
             return Response::Error {
-                message: format!("{e:#}"),
+                message: format!("{e:#}{saved}"),
             };
         }
         let verb = if drain {
@@ -803,11 +818,6 @@ impl Agent {
             "enabled"
         };
         let already = if changed { "" } else { " (it already was)" };
-        let saved = if changed {
-            self.save_operator_state()
-        } else {
-            String::new()
-        };
         Response::Ok {
             message: format!("backend {backend} of {service} {verb}{already}{saved}"),
         }
@@ -872,8 +882,6 @@ impl Agent {
     }
 }
 
-/// What a reload cannot change without a restart: the node section and each
-/// router's identity (everything but its priority, tracked checks and gates).
 /// What a VRRP router is told before its Startup (see `RouterSpec::initial`).
 struct InitialInputs {
     demoted: bool,
@@ -926,6 +934,8 @@ fn initial_inputs(
         .collect()
 }
 
+/// What a reload cannot change without a restart: the node section and each
+/// router's identity (everything but its priority, tracked checks and gates).
 fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     if old.node != new.node {
@@ -968,9 +978,11 @@ async fn lease_task(plane: SharedPlane) {
         let period = plane.lock().shortest_lease().map(|l| l / 3);
         match period {
             Some(p) => {
+                // Woken early by a new lease: refresh now as well, so that a run of
+                // new leases never postpones the others'.
                 tokio::select! {
                     () = tokio::time::sleep(p) => {}
-                    () = changed.notified() => continue,
+                    () = changed.notified() => {}
                 }
             }
             None => {

@@ -148,3 +148,36 @@ pub async fn gc_task(
         }
     }
 }
+
+/// Without connection-state sync nothing needs the data plane's connection events:
+/// read and drop them as they come, so the ring never fills and `nat_event_lost`
+/// keeps meaning "the sync fell behind".
+pub async fn discard_events(plane: SharedPlane) {
+    let Some(ring) = plane.lock().dp.take_nat_events() else {
+        return;
+    };
+    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd until both are
+    // dropped together; nothing else closes or reuses it.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match fd {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "NAT event ring: cannot poll it (events pile up unread)");
+            return;
+        }
+    };
+    loop {
+        match fd.readable_mut().await {
+            Ok(mut guard) => {
+                while guard.get_inner_mut().next().is_some() {}
+                guard.clear_ready();
+            }
+            Err(e) => {
+                warn!(error = %e, "NAT event ring");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

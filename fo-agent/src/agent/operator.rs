@@ -121,29 +121,52 @@ impl OperatorState {
         Ok(())
     }
 
-    /// Split off what `config` no longer has (a removed router, service or backend):
-    /// returns the kept state and a description of each entry left out.
-    pub fn retain_known(&self, config: &Config) -> (Self, Vec<String>) {
-        let mut kept = Self::empty();
-        let mut dropped = Vec::new();
+    /// Split into what `config` has (applied) and what it does not have (a router,
+    /// service or backend removed, maybe for a while: kept in the file, not applied).
+    pub fn split_known(&self, config: &Config) -> (Self, Self) {
+        let (mut known, mut unknown) = (Self::empty(), Self::empty());
         for r in &self.demoted {
-            if config.router(r).is_some() {
-                kept.demoted.insert(r.clone());
+            let side = if config.router(r).is_some() {
+                &mut known
             } else {
-                dropped.push(format!("demote of router {r}"));
-            }
+                &mut unknown
+            };
+            side.demoted.insert(r.clone());
         }
         for d in &self.drained {
-            if config
+            let side = if config
                 .service(&d.service)
                 .is_some_and(|s| s.backend(&d.backend).is_some())
             {
-                kept.drained.insert(d.clone());
+                &mut known
             } else {
-                dropped.push(format!("drain of backend {} of {}", d.backend, d.service));
-            }
+                &mut unknown
+            };
+            side.drained.insert(d.clone());
         }
-        (kept, dropped)
+        (known, unknown)
+    }
+
+    /// One line per entry, for the log.
+    pub fn describe(&self) -> Vec<String> {
+        self.demoted
+            .iter()
+            .map(|r| format!("demote of router {r}"))
+            .chain(
+                self.drained
+                    .iter()
+                    .map(|d| format!("drain of backend {} of {}", d.backend, d.service)),
+            )
+            .collect()
+    }
+
+    /// Both states' entries.
+    pub fn union(&self, other: &Self) -> Self {
+        OperatorState {
+            version: VERSION,
+            demoted: self.demoted.union(&other.demoted).cloned().collect(),
+            drained: self.drained.union(&other.drained).cloned().collect(),
+        }
     }
 
     /// The drains as the data plane code takes them.
@@ -234,7 +257,7 @@ backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "1
     }
 
     #[test]
-    fn entries_the_config_no_longer_has_are_left_out() {
+    fn entries_the_config_no_longer_has_are_kept_apart() {
         let mut s = OperatorState::empty();
         s.demoted.extend(["wazuh".to_string(), "gone".to_string()]);
         for (service, backend) in [("ingest", "b1"), ("ingest", "b9"), ("old", "b1")] {
@@ -243,19 +266,20 @@ backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "1
                 backend: backend.into(),
             });
         }
-        let (kept, dropped) = s.retain_known(&config());
-        assert_eq!(kept.demoted, BTreeSet::from(["wazuh".to_string()]));
+        let (known, unknown) = s.split_known(&config());
+        assert_eq!(known.demoted, BTreeSet::from(["wazuh".to_string()]));
         assert_eq!(
-            kept.drains(),
+            known.drains(),
             BTreeSet::from([("ingest".to_string(), "b1".to_string())])
         );
         assert_eq!(
-            dropped,
+            unknown.describe(),
             [
                 "demote of router gone",
                 "drain of backend b9 of ingest",
                 "drain of backend b1 of old"
             ]
         );
+        assert_eq!(known.union(&unknown), s, "nothing is lost");
     }
 }

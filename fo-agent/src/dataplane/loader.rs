@@ -208,38 +208,51 @@ fn load(
     let mut attach_mode = 0;
     if let Some((name, mode, link_pin, old_mode)) = attach {
         attach_mode = mode.code();
-        let id = match replaceable_link(link_pin, mode, old_mode)? {
-            Some(old) => prog
-                .attach_to_link(old)
-                .map_err(|source| DataplaneError::Program {
-                    what: "replace in link",
-                    source,
-                })?,
-            None => prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
-                DataplaneError::Program {
-                    what: "attach (is another XDP program attached?)",
-                    source,
-                }
-            })?,
-        };
-        let owned = prog
-            .take_link(id)
-            .map_err(|source| DataplaneError::Program {
-                what: "take link",
-                source,
-            })?;
-        let fd_link: FdLink = owned.try_into().map_err(|source| DataplaneError::Link {
-            path: link_pin.clone(),
-            source,
-        })?;
-        link = Some(
-            fd_link
-                .pin(link_pin)
-                .map_err(|source| DataplaneError::Pin {
+        match replaceable_link(link_pin, mode, old_mode)? {
+            Some(old) => {
+                // The pin stays in place throughout: if the swap fails, the old
+                // program stays attached.
+                let id = prog
+                    .attach_to_link(old)
+                    .map_err(|source| DataplaneError::Program {
+                        what: "replace in link",
+                        source,
+                    })?;
+                drop(prog.take_link(id));
+                link = Some(PinnedLink::from_pin(link_pin).map_err(|source| {
+                    DataplaneError::Link {
+                        path: link_pin.clone(),
+                        source,
+                    }
+                })?);
+            }
+            None => {
+                let id = prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
+                    DataplaneError::Program {
+                        what: "attach (is another XDP program attached?)",
+                        source,
+                    }
+                })?;
+                let owned = prog
+                    .take_link(id)
+                    .map_err(|source| DataplaneError::Program {
+                        what: "take link",
+                        source,
+                    })?;
+                let fd_link: FdLink = owned.try_into().map_err(|source| DataplaneError::Link {
                     path: link_pin.clone(),
                     source,
-                })?,
-        );
+                })?;
+                link = Some(
+                    fd_link
+                        .pin(link_pin)
+                        .map_err(|source| DataplaneError::Pin {
+                            path: link_pin.clone(),
+                            source,
+                        })?,
+                );
+            }
+        }
     }
 
     let mut maps = take_maps(&mut ebpf)?;
@@ -271,16 +284,28 @@ fn replaceable_link(
         path: link_pin.to_owned(),
         source,
     })?;
-    let fd_link = pinned.unpin().map_err(|source| DataplaneError::Io {
-        what: "removing",
+    let detach = |pinned: PinnedLink| -> Result<Option<aya::programs::xdp::XdpLink>> {
+        let fd_link = pinned.unpin().map_err(|source| DataplaneError::Io {
+            what: "removing",
+            path: link_pin.to_owned(),
+            source,
+        })?;
+        drop(fd_link); // last reference: the old program detaches here
+        Ok(None)
+    };
+    if old_mode != Some(mode.code()) {
+        return detach(pinned);
+    }
+    // A handle on the link whose pin stays: the new program is swapped in through it.
+    let check = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
         path: link_pin.to_owned(),
         source,
     })?;
-    if old_mode != Some(mode.code()) {
-        drop(fd_link); // last reference: the old program detaches here
-        return Ok(None);
+    match aya::programs::xdp::XdpLink::try_from(FdLink::from(check)) {
+        Ok(link) => Ok(Some(link)),
+        // Not an XDP link: take it away and attach anew.
+        Err(_) => detach(pinned),
     }
-    Ok(aya::programs::xdp::XdpLink::try_from(fd_link).ok())
 }
 
 fn adopt(

@@ -24,6 +24,14 @@ pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable
 /// The compiled XDP object, built from `fo-ebpf` by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fo-xdp"));
 
+/// How often reading a Maglev table back fell back to one lookup per entry (tests
+/// check that the batch path works).
+static BATCH_FALLBACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn maglev_batch_fallbacks() -> u64 {
+    BATCH_FALLBACKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Name of the XDP program in the object.
 pub const PROGRAM: &str = "fo_xdp";
 
@@ -317,7 +325,8 @@ impl Dataplane {
         match batch::lookup_u32_array(fd, start, n) {
             Ok(values) => Ok(values),
             Err(e) => {
-                tracing::debug!(error = %e, "MAGLEV batch lookup unavailable: reading entries one by one");
+                BATCH_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "MAGLEV batch lookup failed: reading entries one by one");
                 (start..start + n).map(|i| self.maglev_entry(i)).collect()
             }
         }

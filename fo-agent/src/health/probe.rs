@@ -521,15 +521,16 @@ pub async fn exec(
 
 /// Run blocking file-system work on tokio's blocking pool, bounded by `timeout`.
 /// A read stuck in the kernel (a hung NFS mount) keeps its pool thread; the probe
-/// still reports a timeout, and until that read returns the same work (`key`) is not
-/// started again but reported stuck: one hung mount holds one thread, not one more
-/// per interval until the pool (512) is gone and every other file check with it.
+/// still reports a timeout, and while a call on the same thing (`key`: a path, a
+/// process name) has been running longer than `timeout`, no new one is started: the
+/// probe reports it stuck. One hung mount holds a thread or two, not one more per
+/// interval until the pool (512) is gone and every other file check with it.
 async fn blocking<T: Send + 'static>(
     timeout: Duration,
     key: String,
     f: impl FnOnce() -> Result<T, ProbeError> + Send + 'static,
 ) -> Result<T, ProbeError> {
-    let Some(guard) = InFlight::enter(key) else {
+    let Some(guard) = InFlight::enter(key, timeout) else {
         return Err(ProbeError::Stuck);
     };
     within(timeout, async move {
@@ -547,25 +548,40 @@ async fn blocking<T: Send + 'static>(
     .await
 }
 
-/// Blocking probe work that has not returned yet, by what it reads.
-static IN_FLIGHT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+/// Blocking probe calls that have not returned yet, by what they read: (id, start).
+type Calls = std::collections::HashMap<String, Vec<(u64, std::time::Instant)>>;
+static IN_FLIGHT: std::sync::LazyLock<std::sync::Mutex<Calls>> =
     std::sync::LazyLock::new(Default::default);
+static NEXT_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-struct InFlight(String);
+struct InFlight {
+    key: String,
+    id: u64,
+}
 
 impl InFlight {
-    fn enter(key: String) -> Option<InFlight> {
-        let mut set = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(key.clone()).then(|| InFlight(key))
+    /// Register a call on `key`, unless one has been running for more than `timeout`.
+    fn enter(key: String, timeout: Duration) -> Option<InFlight> {
+        let mut calls = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        let running = calls.entry(key.clone()).or_default();
+        if running.iter().any(|(_, t)| t.elapsed() > timeout) {
+            return None;
+        }
+        let id = NEXT_CALL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        running.push((id, std::time::Instant::now()));
+        Some(InFlight { key, id })
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        IN_FLIGHT
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.0);
+        let mut calls = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = calls.get_mut(&self.key) {
+            running.retain(|(id, _)| *id != self.id);
+            if running.is_empty() {
+                calls.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -715,8 +731,17 @@ mod tests {
             matches!(first, Err(ProbeError::Timeout { .. })),
             "{first:?}"
         );
+        tokio::time::sleep(Duration::from_millis(10)).await;
         let second = blocking(Duration::from_millis(20), key.clone(), slow(0)).await;
         assert!(matches!(second, Err(ProbeError::Stuck)), "{second:?}");
+        // A call still within its timeout does not hold up another on the same key
+        // (two checks of one file).
+        let shared = || "file /shared/for/this/test".to_string();
+        let a = tokio::spawn(blocking(Duration::from_millis(300), shared(), slow(100)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let b = blocking(Duration::from_millis(300), shared(), slow(0)).await;
+        assert!(b.is_ok(), "two calls on one file at once: {b:?}");
+        assert!(a.await.expect("join").is_ok());
         let other = blocking(Duration::from_millis(200), "file /other".into(), slow(0)).await;
         assert!(other.is_ok(), "another target is not held up: {other:?}");
         tokio::time::sleep(Duration::from_millis(600)).await;

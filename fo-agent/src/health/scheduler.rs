@@ -212,27 +212,33 @@ pub fn plan(config: &Config) -> Vec<Spec> {
 }
 
 /// [`plan`] for an agent that restarts under a serving data plane: the node checks that
-/// gate or track one of the `resumed` routers (whose VIPs the pinned program still
-/// serves) start up instead of "not proven". The master goes on as it would have had
-/// the agent not restarted, unless such a check then fails `fall` times; otherwise a
-/// gate would fault it, and hand the VIPs to the peer and back, on every restart.
+/// gate or track only `resumed` routers (whose VIPs the pinned program still serves)
+/// start up instead of "not proven". The master goes on as it would have had the agent
+/// not restarted, unless such a check then fails `fall` times; otherwise a gate would
+/// fault it, and hand the VIPs to the peer and back, on every restart. A check that
+/// also gates or tracks a router not resumed starts down: that router must not take
+/// a VIP on a dependency nobody has seen pass.
 pub fn plan_resuming(config: &Config, resumed: &std::collections::BTreeSet<String>) -> Vec<Spec> {
-    let used: std::collections::BTreeSet<&str> = config
-        .routers
-        .iter()
-        .filter(|r| resumed.contains(&r.name))
-        .flat_map(|r| {
-            let tracks = r.vrrp().map(|v| v.track.as_slice()).unwrap_or_default();
-            r.gates
-                .iter()
-                .map(String::as_str)
-                .chain(tracks.iter().map(|t| t.check.as_str()))
-        })
-        .collect();
+    let uses = |resumed_side: bool| -> std::collections::BTreeSet<&str> {
+        config
+            .routers
+            .iter()
+            .filter(|r| resumed.contains(&r.name) == resumed_side)
+            .flat_map(|r| {
+                let tracks = r.vrrp().map(|v| v.track.as_slice()).unwrap_or_default();
+                r.gates
+                    .iter()
+                    .map(String::as_str)
+                    .chain(tracks.iter().map(|t| t.check.as_str()))
+            })
+            .collect()
+    };
+    let (by_resumed, by_others) = (uses(true), uses(false));
     let mut specs = plan(config);
     for s in &mut specs {
         if let Target::NodeCheck(name) = &s.target
-            && used.contains(name.as_str())
+            && by_resumed.contains(name.as_str())
+            && !by_others.contains(name.as_str())
         {
             s.initial = Status::Up;
         }
@@ -614,7 +620,7 @@ track = [{ check = "docker", weight = -60 }]
 name = "b"
 vrid = 2
 vips = ["192.0.2.2"]
-gates = ["quorum"]
+gates = ["quorum", "nfs"]
 
 [[check]]
 name = "nfs"
@@ -643,7 +649,8 @@ path = "/run/quorum"
         let down = |n: &str| (Target::check(n).to_string(), Status::Down);
         let up = |n: &str| (Target::check(n).to_string(), Status::Up);
         assert_eq!(initial(&[]), [down("nfs"), down("docker"), down("quorum")]);
-        assert_eq!(initial(&["a"]), [up("nfs"), up("docker"), down("quorum")]);
+        // nfs gates b too, which does not resume: it stays "not proven".
+        assert_eq!(initial(&["a"]), [down("nfs"), up("docker"), down("quorum")]);
         assert_eq!(
             initial(&["a", "b"]),
             [up("nfs"), up("docker"), up("quorum")]

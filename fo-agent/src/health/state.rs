@@ -10,7 +10,9 @@
 //!   failures, as HAProxy does;
 //! - node checks start **down** ("not proven"): a gate stays closed and a tracked
 //!   check lowers the priority until the check has passed `rise` times, so a node
-//!   that restarts with a broken dependency never grabs mastership meanwhile.
+//!   that starts with a broken dependency never grabs mastership meanwhile; except
+//!   the checks of routers that an agent restart finds still served, which start up
+//!   (see `scheduler::plan_resuming`).
 
 /// Health of a target as decided by the rise/fall rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

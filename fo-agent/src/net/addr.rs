@@ -67,8 +67,8 @@ const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// Keeps a router's VIPs configured as addresses on the interface while the router
 /// serves them (`vip_on_interface = true`), for local services that bind to a VIP.
 /// Changes are applied in order by one task, after the data plane was written; the
-/// latest wish wins. At start the wish is "absent", which also clears addresses left
-/// behind by an agent that crashed while master. A failed change is retried (1 s,
+/// latest wish wins. At start the wish is "absent" (which also clears addresses left
+/// behind by an agent that crashed while master) unless the router resumes. A failed change is retried (1 s,
 /// doubling up to 30 s) until it takes or the wish changes: a backup left with the
 /// VIP as an address would answer ARP for it.
 pub struct VipAddresses {
@@ -76,8 +76,15 @@ pub struct VipAddresses {
 }
 
 impl VipAddresses {
-    pub fn spawn(handle: rtnetlink::Handle, ifindex: u32, vips: Vec<IpAddr>) -> Self {
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
+    /// Start with the wish `present`: true for a router that a restart finds still
+    /// serving, so that its addresses are not removed and added back.
+    pub fn spawn(
+        handle: rtnetlink::Handle,
+        ifindex: u32,
+        vips: Vec<IpAddr>,
+        present: bool,
+    ) -> Self {
+        let (tx, mut rx) = tokio::sync::watch::channel(present);
         tokio::spawn(async move {
             let mut backoff = RETRY_FIRST;
             loop {

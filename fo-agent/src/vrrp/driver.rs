@@ -46,6 +46,9 @@ pub struct RouterSpec {
     /// never acts on a state it is about to leave: the operator's demote (kept in
     /// `state_file`), the gates already closed, the tracked priority.
     pub initial: Vec<Control>,
+    /// The agent restarted while the pinned program served this router's VIPs (decided
+    /// once, with the checks' initial states): it resumes as Master at once.
+    pub resume: bool,
 }
 
 impl RouterSpec {
@@ -408,10 +411,7 @@ impl Driver {
         // An agent restarted while this node served the VIPs (kill, upgrade) resumes
         // as Master at once, before its peer's Master_Down_Timer runs out (not when
         // demoted: then the FSM treats it as an ordinary Startup).
-        let serving = {
-            let p = self.io.plane.lock();
-            !self.spec.vips.is_empty() && self.spec.owned().iter().all(|v| p.serving(*v))
-        };
+        let serving = self.spec.resume && !self.spec.vips.is_empty();
         if serving {
             info!("the data plane still serves this router's VIPs: resuming as master");
         }

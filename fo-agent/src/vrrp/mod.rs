@@ -123,7 +123,9 @@ struct Route {
 
 impl Vrrp {
     /// Open the sockets and start a task per `ownership = "vrrp"` router of `config`,
-    /// each first given its `initial` controls. With no such router, nothing is opened.
+    /// each first given its `initial` controls; the `resumed` ones (the pinned program
+    /// still serves their VIPs) start with a Restart. With no such router, nothing is
+    /// opened.
     pub async fn start(
         config: &Config,
         handle: &rtnetlink::Handle,
@@ -131,6 +133,7 @@ impl Vrrp {
         plane: SharedPlane,
         sync: Option<crate::sync::SyncGate>,
         initial: &HashMap<String, Vec<Control>>,
+        resumed: &std::collections::BTreeSet<String>,
     ) -> Result<Vrrp, VrrpError> {
         let mut vrrp = Vrrp {
             routers: Vec::new(),
@@ -162,6 +165,7 @@ impl Vrrp {
             for r in family {
                 let mut spec = spec_of(config, r, primary)?;
                 spec.initial = initial.get(&r.name).cloned().unwrap_or_default();
+                spec.resume = resumed.contains(&r.name);
                 let (tx, rx) = mpsc::channel(ROUTER_QUEUE);
                 let queue_drops = Arc::new(AtomicU64::new(0));
                 routes.insert(
@@ -177,7 +181,12 @@ impl Vrrp {
                     plane: plane.clone(),
                     sync: sync.clone(),
                     addresses: config.node.vip_on_interface.then(|| {
-                        net::addr::VipAddresses::spawn(handle.clone(), link.index, r.vips.clone())
+                        net::addr::VipAddresses::spawn(
+                            handle.clone(),
+                            link.index,
+                            r.vips.clone(),
+                            spec.resume,
+                        )
                     }),
                     fence: r
                         .vrrp()
@@ -231,8 +240,6 @@ impl Vrrp {
         .collect()
     }
 
-    /// RFC 5798 Shutdown for every router: a Master sends priority 0 and releases its
-    /// VIPs. Waits for the router tasks up to `timeout`.
     /// A router task, or a receive task, that has ended while the agent runs: a bug
     /// (a panic), after which the VIPs would stay answered with nobody advertising,
     /// or adverts would no longer be heard.
@@ -250,6 +257,8 @@ impl Vrrp {
             })
     }
 
+    /// RFC 5798 Shutdown for every router: a Master sends priority 0 and releases its
+    /// VIPs. Waits for the router tasks up to `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         for h in &self.helpers {
             h.abort();
@@ -328,6 +337,7 @@ pub fn spec_of(
         },
         hooks: r.hooks.clone(),
         initial: Vec::new(),
+        resume: false,
     })
 }
 
