@@ -57,12 +57,17 @@ fn shares(choices: &[u8]) -> HashMap<u8, f64> {
 fn setup(weights: &[(u8, u32)]) -> Fixture {
     let mut fx = Fixture::new(M);
     fx.own(IpAddr::V4(VIP));
+    set_weights(&mut fx, weights);
+    fx
+}
+
+/// The service's backends (number, weight), as a reload would write them.
+fn set_weights(fx: &mut Fixture, weights: &[(u8, u32)]) {
     let backends = weights
         .iter()
         .map(|&(i, w)| backend(backend_addr(i), 1514, w, mac_of(i)))
         .collect();
     fx.services(&[service(IpAddr::V4(VIP), 1514, PROTO_TCP, backends)]);
-    fx
 }
 
 #[test]
@@ -101,15 +106,7 @@ fn removing_a_backend_moves_only_its_flows() {
     let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);
     let before = send_all(&mut fx, frames::TCP_SYN);
     // Backend 3 leaves the service.
-    fx.services(&[service(
-        IpAddr::V4(VIP),
-        1514,
-        PROTO_TCP,
-        vec![
-            backend(backend_addr(1), 1514, 1, mac_of(1)),
-            backend(backend_addr(2), 1514, 1, mac_of(2)),
-        ],
-    )]);
+    set_weights(&mut fx, &[(1, 1), (2, 1)]);
     let after = send_all(&mut fx, frames::TCP_ACK);
     let mut moved_survivors = 0;
     let mut stranded = 0;
@@ -142,16 +139,7 @@ fn removing_a_backend_moves_only_its_flows() {
 fn drained_backend_keeps_its_flows_and_gets_no_new_ones() {
     let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);
     let before = send_all(&mut fx, frames::TCP_SYN);
-    fx.services(&[service(
-        IpAddr::V4(VIP),
-        1514,
-        PROTO_TCP,
-        vec![
-            backend(backend_addr(1), 1514, 1, mac_of(1)),
-            backend(backend_addr(2), 1514, 1, mac_of(2)),
-            backend(backend_addr(3), 1514, 0, mac_of(3)),
-        ],
-    )]);
+    set_weights(&mut fx, &[(1, 1), (2, 1), (3, 0)]);
     let after = send_all(&mut fx, frames::TCP_ACK);
     assert_eq!(
         before, after,
@@ -197,16 +185,7 @@ fn a_syn_on_a_reused_tuple_takes_the_current_choice() {
         first,
         "a repeated SYN changed backend while the backend set stayed the same"
     );
-    fx.services(&[service(
-        IpAddr::V4(VIP),
-        1514,
-        PROTO_TCP,
-        vec![
-            backend(backend_addr(1), 1514, 1, mac_of(1)),
-            backend(backend_addr(2), 1514, 1, mac_of(2)),
-            backend(backend_addr(3), 1514, 0, mac_of(3)),
-        ],
-    )]);
+    set_weights(&mut fx, &[(1, 1), (2, 1), (3, 0)]);
     // The old connections' segments stay where they were ...
     assert_eq!(send_all(&mut fx, frames::TCP_ACK), first);
     // ... new connections on the same tuples avoid the drained backend ...

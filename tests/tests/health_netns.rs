@@ -69,6 +69,13 @@ fn router(status: &serde_json::Value) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no router \"lab\" in status: {status}"))
 }
 
+/// How often `node`'s router "lab" became master.
+fn master_transitions(node: &Node) -> u64 {
+    router(&node.status())["transitions_total"]["master"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// Backend `addr` of service "events" in a status.
 fn backend(status: &serde_json::Value, addr: &str) -> serde_json::Value {
     status["services"][0]["backends"]
@@ -682,9 +689,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     start_a_master(&mut lab);
     lab.b.start();
     std::thread::sleep(Duration::from_secs(1));
-    let b_before = router(&lab.b.status())["transitions_total"]["master"]
-        .as_u64()
-        .unwrap_or(0);
+    let b_before = master_transitions(&lab.b);
 
     lab.a.kill9();
     lab.a.start();
@@ -710,9 +715,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
         "the restarted A must go straight back to master, never through fault: {r}"
     );
     assert_eq!(
-        router(&lab.b.status())["transitions_total"]["master"]
-            .as_u64()
-            .unwrap_or(0),
+        master_transitions(&lab.b),
         b_before,
         "B took over during A's restart:\n{}",
         lab.b.log()
@@ -750,9 +753,7 @@ fn an_unreachable_backend_does_not_delay_a_restart() {
     start_a_master(&mut lab);
     lab.b.start();
     std::thread::sleep(Duration::from_secs(1));
-    let b_before = router(&lab.b.status())["transitions_total"]["master"]
-        .as_u64()
-        .unwrap_or(0);
+    let b_before = master_transitions(&lab.b);
 
     lab.a.kill9();
     let restarted = Instant::now();
@@ -768,9 +769,7 @@ fn an_unreachable_backend_does_not_delay_a_restart() {
         "A should resume as master:\n{log}"
     );
     assert_eq!(
-        router(&lab.b.status())["transitions_total"]["master"]
-            .as_u64()
-            .unwrap_or(0),
+        master_transitions(&lab.b),
         b_before,
         "B took over while A restarted:\nA:\n{log}\nB:\n{}",
         lab.b.log()

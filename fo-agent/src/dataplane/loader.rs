@@ -209,23 +209,7 @@ fn load(
     if let Some((name, mode, link_pin, old_mode)) = attach {
         attach_mode = mode.code();
         match replaceable_link(link_pin, mode, old_mode)? {
-            Some(old) => {
-                // The pin stays in place throughout: if the swap fails, the old
-                // program stays attached.
-                let id = prog
-                    .attach_to_link(old)
-                    .map_err(|source| DataplaneError::Program {
-                        what: "replace in link",
-                        source,
-                    })?;
-                drop(prog.take_link(id));
-                link = Some(PinnedLink::from_pin(link_pin).map_err(|source| {
-                    DataplaneError::Link {
-                        path: link_pin.clone(),
-                        source,
-                    }
-                })?);
-            }
+            Some(old) => link = Some(swap_into(prog, old, link_pin)?),
             None => {
                 let id = prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
                     DataplaneError::Program {
@@ -390,18 +374,7 @@ fn upgrade(
             source: source.into(),
         }
     })?;
-    let id = prog
-        .attach_to_link(old)
-        .map_err(|source| DataplaneError::Program {
-            what: "replace in link",
-            source,
-        })?;
-    // The link lives on through its pin; this process keeps its own handle on it.
-    drop(prog.take_link(id));
-    let link = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
-        path: link_pin.to_owned(),
-        source,
-    })?;
+    let link = swap_into(prog, old, link_pin)?;
     let mut maps = take_maps(&mut ebpf)?;
     maps.info.set(0, wanted, 0).map_err(map_err("INFO"))?;
     Ok(super::Dataplane {
@@ -412,6 +385,27 @@ fn upgrade(
         ebpf: Some(ebpf),
         _link: Some(link),
         roles: Default::default(),
+    })
+}
+
+/// Swap `prog` into the pinned XDP link `old` (one `bpf_link_update`). The pin stays in
+/// place throughout: if the swap fails, the old program stays attached. Returns this
+/// process's handle on the link, which lives on through its pin.
+fn swap_into(
+    prog: &mut aya::programs::Xdp,
+    old: aya::programs::xdp::XdpLink,
+    link_pin: &Path,
+) -> Result<PinnedLink> {
+    let id = prog
+        .attach_to_link(old)
+        .map_err(|source| DataplaneError::Program {
+            what: "replace in link",
+            source,
+        })?;
+    drop(prog.take_link(id));
+    PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
+        path: link_pin.to_owned(),
+        source,
     })
 }
 
