@@ -11,6 +11,7 @@
 //! `dataplane` bench writes too), whatever `CARGO_TARGET_DIR` says about binaries.
 
 mod failover;
+mod floor;
 mod scale;
 mod scaleout;
 mod takeover;

@@ -41,6 +41,11 @@ const VIP_UNUSED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 /// without any LB logic: the cost of the extra hop on this one-VM lab.
 const RT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 6);
 const VIP_FWD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 104);
+/// Node `xf`: the minimal XDP hop (`floor.rs`), for `VIP_FLOOR`, which the backend
+/// holds on lo; the client has a static neighbour entry for it (the program answers
+/// no ARP).
+const XF: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+const VIP_FLOOR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 105);
 const BACKEND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 21);
 /// Node `fonat`: fo with `mode = "nat"` services on its own VIP and SNAT address.
 const FONAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
@@ -61,6 +66,8 @@ enum Path_ {
     Haproxy,
     /// The kernel forwarding through a middle node: fo's packet path without fo.
     Forward,
+    /// The minimal XDP program (MAC rewrite, XDP_TX) in the middle node.
+    Floor,
     Direct,
     /// No LB, the client's TX offload off: the ceiling for the native-mode row.
     DirectTxOff,
@@ -74,6 +81,7 @@ impl Path_ {
             Path_::FoNat => "fo (XDP NAT, generic mode)",
             Path_::Haproxy => "HAProxy 2.6 TCP mode",
             Path_::Forward => "kernel IP forwarding via a middle node (no LB)",
+            Path_::Floor => "minimal XDP hop via a middle node (no LB; generic mode)",
             Path_::Direct => "no LB (client → backend)",
             Path_::DirectTxOff => "no LB (client → backend), client TX offload off",
         }
@@ -85,6 +93,7 @@ impl Path_ {
             Path_::FoNat => "fo-nat",
             Path_::Haproxy => "haproxy",
             Path_::Forward => "forward",
+            Path_::Floor => "xdp-floor",
             Path_::Direct => "direct",
             Path_::DirectTxOff => "direct-tx-off",
         }
@@ -96,6 +105,7 @@ impl Path_ {
             Path_::FoNat => VIP_NAT,
             Path_::Haproxy => HP,
             Path_::Forward => VIP_FWD,
+            Path_::Floor => VIP_FLOOR,
             Path_::Direct | Path_::DirectTxOff => BACKEND,
         }
     }
@@ -140,6 +150,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             ("fon".into(), FON),
             ("fonat".into(), FONAT),
             ("rt".into(), RT),
+            ("xf".into(), XF),
         ],
         backends: vec![BACKEND],
     };
@@ -247,7 +258,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // The backend: iperf3 server, and HAProxy answering every request with a static 200.
     let be_ns = lab.backends[0].ns.clone();
     be_ns.sh(&format!(
-        "sh {} {VIP_NATIVE} {VIP_FWD}",
+        "sh {} {VIP_NATIVE} {VIP_FWD} {VIP_FLOOR}",
         crate::util::root().join("deploy/backend-dsr.sh").display()
     ))?;
     let web_cfg = dir.join("haproxy-backend-web.cfg");
@@ -280,6 +291,21 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .ns
         .sh(&format!("ip route add {VIP_FWD}/32 via {RT}"))?;
 
+    // Node xf: the floor of any XDP middle box.
+    let be_mac = be_ns.mac("eth0")?;
+    let xf = lab.node("xf");
+    let (xf_ns, xf_mac) = (xf.ns.clone(), xf.mac.clone());
+    let floor_obj = super::floor::attach(&xf_ns, &dir, VIP_FLOOR, &xf_mac, &be_mac)?;
+    keep_config(
+        out,
+        &floor_obj.with_extension("s"),
+        "throughput-xdp-floor.s",
+    )?;
+    lab.client.ns.sh(&format!(
+        "ip neigh replace {VIP_FLOOR} lladdr {xf_mac} dev eth0 nud permanent"
+    ))?;
+    let floor_prog = xdp_prog_id(&xf_ns).context("the minimal XDP program on eth0")?;
+
     let fo_prog = xdp_prog_id(&lab.nodes[0].ns).context("fo's XDP program on eth0")?;
     let fon_prog = xdp_prog_id(&lab.nodes[2].ns).context("fo's native XDP program on eth0")?;
     let fonat_prog = xdp_prog_id(&lab.nodes[3].ns).context("fo's NAT XDP program on eth0")?;
@@ -291,6 +317,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         Path_::Direct,
         Path_::Fo,
         Path_::Forward,
+        Path_::Floor,
         Path_::Haproxy,
         Path_::DirectTxOff,
         Path_::FoNative,
@@ -311,6 +338,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 Path_::Fo => Lb::Bpf(fo_prog),
                 Path_::FoNative => Lb::Bpf(fon_prog),
                 Path_::FoNat => Lb::Bpf(fonat_prog),
+                Path_::Floor => Lb::Bpf(floor_prog),
                 Path_::Haproxy => Lb::Pid(haproxy.pid()),
                 Path_::Direct | Path_::DirectTxOff | Path_::Forward => Lb::None,
             };
@@ -337,7 +365,13 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // its own machine: client and backend (processes and their packet processing) on
     // CPU 0, the middle nodes' packet processing, and HAProxy, on CPU 1.
     lab.client.ns.sh("ethtool -K eth0 tx on")?;
-    let split_paths = [Path_::Direct, Path_::Fo, Path_::Forward, Path_::Haproxy];
+    let split_paths = [
+        Path_::Direct,
+        Path_::Fo,
+        Path_::Forward,
+        Path_::Floor,
+        Path_::Haproxy,
+    ];
     let mut split: Vec<(Path_, Vec<Sample>)> =
         split_paths.iter().map(|p| (*p, Vec::new())).collect();
     {
@@ -352,6 +386,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 let (p, v) = &mut split[i];
                 let lb = match p {
                     Path_::Fo => Lb::Bpf(fo_prog),
+                    Path_::Floor => Lb::Bpf(floor_prog),
                     Path_::Haproxy => Lb::Pid(haproxy.pid()),
                     _ => Lb::None,
                 };
@@ -435,16 +470,22 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          which only forwards (the kernel's IP forwarding, no LB logic): the client routes a \
          second VIP through it and the backend holds that VIP on lo, so its packets take \
          fo's path (client → bridge → middle node → bridge → backend, replies straight \
-         back). Client, LB and backend share this VM's 2 cores, so whatever the middle \
-         node spends comes out of the client's and the backend's budget: the no-LB row is \
-         the ceiling of a path without a middle node, the forwarding row the ceiling of \
-         any box in the path.\n\n\
+         back). **vs minimal XDP hop**: the same against node xf, whose XDP program (generic \
+         mode, like node fo) does only what DSR must do to a frame — rewrite both MACs and \
+         send it out again — for a third VIP, with no maps, no parsing beyond the IPv4 \
+         destination and no counters (`configs/throughput-xdp-floor.s`; the client has a \
+         static neighbour entry for that VIP): the floor of any XDP middle box here. Client, \
+         LB and backend share this VM's 2 cores, so whatever the middle node spends comes \
+         out of the client's and the backend's budget: the no-LB row is the ceiling of a \
+         path without a middle node; the forwarding and minimal-XDP rows show what the \
+         extra hop itself costs, and fo's gap to the minimal XDP hop is what fo's own \
+         lookups (VIP, flow table, Maglev, counters) cost.\n\n\
          CPU: *VM* is the whole VM's busy time (client, LB and backend share its 2 cores; \
          compare with the no-LB row); *LB* is HAProxy's process user+system time, or fo's \
          XDP program run time from the kernel's BPF stats (neither includes the kernel's \
          softirq work around them).\n\n\
-         | path | client offloads | iperf3 Gbit/s | conn/s | vs no LB | vs IP forwarding | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | path | client offloads | iperf3 Gbit/s | conn/s | vs no LB | vs IP forwarding | vs minimal XDP hop | p50 ms | p99 ms | wrk errors | VM CPU µs/conn | VM CPU s/GB | LB CPU µs/conn | LB CPU s/GB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         opts.runs
     );
     for (p, v) in &samples {
@@ -456,13 +497,13 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             Path_::Direct
         };
         let vs = ratio(*p, ceiling);
-        let vs_fwd = if p.client_tx_off() {
-            "n/a".to_string()
+        let (vs_fwd, vs_floor) = if p.client_tx_off() {
+            ("n/a".to_string(), "n/a".to_string())
         } else {
-            ratio(*p, Path_::Forward)
+            (ratio(*p, Path_::Forward), ratio(*p, Path_::Floor))
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {vs} | {vs_fwd} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {vs} | {vs_fwd} | {vs_floor} | {} | {} | {} | {} | {} | {} | {} |\n",
             p.label(),
             v.first()
                 .map(|s| short_offloads(&s.client_offloads))
@@ -485,10 +526,10 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             .map(|(_, v)| v.iter().map(|s| s.conn_s).collect())
             .unwrap_or_default()
     };
-    let split_ratio = |p: Path_| -> Vec<f64> {
+    let split_ratio = |p: Path_, reference: Path_| -> Vec<f64> {
         split_conn(p)
             .iter()
-            .zip(split_conn(Path_::Direct))
+            .zip(split_conn(reference))
             .filter(|(_, b)| *b > 0.0)
             .map(|(a, b)| a / b * 100.0)
             .collect()
@@ -505,21 +546,24 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          between fo and no LB in the table above came only from sharing the cores, it \
          closes here; what stays is the extra hop itself (two more veth and bridge \
          crossings per client packet, and the hand-over between cores, with wrk's fixed \
-         {WRK_CONNS} connections in flight) — compare with the IP-forwarding row. {} runs, \
-         interleaved, order reversed every other run; **vs no LB** as above (pairs).\n\n\
-         | path | conn/s | vs no LB | p50 ms | p99 ms | wrk errors | LB CPU µs/conn |\n\
-         |---|---|---|---|---|---|---|\n",
+         {WRK_CONNS} connections in flight) — compare with the IP-forwarding and minimal-XDP \
+         rows. {} runs, interleaved, order reversed every other run; **vs no LB** and **vs \
+         minimal XDP hop** as above (pairs).\n\n\
+         | path | conn/s | vs no LB | vs minimal XDP hop | p50 ms | p99 ms | wrk errors | LB CPU µs/conn |\n\
+         |---|---|---|---|---|---|---|---|\n",
         opts.runs
     ));
     for (p, v) in &split {
         let c = |f: &dyn Fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
         let o = |f: &dyn Fn(&Sample) -> Option<f64>| v.iter().filter_map(f).collect::<Vec<f64>>();
-        let vs = match super::mmm(&split_ratio(*p)) {
+        let pct = |v: &[f64]| match super::mmm(v) {
             Some((lo, m, hi)) => format!("{m:.0} % ({lo:.0}–{hi:.0})"),
             None => "n/a".into(),
         };
+        let vs = pct(&split_ratio(*p, Path_::Direct));
+        let vs_floor = pct(&split_ratio(*p, Path_::Floor));
         md.push_str(&format!(
-            "| {} | {} | {vs} | {} | {} | {} | {} |\n",
+            "| {} | {} | {vs} | {vs_floor} | {} | {} | {} | {} |\n",
             p.label(),
             fmt_mmm(&c(&|s| s.conn_s), 0),
             fmt_mmm(&c(&|s| s.p50_ms), 2),
@@ -534,7 +578,8 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             json!({
                 "path": p.key(), "label": p.label(),
                 "conn_s": mmm_json(&v.iter().map(|s| s.conn_s).collect::<Vec<_>>()),
-                "vs_no_lb_pct": mmm_json(&split_ratio(*p)),
+                "vs_no_lb_pct": mmm_json(&split_ratio(*p, Path_::Direct)),
+                "vs_xdp_floor_pct": mmm_json(&split_ratio(*p, Path_::Floor)),
                 "runs": v,
             })
         })
@@ -550,6 +595,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 "conn_s": mmm_json(&c(&|s| s.conn_s)),
                 "vs_no_lb_pct": mmm_json(&paired(*p, if p.client_tx_off() { Path_::DirectTxOff } else { Path_::Direct })),
                 "vs_forwarding_pct": if p.client_tx_off() { Value::Null } else { mmm_json(&paired(*p, Path_::Forward)) },
+                "vs_xdp_floor_pct": if p.client_tx_off() { Value::Null } else { mmm_json(&paired(*p, Path_::Floor)) },
                 "p50_ms": mmm_json(&c(&|s| s.p50_ms)),
                 "p99_ms": mmm_json(&c(&|s| s.p99_ms)),
                 "runs": v,
@@ -769,6 +815,8 @@ fn measure(client: &Netns, target: Ipv4Addr, lb: Lb) -> anyhow::Result<Sample> {
         .command("iperf3")
         .args(["-c", &target.to_string(), "-p", &IPERF_PORT.to_string()])
         .args(["-t", &IPERF_SECS.to_string(), "-J"])
+        // A path that drops everything fails the bench instead of hanging it.
+        .args(["--connect-timeout", "3000"])
         .output()
         .context("spawn iperf3")?;
     let (vm1, lb1) = (vm_busy_ns(), lb_cpu_ns(lb));
