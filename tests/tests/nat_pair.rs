@@ -3,7 +3,7 @@
 //! long-lived TCP connections sending numbered events to VIP:1514, translated to
 //! backend:11514 from the floating SNAT address.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fo_tests::pair::{NAT_BACKEND_PORT, Pair, PairOptions, SNAT};
 
@@ -246,4 +246,56 @@ fn restarted_nat_master_keeps_its_connections() {
     );
     assert_eq!(survivors, AGENTS as usize, "{merged:?}");
     assert_eq!(merged.lost_acked, 0, "{merged:?}");
+}
+
+/// `status` counts NAT connections by state, which walks the whole NAT table: hundreds
+/// of milliseconds over a big one, even in batches. A monitoring poll must not hold up
+/// the agent meanwhile (a takeover arriving during the walk would wait for it): another
+/// request sent while a status walks is answered before that status.
+#[test]
+fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
+    const ENTRIES: u32 = 1_000_000;
+    let mut lab = nat_lab("nat_table_size = 1048576");
+    lab.a.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A never became master:\n{}",
+        lab.a.log()
+    );
+    let std::net::IpAddr::V4(vip) = Pair::vip() else {
+        panic!("the lab's VIP is IPv4")
+    };
+    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), ENTRIES);
+    // How long one walk takes on this machine.
+    let started = Instant::now();
+    let st = lab.a.status();
+    let walk = started.elapsed();
+    let held: u64 = st["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0);
+    assert!(
+        held >= u64::from(ENTRIES),
+        "status must count the table: {}",
+        st["nat_connections"]
+    );
+    let node = &lab.a;
+    let (answered_during_walk, other) = std::thread::scope(|s| {
+        let poll = s.spawn(|| node.status());
+        // A quarter into the walk: the poll's request is in, most of its walk ahead.
+        std::thread::sleep(walk / 4);
+        let other = node.ctl(&["resume", "lab"]);
+        let during = !poll.is_finished();
+        let _ = poll.join().expect("status poll");
+        (during, other)
+    });
+    println!(
+        "status over {ENTRIES} NAT entries took {walk:?}; resume answered during the next walk: {answered_during_walk}"
+    );
+    assert!(other.0, "resume failed: {}", other.1);
+    assert!(
+        answered_during_walk,
+        "a request sent {:?} into a status walk ({walk:?}) was answered only after it",
+        walk / 4
+    );
 }

@@ -391,8 +391,18 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                let resp = agent.handle_request(req).await;
-                let _ = reply.send(resp);
+                if matches!(req, Request::Status) {
+                    // Walking a big NAT table takes seconds: the answer is finished by a
+                    // task of its own, so that a transition arriving meanwhile is not
+                    // held behind a monitoring poll.
+                    let answer = agent.status_answer();
+                    tokio::spawn(async move {
+                        let _ = reply.send(answer.await);
+                    });
+                } else {
+                    let resp = agent.handle_request(req).await;
+                    let _ = reply.send(resp);
+                }
             }
             changed = health_rx.changed() => {
                 if changed.is_ok() {
@@ -646,26 +656,32 @@ impl Agent {
         }
     }
 
+    /// The status as of now; its NAT connection counts (a walk of the NAT table, when
+    /// NAT services exist) are added by the returned future, off the agent's loop.
+    fn status_answer(&self) -> impl std::future::Future<Output = Response> + Send + 'static {
+        let mut st = status::assemble(self);
+        let nat_dir = self
+            .config
+            .services
+            .iter()
+            .any(|s| s.mode == fo_config::ForwardMode::Nat)
+            .then(|| self.config.node.bpf_dir.clone());
+        async move {
+            if let Some(dir) = nat_dir {
+                st.nat_connections =
+                    tokio::task::spawn_blocking(move || status::nat_connections(&dir))
+                        .await
+                        .unwrap_or_default();
+            }
+            Response::Status {
+                status: Box::new(st),
+            }
+        }
+    }
+
     async fn handle_request(&mut self, req: Request) -> Response {
         match req {
-            Request::Status => {
-                let mut st = status::assemble(self);
-                if self
-                    .config
-                    .services
-                    .iter()
-                    .any(|s| s.mode == fo_config::ForwardMode::Nat)
-                {
-                    let dir = self.config.node.bpf_dir.clone();
-                    st.nat_connections =
-                        tokio::task::spawn_blocking(move || status::nat_connections(&dir))
-                            .await
-                            .unwrap_or_default();
-                }
-                Response::Status {
-                    status: Box::new(st),
-                }
-            }
+            Request::Status => self.status_answer().await,
             Request::Reload => match self.reload().await {
                 Ok(message) => Response::Ok { message },
                 Err(message) => Response::Error {
