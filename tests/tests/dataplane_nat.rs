@@ -14,7 +14,7 @@ use fo_agent::dataplane::nat::NatTimeouts;
 use fo_agent::dataplane::{MonoNanos, NatSpec};
 use fo_common::{
     Addr, FAMILY_V4, FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN,
-    NAT_UDP, PROTO_TCP, PROTO_UDP,
+    NAT_UDP, NatFlow, PROTO_TCP, PROTO_UDP,
     xdp_action::{XDP_PASS, XDP_REDIRECT},
 };
 use fo_tests::fixture::{Fixture, backend, service};
@@ -645,6 +645,53 @@ fn a_full_event_ring_is_counted_and_translation_goes_on() {
         assert!(
             lost > 0 && lost < EVENTS / 4,
             "the ring must fill after about 37,000 of {EVENTS} events: {lost} lost"
+        );
+    });
+}
+
+/// Aging walks the whole NAT table every second, and `status` walks it too: the walk
+/// reads it in batches (BPF_MAP_LOOKUP_BATCH, several calls here) and must return
+/// every connection, each with its own translation.
+#[test]
+fn the_nat_table_is_walked_in_batches_and_whole() {
+    const N: u32 = 50_000;
+    let ns = fib_namespace();
+    ns.run(|| {
+        let fx = fixture(65_536);
+        let mut table = fx.dp.nat_table().expect("NAT maps");
+        let mut put = std::collections::BTreeMap::new();
+        for i in 0..N {
+            let client = Ipv4Addr::new(10, 9, (i >> 8) as u8, i as u8);
+            let k = key(client, 40000 + (i >> 16) as u16, TCP_PORT, PROTO_TCP);
+            let flow = NatFlow {
+                backend: Addr::v4(BACKEND.octets()),
+                snat: Addr::v4(SNAT.octets()),
+                backend_port_be: TCP_BACKEND_PORT.to_be(),
+                snat_port_be: (10_000 + i as u16).to_be(),
+                state: NAT_TCP_ESTABLISHED,
+                backend_slot: i,
+                last_seen_ns: u64::from(i),
+                ..Default::default()
+            };
+            table.put(&k, &flow).expect("put");
+            put.insert(k.src.bytes, (k, flow));
+        }
+        let fallbacks = fo_agent::dataplane::maglev_batch_fallbacks();
+        let walked = table.flows().expect("walk");
+        assert_eq!(
+            fo_agent::dataplane::maglev_batch_fallbacks(),
+            fallbacks,
+            "the batch lookup failed and the walk went entry by entry"
+        );
+        assert_eq!(walked.len(), N as usize, "every connection, once");
+        let got: std::collections::BTreeMap<_, _> = walked
+            .into_iter()
+            .map(|(k, f)| (k.src.bytes, (k, f)))
+            .collect();
+        assert_eq!(got.len(), N as usize, "no connection twice");
+        assert!(
+            got == put,
+            "the walk must return what was put, entry for entry"
         );
     });
 }

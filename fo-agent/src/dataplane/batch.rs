@@ -1,5 +1,6 @@
-//! BPF_MAP_LOOKUP_BATCH for `u32` arrays, which aya does not offer: reading a whole
-//! Maglev table back takes a few syscalls instead of one per entry.
+//! BPF_MAP_LOOKUP_BATCH, which aya does not offer: reading a whole Maglev table back,
+//! or walking a big hash map (the NAT table), takes a few syscalls instead of two per
+//! entry.
 
 use std::os::fd::{AsRawFd as _, BorrowedFd};
 
@@ -92,4 +93,75 @@ pub(super) fn lookup_u32_array(
         token = out_token;
     }
     Ok(values)
+}
+
+/// Every entry of a hash map with keys `K` and values `V` (plain data of exactly the
+/// map's key and value sizes, which the caller's typed handle has checked).
+///
+/// The batch token of a hash map is the bucket to go on from (a `u32`); a call fills
+/// whole buckets only, so `CHUNK` must exceed the longest bucket (it does by far:
+/// buckets hold a handful of entries). Entries added or removed during the walk may
+/// be missed, as with one-by-one iteration.
+pub(super) fn lookup_hash<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+) -> std::io::Result<Vec<(K, V)>> {
+    let (ks, vs) = (size_of::<K>(), size_of::<V>());
+    let mut keys = vec![0u8; CHUNK as usize * ks];
+    let mut values = vec![0u8; CHUNK as usize * vs];
+    let mut out = Vec::new();
+    let mut token: u32 = 0;
+    let mut out_token: u32 = 0;
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { &raw const token as u64 },
+            out_batch: &raw mut out_token as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: bpf(2) with an attr we own; the kernel writes at most `count` keys
+        // and values of the map's sizes (= K's and V's) into buffers of CHUNK of each,
+        // and a u32 bucket token into `out_token`.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>() as libc::c_uint,
+            )
+        };
+        let err = (rc < 0).then(std::io::Error::last_os_error);
+        let done = match err {
+            // ENOENT: no bucket left; what this call read is valid.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
+            Some(e) => return Err(e),
+            None => false,
+        };
+        let got = attr.count.min(CHUNK) as usize;
+        for i in 0..got {
+            // SAFETY: entry i lies inside the buffers (i < CHUNK); K and V are plain
+            // data, any bytes are a value of them; the reads need no alignment.
+            let (k, v) = unsafe {
+                (
+                    std::ptr::read_unaligned(keys.as_ptr().add(i * ks).cast::<K>()),
+                    std::ptr::read_unaligned(values.as_ptr().add(i * vs).cast::<V>()),
+                )
+            };
+            out.push((k, v));
+        }
+        if done {
+            return Ok(out);
+        }
+        if got == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("batch lookup made no progress after {} entries", out.len()),
+            ));
+        }
+        token = out_token;
+        first = false;
+    }
 }

@@ -102,11 +102,24 @@ impl NatTable {
     }
 
     /// Every NAT connection: the client's 5-tuple and its translation.
+    ///
+    /// Read with BPF_MAP_LOOKUP_BATCH: aging walks the table every second, and one
+    /// lookup per entry took about 4 µs (2.2 s for 600,000 connections); falls back to
+    /// that where the kernel has no batch operations on hash maps.
     pub fn flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
-        self.fwd
-            .iter()
-            .map(|r| r.map_err(map_err("NAT_FWD")))
-            .collect()
+        use aya::maps::IterableMap as _;
+        use std::os::fd::AsFd as _;
+        match super::batch::lookup_hash(self.fwd.map().fd().as_fd()) {
+            Ok(flows) => Ok(flows),
+            Err(e) => {
+                super::BATCH_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(error = %e, "NAT_FWD batch lookup failed: walking it entry by entry");
+                self.fwd
+                    .iter()
+                    .map(|r| r.map_err(map_err("NAT_FWD")))
+                    .collect()
+            }
+        }
     }
 
     /// One NAT connection by the client's 5-tuple.
