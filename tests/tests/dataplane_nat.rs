@@ -676,10 +676,10 @@ fn the_nat_table_is_walked_in_batches_and_whole() {
             table.put(&k, &flow).expect("put");
             put.insert(k.src.bytes, (k, flow));
         }
-        let fallbacks = fo_agent::dataplane::maglev_batch_fallbacks();
+        let fallbacks = fo_agent::dataplane::batch_fallbacks();
         let walked = table.flows().expect("walk");
         assert_eq!(
-            fo_agent::dataplane::maglev_batch_fallbacks(),
+            fo_agent::dataplane::batch_fallbacks(),
             fallbacks,
             "the batch lookup failed and the walk went entry by entry"
         );

@@ -530,7 +530,7 @@ fn maglev_tables_read_back_from_the_maps_match_what_was_written() {
         started.elapsed()
     );
     assert_eq!(
-        fo_agent::dataplane::maglev_batch_fallbacks(),
+        fo_agent::dataplane::batch_fallbacks(),
         0,
         "the batch lookup failed and the slow path read the tables"
     );

@@ -24,11 +24,11 @@ pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable
 /// The compiled XDP object, built from `fo-ebpf` by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fo-xdp"));
 
-/// How often reading a Maglev table back fell back to one lookup per entry (tests
-/// check that the batch path works).
+/// How often a batch read (a Maglev table read back, a NAT table walk) fell back to
+/// one lookup per entry (tests check that the batch path works).
 static BATCH_FALLBACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-pub fn maglev_batch_fallbacks() -> u64 {
+pub fn batch_fallbacks() -> u64 {
     BATCH_FALLBACKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
