@@ -181,9 +181,7 @@ fn forward(
                 backend: found.0,
                 service_id,
             };
-            if FLOWS.insert(&flow, &value, 0).is_err() {
-                maps::count(Counter::FlowInsertFailed);
-            }
+            remember(&flow, value);
             found
         }
     };
@@ -201,6 +199,30 @@ fn forward(
     } else {
         // SAFETY: plain helper call; returns XDP_REDIRECT or XDP_ABORTED.
         Ok(unsafe { bpf_redirect(backend.ifindex, 0) } as u32)
+    }
+}
+
+/// Record a new connection's backend. A 5-tuple the table still holds (an earlier
+/// connection's source port, reused) has its entry rewritten in place, or left alone
+/// when it already says the same: an insert would take a free LRU node and give the old
+/// one back, the costliest part of a SYN.
+#[inline(always)]
+fn remember(flow: &FlowKey, value: FlowValue) {
+    match FLOWS.get_ptr_mut(flow) {
+        // SAFETY: a pointer to the entry's value from the map. Another CPU may read
+        // it meanwhile and see half of each: `established` checks the backend's
+        // service against the value's, and a mismatch only sends the packet the
+        // Maglev way, which chooses what is written here.
+        Some(entry) => unsafe {
+            if (*entry).backend != value.backend || (*entry).service_id != value.service_id {
+                *entry = value;
+            }
+        },
+        None => {
+            if FLOWS.insert(flow, &value, 0).is_err() {
+                maps::count(Counter::FlowInsertFailed);
+            }
+        }
     }
 }
 
