@@ -110,10 +110,26 @@ pub fn attach(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    ns.sh(&format!(
+    // iproute2's loader makes its default pin layout (tc/globals, and ip and xdp
+    // linking to it) on the host's bpffs when that is missing; it pins nothing there
+    // for this program, so what it made is removed again (only if still empty).
+    let bpffs = Path::new("/sys/fs/bpf");
+    let had_layout = bpffs.join("tc").exists();
+    let attached = ns.sh(&format!(
         "ip link set dev eth0 xdpgeneric obj {} sec xdp",
         obj.display()
-    ))?;
+    ));
+    if !had_layout {
+        for link in ["ip", "xdp"] {
+            let p = bpffs.join(link);
+            if p.is_symlink() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        let _ = std::fs::remove_dir(bpffs.join("tc/globals"));
+        let _ = std::fs::remove_dir(bpffs.join("tc"));
+    }
+    attached?;
     Ok(obj)
 }
 
