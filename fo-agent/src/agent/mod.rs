@@ -392,9 +392,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 if matches!(req, Request::Status) {
-                    // Walking a big NAT table takes seconds: the answer is finished by a
-                    // task of its own, so that a transition arriving meanwhile is not
-                    // held behind a monitoring poll.
+                    // Walking a big NAT table takes a while (about a second for a
+                    // million connections, in batches): the answer is finished by a task
+                    // of its own, so that a transition arriving meanwhile is not held
+                    // behind a monitoring poll.
                     let answer = agent.status_answer();
                     tokio::spawn(async move {
                         let _ = reply.send(answer.await);
