@@ -2,7 +2,9 @@
 //! mode; XDP NAT, generic mode, node `fonat`), HAProxy
 //! (TCP mode) and no LB at all (the client straight to the backend: the ceiling), on one
 //! lab: a client, node `fo` (static ownership of the VIP, so no election is involved),
-//! node `hp` (HAProxy on its own address) and one backend.
+//! node `hp` (HAProxy on its own address) and one backend. Two middle nodes without an
+//! LB show what the extra hop itself costs: `rt` (the kernel's IP forwarding) and `xf`
+//! (the minimal XDP hop of `floor.rs`).
 //!
 //! - bulk: `iperf3 -c TARGET -t 4`, one stream, Gbit/s received.
 //! - connection rate and latency: `wrk -t2 -c50 -d4s --latency -H 'Connection: close'`
