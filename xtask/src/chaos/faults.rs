@@ -20,17 +20,20 @@ pub enum Kind {
     ReloadValid,
     /// SIGHUP with a broken config (must be refused), then the good one back.
     ReloadBroken,
+    /// Remove the file the node's gate checks (the gate closes), put it back.
+    GateFail,
 }
 
 impl Kind {
     /// Relative weights: the faults that move the VIP come more often.
-    const WEIGHTS: [(Kind, u32); 6] = [
+    const WEIGHTS: [(Kind, u32); 7] = [
         (Kind::KillAgent, 3),
         (Kind::LinkFlap, 3),
         (Kind::Partition, 3),
         (Kind::StopBackend, 2),
         (Kind::ReloadValid, 2),
         (Kind::ReloadBroken, 2),
+        (Kind::GateFail, 2),
     ];
 
     pub fn pick(rng: &mut Rng) -> Kind {
@@ -53,6 +56,7 @@ impl Kind {
             Kind::StopBackend => "backend sink stopped (restarted)",
             Kind::ReloadValid => "reload, valid changed config",
             Kind::ReloadBroken => "reload, broken config (refused)",
+            Kind::GateFail => "gate failing (its file removed, then back)",
         }
     }
 }
@@ -159,12 +163,18 @@ mod tests {
     #[test]
     fn a_seed_replays_the_same_schedule() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
-        let sa: Vec<Kind> = (0..50).map(|_| Kind::pick(&mut a)).collect();
-        let sb: Vec<Kind> = (0..50).map(|_| Kind::pick(&mut b)).collect();
+        let sa: Vec<Kind> = (0..200).map(|_| Kind::pick(&mut a)).collect();
+        let sb: Vec<Kind> = (0..200).map(|_| Kind::pick(&mut b)).collect();
         assert_eq!(sa, sb);
-        // Every kind comes up.
-        for (k, _) in Kind::WEIGHTS {
-            assert!(sa.contains(&k), "{k:?} never picked in 50");
+        // Every kind comes up, about as often as its weight says.
+        let total: u32 = Kind::WEIGHTS.iter().map(|w| w.1).sum();
+        for (k, w) in Kind::WEIGHTS {
+            let n = sa.iter().filter(|&&x| x == k).count();
+            let expected = 200 * w as usize / total as usize;
+            assert!(
+                n > 0 && n < 3 * expected,
+                "{k:?} picked {n} times in 200 (weight {w} of {total})"
+            );
         }
         let mut z = Rng::new(0);
         assert_ne!(z.next(), 0);

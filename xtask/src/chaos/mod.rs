@@ -3,14 +3,15 @@
 //! faults, one at a time, while an observer on the client segment asks who has the VIP
 //! every 20 ms. Faults: kill -9 of an agent (then restart), a link flap, a backend's sink
 //! stopped (then started), a node partitioned at the switch, a reload with a changed but
-//! valid config, a reload with a broken config (must be refused; the agent keeps running).
+//! valid config, a reload with a broken config (must be refused; the agent keeps running),
+//! a node's gate failing (the file its `ready` check looks for removed, then put back).
 //!
 //! Invariants, checked over the whole run (definitions in [`verdict`]):
 //! (a) never two nodes answering for the VIP for longer than one advertisement interval;
 //! (b) never nobody answering for longer than Master_Down_Interval + 50 ms while a node
 //!     is healthy and eligible: its agent running (it logged `running`, was not killed
-//!     since), its link up, not partitioned (no gates or tracked checks are configured,
-//!     so nothing else can hold it back);
+//!     since), its link up, not partitioned, its gate open (from the agent logging the
+//!     check `up` again; no tracked checks are configured, so nothing else holds it back);
 //! (c) no event lost by a fleet agent whose backend stayed up (agents seen by a sink
 //!     that was stopped are left out; b1 is never stopped, so its agents always count),
 //!     and no acknowledged event lost at all;
@@ -42,6 +43,8 @@ const PORT: u16 = 1514;
 const OBSERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 const ADVERT: Duration = Duration::from_millis(100);
+/// How often the gate's file check runs (it closes on one failure, opens on two passes).
+const GATE_INTERVAL: Duration = Duration::from_millis(200);
 const PRIORITIES: [(&str, u8); 2] = [("a", 150), ("b", 100)];
 const AGENTS: u32 = 100;
 const RATE_PER_S: u32 = 20;
@@ -81,7 +84,8 @@ fn master_down(priority: u8) -> Duration {
     3 * ADVERT + ADVERT * u32::from(256 - u16::from(priority)) / 256
 }
 
-fn config(priority: u8, peer: Ipv4Addr, extra_service: bool) -> String {
+/// The node's config. Its router is gated on check `ready`: the file `gate` exists.
+fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path) -> String {
     let backends =
         r#"[{ address = "192.0.2.21" }, { address = "192.0.2.22" }, { address = "192.0.2.23" }]"#;
     let mut s = format!(
@@ -95,6 +99,16 @@ advert_interval = "{}ms"
 preempt = true
 vips = ["{VIP}"]
 peers = ["{peer}"]
+gates = ["ready"]
+
+[[check]]
+name = "ready"
+kind = "file"
+path = "{}"
+interval = "{}ms"
+timeout = "100ms"
+rise = 2
+fall = 1
 
 [[service]]
 vip = "{VIP}"
@@ -104,7 +118,9 @@ mode = "dsr"
 hash = "source-ip"
 backends = {backends}
 "#,
-        ADVERT.as_millis()
+        ADVERT.as_millis(),
+        gate.display(),
+        GATE_INTERVAL.as_millis()
     );
     if extra_service {
         // What a valid reload toggles: a second service on the VIP (no fleet traffic).
@@ -126,8 +142,8 @@ backends = {backends}
 }
 
 /// A config that must be refused: the priority out of range.
-fn broken_config(priority: u8, peer: Ipv4Addr) -> String {
-    config(priority, peer, false).replace(&format!("priority = {priority}"), "priority = 300")
+fn broken_config(priority: u8, peer: Ipv4Addr, gate: &Path) -> String {
+    config(priority, peer, false, gate).replace(&format!("priority = {priority}"), "priority = 300")
 }
 
 pub fn run(opts: &Opts) -> anyhow::Result<()> {
@@ -207,6 +223,8 @@ struct Chaos<'l> {
     stopped_backends: Vec<bool>,
     /// Per node: is the extra service in its config now.
     extra: Vec<bool>,
+    /// Per node: the file its gate checks.
+    gates: Vec<PathBuf>,
     faults: Vec<Fault>,
     observer: Option<(Proc, Proc)>,
     observer_mac: String,
@@ -217,6 +235,11 @@ impl<'l> Chaos<'l> {
     fn new(lab: &'l mut Lab, seed: u64, duration: Duration) -> anyhow::Result<Chaos<'l>> {
         let n = lab.nodes.len();
         let b = lab.backends.len();
+        let gates = lab
+            .nodes
+            .iter()
+            .map(|n| n.config.with_file_name(format!("ready-{}", n.name)))
+            .collect();
         Ok(Chaos {
             lab,
             rng: Rng::new(seed),
@@ -224,6 +247,7 @@ impl<'l> Chaos<'l> {
             eligible: (0..n).map(|_| Eligibility::default()).collect(),
             stopped_backends: vec![false; b],
             extra: vec![false; n],
+            gates,
             faults: Vec::new(),
             observer: None,
             observer_mac: String::new(),
@@ -236,13 +260,19 @@ impl<'l> Chaos<'l> {
     }
 
     fn write_config(&mut self, i: usize) -> anyhow::Result<()> {
-        let text = config(PRIORITIES[i].1, self.peer(i), self.extra[i]);
+        let text = config(PRIORITIES[i].1, self.peer(i), self.extra[i], &self.gates[i]);
         self.lab.nodes[i].write_config(XDP_MODE, &text)
+    }
+
+    fn open_gate(&self, i: usize) -> anyhow::Result<()> {
+        std::fs::write(&self.gates[i], "ready\n")
+            .with_context(|| format!("write {}", self.gates[i].display()))
     }
 
     fn run(mut self, out: &Path) -> anyhow::Result<Vec<String>> {
         let bins = self.lab.bins.clone();
         for i in 0..self.lab.nodes.len() {
+            self.open_gate(i)?;
             self.write_config(i)?;
         }
         let ready = self.lab.nodes[0].start(&bins)?;
@@ -440,7 +470,7 @@ impl<'l> Chaos<'l> {
             Kind::ReloadBroken => {
                 let i = self.rng.below(nodes);
                 f.target = self.lab.nodes[i].name.clone();
-                let text = broken_config(PRIORITIES[i].1, self.peer(i));
+                let text = broken_config(PRIORITIES[i].1, self.peer(i), &self.gates[i]);
                 self.lab.nodes[i].write_config(XDP_MODE, &text)?;
                 f.started = SystemTime::now();
                 let line = self.hup_and_wait(i, f.started);
@@ -460,6 +490,33 @@ impl<'l> Chaos<'l> {
                 if !self.lab.nodes[i].running() {
                     bail!("agent {} died on a broken config", f.target);
                 }
+            }
+            Kind::GateFail => {
+                let i = self.rng.below(nodes);
+                f.target = self.lab.nodes[i].name.clone();
+                f.started = SystemTime::now();
+                self.eligible[i].down(f.started);
+                std::fs::remove_file(&self.gates[i])
+                    .with_context(|| format!("remove {}", self.gates[i].display()))?;
+                std::thread::sleep(self.rng.between_ms(300, 2000));
+                let back = SystemTime::now();
+                self.open_gate(i)?;
+                // Eligible again once the agent has seen the check pass.
+                let p = self.lab.nodes[i].runs.last_mut().context("no agent run")?;
+                let (open, _) = p.wait_for_line_since(back, Duration::from_secs(5), |l| {
+                    crate::lab::log_fields(l).is_some_and(|f| {
+                        f.get("message").and_then(Value::as_str) == Some("up")
+                            && f.get("target")
+                                .and_then(Value::as_str)
+                                .is_some_and(|t| t.contains("ready"))
+                    })
+                })?;
+                f.ended = open;
+                self.eligible[i].up(open);
+                f.note = format!(
+                    "gate open again {} ms after the file",
+                    open.duration_since(back).unwrap_or_default().as_millis()
+                );
             }
         }
         Ok(f)
@@ -793,11 +850,12 @@ mod tests {
     #[test]
     fn the_broken_config_differs_only_in_priority() {
         let peer = Ipv4Addr::new(192, 0, 2, 3);
-        let b = broken_config(150, peer);
+        let gate = Path::new("/run/fo-chaos/ready-a");
+        let b = broken_config(150, peer, gate);
         assert!(b.contains("priority = 300"));
         assert_eq!(
             b.replace("priority = 300", "priority = 150"),
-            config(150, peer, false)
+            config(150, peer, false, gate)
         );
     }
 }
