@@ -44,8 +44,48 @@ pub struct Node {
     pub control_group: Option<String>,
     /// Connections of the NAT table (`mode = "nat"` services).
     pub nat_table_size: u32,
+    /// How long a NAT connection may stay idle, by state, before aging removes it.
+    pub nat_timeouts: NatTimeouts,
     /// Connection-state sync of NAT flows with the other nodes; `None` = off.
     pub sync: Option<Sync>,
+}
+
+/// `[node] nat_timeouts = { syn, established, fin, closed, udp }`: how long a NAT
+/// connection may go without a packet, in each TCP state (or as UDP), before aging
+/// removes it and frees its SNAT port. Each at least [`NatTimeouts::MIN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NatTimeouts {
+    /// Handshake seen, not yet established.
+    #[serde(serialize_with = "serialize_std")]
+    pub syn: Duration,
+    #[serde(serialize_with = "serialize_std")]
+    pub established: Duration,
+    /// One side has sent FIN.
+    #[serde(serialize_with = "serialize_std")]
+    pub fin: Duration,
+    /// Both FINs, or an RST, seen.
+    #[serde(serialize_with = "serialize_std")]
+    pub closed: Duration,
+    #[serde(serialize_with = "serialize_std")]
+    pub udp: Duration,
+}
+
+impl NatTimeouts {
+    /// Aging runs every second and the program refreshes a connection's last-seen
+    /// time at most every 250 ms: shorter timeouts would expire live connections.
+    pub const MIN: Duration = Duration::from_secs(1);
+}
+
+impl Default for NatTimeouts {
+    fn default() -> Self {
+        NatTimeouts {
+            syn: Duration::from_secs(30),
+            established: Duration::from_secs(3600),
+            fin: Duration::from_secs(60),
+            closed: Duration::from_secs(10),
+            udp: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[node] sync = { peers, port, key_file }`: NAT connections are streamed from the

@@ -33,7 +33,18 @@ pub(crate) struct RawNode {
     pub vip_on_interface: Option<bool>,
     pub control_group: Option<S<String>>,
     pub nat_table_size: Option<S<i64>>,
+    pub nat_timeouts: Option<S<RawNatTimeouts>>,
     pub sync: Option<S<RawSync>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNatTimeouts {
+    pub syn: Option<S<Duration>>,
+    pub established: Option<S<Duration>>,
+    pub fin: Option<S<Duration>>,
+    pub closed: Option<S<Duration>>,
+    pub udp: Option<S<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -444,6 +444,10 @@ impl Cx<'_> {
             Some(v) => Some(self.sync(v)?),
             None => None,
         };
+        let nat_timeouts = match &raw.nat_timeouts {
+            Some(v) => self.nat_timeouts(v.get_ref()),
+            None => Some(NatTimeouts::default()),
+        };
         Some(Node {
             interface: interface?,
             xdp_mode: raw.xdp_mode.unwrap_or_default(),
@@ -461,7 +465,38 @@ impl Cx<'_> {
             vip_on_interface: raw.vip_on_interface.unwrap_or(false),
             control_group,
             nat_table_size: nat_table_size? as u32,
+            nat_timeouts: nat_timeouts?,
             sync,
+        })
+    }
+
+    fn nat_timeouts(&mut self, raw: &RawNatTimeouts) -> Option<NatTimeouts> {
+        let d = NatTimeouts::default();
+        let mut one = |v: &Option<Spanned<crate::HumanDuration>>, what: &str, default| match v {
+            Some(v) if v.get_ref().get() < NatTimeouts::MIN => {
+                self.err(
+                    v.span(),
+                    format!(
+                        "nat_timeouts {what} must be at least {:?}: aging runs every second, and a live connection's last-seen time is refreshed only every 250 ms",
+                        NatTimeouts::MIN
+                    ),
+                );
+                None
+            }
+            Some(v) => Some(v.get_ref().get()),
+            None => Some(default),
+        };
+        let syn = one(&raw.syn, "syn", d.syn);
+        let established = one(&raw.established, "established", d.established);
+        let fin = one(&raw.fin, "fin", d.fin);
+        let closed = one(&raw.closed, "closed", d.closed);
+        let udp = one(&raw.udp, "udp", d.udp);
+        Some(NatTimeouts {
+            syn: syn?,
+            established: established?,
+            fin: fin?,
+            closed: closed?,
+            udp: udp?,
         })
     }
 

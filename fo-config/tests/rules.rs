@@ -45,7 +45,7 @@ interface = "eth0"
 xdp = "native"
 "#,
         &[
-            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `sync`",
+            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `nat_timeouts`, `sync`",
         ],
     );
 }
@@ -1587,4 +1587,43 @@ fn sync_key_file_must_be_private_and_long_enough() {
     assert_eq!(sync.port, 7480);
     assert_eq!(sync.key_file, good);
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn nat_timeouts_override_the_defaults_they_name() {
+    let cfg = Config::parse(
+        r#"[node]
+interface = "eth0"
+nat_timeouts = { established = "2h", udp = "5m" }
+"#,
+    )
+    .expect("valid");
+    let t = cfg.node.nat_timeouts;
+    let d = fo_config::NatTimeouts::default();
+    assert_eq!(t.established, std::time::Duration::from_secs(7200));
+    assert_eq!(t.udp, std::time::Duration::from_secs(300));
+    assert_eq!((t.syn, t.fin, t.closed), (d.syn, d.fin, d.closed));
+}
+
+#[test]
+fn nat_timeouts_below_a_second_or_unknown_are_refused() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+nat_timeouts = { established = "500ms", closed = "0s" }
+"#,
+        &[
+            "3:32: nat_timeouts established must be at least 1s: aging runs every second, and a live connection's last-seen time is refreshed only every 250 ms",
+            "3:50: nat_timeouts closed must be at least 1s: aging runs every second, and a live connection's last-seen time is refreshed only every 250 ms",
+        ],
+    );
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+nat_timeouts = { idle = "1h" }
+"#,
+        &[
+            "3:18: unknown field `idle`, expected one of `syn`, `established`, `fin`, `closed`, `udp`",
+        ],
+    );
 }

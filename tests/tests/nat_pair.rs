@@ -299,3 +299,50 @@ fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
         walk / 4
     );
 }
+
+/// `[node] nat_timeouts` reaches the aging: idle established connections go after the
+/// configured 2 s (the default is an hour), and their count in `status` drops to 0.
+#[test]
+fn configured_nat_timeouts_age_idle_connections() {
+    const ENTRIES: u32 = 1_000;
+    let mut lab = nat_lab("nat_timeouts = { established = \"2s\" }");
+    lab.a.start();
+    assert!(
+        lab.wait_master(&lab.a, Duration::from_secs(10)),
+        "A never became master:\n{}",
+        lab.a.log()
+    );
+    let std::net::IpAddr::V4(vip) = Pair::vip() else {
+        panic!("the lab's VIP is IPv4")
+    };
+    let held = |lab: &Pair| -> u64 {
+        lab.a.status()["nat_connections"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0)
+    };
+    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), ENTRIES);
+    let filled = Instant::now();
+    assert!(
+        held(&lab) >= u64::from(ENTRIES),
+        "the connections must be there at first"
+    );
+    // 2 s of idleness, aging every second: gone after about 3 s; 15 s is the margin of
+    // a loaded machine, far below the default hour.
+    let mut left = u64::MAX;
+    while filled.elapsed() < Duration::from_secs(15) {
+        left = held(&lab);
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!(
+        "{ENTRIES} idle connections: {left} left after {:?}",
+        filled.elapsed()
+    );
+    assert_eq!(
+        left, 0,
+        "idle connections outlived nat_timeouts.established = 2s"
+    );
+}

@@ -285,6 +285,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         nat::gc_task(
             plane.clone(),
             config.node.bpf_dir.clone(),
+            (&config.node.nat_timeouts).into(),
             sync.as_ref().map(|s| s.removed.clone()),
         )
         .instrument(info_span!("nat")),

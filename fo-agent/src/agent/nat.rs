@@ -96,9 +96,9 @@ pub async fn prod_next_hops(config: &Config) {
 pub async fn gc_task(
     plane: SharedPlane,
     pin_dir: PathBuf,
+    timeouts: NatTimeouts,
     sync: Option<tokio::sync::mpsc::Sender<Vec<(fo_common::FlowKey, fo_common::NatFlow)>>>,
 ) {
-    let timeouts = NatTimeouts::default();
     let mut table: Option<NatTable> = None;
     let mut warned = false;
     loop {

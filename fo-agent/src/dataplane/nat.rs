@@ -27,12 +27,18 @@ pub struct NatTimeouts {
 
 impl Default for NatTimeouts {
     fn default() -> Self {
+        (&fo_config::NatTimeouts::default()).into()
+    }
+}
+
+impl From<&fo_config::NatTimeouts> for NatTimeouts {
+    fn from(c: &fo_config::NatTimeouts) -> Self {
         NatTimeouts {
-            syn: Duration::from_secs(30),
-            established: Duration::from_secs(3600),
-            fin: Duration::from_secs(60),
-            closed: Duration::from_secs(10),
-            udp: Duration::from_secs(60),
+            syn: c.syn,
+            established: c.established,
+            fin: c.fin,
+            closed: c.closed,
+            udp: c.udp,
         }
     }
 }
