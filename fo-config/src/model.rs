@@ -74,6 +74,8 @@ impl NatTimeouts {
     /// Aging runs every second and the program refreshes a connection's last-seen
     /// time at most every 250 ms: shorter timeouts would expire live connections.
     pub const MIN: Duration = Duration::from_secs(1);
+    /// A year: a connection idle longer than that is gone for good.
+    pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
 }
 
 impl Default for NatTimeouts {

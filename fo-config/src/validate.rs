@@ -483,6 +483,13 @@ impl Cx<'_> {
                 );
                 None
             }
+            Some(v) if v.get_ref().get() > NatTimeouts::MAX => {
+                self.err(
+                    v.span(),
+                    format!("nat_timeouts {what} must be at most a year (8760h)"),
+                );
+                None
+            }
             Some(v) => Some(v.get_ref().get()),
             None => Some(default),
         };

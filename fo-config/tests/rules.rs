@@ -1626,4 +1626,11 @@ nat_timeouts = { idle = "1h" }
             "3:18: unknown field `idle`, expected one of `syn`, `established`, `fin`, `closed`, `udp`",
         ],
     );
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+nat_timeouts = { established = "9000h" }
+"#,
+        &["3:32: nat_timeouts established must be at most a year (8760h)"],
+    );
 }

@@ -202,27 +202,19 @@ fn forward(
     }
 }
 
-/// Record a new connection's backend. A 5-tuple the table still holds (an earlier
-/// connection's source port, reused) has its entry rewritten in place, or left alone
-/// when it already says the same: an insert would take a free LRU node and give the old
-/// one back, the costliest part of a SYN.
+/// Record a new connection's backend. A 5-tuple the table still holds with the same
+/// backend (an earlier connection's source port, reused, and the same Maglev choice) is
+/// left alone: an insert would take a free LRU node and give the old one back, the
+/// costliest part of a SYN. Anything else is inserted whole; never written in place, as
+/// under eviction pressure the node found may be reused for another flow meanwhile.
 #[inline(always)]
 fn remember(flow: &FlowKey, value: FlowValue) {
-    match FLOWS.get_ptr_mut(flow) {
-        // SAFETY: a pointer to the entry's value from the map. Another CPU may read
-        // it meanwhile and see half of each: `established` checks the backend's
-        // service against the value's, and a mismatch only sends the packet the
-        // Maglev way, which chooses what is written here.
-        Some(entry) => unsafe {
-            if (*entry).backend != value.backend || (*entry).service_id != value.service_id {
-                *entry = value;
-            }
-        },
-        None => {
-            if FLOWS.insert(flow, &value, 0).is_err() {
-                maps::count(Counter::FlowInsertFailed);
-            }
-        }
+    // SAFETY: read-only; a value torn by a concurrent replacement at worst makes this
+    // insert (or skip) what the next packet's Maglev lookup would insert anyway.
+    let same = unsafe { FLOWS.get(flow) }
+        .is_some_and(|v| v.backend == value.backend && v.service_id == value.service_id);
+    if !same && FLOWS.insert(flow, &value, 0).is_err() {
+        maps::count(Counter::FlowInsertFailed);
     }
 }
 

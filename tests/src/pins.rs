@@ -41,6 +41,13 @@ pub fn flows(pin_dir: &Path) -> usize {
     flows.keys().filter(Result::is_ok).count()
 }
 
+/// Entries in the pinned `NAT_FWD` table (connections).
+pub fn nat_entries(pin_dir: &Path) -> usize {
+    let fwd: HashMap<MapData, FlowKey, NatFlow> =
+        open(pin_dir, "NAT_FWD").try_into().expect("NAT_FWD");
+    fwd.keys().filter(Result::is_ok).count()
+}
+
 /// Put `n` established NAT connections to `vip`:1514 into the pinned `NAT_FWD` table,
 /// seen now (so nothing ages them out), from made-up clients 10.200.0.0/16 (only the
 /// agent's walks read them; no packet ever matches).

@@ -693,5 +693,16 @@ fn the_nat_table_is_walked_in_batches_and_whole() {
             got == put,
             "the walk must return what was put, entry for entry"
         );
+        let counts = table.count_by_state().expect("count");
+        assert_eq!(
+            counts,
+            std::collections::BTreeMap::from([(NAT_TCP_ESTABLISHED, u64::from(N))]),
+            "counted as read, in batches"
+        );
+        assert_eq!(
+            fo_agent::dataplane::batch_fallbacks(),
+            fallbacks,
+            "the counting walk fell back to one lookup per entry"
+        );
     });
 }

@@ -114,6 +114,8 @@ struct Agent {
     ticks: u64,
     /// Connection-state sync, when `[node] sync` is set.
     sync: Option<crate::sync::Sync>,
+    /// Held by the status answer that is walking the NAT table.
+    nat_walk: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
@@ -340,6 +342,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         static_addresses: BTreeMap::new(),
         ticks: 0,
         sync,
+        nat_walk: Default::default(),
     };
     if agent.config.node.vip_on_interface {
         for r in agent
@@ -668,8 +671,12 @@ impl Agent {
             .iter()
             .any(|s| s.mode == fo_config::ForwardMode::Nat)
             .then(|| self.config.node.bpf_dir.clone());
+        let one_walk = self.nat_walk.clone();
         async move {
             if let Some(dir) = nat_dir {
+                // One walk at a time, however many polls (and metrics scrapes) come in:
+                // the aging task's own walk, every second, must not queue behind them.
+                let _turn = one_walk.lock().await;
                 st.nat_connections =
                     tokio::task::spawn_blocking(move || status::nat_connections(&dir))
                         .await

@@ -30,21 +30,23 @@ fn state_name(s: fo_vrrp::State) -> &'static str {
 }
 
 /// NAT connections by state, read through new handles on the pinned table: one map
-/// walk, two syscalls per connection, so never under the data plane's lock (router
+/// walk in batches, counted as it reads, so never under the data plane's lock (router
 /// tasks and the lease task need it) and never on the runtime's threads.
 pub(super) fn nat_connections(pin_dir: &std::path::Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let flows = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.flows());
-    match flows {
-        Ok(flows) => {
-            for (_, f) in flows {
-                *out.entry(crate::dataplane::nat::state_name(f.state).to_string())
-                    .or_default() += 1;
-            }
+    let counts = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.count_by_state());
+    match counts {
+        Ok(counts) => counts
+            .into_iter()
+            .map(|(state, n)| (crate::dataplane::nat::state_name(state).to_string(), n))
+            .fold(BTreeMap::new(), |mut out, (name, n)| {
+                *out.entry(name).or_default() += n;
+                out
+            }),
+        Err(e) => {
+            tracing::debug!(error = %crate::dataplane::error_chain(&e), "NAT table walk");
+            BTreeMap::new()
         }
-        Err(e) => tracing::debug!(error = %crate::dataplane::error_chain(&e), "NAT table walk"),
     }
-    out
 }
 
 pub(super) fn assemble(agent: &Agent) -> Status {

@@ -105,10 +105,22 @@ pub(super) fn lookup_u32_array(
 pub(super) fn lookup_hash<K: aya::Pod, V: aya::Pod>(
     map: BorrowedFd<'_>,
 ) -> std::io::Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    walk_hash(map, |k, v| out.push((k, v)))?;
+    Ok(out)
+}
+
+/// As [`lookup_hash`], handing each entry to `f` instead of collecting them (a count
+/// over a million entries needs no 100 MB vector). On an error `f` may have seen part
+/// of the map.
+pub(super) fn walk_hash<K: aya::Pod, V: aya::Pod>(
+    map: BorrowedFd<'_>,
+    mut f: impl FnMut(K, V),
+) -> std::io::Result<()> {
     let (ks, vs) = (size_of::<K>(), size_of::<V>());
     let mut keys = vec![0u8; CHUNK as usize * ks];
     let mut values = vec![0u8; CHUNK as usize * vs];
-    let mut out = Vec::new();
+    let mut seen: usize = 0;
     let mut token: u32 = 0;
     let mut out_token: u32 = 0;
     let mut first = true;
@@ -150,15 +162,16 @@ pub(super) fn lookup_hash<K: aya::Pod, V: aya::Pod>(
                     std::ptr::read_unaligned(values.as_ptr().add(i * vs).cast::<V>()),
                 )
             };
-            out.push((k, v));
+            f(k, v);
         }
+        seen += got;
         if done {
-            return Ok(out);
+            return Ok(());
         }
         if got == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("batch lookup made no progress after {} entries", out.len()),
+                format!("batch lookup made no progress after {seen} entries"),
             ));
         }
         token = out_token;

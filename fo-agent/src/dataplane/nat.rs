@@ -61,7 +61,8 @@ impl NatTimeouts {
 /// from when the old master last saw them.
 pub fn expired(flow: &NatFlow, now: MonoNanos, floor: MonoNanos, timeouts: &NatTimeouts) -> bool {
     let last = flow.last_seen_ns.max(floor.0);
-    now.0.saturating_sub(last) > timeouts.of(flow.state).as_nanos() as u64
+    now.0.saturating_sub(last)
+        > u64::try_from(timeouts.of(flow.state).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A NAT connection's state name, for status output.
@@ -126,6 +127,28 @@ impl NatTable {
                     .collect()
             }
         }
+    }
+
+    /// How many connections are in each state (`NAT_TCP_*`, `NAT_UDP`), counted as the
+    /// table is read (in batches, as [`NatTable::flows`]).
+    pub fn count_by_state(&self) -> Result<std::collections::BTreeMap<u8, u64>> {
+        use aya::maps::IterableMap as _;
+        use std::os::fd::AsFd as _;
+        let mut counts = std::collections::BTreeMap::new();
+        let walked =
+            super::batch::walk_hash(self.fwd.map().fd().as_fd(), |_: FlowKey, f: NatFlow| {
+                *counts.entry(f.state).or_default() += 1;
+            });
+        if let Err(e) = walked {
+            super::BATCH_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(error = %e, "NAT_FWD batch lookup failed: counting entry by entry");
+            counts.clear();
+            for r in self.fwd.iter() {
+                let (_, f) = r.map_err(map_err("NAT_FWD"))?;
+                *counts.entry(f.state).or_default() += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// One NAT connection by the client's 5-tuple.

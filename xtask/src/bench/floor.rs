@@ -56,10 +56,10 @@ fn source(vip: Ipv4Addr, src: [u8; 6], dst: [u8; 6]) -> String {
          \tr4 = r2\n\
          \tr4 += 34\n\
          \tif r4 > r3 goto pass\n\
-         \tr5 = *(u16 *)(r2 + 12)\n\
-         \tif r5 != {ether_ip} goto pass\n\
-         \tr5 = *(u32 *)(r2 + 30)\n\
-         \tif r5 != {vip} goto pass\n\
+         \tw5 = *(u16 *)(r2 + 12)\n\
+         \tif w5 != {ether_ip} goto pass\n\
+         \tw5 = *(u32 *)(r2 + 30)\n\
+         \tif w5 != {vip} goto pass\n\
          \t*(u32 *)(r2 + 0) = {d0}\n\
          \t*(u16 *)(r2 + 4) = {d1}\n\
          \t*(u16 *)(r2 + 6) = {s0}\n\
@@ -74,8 +74,9 @@ fn source(vip: Ipv4Addr, src: [u8; 6], dst: [u8; 6]) -> String {
          \t.section license,\"aw\",@progbits\n\
          \t.asciz \"GPL\"\n",
         ether_ip = half([0x08, 0x00]),
-        // A u32 load zero-extends: compare with the unsigned value.
-        vip = u32::from_le_bytes(v),
+        // A 32-bit compare (`w5`) with the word as its signed immediate: a 64-bit one
+        // would sign-extend the immediate and miss VIPs whose last octet is ≥ 128.
+        vip = i32::from_le_bytes(v),
         d0 = word([dst[0], dst[1], dst[2], dst[3]]),
         d1 = half([dst[4], dst[5]]),
         s0 = half([src[0], src[1]]),
@@ -145,9 +146,18 @@ mod tests {
             parse_mac("ce:3c:fc:c9:d3:05").unwrap(),
         );
         // 192.0.2.105 read as a little-endian u32.
-        assert!(s.contains("if r5 != 1761738944 goto pass"), "{s}");
+        assert!(s.contains("if w5 != 1761738944 goto pass"), "{s}");
         // ETH_P_IP (08 00 on the wire).
-        assert!(s.contains("if r5 != 8 goto pass"), "{s}");
+        assert!(s.contains("if w5 != 8 goto pass"), "{s}");
+        // A last octet ≥ 128: the word's sign bit, kept by the 32-bit compare.
+        let high = source(Ipv4Addr::new(192, 0, 2, 200), [0; 6], [0; 6]);
+        assert!(
+            high.contains(&format!(
+                "if w5 != {} goto pass",
+                i32::from_le_bytes([192, 0, 2, 200])
+            )),
+            "{high}"
+        );
         // Destination ce:3c:fc:c9 | d3:05, source 7e:58 | 99:67:74:c1.
         assert!(s.contains("(r2 + 0) = -906216242"), "{s}");
         assert!(s.contains("(r2 + 4) = 1491"), "{s}");

@@ -43,7 +43,7 @@ const PORT: u16 = 1514;
 const OBSERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 const ADVERT: Duration = Duration::from_millis(100);
-/// How often the gate's file check runs (it closes on one failure, opens on two passes).
+/// How often the gate's file check runs (it closes on two failures, opens on two passes).
 const GATE_INTERVAL: Duration = Duration::from_millis(200);
 const PRIORITIES: [(&str, u8); 2] = [("a", 150), ("b", 100)];
 const AGENTS: u32 = 100;
@@ -106,9 +106,9 @@ name = "ready"
 kind = "file"
 path = "{}"
 interval = "{}ms"
-timeout = "100ms"
+timeout = "150ms"
 rise = 2
-fall = 1
+fall = 2
 
 [[service]]
 vip = "{VIP}"
@@ -498,19 +498,26 @@ impl<'l> Chaos<'l> {
                 self.eligible[i].down(f.started);
                 std::fs::remove_file(&self.gates[i])
                     .with_context(|| format!("remove {}", self.gates[i].display()))?;
-                std::thread::sleep(self.rng.between_ms(300, 2000));
+                let check_is = |want: &'static str| {
+                    move |l: &str| {
+                        crate::lab::log_fields(l).is_some_and(|f| {
+                            f.get("message").and_then(Value::as_str) == Some(want)
+                                && f.get("target")
+                                    .and_then(Value::as_str)
+                                    .is_some_and(|t| t.contains("ready"))
+                        })
+                    }
+                };
+                // The gate must have closed (two failed probes) before the file returns.
+                let p = self.lab.nodes[i].runs.last_mut().context("no agent run")?;
+                p.wait_for_line_since(f.started, Duration::from_secs(5), check_is("down"))?;
+                std::thread::sleep(self.rng.between_ms(0, 1500));
                 let back = SystemTime::now();
                 self.open_gate(i)?;
                 // Eligible again once the agent has seen the check pass.
                 let p = self.lab.nodes[i].runs.last_mut().context("no agent run")?;
-                let (open, _) = p.wait_for_line_since(back, Duration::from_secs(5), |l| {
-                    crate::lab::log_fields(l).is_some_and(|f| {
-                        f.get("message").and_then(Value::as_str) == Some("up")
-                            && f.get("target")
-                                .and_then(Value::as_str)
-                                .is_some_and(|t| t.contains("ready"))
-                    })
-                })?;
+                let (open, _) =
+                    p.wait_for_line_since(back, Duration::from_secs(5), check_is("up"))?;
                 f.ended = open;
                 self.eligible[i].up(open);
                 f.note = format!(
