@@ -396,7 +396,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 if matches!(req, Request::Status) {
-                    // Walking a big NAT table takes a while (about a second for a
+                    // Walking a big NAT table takes a while (half a second for a
                     // million connections, in batches): the answer is finished by a task
                     // of its own, so that a transition arriving meanwhile is not held
                     // behind a monitoring poll.
