@@ -248,14 +248,10 @@ fn restarted_nat_master_keeps_its_connections() {
     assert_eq!(merged.lost_acked, 0, "{merged:?}");
 }
 
-/// `status` counts NAT connections by state, which walks the whole NAT table: hundreds
-/// of milliseconds over a big one, even in batches. A monitoring poll must not hold up
-/// the agent meanwhile (a takeover arriving during the walk would wait for it): another
-/// request sent while a status walks is answered before that status.
-#[test]
-fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
-    const ENTRIES: u32 = 1_000_000;
-    let mut lab = nat_lab("nat_table_size = 1048576");
+/// A NAT lab with `extra` in A's `[node]`, A alone and master, and `n` idle established
+/// connections to the VIP put straight into its pinned NAT table.
+fn master_holding(extra: &str, n: u32) -> Pair {
+    let mut lab = nat_lab(extra);
     lab.a.start();
     assert!(
         lab.wait_master(&lab.a, Duration::from_secs(10)),
@@ -265,7 +261,18 @@ fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
     let std::net::IpAddr::V4(vip) = Pair::vip() else {
         panic!("the lab's VIP is IPv4")
     };
-    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), ENTRIES);
+    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), n);
+    lab
+}
+
+/// `status` counts NAT connections by state, which walks the whole NAT table: hundreds
+/// of milliseconds over a big one, even in batches. A monitoring poll must not hold up
+/// the agent meanwhile (a takeover arriving during the walk would wait for it): another
+/// request sent while a status walks is answered before that status.
+#[test]
+fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
+    const ENTRIES: u32 = 1_000_000;
+    let lab = master_holding("nat_table_size = 1048576", ENTRIES);
     // How long one walk takes on this machine.
     let started = Instant::now();
     let st = lab.a.status();
@@ -306,21 +313,12 @@ fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
 #[test]
 fn configured_nat_timeouts_age_idle_connections() {
     const ENTRIES: u32 = 1_000;
-    let mut lab = nat_lab(
+    let lab = master_holding(
         "nat_timeouts = { established = \"2s\", syn = \"1h\", fin = \"1h\", closed = \"1h\", udp = \"1h\" }",
+        ENTRIES,
     );
-    lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
-    let std::net::IpAddr::V4(vip) = Pair::vip() else {
-        panic!("the lab's VIP is IPv4")
-    };
-    let held = |lab: &Pair| fo_tests::pins::nat_entries(&lab.a.pin_dir) as u64;
-    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), ENTRIES);
     let filled = Instant::now();
+    let held = |lab: &Pair| fo_tests::pins::nat_entries(&lab.a.pin_dir) as u64;
     assert!(
         held(&lab) >= u64::from(ENTRIES),
         "the connections must be there at first"

@@ -24,6 +24,35 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// One BPF_MAP_LOOKUP_BATCH call; `attr.count` is then the number of entries read.
+/// `Ok(true)`: the end of the map came (ENOENT), and what this call read is valid.
+///
+/// # Safety
+/// `attr`'s key and value buffers must hold `attr.count` entries of the map's key and
+/// value sizes, and its tokens must point at `u32`s (arrays and hash maps use `u32`
+/// tokens) that live across the call.
+unsafe fn lookup_batch(attr: &mut BatchAttr) -> std::io::Result<bool> {
+    // SAFETY: bpf(2) with an attr we own; the kernel writes within the buffers the
+    // caller vouched for.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_BATCH,
+            &raw mut *attr,
+            size_of::<BatchAttr>() as libc::c_uint,
+        )
+    };
+    if rc >= 0 {
+        return Ok(false);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        Ok(true)
+    } else {
+        Err(e)
+    }
+}
+
 /// `map[start .. start + n]` of an array map with `u32` values.
 pub(super) fn lookup_u32_array(
     map: BorrowedFd<'_>,
@@ -52,24 +81,11 @@ pub(super) fn lookup_u32_array(
             map_fd: map.as_raw_fd() as u32,
             ..Default::default()
         };
-        // SAFETY: bpf(2) with an attr we own; the kernel writes at most `count` keys
-        // and values (4 bytes each, the map's key and value size) into the buffers,
-        // which hold CHUNK ≥ count of each, and the token into `out_token`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        let err = (rc < 0).then(std::io::Error::last_os_error);
+        // SAFETY: the buffers hold CHUNK ≥ count keys and values of 4 bytes (the map's
+        // key and value size); the tokens are u32s on this frame.
+        // The end of the map coming first is fine: what was read is valid.
+        unsafe { lookup_batch(&mut attr) }?;
         let got = attr.count.min(want);
-        // ENOENT: the end of the map came first; what was read is valid.
-        match err {
-            Some(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-            _ => {}
-        }
         if got == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -96,23 +112,14 @@ pub(super) fn lookup_u32_array(
 }
 
 /// Every entry of a hash map with keys `K` and values `V` (plain data of exactly the
-/// map's key and value sizes, which the caller's typed handle has checked).
+/// map's key and value sizes, which the caller's typed handle has checked), handed to
+/// `f` as read (a count over a million entries needs no 100 MB vector). On an error `f`
+/// may have seen part of the map.
 ///
 /// The batch token of a hash map is the bucket to go on from (a `u32`); a call fills
 /// whole buckets only, so `CHUNK` must exceed the longest bucket (it does by far:
 /// buckets hold a handful of entries). Entries added or removed during the walk may
 /// be missed, as with one-by-one iteration.
-pub(super) fn lookup_hash<K: aya::Pod, V: aya::Pod>(
-    map: BorrowedFd<'_>,
-) -> std::io::Result<Vec<(K, V)>> {
-    let mut out = Vec::new();
-    walk_hash(map, |k, v| out.push((k, v)))?;
-    Ok(out)
-}
-
-/// As [`lookup_hash`], handing each entry to `f` instead of collecting them (a count
-/// over a million entries needs no 100 MB vector). On an error `f` may have seen part
-/// of the map.
 pub(super) fn walk_hash<K: aya::Pod, V: aya::Pod>(
     map: BorrowedFd<'_>,
     mut f: impl FnMut(K, V),
@@ -134,24 +141,9 @@ pub(super) fn walk_hash<K: aya::Pod, V: aya::Pod>(
             map_fd: map.as_raw_fd() as u32,
             ..Default::default()
         };
-        // SAFETY: bpf(2) with an attr we own; the kernel writes at most `count` keys
-        // and values of the map's sizes (= K's and V's) into buffers of CHUNK of each,
-        // and a u32 bucket token into `out_token`.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        let err = (rc < 0).then(std::io::Error::last_os_error);
-        let done = match err {
-            // ENOENT: no bucket left; what this call read is valid.
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            Some(e) => return Err(e),
-            None => false,
-        };
+        // SAFETY: the buffers hold CHUNK = count keys and values of the map's sizes
+        // (= K's and V's); the tokens are u32 bucket indexes on this frame.
+        let done = unsafe { lookup_batch(&mut attr) }?;
         let got = attr.count.min(CHUNK) as usize;
         for i in 0..got {
             // SAFETY: entry i lies inside the buffers (i < CHUNK); K and V are plain
