@@ -25,7 +25,7 @@
 //! assert_eq!(cfg.routers[0].vrrp().unwrap().priority, 100);
 //! ```
 //!
-//! # Schema (extensions of CONTRACT.md's shape; defaults in parentheses)
+//! # Schema (extensions of the README's shape; defaults in parentheses)
 //!
 //! - `[node]`: `interface` (required), `xdp_mode` native|generic (native), `bpf_dir`
 //!   (/sys/fs/bpf/fo), `control_socket` (/run/fo/control.sock), `state_file`
