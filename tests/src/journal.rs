@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn both_field_forms_are_read() {
         let mut d = b"PRIORITY=3\nMESSAGE\n".to_vec();
-        d.extend_from_slice(&6u64.to_le_bytes());
+        d.extend_from_slice(&5u64.to_le_bytes());
         d.extend_from_slice(b"a\nb=c\n");
         d.extend_from_slice(b"FO_ROUTER=wazuh\n");
         let f = parse(&d).expect("parses");
@@ -269,7 +269,7 @@ mod tests {
             f,
             vec![
                 ("PRIORITY".to_string(), b"3".to_vec()),
-                ("MESSAGE".to_string(), b"a\nb=c\n".to_vec()),
+                ("MESSAGE".to_string(), b"a\nb=c".to_vec()),
                 ("FO_ROUTER".to_string(), b"wazuh".to_vec()),
             ]
         );
