@@ -4,6 +4,8 @@
 pub mod bgp_lab;
 pub mod fixture;
 pub mod frames;
+pub mod journal;
+pub mod lone;
 pub mod netns;
 pub mod pair;
 pub mod pins;

@@ -640,7 +640,7 @@ mod tests {
 
     #[test]
     fn claims_are_parsed_from_both_logs() {
-        let fo = "2026-11-22T00:54:24.205052Z  INFO router{name=web}: fo_agent::vrrp::driver: VRRP transition: took over, VIPs served from=backup to=master reason=master_down takeover_ms=1.437";
+        let fo = "2026-11-22T00:54:24.205052Z  INFO vrrp{router=web}: fo_agent::vrrp::driver: VRRP transition: took over, VIPs served from=backup to=master reason=master_down takeover_ms=1.437";
         assert_eq!(parse_claim(fo), Some(Claim::Master));
         assert_eq!(
             parse_claim("… VRRP transition from=master to=backup reason=preempted"),

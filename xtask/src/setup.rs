@@ -30,6 +30,9 @@ const PACKAGES: &[&str] = &[
     "procps",
     // The label font of the demo's timeline PNG.
     "fonts-dejavu-core",
+    // promtool: the tests check /metrics, the alert rules and their unit tests with
+    // Prometheus' own linter (the packaged server is not run).
+    "prometheus",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
@@ -72,10 +75,11 @@ fn apt_packages() -> anyhow::Result<()> {
 }
 
 /// The packaged keepalived, HAProxy and BIRD must not run: tests start their own,
-/// inside network namespaces, with their own configs and control sockets.
+/// inside network namespaces, with their own configs and control sockets. Nor must
+/// Prometheus: only its promtool is used.
 fn stop_packaged_services() {
     if Path::new("/run/systemd/system").exists() {
-        for unit in ["keepalived", "haproxy", "bird"] {
+        for unit in ["keepalived", "haproxy", "bird", "prometheus"] {
             let _ = succeeds(Command::new("systemctl").args(["disable", "--now", unit]));
         }
     }
