@@ -239,7 +239,7 @@ interface = "eth0"
 garp_interval = "100"
 "#,
         &[
-            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h, d)",
         ],
     );
 }
@@ -263,7 +263,7 @@ interface = "eth0"
 garp_interval = 100
 "#,
         &[
-            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h, d)",
         ],
     );
 }
