@@ -463,6 +463,7 @@ mod tests {
                 weight: 1,
                 effective_weight: 1,
                 healthy: Some(true),
+                detail: None,
                 drained: false,
                 resolved: true,
                 packets: 5,
