@@ -608,16 +608,45 @@ fn certificate_failure(c: &CertificateError, attempt: &Attempt) -> TlsFailure {
             presented,
         } => TlsFailure::WrongName {
             expected: server_name_text(expected),
-            presented: presented.clone(),
+            presented: presented.iter().map(|n| presented_name(n)).collect(),
         },
         CertificateError::NotValidForName => TlsFailure::WrongName {
             expected: "the server name".into(),
             presented: Vec::new(),
         },
+        CertificateError::Other(other) => {
+            match other.0.downcast_ref::<webpki::Error>() {
+                Some(webpki::Error::CaUsedAsEndEntity) => TlsFailure::Other {
+                    reason: "the server presents a CA certificate as its own (self-signed?): give it a certificate signed by a CA, or set insecure = true".into(),
+                },
+                Some(webpki::Error::UnsupportedCertVersion) => TlsFailure::Other {
+                    reason: "the server's certificate is X.509 version 1 (no extensions, no names): issue a version 3 certificate".into(),
+                },
+                Some(e) => TlsFailure::Other {
+                    reason: format!("invalid certificate: {e:?}"),
+                },
+                None => TlsFailure::Other {
+                    reason: format!("invalid certificate: {other}"),
+                },
+            }
+        }
         other => TlsFailure::Other {
-            reason: format!("invalid certificate: {other}"),
+            reason: format!("invalid certificate: {other:?}"),
         },
     }
+}
+
+/// rustls lists the names a certificate presents as `DnsName("a.example")` and
+/// `IpAddress(192.0.2.1)`: keep the names.
+fn presented_name(n: &str) -> String {
+    n.strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+        .or_else(|| {
+            n.strip_prefix("IpAddress(")
+                .and_then(|r| r.strip_suffix(')'))
+        })
+        .unwrap_or(n)
+        .to_owned()
 }
 
 fn server_name_text(n: &ServerName<'_>) -> String {
@@ -707,6 +736,13 @@ mod tests {
             "certificate_required"
         );
         assert_eq!(alert_name(&AlertDescription::UnknownCA), "unknown_ca");
+    }
+
+    #[test]
+    fn presented_names_are_plain() {
+        assert_eq!(presented_name("DnsName(\"a.example\")"), "a.example");
+        assert_eq!(presented_name("IpAddress(192.0.2.1)"), "192.0.2.1");
+        assert_eq!(presented_name("URI(x)"), "URI(x)");
     }
 
     #[test]
