@@ -129,7 +129,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             "{}",
             problems
                 .iter()
-                .map(|p| format!("{}:{p}", config_path.display()))
+                .map(|p| p.in_file(config_path))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
@@ -870,10 +870,9 @@ impl Agent {
         }
         let problems = health::problems(&new);
         if !problems.is_empty() {
-            let path = self.config_path.display();
             return Err(problems
                 .iter()
-                .map(|p| format!("{path}:{p}"))
+                .map(|p| p.in_file(&self.config_path))
                 .collect::<Vec<_>>()
                 .join("; "));
         }

@@ -21,17 +21,16 @@ pub fn main(path: &Path) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     for p in &located {
-        eprintln!("{}:{p}", path.display());
+        eprintln!("{}", p.in_file(path));
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());
     }
-    let problems = [located, problems].concat();
+    let count = located.len() + problems.len();
     eprintln!(
-        "{}: {} problem{}",
+        "{}: {count} problem{}",
         path.display(),
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+        if count == 1 { "" } else { "s" }
     );
     ExitCode::FAILURE
 }

@@ -39,7 +39,7 @@ pub mod state;
 pub(crate) mod testutil;
 pub mod tls;
 
-pub use probe::{Probe, ProbeError, ProbeResult, problems};
+pub use probe::{Probe, ProbeError, ProbeResult, Problem, problems};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
 };

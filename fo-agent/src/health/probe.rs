@@ -322,17 +322,37 @@ impl Probe {
     }
 }
 
-/// What keeps the checks of `config` from running, one line each with the position
-/// in the config of the file at fault (`LINE:COL: ...`) when there is one: for
-/// `fo-agent check`, `run` and `reload`. Today: https checks whose CA, certificate or
-/// key cannot be used.
-pub fn problems(config: &Config) -> Vec<String> {
+/// A problem with a check's files, and where the config names the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line and column, when a file named in the config is at fault.
+    pub at: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl Problem {
+    /// `PATH:LINE:COL: message` (or `PATH: message`), as config errors are written.
+    pub fn in_file(&self, path: &Path) -> String {
+        match self.at {
+            Some((line, col)) => format!("{}:{line}:{col}: {}", path.display(), self.message),
+            None => format!("{}: {}", path.display(), self.message),
+        }
+    }
+}
+
+/// What keeps the checks of `config` from running, for `fo-agent check`, `run` and
+/// `reload`: today, https checks whose CA, certificate or key cannot be used. Sorted by
+/// position; a file named by several checks is reported once per check.
+pub fn problems(config: &Config) -> Vec<Problem> {
     let mut loader = tls::Loader::default();
-    let mut out: Vec<(Option<(usize, usize)>, String)> = Vec::new();
+    let mut out: Vec<Problem> = Vec::new();
     let mut report = |what: String, e: &TlsSetupError| {
-        let line = (e.position(), format!("{what}: {e}"));
-        if !out.contains(&line) {
-            out.push(line);
+        let p = Problem {
+            at: e.position(),
+            message: format!("{what}: {e}"),
+        };
+        if !out.contains(&p) {
+            out.push(p);
         }
     };
     for c in &config.checks {
@@ -350,13 +370,8 @@ pub fn problems(config: &Config) -> Vec<String> {
             report(format!("service {}", s.name), &e);
         }
     }
-    out.sort_by_key(|(at, _)| *at);
-    out.into_iter()
-        .map(|(at, text)| match at {
-            Some((line, col)) => format!("{line}:{col}: {text}"),
-            None => text,
-        })
-        .collect()
+    out.sort_by_key(|p| p.at);
+    out
 }
 
 async fn within<T>(
