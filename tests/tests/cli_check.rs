@@ -252,7 +252,7 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
             "{p}:20:6: check missing: ca {d}/missing.pem: cannot read it: No such file or directory (os error 2)"
         ),
         format!(
-            "{p}:26:7: check loose: key {group_readable}: mode 0640 lets group or others read the private key; run `chmod 600 {group_readable}`"
+            "{p}:26:7: check loose: key {group_readable}: mode 0640 gives group or others access to the private key; run `chmod 600 {group_readable}`"
         ),
         format!(
             "{p}:32:7: check not-a-key: key {cert_as_key}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"

@@ -423,6 +423,16 @@ pub async fn http(p: &HttpProbe, timeout: Duration) -> ProbeResult {
         step,
         after: timeout,
     };
+    let client = match &p.tls {
+        Some(Err(e)) => {
+            return Err(ProbeError::TlsSetup {
+                target,
+                source: e.clone(),
+            });
+        }
+        Some(Ok(client)) => Some(client),
+        None => None,
+    };
     let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((p.host.as_str(), p.port)))
         .await
         .map_err(|_| late(Step::Connect))?
@@ -430,15 +440,8 @@ pub async fn http(p: &HttpProbe, timeout: Duration) -> ProbeResult {
             target: target.clone(),
             source,
         })?;
-    let client = match &p.tls {
-        None => return exchange(p, tcp, &target, deadline, &late, None, String::new()).await,
-        Some(Err(e)) => {
-            return Err(ProbeError::TlsSetup {
-                target,
-                source: e.clone(),
-            });
-        }
-        Some(Ok(client)) => client,
+    let Some(client) = client else {
+        return exchange(p, tcp, &target, deadline, &late, None, String::new()).await;
     };
     let name = client
         .server_name(&p.host)

@@ -100,7 +100,7 @@ pub enum TlsSetupError {
     )]
     NoKey { file: ConfigFile },
     #[error(
-        "key {path}: mode {mode:04o} lets group or others read the private key; run `chmod 600 {path}`",
+        "key {path}: mode {mode:04o} gives group or others access to the private key; run `chmod 600 {path}`",
         path = file.path.display()
     )]
     KeyMode { file: ConfigFile, mode: u32 },
