@@ -8,7 +8,8 @@
 //! * mutual TLS: without the client certificate the check fails (TLS 1.3 and 1.2), with
 //!   it the check passes;
 //! * `insecure = true` passes a self-signed certificate that fails without it;
-//! * a server that never answers the ClientHello is a handshake timeout, not a hang;
+//! * a server that never answers the ClientHello, and one that stops in the middle of
+//!   its ServerHello, are handshake timeouts, not hangs;
 //! * a backend check over TLS shows its reason in the backend's status;
 //! * `min_cert_validity`: a certificate expiring sooner lowers a tracked router's
 //!   priority and closes a gate, and a reload with a shorter minimum restores both.
@@ -35,6 +36,52 @@ const SELF_SIGNED: u16 = 8444;
 const SOON: u16 = 8445;
 const STALL: u16 = 8446;
 const MTLS12: u16 = 8447;
+const PARTIAL: u16 = 8448;
+
+/// A server that reads the ClientHello, sends the first bytes of a ServerHello (a
+/// handshake record announcing 100 bytes, then 6 of them) and says no more; each
+/// connection is held until the client closes it. Stops when dropped.
+struct PartialServerHello {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PartialServerHello {
+    fn start(ns: &Netns, port: u16) -> PartialServerHello {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let addr = format!("{SERVER}:{port}");
+        let listener = ns.run(move || {
+            std::net::TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"))
+        });
+        listener.set_nonblocking(true).expect("nonblocking");
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = conn.set_nonblocking(false);
+                    let mut hello = [0u8; 4096];
+                    let _ = conn.read(&mut hello);
+                    // TLS record: handshake (22), TLS 1.2, 100 bytes; ServerHello (2),
+                    // length 96, version 3.3 — then nothing.
+                    let _ = conn.write_all(&[22, 3, 3, 0, 100, 2, 0, 0, 96, 3, 3]);
+                    while matches!(conn.read(&mut hello), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        PartialServerHello { stop }
+    }
+}
+
+impl Drop for PartialServerHello {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// `openssl s_server` in `ns` on SERVER:`port`, answering every GET with its status
 /// page (HTTP/1.0 200), its output in a log file next to the certificates.
@@ -74,6 +121,7 @@ struct Setup {
     lab: Lab,
     _servers: Vec<ChildGuard>,
     _stall: Option<std::net::TcpListener>,
+    _partial: Option<PartialServerHello>,
     pki: Pki,
 }
 
@@ -83,6 +131,7 @@ fn setup(ports: &[u16]) -> Setup {
     let ns = &lab.client;
     let mut servers = Vec::new();
     let mut stall = None;
+    let mut partial = None;
     for &port in ports {
         match port {
             VALID => servers.push(s_server(ns, &pki, port, "good.pem", "")),
@@ -112,6 +161,7 @@ fn setup(ports: &[u16]) -> Setup {
                         .unwrap_or_else(|e| panic!("bind {addr}: {e}"))
                 }));
             }
+            PARTIAL => partial = Some(PartialServerHello::start(ns, port)),
             other => panic!("no server for port {other}"),
         }
     }
@@ -125,6 +175,7 @@ fn setup(ports: &[u16]) -> Setup {
         lab,
         _servers: servers,
         _stall: stall,
+        _partial: partial,
         pki,
     }
 }
@@ -150,7 +201,7 @@ fn checks(status: &serde_json::Value) -> Vec<(String, bool, String)> {
 #[test]
 fn https_checks_pass_and_fail_with_a_clear_reason() {
     let _serial = serial();
-    let mut s = setup(&[VALID, EXPIRED, MTLS, MTLS12, SELF_SIGNED, STALL]);
+    let mut s = setup(&[VALID, EXPIRED, MTLS, MTLS12, SELF_SIGNED, STALL, PARTIAL]);
     let ca = format!("ca = \"{}\"", s.pki.file("ca.pem"));
     let sni = format!("sni = \"{SERVER_NAME}\"");
     let client = format!(
@@ -256,6 +307,13 @@ fn https_checks_pass_and_fail_with_a_clear_reason() {
             format!("{sni}\n{ca}\ntimeout = \"500ms\""),
             false,
             format!("https://{SERVER}:{STALL}/: TLS handshake not finished within 500ms"),
+        ),
+        (
+            "partial-hello",
+            PARTIAL,
+            format!("{sni}\n{ca}\ntimeout = \"500ms\""),
+            false,
+            format!("https://{SERVER}:{PARTIAL}/: TLS handshake not finished within 500ms"),
         ),
         (
             "status",
