@@ -9,6 +9,7 @@ pub mod lone;
 pub mod netns;
 pub mod pair;
 pub mod pins;
+pub mod pki;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;

@@ -10,7 +10,8 @@ use crate::util::{exec, succeeds};
 
 /// Debian packages: LLVM 22 for bpf-linker; tools the tests and benchmarks drive;
 /// keepalived and HAProxy as the real peers and baselines; BIRD 2 as the routing
-/// daemon of BGP ownership (the nodes' and the lab router's).
+/// daemon of BGP ownership (the nodes' and the lab router's); OpenSSL's command line
+/// as the TLS peer of https checks.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +29,10 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "procps",
+    // The TLS servers and certificates of the https check tests (openssl s_server and
+    // openssl req/x509/ca); the system trust store, the default `ca` of https checks.
+    "openssl",
+    "ca-certificates",
     // The label font of the demo's timeline PNG.
     "fonts-dejavu-core",
     // promtool: the tests check /metrics, the alert rules and their unit tests with

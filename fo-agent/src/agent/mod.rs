@@ -132,8 +132,16 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
         bail!("{problem}");
     }
-    if let Some(problem) = health::unsupported(&config).into_iter().next() {
-        bail!("{problem}");
+    let problems = health::problems(&config);
+    if !problems.is_empty() {
+        bail!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| p.in_file(config_path))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     // Key files before anything is touched (the router tasks read them again).
     if let Err(problems) = crate::vrrp::keyfile::load_all(&config) {
@@ -986,8 +994,13 @@ impl Agent {
                 blockers.join("; ")
             ));
         }
-        if let Some(problem) = health::unsupported(&new).into_iter().next() {
-            return Err(problem);
+        let problems = health::problems(&new);
+        if !problems.is_empty() {
+            return Err(problems
+                .iter()
+                .map(|p| p.in_file(&self.config_path))
+                .collect::<Vec<_>>()
+                .join("; "));
         }
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.

@@ -221,6 +221,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     weight: u32::from(b.weight),
                     effective_weight: slot.map_or(0, |x| x.weight),
                     healthy: snap.backend_up(&s.name, &b.name),
+                    detail: snap
+                        .get(&Target::backend(s.name.clone(), b.name.clone()))
+                        .and_then(|t| t.last.as_ref().map(|l| l.detail.clone())),
                     drained: is_drained(s, b, &agent.drains),
                     // NAT backends need no MAC of their own (the FIB gives the next hop).
                     resolved: s.mode == fo_config::ForwardMode::Nat

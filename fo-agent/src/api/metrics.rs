@@ -658,6 +658,7 @@ mod tests {
                 weight: 1,
                 effective_weight: 1,
                 healthy: Some(true),
+                detail: None,
                 drained: false,
                 resolved: true,
                 packets: 5,

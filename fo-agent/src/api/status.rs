@@ -217,6 +217,10 @@ pub struct BackendStatus {
     pub effective_weight: u32,
     /// None: no check configured.
     pub healthy: Option<bool>,
+    /// The last check's result (why it failed, or what passed); None before the first
+    /// check or without one.
+    #[serde(default)]
+    pub detail: Option<String>,
     pub drained: bool,
     /// Its MAC is known and it is in the data plane.
     pub resolved: bool,

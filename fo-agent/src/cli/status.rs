@@ -244,6 +244,11 @@ fn human(s: &Status) -> String {
                 "  {:<25} {:<7} {:<16} {:<13} {}",
                 b.name, health, weight, b.packets, b.bytes
             );
+            if b.healthy == Some(false)
+                && let Some(why) = &b.detail
+            {
+                let _ = writeln!(o, "    why: {why}");
+            }
         }
     }
     if !s.nat_connections.is_empty() {
@@ -292,9 +297,15 @@ fn human(s: &Status) -> String {
         }
     }
     if !s.checks.is_empty() {
-        let _ = writeln!(o, "\nCHECK            UP");
+        let _ = writeln!(o, "\nCHECK            UP   LAST RESULT");
         for c in &s.checks {
-            let _ = writeln!(o, "{:<16} {}", c.name, if c.up { "yes" } else { "no" });
+            let _ = writeln!(
+                o,
+                "{:<16} {:<4} {}",
+                c.name,
+                if c.up { "yes" } else { "no" },
+                c.detail.as_deref().unwrap_or("-")
+            );
         }
     }
     o

@@ -168,7 +168,7 @@ fn blank_status(up: bool, interval: Duration, rise: u32, fall: u32) -> TargetSta
 }
 
 /// One target to check, resolved from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Spec {
     pub target: Target,
     pub probe: Probe,
@@ -183,10 +183,11 @@ pub struct Spec {
 /// its checked services (starting up).
 pub fn plan(config: &Config) -> Vec<Spec> {
     let mut specs = Vec::new();
+    let mut tls = super::tls::Loader::default();
     for c in &config.checks {
         specs.push(Spec {
             target: Target::NodeCheck(c.name.clone()),
-            probe: Probe::for_check(&c.kind),
+            probe: Probe::for_check(&c.kind, &mut tls),
             interval: c.interval,
             timeout: c.timeout,
             rise: c.rise,
@@ -199,7 +200,7 @@ pub fn plan(config: &Config) -> Vec<Spec> {
         for b in s.backends() {
             specs.push(Spec {
                 target: Target::backend(&s.name, &b.name),
-                probe: Probe::for_backend(s, &check.kind, b),
+                probe: Probe::for_backend(s, &check.kind, b, &mut tls),
                 interval: check.interval,
                 timeout: check.timeout,
                 rise: check.rise,
@@ -740,9 +741,10 @@ command = ["docker", "info"]
         match &specs[2].probe {
             Probe::Http(h) => {
                 assert_eq!(
-                    (h.host.as_str(), h.port, h.path.as_str()),
+                    (h.host.as_str(), h.port, h.get.path.as_str()),
                     ("198.51.100.2", 8080, "/health")
                 );
+                assert!(h.tls.is_none(), "an http check has no TLS: {h:?}");
             }
             other => panic!("expected an http probe, saw {other:?}"),
         }
