@@ -131,6 +131,7 @@ fn full_status() -> Status {
         weight: 1,
         effective_weight: 1,
         healthy,
+        detail: None,
         drained,
         resolved: true,
         packets: 10,
