@@ -748,6 +748,7 @@ mod tests {
                 weight: 1,
                 effective_weight: 0,
                 healthy: Some(true),
+                detail: None,
                 drained: true,
                 resolved: true,
                 packets: 0,
