@@ -298,8 +298,9 @@ fn main() {
     let mut rows = Vec::new();
     for backends in [3u32, 1000] {
         let mut b = setup(backends, false);
-        let (mut new_flow, mut est_single, mut est_batch, mut arp, mut pass, mut floor) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut new_flow, mut first, mut est_single, mut est_batch) =
+            (vec![], vec![], vec![], vec![]);
+        let (mut arp, mut pass, mut floor) = (vec![], vec![], vec![]);
         for run in 0..RUNS as u32 {
             let base = run * SINGLES * 2 + 1;
             new_flow.push(single(
@@ -307,7 +308,14 @@ fn main() {
                 (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)),
                 XDP_TX,
             ));
-            // The same flows again: now established in the flow table.
+            // The same flows again: the first packet after the SYN moves each from
+            // FLOWS_NEW to the flow table ...
+            first.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
+                XDP_TX,
+            ));
+            // ... and from then on they are established there.
             est_single.push(single(
                 &mut b,
                 (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
@@ -347,6 +355,12 @@ fn main() {
             "single",
             backends,
             new_flow,
+        ));
+        rows.push(stats(
+            "first packet after the SYN: FLOWS_NEW to the flow table",
+            "single",
+            backends,
+            first,
         ));
         rows.push(stats(
             "established flow: flow table",

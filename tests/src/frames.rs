@@ -91,7 +91,7 @@ fn tcp_segment_with(
     payload: &[u8],
 ) -> Vec<u8> {
     assert!(
-        options.len() % 4 == 0 && options.len() <= 40,
+        options.len().is_multiple_of(4) && options.len() <= 40,
         "TCP options come in words, at most 40 bytes"
     );
     let mut t = Vec::new();
@@ -99,7 +99,7 @@ fn tcp_segment_with(
     t.extend_from_slice(&dport.to_be_bytes());
     t.extend_from_slice(&seq.to_be_bytes());
     t.extend_from_slice(&ack.to_be_bytes());
-    t.push(((20 + options.len()) / 4 << 4) as u8);
+    t.push((((20 + options.len()) / 4) << 4) as u8);
     t.push(flags);
     t.extend_from_slice(&win.to_be_bytes());
     t.extend_from_slice(&[0, 0, 0, 0]);
