@@ -66,6 +66,7 @@ mod duration;
 mod error;
 mod model;
 mod raw;
+pub mod reference;
 mod validate;
 
 use std::net::IpAddr;
