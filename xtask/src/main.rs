@@ -7,6 +7,7 @@ mod chaos;
 mod demo;
 mod fuzz;
 mod lab;
+mod package;
 mod setup;
 mod test;
 mod util;
@@ -61,6 +62,15 @@ enum Task {
         #[arg(long)]
         no_setup: bool,
     },
+    /// The Debian package: target/debian/fo_<version>_<arch>.deb (cargo-deb; arm64 is
+    /// cross-built, and its binary runs under qemu-user to write the man pages).
+    Package {
+        #[arg(long, value_enum, default_value = "amd64")]
+        arch: package::Arch,
+        /// Skip the setup step.
+        #[arg(long)]
+        no_setup: bool,
+    },
     /// Benchmarks, fo against keepalived + HAProxy on the same lab; report written to
     /// target/bench/report.{md,json} (PNGs and generated configs beside it).
     Bench {
@@ -100,6 +110,12 @@ fn main() -> anyhow::Result<()> {
                 setup::run()?;
             }
             fuzz::run(&opts)
+        }
+        Task::Package { arch, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            package::run(arch).map(drop)
         }
         Task::Bench { which, opts } => {
             setup::run()?;
