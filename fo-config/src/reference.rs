@@ -133,7 +133,11 @@ mod tests {
                 ("example", &k.example),
                 ("text", &k.text),
             ] {
-                assert!(!v.trim().is_empty(), "{FILE}: {} has an empty {field}", k.key);
+                assert!(
+                    !v.trim().is_empty(),
+                    "{FILE}: {} has an empty {field}",
+                    k.key
+                );
             }
             assert!(
                 reference.tables.iter().any(|t| t.name == k.table()),
@@ -142,7 +146,11 @@ mod tests {
             );
         }
         let names: Vec<&str> = reference.tables.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(names, walk::TABLES.map(|(t, _)| t), "{FILE}: the [[table]]s");
+        assert_eq!(
+            names,
+            walk::TABLES.map(|(t, _)| t),
+            "{FILE}: the [[table]]s"
+        );
     }
 
     #[test]
@@ -174,8 +182,12 @@ mod tests {
     fn base(table: &str) -> &'static str {
         match table {
             "node" => "[node]\ninterface = \"eth0\"\n",
-            "router" => "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nvrid = 51\nvips = [\"192.0.2.10\"]\n",
-            "service" => "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nvrid = 51\nvips = [\"192.0.2.10\"]\n\n[[service]]\nvip = \"192.0.2.10\"\nport = 80\nbackends = [{ address = \"192.0.2.21\" }]\n",
+            "router" => {
+                "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nvrid = 51\nvips = [\"192.0.2.10\"]\n"
+            }
+            "service" => {
+                "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nvrid = 51\nvips = [\"192.0.2.10\"]\n\n[[service]]\nvip = \"192.0.2.10\"\nport = 80\nbackends = [{ address = \"192.0.2.21\" }]\n"
+            }
             "check" => "[node]\ninterface = \"eth0\"\n\n[[check]]\nname = \"c\"\n",
             other => panic!("no base config for table {other}"),
         }
@@ -242,8 +254,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let sync_key = dir.join("sync.key");
         std::fs::write(&sync_key, [7u8; 32]).expect("key file");
-        std::fs::set_permissions(&sync_key, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
+        std::fs::set_permissions(&sync_key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let mut problems = Vec::new();
         for key in &reference().keys {
             let file = example_file(key, &sync_key);
@@ -252,7 +263,11 @@ mod tests {
                 match doc.get(key.table()) {
                     Some(toml::Value::Table(t)) => Some(t.clone()),
                     Some(toml::Value::Array(a)) => a.iter().find_map(|t| match t {
-                        toml::Value::Table(t) if sets(t, &key.name().split('.').collect::<Vec<_>>()) => Some(t.clone()),
+                        toml::Value::Table(t)
+                            if sets(t, &key.name().split('.').collect::<Vec<_>>()) =>
+                        {
+                            Some(t.clone())
+                        }
                         _ => None,
                     }),
                     _ => None,
