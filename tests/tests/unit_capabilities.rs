@@ -74,7 +74,10 @@ impl Lab {
         let hook = d.join("hooks/master.sh");
         std::fs::write(
             &hook,
-            format!("#!/bin/sh\necho \"$FO_STATE\" >> {}/hook.out\n", d.display()),
+            format!(
+                "#!/bin/sh\necho \"$FO_STATE\" >> {}/hook.out\n",
+                d.display()
+            ),
         )
         .expect("hook");
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -196,7 +199,12 @@ impl Agent {
                 Err(std::fs::read_to_string(&log).unwrap_or_default())
             })
         });
-        seen.unwrap_or_else(|| Err(format!("neither running nor exited after 30 s:\n{}", self.log())))
+        seen.unwrap_or_else(|| {
+            Err(format!(
+                "neither running nor exited after 30 s:\n{}",
+                self.log()
+            ))
+        })
     }
 
     fn ctl(&self, args: &[&str]) -> (bool, String) {
@@ -224,25 +232,43 @@ impl Drop for Agent {
     }
 }
 
-/// The last error line of a failed start.
+/// The last error line of a failed start, with the verifier's reason when it has one.
 fn error_of(log: &str) -> String {
-    log.lines()
+    let error = log
+        .lines()
         .rev()
         .find(|l| l.contains("ERROR") || l.starts_with("fo-agent:"))
         .unwrap_or("(no error line)")
-        .trim()
-        .to_owned()
+        .trim();
+    match log
+        .lines()
+        .find(|l| l.contains("prohibited") || l.contains("!root"))
+    {
+        Some(why) => format!("{error} [{}]", why.trim()),
+        None if error.ends_with("rejected the XDP program:") => {
+            format!("{error} [no verifier log: BPF_PROG_LOAD itself was refused]")
+        }
+        None => error.to_owned(),
+    }
 }
 
 #[test]
 fn every_capability_of_the_unit_is_needed_and_a_refused_reload_fails() {
     fo_tests::require_root();
     let caps = unit_values("CapabilityBoundingSet");
-    assert!(!caps.is_empty(), "no CapabilityBoundingSet= in deploy/fo-agent.service");
+    assert!(
+        !caps.is_empty(),
+        "no CapabilityBoundingSet= in deploy/fo-agent.service"
+    );
     assert_eq!(
         unit_values("SupplementaryGroups"),
         ["fo"],
         "the test plays the unit's supplementary group fo with {GROUP}"
+    );
+    assert_eq!(
+        unit_values("ExecReload"),
+        ["/usr/sbin/fo-agent", "reload"],
+        "the unit's ExecReload= must be what this test runs"
     );
     let lab = Lab::new();
 
@@ -255,13 +281,21 @@ fn every_capability_of_the_unit_is_needed_and_a_refused_reload_fails() {
         let (ok, s) = agent.ctl(&["status", "--json"]);
         (ok && s.contains("\"master\"")).then_some(())
     });
-    assert!(master.is_some(), "the agent never became master:\n{}", agent.log());
+    assert!(
+        master.is_some(),
+        "the agent never became master:\n{}",
+        agent.log()
+    );
     let hooked = wait_for(Duration::from_secs(10), || {
         std::fs::read_to_string(lab.dir.join("hook.out"))
             .ok()
             .filter(|s| s.contains("master"))
     });
-    assert!(hooked.is_some(), "the master hook did not run:\n{}", agent.log());
+    assert!(
+        hooked.is_some(),
+        "the master hook did not run:\n{}",
+        agent.log()
+    );
     let (ok, said) = agent.ctl(&["reload"]);
     assert!(ok, "fo-agent reload of an unchanged config failed: {said}");
     // A config the agent refuses (priority out of range): the reload command fails.

@@ -90,7 +90,9 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Run a command, capturing its output; fail with both streams if it fails.
 fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("spawning {}", show(cmd)))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
     let text = text(&out);
     if !out.status.success() {
         bail!("{} failed ({}):\n{text}", show(cmd), out.status);
@@ -109,13 +111,23 @@ fn text(out: &Output) -> String {
 /// lintian: no error and no warning; every tag printed.
 fn lintian(deb: &Path, report: &mut String) -> anyhow::Result<()> {
     let out = Command::new("lintian")
-        .args(["--allow-root", "--display-info", "--pedantic", "--fail-on", "error,warning"])
+        .args([
+            "--allow-root",
+            "--display-info",
+            "--pedantic",
+            "--fail-on",
+            "error,warning",
+        ])
         .arg(deb)
         .output()
         .context("spawning lintian")?;
     let tags = text(&out);
     let name = deb.file_name().unwrap_or_default().to_string_lossy();
-    let count = |c: char| tags.lines().filter(|l| l.starts_with(&format!("{c}: "))).count();
+    let count = |c: char| {
+        tags.lines()
+            .filter(|l| l.starts_with(&format!("{c}: ")))
+            .count()
+    };
     writeln!(
         report,
         "lintian {name}: {} errors, {} warnings, {} info, {} pedantic",
@@ -128,15 +140,27 @@ fn lintian(deb: &Path, report: &mut String) -> anyhow::Result<()> {
         writeln!(report, "  {l}")?;
     }
     ensure!(out.status.success(), "lintian {name} failed:\n{tags}");
-    ensure!(count('E') == 0 && count('W') == 0, "lintian {name}:\n{tags}");
+    ensure!(
+        count('E') == 0 && count('W') == 0,
+        "lintian {name}:\n{tags}"
+    );
     Ok(())
 }
 
 /// The arm64 package: its control file says arm64, its binary is an AArch64 ELF, and it
 /// answers `--version` and `check` under qemu-user.
 fn arm64_under_qemu(deb: &Path, dir: &Path, report: &mut String) -> anyhow::Result<()> {
-    let arch = output(Command::new("dpkg-deb").args(["-f"]).arg(deb).arg("Architecture"))?;
-    ensure!(arch.trim() == "arm64", "{}: Architecture {arch}", deb.display());
+    let arch = output(
+        Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(deb)
+            .arg("Architecture"),
+    )?;
+    ensure!(
+        arch.trim() == "arm64",
+        "{}: Architecture {arch}",
+        deb.display()
+    );
     let x = dir.join("arm64");
     let _ = std::fs::remove_dir_all(&x);
     exec(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&x))?;
@@ -158,9 +182,24 @@ fn arm64_under_qemu(deb: &Path, dir: &Path, report: &mut String) -> anyhow::Resu
         x.join("etc/fo/fo.toml"),
         x.join("usr/share/doc/fo/examples/single-node.toml"),
     ] {
-        let said = output(Arch::Arm64.runner(&bin).args(["check", "--config"]).arg(&config))?;
-        ensure!(said.trim().ends_with(": OK"), "arm64 check {}: {said}", config.display());
-        checked.push(config.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let said = output(
+            Arch::Arm64
+                .runner(&bin)
+                .args(["check", "--config"])
+                .arg(&config),
+        )?;
+        ensure!(
+            said.trim().ends_with(": OK"),
+            "arm64 check {}: {said}",
+            config.display()
+        );
+        checked.push(
+            config
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     writeln!(
         report,
@@ -246,7 +285,10 @@ fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
     exec(
         Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--", "debootstrap"])
-            .args(["--variant=minbase", &format!("--include={}", ROOT_INCLUDE.join(","))])
+            .args([
+                "--variant=minbase",
+                &format!("--include={}", ROOT_INCLUDE.join(",")),
+            ])
             .arg(SUITE)
             .arg(&build)
             .arg(&mirror),
@@ -396,7 +438,10 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
     )?;
 
     let said = c.run("fo-agent --version")?;
-    ensure!(said.trim() == format!("fo-agent {version}"), "fo-agent --version: {said:?}");
+    ensure!(
+        said.trim() == format!("fo-agent {version}"),
+        "fo-agent --version: {said:?}"
+    );
     ensure!(
         c.run("getent group fo")?.starts_with("fo:"),
         "no group fo after install"
@@ -418,7 +463,11 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         .filter(|n| n.ends_with(".toml"))
         .collect();
     names.sort();
-    ensure!(!names.is_empty(), "no example configs in {}", examples.display());
+    ensure!(
+        !names.is_empty(),
+        "no example configs in {}",
+        examples.display()
+    );
     for name in names {
         let text = std::fs::read_to_string(examples.join(&name))?;
         let missing: Vec<String> = hook_paths(&text)
@@ -426,10 +475,15 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
             .filter(|h| !c.path(h).exists())
             .collect();
         if !missing.is_empty() {
-            skipped.push(format!("{name} (hooks not shipped: {})", missing.join(", ")));
+            skipped.push(format!(
+                "{name} (hooks not shipped: {})",
+                missing.join(", ")
+            ));
             continue;
         }
-        let said = c.run(&format!("fo-agent check --config /usr/share/doc/fo/examples/{name}"))?;
+        let said = c.run(&format!(
+            "fo-agent check --config /usr/share/doc/fo/examples/{name}"
+        ))?;
         ensure!(said.trim().ends_with(": OK"), "check {name}: {said}");
         checked.push(name);
     }
@@ -438,7 +492,10 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         writeln!(report, "not checked: {}", skipped.join("; "))?;
     }
 
-    for (args, page) in [("fo-agent", "man8/fo-agent.8.gz"), ("5 fo.toml", "man5/fo.toml.5.gz")] {
+    for (args, page) in [
+        ("fo-agent", "man8/fo-agent.8.gz"),
+        ("5 fo.toml", "man5/fo.toml.5.gz"),
+    ] {
         let said = c.run(&format!("man -w {args}"))?;
         ensure!(
             said.trim() == format!("/usr/share/man/{page}"),
@@ -458,22 +515,41 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
     let said = c.run(
         "bash -c '. /usr/share/bash-completion/completions/fo-agent && complete -p fo-agent'",
     )?;
-    ensure!(said.contains("fo-agent"), "bash completion did not register: {said}");
+    ensure!(
+        said.contains("fo-agent"),
+        "bash completion did not register: {said}"
+    );
     writeln!(report, "completions: bash (loads), zsh, fish in place")?;
 
     let (ok, said) = c.try_run(&format!("systemd-analyze verify {UNIT}"))?;
-    ensure!(ok && said.trim().is_empty(), "systemd-analyze verify {UNIT}:\n{said}");
+    ensure!(
+        ok && said.trim().is_empty(),
+        "systemd-analyze verify {UNIT}:\n{said}"
+    );
     let (_, enabled) = c.try_run("systemctl is-enabled fo-agent.service")?;
-    ensure!(enabled.trim() == "disabled", "after install the unit is {enabled:?}, not disabled");
-    writeln!(report, "unit: systemd-analyze verify clean; installed {}", enabled.trim())?;
+    ensure!(
+        enabled.trim() == "disabled",
+        "after install the unit is {enabled:?}, not disabled"
+    );
+    writeln!(
+        report,
+        "unit: systemd-analyze verify clean; installed {}",
+        enabled.trim()
+    )?;
 
     // Remove keeps the conffile; purge removes it and the state directory.
     c.run("mkdir -p /var/lib/fo && echo '{}' > /var/lib/fo/state.json")?;
     c.run("dpkg -r fo")?;
     ensure!(c.path(CONF).exists(), "dpkg -r removed {CONF}");
-    ensure!(!c.path("/usr/sbin/fo-agent").exists(), "dpkg -r left the binary");
+    ensure!(
+        !c.path("/usr/sbin/fo-agent").exists(),
+        "dpkg -r left the binary"
+    );
     let status = c.run("dpkg-query -W -f='${Status}' fo")?;
-    ensure!(status == "deinstall ok config-files", "after remove: {status:?}");
+    ensure!(
+        status == "deinstall ok config-files",
+        "after remove: {status:?}"
+    );
     c.run("dpkg -P fo")?;
     ensure!(!c.path(CONF).exists(), "dpkg -P left {CONF}");
     ensure!(!c.path("/var/lib/fo").exists(), "dpkg -P left /var/lib/fo");
@@ -512,7 +588,8 @@ fn security(c: &Chroot, dir: &Path, report: &mut String) -> anyhow::Result<()> {
         PathBuf::from("/lib/systemd/system/haproxy.service"),
     ];
     let mut cmd = Command::new("systemd-analyze");
-    cmd.args(["security", "--offline=true", "--no-pager"]).args(&units);
+    cmd.args(["security", "--offline=true", "--no-pager"])
+        .args(&units);
     let out = cmd.output().context("spawning systemd-analyze")?;
     let said = text(&out);
     std::fs::write(dir.join("security-full.txt"), &said)?;
