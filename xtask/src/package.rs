@@ -126,8 +126,9 @@ pub fn run(arch: Arch) -> anyhow::Result<PathBuf> {
     deb.args(["deb", "-p", "fo-agent", "--no-build", "--output"])
         .arg(&out);
     if let Some(t) = arch.triple() {
-        // The host's strip cannot read an arm64 binary.
-        deb.args(["--target", t])
+        // The host's strip cannot read an arm64 binary; the variant names the
+        // dependencies (see fo-agent/Cargo.toml).
+        deb.args(["--target", t, "--variant", "arm64"])
             .env("STRIP_aarch64-linux-gnu", "aarch64-linux-gnu-strip")
             .env("OBJCOPY_aarch64-linux-gnu", "aarch64-linux-gnu-objcopy");
     }

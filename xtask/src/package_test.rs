@@ -58,6 +58,17 @@ pub fn run() -> anyhow::Result<()> {
     for deb in [&amd64, &arm64] {
         lintian(deb, &mut report)?;
     }
+    // The arm64 dependencies are written by hand (fo-agent/Cargo.toml): they must be
+    // what dpkg-shlibdeps finds for amd64.
+    let depends = |deb: &Path| output(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Depends"));
+    let (d64, darm) = (depends(&amd64)?, depends(&arm64)?);
+    ensure!(
+        d64.trim() == darm.trim(),
+        "Depends differ: amd64 {:?}, arm64 {:?} (update [package.metadata.deb.variants.arm64])",
+        d64.trim(),
+        darm.trim()
+    );
+    writeln!(report, "Depends (amd64 = arm64): {}", d64.trim())?;
     timings.push(("lintian", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
