@@ -13,6 +13,10 @@
 //! - The arm64 package's binary answers `--version` and `check` under qemu-user.
 //! - `systemd-analyze security --offline=true` on fo's installed unit and Debian's
 //!   keepalived.service and haproxy.service, in one run (target/pkgtest/security.txt).
+//! - The root booted with systemd (systemd-nspawn, a network of its own): the packaged
+//!   unit, sandbox and all, starts the agent on a veth (Type=notify: active once it
+//!   runs), `systemctl reload` succeeds on a good config and fails on a refused one, and
+//!   a member of the group `fo` may run `fo-agent status`.
 //!
 //! The pristine root is made once and cached (target/pkgtest/root-*.tar, named after
 //! what it holds); each run unpacks a copy. Debian's mirror is read from this machine's
@@ -33,10 +37,10 @@ use crate::util::{exec, root, show};
 
 /// Bumped when the way the root is made changes.
 const ROOT_RECIPE: u32 = 1;
-/// In the pristine root: man-db for `man -w`, and the .debs of the package's
-/// dependencies (systemd), downloaded but not installed, so that `apt-get -f install`
-/// resolves them for real without the network.
-const ROOT_INCLUDE: &[&str] = &["man-db"];
+/// In the pristine root: man-db for `man -w`, iproute2 for the booted root's veth, and
+/// the .debs of the package's dependencies (systemd), downloaded but not installed, so
+/// that `apt-get -f install` resolves them for real without the network.
+const ROOT_INCLUDE: &[&str] = &["man-db", "iproute2"];
 const ROOT_DOWNLOAD: &[&str] = &["systemd"];
 const SUITE: &str = "bookworm";
 
@@ -86,8 +90,12 @@ pub fn run() -> anyhow::Result<()> {
 
     let t = Instant::now();
     security(&chroot, &dir, &mut report)?;
-    drop(chroot);
     timings.push(("security", t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    under_systemd(&chroot, &mut report)?;
+    drop(chroot);
+    timings.push(("under systemd", t.elapsed().as_secs_f64()));
 
     writeln!(report, "\nseconds:")?;
     for (what, s) in &timings {
@@ -624,5 +632,174 @@ fn security(c: &Chroot, dir: &Path, report: &mut String) -> anyhow::Result<()> {
     }
     std::fs::write(dir.join("security.txt"), &table)?;
     report.push_str(&table);
+    Ok(())
+}
+
+/// A booted copy of the root (systemd-nspawn), killed on drop.
+struct Booted {
+    nspawn: std::process::Child,
+    leader: u32,
+}
+
+impl Booted {
+    fn boot(c: &Chroot) -> anyhow::Result<Booted> {
+        // Its own network namespace (no interface on this machine's); the agent's bpf(2)
+        // calls let through nspawn's system call filter; all capabilities it may keep.
+        let nspawn = Command::new("systemd-nspawn")
+            .arg("--directory")
+            .arg(&c.dir)
+            .args([
+                "--boot",
+                "--private-network",
+                "--register=no",
+                "--keep-unit",
+                "--console=passive",
+                "--capability=all",
+                "--system-call-filter=bpf perf_event_open",
+                "--quiet",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("spawning systemd-nspawn")?;
+        let mut booted = Booted { nspawn, leader: 0 };
+        let pid = booted.nspawn.id();
+        let started = Instant::now();
+        loop {
+            if booted.leader == 0 {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                booted.leader = children
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+            }
+            if booted.leader != 0 {
+                let (_, state) = booted.try_sh_quiet("systemctl is-system-running")?;
+                if matches!(state.trim(), "running" | "degraded") {
+                    return Ok(booted);
+                }
+            }
+            if let Some(st) = booted.nspawn.try_wait()? {
+                bail!("systemd-nspawn exited ({st}) before the container booted");
+            }
+            ensure!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the container did not finish booting in 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    fn command(&self, mount_only: bool, script: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.leader.to_string());
+        c.arg(if mount_only { "-m" } else { "-a" });
+        c.args(["sh", "-c", script])
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        c
+    }
+
+    fn try_sh_quiet(&self, script: &str) -> anyhow::Result<(bool, String)> {
+        let out = self
+            .command(false, script)
+            .output()
+            .context("spawning nsenter")?;
+        Ok((out.status.success(), text(&out)))
+    }
+
+    /// Run `script` inside (all namespaces); (success, output).
+    fn try_sh(&self, script: &str) -> anyhow::Result<(bool, String)> {
+        eprintln!("+ [booted] {script}");
+        self.try_sh_quiet(script)
+    }
+
+    fn sh(&self, script: &str) -> anyhow::Result<String> {
+        eprintln!("+ [booted] {script}");
+        output(&mut self.command(false, script))
+    }
+}
+
+impl Drop for Booted {
+    fn drop(&mut self) {
+        let _ = self.nspawn.kill();
+        let _ = self.nspawn.wait();
+    }
+}
+
+/// The config the booted root runs: a static router on a veth of its own.
+const BOOTED_CONFIG: &str = r#"[node]
+interface = "fo0"
+xdp_mode = "generic"
+control_group = "fo"
+
+[[router]]
+name = "web"
+ownership = "static"
+vips = ["192.0.2.100"]
+
+[[check]]
+name = "alive"
+kind = "exec"
+command = ["/bin/true"]
+"#;
+
+fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
+    std::fs::write(c.path(CONF), BOOTED_CONFIG)?;
+    c.run("useradd --groups fo alice && systemctl enable fo-agent.service")?;
+    let b = Booted::boot(c)?;
+    // nspawn gives a container a /sys without /sys/fs/bpf (a host has it, and systemd
+    // mounts bpffs there at boot): make the mount point; the unit mounts bpffs on it.
+    output(&mut b.command(
+        true,
+        "mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -o remount,ro /sys",
+    ))?;
+    b.sh(
+        "ip link add fo0 type veth peer name fo1 && ip link set fo0 up && ip link set fo1 up \
+         && ip addr add 192.0.2.11/24 dev fo0",
+    )?;
+    let (started, said) =
+        b.try_sh("systemctl reset-failed fo-agent; systemctl restart fo-agent")?;
+    let (_, state) = b.try_sh("systemctl is-active fo-agent")?;
+    if !started || state.trim() != "active" {
+        let (_, log) = b.try_sh("journalctl -u fo-agent --no-pager -n 40")?;
+        bail!(
+            "under systemd the unit did not start ({}): {said}\n{log}",
+            state.trim()
+        );
+    }
+    let (ok, said) = b.try_sh("systemctl reload fo-agent")?;
+    ensure!(ok, "systemctl reload of a good config failed: {said}");
+    b.sh("cp /etc/fo/fo.toml /etc/fo/good && \
+         sed -i 's/^control_group/max_services = 0\\ncontrol_group/' /etc/fo/fo.toml")?;
+    let (ok, said) = b.try_sh("systemctl reload fo-agent")?;
+    ensure!(
+        !ok,
+        "systemctl reload of a refused config succeeded: {said}"
+    );
+    let log = b.sh("journalctl -u fo-agent --no-pager -n 20")?;
+    ensure!(
+        log.contains("reload refused"),
+        "no refusal in the journal:\n{log}"
+    );
+    b.sh("mv /etc/fo/good /etc/fo/fo.toml")?;
+    let (ok, said) = b.try_sh("su alice -s /bin/sh -c 'fo-agent status'")?;
+    ensure!(
+        ok && said.contains("web"),
+        "fo-agent status as a member of fo: {said}"
+    );
+    let restarts = b.sh("systemctl show fo-agent -p NRestarts --value")?;
+    ensure!(
+        restarts.trim() == "0",
+        "the agent restarted {} times",
+        restarts.trim()
+    );
+    writeln!(
+        report,
+        "under systemd (nspawn): active; systemctl reload OK; refused config: reload failed; \
+         fo-agent status as a member of fo: OK; restarts 0"
+    )?;
     Ok(())
 }

@@ -39,6 +39,8 @@ const PACKAGES: &[&str] = &[
     "qemu-user-static",
     "debootstrap",
     "lintian",
+    // Boots the install test's root to run the packaged unit under systemd.
+    "systemd-container",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
