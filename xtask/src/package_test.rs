@@ -15,8 +15,9 @@
 //!   keepalived.service and haproxy.service, in one run (target/pkgtest/security.txt).
 //! - The root booted with systemd (systemd-nspawn, a network of its own): the packaged
 //!   unit, sandbox and all, starts the agent on a veth (Type=notify: active once it
-//!   runs), `systemctl reload` succeeds on a good config and fails on a refused one, and
-//!   a member of the group `fo` may run `fo-agent status`.
+//!   runs), `systemctl reload` succeeds on a good config and fails on a refused one, a
+//!   member of the group `fo` may run `fo-agent status`, and an upgrade (the package
+//!   installed over itself) leaves the running agent alone.
 //!
 //! The pristine root is made once and cached (target/pkgtest/root-*.tar, named after
 //! what it holds); each run unpacks a copy. Debian's mirror is read from this machine's
@@ -749,6 +750,8 @@ command = ["/bin/true"]
 fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
     std::fs::write(c.path(CONF), BOOTED_CONFIG)?;
     c.run("useradd --groups fo alice && systemctl enable fo-agent.service")?;
+    // The booted root gets a tmpfs on /tmp: keep the package where it can be seen.
+    std::fs::copy(c.path("/tmp/fo.deb"), c.path("/var/tmp/fo.deb"))?;
     let b = Booted::boot(c)?;
     // nspawn gives a container a /sys without /sys/fs/bpf (a host has it, and systemd
     // mounts bpffs there at boot): make the mount point; the unit mounts bpffs on it.
@@ -796,10 +799,23 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
         "the agent restarted {} times",
         restarts.trim()
     );
+    // An upgrade (the package installed again over itself) leaves the running agent
+    // alone: the operator restarts it, backup first.
+    let pid = b.sh("systemctl show fo-agent -p MainPID --value")?;
+    b.sh("DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /var/tmp/fo.deb")?;
+    let after = b.sh("systemctl show fo-agent -p MainPID --value")?;
+    let (_, state) = b.try_sh("systemctl is-active fo-agent")?;
+    ensure!(
+        pid.trim() == after.trim() && state.trim() == "active",
+        "the upgrade touched the running agent: MainPID {} -> {}, {}",
+        pid.trim(),
+        after.trim(),
+        state.trim()
+    );
     writeln!(
         report,
         "under systemd (nspawn): active; systemctl reload OK; refused config: reload failed; \
-         fo-agent status as a member of fo: OK; restarts 0"
+         fo-agent status as a member of fo: OK; restarts 0; upgrade in place: same MainPID"
     )?;
     Ok(())
 }
