@@ -5,8 +5,9 @@
 //!   printed).
 //! - Installed with `dpkg -i` and `apt-get -f install` into a clean Debian 12 root made
 //!   by debootstrap, and checked inside it: `fo-agent --version`; `fo-agent check` on the
-//!   starting config and on every shipped example whose hooks exist (the shipped hooks
-//!   installed as the README says); `man -w fo-agent`, `man -w 5 fo.toml`; the
+//!   starting config and on every shipped example, each file it names that `check` reads
+//!   provided first (the shipped hooks installed as the README says, PEMs made with
+//!   openssl, keys at 0600; see `examples`); `man -w fo-agent`, `man -w 5 fo.toml`; the
 //!   completions in place (bash loads its own); the group `fo`; the unit installed, not
 //!   enabled, and clean under `systemd-analyze verify`; `dpkg -r` keeps the conffile and
 //!   `dpkg -P` removes it and /var/lib/fo.
@@ -25,6 +26,8 @@
 //! (`unshare --mount`) that carries the root's /proc, /sys and /dev mounts, so nothing
 //! stays mounted when a command ends, however it ends; the copy is removed on drop and
 //! leftovers of an interrupted run are removed at the next start.
+
+mod examples;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -467,15 +470,15 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         "no group fo after install"
     );
 
-    // Configs: the starting one, and the examples whose hooks exist once the shipped
-    // hooks are installed as the README says.
+    // Configs: the starting one, and every example, each file it names that `check`
+    // reads provided first (the shipped hooks installed as the README says; PEMs, keys
+    // and the hooks the package lacks made for the test).
     c.run(
         "install -d /etc/fo/hooks && install -m 0755 /usr/share/doc/fo/examples/hooks/*.sh /etc/fo/hooks/",
     )?;
     let said = c.run(&format!("fo-agent check --config {CONF}"))?;
     ensure!(said.trim().ends_with(": OK"), "check {CONF}: {said}");
     let mut checked = vec![CONF.to_owned()];
-    let mut skipped = Vec::new();
     let examples = c.path("/usr/share/doc/fo/examples");
     let mut names: Vec<String> = std::fs::read_dir(&examples)?
         .flatten()
@@ -488,18 +491,20 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         "no example configs in {}",
         examples.display()
     );
+    let pki = examples::Pki::new(&c.path("/var/tmp/fo-pkgtest-pki"))?;
+    let mut provided = Vec::new();
+    let mut not_read = std::collections::BTreeSet::new();
     for name in names {
         let text = std::fs::read_to_string(examples.join(&name))?;
-        let missing: Vec<String> = hook_paths(&text)
-            .into_iter()
-            .filter(|h| !c.path(h).exists())
-            .collect();
-        if !missing.is_empty() {
-            skipped.push(format!(
-                "{name} (hooks not shipped: {})",
-                missing.join(", ")
-            ));
-            continue;
+        let needs = examples::prerequisites(&text).with_context(|| format!("example {name}"))?;
+        not_read.extend(
+            needs
+                .iter()
+                .filter(|(_, n)| **n == examples::Needs::NotRead)
+                .map(|(p, _)| p.clone()),
+        );
+        for p in examples::provide(&c.dir, &needs, &pki)? {
+            provided.push(format!("{} ({}: {})", p.path, p.needs.describe(), p.how));
         }
         let said = c.run(&format!(
             "fo-agent check --config /usr/share/doc/fo/examples/{name}"
@@ -507,10 +512,15 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         ensure!(said.trim().ends_with(": OK"), "check {name}: {said}");
         checked.push(name);
     }
+    provided.sort();
+    provided.dedup();
     writeln!(report, "fo-agent check OK: {}", checked.join(", "))?;
-    if !skipped.is_empty() {
-        writeln!(report, "not checked: {}", skipped.join("; "))?;
-    }
+    writeln!(report, "  files the examples name: {}", provided.join(", "))?;
+    writeln!(
+        report,
+        "  named, not read by check: {}",
+        not_read.into_iter().collect::<Vec<_>>().join(", ")
+    )?;
 
     for (args, page) in [
         ("fo-agent", "man8/fo-agent.8.gz"),
@@ -580,23 +590,6 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
     // The unit is needed once more, for the security figures.
     c.run("dpkg -i /tmp/fo.deb >/dev/null")?;
     Ok(())
-}
-
-/// The hook programs a config names (`/etc/fo/hooks/...` strings).
-fn hook_paths(config: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in config.lines() {
-        let line = line.split('#').next().unwrap_or_default();
-        if !line.contains("hooks") {
-            continue;
-        }
-        for (i, part) in line.split('"').enumerate() {
-            if i % 2 == 1 && part.starts_with('/') {
-                out.push(part.to_owned());
-            }
-        }
-    }
-    out
 }
 
 /// `systemd-analyze security --offline=true` on fo's installed unit beside Debian's
