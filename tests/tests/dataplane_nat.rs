@@ -695,6 +695,14 @@ fn a_full_table_keeps_the_old_connections() {
         let table = fx.dp.nat_table().expect("NAT maps");
         assert!(table.is_embryonic(&k).expect("map"), "stays embryonic");
         assert_eq!(table.flows().expect("map").len(), SIZE as usize);
+        // Status and metrics count the embryonic map apart: `nat` is full at SIZE of
+        // SIZE, never more, and the one still in its handshake is `nat_embryonic`.
+        let counts = table.counts().expect("count");
+        assert_eq!(
+            (counts.connections(), counts.embryonic),
+            (u64::from(SIZE), 1),
+            "connections and embryonic ones: {counts:?}"
+        );
         // Every old connection still translates to its own port.
         for (i, &p) in ports.iter().enumerate() {
             let i = i as u16;

@@ -768,19 +768,32 @@ impl Agent {
                     .ok()
                     .flatten();
                 if let Some(counts) = counted {
-                    st.nat_connections = counts;
-                    st.tables.insert(
-                        "nat".into(),
-                        crate::api::status::TableFill {
-                            entries: st.nat_connections.values().sum(),
-                            capacity: u64::from(nat_size),
-                            counted_at: SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0.0, |d| d.as_secs_f64()),
-                            walk_seconds: started.elapsed().as_secs_f64(),
-                            walks,
-                        },
-                    );
+                    let counted_at = SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    let walk_seconds = started.elapsed().as_secs_f64();
+                    // `nat`: NAT_FWD against nat_table_size; `nat_embryonic`: the LRU
+                    // of connections still in their handshake, a quarter of it.
+                    for (table, entries, capacity) in [
+                        ("nat", counts.connections, nat_size),
+                        (
+                            "nat_embryonic",
+                            counts.embryonic,
+                            crate::dataplane::new_connection_entries(nat_size),
+                        ),
+                    ] {
+                        st.tables.insert(
+                            table.into(),
+                            crate::api::status::TableFill {
+                                entries,
+                                capacity: u64::from(capacity),
+                                counted_at,
+                                walk_seconds,
+                                walks,
+                            },
+                        );
+                    }
+                    st.nat_connections = counts.by_state;
                 }
             }
             if let Some(dir) = flow_dir

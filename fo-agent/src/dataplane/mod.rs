@@ -19,7 +19,10 @@ use fo_common::{
     ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey, VipState,
 };
 
-pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, remove_all_pins};
+pub use loader::{
+    Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, new_connection_entries,
+    remove_all_pins,
+};
 pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable, SlotInfo};
 
 /// The compiled XDP object, built from `fo-ebpf` by build.rs.

@@ -99,6 +99,22 @@ enum Pair {
     Embryonic,
 }
 
+/// One count of the NAT table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatCounts {
+    /// Connections by state (`NAT_TCP_*`, `NAT_UDP`), embryonic ones included.
+    pub by_state: std::collections::BTreeMap<u8, u64>,
+    /// Of those, the embryonic ones (in `NAT_EMBRYO_FWD`, not `NAT_FWD`).
+    pub embryonic: u64,
+}
+
+impl NatCounts {
+    /// Connections in `NAT_FWD`: the table `nat_table_size` bounds.
+    pub fn connections(&self) -> u64 {
+        self.by_state.values().sum::<u64>() - self.embryonic
+    }
+}
+
 impl Dataplane {
     /// The NAT table, through new handles on its pinned maps.
     pub fn nat_table(&self) -> Result<NatTable> {
@@ -143,14 +159,26 @@ impl NatTable {
     /// How many connections are in each state (`NAT_TCP_*`, `NAT_UDP`), embryonic ones
     /// included, counted as the table is read.
     pub fn count_by_state(&self) -> Result<std::collections::BTreeMap<u8, u64>> {
+        Ok(self.counts()?.by_state)
+    }
+
+    /// How many connections are in each state, embryonic ones included, and how many
+    /// of them are embryonic (their own LRU maps, not `NAT_FWD`), counted as the table
+    /// is read.
+    pub fn counts(&self) -> Result<NatCounts> {
         let count = |counts: &mut std::collections::BTreeMap<u8, u64>, _, f: NatFlow| {
             *counts.entry(f.state).or_default() += 1
         };
-        let mut counts = self.fold(Pair::Connections, count)?;
+        let mut by_state = self.fold(Pair::Connections, count)?;
+        let mut embryonic = 0;
         for (state, n) in self.fold(Pair::Embryonic, count)? {
-            *counts.entry(state).or_default() += n;
+            *by_state.entry(state).or_default() += n;
+            embryonic += n;
         }
-        Ok(counts)
+        Ok(NatCounts {
+            by_state,
+            embryonic,
+        })
     }
 
     /// Every connection handed to `add`, into a `T` started empty.
