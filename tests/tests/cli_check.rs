@@ -192,7 +192,8 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
 }
 
 /// The TLS files of https checks: each one `fo-agent run` could not use is reported at
-/// the line and column of its name, and `run` refuses the same config with the same words.
+/// the line and column of its name. (`run` starts with such a check down and logs the
+/// same words: health_https.rs.)
 #[test]
 fn unusable_tls_files_fail_with_their_line_and_column() {
     let dir = TempDir::new();
@@ -280,15 +281,6 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
     ];
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, expected, "fo-agent check output for:\n{text}");
-
-    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
-    assert!(!ok, "fo-agent run must refuse the config: {run}");
-    for line in &expected[..6] {
-        assert!(
-            run.contains(line.as_str()),
-            "run must say {line:?} too; it said {run}"
-        );
-    }
 
     // Fixed (the key 0600, the right files), the same checks pass.
     let fixed = text

@@ -132,15 +132,14 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
         bail!("{problem}");
     }
-    let problems = health::problems(&config);
-    if !problems.is_empty() {
-        bail!(
-            "{}",
-            problems
-                .iter()
-                .map(|p| p.in_file(config_path))
-                .collect::<Vec<_>>()
-                .join("; ")
+    // A check whose TLS files cannot be used is down from its first probe, with the
+    // reason in its status; the agent starts all the same. (`check` and `reload` refuse
+    // such a config; refusing here would end HA over one check: a certificate renewal
+    // that left a key at 0640 would keep the node down at its next restart.)
+    for p in health::problems(&config) {
+        error!(
+            "{}: that check stays down until the file is fixed and the config reloaded",
+            p.in_file(config_path)
         );
     }
     // Key files before anything is touched (the router tasks read them again).

@@ -340,8 +340,9 @@ impl Problem {
     }
 }
 
-/// What keeps the checks of `config` from running, for `fo-agent check`, `run` and
-/// `reload`: today, https checks whose CA, certificate or key cannot be used. Sorted by
+/// What keeps the checks of `config` from running, for `fo-agent check` and `reload`
+/// (which refuse the config) and `run` (which logs them and starts with those checks
+/// down): today, https checks whose CA, certificate or key cannot be used. Sorted by
 /// position; a file named by several checks is reported once per check.
 pub fn problems(config: &Config) -> Vec<Problem> {
     let mut loader = tls::Loader::default();
