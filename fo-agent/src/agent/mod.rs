@@ -37,8 +37,9 @@ pub use state::SharedPlane;
 pub const STATIC_LEASE: Duration = Duration::from_secs(1);
 /// How long BIRD gets to confirm the withdrawal of BGP-announced VIPs on shutdown.
 const BGP_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long VRRP routers get to send their priority-0 adverts and run their hooks.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long VRRP routers get to send their priority-0 adverts and release their VIPs,
+/// beyond their last hooks' `hooks.timeout` (see [`stop_timeouts`]).
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 /// How long to wait for a backend's MAC before leaving it out for now.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often backend MACs are checked again.
@@ -460,8 +461,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    let (vrrp_stop, whole_stop) = stop_timeouts(&agent.config);
     let _ = sdnotify::notify("STOPPING=1");
-    info!("shutting down; the data plane stays pinned");
+    // The stop hooks (notify STOP, stop) get their hooks.timeout: ask systemd to wait
+    // that long before it kills what is left (the unit's TimeoutStopSec is shorter).
+    let _ = sdnotify::notify(&format!("EXTEND_TIMEOUT_USEC={}", whole_stop.as_micros()));
+    info!(
+        bound = ?whole_stop,
+        "shutting down; the data plane stays pinned"
+    );
     ctl_server.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -474,7 +482,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .shutdown(BGP_WITHDRAW_TIMEOUT)
         .await;
     // Masters send priority 0 and release their VIPs before the lease task stops.
-    agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
+    agent.vrrp.shutdown(vrrp_stop).await;
     if agent.config.node.vip_on_interface {
         // Released VRRP VIPs leave the interface before the process exits (static
         // routers keep serving through the pinned data plane, and keep their address).
@@ -503,6 +511,21 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         Some(what) => bail!("{what} ended unexpectedly"),
         None => Ok(()),
     }
+}
+
+/// How long the VRRP routers may take to stop (their longest `hooks.timeout`, for the
+/// hooks of the stop, plus [`SHUTDOWN_MARGIN`]), and the whole shutdown (BGP
+/// withdrawals first, then that, then the rest within the margin).
+fn stop_timeouts(config: &Config) -> (Duration, Duration) {
+    let hooks = config
+        .routers
+        .iter()
+        .filter(|r| r.vrrp().is_some())
+        .map(|r| r.hooks.timeout)
+        .max()
+        .unwrap_or_default();
+    let vrrp = hooks + SHUTDOWN_MARGIN;
+    (vrrp, BGP_WITHDRAW_TIMEOUT + vrrp + SHUTDOWN_MARGIN)
 }
 
 /// A static or BGP router's ownership changed: its state before and after (as
