@@ -17,8 +17,10 @@
 //! - The root booted with systemd (systemd-nspawn, a network of its own): the packaged
 //!   unit, sandbox and all, starts the agent on a veth (Type=notify: active once it
 //!   runs), `systemctl reload` succeeds on a good config and fails on a refused one, a
-//!   member of the group `fo` may run `fo-agent status`, and an upgrade (the package
-//!   installed over itself) leaves the running agent alone.
+//!   member of the group `fo` may run `fo-agent status`, an upgrade (the package
+//!   installed over itself) leaves the running agent and its XDP program alone, a stop
+//!   lets an 11 s STOP hook finish (past TimeoutStopSec=10s), and `dpkg -r` removes the
+//!   pinned data plane.
 //!
 //! The pristine root is made once and cached (target/pkgtest/root-*.tar, named after
 //! what it holds); each run unpacks a copy. Debian's mirror is read from this machine's
@@ -723,7 +725,8 @@ impl Drop for Booted {
     }
 }
 
-/// The config the booted root runs: a static router on a veth of its own.
+/// The config the booted root runs: a static router and a VRRP router (alone, so
+/// master) on a veth of its own; the VRRP router's notify hook takes 11 s on STOP.
 const BOOTED_CONFIG: &str = r#"[node]
 interface = "fo0"
 xdp_mode = "generic"
@@ -734,14 +737,41 @@ name = "web"
 ownership = "static"
 vips = ["192.0.2.100"]
 
+[[router]]
+name = "vr"
+vrid = 9
+advert_interval = "100ms"
+vips = ["192.0.2.101"]
+hooks = { notify = "/etc/fo/hooks/slow-stop.sh", timeout = "20s" }
+
 [[check]]
 name = "alive"
 kind = "exec"
 command = ["/bin/true"]
 "#;
 
+/// The booted root's notify hook: on STOP it outlasts the unit's TimeoutStopSec (10 s)
+/// but not its hooks.timeout (20 s), then says it finished.
+const SLOW_STOP_HOOK: &str =
+    "#!/bin/sh\n[ \"$3\" = STOP ] || exit 0\nsleep 11\necho finished > /var/lib/fo/stop-hook\n";
+
+/// The id of the XDP program attached to fo0 in the booted root, if any.
+fn xdp_prog(b: &Booted) -> anyhow::Result<Option<u32>> {
+    let said = b.sh("ip -d link show fo0")?;
+    Ok(said
+        .split("prog/xdp id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|id| id.parse().ok()))
+}
+
 fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(c.path(CONF), BOOTED_CONFIG)?;
+    let hook = c.path("/etc/fo/hooks/slow-stop.sh");
+    std::fs::create_dir_all(hook.parent().expect("hooks dir"))?;
+    std::fs::write(&hook, SLOW_STOP_HOOK)?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
     c.run("useradd --groups fo alice && systemctl enable fo-agent.service")?;
     // The booted root gets a tmpfs on /tmp: keep the package where it can be seen.
     std::fs::copy(c.path("/tmp/fo.deb"), c.path("/var/tmp/fo.deb"))?;
@@ -793,8 +823,13 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
         restarts.trim()
     );
     // An upgrade (the package installed again over itself) leaves the running agent
-    // alone: the operator restarts it, backup first.
+    // alone (the operator restarts it, backup first) and its pinned data plane too.
     let pid = b.sh("systemctl show fo-agent -p MainPID --value")?;
+    let prog = xdp_prog(&b)?;
+    ensure!(
+        prog.is_some(),
+        "no XDP program on fo0 under the running agent"
+    );
     b.sh("DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /var/tmp/fo.deb")?;
     let after = b.sh("systemctl show fo-agent -p MainPID --value")?;
     let (_, state) = b.try_sh("systemctl is-active fo-agent")?;
@@ -805,10 +840,57 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
         after.trim(),
         state.trim()
     );
+    ensure!(
+        xdp_prog(&b)? == prog,
+        "the upgrade changed the XDP program on fo0: {prog:?} -> {:?}",
+        xdp_prog(&b)?
+    );
     writeln!(
         report,
         "under systemd (nspawn): active; systemctl reload OK; refused config: reload failed; \
-         fo-agent status as a member of fo: OK; restarts 0; upgrade in place: same MainPID"
+         fo-agent status as a member of fo: OK; restarts 0; upgrade in place: same MainPID, \
+         same XDP program"
+    )?;
+
+    // A stop lets the last hooks run for their hooks.timeout, past TimeoutStopSec: the
+    // agent extends it. Without that systemd kills the hook (and the agent) at 10 s.
+    let t = Instant::now();
+    let (stopped, said) = b.try_sh("systemctl stop fo-agent")?;
+    let took = t.elapsed().as_secs_f64();
+    let result = b.sh("systemctl show fo-agent -p Result --value")?;
+    let (_, hook) = b.try_sh("cat /var/lib/fo/stop-hook")?;
+    if !stopped || result.trim() != "success" || hook.trim() != "finished" {
+        let (_, log) = b.try_sh("journalctl -u fo-agent --no-pager -n 30")?;
+        bail!(
+            "systemctl stop with an 11 s STOP hook: stop ok {stopped} ({said}), result {}, \
+             hook {:?} (not finished: killed before its hooks.timeout)\n{log}",
+            result.trim(),
+            hook.trim()
+        );
+    }
+    ensure!(
+        xdp_prog(&b)? == prog,
+        "the stop took the XDP program off fo0: {prog:?} -> {:?}",
+        xdp_prog(&b)?
+    );
+    writeln!(
+        report,
+        "stop with an 11 s STOP hook (TimeoutStopSec=10s): the hook finished, result \
+         success, {took:.1} s; the XDP program stays attached"
+    )?;
+
+    // Removing the package removes the pinned data plane (an upgrade did not, above).
+    b.sh("DEBIAN_FRONTEND=noninteractive dpkg -r fo")?;
+    let (_, pins) = b.try_sh("ls -A /sys/fs/bpf/fo 2>&1")?;
+    ensure!(
+        xdp_prog(&b)?.is_none() && pins.contains("No such file"),
+        "after dpkg -r: XDP program {:?} on fo0, /sys/fs/bpf/fo: {}",
+        xdp_prog(&b)?,
+        pins.trim()
+    );
+    writeln!(
+        report,
+        "dpkg -r: the pins are gone and fo0 has no XDP program"
     )?;
     Ok(())
 }

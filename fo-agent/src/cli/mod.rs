@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+mod detach;
 pub mod generate;
 mod run;
 mod status;
@@ -67,6 +68,13 @@ enum Command {
         #[command(flatten)]
         socket: Socket,
     },
+    /// Remove the pinned data plane of a stopped agent (`apt remove` runs it).
+    ///
+    /// The XDP program leaves its interface, and the flows, NAT connections and VIPs it
+    /// served are dropped. Refuses while an agent answers on the control socket.
+    /// Restarts and upgrades never remove the data plane: it keeps forwarding while the
+    /// agent is away.
+    Detach(detach::Args),
     /// Drain a backend (no new flows, existing ones stay) or enable it again.
     Backend {
         #[arg(value_enum)]
@@ -85,6 +93,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
+            Command::Detach(args) => detach::main(args),
             Command::Status { json, socket } => status::main(&socket.socket, json),
             Command::Promote { router, socket } => {
                 call(&socket.socket, Request::Promote { router })
