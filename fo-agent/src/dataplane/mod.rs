@@ -52,8 +52,13 @@ pub enum DataplaneError {
     },
     #[error("loading the XDP object")]
     Load(#[source] aya::EbpfError),
-    #[error("the kernel verifier rejected the XDP program:\n{log}")]
-    Verifier { log: String },
+    /// BPF_PROG_LOAD failed: the verifier's log says why, when it ran (without
+    /// CAP_NET_ADMIN the kernel refuses an XDP program before the verifier runs).
+    #[error(
+        "the kernel refused the XDP program (BPF_PROG_LOAD: {errno}){}",
+        if log.trim().is_empty() { " before the verifier ran".to_string() } else { format!("; verifier log:\n{log}") }
+    )]
+    Verifier { errno: std::io::Error, log: String },
     #[error("XDP program: {what}")]
     Program {
         what: &'static str,
