@@ -24,12 +24,16 @@
 //!
 //! The pristine root is made once and cached (target/pkgtest/root-*.tar, named after
 //! what it holds); each run unpacks a copy. Debian's mirror is read from this machine's
-//! apt sources. Every command inside the root runs in a mount namespace of its own
+//! apt sources (or `FO_PKGTEST_MIRROR`), its proxy from `http_proxy` or apt's config
+//! (`host`). One run at a time per target directory (a lock); every command is bounded
+//! in time (coreutils' `timeout`), and a root that cannot boot is an error that says
+//! what nspawn and systemd said, not a hang. Preconditions: docs/lab.md. Every command inside the root runs in a mount namespace of its own
 //! (`unshare --mount`) that carries the root's /proc, /sys and /dev mounts, so nothing
 //! stays mounted when a command ends, however it ends; the copy is removed on drop and
 //! leftovers of an interrupted run are removed at the next start.
 
 mod examples;
+mod host;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,6 +57,10 @@ const SUITE: &str = "bookworm";
 pub fn run() -> anyhow::Result<()> {
     let dir = root().join("target/pkgtest");
     std::fs::create_dir_all(&dir)?;
+    // One run at a time here (leftovers are removed below only with the lock held),
+    // and what the booted root needs, before anything is built.
+    let _lock = host::RunLock::acquire(&dir)?;
+    host::check_boot()?;
     let mut report = String::new();
     let mut timings: Vec<(&str, f64)> = Vec::new();
 
@@ -99,7 +107,7 @@ pub fn run() -> anyhow::Result<()> {
     timings.push(("security", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    under_systemd(&chroot, &mut report)?;
+    under_systemd(&chroot, &dir, &mut report)?;
     drop(chroot);
     timings.push(("under systemd", t.elapsed().as_secs_f64()));
 
@@ -119,10 +127,34 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("spawning {}", show(cmd)))?;
     let text = text(&out);
+    if timed_out(cmd, &out) {
+        bail!("{} did not finish in time:\n{text}", show(cmd));
+    }
     if !out.status.success() {
         bail!("{} failed ({}):\n{text}", show(cmd), out.status);
     }
     Ok(text)
+}
+
+/// Longest a debootstrap may take (it takes about 100 s here).
+const DEBOOTSTRAP_SECONDS: u64 = 1200;
+/// Longest a command in the (unbooted) root may take (dpkg, apt-get from the cache).
+const ROOT_COMMAND_SECONDS: u64 = 600;
+/// Longest a command in the booted root may take (a stop waits up to 20 s for a hook).
+const BOOTED_COMMAND_SECONDS: u64 = 180;
+/// How long the booted root may take to finish booting (a few seconds here).
+const BOOT_SECONDS: u64 = 60;
+
+/// `program` under coreutils' `timeout` (TERM after `seconds`, KILL 10 s later).
+fn bounded(seconds: u64, program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=10", &seconds.to_string(), program]);
+    c
+}
+
+/// Did a [`bounded`] command run out of time? (`timeout` exits 124, or 137 after KILL.)
+fn timed_out(cmd: &Command, out: &Output) -> bool {
+    cmd.get_program() == "timeout" && matches!(out.status.code(), Some(124 | 137))
 }
 
 fn text(out: &Output) -> String {
@@ -236,60 +268,6 @@ fn arm64_under_qemu(deb: &Path, dir: &Path, report: &mut String) -> anyhow::Resu
     Ok(())
 }
 
-/// The Debian mirror this machine's apt uses for `SUITE` (deb822 .sources files and the
-/// one-line format).
-fn mirror() -> anyhow::Result<String> {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        more.sort();
-        files.extend(more);
-    }
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        if f.extension().is_some_and(|e| e == "sources") {
-            for stanza in text.split("\n\n") {
-                let field = |name: &str| {
-                    stanza.lines().find_map(|l| {
-                        l.strip_prefix(name)
-                            .and_then(|r| r.strip_prefix(':'))
-                            .map(|v| v.trim().to_owned())
-                    })
-                };
-                let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
-                    continue;
-                };
-                let types = field("Types").unwrap_or_default();
-                if types.split_whitespace().any(|t| t == "deb")
-                    && suites.split_whitespace().any(|s| s == SUITE)
-                    && let Some(uri) = uris.split_whitespace().next()
-                {
-                    return Ok(uri.to_owned());
-                }
-            }
-        } else {
-            for l in text.lines() {
-                // deb [options] URI SUITE COMPONENTS…
-                let mut words: Vec<&str> = l.split_whitespace().collect();
-                if words.first() != Some(&"deb") {
-                    continue;
-                }
-                words.remove(0);
-                if words.first().is_some_and(|w| w.starts_with('[')) {
-                    let end = words.iter().position(|w| w.ends_with(']')).unwrap_or(0);
-                    words.drain(..=end);
-                }
-                if words.get(1) == Some(&SUITE) {
-                    return Ok(words[0].to_owned());
-                }
-            }
-        }
-    }
-    bail!("no Debian {SUITE} mirror in /etc/apt/sources.list or /etc/apt/sources.list.d")
-}
-
 /// The cached pristine root (a tar of it): made once per recipe.
 fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
     let name = format!(
@@ -302,13 +280,18 @@ fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
         eprintln!("package test: cached root {}", tar.display());
         return Ok(tar);
     }
-    let mirror = mirror()?;
+    let mirror = host::mirror()?;
+    let proxy = host::proxy();
     let build = dir.join(format!("building-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(build.clone());
     // In a mount namespace of its own: whatever debootstrap mounts in the root ends
-    // with it.
+    // with it. Bounded: a mirror that stops answering is an error, not a hang.
+    let mut debootstrap = bounded(DEBOOTSTRAP_SECONDS, "unshare");
+    if let Some(p) = &proxy {
+        debootstrap.env("http_proxy", p);
+    }
     exec(
-        Command::new("unshare")
+        debootstrap
             .args(["--mount", "--propagation", "private", "--", "debootstrap"])
             .args([
                 "--variant=minbase",
@@ -324,9 +307,12 @@ fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
         remove: false,
     };
     std::fs::copy("/etc/resolv.conf", build.join("etc/resolv.conf")).ok();
-    c.run("apt-get update -qq")?;
+    let with_proxy = proxy
+        .map(|p| format!("export http_proxy='{p}'; "))
+        .unwrap_or_default();
+    c.run(&format!("{with_proxy}apt-get update -qq"))?;
     c.run(&format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only --no-install-recommends {}",
+        "{with_proxy}DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only --no-install-recommends {}",
         ROOT_DOWNLOAD.join(" ")
     ))?;
     let partial = dir.join(format!("{name}.partial"));
@@ -379,7 +365,7 @@ struct Chroot {
 
 impl Chroot {
     /// A fresh copy of the pristine root at `dir` (after removing the leftovers of
-    /// interrupted runs beside it).
+    /// interrupted runs beside it: the caller holds the run lock, so no other run's).
     fn unpack(tar: &Path, dir: &Path) -> anyhow::Result<Chroot> {
         if let Some(parent) = dir.parent()
             && let Ok(entries) = std::fs::read_dir(parent)
@@ -402,7 +388,7 @@ impl Chroot {
 
     fn command(&self, script: &str) -> Command {
         let d = self.dir.display();
-        let mut c = Command::new("unshare");
+        let mut c = bounded(ROOT_COMMAND_SECONDS, "unshare");
         c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
             .arg(format!(
                 "set -e; mount -t proc proc {d}/proc; mount -t sysfs sysfs {d}/sys; \
@@ -423,7 +409,13 @@ impl Chroot {
     /// Run `script` inside; (success, output).
     fn try_run(&self, script: &str) -> anyhow::Result<(bool, String)> {
         eprintln!("+ [root] {script}");
-        let out = self.command(script).output().context("spawning unshare")?;
+        let mut cmd = self.command(script);
+        let out = cmd.output().context("spawning unshare")?;
+        ensure!(
+            !timed_out(&cmd, &out),
+            "[root] {script}: did not finish in {ROOT_COMMAND_SECONDS} s:\n{}",
+            text(&out)
+        );
         Ok((out.status.success(), text(&out)))
     }
 
@@ -638,7 +630,10 @@ struct Booted {
 }
 
 impl Booted {
-    fn boot(c: &Chroot) -> anyhow::Result<Booted> {
+    /// Boot `c`; its console goes to `log`. Fails (never hangs) when nspawn exits or
+    /// the boot does not finish in [`BOOT_SECONDS`], with what nspawn and systemd said.
+    fn boot(c: &Chroot, log: &Path) -> anyhow::Result<Booted> {
+        let console = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
         // Its own network namespace (no interface on this machine's); the agent's bpf(2)
         // calls let through nspawn's system call filter; all capabilities it may keep.
         let nspawn = Command::new("systemd-nspawn")
@@ -655,13 +650,15 @@ impl Booted {
                 "--quiet",
             ])
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(console.try_clone()?)
+            .stderr(console)
             .spawn()
             .context("spawning systemd-nspawn")?;
         let mut booted = Booted { nspawn, leader: 0 };
         let pid = booted.nspawn.id();
         let started = Instant::now();
+        let said = || std::fs::read_to_string(log).unwrap_or_default();
+        let mut state = String::new();
         loop {
             if booted.leader == 0 {
                 let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -673,24 +670,44 @@ impl Booted {
                     .unwrap_or(0);
             }
             if booted.leader != 0 {
-                let (_, state) = booted.try_sh_quiet("systemctl is-system-running")?;
-                if matches!(state.trim(), "running" | "degraded") {
+                let (_, s) = booted.try_sh_quiet(10, "systemctl is-system-running")?;
+                state = s.trim().to_owned();
+                if matches!(state.as_str(), "running" | "degraded") {
                     return Ok(booted);
                 }
             }
             if let Some(st) = booted.nspawn.try_wait()? {
-                bail!("systemd-nspawn exited ({st}) before the container booted");
+                bail!(
+                    "systemd-nspawn exited ({st}) before the container booted (docs/lab.md: the \
+                     package test's preconditions); it said:\n{}",
+                    said()
+                );
             }
-            ensure!(
-                started.elapsed() < std::time::Duration::from_secs(60),
-                "the container did not finish booting in 60 s"
-            );
+            if started.elapsed() > std::time::Duration::from_secs(BOOT_SECONDS) {
+                let jobs = if booted.leader != 0 {
+                    booted
+                        .try_sh_quiet(
+                            10,
+                            "systemctl list-jobs --no-pager; systemctl --failed --no-pager",
+                        )?
+                        .1
+                } else {
+                    "(no container process)".to_owned()
+                };
+                bail!(
+                    "the container did not finish booting in {BOOT_SECONDS} s (state {state:?}):\n\
+                     {jobs}\nsystemd-nspawn said:\n{}",
+                    said()
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 
-    fn command(&self, mount_only: bool, script: &str) -> Command {
-        let mut c = Command::new("nsenter");
+    /// `script` in the container (all its namespaces, or its mount namespace only),
+    /// bounded by `seconds`.
+    fn command(&self, seconds: u64, mount_only: bool, script: &str) -> Command {
+        let mut c = bounded(seconds, "nsenter");
         c.arg("-t").arg(self.leader.to_string());
         c.arg(if mount_only { "-m" } else { "-a" });
         c.args(["sh", "-c", script])
@@ -698,23 +715,26 @@ impl Booted {
         c
     }
 
-    fn try_sh_quiet(&self, script: &str) -> anyhow::Result<(bool, String)> {
-        let out = self
-            .command(false, script)
-            .output()
-            .context("spawning nsenter")?;
+    fn try_sh_quiet(&self, seconds: u64, script: &str) -> anyhow::Result<(bool, String)> {
+        let mut cmd = self.command(seconds, false, script);
+        let out = cmd.output().context("spawning nsenter")?;
+        ensure!(
+            !timed_out(&cmd, &out),
+            "[booted] {script}: did not finish in {seconds} s:\n{}",
+            text(&out)
+        );
         Ok((out.status.success(), text(&out)))
     }
 
     /// Run `script` inside (all namespaces); (success, output).
     fn try_sh(&self, script: &str) -> anyhow::Result<(bool, String)> {
         eprintln!("+ [booted] {script}");
-        self.try_sh_quiet(script)
+        self.try_sh_quiet(BOOTED_COMMAND_SECONDS, script)
     }
 
     fn sh(&self, script: &str) -> anyhow::Result<String> {
         eprintln!("+ [booted] {script}");
-        output(&mut self.command(false, script))
+        output(&mut self.command(BOOTED_COMMAND_SECONDS, false, script))
     }
 }
 
@@ -765,7 +785,7 @@ fn xdp_prog(b: &Booted) -> anyhow::Result<Option<u32>> {
         .and_then(|id| id.parse().ok()))
 }
 
-fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
+fn under_systemd(c: &Chroot, dir: &Path, report: &mut String) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(c.path(CONF), BOOTED_CONFIG)?;
     let hook = c.path("/etc/fo/hooks/slow-stop.sh");
@@ -775,10 +795,11 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
     c.run("useradd --groups fo alice && systemctl enable fo-agent.service")?;
     // The booted root gets a tmpfs on /tmp: keep the package where it can be seen.
     std::fs::copy(c.path("/tmp/fo.deb"), c.path("/var/tmp/fo.deb"))?;
-    let b = Booted::boot(c)?;
+    let b = Booted::boot(c, &dir.join("nspawn.log"))?;
     // nspawn gives a container a /sys without /sys/fs/bpf (a host has it, and systemd
     // mounts bpffs there at boot): make the mount point; the unit mounts bpffs on it.
     output(&mut b.command(
+        BOOTED_COMMAND_SECONDS,
         true,
         "mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -o remount,ro /sys",
     ))?;
