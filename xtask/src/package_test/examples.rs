@@ -168,10 +168,15 @@ impl Pki {
                 "/CN=fo package test client",
             ],
         )?;
+        // Extensions make it X.509 version 3: rustls refuses a version 1 certificate.
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n",
+        )?;
         openssl(
             dir,
             &["x509", "-req"],
-            &[],
+            &["-extfile", "client.ext"],
             &[
                 "-in",
                 "client.csr",
@@ -328,6 +333,26 @@ command = ["/usr/bin/openssl", "x509", "-in", "/etc/x.crt"]
         .map(|(p, n)| (p.to_owned(), n))
         .collect();
         assert_eq!(got, want);
+    }
+
+    /// rustls takes only X.509 version 3 certificates.
+    #[test]
+    fn the_throwaway_certificates_are_version_3() {
+        let dir = std::env::temp_dir().join(format!("fo-pkgtest-pki-{}", std::process::id()));
+        let pki = Pki::new(&dir).expect("openssl");
+        for cert in ["ca.pem", "client.pem"] {
+            let out = Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-in"])
+                .arg(pki.file(cert))
+                .output()
+                .expect("openssl");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("Version: 3 (0x2)"),
+                "{cert} is not X.509 version 3:\n{text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
