@@ -241,6 +241,7 @@ fn remember_syn(flow: &FlowKey, value: FlowValue) {
     if stale {
         let _ = FLOWS.remove(flow);
     }
+    // SAFETY: read-only, as in `remember`.
     let same = unsafe { FLOWS_NEW.get(flow) }
         .is_some_and(|v| v.backend == value.backend && v.service_id == value.service_id);
     if !same && FLOWS_NEW.insert(flow, &value, 0).is_err() {
