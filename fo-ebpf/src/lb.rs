@@ -2,8 +2,9 @@
 //! new flows, then DSR (rewrite the MACs, send out again) or full NAT (`nat.rs`).
 //!
 //! The VIP's flags route NAT traffic without costing DSR anything: only a VIP with
-//! NAT services looks up `NAT_FWD` (and the embryonic `NAT_EMBRYO_FWD`) before the
-//! DSR flow table, and only a SNAT address goes to the reply path.
+//! NAT services looks up its connection table (`NAT_FWD`, or `NAT_UDP_FWD` for UDP)
+//! and the embryonic `NAT_EMBRYO_FWD` before the DSR flow table, and only a SNAT
+//! address goes to the reply path.
 //!
 //! DSR flows seen only as a SYN live in `FLOWS_NEW` until their next packet moves
 //! them to `FLOWS`, so a SYN flood never evicts an established flow from `FLOWS`
@@ -17,7 +18,7 @@ use fo_common::{
     xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, NAT_EMBRYO_FWD, NAT_FWD, SERVICES};
+use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, NAT_EMBRYO_FWD, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
@@ -140,7 +141,7 @@ fn forward(
         if vip_flags & VIP_SNAT != 0 {
             return Ok(nat::reply_pkt(ctx, l4_offset, &flow));
         }
-        if let Some(entry) = NAT_FWD.get_ptr_mut(&flow) {
+        if let Some(entry) = nat::conn_fwd(proto).get_ptr_mut(&flow) {
             return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, false));
         }
         if let Some(entry) = NAT_EMBRYO_FWD.get_ptr_mut(&flow) {
