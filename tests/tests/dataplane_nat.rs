@@ -755,6 +755,102 @@ fn a_full_table_keeps_the_old_connections() {
     });
 }
 
+/// A connection as the sync installs it (no sequence numbers, as `sync::entries`
+/// writes it): client `sport`, SNAT port `port`.
+fn put_synced(fx: &Fixture, sport: u16, port: u16) -> FlowKey {
+    let k = key(CLIENT, sport, TCP_PORT, PROTO_TCP);
+    let synced = NatFlow {
+        backend: Addr::v4(BACKEND.octets()),
+        snat: Addr::v4(SNAT.octets()),
+        client_mac: CLIENT_MAC,
+        backend_port_be: TCP_BACKEND_PORT.to_be(),
+        snat_port_be: port.to_be(),
+        state: NAT_TCP_ESTABLISHED,
+        backend_slot: u32::MAX,
+        last_seen_ns: MonoNanos::now().0,
+        ..Default::default()
+    };
+    fx.dp
+        .nat_table()
+        .expect("NAT maps")
+        .put(&k, &synced)
+        .expect("install as the sync does");
+    k
+}
+
+/// Connections installed by the sync, on the new master:
+/// - a spoofer on the backend segment gets the first backend-side segment in, then
+///   the real client speaks: an RST at the spoofer's own planted sequence changes
+///   nothing (before, it closed the connection: a black hole 10 s later);
+/// - a connection whose first segments after the failover are its close (the
+///   client's FIN, the backend's FIN, the last ACK) moves to closing, aged after
+///   `fin` (before, it stayed established for an hour).
+#[test]
+fn synced_connections_resist_a_planted_sequence_and_close_normally() {
+    let ns = fib_namespace();
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        let (c_next, b_next) = (90_000u32, 70_000u32);
+        let client = |sport, flags, seq, ack| {
+            c2v(CLIENT, CLIENT_MAC, sport)
+                .flags(flags)
+                .seq(seq)
+                .ack(ack)
+                .win(WIN)
+                .frame()
+        };
+
+        let k = put_synced(&fx, 52_000, 30_000);
+        let forged = b2s(30_000)
+            .flags(frames::TCP_PSH_ACK)
+            .seq(777_000)
+            .ack(123)
+            .payload(b"0123456789")
+            .frame();
+        assert_eq!(fx.run(&forged).action, XDP_REDIRECT, "forwarded");
+        assert_eq!(
+            fx.run(&client(52_000, frames::TCP_ACK, c_next, b_next))
+                .action,
+            XDP_REDIRECT
+        );
+        let ignored = fx.counter("nat_rst_ignored");
+        let rst = b2s(30_000).flags(RST).seq(777_010).frame();
+        assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
+        assert_eq!(
+            state_of(&fx, &k),
+            NAT_TCP_ESTABLISHED,
+            "an RST at the planted sequence"
+        );
+        assert_eq!(fx.counter("nat_rst_ignored"), ignored + 1);
+        // The backend's real reset, at what the client acknowledged, closes.
+        let rst = b2s(30_000).flags(RST).seq(b_next).frame();
+        assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
+        assert_eq!(state_of(&fx, &k), NAT_TCP_CLOSED, "the exact RST");
+
+        let k = put_synced(&fx, 52_001, 30_001);
+        assert_eq!(
+            fx.run(&client(52_001, FIN_ACK, c_next, b_next)).action,
+            XDP_REDIRECT
+        );
+        let backend_fin = b2s(30_001)
+            .flags(FIN_ACK)
+            .seq(b_next)
+            .ack(c_next + 1)
+            .frame();
+        assert_eq!(fx.run(&backend_fin).action, XDP_REDIRECT);
+        assert_eq!(
+            fx.run(&client(52_001, frames::TCP_ACK, c_next + 1, b_next + 1))
+                .action,
+            XDP_REDIRECT
+        );
+        assert_eq!(
+            state_of(&fx, &k),
+            NAT_TCP_FIN,
+            "a normal close after the failover"
+        );
+    });
+}
+
 /// Narrow every NAT service's SNAT port range to `port` alone (written into the
 /// pinned `NAT_SERVICES` as the agent would), so that two connections must compete
 /// for one port.
