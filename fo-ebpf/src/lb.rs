@@ -18,7 +18,7 @@ use fo_common::{
     xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, NAT_EMBRYO_FWD, SERVICES};
+use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
@@ -139,13 +139,10 @@ fn forward(
     // NAT is IPv4 only (the config refuses it on IPv6 VIPs).
     if family == FAMILY_V4 && vip_flags & (VIP_NAT | VIP_SNAT) != 0 {
         if vip_flags & VIP_SNAT != 0 {
-            return Ok(nat::reply_pkt(ctx, l4_offset, &flow));
+            return Ok(nat::reply_any(ctx, l4_offset, &flow));
         }
-        if let Some(entry) = nat::conn_fwd(proto).get_ptr_mut(&flow) {
-            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, false));
-        }
-        if let Some(entry) = NAT_EMBRYO_FWD.get_ptr_mut(&flow) {
-            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, true));
+        if let Some(action) = nat::forward_known(ctx, l4_offset, &flow) {
+            return Ok(action);
         }
     }
     // Established flows first: one hash lookup, no service lookup. A SYN (without ACK)
@@ -183,7 +180,7 @@ fn forward(
             };
             let found = maglev_pick(service_id, h)?;
             if family == FAMILY_V4 && service.flags & SVC_NAT != 0 {
-                return Ok(nat::open_pkt(ctx, l4_offset, &flow, service_id, found.0));
+                return Ok(nat::open_new(ctx, l4_offset, &flow, service_id, found.0));
             }
             maps::count(Counter::FlowMiss);
             let value = FlowValue {

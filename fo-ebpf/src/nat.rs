@@ -45,43 +45,88 @@ struct Hop(*mut NatScratch);
 /// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
 const KERNEL_FORWARDS: u32 = 0;
 
-/// The connection table of `proto` (client side): UDP flows have their own, so that a
-/// UDP flood that passes UDP's weak proof fills that one at most.
+/// The connection table (client side) of UDP flows (`U`) or TCP connections: UDP
+/// flows have their own, so that a UDP flood that passes UDP's weak proof fills that
+/// one at most. A constant per instance of the code that uses it: a map chosen at run
+/// time would make the verifier give up inlining the lookups of that call site.
 #[inline(always)]
-pub fn conn_fwd(proto: u8) -> &'static HashMap<FlowKey, NatFlow> {
-    if proto == IPPROTO_UDP {
-        &NAT_UDP_FWD
-    } else {
-        &NAT_FWD
-    }
+fn conn_fwd<const U: bool>() -> &'static HashMap<FlowKey, NatFlow> {
+    if U { &NAT_UDP_FWD } else { &NAT_FWD }
 }
 
 /// The reply side of [`conn_fwd`].
 #[inline(always)]
-fn conn_rev(proto: u8) -> &'static HashMap<FlowKey, FlowKey> {
-    if proto == IPPROTO_UDP {
-        &NAT_UDP_REV
+fn conn_rev<const U: bool>() -> &'static HashMap<FlowKey, FlowKey> {
+    if U { &NAT_UDP_REV } else { &NAT_REV }
+}
+
+/// A client packet of a NAT VIP: translated if it belongs to a known connection (the
+/// connection table first, then the embryonic one); `None` otherwise.
+#[inline(always)]
+pub fn forward_known(ctx: &XdpContext, l4_offset: usize, flow: &FlowKey) -> Option<u32> {
+    if flow.proto == IPPROTO_UDP {
+        forward_known_in::<true>(ctx, l4_offset, flow)
     } else {
-        &NAT_REV
+        forward_known_in::<false>(ctx, l4_offset, flow)
+    }
+}
+
+#[inline(always)]
+fn forward_known_in<const U: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+) -> Option<u32> {
+    if let Some(entry) = conn_fwd::<U>().get_ptr_mut(flow) {
+        return Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, false));
+    }
+    let entry = NAT_EMBRYO_FWD.get_ptr_mut(flow)?;
+    Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, true))
+}
+
+/// The first packet of a connection to a NAT service.
+#[inline(always)]
+pub fn open_new(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    service_id: u32,
+    slot: u32,
+) -> u32 {
+    if flow.proto == IPPROTO_UDP {
+        open_pkt::<true>(ctx, l4_offset, flow, service_id, slot)
+    } else {
+        open_pkt::<false>(ctx, l4_offset, flow, service_id, slot)
+    }
+}
+
+/// A packet to a SNAT address: a backend's reply.
+#[inline(always)]
+pub fn reply_any(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
+    if rflow.proto == IPPROTO_UDP {
+        reply_pkt::<true>(ctx, l4_offset, rflow)
+    } else {
+        reply_pkt::<false>(ctx, l4_offset, rflow)
     }
 }
 
 /// The entry points below are separate BPF functions (own stack frame), so the NAT
-/// paths do not crowd the DSR path's stack; they count their own pass reason.
-/// `embryo`: the entry is in `NAT_EMBRYO_FWD` (else the connection table).
+/// paths do not crowd the DSR path's stack; they count their own pass reason. `U`:
+/// a UDP flow (else TCP). `embryo`: the entry is in `NAT_EMBRYO_FWD` (else the
+/// connection table).
 #[inline(never)]
-pub fn forward_pkt(
+fn forward_pkt<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
     entry: *mut NatFlow,
     embryo: bool,
 ) -> u32 {
-    verdict(forward(ctx, l4_offset, flow, entry, embryo))
+    verdict(forward::<U>(ctx, l4_offset, flow, entry, embryo))
 }
 
 #[inline(never)]
-pub fn open_pkt(
+fn open_pkt<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -89,14 +134,14 @@ pub fn open_pkt(
     slot: u32,
 ) -> u32 {
     verdict(match BACKENDS.get(slot) {
-        Some(backend) => open(ctx, l4_offset, flow, service_id, slot, backend),
+        Some(backend) => open::<U>(ctx, l4_offset, flow, service_id, slot, backend),
         None => Err(Counter::PassNoBackend),
     })
 }
 
 #[inline(never)]
-pub fn reply_pkt(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
-    verdict(reply(ctx, l4_offset, rflow))
+fn reply_pkt<const U: bool>(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
+    verdict(reply::<U>(ctx, l4_offset, rflow))
 }
 
 #[inline(always)]
@@ -109,7 +154,7 @@ fn verdict(r: Result<u32, Counter>) -> u32 {
 
 /// A client packet of a known connection.
 #[inline(always)]
-fn forward(
+fn forward<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -117,7 +162,7 @@ fn forward(
     embryo: bool,
 ) -> Result<u32, Counter> {
     let seg = segment(ctx, l4_offset, flow.proto)?;
-    if embryo && !holds_port(flow, entry) {
+    if embryo && !holds_port::<U>(flow, entry) {
         // Its port is another connection's now: sending from it would mix the two.
         let _ = NAT_EMBRYO_FWD.remove(flow);
         return Err(Counter::PassNatEmbryoLost);
@@ -144,7 +189,7 @@ fn forward(
         backend_port_be,
     )?;
     if touch(entry, flow, &seg, true, embryo) && embryo {
-        promote(flow, entry);
+        promote::<U>(flow, entry);
     }
     maps::count(Counter::NatHit);
     send(ctx, &hop, slot)
@@ -153,7 +198,7 @@ fn forward(
 /// The first packet of a connection to a NAT service: reserve a SNAT port, record
 /// both directions, translate.
 #[inline(always)]
-fn open(
+fn open<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -210,7 +255,7 @@ fn open(
             rev.dport_be = (svc.port_min + ((x >> 2) % range) as u16).to_be();
             // Free where no established connection holds it; then reserved among the
             // embryonic ones.
-            if conn_rev(flow.proto).get(rev).is_some() {
+            if conn_rev::<U>().get(rev).is_some() {
                 i += 1;
                 continue;
             }
@@ -276,9 +321,13 @@ fn open(
 
 /// A backend's reply, addressed to a SNAT address.
 #[inline(always)]
-fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Counter> {
+fn reply<const U: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    rflow: &FlowKey,
+) -> Result<u32, Counter> {
     // SAFETY: map values are plain data, replaced whole.
-    let (fwd, embryo): (&FlowKey, bool) = match unsafe { conn_rev(rflow.proto).get(rflow) } {
+    let (fwd, embryo): (&FlowKey, bool) = match unsafe { conn_rev::<U>().get(rflow) } {
         Some(fwd) => (fwd, false),
         None => (
             unsafe { NAT_EMBRYO_REV.get(rflow) }.ok_or(Counter::PassNatNoFlow)?,
@@ -288,7 +337,7 @@ fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Cou
     let entry = if embryo {
         NAT_EMBRYO_FWD.get_ptr_mut(fwd)
     } else {
-        conn_fwd(rflow.proto).get_ptr_mut(fwd)
+        conn_fwd::<U>().get_ptr_mut(fwd)
     }
     .ok_or(Counter::PassNatNoFlow)?;
     let seg = segment(ctx, l4_offset, rflow.proto)?;
@@ -453,7 +502,7 @@ fn touch(
 /// `NAT_EMBRYO_REV` may be gone while the connection is not: then the port is
 /// reserved again if it is still free, and lost if another connection took it.
 #[inline(always)]
-fn holds_port(flow: &FlowKey, entry: *const NatFlow) -> bool {
+fn holds_port<const U: bool>(flow: &FlowKey, entry: *const NatFlow) -> bool {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return false;
     };
@@ -465,7 +514,7 @@ fn holds_port(flow: &FlowKey, entry: *const NatFlow) -> bool {
         if let Some(owner) = NAT_EMBRYO_REV.get(rev) {
             return *owner == *flow;
         }
-        if let Some(owner) = conn_rev(flow.proto).get(rev) {
+        if let Some(owner) = conn_rev::<U>().get(rev) {
             return *owner == *flow;
         }
         NAT_EMBRYO_REV.insert(rev, flow, BPF_NOEXIST).is_ok()
@@ -477,7 +526,7 @@ fn holds_port(flow: &FlowKey, entry: *const NatFlow) -> bool {
 /// comes first, so a packet never finds it in neither. If the table is full it stays
 /// embryonic (counted) and tries again with its next packet.
 #[inline(always)]
-fn promote(flow: &FlowKey, entry: *mut NatFlow) {
+fn promote<const U: bool>(flow: &FlowKey, entry: *mut NatFlow) {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -487,7 +536,7 @@ fn promote(flow: &FlowKey, entry: *mut NatFlow) {
         (*scratch).flow = *entry;
         (*scratch).rev = (*entry).reverse_key(flow);
         let (value, rev) = (&(*scratch).flow, &(*scratch).rev);
-        let (fwd_map, rev_map) = (conn_fwd(flow.proto), conn_rev(flow.proto));
+        let (fwd_map, rev_map) = (conn_fwd::<U>(), conn_rev::<U>());
         if rev_map.insert(rev, flow, BPF_NOEXIST).is_err() {
             maps::count(Counter::NatPromoteFailed);
             return;
