@@ -706,7 +706,7 @@ mod tests {
         assert_eq!(s.state, NAT_TCP_CLOSED);
     }
 
-    /// Review finding: a connection installed by the sync, where a spoofer on the
+    /// A connection installed by the sync, where a spoofer on the
     /// backend segment gets the first backend-side segment in (setting that side's
     /// highest sequence), then the real client speaks: an RST at the planted sequence
     /// must not close it. Only the client's own ACK (what it really received) counts.
@@ -740,7 +740,7 @@ mod tests {
         assert_eq!(s.state, NAT_TCP_CLOSED);
     }
 
-    /// Review finding: after a failover the first segments of a connection are often
+    /// After a failover the first segments of a connection are often
     /// its close: the client's FIN, the backend's FIN, the last ACK. The connection
     /// must move to closing (aged after `fin`), not stay established for an hour.
     #[test]
@@ -791,7 +791,7 @@ mod tests {
         }
     }
 
-    /// Review finding: the window is the largest one advertised (as conntrack's
+    /// The window is the largest one advertised (as conntrack's
     /// `td_maxwin`), not the last. After the receiver shrank its window to zero, the
     /// data already in flight and the FIN behind it still fall inside.
     #[test]

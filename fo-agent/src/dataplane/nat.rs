@@ -273,6 +273,13 @@ impl NatTable {
     /// never sees a client entry whose port is not reserved. An existing entry of the
     /// same connection is replaced; a different connection that holds the reply tuple
     /// is removed first (the master's table is the truth).
+    ///
+    /// The replaced entry's sequence tracking is not kept: the sync installs only
+    /// connections of VIPs this node does not own, which the program does not touch,
+    /// so an entry here carries either nothing or what this node tracked while it was
+    /// master before, since moved on at the peer. Kept, those stale numbers would
+    /// count as a tracked handshake and put every genuine segment outside the window;
+    /// zero is picked up afresh (`fo_common::nat::tcp_track`).
     pub fn put(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
         let pair = Pair::of(key.proto);
         let rev = flow.reverse_key(key);
