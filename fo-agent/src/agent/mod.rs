@@ -273,7 +273,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let (sync, sync_task) = match &config.node.sync {
         Some(c) => {
             let placement = crate::sync::Placement {
-                handle: handle.clone(),
+                // A netlink socket of its own: the kernel refuses a second dump at
+                // once on one socket (EBUSY), and the sync reads addresses while
+                // VRRP starts.
+                handle: net::handle().context("a netlink socket for the sync")?,
                 interface: link.name.clone(),
                 ifindex: link.index,
                 floating: config

@@ -24,11 +24,12 @@
 //! |  sent; SnapshotEnd: the last one sent before the snapshot     |
 //! +---------------------------------------------------------------+
 //! |  snapshot (u64): Snapshot, SnapshotEnd, SnapshotAck: which    |
-//! |  snapshot (the counter of the SnapshotRequest that asked it)  |
+//! |  snapshot (the counter of the SnapshotRequest that asked it); |
+//! |  Heartbeat: the snapshot being prepared for the receiver, or 0|
 //! +-------------------------------+-------------------------------+
-//! |  index (u32): Snapshot: its   |  total (u32): SnapshotEnd:    |
-//! |  number from 0; SnapshotEnd:  |  connection records sent in   |
-//! |  datagrams sent; SnapshotAck: |  the snapshot                 |
+//! |  index (u32): Snapshot: its   |  total (u32): Snapshot and    |
+//! |  number from 0; SnapshotEnd:  |  SnapshotEnd: the connection  |
+//! |  datagrams sent; SnapshotAck: |  records in the snapshot      |
 //! |  datagrams received           |                               |
 //! +-------------------------------+-------------------------------+
 //! |        records, RECORD_LEN bytes each ...                     |

@@ -99,6 +99,8 @@ pub const FLUSH: Duration = Duration::from_millis(10);
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 /// The same refusal (reason, peer) is logged at most this often.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Connections of a snapshot made room for at once, at most.
+const MAX_RESERVE: usize = 1 << 24;
 /// Trouble binding the socket is logged at most this often.
 const BIND_LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -185,7 +187,7 @@ pub struct PeerStatus {
 pub struct SnapshotFigures {
     pub connections: u64,
     pub datagrams: u32,
-    /// From wanting it to its complete end.
+    /// From wanting it to the table current (its stale connections removed).
     pub seconds: f64,
     /// Requests sent for it.
     pub asks: u32,
@@ -743,19 +745,29 @@ impl Task {
         }
     }
 
-    /// A heartbeat to every peer that is not being sent a snapshot.
+    /// A heartbeat to every peer: the last Update sent to it; for a peer being sent
+    /// a snapshot, the position its end will state (the Updates since are held) and
+    /// the snapshot's id (its request is in hand).
     async fn heartbeats(&mut self, sock: &tokio::net::UdpSocket) {
-        let peers: Vec<IpAddr> = self
+        let beats: Vec<(IpAddr, Header)> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.out.is_none())
-            .map(|(a, _)| *a)
+            .map(|(a, p)| {
+                let h = match &p.out {
+                    Some(o) => Header {
+                        seq: o.start_seq,
+                        snapshot: o.id,
+                        ..Default::default()
+                    },
+                    None => Header {
+                        seq: self.seq,
+                        ..Default::default()
+                    },
+                };
+                (*a, h)
+            })
             .collect();
-        for p in peers {
-            let h = Header {
-                seq: self.seq,
-                ..Default::default()
-            };
+        for (p, h) in beats {
             self.send(sock, p, Kind::Heartbeat, h, Vec::new()).await;
         }
     }
@@ -860,6 +872,8 @@ impl Task {
             p.track.need_snapshot(now, true);
             p.track.epoch = Some(m.header.epoch);
             p.track.seq = 0;
+            // A snapshot for its earlier run has no taker any more.
+            p.out = None;
         }
         if let Err(why) = checked {
             let h = m.header;
@@ -892,6 +906,9 @@ impl Task {
         p.status.received_messages += 1;
         match m.kind {
             Kind::Update | Kind::Heartbeat => {
+                if m.kind == Kind::Heartbeat && m.header.snapshot != 0 {
+                    p.track.in_hand(now, m.header.snapshot);
+                }
                 let verdict = p.track.on_stream(now, m.kind, m.header.epoch, m.header.seq);
                 match verdict {
                     Verdict::Ignore => {}
@@ -919,6 +936,10 @@ impl Task {
             Kind::Snapshot => match p.track.on_chunk(now, m.header.snapshot, m.records.len()) {
                 Chunk::Stale => {}
                 Chunk::Apply { ack } => {
+                    if p.seen.is_empty() {
+                        // The whole snapshot's size, from its first datagram.
+                        p.seen.reserve((m.header.total as usize).min(MAX_RESERVE));
+                    }
                     self.apply(ip, &m.records, true);
                     if let Some(n) = ack {
                         let h = Header {
@@ -961,10 +982,10 @@ impl Task {
                             snapshot::MIN_INTERVAL
                         )
                     });
+                } else if let Some(out) = &mut p.out {
+                    debug!(peer = %ip, "sync: a new snapshot request takes over the one in progress");
+                    out.rekey(m.header.counter, now);
                 } else {
-                    if p.out.is_some() {
-                        debug!(peer = %ip, "sync: a new snapshot request replaces the one being served");
-                    }
                     p.out = Some(Outgoing::new(m.header.counter, now, self.seq));
                     self.walk(ip, m.header.counter);
                 }
@@ -1048,12 +1069,14 @@ impl Task {
                     break;
                 };
                 let id = out.id;
+                let total = out.records.as_ref().map_or(0, Vec::len);
                 let Some((index, records)) = out.next(now).map(|(i, r)| (i, r.to_vec())) else {
                     break;
                 };
                 let h = Header {
                     snapshot: id,
                     index,
+                    total: u32::try_from(total).unwrap_or(u32::MAX),
                     ..Default::default()
                 };
                 self.send(sock, ip, Kind::Snapshot, h, records).await;
@@ -1160,17 +1183,21 @@ impl Task {
         let seen = std::mem::take(&mut p.seen);
         let owned = self.plane.lock().owned_since();
         let table = &mut self.table;
+        let swept = Instant::now();
         // A walk of the whole table: off the runtime's cooperative scheduling.
         let stale = tokio::task::block_in_place(|| {
             let mut stale = 0u64;
             if peer_owns.is_empty() {
                 return stale;
             }
+            let judged: HashSet<IpAddr> = peer_owns
+                .iter()
+                .filter(|v| !owned.contains_key(v))
+                .copied()
+                .collect();
             if let Ok(flows) = table.flows() {
                 for (k, f) in flows {
-                    let vip = k.dst.to_ip(k.family);
-                    if peer_owns.contains(&vip)
-                        && !owned.contains_key(&vip)
+                    if judged.contains(&k.dst.to_ip(k.family))
                         && !seen.contains(&k)
                         && table.remove(&k, &f).is_ok()
                     {
@@ -1178,19 +1205,21 @@ impl Task {
                     }
                 }
             }
+            drop(seen);
             stale
         });
+        let swept = swept.elapsed();
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
         let figures = SnapshotFigures {
             connections: done.got.records,
             datagrams: done.got.datagrams,
-            seconds: done.waited.as_secs_f64(),
+            seconds: done.since.elapsed().as_secs_f64(),
             asks: done.asks,
             stale_removed: stale,
         };
-        info!(%peer, connections = figures.connections, datagrams = figures.datagrams, seconds = figures.seconds, asks = figures.asks, stale_removed = stale, "sync: snapshot complete, the connection table is current");
+        info!(%peer, connections = figures.connections, datagrams = figures.datagrams, seconds = figures.seconds, asks = figures.asks, stale_removed = stale, stale_sweep_seconds = swept.as_secs_f64(), "sync: snapshot complete, the connection table is current");
         p.status.last_snapshot = Some(figures);
     }
 

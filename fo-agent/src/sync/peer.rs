@@ -64,12 +64,12 @@ pub struct Received {
     pub sent_records: u32,
 }
 
-/// A complete snapshot: what arrived, how long it took from wanting it, and how many
-/// requests it took.
+/// A complete snapshot: what arrived, since when it was wanted, and how many requests
+/// it took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Completed {
     pub got: Received,
-    pub waited: Duration,
+    pub since: Instant,
     pub asks: u32,
 }
 
@@ -218,6 +218,17 @@ impl PeerTrack {
         }
     }
 
+    /// The peer says it is preparing snapshot `id` (a heartbeat naming it): our
+    /// request is in hand, however long its table takes to walk.
+    pub fn in_hand(&mut self, now: Instant, id: u64) {
+        if let Some(w) = &mut self.want
+            && w.request == Some(id)
+        {
+            w.at = Some(now);
+            w.attempts = 0;
+        }
+    }
+
     /// An accepted Snapshot datagram of snapshot `id` with `records` records.
     pub fn on_chunk(&mut self, now: Instant, id: u64, records: usize) -> Chunk {
         self.last_rx = Some(now);
@@ -272,9 +283,9 @@ impl PeerTrack {
             self.seq = 0;
         }
         self.seq = self.seq.max(seq);
-        let (waited, asks) = (now.duration_since(w.since), w.asks);
+        let (since, asks) = (w.since, w.asks);
         self.want = None;
-        End::Complete(Completed { got, waited, asks })
+        End::Complete(Completed { got, since, asks })
     }
 }
 
@@ -419,6 +430,25 @@ mod tests {
             "three asks unanswered: no longer holds a takeover"
         );
         assert!(p.ask_due(t + SNAPSHOT_RETRY * 4), "asking goes on");
+    }
+
+    #[test]
+    fn a_request_in_hand_is_not_asked_again_while_the_peer_walks_its_table() {
+        let t0 = Instant::now();
+        let mut p = PeerTrack::new();
+        p.need_snapshot(t0, false);
+        assert!(p.ask_due(t0));
+        p.asked(Some(6));
+        for i in 1..=10 {
+            let t = t0 + SNAPSHOT_RETRY / 2 * i;
+            p.in_hand(t, 6);
+            assert!(!p.ask_due(t), "asked again at {i}");
+        }
+        p.in_hand(t0 + SNAPSHOT_RETRY * 6, 5);
+        assert!(
+            p.ask_due(t0 + SNAPSHOT_RETRY * 6),
+            "another request's is no sign"
+        );
     }
 
     #[test]

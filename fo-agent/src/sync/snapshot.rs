@@ -3,8 +3,11 @@
 //!
 //! A peer's request is served at most once per [`MIN_INTERVAL`]; a request arriving
 //! sooner is refused (`rate_limited`), and the peer asks again after its retry time.
-//! A request served replaces the one in progress for that peer (the peer gave up on
-//! it). The table is walked off the async runtime; then the records go out in
+//! A request for a peer whose snapshot is in progress (the peer gave up waiting)
+//! takes that snapshot over: the walk is not repeated, the records walked go out again
+//! from the first under the new request's id. The table is walked off the async
+//! runtime; meanwhile the heartbeats to the peer name the snapshot being prepared, so
+//! the peer knows its request is in hand. Then the records go out in
 //! datagrams of [`MAX_RECORDS`](super::codec::MAX_RECORDS), at most [`WINDOW`] ahead
 //! of what the peer acknowledged (it acknowledges every
 //! [`ACK_EVERY`](super::peer::ACK_EVERY) it received), so a burst never overruns the
@@ -14,8 +17,8 @@
 //! While a snapshot to a peer is walked and sent, the Updates for that peer are held
 //! and sent after its end, in order: the peer applies the snapshot first and every
 //! change made since the walk began after it, so an older snapshot record never
-//! overwrites a newer Update. Heartbeats to it pause meanwhile (the snapshot's
-//! datagrams show the sender alive).
+//! overwrites a newer Update. The heartbeats to it state the position the end
+//! will state, so the held Updates show as no gap.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +111,15 @@ impl Outgoing {
         let start = i as usize * MAX_RECORDS;
         let end = (start + MAX_RECORDS).min(records.len());
         Some((i, &records[start..end]))
+    }
+
+    /// A new request `id` from the peer takes this snapshot over: the records walked
+    /// (and the Updates held since the walk began) go out again from the first.
+    pub fn rekey(&mut self, id: u64, now: Instant) {
+        self.id = id;
+        self.sent = 0;
+        self.acked = 0;
+        self.progress = now;
     }
 
     /// Every datagram is out: the end may follow.
@@ -222,6 +234,20 @@ mod tests {
         // A stale or repeated acknowledgement moves nothing.
         o.ack(t0 + STALL * 2, 16);
         assert!(o.stalled(t0 + STALL * 2));
+    }
+
+    #[test]
+    fn a_new_request_takes_the_snapshot_over_from_its_first_datagram() {
+        let t0 = Instant::now();
+        let mut o = Outgoing::new(1, t0, 7);
+        o.records = Some(records(MAX_RECORDS * 3));
+        assert!(o.hold(8, Vec::new()));
+        while o.next(t0).is_some() {}
+        o.ack(t0, 2);
+        o.rekey(2, t0);
+        assert_eq!((o.id, o.sent, o.acked, o.start_seq), (2, 0, 0, 7));
+        assert_eq!(o.held.len(), 1, "held updates stay: they follow the end");
+        assert_eq!(o.next(t0).map(|(i, _)| i), Some(0));
     }
 
     #[test]
