@@ -48,12 +48,13 @@ fn sync_of(node: &Node) -> serde_json::Value {
     status["sync"].clone()
 }
 
-/// Wait until both nodes' sync is current and in sync with the other.
+/// Wait until both nodes' sync is current and the backup holds the master's stream.
 fn settle(lab: &Pair, what: &str) {
     for n in [&lab.a, &lab.b] {
         let ok = wait_for(Duration::from_secs(60), || {
             let s = sync_of(n);
-            (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
+            let streaming = n.name != "b" || s["peers"][0]["state"] == "in_sync";
+            (s["current"] == true && streaming).then_some(())
         });
         assert!(
             ok.is_some(),
@@ -293,16 +294,9 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
         .map(|((to, k), l)| format!("{} to {to}: {}", kind_name(*k), l.len()))
         .collect();
     println!("captured: {seen:?}");
-    let mut expected = vec![
-        (B, 1u8),
-        (B, 2),
-        (B, 3),
-        (B, 4),
-        (A, 5),
-        (A, 4),
-        (B, 5),
-        (A, 3),
-    ];
+    // Every kind, in the direction it normally flows (the master also asks the
+    // restarted backup for its, empty, snapshot: replayed too when captured).
+    let mut expected = vec![(B, 1u8), (B, 2), (B, 3), (B, 4), (A, 5), (A, 4)];
     // Acknowledgements exist from wire version 2 on.
     if groups.values().flatten().any(|d| d.payload[3] == b'2') {
         expected.push((A, 6));
@@ -451,13 +445,7 @@ fn a_restarted_backup_holds_exactly_the_masters_million_connections() {
             .then_some(s)
     });
     let took = restarted.elapsed();
-    let sync = done.unwrap_or_else(|| {
-        panic!(
-            "B's sync never got current after its restart: {}\n{}",
-            sync_of(&lab.b),
-            lab.b.log()
-        )
-    });
+    let sync = done.clone().unwrap_or_else(|| sync_of(&lab.b));
     let a = fo_tests::pins::nat_connections(&lab.a.pin_dir);
     let b = fo_tests::pins::nat_connections(&lab.b.pin_dir);
     let missing = a.keys().filter(|k| !b.contains_key(k)).count();
@@ -473,6 +461,10 @@ fn a_restarted_backup_holds_exactly_the_masters_million_connections() {
         b.len(),
         sync["peers"][0]["last_snapshot"],
         sync["peers"][0]["incomplete_snapshots"],
+    );
+    assert!(
+        done.is_some(),
+        "B's sync never got current and in sync after its restart: {sync}"
     );
     assert!(a.len() >= ENTRIES as usize, "A must hold the million");
     assert_eq!(
