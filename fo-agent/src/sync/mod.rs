@@ -54,7 +54,10 @@
 //! with what it received and asks again at once when they differ. The sender stays
 //! within a window of 64 datagrams ahead of the receiver's acknowledgements, so it
 //! never overruns the receiver, and the socket's receive buffer is set with
-//! `SO_RCVBUFFORCE` (not capped by `rmem_max`) for bursts of Updates.
+//! `SO_RCVBUFFORCE` (not capped by `rmem_max`) for bursts of Updates. The Updates for
+//! a peer being sent a snapshot are held until its end, so no snapshot record (read
+//! when the walk began) overwrites a newer change; the heartbeats to that peer name
+//! the snapshot, so it waits for a long walk instead of asking again (`snapshot`).
 //!
 //! # Versions
 //!
@@ -312,6 +315,7 @@ pub async fn start(
         pending: Vec::new(),
         pending_since: None,
         last_sent: now,
+        last_beat: now,
         status: status.clone(),
         gate: gate.clone(),
         counters: SyncStatus {
@@ -391,6 +395,9 @@ struct Task {
     pending: Vec<Record>,
     pending_since: Option<Instant>,
     last_sent: Instant,
+    /// Last heartbeat to the peers being sent a snapshot (they get one every
+    /// [`HEARTBEAT`] even while Updates flow to the others, since theirs are held).
+    last_beat: Instant,
     status: Arc<Mutex<SyncStatus>>,
     gate: SyncGate,
     counters: SyncStatus,
@@ -572,7 +579,7 @@ impl Task {
         };
         info!(port = self.port, epoch = self.epoch, peers = ?self.peers.keys().collect::<Vec<_>>(), "connection-state sync running");
         // The handshake: every peer learns our epoch from this and echoes it.
-        self.heartbeats(&sock).await;
+        self.heartbeats(&sock, false).await;
         self.publish();
         let mut tick = tokio::time::interval(FLUSH);
         let mut buf = vec![0u8; 2048];
@@ -652,8 +659,13 @@ impl Task {
             }
             self.last_sent = now;
         } else if now.duration_since(self.last_sent) >= HEARTBEAT {
-            self.heartbeats(sock).await;
+            self.heartbeats(sock, false).await;
             self.last_sent = now;
+            self.last_beat = now;
+        }
+        if now.duration_since(self.last_beat) >= HEARTBEAT {
+            self.heartbeats(sock, true).await;
+            self.last_beat = now;
         }
         let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
         for p in peers {
@@ -745,13 +757,15 @@ impl Task {
         }
     }
 
-    /// A heartbeat to every peer: the last Update sent to it; for a peer being sent
+    /// A heartbeat to every peer (`only_snapshots`: to those being sent a snapshot):
+    /// the last Update sent to it; for a peer being sent
     /// a snapshot, the position its end will state (the Updates since are held) and
     /// the snapshot's id (its request is in hand).
-    async fn heartbeats(&mut self, sock: &tokio::net::UdpSocket) {
+    async fn heartbeats(&mut self, sock: &tokio::net::UdpSocket, only_snapshots: bool) {
         let beats: Vec<(IpAddr, Header)> = self
             .peers
             .iter()
+            .filter(|(_, p)| !only_snapshots || p.out.is_some())
             .map(|(a, p)| {
                 let h = match &p.out {
                     Some(o) => Header {
