@@ -886,8 +886,10 @@ impl Task {
             p.track.need_snapshot(now, true);
             p.track.epoch = Some(m.header.epoch);
             p.track.seq = 0;
-            // A snapshot for its earlier run has no taker any more.
+            // A snapshot for its earlier run has no taker any more, and the new run's
+            // first request is not held to the old run's rate.
             p.out = None;
+            p.limit = RateLimit::default();
         }
         if let Err(why) = checked {
             let h = m.header;

@@ -3,6 +3,7 @@
 //!
 //! A peer's request is served at most once per [`MIN_INTERVAL`]; a request arriving
 //! sooner is refused (`rate_limited`), and the peer asks again after its retry time.
+//! (The limit is per run of the peer: a restarted peer's first request is served.)
 //! A request for a peer whose snapshot is in progress (the peer gave up waiting)
 //! takes that snapshot over: the walk is not repeated, the records walked go out again
 //! from the first under the new request's id. The table is walked off the async
