@@ -285,7 +285,6 @@ pub async fn start(
     let now = Instant::now();
     let mut task = Task {
         key,
-        sock: None,
         port: cfg.port,
         max_skew: cfg.max_clock_skew,
         peers: cfg
@@ -329,8 +328,8 @@ pub async fn start(
     };
     let handle = tokio::spawn(async move {
         let (mut events, mut removed) = (events, removed_rx);
-        task.bind(&placement, &mut events, &mut removed).await;
-        task.run(events, removed, walked_rx).await
+        let sock = task.bind(&placement, &mut events, &mut removed).await;
+        task.run(sock, events, removed, walked_rx).await
     });
     Ok((
         Sync {
@@ -380,8 +379,6 @@ struct Walked {
 
 struct Task {
     key: Vec<u8>,
-    /// `None` until bound.
-    sock: Option<tokio::net::UdpSocket>,
     port: u16,
     max_skew: Duration,
     peers: BTreeMap<IpAddr, Peer>,
@@ -501,7 +498,7 @@ impl Task {
         placement: &Placement,
         events: &mut AsyncFd<RingBuf<MapData>>,
         removed: &mut mpsc::Receiver<Vec<(FlowKey, NatFlow)>>,
-    ) {
+    ) -> tokio::net::UdpSocket {
         let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
         let mut logged: Option<(Instant, String)> = None;
         self.publish();
@@ -518,9 +515,8 @@ impl Task {
                         match socket::bind(at) {
                             Ok((sock, granted)) => {
                                 info!(address = %at, receive_buffer = granted, "sync socket bound to the node's own address");
-                                self.sock = Some(sock);
                                 self.counters.address = Some(SocketAddr::V4(at));
-                                return;
+                                return sock;
                             }
                             Err(e) => format!(
                                 "cannot bind the sync socket to {at}: {e} (is another process on that port? ss -ulpn 'sport = :{}'); retrying every {:?}, nothing is synced until then",
@@ -570,13 +566,11 @@ impl Task {
 
     async fn run(
         &mut self,
+        sock: tokio::net::UdpSocket,
         mut events: AsyncFd<RingBuf<MapData>>,
         mut removed: mpsc::Receiver<Vec<(FlowKey, NatFlow)>>,
         mut walked: mpsc::UnboundedReceiver<Walked>,
     ) {
-        let Some(sock) = self.sock.take() else {
-            return;
-        };
         info!(port = self.port, epoch = self.epoch, peers = ?self.peers.keys().collect::<Vec<_>>(), "connection-state sync running");
         // The handshake: every peer learns our epoch from this and echoes it.
         self.heartbeats(&sock, false).await;
