@@ -91,8 +91,9 @@ impl Default for NatTimeouts {
     }
 }
 
-/// `[node] sync = { peers, port, key_file }`: NAT connections are streamed from the
-/// master to these peers (UDP, HMAC-SHA256 with the key in `key_file`).
+/// `[node] sync = { peers, port, key_file, max_clock_skew }`: NAT connections are
+/// streamed from the master to these peers (UDP, HMAC-SHA256 with the key in
+/// `key_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sync {
     /// The other nodes' addresses (unicast).
@@ -101,11 +102,19 @@ pub struct Sync {
     pub port: u16,
     /// Shared secret, at least 16 bytes; owner-only permissions (0600 or 0400).
     pub key_file: PathBuf,
+    /// A datagram sent more than this before or after our clock says is refused.
+    #[serde(serialize_with = "serialize_std")]
+    pub max_clock_skew: Duration,
 }
 
 impl Sync {
     pub const DEFAULT_PORT: u16 = 7480;
     pub const MIN_KEY_LEN: usize = 16;
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+    /// Bounds of `max_clock_skew`: below a second, ordinary NTP jitter and transit
+    /// would refuse live datagrams; above an hour it bounds nothing worth the name.
+    pub const MIN_CLOCK_SKEW: Duration = Duration::from_secs(1);
+    pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 }
 
 impl Node {

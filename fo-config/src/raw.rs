@@ -53,6 +53,7 @@ pub(crate) struct RawSync {
     pub peers: Option<S<Vec<S<String>>>>,
     pub port: Option<S<i64>>,
     pub key_file: Option<S<PathBuf>>,
+    pub max_clock_skew: Option<S<crate::HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

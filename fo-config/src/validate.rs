@@ -550,10 +550,26 @@ impl Cx<'_> {
                 None
             }
         };
+        let max_clock_skew = match &raw.max_clock_skew {
+            Some(v) => {
+                let d = v.get_ref().get();
+                if (Sync::MIN_CLOCK_SKEW..=Sync::MAX_CLOCK_SKEW).contains(&d) {
+                    Some(d)
+                } else {
+                    self.err(
+                        v.span(),
+                        "sync max_clock_skew must be between 1s and 1h: a datagram further off our clock is refused",
+                    );
+                    None
+                }
+            }
+            None => Some(Sync::DEFAULT_MAX_CLOCK_SKEW),
+        };
         Some(Sync {
             peers: peers?,
             port: port?,
             key_file: key_file?,
+            max_clock_skew: max_clock_skew?,
         })
     }
 

@@ -1879,6 +1879,37 @@ fn sync_key_file_must_be_private_and_long_enough() {
     let sync = ok.node.sync.expect("sync");
     assert_eq!(sync.port, 7480);
     assert_eq!(sync.key_file, good);
+    assert_eq!(sync.max_clock_skew, std::time::Duration::from_secs(30));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn sync_max_clock_skew_is_bounded() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("fo-sync-skew-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("sync.key");
+    std::fs::write(&key, "0123456789abcdef0123").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let cfg = |skew: &str| {
+        format!(
+            "[node]\ninterface = \"eth0\"\nsync = {{ peers = [\"192.0.2.3\"], key_file = \"{}\",\n  max_clock_skew = \"{skew}\" }}\n",
+            key.display()
+        )
+    };
+    let ok = Config::parse(&cfg("5s")).expect("5 s is fine");
+    assert_eq!(
+        ok.node.sync.expect("sync").max_clock_skew,
+        std::time::Duration::from_secs(5)
+    );
+    for bad in ["500ms", "2h"] {
+        assert_errors(
+            &cfg(bad),
+            &[
+                "4:20: sync max_clock_skew must be between 1s and 1h: a datagram further off our clock is refused",
+            ],
+        );
+    }
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 

@@ -289,7 +289,21 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let lease = tokio::spawn(lease_task(plane.clone()));
     let (sync, sync_task) = match &config.node.sync {
         Some(c) => {
-            let (s, t) = crate::sync::start(c, plane.clone())
+            let placement = crate::sync::Placement {
+                // A netlink socket of its own: the kernel refuses a second dump at
+                // once on one socket (EBUSY), and the sync reads addresses while
+                // VRRP starts.
+                handle: net::handle().context("a netlink socket for the sync")?,
+                interface: link.name.clone(),
+                ifindex: link.index,
+                floating: config
+                    .routers
+                    .iter()
+                    .flat_map(|r| r.owned_addresses())
+                    .collect(),
+                state_file: config.node.state_file.clone(),
+            };
+            let (s, t) = crate::sync::start(c, plane.clone(), placement)
                 .instrument(info_span!("sync"))
                 .await
                 .context("starting the connection-state sync")?;
