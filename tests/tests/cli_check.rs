@@ -206,3 +206,39 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
         "expected the service's https check reported with the file: {text}"
     );
 }
+
+#[test]
+fn users_that_do_not_exist_fail_as_run_refuses_them() {
+    let dir = TempDir::new();
+    let h = hook(&dir.0, "master.sh", 0o755);
+    let path = dir.0.join("users.toml");
+    let text = config(
+        &format!(
+            "hooks = {{ master = [\"{}\", \"MASTER\"], user = \"fo-no-such-hook-user\" }}",
+            h.display()
+        ),
+        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"fo-no-such-group\" }",
+    );
+    std::fs::write(&path, text).expect("write");
+    let (ok, text) = check(&path);
+    assert!(!ok, "unknown users and groups must fail the check: {text}");
+    for line in [
+        "users.toml: service syslog check: group \"fo-no-such-group\" does not exist",
+        "users.toml: router edge hooks: user \"fo-no-such-hook-user\" does not exist",
+    ] {
+        assert!(text.contains(line), "expected {line:?} in: {text}");
+    }
+    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert!(!ok, "fo-agent run must refuse them: {run}");
+    assert!(
+        run.contains("group \"fo-no-such-group\" does not exist"),
+        "run must give the reason: {run}"
+    );
+    let fixed = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("fo-no-such-group", "nogroup")
+        .replace("fo-no-such-hook-user", "nobody");
+    std::fs::write(&path, fixed).expect("write");
+    let (ok, text) = check(&path);
+    assert!(ok, "existing users pass: {text}");
+}

@@ -31,8 +31,9 @@ pub fn main(path: &Path) -> ExitCode {
 }
 
 /// What keeps a valid config from running here, one line each: what `fo-agent run`
-/// refuses (same wording as `agent::run`), checks this build cannot run, and hooks
-/// that are missing or not executable.
+/// refuses (same wording as `agent::run`), checks this build cannot run, users and
+/// groups (`user`, `group`) this machine does not have, and hooks that are missing or
+/// not executable.
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
@@ -40,18 +41,10 @@ fn problems(config: &Config) -> Vec<String> {
     if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
         out.extend(keys);
     }
+    out.extend(fo_agent::health::run_as_problems(config));
     for r in &config.routers {
-        let h = &r.hooks;
-        let hooks = [
-            ("master", &h.master),
-            ("backup", &h.backup),
-            ("fault", &h.fault),
-            ("notify", &h.notify),
-        ];
-        for (kind, path) in hooks {
-            if let Some(path) = path
-                && let Err(e) = fo_agent::hooks::check_executable(path)
-            {
+        for (kind, cmd) in r.hooks.all() {
+            if let Err(e) = fo_agent::hooks::check_executable(&cmd.program) {
                 out.push(format!("router {}: {kind} hook {e}", r.name));
             }
         }

@@ -34,6 +34,7 @@ pub mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use child::run_as_problems;
 pub use probe::{Probe, ProbeError, ProbeResult, unsupported};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
