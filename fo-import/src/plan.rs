@@ -175,6 +175,13 @@ pub fn https_checks_supported() -> bool {
     })
 }
 
+/// Text safe in a TOML comment (no control characters but tab).
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
 /// A TOML string.
 pub fn q(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
@@ -209,7 +216,7 @@ impl Plan {
     pub fn to_toml(&self, header: &str) -> String {
         let mut s = String::new();
         for line in header.lines() {
-            let _ = writeln!(s, "# {line}");
+            let _ = writeln!(s, "# {}", comment(line));
         }
         if !header.is_empty() {
             s.push('\n');
@@ -228,7 +235,7 @@ impl Plan {
         }
         for r in &self.routers {
             s.push('\n');
-            let _ = writeln!(s, "# {}", r.from);
+            let _ = writeln!(s, "# {}", comment(&r.from));
             s.push_str("[[router]]\n");
             let _ = writeln!(s, "name = {}", q(&r.name));
             let _ = writeln!(s, "vrid = {}", r.vrid);
@@ -276,7 +283,7 @@ impl Plan {
         }
         for c in &self.checks {
             s.push('\n');
-            let _ = writeln!(s, "# {}", c.from);
+            let _ = writeln!(s, "# {}", comment(&c.from));
             s.push_str("[[check]]\n");
             let _ = writeln!(s, "name = {}", q(&c.name));
             match &c.kind {
@@ -304,17 +311,17 @@ impl Plan {
         }
         for v in &self.services {
             s.push('\n');
-            let _ = writeln!(s, "# {}", v.from);
+            let _ = writeln!(s, "# {}", comment(&v.from));
             let mut s_ = String::new();
             service(v, &mut s_);
             match &v.commented {
                 None => s.push_str(&s_),
                 Some(why) => {
                     for l in why.lines() {
-                        let _ = writeln!(s, "# {l}");
+                        let _ = writeln!(s, "# {}", comment(l));
                     }
                     for l in s_.lines() {
-                        let _ = writeln!(s, "# {l}");
+                        let _ = writeln!(s, "# {}", comment(l));
                     }
                 }
             }

@@ -184,3 +184,46 @@ vrrp_instance VI_1 {
         })
     );
 }
+
+/// Found by the fuzzer: names end up in the output's comments, which TOML forbids
+/// control characters in.
+#[test]
+fn control_characters_in_names_stay_out_of_comments() {
+    let ka = "vrrp_instance VI_\u{1}x {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.0.2.100\n }\n}\n";
+    let out = import(ka);
+    assert!(
+        out.toml.contains("# from k.conf:1 vrrp_instance VI_?x"),
+        "{}",
+        out.toml
+    );
+}
+
+/// Found by the fuzzer: what fo refuses in a router (a VIP of another router, a
+/// loopback VIP, a peer of the other family) is reported, not written.
+#[test]
+fn what_fo_refuses_is_left_out_and_reported() {
+    let ka = "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n 192.0.2.1\n }\n}\n\
+              vrrp_instance B {\n interface eth0\n virtual_router_id 2\n unicast_peer {\n 2001:db8::1\n 192.0.2.9\n }\n virtual_ipaddress {\n 192.0.2.1\n 127.0.0.1\n 192.0.2.2\n }\n}\n";
+    let out = import(ka);
+    let c = fo_config::Config::parse(&out.toml).expect("valid");
+    assert_eq!(
+        c.routers[1].vips,
+        ["192.0.2.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        vrrp_of(&c, 1).peers,
+        ["192.0.2.9".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let text = out.report_text();
+    for want in [
+        "192.0.2.1 is already a VIP of router a",
+        "127.0.0.1 is not a unicast address",
+        "2001:db8::1: a peer must be",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+}
+
+fn vrrp_of(c: &fo_config::Config, i: usize) -> &fo_config::Vrrp {
+    c.routers[i].vrrp().expect("vrrp")
+}

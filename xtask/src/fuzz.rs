@@ -28,16 +28,24 @@ pub enum Target {
     ConfigParse,
     /// Any frame through the real XDP program (BPF_PROG_TEST_RUN; needs root) (tests/fuzz).
     Xdp,
+    /// `fo_import` on any keepalived.conf text: no panic, no hang, valid output (fo-import/fuzz).
+    KeepalivedImport,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::VrrpDecode, Target::ConfigParse, Target::Xdp];
+    pub const ALL: [Target; 4] = [
+        Target::VrrpDecode,
+        Target::ConfigParse,
+        Target::Xdp,
+        Target::KeepalivedImport,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Target::VrrpDecode => "vrrp-decode",
             Target::ConfigParse => "config-parse",
             Target::Xdp => "xdp",
+            Target::KeepalivedImport => "keepalived-import",
         }
     }
 
@@ -47,6 +55,7 @@ impl Target {
             Target::VrrpDecode => ("fo-vrrp/fuzz", "decode", "corpus/decode"),
             Target::ConfigParse => ("fo-config/fuzz", "parse", "corpus/parse"),
             Target::Xdp => ("tests/fuzz", "xdp", "corpus/xdp"),
+            Target::KeepalivedImport => ("fo-import/fuzz", "keepalived", "corpus/keepalived"),
         }
     }
 
@@ -57,6 +66,8 @@ impl Target {
             Target::ConfigParse => &["-max_len=8192"],
             // An Ethernet frame of MTU 1500 (the harness ignores longer inputs).
             Target::Xdp => &["-max_len=1514"],
+            // A hang is a failure: any input must be read in well under 10 s.
+            Target::KeepalivedImport => &["-max_len=16384", "-timeout=10"],
         }
     }
 }

@@ -564,6 +564,23 @@ pub fn translate(secs: &[Section], plan: &mut Plan, files: &Files, r: &mut Repor
         };
         for b in binds {
             for (vip, port) in bind_addresses(r, b, &label, &vips) {
+                if port == 0 {
+                    r.not_translated(b.at, format!("{label} > bind"), "port 0");
+                    continue;
+                }
+                let active = plan
+                    .services
+                    .iter()
+                    .filter(|o| o.commented.is_none())
+                    .count();
+                if active >= crate::keepalived::MAX_SERVICES {
+                    r.not_translated(
+                        b.at,
+                        format!("{label} > bind"),
+                        "more than 64 services: raise [node] max_services and translate it by hand",
+                    );
+                    continue;
+                }
                 if plan
                     .services
                     .iter()
@@ -641,6 +658,17 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
             );
             continue;
         };
+        if !crate::keepalived::unicast(ip) || port == Some(0) {
+            r.not_translated(l.at, d, format!("{addr}: not a unicast address and port"));
+            continue;
+        }
+        if backends
+            .iter()
+            .any(|b: &Backend| b.address == ip && b.port == port.unwrap_or(0))
+        {
+            r.ignored(l.at, d, "the same address and port as an earlier server");
+            continue;
+        }
         if o.backup {
             r.not_translated(l.at, d, "backup servers have no fo equivalent (with every backend down fo forwards to all of them)");
             continue;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::lex::words_escaped;
 use super::tree::Stmt;
 use super::vrrp::Vrrp;
-use super::{Cx, Error, describe, fit_timeout, int, need, seconds, within};
+use super::{Cx, Error, MAX_SERVICES, describe, fit_timeout, int, need, seconds, unicast, within};
 use crate::ParseError;
 use crate::plan::{Backend, Hash, Mode, Plan, RunAs, Service, ServiceCheck, ServiceCheckKind};
 
@@ -69,7 +69,26 @@ pub fn translate(
 ) -> Result<(), Error> {
     for v in tree.iter().filter(|s| s.keyword() == "virtual_server") {
         if let Some(s) = virtual_server(cx, v, vrrp)? {
-            plan.services.push(s);
+            let dup = plan
+                .services
+                .iter()
+                .any(|o| o.vip == s.vip && o.port == s.port && o.udp == s.udp);
+            let active = plan
+                .services
+                .iter()
+                .filter(|o| o.commented.is_none())
+                .count();
+            if dup {
+                cx.report.not_translated(
+                    v.at(),
+                    describe(v),
+                    "the same address, port and protocol as an earlier virtual_server",
+                );
+            } else if active >= MAX_SERVICES && s.commented.is_none() {
+                cx.report.not_translated(v.at(), describe(v), format!("more than {MAX_SERVICES} services: raise [node] max_services and translate it by hand"));
+            } else {
+                plan.services.push(s);
+            }
         }
     }
     Ok(())
@@ -207,6 +226,11 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
             None => port,
         };
         let rname = format!("{here} > real_server {addr} {rport}");
+        if !unicast(ip) {
+            cx.report
+                .not_translated(at, rname, format!("{ip} is not a unicast address"));
+            continue;
+        }
         let mut weight: u64 = 1;
         let mut timing = Timing::default();
         let mut checkers: Vec<&Stmt> = Vec::new();
@@ -426,6 +450,7 @@ fn checker(
                     user: need(s, 0, "a user")?.to_owned(),
                     group: s.arg(1).map(str::to_owned),
                 };
+                super::vrrp::check_user(&u, s.at())?;
                 if let Some(m) = &mut misc {
                     m.1 = Some(u);
                 } else {
@@ -569,7 +594,19 @@ fn checker(
     let Some(kind) = kind else {
         return Ok(None);
     };
-    let interval = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+    let mut interval = timing.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+    if interval < super::MIN_INTERVAL {
+        notes.push((
+            c.at(),
+            d.clone(),
+            format!(
+                "delay_loop below {}: {} used",
+                fo_config::format_duration(super::MIN_INTERVAL),
+                fo_config::format_duration(super::MIN_INTERVAL)
+            ),
+        ));
+        interval = super::MIN_INTERVAL;
+    }
     let timeout = match (c.keyword(), misc_timeout) {
         ("MISC_CHECK", Some(t)) => t,
         ("MISC_CHECK", None) => interval,

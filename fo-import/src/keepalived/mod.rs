@@ -182,18 +182,53 @@ pub fn parse_seconds(v: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs) + Duration::from_micros(micros))
 }
 
-/// A check timeout that fits fo's rule (timeout < interval): `timeout` when it does,
-/// else nine tenths of the interval (reported by the caller).
+/// A check timeout that fits fo's rule (0 < timeout < interval): `timeout` when it
+/// does, else nine tenths of the interval (reported by the caller). `interval` is at
+/// least [`MIN_INTERVAL`].
 pub fn fit_timeout(timeout: Duration, interval: Duration) -> (Duration, bool) {
-    if timeout < interval {
+    if !timeout.is_zero() && timeout < interval {
         (timeout, false)
     } else {
-        let t = interval * 9 / 10;
         // Whole milliseconds keep the output readable.
-        let t = Duration::from_millis(t.as_millis().max(1) as u64);
+        let t = Duration::from_millis(((interval * 9 / 10).as_millis() as u64).max(1));
         (t, true)
     }
 }
+
+/// The shortest check interval the import writes.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// An address fo accepts as a VIP, peer or backend.
+pub fn unicast(ip: std::net::IpAddr) -> bool {
+    !(ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_loopback()
+        || ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST))
+}
+
+/// A user or group name fo accepts (`user`, `group`).
+pub fn valid_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && !s.starts_with('-')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/')
+}
+
+/// An interface name fo accepts.
+pub fn valid_interface(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() < 16
+        && s != "."
+        && s != ".."
+        && !s
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// Most services fo takes without raising `[node] max_services`.
+pub const MAX_SERVICES: usize = 64;
 
 /// fo names (`[a-z0-9_-]`, 1..=63): lower case, anything else becomes `-`.
 pub fn fo_name(s: &str) -> String {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use super::lex::words_escaped;
 use super::tree::Stmt;
-use super::{Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unique, within};
+use super::{
+    Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unicast, unique,
+    valid_interface, valid_user, within,
+};
 use crate::ParseError;
 use crate::plan::{Check, CheckKind, Hooks, Plan, Router, RunAs};
 use crate::source::Loc;
@@ -150,6 +153,11 @@ pub fn translate(cx: &mut Cx<'_>, tree: &[Stmt], plan: &mut Plan) -> Result<Vrrp
                 )
             })?,
     };
+    if !valid_interface(&interface) {
+        return Err(Error::Input(format!(
+            "interface {interface:?} is not an interface name fo accepts (1 to 15 bytes, no '/', ':' or spaces): pass --interface IF"
+        )));
+    }
     plan.node.interface = interface.clone();
 
     let mut out = Vrrp {
@@ -252,20 +260,18 @@ fn global_defs(
             "vrrp_version" => {
                 globals.version = int(s, 0, 2, 3)? as u8;
             }
-            "script_user" => {
-                let user = need(s, 0, "a user name")?.to_owned();
-                globals.script_user = Some(RunAs {
-                    user,
-                    group: s.arg(1).map(str::to_owned),
-                });
-            }
+            "script_user" => globals.script_user = Some(user_of(s, 0)?),
             "enable_script_security" => cx.report.not_translated(
                 at,
                 d,
                 "fo does not refuse scripts that users other than root may change: keep every check and hook script, and its directories, owned by root and writable by root only",
             ),
             "vrrp_garp_master_repeat" => {
-                plan.node.garp_count = Some(int(s, 0, 1, 10_000)? as u32);
+                let n = int(s, 0, 1, 10_000)?;
+                if n > 255 {
+                    cx.report.approximated(at, d, "fo sends at most 255 gratuitous ARPs per takeover");
+                }
+                plan.node.garp_count = Some(n.min(255) as u32);
             }
             "vrrp_garp_interval" | "vrrp_gna_interval" => {
                 let v = seconds(s, 0, Duration::from_secs(1))?;
@@ -357,10 +363,25 @@ fn global_defs(
 // ----------------------------------------------------------- vrrp_script
 
 fn user_of(s: &Stmt, first: usize) -> Result<RunAs, ParseError> {
-    Ok(RunAs {
+    let r = RunAs {
         user: need(s, first, "a user name")?.to_owned(),
         group: s.arg(first + 1).map(str::to_owned),
-    })
+    };
+    check_user(&r, s.at())?;
+    Ok(r)
+}
+
+/// A user/group keepalived could look up is one fo can name.
+pub fn check_user(r: &RunAs, at: Loc) -> Result<(), ParseError> {
+    for n in std::iter::once(&r.user).chain(r.group.as_ref()) {
+        if !valid_user(n) {
+            return Err(ParseError::at(
+                at,
+                format!("{n:?} is not a user or group name"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn vrrp_script(cx: &mut Cx<'_>, v: &Stmt, globals: &Globals) -> Result<Script, ParseError> {
@@ -536,7 +557,7 @@ fn instance(
             "nopreempt" => nopreempt = Some(at),
             "preempt" => {}
             "preempt_delay" => preempt_delay = Some((seconds(s, 0, Duration::from_secs(1000))?, at)),
-            "virtual_ipaddress" => vips(cx, v, s, interface, &mut r.vips)?,
+            "virtual_ipaddress" => vips(cx, v, s, interface, &plan.routers, &mut r.vips)?,
             "virtual_ipaddress_excluded" => cx.report.not_translated(
                 at,
                 d,
@@ -620,7 +641,7 @@ fn instance(
             }
             "virtual_routes" | "virtual_rules" => cx.report.not_translated(at, d, "fo adds no routes or rules on takeover: add them from the master hook (and remove them in backup/fault)"),
             "garp_master_delay" => cx.report.approximated(at, d, "fo sends one burst on takeover, then refreshes every [node] garp_refresh"),
-            "garp_master_repeat" => node_garp(cx, s, &mut plan.node.garp_count, int(s, 0, 1, 10_000)? as u32),
+            "garp_master_repeat" => node_garp(cx, s, &mut plan.node.garp_count, int(s, 0, 1, 10_000)?.min(255) as u32),
             "garp_master_refresh" => {
                 let v = seconds(s, 0, MAX_TIMER)?;
                 node_garp(cx, s, &mut plan.node.garp_refresh, v);
@@ -651,6 +672,19 @@ fn instance(
             "no VIP fo can serve on this interface: nothing to fail over",
         );
         return Ok(None);
+    }
+    let family_v4 = r.vips[0].is_ipv4();
+    let peers = std::mem::take(&mut r.peers);
+    for p in peers {
+        if !unicast(p) || p.is_ipv4() != family_v4 || r.vips.contains(&p) {
+            cx.report.not_translated(
+                v.at(),
+                format!("{here} > unicast_peer"),
+                format!("{p}: a peer must be a unicast address of the VIPs' family, and no VIP"),
+            );
+        } else {
+            r.peers.push(p);
+        }
     }
     // keepalived: no priority -> 255 with state MASTER, else 100.
     if r.priority == 0 {
@@ -1147,6 +1181,7 @@ fn vips(
     v: &Stmt,
     s: &Stmt,
     interface: &str,
+    taken: &[Router],
     out: &mut Vec<IpAddr>,
 ) -> Result<(), ParseError> {
     let d = within(v, s);
@@ -1227,6 +1262,22 @@ fn vips(
                 .ignored(at, d.clone(), format!("{ip} is listed twice"));
             continue;
         }
+        if !unicast(ip) {
+            cx.report
+                .not_translated(at, d.clone(), format!("{ip} is not a unicast address"));
+            continue;
+        }
+        if let Some(other) = taken.iter().find(|r| r.vips.contains(&ip)) {
+            cx.report.not_translated(
+                at,
+                d.clone(),
+                format!(
+                    "{ip} is already a VIP of router {} (one router per VIP in fo)",
+                    other.name
+                ),
+            );
+            continue;
+        }
         if prefix != full {
             cx.report.approximated(
                 at,
@@ -1302,10 +1353,14 @@ fn hook(
         return Ok(());
     }
     let run_as = match line.get(2) {
-        Some(u) => Some(RunAs {
-            user: u.clone(),
-            group: line.get(3).cloned(),
-        }),
+        Some(u) => {
+            let r = RunAs {
+                user: u.clone(),
+                group: line.get(3).cloned(),
+            };
+            check_user(&r, at)?;
+            Some(r)
+        }
         None => globals.script_user.clone(),
     };
     let first_hook = hooks.master.is_none()
