@@ -849,6 +849,19 @@ fn instance(
     } else {
         "a vrrp_sync_group member without sync_group_tracking_weight"
     };
+    if r.hooks.notify.is_some()
+        && r.name != iname
+        && let Some(n) = v.children().iter().find(|c| c.keyword() == "notify")
+    {
+        cx.report.approximated(
+            n.at(),
+            within(v, n),
+            format!(
+                "the notify script gets the router's name {} where keepalived passed {iname}",
+                r.name
+            ),
+        );
+    }
     for (t, weight, reverse, at, d) in tracked {
         track(
             cx,
