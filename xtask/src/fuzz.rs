@@ -59,6 +59,17 @@ impl Target {
         }
     }
 
+    /// The cargo target directory under `target/fuzz/build/`. The config and import
+    /// targets share one (same compiler flags, the same locked versions of fo-config,
+    /// serde, toml and libfuzzer-sys): the second builds only its own crates.
+    fn build_dir(self) -> &'static str {
+        match self {
+            Target::VrrpDecode => "vrrp-decode",
+            Target::ConfigParse | Target::KeepalivedImport => "config",
+            Target::Xdp => "xdp",
+        }
+    }
+
     /// libFuzzer options beyond the time limit.
     fn options(self) -> &'static [&'static str] {
         match self {
@@ -122,7 +133,7 @@ fn fuzz_one(t: Target, seconds: u64, extra: &[String]) -> anyhow::Result<Option<
     let mut cmd = Command::new("rustup");
     cmd.current_dir(&work)
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", out.join("build").join(t.name()))
+        .env("CARGO_TARGET_DIR", out.join("build").join(t.build_dir()))
         .args(["run", TOOLCHAIN, "cargo", "fuzz", "run", bin])
         .arg(&corpus)
         .arg(seeds)
