@@ -331,49 +331,45 @@ impl Plan {
 }
 
 fn service(v: &Service, s: &mut String) {
-    {
-        {
-            s.push_str("[[service]]\n");
-            if let Some(n) = &v.name {
-                let _ = writeln!(s, "name = {}", q(n));
-            }
-            let _ = writeln!(s, "vip = {}", q(&v.vip.to_string()));
-            let _ = writeln!(s, "port = {}", v.port);
-            let _ = writeln!(s, "protocol = {}", q(if v.udp { "udp" } else { "tcp" }));
-            let _ = writeln!(
-                s,
-                "mode = {}",
-                q(match v.mode {
-                    Mode::Dsr => "dsr",
-                    Mode::Nat => "nat",
-                })
-            );
-            let _ = writeln!(
-                s,
-                "hash = {}",
-                q(match v.hash {
-                    Hash::SourceIp => "source-ip",
-                    Hash::FiveTuple => "5-tuple",
-                })
-            );
-            if let Some(c) = &v.check {
-                let _ = writeln!(s, "check = {}", service_check(c));
-            }
-            s.push_str("backends = [\n");
-            for b in &v.backends {
-                let mut keys = vec![
-                    format!("address = {}", q(&b.address.to_string())),
-                    format!("port = {}", b.port),
-                    format!("weight = {}", b.weight),
-                ];
-                if let Some(n) = &b.name {
-                    keys.push(format!("name = {}", q(n)));
-                }
-                let _ = writeln!(s, "  {{ {} }},", keys.join(", "));
-            }
-            s.push_str("]\n");
-        }
+    s.push_str("[[service]]\n");
+    if let Some(n) = &v.name {
+        let _ = writeln!(s, "name = {}", q(n));
     }
+    let _ = writeln!(s, "vip = {}", q(&v.vip.to_string()));
+    let _ = writeln!(s, "port = {}", v.port);
+    let _ = writeln!(s, "protocol = {}", q(if v.udp { "udp" } else { "tcp" }));
+    let _ = writeln!(
+        s,
+        "mode = {}",
+        q(match v.mode {
+            Mode::Dsr => "dsr",
+            Mode::Nat => "nat",
+        })
+    );
+    let _ = writeln!(
+        s,
+        "hash = {}",
+        q(match v.hash {
+            Hash::SourceIp => "source-ip",
+            Hash::FiveTuple => "5-tuple",
+        })
+    );
+    if let Some(c) = &v.check {
+        let _ = writeln!(s, "check = {}", service_check(c));
+    }
+    s.push_str("backends = [\n");
+    for b in &v.backends {
+        let mut keys = vec![
+            format!("address = {}", q(&b.address.to_string())),
+            format!("port = {}", b.port),
+            format!("weight = {}", b.weight),
+        ];
+        if let Some(n) = &b.name {
+            keys.push(format!("name = {}", q(n)));
+        }
+        let _ = writeln!(s, "  {{ {} }},", keys.join(", "));
+    }
+    s.push_str("]\n");
 }
 
 fn service_check(c: &ServiceCheck) -> String {
