@@ -8,6 +8,7 @@ pub mod dataplane;
 pub mod fence;
 pub mod health;
 pub mod hooks;
+pub mod logging;
 pub mod net;
 pub mod sdnotify;
 pub mod sync;

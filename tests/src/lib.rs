@@ -4,9 +4,12 @@
 pub mod bgp_lab;
 pub mod fixture;
 pub mod frames;
+pub mod journal;
+pub mod lone;
 pub mod netns;
 pub mod pair;
 pub mod pins;
+pub mod pki;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;

@@ -1,6 +1,6 @@
 //! The data plane end to end, in network namespaces: a client, an LB node running
 //! the real `fo-agent`, and three DSR backends on one bridge. The agent attaches the
-//! compiled XDP program (native mode with the veth workarounds of LAB.md, and generic
+//! compiled XDP program (native mode with the veth workarounds of docs/lab.md, and generic
 //! mode), owns the VIP, and forwards 300 TCP connections; then it is killed with
 //! SIGKILL (forwarding goes on: the data plane is pinned) and restarted (it adopts
 //! the pinned program and maps instead of reloading them); then restarted over pins
@@ -117,7 +117,7 @@ impl Lab {
         }
         let mut peer_xdp = None;
         if mode == XdpAttachMode::Native {
-            // LAB.md: XDP_TX out of a native-mode veth is dropped unless the peer veth
+            // docs/lab.md: XDP_TX out of a native-mode veth is dropped unless the peer veth
             // has an XDP program too, and the client's TX checksum offload must be off.
             let dir = PathBuf::from(format!("/sys/fs/bpf/fo-peer-{tag}"));
             let opts = LoadOptions {

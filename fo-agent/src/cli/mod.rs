@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+pub mod generate;
 mod import;
 mod run;
 mod status;

@@ -676,7 +676,7 @@ impl Bench<'_> {
             Failure::Kill => {
                 if self.variant.system == System::Baseline {
                     // keepalived's kill -9 left the VIP on a's interface; a restarted
-                    // keepalived would find it there (see LAB.md).
+                    // keepalived would find it there (see docs/lab.md).
                     let _ = self.lab.nodes[0]
                         .ns
                         .sh(&format!("ip addr del {VIP}/32 dev eth0"));

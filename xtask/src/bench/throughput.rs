@@ -111,7 +111,7 @@ impl Path_ {
             Path_::Direct | Path_::DirectTxOff => BACKEND,
         }
     }
-    /// Native XDP on veth loses the partial checksum (LAB.md): the client sends with
+    /// Native XDP on veth loses the partial checksum (docs/lab.md): the client sends with
     /// its TX checksum offload (and so TSO) off on these rows.
     fn client_tx_off(self) -> bool {
         matches!(self, Path_::FoNative | Path_::FoNat | Path_::DirectTxOff)
@@ -182,7 +182,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     lab.node("fo").start(&bins)?;
 
     // fo in native mode on node fon, with its own VIP (the backend holds it on lo too),
-    // and LAB.md's workaround for XDP_TX on veth: an XDP program on the peer, fon's
+    // and docs/lab.md's workaround for XDP_TX on veth: an XDP program on the peer, fon's
     // switch port — a second fo-agent, native mode, a static router with an unused VIP
     // and no services, so it only passes traffic.
     let body = format!(
@@ -449,7 +449,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
          switch; left on, they cost about 1.3 µs per bridged frame, which fo's path pays \
          twice per client packet). fo: static \
          ownership of the VIP, XDP DSR, in **generic (SKB) mode** (node fo; the veths keep \
-         their offloads) and in **native mode** (node fon, its own VIP; with LAB.md's two \
+         their offloads) and in **native mode** (node fon, its own VIP; with docs/lab.md's two \
          workarounds: an XDP program on the peer veth — a second `fo-agent run` in the \
          switch namespace on fon's switch port, native mode, a static router with an unused \
          VIP and no services, so it only passes traffic — and the client's TX offload off \
