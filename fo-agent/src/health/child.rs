@@ -93,22 +93,49 @@ impl Identity {
     }
 }
 
-/// Every `user`/`group` of the config that cannot be resolved here, one line each
-/// (for `fo-agent check`, `run` and `reload`).
+/// Every `user`/`group` of the config that cannot be resolved here, one line each, and
+/// one line when this process lacks the capabilities that running as another user
+/// needs (for `fo-agent check`, `run` and `reload`).
 pub fn run_as_problems(config: &fo_config::Config) -> Vec<String> {
+    // Without /proc the capabilities are not judged: the run itself then fails.
+    run_as_problems_with(config, effective_capabilities(), |r| {
+        Identity::resolve(r).map(drop)
+    })
+}
+
+/// CAP_SETGID: setgroups(2) and setgid(2) of another group.
+const CAP_SETGID: u32 = 6;
+/// CAP_SETUID: setuid(2) to another user.
+const CAP_SETUID: u32 = 7;
+
+/// The effective capability set of this process (`CapEff:` of `/proc/self/status`).
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    cap_eff(&status)
+}
+
+fn cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// [`run_as_problems`] with the capabilities (`None`: unknown, not judged) and the user
+/// lookup given.
+fn run_as_problems_with(
+    config: &fo_config::Config,
+    caps: Option<u64>,
+    resolve: impl Fn(&fo_config::RunAs) -> Result<(), String>,
+) -> Vec<String> {
     use fo_config::{CheckKind, ServiceCheckKind};
-    let mut out = Vec::new();
-    let mut check = |what: String, r: &fo_config::RunAs| {
-        if let Err(e) = Identity::resolve(r) {
-            out.push(format!("{what}: {e}"));
-        }
-    };
+    let mut sites: Vec<(String, &fo_config::RunAs)> = Vec::new();
     for c in &config.checks {
         if let CheckKind::Exec {
             run_as: Some(r), ..
         } = &c.kind
         {
-            check(format!("check {}", c.name), r);
+            sites.push((format!("check {}", c.name), r));
         }
     }
     for s in &config.services {
@@ -117,13 +144,30 @@ pub fn run_as_problems(config: &fo_config::Config) -> Vec<String> {
                 run_as: Some(r), ..
             } = &c.kind
         {
-            check(format!("service {} check", s.name), r);
+            sites.push((format!("service {} check", s.name), r));
         }
     }
     for r in &config.routers {
         if let Some(run_as) = &r.hooks.run_as {
-            check(format!("router {} hooks", r.name), run_as);
+            sites.push((format!("router {} hooks", r.name), run_as));
         }
+    }
+    let mut out: Vec<String> = sites
+        .iter()
+        .filter_map(|(what, r)| resolve(r).err().map(|e| format!("{what}: {e}")))
+        .collect();
+    let missing: Vec<&str> = [(CAP_SETGID, "CAP_SETGID"), (CAP_SETUID, "CAP_SETUID")]
+        .into_iter()
+        .filter(|(bit, _)| caps.is_some_and(|c| c & (1 << bit) == 0))
+        .map(|(_, name)| name)
+        .collect();
+    if !sites.is_empty() && !missing.is_empty() {
+        let names: Vec<&str> = sites.iter().map(|(w, _)| w.as_str()).collect();
+        out.push(format!(
+            "{} set `user`, but this process lacks {}, which running a program as another user needs (the packaged unit's CapabilityBoundingSet= leaves them out: add `CapabilityBoundingSet=CAP_SETUID CAP_SETGID` in a drop-in, `systemctl edit fo-agent`)",
+            names.join(", "),
+            missing.join(" and ")
+        ));
     }
     out
 }
@@ -332,6 +376,77 @@ mod tests {
             start.elapsed() < Duration::from_secs(4),
             "returned only after {:?}",
             start.elapsed()
+        );
+    }
+
+    fn config_with_users() -> fo_config::Config {
+        fo_config::Config::parse(
+            r#"
+[node]
+interface = "eth0"
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+hooks = { master = "/bin/true", user = "hooks" }
+
+[[check]]
+name = "app"
+kind = "exec"
+command = ["/bin/true"]
+user = "ghost"
+"#,
+        )
+        .expect("valid config")
+    }
+
+    #[test]
+    fn run_as_needs_cap_setuid_and_cap_setgid() {
+        let config = config_with_users();
+        let resolve = |r: &fo_config::RunAs| {
+            if r.user == "ghost" {
+                Err("user \"ghost\" does not exist".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        let all = u64::MAX;
+        assert_eq!(
+            run_as_problems_with(&config, Some(all), resolve),
+            ["check app: user \"ghost\" does not exist"],
+            "with every capability only the unknown user is a problem"
+        );
+        // The packaged unit's set: CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_PERFMON
+        // (38), CAP_BPF (39).
+        let unit = (1 << 12) | (1 << 13) | (1 << 38) | (1 << 39);
+        let p = run_as_problems_with(&config, Some(unit), resolve);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[1].starts_with("check app, router web hooks set `user`, but this process lacks CAP_SETGID and CAP_SETUID"),
+            "{p:?}"
+        );
+        let p = run_as_problems_with(&config, Some(all & !(1 << CAP_SETUID)), |_| Ok(()));
+        assert!(p.len() == 1 && p[0].contains("lacks CAP_SETUID,"), "{p:?}");
+        assert!(
+            run_as_problems_with(&config, None, |_| Ok(())).is_empty(),
+            "unknown capabilities are not judged"
+        );
+        let none = fo_config::Config::parse("[node]\ninterface = \"eth0\"\n").expect("valid");
+        assert!(
+            run_as_problems_with(&none, Some(0), |_| Ok(())).is_empty(),
+            "without `user` no capability is needed"
+        );
+    }
+
+    #[test]
+    fn cap_eff_is_read_from_proc_status() {
+        let status = "Name:\tfo-agent\nCapInh:\t0000000000000000\nCapEff:\t000000c000003000\n";
+        assert_eq!(cap_eff(status), Some(0xc0_0000_3000));
+        assert_eq!(cap_eff("Name:\tx\n"), None);
+        assert!(
+            effective_capabilities().is_some(),
+            "this process has a CapEff line"
         );
     }
 
