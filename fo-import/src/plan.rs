@@ -136,19 +136,30 @@ pub enum ServiceCheckKind {
     Tcp,
     Http {
         path: String,
-        expect_status: Option<u16>,
+        /// Empty: fo's default (200).
+        expect_status: Vec<u16>,
     },
-    /// `kind = "https"`: certificates are not verified (`insecure = true`), as
-    /// keepalived's `SSL_GET` does not verify them.
     Https {
         path: String,
-        expect_status: Option<u16>,
-        sni: Option<String>,
+        /// Empty: fo's default (200).
+        expect_status: Vec<u16>,
+        tls: HttpsCheck,
     },
     Exec {
         command: Vec<String>,
         run_as: Option<RunAs>,
     },
+}
+
+/// The TLS keys of an https check.
+#[derive(Debug, Clone, Default)]
+pub struct HttpsCheck {
+    pub sni: Option<String>,
+    /// A CA file (absolute path); `None`: the system store.
+    pub ca: Option<String>,
+    /// Verify nothing about the server's certificate (keepalived's SSL_GET, HAProxy's
+    /// `verify none`).
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,20 +170,17 @@ pub struct Backend {
     pub name: Option<String>,
 }
 
-/// Whether this build's fo config has `kind = "https"` service checks (the agreed
-/// shape: `path`, `expect_status`, `sni`, `insecure`, ...). Where it does not, https
-/// checks are written commented out.
-pub fn https_checks_supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        fo_config::Config::parse(
-            "[node]\ninterface = \"eth0\"\n[[router]]\nname = \"r\"\nvrid = 1\nvips = [\"192.0.2.1\"]\n\
-             [[service]]\nvip = \"192.0.2.1\"\nport = 443\n\
-             check = { kind = \"https\", path = \"/\", expect_status = 200, sni = \"a.example\", insecure = true }\n\
-             backends = [{ address = \"192.0.2.2\" }]\n",
-        )
-        .is_ok()
-    })
+/// Whether fo takes `name` as an https check's `sni` (a DNS name or an IP address):
+/// asked of fo's own config validation.
+pub fn sni_accepted(name: &str) -> bool {
+    let config = format!(
+        "[node]\ninterface = \"eth0\"\n[[router]]\nname = \"r\"\nvrid = 1\nvips = [\"192.0.2.1\"]\n\
+         [[service]]\nvip = \"192.0.2.1\"\nport = 443\n\
+         check = {{ kind = \"https\", sni = {}, insecure = true }}\n\
+         backends = [{{ address = \"192.0.2.2\" }}]\n",
+        q(name)
+    );
+    fo_config::Config::parse(&config).is_ok()
 }
 
 /// Text safe in a TOML comment (no control characters but tab).
@@ -372,6 +380,15 @@ fn service(v: &Service, s: &mut String) {
     s.push_str("]\n");
 }
 
+/// `expect_status`: left out for fo's default, one code, or a list.
+fn statuses(codes: &[u16], keys: &mut Vec<String>) {
+    match codes {
+        [] => {}
+        [one] => keys.push(format!("expect_status = {one}")),
+        many => keys.push(format!("expect_status = {}", list(many, u16::to_string))),
+    }
+}
+
 fn service_check(c: &ServiceCheck) -> String {
     let mut keys = Vec::new();
     match &c.kind {
@@ -382,24 +399,25 @@ fn service_check(c: &ServiceCheck) -> String {
         } => {
             keys.push("kind = \"http\"".to_owned());
             keys.push(format!("path = {}", q(path)));
-            if let Some(st) = expect_status {
-                keys.push(format!("expect_status = {st}"));
-            }
+            statuses(expect_status, &mut keys);
         }
         ServiceCheckKind::Https {
             path,
             expect_status,
-            sni,
+            tls,
         } => {
             keys.push("kind = \"https\"".to_owned());
             keys.push(format!("path = {}", q(path)));
-            if let Some(st) = expect_status {
-                keys.push(format!("expect_status = {st}"));
-            }
-            if let Some(sni) = sni {
+            statuses(expect_status, &mut keys);
+            if let Some(sni) = &tls.sni {
                 keys.push(format!("sni = {}", q(sni)));
             }
-            keys.push("insecure = true".to_owned());
+            if let Some(ca) = &tls.ca {
+                keys.push(format!("ca = {}", q(ca)));
+            }
+            if tls.insecure {
+                keys.push("insecure = true".to_owned());
+            }
         }
         ServiceCheckKind::Exec { command, run_as } => {
             keys.push("kind = \"exec\"".to_owned());

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::ParseError;
 use crate::keepalived::fit_timeout;
-use crate::plan::{Backend, Hash, Mode, Plan, Service, ServiceCheck, ServiceCheckKind};
+use crate::plan::{Backend, Hash, HttpsCheck, Mode, Plan, Service, ServiceCheck, ServiceCheckKind};
 use crate::report::Report;
 use crate::source::{Files, Loc};
 
@@ -243,6 +243,38 @@ struct ServerOpts {
     backup: bool,
     check_port: Option<u16>,
     check_ssl: bool,
+    /// The server's TLS settings, which `check-ssl` checks use too: `verify
+    /// none|required`, `ca-file`, `check-sni`, `verifyhost`; each with where it was
+    /// written (reported there when no https check uses it).
+    verify: Option<(bool, Loc)>,
+    ca_file: Option<(String, Loc)>,
+    check_sni: Option<(String, Loc)>,
+    verifyhost: Option<(String, Loc)>,
+}
+
+impl ServerOpts {
+    /// Each TLS setting written, with where.
+    fn tls_locs(&self) -> Vec<(&'static str, Loc)> {
+        [
+            ("verify", self.verify.as_ref().map(|v| v.1)),
+            ("ca-file", self.ca_file.as_ref().map(|v| v.1)),
+            ("check-sni", self.check_sni.as_ref().map(|v| v.1)),
+            ("verifyhost", self.verifyhost.as_ref().map(|v| v.1)),
+        ]
+        .into_iter()
+        .filter_map(|(k, at)| at.map(|at| (k, at)))
+        .collect()
+    }
+
+    /// The TLS settings, comparable between servers.
+    fn tls_key(&self) -> (Option<bool>, Option<&str>, Option<&str>, Option<&str>) {
+        (
+            self.verify.as_ref().map(|v| v.0),
+            self.ca_file.as_ref().map(|v| v.0.as_str()),
+            self.check_sni.as_ref().map(|v| v.0.as_str()),
+            self.verifyhost.as_ref().map(|v| v.0.as_str()),
+        )
+    }
 }
 
 /// What a proxy section says, with `defaults` applied.
@@ -290,6 +322,34 @@ fn opts(cx: &mut Report, words: &[String], at: Loc, what: &str, o: &mut ServerOp
             "enabled" => o.disabled = false,
             "backup" => o.backup = true,
             "check-ssl" => o.check_ssl = true,
+            "verify" => {
+                match next {
+                    Some("none") => o.verify = Some((false, at)),
+                    Some("required") => o.verify = Some((true, at)),
+                    _ => cx.not_translated(
+                        at,
+                        format!("{what} verify"),
+                        "verify takes none or required",
+                    ),
+                }
+                i += 1;
+            }
+            "ca-file" => {
+                o.ca_file = next.map(|v| (v.to_owned(), at));
+                i += 1;
+            }
+            "check-sni" => {
+                o.check_sni = next.map(|v| (v.to_owned(), at));
+                i += 1;
+            }
+            "verifyhost" => {
+                o.verifyhost = next.map(|v| (v.to_owned(), at));
+                i += 1;
+            }
+            "crt" => {
+                cx.not_translated(at, format!("{what} crt"), "a client certificate: fo's https checks take it as `cert` and `key`, two PEM files (key mode 0600); add them by hand");
+                i += 1;
+            }
             "fastinter"
             | "downinter"
             | "maxconn"
@@ -308,11 +368,7 @@ fn opts(cx: &mut Report, words: &[String], at: Loc, what: &str, o: &mut ServerOp
             | "init-addr"
             | "resolvers"
             | "source"
-            | "check-sni"
             | "sni"
-            | "ca-file"
-            | "crt"
-            | "verify"
             | "alpn"
             | "proto"
             | "pool-max-conn"
@@ -331,9 +387,10 @@ fn opts(cx: &mut Report, words: &[String], at: Loc, what: &str, o: &mut ServerOp
                 cx.not_translated(at, format!("{what} {w}"), "no such backend setting in fo");
                 i += 1;
             }
+            "no-verifyhost" => o.verifyhost = None,
             "ssl" | "send-proxy" | "send-proxy-v2" | "no-ssl" | "tfo" | "non-stick"
-            | "check-send-proxy" | "no-verifyhost" | "agent-check" | "no-agent-check"
-            | "allow-0rtt" | "no-tls-tickets" => {
+            | "check-send-proxy" | "agent-check" | "no-agent-check" | "allow-0rtt"
+            | "no-tls-tickets" => {
                 cx.not_translated(at, format!("{what} {w}"), "no such backend setting in fo")
             }
             _ => cx.not_translated(
@@ -475,6 +532,7 @@ pub fn translate(secs: &[Section], plan: &mut Plan, files: &Files, r: &mut Repor
     let mut backends: HashMap<&str, (&Section, Proxy)> = HashMap::new();
     let mut current = Proxy::default();
     let mut fronts: Vec<(&Section, Proxy)> = Vec::new();
+    let mut server_verify = true;
     for sec in secs {
         match sec.kind() {
             "defaults" => {
@@ -496,6 +554,11 @@ pub fn translate(secs: &[Section], plan: &mut Plan, files: &Files, r: &mut Repor
             "frontend" | "listen" => fronts.push((sec, current.clone())),
             "global" => {
                 for l in &sec.lines {
+                    if l.kw() == "ssl-server-verify" {
+                        // The default of `verify` on server lines (check-ssl checks).
+                        server_verify = l.arg(0) != Some("none");
+                        continue;
+                    }
                     r.ignored(
                         l.at,
                         format!("global > {}", l.kw()),
@@ -559,7 +622,7 @@ pub fn translate(secs: &[Section], plan: &mut Plan, files: &Files, r: &mut Repor
             r.not_translated(sec.head.at, label, "no backend servers: nothing to balance");
             continue;
         };
-        let Some(svc) = service_of(r, bsec, &bp, &servers) else {
+        let Some(svc) = service_of(r, bsec, &bp, &servers, server_verify) else {
             continue;
         };
         for b in binds {
@@ -618,7 +681,13 @@ pub fn translate(secs: &[Section], plan: &mut Plan, files: &Files, r: &mut Repor
 }
 
 /// The backend part of a service (VIP and port filled in per bind).
-fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Option<Service> {
+fn service_of(
+    r: &mut Report,
+    sec: &Section,
+    p: &Proxy,
+    servers: &[&Line],
+    server_verify: bool,
+) -> Option<Service> {
     let label = sec.label();
     let hash = match &p.balance {
         Some((b, _)) if b == "source" => Hash::SourceIp,
@@ -636,8 +705,9 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
         }
     };
     let mut backends = Vec::new();
-    let mut checked: Option<ServerOpts> = None;
+    let mut checked: Option<(ServerOpts, String)> = None;
     let mut any_unchecked = None;
+    let mut tls_reported: Vec<(&str, Loc)> = Vec::new();
     for l in servers {
         let name = l.arg(0).unwrap_or("");
         let d = format!("{label} > server {name}");
@@ -650,6 +720,21 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
         let default_check = p.default_server.check;
         opts(r, &l.words[3.min(l.words.len())..], l.at, &d, &mut o);
         o.check = o.check || (default_check && !l.words.iter().any(|w| w == "no-check"));
+        if !(o.check && o.check_ssl && p.httpchk.is_some()) {
+            // No https check uses them: they are HAProxy's own TLS to the server, or
+            // a handshake-only check's, which fo runs as a TCP connect.
+            let why = if o.check && o.check_ssl {
+                "a setting of HAProxy's TLS handshake check, which fo runs as a TCP connect"
+            } else {
+                "HAProxy's own TLS to the server (fo forwards the client's connection untouched)"
+            };
+            for (key, at) in o.tls_locs() {
+                if !tls_reported.contains(&(key, at)) {
+                    tls_reported.push((key, at));
+                    r.not_translated(at, format!("{d} {key}"), why);
+                }
+            }
+        }
         let Some((ip, port)) = server_address(addr) else {
             r.not_translated(
                 l.at,
@@ -693,10 +778,14 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
                 );
             }
             match &checked {
-                None => checked = Some(o.clone()),
-                Some(first) => {
-                    if first.inter != o.inter || first.rise != o.rise || first.fall != o.fall {
-                        r.approximated(l.at, d.clone(), "fo checks every backend of a service the same way: the first server's inter/rise/fall are used");
+                None => checked = Some((o.clone(), d.clone())),
+                Some((first, _)) => {
+                    if first.inter != o.inter
+                        || first.rise != o.rise
+                        || first.fall != o.fall
+                        || (first.check_ssl, first.tls_key()) != (o.check_ssl, o.tls_key())
+                    {
+                        r.approximated(l.at, d.clone(), "fo checks every backend of a service the same way: the first server's inter/rise/fall and TLS settings are used");
                     }
                 }
             }
@@ -718,7 +807,7 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
         );
         return None;
     }
-    let check = checked.map(|o| {
+    let check = checked.map(|(o, first_server)| {
         let interval = o
             .inter
             .unwrap_or(Duration::from_secs(2))
@@ -747,19 +836,27 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
             } else {
                 format!("/{path}")
             };
+            let expect_status = p.expect_status.into_iter().collect();
             if o.check_ssl {
                 ServiceCheckKind::Https {
                     path,
-                    expect_status: p.expect_status,
-                    sni: None,
+                    expect_status,
+                    tls: https_check(r, &first_server, &o, server_verify),
                 }
             } else {
                 ServiceCheckKind::Http {
                     path,
-                    expect_status: p.expect_status,
+                    expect_status,
                 }
             }
         } else {
+            if o.check_ssl && p.other_check.is_none() {
+                r.approximated(
+                    sec.head.at,
+                    format!("{label} > check-ssl"),
+                    "without option httpchk HAProxy checks a TLS handshake; fo checks a TCP connect (an https check would also need an HTTP answer)",
+                );
+            }
             if let Some((name, at)) = &p.other_check {
                 r.approximated(
                     *at,
@@ -786,16 +883,9 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
             "has no `check` (HAProxy counts it always up); fo checks it like the others",
         );
     }
-    let commented = match check.as_ref().map(|c| &c.kind) {
-        Some(ServiceCheckKind::Https { .. }) if !crate::plan::https_checks_supported() => {
-            r.not_translated(sec.head.at, label, "check-ssl: this build of fo has no https checks (kind = \"https\"). Written commented out");
-            Some("needs a build of fo with https checks (kind = \"https\")".to_owned())
-        }
-        _ => None,
-    };
     Some(Service {
         from: String::new(),
-        commented,
+        commented: None,
         name: None,
         vip: IpAddr::from([0, 0, 0, 0]),
         port: 0,
@@ -805,6 +895,78 @@ fn service_of(r: &mut Report, sec: &Section, p: &Proxy, servers: &[&Line]) -> Op
         check,
         backends,
     })
+}
+
+/// The TLS keys of a `check-ssl` http check from the server's settings. HAProxy
+/// verifies the server's certificate unless `verify none` (or `ssl-server-verify none`
+/// in global): against `ca-file`, and its name against `verifyhost`, else the
+/// `check-sni` name, else not at all. fo verifies the name it sends as `sni`, else
+/// the backend's address.
+fn https_check(r: &mut Report, server: &str, o: &ServerOpts, server_verify: bool) -> HttpsCheck {
+    let d = |k: &str| format!("{server} {k}");
+    let verify = o.verify.as_ref().map_or(server_verify, |v| v.0);
+    let mut tls = HttpsCheck::default();
+    let sni = |r: &mut Report, name: &str, at: Loc, key: &str| {
+        if crate::plan::sni_accepted(name) {
+            Some(name.to_owned())
+        } else {
+            r.not_translated(
+                at,
+                d(key),
+                format!("{name:?} is not a DNS name or address fo can send as `sni`"),
+            );
+            None
+        }
+    };
+    tls.sni = o
+        .check_sni
+        .as_ref()
+        .and_then(|(n, at)| sni(r, n, *at, "check-sni"));
+    if !verify {
+        tls.insecure = true;
+        if let Some((_, at)) = &o.ca_file {
+            r.ignored(*at, d("ca-file"), "verify none: HAProxy verifies nothing with it, and fo's insecure = true takes no `ca`");
+        }
+        if let Some((_, at)) = &o.verifyhost {
+            r.ignored(*at, d("verifyhost"), "verify none: no name is verified");
+        }
+        return tls;
+    }
+    match &o.ca_file {
+        Some((f, _)) if f == "@system-ca" => {}
+        Some((f, _)) if f.starts_with('/') => tls.ca = Some(f.clone()),
+        Some((f, at)) => r.not_translated(*at, d("ca-file"), format!("{f}: fo needs an absolute path; the check uses the system store until `ca` is written")),
+        None => {}
+    }
+    match (&o.verifyhost, &tls.sni) {
+        (Some((h, _)), Some(s)) if h == s => {}
+        (Some((h, at)), Some(s)) => r.approximated(
+            *at,
+            d("verifyhost"),
+            format!("fo verifies the name it sends ({s}), not {h}"),
+        ),
+        (Some((h, at)), None) => {
+            tls.sni = sni(r, h, *at, "verifyhost");
+            if tls.sni.is_some() {
+                r.approximated(
+                    *at,
+                    d("verifyhost"),
+                    format!("sni = {h:?}: fo sends the name it verifies as SNI and Host"),
+                );
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => {
+            let at = o
+                .ca_file
+                .as_ref()
+                .map_or(o.verify.as_ref().map(|v| v.1), |c| Some(c.1));
+            if let Some(at) = at {
+                r.approximated(at, d("verify"), "HAProxy verifies the certificate's chain but no name here; fo verifies the name too, the backend's address: set `sni` to the name the certificates hold");
+            }
+        }
+    }
+    tls
 }
 
 fn port_or_zero(addr: &str) -> Option<u16> {

@@ -15,7 +15,9 @@ use super::tree::Stmt;
 use super::vrrp::Vrrp;
 use super::{Cx, Error, MAX_SERVICES, describe, fit_timeout, int, need, seconds, unicast, within};
 use crate::ParseError;
-use crate::plan::{Backend, Hash, Mode, Plan, RunAs, Service, ServiceCheck, ServiceCheckKind};
+use crate::plan::{
+    Backend, Hash, HttpsCheck, Mode, Plan, RunAs, Service, ServiceCheck, ServiceCheckKind,
+};
 
 const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +43,14 @@ impl Timing {
     }
 }
 
+/// What a checker inherits from its real and virtual server.
+#[derive(Debug, Clone, Copy)]
+struct Parent<'a> {
+    timing: Timing,
+    /// The real server's `virtualhost`, else the virtual server's.
+    vhost: Option<&'a str>,
+}
+
 /// A checker as fo would run it, for comparing real servers.
 #[derive(Debug, Clone)]
 struct Checker {
@@ -50,6 +60,8 @@ struct Checker {
     fall: u32,
     /// Reported once when the check becomes the service's.
     notes: Vec<(crate::source::Loc, String, String)>,
+    /// Reported as warnings, likewise once.
+    warnings: Vec<(crate::source::Loc, String, String)>,
 }
 
 impl Checker {
@@ -135,6 +147,8 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
     let mut hash: Option<Hash> = None;
     let mut udp = false;
     let mut vs_timing = Timing::default();
+    // The default virtualhost of the checkers (an SSL_GET's `sni`).
+    let mut vs_vhost: Option<(String, crate::source::Loc, String)> = None;
     let mut real: Vec<&Stmt> = Vec::new();
     for s in v.children() {
         let at = s.at();
@@ -197,7 +211,7 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
             }
             "sorry_server" | "sorry_server_inhibit" | "sorry_server_lvs_method" => cx.report.not_translated(at, d, "no sorry server in fo"),
             "inhibit_on_failure" => cx.report.approximated(at, d, "fo keeps a failed backend's established flows and sends new ones elsewhere"),
-            "virtualhost" => cx.report.not_translated(at, d, "fo's http checks send the backend's address as Host"),
+            "virtualhost" => vs_vhost = Some((need(s, 0, "a host name")?.to_owned(), at, d)),
             "ip_family" | "hashed" | "ops" | "snmp_name" | "smtp_alert" => cx.report.ignored(at, d, "no effect in fo"),
             _ => cx.report.not_translated(at, d, "not a virtual_server keyword the importer knows"),
         }
@@ -205,6 +219,12 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
     if nat {
         mode = Mode::Nat;
     }
+    let https_checked = |c: &Option<Checker>| {
+        matches!(
+            c.as_ref().map(|c| &c.kind),
+            Some(ServiceCheckKind::Https { .. })
+        )
+    };
     let default_timing = Timing {
         delay_loop: Some(DEFAULT_DELAY_LOOP),
         connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
@@ -234,6 +254,7 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
         let mut weight: u64 = 1;
         let mut timing = Timing::default();
         let mut checkers: Vec<&Stmt> = Vec::new();
+        let mut rs_vhost: Option<(String, crate::source::Loc, String)> = None;
         for s in rs.children() {
             let d = format!("{rname} > {}", s.keyword());
             match s.keyword() {
@@ -250,7 +271,8 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
                 "notify_up" | "notify_down" => cx.report.not_translated(s.at(), d, "no backend hooks in fo: watch fo_backend_up"),
                 "uthreshold" | "lthreshold" => cx.report.not_translated(s.at(), d, "no connection thresholds in fo"),
                 "lvs_method" => cx.report.not_translated(s.at(), d, "one forwarding mode per fo service"),
-                "virtualhost" | "smtp_alert" | "alpha" => cx.report.approximated(s.at(), d, "no per-backend setting in fo"),
+                "virtualhost" => rs_vhost = Some((need(s, 0, "a host name")?.to_owned(), s.at(), d)),
+                "smtp_alert" | "alpha" => cx.report.approximated(s.at(), d, "no per-backend setting in fo"),
                 _ => cx.report.not_translated(s.at(), d, "not a real_server keyword the importer knows"),
             }
         }
@@ -265,7 +287,24 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
                 );
                 continue;
             }
-            this = checker(cx, c, &rname, ip, rport, timing, vrrp.script_user.as_ref())?;
+            let vhost = rs_vhost
+                .as_ref()
+                .or(vs_vhost.as_ref())
+                .map(|v| v.0.as_str());
+            let parent = Parent { timing, vhost };
+            this = checker(cx, c, &rname, ip, rport, parent, vrrp.script_user.as_ref())?;
+        }
+        let https = |c: &Option<Checker>| {
+            matches!(
+                c.as_ref().map(|c| &c.kind),
+                Some(ServiceCheckKind::Https { .. })
+            )
+        };
+        if let Some((_, at, d)) = rs_vhost.take()
+            && !https(&this)
+        {
+            cx.report
+                .approximated(at, d, "no per-backend setting in fo");
         }
         match (&check, this) {
             (_, None) if checkers.is_empty() => unchecked.push((at, rname.clone())),
@@ -273,6 +312,9 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
             (None, Some(c)) => {
                 for (at, d, why) in &c.notes {
                     cx.report.approximated(*at, d.clone(), why.clone());
+                }
+                for (at, d, why) in &c.warnings {
+                    cx.report.warning(*at, d.clone(), why.clone());
                 }
                 check = Some(c);
             }
@@ -299,6 +341,15 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
             weight: 0,
             name: None,
         });
+    }
+    if let Some((_, at, d)) = vs_vhost.take()
+        && !https_checked(&check)
+    {
+        cx.report.not_translated(
+            at,
+            d,
+            "fo's http checks send the backend's address as Host (an https check sends its `sni`)",
+        );
     }
     if backends.is_empty() {
         cx.report.not_translated(
@@ -339,18 +390,7 @@ fn virtual_server(cx: &mut Cx<'_>, v: &Stmt, vrrp: &Vrrp) -> Result<Option<Servi
         );
         Hash::FiveTuple
     });
-    let https = matches!(
-        check.as_ref().map(|c| &c.kind),
-        Some(ServiceCheckKind::Https { .. })
-    );
-    let commented = if https && !crate::plan::https_checks_supported() {
-        cx.report.not_translated(
-            v.at(),
-            here.clone(),
-            "SSL_GET: this build of fo has no https checks (kind = \"https\"). Written commented out",
-        );
-        Some("needs a build of fo with https checks (kind = \"https\")".to_owned())
-    } else if mode == Mode::Nat {
+    let commented = if mode == Mode::Nat {
         cx.report.not_translated(
             v.at(),
             here.clone(),
@@ -390,12 +430,13 @@ fn checker(
     rname: &str,
     ip: IpAddr,
     rport: u16,
-    parent: Timing,
+    parent: Parent<'_>,
     script_user: Option<&RunAs>,
 ) -> Result<Option<Checker>, ParseError> {
     let d = format!("{rname} > {}", c.keyword());
     let mut timing = Timing::default();
     let mut notes = Vec::new();
+    let mut warnings = Vec::new();
     let mut kind = match c.keyword() {
         "TCP_CHECK" => Some(ServiceCheckKind::Tcp),
         _ => None,
@@ -462,7 +503,7 @@ fn checker(
             }
         }
     }
-    let timing = timing.or(parent);
+    let timing = timing.or(parent.timing);
     match c.keyword() {
         "HTTP_GET" | "SSL_GET" => {
             let Some(u) = urls.first() else {
@@ -537,26 +578,16 @@ fn checker(
             };
             status.sort_unstable();
             status.dedup();
-            let expect = match status.as_slice() {
-                [] => {
-                    notes.push((
-                        u.at(),
-                        format!("{d} > url"),
-                        "keepalived accepts any 2xx without status_code; fo expects 200".to_owned(),
-                    ));
-                    None
-                }
-                [one] => Some(*one),
-                [first, ..] => {
-                    notes.push((
-                        u.at(),
-                        format!("{d} > url > status_code"),
-                        format!("fo expects one status: {first}"),
-                    ));
-                    Some(*first)
-                }
-            };
+            if status.is_empty() {
+                notes.push((
+                    u.at(),
+                    format!("{d} > url"),
+                    "keepalived accepts any 2xx without status_code; fo expects 200 (list others in expect_status)".to_owned(),
+                ));
+            }
             if vhost.is_some() && c.keyword() == "HTTP_GET" {
+                // Written on the checker or its url (the inherited one is reported
+                // where it was written).
                 notes.push((
                     c.at(),
                     d.clone(),
@@ -565,16 +596,36 @@ fn checker(
                 ));
             }
             kind = Some(if c.keyword() == "SSL_GET" {
-                notes.push((c.at(), d.clone(), "kind = \"https\" with insecure = true: keepalived's SSL_GET does not verify the certificate either; give a `ca` to verify it".to_owned()));
+                let sni_name = match vhost.or(parent.vhost.map(str::to_owned)) {
+                    Some(h) if crate::plan::sni_accepted(&h) => {
+                        if !sni {
+                            notes.push((c.at(), d.clone(), format!("virtualhost {h} without enable_sni: fo sends it as SNI too (sni = {h:?} sets both the SNI and Host)")));
+                        }
+                        Some(h)
+                    }
+                    Some(h) => {
+                        cx.report.not_translated(c.at(), format!("{d} > virtualhost"), format!("{h:?} is not a DNS name fo can send as SNI and Host: the backend's address is sent"));
+                        None
+                    }
+                    None => None,
+                };
+                // keepalived's SSL_GET verifies no certificate: not who signed it, not
+                // its name, not its dates (it never asks OpenSSL to verify the peer).
+                // The translation keeps that, says so, and says how to verify.
+                warnings.push((c.at(), d.clone(), "kind = \"https\" with insecure = true, as keepalived's SSL_GET checks no certificate (not its CA, name or dates); to verify, remove insecure (the system store, or give `ca`) and set `sni` to the certificates' name".to_owned()));
                 ServiceCheckKind::Https {
                     path,
-                    expect_status: expect,
-                    sni: if sni { vhost } else { None },
+                    expect_status: status,
+                    tls: HttpsCheck {
+                        sni: sni_name,
+                        ca: None,
+                        insecure: true,
+                    },
                 }
             } else {
                 ServiceCheckKind::Http {
                     path,
-                    expect_status: expect,
+                    expect_status: status,
                 }
             });
         }
@@ -635,5 +686,6 @@ fn checker(
         timeout,
         fall,
         notes,
+        warnings,
     }))
 }

@@ -234,7 +234,7 @@ fn top_level(cx: &mut Cx<'_>, s: &Stmt) {
         "SSL" => r.not_translated(
             at,
             d,
-            "client certificates of SSL_GET: fo's https checks take `cert`/`key`/`ca` per check",
+            "the client certificate of every SSL_GET: fo's https checks take `cert` and `key` (unencrypted, mode 0600) per check, add them by hand; keepalived loads `ca` but verifies nothing with it",
         ),
         "net_namespace" | "net_namespace_ipvs" | "namespace_with_ipsets" | "instance"
         | "use_pid_dir" | "child_wait_time" | "linkbeat_use_polling" => {
