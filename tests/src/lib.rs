@@ -4,6 +4,7 @@
 pub mod bgp_lab;
 pub mod fixture;
 pub mod frames;
+pub mod layering;
 pub mod netns;
 pub mod pair;
 pub mod pins;
