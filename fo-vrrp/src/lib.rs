@@ -91,6 +91,7 @@
 //! ```
 
 pub mod auth;
+pub mod drops;
 pub mod fsm;
 pub mod packet;
 pub mod types;
