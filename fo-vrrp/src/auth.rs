@@ -271,4 +271,4 @@ pub fn open<'a>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

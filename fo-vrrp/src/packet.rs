@@ -456,4 +456,6 @@ fn fold(mut sum: u64) -> u16 {
 }
 
 #[cfg(test)]
+mod hmac_tests;
+#[cfg(test)]
 mod tests;
