@@ -13,17 +13,9 @@
 //! caller's runtime cannot move the machine. Deliver `TimerFired` with a `now` at or after
 //! the deadline (`now_at_arm + after`).
 //!
-//! # Timer arithmetic (RFC 5798 §6.1, RFC 3768 §6.1)
+//! # Timer arithmetic
 //!
-//! * v3: `Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256` and
-//!   `Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time`, all in centiseconds with
-//!   integer (truncating) division, as the RFC's unit suggests. Example: priority 100,
-//!   interval 100 cs: skew = 15600 / 256 = 60 cs (60.9 truncated), down = 360 cs = 3.6 s.
-//!   (keepalived computes in microseconds and gets 3.609375 s; the difference is below one
-//!   centisecond per unit of interval and does not change who wins.)
-//! * v2: `Skew_Time = (256 - Priority) / 256` seconds, independent of the interval, computed in
-//!   whole microseconds, truncating: priority 100 gives 609 375 µs, so with a 1 s interval
-//!   `Master_Down_Interval` = 3.609375 s (the same value keepalived uses for v2).
+//! Skew_Time and Master_Down_Interval, with their units and rounding, are in [`crate::timing`].
 //!
 //! # Where fo goes beyond the RFC (each choice converges with a keepalived peer)
 //!
@@ -74,7 +66,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::packet::Advert;
-use crate::types::{AdverInterval, Centisecs, Priority, Seconds};
+pub use crate::timing::{master_down_interval, skew_time};
+use crate::types::{AdverInterval, Priority};
 
 /// A reading of the caller's monotonic clock, as time since an epoch the caller picks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -389,23 +382,6 @@ pub struct Router {
     master_since: Option<Time>,
     /// A Master already answered a lower-priority advert since its last Adver_Timer.
     answered: bool,
-}
-
-/// `Skew_Time` for a router of `priority` hearing `master_adver_interval` (see the module
-/// docs for units and rounding).
-pub fn skew_time(priority: Priority, master_adver_interval: AdverInterval) -> Duration {
-    let weight = 256 - u64::from(priority.0);
-    match master_adver_interval {
-        AdverInterval::Centisecs(Centisecs(cs)) => {
-            Duration::from_millis(weight * u64::from(cs) / 256 * 10)
-        }
-        AdverInterval::Seconds(Seconds(_)) => Duration::from_micros(weight * 1_000_000 / 256),
-    }
-}
-
-/// `Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time`.
-pub fn master_down_interval(priority: Priority, master_adver_interval: AdverInterval) -> Duration {
-    master_adver_interval.to_duration() * 3 + skew_time(priority, master_adver_interval)
 }
 
 impl Router {
@@ -734,13 +710,8 @@ impl Router {
     }
 
     fn on_priority(&mut self, effective: Priority, out: &mut Vec<Action>) {
-        let ceiling = if self.config.priority.is_owner() {
-            255
-        } else {
-            254
-        };
         let before = self.priority();
-        self.tracked = Priority(effective.0.clamp(1, ceiling));
+        self.tracked = Priority::clamp_tracked(self.config.priority, i32::from(effective.0));
         let after = self.priority();
         if self.state == State::Master && after != before {
             out.push(Action::SendAdvert { priority: after });

@@ -31,8 +31,9 @@
 //!                      primary_address }) -> Result<Router, ConfigError>
 //! Router::handle(&mut self, now: Time, event: Event) -> Vec<Action>
 //! Router::{state, priority, master, master_since, deadline, next_deadline, …}
-//! skew_time(Priority, AdverInterval) -> Duration
+//! skew_time(Priority, AdverInterval) -> Duration             // timing: what fo arms
 //! master_down_interval(Priority, AdverInterval) -> Duration
+//! master_down_interval_exact(Priority, AdverInterval) -> Duration // the bound tests measure against
 //! ```
 //!
 //! Events (`Event::advert(src, &advert)` builds the one for a decoded packet): `Startup`, `Shutdown`, `AdvertReceived { from, priority, interval }`,
@@ -94,6 +95,7 @@ pub mod auth;
 pub mod drops;
 pub mod fsm;
 pub mod packet;
+pub mod timing;
 pub mod types;
 
 pub use auth::{AuthKey, ReplayGuard, Sequence, SequenceGen};
@@ -101,4 +103,7 @@ pub use fsm::{Action, Admin, Config, Event, Reason, Router, State, Time, Timer};
 pub use packet::{
     Advert, DropReason, EncodeError, RxMeta, decode, decode_authenticated, peek_vrid,
 };
-pub use types::{AdverInterval, Auth, Centisecs, Password, Priority, Seconds, Version, Vrid};
+pub use timing::{master_down_interval, master_down_interval_exact, skew_time};
+pub use types::{
+    AdverInterval, Auth, Centisecs, IntervalError, Password, Priority, Seconds, Version, Vrid,
+};

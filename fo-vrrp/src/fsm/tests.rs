@@ -2,6 +2,7 @@
 //! (seconds vs centiseconds) cannot hide behind a regenerated golden file.
 
 use super::*;
+use crate::types::{Centisecs, Seconds};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address parses")
