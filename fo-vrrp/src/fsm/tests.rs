@@ -1,8 +1,11 @@
 //! Numeric timer values and a few rules, asserted directly so that a unit mix-up
 //! (seconds vs centiseconds) cannot hide behind a regenerated golden file.
 
+use super::router::address_greater;
 use super::*;
-use crate::types::{Centisecs, Seconds};
+use crate::types::{AdverInterval, Centisecs, Priority, Seconds};
+use std::net::IpAddr;
+use std::time::Duration;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address parses")
@@ -400,4 +403,35 @@ fn an_adopted_interval_does_not_outlive_our_mastership() {
         }],
         "after being Master, Master_Down_Interval must use our own 100 cs again"
     );
+}
+
+#[test]
+fn names_match_the_json_and_the_status_words() {
+    let reasons = [
+        Reason::Startup,
+        Reason::Shutdown,
+        Reason::MasterDown,
+        Reason::Preempted,
+        Reason::PreemptDelay,
+        Reason::Fault,
+        Reason::FaultCleared,
+        Reason::AdminPromote,
+        Reason::AdminDemote,
+        Reason::Resumed,
+    ];
+    for r in reasons {
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            format!("\"{}\"", r.as_str()),
+            "Reason::as_str must be the serde name"
+        );
+    }
+    let states = [
+        State::Initialize,
+        State::Backup,
+        State::Master,
+        State::Fault,
+    ];
+    let shown: Vec<&str> = states.iter().map(|s| s.status_name()).collect();
+    assert_eq!(shown, ["init", "backup", "master", "fault"]);
 }
