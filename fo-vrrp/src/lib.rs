@@ -37,8 +37,9 @@
 //! ```
 //!
 //! Events (`Event::advert(src, &advert)` builds the one for a decoded packet): `Startup`, `Shutdown`, `AdvertReceived { from, priority, interval }`,
-//! `TimerFired { which: Timer }`, `PriorityChanged { effective }`, `FaultSet`,
-//! `FaultCleared`, `AdminPromote`, `AdminDemote`, `AdminResume`.
+//! `TimerFired { which: Timer }`, `PriorityChanged { effective }`,
+//! `Fault { source: FaultSource, failing }` (`FaultSet`/`FaultCleared` are the source
+//! `External`), `AdminPromote`, `AdminDemote`, `AdminResume`.
 //! Actions: `SendAdvert { priority }`, `SendGratuitous`, `SetOwnership { owned }`,
 //! `ArmTimer { which, after }`, `CancelTimer { which }`, `Transition { from, to, reason }`,
 //! `RunHook { state }`. Events and actions are serde types (JSON Lines in the golden tests), so
@@ -99,7 +100,7 @@ pub mod timing;
 pub mod types;
 
 pub use auth::{AuthKey, ReplayGuard, Sequence, SequenceGen};
-pub use fsm::{Action, Admin, Config, Event, Reason, Router, State, Time, Timer};
+pub use fsm::{Action, Admin, Config, Event, FaultSource, Reason, Router, State, Time, Timer};
 pub use packet::{
     Advert, DropReason, EncodeError, RxMeta, decode, decode_authenticated, peek_vrid,
 };

@@ -298,6 +298,7 @@ fn required_scenarios_exist() {
         "fault_before_startup_owner",
         "priority_tracking",
         "stale_timer_events",
+        "gated",
     ] {
         for suffix in ["input", "expected"] {
             let path = golden_dir().join(format!("{name}.{suffix}.jsonl"));

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::claim::FaultSource;
 use crate::packet::Advert;
 use crate::types::{AdverInterval, Priority};
 
@@ -205,10 +206,20 @@ pub enum Event {
         /// The new effective priority.
         effective: Priority,
     },
-    /// A local failure (link down, gate failing) forbids serving.
+    /// A local failure (link down, gate failing) forbids serving. The same as
+    /// `Fault { source: External, failing: true }`.
     FaultSet,
-    /// The local failure is over.
+    /// The local failure is over. The same as `Fault { source: External, failing: false }`.
     FaultCleared,
+    /// A fault source starts or stops failing: `{"fault":{"source":{"gate":"db"},"failing":true}}`.
+    /// The first failing source puts the router in Fault; when the last clears it starts
+    /// again as on Startup.
+    Fault {
+        /// Which source.
+        source: FaultSource,
+        /// Whether it is failing now.
+        failing: bool,
+    },
     /// Take mastership now.
     AdminPromote,
     /// Give mastership away and stay Backup until resume.

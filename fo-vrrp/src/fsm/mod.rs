@@ -48,8 +48,10 @@
 //! * Admin demote: a Master advertises priority 0 once (backups take over after Skew_Time,
 //!   §6.4.2), releases the addresses and stays Backup; a demoted Backup arms no
 //!   Master_Down_Timer, so it never becomes Master until resume.
-//! * Fault (link down, a gate failing): release the addresses, cancel the timers, send
-//!   nothing; when cleared, start again as on Startup (Master if owner, else Backup).
+//! * Fault (link down, a gate failing, the data plane detached, fenced): release the
+//!   addresses, cancel the timers, send nothing; when the last source clears, start again as
+//!   on Startup (Master if owner, else Backup). The sources are data ([`FaultSource`], see
+//!   [`claim`](self::claim)), so the router says which keep it down.
 //! * Priority changes (tracked checks): a Master advertises the new priority at once.
 //! * An advertisement from our own primary address (a looped-back multicast) is ignored.
 //!
@@ -59,10 +61,12 @@
 //! for Master), then the advertisements, gratuitous ARP/NA and timers of the new state, then
 //! [`Action::RunHook`] (not for Initialize: there is no stop hook).
 
+mod claim;
 mod events;
 mod router;
 
 pub use crate::timing::{master_down_interval, skew_time};
+pub use claim::FaultSource;
 pub use events::{Action, Admin, Event, Reason, State, Time, Timer};
 pub use router::{Config, ConfigError, MasterInfo, Router};
 

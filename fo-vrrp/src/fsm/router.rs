@@ -1,9 +1,11 @@
 //! One virtual router's state machine (RFC 5798 §6.4): [`Router::handle`] and the rules
 //! of each state. The module docs of [`crate::fsm`] list where it goes beyond the RFC.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::claim::FaultSource;
 use super::events::{Action, Admin, Event, Reason, State, Time, Timer};
 use crate::timing::{master_down_interval, skew_time};
 use crate::types::{AdverInterval, Priority};
@@ -55,7 +57,8 @@ pub struct Router {
     /// Effective priority from tracking (starts at the configured one).
     tracked: Priority,
     admin: Admin,
-    fault: bool,
+    /// The failing fault sources; the router is in Fault while any is.
+    faults: BTreeSet<FaultSource>,
     /// Master_Adver_Interval (RFC 5798 §6.1): adopted from the Master in v3.
     master_adver_interval: AdverInterval,
     master: Option<MasterInfo>,
@@ -82,7 +85,7 @@ impl Router {
             config,
             state: State::Initialize,
             admin: Admin::None,
-            fault: false,
+            faults: BTreeSet::new(),
             master: None,
             deadlines: [None; 3],
             master_since: None,
@@ -122,7 +125,12 @@ impl Router {
 
     /// Whether a local fault is set.
     pub fn is_faulted(&self) -> bool {
-        self.fault
+        !self.faults.is_empty()
+    }
+
+    /// The fault sources failing now, in order.
+    pub fn faults(&self) -> &BTreeSet<FaultSource> {
+        &self.faults
     }
 
     /// Master_Adver_Interval: the Master's interval as last adopted (v3), else ours.
@@ -176,7 +184,7 @@ impl Router {
             Event::Restart => {
                 if self.state == State::Initialize {
                     self.master_adver_interval = self.config.advert_interval;
-                    if self.fault || self.admin == Admin::Demoted {
+                    if self.is_faulted() || self.admin == Admin::Demoted {
                         self.start(now, Reason::Startup, &mut out);
                     } else {
                         self.enter_master(now, Reason::Resumed, &mut out);
@@ -191,19 +199,9 @@ impl Router {
             } => self.on_advert(now, from, priority, interval, &mut out),
             Event::TimerFired { which } => self.on_timer(now, which, &mut out),
             Event::PriorityChanged { effective } => self.on_priority(effective, &mut out),
-            Event::FaultSet => {
-                self.fault = true;
-                if matches!(self.state, State::Backup | State::Master) {
-                    self.enter_fault(Reason::Fault, &mut out);
-                }
-            }
-            Event::FaultCleared => {
-                self.fault = false;
-                if self.state == State::Fault {
-                    self.master_adver_interval = self.config.advert_interval;
-                    self.start(now, Reason::FaultCleared, &mut out);
-                }
-            }
+            Event::FaultSet => self.set_fault(now, FaultSource::External, true, &mut out),
+            Event::FaultCleared => self.set_fault(now, FaultSource::External, false, &mut out),
+            Event::Fault { source, failing } => self.set_fault(now, source, failing, &mut out),
             Event::AdminPromote => self.on_promote(now, &mut out),
             Event::AdminDemote => self.on_demote(&mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
@@ -211,11 +209,28 @@ impl Router {
         out
     }
 
+    /// fo: a failing source puts a Backup or Master in Fault; when the last one clears, a
+    /// router in Fault starts again as on Startup.
+    fn set_fault(&mut self, now: Time, source: FaultSource, failing: bool, out: &mut Vec<Action>) {
+        if failing {
+            self.faults.insert(source);
+            if matches!(self.state, State::Backup | State::Master) {
+                self.enter_fault(Reason::Fault, out);
+            }
+        } else {
+            self.faults.remove(&source);
+            if self.faults.is_empty() && self.state == State::Fault {
+                self.master_adver_interval = self.config.advert_interval;
+                self.start(now, Reason::FaultCleared, out);
+            }
+        }
+    }
+
     /// RFC 5798 §6.4.1: the owner (priority 255) goes to Master, everyone else to Backup with
     /// Master_Down_Timer = Master_Down_Interval. fo: a fault goes to Fault, a promote to
     /// Master, a demote to Backup even for the owner.
     fn start(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
-        if self.fault {
+        if self.is_faulted() {
             self.enter_fault(Reason::Fault, out);
         } else if self.admin != Admin::Demoted
             && (self.priority().is_owner() || self.admin == Admin::Promoted)

@@ -435,3 +435,31 @@ fn names_match_the_json_and_the_status_words() {
     let shown: Vec<&str> = states.iter().map(|s| s.status_name()).collect();
     assert_eq!(shown, ["init", "backup", "master", "fault"]);
 }
+
+#[test]
+fn fault_sources_show_the_labels_status_has_always_shown() {
+    let shown: Vec<String> = [
+        FaultSource::Link,
+        FaultSource::Dataplane,
+        FaultSource::Gate("db".into()),
+        FaultSource::Fenced,
+        FaultSource::External,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "link",
+            "dataplane",
+            "gate:db",
+            "fenced: peer and witness unreachable",
+            "fault"
+        ]
+    );
+    assert_eq!(
+        serde_json::to_string(&FaultSource::Gate("db".into())).unwrap(),
+        r#"{"gate":"db"}"#
+    );
+}
