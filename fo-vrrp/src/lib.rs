@@ -81,6 +81,7 @@
 //!     preempt: true,
 //!     preempt_delay: Duration::ZERO,
 //!     primary_address: "192.168.1.12".parse().unwrap(),
+//!     fence_timeout: None,
 //! })
 //! .unwrap();
 //! let now = fsm::Time::ZERO;

@@ -95,6 +95,7 @@ fn node(priority: u8, address: &str) -> Node {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary_address: address,
+            fence_timeout: None,
         })
         .expect("valid config"),
         address,

@@ -651,6 +651,10 @@ impl Driver {
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
                     // Timers are read back from the router (`next_deadline`) on every turn.
                 }
+                Action::ClaimRefused { .. } => {
+                    // Not emitted yet: the router's fence_timeout is None while this driver
+                    // fences at Master_Down itself (see `run`).
+                }
                 Action::RunHook { state } => {
                     let from = pending.as_ref().map_or(State::Initialize, |p| p.from);
                     self.hooks.transition(

@@ -323,6 +323,8 @@ pub fn spec_of(
             preempt: v.preempt,
             preempt_delay: v.preempt_delay,
             primary_address: primary,
+            // The driver still fences on its own (fence::Gate) until it feeds PeerAlive.
+            fence_timeout: None,
         },
         garp: GarpTiming {
             count: n.garp_count.max(1),

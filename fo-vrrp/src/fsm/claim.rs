@@ -6,6 +6,10 @@
 //!   adverts, no timers); the first one sets the fault, the last one cleared starts the router
 //!   again as on Startup. The legacy `fault_set` / `fault_cleared` events are the source
 //!   [`FaultSource::External`].
+//! - **Fencing** ([`Config::fence_timeout`](super::Config::fence_timeout),
+//!   [`Event::PeerAlive`](super::Event::PeerAlive)): at Master_Down a Backup cut off from
+//!   its peer and its witness for the timeout refuses the claim
+//!   ([`Action::ClaimRefused`](super::Action::ClaimRefused)) and fences itself.
 //!
 //! | source | set by the agent when |
 //! |---|---|

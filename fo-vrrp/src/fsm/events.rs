@@ -211,6 +211,14 @@ pub enum Event {
     FaultSet,
     /// The local failure is over. The same as `Fault { source: External, failing: false }`.
     FaultCleared,
+    /// The peer or the witness answered at `at` (fencing, see
+    /// [`Config::fence_timeout`](super::Config::fence_timeout)). In JSON
+    /// `{"peer_alive":{"at_us":1000000}}`.
+    PeerAlive {
+        /// When it answered (may be before `now`).
+        #[serde(rename = "at_us", with = "time_micros")]
+        at: Time,
+    },
     /// A fault source starts or stops failing: `{"fault":{"source":{"gate":"db"},"failing":true}}`.
     /// The first failing source puts the router in Fault; when the last clears it starts
     /// again as on Startup.
@@ -289,6 +297,28 @@ pub enum Action {
         /// The state entered.
         state: State,
     },
+    /// Master_Down_Timer fired but this Backup may not claim: `source` keeps it from serving
+    /// (it is now failing, and the router goes to Fault). In JSON
+    /// `{"claim_refused":{"source":"fenced"}}`.
+    ClaimRefused {
+        /// Why.
+        source: FaultSource,
+    },
+}
+
+/// Serde for a [`Time`] as whole microseconds since the caller's epoch.
+mod time_micros {
+    use serde::{Deserializer, Serializer};
+
+    use super::Time;
+
+    pub fn serialize<S: Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+        super::micros::serialize(&t.since_epoch(), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        super::micros::deserialize(d).map(Time::from_epoch)
+    }
 }
 
 /// Serde for a [`Duration`] as whole microseconds: exact for every value the router computes.

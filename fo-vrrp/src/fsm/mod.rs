@@ -52,6 +52,11 @@
 //!   addresses, cancel the timers, send nothing; when the last source clears, start again as
 //!   on Startup (Master if owner, else Backup). The sources are data ([`FaultSource`], see
 //!   [`claim`](self::claim)), so the router says which keep it down.
+//! * Fencing ([`Config::fence_timeout`]): a Backup whose Master_Down_Timer fires claims only
+//!   if its peer or its witness answered ([`Event::PeerAlive`]) within the timeout; otherwise
+//!   this node may be the one partitioned away, so it emits [`Action::ClaimRefused`] and goes
+//!   to Fault with [`FaultSource::Fenced`] until that source clears. A Master is not fenced
+//!   by this rule (the agent's fence task sets the fault when it decides so).
 //! * Priority changes (tracked checks): a Master advertises the new priority at once.
 //! * An advertisement from our own primary address (a looped-back multicast) is ignored.
 //!

@@ -24,6 +24,10 @@ pub struct Config {
     /// Our primary address on the interface: the source of our adverts, and the tie-breaker
     /// between equal priorities (RFC 5798 §6.4.3).
     pub primary_address: IpAddr,
+    /// fo's fencing: when set, a Backup whose Master_Down_Timer fires claims only if the peer
+    /// or the witness was heard ([`Event::PeerAlive`]) within this long; otherwise it refuses
+    /// ([`Action::ClaimRefused`]) and goes to Fault with [`FaultSource::Fenced`].
+    pub fence_timeout: Option<Duration>,
 }
 
 /// Why a [`Config`] was refused.
@@ -66,6 +70,9 @@ pub struct Router {
     master_since: Option<Time>,
     /// A Master already answered a lower-priority advert since its last Adver_Timer.
     answered: bool,
+    /// The last time the peer or the witness answered (fencing); starts at the epoch, which
+    /// gives one `fence_timeout` of grace after start.
+    last_alive: Time,
 }
 
 impl Router {
@@ -86,6 +93,7 @@ impl Router {
             state: State::Initialize,
             admin: Admin::None,
             faults: BTreeSet::new(),
+            last_alive: Time::ZERO,
             master: None,
             deadlines: [None; 3],
             master_since: None,
@@ -202,11 +210,21 @@ impl Router {
             Event::FaultSet => self.set_fault(now, FaultSource::External, true, &mut out),
             Event::FaultCleared => self.set_fault(now, FaultSource::External, false, &mut out),
             Event::Fault { source, failing } => self.set_fault(now, source, failing, &mut out),
+            Event::PeerAlive { at } => self.last_alive = self.last_alive.max(at),
             Event::AdminPromote => self.on_promote(now, &mut out),
             Event::AdminDemote => self.on_demote(&mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
         }
         out
+    }
+
+    /// fo's fencing: neither the peer nor the witness has answered for `fence_timeout`.
+    fn cut_off(&self, now: Time) -> bool {
+        self.config.fence_timeout.is_some_and(|timeout| {
+            now.since_epoch()
+                .saturating_sub(self.last_alive.since_epoch())
+                >= timeout
+        })
     }
 
     /// fo: a failing source puts a Backup or Master in Fault; when the last one clears, a
@@ -392,8 +410,17 @@ impl Router {
                 );
             }
             (Timer::MasterDown, State::Backup) if self.admin != Admin::Demoted => {
-                // RFC 5798 §6.4.2: Master_Down_Timer fires.
-                self.enter_master(now, Reason::MasterDown, out);
+                // RFC 5798 §6.4.2: Master_Down_Timer fires. fo: unless this node is cut off
+                // from its peer and its witness (it may be the one partitioned away).
+                if self.cut_off(now) {
+                    out.push(Action::ClaimRefused {
+                        source: FaultSource::Fenced,
+                    });
+                    self.faults.insert(FaultSource::Fenced);
+                    self.enter_fault(Reason::Fault, out);
+                } else {
+                    self.enter_master(now, Reason::MasterDown, out);
+                }
             }
             (Timer::PreemptDelay, State::Backup) if self.admin != Admin::Demoted => {
                 let local = self.priority();

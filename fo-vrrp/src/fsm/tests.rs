@@ -34,6 +34,7 @@ fn router(priority: u8, interval: AdverInterval) -> Router {
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
+        fence_timeout: None,
     })
     .expect("valid config")
 }
@@ -356,6 +357,7 @@ fn invalid_configs_are_refused() {
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
+        fence_timeout: None,
     };
     assert_eq!(
         Router::new(Config {
