@@ -82,6 +82,7 @@
 //!     preempt_delay: Duration::ZERO,
 //!     primary_address: "192.168.1.12".parse().unwrap(),
 //!     fence_timeout: None,
+//!     sync_then_claim: false,
 //! })
 //! .unwrap();
 //! let now = fsm::Time::ZERO;

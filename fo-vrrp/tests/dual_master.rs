@@ -96,6 +96,7 @@ fn node(priority: u8, address: &str) -> Node {
             preempt_delay: Duration::ZERO,
             primary_address: address,
             fence_timeout: None,
+            sync_then_claim: false,
         })
         .expect("valid config"),
         address,

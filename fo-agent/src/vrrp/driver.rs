@@ -651,9 +651,10 @@ impl Driver {
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
                     // Timers are read back from the router (`next_deadline`) on every turn.
                 }
-                Action::ClaimRefused { .. } => {
-                    // Not emitted yet: the router's fence_timeout is None while this driver
-                    // fences at Master_Down itself (see `run`).
+                Action::ClaimRefused { .. } | Action::AwaitSync { .. } => {
+                    // Not emitted yet: the router's fence_timeout is None and sync_then_claim
+                    // false while this driver fences at Master_Down (see `run`) and waits for
+                    // sync in `set_ownership` itself.
                 }
                 Action::RunHook { state } => {
                     let from = pending.as_ref().map_or(State::Initialize, |p| p.from);

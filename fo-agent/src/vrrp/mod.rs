@@ -325,6 +325,8 @@ pub fn spec_of(
             primary_address: primary,
             // The driver still fences on its own (fence::Gate) until it feeds PeerAlive.
             fence_timeout: None,
+            // The driver still waits for sync on SetOwnership itself (sync::SyncGate).
+            sync_then_claim: false,
         },
         garp: GarpTiming {
             count: n.garp_count.max(1),

@@ -167,7 +167,7 @@ pub enum Admin {
     Demoted,
 }
 
-/// An input to [`Router::handle`].
+/// An input to [`Router::handle`](super::Router::handle).
 ///
 /// In JSON (externally tagged, snake_case): `"startup"`,
 /// `{"advert_received":{"from":"10.0.0.2","priority":200,"interval":{"centisecs":100}}}`,
@@ -218,6 +218,13 @@ pub enum Event {
         /// When it answered (may be before `now`).
         #[serde(rename = "at_us", with = "time_micros")]
         at: Time,
+    },
+    /// Whether the NAT connection table still lacks what the peers hold (sync-then-claim, see
+    /// [`Config::sync_then_claim`](super::Config::sync_then_claim)). In JSON
+    /// `{"sync_pending":{"pending":false}}`.
+    SyncPending {
+        /// `true` until the table is current.
+        pending: bool,
     },
     /// A fault source starts or stops failing: `{"fault":{"source":{"gate":"db"},"failing":true}}`.
     /// The first failing source puts the router in Fault; when the last clears it starts
@@ -303,6 +310,15 @@ pub enum Action {
     ClaimRefused {
         /// Why.
         source: FaultSource,
+    },
+    /// Entering Master with sync-then-claim: wait up to `bound` for the connection table to
+    /// become current before taking the addresses (zero: it is current, claim at once). Comes
+    /// between [`Action::Transition`] and [`Action::SetOwnership`]. In JSON
+    /// `{"await_sync":{"bound_us":1000000}}`.
+    AwaitSync {
+        /// The longest wait: one advertisement interval.
+        #[serde(rename = "bound_us", with = "micros")]
+        bound: Duration,
     },
 }
 

@@ -50,13 +50,18 @@
 //!   Master_Down_Timer, so it never becomes Master until resume.
 //! * Fault (link down, a gate failing, the data plane detached, fenced): release the
 //!   addresses, cancel the timers, send nothing; when the last source clears, start again as
-//!   on Startup (Master if owner, else Backup). The sources are data ([`FaultSource`], see
-//!   [`claim`](self::claim)), so the router says which keep it down.
+//!   on Startup (Master if owner, else Backup). The sources are data ([`FaultSource`]), so
+//!   the router says which keep it down.
 //! * Fencing ([`Config::fence_timeout`]): a Backup whose Master_Down_Timer fires claims only
 //!   if its peer or its witness answered ([`Event::PeerAlive`]) within the timeout; otherwise
 //!   this node may be the one partitioned away, so it emits [`Action::ClaimRefused`] and goes
 //!   to Fault with [`FaultSource::Fenced`] until that source clears. A Master is not fenced
 //!   by this rule (the agent's fence task sets the fault when it decides so).
+//! * Sync-then-claim ([`Config::sync_then_claim`], for routers with NAT services and
+//!   connection sync): every entry to Master emits [`Action::AwaitSync`] between
+//!   `Transition` and `SetOwnership`, with a bound of one advertisement interval while the
+//!   table is not current ([`Event::SyncPending`]; pending from start) and zero once it is,
+//!   so a takeover does not reset the connections the peer was carrying.
 //! * Priority changes (tracked checks): a Master advertises the new priority at once.
 //! * An advertisement from our own primary address (a looped-back multicast) is ignored.
 //!

@@ -28,6 +28,9 @@ pub struct Config {
     /// or the witness was heard ([`Event::PeerAlive`]) within this long; otherwise it refuses
     /// ([`Action::ClaimRefused`]) and goes to Fault with [`FaultSource::Fenced`].
     pub fence_timeout: Option<Duration>,
+    /// fo's sync-then-claim: the router has NAT services and connection sync is on, so each
+    /// entry to Master first waits for the table ([`Action::AwaitSync`]).
+    pub sync_then_claim: bool,
 }
 
 /// Why a [`Config`] was refused.
@@ -73,6 +76,8 @@ pub struct Router {
     /// The last time the peer or the witness answered (fencing); starts at the epoch, which
     /// gives one `fence_timeout` of grace after start.
     last_alive: Time,
+    /// The NAT connection table lacks what the peers hold (sync-then-claim).
+    sync_pending: bool,
 }
 
 impl Router {
@@ -89,6 +94,7 @@ impl Router {
         Ok(Router {
             tracked: config.priority,
             master_adver_interval: config.advert_interval,
+            sync_pending: config.sync_then_claim,
             config,
             state: State::Initialize,
             admin: Admin::None,
@@ -211,6 +217,7 @@ impl Router {
             Event::FaultCleared => self.set_fault(now, FaultSource::External, false, &mut out),
             Event::Fault { source, failing } => self.set_fault(now, source, failing, &mut out),
             Event::PeerAlive { at } => self.last_alive = self.last_alive.max(at),
+            Event::SyncPending { pending } => self.sync_pending = pending,
             Event::AdminPromote => self.on_promote(now, &mut out),
             Event::AdminDemote => self.on_demote(&mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
@@ -558,6 +565,14 @@ impl Router {
             self.master = None;
         }
         out.push(Action::Transition { from, to, reason });
+        if to == State::Master && self.config.sync_then_claim {
+            let bound = if self.sync_pending {
+                self.config.advert_interval.to_duration()
+            } else {
+                Duration::ZERO
+            };
+            out.push(Action::AwaitSync { bound });
+        }
         out.push(Action::SetOwnership {
             owned: to == State::Master,
         });

@@ -35,6 +35,7 @@ fn router(priority: u8, interval: AdverInterval) -> Router {
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
         fence_timeout: None,
+        sync_then_claim: false,
     })
     .expect("valid config")
 }
@@ -358,6 +359,7 @@ fn invalid_configs_are_refused() {
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
         fence_timeout: None,
+        sync_then_claim: false,
     };
     assert_eq!(
         Router::new(Config {
