@@ -310,6 +310,7 @@ fn required_scenarios_exist() {
         "gated",
         "fenced",
         "sync_pending",
+        "dual_master",
     ] {
         for suffix in ["input", "expected"] {
             let path = golden_dir().join(format!("{name}.{suffix}.jsonl"));

@@ -656,6 +656,10 @@ impl Driver {
                     // false while this driver fences at Master_Down (see `run`) and waits for
                     // sync in `set_ownership` itself.
                 }
+                Action::DualMaster { .. } => {
+                    // Counted and warned by `packet` (`dual_master`) until the driver acts
+                    // on this action instead.
+                }
                 Action::RunHook { state } => {
                     let from = pending.as_ref().map_or(State::Initialize, |p| p.from);
                     self.hooks.transition(

@@ -320,6 +320,17 @@ pub enum Action {
         #[serde(rename = "bound_us", with = "micros")]
         bound: Duration,
     },
+    /// As Master, another Master's advert (not priority 0) was heard: report it. The last
+    /// action of that event, after the resolution (§6.4.3) the others performed. In JSON
+    /// `{"dual_master":{"peer":"10.0.0.9","priority":100,"stays":true}}`.
+    DualMaster {
+        /// The other Master.
+        peer: IpAddr,
+        /// Its advertised priority.
+        priority: Priority,
+        /// Whether this router is still Master (it answered) or yielded.
+        stays: bool,
+    },
 }
 
 /// Serde for a [`Time`] as whole microseconds since the caller's epoch.

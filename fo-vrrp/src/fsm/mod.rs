@@ -62,6 +62,9 @@
 //!   `Transition` and `SetOwnership`, with a bound of one advertisement interval while the
 //!   table is not current ([`Event::SyncPending`]; pending from start) and zero once it is,
 //!   so a takeover does not reset the connections the peer was carrying.
+//! * Dual-master reporting: a Master that hears another Master (an advert that is not
+//!   priority 0) emits [`Action::DualMaster`] as the last action of that event, saying
+//!   whether it stays Master or yielded, for the operator's count and warning.
 //! * Priority changes (tracked checks): a Master advertises the new priority at once.
 //! * An advertisement from our own primary address (a looped-back multicast) is ignored.
 //!

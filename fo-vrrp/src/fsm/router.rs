@@ -395,6 +395,13 @@ impl Router {
             out.push(Action::SendAdvert { priority: local });
             out.push(Action::SendGratuitous);
         }
+        // fo: two Masters at once is worth an operator's attention (a partition healed, a
+        // stalled node, a forged advert); the resolution is above, this reports it.
+        out.push(Action::DualMaster {
+            peer: from,
+            priority,
+            stays: self.state == State::Master,
+        });
     }
 
     fn on_timer(&mut self, now: Time, which: Timer, out: &mut Vec<Action>) {

@@ -288,18 +288,25 @@ fn master_hearing_a_lower_master_announces_its_addresses_again() {
         interval: cs(10),
     };
     let actions = r.handle(at(450), lower.clone());
+    let dual = Action::DualMaster {
+        peer: ip("10.0.0.2"),
+        priority: Priority(100),
+        stays: true,
+    };
     assert_eq!(
         actions,
         vec![
             Action::SendAdvert {
                 priority: Priority(150)
             },
-            Action::SendGratuitous
+            Action::SendGratuitous,
+            dual.clone()
         ]
     );
     assert_eq!(r.state(), State::Master);
-    // Once per interval: a second one before the Adver_Timer fires gets nothing.
-    assert_eq!(r.handle(at(460), lower), vec![]);
+    // Once per interval: a second one before the Adver_Timer fires gets nothing (but is
+    // still reported).
+    assert_eq!(r.handle(at(460), lower), vec![dual]);
 }
 
 /// Regression (chaos run, seed 1): a partitioned Master's advert reached the Backup that
