@@ -20,7 +20,7 @@ use tracing::{debug, error, info, warn};
 
 use super::garp::Announcer;
 use super::socket::{Received, VrrpSocket};
-use crate::agent::SharedPlane;
+use crate::dataplane::SharedPlane;
 use crate::hooks::{HookState, RouterHooks, RouterInfo};
 
 /// Everything a router task needs to know about its router, resolved from the config.

@@ -1,6 +1,6 @@
 //! VRRP on the wire: raw sockets ([`socket`]), gratuitous ARP / unsolicited NA
 //! ([`garp`]) and one task per virtual router ([`driver`]) around the pure state machine
-//! of `fo-vrrp`. The data plane is driven through [`crate::agent::SharedPlane`].
+//! of `fo-vrrp`. The data plane is driven through [`crate::dataplane::SharedPlane`].
 //!
 //! ```text
 //!  socket rx task ──peek_vrid──▶ router task ──decode──▶ fo_vrrp::Router::handle
@@ -50,7 +50,7 @@ pub use driver::{
     TransitionRecord,
 };
 
-use crate::agent::SharedPlane;
+use crate::dataplane::SharedPlane;
 use crate::net::{self, link::LinkInfo};
 use garp::Announcer;
 use socket::VrrpSocket;
