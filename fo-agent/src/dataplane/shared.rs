@@ -41,7 +41,7 @@ impl SharedPlane {
     pub fn lock(&self) -> MutexGuard<'_, Plane> {
         // A panic while holding the lock leaves the maps consistent (every write is
         // a whole entry), so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.0)
     }
 }
 

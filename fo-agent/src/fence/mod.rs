@@ -14,7 +14,7 @@ pub mod decide;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fo_config::{Config, Witness};
@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::api::status::{FenceStatus, Reach};
+use crate::locks::lock;
 use crate::net::icmp::Pinger;
 use crate::vrrp::{Control, RouterHandle, Vrrp};
 use decide::{Tracker, Verdict, decide};
@@ -120,10 +121,6 @@ impl Drop for Fences {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Task {

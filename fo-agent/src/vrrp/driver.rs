@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use fo_vrrp::packet::{MULTICAST_V4, MULTICAST_V6};
 use fo_vrrp::{
@@ -22,6 +22,7 @@ use super::garp::Announcer;
 use super::socket::{Received, VrrpSocket};
 use crate::dataplane::SharedPlane;
 use crate::hooks::{HookState, RouterHooks, RouterInfo};
+use crate::locks::lock;
 
 /// Everything a router task needs to know about its router, resolved from the config.
 #[derive(Clone, Debug)]
@@ -228,11 +229,6 @@ impl RouterHandle {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Status is plain data written whole; a panicked writer leaves it usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Where the router's effects go.
 pub(super) struct Io {
     pub socket: Arc<VrrpSocket>,
@@ -307,7 +303,7 @@ pub(super) fn spawn(
         send_failing: false,
         warned_addresses: false,
         stats: RouterStats::default(),
-        sequence: SequenceGen::new(unix_ms(SystemTime::now())),
+        sequence: SequenceGen::new(crate::clock::unix_millis(SystemTime::now())),
         replay: ReplayGuard::default(),
         auth_warn: RateLimit::default(),
         dual_warn: RateLimit::default(),
@@ -365,11 +361,6 @@ impl RateLimit {
             }
         }
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn auth_label(key: Option<&AuthKey>) -> Option<String> {
