@@ -57,8 +57,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const KNOWN: &[(&str, &str)] = &[
     // sync names SharedPlane through agent's re-export (it lives in dataplane).
     ("src/sync/mod.rs", "agent"),
-    // FenceStatus and Reach live in api (move to fence).
-    ("src/fence/mod.rs", "api"),
     // The driver asks fence and sync whether it may claim (moves into fo-vrrp's FSM).
     ("src/vrrp/driver.rs", "fence"),
     ("src/vrrp/mod.rs", "fence"),

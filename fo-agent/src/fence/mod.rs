@@ -11,6 +11,7 @@
 //! advert of the router's VRID heard so far.
 
 pub mod decide;
+mod status;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -22,11 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::api::status::{FenceStatus, Reach};
 use crate::locks::lock;
 use crate::net::icmp::Pinger;
 use crate::vrrp::{Control, RouterHandle, Vrrp};
 use decide::{Tracker, Verdict, decide};
+pub use status::{FenceStatus, Reach};
 
 /// The fault source a fenced router carries (shown by `status`, logged on transition).
 pub const FENCED: &str = "fenced: peer and witness unreachable";
