@@ -5,6 +5,7 @@ mod batch;
 mod loader;
 pub mod maglev;
 pub mod nat;
+mod nat_events;
 mod services;
 mod shared;
 
@@ -20,6 +21,7 @@ use fo_common::{
 };
 
 pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, remove_all_pins};
+pub use nat_events::NatEvents;
 pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable, SlotInfo};
 pub use shared::{Plane, SharedPlane, lease_task};
 
