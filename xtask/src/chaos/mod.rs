@@ -79,9 +79,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Master_Down_Interval of a VRRPv3 router (RFC 5798 §6.1): 3 x interval + skew.
+/// Master_Down_Interval of a VRRPv3 router (RFC 5798 §6.1): 3 x interval + skew, exact
+/// (the bound a takeover is measured against; fo arms it truncated to centiseconds).
 fn master_down(priority: u8) -> Duration {
-    3 * ADVERT + ADVERT * u32::from(256 - u16::from(priority)) / 256
+    let interval = fo_vrrp::AdverInterval::from_duration(fo_vrrp::Version::V3, ADVERT)
+        .expect("ADVERT is whole centiseconds");
+    fo_vrrp::master_down_interval_exact(fo_vrrp::Priority(priority), interval)
 }
 
 /// The node's config. Its router is gated on check `ready`: the file `gate` exists.
