@@ -9,6 +9,7 @@ pub mod layering;
 pub mod netns;
 pub mod pair;
 pub mod pins;
+pub mod table;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;
