@@ -133,3 +133,26 @@ fn repository_stands_alone() {
         &layering::cites(workspace, &needles),
     );
 }
+
+/// The lab side (xtask, fo-lab) builds on a bare machine: it may use the pure crates
+/// (fo-vrrp, fo-config: no build script, no BPF, no system library) but never the agent,
+/// the XDP program or fo-common's aya side.
+#[test]
+fn the_lab_side_uses_no_product_crate() {
+    let workspace = root().parent().expect("workspace root");
+    let mut problems = Vec::new();
+    for krate in ["xtask", "fo-lab"] {
+        let manifest = std::fs::read_to_string(workspace.join(krate).join("Cargo.toml"))
+            .expect("readable Cargo.toml");
+        for line in manifest.lines().map(str::trim) {
+            let name = line.split(['=', ' ']).next().unwrap_or("");
+            if ["fo-agent", "fo-ebpf", "fo-common", "fo-tests"].contains(&name) {
+                problems.push(format!("{krate}/Cargo.toml: {line}"));
+            }
+        }
+    }
+    layering::assert_none(
+        "the lab side depends on a product crate (it must build without BPF or aya)",
+        &problems,
+    );
+}
