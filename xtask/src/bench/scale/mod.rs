@@ -168,26 +168,12 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     }
 
     // The responder on every backend: HAProxy, a static 200 on every service port.
-    let web_cfg = dir.join("haproxy-backend-web.cfg");
-    std::fs::write(
-        &web_cfg,
-        format!(
-            "global\n  maxconn 6000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
-             frontend web\n  bind :{BASE_PORT}-{}\n  http-request return status 200 content-type text/plain string ok\n",
-            BASE_PORT + MAX_SERVICES - 1
-        ),
+    let (web_cfg, webs) = fo_lab::kit::static_http::start(
+        &dir,
+        lab.backends.iter().map(|b| &b.ns),
+        &(BASE_PORT..=BASE_PORT + MAX_SERVICES - 1),
     )?;
     keep_config(out, &web_cfg, "scale-haproxy-backend-web.cfg")?;
-    let mut webs = Vec::new();
-    for (i, b) in lab.backends.iter().enumerate() {
-        let mut cmd = b.ns.command("/usr/sbin/haproxy");
-        cmd.arg("-db").arg("-f").arg(&web_cfg);
-        webs.push(Proc::spawn(
-            &format!("haproxy web b{}", i + 1),
-            cmd,
-            &dir.join(format!("haproxy-web-b{}.log", i + 1)),
-        )?);
-    }
     for b in &lab.backends {
         wait_listen(&b.ns, BASE_PORT)?;
         wait_listen(&b.ns, BASE_PORT + MAX_SERVICES - 1)?;

@@ -111,24 +111,11 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     ))?;
 
     // Backends: HAProxy's static 200 on :8080 for wrk, fo-sink on VIP:1514 for the fleet.
-    let web_cfg = dir.join("haproxy-backend-web.cfg");
-    std::fs::write(
-        &web_cfg,
-        format!(
-            "global\n  maxconn 6000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
-             frontend web\n  bind :{HTTP_PORT}\n  http-request return status 200 content-type text/plain string ok\n"
-        ),
+    let (_, webs) = fo_lab::kit::static_http::start(
+        &dir,
+        lab.backends.iter().map(|b| &b.ns),
+        &(HTTP_PORT..=HTTP_PORT),
     )?;
-    let mut webs = Vec::new();
-    for (i, b) in lab.backends.iter().enumerate() {
-        let mut cmd = b.ns.command("/usr/sbin/haproxy");
-        cmd.arg("-db").arg("-f").arg(&web_cfg);
-        webs.push(Proc::spawn(
-            &format!("haproxy web b{}", i + 1),
-            cmd,
-            &dir.join(format!("haproxy-web-b{}.log", i + 1)),
-        )?);
-    }
     for b in &lab.backends {
         wait_listen(&b.ns, HTTP_PORT)?;
     }
