@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use fo_config::{Hooks, Router};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{Instrument as _, error, info, info_span, warn};
+use tracing::{Instrument as _, error, info, info_span};
 
 use crate::health::child::{self, Ended, Stream};
 
@@ -106,6 +106,27 @@ pub enum HookKind {
 }
 
 impl HookKind {
+    pub const ALL: [HookKind; 4] = [Self::Master, Self::Backup, Self::Fault, Self::Notify];
+
+    fn index(self) -> usize {
+        match self {
+            Self::Master => 0,
+            Self::Backup => 1,
+            Self::Fault => 2,
+            Self::Notify => 3,
+        }
+    }
+
+    /// The path of this hook in `hooks`, if it is configured.
+    pub fn path(self, hooks: &Hooks) -> Option<&PathBuf> {
+        match self {
+            Self::Master => hooks.master.as_ref(),
+            Self::Backup => hooks.backup.as_ref(),
+            Self::Fault => hooks.fault.as_ref(),
+            Self::Notify => hooks.notify.as_ref(),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Master => "master",
@@ -126,8 +147,8 @@ pub enum HookOutcome {
     NotStarted(std::io::Error),
 }
 
-/// Counters of a router's hook runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters of a router's hook runs (of one hook, or all of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HookStats {
     /// Hooks started (or attempted).
     pub runs: u64,
@@ -136,6 +157,18 @@ pub struct HookStats {
     /// Runs killed at their timeout.
     pub timeouts: u64,
 }
+
+impl std::ops::AddAssign for HookStats {
+    fn add_assign(&mut self, o: Self) {
+        self.runs += o.runs;
+        self.failures += o.failures;
+        self.timeouts += o.timeouts;
+    }
+}
+
+/// The counters of each hook, indexed by [`HookKind::index`].
+#[derive(Debug, Default)]
+struct PerHook([Counters; HookKind::ALL.len()]);
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -247,7 +280,7 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
     };
     match &outcome {
         HookOutcome::Ok => info!(hook, %path, "hook done"),
-        HookOutcome::Failed(st) => warn!(hook, %path, status = %st, "hook failed"),
+        HookOutcome::Failed(st) => error!(hook, %path, status = %st, "hook failed"),
         HookOutcome::TimedOut => {
             error!(hook, %path, timeout = ?timeout, "hook still running at its timeout: killed")
         }
@@ -276,7 +309,34 @@ enum Job {
 #[derive(Debug)]
 pub struct RouterHooks {
     tx: mpsc::UnboundedSender<Job>,
-    counters: Arc<Counters>,
+    counters: HookCounters,
+}
+
+/// A read handle on a router's hook counters (for status and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct HookCounters {
+    counters: Arc<PerHook>,
+    /// The hooks this router has (their counters are reported, zero or not).
+    configured: Vec<HookKind>,
+}
+
+impl HookCounters {
+    /// Runs of all this router's hooks together.
+    pub fn total(&self) -> HookStats {
+        let mut total = HookStats::default();
+        for c in &self.counters.0 {
+            total += c.get();
+        }
+        total
+    }
+
+    /// Runs of each configured hook, by [`HookKind::as_str`].
+    pub fn by_hook(&self) -> std::collections::BTreeMap<String, HookStats> {
+        self.configured
+            .iter()
+            .map(|k| (k.as_str().to_string(), self.counters.0[k.index()].get()))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -292,9 +352,14 @@ impl RouterHooks {
     /// Start the queue of `router`. Must be called inside a tokio runtime.
     pub fn start(router: RouterInfo, hooks: Hooks) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(PerHook::default());
         let c = counters.clone();
-        let span = info_span!("router", name = %router.name);
+        let configured = HookKind::ALL
+            .into_iter()
+            .filter(|k| k.path(&hooks).is_some())
+            .collect();
+        // A root span of its own (not under the router task's): one `router` field.
+        let span = info_span!(parent: None, "hooks", router = %router.name);
         tokio::spawn(
             async move {
                 while let Some(job) = rx.recv().await {
@@ -302,7 +367,7 @@ impl RouterHooks {
                         Job::Transition { old, new, priority } => {
                             for inv in invocations(&hooks, &router, old, new, priority) {
                                 let outcome = run(&inv, hooks.timeout).await;
-                                c.count(&outcome);
+                                c.0[inv.kind.index()].count(&outcome);
                             }
                         }
                         Job::Flush(done) => {
@@ -313,7 +378,13 @@ impl RouterHooks {
             }
             .instrument(span),
         );
-        Self { tx, counters }
+        Self {
+            tx,
+            counters: HookCounters {
+                counters,
+                configured,
+            },
+        }
     }
 
     /// Queue the hooks of a transition and return at once.
@@ -330,8 +401,19 @@ impl RouterHooks {
         }
     }
 
+    /// Runs of all this router's hooks together.
     pub fn stats(&self) -> HookStats {
-        self.counters.get()
+        self.counters.total()
+    }
+
+    /// Runs of each configured hook, by [`HookKind::as_str`].
+    pub fn stats_by_hook(&self) -> std::collections::BTreeMap<String, HookStats> {
+        self.counters.by_hook()
+    }
+
+    /// A handle that reads the counters after this queue has moved into its task.
+    pub fn counters(&self) -> HookCounters {
+        self.counters.clone()
     }
 }
 
@@ -355,7 +437,6 @@ mod tests {
     use crate::health::testutil::TempDir;
     use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt as _;
-    use std::sync::Mutex;
 
     fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
         let p = dir.path().join(name);
@@ -382,34 +463,7 @@ mod tests {
         }
     }
 
-    /// Captures the log output of the current thread.
-    #[derive(Clone, Default)]
-    struct Log(Arc<Mutex<Vec<u8>>>);
-
-    impl Log {
-        fn install(&self) -> tracing::subscriber::DefaultGuard {
-            let me = self.clone();
-            let sub = tracing_subscriber::fmt()
-                .with_writer(move || me.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::set_default(sub)
-        }
-
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-        }
-    }
-
-    impl std::io::Write for Log {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("lock").extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    type Log = crate::health::testutil::CapturedLog;
 
     #[tokio::test]
     async fn hooks_get_the_environment_and_keepalived_arguments() {
@@ -465,6 +519,21 @@ mod tests {
                 failures: 2,
                 timeouts: 0
             }
+        );
+        let one = |failures| HookStats {
+            runs: 1,
+            failures,
+            timeouts: 0,
+        };
+        assert_eq!(
+            q.stats_by_hook(),
+            [
+                ("backup".to_string(), one(1)),
+                ("fault".to_string(), one(1)),
+                ("master".to_string(), one(0)),
+            ]
+            .into(),
+            "each hook is counted on its own; notify is not configured, so not listed"
         );
     }
 

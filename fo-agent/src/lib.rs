@@ -10,6 +10,7 @@ pub mod fence;
 pub mod health;
 pub mod hooks;
 pub mod locks;
+pub mod logging;
 pub mod net;
 pub mod sdnotify;
 pub mod sync;

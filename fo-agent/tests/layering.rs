@@ -14,9 +14,10 @@ use layering::{Layout, Rules, Scan};
 use std::path::Path;
 
 /// Which top-level module may use which (besides itself). `cli` is the binary's
-/// (src/main.rs and src/cli/), which reaches the library as `fo_agent::`.
+/// (src/main.rs and src/cli/), which reaches the library as `fo_agent::`; it also sets up
+/// `logging` before anything runs.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("cli", &["agent", "api"]),
+    ("cli", &["agent", "api", "logging"]),
     (
         "agent",
         &[
@@ -35,7 +36,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "locks",
         ],
     ),
-    ("api", &["bgp", "fence", "sync", "clock", "locks"]),
+    // api assembles the status types their owners define (bgp, fence, sync, hooks).
+    ("api", &["bgp", "fence", "sync", "hooks", "clock", "locks"]),
     ("fence", &["vrrp", "net", "clock", "locks"]),
     ("vrrp", &["hooks", "dataplane", "net", "clock", "locks"]),
     ("sync", &["dataplane", "clock", "locks"]),
@@ -48,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("locks", &[]),
     ("sdnotify", &[]),
+    ("logging", &[]),
     ("testutil", &[]),
 ];
 

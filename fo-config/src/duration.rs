@@ -1,4 +1,5 @@
-//! Durations written as strings with units: `"20ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1m30s"`.
+//! Durations written as strings with units: `"20ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1m30s"`,
+//! `"30d"`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,13 +15,15 @@ const UNITS: &[(&str, u128)] = &[
     ("s", 1_000_000_000),
     ("m", 60_000_000_000),
     ("h", 3_600_000_000_000),
+    ("d", 86_400_000_000_000),
 ];
 
 /// A [`std::time::Duration`] that reads and writes as a string with units.
 ///
 /// Accepted: one or more `<number><unit>` parts with no spaces between number
 /// and unit, where the number is decimal (`1`, `1.5`) and the unit is one of
-/// `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`. `"1m30s"` is 90 s.
+/// `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`, `d` (days of 24 hours, for
+/// certificate lifetimes: `"30d"`). `"1m30s"` is 90 s, `"1d12h"` is 36 hours.
 /// Unitless (`"5"`, `5`) and negative values are rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub std::time::Duration);
@@ -52,10 +55,10 @@ pub enum DurationError {
     #[error("duration {input:?} cannot be negative")]
     Negative { input: String },
     #[error(
-        "duration {input:?} has no unit: write e.g. \"{input}s\" or \"{input}ms\" (units: ns, us, ms, s, m, h)"
+        "duration {input:?} has no unit: write e.g. \"{input}s\" or \"{input}ms\" (units: ns, us, ms, s, m, h, d)"
     )]
     MissingUnit { input: String },
-    #[error("duration {input:?}: unknown unit {unit:?} (units: ns, us, ms, s, m, h)")]
+    #[error("duration {input:?}: unknown unit {unit:?} (units: ns, us, ms, s, m, h, d)")]
     UnknownUnit { input: String, unit: String },
     #[error(
         "duration {input:?} is not a number followed by a unit, like \"1s\", \"1.5s\" or \"1m30s\""
@@ -281,6 +284,10 @@ mod tests {
             ("3us", D::from_micros(3)),
             ("3µs", D::from_micros(3)),
             ("+1s", D::from_secs(1)),
+            ("30d", D::from_secs(30 * 86_400)),
+            ("1d12h", D::from_secs(36 * 3_600)),
+            ("0.5d", D::from_secs(12 * 3_600)),
+            ("1d", D::from_secs(86_400)),
         ];
         for (input, want) in ok {
             assert_eq!(parse_duration(input), Ok(want), "parsing {input:?}");
@@ -298,6 +305,9 @@ mod tests {
             ("-5", "cannot be negative"),
             ("1x", "unknown unit \"x\""),
             ("1sec", "unknown unit \"sec\""),
+            ("1w", "unknown unit \"w\" (units: ns, us, ms, s, m, h, d)"),
+            ("1day", "unknown unit \"day\""),
+            ("1d5", "is not a number"),
             ("s", "is not a number"),
             ("1 s", "is not a number"),
             ("1s5", "is not a number"),
@@ -307,6 +317,7 @@ mod tests {
             ("0.5ns", "finer than one nanosecond"),
             ("99999999999999999999999999999h", "too large"),
             ("999999999999999999h", "too large"),
+            ("999999999999999d", "too large"),
         ];
         for (input, want) in cases {
             let err = parse_duration(input).expect_err(input).to_string();
@@ -326,6 +337,9 @@ mod tests {
             (D::from_secs(90), "90s"),
             (D::from_secs(120), "2m"),
             (D::from_secs(7200), "2h"),
+            (D::from_secs(86_400), "1d"),
+            (D::from_secs(30 * 86_400), "30d"),
+            (D::from_secs(36 * 3_600), "36h"),
             (D::from_nanos(1_000_001), "1000001ns"),
         ] {
             assert_eq!(format_duration(d), s);

@@ -45,13 +45,17 @@
 //!   with static ownership of one VIP both answer ARP for it.
 //! - `[[service]]`: `vip` (a router's), `port`, `protocol` tcp|udp (tcp), `mode` dsr|nat
 //!   (dsr: backend port = service port), `hash` source-ip|5-tuple (source-ip), `name`
-//!   (VIP:PORT/PROTO), `check = { kind tcp|http|exec, interval (2s), timeout (1s), rise (2),
-//!   fall (3), path, expect_status (200), expect_body, https, command }`,
+//!   (VIP:PORT/PROTO), `check = { kind tcp|http|https|exec, interval (2s), timeout (1s),
+//!   rise (2), fall (3), path (/), expect_status (200, or a list), expect_body, command,
+//!   TLS keys }`,
 //!   `backends = [{ address, port (service port), weight (1; 0 = drained), name (ADDR:PORT) }]`.
 //! - `[[check]]`: `name`, `kind` tcp (`address`, `port`) | http (`url`, or `address`,
-//!   `port`, `path`, `https`; `expect_status`, `expect_body`) | exec (`command`) |
-//!   process (`process` = name, or `pidfile`) | file (`path`, `contains`), `interval` (2s),
-//!   `timeout` (1s, < interval), `rise` (2), `fall` (3).
+//!   `port` (80), `path`; `expect_status`, `expect_body`) | https (the same, port 443, and
+//!   the TLS keys) | exec (`command`) | process (`process` = name, or `pidfile`) | file
+//!   (`path`, `contains`), `interval` (2s), `timeout` (1s, < interval), `rise` (2), `fall` (3).
+//! - TLS keys of https checks: `sni` (the target's host), `ca` (the system store), `cert` +
+//!   `key` (mutual TLS), `insecure` (false), `min_cert_validity` (none, e.g. "30d"). Files
+//!   are absolute paths; the agent reads them (and `fo-agent check` does).
 //!
 //! Durations are strings with units (see [`HumanDuration`]). Unknown keys are errors.
 //!

@@ -1,4 +1,5 @@
-//! The resolved configuration: validated, defaults applied, no spans.
+//! The resolved configuration: validated, defaults applied, no spans (except the
+//! position of a file name that the agent reads later: [`ConfigFile`]).
 //!
 //! These are what the agent uses. They derive `PartialEq` so that a reload can
 //! be diffed against the running configuration, and `Serialize` for status output
@@ -470,15 +471,71 @@ pub struct ServiceCheck {
 pub enum ServiceCheckKind {
     /// TCP connect.
     Tcp,
-    /// HTTP(S) GET of `path`.
-    Http {
-        path: String,
-        expect_status: u16,
-        expect_body: Option<String>,
-        https: bool,
+    /// HTTP GET.
+    Http(HttpGet),
+    /// HTTP GET over TLS.
+    Https {
+        #[serde(flatten)]
+        get: HttpGet,
+        tls: Tls,
     },
     /// Run `command` (argv, no shell); exit 0 = healthy.
     Exec { command: Vec<String> },
+}
+
+/// What an HTTP(S) check asks for, and what the answer must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpGet {
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// The answer's status must be one of these (never empty; default 200).
+    pub expect_status: Vec<u16>,
+    /// The body must contain this (within the first MiB).
+    pub expect_body: Option<String>,
+}
+
+/// How an `https` check sets up TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tls {
+    /// The server name sent (SNI), verified against the certificate and sent as `Host`.
+    /// `None`: the target's host (a DNS name is sent; an IP address is not, and the
+    /// certificate must then name that address).
+    pub sni: Option<String>,
+    /// CA certificates (PEM) to trust; `None`: the system's store.
+    pub ca: Option<ConfigFile>,
+    /// A client certificate for servers that require one (mutual TLS).
+    pub client: Option<ClientCert>,
+    /// Skip every verification of the server's certificate (trust, name, dates).
+    pub insecure: bool,
+    /// Fail while a certificate the server presents expires within this.
+    #[serde(serialize_with = "serialize_std_opt")]
+    pub min_cert_validity: Option<Duration>,
+}
+
+/// A client certificate chain and its private key, both PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientCert {
+    pub cert: ConfigFile,
+    pub key: ConfigFile,
+}
+
+/// A file the agent reads, with the 1-based line and column of its name in the
+/// configuration, so that a problem found when it is read points there. Two are
+/// equal when their paths are (moving the line does not change the config).
+#[derive(Debug, Clone, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    #[serde(skip)]
+    pub line: usize,
+    #[serde(skip)]
+    pub col: usize,
+}
+
+impl PartialEq for ConfigFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
 }
 
 /// `[[check]]`: a node-level check used by `track` and `gates`.
@@ -501,8 +558,14 @@ pub struct Check {
 pub enum CheckKind {
     /// TCP connect to `address:port`.
     Tcp { address: IpAddr, port: u16 },
-    /// HTTP(S) GET.
+    /// HTTP GET.
     Http(HttpCheck),
+    /// HTTP GET over TLS.
+    Https {
+        #[serde(flatten)]
+        target: HttpCheck,
+        tls: Tls,
+    },
     /// Run `command` (argv, no shell); exit 0 = healthy.
     Exec { command: Vec<String> },
     /// A process is running.
@@ -514,27 +577,24 @@ pub enum CheckKind {
     },
 }
 
-/// An HTTP check target, from `url` or from `address`/`port`/`path`/`https`.
+/// Where an HTTP(S) node check connects, from `url` or from `address`/`port`/`path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HttpCheck {
-    pub https: bool,
     /// IP address or DNS name (without brackets for IPv6).
     pub host: String,
     pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-    pub expect_status: u16,
-    pub expect_body: Option<String>,
+    #[serde(flatten)]
+    pub get: HttpGet,
 }
 
 impl HttpCheck {
-    /// The URL this check requests.
-    pub fn url(&self) -> String {
-        let scheme = if self.https { "https" } else { "http" };
+    /// The URL this check requests (`https` for a TLS check).
+    pub fn url(&self, https: bool) -> String {
+        let scheme = if https { "https" } else { "http" };
         if self.host.contains(':') {
-            format!("{scheme}://[{}]:{}{}", self.host, self.port, self.path)
+            format!("{scheme}://[{}]:{}{}", self.host, self.port, self.get.path)
         } else {
-            format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
+            format!("{scheme}://{}:{}{}", self.host, self.port, self.get.path)
         }
     }
 }

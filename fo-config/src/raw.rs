@@ -139,7 +139,71 @@ pub(crate) struct RawBackend {
 pub(crate) enum ServiceCheckTag {
     Tcp,
     Http,
+    Https,
     Exec,
+}
+
+/// `expect_status`: one status code or a list of them.
+#[derive(Debug)]
+pub(crate) enum Statuses {
+    One(i64),
+    Many(Vec<S<i64>>),
+}
+
+impl<'de> Deserialize<'de> for Statuses {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Statuses;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an HTTP status code or a list of them, like 200 or [200, 204]")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Statuses, E> {
+                Ok(Statuses::One(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Statuses, E> {
+                Ok(Statuses::One(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Statuses, A::Error> {
+                let mut out = Vec::new();
+                while let Some(code) = seq.next_element::<S<i64>>()? {
+                    out.push(code);
+                }
+                Ok(Statuses::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The TLS keys of an `https` check, borrowed from either kind of raw check.
+pub(crate) struct RawTls<'r> {
+    pub sni: &'r Option<S<String>>,
+    pub ca: &'r Option<S<PathBuf>>,
+    pub cert: &'r Option<S<PathBuf>>,
+    pub key: &'r Option<S<PathBuf>>,
+    pub insecure: &'r Option<S<bool>>,
+    pub min_cert_validity: &'r Option<S<Duration>>,
+}
+
+impl RawTls<'_> {
+    /// Each key that is written, with its span.
+    pub fn written(&self) -> [(&'static str, Option<std::ops::Range<usize>>); 6] {
+        [
+            ("sni", self.sni.as_ref().map(S::span)),
+            ("ca", self.ca.as_ref().map(S::span)),
+            ("cert", self.cert.as_ref().map(S::span)),
+            ("key", self.key.as_ref().map(S::span)),
+            ("insecure", self.insecure.as_ref().map(S::span)),
+            (
+                "min_cert_validity",
+                self.min_cert_validity.as_ref().map(S::span),
+            ),
+        ]
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,10 +215,30 @@ pub(crate) struct RawServiceCheck {
     pub rise: Option<S<i64>>,
     pub fall: Option<S<i64>>,
     pub path: Option<S<String>>,
-    pub expect_status: Option<S<i64>>,
+    pub expect_status: Option<S<Statuses>>,
     pub expect_body: Option<S<String>>,
+    /// Refused with a hint: `kind = "https"` replaced it.
     pub https: Option<S<bool>>,
+    pub sni: Option<S<String>>,
+    pub ca: Option<S<PathBuf>>,
+    pub cert: Option<S<PathBuf>>,
+    pub key: Option<S<PathBuf>>,
+    pub insecure: Option<S<bool>>,
+    pub min_cert_validity: Option<S<Duration>>,
     pub command: Option<S<Vec<S<String>>>>,
+}
+
+impl RawServiceCheck {
+    pub fn tls(&self) -> RawTls<'_> {
+        RawTls {
+            sni: &self.sni,
+            ca: &self.ca,
+            cert: &self.cert,
+            key: &self.key,
+            insecure: &self.insecure,
+            min_cert_validity: &self.min_cert_validity,
+        }
+    }
 }
 
 /// Kinds a node-level check may have.
@@ -163,6 +247,7 @@ pub(crate) struct RawServiceCheck {
 pub(crate) enum CheckTag {
     Tcp,
     Http,
+    Https,
     Exec,
     Process,
     File,
@@ -177,15 +262,23 @@ pub(crate) struct RawCheck {
     pub timeout: Option<S<Duration>>,
     pub rise: Option<S<i64>>,
     pub fall: Option<S<i64>>,
-    // tcp, http
+    // tcp, http, https
     pub address: Option<S<String>>,
     pub port: Option<S<i64>>,
-    // http
+    // http, https
     pub url: Option<S<String>>,
     pub path: Option<S<String>>,
-    pub expect_status: Option<S<i64>>,
+    pub expect_status: Option<S<Statuses>>,
     pub expect_body: Option<S<String>>,
+    /// Refused with a hint: `kind = "https"` replaced it.
     pub https: Option<S<bool>>,
+    // https
+    pub sni: Option<S<String>>,
+    pub ca: Option<S<PathBuf>>,
+    pub cert: Option<S<PathBuf>>,
+    pub key: Option<S<PathBuf>>,
+    pub insecure: Option<S<bool>>,
+    pub min_cert_validity: Option<S<Duration>>,
     // exec
     pub command: Option<S<Vec<S<String>>>>,
     // process
@@ -193,4 +286,17 @@ pub(crate) struct RawCheck {
     pub process: Option<S<String>>,
     // file
     pub contains: Option<S<String>>,
+}
+
+impl RawCheck {
+    pub fn tls(&self) -> RawTls<'_> {
+        RawTls {
+            sni: &self.sni,
+            ca: &self.ca,
+            cert: &self.cert,
+            key: &self.key,
+            insecure: &self.insecure,
+            min_cert_validity: &self.min_cert_validity,
+        }
+    }
 }

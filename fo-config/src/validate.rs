@@ -709,58 +709,65 @@ impl Cx<'_> {
             self.missing(
                 "kind",
                 span,
-                "[[check]] needs a `kind`: tcp, http, exec, process or file",
+                "[[check]] needs a `kind`: tcp, http, https, exec, process or file",
             );
             return None;
         };
         let tag = *kind.get_ref();
         let ctx = format!("checks of kind {}", tag_name(tag));
         // Keys that belong to other kinds.
-        let (address, port, url, path, status, body, https, command, pidfile, process, contains) = (
-            raw.address.as_ref().map(Spanned::span),
-            raw.port.as_ref().map(Spanned::span),
-            raw.url.as_ref().map(Spanned::span),
-            raw.path.as_ref().map(Spanned::span),
-            raw.expect_status.as_ref().map(Spanned::span),
-            raw.expect_body.as_ref().map(Spanned::span),
-            raw.https.as_ref().map(Spanned::span),
-            raw.command.as_ref().map(Spanned::span),
-            raw.pidfile.as_ref().map(Spanned::span),
-            raw.process.as_ref().map(Spanned::span),
-            raw.contains.as_ref().map(Spanned::span),
-        );
+        let mut written = vec![
+            ("address", raw.address.as_ref().map(Spanned::span)),
+            ("port", raw.port.as_ref().map(Spanned::span)),
+            ("url", raw.url.as_ref().map(Spanned::span)),
+            ("path", raw.path.as_ref().map(Spanned::span)),
+            (
+                "expect_status",
+                raw.expect_status.as_ref().map(Spanned::span),
+            ),
+            ("expect_body", raw.expect_body.as_ref().map(Spanned::span)),
+            ("command", raw.command.as_ref().map(Spanned::span)),
+            ("pidfile", raw.pidfile.as_ref().map(Spanned::span)),
+            ("process", raw.process.as_ref().map(Spanned::span)),
+            ("contains", raw.contains.as_ref().map(Spanned::span)),
+        ];
+        written.extend(raw.tls().written());
+        const HTTP: &[&str] = &[
+            "address",
+            "port",
+            "url",
+            "path",
+            "expect_status",
+            "expect_body",
+        ];
+        const HTTPS: &[&str] = &[
+            "address",
+            "port",
+            "url",
+            "path",
+            "expect_status",
+            "expect_body",
+            "sni",
+            "ca",
+            "cert",
+            "key",
+            "insecure",
+            "min_cert_validity",
+        ];
         let allowed: &[&str] = match tag {
             CheckTag::Tcp => &["address", "port"],
-            CheckTag::Http => &[
-                "address",
-                "port",
-                "url",
-                "path",
-                "expect_status",
-                "expect_body",
-                "https",
-            ],
+            CheckTag::Http => HTTP,
+            CheckTag::Https => HTTPS,
             CheckTag::Exec => &["command"],
             CheckTag::Process => &["process", "pidfile"],
             CheckTag::File => &["path", "contains"],
         };
-        for (key, at) in [
-            ("address", address.clone()),
-            ("port", port.clone()),
-            ("url", url.clone()),
-            ("path", path.clone()),
-            ("expect_status", status),
-            ("expect_body", body),
-            ("https", https.clone()),
-            ("command", command),
-            ("pidfile", pidfile),
-            ("process", process),
-            ("contains", contains),
-        ] {
+        for (key, at) in written {
             if !allowed.contains(&key) {
                 self.not_for(at, key, &ctx);
             }
         }
+        self.no_https_key(&raw.https);
         let kspan = kind.span();
         match tag {
             CheckTag::Tcp => {
@@ -778,9 +785,15 @@ impl Cx<'_> {
                     port: port? as u16,
                 })
             }
-            CheckTag::Http => self
-                .http_check(raw, kspan, url, address, port, path, https)
-                .map(CheckKind::Http),
+            CheckTag::Http => self.http_check(raw, kspan, false).map(CheckKind::Http),
+            CheckTag::Https => {
+                let target = self.http_check(raw, kspan, true);
+                let tls = self.tls(&raw.tls());
+                Some(CheckKind::Https {
+                    target: target?,
+                    tls: tls?,
+                })
+            }
             CheckTag::Exec => {
                 let command = self.need(
                     &raw.command,
@@ -833,72 +846,209 @@ impl Cx<'_> {
         }
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the spans were computed by the caller"
-    )]
-    fn http_check(
-        &mut self,
-        raw: &RawCheck,
-        kspan: Span,
-        url: Option<Span>,
-        address: Option<Span>,
-        port: Option<Span>,
-        path: Option<Span>,
-        https: Option<Span>,
-    ) -> Option<HttpCheck> {
-        let expect_status = self.opt_int(&raw.expect_status, "expect_status", 100, 599, 200);
-        let expect_body = raw.expect_body.as_ref().map(|b| b.get_ref().clone());
+    /// `https = true` was the way to ask for TLS before `kind = "https"`; it never ran
+    /// (every such check was refused), so it is refused with the way to write it now.
+    fn no_https_key(&mut self, https: &Option<Spanned<bool>>) {
+        if let Some(h) = https {
+            self.err(
+                h.span(),
+                "`https` is not a check key: write kind = \"https\" for a check over TLS (with `sni`, `ca`, `cert` and `key`, `insecure` as needed)",
+            );
+        }
+    }
+
+    /// The target of an http (`tls` false) or https node check.
+    fn http_check(&mut self, raw: &RawCheck, kspan: Span, tls: bool) -> Option<HttpCheck> {
+        let kind = if tls { "https" } else { "http" };
+        let get = self.http_get(&raw.path, &raw.expect_status, &raw.expect_body);
         let target = if let Some(u) = &raw.url {
-            for (key, at) in [
-                ("address", address),
-                ("port", port),
-                ("path", path),
-                ("https", https),
-            ] {
+            for (key, at) in [("address", &raw.address), ("path", &raw.path)] {
                 if let Some(at) = at {
-                    self.err(at, format!("`{key}` cannot be combined with `url`"));
+                    self.err(at.span(), format!("`{key}` cannot be combined with `url`"));
                 }
             }
-            let _ = url;
+            if let Some(at) = &raw.port {
+                self.err(at.span(), "`port` cannot be combined with `url`");
+            }
             match parse_url(u.get_ref()) {
-                Ok(t) => Some(t),
+                Ok((https, ..)) if https != tls => {
+                    self.err(
+                        u.span(),
+                        if tls {
+                            format!(
+                                "url {:?}: an https check needs an https:// url",
+                                u.get_ref()
+                            )
+                        } else {
+                            format!("url {:?} is https: write kind = \"https\"", u.get_ref())
+                        },
+                    );
+                    None
+                }
+                Ok((_, host, port, path)) => Some((host, port, Some(path))),
                 Err(why) => {
                     self.err(u.span(), format!("url {:?}: {why}", u.get_ref()));
                     None
                 }
             }
         } else {
-            let https = raw.https.as_ref().is_some_and(|h| *h.get_ref());
             let address = self.need(
                 &raw.address,
                 "address",
                 &kspan,
-                "an http check needs `url`, or `address` (with optional `port`, `path`, `https`)",
+                &format!(
+                    "an {kind} check needs `url`, or `address` (with optional `port`, `path`)"
+                ),
             );
             let address = self.ip(address?, "address");
-            let port = self.opt_int(&raw.port, "port", 1, 65_535, if https { 443 } else { 80 });
-            let path = match &raw.path {
-                Some(p) if !p.get_ref().starts_with('/') => {
-                    self.err(
-                        p.span(),
-                        format!("path must start with '/', got {:?}", p.get_ref()),
-                    );
+            let port = self.opt_int(&raw.port, "port", 1, 65_535, if tls { 443 } else { 80 });
+            Some((address?.to_string(), port? as u16, None))
+        };
+        let (host, port, url_path) = target?;
+        let mut get = get?;
+        if let Some(path) = url_path {
+            get.path = path;
+        }
+        Some(HttpCheck { host, port, get })
+    }
+
+    /// `path` (default `/`), `expect_status` (default 200) and `expect_body`.
+    fn http_get(
+        &mut self,
+        path: &Option<Spanned<String>>,
+        status: &Option<Spanned<Statuses>>,
+        body: &Option<Spanned<String>>,
+    ) -> Option<HttpGet> {
+        let path = match path {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                self.err(
+                    p.span(),
+                    format!("path must start with '/', got {:?}", p.get_ref()),
+                );
+                None
+            }
+            Some(p) => Some(p.get_ref().clone()),
+            None => Some("/".to_owned()),
+        };
+        let expect_status = match status {
+            None => Some(vec![200]),
+            Some(s) => self.statuses(s),
+        };
+        Some(HttpGet {
+            path: path?,
+            expect_status: expect_status?,
+            expect_body: body.as_ref().map(|b| b.get_ref().clone()),
+        })
+    }
+
+    fn statuses(&mut self, s: &Spanned<Statuses>) -> Option<Vec<u16>> {
+        let code = |cx: &mut Self, v: &Spanned<i64>| {
+            cx.int(v, "expect_status", 100, 599).map(|n| n as u16)
+        };
+        match s.get_ref() {
+            Statuses::One(n) => code(self, &Spanned::new(s.span(), *n)).map(|c| vec![c]),
+            Statuses::Many(list) if list.is_empty() => {
+                self.err(
+                    s.span(),
+                    "expect_status must list at least one status code, like [200, 204]",
+                );
+                None
+            }
+            Statuses::Many(list) => {
+                let mut out: Vec<u16> = Vec::with_capacity(list.len());
+                let mut ok = true;
+                for v in list {
+                    match code(self, v) {
+                        Some(c) if out.contains(&c) => {
+                            self.err(v.span(), format!("expect_status lists {c} twice"));
+                            ok = false;
+                        }
+                        Some(c) => out.push(c),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+        }
+    }
+
+    /// The TLS keys of an https check.
+    fn tls(&mut self, raw: &RawTls<'_>) -> Option<Tls> {
+        let mut ok = true;
+        let sni = match raw.sni {
+            Some(n) if valid_server_name(n.get_ref()) => Some(n.get_ref().clone()),
+            Some(n) => {
+                self.err(
+                    n.span(),
+                    format!(
+                        "sni {:?} is not a DNS name (like \"api.example.org\") or an IP address",
+                        n.get_ref()
+                    ),
+                );
+                ok = false;
+                None
+            }
+            None => None,
+        };
+        let mut file = |cx: &mut Self, v: &Option<Spanned<PathBuf>>, what: &str| match v {
+            Some(p) => match cx.abs_path(p, what) {
+                Some(path) => {
+                    let (line, col) = cx.idx.position(p.span().start);
+                    Some(ConfigFile { path, line, col })
+                }
+                None => {
+                    ok = false;
                     None
                 }
-                Some(p) => Some(p.get_ref().clone()),
-                None => Some("/".to_owned()),
-            };
-            Some((https, address?.to_string(), port? as u16, path?))
+            },
+            None => None,
         };
-        let (https, host, port, path) = target?;
-        Some(HttpCheck {
-            https,
-            host,
-            port,
-            path,
-            expect_status: expect_status? as u16,
-            expect_body,
+        let ca = file(self, raw.ca, "ca");
+        let cert = file(self, raw.cert, "cert");
+        let key = file(self, raw.key, "key");
+        let insecure = raw.insecure.as_ref().is_some_and(|i| *i.get_ref());
+        if insecure && let Some(ca) = raw.ca {
+            self.err(
+                ca.span(),
+                "`ca` has no effect with insecure = true (no certificate is verified): remove one of them",
+            );
+            ok = false;
+        }
+        let client = match (raw.cert, raw.key) {
+            (Some(_), Some(_)) => cert.zip(key).map(|(cert, key)| ClientCert { cert, key }),
+            (Some(c), None) => {
+                self.err(
+                    c.span(),
+                    "`cert` needs `key`, the client certificate's private key",
+                );
+                ok = false;
+                None
+            }
+            (None, Some(k)) => {
+                self.err(k.span(), "`key` needs `cert`, the client certificate");
+                ok = false;
+                None
+            }
+            (None, None) => None,
+        };
+        let min_cert_validity = match raw.min_cert_validity {
+            Some(v) if v.get_ref().get().is_zero() => {
+                self.err(
+                    v.span(),
+                    "min_cert_validity must be more than 0s, like \"30d\" (leave it out to not check ahead of expiry)",
+                );
+                ok = false;
+                None
+            }
+            Some(v) => Some(v.get_ref().get()),
+            None => None,
+        };
+        ok.then_some(Tls {
+            sni,
+            ca,
+            client,
+            insecure,
+            min_cert_validity,
         })
     }
 
@@ -1848,21 +1998,24 @@ impl Cx<'_> {
     fn service_check(&mut self, c: &Spanned<RawServiceCheck>) -> Option<ServiceCheck> {
         let raw = c.get_ref();
         let timing = self.timing(&raw.interval, &raw.timeout, &raw.rise, &raw.fall);
+        self.no_https_key(&raw.https);
         let Some(tag) = raw.kind else {
             self.missing(
                 "kind",
                 c.span(),
-                "a service check needs `kind`: tcp, http or exec",
+                "a service check needs `kind`: tcp, http, https or exec",
             );
             return None;
         };
         let name = match tag {
             ServiceCheckTag::Tcp => "tcp",
             ServiceCheckTag::Http => "http",
+            ServiceCheckTag::Https => "https",
             ServiceCheckTag::Exec => "exec",
         };
         let ctx = format!("service checks of kind {name}");
-        if tag != ServiceCheckTag::Http {
+        let http = matches!(tag, ServiceCheckTag::Http | ServiceCheckTag::Https);
+        if !http {
             self.not_for(raw.path.as_ref().map(Spanned::span), "path", &ctx);
             self.not_for(
                 raw.expect_status.as_ref().map(Spanned::span),
@@ -1874,33 +2027,25 @@ impl Cx<'_> {
                 "expect_body",
                 &ctx,
             );
-            self.not_for(raw.https.as_ref().map(Spanned::span), "https", &ctx);
+        }
+        if tag != ServiceCheckTag::Https {
+            for (key, at) in raw.tls().written() {
+                self.not_for(at, key, &ctx);
+            }
         }
         if tag != ServiceCheckTag::Exec {
             self.not_for(raw.command.as_ref().map(Spanned::span), "command", &ctx);
         }
         let kind = match tag {
             ServiceCheckTag::Tcp => Some(ServiceCheckKind::Tcp),
-            ServiceCheckTag::Http => {
-                let path = match &raw.path {
-                    Some(p) if !p.get_ref().starts_with('/') => {
-                        self.err(
-                            p.span(),
-                            format!("path must start with '/', got {:?}", p.get_ref()),
-                        );
-                        None
-                    }
-                    Some(p) => Some(p.get_ref().clone()),
-                    None => Some("/".to_owned()),
-                };
-                let expect_status =
-                    self.opt_int(&raw.expect_status, "expect_status", 100, 599, 200);
-                Some(ServiceCheckKind::Http {
-                    path: path?,
-                    expect_status: expect_status? as u16,
-                    expect_body: raw.expect_body.as_ref().map(|b| b.get_ref().clone()),
-                    https: raw.https.as_ref().is_some_and(|h| *h.get_ref()),
-                })
+            ServiceCheckTag::Http => self
+                .http_get(&raw.path, &raw.expect_status, &raw.expect_body)
+                .map(ServiceCheckKind::Http),
+            ServiceCheckTag::Https => {
+                let get = self.http_get(&raw.path, &raw.expect_status, &raw.expect_body);
+                let tls = self.tls(&raw.tls());
+                get.zip(tls)
+                    .map(|(get, tls)| ServiceCheckKind::Https { get, tls })
             }
             ServiceCheckTag::Exec => match &raw.command {
                 Some(cmd) => self
@@ -1934,6 +2079,7 @@ fn tag_name(t: CheckTag) -> &'static str {
     match t {
         CheckTag::Tcp => "tcp",
         CheckTag::Http => "http",
+        CheckTag::Https => "https",
         CheckTag::Exec => "exec",
         CheckTag::Process => "process",
         CheckTag::File => "file",
@@ -1969,6 +2115,26 @@ fn is_prime(n: u64) -> bool {
         d += 1;
     }
     true
+}
+
+/// A server name for SNI: an IP address, or a DNS name (RFC 1123 labels of letters,
+/// digits and `-`, at most 63 characters each and 253 in all; a final dot allowed).
+fn valid_server_name(name: &str) -> bool {
+    if name.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Parse `http[s]://host[:port][/path]`.

@@ -11,6 +11,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
+fn file(path: &str, line: usize, col: usize) -> ConfigFile {
+    ConfigFile {
+        path: path.into(),
+        line,
+        col,
+    }
+}
+
 fn example() -> Config {
     Config::parse(EXAMPLE).unwrap_or_else(|e| panic!("the example must parse, got:\n{e}"))
 }
@@ -168,11 +176,19 @@ fn example_services_resolve_with_port_defaults() {
     );
     assert_eq!(
         api.check.as_ref().map(|c| &c.kind),
-        Some(&ServiceCheckKind::Http {
-            path: "/healthz".into(),
-            expect_status: 204,
-            expect_body: None,
-            https: true
+        Some(&ServiceCheckKind::Https {
+            get: HttpGet {
+                path: "/healthz".into(),
+                expect_status: vec![200, 204],
+                expect_body: None,
+            },
+            tls: Tls {
+                sni: Some("api.example.org".into()),
+                ca: Some(file("/etc/fo/api-ca.pem", 64, 92)),
+                client: None,
+                insecure: false,
+                min_cert_validity: Some(Duration::from_secs(30 * 86_400)),
+            }
         })
     );
     assert!(api.backend("api-2").is_some_and(Backend::is_drained));
@@ -203,6 +219,7 @@ fn example_checks_resolve() {
     let kinds: Vec<(&str, &CheckKind)> = cfg
         .checks
         .iter()
+        .filter(|c| c.name != "indexer")
         .map(|c| (c.name.as_str(), &c.kind))
         .collect();
     assert_eq!(
@@ -230,12 +247,13 @@ fn example_checks_resolve() {
             (
                 "web",
                 &CheckKind::Http(HttpCheck {
-                    https: false,
                     host: "127.0.0.1".into(),
                     port: 8080,
-                    path: "/ready".into(),
-                    expect_status: 200,
-                    expect_body: Some("ok".into()),
+                    get: HttpGet {
+                        path: "/ready".into(),
+                        expect_status: vec![200],
+                        expect_body: Some("ok".into()),
+                    },
                 })
             ),
             (
@@ -258,8 +276,34 @@ fn example_checks_resolve() {
         (Duration::from_secs(2), Duration::from_secs(1), 2, 3)
     );
     if let CheckKind::Http(h) = &web.kind {
-        assert_eq!(h.url(), "http://127.0.0.1:8080/ready");
+        assert_eq!(h.url(false), "http://127.0.0.1:8080/ready");
     }
+}
+
+#[test]
+fn example_https_check_resolves_with_the_files_positions() {
+    let cfg = example();
+    let indexer = cfg.check("indexer").expect("indexer");
+    let CheckKind::Https { target, tls } = &indexer.kind else {
+        panic!("indexer is an https check: {:?}", indexer.kind);
+    };
+    assert_eq!(target.url(true), "https://127.0.0.1:9200/_cluster/health");
+    assert_eq!(target.get.expect_status, [200]);
+    let client = tls.client.as_ref().expect("a client certificate");
+    let at = |f: &ConfigFile| (f.path.display().to_string(), f.line, f.col);
+    assert_eq!(
+        [
+            tls.ca.as_ref().map(at),
+            Some(at(&client.cert)),
+            Some(at(&client.key))
+        ],
+        [
+            Some(("/etc/fo/indexer-ca.pem".into(), 114, 6)),
+            Some(("/etc/fo/indexer-client.pem".into(), 115, 8)),
+            Some(("/etc/fo/indexer-client.key".into(), 116, 7)),
+        ]
+    );
+    assert!(!tls.insecure && tls.sni.is_none() && tls.min_cert_validity.is_none());
 }
 
 #[test]
@@ -272,6 +316,12 @@ fn example_serializes_for_status_output() {
     assert_eq!(json["routers"][1]["ownership"]["kind"], "bgp");
     assert_eq!(json["services"][0]["hash"], "source-ip");
     assert_eq!(json["checks"][2]["kind"]["kind"], "process");
+    let api = &json["services"][1]["check"]["kind"];
+    assert_eq!(api["kind"], "https");
+    assert_eq!(api["expect_status"], serde_json::json!([200, 204]));
+    assert_eq!(api["tls"]["ca"], "/etc/fo/api-ca.pem");
+    assert_eq!(api["tls"]["min_cert_validity"], "30d");
+    assert_eq!(json["checks"][3]["kind"]["path"], "/ready");
 }
 
 #[test]

@@ -239,7 +239,7 @@ interface = "eth0"
 garp_interval = "100"
 "#,
         &[
-            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h, d)",
         ],
     );
 }
@@ -263,7 +263,7 @@ interface = "eth0"
 garp_interval = 100
 "#,
         &[
-            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h)",
+            "3:17: duration \"100\" has no unit: write e.g. \"100s\" or \"100ms\" (units: ns, us, ms, s, m, h, d)",
         ],
     );
 }
@@ -1069,7 +1069,7 @@ check = { kind = "process" }
 backends = [{ address = "192.0.2.21" }]
 "#,
         ),
-        &["16:18: unknown variant `process`, expected one of `tcp`, `http`, `exec`"],
+        &["16:18: unknown variant `process`, expected one of `tcp`, `http`, `https`, `exec`"],
     );
 }
 
@@ -1113,7 +1113,7 @@ fn check_kind_missing() {
 name = "x"
 "#,
         ),
-        &["13:1: [[check]] needs a `kind`: tcp, http, exec, process or file"],
+        &["13:1: [[check]] needs a `kind`: tcp, http, https, exec, process or file"],
     );
 }
 
@@ -1157,6 +1157,299 @@ port = 80
 "#,
         ),
         &["17:8: `port` cannot be combined with `url`"],
+    );
+}
+
+#[test]
+fn https_key_is_refused_with_the_kind_to_write() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "http", https = true }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+https = false
+"#,
+        ),
+        &[
+            "16:34: `https` is not a check key: write kind = \"https\" for a check over TLS (with `sni`, `ca`, `cert` and `key`, `insecure` as needed)",
+            "23:9: `https` is not a check key: write kind = \"https\" for a check over TLS (with `sni`, `ca`, `cert` and `key`, `insecure` as needed)",
+        ],
+    );
+}
+
+#[test]
+fn tls_keys_apply_to_https_checks_only() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "tcp", sni = "a.example", insecure = true }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "http"
+address = "10.0.0.1"
+ca = "/etc/fo/ca.pem"
+min_cert_validity = "30d"
+"#,
+        ),
+        &[
+            "16:31: `sni` does not apply to service checks of kind tcp",
+            "16:55: `insecure` does not apply to service checks of kind tcp",
+            "23:6: `ca` does not apply to checks of kind http",
+            "24:21: `min_cert_validity` does not apply to checks of kind http",
+        ],
+    );
+}
+
+#[test]
+fn https_url_scheme_matches_the_kind() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+url = "http://example.org/health"
+
+[[check]]
+name = "y"
+kind = "http"
+url = "https://example.org/health"
+"#,
+        ),
+        &[
+            "16:7: url \"http://example.org/health\": an https check needs an https:// url",
+            "21:7: url \"https://example.org/health\" is https: write kind = \"https\"",
+        ],
+    );
+}
+
+#[test]
+fn https_check_needs_a_target() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+ca = "/etc/fo/ca.pem"
+"#,
+        ),
+        &["15:8: an https check needs `url`, or `address` (with optional `port`, `path`)"],
+    );
+}
+
+#[test]
+fn client_cert_and_key_come_together() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "https", cert = "/etc/fo/client.pem" }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+key = "/etc/fo/client.key"
+"#,
+        ),
+        &[
+            "16:34: `cert` needs `key`, the client certificate's private key",
+            "23:7: `key` needs `cert`, the client certificate",
+        ],
+    );
+}
+
+#[test]
+fn tls_files_are_absolute_paths() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+ca = "ca.pem"
+cert = "./client.pem"
+key = "client.key"
+"#,
+        ),
+        &[
+            "17:6: ca must be an absolute path, got \"ca.pem\"",
+            "18:8: cert must be an absolute path, got \"./client.pem\"",
+            "19:7: key must be an absolute path, got \"client.key\"",
+        ],
+    );
+}
+
+#[test]
+fn insecure_with_a_ca_is_a_contradiction() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+insecure = true
+ca = "/etc/fo/ca.pem"
+"#,
+        ),
+        &[
+            "18:6: `ca` has no effect with insecure = true (no certificate is verified): remove one of them",
+        ],
+    );
+    // insecure = false and a CA: fine.
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+insecure = false
+ca = "/etc/fo/ca.pem"
+"#,
+        ),
+        &[],
+    );
+}
+
+#[test]
+fn sni_is_a_dns_name_or_an_address() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "https", sni = "api example.org" }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+sni = "-bad-.example"
+
+[[check]]
+name = "y"
+kind = "https"
+address = "10.0.0.1"
+sni = ""
+
+[[check]]
+name = "z"
+kind = "https"
+address = "10.0.0.1"
+sni = "2001:db8::1"
+
+[[check]]
+name = "w"
+kind = "https"
+address = "10.0.0.1"
+sni = "indexer-1.wazuh.example."
+"#,
+        ),
+        &[
+            "16:33: sni \"api example.org\" is not a DNS name (like \"api.example.org\") or an IP address",
+            "23:7: sni \"-bad-.example\" is not a DNS name (like \"api.example.org\") or an IP address",
+            "29:7: sni \"\" is not a DNS name (like \"api.example.org\") or an IP address",
+        ],
+    );
+}
+
+#[test]
+fn min_cert_validity_is_a_positive_duration() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "x"
+kind = "https"
+address = "10.0.0.1"
+min_cert_validity = "0d"
+
+[[check]]
+name = "y"
+kind = "https"
+address = "10.0.0.1"
+min_cert_validity = 30
+
+[[check]]
+name = "z"
+kind = "https"
+address = "10.0.0.1"
+min_cert_validity = "30 days"
+"#,
+        ),
+        &[
+            "17:21: min_cert_validity must be more than 0s, like \"30d\" (leave it out to not check ahead of expiry)",
+            "23:21: duration \"30\" has no unit: write e.g. \"30s\" or \"30ms\" (units: ns, us, ms, s, m, h, d)",
+            "29:21: duration \"30 days\" is not a number followed by a unit, like \"1s\", \"1.5s\" or \"1m30s\"",
+        ],
+    );
+}
+
+#[test]
+fn expect_status_is_a_code_or_a_list_of_codes() {
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "https", expect_status = [200, 204, 301] }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "http"
+address = "10.0.0.1"
+expect_status = 204
+"#,
+        ),
+        &[],
+    );
+    assert_errors(
+        &with_base(
+            r#"[[service]]
+vip = "192.0.2.10"
+port = 443
+check = { kind = "https", expect_status = [200, 700, 200] }
+backends = [{ address = "192.0.2.21" }]
+
+[[check]]
+name = "x"
+kind = "http"
+address = "10.0.0.1"
+expect_status = []
+
+[[check]]
+name = "y"
+kind = "http"
+address = "10.0.0.1"
+expect_status = "200"
+
+[[check]]
+name = "z"
+kind = "http"
+address = "10.0.0.1"
+expect_status = [200, "204"]
+"#,
+        ),
+        &[
+            "16:49: expect_status must be between 100 and 599, got 700",
+            "16:54: expect_status lists 200 twice",
+            "23:17: expect_status must list at least one status code, like [200, 204]",
+            "29:17: invalid type: string \"200\", expected an HTTP status code or a list of them, like 200 or [200, 204]",
+            "35:23: invalid type: string \"204\", expected an integer",
+        ],
     );
 }
 

@@ -87,3 +87,28 @@ pub fn fill_nat(pin_dir: &Path, vip: [u8; 4], n: u32) {
             .unwrap_or_else(|e| panic!("NAT_FWD entry {i} of {n}: {e}"));
     }
 }
+
+/// Put `n` DSR flows to `vip`:1514 into the pinned `FLOWS` table (backend slot 0),
+/// from made-up clients 10.200.0.0/16 (only the agent's counts read them).
+pub fn fill_flows(pin_dir: &Path, vip: [u8; 4], n: u32) {
+    let mut flows: HashMap<MapData, FlowKey, FlowValue> =
+        open(pin_dir, "FLOWS").try_into().expect("FLOWS");
+    for i in 0..n {
+        let key = FlowKey {
+            src: Addr::v4([10, 200, (i >> 8 & 0xff) as u8, (i & 0xff) as u8]),
+            dst: Addr::v4(vip),
+            sport_be: (1024 + (i >> 16) as u16).to_be(),
+            dport_be: 1514u16.to_be(),
+            proto: 6,
+            family: FAMILY_V4,
+            _pad: [0; 2],
+        };
+        let value = FlowValue {
+            backend: 0,
+            service_id: 0,
+        };
+        flows
+            .insert(&key, &value, 0)
+            .unwrap_or_else(|e| panic!("FLOWS entry {i} of {n}: {e}"));
+    }
+}

@@ -50,6 +50,25 @@ pub fn agent_binary() -> PathBuf {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut cmd = Command::new(cargo);
+        // Without the variables `cargo test` set for this test binary (CARGO_PKG_NAME,
+        // CARGO_MANIFEST_DIR, ...): ring's build script watches them, and other values
+        // than a plain `cargo build` had would rebuild ring, rustls and the agent.
+        for (key, _) in std::env::vars_os() {
+            let Some(k) = key.to_str() else { continue };
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    k,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "OUT_DIR"
+                )
+            {
+                cmd.env_remove(&key);
+            }
+        }
         cmd.args([
             "build",
             "-p",
@@ -640,7 +659,7 @@ mod tests {
 
     #[test]
     fn claims_are_parsed_from_both_logs() {
-        let fo = "2026-11-22T00:54:24.205052Z  INFO router{name=web}: fo_agent::vrrp::driver: VRRP transition: took over, VIPs served from=backup to=master reason=master_down takeover_ms=1.437";
+        let fo = "2026-11-22T00:54:24.205052Z  INFO vrrp{router=web}: fo_agent::vrrp::driver: VRRP transition: took over, VIPs served from=backup to=master reason=master_down takeover_ms=1.437";
         assert_eq!(parse_claim(fo), Some(Claim::Master));
         assert_eq!(
             parse_claim("… VRRP transition from=master to=backup reason=preempted"),

@@ -151,7 +151,7 @@ fn nat_is_checked_with_positions() {
 }
 
 #[test]
-fn frr_and_https_fail_as_run_refuses_them() {
+fn frr_fails_as_run_refuses_it() {
     let dir = TempDir::new();
     let path = dir.0.join("bgp.toml");
     std::fs::write(
@@ -189,7 +189,111 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
         run.contains(line),
         "run and check must say the same: run said {run:?}, check said {text:?}"
     );
+}
 
+/// The TLS files of https checks: each one `fo-agent run` could not use is reported at
+/// the line and column of its name, and `run` refuses the same config with the same words.
+#[test]
+fn unusable_tls_files_fail_with_their_line_and_column() {
+    let dir = TempDir::new();
+    let pki = fo_tests::pki::Pki::new("127.0.0.1");
+    let d = dir.0.display();
+    std::fs::write(dir.0.join("notpem.txt"), "just some text\n").expect("write");
+    let copy = |from: &str, to: &str, mode: u32| {
+        let p = dir.0.join(to);
+        std::fs::copy(pki.path(from), &p).expect("copy");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p.display().to_string()
+    };
+    let group_readable = copy("client.key", "group.key", 0o640);
+    let cert_as_key = copy("client.pem", "cert-as-key.key", 0o600);
+    let client = pki.file("client.pem");
+    let https = |name: &str, keys: &str| {
+        format!("[[check]]\nname = \"{name}\"\nkind = \"https\"\naddress = \"127.0.0.1\"\n{keys}\n")
+    };
+    let text = format!(
+        "{}{}{}{}{}{}",
+        config(
+            "",
+            &format!("check = {{ kind = \"https\", ca = \"{d}/notpem.txt\" }}")
+        ),
+        https("missing", &format!("ca = \"{d}/missing.pem\"")),
+        https(
+            "loose",
+            &format!("cert = \"{client}\"\nkey = \"{group_readable}\"")
+        ),
+        https(
+            "not-a-key",
+            &format!("cert = \"{client}\"\nkey = \"{cert_as_key}\"")
+        ),
+        https(
+            "mismatch",
+            &format!("cert = \"{client}\"\nkey = \"{}\"", pki.file("server.key"))
+        ),
+        https(
+            "good",
+            &format!(
+                "ca = \"{}\"\ncert = \"{client}\"\nkey = \"{}\"",
+                pki.file("ca.pem"),
+                pki.file("client.key")
+            )
+        ),
+    );
+    let path = dir.0.join("tls.toml");
+    std::fs::write(&path, &text).expect("write");
+    let (ok, out) = check(&path);
+    assert!(!ok, "unusable TLS files must fail the check: {out}");
+    let p = path.display();
+    let expected = [
+        format!(
+            "{p}:14:32: service syslog: ca {d}/notpem.txt: no PEM certificate in it (expected -----BEGIN CERTIFICATE----- blocks)"
+        ),
+        format!(
+            "{p}:20:6: check missing: ca {d}/missing.pem: cannot read it: No such file or directory (os error 2)"
+        ),
+        format!(
+            "{p}:26:7: check loose: key {group_readable}: mode 0640 gives group or others access to the private key; run `chmod 600 {group_readable}`"
+        ),
+        format!(
+            "{p}:32:7: check not-a-key: key {cert_as_key}: no PEM private key in it (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"
+        ),
+        format!(
+            "{p}:38:7: check mismatch: cert {client} with key {}: the key does not belong to the certificate",
+            pki.file("server.key")
+        ),
+        format!("{p}: 5 problems"),
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, expected, "fo-agent check output for:\n{text}");
+
+    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert!(!ok, "fo-agent run must refuse the config: {run}");
+    for line in &expected[..5] {
+        assert!(
+            run.contains(line.as_str()),
+            "run must say {line:?} too; it said {run}"
+        );
+    }
+
+    // Fixed (the key 0600, the right files), the same checks pass.
+    let fixed = text
+        .replace(
+            &format!("ca = \"{d}/notpem.txt\""),
+            &format!("ca = \"{}\"", pki.file("ca.pem")),
+        )
+        .replace(&format!("{d}/missing.pem"), &pki.file("ca.pem"))
+        .replace(&group_readable, &pki.file("client.key"))
+        .replace(&cert_as_key, &pki.file("client.key"))
+        .replace(&pki.file("server.key"), &pki.file("client.key"));
+    std::fs::write(&path, &fixed).expect("write");
+    let (ok, out) = check(&path);
+    assert!(ok, "usable TLS files must pass the check: {out}\n{fixed}");
+}
+
+/// `https = true` never ran: it is refused with the kind to write instead.
+#[test]
+fn the_old_https_key_points_to_kind_https() {
+    let dir = TempDir::new();
     let path = dir.0.join("https.toml");
     std::fs::write(
         &path,
@@ -200,9 +304,10 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
     )
     .expect("write");
     let (ok, text) = check(&path);
-    assert!(!ok, "an https check must fail the check: {text}");
-    assert!(
-        text.contains("https.toml: service syslog: https checks are not supported"),
-        "expected the service's https check reported with the file: {text}"
+    assert!(!ok, "https = true must fail the check: {text}");
+    let line = format!(
+        "{}:14:46: `https` is not a check key: write kind = \"https\" for a check over TLS",
+        path.display()
     );
+    assert!(text.contains(&line), "expected {line:?} in: {text}");
 }

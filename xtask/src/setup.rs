@@ -10,7 +10,8 @@ use crate::util::{exec, succeeds};
 
 /// Debian packages: LLVM 22 for bpf-linker; tools the tests and benchmarks drive;
 /// keepalived and HAProxy as the real peers and baselines; BIRD 2 as the routing
-/// daemon of BGP ownership (the nodes' and the lab router's).
+/// daemon of BGP ownership (the nodes' and the lab router's); OpenSSL's command line
+/// as the TLS peer of https checks.
 const PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,8 +29,15 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "procps",
+    // The TLS servers and certificates of the https check tests (openssl s_server and
+    // openssl req/x509/ca); the system trust store, the default `ca` of https checks.
+    "openssl",
+    "ca-certificates",
     // The label font of the demo's timeline PNG.
     "fonts-dejavu-core",
+    // promtool: the tests check /metrics, the alert rules and their unit tests with
+    // Prometheus' own linter (the packaged server is not run).
+    "prometheus",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
@@ -72,10 +80,11 @@ fn apt_packages() -> anyhow::Result<()> {
 }
 
 /// The packaged keepalived, HAProxy and BIRD must not run: tests start their own,
-/// inside network namespaces, with their own configs and control sockets.
+/// inside network namespaces, with their own configs and control sockets. Nor must
+/// Prometheus: only its promtool is used.
 fn stop_packaged_services() {
     if Path::new("/run/systemd/system").exists() {
-        for unit in ["keepalived", "haproxy", "bird"] {
+        for unit in ["keepalived", "haproxy", "bird", "prometheus"] {
             let _ = succeeds(Command::new("systemctl").args(["disable", "--now", unit]));
         }
     }

@@ -17,7 +17,9 @@ pub fn build(release: bool) -> anyhow::Result<()> {
 
 /// Every test. Unit and golden tests run in parallel; the privileged integration
 /// tests (crate fo-tests) run one at a time, since several of them assert protocol
-/// timers that two concurrent network labs on two cores could stretch.
+/// timers that two concurrent network labs on two cores could stretch. Among them,
+/// `monitoring` runs promtool on /metrics, the alert rules and their unit tests, and
+/// the dashboard's queries; `journald` reads the agent's native journal entries.
 pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
     build(false)?;
     let mut unit = cargo();

@@ -41,9 +41,25 @@ pub fn show(cmd: &Command) -> String {
     s
 }
 
+/// A `cargo` command at the workspace root, without the variables cargo set for this
+/// process as a package's binary (`CARGO_PKG_*`, `CARGO_MANIFEST_*`, ...): build scripts
+/// that watch them (ring's does) would otherwise see other values than in a plain
+/// `cargo build` or in the tests' own builds, and rebuild ring, rustls and the agent.
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    for (key, _) in std::env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            c.env_remove(&key);
+        }
+    }
     c
 }
 

@@ -9,6 +9,7 @@ mod backends;
 mod nat;
 mod operator;
 mod status;
+mod tables;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -116,6 +117,14 @@ struct Agent {
     sync: Option<crate::sync::Sync>,
     /// Held by the status answer that is walking the NAT table.
     nat_walk: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// NAT table walks made for status and metrics.
+    nat_walks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The flow table's count, shared by every status and metrics request.
+    flow_count: tables::FlowCount,
+    /// Reloads so far, and the last one's outcome.
+    reloads: crate::api::status::ReloadStatus,
+    /// The state each static and BGP router was last logged in (transition entries).
+    ownership_states: BTreeMap<String, &'static str>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.
@@ -123,8 +132,16 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
         bail!("{problem}");
     }
-    if let Some(problem) = health::unsupported(&config).into_iter().next() {
-        bail!("{problem}");
+    let problems = health::problems(&config);
+    if !problems.is_empty() {
+        bail!(
+            "{}",
+            problems
+                .iter()
+                .map(|p| p.in_file(config_path))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     // Key files before anything is touched (the router tasks read them again).
     if let Err(problems) = crate::vrrp::keyfile::load_all(&config) {
@@ -343,6 +360,10 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         ticks: 0,
         sync,
         nat_walk: Default::default(),
+        nat_walks: Default::default(),
+        flow_count: Default::default(),
+        reloads: Default::default(),
+        ownership_states: BTreeMap::new(),
     };
     if agent.config.node.vip_on_interface {
         for r in agent
@@ -389,10 +410,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                match agent.reload().await {
-                    Ok(msg) => info!("{msg}"),
-                    Err(msg) => error!("reload refused, the running config stays: {msg}"),
-                }
+                let _ = agent.reload_counted("SIGHUP").await;
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 if matches!(req, Request::Status) {
@@ -405,7 +423,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
                         let _ = reply.send(answer.await);
                     });
                 } else {
+                    let what = format!("{req:?}");
+                    let reload = matches!(req, Request::Reload);
                     let resp = agent.handle_request(req).await;
+                    // A refused reload is logged (and counted) by the reload itself.
+                    if let Response::Error { message } = &resp
+                        && !reload
+                    {
+                        error!(request = %what, "control request refused: {message}");
+                    }
                     let _ = reply.send(resp);
                 }
             }
@@ -480,6 +506,32 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// A static or BGP router's ownership changed: its state before and after (as
+/// `status` shows them: master while it serves, fault while a gate is closed or the
+/// program detached, else backup) and why, for the transition's log entry.
+fn moved(
+    states: &mut BTreeMap<String, &'static str>,
+    attached: bool,
+    router: &str,
+    own: bool,
+    closed: &[String],
+    demoted: bool,
+) -> (&'static str, &'static str, &'static str) {
+    let (to, reason) = if own {
+        ("master", "gates_pass")
+    } else if demoted {
+        ("backup", "admin_demote")
+    } else if !attached {
+        ("fault", "dataplane")
+    } else if !closed.is_empty() {
+        ("fault", "gate_closed")
+    } else {
+        ("backup", "released")
+    };
+    let from = states.insert(router.to_string(), to).unwrap_or("init");
+    (from, to, reason)
+}
+
 fn all_vips(config: &Config) -> Vec<std::net::IpAddr> {
     config
         .routers
@@ -543,17 +595,27 @@ impl Agent {
                     let addresses = self.static_addresses.get(&router.name);
                     let owns = self.plane.lock().owns(router.vips[0]);
                     if own != owns {
-                        let _span = info_span!("router", name = %router.name).entered();
+                        let _span = info_span!("static", router = %router.name).entered();
                         if let Err(e) = self.plane.lock().set_owned(
                             &router.owned_addresses(),
                             own,
                             STATIC_LEASE,
                         ) {
                             error!(error = %e, "writing VIP ownership failed");
-                        } else if own {
-                            info!(vips = ?router.vips, "static ownership: serving the VIPs");
                         } else {
-                            warn!(gates_closed = ?closed, dataplane_attached = self.dataplane_attached, "static ownership: VIPs released");
+                            let (from, to, reason) = moved(
+                                &mut self.ownership_states,
+                                self.dataplane_attached,
+                                &router.name,
+                                own,
+                                &closed,
+                                false,
+                            );
+                            if own {
+                                info!(from, to, reason, vips = ?router.vips, "static ownership: serving the VIPs");
+                            } else {
+                                warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.dataplane_attached, "static ownership: VIPs released");
+                            }
                         }
                     }
                     if let Some(a) = addresses
@@ -610,11 +672,21 @@ impl Agent {
                     let demoted = self.demoted.contains(&router.name);
                     let want = closed.is_empty() && self.dataplane_attached && !demoted;
                     if self.bgp.set_wanted(&router.name, want) {
-                        let _span = info_span!("router", name = %router.name).entered();
+                        let _span = info_span!("bgp", router = %router.name).entered();
+                        let (from, to, reason) = moved(
+                            &mut self.ownership_states,
+                            self.dataplane_attached,
+                            &router.name,
+                            want,
+                            &closed,
+                            demoted,
+                        );
                         if want {
-                            info!(vips = ?router.vips, "bgp: announcing");
+                            info!(from, to, reason, vips = ?router.vips, "bgp: announcing");
+                        } else if demoted {
+                            info!(from, to, reason, "bgp: withdrawing");
                         } else {
-                            warn!(gates_closed = ?closed, dataplane_attached = self.dataplane_attached, demoted, "bgp: withdrawing");
+                            warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.dataplane_attached, demoted, "bgp: withdrawing");
                         }
                     }
                 }
@@ -663,24 +735,61 @@ impl Agent {
 
     /// The status as of now; its NAT connection counts (a walk of the NAT table, when
     /// NAT services exist) are added by the returned future, off the agent's loop.
+    /// The flow table's fill (services with a flow table: DSR and tunnel) comes from a
+    /// count shared with every other request (`tables`).
     fn status_answer(&self) -> impl std::future::Future<Output = Response> + Send + 'static {
         let mut st = status::assemble(self);
+        let node = &self.config.node;
         let nat_dir = self
             .config
             .services
             .iter()
             .any(|s| s.mode == fo_config::ForwardMode::Nat)
-            .then(|| self.config.node.bpf_dir.clone());
+            .then(|| node.bpf_dir.clone());
+        let flow_dir = self
+            .config
+            .services
+            .iter()
+            .any(|s| s.mode != fo_config::ForwardMode::Nat)
+            .then(|| node.bpf_dir.clone());
+        let (flow_size, nat_size) = (node.flow_table_size, node.nat_table_size);
         let one_walk = self.nat_walk.clone();
+        let nat_walks = self.nat_walks.clone();
+        let flow_count = self.flow_count.clone();
         async move {
             if let Some(dir) = nat_dir {
                 // One walk at a time, however many polls (and metrics scrapes) come in:
                 // the aging task's own walk, every second, must not queue behind them.
                 let _turn = one_walk.lock().await;
-                st.nat_connections =
-                    tokio::task::spawn_blocking(move || status::nat_connections(&dir))
-                        .await
-                        .unwrap_or_default();
+                let walks = nat_walks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let started = std::time::Instant::now();
+                let counted = tokio::task::spawn_blocking(move || status::nat_connections(&dir))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(counts) = counted {
+                    st.nat_connections = counts;
+                    st.tables.insert(
+                        "nat".into(),
+                        crate::api::status::TableFill {
+                            entries: st.nat_connections.values().sum(),
+                            capacity: u64::from(nat_size),
+                            counted_at: SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0.0, |d| d.as_secs_f64()),
+                            walk_seconds: started.elapsed().as_secs_f64(),
+                            walks,
+                        },
+                    );
+                }
+            }
+            if let Some(dir) = flow_dir
+                && let Some(c) = flow_count.get(dir).await
+            {
+                st.tables.insert(
+                    "flow".into(),
+                    status::flow_fill(&c, flow_size, flow_count.walks()),
+                );
             }
             Response::Status {
                 status: Box::new(st),
@@ -691,7 +800,7 @@ impl Agent {
     async fn handle_request(&mut self, req: Request) -> Response {
         match req {
             Request::Status => self.status_answer().await,
-            Request::Reload => match self.reload().await {
+            Request::Reload => match self.reload_counted("control socket").await {
                 Ok(message) => Response::Ok { message },
                 Err(message) => Response::Error {
                     message: format!("reload refused, the running config stays: {message}"),
@@ -848,6 +957,31 @@ impl Agent {
         }
     }
 
+    /// [`Self::reload`], counted for status and metrics and logged: a refusal at error.
+    async fn reload_counted(&mut self, via: &str) -> Result<String, String> {
+        let outcome = self.reload().await;
+        let r = &mut self.reloads;
+        match &outcome {
+            Ok(message) => {
+                r.succeeded += 1;
+                r.last_succeeded = true;
+                info!(via, "{message}");
+            }
+            Err(message) => {
+                r.failed += 1;
+                r.last_succeeded = false;
+                r.last_failure_at = Some(
+                    SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                );
+                r.last_error = Some(message.clone());
+                error!(via, "reload refused, the running config stays: {message}");
+            }
+        }
+        outcome
+    }
+
     /// Re-read the config: validate, refuse what cannot change live, apply the rest
     /// as a diff (services and backends in the maps, checks, priorities and gates),
     /// without a VRRP transition.
@@ -860,8 +994,13 @@ impl Agent {
                 blockers.join("; ")
             ));
         }
-        if let Some(problem) = health::unsupported(&new).into_iter().next() {
-            return Err(problem);
+        let problems = health::problems(&new);
+        if !problems.is_empty() {
+            return Err(problems
+                .iter()
+                .map(|p| p.in_file(&self.config_path))
+                .collect::<Vec<_>>()
+                .join("; "));
         }
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.

@@ -141,7 +141,7 @@ pub async fn gc_task(
                 table = Some(t);
             }
             Ok((t, Err(e))) => {
-                warn!(error = %crate::dataplane::error_chain(&e), "aging the NAT table");
+                error!(error = %crate::dataplane::error_chain(&e), "aging the NAT table");
                 table = Some(t);
             }
             Err(e) => error!(error = %e, "NAT aging task"),

@@ -8,7 +8,8 @@ use fo_config::Ownership;
 use super::Agent;
 use super::backends::is_drained;
 use crate::api::status::{
-    BackendStatus, CheckStatus, NodeStatus, RouterStatus, ServiceStatus, Status, TransitionRecord,
+    BackendStatus, CheckStatus, Histogram, NodeStatus, RouterStatus, ServiceStatus, Status,
+    TableFill, TransitionRecord,
 };
 use crate::dataplane::Origin;
 use crate::health::{Target, priority};
@@ -31,21 +32,44 @@ fn state_name(s: fo_vrrp::State) -> &'static str {
 
 /// NAT connections by state, read through new handles on the pinned table: one map
 /// walk in batches, counted as it reads, so never under the data plane's lock (router
-/// tasks and the lease task need it) and never on the runtime's threads.
-pub(super) fn nat_connections(pin_dir: &std::path::Path) -> BTreeMap<String, u64> {
+/// tasks and the lease task need it) and never on the runtime's threads. `None` if
+/// the table cannot be read.
+pub(super) fn nat_connections(pin_dir: &std::path::Path) -> Option<BTreeMap<String, u64>> {
     let counts = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.count_by_state());
     match counts {
-        Ok(counts) => counts
-            .into_iter()
-            .map(|(state, n)| (crate::dataplane::nat::state_name(state).to_string(), n))
-            .fold(BTreeMap::new(), |mut out, (name, n)| {
-                *out.entry(name).or_default() += n;
-                out
-            }),
+        Ok(counts) => Some(
+            counts
+                .into_iter()
+                .map(|(state, n)| (crate::dataplane::nat::state_name(state).to_string(), n))
+                .fold(BTreeMap::new(), |mut out, (name, n)| {
+                    *out.entry(name).or_default() += n;
+                    out
+                }),
+        ),
         Err(e) => {
             tracing::debug!(error = %crate::dataplane::error_chain(&e), "NAT table walk");
-            BTreeMap::new()
+            None
         }
+    }
+}
+
+fn takeover_histogram(t: &crate::vrrp::driver::TakeoverBuckets) -> Histogram {
+    Histogram {
+        bounds: crate::vrrp::driver::TAKEOVER_BOUNDS.to_vec(),
+        counts: t.counts.to_vec(),
+        count: t.count,
+        sum: t.sum_ns as f64 / 1e9,
+    }
+}
+
+/// The flow table's fill from a (shared) count.
+pub(super) fn flow_fill(c: &super::tables::Counted, capacity: u32, walks: u64) -> TableFill {
+    TableFill {
+        entries: c.entries,
+        capacity: u64::from(capacity),
+        counted_at: c.at_unix,
+        walk_seconds: c.took.as_secs_f64(),
+        walks,
     }
 }
 
@@ -66,6 +90,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             config_loaded_at: unix(agent.loaded_at),
             pid: std::process::id(),
             control_refused: agent.access.refused(),
+            reloads: agent.reloads.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
         },
         ..Default::default()
     };
@@ -127,6 +153,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     .iter()
                     .map(|(k, v)| (k.to_string(), *v))
                     .collect();
+                rs.advert_interval_seconds = Some(v.advert_interval.as_secs_f64());
+                rs.takeovers = Some(takeover_histogram(&s.stats.takeovers));
+                rs.hooks = s.hooks.clone();
             }
             (Ownership::Bgp(_), _) => {
                 let b = agent.bgp.status(&r.name);
@@ -192,6 +221,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     weight: u32::from(b.weight),
                     effective_weight: slot.map_or(0, |x| x.weight),
                     healthy: snap.backend_up(&s.name, &b.name),
+                    detail: snap
+                        .get(&Target::backend(s.name.clone(), b.name.clone()))
+                        .and_then(|t| t.last.as_ref().map(|l| l.detail.clone())),
                     drained: is_drained(s, b, &agent.drains),
                     // NAT backends need no MAC of their own (the FIB gives the next hop).
                     resolved: s.mode == fo_config::ForwardMode::Nat

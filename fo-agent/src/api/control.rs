@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::status::Status;
 use crate::locks::lock;
@@ -171,11 +171,11 @@ impl Access {
     pub fn check(&self, stream: &UnixStream) -> Result<(), Refusal> {
         let verdict = match peer_of(stream) {
             Ok(peer) => self.decide(&peer).inspect_err(|r| {
-                warn!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, reason = r.reason,
+                error!(uid = peer.uid, gid = peer.gid, pid = ?peer.pid, reason = r.reason,
                     "control socket: connection refused");
             }),
             Err(e) => {
-                warn!(error = %e, "control socket: cannot read the peer's credentials; refused");
+                error!(error = %e, "control socket: cannot read the peer's credentials; refused");
                 Err(Refusal {
                     reason: "no_credentials",
                     message: format!(

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::control::{Envelope, Request, Response, ask};
+use super::exposition::Format;
 
 const MAX_REQUEST: usize = 8 * 1024;
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -49,6 +49,7 @@ async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
     let head = String::from_utf8_lossy(&buf);
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let format = super::exposition::negotiate(header(&head, "accept"));
     let (code, ctype, body) = if method != "GET" {
         (
             "405 Method Not Allowed",
@@ -58,7 +59,12 @@ async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
     } else if path == "/metrics" || path.starts_with("/metrics?") {
         match ask(&agent, Request::Status).await {
             Response::Status { status } => {
-                ("200 OK", CONTENT_TYPE, super::metrics::render(&status))
+                let text = super::metrics::render(&status);
+                let body = match format {
+                    Format::OpenMetrics => text,
+                    Format::Prometheus => super::exposition::to_prometheus_text(&text),
+                };
+                ("200 OK", format.content_type(), body)
             }
             other => (
                 "503 Service Unavailable",
@@ -80,4 +86,22 @@ async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
         body.len()
     );
     let _ = stream.write_all(reply.as_bytes()).await;
+}
+
+/// The value of header `name` (lower case) in a request head, if present.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn headers_are_found_whatever_their_case() {
+        let head = "GET /metrics HTTP/1.1\r\nHost: x\r\nACCEPT: text/plain;q=0.5\r\n\r\n";
+        assert_eq!(super::header(head, "accept"), Some("text/plain;q=0.5"));
+        assert_eq!(super::header(head, "user-agent"), None);
+    }
 }

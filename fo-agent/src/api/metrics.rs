@@ -1,20 +1,56 @@
-//! Prometheus text (OpenMetrics) of a [`Status`], with the names of the contract.
-//! Encoding is `prometheus-client`'s: it gets types, escaping and `_total` right.
+//! OpenMetrics text of a [`Status`], with the names of the contract. Encoding is
+//! `prometheus-client`'s: it gets types, escaping and `_total` right. (`exposition`
+//! turns it into Prometheus' own text format for clients that ask for that.)
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use super::status::{Status, state_code};
+use super::status::{Histogram, Status, state_code};
 
 type Labels = Vec<(&'static str, String)>;
+type GaugeF64 = Gauge<f64, AtomicU64>;
+
+/// A histogram taken whole from a [`Histogram`] snapshot (prometheus-client's own
+/// `Histogram` only grows by observing).
+#[derive(Debug, Default)]
+struct Snapshot(std::sync::OnceLock<Histogram>);
+
+impl TypedMetric for Snapshot {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Snapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let Some(h) = self.0.get() else {
+            return Ok(());
+        };
+        // Per-bucket counts (the encoder makes them cumulative), ending with +Inf.
+        let buckets: Vec<(f64, u64)> = h
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(h.counts.iter().copied())
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
 
 /// Render every metric of the contract from one snapshot.
 pub fn render(status: &Status) -> String {
     let mut reg = Registry::default();
+    operations(&mut reg, status);
     let state = Family::<Labels, Gauge>::default();
     let transitions = Family::<Labels, Counter>::default();
     let priority = Family::<Labels, Gauge>::default();
@@ -345,6 +381,165 @@ pub fn render(status: &Status) -> String {
     out
 }
 
+/// What an operator watches beside the protocol: the build, reloads, hooks, takeover
+/// times, backends' health apart from their drain, and how full the tables are.
+fn operations(reg: &mut Registry, status: &Status) {
+    reg.register(
+        "fo_build",
+        "The running fo-agent: version and data-plane ABI",
+        Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("abi", fo_common::ABI_VERSION.to_string()),
+        ]),
+    );
+
+    let r = &status.node.reloads;
+    let reloads = Family::<Labels, Counter>::default();
+    reloads
+        .get_or_create(&vec![("result", "success".into())])
+        .inc_by(r.succeeded);
+    reloads
+        .get_or_create(&vec![("result", "failure".into())])
+        .inc_by(r.failed);
+    reg.register(
+        "fo_config_reloads",
+        "Config reloads (SIGHUP or fo-agent reload) by result; a failure is a refused reload, the running config stays",
+        reloads,
+    );
+    let last_ok = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    last_ok.set(i64::from(r.last_succeeded));
+    reg.register(
+        "fo_config_last_reload_successful",
+        "1 unless the last reload was refused",
+        last_ok,
+    );
+    let success_at = GaugeF64::default();
+    success_at.set(status.node.config_loaded_at);
+    reg.register(
+        "fo_config_last_reload_success_timestamp_seconds",
+        "Unix time the running config was loaded (start or last successful reload)",
+        success_at,
+    );
+    if let Some(at) = r.last_failure_at {
+        let failure_at = GaugeF64::default();
+        failure_at.set(at);
+        reg.register(
+            "fo_config_last_reload_failure_timestamp_seconds",
+            "Unix time of the last refused reload",
+            failure_at,
+        );
+    }
+
+    let router_info = Family::<Labels, Gauge>::default();
+    let interval = Family::<Labels, GaugeF64>::default();
+    let takeovers = Family::<Labels, Snapshot>::default();
+    let hook_runs = Family::<Labels, Counter>::default();
+    let hook_failures = Family::<Labels, Counter>::default();
+    let hook_timeouts = Family::<Labels, Counter>::default();
+    for rs in &status.routers {
+        router_info
+            .get_or_create(&vec![
+                ("router", rs.name.clone()),
+                ("ownership", rs.ownership.clone()),
+            ])
+            .set(1);
+        let l = || vec![("router", rs.name.clone())];
+        if let Some(s) = rs.advert_interval_seconds {
+            interval.get_or_create(&l()).set(s);
+        }
+        if let Some(h) = &rs.takeovers {
+            let _ = takeovers.get_or_create(&l()).0.set(h.clone());
+        }
+        for (hook, n) in &rs.hooks {
+            let l = vec![("router", rs.name.clone()), ("hook", hook.clone())];
+            hook_runs.get_or_create(&l).inc_by(n.runs);
+            hook_failures.get_or_create(&l).inc_by(n.failures);
+            hook_timeouts.get_or_create(&l).inc_by(n.timeouts);
+        }
+    }
+    reg.register(
+        "fo_router_info",
+        "1 for each configured router, with its ownership (vrrp, static or bgp)",
+        router_info,
+    );
+    reg.register(
+        "fo_vrrp_advert_interval_seconds",
+        "Configured VRRP advertisement interval; also the bound of a takeover (sync-then-claim waits at most this long)",
+        interval,
+    );
+    reg.register(
+        "fo_takeover_seconds",
+        "VRRP takeovers since the agent started: from master-down detection to the VIP served",
+        takeovers,
+    );
+    reg.register(
+        "fo_hook_runs",
+        "Hook runs (started or attempted), by router and hook",
+        hook_runs,
+    );
+    reg.register(
+        "fo_hook_failures",
+        "Hook runs that exited non-zero or could not start",
+        hook_failures,
+    );
+    reg.register(
+        "fo_hook_timeouts",
+        "Hook runs killed at their timeout",
+        hook_timeouts,
+    );
+
+    let healthy = Family::<Labels, Gauge>::default();
+    let drained = Family::<Labels, Gauge>::default();
+    for s in &status.services {
+        for b in &s.backends {
+            let l = vec![("service", s.name.clone()), ("backend", b.name.clone())];
+            healthy
+                .get_or_create(&l)
+                .set(i64::from(b.healthy.unwrap_or(true)));
+            drained.get_or_create(&l).set(i64::from(b.drained));
+        }
+    }
+    reg.register(
+        "fo_backend_healthy",
+        "1 when the backend's check passes (or it has none), drained or not",
+        healthy,
+    );
+    reg.register(
+        "fo_backend_drained",
+        "1 while the operator drains the backend (fo-agent backend drain)",
+        drained,
+    );
+
+    let entries = Family::<Labels, Gauge>::default();
+    let capacity = Family::<Labels, Gauge>::default();
+    let walk = Family::<Labels, GaugeF64>::default();
+    for (table, t) in &status.tables {
+        let l = vec![("table", table.clone())];
+        entries
+            .get_or_create(&l)
+            .set(i64::try_from(t.entries).unwrap_or(i64::MAX));
+        capacity
+            .get_or_create(&l)
+            .set(i64::try_from(t.capacity).unwrap_or(i64::MAX));
+        walk.get_or_create(&l).set(t.walk_seconds);
+    }
+    reg.register(
+        "fo_table_entries",
+        "Entries in a data-plane connection table (flow: DSR flows, LRU; nat: NAT connections)",
+        entries,
+    );
+    reg.register(
+        "fo_table_capacity",
+        "Size of the table (flow_table_size, nat_table_size)",
+        capacity,
+    );
+    reg.register(
+        "fo_table_walk_seconds",
+        "How long the last count of the table took (a walk of the whole map, shared by concurrent scrapes)",
+        walk,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +658,7 @@ mod tests {
                 weight: 1,
                 effective_weight: 1,
                 healthy: Some(true),
+                detail: None,
                 drained: false,
                 resolved: true,
                 packets: 5,
@@ -504,5 +700,105 @@ mod tests {
         ] {
             assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
         }
+    }
+
+    #[test]
+    fn operations_are_exported() {
+        let mut status = Status::default();
+        status.node.config_loaded_at = 1_700_000_000.5;
+        status.node.reloads = ReloadStatus {
+            succeeded: 3,
+            failed: 1,
+            last_succeeded: false,
+            last_failure_at: Some(1_700_000_100.0),
+            last_error: Some("bad".into()),
+        };
+        status.routers.push(RouterStatus {
+            name: "wazuh".into(),
+            ownership: "vrrp".into(),
+            advert_interval_seconds: Some(0.1),
+            takeovers: Some(Histogram {
+                bounds: vec![0.01, 0.1],
+                counts: vec![2, 1, 1],
+                count: 4,
+                sum: 3.5,
+            }),
+            hooks: [(
+                "master".to_string(),
+                crate::hooks::HookStats {
+                    runs: 5,
+                    failures: 2,
+                    timeouts: 1,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        });
+        status.services.push(ServiceStatus {
+            name: "events".into(),
+            vip: "192.0.2.1".parse().unwrap(),
+            port: 1514,
+            protocol: "tcp".into(),
+            mode: "dsr".into(),
+            fail_open: false,
+            backends: vec![BackendStatus {
+                name: "b1".into(),
+                address: "192.0.2.21".parse().unwrap(),
+                port: 1514,
+                weight: 1,
+                effective_weight: 0,
+                healthy: Some(true),
+                detail: None,
+                drained: true,
+                resolved: true,
+                packets: 0,
+                bytes: 0,
+            }],
+        });
+        status.tables.insert(
+            "flow".into(),
+            TableFill {
+                entries: 1200,
+                capacity: 65536,
+                counted_at: 0.0,
+                walk_seconds: 0.002,
+                walks: 1,
+            },
+        );
+        let text = render(&status);
+        for needle in [
+            &format!(
+                "fo_build_info{{version=\"{}\",abi=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                fo_common::ABI_VERSION
+            ),
+            "fo_config_reloads_total{result=\"success\"} 3",
+            "fo_config_reloads_total{result=\"failure\"} 1",
+            "fo_config_last_reload_successful 0",
+            "fo_config_last_reload_success_timestamp_seconds 1700000000.5",
+            "fo_config_last_reload_failure_timestamp_seconds 1700000100.0",
+            "fo_router_info{router=\"wazuh\",ownership=\"vrrp\"} 1",
+            "fo_vrrp_advert_interval_seconds{router=\"wazuh\"} 0.1",
+            "fo_takeover_seconds_sum{router=\"wazuh\"} 3.5",
+            "fo_takeover_seconds_count{router=\"wazuh\"} 4",
+            "fo_takeover_seconds_bucket{le=\"0.01\",router=\"wazuh\"} 2",
+            "fo_takeover_seconds_bucket{le=\"0.1\",router=\"wazuh\"} 3",
+            "fo_takeover_seconds_bucket{le=\"+Inf\",router=\"wazuh\"} 4",
+            "fo_hook_runs_total{router=\"wazuh\",hook=\"master\"} 5",
+            "fo_hook_failures_total{router=\"wazuh\",hook=\"master\"} 2",
+            "fo_hook_timeouts_total{router=\"wazuh\",hook=\"master\"} 1",
+            "fo_backend_up{service=\"events\",backend=\"b1\"} 0",
+            "fo_backend_healthy{service=\"events\",backend=\"b1\"} 1",
+            "fo_backend_drained{service=\"events\",backend=\"b1\"} 1",
+            "fo_table_entries{table=\"flow\"} 1200",
+            "fo_table_capacity{table=\"flow\"} 65536",
+            "fo_table_walk_seconds{table=\"flow\"} 0.002",
+        ] {
+            assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");
+        }
+        assert!(
+            !render(&Status::default()).contains("fo_config_last_reload_failure_timestamp_seconds"),
+            "no failure time before a refused reload"
+        );
     }
 }

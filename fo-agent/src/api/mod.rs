@@ -2,6 +2,7 @@
 //! both rendering the same [`status::Status`] snapshot.
 
 pub mod control;
+pub mod exposition;
 pub mod http;
 pub mod metrics;
 pub mod status;

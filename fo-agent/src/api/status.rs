@@ -26,6 +26,50 @@ pub struct Status {
     /// Connection-state sync health; `None` when sync is off.
     #[serde(default)]
     pub sync: Option<crate::sync::SyncStatus>,
+    /// Fill of the data plane's connection tables, by table (`flow`: the DSR/tunnel
+    /// flow table, when such services exist; `nat`: the NAT table, with NAT services).
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableFill>,
+}
+
+/// Entries in a data-plane table against its size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableFill {
+    pub entries: u64,
+    pub capacity: u64,
+    /// Unix seconds of the walk that counted `entries` (walks are shared and reused
+    /// for up to a second, see `agent::tables`).
+    pub counted_at: f64,
+    /// How long that walk took.
+    pub walk_seconds: f64,
+    /// Walks of this table made for status and metrics since the agent started.
+    pub walks: u64,
+}
+
+/// Config reloads (SIGHUP or `fo-agent reload`) since the agent started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub succeeded: u64,
+    /// Refused reloads: the running config stayed.
+    pub failed: u64,
+    /// Whether the last reload (or, before any, the start) succeeded.
+    pub last_succeeded: bool,
+    /// Unix seconds of the last refused reload.
+    pub last_failure_at: Option<f64>,
+    /// Why the last refused reload was refused.
+    pub last_error: Option<String>,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus {
+            succeeded: 0,
+            failed: 0,
+            last_succeeded: true,
+            last_failure_at: None,
+            last_error: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +86,11 @@ pub struct NodeStatus {
     /// Control socket connections refused since start, by reason.
     #[serde(default)]
     pub control_refused: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub reloads: ReloadStatus,
+    /// This build: `fo-agent --version`.
+    #[serde(default)]
+    pub version: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -89,6 +138,28 @@ pub struct RouterStatus {
     pub fence: Option<FenceStatus>,
     /// `ownership = "bgp"`: the announcement and the daemon's sessions.
     pub bgp: Option<crate::bgp::BgpStatus>,
+    /// VRRP: the configured advertisement interval, in seconds.
+    #[serde(default)]
+    pub advert_interval_seconds: Option<f64>,
+    /// VRRP: every takeover since the agent started (the last ones are in
+    /// `transitions`), as a histogram of `takeover_seconds`.
+    #[serde(default)]
+    pub takeovers: Option<Histogram>,
+    /// Hook runs by hook (`master`, `backup`, `fault`, `notify`).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+}
+
+/// Observations in buckets, for `fo_takeover_seconds`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Upper bounds, increasing; observations above the last are in `count` only.
+    pub bounds: Vec<f64>,
+    /// Observations in each bucket, not cumulative: `counts[i]` lie in
+    /// (`bounds[i-1]`, `bounds[i]`]; one more entry for those above the last bound.
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
 }
 
 // The fence's status types live with the fence, which owns that state; status assembles them.
@@ -127,6 +198,10 @@ pub struct BackendStatus {
     pub effective_weight: u32,
     /// None: no check configured.
     pub healthy: Option<bool>,
+    /// The last check's result (why it failed, or what passed); None before the first
+    /// check or without one.
+    #[serde(default)]
+    pub detail: Option<String>,
     pub drained: bool,
     /// Its MAC is known and it is in the data plane.
     pub resolved: bool,

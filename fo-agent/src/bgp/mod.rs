@@ -396,7 +396,11 @@ async fn run(
         for s in &st.sessions {
             let was = before.sessions.iter().find(|b| b.name == s.name);
             if was.is_some_and(|b| b.up != s.up) {
-                info!(session = %s.name, up = s.up, info = %s.info, "BGP session");
+                if s.up {
+                    info!(session = %s.name, up = s.up, info = %s.info, "BGP session");
+                } else {
+                    warn!(session = %s.name, up = s.up, info = %s.info, "BGP session");
+                }
             }
         }
         status.send_replace(st);

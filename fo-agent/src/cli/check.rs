@@ -13,30 +13,34 @@ pub fn main(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Problems of files the config names point at their line: `FILE:LINE:COL: ...`.
+    let located = fo_agent::health::problems(&config);
     let problems = problems(&config);
-    if problems.is_empty() {
+    if problems.is_empty() && located.is_empty() {
         println!("{}: OK", path.display());
         return ExitCode::SUCCESS;
+    }
+    for p in &located {
+        eprintln!("{}", p.in_file(path));
     }
     for p in &problems {
         eprintln!("{}: {p}", path.display());
     }
+    let count = located.len() + problems.len();
     eprintln!(
-        "{}: {} problem{}",
+        "{}: {count} problem{}",
         path.display(),
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+        if count == 1 { "" } else { "s" }
     );
     ExitCode::FAILURE
 }
 
 /// What keeps a valid config from running here, one line each: what `fo-agent run`
-/// refuses (same wording as `agent::run`), checks this build cannot run, and hooks
-/// that are missing or not executable.
+/// refuses (same wording as `agent::run`) and hooks that are missing or not executable.
+/// (The TLS files of https checks are `fo_agent::health::problems`, with positions.)
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
-    out.extend(fo_agent::health::unsupported(config));
     if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
         out.extend(keys);
     }

@@ -1,28 +1,26 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use fo_agent::logging::{self, LogFormat, Sink};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[arg(long, short)]
     config: PathBuf,
-    /// Log lines as plain text or JSON objects.
-    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    /// Where and how to log: `auto` logs natively to journald when systemd connected
+    /// stderr to the journal (JOURNAL_STREAM), else plain text on stderr; `journald`,
+    /// `plain` or `json` force one.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Plain,
-    Json,
 }
 
 /// `fo-agent run --config FILE`.
 pub fn main(args: Args) -> ExitCode {
-    init_logging(args.log_format);
+    let sink = logging::init(args.log_format);
     let config = match fo_config::Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            fatal(sink, &format!("config refused: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -32,30 +30,24 @@ pub fn main(args: Args) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fo-agent: starting the runtime: {e}");
+            fatal(sink, &format!("fo-agent: starting the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(fo_agent::agent::run(config, &args.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("fo-agent: {e:#}");
+            fatal(sink, &format!("fo-agent: {e:#}"));
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// Why the agent stops: an `err` entry in the journal, a JSON line, or plain text on
+/// stderr (a config's problems, one per line with line:column).
+fn fatal(sink: Sink, message: &str) {
+    match sink {
+        Sink::Journald | Sink::Json => tracing::error!("{message}"),
+        Sink::Plain => eprintln!("{message}"),
     }
 }

@@ -60,6 +60,37 @@ fn human(s: &Status) -> String {
         "node: {} (xdp {}, data plane {}), config {}",
         s.node.interface, s.node.xdp_mode, s.node.dataplane, s.node.config
     );
+    let r = &s.node.reloads;
+    if r.succeeded + r.failed > 0 {
+        let _ = write!(
+            o,
+            "reloads: {} ok, {} refused; config loaded {}",
+            r.succeeded,
+            r.failed,
+            ago(s.node.config_loaded_at)
+        );
+        match (&r.last_error, r.last_succeeded, r.last_failure_at) {
+            (Some(e), false, Some(at)) => {
+                let _ = writeln!(o, "; LAST RELOAD REFUSED {}: {e}", ago(at));
+            }
+            _ => o.push('\n'),
+        }
+    }
+    if !s.tables.is_empty() {
+        let fill: Vec<String> = s
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                let pct = if t.capacity > 0 {
+                    t.entries as f64 * 100.0 / t.capacity as f64
+                } else {
+                    0.0
+                };
+                format!("{name} {}/{} ({pct:.1} %)", t.entries, t.capacity)
+            })
+            .collect();
+        let _ = writeln!(o, "tables: {}", fill.join(", "));
+    }
     let _ = writeln!(
         o,
         "\nROUTER          STATE    PRIO(cfg/eff)  VIPS                    SINCE          LAST TRANSITION"
@@ -213,6 +244,11 @@ fn human(s: &Status) -> String {
                 "  {:<25} {:<7} {:<16} {:<13} {}",
                 b.name, health, weight, b.packets, b.bytes
             );
+            if b.healthy == Some(false)
+                && let Some(why) = &b.detail
+            {
+                let _ = writeln!(o, "    why: {why}");
+            }
         }
     }
     if !s.nat_connections.is_empty() {
@@ -261,9 +297,15 @@ fn human(s: &Status) -> String {
         }
     }
     if !s.checks.is_empty() {
-        let _ = writeln!(o, "\nCHECK            UP");
+        let _ = writeln!(o, "\nCHECK            UP   LAST RESULT");
         for c in &s.checks {
-            let _ = writeln!(o, "{:<16} {}", c.name, if c.up { "yes" } else { "no" });
+            let _ = writeln!(
+                o,
+                "{:<16} {:<4} {}",
+                c.name,
+                if c.up { "yes" } else { "no" },
+                c.detail.as_deref().unwrap_or("-")
+            );
         }
     }
     o

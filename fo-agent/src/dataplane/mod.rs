@@ -2,6 +2,7 @@
 //! in the agent that touches BPF maps; the rest of the agent calls the methods here.
 
 mod batch;
+pub mod flows;
 mod loader;
 pub mod maglev;
 pub mod nat;

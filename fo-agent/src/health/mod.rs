@@ -4,6 +4,9 @@
 //!
 //! - [`state`]: the pure rise/fall tracker and the initial states;
 //! - [`probe`]: one async function per kind of check;
+//! - [`http`]: the HTTP/1.1 client of http and https checks (hyper);
+//! - [`tls`]: TLS of https checks (rustls): client setup from the config's files,
+//!   failure reasons, certificate expiry;
 //! - [`scheduler`]: one task per target, publishing a [`Snapshot`] and [`HealthEvent`]s;
 //! - [`priority`]: effective VRRP priority and gates from a snapshot.
 //!
@@ -27,14 +30,16 @@
 //! ```
 
 pub(crate) mod child;
+pub mod http;
 pub mod priority;
 pub mod probe;
 pub mod scheduler;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod tls;
 
-pub use probe::{Probe, ProbeError, ProbeResult, unsupported};
+pub use probe::{Probe, ProbeError, ProbeResult, Problem, problems};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
 };

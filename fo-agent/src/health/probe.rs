@@ -1,43 +1,72 @@
 //! The probes: one async function per kind of check, each bounded by a timeout.
 //!
-//! None of them forks except [`exec`]: `tcp` and `http` are a socket each, `process`
-//! and `file` read `/proc` and the file system on tokio's blocking pool. So hundreds
-//! of backend checks cost a few sockets per second, not processes.
+//! None of them forks except [`exec`]: `tcp`, `http` and `https` are a socket each,
+//! `process` and `file` read `/proc` and the file system on tokio's blocking pool. So
+//! hundreds of backend checks cost a few sockets per second, not processes.
 //!
 //! A probe returns `Ok(detail)` when the target is healthy (the detail is a short
 //! text for status output) or a [`ProbeError`] saying why it is not.
 //!
-//! HTTPS is not supported in this build: an `https` check fails every probe with
-//! [`ProbeError::HttpsUnsupported`], and [`unsupported`] lists such checks so that
-//! `fo-agent check` can refuse the configuration up front.
+//! `http` and `https` share one HTTP/1.1 client ([`super::http`], hyper); `https` puts
+//! TLS ([`super::tls`], rustls) between the TCP connection and it. Each step (connect,
+//! TLS handshake, response, body) runs against the probe's one deadline, and a step
+//! that does not finish is named in the failure.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use fo_config::{Backend, CheckKind, Config, ProcessMatch, Service, ServiceCheckKind};
+use fo_config::{Backend, CheckKind, Config, HttpGet, ProcessMatch, Service, ServiceCheckKind};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::child::{self, Ended, Stream};
+use super::http::{self, BodySearch, find};
+use super::tls::{self, Attempt, Expiring, TlsClient, TlsFailure, TlsSetupError};
 
-/// Most bytes of an HTTP response (headers and body) or of a file that are read.
+/// Most bytes of an HTTP response body or of a file that are read.
 pub const READ_LIMIT: usize = 1 << 20;
-/// Most bytes of HTTP response headers.
-const HEADER_LIMIT: usize = 64 << 10;
 /// Output lines of an exec check kept for the failure detail.
 const EXEC_DETAIL_LINES: usize = 3;
 
 /// Outcome of one probe: `Ok(detail)` when healthy.
 pub type ProbeResult = Result<String, ProbeError>;
 
+/// A step of an HTTP(S) probe, named when it does not finish in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Connect,
+    Handshake,
+    Response,
+    Body,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connect",
+            Self::Handshake => "TLS handshake",
+            Self::Response => "response",
+            Self::Body => "response body",
+        })
+    }
+}
+
 /// Why a probe found its target unhealthy.
 #[derive(Debug, Error)]
 pub enum ProbeError {
     #[error("no result within {after:?}")]
     Timeout { after: Duration },
+    #[error("{target}: {step} not finished within {after:?}")]
+    StepTimeout {
+        target: String,
+        step: Step,
+        after: Duration,
+    },
     #[error("the previous probe has not returned yet (stuck in the kernel, e.g. a hung mount)")]
     Stuck,
     #[error("connect to {target}: {source}")]
@@ -46,24 +75,46 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{target}: {source}")]
-    Io {
-        target: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{target}: not an HTTP response: {line:?}")]
-    NotHttp { target: String, line: String },
-    #[error("{target}: status {got}, expected {expected}")]
+    #[error("{target}: {reason}")]
+    Http { target: String, reason: String },
+    #[error("{target}: not an HTTP response: {reason}")]
+    NotHttp { target: String, reason: String },
+    #[error("{target}: status {got}, expected {}", statuses(expected))]
     Status {
         target: String,
-        expected: u16,
+        expected: Vec<u16>,
         got: u16,
     },
-    #[error("{target}: response body does not contain {expected:?}")]
-    Body { target: String, expected: String },
-    #[error("{target}: https checks are not supported in this build")]
-    HttpsUnsupported { target: String },
+    #[error(
+        "{target}: response body does not contain {expected:?}{}",
+        if *truncated { format!(" in its first {read} bytes") } else { String::new() }
+    )]
+    Body {
+        target: String,
+        expected: String,
+        read: usize,
+        truncated: bool,
+    },
+    #[error("{target}: TLS: {failure}")]
+    Tls { target: String, failure: TlsFailure },
+    #[error("{target}: {source}")]
+    TlsSetup {
+        target: String,
+        #[source]
+        source: Arc<TlsSetupError>,
+    },
+    #[error(
+        "{target}: certificate {} expires {} (in {}), sooner than min_cert_validity {}",
+        expiring.subject,
+        expiring.not_after,
+        days(expiring.left),
+        fo_config::format_duration(*min)
+    )]
+    CertExpiresSoon {
+        target: String,
+        expiring: Expiring,
+        min: Duration,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: String,
@@ -114,11 +165,30 @@ fn output_suffix(lines: &[String]) -> String {
     }
 }
 
+/// `200` or `one of 200, 204`.
+fn statuses(codes: &[u16]) -> String {
+    let list: Vec<String> = codes.iter().map(u16::to_string).collect();
+    match list.as_slice() {
+        [one] => one.clone(),
+        _ => format!("one of {}", list.join(", ")),
+    }
+}
+
+/// `12.5 days`, `3.2 hours`: time left before a certificate expires.
+fn days(left: Duration) -> String {
+    let secs = left.as_secs_f64();
+    if secs >= 86_400.0 {
+        format!("{:.1} days", secs / 86_400.0)
+    } else {
+        format!("{:.1} hours", secs / 3_600.0)
+    }
+}
+
 /// A check's probe with everything resolved from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Probe {
     Tcp(SocketAddr),
-    Http(HttpProbe),
+    Http(Box<HttpProbe>),
     Exec {
         argv: Vec<String>,
         /// Added to the agent's environment (for backend checks: which backend).
@@ -132,32 +202,57 @@ pub enum Probe {
     },
 }
 
-/// An HTTP GET and what its answer must look like.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP(S) GET and what its answer must look like.
+#[derive(Debug, Clone)]
 pub struct HttpProbe {
-    pub https: bool,
-    /// IP address or DNS name, without brackets; sent as the `Host` header.
+    /// IP address or DNS name, without brackets.
     pub host: String,
     pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-    pub expect_status: u16,
-    pub expect_body: Option<String>,
+    pub get: HttpGet,
+    /// `None`: plain HTTP. `Some(Err)`: https whose files could not be used when the
+    /// probe was planned (every probe then fails with that reason).
+    pub tls: Option<Result<TlsClient, Arc<TlsSetupError>>>,
+}
+
+impl HttpProbe {
+    /// The URL probed, for messages (the connected address, not `sni`).
+    pub fn target(&self) -> String {
+        let https = self.tls.is_some();
+        format!(
+            "{}://{}{}",
+            if https { "https" } else { "http" },
+            authority(&self.host, self.port, https),
+            self.get.path
+        )
+    }
+
+    /// The `Host` header: `sni` when set, else the host probed.
+    fn host_header(&self) -> String {
+        let sni = match &self.tls {
+            Some(Ok(c)) => c.settings().sni.as_deref(),
+            _ => None,
+        };
+        authority(sni.unwrap_or(&self.host), self.port, self.tls.is_some())
+    }
 }
 
 impl Probe {
-    /// The probe of a node-level `[[check]]`.
-    pub fn for_check(kind: &CheckKind) -> Self {
+    /// The probe of a node-level `[[check]]`; `tls` builds (and shares) TLS clients.
+    pub fn for_check(kind: &CheckKind, tls: &mut tls::Loader) -> Self {
         match kind {
             CheckKind::Tcp { address, port } => Self::Tcp(SocketAddr::new(*address, *port)),
-            CheckKind::Http(h) => Self::Http(HttpProbe {
-                https: h.https,
+            CheckKind::Http(h) => Self::Http(Box::new(HttpProbe {
                 host: h.host.clone(),
                 port: h.port,
-                path: h.path.clone(),
-                expect_status: h.expect_status,
-                expect_body: h.expect_body.clone(),
-            }),
+                get: h.get.clone(),
+                tls: None,
+            })),
+            CheckKind::Https { target, tls: t } => Self::Http(Box::new(HttpProbe {
+                host: target.host.clone(),
+                port: target.port,
+                get: target.get.clone(),
+                tls: Some(tls.shared(t)),
+            })),
             CheckKind::Exec { command } => Self::Exec {
                 argv: command.clone(),
                 env: Vec::new(),
@@ -177,22 +272,26 @@ impl Probe {
 
     /// The probe of one backend of a service. An exec check gets `FO_SERVICE`,
     /// `FO_BACKEND`, `FO_BACKEND_ADDRESS` and `FO_BACKEND_PORT` in its environment.
-    pub fn for_backend(service: &Service, kind: &ServiceCheckKind, backend: &Backend) -> Self {
+    pub fn for_backend(
+        service: &Service,
+        kind: &ServiceCheckKind,
+        backend: &Backend,
+        tls: &mut tls::Loader,
+    ) -> Self {
         match kind {
             ServiceCheckKind::Tcp => Self::Tcp(backend.socket_addr()),
-            ServiceCheckKind::Http {
-                path,
-                expect_status,
-                expect_body,
-                https,
-            } => Self::Http(HttpProbe {
-                https: *https,
+            ServiceCheckKind::Http(get) => Self::Http(Box::new(HttpProbe {
                 host: backend.address.to_string(),
                 port: backend.port,
-                path: path.clone(),
-                expect_status: *expect_status,
-                expect_body: expect_body.clone(),
-            }),
+                get: get.clone(),
+                tls: None,
+            })),
+            ServiceCheckKind::Https { get, tls: t } => Self::Http(Box::new(HttpProbe {
+                host: backend.address.to_string(),
+                port: backend.port,
+                get: get.clone(),
+                tls: Some(tls.shared(t)),
+            })),
             ServiceCheckKind::Exec { command } => Self::Exec {
                 argv: command.clone(),
                 env: vec![
@@ -223,30 +322,55 @@ impl Probe {
     }
 }
 
-/// The checks of `config` that this build cannot run, one line each, for
-/// `fo-agent check` (today: `https`).
-pub fn unsupported(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
+/// A problem with a check's files, and where the config names the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line and column, when a file named in the config is at fault.
+    pub at: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl Problem {
+    /// `PATH:LINE:COL: message` (or `PATH: message`), as config errors are written.
+    pub fn in_file(&self, path: &Path) -> String {
+        match self.at {
+            Some((line, col)) => format!("{}:{line}:{col}: {}", path.display(), self.message),
+            None => format!("{}: {}", path.display(), self.message),
+        }
+    }
+}
+
+/// What keeps the checks of `config` from running, for `fo-agent check`, `run` and
+/// `reload`: today, https checks whose CA, certificate or key cannot be used. Sorted by
+/// position; a file named by several checks is reported once per check.
+pub fn problems(config: &Config) -> Vec<Problem> {
+    let mut loader = tls::Loader::default();
+    let mut out: Vec<Problem> = Vec::new();
+    let mut report = |what: String, e: &TlsSetupError| {
+        let p = Problem {
+            at: e.position(),
+            message: format!("{what}: {e}"),
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
     for c in &config.checks {
-        if let CheckKind::Http(h) = &c.kind
-            && h.https
+        if let CheckKind::Https { tls, .. } = &c.kind
+            && let Err(e) = loader.shared(tls)
         {
-            out.push(format!(
-                "check {}: https checks are not supported in this build (use http, or an exec check running curl)",
-                c.name
-            ));
+            report(format!("check {}", c.name), &e);
         }
     }
     for s in &config.services {
         if let Some(check) = &s.check
-            && let ServiceCheckKind::Http { https: true, .. } = check.kind
+            && let ServiceCheckKind::Https { tls, .. } = &check.kind
+            && let Err(e) = loader.shared(tls)
         {
-            out.push(format!(
-                "service {}: https checks are not supported in this build (use http, tcp, or an exec check running curl)",
-                s.name
-            ));
+            report(format!("service {}", s.name), &e);
         }
     }
+    out.sort_by_key(|p| p.at);
     out
 }
 
@@ -287,191 +411,207 @@ fn authority(host: &str, port: u16, https: bool) -> String {
     }
 }
 
-/// Healthy when a `GET` answers with the expected status (and, if set, a body
-/// containing the expected text within the first [`READ_LIMIT`] bytes).
-/// HTTP/1.1 with `Connection: close`; chunked bodies are decoded.
+/// Healthy when a `GET` answers with one of the expected statuses (and, if set, a body
+/// containing the expected text within the first [`READ_LIMIT`] bytes); for https, when
+/// the handshake also succeeds and no certificate presented expires within
+/// `min_cert_validity`. Every step shares the one `timeout`.
 pub async fn http(p: &HttpProbe, timeout: Duration) -> ProbeResult {
-    let target = format!(
-        "{}://{}{}",
-        if p.https { "https" } else { "http" },
-        authority(&p.host, p.port, p.https),
-        p.path
-    );
-    if p.https {
-        return Err(ProbeError::HttpsUnsupported { target });
-    }
-    within(timeout, http_get(p, &target)).await
-}
-
-async fn http_get(p: &HttpProbe, target: &str) -> ProbeResult {
-    let io = |source| ProbeError::Io {
-        target: target.to_owned(),
-        source,
+    let target = p.target();
+    let deadline = Instant::now() + timeout;
+    let late = |step| ProbeError::StepTimeout {
+        target: target.clone(),
+        step,
+        after: timeout,
     };
-    let mut s = TcpStream::connect((p.host.as_str(), p.port))
+    let client = match &p.tls {
+        Some(Err(e)) => {
+            return Err(ProbeError::TlsSetup {
+                target,
+                source: e.clone(),
+            });
+        }
+        Some(Ok(client)) => Some(client),
+        None => None,
+    };
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((p.host.as_str(), p.port)))
         .await
+        .map_err(|_| late(Step::Connect))?
         .map_err(|source| ProbeError::Connect {
-            target: target.to_owned(),
+            target: target.clone(),
             source,
         })?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: fo-health\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        p.path,
-        authority(&p.host, p.port, p.https)
-    );
-    s.write_all(request.as_bytes()).await.map_err(io)?;
+    let Some(client) = client else {
+        return exchange(p, tcp, &target, deadline, &late, None, String::new()).await;
+    };
+    let name = client
+        .server_name(&p.host)
+        .map_err(|reason| ProbeError::Tls {
+            target: target.clone(),
+            failure: TlsFailure::Other { reason },
+        })?;
+    let (connector, attempt) = client.connector();
+    let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+        .await
+        .map_err(|_| late(Step::Handshake))?
+        .map_err(|e| ProbeError::Tls {
+            target: target.clone(),
+            failure: handshake_failure(&e, &attempt),
+        })?;
+    let mut validity = String::new();
+    if let Some(min) = client.settings().min_cert_validity {
+        let presented = stream.get_ref().1.peer_certificates().unwrap_or_default();
+        match tls::expiring(presented, min, SystemTime::now()) {
+            Err(reason) => {
+                return Err(ProbeError::Tls {
+                    target,
+                    failure: TlsFailure::Other { reason },
+                });
+            }
+            Ok(Some(expiring)) => {
+                return Err(ProbeError::CertExpiresSoon {
+                    target,
+                    expiring,
+                    min,
+                });
+            }
+            Ok(None) => {
+                validity = format!(
+                    "; no certificate expires within {}",
+                    fo_config::format_duration(min)
+                );
+            }
+        }
+    }
+    exchange(
+        p,
+        stream,
+        &target,
+        deadline,
+        &late,
+        Some(&attempt),
+        validity,
+    )
+    .await
+}
 
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    // Status line and headers.
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break Some(i + 4);
-        }
-        if buf.len() > HEADER_LIMIT {
-            break None;
-        }
-        let n = s.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            break None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let status_line_end = find(&buf, b"\r\n").unwrap_or(buf.len());
-    let status_line = String::from_utf8_lossy(&buf[..status_line_end]).into_owned();
-    let Some(status) = parse_status_line(&status_line) else {
-        return Err(ProbeError::NotHttp {
-            target: target.to_owned(),
-            line: status_line.chars().take(80).collect(),
-        });
-    };
-    if status != p.expect_status {
+/// The GET itself, over plain TCP or TLS.
+async fn exchange<S>(
+    p: &HttpProbe,
+    io: S,
+    target: &str,
+    deadline: Instant,
+    late: &(dyn Fn(Step) -> ProbeError + Sync),
+    attempt: Option<&Attempt>,
+    suffix: String,
+) -> ProbeResult
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let failed = |e: &hyper::Error| hyper_failure(e, target, attempt);
+    let answer = tokio::time::timeout_at(deadline, http::get(io, &p.host_header(), &p.get.path))
+        .await
+        .map_err(|_| late(Step::Response))?
+        .map_err(|e| match e {
+            http::GetError::Hyper(e) => failed(&e),
+            e @ http::GetError::Request { .. } => ProbeError::Http {
+                target: target.to_owned(),
+                reason: e.to_string(),
+            },
+        })?;
+    let status = answer.status();
+    if !p.get.expect_status.contains(&status) {
         return Err(ProbeError::Status {
             target: target.to_owned(),
-            expected: p.expect_status,
+            expected: p.get.expect_status.clone(),
             got: status,
         });
     }
-    let Some(expected) = p.expect_body.as_deref() else {
-        return Ok(format!("{target}: status {status}"));
+    let Some(expected) = p.get.expect_body.as_deref() else {
+        return Ok(format!("{target}: status {status}{suffix}"));
     };
-    let Some(head_end) = head_end else {
-        return Err(ProbeError::NotHttp {
+    let search = tokio::time::timeout_at(
+        deadline,
+        answer.search_body(expected.as_bytes(), READ_LIMIT),
+    )
+    .await
+    .map_err(|_| late(Step::Body))?
+    .map_err(|e| failed(&e))?;
+    match search {
+        BodySearch::Found => Ok(format!("{target}: status {status}, body matches{suffix}")),
+        BodySearch::Missing { read, truncated } => Err(ProbeError::Body {
             target: target.to_owned(),
-            line: "headers never ended".into(),
-        });
-    };
-    let framing = Framing::of(&buf[..head_end]);
-    let mut body: Vec<u8> = buf.split_off(head_end);
-    loop {
-        let (decoded, complete) = framing.decode(&body);
-        if find(decoded.as_ref(), expected.as_bytes()).is_some() {
-            return Ok(format!("{target}: status {status}, body matches"));
-        }
-        if complete || body.len() >= READ_LIMIT {
-            break;
-        }
-        let n = s.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
+            expected: expected.to_owned(),
+            read,
+            truncated,
+        }),
     }
-    Err(ProbeError::Body {
+}
+
+/// The rustls error inside an error chain (hyper wraps the I/O error that carries it).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // io::Error::source() skips the error it wraps: look inside it.
+        if let Some(r) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// An error and its sources on one line: `connection error: Connection reset by peer`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let s_text = s.to_string();
+        if !out.ends_with(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+fn handshake_failure(e: &std::io::Error, attempt: &Attempt) -> TlsFailure {
+    if let Some(r) = rustls_error(e) {
+        return TlsFailure::of(r, attempt);
+    }
+    TlsFailure::Other {
+        reason: match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                "the server closed the connection during the handshake".to_owned()
+            }
+            _ => format!("handshake: {e}"),
+        },
+    }
+}
+
+fn hyper_failure(e: &hyper::Error, target: &str, attempt: Option<&Attempt>) -> ProbeError {
+    if let (Some(r), Some(a)) = (rustls_error(e), attempt) {
+        return ProbeError::Tls {
+            target: target.to_owned(),
+            failure: TlsFailure::of(r, a),
+        };
+    }
+    if e.is_parse() || e.is_parse_status() {
+        return ProbeError::NotHttp {
+            target: target.to_owned(),
+            reason: chain(e),
+        };
+    }
+    ProbeError::Http {
         target: target.to_owned(),
-        expected: expected.to_owned(),
-    })
-}
-
-/// `HTTP/1.1 200 OK` -> 200.
-fn parse_status_line(line: &str) -> Option<u16> {
-    let mut parts = line.split(' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/") {
-        return None;
-    }
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// How the body of a response ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    /// Until the server closes.
-    Close,
-}
-
-impl Framing {
-    fn of(head: &[u8]) -> Self {
-        let head = String::from_utf8_lossy(head);
-        let mut framing = Self::Close;
-        for line in head.split("\r\n").skip(1) {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim(), value.trim());
-            if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-            {
-                return Self::Chunked;
-            }
-            if name.eq_ignore_ascii_case("content-length")
-                && let Ok(n) = value.parse()
-            {
-                framing = Self::Length(n);
-            }
-        }
-        framing
-    }
-
-    /// The body decoded so far, and whether it is complete.
-    fn decode<'a>(self, raw: &'a [u8]) -> (std::borrow::Cow<'a, [u8]>, bool) {
-        match self {
-            Self::Length(n) => (raw[..raw.len().min(n)].into(), raw.len() >= n),
-            Self::Close => (raw.into(), false),
-            Self::Chunked => {
-                let (body, complete) = dechunk(raw);
-                (body.into(), complete)
-            }
-        }
-    }
-}
-
-/// Decode as much of a chunked body as has arrived.
-fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(raw, b"\r\n") else {
-            return (out, false);
-        };
-        let size_text = String::from_utf8_lossy(&raw[..eol]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            // Not valid chunking: give up on decoding, keep what we have.
-            return (out, true);
-        };
-        if size == 0 {
-            return (out, true);
-        }
-        let data = &raw[eol + 2..];
-        if data.len() < size {
-            out.extend_from_slice(data);
-            return (out, false);
-        }
-        out.extend_from_slice(&data[..size]);
-        raw = data.get(size + 2..).unwrap_or(&[]);
+        reason: chain(e),
     }
 }
 
@@ -711,6 +851,7 @@ pub async fn file(path: &Path, contains: Option<&str>, timeout: Duration) -> Pro
 mod tests {
     use super::*;
     use crate::health::testutil::TempDir;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
 
     const T: Duration = Duration::from_secs(5);
@@ -768,6 +909,15 @@ mod tests {
 
     /// Serve `response` to every connection; returns the port.
     async fn http_server(response: &'static str) -> u16 {
+        serve(response, false).await
+    }
+
+    /// Like [`http_server`], but each connection stays open (silent) after the response.
+    async fn http_server_then_hold(response: &'static str) -> u16 {
+        serve(response, true).await
+    }
+
+    async fn serve(response: &'static str, hold: bool) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
@@ -793,6 +943,9 @@ mod tests {
                         "request was {req:?}"
                     );
                     let _ = s.write_all(response.as_bytes()).await;
+                    if hold {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
                 });
             }
         });
@@ -801,12 +954,14 @@ mod tests {
 
     fn get(port: u16, status: u16, body: Option<&str>) -> HttpProbe {
         HttpProbe {
-            https: false,
             host: "127.0.0.1".into(),
             port,
-            path: "/health".into(),
-            expect_status: status,
-            expect_body: body.map(str::to_owned),
+            get: HttpGet {
+                path: "/health".into(),
+                expect_status: vec![status],
+                expect_body: body.map(str::to_owned),
+            },
+            tls: None,
         }
     }
 
@@ -818,14 +973,25 @@ mod tests {
         let r = http(&get(port, 204, None), T).await;
         assert!(
             matches!(
-                r,
+                &r,
                 Err(ProbeError::Status {
-                    expected: 204,
+                    expected,
                     got: 200,
                     ..
-                })
+                }) if expected == &[204]
             ),
             "expected a status mismatch 204 vs 200, saw {r:?}"
+        );
+        let mut any = get(port, 204, None);
+        any.get.expect_status = vec![204, 200];
+        let r = http(&any, T).await;
+        assert!(r.is_ok(), "200 is in [204, 200], saw {r:?}");
+        any.get.expect_status = vec![204, 301];
+        let r = http(&any, T).await.expect_err("200 is not in [204, 301]");
+        assert!(
+            r.to_string()
+                .ends_with("status 200, expected one of 204, 301"),
+            "saw {r}"
         );
         let port = http_server("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
         let r = http(&get(port, 200, None), T).await;
@@ -844,9 +1010,39 @@ mod tests {
         assert!(r.is_ok(), "expected the body to contain green, saw {r:?}");
         let r = http(&get(port, 200, Some("red")), T).await;
         assert!(
-            matches!(r, Err(ProbeError::Body { .. })),
+            matches!(
+                r,
+                Err(ProbeError::Body {
+                    truncated: false,
+                    ..
+                })
+            ),
             "expected a body mismatch, saw {r:?}"
         );
+        // A body until the server closes (HTTP/1.0, no length).
+        let port = http_server("HTTP/1.0 200 OK\r\n\r\nall green here").await;
+        let r = http(&get(port, 200, Some("green")), T).await;
+        assert!(r.is_ok(), "a body ended by close, saw {r:?}");
+    }
+
+    #[tokio::test]
+    async fn http_body_is_searched_in_its_first_mebibyte_only() {
+        let filler = "x".repeat(READ_LIMIT);
+        let text: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{filler}green",
+                READ_LIMIT + 5
+            )
+            .into_boxed_str(),
+        );
+        let port = http_server(text).await;
+        let r = http(&get(port, 200, Some("green")), T).await;
+        match r {
+            Err(ProbeError::Body {
+                read, truncated, ..
+            }) => assert_eq!((read, truncated), (READ_LIMIT, true)),
+            other => panic!("expected no match within {READ_LIMIT} bytes, saw {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -863,42 +1059,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn http_headers_past_the_limit_are_refused() {
+        let big: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 0\r\n\r\n",
+                "y".repeat(http::HEADER_LIMIT)
+            )
+            .into_boxed_str(),
+        );
+        let port = http_server(big).await;
+        let r = http(&get(port, 200, None), T).await;
+        assert!(matches!(r, Err(ProbeError::NotHttp { .. })), "saw {r:?}");
+    }
+
+    #[tokio::test]
     async fn http_garbage_and_silence() {
         let port = http_server("SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
         let r = http(&get(port, 200, None), T).await;
         assert!(matches!(r, Err(ProbeError::NotHttp { .. })), "saw {r:?}");
 
-        // A listener that never answers: the timeout decides.
+        // A listener that never answers: the timeout decides, and names the step.
         let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = silent.local_addr().expect("addr").port();
         let r = http(&get(port, 200, None), Duration::from_millis(200)).await;
-        assert!(matches!(r, Err(ProbeError::Timeout { .. })), "saw {r:?}");
-    }
-
-    #[tokio::test]
-    async fn https_is_refused_clearly() {
-        let mut p = get(1, 200, None);
-        p.https = true;
-        let r = http(&p, T).await;
         assert!(
-            matches!(r, Err(ProbeError::HttpsUnsupported { .. })),
+            matches!(
+                r,
+                Err(ProbeError::StepTimeout {
+                    step: Step::Response,
+                    ..
+                })
+            ),
+            "saw {r:?}"
+        );
+        // Headers sent, body never finished.
+        let port =
+            http_server_then_hold("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial").await;
+        let r = http(&get(port, 200, Some("green")), Duration::from_millis(300)).await;
+        assert!(
+            matches!(
+                r,
+                Err(ProbeError::StepTimeout {
+                    step: Step::Body,
+                    ..
+                })
+            ),
             "saw {r:?}"
         );
     }
 
     #[test]
-    fn status_lines_and_chunks() {
-        assert_eq!(parse_status_line("HTTP/1.1 200 OK"), Some(200));
-        assert_eq!(parse_status_line("HTTP/1.0 404"), Some(404));
-        assert_eq!(parse_status_line("HTTP/1.1 2000 OK"), None);
-        assert_eq!(parse_status_line("ICY 200 OK"), None);
-        assert_eq!(
-            dechunk(b"4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n"),
-            (b"wikipedia".to_vec(), true)
-        );
-        assert_eq!(dechunk(b"4\r\nwi"), (b"wi".to_vec(), false));
+    fn authorities_and_messages() {
         assert_eq!(authority("::1", 8080, false), "[::1]:8080");
         assert_eq!(authority("example.org", 443, true), "example.org");
+        assert_eq!(statuses(&[200]), "200");
+        assert_eq!(statuses(&[200, 204]), "one of 200, 204");
+        assert_eq!(days(Duration::from_secs(10 * 86_400 + 43_200)), "10.5 days");
+        assert_eq!(days(Duration::from_secs(5_400)), "1.5 hours");
     }
 
     fn argv(a: &[&str]) -> Vec<String> {

@@ -34,7 +34,7 @@ use fo_config::Config;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::probe::{Probe, ProbeResult};
 use super::state::{Status, Tracker};
@@ -168,7 +168,7 @@ fn blank_status(up: bool, interval: Duration, rise: u32, fall: u32) -> TargetSta
 }
 
 /// One target to check, resolved from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Spec {
     pub target: Target,
     pub probe: Probe,
@@ -183,10 +183,11 @@ pub struct Spec {
 /// its checked services (starting up).
 pub fn plan(config: &Config) -> Vec<Spec> {
     let mut specs = Vec::new();
+    let mut tls = super::tls::Loader::default();
     for c in &config.checks {
         specs.push(Spec {
             target: Target::NodeCheck(c.name.clone()),
-            probe: Probe::for_check(&c.kind),
+            probe: Probe::for_check(&c.kind, &mut tls),
             interval: c.interval,
             timeout: c.timeout,
             rise: c.rise,
@@ -199,7 +200,7 @@ pub fn plan(config: &Config) -> Vec<Spec> {
         for b in s.backends() {
             specs.push(Spec {
                 target: Target::backend(&s.name, &b.name),
-                probe: Probe::for_backend(s, &check.kind, b),
+                probe: Probe::for_backend(s, &check.kind, b, &mut tls),
                 interval: check.interval,
                 timeout: check.timeout,
                 rise: check.rise,
@@ -305,14 +306,28 @@ impl Health {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let mut tasks = JoinSet::new();
         for (tracker, spec, probe) in trackers {
-            tasks.spawn(run_target(
+            let target = spec.target.clone();
+            let run = run_target(
                 tracker,
                 spec.target,
                 spec.interval,
                 probe,
                 snapshot.clone(),
                 events.clone(),
-            ));
+            );
+            tasks.spawn(async move {
+                // A task that dies is a failure of the agent's own: logged at error,
+                // since nothing probes this target any more.
+                let run = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run));
+                if let Err(panic) = run.await {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    error!(%target, panic = %why, "health check task died: this target is no longer probed and keeps its last state until a reload or restart");
+                }
+            });
         }
         Self {
             snapshot,
@@ -531,6 +546,25 @@ mod tests {
     /// The agent reads the snapshot, then subscribes; a transition in between must
     /// still wake it (CI once saw a gate stay closed forever through this window).
     #[tokio::test(start_paused = true)]
+    async fn a_probe_task_that_dies_is_logged_as_an_error() {
+        let log = crate::health::testutil::CapturedLog::default();
+        let _guard = log.install();
+        let f: BoxProbe = Arc::new(|| Box::pin(async { panic!("probe bug") }));
+        let _health = Health::start_with_probes(
+            vec![(spec(Target::check("nfs"), Status::Down, 1, 1), f)],
+            None,
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let text = log.text();
+        assert!(
+            text.contains("ERROR")
+                && text.contains("health check task died")
+                && text.contains("probe bug"),
+            "expected an ERROR naming the dead task and its panic, saw:\n{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_watch_taken_after_a_transition_wakes_at_once() {
         let (probe, _) = scripted("+");
         let health = Health::start_with_probes(
@@ -707,9 +741,10 @@ command = ["docker", "info"]
         match &specs[2].probe {
             Probe::Http(h) => {
                 assert_eq!(
-                    (h.host.as_str(), h.port, h.path.as_str()),
+                    (h.host.as_str(), h.port, h.get.path.as_str()),
                     ("198.51.100.2", 8080, "/health")
                 );
+                assert!(h.tls.is_none(), "an http check has no TLS: {h:?}");
             }
             other => panic!("expected an http probe, saw {other:?}"),
         }

@@ -28,3 +28,33 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Captures the log output of the current thread (and of the tasks of a
+/// current-thread runtime running on it), as plain text.
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || me.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(sub)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

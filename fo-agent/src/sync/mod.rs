@@ -25,7 +25,7 @@ use fo_common::{Addr, Counter, FAMILY_V4, FlowKey, NatEvent, NatFlow};
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::agent::SharedPlane;
 use crate::dataplane::MonoNanos;
@@ -516,7 +516,7 @@ impl Task {
             Ok(m) => m,
             Err(e) => {
                 self.counters.refused += 1;
-                warn!(%from, error = %e, "sync datagram refused");
+                error!(%from, error = %e, "sync datagram refused");
                 return;
             }
         };
@@ -610,7 +610,7 @@ impl Task {
                 Op::Owns => Ok(()),
             };
             if let Err(e) = done {
-                warn!(%peer, error = %crate::dataplane::error_chain(&e), "installing a synced connection failed (NAT table full?)");
+                error!(%peer, error = %crate::dataplane::error_chain(&e), "installing a synced connection failed (NAT table full?)");
             }
         }
         if let Some((_, st)) = self.peers.get_mut(&peer) {
@@ -658,7 +658,7 @@ impl Task {
                 .map(|(k, f)| record(Op::Upsert, k, f, now))
                 .collect(),
             Err(e) => {
-                warn!(error = %crate::dataplane::error_chain(&e), "reading the NAT table for a snapshot");
+                error!(error = %crate::dataplane::error_chain(&e), "reading the NAT table for a snapshot");
                 return;
             }
         };

@@ -146,6 +146,38 @@ pub struct RouterStats {
     pub dual_master: u64,
     /// Transitions by the state entered ([`State::as_str`]).
     pub transitions: BTreeMap<&'static str, u64>,
+    /// Every takeover's time since the router started (`fo_takeover_seconds`).
+    pub takeovers: TakeoverBuckets,
+}
+
+/// Upper bounds of the takeover-time buckets, in seconds: from a DSR takeover's few
+/// milliseconds to a NAT sync-then-claim that waited a whole 1 s advert interval, and
+/// beyond to 10 s.
+pub const TAKEOVER_BOUNDS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Takeover times in [`TAKEOVER_BOUNDS`] buckets (not cumulative), their count and sum.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TakeoverBuckets {
+    /// `counts[i]`: takeovers in (`TAKEOVER_BOUNDS[i-1]`, `TAKEOVER_BOUNDS[i]`]; the
+    /// last entry, those above 10 s.
+    pub counts: [u64; TAKEOVER_BOUNDS.len() + 1],
+    pub count: u64,
+    pub sum_ns: u64,
+}
+
+impl TakeoverBuckets {
+    pub fn observe(&mut self, took: Duration) {
+        let s = took.as_secs_f64();
+        let i = TAKEOVER_BOUNDS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(TAKEOVER_BOUNDS.len());
+        self.counts[i] += 1;
+        self.count += 1;
+        self.sum_ns = self
+            .sum_ns
+            .saturating_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
 }
 
 /// A router's state as the status command and metrics see it.
@@ -174,6 +206,8 @@ pub struct RouterStatus {
     /// The last [`HISTORY`] transitions, oldest first.
     pub history: Vec<TransitionRecord>,
     pub stats: RouterStats,
+    /// Runs of each configured hook.
+    pub hooks: BTreeMap<String, crate::hooks::HookStats>,
 }
 
 /// The control socket's and the health checks' way to a router.
@@ -185,6 +219,7 @@ pub struct RouterHandle {
     /// Packets the receive task dropped because this router's queue was full.
     queue_drops: Arc<AtomicU64>,
     fence: Option<Arc<crate::fence::Gate>>,
+    hooks: crate::hooks::HookCounters,
 }
 
 /// The router task has ended (agent shutting down).
@@ -221,6 +256,7 @@ impl RouterHandle {
         if queue > 0 {
             s.stats.drops.insert("queue", queue);
         }
+        s.hooks = self.hooks.by_hook();
         s
     }
 
@@ -268,26 +304,25 @@ pub(super) fn spawn(
         last_transition: None,
         history: Vec::new(),
         stats: RouterStats::default(),
+        hooks: BTreeMap::new(),
     }));
     let (tx, rx) = mpsc::channel(64);
+    let span = tracing::info_span!("vrrp", router = %spec.name);
+    let hooks = RouterHooks::start(
+        RouterInfo {
+            name: spec.name.clone(),
+            vrid: spec.vrid.get(),
+            vips: spec.vips.clone(),
+        },
+        spec.hooks.clone(),
+    );
     let handle = RouterHandle {
         name: spec.name.clone(),
         tx,
         status: status.clone(),
         queue_drops,
         fence: io.fence.clone(),
-    };
-    let span = tracing::info_span!("router", name = %spec.name);
-    let hooks = {
-        let _e = span.enter();
-        RouterHooks::start(
-            RouterInfo {
-                name: spec.name.clone(),
-                vrid: spec.vrid.get(),
-                vips: spec.vips.clone(),
-            },
-            spec.hooks.clone(),
-        )
+        hooks: hooks.counters(),
     };
     let driver = Driver {
         hooks,
@@ -584,7 +619,7 @@ impl Driver {
                 *self.stats.drops.entry(reason.as_str()).or_default() += 1;
                 if matches!(reason.as_str(), "auth" | "replay") {
                     if let Some(held) = self.auth_warn.allow(Instant::now()) {
-                        warn!(from = %p.src, %reason, held_back = held,
+                        error!(from = %p.src, %reason, held_back = held,
                             "unauthenticated advert ignored (one warning per 10 s; all are counted in fo_vrrp_dropped_total)");
                     }
                 } else {
@@ -636,7 +671,9 @@ impl Driver {
                     if let (Some(p), Some(detected)) = (pending.as_mut(), self.detected_at)
                         && p.to == State::Master
                     {
-                        p.takeover = Some(detected.elapsed());
+                        let took = detected.elapsed();
+                        p.takeover = Some(took);
+                        self.stats.takeovers.observe(took);
                     }
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
@@ -688,6 +725,9 @@ impl Driver {
         self.publish();
     }
 
+    /// One entry per transition, with `from`, `to` and `reason` fields (journald:
+    /// `FO_FROM`, `FO_TO`, `FO_REASON`, and `FO_ROUTER` from the router's span); a
+    /// takeover adds `takeover_ms`. Entering fault is a warning: this node cannot serve.
     fn log_transition(&self, p: &Pending) {
         let (from, to, reason) = (p.from.as_str(), p.to.as_str(), reason_str(p.reason));
         match p.takeover {
@@ -700,7 +740,7 @@ impl Driver {
                 info!(from = %from, to = %to, reason = %reason, "VRRP transition: VIPs served")
             }
             None if p.to == State::Fault => {
-                info!(from = %from, to = %to, reason = %reason, faults = ?self.faults, "VRRP transition")
+                warn!(from = %from, to = %to, reason = %reason, faults = ?self.faults, "VRRP transition")
             }
             None => info!(from = %from, to = %to, reason = %reason, "VRRP transition"),
         }
@@ -923,6 +963,18 @@ mod tests {
             "after the period: logged, with the 5 held back"
         );
         assert_eq!(l.allow(t0 + RateLimit::PERIOD), None);
+    }
+
+    #[test]
+    fn takeovers_land_in_their_bucket() {
+        let mut t = TakeoverBuckets::default();
+        for ms in [1, 10, 11, 300, 1000, 20_000] {
+            t.observe(Duration::from_millis(ms));
+        }
+        // (.., 10 ms], (10, 25], .., (0.5 s, 1 s], .., above 10 s.
+        assert_eq!(t.counts, [2, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1]);
+        assert_eq!(t.count, 6);
+        assert_eq!(t.sum_ns, 21_322_000_000);
     }
 
     #[test]

@@ -424,7 +424,14 @@ async fn link_monitor(handle: rtnetlink::Handle, name: String, routers: Vec<Rout
         };
         if running == failing {
             failing = !running;
-            info!(running, "link state changed");
+            if running {
+                info!(running, "link state changed: up");
+            } else {
+                warn!(
+                    running,
+                    "link state changed: down (the routers on it go to fault)"
+                );
+            }
             for r in &routers {
                 let _ = r
                     .send(Control::Fault {
