@@ -729,7 +729,7 @@ impl Driver {
     /// `FO_FROM`, `FO_TO`, `FO_REASON`, and `FO_ROUTER` from the router's span); a
     /// takeover adds `takeover_ms`. Entering fault is a warning: this node cannot serve.
     fn log_transition(&self, p: &Pending) {
-        let (from, to, reason) = (p.from.as_str(), p.to.as_str(), reason_str(p.reason));
+        let (from, to, reason) = (p.from.as_str(), p.to.as_str(), p.reason.as_str());
         match p.takeover {
             Some(t) => info!(
                 from = %from, to = %to, reason = %reason,
@@ -914,22 +914,6 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
-}
-
-/// Stable snake_case names of [`Reason`] for logs.
-pub fn reason_str(r: Reason) -> &'static str {
-    match r {
-        Reason::Startup => "startup",
-        Reason::Shutdown => "shutdown",
-        Reason::MasterDown => "master_down",
-        Reason::Preempted => "preempted",
-        Reason::PreemptDelay => "preempt_delay",
-        Reason::Fault => "fault",
-        Reason::FaultCleared => "fault_cleared",
-        Reason::AdminPromote => "admin_promote",
-        Reason::AdminDemote => "admin_demote",
-        Reason::Resumed => "resumed",
-    }
 }
 
 fn hook_state(s: State) -> HookState {
