@@ -463,23 +463,14 @@ mod tests {
             (frames::TCP_PSH_ACK, b"event 1\n"),
             (frames::TCP_ACK, b"odd"),
         ] {
+            let tcp = |ip: Frame| ip.tcp(40000, 1514).flags(flags).payload(payload).build();
             assert_eq!(
-                Frame::eth(A, B)
-                    .ipv4(C4, V4)
-                    .tcp(40000, 1514)
-                    .flags(flags)
-                    .payload(payload)
-                    .build(),
+                tcp(Frame::eth(A, B).ipv4(C4, V4)),
                 frames::tcp4(A, B, C4, V4, 40000, 1514, flags, payload),
                 "tcp4 {flags:#x} {payload:?}"
             );
             assert_eq!(
-                Frame::eth(A, B)
-                    .ipv6(C6, V6)
-                    .tcp(40000, 1514)
-                    .flags(flags)
-                    .payload(payload)
-                    .build(),
+                tcp(Frame::eth(A, B).ipv6(C6, V6)),
                 frames::tcp6(A, B, C6, V6, 40000, 1514, flags, payload),
                 "tcp6 {flags:#x} {payload:?}"
             );

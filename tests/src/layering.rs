@@ -179,9 +179,9 @@ pub struct Scan {
 /// Read every `src/**/*.rs` of the crate at `root`.
 pub fn scan(root: &Path, layout: &Layout<'_>) -> Scan {
     let mut scan = Scan::default();
-    let mut files = Vec::new();
-    collect(&root.join("src"), &mut files);
-    files.sort();
+    let files = files_below(&root.join("src"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"));
     for path in files {
         let rel = path
             .strip_prefix(root.join("src"))
@@ -266,18 +266,30 @@ pub fn reexports(root: &str) -> BTreeMap<String, String> {
     out
 }
 
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+/// Every file below `dir` (sorted), skipping `target/`, `node_modules/` and dot-entries
+/// (`.git`, whether a directory or a worktree's file).
+fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let (path, name) = (entry.path(), entry.file_name());
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name == "target" || name == "node_modules" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
 }
 
 /// The module path of a file below `src/`: `vrrp/driver.rs` → `[vrrp, driver]`,
@@ -654,26 +666,7 @@ pub fn assert_none(what: &str, problems: &[String]) {
 /// Files below `root` (not `target/`, not dot-directories) whose text contains one of
 /// `needles`, as `path:line: needle`. Binary files are skipped.
 pub fn cites(root: &Path, needles: &[&str]) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if path.is_dir() {
-                if name != "target" && !name.starts_with('.') && name != "node_modules" {
-                    walk(&path, out);
-                }
-            } else if !name.starts_with('.') {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(root, &mut files);
-    files.sort();
+    let files = files_below(root);
     let mut found = Vec::new();
     for file in files {
         let Ok(text) = std::fs::read_to_string(&file) else {

@@ -22,6 +22,10 @@
 //! 1,000 backends exceed its default `gc_thresh3` of 1024 entries together with the
 //! rest: the scenario raises the host's thresholds while it runs and restores them.
 
+mod measure;
+mod report;
+mod topology;
+
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,10 +37,6 @@ use serde_json::{Value, json};
 use super::throughput::{all_ns, parse_wrk, vm_busy_ns, wait_listen, xdp_prog_id};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec, netns};
-
-mod measure;
-mod report;
-mod topology;
 
 use measure::*;
 use report::*;

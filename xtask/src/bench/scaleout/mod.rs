@@ -17,6 +17,10 @@
 //!   switch. Convergence is from the failure to the router's kernel route without the
 //!   node; resets, lost events and the longest silence come from the fleet and sinks.
 
+mod measure;
+mod report;
+mod topology;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,10 +31,6 @@ use serde_json::{Value, json};
 use super::throughput::{parse_wrk, wait_listen};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
-
-mod measure;
-mod report;
-mod topology;
 
 use measure::*;
 use report::*;
