@@ -1,5 +1,10 @@
 //! One virtual router's state machine (RFC 5798 §6.4): [`Router::handle`] and the rules
 //! of each state. The module docs of [`crate::fsm`] list where it goes beyond the RFC.
+//!
+//! One piece (about 600 lines) on purpose: every rule reads and writes the same `Router`
+//! fields, and the states' rules are meant to be read side by side against §6.4. The
+//! vocabulary is in `events.rs`, fo's claim inputs in `claim.rs`, the arithmetic in
+//! [`crate::timing`].
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
