@@ -89,11 +89,23 @@ pub enum Counter {
     /// NAT: a connection event could not be queued for the sync (the `NAT_EVENTS` ring
     /// was full: the agent fell behind). The sync then has the peers resynchronise.
     NatEventLost = 38,
+    /// NAT: an RST whose sequence number is not exactly the one its receiver expects
+    /// (RFC 5961 §3.2). Forwarded, so that the endpoint answers it with a challenge
+    /// ACK, but the connection's state is kept.
+    NatRstIgnored = 39,
+    /// NAT: a FIN outside the tracked window of its direction: forwarded, state kept.
+    NatFinIgnored = 40,
+    /// NAT: a connection completed its handshake (TCP) or saw traffic both ways (UDP)
+    /// and moved from the embryonic table to the connection table (and to the sync).
+    NatPromoted = 41,
+    /// NAT: a connection could not move to the full connection table; it goes on from
+    /// the embryonic table, where a flood may evict it.
+    NatPromoteFailed = 42,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 39;
+    pub const COUNT: u32 = 43;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -136,6 +148,10 @@ impl Counter {
         Counter::PassNatNoFlow,
         Counter::PassNatFragNeeded,
         Counter::NatEventLost,
+        Counter::NatRstIgnored,
+        Counter::NatFinIgnored,
+        Counter::NatPromoted,
+        Counter::NatPromoteFailed,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -180,6 +196,10 @@ impl Counter {
             Counter::PassNatNoFlow => "nat_no_flow",
             Counter::PassNatFragNeeded => "nat_frag_needed",
             Counter::NatEventLost => "nat_event_lost",
+            Counter::NatRstIgnored => "nat_rst_ignored",
+            Counter::NatFinIgnored => "nat_fin_ignored",
+            Counter::NatPromoted => "nat_promoted",
+            Counter::NatPromoteFailed => "nat_promote_failed",
         }
     }
 

@@ -27,6 +27,9 @@
 //!
 //! # Schema (extensions of the README's shape; defaults in parentheses)
 //!
+//! Every key with its type, default, range and an example: `reference.toml`, rendered
+//! as fo.toml(5) (see [`reference`]).
+//!
 //! - `[node]`: `interface` (required), `xdp_mode` native|generic (native), `bpf_dir`
 //!   (/sys/fs/bpf/fo), `control_socket` (/run/fo/control.sock), `state_file`
 //!   (/var/lib/fo/state.json: `demote`s and drains kept across restarts), `metrics` (off),
@@ -69,6 +72,7 @@
 mod error;
 mod model;
 mod raw;
+pub mod reference;
 mod validate;
 
 use std::net::IpAddr;

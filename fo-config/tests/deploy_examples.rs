@@ -19,3 +19,12 @@ fn every_shipped_example_is_valid() {
         dir.display()
     );
 }
+
+/// The starting config the Debian package installs as /etc/fo/fo.toml.
+#[test]
+fn the_packaged_starting_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/fo.toml");
+    let config = fo_config::Config::load(&path)
+        .unwrap_or_else(|e| panic!("{} is not a valid config:\n{e}", path.display()));
+    assert_eq!(config.node.control_group.as_deref(), Some("fo"));
+}

@@ -11,6 +11,9 @@ const ARPHRD_ETHER: u16 = 1;
 const ARPOP_REQUEST: u16 = 1;
 const ARPOP_REPLY: u16 = 2;
 
+/// A BPF function of its own: its stack frame stays out of the IPv4 chain's (the BPF
+/// stack allows 512 bytes for a whole call chain, and NAT goes deepest).
+#[inline(never)]
 pub fn reply(ctx: &XdpContext) -> Result<u32, Counter> {
     let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
     let arp: *mut ArpHdr = ptr_at_mut(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;

@@ -2,8 +2,13 @@
 //! new flows, then DSR (rewrite the MACs, send out again) or full NAT (`nat.rs`).
 //!
 //! The VIP's flags route NAT traffic without costing DSR anything: only a VIP with
-//! NAT services looks up `NAT_FWD` before the DSR flow table, and only a SNAT
-//! address goes to the reply path.
+//! NAT services looks up `NAT_FWD` (and the embryonic `NAT_EMBRYO_FWD`) before the
+//! DSR flow table, and only a SNAT address goes to the reply path.
+//!
+//! DSR flows seen only as a SYN live in `FLOWS_NEW` until their next packet moves
+//! them to `FLOWS`, so a SYN flood never evicts an established flow from `FLOWS`
+//! (an evicted flow would follow Maglev again, and break at the next change of the
+//! backend set).
 
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
@@ -12,7 +17,7 @@ use fo_common::{
     xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, MAGLEV, NAT_FWD, SERVICES};
+use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, NAT_EMBRYO_FWD, NAT_FWD, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
@@ -136,11 +141,14 @@ fn forward(
             return Ok(nat::reply_pkt(ctx, l4_offset, &flow));
         }
         if let Some(entry) = NAT_FWD.get_ptr_mut(&flow) {
-            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry));
+            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, false));
+        }
+        if let Some(entry) = NAT_EMBRYO_FWD.get_ptr_mut(&flow) {
+            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, true));
         }
     }
     // Established flows first: one hash lookup, no service lookup. A SYN (without ACK)
-    // opens a new connection: it skips the flow table, takes the current Maglev choice
+    // opens a new connection: it skips the flow tables, takes the current Maglev choice
     // and replaces whatever entry an earlier connection on the same 5-tuple left (a
     // reused source port), so a drained backend gets no new connection through port
     // reuse. The price, as in Katran: a SYN retransmitted across a change of the
@@ -149,7 +157,7 @@ fn forward(
     let known = if new_connection {
         None
     } else {
-        established(&flow)
+        established(&flow).or_else(|| confirmed(&flow))
     };
     let (slot, backend) = match known {
         Some(found) => {
@@ -181,7 +189,11 @@ fn forward(
                 backend: found.0,
                 service_id,
             };
-            remember(&flow, value);
+            if new_connection {
+                remember_syn(&flow, value);
+            } else {
+                remember(&flow, value);
+            }
             found
         }
     };
@@ -218,6 +230,38 @@ fn remember(flow: &FlowKey, value: FlowValue) {
     }
 }
 
+/// Record the backend of a connection seen only as a SYN, in `FLOWS_NEW`. An entry an
+/// earlier connection on this 5-tuple left in `FLOWS` with another backend goes, so
+/// the connection's next packet follows this choice.
+#[inline(always)]
+fn remember_syn(flow: &FlowKey, value: FlowValue) {
+    // SAFETY: read-only, as in `remember`.
+    let stale = unsafe { FLOWS.get(flow) }
+        .is_some_and(|v| v.backend != value.backend || v.service_id != value.service_id);
+    if stale {
+        let _ = FLOWS.remove(flow);
+    }
+    let same = unsafe { FLOWS_NEW.get(flow) }
+        .is_some_and(|v| v.backend == value.backend && v.service_id == value.service_id);
+    if !same && FLOWS_NEW.insert(flow, &value, 0).is_err() {
+        maps::count(Counter::FlowInsertFailed);
+    }
+}
+
+/// The backend a connection's SYN chose, at its first other packet: the entry moves
+/// from `FLOWS_NEW` to `FLOWS`, if that backend is still in service.
+#[inline(always)]
+fn confirmed(flow: &FlowKey) -> Option<(u32, &'static Backend)> {
+    // SAFETY: as in `established`.
+    let value = *unsafe { FLOWS_NEW.get(flow) }?;
+    let _ = FLOWS_NEW.remove(flow);
+    let backend = valid(flow, value)?;
+    if FLOWS.insert(flow, &value, 0).is_err() {
+        maps::count(Counter::FlowInsertFailed);
+    }
+    Some((value.backend, backend))
+}
+
 /// The backend of an established flow, if that backend is still in service.
 ///
 /// A removed service deactivates its backends, so its flows fail here and go the
@@ -229,11 +273,17 @@ fn established(flow: &FlowKey) -> Option<(u32, &'static Backend)> {
     // SAFETY: an LRU entry is replaced whole; a torn read would at worst pick a
     // backend that is then validated below.
     let value = *unsafe { FLOWS.get(flow) }?;
+    Some((value.backend, valid(flow, value)?))
+}
+
+/// The backend `value` names, if it is still in service for `flow`.
+#[inline(always)]
+fn valid(flow: &FlowKey, value: FlowValue) -> Option<&'static Backend> {
     let backend = BACKENDS.get(value.backend)?;
     (backend.flags & BACKEND_ACTIVE != 0
         && backend.service_id == value.service_id
         && backend.port_be == flow.dport_be)
-        .then_some((value.backend, backend))
+        .then_some(backend)
 }
 
 /// The Maglev choice for hash `h` in the service's table.

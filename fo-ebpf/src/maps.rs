@@ -2,8 +2,9 @@
 //! directory, so the data plane outlives the agent and a restarted agent adopts
 //! them. Sizes marked "set by the loader" are placeholders overridden at load.
 //!
-//! The program only reads the configuration maps; it writes `FLOWS` (new flows),
-//! the NAT tables (`NAT_FWD`, `NAT_REV`, `NAT_EVENTS`) and the per-CPU counters.
+//! The program only reads the configuration maps; it writes the flow tables (`FLOWS`,
+//! `FLOWS_NEW`), the NAT tables (`NAT_FWD`, `NAT_REV`, `NAT_EMBRYO_FWD`,
+//! `NAT_EMBRYO_REV`, `NAT_EVENTS`) and the per-CPU counters.
 
 use aya_ebpf::{
     Global,
@@ -48,10 +49,18 @@ pub static BACKENDS: Array<Backend> = Array::pinned(4096, 0);
 #[map]
 pub static BACKEND_STATS: PerCpuArray<TrafficStats> = PerCpuArray::pinned(4096, 0);
 
-/// Connection 5-tuple -> backend slot (LRU). Written by the program on a new flow.
-/// Max entries set by the loader (`flow_table_size`).
+/// Connection 5-tuple -> backend slot (LRU) of flows that sent more than a SYN.
+/// Written by the program (a connection's first non-SYN packet, or a packet of a
+/// flow it did not know). Max entries set by the loader (`flow_table_size`).
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(65536, 0);
+
+/// Connection 5-tuple -> backend slot (LRU) of TCP connections seen only as a SYN so
+/// far; the first other packet moves the entry to `FLOWS`. A SYN flood churns this
+/// map only, never evicting an established flow. Written by the program. Max entries
+/// set by the loader (a quarter of `flow_table_size`).
+#[map]
+pub static FLOWS_NEW: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(16384, 0);
 
 /// Service slot -> its SNAT pool (NAT services only). Written by the agent before
 /// the service is published. Max entries set by the loader (`max_services`).
@@ -59,10 +68,11 @@ pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(65536, 0);
 pub static NAT_SERVICES: Array<NatService> = Array::pinned(64, 0);
 
 /// NAT connections by the client's 5-tuple (client -> VIP:port) -> translation,
-/// TCP state and last-seen time. A plain hash, not LRU: a full table refuses new
-/// connections (counted, passed) instead of evicting live ones. Written by the
-/// program (new connections, state, last seen) and by the agent (aging; flows
-/// synced from the master). Max entries set by the loader (`nat_table_size`).
+/// TCP state and tracking, last-seen time; only connections that proved their client
+/// (`fo_common::nat`). A plain hash, not LRU: a full table refuses to take more
+/// (counted) instead of evicting live ones. Written by the program (promotion from
+/// the embryonic table, state, last seen) and by the agent (aging; flows synced
+/// from the master). Max entries set by the loader (`nat_table_size`).
 #[map]
 pub static NAT_FWD: HashMap<FlowKey, NatFlow> = HashMap::pinned(65536, 0);
 
@@ -73,8 +83,22 @@ pub static NAT_FWD: HashMap<FlowKey, NatFlow> = HashMap::pinned(65536, 0);
 #[map]
 pub static NAT_REV: HashMap<FlowKey, FlowKey> = HashMap::pinned(65536, 0);
 
-/// `NatEvent` records for the agent's connection-state sync: new connections and
-/// RSTs. Written by the program, read by the agent.
+/// New NAT connections that have not proved their client yet (LRU: under a flood the
+/// least recently used goes), keyed as `NAT_FWD`. Written by the program (new
+/// connections, state) and the agent (aging). Max entries set by the loader (a
+/// quarter of `nat_table_size`).
+#[map]
+pub static NAT_EMBRYO_FWD: LruHashMap<FlowKey, NatFlow> = LruHashMap::pinned(16384, 0);
+
+/// The reply tuples of the embryonic connections, keyed as `NAT_REV`: their SNAT
+/// port reservations (a port is free where neither this map nor `NAT_REV` holds it).
+/// Written by the program and the agent (aging). Max entries set by the loader (as
+/// `NAT_EMBRYO_FWD`).
+#[map]
+pub static NAT_EMBRYO_REV: LruHashMap<FlowKey, FlowKey> = LruHashMap::pinned(16384, 0);
+
+/// `NatEvent` records for the agent's connection-state sync: connections established
+/// (promoted from the embryonic table) and RSTs. Written by the program, read by the agent.
 #[map]
 pub static NAT_EVENTS: RingBuf = RingBuf::pinned(1 << 22, 0);
 
@@ -92,6 +116,9 @@ pub struct NatScratch {
     pub hop_ifindex: u32,
     pub hop_src_mac: [u8; 6],
     pub hop_dst_mac: [u8; 6],
+    /// TCP options of a SYN, copied out of the frame to read its window scale
+    /// (8-byte aligned: zeroed as words).
+    pub opts: [u8; 64],
 }
 
 /// ifindex -> the MAC this node answers ARP/ND with there. Written by the agent.

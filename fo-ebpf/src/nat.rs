@@ -6,23 +6,26 @@
 //!
 //! Only a TCP SYN (or any UDP datagram) opens a connection: a mid-stream segment of
 //! an unknown connection is passed, never given a fresh SNAT port that the backend
-//! would answer with an RST. Aging is the agent's: the program keeps each entry's
-//! state and last-seen time current.
+//! would answer with an RST. A new connection lives in the embryonic maps until its
+//! client proves it receives replies, then moves to `NAT_FWD`/`NAT_REV` and is
+//! reported to the sync (see `fo_common::nat`). Aging is the agent's: the program
+//! keeps each entry's state, sequence tracking and last-seen time current.
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
 use fo_common::{
-    Addr, Backend, Counter, Csum, FAMILY_V4, FlowKey, NAT_EVENT_CLOSED, NAT_EVENT_NEW,
-    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_TCP_CLOSED, NAT_TCP_SYN, NAT_TOUCH_NS, NAT_UDP, NatEvent,
-    NatFlow, TCP_ACK, TCP_SYN, hash, tcp_next_state,
+    Addr, Backend, Counter, Csum, FAMILY_V4, FlowKey, NAT_BACKEND, NAT_EVENT_CLOSED, NAT_EVENT_NEW,
+    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_SEQ_END, NAT_TCP_CLOSED, NAT_TCP_SYN, NAT_TOUCH_NS, NAT_UDP,
+    NatEvent, NatFlow, NatSeq, TCP_ACK, TCP_RST, TCP_SYN, TcpSeg, hash, tcp_track,
     xdp_action::{XDP_PASS, XDP_TX},
 };
 
 use crate::maps::{
-    self, BACKENDS, NAT_EVENTS, NAT_FWD, NAT_REV, NAT_SCRATCH, NAT_SERVICES, NatScratch,
+    self, BACKENDS, NAT_EMBRYO_FWD, NAT_EMBRYO_REV, NAT_EVENTS, NAT_FWD, NAT_REV, NAT_SCRATCH,
+    NAT_SERVICES, NatScratch,
 };
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, TcpHdr, UdpHdr, frame_len, ptr_at,
@@ -41,9 +44,16 @@ const KERNEL_FORWARDS: u32 = 0;
 
 /// The entry points below are separate BPF functions (own stack frame), so the NAT
 /// paths do not crowd the DSR path's stack; they count their own pass reason.
+/// `embryo`: the entry is in `NAT_EMBRYO_FWD` (else `NAT_FWD`).
 #[inline(never)]
-pub fn forward_pkt(ctx: &XdpContext, l4_offset: usize, flow: &FlowKey, entry: *mut NatFlow) -> u32 {
-    verdict(forward(ctx, l4_offset, flow, entry))
+pub fn forward_pkt(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    entry: *mut NatFlow,
+    embryo: bool,
+) -> u32 {
+    verdict(forward(ctx, l4_offset, flow, entry, embryo))
 }
 
 #[inline(never)]
@@ -80,8 +90,9 @@ fn forward(
     l4_offset: usize,
     flow: &FlowKey,
     entry: *mut NatFlow,
+    embryo: bool,
 ) -> Result<u32, Counter> {
-    let flags = tcp_flags(ctx, l4_offset, flow.proto)?;
+    let seg = segment(ctx, l4_offset, flow.proto)?;
     // SAFETY: a live map value, read field by field (no 56-byte copy on the stack);
     // a torn read of a concurrent state update is harmless.
     let (snat, backend, snat_port_be, backend_port_be, slot) = unsafe {
@@ -103,7 +114,9 @@ fn forward(
         backend,
         backend_port_be,
     )?;
-    touch(entry, flow, flags, true);
+    if touch(entry, flow, &seg, true, embryo) && embryo {
+        promote(flow, entry);
+    }
     maps::count(Counter::NatHit);
     send(ctx, &hop, slot)
 }
@@ -122,8 +135,8 @@ fn open(
     if flow.family != FAMILY_V4 || backend.family != FAMILY_V4 {
         return Err(Counter::PassNoService);
     }
-    let flags = tcp_flags(ctx, l4_offset, flow.proto)?;
-    if flow.proto == IPPROTO_TCP && (flags & TCP_SYN == 0 || flags & TCP_ACK != 0) {
+    let seg = segment(ctx, l4_offset, flow.proto)?;
+    if flow.proto == IPPROTO_TCP && (seg.flags & TCP_SYN == 0 || seg.flags & TCP_ACK != 0) {
         return Err(Counter::PassNatNoFlow);
     }
     let svc = NAT_SERVICES.get(service_id).ok_or(Counter::PassNoService)?;
@@ -166,7 +179,13 @@ fn open(
             }
             rev.dst = svc.snat[idx];
             rev.dport_be = (svc.port_min + ((x >> 2) % range) as u16).to_be();
-            match NAT_REV.insert(rev, flow, BPF_NOEXIST) {
+            // Free where no established connection holds it; then reserved among the
+            // embryonic ones.
+            if NAT_REV.get(rev).is_some() {
+                i += 1;
+                continue;
+            }
+            match NAT_EMBRYO_REV.insert(rev, flow, BPF_NOEXIST) {
                 Ok(()) => {
                     chosen = idx;
                     break;
@@ -191,21 +210,26 @@ fn open(
         value.client_mac = (*eth).src;
         value.backend_port_be = backend.port_be;
         value.snat_port_be = rev.dport_be;
-        value.state = if flow.proto == IPPROTO_TCP {
-            NAT_TCP_SYN
-        } else {
-            NAT_UDP
-        };
         value._pad = 0;
         value.backend_slot = slot;
         value.last_seen_ns = bpf_ktime_get_ns();
-        if NAT_FWD.insert(flow, value, BPF_NOEXIST).is_err() {
-            // Full, or another CPU opened the same connection a moment ago (a
-            // retransmitted SYN finds that entry).
-            let _ = NAT_REV.remove(rev);
+        value.seq[1] = NatSeq::default();
+        if flow.proto == IPPROTO_TCP {
+            value.state = NAT_TCP_SYN;
+            value.seq[0] = NatSeq::syn(&seg);
+        } else {
+            value.state = NAT_UDP;
+            value.seq[0] = NatSeq {
+                flags: NAT_SEQ_END,
+                ..NatSeq::default()
+            };
+        }
+        if NAT_EMBRYO_FWD.insert(flow, value, BPF_NOEXIST).is_err() {
+            // Another CPU opened the same connection a moment ago (a retransmitted
+            // SYN finds that entry).
+            let _ = NAT_EMBRYO_REV.remove(rev);
             return Err(Counter::PassNatTableFull);
         }
-        event(flow, value, NAT_EVENT_NEW);
         (v4(&rev.dst), rev.dport_be)
     };
     rewrite(
@@ -225,16 +249,27 @@ fn open(
 #[inline(always)]
 fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Counter> {
     // SAFETY: map values are plain data, replaced whole.
-    let fwd: &FlowKey = unsafe { NAT_REV.get(rflow) }.ok_or(Counter::PassNatNoFlow)?;
-    let entry = NAT_FWD.get_ptr_mut(fwd).ok_or(Counter::PassNatNoFlow)?;
-    let flags = tcp_flags(ctx, l4_offset, rflow.proto)?;
+    let (fwd, embryo): (&FlowKey, bool) = match unsafe { NAT_REV.get(rflow) } {
+        Some(fwd) => (fwd, false),
+        None => (
+            unsafe { NAT_EMBRYO_REV.get(rflow) }.ok_or(Counter::PassNatNoFlow)?,
+            true,
+        ),
+    };
+    let entry = if embryo {
+        NAT_EMBRYO_FWD.get_ptr_mut(fwd)
+    } else {
+        NAT_FWD.get_ptr_mut(fwd)
+    }
+    .ok_or(Counter::PassNatNoFlow)?;
+    let seg = segment(ctx, l4_offset, rflow.proto)?;
     // SAFETY: as in `forward`.
     let (client_mac, slot) = unsafe { ((*entry).client_mac, (*entry).backend_slot) };
     let (vip, client) = (v4(&fwd.dst), v4(&fwd.src));
     let (vport_be, cport_be) = (fwd.dport_be, fwd.sport_be);
     let hop = route(ctx, vip, client, rflow.proto, Some(client_mac))?;
     rewrite(ctx, l4_offset, rflow.proto, vip, vport_be, client, cport_be)?;
-    touch(entry, fwd, flags, false);
+    touch(entry, fwd, &seg, false, embryo);
     maps::count(Counter::NatReply);
     send(ctx, &hop, slot)
 }
@@ -244,37 +279,170 @@ fn v4(a: &Addr) -> [u8; 4] {
     [a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]]
 }
 
-/// TCP flags of the segment (0 for UDP).
+/// The TCP fields the tracking needs (all zero for UDP). The window scale option is
+/// read from SYNs only.
 #[inline(always)]
-fn tcp_flags(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<u8, Counter> {
+fn segment(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<TcpSeg, Counter> {
     if proto != IPPROTO_TCP {
-        return Ok(0);
+        return Ok(TcpSeg::default());
     }
+    let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
     let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-    // SAFETY: bounds-checked; byte 13 of the TCP header.
-    Ok(unsafe { (*tcp).rest[9] })
+    // SAFETY: both headers bounds-checked; the TCP fields past the ports are `rest`
+    // (seq 0..4, ack 4..8, data offset 8, flags 9, window 10..12). NAT frames carry
+    // no IP options (`lb::ipv4` passes those).
+    let (r, total) = unsafe { ((*tcp).rest, u16::from_be_bytes((*ip).total_len)) };
+    let doff = u32::from(r[8] >> 4) * 4;
+    let flags = r[9];
+    let wscale = if flags & TCP_SYN != 0 {
+        syn_wscale(ctx, l4_offset, doff)
+    } else {
+        None
+    };
+    Ok(TcpSeg {
+        flags,
+        seq: u32::from_be_bytes([r[0], r[1], r[2], r[3]]),
+        ack: u32::from_be_bytes([r[4], r[5], r[6], r[7]]),
+        win: u16::from_be_bytes([r[10], r[11]]),
+        len: u32::from(total).saturating_sub(20 + doff),
+        wscale,
+    })
 }
 
-/// Next state and last-seen time; an RST is reported to the sync.
+/// The window scale option (kind 3, RFC 7323) of a SYN whose header is `doff` bytes.
+/// The options are copied to a zeroed scratch buffer first (zero ends the list), so
+/// the walk indexes an array with a constant bound, not the packet.
+#[inline(never)]
+fn syn_wscale(ctx: &XdpContext, l4_offset: usize, doff: u32) -> Option<u8> {
+    if doff <= 20 {
+        return None;
+    }
+    // 4 to 40 option bytes. The volatile read keeps the compiler from folding the mask
+    // and the check away: the verifier must see the length bounded by the buffer.
+    // SAFETY: a local.
+    let n = unsafe { core::ptr::read_volatile(&(doff - 20)) } & 0x3f;
+    if n == 0 {
+        return None;
+    }
+    let scratch = NAT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, ours for this run; the helper copies `n` (1..=63) bytes
+    // into the 64-byte buffer, or fails if the frame is shorter.
+    let opts = unsafe {
+        let buf = &mut (*scratch).opts;
+        // Zeroed word by word: a memset call would take stack of its own.
+        let words = buf.as_mut_ptr() as *mut u64;
+        let mut k = 0;
+        while k < 8 {
+            core::ptr::write_volatile(words.add(k), 0);
+            k += 1;
+        }
+        let rc = bpf_xdp_load_bytes(
+            ctx.ctx,
+            (l4_offset + 20) as u32,
+            buf.as_mut_ptr() as *mut _,
+            n,
+        );
+        if rc != 0 {
+            return None;
+        }
+        &*buf
+    };
+    let mut i = 0usize;
+    while i < 40 {
+        match opts[i & 63] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = opts[(i + 1) & 63] as usize;
+                if kind == 3 && len == 3 {
+                    return Some(opts[(i + 2) & 63]);
+                }
+                if len < 2 {
+                    return None;
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
+/// Next state, tracking and last-seen time; an RST of an established connection is
+/// reported to the sync. Returns whether the client has now proved that it receives
+/// replies (TCP: it completed the handshake; UDP: it sent after a reply).
 #[inline(always)]
-fn touch(entry: *mut NatFlow, key: &FlowKey, flags: u8, from_client: bool) {
+fn touch(
+    entry: *mut NatFlow,
+    key: &FlowKey,
+    seg: &TcpSeg,
+    from_client: bool,
+    embryo: bool,
+) -> bool {
     // SAFETY: live map value; single-field loads and stores.
     unsafe {
         let old = (*entry).state;
+        let mut proven = false;
         let state = if key.proto == IPPROTO_TCP {
-            tcp_next_state(old, flags, from_client)
+            let step = tcp_track(old, &mut (*entry).seq, seg, from_client);
+            if step.ignored {
+                maps::count(if seg.flags & TCP_RST != 0 {
+                    Counter::NatRstIgnored
+                } else {
+                    Counter::NatFinIgnored
+                });
+            }
+            proven = step.established;
+            step.state
         } else {
+            let backend_seen = (*entry).seq[NAT_BACKEND].flags & NAT_SEQ_END != 0;
+            if from_client {
+                proven = backend_seen;
+            } else if !backend_seen {
+                (*entry).seq[NAT_BACKEND].flags |= NAT_SEQ_END;
+            }
             old
         };
         let now = bpf_ktime_get_ns();
         if state != old || now.wrapping_sub((*entry).last_seen_ns) > NAT_TOUCH_NS {
             (*entry).state = state;
             (*entry).last_seen_ns = now;
-            if state == NAT_TCP_CLOSED && old != NAT_TCP_CLOSED {
+            if state == NAT_TCP_CLOSED && old != NAT_TCP_CLOSED && !embryo {
                 event(key, &*entry, NAT_EVENT_CLOSED);
             }
         }
+        proven
     }
+}
+
+/// Move a connection that proved its client from the embryonic maps to the
+/// connection table, and report it to the sync. The connection table taking it
+/// comes first, so a packet never finds it in neither. If the table is full it stays
+/// embryonic (counted).
+#[inline(always)]
+fn promote(flow: &FlowKey, entry: *mut NatFlow) {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch, ours for this run (the hop fields `send` reads are not
+    // touched); `entry` a live map value, copied whole.
+    unsafe {
+        (*scratch).flow = *entry;
+        (*scratch).rev = (*entry).reverse_key(flow);
+        let (value, rev) = (&(*scratch).flow, &(*scratch).rev);
+        if NAT_REV.insert(rev, flow, BPF_NOEXIST).is_err() {
+            maps::count(Counter::NatPromoteFailed);
+            return;
+        }
+        if NAT_FWD.insert(flow, value, BPF_NOEXIST).is_err() {
+            let _ = NAT_REV.remove(rev);
+            maps::count(Counter::NatPromoteFailed);
+            return;
+        }
+        let _ = NAT_EMBRYO_FWD.remove(flow);
+        let _ = NAT_EMBRYO_REV.remove(rev);
+        event(flow, value, NAT_EVENT_NEW);
+    }
+    maps::count(Counter::NatPromoted);
 }
 
 #[inline(always)]

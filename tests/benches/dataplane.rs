@@ -128,7 +128,45 @@ fn nat_rows() -> Vec<Row> {
             f[0..6].copy_from_slice(&D0_MAC);
             f
         };
-        let (mut open, mut est, mut reply) = (vec![], vec![], vec![]);
+        // A reply of each connection's backend, from its NAT entry.
+        let from_backend = |f: &fo_common::NatFlow, flags: u8, seq: u32, ack: u32| {
+            let be = f.backend.bytes;
+            let sn = f.snat.bytes;
+            frames::Tcp4::new(
+                (D0_MAC, GW_MAC),
+                (
+                    Ipv4Addr::new(be[0], be[1], be[2], be[3]),
+                    u16::from_be(f.backend_port_be),
+                ),
+                (
+                    Ipv4Addr::new(sn[0], sn[1], sn[2], sn[3]),
+                    u16::from_be(f.snat_port_be),
+                ),
+            )
+            .flags(flags)
+            .seq(seq)
+            .ack(ack)
+            .frame()
+        };
+        // Client ISN 1000 (the frames' default), backend ISN 5000.
+        let client_ack = |i: u32| {
+            let mut f = frames::Tcp4::new(
+                (D0_MAC, CLIENT_MAC),
+                (
+                    Ipv4Addr::from(0x0a00_0000u32 + (i >> 14)),
+                    1024 + (i & 0x3fff) as u16,
+                ),
+                (VIP, 1514),
+            )
+            .flags(frames::TCP_ACK)
+            .seq(1001)
+            .ack(5001)
+            .frame();
+            f[0..6].copy_from_slice(&D0_MAC);
+            f
+        };
+        let (mut open, mut syn_ack, mut promote, mut est, mut reply) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for run in 0..RUNS as u32 {
             let base = run * SINGLES * 2 + 1;
             open.push(single(
@@ -136,41 +174,53 @@ fn nat_rows() -> Vec<Row> {
                 (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_SYN)),
                 XDP_REDIRECT,
             ));
-            est.push(single(
+            let table = b.dp.nat_table().expect("NAT table");
+            let embryonic = table.embryonic().expect("embryonic NAT flows");
+            syn_ack.push(single(
                 &mut b,
-                (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_ACK)),
+                embryonic
+                    .iter()
+                    .map(|(_, f)| from_backend(f, 0x12, 5000, 1001)),
                 XDP_REDIRECT,
             ));
-            // The replies: every connection's reply tuple, from its NAT entry.
-            let table = b.dp.nat_table().expect("NAT table");
-            let replies: Vec<Vec<u8>> = table
-                .flows()
-                .expect("NAT flows")
-                .into_iter()
-                .take(SINGLES as usize)
-                .map(|(_, f)| {
-                    let be = f.backend.bytes;
-                    let sn = f.snat.bytes;
-                    frames::tcp4(
-                        D0_MAC,
-                        GW_MAC,
-                        Ipv4Addr::new(be[0], be[1], be[2], be[3]),
-                        Ipv4Addr::new(sn[0], sn[1], sn[2], sn[3]),
-                        u16::from_be(f.backend_port_be),
-                        u16::from_be(f.snat_port_be),
-                        frames::TCP_ACK,
-                        b"",
-                    )
-                })
-                .collect();
-            reply.push(single(&mut b, replies.into_iter(), XDP_REDIRECT));
+            promote.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_ack(base + i)),
+                XDP_REDIRECT,
+            ));
+            est.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_ack(base + i)),
+                XDP_REDIRECT,
+            ));
+            let flows = table.flows().expect("NAT flows");
+            reply.push(single(
+                &mut b,
+                flows
+                    .iter()
+                    .take(SINGLES as usize)
+                    .map(|(_, f)| from_backend(f, frames::TCP_ACK, 5001, 1001)),
+                XDP_REDIRECT,
+            ));
         }
         vec![
             stats(
-                "NAT new connection: SYN, SNAT port reserved, FIB",
+                "NAT new connection: SYN, SNAT port reserved (embryonic), FIB",
                 "single",
                 3,
                 open,
+            ),
+            stats(
+                "NAT SYN-ACK: backend -> client, embryonic entry, rewrite + FIB",
+                "single",
+                3,
+                syn_ack,
+            ),
+            stats(
+                "NAT handshake done: client ACK, entry promoted, event",
+                "single",
+                3,
+                promote,
             ),
             stats(
                 "NAT established: client -> backend, rewrite + FIB",
@@ -248,8 +298,9 @@ fn main() {
     let mut rows = Vec::new();
     for backends in [3u32, 1000] {
         let mut b = setup(backends, false);
-        let (mut new_flow, mut est_single, mut est_batch, mut arp, mut pass, mut floor) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut new_flow, mut first, mut est_single, mut est_batch) =
+            (vec![], vec![], vec![], vec![]);
+        let (mut arp, mut pass, mut floor) = (vec![], vec![], vec![]);
         for run in 0..RUNS as u32 {
             let base = run * SINGLES * 2 + 1;
             new_flow.push(single(
@@ -257,7 +308,14 @@ fn main() {
                 (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)),
                 XDP_TX,
             ));
-            // The same flows again: now established in the flow table.
+            // The same flows again: the first packet after the SYN moves each from
+            // FLOWS_NEW to the flow table ...
+            first.push(single(
+                &mut b,
+                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
+                XDP_TX,
+            ));
+            // ... and from then on they are established there.
             est_single.push(single(
                 &mut b,
                 (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
@@ -297,6 +355,12 @@ fn main() {
             "single",
             backends,
             new_flow,
+        ));
+        rows.push(stats(
+            "first packet after the SYN: FLOWS_NEW to the flow table",
+            "single",
+            backends,
+            first,
         ));
         rows.push(stats(
             "established flow: flow table",

@@ -32,6 +32,11 @@ impl Fixture {
 
     /// As [`Fixture::new`], with a NAT table of `nat_table_size` connections.
     pub fn with_nat_table(maglev_size: u32, nat_table_size: u32) -> Self {
+        Self::with_tables(maglev_size, nat_table_size, 65_536)
+    }
+
+    /// As [`Fixture::new`], with the NAT and flow tables of the sizes given.
+    pub fn with_tables(maglev_size: u32, nat_table_size: u32, flow_table_size: u32) -> Self {
         crate::require_root();
         let dir = PathBuf::from(format!(
             "/sys/fs/bpf/fo-test-{}-{}",
@@ -43,7 +48,7 @@ impl Fixture {
             maglev_size,
             max_services: 4,
             max_backends: 64,
-            flow_table_size: 65_536,
+            flow_table_size,
             nat_table_size,
         };
         let mut dp = match Dataplane::open(&opts, &Attach::Detached) {

@@ -75,16 +75,139 @@ fn tcp_segment(
     seq: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    tcp_segment_with(pseudo, sport, dport, flags, seq, 0, 0xffff, &[], payload)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp_segment_with(
+    pseudo: &[u8],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    assert!(
+        options.len().is_multiple_of(4) && options.len() <= 40,
+        "TCP options come in words, at most 40 bytes"
+    );
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
     t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&0u32.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.push((((20 + options.len()) / 4) << 4) as u8);
+    t.push(flags);
+    t.extend_from_slice(&win.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(options);
     t.extend_from_slice(payload);
     let c = fold(sum16(pseudo) + sum16(&t));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     t
+}
+
+/// An Ethernet/IPv4/TCP frame with every TCP field chosen, built fluently:
+/// `Tcp4::new(..).flags(TCP_ACK).seq(1001).ack(5001).payload(b"x").frame()`.
+/// Defaults: no flags, seq 1000, ack 0, window 65535, no options, no payload.
+#[derive(Clone, Debug)]
+pub struct Tcp4 {
+    dst_mac: Mac,
+    src_mac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    options: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Tcp4 {
+    pub fn new(
+        (dst_mac, src_mac): (Mac, Mac),
+        (src, sport): (Ipv4Addr, u16),
+        (dst, dport): (Ipv4Addr, u16),
+    ) -> Self {
+        Tcp4 {
+            dst_mac,
+            src_mac,
+            src,
+            dst,
+            sport,
+            dport,
+            flags: 0,
+            seq: 1000,
+            ack: 0,
+            win: 0xffff,
+            options: Vec::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    pub fn flags(mut self, flags: u8) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    pub fn seq(mut self, seq: u32) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    pub fn ack(mut self, ack: u32) -> Self {
+        self.ack = ack;
+        self
+    }
+
+    pub fn win(mut self, win: u16) -> Self {
+        self.win = win;
+        self
+    }
+
+    /// Raw option bytes (a multiple of 4).
+    pub fn options(mut self, options: &[u8]) -> Self {
+        self.options = options.to_vec();
+        self
+    }
+
+    pub fn payload(mut self, payload: &[u8]) -> Self {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        let len = 20 + self.options.len() + self.payload.len();
+        let seg = tcp_segment_with(
+            &pseudo4(self.src, self.dst, 6, len),
+            self.sport,
+            self.dport,
+            self.flags,
+            self.seq,
+            self.ack,
+            self.win,
+            &self.options,
+            &self.payload,
+        );
+        let mut f = eth(self.dst_mac, self.src_mac, 0x0800);
+        f.extend(ipv4_header(self.src, self.dst, 6, seg.len()));
+        f.extend(seg);
+        f
+    }
+}
+
+/// The options of a Linux SYN: MSS 1460, SACK permitted, timestamps, NOP, window
+/// scale `wscale`.
+pub fn linux_syn_options(wscale: u8) -> [u8; 20] {
+    [
+        2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, wscale,
+    ]
 }
 
 fn udp_datagram(pseudo: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -118,7 +241,9 @@ pub fn pseudo6(src: &[u8], dst: &[u8], next: u8, len: usize) -> Vec<u8> {
     p
 }
 
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 pub const TCP_PSH_ACK: u8 = 0x18;
 

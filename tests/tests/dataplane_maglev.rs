@@ -203,6 +203,60 @@ fn a_syn_on_a_reused_tuple_takes_the_current_choice() {
     );
 }
 
+/// DSR under a SYN flood: 2,000 connections complete their handshake (SYN, then ACK),
+/// then 20,000 spoofed SYNs arrive (five times the flow table of 4,096), then a
+/// backend joins the service. Every established connection must stay on its backend:
+/// one that moved would be reset by the backend it lands on. (Before `FLOWS_NEW`, the
+/// SYNs evicted the established flows from the LRU flow table, and the new backend
+/// set re-hashed them: about a quarter moved.)
+#[test]
+fn a_syn_flood_does_not_evict_established_flows() {
+    const ESTABLISHED: u32 = 2_000;
+    let mut fx = Fixture::with_tables(M, 1024, 4096);
+    fx.own(IpAddr::V4(VIP));
+    set_weights(&mut fx, &[(1, 1), (2, 1), (3, 1)]);
+    let segment = |i: u32, flags: u8| {
+        frames::tcp4(OUR_MAC, CLIENT_MAC, client(i), VIP, 40000, 1514, flags, b"")
+    };
+    let mut before = Vec::new();
+    for i in 0..ESTABLISHED {
+        let syn = fx.run(&segment(i, frames::TCP_SYN));
+        let ack = fx.run(&segment(i, frames::TCP_ACK));
+        assert_eq!((syn.action, ack.action), (XDP_TX, XDP_TX), "flow {i}");
+        assert_eq!(
+            syn.frame[5], ack.frame[5],
+            "flow {i}: the ACK follows the SYN"
+        );
+        before.push(ack.frame[5]);
+    }
+    let mut x = 0x9e37_79b9u32;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let spoofed = frames::tcp4(
+            OUR_MAC,
+            CLIENT_MAC,
+            Ipv4Addr::from(0x2000_0000 | (x & 0x0fff_ffff)),
+            VIP,
+            (x >> 16) as u16 | 1024,
+            1514,
+            frames::TCP_SYN,
+            b"",
+        );
+        assert_eq!(fx.run(&spoofed).action, XDP_TX);
+    }
+    set_weights(&mut fx, &[(1, 1), (2, 1), (3, 1), (4, 1)]);
+    let moved = (0..ESTABLISHED)
+        .filter(|&i| fx.run(&segment(i, frames::TCP_PSH_ACK)).frame[5] != before[i as usize])
+        .count();
+    println!("{moved} of {ESTABLISHED} established flows moved after the flood and the change");
+    assert_eq!(
+        moved, 0,
+        "established flows changed backend after a SYN flood and a backend change"
+    );
+}
+
 #[test]
 fn applying_the_same_services_again_writes_nothing() {
     let mut fx = setup(&[(1, 1), (2, 1), (3, 1)]);

@@ -7,6 +7,8 @@ mod chaos;
 mod demo;
 mod fuzz;
 mod lab;
+mod package;
+mod package_test;
 mod setup;
 mod test;
 mod util;
@@ -61,6 +63,23 @@ enum Task {
         #[arg(long)]
         no_setup: bool,
     },
+    /// The Debian package: target/debian/fo_<version>_<arch>.deb (cargo-deb; arm64 is
+    /// cross-built, and its binary runs under qemu-user to write the man pages).
+    Package {
+        #[arg(long, value_enum, default_value = "amd64")]
+        arch: package::Arch,
+        /// Skip the setup step.
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// The Debian packages (amd64, arm64) checked as an operator gets them: lintian,
+    /// install into a clean Debian 12 root (debootstrap, cached), arm64 under qemu-user,
+    /// the unit's exposure beside keepalived's and haproxy's. Part of `test`.
+    TestPackage {
+        /// Skip the setup step.
+        #[arg(long)]
+        no_setup: bool,
+    },
     /// Benchmarks, fo against keepalived + HAProxy on the same lab; report written to
     /// target/bench/report.{md,json} (PNGs and generated configs beside it).
     Bench {
@@ -100,6 +119,18 @@ fn main() -> anyhow::Result<()> {
                 setup::run()?;
             }
             fuzz::run(&opts)
+        }
+        Task::Package { arch, no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            package::run(arch).map(drop)
+        }
+        Task::TestPackage { no_setup } => {
+            if !no_setup {
+                setup::run()?;
+            }
+            package_test::run()
         }
         Task::Bench { which, opts } => {
             setup::run()?;

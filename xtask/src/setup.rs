@@ -38,6 +38,17 @@ const PACKAGES: &[&str] = &[
     // promtool: the tests check /metrics, the alert rules and their unit tests with
     // Prometheus' own linter (the packaged server is not run).
     "prometheus",
+    // The Debian package (`cargo xtask package`) and its tests: cargo-deb's $auto
+    // dependencies (dpkg-shlibdeps), the arm64 cross linker and libraries, qemu-user to
+    // run the arm64 binary, a clean Debian root for the install test, lintian.
+    "dpkg-dev",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "qemu-user-static",
+    "debootstrap",
+    "lintian",
+    // Boots the install test's root to run the packaged unit under systemd.
+    "systemd-container",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.
@@ -52,6 +63,7 @@ pub fn run() -> anyhow::Result<()> {
     toolchain()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    cargo_deb()?;
     bpffs()?;
     Ok(())
 }
@@ -106,6 +118,18 @@ fn toolchain() -> anyhow::Result<()> {
             "-c",
             "rust-src,clippy,rustfmt",
         ]))?;
+    }
+    // The arm64 package is cross-built (`cargo xtask package --arch arm64`).
+    let targets = Command::new("rustup")
+        .args(["target", "list", "--installed", "--toolchain", TOOLCHAIN])
+        .output()
+        .context("rustup target list")?;
+    let arm64 = crate::package::ARM64_TRIPLE;
+    if !String::from_utf8_lossy(&targets.stdout)
+        .lines()
+        .any(|l| l.trim() == arm64)
+    {
+        exec(Command::new("rustup").args(["target", "add", arm64, "--toolchain", TOOLCHAIN]))?;
     }
     let comps = Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", TOOLCHAIN])
@@ -165,6 +189,30 @@ fn cargo_fuzz() -> anyhow::Result<()> {
         "cargo",
         "install",
         "cargo-fuzz",
+        "--locked",
+    ]))
+}
+
+/// cargo-deb, pinned: `cargo xtask package` relies on its asset and systemd-unit handling.
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
+fn cargo_deb() -> anyhow::Result<()> {
+    let have = Command::new("cargo-deb")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION))
+        .unwrap_or(false);
+    if have {
+        return Ok(());
+    }
+    exec(Command::new("rustup").args([
+        "run",
+        TOOLCHAIN,
+        "cargo",
+        "install",
+        "cargo-deb",
+        "--version",
+        CARGO_DEB_VERSION,
         "--locked",
     ]))
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+pub mod generate;
 mod run;
 mod status;
 

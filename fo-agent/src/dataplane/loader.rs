@@ -106,21 +106,32 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 13] = [
+const MAP_NAMES: [&str; 16] = [
     "VIPS",
     "SERVICES",
     "MAGLEV",
     "BACKENDS",
     "BACKEND_STATS",
     "FLOWS",
+    "FLOWS_NEW",
     "IFACES",
     "COUNTERS",
     "INFO",
     "NAT_SERVICES",
     "NAT_FWD",
     "NAT_REV",
+    "NAT_EMBRYO_FWD",
+    "NAT_EMBRYO_REV",
     "NAT_EVENTS",
 ];
+
+/// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) for a table of
+/// `size`: a quarter of it. A flood of spoofed SYNs at `r` per second leaves a new
+/// connection `size / 4 / r` seconds to complete its handshake (0.1 s at 10,000/s for
+/// a table of 4,096), far more than one round trip to a backend takes.
+pub fn new_connection_entries(size: u32) -> u32 {
+    (size / 4).max(64)
+}
 
 /// statfs(2) magic of bpffs.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -179,9 +190,18 @@ fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
         .map_max_entries("BACKENDS", opts.max_backends)
         .map_max_entries("BACKEND_STATS", opts.max_backends)
         .map_max_entries("FLOWS", opts.flow_table_size)
+        .map_max_entries("FLOWS_NEW", new_connection_entries(opts.flow_table_size))
         .map_max_entries("NAT_SERVICES", opts.max_services)
         .map_max_entries("NAT_FWD", opts.nat_table_size)
         .map_max_entries("NAT_REV", opts.nat_table_size)
+        .map_max_entries(
+            "NAT_EMBRYO_FWD",
+            new_connection_entries(opts.nat_table_size),
+        )
+        .map_max_entries(
+            "NAT_EMBRYO_REV",
+            new_connection_entries(opts.nat_table_size),
+        )
         .load(OBJECT)
         .map_err(DataplaneError::Load)?;
     let prog = super::xdp_program(&mut ebpf)?;
@@ -460,6 +480,7 @@ fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> 
         backends: typed!("BACKENDS"),
         backend_stats: typed!("BACKEND_STATS"),
         flows: typed!("FLOWS"),
+        flows_new: typed!("FLOWS_NEW"),
         ifaces: typed!("IFACES"),
         counters: typed!("COUNTERS"),
         info: typed!("INFO"),

@@ -101,6 +101,7 @@ struct Maps {
     backends: Array<MapData, Backend>,
     backend_stats: PerCpuArray<MapData, TrafficStats>,
     flows: HashMap<MapData, FlowKey, FlowValue>,
+    flows_new: HashMap<MapData, FlowKey, FlowValue>,
     ifaces: HashMap<MapData, u32, Iface>,
     counters: PerCpuArray<MapData, u64>,
     info: Array<MapData, DataplaneInfo>,
@@ -403,6 +404,15 @@ impl Dataplane {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err("FLOWS")(e)),
+        }
+    }
+
+    /// The backend slot a connection seen only as a SYN so far is pinned to, if any.
+    pub fn new_flow(&self, key: &FlowKey) -> Result<Option<FlowValue>> {
+        match self.maps.flows_new.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("FLOWS_NEW")(e)),
         }
     }
 }

@@ -2,6 +2,10 @@
 //! state and last-seen time), flows installed by the connection-state sync, and
 //! reading the table for status and snapshots.
 //!
+//! The table is two pairs of maps: the connections (`NAT_FWD`, `NAT_REV`), which the
+//! sync carries, and the embryonic ones that have not proved their client yet
+//! (`NAT_EMBRYO_FWD`, `NAT_EMBRYO_REV`, LRU), which stay local to this node.
+//!
 //! Aging removes the client-side entry first and the reply-side entry (the SNAT port
 //! reservation) last, so a port is free again only once nothing refers to it.
 
@@ -82,6 +86,17 @@ pub fn state_name(state: u8) -> &'static str {
 pub struct NatTable {
     fwd: HashMap<MapData, FlowKey, NatFlow>,
     rev: HashMap<MapData, FlowKey, FlowKey>,
+    embryo_fwd: HashMap<MapData, FlowKey, NatFlow>,
+    embryo_rev: HashMap<MapData, FlowKey, FlowKey>,
+}
+
+/// Which pair of maps of the NAT table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pair {
+    /// `NAT_FWD`, `NAT_REV`.
+    Connections,
+    /// `NAT_EMBRYO_FWD`, `NAT_EMBRYO_REV`.
+    Embryonic,
 }
 
 impl Dataplane {
@@ -105,20 +120,37 @@ impl NatTable {
         Ok(NatTable {
             fwd: open("NAT_FWD")?.try_into().map_err(map_err("NAT_FWD"))?,
             rev: open("NAT_REV")?.try_into().map_err(map_err("NAT_REV"))?,
+            embryo_fwd: open("NAT_EMBRYO_FWD")?
+                .try_into()
+                .map_err(map_err("NAT_EMBRYO_FWD"))?,
+            embryo_rev: open("NAT_EMBRYO_REV")?
+                .try_into()
+                .map_err(map_err("NAT_EMBRYO_REV"))?,
         })
     }
 
-    /// Every NAT connection: the client's 5-tuple and its translation.
+    /// Every NAT connection (not the embryonic ones): the client's 5-tuple and its
+    /// translation.
     pub fn flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
-        self.fold(|v: &mut Vec<_>, k, f| v.push((k, f)))
+        self.fold(Pair::Connections, |v: &mut Vec<_>, k, f| v.push((k, f)))
     }
 
-    /// How many connections are in each state (`NAT_TCP_*`, `NAT_UDP`), counted as the
-    /// table is read.
+    /// Every embryonic connection (opened, not yet proved its client).
+    pub fn embryonic(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
+        self.fold(Pair::Embryonic, |v: &mut Vec<_>, k, f| v.push((k, f)))
+    }
+
+    /// How many connections are in each state (`NAT_TCP_*`, `NAT_UDP`), embryonic ones
+    /// included, counted as the table is read.
     pub fn count_by_state(&self) -> Result<std::collections::BTreeMap<u8, u64>> {
-        self.fold(|counts: &mut std::collections::BTreeMap<u8, u64>, _, f| {
+        let count = |counts: &mut std::collections::BTreeMap<u8, u64>, _, f: NatFlow| {
             *counts.entry(f.state).or_default() += 1
-        })
+        };
+        let mut counts = self.fold(Pair::Connections, count)?;
+        for (state, n) in self.fold(Pair::Embryonic, count)? {
+            *counts.entry(state).or_default() += n;
+        }
+        Ok(counts)
     }
 
     /// Every connection handed to `add`, into a `T` started empty.
@@ -127,39 +159,70 @@ impl NatTable {
     /// lookup per entry took about 4 µs (2.2 s for 600,000 connections); falls back to
     /// that, from an empty `T` again, where the kernel has no batch operations on hash
     /// maps.
-    fn fold<T: Default>(&self, add: impl Fn(&mut T, FlowKey, NatFlow)) -> Result<T> {
+    fn fold<T: Default>(&self, pair: Pair, add: impl Fn(&mut T, FlowKey, NatFlow)) -> Result<T> {
         use aya::maps::IterableMap as _;
         use std::os::fd::AsFd as _;
+        let (map, name) = match pair {
+            Pair::Connections => (&self.fwd, "NAT_FWD"),
+            Pair::Embryonic => (&self.embryo_fwd, "NAT_EMBRYO_FWD"),
+        };
         let mut out = T::default();
-        let walked =
-            super::batch::walk_hash(self.fwd.map().fd().as_fd(), |k, f| add(&mut out, k, f));
+        let walked = super::batch::walk_hash(map.map().fd().as_fd(), |k, f| add(&mut out, k, f));
         if let Err(e) = walked {
             super::BATCH_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(error = %e, "NAT_FWD batch lookup failed: walking it entry by entry");
+            tracing::debug!(error = %e, map = name, "NAT batch lookup failed: walking it entry by entry");
             out = T::default();
-            for r in self.fwd.iter() {
-                let (k, f) = r.map_err(map_err("NAT_FWD"))?;
+            for r in map.iter() {
+                let (k, f) = r.map_err(map_err(name))?;
                 add(&mut out, k, f);
             }
         }
         Ok(out)
     }
 
-    /// One NAT connection by the client's 5-tuple.
+    /// One NAT connection by the client's 5-tuple, embryonic or not.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<NatFlow>> {
-        match self.fwd.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("NAT_FWD")(e)),
+        match self.flow_in(Pair::Connections, key)? {
+            Some(f) => Ok(Some(f)),
+            None => self.flow_in(Pair::Embryonic, key),
         }
     }
 
-    /// The client 5-tuple a reply tuple maps to (the SNAT port's owner).
-    pub fn reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
-        match self.rev.get(reply, 0) {
+    /// Is the connection of `key` embryonic (opened, not yet proved its client)?
+    pub fn is_embryonic(&self, key: &FlowKey) -> Result<bool> {
+        Ok(self.flow_in(Pair::Embryonic, key)?.is_some())
+    }
+
+    fn flow_in(&self, pair: Pair, key: &FlowKey) -> Result<Option<NatFlow>> {
+        let (map, name) = match pair {
+            Pair::Connections => (&self.fwd, "NAT_FWD"),
+            Pair::Embryonic => (&self.embryo_fwd, "NAT_EMBRYO_FWD"),
+        };
+        match map.get(key, 0) {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("NAT_REV")(e)),
+            Err(e) => Err(map_err(name)(e)),
+        }
+    }
+
+    /// The client 5-tuple a reply tuple maps to (the SNAT port's owner), embryonic
+    /// or not.
+    pub fn reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
+        match self.reverse_in(Pair::Connections, reply)? {
+            Some(k) => Ok(Some(k)),
+            None => self.reverse_in(Pair::Embryonic, reply),
+        }
+    }
+
+    fn reverse_in(&self, pair: Pair, reply: &FlowKey) -> Result<Option<FlowKey>> {
+        let (map, name) = match pair {
+            Pair::Connections => (&self.rev, "NAT_REV"),
+            Pair::Embryonic => (&self.embryo_rev, "NAT_EMBRYO_REV"),
+        };
+        match map.get(reply, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(name)(e)),
         }
     }
 
@@ -169,13 +232,13 @@ impl NatTable {
     /// is removed first (the master's table is the truth).
     pub fn put(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
         let rev = flow.reverse_key(key);
-        if let Some(owner) = self.reverse(&rev)?
+        if let Some(owner) = self.reverse_in(Pair::Connections, &rev)?
             && owner != *key
-            && let Some(other) = self.flow(&owner)?
+            && let Some(other) = self.flow_in(Pair::Connections, &owner)?
         {
             self.remove(&owner, &other)?;
         }
-        if let Some(old) = self.flow(key)?
+        if let Some(old) = self.flow_in(Pair::Connections, key)?
             && old.reverse_key(key) != rev
         {
             self.remove(key, &old)?;
@@ -186,25 +249,43 @@ impl NatTable {
 
     /// Remove a connection: client side first, then its port reservation.
     pub fn remove(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
-        match self.fwd.remove(key) {
+        self.remove_in(Pair::Connections, key, flow)
+    }
+
+    fn remove_in(&mut self, pair: Pair, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+        let (fwd, rev_map, names) = match pair {
+            Pair::Connections => (&mut self.fwd, &mut self.rev, ("NAT_FWD", "NAT_REV")),
+            Pair::Embryonic => (
+                &mut self.embryo_fwd,
+                &mut self.embryo_rev,
+                ("NAT_EMBRYO_FWD", "NAT_EMBRYO_REV"),
+            ),
+        };
+        match fwd.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err("NAT_FWD")(e)),
+            Err(e) => return Err(map_err(names.0)(e)),
         }
         let rev = flow.reverse_key(key);
         // Only if the reservation is still this connection's.
-        if self.reverse(&rev)? == Some(*key) {
-            match self.rev.remove(&rev) {
+        let owner = match rev_map.get(&rev, 0) {
+            Ok(v) => Some(v),
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => return Err(map_err(names.1)(e)),
+        };
+        if owner == Some(*key) {
+            match rev_map.remove(&rev) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("NAT_REV")(e)),
+                Err(e) => return Err(map_err(names.1)(e)),
             }
         }
         Ok(())
     }
 
     /// Remove every connection that `floor_of` names a floor for (its VIP is owned
-    /// here, since then) and that is expired at `now`; returns what was removed. An
-    /// entry is read again just before removal, so a packet that refreshed it
-    /// meanwhile keeps it.
+    /// here, since then) and that is expired at `now`; returns what was removed from
+    /// the connections (embryonic ones go silently: no peer knows them). An entry is
+    /// read again just before removal, so a packet that refreshed it meanwhile keeps
+    /// it.
     pub fn expire(
         &mut self,
         now: MonoNanos,
@@ -212,19 +293,27 @@ impl NatTable {
         timeouts: &NatTimeouts,
     ) -> Result<Vec<(FlowKey, NatFlow)>> {
         let mut removed = Vec::new();
-        for (key, flow) in self.flows()? {
-            let Some(floor) = floor_of(&key) else {
-                continue;
+        for pair in [Pair::Connections, Pair::Embryonic] {
+            let listed = match pair {
+                Pair::Connections => self.flows()?,
+                Pair::Embryonic => self.embryonic()?,
             };
-            if !expired(&flow, now, floor, timeouts) {
-                continue;
-            }
-            match self.flow(&key)? {
-                Some(current) if expired(&current, now, floor, timeouts) => {
-                    self.remove(&key, &current)?;
-                    removed.push((key, current));
+            for (key, flow) in listed {
+                let Some(floor) = floor_of(&key) else {
+                    continue;
+                };
+                if !expired(&flow, now, floor, timeouts) {
+                    continue;
                 }
-                _ => {}
+                match self.flow_in(pair, &key)? {
+                    Some(current) if expired(&current, now, floor, timeouts) => {
+                        self.remove_in(pair, &key, &current)?;
+                        if pair == Pair::Connections {
+                            removed.push((key, current));
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(removed)

@@ -335,6 +335,8 @@ pub fn entries(r: &Record, now: MonoNanos, slot: u32) -> (FlowKey, NatFlow) {
         _pad: 0,
         backend_slot: slot,
         last_seen_ns: now.0.saturating_sub(r.age.as_nanos() as u64),
+        // Not synced: the program picks the sequence tracking up from the next segments.
+        seq: Default::default(),
     };
     (key, flow)
 }
@@ -752,6 +754,7 @@ mod tests {
             _pad: 0,
             backend_slot: 3,
             last_seen_ns: now.0 - 2_000_000_000,
+            seq: Default::default(),
         };
         let r = record(Op::Upsert, &key, &flow, now);
         assert_eq!(r.age, Duration::from_secs(2));
