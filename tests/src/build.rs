@@ -66,6 +66,9 @@ enum Transport {
         dport: u16,
         flags: u8,
         seq: u32,
+        ack: u32,
+        window: u16,
+        options: Vec<u8>,
     },
     Udp {
         sport: u16,
@@ -201,14 +204,42 @@ impl Frame {
         self
     }
 
-    /// A TCP header (no flags until [`Frame::syn`] and friends; sequence 1000).
+    /// A TCP header (no flags until [`Frame::syn`] and friends; sequence 1000,
+    /// acknowledgment 0, window 65535, no options).
     pub fn tcp(mut self, sport: u16, dport: u16) -> Frame {
         self.transport = Transport::Tcp {
             sport,
             dport,
             flags: 0,
             seq: 1000,
+            ack: 0,
+            window: 0xffff,
+            options: Vec::new(),
         };
+        self
+    }
+
+    /// The TCP acknowledgment number (the ACK flag is [`Frame::ack`]).
+    pub fn ack_number(mut self, value: u32) -> Frame {
+        if let Transport::Tcp { ack, .. } = &mut self.transport {
+            *ack = value;
+        }
+        self
+    }
+
+    /// The TCP window.
+    pub fn window(mut self, value: u16) -> Frame {
+        if let Transport::Tcp { window, .. } = &mut self.transport {
+            *window = value;
+        }
+        self
+    }
+
+    /// Raw TCP option bytes (a multiple of 4), e.g. `frames::linux_syn_options(7)`.
+    pub fn tcp_options(mut self, bytes: &[u8]) -> Frame {
+        if let Transport::Tcp { options, .. } = &mut self.transport {
+            *options = bytes.to_vec();
+        }
         self
     }
 
@@ -385,13 +416,20 @@ impl Frame {
                 dport,
                 flags,
                 seq,
+                ack,
+                window,
+                options,
             } => {
                 let mut t = Vec::new();
                 t.extend_from_slice(&sport.to_be_bytes());
                 t.extend_from_slice(&dport.to_be_bytes());
                 t.extend_from_slice(&seq.to_be_bytes());
-                t.extend_from_slice(&0u32.to_be_bytes());
-                t.extend_from_slice(&[0x50, *flags, 0xff, 0xff, 0, 0, 0, 0]);
+                t.extend_from_slice(&ack.to_be_bytes());
+                let offset = ((20 + options.len()) / 4) as u8;
+                t.extend_from_slice(&[offset << 4, *flags]);
+                t.extend_from_slice(&window.to_be_bytes());
+                t.extend_from_slice(&[0, 0, 0, 0]);
+                t.extend_from_slice(options);
                 (t, 16)
             }
             Transport::Udp { sport, dport } => {
@@ -473,6 +511,38 @@ mod tests {
                 tcp(Frame::eth(A, B).ipv6(C6, V6)),
                 frames::tcp6(A, B, C6, V6, 40000, 1514, flags, payload),
                 "tcp6 {flags:#x} {payload:?}"
+            );
+        }
+        // natsec's Tcp4: every TCP field chosen.
+        for (flags, ack, window, options) in [
+            (
+                frames::TCP_SYN,
+                0,
+                64240,
+                frames::linux_syn_options(7).to_vec(),
+            ),
+            (frames::TCP_ACK, 5001, 502, vec![]),
+        ] {
+            assert_eq!(
+                Frame::eth(A, B)
+                    .ipv4(C4, V4)
+                    .tcp(40000, 1514)
+                    .flags(flags)
+                    .seq(7)
+                    .ack_number(ack)
+                    .window(window)
+                    .tcp_options(&options)
+                    .payload(b"x")
+                    .build(),
+                frames::Tcp4::new((A, B), (C4, 40000), (V4, 1514))
+                    .flags(flags)
+                    .seq(7)
+                    .ack(ack)
+                    .win(window)
+                    .options(&options)
+                    .payload(b"x")
+                    .frame(),
+                "Tcp4 {flags:#x}"
             );
         }
         for payload in [&b""[..], b"x", b"<13>syslog line"] {
