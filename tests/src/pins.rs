@@ -114,10 +114,10 @@ pub fn fill_flows(pin_dir: &Path, vip: [u8; 4], n: u32) {
 }
 
 /// Put `n` established NAT connections to `vip`:1514 into the pinned tables, as the
-/// program would have (`fo_lab::natfill`): each with a reply tuple of its own on
+/// program would have (`crate::natfill`): each with a reply tuple of its own on
 /// `snat`, seen now; numbered from `first`, so two ranges never collide.
 pub fn fill_nat_pairs(pin_dir: &Path, vip: [u8; 4], snat: [u8; 4], first: u32, n: u32) {
-    fo_lab::natfill::Fill {
+    crate::natfill::Fill {
         vip,
         snat,
         first,

@@ -8,7 +8,6 @@
 mod backends;
 mod nat;
 mod operator;
-mod state;
 mod status;
 mod tables;
 
@@ -30,7 +29,8 @@ use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
 use operator::{Drained, OperatorState};
-pub use state::SharedPlane;
+// sync still names SharedPlane through agent; it moves to dataplane with sync's rewrite.
+pub use crate::dataplane::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
@@ -289,7 +289,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         )
         .instrument(info_span!("neighbours")),
     );
-    let lease = tokio::spawn(lease_task(plane.clone()));
+    let lease = tokio::spawn(crate::dataplane::lease_task(plane.clone()));
     let (sync, sync_task) = match &config.node.sync {
         Some(c) => {
             let placement = crate::sync::Placement {
@@ -1162,30 +1162,4 @@ fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     out
-}
-
-/// The dead-man switch's other half: push every owned VIP's lease forward, three
-/// times per lease. If this process dies or hangs, the leases run out.
-async fn lease_task(plane: SharedPlane) {
-    let changed = plane.lock().leases_changed.clone();
-    loop {
-        let period = plane.lock().shortest_lease().map(|l| l / 3);
-        match period {
-            Some(p) => {
-                // Woken early by a new lease: refresh now as well, so that a run of
-                // new leases never postpones the others'.
-                tokio::select! {
-                    () = tokio::time::sleep(p) => {}
-                    () = changed.notified() => {}
-                }
-            }
-            None => {
-                changed.notified().await;
-                continue;
-            }
-        }
-        if let Err(e) = plane.lock().refresh_leases() {
-            error!(error = %e, "refreshing VIP leases failed");
-        }
-    }
 }

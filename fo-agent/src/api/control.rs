@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
 use super::status::Status;
+use crate::locks::lock;
 
 /// A request on the control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,21 +185,14 @@ impl Access {
             }
         };
         if let Err(r) = &verdict {
-            *self
-                .refused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(r.reason)
-                .or_default() += 1;
+            *lock(&self.refused).entry(r.reason).or_default() += 1;
         }
         verdict
     }
 
     /// Refusals so far, by reason.
     pub fn refused(&self) -> BTreeMap<String, u64> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.refused)
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect()
