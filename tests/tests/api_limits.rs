@@ -3,7 +3,7 @@
 //! big table): abandoned scrapes share one walk, and idle connections neither starve
 //! the agent of descriptors nor keep `status` out.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fo_tests::netns::wait_for;
 use fo_tests::pair::{Pair, PairOptions};
@@ -185,55 +185,70 @@ fn idle_connections_leave_checks_up_and_status_answering() {
     let pid = healthy["node"]["pid"].as_u64().expect("pid");
     let fds_before = open_fds(pid);
 
-    // Open them all, as fast as the agent takes them, and hold them without a byte.
+    // Watched from before the first connection to the end: status every half second
+    // with every backend up, and the agent's descriptors.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let watch = || {
+        let (mut answered, mut unanswered, mut max_fds) = (0, 0, 0);
+        let mut down: Vec<String> = Vec::new();
+        let mut last = serde_json::Value::Null;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            max_fds = max_fds.max(open_fds(pid));
+            match try_status(&lab) {
+                Some(st) => {
+                    answered += 1;
+                    down.extend(unhealthy(&st));
+                    last = st;
+                }
+                None => unanswered += 1,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        (answered, unanswered, max_fds, down, last)
+    };
+    // Open them all, as fast as the agent takes them, and hold them without a byte
+    // for longer than the read deadline.
     let port = lab.a.metrics_port;
     let socket = lab.a.socket.clone();
-    let (tcp, unix, refused) = lab.a.ns.run(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let t = Duration::from_secs(1);
-            let (mut tcp, mut unix, mut refused) = (Vec::new(), Vec::new(), 0usize);
-            for _ in 0..IDLE_EACH {
-                match tokio::time::timeout(t, tokio::net::TcpStream::connect(("127.0.0.1", port)))
+    let open_and_hold = || {
+        let (tcp, unix, refused) = lab.a.ns.run(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let t = Duration::from_secs(1);
+                let (mut tcp, mut unix, mut refused) = (Vec::new(), Vec::new(), 0usize);
+                for _ in 0..IDLE_EACH {
+                    match tokio::time::timeout(
+                        t,
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+                    )
                     .await
-                {
-                    Ok(Ok(s)) => tcp.push(s.into_std().expect("std")),
-                    _ => refused += 1,
+                    {
+                        Ok(Ok(s)) => tcp.push(s.into_std().expect("std")),
+                        _ => refused += 1,
+                    }
+                    match tokio::time::timeout(t, tokio::net::UnixStream::connect(&socket)).await {
+                        Ok(Ok(s)) => unix.push(s.into_std().expect("std")),
+                        _ => refused += 1,
+                    }
                 }
-                match tokio::time::timeout(t, tokio::net::UnixStream::connect(&socket)).await {
-                    Ok(Ok(s)) => unix.push(s.into_std().expect("std")),
-                    _ => refused += 1,
-                }
-            }
-            (tcp, unix, refused)
-        })
+                (tcp, unix, refused)
+            })
+        });
+        std::thread::sleep(WINDOW);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (tcp.len() + unix.len(), refused)
+    };
+    let ((held, refused), (answered, unanswered, max_fds, down, last)) = std::thread::scope(|s| {
+        let watcher = s.spawn(watch);
+        let held = open_and_hold();
+        (held, watcher.join().expect("watcher"))
     });
-    let held = tcp.len() + unix.len();
-
-    // Over the read deadline and more: status every half second, all backends up.
-    let started = Instant::now();
-    let (mut answered, mut unanswered, mut max_fds) = (0, 0, 0);
-    let mut down: Vec<String> = Vec::new();
-    let mut last = serde_json::Value::Null;
-    while started.elapsed() < WINDOW {
-        max_fds = max_fds.max(open_fds(pid));
-        match try_status(&lab) {
-            Some(st) => {
-                answered += 1;
-                down.extend(unhealthy(&st));
-                last = st;
-            }
-            None => unanswered += 1,
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    drop((tcp, unix));
     let conns = &last["node"]["connections"];
     println!(
-        "{held} idle connections held ({refused} not accepted by the kernel): status answered {answered}, failed {unanswered}; \
+        "{held} idle connections held ({refused} not accepted by the kernel in 1 s): status answered {answered}, failed {unanswered}; \
          agent descriptors {fds_before} before, at most {max_fds} during (limit {AGENT_NOFILE}); connections: {conns}"
     );
     assert_eq!(
