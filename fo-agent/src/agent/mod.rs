@@ -1017,6 +1017,15 @@ impl Agent {
     /// Re-read the config: validate, refuse what cannot change live, apply the rest
     /// as a diff (services and backends in the maps, checks, priorities and gates),
     /// without a VRRP transition.
+    ///
+    /// All or nothing: everything that can fail is done before anything changes — the
+    /// config read and validated (which bounds addresses, services and backends by the
+    /// maps' sizes), key and TLS files read, the new services checked against the
+    /// maps (service ids, and backend slots at every step of the write). Then the maps
+    /// are written; a write the kernel refuses all the same puts the running config's
+    /// services back before the refusal is reported. Only then do the config, the
+    /// checks, the drains and the routers' inputs change. A refused reload leaves the
+    /// running config, its checks and the maps as they were.
     async fn reload(&mut self) -> Result<String, String> {
         let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let blockers = reload_blockers(&self.config, &new);
@@ -1037,33 +1046,51 @@ impl Agent {
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.
         let keys = crate::vrrp::keyfile::load_all(&new).map_err(|p| p.join("; "))?;
+
+        // Prepare: the new checks (carrying over the results of unchanged ones), the
+        // drains that still name a backend, and the services as they would be written.
         let previous = self.health.snapshot();
-        let old_health = std::mem::replace(
-            &mut self.health,
-            Health::start_after(health::plan(&new), Some(&previous)),
-        );
+        let new_health = Health::start_after(health::plan(&new), Some(&previous));
+        let mut drains = self.drains.clone();
+        drains.retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
+        let specs = self.specs_for(&new, &new_health.snapshot(), &drains);
+        let fits = self.plane.lock().table.check(&specs);
+        if let Err(e) = fits {
+            new_health.stop().await;
+            return Err(format!(
+                "the new services do not fit the data plane: {e} (nothing was changed)"
+            ));
+        }
+
+        // Commit the maps; undo them if the kernel refuses a write.
+        if let Err(e) = self.write_maps(&new, &specs) {
+            let back = self.specs_for(&self.config, &previous, &self.drains);
+            let restored = match self.write_maps(&self.config, &back) {
+                Ok(()) => "the running config's services were written back".to_string(),
+                Err(e2) => format!("writing the running config's services back failed too: {e2:#}"),
+            };
+            new_health.stop().await;
+            return Err(format!("{e:#} ({restored})"));
+        }
+
+        // Then the rest, which cannot fail.
+        let old_health = std::mem::replace(&mut self.health, new_health);
         old_health.stop().await;
-        // Drains of backends that no longer exist are forgotten.
-        let drains = self.drains.len();
-        self.drains
-            .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
-        if self.drains.len() != drains {
+        if drains != self.drains {
+            // Drains of backends that no longer exist are forgotten.
+            self.drains = drains;
             let _ = self.save_operator_state();
         }
         self.config = new;
         self.loaded_at = SystemTime::now();
-        {
-            let mut p = self.plane.lock();
-            p.sync_vips(&all_vips(&self.config))
-                .map_err(|e| format!("writing VIPs: {e}"))?;
-            nat::apply_roles(&mut p.dp, &self.config)
-                .map_err(|e| format!("writing VIP roles: {e}"))?;
-        }
         nat::enable_forwarding(&self.config);
-        // New backends are resolved by the neighbour task and added when they are.
+        // New DSR backends are resolved by the neighbour task and added when they are.
         self.backend_addrs
             .send_replace(backends::backend_addrs(&self.config));
-        self.apply_services().map_err(|e| format!("{e:#}"))?;
+        // The services as health says now (the same unless a check moved meanwhile).
+        if let Err(e) = self.apply_services() {
+            error!("{e:#}");
+        }
         self.apply_ownership_inputs().await;
         for r in self.config.routers.iter().filter(|r| r.vrrp().is_some()) {
             if let Some(h) = self.vrrp.router(&r.name) {
@@ -1075,6 +1102,35 @@ impl Agent {
             }
         }
         Ok(format!("reloaded {}", self.config_path.display()))
+    }
+
+    /// The services `config` wants written, with `snap`'s health and `drains`.
+    fn specs_for(
+        &self,
+        config: &Config,
+        snap: &health::Snapshot,
+        drains: &backends::Drains,
+    ) -> Vec<crate::dataplane::ServiceSpec> {
+        backends::plans(config, &self.link, &self.neighbours, snap, drains)
+            .into_iter()
+            .map(|p| p.spec)
+            .collect()
+    }
+
+    /// Write `config`'s VIP entries and roles and the services `specs`.
+    fn write_maps(
+        &self,
+        config: &Config,
+        specs: &[crate::dataplane::ServiceSpec],
+    ) -> anyhow::Result<()> {
+        let mut p = self.plane.lock();
+        let p = &mut *p;
+        p.sync_vips(&all_vips(config)).context("writing VIPs")?;
+        nat::apply_roles(&mut p.dp, config).context("writing VIP roles")?;
+        p.table
+            .apply(&mut p.dp, specs)
+            .context("writing services to the data plane")?;
+        Ok(())
     }
 }
 
