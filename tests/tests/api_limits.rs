@@ -263,7 +263,7 @@ fn idle_connections_leave_checks_up_and_status_answering() {
         "checks went down under {held} idle connections: {down:?}\n{}",
         lab.a.log()
     );
-    let caps = (fo_agent::api::conns::METRICS_CAP + fo_agent::api::conns::CONTROL_CAP) as usize;
+    let caps = fo_agent::api::conns::METRICS_CAP + fo_agent::api::conns::CONTROL_CAP;
     assert!(
         max_fds <= fds_before + caps + 32,
         "the agent held {max_fds} descriptors under {held} idle connections ({fds_before} before; the caps allow {caps} more)"

@@ -807,8 +807,20 @@ mod tests {
                 walks: 1,
             },
         );
+        status.node.connections.insert(
+            "metrics".into(),
+            crate::api::conns::ConnStats {
+                open: 2,
+                limit: 64,
+                closed: [("evicted".to_string(), 7)].into(),
+            },
+        );
         let text = render(&status);
         for needle in [
+            "fo_table_walks_total{table=\"flow\"} 1",
+            "fo_api_connections{listener=\"metrics\"} 2",
+            "fo_api_connections_limit{listener=\"metrics\"} 64",
+            "fo_api_connections_closed_total{listener=\"metrics\",reason=\"evicted\"} 7",
             &format!(
                 "fo_build_info{{version=\"{}\",abi=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION"),
