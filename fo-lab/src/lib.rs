@@ -11,9 +11,13 @@
 //!   the run's figures; `lost_acked` (acknowledged, received by no sink) must be 0.
 //!
 //! The wire protocol is in [`proto`].
+//!
+//! [`natfill`] (`fo-natfill`) puts made-up NAT connections into an agent's pinned
+//! tables, for the benchmarks and tests of the connection-state sync at scale.
 
 pub mod control;
 pub mod fleet;
+pub mod natfill;
 pub mod proto;
 pub mod report;
 pub mod sink;

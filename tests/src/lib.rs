@@ -2,6 +2,7 @@
 //! for BPF_PROG_TEST_RUN, and network-namespace guards. Every test needs root.
 
 pub mod bgp_lab;
+pub mod capture;
 pub mod fixture;
 pub mod frames;
 pub mod journal;

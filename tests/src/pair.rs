@@ -19,6 +19,31 @@ pub const SNAT: &str = "192.0.2.101";
 /// The NAT lab's backend port (port translation from 1514).
 pub const NAT_BACKEND_PORT: u16 = 11514;
 
+/// A sync key of 32 bytes, mode 0600, removed on drop.
+pub struct SyncKey(pub PathBuf);
+
+impl SyncKey {
+    pub fn new() -> SyncKey {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = std::env::temp_dir().join(format!("fo-nat-sync-{}.key", unique_tag()));
+        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").expect("key");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        SyncKey(p)
+    }
+}
+
+impl Default for SyncKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SyncKey {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// One LB node: its namespace, config file, log file and running agent.
 pub struct Node {
     pub name: &'static str,

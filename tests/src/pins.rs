@@ -113,6 +113,57 @@ pub fn fill_flows(pin_dir: &Path, vip: [u8; 4], n: u32) {
     }
 }
 
+/// Put `n` established NAT connections to `vip`:1514 into the pinned tables, as the
+/// program would have (`fo_lab::natfill`): each with a reply tuple of its own on
+/// `snat`, seen now; numbered from `first`, so two ranges never collide.
+pub fn fill_nat_pairs(pin_dir: &Path, vip: [u8; 4], snat: [u8; 4], first: u32, n: u32) {
+    fo_lab::natfill::Fill {
+        vip,
+        snat,
+        first,
+        count: n,
+    }
+    .write(pin_dir)
+    .unwrap_or_else(|e| panic!("filling the NAT tables in {}: {e:#}", pin_dir.display()));
+}
+
+/// The pinned NAT table as the sync carries it: every connection with its translation
+/// and state (not its last-seen time or backend slot, which are each node's own).
+pub fn nat_connections(pin_dir: &Path) -> std::collections::HashMap<FlowKey, NatFlow> {
+    let table = fo_agent::dataplane::nat::NatTable::open(pin_dir)
+        .unwrap_or_else(|e| panic!("NAT tables in {}: {e}", pin_dir.display()));
+    table
+        .flows()
+        .unwrap_or_else(|e| panic!("walking NAT_FWD in {}: {e}", pin_dir.display()))
+        .into_iter()
+        .map(|(k, f)| {
+            (
+                k,
+                NatFlow {
+                    last_seen_ns: 0,
+                    backend_slot: 0,
+                    ..f
+                },
+            )
+        })
+        .collect()
+}
+
+/// Connections of `NAT_FWD` whose reply tuple `NAT_REV` does not map back to them,
+/// and the number of `NAT_REV` entries: a consistent table has none and as many.
+pub fn nat_inconsistencies(pin_dir: &Path) -> (usize, usize) {
+    let table = fo_agent::dataplane::nat::NatTable::open(pin_dir)
+        .unwrap_or_else(|e| panic!("NAT tables in {}: {e}", pin_dir.display()));
+    let flows = table.flows().expect("walk NAT_FWD");
+    let broken = flows
+        .iter()
+        .filter(|(k, f)| table.reverse(&f.reverse_key(k)).ok().flatten() != Some(*k))
+        .count();
+    let rev: HashMap<MapData, FlowKey, FlowKey> =
+        open(pin_dir, "NAT_REV").try_into().expect("NAT_REV");
+    (broken, rev.keys().filter(Result::is_ok).count())
+}
+
 /// What the agent wrote into the pinned service maps, in comparable terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceMaps {

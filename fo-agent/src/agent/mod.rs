@@ -143,6 +143,9 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
                 .join("; ")
         );
     }
+    if let Some(problem) = health::run_as_problems(&config).into_iter().next() {
+        bail!("{problem}");
+    }
     // Key files before anything is touched (the router tasks read them again).
     if let Err(problems) = crate::vrrp::keyfile::load_all(&config) {
         bail!("{}", problems.join("; "));
@@ -290,7 +293,21 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let lease = tokio::spawn(lease_task(plane.clone()));
     let (sync, sync_task) = match &config.node.sync {
         Some(c) => {
-            let (s, t) = crate::sync::start(c, plane.clone())
+            let placement = crate::sync::Placement {
+                // A netlink socket of its own: the kernel refuses a second dump at
+                // once on one socket (EBUSY), and the sync reads addresses while
+                // VRRP starts.
+                handle: net::handle().context("a netlink socket for the sync")?,
+                interface: link.name.clone(),
+                ifindex: link.index,
+                floating: config
+                    .routers
+                    .iter()
+                    .flat_map(|r| r.owned_addresses())
+                    .collect(),
+                state_file: config.node.state_file.clone(),
+            };
+            let (s, t) = crate::sync::start(c, plane.clone(), placement)
                 .instrument(info_span!("sync"))
                 .await
                 .context("starting the connection-state sync")?;
@@ -694,6 +711,11 @@ impl Agent {
                     }
                     let mut wanted: BTreeSet<String> =
                         closed.iter().map(|g| format!("gate:{g}")).collect();
+                    wanted.extend(
+                        health::priority::track_faults(&v.track, &snap)
+                            .into_iter()
+                            .map(health::priority::track_fault_source),
+                    );
                     if !self.dataplane_attached {
                         wanted.insert(DATAPLANE_FAULT.to_string());
                     }
@@ -1043,6 +1065,9 @@ impl Agent {
                 .collect::<Vec<_>>()
                 .join("; "));
         }
+        if let Some(problem) = health::run_as_problems(&new).into_iter().next() {
+            return Err(problem);
+        }
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.
         let keys = crate::vrrp::keyfile::load_all(&new).map_err(|p| p.join("; "))?;
@@ -1137,9 +1162,9 @@ impl Agent {
 /// What a VRRP router is told before its Startup (see `RouterSpec::initial`).
 struct InitialInputs {
     demoted: bool,
-    /// Fault sources failing already (`gate:NAME`).
+    /// Fault sources failing already (`gate:NAME`, `track:NAME`).
     faults: BTreeSet<String>,
-    /// Effective priority (configured plus failing tracks).
+    /// Effective priority (configured plus the weights of tracked checks).
     priority: u8,
     configured: u8,
 }
@@ -1174,6 +1199,11 @@ fn initial_inputs(
             let faults = health::priority::closed_gates(&r.gates, snap)
                 .into_iter()
                 .map(|g| format!("gate:{g}"))
+                .chain(
+                    health::priority::track_faults(&v.track, snap)
+                        .into_iter()
+                        .map(health::priority::track_fault_source),
+                )
                 .collect();
             let inputs = InitialInputs {
                 demoted: demoted.contains(&r.name),

@@ -81,7 +81,9 @@ pub fn render(status: &Status) -> String {
     let sync_lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let sync_gaps = Family::<Labels, Counter>::default();
     let sync_messages = Family::<Labels, Counter>::default();
-    let sync_refused = Counter::<u64>::default();
+    let sync_refused = Family::<Labels, Counter>::default();
+    let sync_snapshot = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let sync_incomplete = Family::<Labels, Counter>::default();
     for (state, n) in &status.nat_connections {
         nat_connections
             .get_or_create(&vec![("state", state.clone())])
@@ -89,7 +91,11 @@ pub fn render(status: &Status) -> String {
     }
     if let Some(sy) = &status.sync {
         sync_current.set(i64::from(sy.current));
-        sync_refused.inc_by(sy.refused);
+        for (reason, n) in &sy.refused_by {
+            sync_refused
+                .get_or_create(&vec![("reason", reason.clone())])
+                .inc_by(*n);
+        }
         sync_messages
             .get_or_create(&vec![("direction", "out".into())])
             .inc_by(sy.sent_messages);
@@ -102,6 +108,12 @@ pub fn render(status: &Status) -> String {
                 sync_lag.get_or_create(&l).set(lag / 1000.0);
             }
             sync_gaps.get_or_create(&l).inc_by(p.gaps);
+            sync_incomplete
+                .get_or_create(&l)
+                .inc_by(p.incomplete_snapshots);
+            if let Some(s) = &p.last_snapshot {
+                sync_snapshot.get_or_create(&l).set(s.seconds);
+            }
             sync_messages
                 .get_or_create(&vec![
                     ("direction", "in".into()),
@@ -405,8 +417,18 @@ pub fn render(status: &Status) -> String {
         reg.register("fo_sync_messages", "Sync datagrams", sync_messages);
         reg.register(
             "fo_sync_refused",
-            "Sync datagrams refused (authentication, unknown sender, malformed)",
+            "Sync datagrams refused, by reason: unknown_peer, auth, version, malformed, clock_skew, old_epoch, unverified (a replay, or once or twice at a restart), replay, rate_limited",
             sync_refused,
+        );
+        reg.register(
+            "fo_sync_snapshot_seconds",
+            "The last complete snapshot from the peer: from wanting it to its end",
+            sync_snapshot,
+        );
+        reg.register(
+            "fo_sync_snapshots_incomplete",
+            "Snapshots from the peer that arrived incomplete (each asked again)",
+            sync_incomplete,
         );
     }
 
@@ -603,9 +625,20 @@ mod tests {
                 gaps: 1,
                 lag_ms: Some(4.0),
                 max_lag_ms: 6.0,
+                incomplete_snapshots: 1,
+                last_snapshot: Some(crate::sync::SnapshotFigures {
+                    connections: 200,
+                    datagrams: 7,
+                    seconds: 0.25,
+                    asks: 2,
+                    stale_removed: 0,
+                }),
             }],
             sent_messages: 70,
-            refused: 2,
+            refused: 3,
+            refused_by: [("replay".to_string(), 2), ("auth".to_string(), 1)]
+                .into_iter()
+                .collect(),
             ..Default::default()
         });
         let text = render(&status);
@@ -617,7 +650,10 @@ mod tests {
             "fo_sync_gaps_total{peer=\"192.0.2.3\"} 1",
             "fo_sync_messages_total{direction=\"in\",peer=\"192.0.2.3\"} 80",
             "fo_sync_messages_total{direction=\"out\"} 70",
-            "fo_sync_refused_total 2",
+            "fo_sync_refused_total{reason=\"replay\"} 2",
+            "fo_sync_refused_total{reason=\"auth\"} 1",
+            "fo_sync_snapshot_seconds{peer=\"192.0.2.3\"} 0.25",
+            "fo_sync_snapshots_incomplete_total{peer=\"192.0.2.3\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -133,7 +133,7 @@ pub struct RouterStatus {
     pub gates_closed: Vec<String>,
     /// "demoted" or "promoted" while an operator override is in force.
     pub admin: Option<String>,
-    /// Failing fault sources ("link", "dataplane", "gate:NAME", "fenced: …"): the
+    /// Failing fault sources ("link", "dataplane", "gate:NAME", "track:NAME", "fenced: …"): the
     /// router is in fault while any is listed.
     #[serde(default)]
     pub faults: Vec<String>,

@@ -700,7 +700,7 @@ impl Driver {
         }
         if let Some(p) = pending {
             if p.to == State::Initialize {
-                // No state hook for stopping; `notify` runs with STOP.
+                // `stop`, then `notify` with STOP.
                 self.hooks.transition(
                     hook_state(p.from),
                     HookState::Stop,

@@ -41,6 +41,8 @@ pub struct Bins {
     pub agent: PathBuf,
     pub sink: PathBuf,
     pub fleet: PathBuf,
+    /// `fo-natfill`: made-up NAT connections into an agent's pinned tables.
+    pub natfill: PathBuf,
 }
 
 impl Bins {
@@ -52,8 +54,9 @@ impl Bins {
             agent: dir.join("fo-agent"),
             sink: dir.join("fo-sink"),
             fleet: dir.join("fo-fleet"),
+            natfill: dir.join("fo-natfill"),
         };
-        for b in [&bins.agent, &bins.sink, &bins.fleet] {
+        for b in [&bins.agent, &bins.sink, &bins.fleet, &bins.natfill] {
             if !b.exists() {
                 bail!("{} is missing after the build", b.display());
             }
