@@ -3,7 +3,8 @@
 //!
 //! - A connection is *idle* until its whole request has arrived, *busy* after.
 //! - At most `cap` connections are open per listener. A new connection that finds the
-//!   listener full closes the oldest idle one to take its place (`evicted`): a client
+//!   listener full closes the oldest idle one that has sent nothing to take its place
+//!   (`evicted`): a client
 //!   that sends its request at once (Prometheus, `fo-agent status`) is busy within a
 //!   round trip, so a crowd of connections that never send anything cannot keep it
 //!   out. If every connection is busy, the newcomer is closed at once (`full`).
@@ -16,6 +17,7 @@
 //! whatever the number of clients (README, Running under systemd: the descriptor budget).
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,8 +59,9 @@ pub struct ConnStats {
 #[derive(Default)]
 struct Inner {
     next: u64,
-    /// Open connections in accept order: whether it is idle, and how to close it.
-    open: BTreeMap<u64, (bool, Option<oneshot::Sender<()>>)>,
+    /// Open connections in accept order: whether it is idle, its socket, and how to
+    /// close it.
+    open: BTreeMap<u64, (bool, RawFd, Option<oneshot::Sender<()>>)>,
     closed: BTreeMap<&'static str, u64>,
 }
 
@@ -89,19 +92,21 @@ impl Limiter {
         }
     }
 
-    /// A place for a new connection, evicting the oldest idle one if the listener is
-    /// full; `None` if every place is busy (counted as `full`: close the connection).
-    pub fn admit(&self) -> Option<Ticket> {
+    /// A place for the new connection on socket `fd`, evicting the oldest idle one
+    /// if the listener is full; `None` if every place is busy (counted as `full`:
+    /// close the connection). A connection whose request is waiting in its socket,
+    /// not read yet, counts as busy.
+    pub fn admit(&self, fd: RawFd) -> Option<Ticket> {
         let mut inner = lock(&self.inner);
         if inner.open.len() >= self.cap {
             let oldest_idle = inner
                 .open
                 .iter()
-                .find(|(_, (idle, _))| *idle)
+                .find(|(_, (idle, fd, _))| *idle && !has_data(*fd))
                 .map(|(id, _)| *id);
             match oldest_idle {
                 Some(id) => {
-                    if let Some((_, Some(tx))) = inner.open.remove(&id) {
+                    if let Some((_, _, Some(tx))) = inner.open.remove(&id) {
                         let _ = tx.send(());
                     }
                     *inner.closed.entry(reason::EVICTED).or_default() += 1;
@@ -115,7 +120,7 @@ impl Limiter {
         let id = inner.next;
         inner.next += 1;
         let (tx, evict) = oneshot::channel();
-        inner.open.insert(id, (true, Some(tx)));
+        inner.open.insert(id, (true, fd, Some(tx)));
         Some(Ticket {
             id,
             inner: self.inner.clone(),
@@ -173,6 +178,23 @@ impl Drop for Ticket {
     }
 }
 
+/// Whether bytes wait unread on socket `fd` (a client that sent its request).
+fn has_data(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a non-blocking peek of one byte into a buffer we own; `fd` is the socket
+    // of a connection whose ticket is alive (its slot goes when the ticket does), and a
+    // peek cannot change a socket's state.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
 /// Both listeners' limiters.
 #[derive(Clone)]
 pub struct Listeners {
@@ -220,28 +242,28 @@ mod tests {
     #[tokio::test]
     async fn a_full_listener_evicts_its_oldest_idle_connection_and_refuses_when_all_are_busy() {
         let l = Limiter::new(3);
-        let mut a = l.admit().expect("a");
-        let b = l.admit().expect("b");
-        let c = l.admit().expect("c");
+        let mut a = l.admit(-1).expect("a");
+        let b = l.admit(-1).expect("b");
+        let c = l.admit(-1).expect("c");
         b.busy();
         // Full: the oldest idle (a) goes for d.
-        let d = l.admit().expect("d evicts a");
+        let d = l.admit(-1).expect("d evicts a");
         tokio::time::timeout(Duration::from_secs(1), a.evicted())
             .await
             .expect("a is told it was evicted");
         drop(a);
         assert_eq!(l.stats().open, 3);
         // Then c (idle; b is busy) for e.
-        let _e = l.admit().expect("e evicts c");
+        let _e = l.admit(-1).expect("e evicts c");
         drop(c);
         d.busy();
         _e.busy();
-        assert!(l.admit().is_none(), "every place busy: refused");
+        assert!(l.admit(-1).is_none(), "every place busy: refused");
         let st = l.stats();
         assert_eq!(st.open, 3);
         assert_eq!(st.closed.get("evicted"), Some(&2));
         assert_eq!(st.closed.get("full"), Some(&1));
         drop(b);
-        assert!(l.admit().is_some(), "a freed place is taken");
+        assert!(l.admit(-1).is_some(), "a freed place is taken");
     }
 }

@@ -271,7 +271,7 @@ pub async fn serve(
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let Some(mut ticket) = limiter.admit() else {
+                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
                     // Every place busy: say so if the socket takes it now, and close.
                     let _ = stream.try_write(FULL_REPLY);
                     continue;

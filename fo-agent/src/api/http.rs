@@ -4,6 +4,7 @@
 //! must send their request within a deadline ([`super::conns`]).
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -29,7 +30,7 @@ pub async fn serve(listener: TcpListener, agent: mpsc::Sender<Envelope>, limiter
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let Some(mut ticket) = limiter.admit() else {
+                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
                     // Every place busy: say so if the socket takes it now, and close.
                     let _ = stream.try_write(FULL_REPLY);
                     continue;
