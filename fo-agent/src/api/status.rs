@@ -86,6 +86,10 @@ pub struct NodeStatus {
     /// Control socket connections refused since start, by reason.
     #[serde(default)]
     pub control_refused: BTreeMap<String, u64>,
+    /// Control socket and metrics connections (`control`, `metrics`): open, cap, and
+    /// closed by the agent by reason.
+    #[serde(default)]
+    pub connections: BTreeMap<String, crate::api::conns::ConnStats>,
     #[serde(default)]
     pub reloads: ReloadStatus,
     /// This build: `fo-agent --version`.
