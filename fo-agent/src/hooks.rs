@@ -1,16 +1,20 @@
 //! Hooks: the operator's programs run when a virtual router changes state.
 //!
-//! Per router, `hooks = { master, backup, fault, notify, timeout }`:
-//! - `master`, `backup`, `fault` run when the router enters that state, with no
-//!   arguments;
+//! Per router, `hooks = { master, backup, fault, stop, notify, timeout, user, group }`,
+//! each hook a path or `[path, args...]`:
+//! - `master`, `backup`, `fault` run when the router enters that state, `stop` when the
+//!   agent stops the router, with their configured arguments only;
 //! - `notify` runs on every transition, after the state's own hook, with keepalived's
-//!   `notify` arguments `INSTANCE NAME STATE PRIORITY` (STATE in capitals: `MASTER`,
-//!   `BACKUP`, `FAULT`, `STOP`), so a keepalived notify script works unchanged.
+//!   `notify` arguments `INSTANCE NAME STATE PRIORITY` appended to its own (STATE in
+//!   capitals: `MASTER`, `BACKUP`, `FAULT`, `STOP`), so a keepalived notify script works
+//!   unchanged;
+//! - with `user` (and `group`) every hook of the router runs as that user (see
+//!   [`crate::health::child`]).
 //!
 //! Every hook gets `FO_ROUTER`, `FO_VRID` (0 for routers without VRRP), `FO_STATE`
 //! and `FO_OLD_STATE` (`initialize`, `backup`, `master`, `fault`, `stop`),
 //! `FO_VIPS` (space separated), `FO_PRIORITY` and `FO_HOOK` (`master`, `backup`,
-//! `fault`, `notify`) on top of the agent's environment. Stdin is `/dev/null`;
+//! `fault`, `stop`, `notify`) on top of the agent's environment. Stdin is `/dev/null`;
 //! each line of stdout and stderr is logged under the router's span.
 //!
 //! [`RouterHooks::transition`] never blocks: it queues the transition and returns.
@@ -102,27 +106,36 @@ pub enum HookKind {
     Master,
     Backup,
     Fault,
+    Stop,
     Notify,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 4] = [Self::Master, Self::Backup, Self::Fault, Self::Notify];
+    pub const ALL: [HookKind; 5] = [
+        Self::Master,
+        Self::Backup,
+        Self::Fault,
+        Self::Stop,
+        Self::Notify,
+    ];
 
     fn index(self) -> usize {
         match self {
             Self::Master => 0,
             Self::Backup => 1,
             Self::Fault => 2,
-            Self::Notify => 3,
+            Self::Stop => 3,
+            Self::Notify => 4,
         }
     }
 
-    /// The path of this hook in `hooks`, if it is configured.
-    pub fn path(self, hooks: &Hooks) -> Option<&PathBuf> {
+    /// This hook in `hooks`, if it is configured.
+    pub fn command(self, hooks: &Hooks) -> Option<&fo_config::HookCommand> {
         match self {
             Self::Master => hooks.master.as_ref(),
             Self::Backup => hooks.backup.as_ref(),
             Self::Fault => hooks.fault.as_ref(),
+            Self::Stop => hooks.stop.as_ref(),
             Self::Notify => hooks.notify.as_ref(),
         }
     }
@@ -132,6 +145,7 @@ impl HookKind {
             Self::Master => "master",
             Self::Backup => "backup",
             Self::Fault => "fault",
+            Self::Stop => "stop",
             Self::Notify => "notify",
         }
     }
@@ -207,6 +221,7 @@ pub struct Invocation {
     pub path: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub run_as: Option<fo_config::RunAs>,
 }
 
 /// The hooks to run for a transition, in order: the new state's own hook, then
@@ -222,24 +237,28 @@ pub fn invocations(
         HookState::Master => hooks.master.as_ref().map(|p| (HookKind::Master, p)),
         HookState::Backup => hooks.backup.as_ref().map(|p| (HookKind::Backup, p)),
         HookState::Fault => hooks.fault.as_ref().map(|p| (HookKind::Fault, p)),
-        HookState::Initialize | HookState::Stop => None,
+        HookState::Stop => hooks.stop.as_ref().map(|p| (HookKind::Stop, p)),
+        HookState::Initialize => None,
     };
     let notify = hooks.notify.as_ref().map(|p| (HookKind::Notify, p));
     own.into_iter()
         .chain(notify)
-        .map(|(kind, path)| Invocation {
+        .map(|(kind, cmd)| Invocation {
             kind,
-            path: path.clone(),
+            path: cmd.program.clone(),
             args: if kind == HookKind::Notify {
-                vec![
+                let mut a = cmd.args.clone();
+                a.extend([
                     "INSTANCE".into(),
                     router.name.clone(),
                     new.keepalived().into(),
                     priority.to_string(),
-                ]
+                ]);
+                a
             } else {
-                Vec::new()
+                cmd.args.clone()
             },
+            run_as: hooks.run_as.clone(),
             env: vec![
                 ("FO_ROUTER".into(), router.name.clone()),
                 ("FO_VRID".into(), router.vrid.to_string()),
@@ -262,9 +281,20 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
         .chain(inv.args.iter().map(|a| a.as_ref()))
         .collect();
     info!(hook, %path, "running hook");
+    let identity = match &inv.run_as {
+        Some(r) => match child::Identity::lookup(r).await {
+            Ok(id) => Some(id),
+            Err(reason) => {
+                error!(hook, %path, error = %reason, "hook could not start");
+                return HookOutcome::NotStarted(std::io::Error::other(reason));
+            }
+        },
+        None => None,
+    };
     let ended = child::run(
         &argv,
         inv.env.iter().cloned(),
+        identity.as_ref(),
         timeout,
         |stream, line| match stream {
             Stream::Stdout => info!(hook, stream = "stdout", "{line}"),
@@ -356,7 +386,7 @@ impl RouterHooks {
         let c = counters.clone();
         let configured = HookKind::ALL
             .into_iter()
-            .filter(|k| k.path(&hooks).is_some())
+            .filter(|k| k.command(&hooks).is_some())
             .collect();
         // A root span of its own (not under the router task's): one `router` field.
         let span = info_span!(parent: None, "hooks", router = %router.name);
@@ -445,6 +475,14 @@ mod tests {
         p
     }
 
+    fn hook(dir: &TempDir, name: &str, body: &str) -> fo_config::HookCommand {
+        fo_config::HookCommand::path(script(dir, name, body))
+    }
+
+    fn cmd(p: impl Into<PathBuf>) -> fo_config::HookCommand {
+        fo_config::HookCommand::path(p)
+    }
+
     fn router() -> RouterInfo {
         RouterInfo {
             name: "wazuh".into(),
@@ -474,8 +512,8 @@ mod tests {
             out.display()
         );
         let mut h = hooks();
-        h.master = Some(script(&dir, "master.sh", &body));
-        h.notify = Some(script(&dir, "notify.sh", &body));
+        h.master = Some(hook(&dir, "master.sh", &body));
+        h.notify = Some(hook(&dir, "notify.sh", &body));
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Backup, HookState::Master, 150);
         q.flush().await;
@@ -496,17 +534,81 @@ mod tests {
         );
     }
 
+    /// A keepalived notify line such as `notify "/etc/keepalived/notify.sh vip1"` keeps
+    /// its own arguments, and `notify` gets keepalived's four after them; as root, a
+    /// router's `user` runs every hook as that user.
+    #[tokio::test]
+    async fn hooks_keep_their_arguments_and_run_as_the_user() {
+        let dir = TempDir::new("hook-args");
+        let out = dir.path().join("out");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod the dir so nobody can write");
+        let body = format!("echo \"$FO_HOOK $(id -un) $*\" >> {}", out.display());
+        let mut h = hooks();
+        h.master = Some(fo_config::HookCommand {
+            program: script(&dir, "master.sh", &body),
+            args: vec!["vip 1".into(), "x".into()],
+        });
+        h.notify = Some(fo_config::HookCommand {
+            program: script(&dir, "notify.sh", &body),
+            args: vec!["site-a".into()],
+        });
+        let me = nix::unistd::Uid::effective();
+        let who = if me.is_root() {
+            h.run_as = Some(fo_config::RunAs {
+                user: "nobody".into(),
+                group: None,
+            });
+            "nobody".to_owned()
+        } else {
+            nix::unistd::User::from_uid(me)
+                .ok()
+                .flatten()
+                .map_or_else(|| me.to_string(), |u| u.name)
+        };
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        let text = std::fs::read_to_string(&out).expect("the hooks wrote");
+        assert_eq!(
+            text,
+            format!("master {who} vip 1 x\nnotify {who} site-a INSTANCE wazuh MASTER 150\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hook_whose_user_does_not_exist_fails_and_is_counted() {
+        let dir = TempDir::new("hook-ghost");
+        let mut h = hooks();
+        h.master = Some(hook(&dir, "master.sh", "exit 0"));
+        h.run_as = Some(fo_config::RunAs {
+            user: "fo-no-such-user".into(),
+            group: None,
+        });
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        assert_eq!(
+            q.stats(),
+            HookStats {
+                runs: 1,
+                failures: 1,
+                timeouts: 0
+            }
+        );
+    }
+
     #[tokio::test]
     async fn failing_and_missing_hooks_are_counted_and_do_not_stop_the_queue() {
         let dir = TempDir::new("hook-fail");
         let mut h = hooks();
-        h.fault = Some(script(
+        h.fault = Some(hook(
             &dir,
             "fault.sh",
             "echo compose down failed >&2; exit 1",
         ));
-        h.backup = Some(dir.path().join("does-not-exist.sh"));
-        h.master = Some(script(&dir, "master.sh", "exit 0"));
+        h.backup = Some(cmd(dir.path().join("does-not-exist.sh")));
+        h.master = Some(hook(&dir, "master.sh", "exit 0"));
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Master, HookState::Fault, 90);
         q.transition(HookState::Fault, HookState::Backup, 90);
@@ -545,7 +647,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         let mut h = hooks();
         h.timeout = Duration::from_millis(300);
-        h.master = Some(script(
+        h.master = Some(hook(
             &dir,
             "master.sh",
             &format!(
@@ -596,7 +698,7 @@ mod tests {
         let out = dir.path().join("out");
         let mut h = hooks();
         // The first hook is slow: the second must still wait for it.
-        h.master = Some(script(
+        h.master = Some(hook(
             &dir,
             "master.sh",
             &format!(
@@ -604,7 +706,7 @@ mod tests {
                 o = out.display()
             ),
         ));
-        h.backup = Some(script(
+        h.backup = Some(hook(
             &dir,
             "backup.sh",
             &format!("echo backup >> {}", out.display()),
@@ -621,13 +723,34 @@ mod tests {
     }
 
     #[test]
-    fn no_state_hook_for_stop_only_notify() {
+    fn stop_runs_the_stop_hook_then_notify() {
         let mut h = hooks();
-        h.master = Some("/m".into());
-        h.notify = Some("/n".into());
+        h.master = Some(cmd("/m"));
+        h.notify = Some(cmd("/n"));
         let inv = invocations(&h, &router(), HookState::Master, HookState::Stop, 150);
-        assert_eq!(inv.len(), 1, "{inv:?}");
+        assert_eq!(inv.len(), 1, "no stop hook: only notify, saw {inv:?}");
         assert_eq!(inv[0].args, ["INSTANCE", "wazuh", "STOP", "150"]);
+        h.stop = Some(fo_config::HookCommand {
+            program: "/s".into(),
+            args: vec!["down".into()],
+        });
+        let inv = invocations(&h, &router(), HookState::Master, HookState::Stop, 150);
+        let seen: Vec<_> = inv.iter().map(|i| (i.kind, i.args.clone())).collect();
+        assert_eq!(
+            seen,
+            [
+                (HookKind::Stop, vec!["down".to_owned()]),
+                (
+                    HookKind::Notify,
+                    vec![
+                        "INSTANCE".into(),
+                        "wazuh".into(),
+                        "STOP".into(),
+                        "150".into()
+                    ]
+                )
+            ]
+        );
         let inv = invocations(&hooks(), &router(), HookState::Master, HookState::Backup, 1);
         assert!(inv.is_empty(), "no hooks configured: {inv:?}");
     }

@@ -1,6 +1,7 @@
 //! `fo-agent check`: a valid config that `fo-agent run` would still refuse, or that
 //! names a hook it cannot execute, fails the check with the file, the router or
-//! service and the reason. Needs no privileges.
+//! service and the reason. Run as root: `user = ` on checks and hooks is accepted only
+//! by a process that holds CAP_SETUID and CAP_SETGID.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -310,4 +311,89 @@ fn the_old_https_key_points_to_kind_https() {
         path.display()
     );
     assert!(text.contains(&line), "expected {line:?} in: {text}");
+}
+
+#[test]
+fn users_that_do_not_exist_fail_as_run_refuses_them() {
+    let dir = TempDir::new();
+    let h = hook(&dir.0, "master.sh", 0o755);
+    let path = dir.0.join("users.toml");
+    let text = config(
+        &format!(
+            "hooks = {{ master = [\"{}\", \"MASTER\"], user = \"fo-no-such-hook-user\" }}",
+            h.display()
+        ),
+        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"fo-no-such-group\" }",
+    );
+    std::fs::write(&path, text).expect("write");
+    let (ok, text) = check(&path);
+    assert!(!ok, "unknown users and groups must fail the check: {text}");
+    for line in [
+        "users.toml: service syslog check: group \"fo-no-such-group\" does not exist",
+        "users.toml: router edge hooks: user \"fo-no-such-hook-user\" does not exist",
+    ] {
+        assert!(text.contains(line), "expected {line:?} in: {text}");
+    }
+    let (ok, run) = agent(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert!(!ok, "fo-agent run must refuse them: {run}");
+    assert!(
+        run.contains("group \"fo-no-such-group\" does not exist"),
+        "run must give the reason: {run}"
+    );
+    let fixed = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("fo-no-such-group", "nogroup")
+        .replace("fo-no-such-hook-user", "nobody");
+    std::fs::write(&path, fixed).expect("write");
+    let (ok, text) = check(&path);
+    assert!(ok, "existing users pass: {text}");
+}
+
+/// Running a check or hook as another user needs CAP_SETUID and CAP_SETGID, which the
+/// packaged unit's bounding set leaves out: `check` and `run` say so instead of every
+/// such check failing at its first run. (Dropped here with setpriv, as root.)
+#[test]
+fn users_need_cap_setuid_and_cap_setgid() {
+    let dir = TempDir::new();
+    let h = hook(&dir.0, "master.sh", 0o755);
+    let path = dir.0.join("caps.toml");
+    let text = config(
+        &format!(
+            "hooks = {{ master = \"{}\", user = \"nobody\" }}",
+            h.display()
+        ),
+        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"nogroup\" }",
+    );
+    std::fs::write(&path, text).expect("write");
+    let without = |sub: &str| {
+        let out = Command::new("setpriv")
+            .args(["--inh-caps=-all", "--ambient-caps=-all"])
+            .arg("--bounding-set=-setuid,-setgid")
+            .arg("--")
+            .arg(fo_tests::agent_bin())
+            .args([sub, "--config", path.to_str().expect("utf-8")])
+            .output()
+            .expect("run setpriv (util-linux)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = without("check");
+    assert!(
+        !ok,
+        "without CAP_SETUID/CAP_SETGID the check must fail: {text}"
+    );
+    let line = "caps.toml: service syslog check, router edge hooks set `user`, but this process lacks CAP_SETGID and CAP_SETUID";
+    assert!(text.contains(line), "expected {line:?} in: {text}");
+    let (ok, run) = without("run");
+    assert!(!ok, "fo-agent run must refuse it: {run}");
+    assert!(
+        run.contains("lacks CAP_SETGID and CAP_SETUID"),
+        "run must give the reason: {run}"
+    );
+    let (ok, text) = check(&path);
+    assert!(ok, "with every capability the same config passes: {text}");
 }

@@ -411,6 +411,78 @@ fn a_failing_tracked_check_moves_mastership() {
     );
 }
 
+/// keepalived's weight 0: a tracked check that fails puts the router in fault (source
+/// `track:NAME`): the master stops serving and B takes over; the check passes again and
+/// A preempts back. (Before weight 0 meant fault, it moved nothing: A stayed master.)
+#[test]
+fn a_failing_check_tracked_with_weight_0_faults_the_router() {
+    let mut lab = lab("");
+    let flag = lab.dir.join("app-ok");
+    std::fs::write(&flag, "").expect("create app-ok");
+    add_to_router(&lab.a, "track = [{ check = \"app\", weight = 0 }]");
+    append(&lab.a, &file_check("app", &flag, "200ms"));
+    start_a_master(&mut lab);
+    lab.b.start();
+    let settled = time_until(&lab.a, Duration::from_secs(5), |st| {
+        let r = router(st);
+        r["state"] == "master" && r["effective_priority"] == PRIO_A
+    });
+    assert!(
+        settled.is_some(),
+        "A should be master at priority {PRIO_A} while app-ok exists: {}",
+        lab.a.status()
+    );
+
+    std::fs::remove_file(&flag).expect("remove app-ok");
+    let faulted = time_until(&lab.a, Duration::from_secs(10), |st| {
+        let r = router(st);
+        r["state"] == "fault"
+            && r["faults"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|s| s == "track:app"))
+    });
+    assert!(
+        faulted.is_some(),
+        "A should be in fault with source track:app: {}\nA log:\n{}",
+        router(&lab.a.status()),
+        lab.a.log()
+    );
+    let a = router(&lab.a.status());
+    assert_eq!(
+        a["effective_priority"], PRIO_A,
+        "weight 0 moves no priority: {a}"
+    );
+    assert_eq!(
+        a["owned"], false,
+        "a faulted router must not serve the VIP: {a}"
+    );
+    assert!(
+        time_until(&lab.b, Duration::from_secs(10), |st| router(st)["state"]
+            == "master")
+        .is_some(),
+        "B did not take over from the faulted A: {}\nB log:\n{}",
+        router(&lab.b.status()),
+        lab.b.log()
+    );
+
+    std::fs::write(&flag, "").expect("recreate app-ok");
+    assert!(
+        time_until(&lab.a, Duration::from_secs(10), |st| router(st)["state"]
+            == "master")
+        .is_some(),
+        "A did not come back as master after app recovered: {}\nA log:\n{}",
+        router(&lab.a.status()),
+        lab.a.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
+            .then_some(()))
+        .is_some(),
+        "B should be backup again: {}",
+        router(&lab.b.status())
+    );
+}
+
 #[test]
 fn a_closed_gate_keeps_the_backup_from_taking_over() {
     let mut lab = lab("");

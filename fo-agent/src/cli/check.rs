@@ -36,26 +36,19 @@ pub fn main(path: &Path) -> ExitCode {
 }
 
 /// What keeps a valid config from running here, one line each: what `fo-agent run`
-/// refuses (same wording as `agent::run`) and hooks that are missing or not executable.
-/// (The TLS files of https checks are `fo_agent::health::problems`, with positions.)
+/// refuses (same wording as `agent::run`), users and groups (`user`, `group`) this
+/// machine does not have, and hooks that are missing or not executable. (The TLS files
+/// of https checks are `fo_agent::health::problems`, with positions.)
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
     if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
         out.extend(keys);
     }
+    out.extend(fo_agent::health::run_as_problems(config));
     for r in &config.routers {
-        let h = &r.hooks;
-        let hooks = [
-            ("master", &h.master),
-            ("backup", &h.backup),
-            ("fault", &h.fault),
-            ("notify", &h.notify),
-        ];
-        for (kind, path) in hooks {
-            if let Some(path) = path
-                && let Err(e) = fo_agent::hooks::check_executable(path)
-            {
+        for (kind, cmd) in r.hooks.all() {
+            if let Err(e) = fo_agent::hooks::check_executable(&cmd.program) {
                 out.push(format!("router {}: {kind} hook {e}", r.name));
             }
         }

@@ -3,6 +3,7 @@
 mod check;
 mod control;
 pub mod generate;
+mod import;
 mod run;
 mod status;
 
@@ -67,6 +68,11 @@ enum Command {
         #[command(flatten)]
         socket: Socket,
     },
+    /// Translate keepalived.conf (and haproxy.cfg) into a fo config: TOML on stdout, a
+    /// report of every directive not translated (file:line: reason) on stderr. Exit 0:
+    /// all translated; 2: something was left out (the config is still printed); 1: a
+    /// file does not parse.
+    Import(import::Args),
     /// Drain a backend (no new flows, existing ones stay) or enable it again.
     Backend {
         #[arg(value_enum)]
@@ -85,6 +91,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
+            Command::Import(args) => import::main(&args),
             Command::Status { json, socket } => status::main(&socket.socket, json),
             Command::Promote { router, socket } => {
                 call(&socket.socket, Request::Promote { router })

@@ -39,6 +39,7 @@ pub mod state;
 pub(crate) mod testutil;
 pub mod tls;
 
+pub use child::run_as_problems;
 pub use probe::{Probe, ProbeError, ProbeResult, Problem, problems};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,

@@ -193,6 +193,8 @@ pub enum Probe {
         argv: Vec<String>,
         /// Added to the agent's environment (for backend checks: which backend).
         env: Vec<(String, String)>,
+        /// Run as this user (`user`/`group` of the check); `None` = as the agent.
+        run_as: Option<fo_config::RunAs>,
     },
     ProcessName(String),
     Pidfile(PathBuf),
@@ -253,9 +255,10 @@ impl Probe {
                 get: target.get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            CheckKind::Exec { command } => Self::Exec {
+            CheckKind::Exec { command, run_as } => Self::Exec {
                 argv: command.clone(),
                 env: Vec::new(),
+                run_as: run_as.clone(),
             },
             CheckKind::Process {
                 by: ProcessMatch::Name(n),
@@ -292,7 +295,8 @@ impl Probe {
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            ServiceCheckKind::Exec { command } => Self::Exec {
+            ServiceCheckKind::Exec { command, run_as } => Self::Exec {
+                run_as: run_as.clone(),
                 argv: command.clone(),
                 env: vec![
                     ("FO_SERVICE".into(), service.name.clone()),
@@ -314,7 +318,9 @@ impl Probe {
         match self {
             Self::Tcp(addr) => tcp(*addr, timeout).await,
             Self::Http(h) => http(h, timeout).await,
-            Self::Exec { argv, env } => exec(argv, env, timeout, label).await,
+            Self::Exec { argv, env, run_as } => {
+                exec(argv, env, run_as.as_ref(), timeout, label).await
+            }
             Self::ProcessName(n) => process_by_name(n, timeout).await,
             Self::Pidfile(p) => process_by_pidfile(p, timeout).await,
             Self::File { path, contains } => file(path, contains.as_deref(), timeout).await,
@@ -616,18 +622,32 @@ fn hyper_failure(e: &hyper::Error, target: &str, attempt: Option<&Attempt>) -> P
 }
 
 /// Healthy when `argv` exits 0 within `timeout`; otherwise its whole process group
-/// is killed. Its output is logged at debug level under `label`.
+/// is killed. Its output is logged at debug level under `label`. With `run_as` it
+/// runs as that user (looked up for every run).
 pub async fn exec(
     argv: &[String],
     env: &[(String, String)],
+    run_as: Option<&fo_config::RunAs>,
     timeout: Duration,
     label: &str,
 ) -> ProbeResult {
     let program = argv.first().cloned().unwrap_or_default();
+    let identity = match run_as {
+        Some(r) => Some(
+            child::Identity::lookup(r)
+                .await
+                .map_err(|reason| ProbeError::Spawn {
+                    program: program.clone(),
+                    source: std::io::Error::other(reason),
+                })?,
+        ),
+        None => None,
+    };
     let mut last_lines: Vec<String> = Vec::new();
     let ended = child::run(
         argv,
         env.iter().map(|(k, v)| (k, v)),
+        identity.as_ref(),
         timeout,
         |stream, line| {
             match stream {
@@ -1124,9 +1144,16 @@ mod tests {
 
     #[tokio::test]
     async fn exec_exit_codes() {
-        let r = exec(&argv(&["true"]), &[], T, "t").await;
+        let r = exec(&argv(&["true"]), &[], None, T, "t").await;
         assert!(r.is_ok(), "true must be up, saw {r:?}");
-        let r = exec(&argv(&["sh", "-c", "echo broken >&2; exit 7"]), &[], T, "t").await;
+        let r = exec(
+            &argv(&["sh", "-c", "echo broken >&2; exit 7"]),
+            &[],
+            None,
+            T,
+            "t",
+        )
+        .await;
         match r {
             Err(ProbeError::Exit { status, output, .. }) => {
                 assert_eq!(status.code(), Some(7), "exit code");
@@ -1134,12 +1161,13 @@ mod tests {
             }
             other => panic!("expected exit 7, saw {other:?}"),
         }
-        let r = exec(&argv(&["/nonexistent/fo-check"]), &[], T, "t").await;
+        let r = exec(&argv(&["/nonexistent/fo-check"]), &[], None, T, "t").await;
         assert!(matches!(r, Err(ProbeError::Spawn { .. })), "saw {r:?}");
         let env = [("FO_BACKEND_PORT".to_owned(), "1514".to_owned())];
         let r = exec(
             &argv(&["sh", "-c", "test \"$FO_BACKEND_PORT\" = 1514"]),
             &env,
+            None,
             T,
             "t",
         )
@@ -1148,6 +1176,75 @@ mod tests {
             r.is_ok(),
             "the environment must reach the command, saw {r:?}"
         );
+    }
+
+    /// As root (the test suite's norm), an exec check with `user = "nobody"` runs with
+    /// nobody's uid, primary gid and groups, and its HOME/USER; `group` overrides the
+    /// primary group; an unknown user fails to start with the reason.
+    #[tokio::test]
+    async fn exec_runs_as_the_configured_user() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to change user");
+            return;
+        }
+        let nobody = child::Identity::resolve(&fo_config::RunAs {
+            user: "nobody".into(),
+            group: None,
+        })
+        .expect("nobody exists on Debian");
+        let want = format!(
+            "{} {} {} nobody",
+            nobody.uid,
+            nobody.gid,
+            nobody.home.display()
+        );
+        let script = format!("test \"$(id -u) $(id -g) $HOME $USER\" = \"{want}\"");
+        let run_as = fo_config::RunAs {
+            user: "nobody".into(),
+            group: None,
+        };
+        let r = exec(&argv(&["sh", "-c", &script]), &[], Some(&run_as), T, "t").await;
+        assert!(r.is_ok(), "expected `{want}`, saw {r:?}");
+        // Not root any more: the supplementary groups are nobody's, not root's.
+        let r = exec(
+            &argv(&["sh", "-c", "test \"$(id -u)\" != 0 && ! id -G | grep -qw 0"]),
+            &[],
+            Some(&run_as),
+            T,
+            "t",
+        )
+        .await;
+        assert!(r.is_ok(), "root's groups kept: {r:?}");
+        let with_group = fo_config::RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        };
+        let nogroup = nix::unistd::Group::from_name("nogroup")
+            .expect("lookup")
+            .expect("nogroup exists on Debian")
+            .gid;
+        let r = exec(
+            &argv(&["sh", "-c", &format!("test \"$(id -g)\" = {nogroup}")]),
+            &[],
+            Some(&with_group),
+            T,
+            "t",
+        )
+        .await;
+        assert!(r.is_ok(), "primary group {nogroup} expected: {r:?}");
+        let ghost = fo_config::RunAs {
+            user: "fo-no-such-user".into(),
+            group: None,
+        };
+        let r = exec(&argv(&["true"]), &[], Some(&ghost), T, "t").await;
+        match r {
+            Err(e @ ProbeError::Spawn { .. }) => assert!(
+                e.to_string()
+                    .contains("user \"fo-no-such-user\" does not exist"),
+                "reason missing from {e}"
+            ),
+            other => panic!("expected a start failure, saw {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -1161,6 +1258,7 @@ mod tests {
         let r = exec(
             &argv(&["sh", "-c", &script]),
             &[],
+            None,
             Duration::from_millis(300),
             "t",
         )
