@@ -548,10 +548,12 @@ mod tests {
         h.master = Some(fo_config::HookCommand {
             program: script(&dir, "master.sh", &body),
             args: vec!["vip 1".into(), "x".into()],
+            at: Default::default(),
         });
         h.notify = Some(fo_config::HookCommand {
             program: script(&dir, "notify.sh", &body),
             args: vec!["site-a".into()],
+            at: Default::default(),
         });
         let me = nix::unistd::Uid::effective();
         let who = if me.is_root() {
@@ -733,6 +735,7 @@ mod tests {
         h.stop = Some(fo_config::HookCommand {
             program: "/s".into(),
             args: vec!["down".into()],
+            at: Default::default(),
         });
         let inv = invocations(&h, &router(), HookState::Master, HookState::Stop, 150);
         let seen: Vec<_> = inv.iter().map(|i| (i.kind, i.args.clone())).collect();

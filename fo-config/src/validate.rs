@@ -819,11 +819,13 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
+                let at = self.at(command);
                 let command = self.strings(command, "command");
                 let run_as = self.run_as(&raw.user, &raw.group);
                 Some(CheckKind::Exec {
                     command: command?,
                     run_as: run_as?,
+                    at,
                 })
             }
             CheckTag::Process => match (&raw.process, &raw.pidfile) {
@@ -1760,7 +1762,22 @@ impl Cx<'_> {
             },
         };
         let program = self.abs_path(&Spanned::new(c.span(), PathBuf::from(program)), what)?;
-        Some(HookCommand { program, args })
+        let (line, col) = self.idx.position(c.span().start);
+        Some(HookCommand {
+            program,
+            args,
+            at: Position { line, col },
+        })
+    }
+
+    /// Where `command`'s program (its first element, else the array) is written.
+    fn at(&self, command: &Spanned<Vec<Spanned<String>>>) -> Position {
+        let span = command
+            .get_ref()
+            .first()
+            .map_or_else(|| command.span(), Spanned::span);
+        let (line, col) = self.idx.position(span.start);
+        Position { line, col }
     }
 
     /// `user` and `group` of an exec check or of hooks: names as in the user and group
@@ -2134,11 +2151,13 @@ impl Cx<'_> {
             }
             ServiceCheckTag::Exec => match &raw.command {
                 Some(cmd) => {
+                    let at = self.at(cmd);
                     let command = self.strings(cmd, "command");
                     let run_as = self.run_as(&raw.user, &raw.group);
                     Some(ServiceCheckKind::Exec {
                         command: command?,
                         run_as: run_as?,
+                        at,
                     })
                 }
                 None => {

@@ -255,7 +255,9 @@ impl Probe {
                 get: target.get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            CheckKind::Exec { command, run_as } => Self::Exec {
+            CheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
                 argv: command.clone(),
                 env: Vec::new(),
                 run_as: run_as.clone(),
@@ -295,7 +297,9 @@ impl Probe {
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            ServiceCheckKind::Exec { command, run_as } => Self::Exec {
+            ServiceCheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
                 run_as: run_as.clone(),
                 argv: command.clone(),
                 env: vec![
