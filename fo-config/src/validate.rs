@@ -331,6 +331,24 @@ impl Cx<'_> {
         Some((iv?, to?, rise? as u32, fall? as u32))
     }
 
+    /// An exec check's `command`: `[program, args...]`, the program an absolute path or
+    /// a bare name (looked up in the agent's PATH when it runs).
+    fn command(&mut self, v: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        let list = self.strings(v, "command")?;
+        let program = &v.get_ref()[0];
+        if program.get_ref().contains('/') && !program.get_ref().starts_with('/') {
+            self.err(
+                program.span(),
+                format!(
+                    "command: the program must be an absolute path or a bare name looked up in PATH, got {:?}",
+                    program.get_ref()
+                ),
+            );
+            return None;
+        }
+        Some(list)
+    }
+
     fn strings(&mut self, v: &Spanned<Vec<Spanned<String>>>, what: &str) -> Option<Vec<String>> {
         let list = v.get_ref();
         if list.is_empty() {
@@ -820,7 +838,7 @@ impl Cx<'_> {
                     "an exec check needs `command` = [program, args...]",
                 )?;
                 let at = self.at(command);
-                let command = self.strings(command, "command");
+                let command = self.command(command);
                 let run_as = self.run_as(&raw.user, &raw.group);
                 Some(CheckKind::Exec {
                     command: command?,
@@ -2152,7 +2170,7 @@ impl Cx<'_> {
             ServiceCheckTag::Exec => match &raw.command {
                 Some(cmd) => {
                     let at = self.at(cmd);
-                    let command = self.strings(cmd, "command");
+                    let command = self.command(cmd);
                     let run_as = self.run_as(&raw.user, &raw.group);
                     Some(ServiceCheckKind::Exec {
                         command: command?,

@@ -2042,6 +2042,29 @@ command = [ "app-ok", "-q" ]
 }
 
 #[test]
+fn exec_programs_are_absolute_or_bare_names() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "rel"
+kind = "exec"
+command = ["bin/app-ok"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "exec", command = ["./probe", "-q"] }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "16:12: command: the program must be an absolute path or a bare name looked up in PATH, got \"bin/app-ok\"",
+            "21:37: command: the program must be an absolute path or a bare name looked up in PATH, got \"./probe\"",
+        ],
+    );
+}
+
+#[test]
 fn hook_arrays_and_run_as_are_checked() {
     assert_errors(
         &with_base(
