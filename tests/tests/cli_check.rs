@@ -467,14 +467,22 @@ fn programs_others_could_change_fail_check_and_run_at_their_position() {
         (out.status.success(), said)
     };
     let (ok, out) = with_path("check");
-    assert!(!ok, "programs others could change must fail the check: {out}");
+    assert!(
+        !ok,
+        "programs others could change must fail the check: {out}"
+    );
     let at = |needle: &str| {
         let (i, l) = text
             .lines()
             .enumerate()
             .find(|(_, l)| l.contains(needle))
             .expect("line");
-        format!("{}:{}:{}", path.display(), i + 1, l.find(needle).expect("col") + 1)
+        format!(
+            "{}:{}:{}",
+            path.display(),
+            i + 1,
+            l.find(needle).expect("col") + 1
+        )
     };
     let p = |d: &Path| d.display().to_string();
     let tail = "a user other than root could change what fo runs as root";
