@@ -23,7 +23,10 @@ const NAME_MAX: usize = 63;
 const MAGLEV_MIN: i64 = 251;
 const MAGLEV_MAX: i64 = 1_000_003;
 /// Most SNAT addresses per router (the data plane's `NAT_MAX_SNAT`).
-const SNAT_MAX: usize = 4;
+const SNAT_MAX: usize = fo_common::NAT_MAX_SNAT;
+/// Most VIP and SNAT addresses in all routers: the data plane's `VIPS` map holds one
+/// entry each, and its size is fixed when the program is built.
+const ADDRESSES_MAX: usize = fo_common::VIPS_CAPACITY as usize;
 
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut cx = Cx {
@@ -1231,6 +1234,7 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             owner.insert(ip, router.to_owned());
             if let Some(&f) = out.first()
                 && family(f) != family(ip)
@@ -1295,9 +1299,21 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             out.push(ip);
         }
         ok.then_some(out)
+    }
+
+    /// The `n`th VIP or SNAT address of the config, written at `at`: the first one
+    /// past what the data plane's `VIPS` map holds is an error (once).
+    fn address_capacity(&mut self, n: usize, at: Span) {
+        if n == ADDRESSES_MAX + 1 {
+            self.err(
+                at,
+                format!("too many addresses: the data plane holds {ADDRESSES_MAX} VIP and SNAT addresses in all routers, and this is address {n}"),
+            );
+        }
     }
 
     fn ownership(

@@ -2161,3 +2161,73 @@ track = [{ check = "docker", weight = 0 }]
     };
     assert_eq!(down.effect(), fo_config::TrackEffect::AddWhileDown(-20));
 }
+
+/// The data plane's `VIPS` map holds `VIPS_CAPACITY` addresses (VIPs and SNAT
+/// addresses of every router): the first one past it is refused where it is written.
+#[test]
+fn more_addresses_than_the_vips_map_holds() {
+    let cap = fo_common::VIPS_CAPACITY as usize;
+    let addr = |i: usize| format!("\"10.{}.{}.{}\"", i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff);
+    // BASE's router has one VIP: a second router with `cap` more overflows at its last.
+    let vips: Vec<String> = (1..=cap).map(addr).collect();
+    let line = format!("vips = [{}]", vips.join(", "));
+    let col = line
+        .rfind('"')
+        .map(|end| line[..end].rfind('"').unwrap_or(0) + 1);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\n{line}\n"
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "17:{}: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            col.unwrap_or(0),
+            cap + 1
+        )],
+    );
+    // Exactly full is fine; a SNAT address past it is refused.
+    let vips: Vec<String> = (1..cap).map(addr).collect();
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\n",
+        vips.join(", ")
+    ));
+    assert_errors(&text, &[]);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\nsnat = [\"192.0.2.200\"]\n",
+        vips.join(", ")
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "18:9: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            cap + 1
+        )],
+    );
+}
+
+/// `max_backends` bounds the backends of all services together, at the first one past it.
+#[test]
+fn more_backends_than_max_backends() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+max_backends = 2
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21" }, { address = "192.0.2.22" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 443
+backends = [{ address = "192.0.2.23" }]
+"#,
+        &["18:13: too many backends in all services: max_backends = 2 (raise it in [node])"],
+    );
+}

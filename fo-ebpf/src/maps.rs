@@ -25,9 +25,10 @@ pub fn maglev_size() -> u32 {
     MAGLEV_SIZE.load()
 }
 
-/// VIP -> ownership and dead-man lease. Written by the agent.
+/// VIP -> ownership and dead-man lease. Written by the agent. `VIPS_CAPACITY` entries
+/// (the config's validation bounds the addresses by it).
 #[map]
-pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(1024, 0);
+pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(fo_common::VIPS_CAPACITY, 0);
 
 /// (VIP, port, protocol) -> service slot and hash mode. Written by the agent.
 /// Max entries set by the loader (`max_services`).
