@@ -64,7 +64,10 @@ fn the_journal_gets_priorities_and_fields() {
     // unknown key is quoted in it), so the entry goes as a memfd.
     std::fs::write(
         &lab.config,
-        format!("[node]\ninterface = \"eth0\"\n{} = 1\n", "k".repeat(300_000)),
+        format!(
+            "[node]\ninterface = \"eth0\"\n{} = 1\n",
+            "k".repeat(300_000)
+        ),
     )
     .expect("bad config");
     let (ok, text) = lab.ctl(&["reload"]);
