@@ -346,7 +346,7 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
             error!(hook, %path, timeout = ?timeout, "hook still running at its timeout: killed")
         }
         HookOutcome::NotStarted(e @ StartError::Refused(_)) => {
-            error!(hook, %path, error = %e, "hook refused: not safe to run")
+            error!(hook, %path, error = %e, "hook refused")
         }
         HookOutcome::NotStarted(e) => error!(hook, %path, error = %e, "hook could not start"),
     }

@@ -115,7 +115,7 @@ pub enum ProbeError {
         expiring: Expiring,
         min: Duration,
     },
-    #[error("{source}")]
+    #[error("not run: {source}")]
     Refused {
         #[source]
         source: Box<super::program::Refusal>,

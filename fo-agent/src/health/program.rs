@@ -21,8 +21,8 @@
 //!   symbolic link's mode means nothing (it is always 0777); its owner counts (in a
 //!   sticky directory the owner may replace it). Group write for group root is allowed
 //!   only without a POSIX ACL (with one, the group bits are the ACL's mask and a named
-//!   user may be able to write). keepalived checks the same owners and bits, but follows
-//!   links with stat(2) (a link's own directory and owner go unchecked) and knows no ACL.
+//!   user may be able to write). keepalived checks the same owners and bits, but with
+//!   stat(2), which follows links (a link's own owner is never judged), and knows no ACL.
 //! - **The interpreter.** A script's `#!` interpreter is held to the same rule, through
 //!   [`MAX_INTERPRETERS`] levels like the kernel; `#!/usr/bin/env NAME` judges `env`,
 //!   not what `env` then finds in `PATH`.
@@ -47,7 +47,7 @@ use super::probe::Problem;
 
 /// The search path when the agent has no `PATH` (systemd's default for services).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Nested `#!` interpreters judged (the kernel follows at most 4 on Linux 5.x+).
+/// Nested `#!` interpreters judged (the kernel follows at most 4).
 pub const MAX_INTERPRETERS: usize = 4;
 /// Symbolic links followed in one walk before giving up (the kernel's ELOOP limit).
 const MAX_LINKS: usize = 40;
