@@ -822,6 +822,7 @@ mod tests {
         let dir = TempDir::new("hook-flood");
         let out = dir.path().join("out");
         let started = dir.path().join("started");
+        let go = dir.path().join("go");
         let line = format!(
             "echo \"$FO_HOOK $FO_OLD_STATE>$FO_STATE $FO_PRIORITY\" >> {}",
             out.display()
@@ -830,7 +831,11 @@ mod tests {
         h.master = Some(hook(
             &dir,
             "master.sh",
-            &format!("{line}\ntouch {}\nsleep 0.5", started.display()),
+            &format!(
+                "{line}\ntouch {}\nwhile [ ! -e {go} ]; do sleep 0.01; done",
+                started.display(),
+                go = go.display()
+            ),
         ));
         h.backup = Some(hook(&dir, "backup.sh", &line));
         h.fault = Some(hook(&dir, "fault.sh", &line));
@@ -844,12 +849,14 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // 100 transitions while master.sh sleeps, the last one master -> fault.
+        // 100 transitions while master.sh runs, the last one master -> fault; then
+        // master.sh may end.
         for i in 0..50u8 {
             q.transition(HookState::Master, HookState::Backup, 100 + i);
             q.transition(HookState::Backup, HookState::Master, 150);
         }
         q.transition(HookState::Master, HookState::Fault, 7);
+        std::fs::write(&go, "").expect("go");
         q.flush().await;
         let text = std::fs::read_to_string(&out).expect("hooks wrote");
         assert_eq!(
