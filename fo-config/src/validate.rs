@@ -334,6 +334,24 @@ impl Cx<'_> {
         Some((iv?, to?, rise? as u32, fall? as u32))
     }
 
+    /// An exec check's `command`: `[program, args...]`, the program an absolute path or
+    /// a bare name (looked up in the agent's PATH when it runs).
+    fn command(&mut self, v: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        let list = self.strings(v, "command")?;
+        let program = &v.get_ref()[0];
+        if program.get_ref().contains('/') && !program.get_ref().starts_with('/') {
+            self.err(
+                program.span(),
+                format!(
+                    "command: the program must be an absolute path or a bare name looked up in PATH, got {:?}",
+                    program.get_ref()
+                ),
+            );
+            return None;
+        }
+        Some(list)
+    }
+
     fn strings(&mut self, v: &Spanned<Vec<Spanned<String>>>, what: &str) -> Option<Vec<String>> {
         let list = v.get_ref();
         if list.is_empty() {
@@ -822,11 +840,13 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
-                let command = self.strings(command, "command");
+                let at = self.at(command);
+                let command = self.command(command);
                 let run_as = self.run_as(&raw.user, &raw.group);
                 Some(CheckKind::Exec {
                     command: command?,
                     run_as: run_as?,
+                    at,
                 })
             }
             CheckTag::Process => match (&raw.process, &raw.pidfile) {
@@ -1776,7 +1796,22 @@ impl Cx<'_> {
             },
         };
         let program = self.abs_path(&Spanned::new(c.span(), PathBuf::from(program)), what)?;
-        Some(HookCommand { program, args })
+        let (line, col) = self.idx.position(c.span().start);
+        Some(HookCommand {
+            program,
+            args,
+            at: Position { line, col },
+        })
+    }
+
+    /// Where `command`'s program (its first element, else the array) is written.
+    fn at(&self, command: &Spanned<Vec<Spanned<String>>>) -> Position {
+        let span = command
+            .get_ref()
+            .first()
+            .map_or_else(|| command.span(), Spanned::span);
+        let (line, col) = self.idx.position(span.start);
+        Position { line, col }
     }
 
     /// `user` and `group` of an exec check or of hooks: names as in the user and group
@@ -2150,11 +2185,13 @@ impl Cx<'_> {
             }
             ServiceCheckTag::Exec => match &raw.command {
                 Some(cmd) => {
-                    let command = self.strings(cmd, "command");
+                    let at = self.at(cmd);
+                    let command = self.command(cmd);
                     let run_as = self.run_as(&raw.user, &raw.group);
                     Some(ServiceCheckKind::Exec {
                         command: command?,
                         run_as: run_as?,
+                        at,
                     })
                 }
                 None => {

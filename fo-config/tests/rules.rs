@@ -1976,6 +1976,7 @@ hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc
         Some(fo_config::HookCommand {
             program: "/etc/keepalived/notify.sh".into(),
             args: vec!["MASTER".into(), "VI 1".into()],
+            at: Default::default(),
         })
     );
     assert_eq!(
@@ -1988,6 +1989,78 @@ hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc
             user: "nobody".into(),
             group: Some("nogroup".into()),
         })
+    );
+}
+
+/// The agent points its refusal of an unsafe program at the program in the file:
+/// hooks and exec commands carry where they are written (and two configs that differ
+/// only there are equal).
+#[test]
+fn hooks_and_exec_commands_carry_their_position() {
+    let extra = r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = ["/etc/fo/m.sh", "x"], stop = "/etc/fo/stop.sh" }
+
+[[check]]
+name = "app"
+kind = "exec"
+command = [ "app-ok", "-q" ]
+"#;
+    let text = with_base(extra);
+    let cfg = fo_config::Config::parse(&text).expect("valid");
+    let line_of = |needle: &str| {
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .last()
+            .expect("line");
+        (i + 1, l)
+    };
+    let (hooks_line, l) = line_of("hooks = ");
+    let h = &cfg.router("b").expect("router b").hooks;
+    let col = |l: &str, s: &str| l.find(s).expect("column") + 1;
+    assert_eq!(
+        h.master.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "[\"/etc/fo/m.sh\""))))
+    );
+    assert_eq!(
+        h.stop.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "\"/etc/fo/stop.sh\""))))
+    );
+    let (cmd_line, l) = line_of("command = ");
+    match &cfg.check("app").expect("check app").kind {
+        fo_config::CheckKind::Exec { at, .. } => {
+            assert_eq!(at.known(), Some((cmd_line, col(l, "\"app-ok\""))));
+        }
+        other => panic!("exec expected, saw {other:?}"),
+    }
+    let moved = fo_config::Config::parse(&with_base(&format!("\n\n{extra}"))).expect("valid");
+    assert_eq!(moved, cfg, "moving a line changes nothing");
+}
+
+#[test]
+fn exec_programs_are_absolute_or_bare_names() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "rel"
+kind = "exec"
+command = ["bin/app-ok"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "exec", command = ["./probe", "-q"] }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "16:12: command: the program must be an absolute path or a bare name looked up in PATH, got \"bin/app-ok\"",
+            "21:37: command: the program must be an absolute path or a bare name looked up in PATH, got \"./probe\"",
+        ],
     );
 }
 

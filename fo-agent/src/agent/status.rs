@@ -150,6 +150,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.advert_interval_seconds = Some(v.advert_interval.as_secs_f64());
                 rs.takeovers = Some(takeover_histogram(&s.stats.takeovers));
                 rs.hooks = s.hooks.clone();
+                rs.hooks_coalesced = s.hooks_coalesced;
             }
             (Ownership::Bgp(_), _) => {
                 let b = agent.bgp.status(&r.name);

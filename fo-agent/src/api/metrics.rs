@@ -493,6 +493,7 @@ fn operations(reg: &mut Registry, status: &Status) {
     let hook_runs = Family::<Labels, Counter>::default();
     let hook_failures = Family::<Labels, Counter>::default();
     let hook_timeouts = Family::<Labels, Counter>::default();
+    let hooks_coalesced = Family::<Labels, Counter>::default();
     for rs in &status.routers {
         router_info
             .get_or_create(&vec![
@@ -506,6 +507,11 @@ fn operations(reg: &mut Registry, status: &Status) {
         }
         if let Some(h) = &rs.takeovers {
             let _ = takeovers.get_or_create(&l()).0.set(h.clone());
+        }
+        if !rs.hooks.is_empty() {
+            hooks_coalesced
+                .get_or_create(&l())
+                .inc_by(rs.hooks_coalesced);
         }
         for (hook, n) in &rs.hooks {
             let l = vec![("router", rs.name.clone()), ("hook", hook.clone())];
@@ -543,6 +549,11 @@ fn operations(reg: &mut Registry, status: &Status) {
         "fo_hook_timeouts",
         "Hook runs killed at their timeout",
         hook_timeouts,
+    );
+    reg.register(
+        "fo_hook_coalesced",
+        "Transitions whose hooks never ran: replaced by a newer transition while a hook ran, by router",
+        hooks_coalesced,
     );
 
     let healthy = Family::<Labels, Gauge>::default();
@@ -810,6 +821,7 @@ mod tests {
                 },
             )]
             .into(),
+            hooks_coalesced: 4,
             ..Default::default()
         });
         status.services.push(ServiceStatus {
@@ -877,6 +889,7 @@ mod tests {
             "fo_hook_runs_total{router=\"wazuh\",hook=\"master\"} 5",
             "fo_hook_failures_total{router=\"wazuh\",hook=\"master\"} 2",
             "fo_hook_timeouts_total{router=\"wazuh\",hook=\"master\"} 1",
+            "fo_hook_coalesced_total{router=\"wazuh\"} 4",
             "fo_backend_up{service=\"events\",backend=\"b1\"} 0",
             "fo_backend_healthy{service=\"events\",backend=\"b1\"} 1",
             "fo_backend_drained{service=\"events\",backend=\"b1\"} 1",

@@ -152,6 +152,10 @@ pub struct RouterStatus {
     /// Hook runs by hook (`master`, `backup`, `fault`, `notify`).
     #[serde(default)]
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks never ran: replaced by a newer transition while a hook
+    /// ran (the hook queue is coalesced).
+    #[serde(default)]
+    pub hooks_coalesced: u64,
 }
 
 /// Observations in buckets, for `fo_takeover_seconds`.

@@ -208,6 +208,8 @@ pub struct RouterStatus {
     pub stats: RouterStats,
     /// Runs of each configured hook.
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks were replaced by a newer transition's.
+    pub hooks_coalesced: u64,
 }
 
 /// The control socket's and the health checks' way to a router.
@@ -257,6 +259,7 @@ impl RouterHandle {
             s.stats.drops.insert("queue", queue);
         }
         s.hooks = self.hooks.by_hook();
+        s.hooks_coalesced = self.hooks.coalesced();
         s
     }
 
@@ -305,6 +308,7 @@ pub(super) fn spawn(
         history: Vec::new(),
         stats: RouterStats::default(),
         hooks: BTreeMap::new(),
+        hooks_coalesced: 0,
     }));
     let (tx, rx) = mpsc::channel(64);
     let span = tracing::info_span!("vrrp", router = %spec.name);
