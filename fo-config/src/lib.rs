@@ -38,10 +38,13 @@
 //!   `garp_interval` (100ms), `garp_refresh` (60s; "0s" = off), `vip_on_interface`
 //!   (false), `control_group` (none).
 //! - `[[router]]`: `name` ([a-z0-9_-], unique), `ownership` vrrp|bgp|static (vrrp),
-//!   `vips` (one family), `gates`, `hooks = { master, backup, fault, notify, timeout (30s) }`.
+//!   `vips` (one family), `gates`, `hooks = { master, backup, fault, stop, notify, timeout (30s), user, group }` (each hook
+//!   an absolute path or `[path, args...]`; `notify` gets keepalived's four arguments
+//!   appended).
 //!   VRRP only: `vrid` (required, unique), `priority` (100), `version` 3|2 (3),
 //!   `advert_interval` (1s), `preempt` (true), `preempt_delay` (0s), `peers`, `auth_pass`
-//!   (v2), `auth_key_file` (v3, HMAC between fo nodes; absolute path), `track = [{ check, weight }]`, `witness = { address, interval (advert_interval
+//!   (v2), `auth_key_file` (v3, HMAC between fo nodes; absolute path), `track = [{ check, weight }]` (keepalived's rules: a positive weight is added while
+//!   the check passes, a negative one while it fails, 0 = fault while it fails), `witness = { address, interval (advert_interval
 //!   / 2), timeout (2 × advert_interval; ≤ 3 × advert_interval, ≥ 2 × interval) }`
 //!   (split-brain protection: fence when neither the peer nor the witness answers). BGP only: `bgp = { daemon, control, bfd }`.
 //!   Static: this node always serves the VIPs (single-node sites, labs); two nodes
@@ -50,12 +53,13 @@
 //!   (dsr: backend port = service port), `hash` source-ip|5-tuple (source-ip), `name`
 //!   (VIP:PORT/PROTO), `check = { kind tcp|http|https|exec, interval (2s), timeout (1s),
 //!   rise (2), fall (3), path (/), expect_status (200, or a list), expect_body, command,
-//!   TLS keys }`,
+//!   user, group, TLS keys }`,
 //!   `backends = [{ address, port (service port), weight (1; 0 = drained), name (ADDR:PORT) }]`.
 //! - `[[check]]`: `name`, `kind` tcp (`address`, `port`) | http (`url`, or `address`,
 //!   `port` (80), `path`; `expect_status`, `expect_body`) | https (the same, port 443, and
-//!   the TLS keys) | exec (`command`) | process (`process` = name, or `pidfile`) | file
-//!   (`path`, `contains`), `interval` (2s), `timeout` (1s, < interval), `rise` (2), `fall` (3).
+//!   the TLS keys) | exec (`command`, `user`, `group`) | process (`process` = name, or
+//!   `pidfile`) | file (`path`, `contains`), `interval` (2s), `timeout` (1s, < interval),
+//!   `rise` (2), `fall` (3).
 //! - TLS keys of https checks: `sni` (the target's host), `ca` (the system store), `cert` +
 //!   `key` (mutual TLS), `insecure` (false), `min_cert_validity` (none, e.g. "30d"). Files
 //!   are absolute paths; the agent reads them (and `fo-agent check` does).
@@ -69,7 +73,6 @@
 //! assert_eq!(err.to_string(), "3:21: maglev_table_size must be prime (e.g. 65537), got 1000");
 //! ```
 
-mod duration;
 mod error;
 mod model;
 mod raw;
@@ -81,7 +84,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
+pub use fo_units::{DurationError, HumanDuration, format_duration, parse_duration};
+
+/// The grammar lives in fo-units (shared with the lab tools and xtask); the config
+/// modules keep reaching it as `crate::duration`.
+mod duration {
+    pub use fo_units::duration::*;
+}
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use model::*;
 

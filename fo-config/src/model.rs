@@ -91,8 +91,9 @@ impl Default for NatTimeouts {
     }
 }
 
-/// `[node] sync = { peers, port, key_file }`: NAT connections are streamed from the
-/// master to these peers (UDP, HMAC-SHA256 with the key in `key_file`).
+/// `[node] sync = { peers, port, key_file, max_clock_skew }`: NAT connections are
+/// streamed from the master to these peers (UDP, HMAC-SHA256 with the key in
+/// `key_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Sync {
     /// The other nodes' addresses (unicast).
@@ -101,11 +102,19 @@ pub struct Sync {
     pub port: u16,
     /// Shared secret, at least 16 bytes; owner-only permissions (0600 or 0400).
     pub key_file: PathBuf,
+    /// A datagram sent more than this before or after our clock says is refused.
+    #[serde(serialize_with = "serialize_std")]
+    pub max_clock_skew: Duration,
 }
 
 impl Sync {
     pub const DEFAULT_PORT: u16 = 7480;
     pub const MIN_KEY_LEN: usize = 16;
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+    /// Bounds of `max_clock_skew`: below a second, ordinary NTP jitter and transit
+    /// would refuse live datagrams; above an hour it bounds nothing worth the name.
+    pub const MIN_CLOCK_SKEW: Duration = Duration::from_secs(1);
+    pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(3600);
 }
 
 impl Node {
@@ -232,7 +241,8 @@ pub struct Vrrp {
     /// fo's HMAC-SHA256 advert authentication (version 3, fo peers only): the file holding
     /// the shared key. Absolute; its permissions are checked by the agent, not here.
     pub auth_key_file: Option<PathBuf>,
-    /// Checks that lower the priority by their weight when they fail.
+    /// Checks that move the priority, or fault the router, by their state (keepalived's
+    /// `track_script` rules; see [`Track`]).
     pub track: Vec<Track>,
     /// Split-brain protection: see [`Witness`]. `None` = off.
     pub witness: Option<Witness>,
@@ -296,8 +306,15 @@ impl Serialize for VrrpVersion {
     }
 }
 
-/// `track = [{ check, weight }]`: a failing check adds `weight` (usually
-/// negative) to the priority.
+/// `track = [{ check, weight }]`, with keepalived's `track_script` rules:
+///
+/// - `weight > 0` is added to the priority while the check passes;
+/// - `weight < 0` is added (it lowers the priority) while the check fails;
+/// - `weight = 0` puts the router in fault while the check fails (like a gate).
+///
+/// A check that has not passed `rise` times yet counts as failing. The result is
+/// clamped to 1..=254, and an address owner (priority 255) ignores weights (weight 0
+/// still faults it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Track {
     pub check: String,
@@ -305,17 +322,113 @@ pub struct Track {
     pub weight: i16,
 }
 
+impl Track {
+    /// How this entry acts on the router.
+    pub fn effect(&self) -> TrackEffect {
+        match self.weight {
+            0 => TrackEffect::Fault,
+            w if w > 0 => TrackEffect::AddWhileUp(w),
+            w => TrackEffect::AddWhileDown(w),
+        }
+    }
+}
+
+/// What a [`Track`] entry does, by the sign of its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackEffect {
+    /// Positive weight: added while the check passes.
+    AddWhileUp(i16),
+    /// Negative weight: added (lowering the priority) while the check fails.
+    AddWhileDown(i16),
+    /// Weight 0: the router is in fault while the check fails.
+    Fault,
+}
+
+/// Who a program (exec check, hook) runs as: `user = "name"`, optionally
+/// `group = "name"`. Without `group` the user's primary group; the supplementary
+/// groups are the user's (from the group database), as `initgroups(3)` sets them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunAs {
+    pub user: String,
+    pub group: Option<String>,
+}
+
+/// Where a value was written in the configuration: 1-based line and column (0, 0 for
+/// a value that was not read from a file). Every position equals every other, so that
+/// moving a line does not change the config (as with [`ConfigFile`]); it is there for
+/// the agent's messages about the thing the value names (a program, a file).
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl PartialEq for Position {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Position {
+    /// `Some((line, col))`, or `None` when the value was not read from a file.
+    pub fn known(self) -> Option<(usize, usize)> {
+        (self.line > 0).then_some((self.line, self.col))
+    }
+}
+
+/// A program and its arguments, run without a shell: `"/path"` or
+/// `["/path", "arg", ...]` in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookCommand {
+    /// Absolute.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Where the hook is written in the file.
+    #[serde(skip)]
+    pub at: Position,
+}
+
+impl HookCommand {
+    /// A program without arguments.
+    pub fn path(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            at: Position::default(),
+        }
+    }
+}
+
 /// Scripts run on state changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hooks {
-    pub master: Option<PathBuf>,
-    pub backup: Option<PathBuf>,
-    pub fault: Option<PathBuf>,
-    /// Run on every transition.
-    pub notify: Option<PathBuf>,
+    pub master: Option<HookCommand>,
+    pub backup: Option<HookCommand>,
+    pub fault: Option<HookCommand>,
+    /// Run when the agent stops the router (shutdown, or the router removed).
+    pub stop: Option<HookCommand>,
+    /// Run on every transition, with keepalived's four `notify` arguments appended.
+    pub notify: Option<HookCommand>,
     /// A hook still running after this is killed.
     #[serde(serialize_with = "serialize_std")]
     pub timeout: Duration,
+    /// Run every hook as this user; `None` = as the agent.
+    pub run_as: Option<RunAs>,
+}
+
+impl Hooks {
+    /// Every configured hook with its key (`master`, `backup`, `fault`, `stop`, `notify`).
+    pub fn all(&self) -> impl Iterator<Item = (&'static str, &HookCommand)> {
+        [
+            ("master", &self.master),
+            ("backup", &self.backup),
+            ("fault", &self.fault),
+            ("stop", &self.stop),
+            ("notify", &self.notify),
+        ]
+        .into_iter()
+        .filter_map(|(k, h)| h.as_ref().map(|h| (k, h)))
+    }
 }
 
 impl Hooks {
@@ -328,8 +441,10 @@ impl Default for Hooks {
             master: None,
             backup: None,
             fault: None,
+            stop: None,
             notify: None,
             timeout: Self::DEFAULT_TIMEOUT,
+            run_as: None,
         }
     }
 }
@@ -480,7 +595,14 @@ pub enum ServiceCheckKind {
         tls: Tls,
     },
     /// Run `command` (argv, no shell); exit 0 = healthy.
-    Exec { command: Vec<String> },
+    Exec {
+        command: Vec<String>,
+        /// `user` / `group`; `None` = as the agent.
+        run_as: Option<RunAs>,
+        /// Where the program (`command`'s first element) is written in the file.
+        #[serde(skip)]
+        at: Position,
+    },
 }
 
 /// What an HTTP(S) check asks for, and what the answer must be.
@@ -567,7 +689,14 @@ pub enum CheckKind {
         tls: Tls,
     },
     /// Run `command` (argv, no shell); exit 0 = healthy.
-    Exec { command: Vec<String> },
+    Exec {
+        command: Vec<String>,
+        /// `user` / `group`; `None` = as the agent.
+        run_as: Option<RunAs>,
+        /// Where the program (`command`'s first element) is written in the file.
+        #[serde(skip)]
+        at: Position,
+    },
     /// A process is running.
     Process { by: ProcessMatch },
     /// A file exists (and contains `contains`, if given).

@@ -53,6 +53,7 @@ pub(crate) struct RawSync {
     pub peers: Option<S<Vec<S<String>>>>,
     pub port: Option<S<i64>>,
     pub key_file: Option<S<PathBuf>>,
+    pub max_clock_skew: Option<S<crate::HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,11 +97,47 @@ pub(crate) struct RawTrack {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHooks {
-    pub master: Option<S<PathBuf>>,
-    pub backup: Option<S<PathBuf>>,
-    pub fault: Option<S<PathBuf>>,
-    pub notify: Option<S<PathBuf>>,
+    pub master: Option<S<RawCommand>>,
+    pub backup: Option<S<RawCommand>>,
+    pub fault: Option<S<RawCommand>>,
+    pub stop: Option<S<RawCommand>>,
+    pub notify: Option<S<RawCommand>>,
     pub timeout: Option<S<Duration>>,
+    pub user: Option<S<String>>,
+    pub group: Option<S<String>>,
+}
+
+/// A hook: `"/path"` or `["/path", "arg", ...]`.
+#[derive(Debug)]
+pub(crate) enum RawCommand {
+    Path(String),
+    Argv(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a path in quotes or an array [program, args...]")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCommand, E> {
+                Ok(RawCommand::Path(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawCommand, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(RawCommand::Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +263,8 @@ pub(crate) struct RawServiceCheck {
     pub insecure: Option<S<bool>>,
     pub min_cert_validity: Option<S<Duration>>,
     pub command: Option<S<Vec<S<String>>>>,
+    pub user: Option<S<String>>,
+    pub group: Option<S<String>>,
 }
 
 impl RawServiceCheck {
@@ -281,6 +320,8 @@ pub(crate) struct RawCheck {
     pub min_cert_validity: Option<S<Duration>>,
     // exec
     pub command: Option<S<Vec<S<String>>>>,
+    pub user: Option<S<String>>,
+    pub group: Option<S<String>>,
     // process
     pub pidfile: Option<S<PathBuf>>,
     pub process: Option<S<String>>,

@@ -5,8 +5,9 @@
 //! below hold the two together: they list the model's keys by walking the raw serde
 //! structs (the names serde itself asks for, so nothing is listed by hand) and fail on
 //! a key missing from the reference or a key the model does not have, on an enumerated
-//! key whose accepted values the reference does not all name, and on an example that is
-//! not a valid config.
+//! key whose accepted values the reference does not all name, on an example that is
+//! not a valid config, and on a retired key (one the model reads only to refuse it with
+//! a hint) whose example is not refused with that hint.
 
 use serde::Deserialize;
 
@@ -48,6 +49,11 @@ pub struct Key {
     /// table header).
     pub example: String,
     pub text: String,
+    /// A key kept in the model only to be refused with a hint (it had a meaning once):
+    /// text the refusal contains. The example then shows a config that uses it, and
+    /// the tests check that it is refused with that one problem, on the key's line.
+    #[serde(default)]
+    pub retired: Option<String>,
 }
 
 impl Key {
@@ -136,6 +142,13 @@ mod tests {
                 assert!(
                     !v.trim().is_empty(),
                     "{FILE}: {} has an empty {field}",
+                    k.key
+                );
+            }
+            if let Some(hint) = &k.retired {
+                assert!(
+                    !hint.trim().is_empty() && k.text.trim_start().starts_with("Retired"),
+                    "{FILE}: {} is retired: give the hint its refusal contains and start its text with \"Retired\"",
                     k.key
                 );
             }
@@ -246,6 +259,32 @@ mod tests {
         }
     }
 
+    /// What is wrong with the refusal `e` of a retired key's example, if anything: it
+    /// must be one problem, on the key's line, whose message contains `hint`.
+    fn retired_problem(
+        e: &crate::ConfigErrors,
+        file: &str,
+        key: &Key,
+        hint: &str,
+    ) -> Option<String> {
+        let name = key.name().rsplit('.').next().unwrap_or_default();
+        let [only] = e.errors() else {
+            return Some(format!(
+                "{}: retired: its example must be refused for this key alone, got:\n{file}\n{e}",
+                key.key
+            ));
+        };
+        let line = file.lines().nth(only.line.saturating_sub(1)).unwrap_or("");
+        let on_key = line.trim_start().starts_with(&format!("{name} ="));
+        if !only.message.contains(hint) || !on_key {
+            return Some(format!(
+                "{}: retired: its example must be refused on the key's line with {hint:?}, got:\n{file}\n{e}",
+                key.key
+            ));
+        }
+        None
+    }
+
     #[test]
     fn every_example_is_a_valid_config_that_sets_its_key() {
         use std::os::unix::fs::PermissionsExt as _;
@@ -279,8 +318,20 @@ mod tests {
             if !table.as_ref().is_some_and(|t| sets(t, &path)) {
                 problems.push(format!("{}: the example does not set it", key.key));
             }
-            if let Err(e) = crate::Config::parse(&file) {
-                problems.push(format!("{}: the example is refused:\n{file}\n{e}", key.key));
+            match (crate::Config::parse(&file), &key.retired) {
+                (Ok(_), None) => {}
+                (Err(e), None) => {
+                    problems.push(format!("{}: the example is refused:\n{file}\n{e}", key.key));
+                }
+                (Ok(_), Some(hint)) => problems.push(format!(
+                    "{}: retired, but its example is accepted (it must be refused with {hint:?}):\n{file}",
+                    key.key
+                )),
+                (Err(e), Some(hint)) => {
+                    if let Some(p) = retired_problem(&e, &file, key, hint) {
+                        problems.push(p);
+                    }
+                }
             }
         }
         let _ = std::fs::remove_dir_all(&dir);

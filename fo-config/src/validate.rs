@@ -23,7 +23,10 @@ const NAME_MAX: usize = 63;
 const MAGLEV_MIN: i64 = 251;
 const MAGLEV_MAX: i64 = 1_000_003;
 /// Most SNAT addresses per router (the data plane's `NAT_MAX_SNAT`).
-const SNAT_MAX: usize = 4;
+const SNAT_MAX: usize = fo_common::NAT_MAX_SNAT;
+/// Most VIP and SNAT addresses in all routers: the data plane's `VIPS` map holds one
+/// entry each, and its size is fixed when the program is built.
+const ADDRESSES_MAX: usize = fo_common::VIPS_CAPACITY as usize;
 
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut cx = Cx {
@@ -331,6 +334,24 @@ impl Cx<'_> {
         Some((iv?, to?, rise? as u32, fall? as u32))
     }
 
+    /// An exec check's `command`: `[program, args...]`, the program an absolute path or
+    /// a bare name (looked up in the agent's PATH when it runs).
+    fn command(&mut self, v: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        let list = self.strings(v, "command")?;
+        let program = &v.get_ref()[0];
+        if program.get_ref().contains('/') && !program.get_ref().starts_with('/') {
+            self.err(
+                program.span(),
+                format!(
+                    "command: the program must be an absolute path or a bare name looked up in PATH, got {:?}",
+                    program.get_ref()
+                ),
+            );
+            return None;
+        }
+        Some(list)
+    }
+
     fn strings(&mut self, v: &Spanned<Vec<Spanned<String>>>, what: &str) -> Option<Vec<String>> {
         let list = v.get_ref();
         if list.is_empty() {
@@ -550,10 +571,26 @@ impl Cx<'_> {
                 None
             }
         };
+        let max_clock_skew = match &raw.max_clock_skew {
+            Some(v) => {
+                let d = v.get_ref().get();
+                if (Sync::MIN_CLOCK_SKEW..=Sync::MAX_CLOCK_SKEW).contains(&d) {
+                    Some(d)
+                } else {
+                    self.err(
+                        v.span(),
+                        "sync max_clock_skew must be between 1s and 1h: a datagram further off our clock is refused",
+                    );
+                    None
+                }
+            }
+            None => Some(Sync::DEFAULT_MAX_CLOCK_SKEW),
+        };
         Some(Sync {
             peers: peers?,
             port: port?,
             key_file: key_file?,
+            max_clock_skew: max_clock_skew?,
         })
     }
 
@@ -730,6 +767,8 @@ impl Cx<'_> {
             ("pidfile", raw.pidfile.as_ref().map(Spanned::span)),
             ("process", raw.process.as_ref().map(Spanned::span)),
             ("contains", raw.contains.as_ref().map(Spanned::span)),
+            ("user", raw.user.as_ref().map(Spanned::span)),
+            ("group", raw.group.as_ref().map(Spanned::span)),
         ];
         written.extend(raw.tls().written());
         const HTTP: &[&str] = &[
@@ -758,7 +797,7 @@ impl Cx<'_> {
             CheckTag::Tcp => &["address", "port"],
             CheckTag::Http => HTTP,
             CheckTag::Https => HTTPS,
-            CheckTag::Exec => &["command"],
+            CheckTag::Exec => &["command", "user", "group"],
             CheckTag::Process => &["process", "pidfile"],
             CheckTag::File => &["path", "contains"],
         };
@@ -801,8 +840,13 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
+                let at = self.at(command);
+                let command = self.command(command);
+                let run_as = self.run_as(&raw.user, &raw.group);
                 Some(CheckKind::Exec {
-                    command: self.strings(command, "command")?,
+                    command: command?,
+                    run_as: run_as?,
+                    at,
                 })
             }
             CheckTag::Process => match (&raw.process, &raw.pidfile) {
@@ -1190,6 +1234,7 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             owner.insert(ip, router.to_owned());
             if let Some(&f) = out.first()
                 && family(f) != family(ip)
@@ -1254,9 +1299,21 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             out.push(ip);
         }
         ok.then_some(out)
+    }
+
+    /// The `n`th VIP or SNAT address of the config, written at `at`: the first one
+    /// past what the data plane's `VIPS` map holds is an error (once).
+    fn address_capacity(&mut self, n: usize, at: Span) {
+        if n == ADDRESSES_MAX + 1 {
+            self.err(
+                at,
+                format!("too many addresses: the data plane holds {ADDRESSES_MAX} VIP and SNAT addresses in all routers, and this is address {n}"),
+            );
+        }
     }
 
     fn ownership(
@@ -1641,7 +1698,7 @@ impl Cx<'_> {
             let weight = match &t.get_ref().weight {
                 Some(w) => self.int(w, "track weight", -254, 254),
                 None => {
-                    self.missing("weight", t.span(), "a track entry needs `weight` (-254..=254, added to the priority while the check fails)");
+                    self.missing("weight", t.span(), "a track entry needs `weight`: positive = added while the check passes, negative = added while it fails, 0 = fault while it fails");
                     None
                 }
             };
@@ -1701,25 +1758,102 @@ impl Cx<'_> {
         let Some(h) = &raw.hooks else {
             return Some(Hooks::default());
         };
-        let path = |cx: &mut Self, v: &Option<Spanned<PathBuf>>, what: &str| match v {
-            Some(p) => cx.abs_path(p, what).map(Some),
+        let command = |cx: &mut Self, v: &Option<Spanned<RawCommand>>, what: &str| match v {
+            Some(c) => cx.hook_command(c, what).map(Some),
             None => Some(None),
         };
-        let master = path(self, &h.master, "hooks.master");
-        let backup = path(self, &h.backup, "hooks.backup");
-        let fault = path(self, &h.fault, "hooks.fault");
-        let notify = path(self, &h.notify, "hooks.notify");
+        let master = command(self, &h.master, "hooks.master");
+        let backup = command(self, &h.backup, "hooks.backup");
+        let fault = command(self, &h.fault, "hooks.fault");
+        let stop = command(self, &h.stop, "hooks.stop");
+        let notify = command(self, &h.notify, "hooks.notify");
         let timeout = match &h.timeout {
             Some(t) => self.positive(t, "hooks.timeout"),
             None => Some(Hooks::DEFAULT_TIMEOUT),
         };
+        let run_as = self.run_as(&h.user, &h.group);
         Some(Hooks {
             master: master?,
             backup: backup?,
             fault: fault?,
+            stop: stop?,
             notify: notify?,
             timeout: timeout?,
+            run_as: run_as?,
         })
+    }
+
+    /// A hook: an absolute path, or `[absolute path, args...]`.
+    fn hook_command(&mut self, c: &Spanned<RawCommand>, what: &str) -> Option<HookCommand> {
+        let (program, args) = match c.get_ref() {
+            RawCommand::Path(p) => (p.clone(), Vec::new()),
+            RawCommand::Argv(v) => match v.split_first() {
+                Some((p, rest)) => (p.clone(), rest.to_vec()),
+                None => {
+                    self.err(c.span(), format!("{what} must not be an empty array"));
+                    return None;
+                }
+            },
+        };
+        let program = self.abs_path(&Spanned::new(c.span(), PathBuf::from(program)), what)?;
+        let (line, col) = self.idx.position(c.span().start);
+        Some(HookCommand {
+            program,
+            args,
+            at: Position { line, col },
+        })
+    }
+
+    /// Where `command`'s program (its first element, else the array) is written.
+    fn at(&self, command: &Spanned<Vec<Spanned<String>>>) -> Position {
+        let span = command
+            .get_ref()
+            .first()
+            .map_or_else(|| command.span(), Spanned::span);
+        let (line, col) = self.idx.position(span.start);
+        Position { line, col }
+    }
+
+    /// `user` and `group` of an exec check or of hooks: names as in the user and group
+    /// databases (that they exist is checked where they are used, by the agent).
+    fn run_as(
+        &mut self,
+        user: &Option<Spanned<String>>,
+        group: &Option<Spanned<String>>,
+    ) -> Option<Option<RunAs>> {
+        let name = |cx: &mut Self, v: &Spanned<String>, what: &str| {
+            let s = v.get_ref();
+            let ok = !s.is_empty()
+                && s.len() <= 256
+                && !s.starts_with('-')
+                && !s
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/');
+            if ok {
+                Some(s.clone())
+            } else {
+                cx.err(v.span(), format!("{what} {s:?} is not a valid {what} name"));
+                None
+            }
+        };
+        match (user, group) {
+            (None, None) => Some(None),
+            (None, Some(g)) => {
+                self.err(g.span(), "`group` needs `user` (the user to run as)");
+                None
+            }
+            (Some(u), g) => {
+                let user = name(self, u, "user");
+                let group = match g {
+                    Some(g) => name(self, g, "group").map(Some),
+                    None => Some(None),
+                };
+                Some(Some(RunAs {
+                    user: user?,
+                    group: group?,
+                }))
+            }
+        }
     }
 
     // ----------------------------------------------------------- [[service]]
@@ -2035,6 +2169,8 @@ impl Cx<'_> {
         }
         if tag != ServiceCheckTag::Exec {
             self.not_for(raw.command.as_ref().map(Spanned::span), "command", &ctx);
+            self.not_for(raw.user.as_ref().map(Spanned::span), "user", &ctx);
+            self.not_for(raw.group.as_ref().map(Spanned::span), "group", &ctx);
         }
         let kind = match tag {
             ServiceCheckTag::Tcp => Some(ServiceCheckKind::Tcp),
@@ -2048,9 +2184,16 @@ impl Cx<'_> {
                     .map(|(get, tls)| ServiceCheckKind::Https { get, tls })
             }
             ServiceCheckTag::Exec => match &raw.command {
-                Some(cmd) => self
-                    .strings(cmd, "command")
-                    .map(|command| ServiceCheckKind::Exec { command }),
+                Some(cmd) => {
+                    let at = self.at(cmd);
+                    let command = self.command(cmd);
+                    let run_as = self.run_as(&raw.user, &raw.group);
+                    Some(ServiceCheckKind::Exec {
+                        command: command?,
+                        run_as: run_as?,
+                        at,
+                    })
+                }
                 None => {
                     self.missing(
                         "command",

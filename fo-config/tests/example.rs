@@ -85,8 +85,8 @@ fn example_routers_resolve() {
     );
     assert_eq!(wazuh.gates, ["nfs"]);
     assert_eq!(
-        wazuh.hooks.master.as_deref(),
-        Some("/etc/fo/hooks/master.sh".as_ref())
+        wazuh.hooks.master,
+        Some(HookCommand::path("/etc/fo/hooks/master.sh"))
     );
     assert_eq!(wazuh.hooks.notify, None);
     assert_eq!(wazuh.hooks.timeout, Duration::from_secs(30));
@@ -203,7 +203,9 @@ fn example_services_resolve_with_port_defaults() {
         dns.check.as_ref().map(|c| (&c.kind, c.interval, c.timeout)),
         Some((
             &ServiceCheckKind::Exec {
-                command: vec!["/usr/local/bin/dns-ok".into()]
+                command: vec!["/usr/local/bin/dns-ok".into()],
+                run_as: None,
+                at: Default::default(),
             },
             Duration::from_secs(2),
             Duration::from_secs(1)
@@ -228,7 +230,9 @@ fn example_checks_resolve() {
             (
                 "docker",
                 &CheckKind::Exec {
-                    command: vec!["docker".into(), "info".into()]
+                    command: vec!["docker".into(), "info".into()],
+                    run_as: None,
+                    at: Default::default(),
                 }
             ),
             (

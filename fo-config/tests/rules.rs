@@ -712,7 +712,7 @@ track = [{ check = "docker" }]
 "#,
         ),
         &[
-            "17:10: a track entry needs `weight` (-254..=254, added to the priority while the check fails)",
+            "17:10: a track entry needs `weight`: positive = added while the check passes, negative = added while it fails, 0 = fault while it fails",
         ],
     );
 }
@@ -762,7 +762,7 @@ hooks = { on_master = "/x" }
 "#,
         ),
         &[
-            "17:11: unknown field `on_master`, expected one of `master`, `backup`, `fault`, `notify`, `timeout`",
+            "17:11: unknown field `on_master`, expected one of `master`, `backup`, `fault`, `stop`, `notify`, `timeout`, `user`, `group`",
         ],
     );
 }
@@ -1879,6 +1879,37 @@ fn sync_key_file_must_be_private_and_long_enough() {
     let sync = ok.node.sync.expect("sync");
     assert_eq!(sync.port, 7480);
     assert_eq!(sync.key_file, good);
+    assert_eq!(sync.max_clock_skew, std::time::Duration::from_secs(30));
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn sync_max_clock_skew_is_bounded() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("fo-sync-skew-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("sync.key");
+    std::fs::write(&key, "0123456789abcdef0123").expect("write");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let cfg = |skew: &str| {
+        format!(
+            "[node]\ninterface = \"eth0\"\nsync = {{ peers = [\"192.0.2.3\"], key_file = \"{}\",\n  max_clock_skew = \"{skew}\" }}\n",
+            key.display()
+        )
+    };
+    let ok = Config::parse(&cfg("5s")).expect("5 s is fine");
+    assert_eq!(
+        ok.node.sync.expect("sync").max_clock_skew,
+        std::time::Duration::from_secs(5)
+    );
+    for bad in ["500ms", "2h"] {
+        assert_errors(
+            &cfg(bad),
+            &[
+                "4:20: sync max_clock_skew must be between 1s and 1h: a datagram further off our clock is refused",
+            ],
+        );
+    }
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -1925,5 +1956,278 @@ interface = "eth0"
 nat_timeouts = { established = "9000h" }
 "#,
         &["3:32: nat_timeouts established must be at most a year (8760h)"],
+    );
+}
+
+#[test]
+fn hooks_take_argv_arrays_a_stop_hook_and_a_user() {
+    let cfg = fo_config::Config::parse(&with_base(
+        r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc/fo/stop.sh", user = "nobody", group = "nogroup" }
+"#,
+    ))
+    .expect("valid");
+    let h = &cfg.router("b").expect("router b").hooks;
+    assert_eq!(
+        h.master,
+        Some(fo_config::HookCommand {
+            program: "/etc/keepalived/notify.sh".into(),
+            args: vec!["MASTER".into(), "VI 1".into()],
+            at: Default::default(),
+        })
+    );
+    assert_eq!(
+        h.stop,
+        Some(fo_config::HookCommand::path("/etc/fo/stop.sh"))
+    );
+    assert_eq!(
+        h.run_as,
+        Some(fo_config::RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        })
+    );
+}
+
+/// The agent points its refusal of an unsafe program at the program in the file:
+/// hooks and exec commands carry where they are written (and two configs that differ
+/// only there are equal).
+#[test]
+fn hooks_and_exec_commands_carry_their_position() {
+    let extra = r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = ["/etc/fo/m.sh", "x"], stop = "/etc/fo/stop.sh" }
+
+[[check]]
+name = "app"
+kind = "exec"
+command = [ "app-ok", "-q" ]
+"#;
+    let text = with_base(extra);
+    let cfg = fo_config::Config::parse(&text).expect("valid");
+    let line_of = |needle: &str| {
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .last()
+            .expect("line");
+        (i + 1, l)
+    };
+    let (hooks_line, l) = line_of("hooks = ");
+    let h = &cfg.router("b").expect("router b").hooks;
+    let col = |l: &str, s: &str| l.find(s).expect("column") + 1;
+    assert_eq!(
+        h.master.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "[\"/etc/fo/m.sh\""))))
+    );
+    assert_eq!(
+        h.stop.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "\"/etc/fo/stop.sh\""))))
+    );
+    let (cmd_line, l) = line_of("command = ");
+    match &cfg.check("app").expect("check app").kind {
+        fo_config::CheckKind::Exec { at, .. } => {
+            assert_eq!(at.known(), Some((cmd_line, col(l, "\"app-ok\""))));
+        }
+        other => panic!("exec expected, saw {other:?}"),
+    }
+    let moved = fo_config::Config::parse(&with_base(&format!("\n\n{extra}"))).expect("valid");
+    assert_eq!(moved, cfg, "moving a line changes nothing");
+}
+
+#[test]
+fn exec_programs_are_absolute_or_bare_names() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "rel"
+kind = "exec"
+command = ["bin/app-ok"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "exec", command = ["./probe", "-q"] }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "16:12: command: the program must be an absolute path or a bare name looked up in PATH, got \"bin/app-ok\"",
+            "21:37: command: the program must be an absolute path or a bare name looked up in PATH, got \"./probe\"",
+        ],
+    );
+}
+
+#[test]
+fn hook_arrays_and_run_as_are_checked() {
+    assert_errors(
+        &with_base(
+            r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = [], backup = ["notify.sh", "BACKUP"], fault = 3, group = "nogroup" }
+"#,
+        ),
+        &[
+            "17:20: hooks.master must not be an empty array",
+            "17:33: hooks.backup must be an absolute path, got \"notify.sh\"",
+            "17:66: invalid type: integer `3`, expected a path in quotes or an array [program, args...]",
+            "17:77: `group` needs `user` (the user to run as)",
+        ],
+    );
+}
+
+#[test]
+fn exec_checks_take_a_user_other_kinds_do_not() {
+    let cfg = fo_config::Config::parse(
+        r#"[node]
+interface = "eth0"
+
+[[check]]
+name = "app"
+kind = "exec"
+command = ["/usr/local/bin/app-ok"]
+user = "nobody"
+
+[[check]]
+name = "port"
+kind = "tcp"
+address = "127.0.0.1"
+port = 80
+user = "nobody"
+"#,
+    )
+    .expect_err("user on a tcp check");
+    assert_eq!(
+        cfg.to_string(),
+        "15:8: `user` does not apply to checks of kind tcp"
+    );
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+
+[[check]]
+name = "app"
+kind = "exec"
+command = ["/usr/local/bin/app-ok"]
+user = "bad user"
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "tcp", user = "nobody" }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        &[
+            "8:8: user \"bad user\" is not a valid user name",
+            "18:32: `user` does not apply to service checks of kind tcp",
+        ],
+    );
+}
+
+#[test]
+fn track_weight_zero_and_both_signs_are_accepted() {
+    let cfg = fo_config::Config::parse(&with_base(
+        r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+track = [{ check = "docker", weight = 0 }]
+"#,
+    ))
+    .expect("valid");
+    let t = &cfg.router("b").and_then(|r| r.vrrp()).expect("vrrp").track;
+    assert_eq!(t[0].effect(), fo_config::TrackEffect::Fault);
+    let up = fo_config::Track {
+        check: "x".into(),
+        weight: 20,
+    };
+    assert_eq!(up.effect(), fo_config::TrackEffect::AddWhileUp(20));
+    let down = fo_config::Track {
+        check: "x".into(),
+        weight: -20,
+    };
+    assert_eq!(down.effect(), fo_config::TrackEffect::AddWhileDown(-20));
+}
+
+/// The data plane's `VIPS` map holds `VIPS_CAPACITY` addresses (VIPs and SNAT
+/// addresses of every router): the first one past it is refused where it is written.
+#[test]
+fn more_addresses_than_the_vips_map_holds() {
+    let cap = fo_common::VIPS_CAPACITY as usize;
+    let addr = |i: usize| format!("\"10.{}.{}.{}\"", i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff);
+    // BASE's router has one VIP: a second router with `cap` more overflows at its last.
+    let vips: Vec<String> = (1..=cap).map(addr).collect();
+    let line = format!("vips = [{}]", vips.join(", "));
+    let col = line
+        .rfind('"')
+        .map(|end| line[..end].rfind('"').unwrap_or(0) + 1);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\n{line}\n"
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "17:{}: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            col.unwrap_or(0),
+            cap + 1
+        )],
+    );
+    // Exactly full is fine; a SNAT address past it is refused.
+    let vips: Vec<String> = (1..cap).map(addr).collect();
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\n",
+        vips.join(", ")
+    ));
+    assert_errors(&text, &[]);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\nsnat = [\"192.0.2.200\"]\n",
+        vips.join(", ")
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "18:9: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            cap + 1
+        )],
+    );
+}
+
+/// `max_backends` bounds the backends of all services together, at the first one past it.
+#[test]
+fn more_backends_than_max_backends() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+max_backends = 2
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21" }, { address = "192.0.2.22" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 443
+backends = [{ address = "192.0.2.23" }]
+"#,
+        &["18:13: too many backends in all services: max_backends = 2 (raise it in [node])"],
     );
 }

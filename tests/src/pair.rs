@@ -19,6 +19,31 @@ pub const SNAT: &str = "192.0.2.101";
 /// The NAT lab's backend port (port translation from 1514).
 pub const NAT_BACKEND_PORT: u16 = 11514;
 
+/// A sync key of 32 bytes, mode 0600, removed on drop.
+pub struct SyncKey(pub PathBuf);
+
+impl SyncKey {
+    pub fn new() -> SyncKey {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = std::env::temp_dir().join(format!("fo-nat-sync-{}.key", unique_tag()));
+        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").expect("key");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        SyncKey(p)
+    }
+}
+
+impl Default for SyncKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SyncKey {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// One LB node: its namespace, config file, log file and running agent.
 pub struct Node {
     pub name: &'static str,
@@ -74,6 +99,11 @@ impl Node {
 
     /// Start the agent and wait for "running" in its log.
     pub fn start(&mut self) {
+        self.start_with(|_| {});
+    }
+
+    /// As [`Node::start`], with `prepare` applied to the command first (limits, …).
+    pub fn start_with(&mut self, prepare: impl FnOnce(&mut std::process::Command)) {
         self.runs += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut cmd = self.ns.command(crate::agent_bin().to_str().expect("utf-8"));
@@ -81,6 +111,7 @@ impl Node {
             .arg("--config")
             .arg(&self.config)
             .env("FO_LOG", "info");
+        prepare(&mut cmd);
         let mut guard = ChildGuard::spawn(&format!("fo-agent {}", self.name), cmd);
         if let Some(child) = guard.child.as_mut() {
             let mut err = child.stderr.take().expect("stderr");

@@ -176,6 +176,11 @@ pub enum Kind {
     Fo { router: String },
     /// keepalived with this `vrrp_instance VI { … }` body (without virtual_ipaddress).
     Keepalived { instance: String },
+    /// fo-agent with a whole config (e.g. one `fo-agent import` printed); the lab puts
+    /// its own `xdp_mode`, `bpf_dir`, `control_socket` and `state_file` into `[node]`.
+    FoFile { toml: String },
+    /// keepalived with a whole keepalived.conf.
+    KeepalivedFile { conf: String },
 }
 
 pub struct Node {
@@ -198,7 +203,7 @@ pub struct Node {
 
 impl Node {
     pub fn is_fo(&self) -> bool {
-        matches!(self.kind, Kind::Fo { .. })
+        matches!(self.kind, Kind::Fo { .. } | Kind::FoFile { .. })
     }
 
     /// The node's private directory (config, control socket; key files may go here).
@@ -264,6 +269,21 @@ impl Node {
                 self.node_extra,
                 self.vip
             ),
+            Kind::FoFile { toml } => {
+                let lab = format!(
+                    "[node]\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\nstate_file = \"{}.state.json\"\n{}\n",
+                    self.bpf_dir.display(),
+                    self.socket().display(),
+                    self.socket().display(),
+                    self.node_extra
+                );
+                assert!(
+                    toml.contains("[node]\n"),
+                    "an fo config without [node]:\n{toml}"
+                );
+                toml.replacen("[node]\n", &lab, 1)
+            }
+            Kind::KeepalivedFile { conf } => conf.clone(),
             Kind::Keepalived { instance } => format!(
                 "global_defs {{\n  router_id {name}\n  vrrp_garp_master_delay 0\n}}\nvrrp_instance VI {{\n  interface eth0\n{instance}\n  virtual_ipaddress {{\n    {vip}/32 dev eth0\n  }}\n}}\n",
                 name = self.name,
@@ -291,7 +311,7 @@ impl Node {
     pub fn start(&mut self) {
         self.write_config();
         let cmd = match &self.kind {
-            Kind::Fo { .. } => {
+            Kind::Fo { .. } | Kind::FoFile { .. } => {
                 let mut c = self.ns.command(&agent_binary().to_string_lossy());
                 c.arg("run")
                     .arg("--config")
@@ -299,7 +319,7 @@ impl Node {
                     .env("NO_COLOR", "1");
                 c
             }
-            Kind::Keepalived { .. } => {
+            Kind::Keepalived { .. } | Kind::KeepalivedFile { .. } => {
                 // After a kill -9 the pid files are stale; keepalived refuses to start
                 // ("daemon is already running") while the killed pid is not yet reaped.
                 let _ = std::fs::remove_file(self.dir.join("keepalived.pid"));

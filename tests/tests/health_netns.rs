@@ -411,6 +411,78 @@ fn a_failing_tracked_check_moves_mastership() {
     );
 }
 
+/// keepalived's weight 0: a tracked check that fails puts the router in fault (source
+/// `track:NAME`): the master stops serving and B takes over; the check passes again and
+/// A preempts back. (Before weight 0 meant fault, it moved nothing: A stayed master.)
+#[test]
+fn a_failing_check_tracked_with_weight_0_faults_the_router() {
+    let mut lab = lab("");
+    let flag = lab.dir.join("app-ok");
+    std::fs::write(&flag, "").expect("create app-ok");
+    add_to_router(&lab.a, "track = [{ check = \"app\", weight = 0 }]");
+    append(&lab.a, &file_check("app", &flag, "200ms"));
+    start_a_master(&mut lab);
+    lab.b.start();
+    let settled = time_until(&lab.a, Duration::from_secs(5), |st| {
+        let r = router(st);
+        r["state"] == "master" && r["effective_priority"] == PRIO_A
+    });
+    assert!(
+        settled.is_some(),
+        "A should be master at priority {PRIO_A} while app-ok exists: {}",
+        lab.a.status()
+    );
+
+    std::fs::remove_file(&flag).expect("remove app-ok");
+    let faulted = time_until(&lab.a, Duration::from_secs(10), |st| {
+        let r = router(st);
+        r["state"] == "fault"
+            && r["faults"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|s| s == "track:app"))
+    });
+    assert!(
+        faulted.is_some(),
+        "A should be in fault with source track:app: {}\nA log:\n{}",
+        router(&lab.a.status()),
+        lab.a.log()
+    );
+    let a = router(&lab.a.status());
+    assert_eq!(
+        a["effective_priority"], PRIO_A,
+        "weight 0 moves no priority: {a}"
+    );
+    assert_eq!(
+        a["owned"], false,
+        "a faulted router must not serve the VIP: {a}"
+    );
+    assert!(
+        time_until(&lab.b, Duration::from_secs(10), |st| router(st)["state"]
+            == "master")
+        .is_some(),
+        "B did not take over from the faulted A: {}\nB log:\n{}",
+        router(&lab.b.status()),
+        lab.b.log()
+    );
+
+    std::fs::write(&flag, "").expect("recreate app-ok");
+    assert!(
+        time_until(&lab.a, Duration::from_secs(10), |st| router(st)["state"]
+            == "master")
+        .is_some(),
+        "A did not come back as master after app recovered: {}\nA log:\n{}",
+        router(&lab.a.status()),
+        lab.a.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
+            .then_some(()))
+        .is_some(),
+        "B should be backup again: {}",
+        router(&lab.b.status())
+    );
+}
+
 #[test]
 fn a_closed_gate_keeps_the_backup_from_taking_over() {
     let mut lab = lab("");
@@ -778,5 +850,145 @@ fn an_unreachable_backend_does_not_delay_a_restart() {
     assert!(
         errors.is_empty(),
         "connections after the restart: {errors:?}"
+    );
+}
+
+/// Hooks and exec checks run as root, so their programs are judged at reload as at
+/// start, and again before each run: a hook whose directory became world-writable
+/// refuses the reload (at the hook's line and column; the running config stays) and is
+/// not run at the next transition (counted as a failure); an exec check added with its
+/// program in a world-writable directory refuses the reload, and is added once fixed.
+#[test]
+fn a_reload_refuses_programs_others_could_change_and_the_running_config_stays() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let mut lab = lab("");
+    let hooks = lab.dir.join("hooks");
+    std::fs::create_dir_all(&hooks).expect("mkdir");
+    chmod(&hooks, 0o755);
+    let ran = lab.dir.join("hooks.log");
+    for name in ["master", "backup"] {
+        let p = hooks.join(format!("{name}.sh"));
+        std::fs::write(&p, format!("#!/bin/sh\necho {name} >> {}\n", ran.display()))
+            .expect("write hook");
+        chmod(&p, 0o755);
+    }
+    let hooks_line = format!(
+        "hooks = {{ master = \"{d}/master.sh\", backup = \"{d}/backup.sh\" }}",
+        d = hooks.display()
+    );
+    add_to_router(&lab.a, &hooks_line);
+    start_a_master(&mut lab);
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&ran)
+            .is_ok_and(|t| t.ends_with("master\n"))
+            .then_some(()))
+        .is_some(),
+        "the master hook did not run: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+    let before = std::fs::read_to_string(&ran).expect("hooks log");
+    let text = std::fs::read_to_string(&lab.a.config).expect("config");
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            Some((
+                i + 1,
+                l.find(&format!("\"{}/master.sh", hooks.display()))? + 1,
+            ))
+        })
+        .expect("the hooks line");
+
+    // The hooks' directory becomes world-writable: the reload is refused at the hook.
+    chmod(&hooks, 0o777);
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(!ok, "the reload must be refused: {out}");
+    let at = format!(
+        "a.toml:{line}:{col}: router lab: master hook {d}/master.sh: directory {d} is writable by others (mode 0777)",
+        d = hooks.display()
+    );
+    assert!(out.contains(&at), "expected {at:?} in: {out}");
+    let st = lab.a.status();
+    assert_eq!(st["node"]["reloads"]["failed"], 1, "{}", st["node"]);
+    assert_eq!(
+        router(&st)["state"],
+        "master",
+        "the running config stays: {st}"
+    );
+
+    // ...and at the next transition the backup hook is not run.
+    let (ok, out) = lab.a.ctl(&["demote", "lab"]);
+    assert!(ok, "demote: {out}");
+    assert!(
+        lab.a.wait_log("hook refused", Duration::from_secs(5)),
+        "the backup hook was not refused:\n{}",
+        lab.a.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ran).expect("hooks log"),
+        before,
+        "the refused backup hook ran"
+    );
+    let hooks_status = &router(&lab.a.status())["hooks"];
+    assert_eq!(
+        hooks_status["backup"]["failures"], 1,
+        "the refused hook counts as a failure: {hooks_status}"
+    );
+
+    // An exec check added with its program in a world-writable directory: refused at
+    // the program, and the check does not start.
+    chmod(&hooks, 0o755);
+    let open = lab.dir.join("open");
+    std::fs::create_dir_all(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let probe = open.join("probe.sh");
+    std::fs::write(&probe, "#!/bin/sh\nexit 0\n").expect("write");
+    chmod(&probe, 0o755);
+    append(
+        &lab.a,
+        &format!(
+            "[[check]]\nname = \"probe\"\nkind = \"exec\"\ncommand = [\"{}\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
+            probe.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&lab.a.config).expect("config");
+    let cmd_line = text
+        .lines()
+        .position(|l| l.starts_with("command = "))
+        .expect("the command line")
+        + 1;
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(!ok, "the reload must be refused: {out}");
+    let at = format!(
+        "a.toml:{cmd_line}:12: check probe: command {}: directory {} is writable by others (mode 0777)",
+        probe.display(),
+        open.display()
+    );
+    assert!(out.contains(&at), "expected {at:?} in: {out}");
+    let st = lab.a.status();
+    assert_eq!(st["node"]["reloads"]["failed"], 2, "{}", st["node"]);
+    assert!(
+        st["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["name"] != "probe")),
+        "the refused check must not run: {}",
+        st["checks"]
+    );
+
+    // Fixed: the same config reloads and the check runs.
+    chmod(&open, 0o755);
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(ok, "the fixed config must reload: {out}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.a.status()["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "probe" && c["up"] == true))
+            .then_some(()))
+        .is_some(),
+        "the check did not come up: {}",
+        lab.a.status()["checks"]
     );
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use fo_tests::pair::{NAT_BACKEND_PORT, Pair, PairOptions, SNAT};
+use fo_tests::pair::{NAT_BACKEND_PORT, Pair, PairOptions, SNAT, SyncKey as Key};
 
 fn nat_lab(extra_node: &str) -> Pair {
     Pair::new(&PairOptions {
@@ -65,26 +65,6 @@ fn three_hundred_connections_through_routed_backends() {
         "the data plane must have opened >= 300 NAT connections, counted {nat_new}: {}",
         status["xdp"]
     );
-}
-
-/// A sync key of 32 bytes, mode 0600, removed on drop.
-struct Key(std::path::PathBuf);
-
-impl Key {
-    fn new() -> Key {
-        use std::os::unix::fs::PermissionsExt as _;
-        let p =
-            std::env::temp_dir().join(format!("fo-nat-sync-{}.key", fo_tests::netns::unique_tag()));
-        std::fs::write(&p, b"0123456789abcdef0123456789abcdef").expect("key");
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        Key(p)
-    }
-}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn sync_state(node: &fo_tests::pair::Node) -> serde_json::Value {
@@ -287,6 +267,8 @@ fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
         st["nat_connections"]
     );
     let node = &lab.a;
+    // A count under a second old is handed out again: the next status walks anew.
+    std::thread::sleep(Duration::from_millis(1100));
     let (answered_during_walk, other) = std::thread::scope(|s| {
         let poll = s.spawn(|| node.status());
         // A quarter into the walk: the poll's request is in, most of its walk ahead.
@@ -323,6 +305,9 @@ fn configured_nat_timeouts_age_idle_connections() {
         held(&lab) >= u64::from(ENTRIES),
         "the connections must be there at first"
     );
+    // Status shares one NAT walk for up to a second: a count taken while the helper
+    // filled the table may still be served, so wait out that window.
+    std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(
         lab.a.status()["nat_connections"]["established"].as_u64(),
         Some(u64::from(ENTRIES)),

@@ -28,16 +28,24 @@ pub enum Target {
     ConfigParse,
     /// Any frame through the real XDP program (BPF_PROG_TEST_RUN; needs root) (tests/fuzz).
     Xdp,
+    /// `fo_import` on any keepalived.conf text: no panic, no hang, valid output (fo-import/fuzz).
+    KeepalivedImport,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::VrrpDecode, Target::ConfigParse, Target::Xdp];
+    pub const ALL: [Target; 4] = [
+        Target::VrrpDecode,
+        Target::ConfigParse,
+        Target::Xdp,
+        Target::KeepalivedImport,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Target::VrrpDecode => "vrrp-decode",
             Target::ConfigParse => "config-parse",
             Target::Xdp => "xdp",
+            Target::KeepalivedImport => "keepalived-import",
         }
     }
 
@@ -47,6 +55,18 @@ impl Target {
             Target::VrrpDecode => ("fo-vrrp/fuzz", "decode", "corpus/decode"),
             Target::ConfigParse => ("fo-config/fuzz", "parse", "corpus/parse"),
             Target::Xdp => ("tests/fuzz", "xdp", "corpus/xdp"),
+            Target::KeepalivedImport => ("fo-import/fuzz", "keepalived", "corpus/keepalived"),
+        }
+    }
+
+    /// The cargo target directory under `target/fuzz/build/`. The config and import
+    /// targets share one (same compiler flags, the same locked versions of fo-config,
+    /// serde, toml and libfuzzer-sys): the second builds only its own crates.
+    fn build_dir(self) -> &'static str {
+        match self {
+            Target::VrrpDecode => "vrrp-decode",
+            Target::ConfigParse | Target::KeepalivedImport => "config",
+            Target::Xdp => "xdp",
         }
     }
 
@@ -57,6 +77,8 @@ impl Target {
             Target::ConfigParse => &["-max_len=8192"],
             // An Ethernet frame of MTU 1500 (the harness ignores longer inputs).
             Target::Xdp => &["-max_len=1514"],
+            // A hang is a failure: any input must be read in well under 10 s.
+            Target::KeepalivedImport => &["-max_len=16384", "-timeout=10"],
         }
     }
 }
@@ -111,7 +133,7 @@ fn fuzz_one(t: Target, seconds: u64, extra: &[String]) -> anyhow::Result<Option<
     let mut cmd = Command::new("rustup");
     cmd.current_dir(&work)
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_TARGET_DIR", out.join("build").join(t.name()))
+        .env("CARGO_TARGET_DIR", out.join("build").join(t.build_dir()))
         .args(["run", TOOLCHAIN, "cargo", "fuzz", "run", bin])
         .arg(&corpus)
         .arg(seeds)

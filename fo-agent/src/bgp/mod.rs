@@ -43,7 +43,7 @@ pub fn unsupported(config: &Config) -> Vec<String> {
             ));
         }
         let h = &r.hooks;
-        if h.master.is_some() || h.backup.is_some() || h.fault.is_some() || h.notify.is_some() {
+        if h.all().next().is_some() {
             out.push(format!(
                 "router {}: hooks are not run for ownership = \"bgp\" by this build (there is no master/backup transition); remove `hooks`",
                 r.name

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use fo_config::Config;
 
 /// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
-/// run` would start with it (no feature this build lacks, every hook executable).
+/// run` would start with it (no feature this build lacks, every hook and exec program
+/// safe to run, every hook there).
 pub fn main(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -36,29 +37,15 @@ pub fn main(path: &Path) -> ExitCode {
 }
 
 /// What keeps a valid config from running here, one line each: what `fo-agent run`
-/// refuses (same wording as `agent::run`) and hooks that are missing or not executable.
-/// (The TLS files of https checks are `fo_agent::health::problems`, with positions.)
+/// refuses (same wording as `agent::run`), and users and groups (`user`, `group`) this
+/// machine does not have. (The TLS files of https checks and the hook and exec programs
+/// are `fo_agent::health::problems`, with positions.)
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
     if let Err(keys) = fo_agent::vrrp::keyfile::load_all(config) {
         out.extend(keys);
     }
-    for r in &config.routers {
-        let h = &r.hooks;
-        let hooks = [
-            ("master", &h.master),
-            ("backup", &h.backup),
-            ("fault", &h.fault),
-            ("notify", &h.notify),
-        ];
-        for (kind, path) in hooks {
-            if let Some(path) = path
-                && let Err(e) = fo_agent::hooks::check_executable(path)
-            {
-                out.push(format!("router {}: {kind} hook {e}", r.name));
-            }
-        }
-    }
+    out.extend(fo_agent::health::run_as_problems(config));
     out
 }

@@ -237,7 +237,8 @@ fn config_page(out: &mut Vec<u8>) -> std::io::Result<()> {
     r.control("PP", []);
     r.text([roman(
         "Durations are strings of numbers with units: ns, us, ms, s, m (minutes), h, \
-         e.g. \"100ms\", \"1.5s\", \"1m30s\". A number without a unit is an error.",
+         d (24 hours), e.g. \"100ms\", \"1.5s\", \"1m30s\", \"30d\". A number without a \
+         unit is an error.",
     )]);
     r.control("PP", []);
     r.text([roman(
@@ -259,6 +260,13 @@ fn config_page(out: &mut Vec<u8>) -> std::io::Result<()> {
             ] {
                 r.control("br", []);
                 r.text([italic(label), roman(value.trim())]);
+            }
+            if let Some(hint) = &key.retired {
+                r.control("br", []);
+                r.text([
+                    italic("Refused: "),
+                    roman(format!("fo-agent check names it and says: {}", hint.trim())),
+                ]);
             }
             r.control("sp", []);
             r.control("nf", []);

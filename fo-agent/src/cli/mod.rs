@@ -4,6 +4,7 @@ mod check;
 mod control;
 mod detach;
 pub mod generate;
+mod import;
 mod run;
 mod status;
 
@@ -75,6 +76,11 @@ enum Command {
     /// Restarts and upgrades never remove the data plane: it keeps forwarding while the
     /// agent is away.
     Detach(detach::Args),
+    /// Translate keepalived.conf (and haproxy.cfg) into a fo config: TOML on stdout, a
+    /// report of every directive not translated (file:line: reason) on stderr. Exit 0:
+    /// all translated; 2: something was left out (the config is still printed); 1: a
+    /// file does not parse.
+    Import(import::Args),
     /// Drain a backend (no new flows, existing ones stay) or enable it again.
     Backend {
         #[arg(value_enum)]
@@ -94,6 +100,7 @@ impl Cli {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
             Command::Detach(args) => detach::main(args),
+            Command::Import(args) => import::main(&args),
             Command::Status { json, socket } => status::main(&socket.socket, json),
             Command::Promote { router, socket } => {
                 call(&socket.socket, Request::Promote { router })

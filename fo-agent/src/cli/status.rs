@@ -260,9 +260,19 @@ fn human(s: &Status) -> String {
         let _ = writeln!(o, "\nNAT connections: {}", counts.join(", "));
     }
     if let Some(sync) = &s.sync {
+        let refused: Vec<String> = sync
+            .refused_by
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
         let _ = writeln!(
             o,
-            "\nSYNC: table {}; sent {} messages, {} snapshots; refused {}",
+            "\nSYNC on {}: table {}; sent {} messages, {} snapshots; refused {}{}",
+            sync.address.map_or_else(
+                || "NO SOCKET (no address on the interface yet, or the port is taken: see the log)"
+                    .to_string(),
+                |a| a.to_string()
+            ),
             if sync.current {
                 "current"
             } else {
@@ -270,7 +280,12 @@ fn human(s: &Status) -> String {
             },
             sync.sent_messages,
             sync.snapshots_sent,
-            sync.refused
+            sync.refused,
+            if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refused.join(", "))
+            }
         );
         let _ = writeln!(
             o,
@@ -294,6 +309,13 @@ fn human(s: &Status) -> String {
                 p.gaps,
                 lag
             );
+            if let Some(l) = &p.last_snapshot {
+                let _ = writeln!(
+                    o,
+                    "    last snapshot: {} connections in {:.2}s ({} requests, {} stale removed, {} incomplete before)",
+                    l.connections, l.seconds, l.asks, l.stale_removed, p.incomplete_snapshots
+                );
+            }
         }
     }
     if !s.checks.is_empty() {

@@ -34,6 +34,7 @@ pub(crate) mod child;
 pub mod http;
 pub mod priority;
 pub mod probe;
+pub mod program;
 pub mod scheduler;
 pub mod state;
 #[cfg(test)]
@@ -41,7 +42,10 @@ pub(crate) mod testutil;
 pub mod tls;
 pub mod trust;
 
-pub use probe::{Probe, ProbeError, ProbeResult, Problem, problems};
+pub use child::run_as_problems;
+pub use probe::{
+    Probe, ProbeError, ProbeResult, Problem, problems, program_problems, tls_problems,
+};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
 };

@@ -1,24 +1,32 @@
-//! Effective VRRP priority and gates: pure functions of the configuration and a
-//! health [`Snapshot`].
+//! Effective VRRP priority, tracked faults and gates: pure functions of the
+//! configuration and a health [`Snapshot`].
 //!
-//! **Priority.** `effective = configured + Σ weight of every tracked check that is
-//! failing`, clamped to `1..=254` (`fo-config` documents `track` as "a failing check
-//! adds `weight`, usually negative"). A tracked check that is down, not yet proven
-//! (node checks start down) or unknown to the snapshot counts as failing: the safe
-//! side is a lower priority.
+//! **Priority** follows keepalived's `track_script` rules, by the sign of each tracked
+//! check's weight:
+//!
+//! | weight | check passing | check failing (or not proven yet) |
+//! |---|---|---|
+//! | `w > 0` | `+w` | — |
+//! | `w < 0` | — | `+w` (lowers) |
+//! | `0` | — | the router is in fault ([`track_faults`], source `track:NAME`) |
+//!
+//! `effective = configured + Σ` of the table, clamped to `1..=254`. A tracked check
+//! that is down, not yet proven (node checks start down) or unknown to the snapshot
+//! counts as failing: the safe side is the lower priority (no bonus, the penalty, the
+//! fault).
 //!
 //! - 0 is never produced: RFC 5798 §5.2.4 reserves it for a master that resigns.
 //! - 255 is never produced by arithmetic: it is reserved for the address owner.
-//! - A configured 255 (the address owner) stays 255 whatever its tracked checks
-//!   say, like keepalived, which ignores track weights on an address owner. By
-//!   RFC 5798 the owner answers for the addresses it owns, so lowering its
-//!   advertised priority would not move the traffic anyway. To take an owner out
-//!   of service when a dependency fails, use `gates` instead.
+//! - A configured 255 (the address owner) stays 255 whatever its weighted checks say,
+//!   like keepalived, which ignores track weights on an address owner. By RFC 5798
+//!   the owner answers for the addresses it owns, so lowering its advertised priority
+//!   would not move the traffic anyway. Weight 0 still faults an owner (keepalived
+//!   too), and so do `gates`.
 //!
 //! **Gates.** A router may become master only when every gate check is up; a gate
 //! unknown to the snapshot is closed.
 
-use fo_config::Track;
+use fo_config::{Track, TrackEffect};
 
 use super::scheduler::Snapshot;
 
@@ -43,14 +51,33 @@ pub fn effective_with(configured: u8, track: &[Track], is_up: impl Fn(&str) -> b
     }
     let delta: i32 = track
         .iter()
-        .filter(|t| !is_up(&t.check))
-        .map(|t| i32::from(t.weight))
+        .map(|t| match (t.effect(), is_up(&t.check)) {
+            (TrackEffect::AddWhileUp(w), true) | (TrackEffect::AddWhileDown(w), false) => {
+                i32::from(w)
+            }
+            _ => 0,
+        })
         .sum();
     let p = (i32::from(configured) + delta).clamp(i32::from(MIN), i32::from(MAX_BACKUP));
     u8::try_from(p).unwrap_or(MIN)
 }
 
-/// The tracked checks that currently lower (or raise) the priority, for status.
+/// The checks tracked with weight 0 that are not up: each one puts the router in
+/// fault (source `track:NAME`).
+pub fn track_faults<'a>(track: &'a [Track], snapshot: &Snapshot) -> Vec<&'a str> {
+    track
+        .iter()
+        .filter(|t| t.effect() == TrackEffect::Fault && snapshot.check_up(&t.check) != Some(true))
+        .map(|t| t.check.as_str())
+        .collect()
+}
+
+/// The fault source of a failing weight-0 track.
+pub fn track_fault_source(check: &str) -> String {
+    format!("track:{check}")
+}
+
+/// The tracked checks that are not up (whatever their weight), for logs and status.
 pub fn failing_tracks<'a>(track: &'a [Track], snapshot: &Snapshot) -> Vec<&'a Track> {
     track
         .iter()
@@ -94,6 +121,50 @@ mod tests {
         s
     }
 
+    /// keepalived's three cases, one row each: a positive weight is added while the
+    /// check passes, a negative one while it fails, and weight 0 never moves the
+    /// priority but faults the router while the check fails.
+    #[test]
+    fn keepalived_weight_rules() {
+        let rows: [(i16, bool, u8, bool); 6] = [
+            // weight, check up, effective priority from 100, fault
+            (20, true, 120, false),
+            (20, false, 100, false),
+            (-20, true, 100, false),
+            (-20, false, 80, false),
+            (0, true, 100, false),
+            (0, false, 100, true),
+        ];
+        for (w, up, want, fault) in rows {
+            let t = track(&[("chk", w)]);
+            let s = snapshot(&[("chk", up)]);
+            assert_eq!(
+                effective(100, &t, &s),
+                want,
+                "weight {w}, check up = {up}: priority"
+            );
+            assert_eq!(
+                !track_faults(&t, &s).is_empty(),
+                fault,
+                "weight {w}, check up = {up}: fault"
+            );
+        }
+        // Not proven yet (missing from the snapshot) is failing: no bonus, the
+        // penalty, the fault.
+        let none = Snapshot::default();
+        assert_eq!(effective(100, &track(&[("chk", 20)]), &none), 100);
+        assert_eq!(effective(100, &track(&[("chk", -20)]), &none), 80);
+        assert_eq!(track_faults(&track(&[("chk", 0)]), &none), vec!["chk"]);
+    }
+
+    #[test]
+    fn the_owner_ignores_weights_but_not_weight_zero() {
+        let t = track(&[("a", 50), ("b", -50), ("c", 0)]);
+        let s = snapshot(&[("a", true), ("b", false), ("c", false)]);
+        assert_eq!(effective(255, &t, &s), 255);
+        assert_eq!(track_faults(&t, &s), vec!["c"]);
+    }
+
     #[test]
     fn only_failing_tracks_count() {
         let t = track(&[("docker", -60), ("nfs", -30), ("disk", -5)]);
@@ -115,14 +186,20 @@ mod tests {
     }
 
     #[test]
-    fn positive_weights_add_and_the_result_is_clamped() {
+    fn positive_weights_add_while_up_and_the_result_is_clamped() {
         let all_down = |_: &str| false;
+        let all_up = |_: &str| true;
         assert_eq!(
             effective_with(100, &track(&[("a", 50), ("b", -20)]), all_down),
-            130
+            80,
+            "a is down: no bonus; b is down: its penalty"
         );
         assert_eq!(
-            effective_with(200, &track(&[("a", 100)]), all_down),
+            effective_with(100, &track(&[("a", 50), ("b", -20)]), all_up),
+            150
+        );
+        assert_eq!(
+            effective_with(200, &track(&[("a", 100)]), all_up),
             254,
             "never 255 by arithmetic"
         );

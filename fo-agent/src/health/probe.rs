@@ -115,6 +115,11 @@ pub enum ProbeError {
         expiring: Expiring,
         min: Duration,
     },
+    #[error("not run: {source}")]
+    Refused {
+        #[source]
+        source: Box<super::program::Refusal>,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: String,
@@ -193,6 +198,8 @@ pub enum Probe {
         argv: Vec<String>,
         /// Added to the agent's environment (for backend checks: which backend).
         env: Vec<(String, String)>,
+        /// Run as this user (`user`/`group` of the check); `None` = as the agent.
+        run_as: Option<fo_config::RunAs>,
     },
     ProcessName(String),
     Pidfile(PathBuf),
@@ -253,9 +260,12 @@ impl Probe {
                 get: target.get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            CheckKind::Exec { command } => Self::Exec {
+            CheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
                 argv: command.clone(),
                 env: Vec::new(),
+                run_as: run_as.clone(),
             },
             CheckKind::Process {
                 by: ProcessMatch::Name(n),
@@ -292,7 +302,10 @@ impl Probe {
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            ServiceCheckKind::Exec { command } => Self::Exec {
+            ServiceCheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
+                run_as: run_as.clone(),
                 argv: command.clone(),
                 env: vec![
                     ("FO_SERVICE".into(), service.name.clone()),
@@ -314,7 +327,9 @@ impl Probe {
         match self {
             Self::Tcp(addr) => tcp(*addr, timeout).await,
             Self::Http(h) => http(h, timeout).await,
-            Self::Exec { argv, env } => exec(argv, env, timeout, label).await,
+            Self::Exec { argv, env, run_as } => {
+                exec(argv, env, run_as.as_ref(), timeout, label).await
+            }
             Self::ProcessName(n) => process_by_name(n, timeout).await,
             Self::Pidfile(p) => process_by_pidfile(p, timeout).await,
             Self::File { path, contains } => file(path, contains.as_deref(), timeout).await,
@@ -340,11 +355,34 @@ impl Problem {
     }
 }
 
-/// What keeps the checks of `config` from running, for `fo-agent check` and `reload`
-/// (which refuse the config) and `run` (which logs them and starts with those checks
-/// down): today, https checks whose CA, certificate or key cannot be used. Sorted by
-/// position; a file named by several checks is reported once per check.
+/// What keeps the checks and hooks of `config` from running, for `fo-agent check` and
+/// `reload` (which refuse the config): [`tls_problems`], and hook and exec programs that
+/// are not safe to run ([`super::program`]; hooks also when missing or not executable).
+/// `run` refuses the program problems too, but only logs the TLS ones (see
+/// [`tls_problems`]). Sorted by position; a file named by several checks is reported
+/// once per check.
 pub fn problems(config: &Config) -> Vec<Problem> {
+    let mut out = tls_problems(config);
+    out.extend(program_problems(config));
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// Hook and exec programs of `config` that are not safe to run (or, for hooks, missing
+/// or not executable), sorted by position: `run`, `check` and `reload` refuse them.
+pub fn program_problems(config: &Config) -> Vec<Problem> {
+    let mut out = super::program::problems(config, std::env::var_os("PATH").as_deref(), |r| {
+        child::Identity::resolve(r).ok().map(|id| id.trust())
+    });
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// https checks whose CA, certificate or key cannot be used, sorted by position. `check`
+/// and `reload` refuse them; `run` logs them and starts with those checks down (their
+/// probes fail with the reason), so a certificate renewal that leaves a bad file costs
+/// one check at the next restart, not HA.
+pub fn tls_problems(config: &Config) -> Vec<Problem> {
     let mut loader = tls::Loader::default();
     let mut out: Vec<Problem> = Vec::new();
     let mut report = |what: String, e: &TlsSetupError| {
@@ -617,18 +655,32 @@ fn hyper_failure(e: &hyper::Error, target: &str, attempt: Option<&Attempt>) -> P
 }
 
 /// Healthy when `argv` exits 0 within `timeout`; otherwise its whole process group
-/// is killed. Its output is logged at debug level under `label`.
+/// is killed. Its output is logged at debug level under `label`. With `run_as` it
+/// runs as that user (looked up for every run).
 pub async fn exec(
     argv: &[String],
     env: &[(String, String)],
+    run_as: Option<&fo_config::RunAs>,
     timeout: Duration,
     label: &str,
 ) -> ProbeResult {
     let program = argv.first().cloned().unwrap_or_default();
+    let identity = match run_as {
+        Some(r) => Some(
+            child::Identity::lookup(r)
+                .await
+                .map_err(|reason| ProbeError::Spawn {
+                    program: program.clone(),
+                    source: std::io::Error::other(reason),
+                })?,
+        ),
+        None => None,
+    };
     let mut last_lines: Vec<String> = Vec::new();
-    let ended = child::run(
+    let ran = child::run(
         argv,
         env.iter().map(|(k, v)| (k, v)),
+        identity.as_ref(),
         timeout,
         |stream, line| {
             match stream {
@@ -642,11 +694,20 @@ pub async fn exec(
         },
     )
     .await
-    .map_err(|source| ProbeError::Spawn {
-        program: program.clone(),
-        source,
+    .map_err(|e| match e {
+        child::StartError::Refused(source) => ProbeError::Refused {
+            source: Box::new(source),
+        },
+        child::StartError::Spawn(source) => ProbeError::Spawn {
+            program: program.clone(),
+            source,
+        },
     })?;
-    match ended {
+    if let Some(note) = ran.output.truncated() {
+        // The output itself is logged at debug only, so is this.
+        tracing::debug!(check = label, "{note}");
+    }
+    match ran.ended {
         Ended::Exited(status) if status.success() => Ok(format!("{program} exited 0")),
         Ended::Exited(status) => Err(ProbeError::Exit {
             program,
@@ -1125,9 +1186,16 @@ mod tests {
 
     #[tokio::test]
     async fn exec_exit_codes() {
-        let r = exec(&argv(&["true"]), &[], T, "t").await;
+        let r = exec(&argv(&["true"]), &[], None, T, "t").await;
         assert!(r.is_ok(), "true must be up, saw {r:?}");
-        let r = exec(&argv(&["sh", "-c", "echo broken >&2; exit 7"]), &[], T, "t").await;
+        let r = exec(
+            &argv(&["sh", "-c", "echo broken >&2; exit 7"]),
+            &[],
+            None,
+            T,
+            "t",
+        )
+        .await;
         match r {
             Err(ProbeError::Exit { status, output, .. }) => {
                 assert_eq!(status.code(), Some(7), "exit code");
@@ -1135,12 +1203,16 @@ mod tests {
             }
             other => panic!("expected exit 7, saw {other:?}"),
         }
-        let r = exec(&argv(&["/nonexistent/fo-check"]), &[], T, "t").await;
-        assert!(matches!(r, Err(ProbeError::Spawn { .. })), "saw {r:?}");
+        let r = exec(&argv(&["/nonexistent/fo-check"]), &[], None, T, "t").await;
+        assert!(
+            matches!(&r, Err(e @ ProbeError::Refused { .. }) if e.to_string().contains("does not exist")),
+            "saw {r:?}"
+        );
         let env = [("FO_BACKEND_PORT".to_owned(), "1514".to_owned())];
         let r = exec(
             &argv(&["sh", "-c", "test \"$FO_BACKEND_PORT\" = 1514"]),
             &env,
+            None,
             T,
             "t",
         )
@@ -1149,6 +1221,75 @@ mod tests {
             r.is_ok(),
             "the environment must reach the command, saw {r:?}"
         );
+    }
+
+    /// As root (the test suite's norm), an exec check with `user = "nobody"` runs with
+    /// nobody's uid, primary gid and groups, and its HOME/USER; `group` overrides the
+    /// primary group; an unknown user fails to start with the reason.
+    #[tokio::test]
+    async fn exec_runs_as_the_configured_user() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to change user");
+            return;
+        }
+        let nobody = child::Identity::resolve(&fo_config::RunAs {
+            user: "nobody".into(),
+            group: None,
+        })
+        .expect("nobody exists on Debian");
+        let want = format!(
+            "{} {} {} nobody",
+            nobody.uid,
+            nobody.gid,
+            nobody.home.display()
+        );
+        let script = format!("test \"$(id -u) $(id -g) $HOME $USER\" = \"{want}\"");
+        let run_as = fo_config::RunAs {
+            user: "nobody".into(),
+            group: None,
+        };
+        let r = exec(&argv(&["sh", "-c", &script]), &[], Some(&run_as), T, "t").await;
+        assert!(r.is_ok(), "expected `{want}`, saw {r:?}");
+        // Not root any more: the supplementary groups are nobody's, not root's.
+        let r = exec(
+            &argv(&["sh", "-c", "test \"$(id -u)\" != 0 && ! id -G | grep -qw 0"]),
+            &[],
+            Some(&run_as),
+            T,
+            "t",
+        )
+        .await;
+        assert!(r.is_ok(), "root's groups kept: {r:?}");
+        let with_group = fo_config::RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into()),
+        };
+        let nogroup = nix::unistd::Group::from_name("nogroup")
+            .expect("lookup")
+            .expect("nogroup exists on Debian")
+            .gid;
+        let r = exec(
+            &argv(&["sh", "-c", &format!("test \"$(id -g)\" = {nogroup}")]),
+            &[],
+            Some(&with_group),
+            T,
+            "t",
+        )
+        .await;
+        assert!(r.is_ok(), "primary group {nogroup} expected: {r:?}");
+        let ghost = fo_config::RunAs {
+            user: "fo-no-such-user".into(),
+            group: None,
+        };
+        let r = exec(&argv(&["true"]), &[], Some(&ghost), T, "t").await;
+        match r {
+            Err(e @ ProbeError::Spawn { .. }) => assert!(
+                e.to_string()
+                    .contains("user \"fo-no-such-user\" does not exist"),
+                "reason missing from {e}"
+            ),
+            other => panic!("expected a start failure, saw {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -1162,6 +1303,7 @@ mod tests {
         let r = exec(
             &argv(&["sh", "-c", &script]),
             &[],
+            None,
             Duration::from_millis(300),
             "t",
         )

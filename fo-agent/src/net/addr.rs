@@ -61,6 +61,53 @@ pub async fn primary(
     Ok(None)
 }
 
+/// An IPv4 address on an interface, with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V4Address {
+    pub address: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    /// The kernel's "secondary" flag: another address of the same prefix came first.
+    pub secondary: bool,
+}
+
+/// The IPv4 addresses on `ifindex` in the kernel's order (tentative ones left out).
+pub async fn ipv4_addresses(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+) -> Result<Vec<V4Address>, NetError> {
+    let mut req = handle.address().get().set_link_index_filter(ifindex);
+    req.message_mut().header.family = AddressFamily::Inet;
+    let mut msgs = req.execute();
+    let mut out = Vec::new();
+    while let Some(msg) = msgs.try_next().await.map_err(|source| NetError::Netlink {
+        what: format!("addresses of ifindex {ifindex}"),
+        source,
+    })? {
+        if msg.header.index != ifindex
+            || msg.header.family != AddressFamily::Inet
+            || msg.header.flags.contains(AddressHeaderFlags::Tentative)
+        {
+            continue;
+        }
+        let (mut address, mut local) = (None, None);
+        for attr in &msg.attributes {
+            match attr {
+                AddressAttribute::Address(a) => address = Some(*a),
+                AddressAttribute::Local(a) => local = Some(*a),
+                _ => {}
+            }
+        }
+        if let Some(IpAddr::V4(a)) = local.or(address) {
+            out.push(V4Address {
+                address: a,
+                prefix_len: msg.header.prefix_len,
+                secondary: msg.header.flags.contains(AddressHeaderFlags::Secondary),
+            });
+        }
+    }
+    Ok(out)
+}
+
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -1,4 +1,4 @@
-//! The connection-state sync wire format, version 1: UDP datagrams between node
+//! The connection-state sync wire format, version 2: UDP datagrams between node
 //! addresses, authenticated with HMAC-SHA256 under a shared key. All integers are
 //! big-endian.
 //!
@@ -6,17 +6,32 @@
 //!  0                   1                   2                   3
 //!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //! +---------------------------------------------------------------+
-//! |                     magic "FOS1" (46 4f 53 31)                |
+//! |     magic "FOS" (46 4f 53) and the wire version "2" (32)      |
 //! +---------------+---------------+-------------------------------+
 //! |     kind      |   reserved 0  |        record count (u16)     |
 //! +---------------+---------------+-------------------------------+
-//! |        sender epoch (u64): random per sender process          |
+//! |  sender epoch (u64): kept on disk, larger at every start      |
 //! +---------------------------------------------------------------+
-//! |        sequence (u64): per epoch, +1 per Update message;      |
-//! |        Heartbeat and SnapshotEnd carry the last one sent      |
+//! |  counter (u64): +1 per datagram the sender sends in its epoch |
 //! +---------------------------------------------------------------+
-//! |        sent at (u64): ms since the Unix epoch                 |
+//! |  echo (u64): the receiver's epoch as the sender last heard it |
+//! |  (0: not heard yet)                                           |
 //! +---------------------------------------------------------------+
+//! |  sent at (u64): ms since the Unix epoch                       |
+//! +---------------------------------------------------------------+
+//! |  seq (u64): the connection stream's position — Update: its    |
+//! |  number (+1 per Update in the epoch); Heartbeat: the last one |
+//! |  sent; SnapshotEnd: the last one sent before the snapshot     |
+//! +---------------------------------------------------------------+
+//! |  snapshot (u64): Snapshot, SnapshotEnd, SnapshotAck: which    |
+//! |  snapshot (the counter of the SnapshotRequest that asked it); |
+//! |  Heartbeat: the snapshot being prepared for the receiver, or 0|
+//! +-------------------------------+-------------------------------+
+//! |  index (u32): Snapshot: its   |  total (u32): Snapshot and    |
+//! |  number from 0; SnapshotEnd:  |  SnapshotEnd: the connection  |
+//! |  datagrams sent; SnapshotAck: |  records in the snapshot      |
+//! |  datagrams received           |                               |
+//! +-------------------------------+-------------------------------+
 //! |        records, RECORD_LEN bytes each ...                     |
 //! +---------------------------------------------------------------+
 //! |        HMAC-SHA256 over everything above (32 bytes)           |
@@ -30,6 +45,11 @@
 //! A SnapshotEnd carries one `owns` record per VIP the sender owns (only `VIP` is
 //! set): the snapshot is complete for exactly those VIPs.
 //! ```
+//!
+//! Every version ends with an HMAC over everything before it, so a datagram is
+//! authenticated before its version is read: a refusal for another version names a
+//! peer that holds the key (an upgrade under way), never a stranger. Version 1 (magic
+//! `FOS1`, no counter, no echo) is refused; see the module docs of `sync` for why.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -37,8 +57,10 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-pub const MAGIC: [u8; 4] = *b"FOS1";
-pub const HEADER_LEN: usize = 32;
+/// The wire version this build speaks (the magic's last byte is its ASCII digit).
+pub const VERSION: u8 = 2;
+pub const MAGIC: [u8; 4] = [b'F', b'O', b'S', b'0' + VERSION];
+pub const HEADER_LEN: usize = 64;
 pub const RECORD_LEN: usize = 37;
 pub const MAC_LEN: usize = 32;
 /// Records per datagram: the whole datagram stays under 1400 bytes.
@@ -46,30 +68,46 @@ pub const MAX_RECORDS: usize = 32;
 const _: () = assert!(HEADER_LEN + MAX_RECORDS * RECORD_LEN + MAC_LEN <= 1400);
 
 /// What a message is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// Connections opened, changed or closed (streamed by the master).
     Update = 1,
     /// Part of a full snapshot, answering a `SnapshotRequest`.
     Snapshot = 2,
-    /// The snapshot is complete; `seq` is the sender's sequence when it began.
+    /// The snapshot is complete: how many datagrams and records it had, and the stream
+    /// position it covers.
     SnapshotEnd = 3,
     /// Nothing new; `seq` is the last Update sent (lets a receiver see a loss).
     Heartbeat = 4,
     /// "Send me everything": a node (re)joined or lost a message.
     SnapshotRequest = 5,
+    /// "I have received `index` datagrams of snapshot `snapshot`": paces the sender.
+    SnapshotAck = 6,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Update,
+        Kind::Snapshot,
+        Kind::SnapshotEnd,
+        Kind::Heartbeat,
+        Kind::SnapshotRequest,
+        Kind::SnapshotAck,
+    ];
+
     fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            1 => Kind::Update,
-            2 => Kind::Snapshot,
-            3 => Kind::SnapshotEnd,
-            4 => Kind::Heartbeat,
-            5 => Kind::SnapshotRequest,
-            _ => return None,
-        })
+        Kind::ALL.into_iter().find(|k| *k as u8 == b)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Update => "update",
+            Kind::Snapshot => "snapshot",
+            Kind::SnapshotEnd => "snapshot_end",
+            Kind::Heartbeat => "heartbeat",
+            Kind::SnapshotRequest => "snapshot_request",
+            Kind::SnapshotAck => "snapshot_ack",
+        }
     }
 }
 
@@ -100,12 +138,23 @@ pub struct Record {
     pub age: Duration,
 }
 
+/// The fields every datagram carries under the MAC, whatever its kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub epoch: u64,
+    pub counter: u64,
+    pub echo: u64,
+    pub sent_unix_ms: u64,
+    pub seq: u64,
+    pub snapshot: u64,
+    pub index: u32,
+    pub total: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub kind: Kind,
-    pub epoch: u64,
-    pub seq: u64,
-    pub sent_unix_ms: u64,
+    pub header: Header,
     pub records: Vec<Record>,
 }
 
@@ -113,10 +162,12 @@ pub struct Message {
 pub enum DecodeError {
     #[error("datagram of {len} bytes is shorter than a header and its MAC")]
     Short { len: usize },
-    #[error("bad magic (not an fo sync message, or another version)")]
+    #[error("bad magic (not an fo sync message)")]
     Magic,
     #[error("authentication failed (wrong key, or the datagram was altered)")]
     Auth,
+    #[error("sync wire version {found}, this agent speaks version {VERSION}")]
+    Version { found: u8 },
     #[error("unknown message kind {0}")]
     Kind(u8),
     #[error("record count {count} does not match the length {len}")]
@@ -139,14 +190,25 @@ pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if m.records.len() > MAX_RECORDS {
         return Err(DecodeError::TooMany(m.records.len()));
     }
+    let h = &m.header;
     let mut b = Vec::with_capacity(HEADER_LEN + m.records.len() * RECORD_LEN + MAC_LEN);
     b.extend_from_slice(&MAGIC);
     b.push(m.kind as u8);
     b.push(0);
     b.extend_from_slice(&(m.records.len() as u16).to_be_bytes());
-    b.extend_from_slice(&m.epoch.to_be_bytes());
-    b.extend_from_slice(&m.seq.to_be_bytes());
-    b.extend_from_slice(&m.sent_unix_ms.to_be_bytes());
+    for v in [
+        h.epoch,
+        h.counter,
+        h.echo,
+        h.sent_unix_ms,
+        h.seq,
+        h.snapshot,
+    ] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b.extend_from_slice(&h.index.to_be_bytes());
+    b.extend_from_slice(&h.total.to_be_bytes());
+    debug_assert_eq!(b.len(), HEADER_LEN);
     for r in &m.records {
         b.push(r.op as u8);
         b.push(r.proto);
@@ -163,24 +225,33 @@ pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let age = u32::try_from(r.age.as_millis()).unwrap_or(u32::MAX);
         b.extend_from_slice(&age.to_be_bytes());
     }
-    let mut h = mac(key);
-    h.update(&b);
-    b.extend_from_slice(&h.finalize().into_bytes());
+    let mut mac = mac(key);
+    mac.update(&b);
+    b.extend_from_slice(&mac.finalize().into_bytes());
     Ok(b)
 }
 
 /// Authenticate and parse a datagram. Nothing is parsed before the MAC verifies.
 pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
-    if d.len() < HEADER_LEN + MAC_LEN {
+    // The shortest datagram of any version: a magic and a MAC.
+    if d.len() < MAGIC.len() + MAC_LEN {
         return Err(DecodeError::Short { len: d.len() });
     }
-    if d[..4] != MAGIC {
+    if d[..3] != MAGIC[..3] {
         return Err(DecodeError::Magic);
     }
     let (body, tag) = d.split_at(d.len() - MAC_LEN);
-    let mut h = mac(key);
-    h.update(body);
-    h.verify_slice(tag).map_err(|_| DecodeError::Auth)?;
+    let mut mac = mac(key);
+    mac.update(body);
+    mac.verify_slice(tag).map_err(|_| DecodeError::Auth)?;
+    if d[3] != MAGIC[3] {
+        return Err(DecodeError::Version {
+            found: d[3].wrapping_sub(b'0'),
+        });
+    }
+    if body.len() < HEADER_LEN {
+        return Err(DecodeError::Short { len: d.len() });
+    }
     let kind = Kind::from_u8(body[4]).ok_or(DecodeError::Kind(body[4]))?;
     let count = usize::from(u16::from_be_bytes([body[6], body[7]]));
     let u64_at = |i: usize| {
@@ -188,14 +259,15 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
         a.copy_from_slice(&body[i..i + 8]);
         u64::from_be_bytes(a)
     };
+    let u32_at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    if count > MAX_RECORDS {
+        return Err(DecodeError::TooMany(count));
+    }
     if body.len() != HEADER_LEN + count * RECORD_LEN {
         return Err(DecodeError::Length {
             count,
             len: d.len(),
         });
-    }
-    if count > MAX_RECORDS {
-        return Err(DecodeError::TooMany(count));
     }
     let mut records = Vec::with_capacity(count);
     for r in body[HEADER_LEN..].as_chunks::<RECORD_LEN>().0 {
@@ -227,9 +299,16 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
     }
     Ok(Message {
         kind,
-        epoch: u64_at(8),
-        seq: u64_at(16),
-        sent_unix_ms: u64_at(24),
+        header: Header {
+            epoch: u64_at(8),
+            counter: u64_at(16),
+            echo: u64_at(24),
+            sent_unix_ms: u64_at(32),
+            seq: u64_at(40),
+            snapshot: u64_at(48),
+            index: u32_at(56),
+            total: u32_at(60),
+        },
         records,
     })
 }
@@ -265,9 +344,16 @@ mod tests {
     fn message(n: u8) -> Message {
         Message {
             kind: Kind::Update,
-            epoch: 0x0102_0304_0506_0708,
-            seq: 42,
-            sent_unix_ms: 1_700_000_000_000,
+            header: Header {
+                epoch: 0x0102_0304_0506_0708,
+                counter: 0x1112_1314_1516_1718,
+                echo: 0x2122_2324_2526_2728,
+                sent_unix_ms: 1_700_000_000_000,
+                seq: 42,
+                snapshot: 7,
+                index: 0x3132_3334,
+                total: 0x4142_4344,
+            },
             records: (0..n).map(record).collect(),
         }
     }
@@ -277,9 +363,23 @@ mod tests {
         let m = message(2);
         let d = encode(&m, KEY).expect("encode");
         assert_eq!(d.len(), HEADER_LEN + 2 * RECORD_LEN + MAC_LEN);
-        assert_eq!(&d[..8], &[0x46, 0x4f, 0x53, 0x31, 1, 0, 0, 2]);
+        assert_eq!(&d[..8], &[0x46, 0x4f, 0x53, 0x32, 1, 0, 0, 2]);
         assert_eq!(&d[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(&d[16..24], &42u64.to_be_bytes());
+        assert_eq!(
+            &d[16..24],
+            &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]
+        );
+        assert_eq!(
+            &d[24..32],
+            &[0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28]
+        );
+        assert_eq!(&d[32..40], &1_700_000_000_000u64.to_be_bytes());
+        assert_eq!(&d[40..48], &42u64.to_be_bytes());
+        assert_eq!(&d[48..56], &7u64.to_be_bytes());
+        assert_eq!(
+            &d[56..64],
+            &[0x31, 0x32, 0x33, 0x34, 0x41, 0x42, 0x43, 0x44]
+        );
         let r = &d[HEADER_LEN..HEADER_LEN + RECORD_LEN];
         assert_eq!(
             r,
@@ -289,6 +389,16 @@ mod tests {
             ][..]
         );
         assert_eq!(decode(&d, KEY).expect("decode"), m);
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for kind in Kind::ALL {
+            let m = Message { kind, ..message(1) };
+            let d = encode(&m, KEY).expect("encode");
+            assert_eq!(d[4], kind as u8);
+            assert_eq!(decode(&d, KEY).expect("decode"), m, "{kind:?}");
+        }
     }
 
     #[test]
@@ -320,7 +430,7 @@ mod tests {
     fn wrong_key_or_any_flipped_bit_fails_authentication() {
         let d = encode(&message(1), KEY).expect("encode");
         assert_eq!(decode(&d, b"another key entirely"), Err(DecodeError::Auth));
-        for i in 4..d.len() {
+        for i in 3..d.len() {
             let mut bad = d.clone();
             bad[i] ^= 0x01;
             assert_eq!(
@@ -339,17 +449,45 @@ mod tests {
         assert_eq!(decode(&d, KEY), Err(DecodeError::Magic));
     }
 
+    /// Signs `body` as a datagram of any version would be.
+    fn signed(mut body: Vec<u8>) -> Vec<u8> {
+        let mut h = mac(KEY);
+        h.update(&body);
+        body.extend_from_slice(&h.finalize().into_bytes());
+        body
+    }
+
+    #[test]
+    fn another_version_is_named_only_once_authenticated() {
+        // A version 1 heartbeat: magic FOS1, kind 4, epoch, seq, sent at.
+        let mut v1 = b"FOS1".to_vec();
+        v1.extend_from_slice(&[4, 0, 0, 0]);
+        v1.extend_from_slice(&[0; 24]);
+        let d = signed(v1);
+        assert_eq!(decode(&d, KEY), Err(DecodeError::Version { found: 1 }));
+        assert_eq!(
+            decode(&d, b"another key entirely"),
+            Err(DecodeError::Auth),
+            "a stranger's datagram is an authentication failure, whatever version it claims"
+        );
+    }
+
     #[test]
     fn a_count_that_lies_is_refused_even_when_authenticated() {
         let mut d = encode(&message(1), KEY).expect("encode");
         d.truncate(d.len() - MAC_LEN);
         d[7] = 2; // claims two records
-        let mut h = mac(KEY);
-        h.update(&d);
-        d.extend_from_slice(&h.finalize().into_bytes());
         assert!(matches!(
-            decode(&d, KEY),
+            decode(&signed(d), KEY),
             Err(DecodeError::Length { count: 2, .. })
         ));
+    }
+
+    #[test]
+    fn an_authenticated_header_too_short_is_refused() {
+        assert_eq!(
+            decode(&signed(MAGIC.to_vec()), KEY),
+            Err(DecodeError::Short { len: 36 })
+        );
     }
 }

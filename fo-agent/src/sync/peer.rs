@@ -1,20 +1,29 @@
-//! What a receiver knows about one peer's stream, and what to do with each message:
-//! pure, so every loss and restart case is tested without a socket.
+//! What a receiver knows about one peer's connection stream and the snapshot it asked
+//! that peer for, and what to do with each accepted message: pure, so every loss,
+//! restart and incomplete snapshot is tested without a socket.
 //!
 //! A peer's stream is (epoch, seq): Update messages count up from 1 within an epoch;
-//! Heartbeats and SnapshotEnds repeat the last sequence. A lost Update (a sequence
-//! skipped), a new epoch (the peer restarted) or our own start means our table may
-//! miss connections: we ask for a snapshot and are not "current" until it ends.
+//! Heartbeats repeat the last sequence, a SnapshotEnd names the last one its snapshot
+//! covers. A lost Update (a sequence skipped), a new epoch (the peer restarted) or our
+//! own start means our table may miss connections: we want a snapshot, and are not
+//! "current" until one completes.
+//!
+//! A snapshot is complete when its end arrives and we received exactly the datagrams
+//! and connection records the end counts; otherwise we ask again at once. A request
+//! that makes no progress (no datagram of it) for [`SNAPSHOT_RETRY`] is asked again;
+//! after [`SNAPSHOT_ATTEMPTS`] such asks the peer counts as unreachable and stops
+//! holding a takeover back (asking goes on).
 
 use std::time::{Duration, Instant};
 
 use super::codec::Kind;
 
-/// How long to wait for a snapshot before asking again.
+/// How long a snapshot may make no progress before it is asked again.
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
-/// Requests without an answer before the peer counts as unreachable (and stops
-/// holding a takeover back).
+/// Asks without progress before the peer counts as unreachable.
 pub const SNAPSHOT_ATTEMPTS: u32 = 3;
+/// The receiver acknowledges every this many snapshot datagrams.
+pub const ACK_EVERY: u32 = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -24,20 +33,72 @@ pub enum Verdict {
     ApplyAndResync,
     /// A duplicate or stale message: drop it.
     Ignore,
-    /// A snapshot completed: remove what it did not contain.
-    SnapshotDone,
+}
+
+/// A datagram of the snapshot we asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Install its records; acknowledge `Some(n)` datagrams received so far.
+    Apply { ack: Option<u32> },
+    /// Of another snapshot (an older request): drop it.
+    Stale,
+}
+
+/// The end of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Everything arrived: remove what it did not contain; the table is current.
+    Complete(Completed),
+    /// Something was lost: ask again.
+    Incomplete(Received),
+    /// Of another snapshot: drop it.
+    Stale,
+}
+
+/// What arrived of a snapshot, against what its end says was sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    pub datagrams: u32,
+    pub records: u64,
+    pub sent_datagrams: u32,
+    pub sent_records: u32,
+}
+
+/// A complete snapshot: what arrived, since when it was wanted, and how many requests
+/// it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Completed {
+    pub got: Received,
+    pub since: Instant,
+    pub asks: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerTrack {
     pub epoch: Option<u64>,
     pub seq: u64,
-    /// A snapshot was asked for at this time and has not ended.
-    pub snapshot_asked: Option<Instant>,
-    pub snapshot_attempts: u32,
+    /// A snapshot is wanted (asked for, or to be asked once the peer can hear us).
+    pub want: Option<Want>,
     pub last_rx: Option<Instant>,
     pub gaps: u64,
-    pub unreachable: bool,
+    /// Snapshots that ended incomplete (each asked again).
+    pub incomplete: u64,
+}
+
+/// An outstanding snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Want {
+    /// When it was first wanted (its time to complete is measured from here).
+    pub since: Instant,
+    /// The request in force: its id (our counter when we sent it).
+    pub request: Option<u64>,
+    /// Last ask or progress; `None`: ask at once.
+    pub at: Option<Instant>,
+    /// Asks since the last progress.
+    pub attempts: u32,
+    /// Asks in all.
+    pub asks: u32,
+    pub got: Received,
 }
 
 impl Default for PeerTrack {
@@ -51,81 +112,180 @@ impl PeerTrack {
         PeerTrack {
             epoch: None,
             seq: 0,
-            snapshot_asked: None,
-            snapshot_attempts: 0,
+            want: None,
             last_rx: None,
             gaps: 0,
-            unreachable: false,
+            incomplete: 0,
         }
     }
 
     /// Our table holds everything this peer sent (no snapshot outstanding), or the
     /// peer is unreachable and cannot tell us more.
     pub fn current(&self) -> bool {
-        self.snapshot_asked.is_none() || self.unreachable
+        self.want.is_none() || self.unreachable()
     }
 
-    /// We asked for a snapshot at `now`.
-    pub fn asked(&mut self, now: Instant) {
-        self.snapshot_asked = Some(now);
-        self.snapshot_attempts += 1;
+    pub fn unreachable(&self) -> bool {
+        self.want
+            .as_ref()
+            .is_some_and(|w| w.attempts >= SNAPSHOT_ATTEMPTS)
     }
 
-    /// Should we ask (again) now? Gives up after `SNAPSHOT_ATTEMPTS` unanswered asks.
-    pub fn should_ask(&mut self, now: Instant) -> bool {
-        match self.snapshot_asked {
-            None => false,
-            Some(at) if now.duration_since(at) < SNAPSHOT_RETRY => false,
-            Some(_) if self.snapshot_attempts >= SNAPSHOT_ATTEMPTS => {
-                self.unreachable = true;
-                false
+    /// We need a snapshot; `restart` drops the request in force (it went to a peer
+    /// process that is gone, or it cannot complete): ask again now.
+    pub fn need_snapshot(&mut self, now: Instant, restart: bool) {
+        match &mut self.want {
+            Some(w) if restart => {
+                w.request = None;
+                w.got = Received::default();
+                w.at = None;
             }
-            Some(_) => true,
+            Some(_) => {}
+            None => {
+                self.want = Some(Want {
+                    since: now,
+                    request: None,
+                    at: None,
+                    attempts: 0,
+                    asks: 0,
+                    got: Received::default(),
+                })
+            }
         }
     }
 
-    /// A message arrived (already authenticated).
-    pub fn on_message(&mut self, now: Instant, kind: Kind, epoch: u64, seq: u64) -> Verdict {
+    /// Is a (new) request due now? One is when none is in force, or the one in force
+    /// made no progress for [`SNAPSHOT_RETRY`]. Counts the attempt.
+    pub fn ask_due(&mut self, now: Instant) -> bool {
+        let Some(w) = &mut self.want else {
+            return false;
+        };
+        if w.at
+            .is_some_and(|at| now.duration_since(at) < SNAPSHOT_RETRY)
+        {
+            return false;
+        }
+        w.attempts += 1;
+        w.at = Some(now);
+        true
+    }
+
+    /// Request `id` was sent (`None`: it could not be, the peer has not been heard).
+    pub fn asked(&mut self, id: Option<u64>) {
+        if let Some(w) = &mut self.want {
+            w.request = id;
+            w.got = Received::default();
+            w.asks += u32::from(id.is_some());
+        }
+    }
+
+    /// An accepted Update or Heartbeat.
+    pub fn on_stream(&mut self, now: Instant, kind: Kind, epoch: u64, seq: u64) -> Verdict {
         self.last_rx = Some(now);
-        self.unreachable = false;
         let new_epoch = self.epoch != Some(epoch);
+        let restarted = new_epoch && self.epoch.is_some();
         if new_epoch {
             self.epoch = Some(epoch);
             self.seq = 0;
         }
-        match kind {
-            Kind::SnapshotRequest => Verdict::Ignore,
-            Kind::Snapshot => Verdict::Apply,
-            Kind::SnapshotEnd => {
-                self.seq = self.seq.max(seq);
-                self.snapshot_asked = None;
-                self.snapshot_attempts = 0;
-                Verdict::SnapshotDone
-            }
+        let missed = match kind {
             Kind::Update => {
                 if !new_epoch && seq <= self.seq {
                     return Verdict::Ignore;
                 }
-                let missed = new_epoch && seq > 1 || !new_epoch && seq > self.seq + 1;
+                let missed = seq > self.seq + 1;
                 self.seq = seq;
-                if missed {
-                    self.gaps += 1;
-                    Verdict::ApplyAndResync
-                } else {
-                    Verdict::Apply
-                }
+                missed
             }
             Kind::Heartbeat => {
                 let missed = seq > self.seq;
                 self.seq = self.seq.max(seq);
-                if missed || new_epoch && seq > 0 {
-                    self.gaps += 1;
-                    Verdict::ApplyAndResync
-                } else {
-                    Verdict::Apply
-                }
+                missed
             }
+            _ => false,
+        };
+        if restarted {
+            // Whatever was asked went to the process that is gone.
+            self.need_snapshot(now, true);
         }
+        if missed {
+            self.gaps += 1;
+        }
+        if restarted || missed {
+            Verdict::ApplyAndResync
+        } else {
+            Verdict::Apply
+        }
+    }
+
+    /// The peer says it is preparing snapshot `id` (a heartbeat naming it): our
+    /// request is in hand, however long its table takes to walk.
+    pub fn in_hand(&mut self, now: Instant, id: u64) {
+        if let Some(w) = &mut self.want
+            && w.request == Some(id)
+        {
+            w.at = Some(now);
+            w.attempts = 0;
+        }
+    }
+
+    /// An accepted Snapshot datagram of snapshot `id` with `records` records.
+    pub fn on_chunk(&mut self, now: Instant, id: u64, records: usize) -> Chunk {
+        self.last_rx = Some(now);
+        let Some(w) = &mut self.want else {
+            return Chunk::Stale;
+        };
+        if w.request != Some(id) {
+            return Chunk::Stale;
+        }
+        w.at = Some(now);
+        w.attempts = 0;
+        w.got.datagrams += 1;
+        w.got.records += records as u64;
+        let ack = w
+            .got
+            .datagrams
+            .is_multiple_of(ACK_EVERY)
+            .then_some(w.got.datagrams);
+        Chunk::Apply { ack }
+    }
+
+    /// An accepted SnapshotEnd of snapshot `id`: it covers the stream up to `seq`, and
+    /// `datagrams` datagrams with `records` records were sent before it.
+    pub fn on_end(
+        &mut self,
+        now: Instant,
+        epoch: u64,
+        id: u64,
+        seq: u64,
+        datagrams: u32,
+        records: u32,
+    ) -> End {
+        self.last_rx = Some(now);
+        let Some(w) = &mut self.want else {
+            return End::Stale;
+        };
+        if w.request != Some(id) {
+            return End::Stale;
+        }
+        let got = Received {
+            sent_datagrams: datagrams,
+            sent_records: records,
+            ..w.got
+        };
+        if got.datagrams != datagrams || got.records != u64::from(records) {
+            self.incomplete += 1;
+            self.need_snapshot(now, true);
+            return End::Incomplete(got);
+        }
+        if self.epoch != Some(epoch) {
+            self.epoch = Some(epoch);
+            self.seq = 0;
+        }
+        self.seq = self.seq.max(seq);
+        let (since, asks) = (w.since, w.asks);
+        self.want = None;
+        End::Complete(Completed { got, since, asks })
     }
 }
 
@@ -135,16 +295,16 @@ mod tests {
 
     const E: u64 = 7;
 
+    /// A track that asked for snapshot 1 and received it whole (one empty datagram).
     fn synced() -> (PeerTrack, Instant) {
         let now = Instant::now();
         let mut p = PeerTrack::new();
-        p.asked(now);
+        p.need_snapshot(now, false);
         assert!(!p.current(), "a snapshot is outstanding");
-        assert_eq!(p.on_message(now, Kind::Snapshot, E, 0), Verdict::Apply);
-        assert_eq!(
-            p.on_message(now, Kind::SnapshotEnd, E, 0),
-            Verdict::SnapshotDone
-        );
+        assert!(p.ask_due(now));
+        p.asked(Some(1));
+        assert_eq!(p.on_chunk(now, 1, 0), Chunk::Apply { ack: None });
+        assert!(matches!(p.on_end(now, E, 1, 0, 1, 0), End::Complete(_)));
         assert!(p.current());
         (p, now)
     }
@@ -152,11 +312,11 @@ mod tests {
     #[test]
     fn updates_in_order_are_applied_and_duplicates_ignored() {
         let (mut p, now) = synced();
-        assert_eq!(p.on_message(now, Kind::Update, E, 1), Verdict::Apply);
-        assert_eq!(p.on_message(now, Kind::Update, E, 2), Verdict::Apply);
-        assert_eq!(p.on_message(now, Kind::Update, E, 2), Verdict::Ignore);
-        assert_eq!(p.on_message(now, Kind::Update, E, 1), Verdict::Ignore);
-        assert_eq!(p.on_message(now, Kind::Heartbeat, E, 2), Verdict::Apply);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 1), Verdict::Apply);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 2), Verdict::Apply);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 2), Verdict::Ignore);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 1), Verdict::Ignore);
+        assert_eq!(p.on_stream(now, Kind::Heartbeat, E, 2), Verdict::Apply);
         assert!(p.current());
         assert_eq!(p.gaps, 0);
     }
@@ -164,63 +324,143 @@ mod tests {
     #[test]
     fn a_lost_update_shows_as_a_gap_in_updates_or_heartbeats() {
         let (mut p, now) = synced();
-        assert_eq!(p.on_message(now, Kind::Update, E, 1), Verdict::Apply);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 1), Verdict::Apply);
         assert_eq!(
-            p.on_message(now, Kind::Update, E, 3),
+            p.on_stream(now, Kind::Update, E, 3),
             Verdict::ApplyAndResync
         );
         let (mut q, now) = synced();
         assert_eq!(
-            q.on_message(now, Kind::Heartbeat, E, 1),
+            q.on_stream(now, Kind::Heartbeat, E, 1),
             Verdict::ApplyAndResync
         );
         assert_eq!(q.gaps, 1);
     }
 
     #[test]
-    fn a_restarted_peer_is_a_new_epoch() {
+    fn a_restarted_peer_is_a_new_epoch_and_a_new_request() {
         let (mut p, now) = synced();
         assert_eq!(
-            p.on_message(now, Kind::Update, E, 5),
-            Verdict::ApplyAndResync
+            p.on_stream(now, Kind::Update, E + 1, 1),
+            Verdict::ApplyAndResync,
+            "the restarted peer's table may differ from what we hold"
         );
-        assert_eq!(p.on_message(now, Kind::Update, E + 1, 1), Verdict::Apply);
+        assert!(!p.current());
+        assert!(p.ask_due(now), "asked at once");
+        p.asked(Some(2));
+        // It restarts again before answering: the request in force is dropped.
         assert_eq!(
-            p.on_message(now, Kind::Update, E + 2, 4),
+            p.on_stream(now, Kind::Heartbeat, E + 2, 0),
             Verdict::ApplyAndResync
         );
-        // A restarted peer that sent nothing yet is no gap.
-        assert_eq!(p.on_message(now, Kind::Heartbeat, E + 3, 0), Verdict::Apply);
+        assert_eq!(p.want.as_ref().and_then(|w| w.request), None);
+        assert!(p.ask_due(now), "asked again at once");
     }
 
     #[test]
     fn snapshot_end_covers_the_updates_before_it() {
         let now = Instant::now();
         let mut p = PeerTrack::new();
-        p.asked(now);
-        assert_eq!(
-            p.on_message(now, Kind::SnapshotEnd, E, 9),
-            Verdict::SnapshotDone
-        );
+        p.need_snapshot(now, false);
+        assert!(p.ask_due(now));
+        p.asked(Some(3));
+        assert!(matches!(p.on_end(now, E, 3, 9, 0, 0), End::Complete(_)));
         assert_eq!(p.seq, 9);
-        assert_eq!(p.on_message(now, Kind::Update, E, 10), Verdict::Apply);
+        assert_eq!(p.on_stream(now, Kind::Update, E, 10), Verdict::Apply);
     }
 
     #[test]
-    fn an_unanswered_peer_stops_holding_takeovers_after_three_asks() {
+    fn a_snapshot_that_lost_a_datagram_is_asked_again_at_once() {
+        let now = Instant::now();
+        let mut p = PeerTrack::new();
+        p.need_snapshot(now, false);
+        assert!(p.ask_due(now));
+        p.asked(Some(4));
+        for _ in 0..ACK_EVERY - 1 {
+            assert_eq!(p.on_chunk(now, 4, 32), Chunk::Apply { ack: None });
+        }
+        assert_eq!(
+            p.on_chunk(now, 4, 32),
+            Chunk::Apply {
+                ack: Some(ACK_EVERY)
+            }
+        );
+        assert_eq!(p.on_chunk(now, 3, 32), Chunk::Stale, "an older request's");
+        // The sender says 18 datagrams, 570 records: one of 32 went missing.
+        let end = p.on_end(now, E, 4, 0, ACK_EVERY + 2, (ACK_EVERY + 1) * 32 + 26);
+        assert_eq!(
+            end,
+            End::Incomplete(Received {
+                datagrams: ACK_EVERY,
+                records: u64::from(ACK_EVERY) * 32,
+                sent_datagrams: ACK_EVERY + 2,
+                sent_records: (ACK_EVERY + 1) * 32 + 26,
+            })
+        );
+        assert!(!p.current());
+        assert_eq!(p.incomplete, 1);
+        assert!(p.ask_due(now), "asked again at once");
+        p.asked(Some(5));
+        assert_eq!(p.on_end(now, E, 4, 0, 0, 0), End::Stale);
+        assert!(matches!(p.on_end(now, E, 5, 0, 0, 0), End::Complete(_)));
+        assert!(p.current());
+    }
+
+    #[test]
+    fn a_request_is_repeated_without_progress_and_the_peer_stops_holding_takeovers() {
         let t0 = Instant::now();
         let mut p = PeerTrack::new();
-        p.asked(t0);
-        assert!(!p.should_ask(t0 + Duration::from_millis(500)));
-        assert!(p.should_ask(t0 + SNAPSHOT_RETRY));
-        p.asked(t0 + SNAPSHOT_RETRY);
-        assert!(p.should_ask(t0 + SNAPSHOT_RETRY * 2));
-        p.asked(t0 + SNAPSHOT_RETRY * 2);
+        p.need_snapshot(t0, false);
+        assert!(p.ask_due(t0));
+        p.asked(Some(1));
+        assert!(!p.ask_due(t0 + Duration::from_millis(500)));
+        // Progress holds the next ask back.
+        let t = t0 + Duration::from_millis(900);
+        assert_eq!(p.on_chunk(t, 1, 1), Chunk::Apply { ack: None });
+        assert!(!p.ask_due(t0 + SNAPSHOT_RETRY));
+        assert!(p.ask_due(t + SNAPSHOT_RETRY));
+        p.asked(Some(2));
+        assert!(p.ask_due(t + SNAPSHOT_RETRY * 2));
+        p.asked(Some(3));
         assert!(!p.current());
-        assert!(!p.should_ask(t0 + SNAPSHOT_RETRY * 3));
+        assert!(p.ask_due(t + SNAPSHOT_RETRY * 3));
+        p.asked(Some(4));
         assert!(
-            p.unreachable && p.current(),
-            "given up: no longer holds a takeover"
+            p.unreachable() && p.current(),
+            "three asks unanswered: no longer holds a takeover"
         );
+        assert!(p.ask_due(t + SNAPSHOT_RETRY * 4), "asking goes on");
+    }
+
+    #[test]
+    fn a_request_in_hand_is_not_asked_again_while_the_peer_walks_its_table() {
+        let t0 = Instant::now();
+        let mut p = PeerTrack::new();
+        p.need_snapshot(t0, false);
+        assert!(p.ask_due(t0));
+        p.asked(Some(6));
+        for i in 1..=10 {
+            let t = t0 + SNAPSHOT_RETRY / 2 * i;
+            p.in_hand(t, 6);
+            assert!(!p.ask_due(t), "asked again at {i}");
+        }
+        p.in_hand(t0 + SNAPSHOT_RETRY * 6, 5);
+        assert!(
+            p.ask_due(t0 + SNAPSHOT_RETRY * 6),
+            "another request's is no sign"
+        );
+    }
+
+    #[test]
+    fn a_peer_never_heard_is_asked_as_soon_as_it_is() {
+        let t0 = Instant::now();
+        let mut p = PeerTrack::new();
+        p.need_snapshot(t0, false);
+        assert!(p.ask_due(t0));
+        p.asked(None);
+        assert!(!p.ask_due(t0 + Duration::from_millis(10)));
+        // Heard now (its epoch known): asking is due at once.
+        p.need_snapshot(t0 + Duration::from_millis(50), true);
+        assert!(p.ask_due(t0 + Duration::from_millis(50)));
     }
 }

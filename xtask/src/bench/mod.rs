@@ -14,6 +14,7 @@ mod failover;
 mod floor;
 mod scale;
 mod scaleout;
+mod sync;
 mod takeover;
 mod throughput;
 
@@ -30,6 +31,9 @@ use crate::util::root;
 pub enum BenchKind {
     /// fo vs keepalived + HAProxy: master failed (kill -9, link down) under a fleet.
     Failover,
+    /// NAT connection-state sync: a restarted backup's snapshot of 100k and 1M
+    /// connections (issue 17).
+    Sync,
     /// fo/fo takeover time after kill -9 of the master, 20 and 100 ms adverts (issue 3).
     Takeover,
     /// iperf3, connections/s and latency: fo DSR vs HAProxy vs no LB.
@@ -46,6 +50,7 @@ impl BenchKind {
     fn name(self) -> &'static str {
         match self {
             BenchKind::Failover => "failover",
+            BenchKind::Sync => "sync",
             BenchKind::Takeover => "takeover",
             BenchKind::Throughput => "throughput",
             BenchKind::Scale => "scale",
@@ -56,8 +61,9 @@ impl BenchKind {
 }
 
 /// Order of the sections in the report.
-const ALL: [BenchKind; 6] = [
+const ALL: [BenchKind; 7] = [
     BenchKind::Failover,
+    BenchKind::Sync,
     BenchKind::Takeover,
     BenchKind::Throughput,
     BenchKind::Scale,
@@ -97,6 +103,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
         eprintln!("\n=== bench {} ===", k.name());
         let result = match (k, &bins) {
             (BenchKind::Failover, Some(b)) => failover::run(b, opts, &out),
+            (BenchKind::Sync, Some(b)) => sync::run(b, opts, &out),
             (BenchKind::Takeover, Some(b)) => takeover::run(b, opts, &out),
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
             (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
@@ -148,7 +155,7 @@ fn write_report(out: &Path) -> anyhow::Result<()> {
         "# fo benchmarks\n\nfo against the system it replaces (keepalived 2.2.7 + HAProxy 2.6), \
          side by side in one run on the same namespace lab (one bridge; client, two LB nodes, \
          backends; everything on this VM's 2 cores). Each figure is min / median / max over \
-         the runs stated. Regenerate: `cargo xtask bench [failover|takeover|throughput|scale|scaleout|dataplane]`; \
+         the runs stated. Regenerate: `cargo xtask bench [failover|sync|takeover|throughput|scale|scaleout|dataplane]`; \
          configs in [configs/](configs/).\n",
     );
     let mut all = serde_json::Map::new();
