@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+mod detach;
 mod nat;
 mod operator;
 mod status;
@@ -31,6 +32,7 @@ use backends::{Drains, Neighbours};
 use operator::{Drained, OperatorState};
 // sync still names SharedPlane through agent; it moves to dataplane with sync's rewrite.
 pub use crate::dataplane::SharedPlane;
+pub use detach::detach;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
