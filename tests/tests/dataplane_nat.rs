@@ -1067,6 +1067,19 @@ fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
             udp, 1024,
             "UDP flows hold a quarter of the table size, no more"
         );
+        // Status and metrics count them apart: `nat` (TCP) is far from full, `nat_udp`
+        // is full (the alert watches both).
+        let counts = fx
+            .dp
+            .nat_table()
+            .expect("NAT maps")
+            .counts()
+            .expect("count");
+        assert_eq!(
+            (counts.connections(), counts.udp),
+            (70, 1024),
+            "nat and nat_udp entries: {counts:?}"
+        );
     });
 }
 
