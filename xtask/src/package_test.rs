@@ -394,7 +394,18 @@ fn remove_root(dir: &Path) -> anyhow::Result<()> {
     {
         bail!("{m} is mounted: not removing {}", dir.display());
     }
-    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    // A booted root's processes are killed with systemd-nspawn but die (and stop
+    // writing, journald last) a moment later: try again while the directory fills up.
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            r => return r.with_context(|| format!("removing {}", dir.display())),
+        }
+    }
 }
 
 /// A root directory; commands run inside it with /proc, /sys and /dev mounted in a
