@@ -507,7 +507,7 @@ impl Cx<'_> {
         })
     }
 
-    fn sync(&mut self, v: &Spanned<RawSync>) -> Option<Sync> {
+    fn sync(&mut self, v: &Spanned<RawSync>) -> Option<SyncConfig> {
         let raw = v.get_ref();
         let peers = match &raw.peers {
             Some(list) if list.get_ref().is_empty() => {
@@ -535,7 +535,13 @@ impl Cx<'_> {
             }
         };
         let port = self
-            .opt_int(&raw.port, "sync port", 1, 65_535, Sync::DEFAULT_PORT.into())
+            .opt_int(
+                &raw.port,
+                "sync port",
+                1,
+                65_535,
+                SyncConfig::DEFAULT_PORT.into(),
+            )
             .map(|p| p as u16);
         let key_file = match &raw.key_file {
             Some(k) => self
@@ -553,7 +559,7 @@ impl Cx<'_> {
         let max_clock_skew = match &raw.max_clock_skew {
             Some(v) => {
                 let d = v.get_ref().get();
-                if (Sync::MIN_CLOCK_SKEW..=Sync::MAX_CLOCK_SKEW).contains(&d) {
+                if (SyncConfig::MIN_CLOCK_SKEW..=SyncConfig::MAX_CLOCK_SKEW).contains(&d) {
                     Some(d)
                 } else {
                     self.err(
@@ -563,9 +569,9 @@ impl Cx<'_> {
                     None
                 }
             }
-            None => Some(Sync::DEFAULT_MAX_CLOCK_SKEW),
+            None => Some(SyncConfig::DEFAULT_MAX_CLOCK_SKEW),
         };
-        Some(Sync {
+        Some(SyncConfig {
             peers: peers?,
             port: port?,
             key_file: key_file?,
@@ -594,14 +600,14 @@ impl Cx<'_> {
             );
             return None;
         }
-        if (meta.len() as usize) < Sync::MIN_KEY_LEN {
+        if (meta.len() as usize) < SyncConfig::MIN_KEY_LEN {
             self.err(
                 span,
                 format!(
                     "sync key_file {} holds {} bytes: the key needs at least {}",
                     path.display(),
                     meta.len(),
-                    Sync::MIN_KEY_LEN
+                    SyncConfig::MIN_KEY_LEN
                 ),
             );
             return None;

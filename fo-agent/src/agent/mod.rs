@@ -22,15 +22,15 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::api::control::{self, Envelope, Request, Response};
 use crate::bgp::Bgp;
-use crate::dataplane::{Attach, Dataplane, LoadOptions, Origin, ServiceTable, XdpAttachMode};
+use crate::dataplane::{
+    Attach, Dataplane, LoadOptions, Origin, ServiceTable, SharedPlane, XdpAttachMode,
+};
 use crate::health::{self, Health};
 use crate::net::{self, link::LinkInfo};
 use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
 use operator::{Drained, OperatorState};
-// sync still names SharedPlane through agent; it moves to dataplane with sync's rewrite.
-pub use crate::dataplane::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
@@ -114,7 +114,7 @@ struct Agent {
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
     ticks: u64,
     /// Connection-state sync, when `[node] sync` is set.
-    sync: Option<crate::sync::Sync>,
+    sync: Option<crate::sync::NatSync>,
     /// Held by the status answer that is walking the NAT table.
     nat_walk: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// NAT table walks made for status and metrics.
@@ -331,7 +331,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         &handle,
         &link,
         plane.clone(),
-        sync.as_ref().map(|s| s.gate.clone()),
+        sync.as_ref().map(crate::sync::NatSync::table_current),
         &initial
             .iter()
             .map(|(name, i)| (name.clone(), i.controls()))

@@ -7,8 +7,8 @@
 //! the truth) through `dataplane::nat::NatTable`. A node that starts, sees a lost
 //! message, or sees a peer restart asks for a full snapshot (`peer`, `snapshot`).
 //!
-//! Sync-then-claim: the [`SyncGate`] says whether the table holds everything the
-//! peers sent; a backup becoming master waits on it, at most one advert interval,
+//! Sync-then-claim: [`NatSync::table_current`] says whether the table holds everything
+//! the peers sent; a backup becoming master waits on it, at most one advert interval,
 //! before it serves the VIPs.
 //!
 //! # Replay protection
@@ -78,19 +78,17 @@ pub mod socket;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aya::maps::{MapData, RingBuf};
-use fo_common::{Addr, Counter, FAMILY_V4, FlowKey, NatEvent, NatFlow};
+use fo_common::{Addr, Counter, FAMILY_V4, FlowKey, NatFlow};
 use serde::{Deserialize, Serialize};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::agent::SharedPlane;
-use crate::dataplane::MonoNanos;
 use crate::dataplane::nat::NatTable;
+use crate::dataplane::{MonoNanos, NatEvents, SharedPlane};
+use crate::locks::{Flag, lock};
 use codec::{Header, Kind, MAX_RECORDS, Message, Op, Record};
 use guard::{PeerGuard, Refusal};
 use peer::{Chunk, End, PeerTrack, Verdict};
@@ -106,33 +104,6 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 const MAX_RESERVE: usize = 1 << 24;
 /// Trouble binding the socket is logged at most this often.
 const BIND_LOG_EVERY: Duration = Duration::from_secs(30);
-
-/// Whether this node's table holds everything its peers sent.
-#[derive(Clone, Default)]
-pub struct SyncGate(Arc<(Mutex<bool>, Condvar)>);
-
-impl SyncGate {
-    fn set(&self, current: bool) {
-        let (m, c) = &*self.0;
-        *m.lock().unwrap_or_else(|p| p.into_inner()) = current;
-        c.notify_all();
-    }
-
-    pub fn current(&self) -> bool {
-        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Block until the table is current, at most `bound`: (current, time waited).
-    pub fn wait_current(&self, bound: Duration) -> (bool, Duration) {
-        let start = Instant::now();
-        let (m, c) = &*self.0;
-        let guard = m.lock().unwrap_or_else(|p| p.into_inner());
-        let (guard, _) = c
-            .wait_timeout_while(guard, bound, |current| !*current)
-            .unwrap_or_else(|p| p.into_inner());
-        (*guard, start.elapsed())
-    }
-}
 
 /// Sync health for status and metrics.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -198,21 +169,24 @@ pub struct SnapshotFigures {
     pub stale_removed: u64,
 }
 
-/// What the agent keeps of the sync.
+/// What the agent keeps of the NAT connection-state sync.
 #[derive(Clone)]
-pub struct Sync {
-    pub gate: SyncGate,
-    pub status: Arc<Mutex<SyncStatus>>,
+pub struct NatSync {
+    table_current: Flag,
+    status: Arc<Mutex<SyncStatus>>,
     /// Connections removed by aging, to be streamed as closed.
     pub removed: mpsc::Sender<Vec<(FlowKey, NatFlow)>>,
 }
 
-impl Sync {
+impl NatSync {
     pub fn status(&self) -> SyncStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.status).clone()
+    }
+
+    /// True while this node's table holds everything its peers sent (sync-then-claim
+    /// waits on it).
+    pub fn table_current(&self) -> Flag {
+        self.table_current.clone()
     }
 }
 
@@ -250,10 +224,10 @@ pub struct Placement {
 
 /// Start the sync task. The socket is bound by the task (see `socket`).
 pub async fn start(
-    cfg: &fo_config::Sync,
+    cfg: &fo_config::SyncConfig,
     plane: SharedPlane,
     placement: Placement,
-) -> Result<(Sync, tokio::task::JoinHandle<()>), SyncError> {
+) -> Result<(NatSync, tokio::task::JoinHandle<()>), SyncError> {
     let key = std::fs::read(&cfg.key_file).map_err(|source| SyncError::Key {
         path: cfg.key_file.clone(),
         source,
@@ -261,17 +235,15 @@ pub async fn start(
     let epoch = epoch::advance(&epoch::path_for(&placement.state_file), unix_ms())?;
     let (events, table) = {
         let mut p = plane.lock();
-        let events = p.dp.take_nat_events().ok_or(SyncError::NoEvents)?;
+        let events = NatEvents::take(&mut p.dp)
+            .ok_or(SyncError::NoEvents)?
+            .map_err(SyncError::Poll)?;
         let table =
             p.dp.nat_table()
                 .map_err(|e| SyncError::Table(crate::dataplane::error_chain(&e)))?;
         (events, table)
     };
-    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd until both are
-    // dropped together; nothing else closes or reuses it.
-    let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
-        .map_err(|e| SyncError::Poll(std::io::Error::other(e.to_string())))?;
-    let gate = SyncGate::default();
+    let table_current = Flag::default();
     let status = Arc::new(Mutex::new(SyncStatus {
         epoch,
         peers: cfg.peers.iter().map(|&a| PeerStatus::new(a)).collect(),
@@ -316,7 +288,7 @@ pub async fn start(
         last_sent: now,
         last_beat: now,
         status: status.clone(),
-        gate: gate.clone(),
+        table_current: table_current.clone(),
         counters: SyncStatus {
             epoch,
             ..Default::default()
@@ -332,8 +304,8 @@ pub async fn start(
         task.run(sock, events, removed, walked_rx).await
     });
     Ok((
-        Sync {
-            gate,
+        NatSync {
+            table_current,
             status,
             removed: removed_tx,
         },
@@ -396,7 +368,7 @@ struct Task {
     /// [`HEARTBEAT`] even while Updates flow to the others, since theirs are held).
     last_beat: Instant,
     status: Arc<Mutex<SyncStatus>>,
-    gate: SyncGate,
+    table_current: Flag,
     counters: SyncStatus,
     /// The data plane's `nat_event_lost` counter when last looked at, and when.
     events_lost_seen: u64,
@@ -407,9 +379,7 @@ struct Task {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::unix_millis(SystemTime::now())
 }
 
 fn v4(a: &Addr) -> Ipv4Addr {
@@ -498,7 +468,7 @@ impl Task {
     async fn bind(
         &mut self,
         placement: &Placement,
-        events: &mut AsyncFd<RingBuf<MapData>>,
+        events: &mut NatEvents,
         removed: &mut mpsc::Receiver<Vec<(FlowKey, NatFlow)>>,
     ) -> tokio::net::UdpSocket {
         let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
@@ -552,12 +522,9 @@ impl Task {
             loop {
                 tokio::select! {
                     _ = &mut retry => break,
-                    ready = events.readable_mut() => {
-                        if let Ok(mut guard) = ready {
-                            while guard.get_inner_mut().next().is_some() {
-                                self.counters.events_read += 1;
-                            }
-                            guard.clear_ready();
+                    read = events.discard() => {
+                        if let Ok(n) = read {
+                            self.counters.events_read += n as u64;
                         }
                     }
                     Some(_) = removed.recv() => {}
@@ -569,7 +536,7 @@ impl Task {
     async fn run(
         &mut self,
         sock: tokio::net::UdpSocket,
-        mut events: AsyncFd<RingBuf<MapData>>,
+        mut events: NatEvents,
         mut removed: mpsc::Receiver<Vec<(FlowKey, NatFlow)>>,
         mut walked: mpsc::UnboundedReceiver<Walked>,
     ) {
@@ -579,14 +546,12 @@ impl Task {
         self.publish();
         let mut tick = tokio::time::interval(FLUSH);
         let mut buf = vec![0u8; 2048];
+        let mut read = Vec::new();
         loop {
             tokio::select! {
-                ready = events.readable_mut() => {
-                    match ready {
-                        Ok(mut guard) => {
-                            self.drain_events(guard.get_inner_mut());
-                            guard.clear_ready();
-                        }
+                r = events.read(&mut read) => {
+                    match r {
+                        Ok(_) => self.queue_events(&mut read),
                         Err(e) => {
                             warn!(error = %e, "NAT event ring buffer");
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -618,14 +583,10 @@ impl Task {
         }
     }
 
-    fn drain_events(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Queue the connection events read from the data plane (and empty `read`).
+    fn queue_events(&mut self, read: &mut Vec<fo_common::NatEvent>) {
         let now = MonoNanos::now();
-        while let Some(item) = ring.next() {
-            if item.len() < std::mem::size_of::<NatEvent>() {
-                continue;
-            }
-            // SAFETY: the program writes whole NatEvent records; read unaligned.
-            let ev: NatEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        for ev in read.drain(..) {
             self.counters.events_read += 1;
             // New and reset connections alike are upserts: a reset one carries its
             // CLOSED state, and aging on the owner removes it later (a Remove).
@@ -1239,7 +1200,7 @@ impl Task {
         let now = Instant::now();
         let current =
             self.counters.address.is_some() && self.peers.values().all(|p| p.track.current());
-        self.gate.set(current);
+        self.table_current.set(current);
         let mut s = self.counters.clone();
         s.current = current;
         s.peers = self
@@ -1263,7 +1224,7 @@ impl Task {
                 st
             })
             .collect();
-        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        *lock(&self.status) = s;
     }
 }
 
@@ -1299,20 +1260,5 @@ mod tests {
         assert_eq!(r.age, Duration::from_secs(2));
         assert_eq!(r.snat_port, 30001);
         assert_eq!(entries(&r, now, 3), (key, flow));
-    }
-
-    #[test]
-    fn the_gate_waits_at_most_its_bound_and_opens_at_once() {
-        let g = SyncGate::default();
-        let (current, waited) = g.wait_current(Duration::from_millis(50));
-        assert!(!current);
-        assert!(waited >= Duration::from_millis(50));
-        let g2 = g.clone();
-        let t = std::thread::spawn(move || g2.wait_current(Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_millis(20));
-        g.set(true);
-        let (current, waited) = t.join().expect("thread");
-        assert!(current);
-        assert!(waited < Duration::from_secs(5), "opened late: {waited:?}");
     }
 }

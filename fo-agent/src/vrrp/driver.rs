@@ -270,8 +270,9 @@ pub(super) struct Io {
     pub socket: Arc<VrrpSocket>,
     pub announcer: Arc<Announcer>,
     pub plane: SharedPlane,
-    /// The connection-state sync's gate (sync-then-claim), when sync is on.
-    pub sync: Option<crate::sync::SyncGate>,
+    /// Whether the connection-state sync's table is current (sync-then-claim), when
+    /// sync is on.
+    pub table_current: Option<crate::locks::Flag>,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
     /// Consulted when the Master_Down_Timer fires (routers with a witness).
@@ -776,15 +777,15 @@ impl Driver {
     /// advert interval) until the connection table holds what the peers sent, so the
     /// connections the old master translated continue here.
     fn wait_for_sync(&self) {
-        let Some(gate) = &self.io.sync else {
+        let Some(table_current) = &self.io.table_current else {
             return;
         };
-        if gate.current() {
+        if table_current.get() {
             info!("connection table current: claiming the VIPs");
             return;
         }
         let bound = self.spec.interval().to_duration();
-        let (current, waited) = tokio::task::block_in_place(|| gate.wait_current(bound));
+        let (current, waited) = tokio::task::block_in_place(|| table_current.wait_true(bound));
         if current {
             info!(
                 waited_ms = waited.as_millis() as u64,

@@ -131,7 +131,7 @@ impl Vrrp {
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
-        sync: Option<crate::sync::SyncGate>,
+        table_current: Option<crate::locks::Flag>,
         initial: &HashMap<String, Vec<Control>>,
         resumed: &std::collections::BTreeSet<String>,
     ) -> Result<Vrrp, VrrpError> {
@@ -179,7 +179,7 @@ impl Vrrp {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
                     plane: plane.clone(),
-                    sync: sync.clone(),
+                    table_current: table_current.clone(),
                     addresses: config.node.vip_on_interface.then(|| {
                         net::addr::VipAddresses::spawn(
                             handle.clone(),
@@ -325,7 +325,7 @@ pub fn spec_of(
             primary_address: primary,
             // The driver still fences on its own (fence::Gate) until it feeds PeerAlive.
             fence_timeout: None,
-            // The driver still waits for sync on SetOwnership itself (sync::SyncGate).
+            // The driver still waits for sync on SetOwnership itself (`Io::table_current`).
             sync_then_claim: false,
         },
         garp: GarpTiming {
