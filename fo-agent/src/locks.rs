@@ -2,7 +2,8 @@
 //! counters, map handles whose every write is one entry), so a writer that panicked leaves
 //! them usable: a poisoned lock is taken anyway instead of spreading the panic.
 //!
-//! [`Flag`] is a boolean one task sets and another reads or waits on.
+//! [`Flag`] is a boolean one task sets and another reads or waits on; [`LastSeen`] the
+//! latest of the times one task reports and another reads.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -39,6 +40,25 @@ impl Flag {
     }
 }
 
+/// The latest time something was seen (e.g. the last answer of a peer or witness), shared
+/// by the task that sees it and the one that reads it. Reports may come out of order: the
+/// latest one counts.
+#[derive(Debug, Default)]
+pub struct LastSeen(Mutex<Option<Instant>>);
+
+impl LastSeen {
+    /// Seen at `at`.
+    pub fn seen(&self, at: Instant) {
+        let mut last = lock(&self.0);
+        *last = Some(last.map_or(at, |l| l.max(at)));
+    }
+
+    /// The latest time seen, if any.
+    pub fn get(&self) -> Option<Instant> {
+        *lock(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +90,20 @@ mod tests {
         let (value, waited) = t.join().expect("thread");
         assert!(value);
         assert!(waited < Duration::from_secs(5), "opened late: {waited:?}");
+    }
+
+    #[test]
+    fn last_seen_keeps_the_latest_report() {
+        let seen = LastSeen::default();
+        assert_eq!(seen.get(), None);
+        let t0 = Instant::now();
+        seen.seen(t0 + Duration::from_millis(300));
+        assert_eq!(seen.get(), Some(t0 + Duration::from_millis(300)));
+        seen.seen(t0 + Duration::from_millis(100));
+        assert_eq!(
+            seen.get(),
+            Some(t0 + Duration::from_millis(300)),
+            "an older report does not move it back"
+        );
     }
 }

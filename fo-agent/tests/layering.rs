@@ -58,10 +58,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// concurrent edits do not break it). The list may only shrink: an entry that no longer
 /// occurs fails `known_edges_still_occur` until it is removed.
 const KNOWN: &[(&str, &str)] = &[
-    // The driver asks fence whether it may claim (moves into fo-vrrp's FSM).
-    ("src/vrrp/driver/mod.rs", "fence"),
-    ("src/vrrp/driver/io.rs", "fence"),
-    ("src/vrrp/mod.rs", "fence"),
     // hooks runs children through health::child (moves to a shared leaf).
     ("src/hooks.rs", "health"),
     // `fo-agent check` lists problems itself (moves to agent::preflight).

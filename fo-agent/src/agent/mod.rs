@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use fo_config::{Config, Ownership, XdpMode};
+use fo_vrrp::FaultSource;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
@@ -46,8 +47,6 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// How often the XDP attachment is verified (and systemd's watchdog fed, at most this
 /// far apart).
 const TICK: Duration = Duration::from_secs(1);
-/// Fault source of every router while the XDP program is not attached.
-const DATAPLANE_FAULT: &str = "dataplane";
 /// NAT next hops are prodded every this many ticks.
 const NAT_PROD_TICKS: u64 = 5;
 
@@ -108,7 +107,7 @@ struct Agent {
     /// Last effective priority sent to each VRRP router.
     priorities: BTreeMap<String, u8>,
     /// Fault sources reported failing to each VRRP router.
-    faults: BTreeMap<String, BTreeSet<String>>,
+    faults: BTreeMap<String, BTreeSet<FaultSource>>,
     dataplane_attached: bool,
     /// VIP addresses of static routers on the interface (`vip_on_interface`).
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
@@ -659,15 +658,17 @@ impl Agent {
                         }
                         let _ = h.send(Control::Priority(fo_vrrp::Priority(eff))).await;
                     }
-                    let mut wanted: BTreeSet<String> =
-                        closed.iter().map(|g| format!("gate:{g}")).collect();
+                    let mut wanted: BTreeSet<FaultSource> = closed
+                        .iter()
+                        .map(|g| FaultSource::Gate(g.to_string()))
+                        .collect();
                     wanted.extend(
                         health::priority::track_faults(&v.track, &snap)
                             .into_iter()
-                            .map(health::priority::track_fault_source),
+                            .map(|c| FaultSource::Track(c.to_string())),
                     );
                     if !self.dataplane_attached {
-                        wanted.insert(DATAPLANE_FAULT.to_string());
+                        wanted.insert(FaultSource::Dataplane);
                     }
                     let had = self.faults.entry(router.name.clone()).or_default().clone();
                     for src in wanted.difference(&had) {
@@ -1074,8 +1075,8 @@ impl Agent {
 /// What a VRRP router is told before its Startup (see `RouterSpec::initial`).
 struct InitialInputs {
     demoted: bool,
-    /// Fault sources failing already (`gate:NAME`, `track:NAME`).
-    faults: BTreeSet<String>,
+    /// Fault sources failing already (gates, weight-0 tracks).
+    faults: BTreeSet<FaultSource>,
     /// Effective priority (configured plus the weights of tracked checks).
     priority: u8,
     configured: u8,
@@ -1110,11 +1111,11 @@ fn initial_inputs(
             let v = r.vrrp()?;
             let faults = health::priority::closed_gates(&r.gates, snap)
                 .into_iter()
-                .map(|g| format!("gate:{g}"))
+                .map(|g| FaultSource::Gate(g.to_string()))
                 .chain(
                     health::priority::track_faults(&v.track, snap)
                         .into_iter()
-                        .map(health::priority::track_fault_source),
+                        .map(|c| FaultSource::Track(c.to_string())),
                 )
                 .collect();
             let inputs = InitialInputs {

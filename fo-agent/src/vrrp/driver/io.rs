@@ -10,7 +10,7 @@ use fo_vrrp::{Advert, Event, Priority, RxMeta, State};
 use tracing::{debug, error, info, warn};
 
 use super::status::HEARD_MAX;
-use super::{Driver, GarpTiming};
+use super::{ClaimInputs, Driver, GarpTiming};
 use crate::dataplane::SharedPlane;
 use crate::locks::lock;
 use crate::vrrp::garp::Announcer;
@@ -21,13 +21,10 @@ pub(in crate::vrrp) struct Io {
     pub socket: Arc<VrrpSocket>,
     pub announcer: Arc<Announcer>,
     pub plane: SharedPlane,
-    /// Whether the connection-state sync's table is current (sync-then-claim), when
-    /// sync is on.
-    pub table_current: Option<crate::locks::Flag>,
     /// The VIPs as interface addresses (`vip_on_interface = true`), else `None`.
     pub addresses: Option<crate::net::addr::VipAddresses>,
-    /// Consulted when the Master_Down_Timer fires (routers with a witness).
-    pub fence: Option<Arc<crate::fence::Gate>>,
+    /// Where the router's claim inputs are read.
+    pub claim: ClaimInputs,
 }
 
 /// At most one warning per [`RateLimit::PERIOD`], saying how many were held back.
@@ -98,14 +95,7 @@ impl Driver {
                     warn!(from = %p.src, theirs = ?advert.addresses, ours = ?self.spec.vips,
                         "the peer advertises other virtual addresses: check both configurations");
                 }
-                let dual = self.router.state() == State::Master
-                    && advert.priority != Priority::STOP
-                    && p.src != self.spec.fsm.primary_address;
-                let now = Instant::now();
-                self.handle(now, Event::advert(p.src, &advert));
-                if dual {
-                    self.dual_master(now, p.src, advert.priority);
-                }
+                self.handle(Instant::now(), Event::advert(p.src, &advert));
             }
             Err(reason) => {
                 *self.stats.drops.entry(reason.as_str()).or_default() += 1;
@@ -125,9 +115,6 @@ impl Driver {
     /// The data plane first: with the lease set to Master_Down_Interval, a dead agent's
     /// VIPs stop being answered about when a peer takes them over.
     pub(super) fn set_ownership(&mut self, owned: bool) {
-        if owned && self.spec.nat {
-            self.wait_for_sync();
-        }
         let lease = self.router.master_down_interval();
         if let Err(e) = self
             .io
@@ -148,18 +135,17 @@ impl Driver {
         }
     }
 
-    /// Sync-then-claim: before serving the VIPs of NAT services, wait (at most one
-    /// advert interval) until the connection table holds what the peers sent, so the
-    /// connections the old master translated continue here.
-    pub(super) fn wait_for_sync(&self) {
-        let Some(table_current) = &self.io.table_current else {
+    /// Sync-then-claim (`Action::AwaitSync`): before serving the VIPs of NAT services,
+    /// wait at most `bound` until the connection table holds what the peers sent, so the
+    /// connections the old master translated continue here. A zero bound: it does.
+    pub(super) fn await_sync(&self, bound: Duration) {
+        let Some(table_current) = &self.io.claim.table_current else {
             return;
         };
-        if table_current.get() {
+        if bound.is_zero() {
             info!("connection table current: claiming the VIPs");
             return;
         }
-        let bound = self.spec.interval().to_duration();
         let (current, waited) = tokio::task::block_in_place(|| table_current.wait_true(bound));
         if current {
             info!(

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fo_vrrp::packet::{MULTICAST_V4, MULTICAST_V6};
 use fo_vrrp::{
-    Action, Admin, AdverInterval, Auth, AuthKey, Event, Priority, ReplayGuard, SequenceGen, State,
-    Time, Timer, Vrid,
+    Action, Admin, AdverInterval, Auth, AuthKey, Event, FaultSource, Priority, ReplayGuard,
+    SequenceGen, State, Time, Timer, Vrid,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::socket::Received;
 use crate::hooks::{HookState, RouterHooks, RouterInfo};
-use crate::locks::lock;
+use crate::locks::{Flag, LastSeen, lock};
 pub(in crate::vrrp) use io::Io;
 use io::{RateLimit, sleep_until};
 pub use status::{
@@ -106,9 +106,9 @@ pub enum Control {
     Resume,
     /// A new effective priority (configured priority plus the weights of failing tracks).
     Priority(Priority),
-    /// A fault source (e.g. "link", a gate's name) is failing or has recovered. The router
-    /// is faulted while any source is failing.
-    Fault { source: String, failing: bool },
+    /// A fault source (the link, a gate, the fence, …) is failing or has recovered. The
+    /// router is faulted while any source is failing.
+    Fault { source: FaultSource, failing: bool },
     /// A reload read the key file again: the HMAC key to use from now on (`None`: HMAC
     /// mode off).
     AuthKey(Option<AuthKey>),
@@ -127,7 +127,7 @@ pub struct RouterHandle {
     status: Arc<Mutex<RouterStatus>>,
     /// Packets the receive task dropped because this router's queue was full.
     queue_drops: Arc<AtomicU64>,
-    fence: Option<Arc<crate::fence::Gate>>,
+    liveness: Option<Arc<LastSeen>>,
     hooks: crate::hooks::HookCounters,
 }
 
@@ -153,9 +153,10 @@ impl RouterHandle {
             })
     }
 
-    /// The fence gate of a router with a witness.
-    pub fn fence_gate(&self) -> Option<Arc<crate::fence::Gate>> {
-        self.fence.clone()
+    /// Where the fence task of a router with a witness reports the last answer of the
+    /// peer or the witness (the router reads it at Master_Down).
+    pub fn liveness(&self) -> Option<Arc<LastSeen>> {
+        self.liveness.clone()
     }
 
     pub(super) async fn shutdown(&self) {
@@ -206,7 +207,7 @@ pub(super) fn spawn(
         tx,
         status: status.clone(),
         queue_drops,
-        fence: io.fence.clone(),
+        liveness: io.claim.liveness.clone(),
         hooks: hooks.counters(),
     };
     let driver = Driver {
@@ -216,7 +217,7 @@ pub(super) fn spawn(
         io,
         status,
         epoch,
-        faults: BTreeSet::new(),
+        fed: Fed::default(),
         burst: None,
         next_refresh: None,
         detected_at: None,
@@ -242,7 +243,8 @@ struct Driver {
     io: Io,
     status: Arc<Mutex<RouterStatus>>,
     epoch: Instant,
-    faults: BTreeSet<String>,
+    /// The claim inputs as last told to the router.
+    fed: Fed,
     /// The rest of the gratuitous ARP burst after a takeover.
     burst: Option<JoinHandle<()>>,
     next_refresh: Option<Instant>,
@@ -283,8 +285,8 @@ impl Driver {
         }
         // An agent restarted while this node served the VIPs (kill, upgrade) resumes
         // as Master at once, before its peer's Master_Down_Timer runs out (not when
-        // demoted: then the FSM treats it as an ordinary Startup).
-        let serving = self.spec.resume && !self.spec.vips.is_empty();
+        // demoted or faulted: then the FSM treats it as an ordinary Startup).
+        let serving = self.spec.resume;
         if serving {
             info!("the data plane still serves this router's VIPs: resuming as master");
         }
@@ -327,19 +329,6 @@ impl Driver {
                             Ok(p) => self.packet(p),
                             Err(_) => break,
                         }
-                    }
-                    if which == Timer::MasterDown
-                        && self.router.state() == State::Backup
-                        && self.io.fence.as_ref().is_some_and(|g| g.cut_off(now))
-                    {
-                        // Neither the peer nor the witness answers: this node may be the
-                        // one cut off. Fence instead of claiming (the fence task lifts it).
-                        warn!("Master_Down_Timer expired, but neither peer nor witness answers: not claiming the VIPs");
-                        self.control(Control::Fault {
-                            source: crate::fence::FENCED.to_string(),
-                            failing: true,
-                        });
-                        continue;
                     }
                     if which == Timer::MasterDown {
                         self.detected_at = Some(at);
@@ -390,31 +379,24 @@ impl Driver {
                 return;
             }
             Control::Fault { source, failing } => {
-                let was = !self.faults.is_empty();
-                if failing {
-                    if self.faults.insert(source.clone()) {
-                        warn!(source = %source, "fault set");
-                    }
-                } else if self.faults.remove(&source) {
-                    info!(source = %source, "fault cleared");
+                match (failing, self.router.faults().contains(&source)) {
+                    (true, false) => warn!(source = %source, "fault set"),
+                    (false, true) => info!(source = %source, "fault cleared"),
+                    _ => {}
                 }
-                match (was, self.faults.is_empty()) {
-                    (false, false) => Event::FaultSet,
-                    (true, true) => Event::FaultCleared,
-                    _ => {
-                        self.publish();
-                        return;
-                    }
-                }
+                Event::Fault { source, failing }
             }
         };
         self.handle(Instant::now(), event);
     }
 
-    /// Feed one event and perform the actions, in order.
+    /// Feed one event and perform the actions, in order. The claim inputs are brought up
+    /// to date first, so the router decides on what they say now.
     fn handle(&mut self, now: Instant, event: Event) {
+        self.feed_claim_inputs(now);
         let actions = self.router.handle(self.time(now), event);
         let mut pending: Option<Pending> = None;
+        let mut dual = None;
         for action in actions {
             match action {
                 Action::Transition { from, to, reason } => {
@@ -442,14 +424,25 @@ impl Driver {
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
                     // Timers are read back from the router (`next_deadline`) on every turn.
                 }
-                Action::ClaimRefused { .. } | Action::AwaitSync { .. } => {
-                    // Not emitted yet: the router's fence_timeout is None and sync_then_claim
-                    // false while this driver fences at Master_Down (see `run`) and waits for
-                    // sync in `set_ownership` itself.
+                Action::ClaimRefused { source } => {
+                    if source == FaultSource::Fenced {
+                        warn!(
+                            "Master_Down_Timer expired, but neither peer nor witness answers: not claiming the VIPs"
+                        );
+                    } else {
+                        warn!(source = %source, "Master_Down_Timer expired: not claiming the VIPs");
+                    }
+                    warn!(source = %source, "fault set");
                 }
-                Action::DualMaster { .. } => {
-                    // Counted and warned by `packet` (`dual_master`) until the driver acts
-                    // on this action instead.
+                Action::AwaitSync { bound } => self.await_sync(bound),
+                Action::DualMaster {
+                    peer,
+                    priority,
+                    stays,
+                } => {
+                    self.stats.dual_master += 1;
+                    // Warned after the transition it may have caused is logged.
+                    dual = Some((peer, priority, stays));
                 }
                 Action::RunHook { state } => {
                     let from = pending.as_ref().map_or(State::Initialize, |p| p.from);
@@ -485,8 +478,53 @@ impl Driver {
             st.history.push(record.clone());
             st.last_transition = Some(record);
         }
+        if let Some((peer, theirs, stays)) = dual {
+            self.warn_dual_master(now, peer, theirs, stays);
+        }
         self.publish();
     }
+
+    /// Tell the router what changed among its claim inputs since it was last told: the
+    /// last answer of the peer or the witness, and whether the connection table is
+    /// current. Read at the instant of the event they may decide (no channel between).
+    fn feed_claim_inputs(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        let alive = self.io.claim.liveness.as_ref().and_then(|l| l.get());
+        if alive.is_some() && alive != self.fed.alive {
+            self.fed.alive = alive;
+            events.extend(alive.map(|at| Event::PeerAlive { at: self.time(at) }));
+        }
+        if let Some(current) = &self.io.claim.table_current {
+            let pending = !current.get();
+            if self.fed.sync_pending != Some(pending) {
+                self.fed.sync_pending = Some(pending);
+                events.push(Event::SyncPending { pending });
+            }
+        }
+        for event in events {
+            let actions = self.router.handle(self.time(now), event);
+            debug_assert!(actions.is_empty(), "an input acts only on a later event");
+        }
+    }
+}
+
+/// What the router was last told of its claim inputs.
+#[derive(Default)]
+struct Fed {
+    alive: Option<Instant>,
+    sync_pending: Option<bool>,
+}
+
+/// The inputs of fo's claim rules (`fo_vrrp::fsm::claim`) that other tasks keep: read
+/// before every event the router handles.
+#[derive(Default)]
+pub(in crate::vrrp) struct ClaimInputs {
+    /// The last answer of the peer or the witness, reported by the fence task (routers
+    /// with a witness; the router's `fence_timeout` is the witness's timeout).
+    pub liveness: Option<Arc<LastSeen>>,
+    /// Whether the connection table holds what the peers sent, set by the sync task
+    /// (routers with NAT services, when sync is on: `sync_then_claim`).
+    pub table_current: Option<Flag>,
 }
 
 fn hook_state(s: State) -> HookState {

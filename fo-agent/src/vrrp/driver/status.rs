@@ -140,13 +140,19 @@ pub(super) struct Pending {
 }
 
 impl Driver {
-    /// Both masters at once: we were Master and heard another Master's advert. The state
-    /// machine has already applied RFC 5798 §6.4.3 (the lower yields; a higher or equal
-    /// one with a higher address wins, else we answered at once so it yields).
-    pub(super) fn dual_master(&mut self, now: Instant, peer: IpAddr, theirs: Priority) {
-        self.stats.dual_master += 1;
+    /// Both masters at once (`Action::DualMaster`): we were Master and heard another
+    /// Master's advert. The state machine has already applied RFC 5798 §6.4.3 (the lower
+    /// yields; a higher or equal one with a higher address wins, else we answered at once
+    /// so it yields): `stays` says which. One warning per period.
+    pub(super) fn warn_dual_master(
+        &mut self,
+        now: Instant,
+        peer: IpAddr,
+        theirs: Priority,
+        stays: bool,
+    ) {
         let ours = self.router.priority();
-        let resolution = if self.router.state() == State::Master {
+        let resolution = if stays {
             "we stay master and answered at once: the peer yields on hearing it"
         } else {
             "we yield to the peer"
@@ -155,7 +161,6 @@ impl Driver {
             warn!(%peer, their_priority = theirs.0, our_priority = ours.0, held_back = held,
                 "dual master: another master advertises for this router; {resolution}");
         }
-        self.publish();
     }
 
     /// One entry per transition, with `from`, `to` and `reason` fields (journald:
@@ -173,10 +178,20 @@ impl Driver {
                 info!(from = %from, to = %to, reason = %reason, "VRRP transition: VIPs served")
             }
             None if p.to == State::Fault => {
-                warn!(from = %from, to = %to, reason = %reason, faults = ?self.faults, "VRRP transition")
+                warn!(from = %from, to = %to, reason = %reason, faults = ?self.fault_labels(), "VRRP transition")
             }
             None => info!(from = %from, to = %to, reason = %reason, "VRRP transition"),
         }
+    }
+
+    /// The failing fault sources as `status` shows them (`link`, `gate:NAME`, …), in
+    /// alphabetical order.
+    fn fault_labels(&self) -> BTreeSet<String> {
+        self.router
+            .faults()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Copy the router's state and the counters where handles can read them.
@@ -185,7 +200,7 @@ impl Driver {
         s.state = self.router.state();
         s.effective_priority = self.router.priority().0;
         s.admin = self.router.admin();
-        s.faults = self.faults.clone();
+        s.faults = self.fault_labels();
         s.master_since = self.router.master_since().map(|t| {
             let ago = self
                 .time(Instant::now())
