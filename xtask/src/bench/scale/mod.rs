@@ -172,6 +172,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         &dir,
         lab.backends.iter().map(|b| &b.ns),
         &(BASE_PORT..=BASE_PORT + MAX_SERVICES - 1),
+        6000,
     )?;
     keep_config(out, &web_cfg, "scale-haproxy-backend-web.cfg")?;
     for b in &lab.backends {

@@ -115,6 +115,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         &dir,
         lab.backends.iter().map(|b| &b.ns),
         &(HTTP_PORT..=HTTP_PORT),
+        6000,
     )?;
     for b in &lab.backends {
         wait_listen(&b.ns, HTTP_PORT)?;

@@ -22,7 +22,7 @@ pub(super) fn paired(rows: &[(Path_, Vec<Sample>)], path: Path_, reference: Path
 
 /// Paired ratios as `median % (min–max)`.
 pub(super) fn pct(v: &[f64]) -> String {
-    match super::super::mmm(v) {
+    match crate::bench::mmm(v) {
         Some((lo, m, hi)) => format!("{m:.0} % ({lo:.0}–{hi:.0})"),
         None => "n/a".into(),
     }

@@ -141,18 +141,10 @@ impl Rig {
             "sh {} {VIP_NATIVE} {VIP_FWD} {VIP_FLOOR}",
             crate::util::root().join("deploy/backend-dsr.sh").display()
         ))?;
-        let web_cfg = dir.join("haproxy-backend-web.cfg");
-        std::fs::write(
-            &web_cfg,
-            format!(
-                "global\n  maxconn 9000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
-                 frontend web\n  bind :{HTTP_PORT}\n  http-request return status 200 content-type text/plain string ok\n"
-            ),
-        )?;
+        let (web_cfg, mut webs) =
+            fo_lab::kit::static_http::start(dir, [&be_ns], &(HTTP_PORT..=HTTP_PORT), 9000)?;
         keep_config(out, &web_cfg, "throughput-haproxy-backend-web.cfg")?;
-        let mut cmd = be_ns.command("/usr/sbin/haproxy");
-        cmd.arg("-db").arg("-f").arg(&web_cfg);
-        let web = Proc::spawn("haproxy web", cmd, &dir.join("haproxy-web.log"))?;
+        let web = webs.pop().context("the backend's HAProxy")?;
         let mut cmd = be_ns.command("iperf3");
         cmd.args(["-s", "-p", &IPERF_PORT.to_string()]);
         let _iperf = Proc::spawn("iperf3 -s", cmd, &dir.join("iperf3-server.log"))?;
