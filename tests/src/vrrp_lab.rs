@@ -23,13 +23,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use fo_lab::locks::lock;
+
 use crate::netns::{ChildGuard, Netns, Segment, parse_mac, unique_tag};
 
 /// One test at a time per process: the takeover bounds are about the protocol, not about
 /// two labs competing for two cores.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&LOCK)
 }
 
 /// Path of the `fo-agent` binary (see the module docs).
@@ -123,7 +125,7 @@ impl Proc {
     }
 
     pub fn text(&self) -> String {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = lock(&self.log);
         log.iter()
             .map(|(_, l)| l.as_str())
             .collect::<Vec<_>>()
@@ -136,9 +138,7 @@ fn reader(stream: impl Read + Send + 'static, log: Log) {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let now = Instant::now();
-            log.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((now, strip_ansi(&line)));
+            lock(&log).push((now, strip_ansi(&line)));
         }
     });
 }
@@ -383,7 +383,7 @@ impl Node {
         let Some(p) = &self.proc else {
             return Claim::Nothing;
         };
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         let mut claim = Claim::Nothing;
         for (at, line) in log.iter() {
             if *at > t {
@@ -403,7 +403,7 @@ impl Node {
     /// The first instant after `since` at which the node logged `claim`.
     pub fn claimed_since(&self, claim: Claim, since: Instant) -> Option<Instant> {
         let p = self.proc.as_ref()?;
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         log.iter()
             .filter(|(at, _)| *at >= since)
             .find(|(_, l)| parse_claim(l) == Some(claim))
@@ -420,7 +420,7 @@ impl Node {
         let Some(p) = &self.proc else {
             return Vec::new();
         };
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         log.iter().filter(|(_, l)| pred(l)).cloned().collect()
     }
 
@@ -428,7 +428,7 @@ impl Node {
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for (log, killed) in &self.history {
-            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let log = lock(log);
             for (_, l) in log.iter() {
                 s.push_str(l);
                 s.push('\n');

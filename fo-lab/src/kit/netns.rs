@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, Once};
 
+use crate::locks::lock;
+
 use anyhow::{Context as _, bail};
 
 enum Resource {
@@ -26,7 +28,7 @@ enum Resource {
 static RESOURCES: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
 
 fn resources() -> MutexGuard<'static, Vec<Resource>> {
-    RESOURCES.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&RESOURCES)
 }
 
 /// Run `sh -c CMD` on the host; fail with its output.
