@@ -41,12 +41,7 @@ pub fn agent_binary() -> PathBuf {
         if let Some(p) = std::env::var_os("FO_AGENT_BIN") {
             return PathBuf::from(p);
         }
-        // <target>/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary under <target>/<profile>/deps");
+        let profile_dir = fo_lab::kit::bins::profile_dir();
         let target_dir = profile_dir.parent().expect("target dir");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
