@@ -219,26 +219,14 @@ impl Node {
 
     /// fo only: `fo-agent ARGS --socket …` against the node's agent: (success, output).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(agent_binary())
-            .args(args)
-            .arg("--socket")
-            .arg(self.dir.join("control.sock"))
-            .output()
-            .expect("run fo-agent");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        fo_lab::kit::agent::ctl(&agent_binary(), &self.dir.join("control.sock"), args)
+            .expect("run fo-agent")
     }
 
     /// fo only: `fo-agent status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
-        let (ok, text) = self.ctl(&["status", "--json"]);
-        assert!(ok, "fo-agent status failed on {}: {text}", self.name);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("status --json of {} is not JSON ({e}): {text}", self.name))
+        fo_lab::kit::agent::status(&agent_binary(), &self.dir.join("control.sock"))
+            .unwrap_or_else(|e| panic!("node {}: {e:#}", self.name))
     }
 
     /// fo only: the status of the node's (only) router.

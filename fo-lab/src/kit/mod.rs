@@ -2,6 +2,7 @@
 //! step, the privileged tests). It depends on nothing of the product, so xtask still builds
 //! on a bare machine.
 //!
+//! - [`agent`]: a running fo-agent, through its command line and control socket.
 //! - [`bins`]: the workspace's binaries of the running build.
 //! - [`netns`]: namespaces (handles, or [`netns::Owned`] ones removed on drop) and bpffs
 //!   pin directories, registered for teardown the moment they are made;
@@ -12,6 +13,7 @@
 //! - [`static_http`]: HAProxy answering a static 200, the benches' HTTP backends.
 //! - [`wait`]: polling for a condition.
 
+pub mod agent;
 pub mod bins;
 pub mod netns;
 pub mod proc;
