@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::throughput::{all_ns, parse_wrk, vm_busy_ns, wait_listen, xdp_prog_id};
+use super::throughput::{all_ns, vm_busy_ns, wait_listen, xdp_prog_id};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec, netns};
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::throughput::{parse_wrk, wait_listen};
+use super::throughput::wait_listen;
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 

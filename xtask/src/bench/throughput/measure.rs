@@ -271,7 +271,7 @@ fn measure_conn(
     cpu: Option<u32>,
 ) -> anyhow::Result<Sample> {
     let (vm0, lb0) = (vm_busy_ns(), lb_cpu_ns(lb));
-    let mut cmd = match cpu {
+    let cmd = match cpu {
         Some(c) => {
             let mut t = client.command("taskset");
             t.args(["-c", &c.to_string(), "wrk"]);
@@ -279,24 +279,10 @@ fn measure_conn(
         }
         None => client.command("wrk"),
     };
-    let out = cmd
-        .args([
-            "-t2",
-            &format!("-c{WRK_CONNS}"),
-            &format!("-d{WRK_SECS}s"),
-            "--latency",
-        ])
-        .args(["-H", "Connection: close"])
-        .arg(format!("http://{target}:{HTTP_PORT}/"))
-        .output()
-        .context("spawn wrk")?;
+    let w = wrk(cmd, target, HTTP_PORT, WRK_CONNS, WRK_SECS);
     let (vm1, lb1) = (vm_busy_ns(), lb_cpu_ns(lb));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
+    let w = w?;
     went_through(lb, lb0, lb1, target)?;
-    let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
     let conns = w.requests.max(1) as f64;
     Ok(Sample {
         conn_s: w.rate,
@@ -310,6 +296,34 @@ fn measure_conn(
         },
         ..Sample::default()
     })
+}
+
+/// `wrk -t2 -cCONNS -dSECSs --latency -H 'Connection: close' http://TARGET:PORT/` (one
+/// request per connection), run by `cmd` (`wrk`, or `taskset -c N wrk`, in the client's
+/// namespace): its figures, or why there are none.
+pub(in crate::bench) fn wrk(
+    mut cmd: Command,
+    target: Ipv4Addr,
+    port: u16,
+    conns: u32,
+    secs: u32,
+) -> anyhow::Result<Wrk> {
+    let out = cmd
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ])
+        .args(["-H", "Connection: close"])
+        .arg(format!("http://{target}:{port}/"))
+        .output()
+        .context("spawn wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))
 }
 
 pub(in crate::bench) struct Wrk {

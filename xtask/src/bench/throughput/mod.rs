@@ -40,7 +40,7 @@ use measure::*;
 use report::*;
 use topology::*;
 
-pub(super) use measure::{parse_wrk, vm_busy_ns};
+pub(super) use measure::{vm_busy_ns, wrk};
 pub(super) use topology::{all_ns, wait_listen, xdp_prog_id};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
