@@ -64,7 +64,6 @@ const KNOWN: &[(&str, &str)] = &[
     ("src/cli/check.rs", "bgp"),
     ("src/cli/check.rs", "health"),
     ("src/cli/check.rs", "vrrp"),
-    ("src/cli/check.rs", "hooks"),
 ];
 
 const RULES: Rules<'static> = Rules {

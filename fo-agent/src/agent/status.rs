@@ -50,10 +50,15 @@ fn takeover_histogram(t: &crate::vrrp::driver::TakeoverBuckets) -> Histogram {
     }
 }
 
-/// The flow table's fill from a (shared) count.
-pub(super) fn flow_fill(c: &super::tables::Counted, capacity: u32, walks: u64) -> TableFill {
+/// A table's fill from a (shared) count of its `entries`.
+pub(super) fn table_fill<T>(
+    entries: u64,
+    c: &super::tables::Counted<T>,
+    capacity: u32,
+    walks: u64,
+) -> TableFill {
     TableFill {
-        entries: c.entries,
+        entries,
         capacity: u64::from(capacity),
         counted_at: c.at_unix,
         walk_seconds: c.took.as_secs_f64(),
@@ -78,6 +83,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             config_loaded_at: unix(agent.loaded_at),
             pid: std::process::id(),
             control_refused: agent.access.refused(),
+            connections: agent.conns.stats(),
             reloads: agent.reloads.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
@@ -144,6 +150,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.advert_interval_seconds = Some(v.advert_interval.as_secs_f64());
                 rs.takeovers = Some(takeover_histogram(&s.stats.takeovers));
                 rs.hooks = s.hooks.clone();
+                rs.hooks_coalesced = s.hooks_coalesced;
             }
             (Ownership::Bgp(_), _) => {
                 let b = agent.bgp.status(&r.name);

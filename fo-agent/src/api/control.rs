@@ -21,6 +21,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
+use super::conns::{Limiter, READ_DEADLINE, Ticket, client_gone, reason};
 use super::status::Status;
 use crate::locks::lock;
 
@@ -253,23 +254,40 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
-/// Serve connections until the listener fails; only peers `access` allows are heard.
-pub async fn serve(listener: UnixListener, access: Access, agent: mpsc::Sender<Envelope>) {
+/// Serve connections until the listener fails; only peers `access` allows are heard,
+/// at most `limiter`'s cap of connections at once (see [`super::conns`]).
+pub async fn serve(
+    listener: UnixListener,
+    access: Access,
+    agent: mpsc::Sender<Envelope>,
+    limiter: Limiter,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let agent = agent.clone();
-                if let Err(refusal) = access.check(&stream) {
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(CLIENT_TIMEOUT, refuse(stream, refusal)).await;
-                    });
+                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
+                    // Every place busy: say so if the socket takes it now, and close.
+                    let _ = stream.try_write(FULL_REPLY);
                     continue;
-                }
+                };
+                let agent = agent.clone();
+                let limiter = limiter.clone();
+                let verdict = access.check(&stream);
+                let evicted = ticket.evicted();
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        tokio::time::timeout(CLIENT_TIMEOUT, connection(stream, agent)).await
-                    {
-                        debug!(error = %e, "control client timed out");
+                    let work = async {
+                        match verdict {
+                            Err(refusal) => refuse(stream, refusal).await,
+                            Ok(()) => connection(stream, agent, &ticket, &limiter).await,
+                        }
+                    };
+                    tokio::select! {
+                        () = evicted => {}
+                        r = tokio::time::timeout(CLIENT_TIMEOUT, work) => {
+                            if let Err(e) = r {
+                                debug!(error = %e, "control client timed out");
+                            }
+                        }
                     }
                 });
             }
@@ -281,14 +299,41 @@ pub async fn serve(listener: UnixListener, access: Access, agent: mpsc::Sender<E
     }
 }
 
-async fn connection(stream: UnixStream, agent: mpsc::Sender<Envelope>) {
+const FULL_REPLY: &[u8] =
+    b"{\"result\":\"error\",\"message\":\"too many connections to the control socket: try again\"}\n";
+
+async fn connection(
+    stream: UnixStream,
+    agent: mpsc::Sender<Envelope>,
+    ticket: &Ticket,
+    limiter: &Limiter,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
     let mut line = String::new();
-    let response = match reader.read_line(&mut line).await {
+    let read = match tokio::time::timeout(READ_DEADLINE, reader.read_line(&mut line)).await {
+        Ok(r) => r,
+        Err(_) => {
+            limiter.count(reason::TIMEOUT);
+            return;
+        }
+    };
+    ticket.busy();
+    let response = match read {
         Ok(0) => return,
         Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => ask(&agent, req).await,
+            Ok(req) => {
+                // A client that leaves stops waiting for its answer (a status walks
+                // the connection tables); the request itself goes on.
+                let mut rest = reader.into_inner().into_inner();
+                tokio::select! {
+                    r = ask(&agent, req) => r,
+                    () = client_gone(&mut rest) => {
+                        limiter.count(reason::CLIENT_GONE);
+                        return;
+                    }
+                }
+            }
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
             },
@@ -424,7 +469,12 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "control socket mode");
         let (tx, mut rx) = mpsc::channel::<Envelope>(1);
-        tokio::spawn(serve(listener, Access::new(None).unwrap(), tx));
+        tokio::spawn(serve(
+            listener,
+            Access::new(None).unwrap(),
+            tx,
+            Limiter::new(super::super::conns::CONTROL_CAP),
+        ));
         tokio::spawn(async move {
             while let Some((req, reply)) = rx.recv().await {
                 let _ = reply.send(Response::Ok {

@@ -86,6 +86,10 @@ pub struct NodeStatus {
     /// Control socket connections refused since start, by reason.
     #[serde(default)]
     pub control_refused: BTreeMap<String, u64>,
+    /// Control socket and metrics connections (`control`, `metrics`): open, cap, and
+    /// closed by the agent by reason.
+    #[serde(default)]
+    pub connections: BTreeMap<String, crate::api::conns::ConnStats>,
     #[serde(default)]
     pub reloads: ReloadStatus,
     /// This build: `fo-agent --version`.
@@ -148,6 +152,10 @@ pub struct RouterStatus {
     /// Hook runs by hook (`master`, `backup`, `fault`, `notify`).
     #[serde(default)]
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks never ran: replaced by a newer transition while a hook
+    /// ran (the hook queue is coalesced).
+    #[serde(default)]
+    pub hooks_coalesced: u64,
 }
 
 /// Observations in buckets, for `fo_takeover_seconds`.

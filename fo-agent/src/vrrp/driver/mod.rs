@@ -191,6 +191,7 @@ pub(super) fn spawn(
         history: Vec::new(),
         stats: RouterStats::default(),
         hooks: BTreeMap::new(),
+        hooks_coalesced: 0,
     }));
     let (tx, rx) = mpsc::channel(64);
     let span = tracing::info_span!("vrrp", router = %spec.name);

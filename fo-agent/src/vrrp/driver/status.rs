@@ -111,6 +111,8 @@ pub struct RouterStatus {
     pub stats: RouterStats,
     /// Runs of each configured hook.
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks were replaced by a newer transition's.
+    pub hooks_coalesced: u64,
 }
 
 impl RouterHandle {
@@ -122,6 +124,7 @@ impl RouterHandle {
             s.stats.drops.insert("queue", queue);
         }
         s.hooks = self.hooks.by_hook();
+        s.hooks_coalesced = self.hooks.coalesced();
         s
     }
 }
