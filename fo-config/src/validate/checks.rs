@@ -29,28 +29,7 @@ impl Cx<'_> {
             let Some(raw) = self.de::<RawCheck>("[[check]]", item) else {
                 continue;
             };
-            let name = match &raw.name {
-                Some(n) => {
-                    let ok = self.ident(n, "check name");
-                    if let Some(prev) = first.get(n.get_ref()) {
-                        let line = self.line(prev);
-                        self.err(
-                            n.span(),
-                            format!(
-                                "duplicate check name {:?} (first defined on line {line})",
-                                n.get_ref()
-                            ),
-                        );
-                    } else {
-                        first.insert(n.get_ref().clone(), n.span());
-                    }
-                    ok
-                }
-                None => {
-                    self.missing("name", span.clone(), "[[check]] needs a `name`");
-                    None
-                }
-            };
+            let name = self.name(&raw.name, "check", &span, &mut first);
             let kind = self.check_kind(&raw, span);
             let timing = self.timing(&raw.interval, &raw.timeout, &raw.rise, &raw.fall);
             if let (Some(name), Some(kind), Some((interval, timeout, rise, fall))) =

@@ -2,7 +2,7 @@
 //! value at its position, the per-table deserializer that keeps going after a type error,
 //! and the small helpers around them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -150,6 +150,35 @@ impl Cx<'_> {
             );
             None
         }
+    }
+
+    /// The `name` of a `[[router]]` or `[[check]]` table: required, an identifier, and
+    /// not written before (`first` holds each name with where it was first written).
+    pub(super) fn name(
+        &mut self,
+        name: &Option<Spanned<String>>,
+        table: &str,
+        span: &Span,
+        first: &mut HashMap<String, Span>,
+    ) -> Option<String> {
+        let Some(n) = name else {
+            self.missing("name", span.clone(), format!("[[{table}]] needs a `name`"));
+            return None;
+        };
+        let ok = self.ident(n, &format!("{table} name"));
+        if let Some(prev) = first.get(n.get_ref()) {
+            let line = self.line(prev);
+            self.err(
+                n.span(),
+                format!(
+                    "duplicate {table} name {:?} (first defined on line {line})",
+                    n.get_ref()
+                ),
+            );
+        } else {
+            first.insert(n.get_ref().clone(), n.span());
+        }
+        ok
     }
 
     /// Service and backend names (used on the command line and as metric labels).

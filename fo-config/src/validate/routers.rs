@@ -52,28 +52,7 @@ impl Cx<'_> {
                 }
             }
             let Some(raw) = raw else { continue };
-            let name = match &raw.name {
-                Some(n) => {
-                    let ok = self.ident(n, "router name");
-                    if let Some(prev) = names.get(n.get_ref()) {
-                        let line = self.line(prev);
-                        self.err(
-                            n.span(),
-                            format!(
-                                "duplicate router name {:?} (first defined on line {line})",
-                                n.get_ref()
-                            ),
-                        );
-                    } else {
-                        names.insert(n.get_ref().clone(), n.span());
-                    }
-                    ok
-                }
-                None => {
-                    self.missing("name", span.clone(), "[[router]] needs a `name`");
-                    None
-                }
-            };
+            let name = self.name(&raw.name, "router", &span, &mut names);
             let label = raw
                 .name
                 .as_ref()
