@@ -17,7 +17,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::locks::lock;
 use crate::proto::{ACK_LEN, EVENT_HEADER_LEN, Event, Hello, decode_ack};
 use crate::report::{FleetAgent, FleetReport, FleetSettings, FleetTotals, Outage, REPORT_VERSION};
 use crate::timeline::{Timeline, unix_ns};
@@ -179,11 +180,6 @@ impl Shared {
             o.done.push(cur);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Counters left by a panicked task are still worth reporting.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fleet.

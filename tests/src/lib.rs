@@ -46,13 +46,7 @@ pub fn agent_bin() -> std::path::PathBuf {
 
 /// A binary of the workspace from the same build as this test (target/<profile>/NAME).
 pub fn bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join(name);
+    let bin = fo_lab::kit::bins::beside(name);
     assert!(
         bin.exists(),
         "{} does not exist: build it first (cargo build --workspace --exclude fo-ebpf --bins, done by cargo xtask test)",

@@ -112,26 +112,12 @@ backends = [{{ address = "{backend}" }}]
 
     /// `fo-agent ARGS --socket …`: (success, stdout+stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(crate::agent_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run fo-agent");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        fo_lab::kit::agent::ctl(&crate::agent_bin(), &self.socket, args).expect("run fo-agent")
     }
 
     /// `fo-agent status --json`, parsed (`None` while the agent does not answer).
     pub fn status(&self) -> Option<serde_json::Value> {
-        let (ok, text) = self.ctl(&["status", "--json"]);
-        ok.then(|| serde_json::from_str(&text).ok()).flatten()
+        fo_lab::kit::agent::status(&crate::agent_bin(), &self.socket).ok()
     }
 
     /// GET /metrics from inside the namespace with `accept` (if any): (head, body).
