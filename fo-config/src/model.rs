@@ -4,6 +4,10 @@
 //! These are what the agent uses. They derive `PartialEq` so that a reload can
 //! be diffed against the running configuration, and `Serialize` for status output
 //! (durations are written as strings such as `"100ms"`).
+//!
+//! One piece on purpose: the whole configuration's vocabulary in one place, table by
+//! table (`[node]`, `[[router]]`, `[[service]]`, `[[check]]`); types and small
+//! accessors only, the rules are in `validate`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -13,6 +13,9 @@
 //! `reconnect_backoff` (doubling up to `reconnect_backoff_max` while connects fail),
 //! reconnects, says HELLO with the next epoch and its acknowledged level, and resends
 //! everything after that level.
+//!
+//! One piece on purpose: an agent's schedule, its connection loop and the shared counters
+//! they feed are one life cycle, and the resend rule above holds only read together.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

@@ -61,13 +61,7 @@ impl Lone {
 
     pub fn config_text(&self, node_extra: &str) -> String {
         format!(
-            r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{METRICS_PORT}"
+            r#"{node}
 {node_extra}
 
 [[router]]
@@ -86,8 +80,7 @@ port = 1514
 check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
 backends = [{{ address = "{backend}" }}]
 "#,
-            pin = self.pin_dir.display(),
-            sock = self.socket.display(),
+            node = crate::node_table(&self.pin_dir, &self.socket, METRICS_PORT),
             hook = self.hook.display(),
             backend = self.backend.addr,
         )

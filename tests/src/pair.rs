@@ -336,13 +336,7 @@ pub fn config(
         (String::new(), "")
     };
     format!(
-        r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{mport}"
+        r#"{node}
 flow_table_size = 65536
 {node_extra}
 [[router]]
@@ -361,9 +355,7 @@ port = 1514
 hash = "5-tuple"
 {mode}backends = [{list}]
 {extra}"#,
-        pin = node.pin_dir.display(),
-        sock = node.socket.display(),
-        mport = node.metrics_port,
+        node = crate::node_table(&node.pin_dir, &node.socket, node.metrics_port),
         adv = opts.advert_interval,
         list = list.join(", "),
         extra = opts.extra,

@@ -34,6 +34,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::lab::{Bins, Lab, Proc, Spec, target_dir, unix_ns};
+use crate::util::{read_json, remove_old_runs};
 use faults::{Fault, Kind, Rng};
 use verdict::Span;
 
@@ -797,30 +798,6 @@ fn markdown(doc: &Value) -> String {
     }
     let _ = writeln!(s, "\nlogs: {}", doc["logs"].as_str().unwrap_or_default());
     s
-}
-
-fn read_json(p: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
-/// Remove the log directories of earlier chaos runs whose process is gone.
-fn remove_old_runs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 #[cfg(test)]
