@@ -22,11 +22,23 @@
 //! start only after the earlier ones exited or were killed, so `backup.sh` never
 //! overtakes the `master.sh` it undoes. A hook still running after `timeout` is
 //! killed with its whole process group. Failures and timeouts are logged and
-//! counted ([`HookStats`]) and never stop the queue. Nothing is coalesced: when
-//! the state flaps faster than the hooks run, every transition's hooks still run.
+//! counted ([`HookStats`]) and never stop the queue.
+//!
+//! The queue is **coalesced**: when the state changes faster than the hooks run, the
+//! transitions queued while a hook runs are replaced by the newest one, so a flood of
+//! transitions runs at most one more round of hooks per router (the running hook
+//! finishes or times out first). That round runs with the newest state and priority,
+//! and with `FO_OLD_STATE` the state the replaced transitions started from (the one
+//! the hooks last ran for), so the hooks see a consistent sequence. Replaced
+//! transitions are logged and counted (`fo_hook_coalesced_total`).
+//!
+//! Each program is judged before it runs ([`crate::health::program`]): one that a
+//! user other than root (or the hooks' `user`) could change is not run, and counts as
+//! a failure. Its output reaches the log capped per line and per run
+//! ([`crate::health::child`]).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +46,9 @@ use std::time::Duration;
 
 use fo_config::{Hooks, Router};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{Instrument as _, error, info, info_span};
+use tracing::{Instrument as _, error, info, info_span, warn};
 
-use crate::health::child::{self, Ended, Stream};
+use crate::health::child::{self, Ended, Ran, StartError, Stream};
 
 /// The router a hook is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,8 +169,9 @@ pub enum HookOutcome {
     Ok,
     Failed(ExitStatus),
     TimedOut,
-    /// It could not be started (missing, not executable, ...).
-    NotStarted(std::io::Error),
+    /// It was not started: refused (not safe to run, missing, not executable), or
+    /// the start failed.
+    NotStarted(StartError),
 }
 
 /// Counters of a router's hook runs (of one hook, or all of them).
@@ -180,9 +193,13 @@ impl std::ops::AddAssign for HookStats {
     }
 }
 
-/// The counters of each hook, indexed by [`HookKind::index`].
+/// The counters of each hook, indexed by [`HookKind::index`], and the transitions
+/// replaced by a newer one before their hooks ran.
 #[derive(Debug, Default)]
-struct PerHook([Counters; HookKind::ALL.len()]);
+struct PerHook {
+    hooks: [Counters; HookKind::ALL.len()],
+    coalesced: AtomicU64,
+}
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -286,12 +303,12 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
             Ok(id) => Some(id),
             Err(reason) => {
                 error!(hook, %path, error = %reason, "hook could not start");
-                return HookOutcome::NotStarted(std::io::Error::other(reason));
+                return HookOutcome::NotStarted(std::io::Error::other(reason).into());
             }
         },
         None => None,
     };
-    let ended = child::run(
+    let ran = child::run(
         &argv,
         inv.env.iter().cloned(),
         identity.as_ref(),
@@ -302,10 +319,24 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
         },
     )
     .await;
-    let outcome = match ended {
-        Ok(Ended::Exited(st)) if st.success() => HookOutcome::Ok,
-        Ok(Ended::Exited(st)) => HookOutcome::Failed(st),
-        Ok(Ended::TimedOut) => HookOutcome::TimedOut,
+    if let Ok(r) = &ran
+        && let Some(note) = r.output.truncated()
+    {
+        warn!(hook, %path, "{note}");
+    }
+    let outcome = match ran {
+        Ok(Ran {
+            ended: Ended::Exited(st),
+            ..
+        }) if st.success() => HookOutcome::Ok,
+        Ok(Ran {
+            ended: Ended::Exited(st),
+            ..
+        }) => HookOutcome::Failed(st),
+        Ok(Ran {
+            ended: Ended::TimedOut,
+            ..
+        }) => HookOutcome::TimedOut,
         Err(e) => HookOutcome::NotStarted(e),
     };
     match &outcome {
@@ -313,6 +344,9 @@ pub async fn run(inv: &Invocation, timeout: Duration) -> HookOutcome {
         HookOutcome::Failed(st) => error!(hook, %path, status = %st, "hook failed"),
         HookOutcome::TimedOut => {
             error!(hook, %path, timeout = ?timeout, "hook still running at its timeout: killed")
+        }
+        HookOutcome::NotStarted(e @ StartError::Refused(_)) => {
+            error!(hook, %path, error = %e, "hook refused")
         }
         HookOutcome::NotStarted(e) => error!(hook, %path, error = %e, "hook could not start"),
     }
@@ -326,12 +360,39 @@ pub fn spawn(inv: Invocation, timeout: Duration) -> tokio::task::JoinHandle<Hook
 }
 
 enum Job {
-    Transition {
-        old: HookState,
-        new: HookState,
-        priority: u8,
-    },
+    Transition(Transition),
     Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Transition {
+    old: HookState,
+    new: HookState,
+    priority: u8,
+}
+
+/// The jobs taken from the queue at once: the transition to run (the newest, from the
+/// state the first one left), how many it replaced, and the flushes to answer after it.
+#[derive(Default)]
+struct Batch {
+    transition: Option<Transition>,
+    replaced: u64,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn add(&mut self, job: Job) {
+        match job {
+            Job::Transition(t) => match &mut self.transition {
+                Some(kept) => {
+                    self.replaced += 1;
+                    *kept = Transition { old: kept.old, ..t };
+                }
+                None => self.transition = Some(t),
+            },
+            Job::Flush(done) => self.flushes.push(done),
+        }
+    }
 }
 
 /// The hook queue of one router. Dropping it lets queued hooks finish, then the
@@ -354,17 +415,22 @@ impl HookCounters {
     /// Runs of all this router's hooks together.
     pub fn total(&self) -> HookStats {
         let mut total = HookStats::default();
-        for c in &self.counters.0 {
+        for c in &self.counters.hooks {
             total += c.get();
         }
         total
+    }
+
+    /// Transitions whose hooks never ran: replaced by a newer one while a hook ran.
+    pub fn coalesced(&self) -> u64 {
+        self.counters.coalesced.load(Ordering::Relaxed)
     }
 
     /// Runs of each configured hook, by [`HookKind::as_str`].
     pub fn by_hook(&self) -> std::collections::BTreeMap<String, HookStats> {
         self.configured
             .iter()
-            .map(|k| (k.as_str().to_string(), self.counters.0[k.index()].get()))
+            .map(|k| (k.as_str().to_string(), self.counters.hooks[k.index()].get()))
             .collect()
     }
 }
@@ -372,7 +438,7 @@ impl HookCounters {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Transition { old, new, .. } => write!(f, "{old:?} -> {new:?}"),
+            Self::Transition(t) => write!(f, "{:?} -> {:?}", t.old, t.new),
             Self::Flush(_) => f.write_str("flush"),
         }
     }
@@ -392,17 +458,31 @@ impl RouterHooks {
         let span = info_span!(parent: None, "hooks", router = %router.name);
         tokio::spawn(
             async move {
-                while let Some(job) = rx.recv().await {
-                    match job {
-                        Job::Transition { old, new, priority } => {
-                            for inv in invocations(&hooks, &router, old, new, priority) {
-                                let outcome = run(&inv, hooks.timeout).await;
-                                c.0[inv.kind.index()].count(&outcome);
-                            }
+                while let Some(first) = rx.recv().await {
+                    // Everything queued while the last hooks ran: only the newest
+                    // transition's hooks run.
+                    let mut batch = Batch::default();
+                    batch.add(first);
+                    while let Ok(job) = rx.try_recv() {
+                        batch.add(job);
+                    }
+                    if let Some(t) = batch.transition {
+                        if batch.replaced > 0 {
+                            c.coalesced.fetch_add(batch.replaced, Ordering::Relaxed);
+                            warn!(
+                                replaced = batch.replaced,
+                                from = t.old.as_str(),
+                                to = t.new.as_str(),
+                                "the state changed faster than the hooks ran: only the newest transition's hooks run"
+                            );
                         }
-                        Job::Flush(done) => {
-                            let _ = done.send(());
+                        for inv in invocations(&hooks, &router, t.old, t.new, t.priority) {
+                            let outcome = run(&inv, hooks.timeout).await;
+                            c.hooks[inv.kind.index()].count(&outcome);
                         }
+                    }
+                    for done in batch.flushes {
+                        let _ = done.send(());
                     }
                 }
             }
@@ -417,13 +497,17 @@ impl RouterHooks {
         }
     }
 
-    /// Queue the hooks of a transition and return at once.
+    /// Queue the hooks of a transition and return at once (transitions queued while a
+    /// hook runs are coalesced: see the module doc).
     pub fn transition(&self, old: HookState, new: HookState, priority: u8) {
         // The task only ends when `self` is dropped, so this cannot fail while we exist.
-        let _ = self.tx.send(Job::Transition { old, new, priority });
+        let _ = self
+            .tx
+            .send(Job::Transition(Transition { old, new, priority }));
     }
 
-    /// Wait until every hook queued so far has finished (or was killed).
+    /// Wait until every hook queued so far has finished (or was killed, or was
+    /// replaced by a newer transition's).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Job::Flush(done)).is_ok() {
@@ -441,31 +525,21 @@ impl RouterHooks {
         self.counters.by_hook()
     }
 
+    /// Transitions whose hooks were replaced by a newer transition's.
+    pub fn coalesced(&self) -> u64 {
+        self.counters.coalesced()
+    }
+
     /// A handle that reads the counters after this queue has moved into its task.
     pub fn counters(&self) -> HookCounters {
         self.counters.clone()
     }
 }
 
-/// Is this path usable as a hook (exists, is a file, executable by someone)? For
-/// `fo-agent check`.
-pub fn check_executable(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("{}: not executable", path.display()));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::health::testutil::TempDir;
-    use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt as _;
 
     fn script(dir: &TempDir, name: &str, body: &str) -> PathBuf {
@@ -540,18 +614,22 @@ mod tests {
     #[tokio::test]
     async fn hooks_keep_their_arguments_and_run_as_the_user() {
         let dir = TempDir::new("hook-args");
-        let out = dir.path().join("out");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        // The hooks' directory stays root's (the rule); nobody writes into another.
+        let outdir = TempDir::new("hook-args-out");
+        let out = outdir.path().join("out");
+        std::fs::set_permissions(outdir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod the dir so nobody can write");
         let body = format!("echo \"$FO_HOOK $(id -un) $*\" >> {}", out.display());
         let mut h = hooks();
         h.master = Some(fo_config::HookCommand {
             program: script(&dir, "master.sh", &body),
             args: vec!["vip 1".into(), "x".into()],
+            at: Default::default(),
         });
         h.notify = Some(fo_config::HookCommand {
             program: script(&dir, "notify.sh", &body),
             args: vec!["site-a".into()],
+            at: Default::default(),
         });
         let me = nix::unistd::Uid::effective();
         let who = if me.is_root() {
@@ -610,8 +688,11 @@ mod tests {
         h.backup = Some(cmd(dir.path().join("does-not-exist.sh")));
         h.master = Some(hook(&dir, "master.sh", "exit 0"));
         let q = RouterHooks::start(router(), h);
+        // One at a time: transitions queued together are coalesced.
         q.transition(HookState::Master, HookState::Fault, 90);
+        q.flush().await;
         q.transition(HookState::Fault, HookState::Backup, 90);
+        q.flush().await;
         q.transition(HookState::Backup, HookState::Master, 150);
         q.flush().await;
         assert_eq!(
@@ -713,6 +794,15 @@ mod tests {
         ));
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Backup, HookState::Master, 150);
+        // Queued once master.sh runs (queued before, it would replace it).
+        let waited = std::time::Instant::now();
+        while !std::fs::read_to_string(&out).is_ok_and(|t| t.contains("master-start")) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "master.sh never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         q.transition(HookState::Master, HookState::Backup, 100);
         q.flush().await;
         let text = std::fs::read_to_string(&out).expect("hooks wrote");
@@ -720,6 +810,99 @@ mod tests {
             text, "master-start\nmaster-end\nbackup\n",
             "hooks ran out of order"
         );
+    }
+
+    /// A flood of transitions while a hook runs: the running hook finishes, then only
+    /// the newest transition's hooks run (from the state the hooks last ran for), and
+    /// the replaced ones are counted and logged.
+    #[tokio::test]
+    async fn a_flood_of_transitions_runs_the_running_hook_then_the_newest_only() {
+        let log = Log::default();
+        let _guard = log.install();
+        let dir = TempDir::new("hook-flood");
+        let out = dir.path().join("out");
+        let started = dir.path().join("started");
+        let go = dir.path().join("go");
+        let line = format!(
+            "echo \"$FO_HOOK $FO_OLD_STATE>$FO_STATE $FO_PRIORITY\" >> {}",
+            out.display()
+        );
+        let mut h = hooks();
+        h.master = Some(hook(
+            &dir,
+            "master.sh",
+            &format!(
+                "{line}\ntouch {}\nwhile [ ! -e {go} ]; do sleep 0.01; done",
+                started.display(),
+                go = go.display()
+            ),
+        ));
+        h.backup = Some(hook(&dir, "backup.sh", &line));
+        h.fault = Some(hook(&dir, "fault.sh", &line));
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        let waited = std::time::Instant::now();
+        while !started.exists() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the master hook never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // 100 transitions while master.sh runs, the last one master -> fault; then
+        // master.sh may end.
+        for i in 0..50u8 {
+            q.transition(HookState::Master, HookState::Backup, 100 + i);
+            q.transition(HookState::Backup, HookState::Master, 150);
+        }
+        q.transition(HookState::Master, HookState::Fault, 7);
+        std::fs::write(&go, "").expect("go");
+        q.flush().await;
+        let text = std::fs::read_to_string(&out).expect("hooks wrote");
+        assert_eq!(
+            text, "master backup>master 150\nfault master>fault 7\n",
+            "the running hook, then the newest transition only"
+        );
+        assert_eq!(q.coalesced(), 100, "replaced transitions counted");
+        assert_eq!(
+            q.stats(),
+            HookStats {
+                runs: 2,
+                failures: 0,
+                timeouts: 0
+            }
+        );
+        let text = log.text();
+        assert!(
+            text.contains("only the newest transition's hooks run")
+                && text.contains("replaced=100"),
+            "the coalescing is logged:\n{text}"
+        );
+    }
+
+    /// A hook whose output is capped says so in the log.
+    #[tokio::test]
+    async fn a_chatty_hook_s_output_is_capped_with_a_note() {
+        let log = Log::default();
+        let _guard = log.install();
+        let dir = TempDir::new("hook-chatty");
+        let mut h = hooks();
+        h.master = Some(hook(
+            &dir,
+            "master.sh",
+            "yes fo-chatty-line | head -n 100000",
+        ));
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        assert_eq!(q.stats().failures, 0, "{:?}", q.stats());
+        let text = log.text();
+        let logged = text.matches("fo-chatty-line").count();
+        assert!(
+            logged > 0 && logged * "fo-chatty-line".len() <= child::MAX_OUTPUT,
+            "{logged} lines logged"
+        );
+        assert!(text.contains("output truncated"), "no note in the log");
     }
 
     #[test]
@@ -733,6 +916,7 @@ mod tests {
         h.stop = Some(fo_config::HookCommand {
             program: "/s".into(),
             args: vec!["down".into()],
+            at: Default::default(),
         });
         let inv = invocations(&h, &router(), HookState::Master, HookState::Stop, 150);
         let seen: Vec<_> = inv.iter().map(|i| (i.kind, i.args.clone())).collect();
@@ -753,19 +937,5 @@ mod tests {
         );
         let inv = invocations(&hooks(), &router(), HookState::Master, HookState::Backup, 1);
         assert!(inv.is_empty(), "no hooks configured: {inv:?}");
-    }
-
-    #[test]
-    fn executable_check() {
-        let dir = TempDir::new("hook-exec");
-        let p = script(&dir, "ok.sh", "true");
-        assert_eq!(check_executable(&p), Ok(()));
-        let q = dir.path().join("plain");
-        std::fs::File::create(&q)
-            .expect("create")
-            .write_all(b"x")
-            .expect("write");
-        assert!(check_executable(&q).is_err_and(|e| e.contains("not executable")));
-        assert!(check_executable(&dir.path().join("missing")).is_err());
     }
 }

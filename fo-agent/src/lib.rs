@@ -4,10 +4,12 @@
 pub mod agent;
 pub mod api;
 pub mod bgp;
+pub mod clock;
 pub mod dataplane;
 pub mod fence;
 pub mod health;
 pub mod hooks;
+pub mod locks;
 pub mod logging;
 pub mod net;
 pub mod sdnotify;

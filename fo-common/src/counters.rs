@@ -101,11 +101,19 @@ pub enum Counter {
     /// NAT: a connection could not move to the full connection table; it goes on from
     /// the embryonic table, where a flood may evict it.
     NatPromoteFailed = 42,
+    /// Passed: a client packet of an embryonic NAT connection whose SNAT port another
+    /// connection holds now (the LRU evicted the port's reservation but not the
+    /// connection, and the port was handed out again). The connection is removed
+    /// rather than sent from a port that is no longer its own.
+    PassNatEmbryoLost = 43,
+    /// Passed: a TCP segment of a NAT connection with a data offset under 5 words (not
+    /// a valid header): the kernel drops it.
+    PassNatBadTcp = 44,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 43;
+    pub const COUNT: u32 = 45;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -152,6 +160,8 @@ impl Counter {
         Counter::NatFinIgnored,
         Counter::NatPromoted,
         Counter::NatPromoteFailed,
+        Counter::PassNatEmbryoLost,
+        Counter::PassNatBadTcp,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -200,6 +210,8 @@ impl Counter {
             Counter::NatFinIgnored => "nat_fin_ignored",
             Counter::NatPromoted => "nat_promoted",
             Counter::NatPromoteFailed => "nat_promote_failed",
+            Counter::PassNatEmbryoLost => "nat_embryo_lost",
+            Counter::PassNatBadTcp => "nat_bad_tcp",
         }
     }
 
@@ -208,6 +220,7 @@ impl Counter {
         let i = self as u32;
         (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
             || (i >= Counter::PassNatTableFull as u32 && i <= Counter::PassNatFragNeeded as u32)
+            || (i >= Counter::PassNatEmbryoLost as u32 && i <= Counter::PassNatBadTcp as u32)
     }
 }
 
@@ -226,11 +239,14 @@ mod tests {
     fn only_pass_reasons_are_pass_reasons() {
         assert!(Counter::PassNotIp.is_pass_reason());
         assert!(Counter::PassNatFragNeeded.is_pass_reason());
+        assert!(Counter::PassNatEmbryoLost.is_pass_reason());
+        assert!(Counter::PassNatBadTcp.is_pass_reason());
         for c in [
             Counter::NatNew,
             Counter::NatReply,
             Counter::NatEventLost,
             Counter::FlowHit,
+            Counter::NatPromoteFailed,
         ] {
             assert!(!c.is_pass_reason(), "{c:?}");
         }

@@ -56,6 +56,10 @@ impl Addr {
     }
 }
 
+/// Entries of the `VIPS` map, fixed when the program is built: every VIP and SNAT
+/// address of every router takes one. `fo-agent check` refuses a config with more.
+pub const VIPS_CAPACITY: u32 = 1024;
+
 /// Key of `VIPS`: a virtual IP address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

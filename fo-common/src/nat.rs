@@ -103,7 +103,8 @@ pub struct NatSeq {
     pub end: u32,
     /// The highest acknowledgment number sent (the sender's RCV.NXT).
     pub ack: u32,
-    /// The last window advertised, in bytes (scaled).
+    /// The largest window advertised, in bytes (scaled), as conntrack's `td_maxwin`:
+    /// a window that shrank leaves the data already in flight inside.
     pub win: u32,
     /// Window scale (RFC 7323) of the sender's SYN; meaningful with [`NAT_SEQ_WS`].
     pub wscale: u8,
@@ -182,24 +183,29 @@ pub const fn seq_before(a: u32, b: u32) -> bool {
 /// next state. The rules, after conntrack's window tracking and RFC 5961:
 ///
 /// - An RST closes only when its sequence number is exactly what its receiver
-///   expects next: the highest ACK the receiver sent, or the highest sequence the
-///   sender sent (data in flight). Both must have been seen. In the SYN state, an
-///   RST that acknowledges the client's SYN exactly (a refused connection) closes
-///   too. Any other RST is `ignored`: it is still forwarded, and an endpoint that
-///   follows RFC 5961 answers it with a challenge ACK, to which the real peer, if its
-///   connection is gone, replies with an RST that closes here.
+///   expects next: the highest ACK the receiver sent, or, on a connection whose
+///   handshake was tracked here, the highest sequence the sender sent (data in
+///   flight). In the SYN state, an RST that acknowledges the client's SYN exactly (a
+///   refused connection) closes too. Any other RST is `ignored`: it is still
+///   forwarded, and an endpoint that follows RFC 5961 answers it with a challenge
+///   ACK, to which the real peer, if its connection is gone, replies with an RST that
+///   closes here.
 /// - A FIN moves to closing only inside the window of its direction: at or after the
-///   receiver's last ACK, and no further than the window the receiver advertised.
-///   Otherwise it is `ignored` (forwarded, state kept).
+///   receiver's last ACK, and no further than the largest window the receiver
+///   advertised. On a connection picked up mid-stream (see below), only at exactly
+///   the receiver's last ACK. Otherwise it is `ignored` (forwarded, state kept).
 /// - A bare SYN from the client opens (or, on a closing or closed entry, reopens) the
 ///   connection and starts its tracking. A SYN-ACK counts only from the backend and
 ///   when it acknowledges that SYN. A SYN from the backend never changes anything.
 /// - The handshake completes (`established`) when the client acknowledges the
 ///   backend's SYN exactly.
 /// - Other segments move a direction's highest sequence and ACK forward only when
-///   they fall inside the window, so a spoofed segment cannot move them far. A side
-///   not seen yet (a connection installed by the sync) is picked up from its first
-///   segment, and nothing closes until both sides have been seen.
+///   they fall inside the window, so a spoofed segment cannot move them far.
+/// - A side not seen yet (a connection installed by the sync) is picked up from its
+///   first segment, before that segment's FIN is judged. Such a side's numbers may
+///   come from a spoofed segment, so they never make an RST or FIN exact by
+///   themselves: what counts is the *receiver's* ACK, which the receiver's own
+///   segments set and a blind spoofer on the other side cannot know.
 #[inline(always)]
 pub fn tcp_track(state: u8, seq: &mut [NatSeq; 2], seg: &TcpSeg, from_client: bool) -> TcpStep {
     let [client, backend] = seq;
@@ -219,10 +225,13 @@ pub fn tcp_track(state: u8, seq: &mut [NatSeq; 2], seg: &TcpSeg, from_client: bo
         established: false,
         ignored: false,
     };
-    let both_seen = s.flags & NAT_SEQ_END != 0 && r.flags & NAT_SEQ_END != 0;
+    // Both SYNs were seen here: every number was set by the handshake or moved inside
+    // a window of known scale.
+    let tracked = s.flags & r.flags & NAT_SEQ_SYN != 0;
+    let r_acked = r.flags & NAT_SEQ_ACK != 0;
     if rst {
-        let exact = (both_seen && r.flags & NAT_SEQ_ACK != 0 && seg.seq == r.ack)
-            || (both_seen && seg.seq == s.end)
+        let exact = (r_acked && seg.seq == r.ack)
+            || (tracked && seg.seq == s.end)
             || (state == NAT_TCP_SYN
                 && !from_client
                 && ack
@@ -263,9 +272,10 @@ pub fn tcp_track(state: u8, seq: &mut [NatSeq; 2], seg: &TcpSeg, from_client: bo
     }
 
     let seg_end = seg.seq.wrapping_add(seg.len).wrapping_add(fin as u32);
-    // The receiver's window: [its last ACK, + the window it advertised]. With only the
-    // sender seen, the sender's own highest sequence stands in (no room beyond it).
-    let window = if r.flags & NAT_SEQ_ACK != 0 {
+    // The receiver's window: [its last ACK, + the largest window it advertised]. With
+    // only the sender seen, the sender's own highest sequence stands in (no room
+    // beyond it).
+    let window = if r_acked {
         Some((r.ack, r.ack.wrapping_add(r.win)))
     } else if s.flags & NAT_SEQ_END != 0 {
         Some((s.end, s.end))
@@ -283,14 +293,19 @@ pub fn tcp_track(state: u8, seq: &mut [NatSeq; 2], seg: &TcpSeg, from_client: bo
         next = NAT_TCP_ESTABLISHED;
     }
     if fin && state != NAT_TCP_CLOSED {
-        if in_window && both_seen {
+        let fin_ok = if tracked {
+            in_window && r_acked
+        } else {
+            r_acked && seg.seq == r.ack
+        };
+        if fin_ok {
             next = NAT_TCP_FIN;
         } else if state != NAT_TCP_FIN {
             ignored = true;
         }
     }
     // Window scaling applies when both SYNs carried the option (RFC 7323 §2.2).
-    let shift = if s.flags & r.flags & NAT_SEQ_SYN == 0 {
+    let shift = if !tracked {
         NAT_WSCALE_MAX
     } else if s.flags & r.flags & NAT_SEQ_WS != 0 {
         s.wscale
@@ -306,7 +321,9 @@ pub fn tcp_track(state: u8, seq: &mut [NatSeq; 2], seg: &TcpSeg, from_client: bo
         if seq_before(s.end, seg_end) {
             s.end = seg_end;
         }
-        s.win = win;
+        if s.win < win {
+            s.win = win;
+        }
     }
     if ack {
         if s.flags & NAT_SEQ_ACK == 0 {
@@ -652,20 +669,21 @@ mod tests {
         assert_eq!(s.state, NAT_TCP_ESTABLISHED);
     }
 
+    /// A connection installed by the sync (nothing tracked) is picked up from its
+    /// segments; an RST closes it only at the receiver's ACK, once that is known.
     #[test]
-    fn a_synced_connection_is_picked_up_and_closes_only_once_both_sides_were_seen() {
+    fn a_synced_connection_is_picked_up_and_closes_only_at_the_receivers_ack() {
         let mut t = [NatSeq::default(); 2];
         // Nothing known: an RST or FIN from either side changes nothing.
         for from_client in [true, false] {
-            let s = tcp_track(
-                NAT_TCP_ESTABLISHED,
-                &mut t,
-                &seg(TCP_RST, 7, 0),
-                from_client,
-            );
-            assert_eq!(s.state, NAT_TCP_ESTABLISHED);
+            for flags in [TCP_RST, TCP_FIN | TCP_ACK] {
+                let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(flags, 7, 0), from_client);
+                assert_eq!(s.state, NAT_TCP_ESTABLISHED);
+            }
         }
-        // One side seen: still nothing closes.
+        let mut t = [NatSeq::default(); 2];
+        // The client seen: an RST of its own, at its own sequence, closes nothing (its
+        // receiver's ACK is not known)...
         tcp_track(
             NAT_TCP_ESTABLISHED,
             &mut t,
@@ -673,6 +691,9 @@ mod tests {
             true,
         );
         let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 90_000, 0), true);
+        assert_eq!(s.state, NAT_TCP_ESTABLISHED);
+        // ...nor does a backend RST anywhere but at the client's ACK.
+        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 70_001, 0), false);
         assert_eq!(s.state, NAT_TCP_ESTABLISHED);
         // Both seen: the exact RST closes.
         tcp_track(
@@ -683,6 +704,124 @@ mod tests {
         );
         let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 90_000, 0), true);
         assert_eq!(s.state, NAT_TCP_CLOSED);
+    }
+
+    /// A connection installed by the sync, where a spoofer on the
+    /// backend segment gets the first backend-side segment in (setting that side's
+    /// highest sequence), then the real client speaks: an RST at the planted sequence
+    /// must not close it. Only the client's own ACK (what it really received) counts.
+    #[test]
+    fn a_planted_sequence_does_not_close_a_synced_connection() {
+        let mut t = [NatSeq::default(); 2];
+        let forged = TcpSeg {
+            len: 10,
+            ..seg(TCP_ACK | 0x08, 777_000, 123)
+        };
+        tcp_track(NAT_TCP_ESTABLISHED, &mut t, &forged, false);
+        tcp_track(
+            NAT_TCP_ESTABLISHED,
+            &mut t,
+            &seg(TCP_ACK, 90_000, 70_000),
+            true,
+        );
+        let s = tcp_track(
+            NAT_TCP_ESTABLISHED,
+            &mut t,
+            &seg(TCP_RST, 777_010, 0),
+            false,
+        );
+        assert_eq!(
+            (s.state, s.ignored),
+            (NAT_TCP_ESTABLISHED, true),
+            "an RST at the spoofer's own planted sequence closed the connection"
+        );
+        // The backend's real reset, at what the client acknowledged, still closes.
+        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 70_000, 0), false);
+        assert_eq!(s.state, NAT_TCP_CLOSED);
+    }
+
+    /// After a failover the first segments of a connection are often
+    /// its close: the client's FIN, the backend's FIN, the last ACK. The connection
+    /// must move to closing (aged after `fin`), not stay established for an hour.
+    #[test]
+    fn a_synced_connection_that_closes_moves_to_closing() {
+        // The backend's FIN acknowledges the client's, or crosses it.
+        for backend_ack in [90_001, 90_000] {
+            let mut t = [NatSeq::default(); 2];
+            let fin = TcpSeg {
+                win: 502,
+                ..seg(TCP_FIN | TCP_ACK, 90_000, 70_000)
+            };
+            let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &fin, true);
+            assert_eq!(s.state, NAT_TCP_ESTABLISHED, "nothing to judge it by yet");
+            let s = tcp_track(
+                NAT_TCP_ESTABLISHED,
+                &mut t,
+                &seg(TCP_FIN | TCP_ACK, 70_000, backend_ack),
+                false,
+            );
+            assert_eq!(
+                s.state, NAT_TCP_FIN,
+                "the backend's FIN (ack {backend_ack}) at what the client acknowledged"
+            );
+            let s = tcp_track(NAT_TCP_FIN, &mut t, &seg(TCP_ACK, 90_001, 70_001), true);
+            assert_eq!(s.state, NAT_TCP_FIN);
+        }
+        // A spoofed FIN from the backend side, at anything but what the client
+        // acknowledged, changes nothing.
+        let mut t = [NatSeq::default(); 2];
+        tcp_track(
+            NAT_TCP_ESTABLISHED,
+            &mut t,
+            &seg(TCP_ACK, 90_000, 70_000),
+            true,
+        );
+        for wrong in [70_001, 70_000 + 1000, 71_000_000] {
+            let s = tcp_track(
+                NAT_TCP_ESTABLISHED,
+                &mut t,
+                &seg(TCP_FIN | TCP_ACK, wrong, 90_000),
+                false,
+            );
+            assert_eq!(
+                (s.state, s.ignored),
+                (NAT_TCP_ESTABLISHED, true),
+                "FIN at {wrong}"
+            );
+        }
+    }
+
+    /// The window is the largest one advertised (as conntrack's
+    /// `td_maxwin`), not the last. After the receiver shrank its window to zero, the
+    /// data already in flight and the FIN behind it still fall inside.
+    #[test]
+    fn a_window_shrunk_to_zero_still_admits_the_data_in_flight_and_the_fin() {
+        let mut t = established();
+        let data = |seq| TcpSeg {
+            len: 100,
+            ..seg(TCP_ACK | 0x08, seq, 5101)
+        };
+        // Three segments in flight; the backend took the first and closed its window.
+        tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1101), true);
+        tcp_track(
+            NAT_TCP_ESTABLISHED,
+            &mut t,
+            &TcpSeg {
+                win: 0,
+                ..seg(TCP_ACK, 5101, 1201)
+            },
+            false,
+        );
+        tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1201), true);
+        tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1301), true);
+        assert_eq!(t[0].end, 1401, "the data in flight moves the client's end");
+        let s = tcp_track(
+            NAT_TCP_ESTABLISHED,
+            &mut t,
+            &seg(TCP_FIN | TCP_ACK, 1401, 5101),
+            true,
+        );
+        assert_eq!(s.state, NAT_TCP_FIN, "the FIN after the data in flight");
     }
 
     #[test]

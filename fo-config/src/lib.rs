@@ -73,7 +73,6 @@
 //! assert_eq!(err.to_string(), "3:21: maglev_table_size must be prime (e.g. 65537), got 1000");
 //! ```
 
-mod duration;
 mod error;
 mod model;
 mod raw;
@@ -85,7 +84,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
+pub use fo_units::{DurationError, HumanDuration, format_duration, parse_duration};
+
+/// The grammar lives in fo-units (shared with the lab tools and xtask); the config
+/// modules keep reaching it as `crate::duration`.
+mod duration {
+    pub use fo_units::duration::*;
+}
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use model::*;
 

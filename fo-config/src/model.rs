@@ -353,6 +353,29 @@ pub struct RunAs {
     pub group: Option<String>,
 }
 
+/// Where a value was written in the configuration: 1-based line and column (0, 0 for
+/// a value that was not read from a file). Every position equals every other, so that
+/// moving a line does not change the config (as with [`ConfigFile`]); it is there for
+/// the agent's messages about the thing the value names (a program, a file).
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl PartialEq for Position {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Position {
+    /// `Some((line, col))`, or `None` when the value was not read from a file.
+    pub fn known(self) -> Option<(usize, usize)> {
+        (self.line > 0).then_some((self.line, self.col))
+    }
+}
+
 /// A program and its arguments, run without a shell: `"/path"` or
 /// `["/path", "arg", ...]` in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -360,6 +383,9 @@ pub struct HookCommand {
     /// Absolute.
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Where the hook is written in the file.
+    #[serde(skip)]
+    pub at: Position,
 }
 
 impl HookCommand {
@@ -368,6 +394,7 @@ impl HookCommand {
         Self {
             program: program.into(),
             args: Vec::new(),
+            at: Position::default(),
         }
     }
 }
@@ -572,6 +599,9 @@ pub enum ServiceCheckKind {
         command: Vec<String>,
         /// `user` / `group`; `None` = as the agent.
         run_as: Option<RunAs>,
+        /// Where the program (`command`'s first element) is written in the file.
+        #[serde(skip)]
+        at: Position,
     },
 }
 
@@ -663,6 +693,9 @@ pub enum CheckKind {
         command: Vec<String>,
         /// `user` / `group`; `None` = as the agent.
         run_as: Option<RunAs>,
+        /// Where the program (`command`'s first element) is written in the file.
+        #[serde(skip)]
+        at: Position,
     },
     /// A process is running.
     Process { by: ProcessMatch },

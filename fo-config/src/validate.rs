@@ -23,7 +23,10 @@ const NAME_MAX: usize = 63;
 const MAGLEV_MIN: i64 = 251;
 const MAGLEV_MAX: i64 = 1_000_003;
 /// Most SNAT addresses per router (the data plane's `NAT_MAX_SNAT`).
-const SNAT_MAX: usize = 4;
+const SNAT_MAX: usize = fo_common::NAT_MAX_SNAT;
+/// Most VIP and SNAT addresses in all routers: the data plane's `VIPS` map holds one
+/// entry each, and its size is fixed when the program is built.
+const ADDRESSES_MAX: usize = fo_common::VIPS_CAPACITY as usize;
 
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut cx = Cx {
@@ -329,6 +332,24 @@ impl Cx<'_> {
         let rise = self.opt_int(rise, "rise", 1, 100, 2);
         let fall = self.opt_int(fall, "fall", 1, 100, 3);
         Some((iv?, to?, rise? as u32, fall? as u32))
+    }
+
+    /// An exec check's `command`: `[program, args...]`, the program an absolute path or
+    /// a bare name (looked up in the agent's PATH when it runs).
+    fn command(&mut self, v: &Spanned<Vec<Spanned<String>>>) -> Option<Vec<String>> {
+        let list = self.strings(v, "command")?;
+        let program = &v.get_ref()[0];
+        if program.get_ref().contains('/') && !program.get_ref().starts_with('/') {
+            self.err(
+                program.span(),
+                format!(
+                    "command: the program must be an absolute path or a bare name looked up in PATH, got {:?}",
+                    program.get_ref()
+                ),
+            );
+            return None;
+        }
+        Some(list)
     }
 
     fn strings(&mut self, v: &Spanned<Vec<Spanned<String>>>, what: &str) -> Option<Vec<String>> {
@@ -819,11 +840,13 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
-                let command = self.strings(command, "command");
+                let at = self.at(command);
+                let command = self.command(command);
                 let run_as = self.run_as(&raw.user, &raw.group);
                 Some(CheckKind::Exec {
                     command: command?,
                     run_as: run_as?,
+                    at,
                 })
             }
             CheckTag::Process => match (&raw.process, &raw.pidfile) {
@@ -1211,6 +1234,7 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             owner.insert(ip, router.to_owned());
             if let Some(&f) = out.first()
                 && family(f) != family(ip)
@@ -1275,9 +1299,21 @@ impl Cx<'_> {
                 continue;
             }
             first.insert(ip, (router.to_owned(), v.span()));
+            self.address_capacity(first.len(), v.span());
             out.push(ip);
         }
         ok.then_some(out)
+    }
+
+    /// The `n`th VIP or SNAT address of the config, written at `at`: the first one
+    /// past what the data plane's `VIPS` map holds is an error (once).
+    fn address_capacity(&mut self, n: usize, at: Span) {
+        if n == ADDRESSES_MAX + 1 {
+            self.err(
+                at,
+                format!("too many addresses: the data plane holds {ADDRESSES_MAX} VIP and SNAT addresses in all routers, and this is address {n}"),
+            );
+        }
     }
 
     fn ownership(
@@ -1760,7 +1796,22 @@ impl Cx<'_> {
             },
         };
         let program = self.abs_path(&Spanned::new(c.span(), PathBuf::from(program)), what)?;
-        Some(HookCommand { program, args })
+        let (line, col) = self.idx.position(c.span().start);
+        Some(HookCommand {
+            program,
+            args,
+            at: Position { line, col },
+        })
+    }
+
+    /// Where `command`'s program (its first element, else the array) is written.
+    fn at(&self, command: &Spanned<Vec<Spanned<String>>>) -> Position {
+        let span = command
+            .get_ref()
+            .first()
+            .map_or_else(|| command.span(), Spanned::span);
+        let (line, col) = self.idx.position(span.start);
+        Position { line, col }
     }
 
     /// `user` and `group` of an exec check or of hooks: names as in the user and group
@@ -2134,11 +2185,13 @@ impl Cx<'_> {
             }
             ServiceCheckTag::Exec => match &raw.command {
                 Some(cmd) => {
-                    let command = self.strings(cmd, "command");
+                    let at = self.at(cmd);
+                    let command = self.command(cmd);
                     let run_as = self.run_as(&raw.user, &raw.group);
                     Some(ServiceCheckKind::Exec {
                         command: command?,
                         run_as: run_as?,
+                        at,
                     })
                 }
                 None => {

@@ -205,6 +205,7 @@ fn example_services_resolve_with_port_defaults() {
             &ServiceCheckKind::Exec {
                 command: vec!["/usr/local/bin/dns-ok".into()],
                 run_as: None,
+                at: Default::default(),
             },
             Duration::from_secs(2),
             Duration::from_secs(1)
@@ -231,6 +232,7 @@ fn example_checks_resolve() {
                 &CheckKind::Exec {
                     command: vec!["docker".into(), "info".into()],
                     run_as: None,
+                    at: Default::default(),
                 }
             ),
             (

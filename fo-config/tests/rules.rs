@@ -1976,6 +1976,7 @@ hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc
         Some(fo_config::HookCommand {
             program: "/etc/keepalived/notify.sh".into(),
             args: vec!["MASTER".into(), "VI 1".into()],
+            at: Default::default(),
         })
     );
     assert_eq!(
@@ -1988,6 +1989,78 @@ hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc
             user: "nobody".into(),
             group: Some("nogroup".into()),
         })
+    );
+}
+
+/// The agent points its refusal of an unsafe program at the program in the file:
+/// hooks and exec commands carry where they are written (and two configs that differ
+/// only there are equal).
+#[test]
+fn hooks_and_exec_commands_carry_their_position() {
+    let extra = r#"[[router]]
+name = "b"
+vrid = 52
+vips = ["192.0.2.11"]
+hooks = { master = ["/etc/fo/m.sh", "x"], stop = "/etc/fo/stop.sh" }
+
+[[check]]
+name = "app"
+kind = "exec"
+command = [ "app-ok", "-q" ]
+"#;
+    let text = with_base(extra);
+    let cfg = fo_config::Config::parse(&text).expect("valid");
+    let line_of = |needle: &str| {
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .last()
+            .expect("line");
+        (i + 1, l)
+    };
+    let (hooks_line, l) = line_of("hooks = ");
+    let h = &cfg.router("b").expect("router b").hooks;
+    let col = |l: &str, s: &str| l.find(s).expect("column") + 1;
+    assert_eq!(
+        h.master.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "[\"/etc/fo/m.sh\""))))
+    );
+    assert_eq!(
+        h.stop.as_ref().map(|m| m.at.known()),
+        Some(Some((hooks_line, col(l, "\"/etc/fo/stop.sh\""))))
+    );
+    let (cmd_line, l) = line_of("command = ");
+    match &cfg.check("app").expect("check app").kind {
+        fo_config::CheckKind::Exec { at, .. } => {
+            assert_eq!(at.known(), Some((cmd_line, col(l, "\"app-ok\""))));
+        }
+        other => panic!("exec expected, saw {other:?}"),
+    }
+    let moved = fo_config::Config::parse(&with_base(&format!("\n\n{extra}"))).expect("valid");
+    assert_eq!(moved, cfg, "moving a line changes nothing");
+}
+
+#[test]
+fn exec_programs_are_absolute_or_bare_names() {
+    assert_errors(
+        &with_base(
+            r#"[[check]]
+name = "rel"
+kind = "exec"
+command = ["bin/app-ok"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+check = { kind = "exec", command = ["./probe", "-q"] }
+backends = [{ address = "192.0.2.21" }]
+"#,
+        ),
+        &[
+            "16:12: command: the program must be an absolute path or a bare name looked up in PATH, got \"bin/app-ok\"",
+            "21:37: command: the program must be an absolute path or a bare name looked up in PATH, got \"./probe\"",
+        ],
     );
 }
 
@@ -2087,4 +2160,74 @@ track = [{ check = "docker", weight = 0 }]
         weight: -20,
     };
     assert_eq!(down.effect(), fo_config::TrackEffect::AddWhileDown(-20));
+}
+
+/// The data plane's `VIPS` map holds `VIPS_CAPACITY` addresses (VIPs and SNAT
+/// addresses of every router): the first one past it is refused where it is written.
+#[test]
+fn more_addresses_than_the_vips_map_holds() {
+    let cap = fo_common::VIPS_CAPACITY as usize;
+    let addr = |i: usize| format!("\"10.{}.{}.{}\"", i >> 16 & 0xff, i >> 8 & 0xff, i & 0xff);
+    // BASE's router has one VIP: a second router with `cap` more overflows at its last.
+    let vips: Vec<String> = (1..=cap).map(addr).collect();
+    let line = format!("vips = [{}]", vips.join(", "));
+    let col = line
+        .rfind('"')
+        .map(|end| line[..end].rfind('"').unwrap_or(0) + 1);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\n{line}\n"
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "17:{}: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            col.unwrap_or(0),
+            cap + 1
+        )],
+    );
+    // Exactly full is fine; a SNAT address past it is refused.
+    let vips: Vec<String> = (1..cap).map(addr).collect();
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\n",
+        vips.join(", ")
+    ));
+    assert_errors(&text, &[]);
+    let text = with_base(&format!(
+        "\n[[router]]\nname = \"many\"\nvrid = 52\nvips = [{}]\nsnat = [\"192.0.2.200\"]\n",
+        vips.join(", ")
+    ));
+    assert_errors(
+        &text,
+        &[&format!(
+            "18:9: too many addresses: the data plane holds {cap} VIP and SNAT addresses in all routers, and this is address {}",
+            cap + 1
+        )],
+    );
+}
+
+/// `max_backends` bounds the backends of all services together, at the first one past it.
+#[test]
+fn more_backends_than_max_backends() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+max_backends = 2
+
+[[router]]
+name = "web"
+vrid = 51
+vips = ["192.0.2.10"]
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+backends = [{ address = "192.0.2.21" }, { address = "192.0.2.22" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 443
+backends = [{ address = "192.0.2.23" }]
+"#,
+        &["18:13: too many backends in all services: max_backends = 2 (raise it in [node])"],
+    );
 }

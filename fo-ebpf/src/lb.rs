@@ -2,8 +2,9 @@
 //! new flows, then DSR (rewrite the MACs, send out again) or full NAT (`nat.rs`).
 //!
 //! The VIP's flags route NAT traffic without costing DSR anything: only a VIP with
-//! NAT services looks up `NAT_FWD` (and the embryonic `NAT_EMBRYO_FWD`) before the
-//! DSR flow table, and only a SNAT address goes to the reply path.
+//! NAT services looks up its connection table (`NAT_FWD`, or `NAT_UDP_FWD` for UDP)
+//! and the embryonic `NAT_EMBRYO_FWD` before the DSR flow table, and only a SNAT
+//! address goes to the reply path.
 //!
 //! DSR flows seen only as a SYN live in `FLOWS_NEW` until their next packet moves
 //! them to `FLOWS`, so a SYN flood never evicts an established flow from `FLOWS`
@@ -17,7 +18,7 @@ use fo_common::{
     xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, NAT_EMBRYO_FWD, NAT_FWD, SERVICES};
+use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
@@ -159,13 +160,10 @@ fn forward(
             return Err(Counter::PassTruncated);
         }
         if vip_flags & VIP_SNAT != 0 {
-            return Ok(nat::reply_pkt(ctx, l4_offset, &flow));
+            return Ok(nat::reply_any(ctx, l4_offset, &flow));
         }
-        if let Some(entry) = NAT_FWD.get_ptr_mut(&flow) {
-            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, false));
-        }
-        if let Some(entry) = NAT_EMBRYO_FWD.get_ptr_mut(&flow) {
-            return Ok(nat::forward_pkt(ctx, l4_offset, &flow, entry, true));
+        if let Some(action) = nat::forward_known(ctx, l4_offset, &flow) {
+            return Ok(action);
         }
     }
     // Established flows first: one hash lookup, no service lookup. A SYN (without ACK)
@@ -206,7 +204,7 @@ fn forward(
                 if !whole {
                     return Err(Counter::PassTruncated);
                 }
-                return Ok(nat::open_pkt(ctx, l4_offset, &flow, service_id, found.0));
+                return Ok(nat::open_new(ctx, l4_offset, &flow, service_id, found.0));
             }
             maps::count(Counter::FlowMiss);
             let value = FlowValue {
@@ -265,6 +263,7 @@ fn remember_syn(flow: &FlowKey, value: FlowValue) {
     if stale {
         let _ = FLOWS.remove(flow);
     }
+    // SAFETY: read-only, as in `remember`.
     let same = unsafe { FLOWS_NEW.get(flow) }
         .is_some_and(|v| v.backend == value.backend && v.service_id == value.service_id);
     if !same && FLOWS_NEW.insert(flow, &value, 0).is_err() {

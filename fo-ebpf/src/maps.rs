@@ -3,8 +3,8 @@
 //! them. Sizes marked "set by the loader" are placeholders overridden at load.
 //!
 //! The program only reads the configuration maps; it writes the flow tables (`FLOWS`,
-//! `FLOWS_NEW`), the NAT tables (`NAT_FWD`, `NAT_REV`, `NAT_EMBRYO_FWD`,
-//! `NAT_EMBRYO_REV`, `NAT_EVENTS`) and the per-CPU counters.
+//! `FLOWS_NEW`), the NAT tables (`NAT_FWD`, `NAT_REV`, `NAT_UDP_FWD`, `NAT_UDP_REV`,
+//! `NAT_EMBRYO_FWD`, `NAT_EMBRYO_REV`, `NAT_EVENTS`) and the per-CPU counters.
 
 use aya_ebpf::{
     Global,
@@ -25,9 +25,10 @@ pub fn maglev_size() -> u32 {
     MAGLEV_SIZE.load()
 }
 
-/// VIP -> ownership and dead-man lease. Written by the agent.
+/// VIP -> ownership and dead-man lease. Written by the agent. `VIPS_CAPACITY` entries
+/// (the config's validation bounds the addresses by it).
 #[map]
-pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(1024, 0);
+pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(fo_common::VIPS_CAPACITY, 0);
 
 /// (VIP, port, protocol) -> service slot and hash mode. Written by the agent.
 /// Max entries set by the loader (`max_services`).
@@ -83,6 +84,19 @@ pub static NAT_FWD: HashMap<FlowKey, NatFlow> = HashMap::pinned(65536, 0);
 #[map]
 pub static NAT_REV: HashMap<FlowKey, FlowKey> = HashMap::pinned(65536, 0);
 
+/// NAT UDP flows that saw traffic both ways, keyed and valued as `NAT_FWD`: a table
+/// of their own, because a spoofer who sends each forged datagram twice passes UDP's
+/// only proof (the client sent again after a reply). A UDP flood fills this table at
+/// most, never the TCP connections' place. Written as `NAT_FWD`. Max entries set by
+/// the loader (a quarter of `nat_table_size`).
+#[map]
+pub static NAT_UDP_FWD: HashMap<FlowKey, NatFlow> = HashMap::pinned(16384, 0);
+
+/// The reply tuples of `NAT_UDP_FWD`, as `NAT_REV`. Max entries set by the loader (as
+/// `NAT_UDP_FWD`).
+#[map]
+pub static NAT_UDP_REV: HashMap<FlowKey, FlowKey> = HashMap::pinned(16384, 0);
+
 /// New NAT connections that have not proved their client yet (LRU: under a flood the
 /// least recently used goes), keyed as `NAT_FWD`. Written by the program (new
 /// connections, state) and the agent (aging). Max entries set by the loader (a
@@ -91,7 +105,9 @@ pub static NAT_REV: HashMap<FlowKey, FlowKey> = HashMap::pinned(65536, 0);
 pub static NAT_EMBRYO_FWD: LruHashMap<FlowKey, NatFlow> = LruHashMap::pinned(16384, 0);
 
 /// The reply tuples of the embryonic connections, keyed as `NAT_REV`: their SNAT
-/// port reservations (a port is free where neither this map nor `NAT_REV` holds it).
+/// port reservations (a port is free where neither this map nor `NAT_REV` /
+/// `NAT_UDP_REV` holds it). Evicted independently of `NAT_EMBRYO_FWD`: a connection
+/// checks that it still holds its port before each use (`nat::holds_port`).
 /// Written by the program and the agent (aging). Max entries set by the loader (as
 /// `NAT_EMBRYO_FWD`).
 #[map]

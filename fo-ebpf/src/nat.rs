@@ -7,10 +7,12 @@
 //! Only a TCP SYN (or any UDP datagram) opens a connection: a mid-stream segment of
 //! an unknown connection is passed, never given a fresh SNAT port that the backend
 //! would answer with an RST. A new connection lives in the embryonic maps until its
-//! client proves it receives replies, then moves to `NAT_FWD`/`NAT_REV` and is
-//! reported to the sync (see `fo_common::nat`). Aging is the agent's: the program
-//! keeps each entry's state, sequence tracking and last-seen time current.
+//! client proves it receives replies, then moves to the connection table
+//! (`NAT_FWD`/`NAT_REV`, UDP flows to `NAT_UDP_FWD`/`NAT_UDP_REV`) and is reported to
+//! the sync (see `fo_common::nat`). Aging is the agent's: the program keeps each
+//! entry's state, sequence tracking and last-seen time current.
 
+use aya_ebpf::maps::HashMap;
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup},
     helpers::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_load_bytes},
@@ -18,14 +20,15 @@ use aya_ebpf::{
 };
 use fo_common::{
     Addr, Backend, Counter, Csum, FAMILY_V4, FlowKey, NAT_BACKEND, NAT_EVENT_CLOSED, NAT_EVENT_NEW,
-    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_SEQ_END, NAT_TCP_CLOSED, NAT_TCP_SYN, NAT_TOUCH_NS, NAT_UDP,
-    NatEvent, NatFlow, NatSeq, TCP_ACK, TCP_RST, TCP_SYN, TcpSeg, hash, tcp_track,
+    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_SEQ_END, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_SYN,
+    NAT_TOUCH_NS, NAT_UDP, NatEvent, NatFlow, NatSeq, TCP_ACK, TCP_RST, TCP_SYN, TcpSeg, hash,
+    tcp_track,
     xdp_action::{XDP_PASS, XDP_TX},
 };
 
 use crate::maps::{
     self, BACKENDS, NAT_EMBRYO_FWD, NAT_EMBRYO_REV, NAT_EVENTS, NAT_FWD, NAT_REV, NAT_SCRATCH,
-    NAT_SERVICES, NatScratch,
+    NAT_SERVICES, NAT_UDP_FWD, NAT_UDP_REV, NatScratch,
 };
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, TcpHdr, UdpHdr, frame_len, ptr_at,
@@ -42,22 +45,88 @@ struct Hop(*mut NatScratch);
 /// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
 const KERNEL_FORWARDS: u32 = 0;
 
+/// The connection table (client side) of UDP flows (`U`) or TCP connections: UDP
+/// flows have their own, so that a UDP flood that passes UDP's weak proof fills that
+/// one at most. A constant per instance of the code that uses it: a map chosen at run
+/// time would make the verifier give up inlining the lookups of that call site.
+#[inline(always)]
+fn conn_fwd<const U: bool>() -> &'static HashMap<FlowKey, NatFlow> {
+    if U { &NAT_UDP_FWD } else { &NAT_FWD }
+}
+
+/// The reply side of [`conn_fwd`].
+#[inline(always)]
+fn conn_rev<const U: bool>() -> &'static HashMap<FlowKey, FlowKey> {
+    if U { &NAT_UDP_REV } else { &NAT_REV }
+}
+
+/// A client packet of a NAT VIP: translated if it belongs to a known connection (the
+/// connection table first, then the embryonic one); `None` otherwise.
+#[inline(always)]
+pub fn forward_known(ctx: &XdpContext, l4_offset: usize, flow: &FlowKey) -> Option<u32> {
+    if flow.proto == IPPROTO_UDP {
+        forward_known_in::<true>(ctx, l4_offset, flow)
+    } else {
+        forward_known_in::<false>(ctx, l4_offset, flow)
+    }
+}
+
+#[inline(always)]
+fn forward_known_in<const U: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+) -> Option<u32> {
+    if let Some(entry) = conn_fwd::<U>().get_ptr_mut(flow) {
+        return Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, false));
+    }
+    let entry = NAT_EMBRYO_FWD.get_ptr_mut(flow)?;
+    Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, true))
+}
+
+/// The first packet of a connection to a NAT service.
+#[inline(always)]
+pub fn open_new(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    flow: &FlowKey,
+    service_id: u32,
+    slot: u32,
+) -> u32 {
+    if flow.proto == IPPROTO_UDP {
+        open_pkt::<true>(ctx, l4_offset, flow, service_id, slot)
+    } else {
+        open_pkt::<false>(ctx, l4_offset, flow, service_id, slot)
+    }
+}
+
+/// A packet to a SNAT address: a backend's reply.
+#[inline(always)]
+pub fn reply_any(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
+    if rflow.proto == IPPROTO_UDP {
+        reply_pkt::<true>(ctx, l4_offset, rflow)
+    } else {
+        reply_pkt::<false>(ctx, l4_offset, rflow)
+    }
+}
+
 /// The entry points below are separate BPF functions (own stack frame), so the NAT
-/// paths do not crowd the DSR path's stack; they count their own pass reason.
-/// `embryo`: the entry is in `NAT_EMBRYO_FWD` (else `NAT_FWD`).
+/// paths do not crowd the DSR path's stack; they count their own pass reason. `U`:
+/// a UDP flow (else TCP). `embryo`: the entry is in `NAT_EMBRYO_FWD` (else the
+/// connection table).
 #[inline(never)]
-pub fn forward_pkt(
+fn forward_pkt<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
     entry: *mut NatFlow,
     embryo: bool,
 ) -> u32 {
-    verdict(forward(ctx, l4_offset, flow, entry, embryo))
+    verdict(forward::<U>(ctx, l4_offset, flow, entry, embryo))
 }
 
 #[inline(never)]
-pub fn open_pkt(
+fn open_pkt<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -65,14 +134,14 @@ pub fn open_pkt(
     slot: u32,
 ) -> u32 {
     verdict(match BACKENDS.get(slot) {
-        Some(backend) => open(ctx, l4_offset, flow, service_id, slot, backend),
+        Some(backend) => open::<U>(ctx, l4_offset, flow, service_id, slot, backend),
         None => Err(Counter::PassNoBackend),
     })
 }
 
 #[inline(never)]
-pub fn reply_pkt(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
-    verdict(reply(ctx, l4_offset, rflow))
+fn reply_pkt<const U: bool>(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
+    verdict(reply::<U>(ctx, l4_offset, rflow))
 }
 
 #[inline(always)]
@@ -85,7 +154,7 @@ fn verdict(r: Result<u32, Counter>) -> u32 {
 
 /// A client packet of a known connection.
 #[inline(always)]
-fn forward(
+fn forward<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -93,6 +162,11 @@ fn forward(
     embryo: bool,
 ) -> Result<u32, Counter> {
     let seg = segment(ctx, l4_offset, flow.proto)?;
+    if embryo && !holds_port::<U>(flow, entry) {
+        // Its port is another connection's now: sending from it would mix the two.
+        let _ = NAT_EMBRYO_FWD.remove(flow);
+        return Err(Counter::PassNatEmbryoLost);
+    }
     // SAFETY: a live map value, read field by field (no 56-byte copy on the stack);
     // a torn read of a concurrent state update is harmless.
     let (snat, backend, snat_port_be, backend_port_be, slot) = unsafe {
@@ -115,7 +189,7 @@ fn forward(
         backend_port_be,
     )?;
     if touch(entry, flow, &seg, true, embryo) && embryo {
-        promote(flow, entry);
+        promote::<U>(flow, entry);
     }
     maps::count(Counter::NatHit);
     send(ctx, &hop, slot)
@@ -124,7 +198,7 @@ fn forward(
 /// The first packet of a connection to a NAT service: reserve a SNAT port, record
 /// both directions, translate.
 #[inline(always)]
-fn open(
+fn open<const U: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -181,7 +255,7 @@ fn open(
             rev.dport_be = (svc.port_min + ((x >> 2) % range) as u16).to_be();
             // Free where no established connection holds it; then reserved among the
             // embryonic ones.
-            if NAT_REV.get(rev).is_some() {
+            if conn_rev::<U>().get(rev).is_some() {
                 i += 1;
                 continue;
             }
@@ -247,9 +321,13 @@ fn open(
 
 /// A backend's reply, addressed to a SNAT address.
 #[inline(always)]
-fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Counter> {
+fn reply<const U: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    rflow: &FlowKey,
+) -> Result<u32, Counter> {
     // SAFETY: map values are plain data, replaced whole.
-    let (fwd, embryo): (&FlowKey, bool) = match unsafe { NAT_REV.get(rflow) } {
+    let (fwd, embryo): (&FlowKey, bool) = match unsafe { conn_rev::<U>().get(rflow) } {
         Some(fwd) => (fwd, false),
         None => (
             unsafe { NAT_EMBRYO_REV.get(rflow) }.ok_or(Counter::PassNatNoFlow)?,
@@ -259,7 +337,7 @@ fn reply(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> Result<u32, Cou
     let entry = if embryo {
         NAT_EMBRYO_FWD.get_ptr_mut(fwd)
     } else {
-        NAT_FWD.get_ptr_mut(fwd)
+        conn_fwd::<U>().get_ptr_mut(fwd)
     }
     .ok_or(Counter::PassNatNoFlow)?;
     let seg = segment(ctx, l4_offset, rflow.proto)?;
@@ -293,6 +371,9 @@ fn segment(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<TcpSeg, Coun
     // no IP options (`lb::ipv4` passes those).
     let (r, total) = unsafe { ((*tcp).rest, u16::from_be_bytes((*ip).total_len)) };
     let doff = u32::from(r[8] >> 4) * 4;
+    if doff < 20 {
+        return Err(Counter::PassNatBadTcp);
+    }
     let flags = r[9];
     let wscale = if flags & TCP_SYN != 0 {
         syn_wscale(ctx, l4_offset, doff)
@@ -368,8 +449,10 @@ fn syn_wscale(ctx: &XdpContext, l4_offset: usize, doff: u32) -> Option<u8> {
 }
 
 /// Next state, tracking and last-seen time; an RST of an established connection is
-/// reported to the sync. Returns whether the client has now proved that it receives
-/// replies (TCP: it completed the handshake; UDP: it sent after a reply).
+/// reported to the sync. Returns whether the client has proved that it receives
+/// replies (TCP: it completed the handshake, now or earlier; UDP: it sent after a
+/// reply), so an embryonic connection whose promotion failed tries again with its
+/// next packet.
 #[inline(always)]
 fn touch(
     entry: *mut NatFlow,
@@ -391,7 +474,7 @@ fn touch(
                     Counter::NatFinIgnored
                 });
             }
-            proven = step.established;
+            proven = step.state == NAT_TCP_ESTABLISHED;
             step.state
         } else {
             let backend_seen = (*entry).seq[NAT_BACKEND].flags & NAT_SEQ_END != 0;
@@ -414,12 +497,36 @@ fn touch(
     }
 }
 
+/// Whether the embryonic connection `flow` still holds its SNAT port. The two
+/// embryonic maps are LRU hashes that evict independently, so its reservation in
+/// `NAT_EMBRYO_REV` may be gone while the connection is not: then the port is
+/// reserved again if it is still free, and lost if another connection took it.
+#[inline(always)]
+fn holds_port<const U: bool>(flow: &FlowKey, entry: *const NatFlow) -> bool {
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, ours for this run (`route` has not run yet); `entry`
+    // a live map value; map values are plain data.
+    unsafe {
+        (*scratch).rev = (*entry).reverse_key(flow);
+        let rev = &(*scratch).rev;
+        if let Some(owner) = NAT_EMBRYO_REV.get(rev) {
+            return *owner == *flow;
+        }
+        if let Some(owner) = conn_rev::<U>().get(rev) {
+            return *owner == *flow;
+        }
+        NAT_EMBRYO_REV.insert(rev, flow, BPF_NOEXIST).is_ok()
+    }
+}
+
 /// Move a connection that proved its client from the embryonic maps to the
 /// connection table, and report it to the sync. The connection table taking it
 /// comes first, so a packet never finds it in neither. If the table is full it stays
-/// embryonic (counted).
+/// embryonic (counted) and tries again with its next packet.
 #[inline(always)]
-fn promote(flow: &FlowKey, entry: *mut NatFlow) {
+fn promote<const U: bool>(flow: &FlowKey, entry: *mut NatFlow) {
     let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -429,12 +536,13 @@ fn promote(flow: &FlowKey, entry: *mut NatFlow) {
         (*scratch).flow = *entry;
         (*scratch).rev = (*entry).reverse_key(flow);
         let (value, rev) = (&(*scratch).flow, &(*scratch).rev);
-        if NAT_REV.insert(rev, flow, BPF_NOEXIST).is_err() {
+        let (fwd_map, rev_map) = (conn_fwd::<U>(), conn_rev::<U>());
+        if rev_map.insert(rev, flow, BPF_NOEXIST).is_err() {
             maps::count(Counter::NatPromoteFailed);
             return;
         }
-        if NAT_FWD.insert(flow, value, BPF_NOEXIST).is_err() {
-            let _ = NAT_REV.remove(rev);
+        if fwd_map.insert(flow, value, BPF_NOEXIST).is_err() {
+            let _ = rev_map.remove(rev);
             maps::count(Counter::NatPromoteFailed);
             return;
         }

@@ -227,3 +227,43 @@ fn what_fo_refuses_is_left_out_and_reported() {
 fn vrrp_of(c: &fo_config::Config, i: usize) -> &fo_config::Vrrp {
     c.routers[i].vrrp().expect("vrrp")
 }
+
+/// fo always applies keepalived's `enable_script_security`: with it, the directive
+/// needs nothing (ignored, not "not translated"); without it, the report warns at the
+/// first script that fo refuses scripts a user other than root could change.
+#[test]
+fn script_security_is_always_on_in_fo() {
+    let with = import(&format!(
+        "global_defs {{\n enable_script_security\n}}\n{}",
+        instance("track_script {\n  chk\n }")
+    ));
+    let text = with.report_text();
+    assert!(
+        text.contains(
+            "k.conf:2: ignored: global_defs > enable_script_security: fo always does this"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(": warning:"), "{text}");
+    assert!(!with.report.left_out(), "{text}");
+
+    let without = import(&instance("track_script {\n  chk\n }"));
+    let text = without.report_text();
+    assert!(
+        text.contains("k.conf:1: warning: vrrp_script chk > script: keepalived ran this config's scripts without enable_script_security; fo always refuses"),
+        "{text}"
+    );
+    assert!(
+        !without.report.left_out(),
+        "a warning leaves nothing out: {text}"
+    );
+
+    let no_scripts = import(
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  192.0.2.100\n }\n}\n",
+    );
+    assert!(
+        !no_scripts.report_text().contains("enable_script_security"),
+        "no scripts, nothing to say: {}",
+        no_scripts.report_text()
+    );
+}

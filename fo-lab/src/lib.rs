@@ -10,14 +10,12 @@
 //! - [`report`] holds the JSON reports of both and [`report::merge`], which computes
 //!   the run's figures; `lost_acked` (acknowledged, received by no sink) must be 0.
 //!
-//! The wire protocol is in [`proto`].
-//!
-//! [`natfill`] (`fo-natfill`) puts made-up NAT connections into an agent's pinned
-//! tables, for the benchmarks and tests of the connection-state sync at scale.
+//! The wire protocol is in [`proto`]. The lab kit that xtask builds its labs with
+//! (namespaces, processes, teardown) is [`kit`].
 
 pub mod control;
 pub mod fleet;
-pub mod natfill;
+pub mod kit;
 pub mod proto;
 pub mod report;
 pub mod sink;

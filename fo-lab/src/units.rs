@@ -1,4 +1,5 @@
-//! Command-line values: durations (`10ms`, `1.5s`, `2m`) and rates (`100/s`).
+//! Command-line values: durations (`10ms`, `1.5s`, `2m`, the config's grammar) and rates
+//! (`100/s`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -6,8 +7,6 @@ use std::time::Duration;
 /// A value on the command line that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    #[error("duration {input:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. 10ms")]
-    Duration { input: String },
     #[error("rate {input:?}: expected events per second, e.g. 100/s (or 100)")]
     Rate { input: String },
     #[error("source address {input:?}: expected an IP, or a range A-B of the same family")]
@@ -16,31 +15,9 @@ pub enum ParseError {
     SourceRangeTooLarge { input: String, max: u32 },
 }
 
-/// Parses `500us`, `10ms`, `1.5s`, `2m`, `1h` (a bare `0` is zero).
-pub fn parse_duration(input: &str) -> Result<Duration, ParseError> {
-    let err = || ParseError::Duration {
-        input: input.to_owned(),
-    };
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(err)?;
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| err())?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| err())
-}
+/// Durations on the command line use the config's grammar (`500us`, `10ms`, `1.5s`,
+/// `1m30s`, `1h`; a unit is required, `0s` is zero).
+pub use fo_units::parse_duration;
 
 /// Parses a rate in events per second (`100/s`, `100`, `0.5/s`) into the interval
 /// between two events.
@@ -113,13 +90,14 @@ mod tests {
             ("1.5s", Duration::from_millis(1500)),
             ("500us", Duration::from_micros(500)),
             ("2m", Duration::from_secs(120)),
+            ("1m30s", Duration::from_secs(90)),
             ("1h", Duration::from_secs(3600)),
-            ("0", Duration::ZERO),
+            ("0s", Duration::ZERO),
         ];
         for (s, d) in ok {
             assert_eq!(parse_duration(s), Ok(d), "{s}");
         }
-        for s in ["10", "ms", "1x", "-1s", ""] {
+        for s in ["10", "0", "120", "ms", "1x", "-1s", ""] {
             assert!(parse_duration(s).is_err(), "{s:?} must be refused");
         }
     }

@@ -57,7 +57,7 @@ use std::net::IpAddr;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 
-use crate::packet::DropReason;
+use crate::drops::DropReason;
 
 /// Length of the trailer after the VRRP message.
 pub const TRAILER_LEN: usize = 48;
@@ -238,7 +238,7 @@ pub fn seal(msg: &[u8], src: IpAddr, dst: IpAddr, key: &AuthKey, seq: Sequence) 
     out
 }
 
-/// Verify the trailer of a received payload; returns the VRRP message (to [`crate::decode`])
+/// Verify the trailer of a received payload; returns the VRRP message (for the packet decoder)
 /// and the sequence (to [`ReplayGuard`]). Constant-time tag comparison.
 pub fn open<'a>(
     payload: &'a [u8],
@@ -271,4 +271,4 @@ pub fn open<'a>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

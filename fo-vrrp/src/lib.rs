@@ -31,13 +31,15 @@
 //!                      primary_address }) -> Result<Router, ConfigError>
 //! Router::handle(&mut self, now: Time, event: Event) -> Vec<Action>
 //! Router::{state, priority, master, master_since, deadline, next_deadline, …}
-//! skew_time(Priority, AdverInterval) -> Duration
+//! skew_time(Priority, AdverInterval) -> Duration             // timing: what fo arms
 //! master_down_interval(Priority, AdverInterval) -> Duration
+//! master_down_interval_exact(Priority, AdverInterval) -> Duration // the bound tests measure against
 //! ```
 //!
 //! Events (`Event::advert(src, &advert)` builds the one for a decoded packet): `Startup`, `Shutdown`, `AdvertReceived { from, priority, interval }`,
-//! `TimerFired { which: Timer }`, `PriorityChanged { effective }`, `FaultSet`,
-//! `FaultCleared`, `AdminPromote`, `AdminDemote`, `AdminResume`.
+//! `TimerFired { which: Timer }`, `PriorityChanged { effective }`,
+//! `Fault { source: FaultSource, failing }` (`FaultSet`/`FaultCleared` are the source
+//! `External`), `AdminPromote`, `AdminDemote`, `AdminResume`.
 //! Actions: `SendAdvert { priority }`, `SendGratuitous`, `SetOwnership { owned }`,
 //! `ArmTimer { which, after }`, `CancelTimer { which }`, `Transition { from, to, reason }`,
 //! `RunHook { state }`. Events and actions are serde types (JSON Lines in the golden tests), so
@@ -79,6 +81,8 @@
 //!     preempt: true,
 //!     preempt_delay: Duration::ZERO,
 //!     primary_address: "192.168.1.12".parse().unwrap(),
+//!     fence_timeout: None,
+//!     sync_then_claim: false,
 //! })
 //! .unwrap();
 //! let now = fsm::Time::ZERO;
@@ -91,13 +95,18 @@
 //! ```
 
 pub mod auth;
+pub mod drops;
 pub mod fsm;
 pub mod packet;
+pub mod timing;
 pub mod types;
 
 pub use auth::{AuthKey, ReplayGuard, Sequence, SequenceGen};
-pub use fsm::{Action, Admin, Config, Event, Reason, Router, State, Time, Timer};
+pub use fsm::{Action, Admin, Config, Event, FaultSource, Reason, Router, State, Time, Timer};
 pub use packet::{
     Advert, DropReason, EncodeError, RxMeta, decode, decode_authenticated, peek_vrid,
 };
-pub use types::{AdverInterval, Auth, Centisecs, Password, Priority, Seconds, Version, Vrid};
+pub use timing::{master_down_interval, master_down_interval_exact, skew_time};
+pub use types::{
+    AdverInterval, Auth, Centisecs, IntervalError, Password, Priority, Seconds, Version, Vrid,
+};

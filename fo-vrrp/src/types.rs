@@ -3,6 +3,7 @@
 //! a bare integer.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub struct InvalidValue {
 pub struct Vrid(u8);
 
 impl Vrid {
+    /// The valid identifiers (RFC 5798 §5.2.3).
+    pub const RANGE: RangeInclusive<u8> = 1..=255;
+
     /// `None` for 0.
     pub const fn new(n: u8) -> Option<Vrid> {
         if n == 0 { None } else { Some(Vrid(n)) }
@@ -117,14 +121,33 @@ pub struct Priority(pub u8);
 impl Priority {
     /// Sent by a Master that stops (shutdown, admin demote): backups take over after Skew_Time.
     pub const STOP: Priority = Priority(0);
+    /// The lowest a router may advertise while it participates.
+    pub const MIN: Priority = Priority(1);
     /// The highest a non-owner may use; also what an admin promote advertises.
     pub const MAX_BACKUP: Priority = Priority(254);
     /// The router that owns the virtual addresses as real interface addresses.
     pub const OWNER: Priority = Priority(255);
+    /// What a router that does not own the addresses may advertise (§5.2.4).
+    pub const BACKUP: RangeInclusive<u8> = Priority::MIN.0..=Priority::MAX_BACKUP.0;
+    /// What a router may be configured with: a backup's priority, or the owner's.
+    pub const CONFIGURABLE: RangeInclusive<u8> = Priority::MIN.0..=Priority::OWNER.0;
 
     /// `true` for 255.
     pub const fn is_owner(self) -> bool {
-        self.0 == 255
+        self.0 == Priority::OWNER.0
+    }
+
+    /// The priority a router configured with `configured` advertises when tracking asks for
+    /// `wanted`: within [`Priority::BACKUP`], or up to 255 for an address owner. Tracking
+    /// never stops a router (0) and never makes a backup an owner.
+    pub fn clamp_tracked(configured: Priority, wanted: i32) -> Priority {
+        let ceiling = if configured.is_owner() {
+            Priority::OWNER
+        } else {
+            Priority::MAX_BACKUP
+        };
+        let clamped = wanted.clamp(i32::from(Priority::MIN.0), i32::from(ceiling.0));
+        Priority(u8::try_from(clamped).unwrap_or(Priority::MIN.0))
     }
 }
 
@@ -141,6 +164,8 @@ impl fmt::Display for Priority {
 pub struct Centisecs(pub u16);
 
 impl Centisecs {
+    /// The shortest valid interval (10 ms).
+    pub const MIN: Centisecs = Centisecs(1);
     /// Largest value the 12-bit field holds (40.95 s).
     pub const MAX: Centisecs = Centisecs(0x0fff);
 
@@ -157,6 +182,11 @@ impl Centisecs {
 pub struct Seconds(pub u8);
 
 impl Seconds {
+    /// The shortest valid interval.
+    pub const MIN: Seconds = Seconds(1);
+    /// Largest value the 8-bit field holds.
+    pub const MAX: Seconds = Seconds(u8::MAX);
+
     /// The same span as a [`Duration`].
     pub fn to_duration(self) -> Duration {
         Duration::from_secs(u64::from(self.0))
@@ -196,10 +226,57 @@ impl AdverInterval {
     /// Whether the value fits its wire field and is not zero.
     pub const fn is_valid(self) -> bool {
         match self {
-            AdverInterval::Centisecs(Centisecs(c)) => c >= 1 && c <= Centisecs::MAX.0,
-            AdverInterval::Seconds(Seconds(s)) => s >= 1,
+            AdverInterval::Centisecs(Centisecs(c)) => {
+                c >= Centisecs::MIN.0 && c <= Centisecs::MAX.0
+            }
+            AdverInterval::Seconds(Seconds(s)) => s >= Seconds::MIN.0,
         }
     }
+
+    /// The interval of `version` that is exactly `d`: whole centiseconds within
+    /// [`Centisecs::MIN`]..=[`Centisecs::MAX`] (v3), or whole seconds within
+    /// [`Seconds::MIN`]..=[`Seconds::MAX`] (v2).
+    pub fn from_duration(version: Version, d: Duration) -> Result<AdverInterval, IntervalError> {
+        let (unit, min, max) = match version {
+            Version::V3 => (
+                Duration::from_millis(10),
+                Centisecs::MIN.to_duration(),
+                Centisecs::MAX.to_duration(),
+            ),
+            Version::V2 => (
+                Duration::from_secs(1),
+                Seconds::MIN.to_duration(),
+                Seconds::MAX.to_duration(),
+            ),
+        };
+        if !d.as_nanos().is_multiple_of(unit.as_nanos()) || d < min || d > max {
+            return Err(IntervalError {
+                version,
+                interval: d,
+            });
+        }
+        let units = d.as_nanos() / unit.as_nanos();
+        Ok(match version {
+            Version::V3 => AdverInterval::Centisecs(Centisecs(
+                u16::try_from(units).expect("at most Centisecs::MAX"),
+            )),
+            Version::V2 => {
+                AdverInterval::Seconds(Seconds(u8::try_from(units).expect("at most Seconds::MAX")))
+            }
+        })
+    }
+}
+
+/// An advertisement interval that its version cannot carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "advert interval {interval:?} does not fit VRRP {version:?}: v3 takes whole centiseconds from 10ms to 40.95s, v2 whole seconds from 1s to 255s"
+)]
+pub struct IntervalError {
+    /// The version asked for.
+    pub version: Version,
+    /// The interval given.
+    pub interval: Duration,
 }
 
 impl fmt::Display for AdverInterval {
@@ -333,5 +410,64 @@ mod tests {
         assert_eq!(serde_json::to_string(&Version::V3).unwrap(), "3");
         assert!(serde_json::from_str::<Vrid>("0").is_err());
         assert_eq!(serde_json::from_str::<Vrid>("51").unwrap(), Vrid(51));
+    }
+
+    #[test]
+    fn rfc_numbers_are_the_rfc_literals() {
+        assert_eq!(Priority::STOP.0, 0, "RFC 5798 §5.2.4: 0 = the Master stops");
+        assert_eq!(Priority::BACKUP, 1..=254, "§5.2.4: backups use 1-254");
+        assert_eq!(Priority::OWNER.0, 255, "§5.2.4: the owner uses 255");
+        assert_eq!(Priority::CONFIGURABLE, 1..=255);
+        assert_eq!(Vrid::RANGE, 1..=255, "§5.2.3: VRID 1-255");
+        assert_eq!(
+            (Centisecs::MIN.0, Centisecs::MAX.0),
+            (1, 4095),
+            "§5.2.7: 12 bits"
+        );
+        assert_eq!(
+            (Seconds::MIN.0, Seconds::MAX.0),
+            (1, 255),
+            "RFC 3768 §5.3.7"
+        );
+    }
+
+    #[test]
+    fn tracking_stays_within_the_backup_range_unless_owner() {
+        let p = |n| Priority(n);
+        assert_eq!(Priority::clamp_tracked(p(100), -500), p(1));
+        assert_eq!(Priority::clamp_tracked(p(100), 90), p(90));
+        assert_eq!(Priority::clamp_tracked(p(100), 300), p(254));
+        assert_eq!(Priority::clamp_tracked(p(255), 300), p(255));
+        assert_eq!(Priority::clamp_tracked(p(255), 200), p(200));
+        assert_eq!(Priority::clamp_tracked(p(255), 0), p(1));
+    }
+
+    #[test]
+    fn intervals_from_durations_fit_their_version() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            AdverInterval::from_duration(Version::V3, ms(100)),
+            Ok(AdverInterval::Centisecs(Centisecs(10)))
+        );
+        assert_eq!(
+            AdverInterval::from_duration(Version::V3, ms(40_950)),
+            Ok(AdverInterval::Centisecs(Centisecs::MAX))
+        );
+        for bad in [ms(0), ms(5), ms(15), ms(40_960)] {
+            assert!(
+                AdverInterval::from_duration(Version::V3, bad).is_err(),
+                "{bad:?} in v3"
+            );
+        }
+        assert_eq!(
+            AdverInterval::from_duration(Version::V2, ms(255_000)),
+            Ok(AdverInterval::Seconds(Seconds::MAX))
+        );
+        for bad in [ms(0), ms(1_500), ms(256_000)] {
+            assert!(
+                AdverInterval::from_duration(Version::V2, bad).is_err(),
+                "{bad:?} in v2"
+            );
+        }
     }
 }

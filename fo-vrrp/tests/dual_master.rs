@@ -95,6 +95,8 @@ fn node(priority: u8, address: &str) -> Node {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary_address: address,
+            fence_timeout: None,
+            sync_then_claim: false,
         })
         .expect("valid config"),
         address,

@@ -8,7 +8,8 @@
 //!
 //! * first line: `{"config": {"priority": 100, "advert_interval": {"centisecs": 100},
 //!   "preempt": true, "preempt_delay_ms": 0, "primary_address": "10.0.0.1"}}`
-//!   (`preempt` defaults to true, `preempt_delay_ms` to 0);
+//!   (`preempt` defaults to true, `preempt_delay_ms` to 0; `fence_timeout_ms` turns fencing
+//!   on, `sync_then_claim` sync-then-claim);
 //! * then `{"at_ms": 0, "event": "startup"}`, `{"at_ms": 1000, "event": {"advert_received":
 //!   {"from": "10.0.0.2", "priority": 200, "interval": {"centisecs": 100}}}}`, …;
 //! * `{"at_ms": 5000}` with no event just lets time run to 5000 ms;
@@ -48,6 +49,12 @@ struct ScenarioConfig {
     #[serde(default)]
     preempt_delay_ms: u64,
     primary_address: IpAddr,
+    /// Fencing: the witness timeout (absent: no fencing).
+    #[serde(default)]
+    fence_timeout_ms: Option<u64>,
+    /// Sync-then-claim (default false).
+    #[serde(default)]
+    sync_then_claim: bool,
 }
 
 fn yes() -> bool {
@@ -156,6 +163,8 @@ fn run_scenario(input: &str) -> Result<String, String> {
         preempt: config.preempt,
         preempt_delay: Duration::from_millis(config.preempt_delay_ms),
         primary_address: config.primary_address,
+        fence_timeout: config.fence_timeout_ms.map(Duration::from_millis),
+        sync_then_claim: config.sync_then_claim,
     })
     .map_err(|e| format!("config: {e}"))?;
     let mut driver = Driver {
@@ -298,6 +307,10 @@ fn required_scenarios_exist() {
         "fault_before_startup_owner",
         "priority_tracking",
         "stale_timer_events",
+        "gated",
+        "fenced",
+        "sync_pending",
+        "dual_master",
     ] {
         for suffix in ["input", "expected"] {
             let path = golden_dir().join(format!("{name}.{suffix}.jsonl"));

@@ -2,15 +2,19 @@
 //! for BPF_PROG_TEST_RUN, and network-namespace guards. Every test needs root.
 
 pub mod bgp_lab;
+pub mod build;
 pub mod capture;
 pub mod fixture;
 pub mod frames;
 pub mod journal;
+pub mod layering;
 pub mod lone;
+pub mod natfill;
 pub mod netns;
 pub mod pair;
 pub mod pins;
 pub mod pki;
+pub mod table;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;

@@ -99,6 +99,11 @@ impl Node {
 
     /// Start the agent and wait for "running" in its log.
     pub fn start(&mut self) {
+        self.start_with(|_| {});
+    }
+
+    /// As [`Node::start`], with `prepare` applied to the command first (limits, …).
+    pub fn start_with(&mut self, prepare: impl FnOnce(&mut std::process::Command)) {
         self.runs += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut cmd = self.ns.command(crate::agent_bin().to_str().expect("utf-8"));
@@ -106,6 +111,7 @@ impl Node {
             .arg("--config")
             .arg(&self.config)
             .env("FO_LOG", "info");
+        prepare(&mut cmd);
         let mut guard = ChildGuard::spawn(&format!("fo-agent {}", self.name), cmd);
         if let Some(child) = guard.child.as_mut() {
             let mut err = child.stderr.take().expect("stderr");

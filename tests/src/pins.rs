@@ -114,10 +114,10 @@ pub fn fill_flows(pin_dir: &Path, vip: [u8; 4], n: u32) {
 }
 
 /// Put `n` established NAT connections to `vip`:1514 into the pinned tables, as the
-/// program would have (`fo_lab::natfill`): each with a reply tuple of its own on
+/// program would have (`crate::natfill`): each with a reply tuple of its own on
 /// `snat`, seen now; numbered from `first`, so two ranges never collide.
 pub fn fill_nat_pairs(pin_dir: &Path, vip: [u8; 4], snat: [u8; 4], first: u32, n: u32) {
-    fo_lab::natfill::Fill {
+    crate::natfill::Fill {
         vip,
         snat,
         first,
@@ -162,4 +162,73 @@ pub fn nat_inconsistencies(pin_dir: &Path) -> (usize, usize) {
     let rev: HashMap<MapData, FlowKey, FlowKey> =
         open(pin_dir, "NAT_REV").try_into().expect("NAT_REV");
     (broken, rev.keys().filter(Result::is_ok).count())
+}
+
+/// What the agent wrote into the pinned service maps, in comparable terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceMaps {
+    /// VIP -> `VipState::flags` (ownership, roles; the lease moves and is left out).
+    pub vips: std::collections::BTreeMap<std::net::IpAddr, u32>,
+    /// (VIP, port, protocol) -> (service id, flags).
+    pub services: std::collections::BTreeMap<(std::net::IpAddr, u16, u8), (u32, u32)>,
+    /// Active backend slots: slot -> (address, port, service id).
+    pub backends: std::collections::BTreeMap<u32, (std::net::IpAddr, u16, u32)>,
+    /// Each service's Maglev table (by service id): backend slot + 1 per entry, 0 empty.
+    pub maglev: std::collections::BTreeMap<u32, Vec<u32>>,
+}
+
+/// Read the pinned `VIPS`, `SERVICES`, `BACKENDS` and `MAGLEV` maps (Maglev tables of
+/// `maglev_size` entries, the config's `maglev_table_size`).
+pub fn service_maps(pin_dir: &Path, maglev_size: u32) -> ServiceMaps {
+    use fo_common::{Backend, ServiceKey, ServiceValue, VipKey, VipState};
+    let vips: HashMap<MapData, VipKey, VipState> = open(pin_dir, "VIPS").try_into().expect("VIPS");
+    let vips = vips
+        .iter()
+        .map(|r| r.expect("VIPS entry"))
+        .map(|(k, v)| (k.addr.to_ip(k.family), v.flags))
+        .collect();
+    let services: HashMap<MapData, ServiceKey, ServiceValue> =
+        open(pin_dir, "SERVICES").try_into().expect("SERVICES");
+    let services: std::collections::BTreeMap<_, _> = services
+        .iter()
+        .map(|r| r.expect("SERVICES entry"))
+        .map(|(k, v)| {
+            (
+                (k.vip.to_ip(k.family), u16::from_be(k.port_be), k.proto),
+                (v.id, v.flags),
+            )
+        })
+        .collect();
+    let backends: Array<MapData, Backend> = open(pin_dir, "BACKENDS").try_into().expect("BACKENDS");
+    let backends = (0..backends.len())
+        .filter_map(|slot| {
+            let b = backends.get(&slot, 0).expect("BACKENDS entry");
+            (b.flags & fo_common::BACKEND_ACTIVE != 0).then(|| {
+                (
+                    slot,
+                    (
+                        b.addr.to_ip(b.family),
+                        u16::from_be(b.port_be),
+                        b.service_id,
+                    ),
+                )
+            })
+        })
+        .collect();
+    let table: Array<MapData, u32> = open(pin_dir, "MAGLEV").try_into().expect("MAGLEV");
+    let maglev = services
+        .values()
+        .map(|&(id, _)| {
+            let ring = (0..maglev_size)
+                .map(|i| table.get(&(id * maglev_size + i), 0).expect("MAGLEV entry"))
+                .collect();
+            (id, ring)
+        })
+        .collect();
+    ServiceMaps {
+        vips,
+        services,
+        backends,
+        maglev,
+    }
 }

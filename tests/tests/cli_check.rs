@@ -1,6 +1,6 @@
 //! `fo-agent check`: a valid config that `fo-agent run` would still refuse, or that
-//! names a hook it cannot execute, fails the check with the file, the router or
-//! service and the reason. Run as root: `user = ` on checks and hooks is accepted only
+//! names a hook it cannot execute, or a hook or exec program that a user other than root
+//! could change, fails the check with the file, the router or service and the reason. Run as root: `user = ` on checks and hooks is accepted only
 //! by a process that holds CAP_SETUID and CAP_SETGID.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -113,13 +113,28 @@ fn a_hook_that_is_not_executable_fails() {
     .expect("write");
     let (ok, text) = check(&path);
     assert!(!ok, "a non-executable hook must fail the check: {text}");
+    // Each at the line and column of its path in the config.
+    let line = std::fs::read_to_string(&path)
+        .expect("read")
+        .lines()
+        .nth(7)
+        .expect("hooks line")
+        .to_owned();
+    let col = |p: &Path| line.find(&format!("\"{}", p.display())).expect("column") + 1;
     assert!(
-        text.contains("hooks.toml: router edge: backup hook")
-            && text.contains("backup.sh: not executable"),
-        "expected the file, router, hook and 'not executable': {text}"
+        text.contains(&format!(
+            "hooks.toml:8:{}: router edge: backup hook {}: not executable",
+            col(&bad),
+            bad.display()
+        )),
+        "expected the file, line:column, router, hook and 'not executable': {text}"
     );
     assert!(
-        text.contains("router edge: fault hook") && text.contains("fault.sh"),
+        text.contains(&format!(
+            "hooks.toml:8:{}: router edge: fault hook {} does not exist",
+            col(&missing),
+            missing.display()
+        )),
         "expected the missing fault hook to be reported: {text}"
     );
     assert!(
@@ -396,4 +411,143 @@ fn users_need_cap_setuid_and_cap_setgid() {
     );
     let (ok, text) = check(&path);
     assert!(ok, "with every capability the same config passes: {text}");
+}
+
+/// Hooks and exec checks run as root: a program that a user other than root could
+/// change (it, a directory above it, a link on the way or what the link leads to) fails
+/// `check` and `run` at the line and column where the config names it; a bare name is
+/// judged where PATH finds it. Fixed, the same config passes. (keepalived's
+/// enable_script_security, always on.)
+#[test]
+fn programs_others_could_change_fail_check_and_run_at_their_position() {
+    let dir = TempDir::new();
+    let mkdir = |name: &str, mode: u32| {
+        let d = dir.0.join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        d
+    };
+    let open = mkdir("open", 0o777);
+    let theirs = mkdir("theirs", 0o755);
+    std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown nobody");
+    let bin = mkdir("bin", 0o777);
+    let good = mkdir("good", 0o755);
+    let master = hook(&open, "master.sh", 0o755);
+    let app = hook(&theirs, "app-ok", 0o755);
+    hook(&bin, "fo-test-probe", 0o755);
+    // A link in a good directory to a script in the world-writable one.
+    let backup = good.join("backup.sh");
+    std::os::unix::fs::symlink(hook(&open, "backup-real.sh", 0o755), &backup).expect("symlink");
+    let text = format!(
+        "{}\n[[check]]\nname = \"app\"\nkind = \"exec\"\ncommand = [\"{}\", \"-q\"]\n\n[[check]]\nname = \"probe\"\nkind = \"exec\"\ncommand = [\"fo-test-probe\"]\n",
+        config(
+            &format!(
+                "hooks = {{ master = \"{}\", backup = [\"{}\", \"x\"] }}",
+                master.display(),
+                backup.display()
+            ),
+            "",
+        ),
+        app.display()
+    );
+    let path = dir.0.join("unsafe.toml");
+    std::fs::write(&path, &text).expect("write");
+    let search = format!("{}:/usr/bin:/bin", bin.display());
+    let with_path = |sub: &str| {
+        let out = Command::new(fo_tests::agent_bin())
+            .args([sub, "--config", path.to_str().expect("utf-8")])
+            .env("PATH", &search)
+            .output()
+            .expect("run fo-agent");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let (ok, out) = with_path("check");
+    assert!(
+        !ok,
+        "programs others could change must fail the check: {out}"
+    );
+    let at = |needle: &str| {
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(needle))
+            .expect("line");
+        format!(
+            "{}:{}:{}",
+            path.display(),
+            i + 1,
+            l.find(needle).expect("col") + 1
+        )
+    };
+    let p = |d: &Path| d.display().to_string();
+    let tail = "a user other than root could change what fo runs as root";
+    let expected = [
+        format!(
+            "{}: router edge: master hook {}: directory {} is writable by others (mode 0777): {tail}",
+            at(&format!("\"{}", p(&master))),
+            p(&master),
+            p(&open)
+        ),
+        format!(
+            "{}: router edge: backup hook {}: directory {} is writable by others (mode 0777): {tail}",
+            at(&format!("[\"{}", p(&backup))),
+            p(&backup),
+            p(&open)
+        ),
+        format!(
+            "{}: check app: command {}: directory {} is owned by uid 65534 (nobody), not root: {tail}",
+            at(&format!("\"{}", p(&app))),
+            p(&app),
+            p(&theirs)
+        ),
+        format!(
+            "{}: check probe: command {}/fo-test-probe: directory {} is writable by others (mode 0777): {tail}",
+            at("\"fo-test-probe"),
+            p(&bin),
+            p(&bin)
+        ),
+    ];
+    for line in &expected {
+        assert!(
+            out.lines().any(|l| l.starts_with(line.as_str())),
+            "expected a line starting {line:?} in:\n{out}"
+        );
+    }
+    assert!(
+        out.trim_end().ends_with("unsafe.toml: 4 problems"),
+        "four problems: {out}"
+    );
+    let (ok, run) = with_path("run");
+    assert!(!ok, "fo-agent run must refuse the config: {run}");
+    for line in &expected {
+        assert!(
+            run.contains(line.as_str()),
+            "run must say {line:?} too; it said {run}"
+        );
+    }
+
+    // Fixed: root's directories, writable by root only (and a sticky directory is
+    // fine, as /tmp is).
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    std::os::unix::fs::chown(&theirs, Some(0), None).expect("chown root");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (ok, out) = with_path("check");
+    assert!(ok, "fixed, the config passes: {out}");
+
+    // A program owned by the user it runs as is that user's business.
+    std::os::unix::fs::chown(&app, Some(65534), None).expect("chown nobody");
+    let (ok, out) = with_path("check");
+    assert!(
+        !ok && out.contains("is owned by uid 65534 (nobody), not root"),
+        "nobody's program run as root: {out}"
+    );
+    let as_nobody = text.replace("\"-q\"]", "\"-q\"]\nuser = \"nobody\"");
+    std::fs::write(&path, &as_nobody).expect("write");
+    let (ok, out) = with_path("check");
+    assert!(ok, "nobody's program run as nobody passes: {out}");
 }

@@ -12,11 +12,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use aya::maps::{Array, HashMap, Map, MapData};
+
 use fo_agent::dataplane::nat::NatTimeouts;
 use fo_agent::dataplane::{MonoNanos, NatSpec};
 use fo_common::{
     Addr, FAMILY_V4, FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN,
-    NAT_UDP, NatFlow, PROTO_TCP, PROTO_UDP,
+    NAT_UDP, NatFlow, NatService, PROTO_TCP, PROTO_UDP,
     xdp_action::{XDP_PASS, XDP_REDIRECT},
 };
 use fo_tests::fixture::{Fixture, backend, service};
@@ -692,12 +694,45 @@ fn a_full_table_keeps_the_old_connections() {
             .frame();
         assert_eq!(fx.run(&ack).action, XDP_REDIRECT);
         assert_eq!(fx.counter("nat_promote_failed"), failed + 1);
-        let table = fx.dp.nat_table().expect("NAT maps");
+        let mut table = fx.dp.nat_table().expect("NAT maps");
         assert!(table.is_embryonic(&k).expect("map"), "stays embryonic");
+        assert_eq!(table.flows().expect("map").len(), SIZE as usize);
+        // A slot frees up (the oldest connection aged out): the connection's next
+        // packet moves it to the table. (Before, a connection that had completed its
+        // handshake was never promoted again: a flood could evict it, and the sync
+        // never heard of it.)
+        let (gone_k, gone_p) = (key(CLIENT, 42000, TCP_PORT, PROTO_TCP), ports.remove(0));
+        let gone = table.flow(&gone_k).expect("map").expect("the oldest");
+        table.remove(&gone_k, &gone).expect("remove");
+        let promoted = fx.counter("nat_promoted");
+        let data = |t: Tcp4| {
+            t.flags(frames::TCP_PSH_ACK)
+                .seq(CLIENT_ISN + 1)
+                .ack(BACKEND_ISN + 1)
+                .payload(b"x")
+        };
+        expect(
+            &mut fx,
+            "the embryonic connection's next packet",
+            &data(c2v(CLIENT, CLIENT_MAC, 43000)).frame(),
+            XDP_REDIRECT,
+            &data(s2b(p)).frame(),
+            "nat_hit",
+        );
+        let table = fx.dp.nat_table().expect("NAT maps");
+        assert!(
+            !table.is_embryonic(&k).expect("map"),
+            "promoted with its first packet after a slot freed up"
+        );
+        assert_eq!(fx.counter("nat_promoted"), promoted + 1);
+        assert_eq!(
+            table.flow(&k).expect("map").map(|f| f.state),
+            Some(NAT_TCP_ESTABLISHED)
+        );
         assert_eq!(table.flows().expect("map").len(), SIZE as usize);
         // Every old connection still translates to its own port.
         for (i, &p) in ports.iter().enumerate() {
-            let i = i as u16;
+            let i = i as u16 + 1;
             expect(
                 &mut fx,
                 "old connection after table full",
@@ -708,13 +743,378 @@ fn a_full_table_keeps_the_old_connections() {
             );
         }
         let mut sorted = ports.clone();
+        sorted.push(gone_p);
         sorted.push(p);
         sorted.sort();
         sorted.dedup();
         assert_eq!(
             sorted.len(),
-            ports.len() + 1,
+            ports.len() + 2,
             "SNAT ports are unique: {ports:?} and {p}"
+        );
+    });
+}
+
+/// A connection as the sync installs it (no sequence numbers, as `sync::entries`
+/// writes it): client `sport`, SNAT port `port`.
+fn put_synced(fx: &Fixture, sport: u16, port: u16) -> FlowKey {
+    let k = key(CLIENT, sport, TCP_PORT, PROTO_TCP);
+    let synced = NatFlow {
+        backend: Addr::v4(BACKEND.octets()),
+        snat: Addr::v4(SNAT.octets()),
+        client_mac: CLIENT_MAC,
+        backend_port_be: TCP_BACKEND_PORT.to_be(),
+        snat_port_be: port.to_be(),
+        state: NAT_TCP_ESTABLISHED,
+        backend_slot: u32::MAX,
+        last_seen_ns: MonoNanos::now().0,
+        ..Default::default()
+    };
+    fx.dp
+        .nat_table()
+        .expect("NAT maps")
+        .put(&k, &synced)
+        .expect("install as the sync does");
+    k
+}
+
+/// Connections installed by the sync, on the new master:
+/// - a spoofer on the backend segment gets the first backend-side segment in, then
+///   the real client speaks: an RST at the spoofer's own planted sequence changes
+///   nothing (before, it closed the connection: a black hole 10 s later);
+/// - a connection whose first segments after the failover are its close (the
+///   client's FIN, the backend's FIN, the last ACK) moves to closing, aged after
+///   `fin` (before, it stayed established for an hour).
+#[test]
+fn synced_connections_resist_a_planted_sequence_and_close_normally() {
+    let ns = fib_namespace();
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        let (c_next, b_next) = (90_000u32, 70_000u32);
+        let client = |sport, flags, seq, ack| {
+            c2v(CLIENT, CLIENT_MAC, sport)
+                .flags(flags)
+                .seq(seq)
+                .ack(ack)
+                .win(WIN)
+                .frame()
+        };
+
+        let k = put_synced(&fx, 52_000, 30_000);
+        let forged = b2s(30_000)
+            .flags(frames::TCP_PSH_ACK)
+            .seq(777_000)
+            .ack(123)
+            .payload(b"0123456789")
+            .frame();
+        assert_eq!(fx.run(&forged).action, XDP_REDIRECT, "forwarded");
+        assert_eq!(
+            fx.run(&client(52_000, frames::TCP_ACK, c_next, b_next))
+                .action,
+            XDP_REDIRECT
+        );
+        let ignored = fx.counter("nat_rst_ignored");
+        let rst = b2s(30_000).flags(RST).seq(777_010).frame();
+        assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
+        assert_eq!(
+            state_of(&fx, &k),
+            NAT_TCP_ESTABLISHED,
+            "an RST at the planted sequence"
+        );
+        assert_eq!(fx.counter("nat_rst_ignored"), ignored + 1);
+        // The backend's real reset, at what the client acknowledged, closes.
+        let rst = b2s(30_000).flags(RST).seq(b_next).frame();
+        assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
+        assert_eq!(state_of(&fx, &k), NAT_TCP_CLOSED, "the exact RST");
+
+        let k = put_synced(&fx, 52_001, 30_001);
+        assert_eq!(
+            fx.run(&client(52_001, FIN_ACK, c_next, b_next)).action,
+            XDP_REDIRECT
+        );
+        let backend_fin = b2s(30_001)
+            .flags(FIN_ACK)
+            .seq(b_next)
+            .ack(c_next + 1)
+            .frame();
+        assert_eq!(fx.run(&backend_fin).action, XDP_REDIRECT);
+        assert_eq!(
+            fx.run(&client(52_001, frames::TCP_ACK, c_next + 1, b_next + 1))
+                .action,
+            XDP_REDIRECT
+        );
+        assert_eq!(
+            state_of(&fx, &k),
+            NAT_TCP_FIN,
+            "a normal close after the failover"
+        );
+    });
+}
+
+/// Narrow every NAT service's SNAT port range to `port` alone (written into the
+/// pinned `NAT_SERVICES` as the agent would), so that two connections must compete
+/// for one port.
+fn one_snat_port(fx: &Fixture, port: u16) {
+    let map = MapData::from_pin(fx.dp.pin_dir().join("NAT_SERVICES")).expect("NAT_SERVICES");
+    let mut services: Array<MapData, NatService> = Map::from_map_data(map)
+        .expect("map")
+        .try_into()
+        .expect("NAT_SERVICES");
+    for i in 0..services.len() {
+        let mut svc = services.get(&i, 0).expect("NAT_SERVICES entry");
+        if svc.snat_count > 0 {
+            svc.port_min = port;
+            svc.port_max = port;
+            services.set(i, &svc, 0).expect("write NAT_SERVICES");
+        }
+    }
+}
+
+/// Remove `rev` from the pinned `NAT_EMBRYO_REV`, as the LRU does when it evicts a
+/// port reservation but not its connection (the two embryonic maps evict
+/// independently).
+fn evict_reservation(fx: &Fixture, rev: &FlowKey) {
+    let map = MapData::from_pin(fx.dp.pin_dir().join("NAT_EMBRYO_REV")).expect("NAT_EMBRYO_REV");
+    let mut embryo_rev: HashMap<MapData, FlowKey, FlowKey> = Map::from_map_data(map)
+        .expect("map")
+        .try_into()
+        .expect("NAT_EMBRYO_REV");
+    embryo_rev.remove(rev).expect("the reservation to evict");
+}
+
+/// The reply tuple of the connections here when their SNAT port is `port`.
+fn tcp_rev(port: u16) -> FlowKey {
+    FlowKey {
+        src: Addr::v4(BACKEND.octets()),
+        dst: Addr::v4(SNAT.octets()),
+        sport_be: TCP_BACKEND_PORT.to_be(),
+        dport_be: port.to_be(),
+        proto: PROTO_TCP,
+        family: FAMILY_V4,
+        _pad: [0; 2],
+    }
+}
+
+fn syn_ack(t: Tcp4) -> Tcp4 {
+    t.flags(SYN_ACK).seq(BACKEND_ISN).ack(CLIENT_ISN + 1)
+}
+
+/// The embryonic maps are LRU hashes that evict independently. A connection whose
+/// port reservation was evicted while the port is still free takes it again with its
+/// next packet (here its retransmitted SYN), so the backend's SYN-ACK finds it.
+/// (Before, the SYN-ACK was passed as belonging to no connection.)
+#[test]
+fn an_embryonic_connection_whose_reservation_was_evicted_takes_it_again() {
+    const PORT: u16 = 40_000;
+    let ns = fib_namespace();
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        one_snat_port(&fx, PORT);
+        let a = key(CLIENT, 50_000, TCP_PORT, PROTO_TCP);
+        let syn = c2v(CLIENT, CLIENT_MAC, 50_000)
+            .flags(frames::TCP_SYN)
+            .frame();
+        assert_eq!(fx.run(&syn).action, XDP_REDIRECT);
+        evict_reservation(&fx, &tcp_rev(PORT));
+        expect(
+            &mut fx,
+            "retransmitted SYN after the eviction",
+            &syn,
+            XDP_REDIRECT,
+            &s2b(PORT).flags(frames::TCP_SYN).frame(),
+            "nat_hit",
+        );
+        assert_eq!(
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .reverse(&tcp_rev(PORT))
+                .expect("map"),
+            Some(a),
+            "the port is reserved again"
+        );
+        expect(
+            &mut fx,
+            "SYN-ACK after the reservation was taken again",
+            &syn_ack(b2s(PORT)).frame(),
+            XDP_REDIRECT,
+            &syn_ack(v2c(CLIENT, CLIENT_MAC, 50_000)).frame(),
+            "nat_reply",
+        );
+    });
+}
+
+/// As above, but another connection B was given the evicted port meanwhile: A's
+/// handshake-completing ACK drops A (`nat_embryo_lost`) instead of promoting it over
+/// B's reservation, and B's replies keep going to B's client. (Before, A's promotion
+/// removed B's reservation and took the reply tuple, so B's SYN-ACK went to A's
+/// client.)
+#[test]
+fn an_embryonic_connection_whose_port_was_given_away_never_takes_it_back() {
+    const PORT: u16 = 40_000;
+    let ns = fib_namespace();
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        one_snat_port(&fx, PORT);
+        let (a, b) = (
+            key(CLIENT, 50_000, TCP_PORT, PROTO_TCP),
+            key(CLIENT2, 50_001, TCP_PORT, PROTO_TCP),
+        );
+        let syn = |client, mac, sport| c2v(client, mac, sport).flags(frames::TCP_SYN).frame();
+        assert_eq!(
+            fx.run(&syn(CLIENT, CLIENT_MAC, 50_000)).action,
+            XDP_REDIRECT
+        );
+        assert_eq!(fx.run(&syn_ack(b2s(PORT)).frame()).action, XDP_REDIRECT);
+        evict_reservation(&fx, &tcp_rev(PORT));
+        expect(
+            &mut fx,
+            "B's SYN, given the evicted port",
+            &syn(CLIENT2, CLIENT2_MAC, 50_001),
+            XDP_REDIRECT,
+            &s2b(PORT).flags(frames::TCP_SYN).frame(),
+            "nat_new",
+        );
+        let ack = c2v(CLIENT, CLIENT_MAC, 50_000)
+            .flags(frames::TCP_ACK)
+            .seq(CLIENT_ISN + 1)
+            .ack(BACKEND_ISN + 1)
+            .frame();
+        expect(
+            &mut fx,
+            "A's ACK from a port that is B's now",
+            &ack,
+            XDP_PASS,
+            &ack,
+            "nat_embryo_lost",
+        );
+        let table = fx.dp.nat_table().expect("NAT maps");
+        assert_eq!(table.flow(&a).expect("map"), None, "A is dropped");
+        assert_eq!(
+            table.reverse(&tcp_rev(PORT)).expect("map"),
+            Some(b),
+            "the port is B's"
+        );
+        assert!(table.flows().expect("map").is_empty(), "nothing promoted");
+        expect(
+            &mut fx,
+            "B's SYN-ACK",
+            &syn_ack(b2s(PORT)).frame(),
+            XDP_REDIRECT,
+            &syn_ack(v2c(CLIENT2, CLIENT2_MAC, 50_001)).frame(),
+            "nat_reply",
+        );
+    });
+}
+
+/// UDP's proof that a client receives replies is weak: a spoofer that sends each
+/// forged datagram twice, after the backend's reply, passes it. 6,000 such UDP flows
+/// (datagram, the backend's reply, datagram again) against a table of 4,096 holding
+/// 20 TCP connections, with 50 legitimate TCP handshakes among them: every handshake
+/// reaches the connection table, and UDP flows hold at most their own table (a
+/// quarter of the size). (Before, the UDP flows filled the one connection table
+/// after about 4,000, and the later handshakes were left in the embryonic table,
+/// where a flood evicts them.)
+#[test]
+fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
+    const UDP_FLOWS: u32 = 6_000;
+    let ns = fib_namespace();
+    // Replies to the spoofed sources are routed (through the gateway).
+    ns.sh("ip route add default via 192.0.2.254 dev d0");
+    ns.run(|| {
+        let mut fx = fixture(4096);
+        for i in 0..20 {
+            handshake(&mut fx, CLIENT, 47_000 + i);
+        }
+        let mut rng = Rng(0x0d0d_f100d);
+        let mut promoted = 0;
+        for i in 0..UDP_FLOWS {
+            let r = rng.next();
+            let src = Ipv4Addr::from(0x2000_0000 | (r & 0x0fff_ffff));
+            let sport = (r >> 12) as u16 | 1024;
+            let dg = frames::udp4(D0_MAC, CLIENT2_MAC, src, VIP, sport, UDP_PORT, b"x");
+            let run = fx.run(&dg);
+            assert_eq!(run.action, XDP_REDIRECT, "spoofed datagram {i}");
+            let up = u16::from_be_bytes([run.frame[34], run.frame[35]]);
+            let reply = frames::udp4(D0_MAC, GW_MAC, BACKEND, SNAT, UDP_BACKEND_PORT, up, b"r");
+            fx.run(&reply);
+            fx.run(&dg);
+            if i % 120 == 60 {
+                let (k, _) = handshake(&mut fx, CLIENT, 48_000 + (i / 120) as u16);
+                assert_eq!(state_of(&fx, &k), NAT_TCP_ESTABLISHED);
+                promoted += 1;
+            }
+        }
+        let flows = fx.dp.nat_table().expect("NAT maps").flows().expect("map");
+        let tcp = flows.iter().filter(|(k, _)| k.proto == PROTO_TCP).count();
+        let udp = flows.iter().filter(|(k, _)| k.proto == PROTO_UDP).count();
+        println!(
+            "{UDP_FLOWS} spoofed UDP flows: {udp} in the connection tables, {tcp} TCP; \
+             nat_promote_failed {}",
+            fx.counter("nat_promote_failed")
+        );
+        assert_eq!(promoted, 50);
+        assert_eq!(tcp, 70, "every TCP connection in the connection table");
+        assert_eq!(
+            udp, 1024,
+            "UDP flows hold a quarter of the table size, no more"
+        );
+    });
+}
+
+/// A TCP header's data offset under 5 words is not a header: the segment is passed
+/// to the kernel (which drops it), neither opening a connection nor moving one's
+/// tracking. (Before, its length was taken from a header size it does not have.)
+#[test]
+fn a_tcp_data_offset_under_five_words_is_passed() {
+    let ns = fib_namespace();
+    ns.run(|| {
+        let mut fx = fixture(1024);
+        let short = |mut f: Vec<u8>| {
+            // Byte 12 of the TCP header (frame offset 14 + 20 + 12): data offset 4.
+            f[46] = 0x40;
+            f
+        };
+        let syn = short(client_tcp(CLIENT, CLIENT_MAC, 51_000, frames::TCP_SYN, b""));
+        expect(
+            &mut fx,
+            "SYN, data offset 4",
+            &syn,
+            XDP_PASS,
+            &syn,
+            "nat_bad_tcp",
+        );
+        assert_eq!(
+            fx.dp
+                .nat_table()
+                .expect("NAT maps")
+                .flow(&key(CLIENT, 51_000, TCP_PORT, PROTO_TCP))
+                .expect("map"),
+            None,
+            "no connection opened"
+        );
+        let (k, _) = handshake(&mut fx, CLIENT, 51_001);
+        let before = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map");
+        let data = short(
+            c2v(CLIENT, CLIENT_MAC, 51_001)
+                .flags(frames::TCP_PSH_ACK)
+                .seq(CLIENT_ISN + 1)
+                .ack(BACKEND_ISN + 1)
+                .payload(b"0123456789")
+                .frame(),
+        );
+        expect(
+            &mut fx,
+            "data, data offset 4",
+            &data,
+            XDP_PASS,
+            &data,
+            "nat_bad_tcp",
+        );
+        assert_eq!(
+            fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map"),
+            before,
+            "the connection's tracking is untouched"
         );
     });
 }

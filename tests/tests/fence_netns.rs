@@ -50,9 +50,12 @@ fn metrics(lab: &Lab, i: usize) -> String {
     })
 }
 
-/// RFC 5798 Master_Down_Interval of a v3 router.
+/// RFC 5798 Master_Down_Interval of a v3 router (exact, keepalived's).
 fn master_down(priority: u32) -> Duration {
-    ADVERT * 3 + ADVERT * (256 - priority) / 256
+    let interval = fo_vrrp::AdverInterval::from_duration(fo_vrrp::Version::V3, ADVERT)
+        .expect("ADVERT is whole centiseconds");
+    let priority = fo_vrrp::Priority(u8::try_from(priority).expect("a VRRP priority"));
+    fo_vrrp::master_down_interval_exact(priority, interval)
 }
 
 /// `peer`: the unicast peer, or `None` for multicast.

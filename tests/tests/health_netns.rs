@@ -852,3 +852,143 @@ fn an_unreachable_backend_does_not_delay_a_restart() {
         "connections after the restart: {errors:?}"
     );
 }
+
+/// Hooks and exec checks run as root, so their programs are judged at reload as at
+/// start, and again before each run: a hook whose directory became world-writable
+/// refuses the reload (at the hook's line and column; the running config stays) and is
+/// not run at the next transition (counted as a failure); an exec check added with its
+/// program in a world-writable directory refuses the reload, and is added once fixed.
+#[test]
+fn a_reload_refuses_programs_others_could_change_and_the_running_config_stays() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let mut lab = lab("");
+    let hooks = lab.dir.join("hooks");
+    std::fs::create_dir_all(&hooks).expect("mkdir");
+    chmod(&hooks, 0o755);
+    let ran = lab.dir.join("hooks.log");
+    for name in ["master", "backup"] {
+        let p = hooks.join(format!("{name}.sh"));
+        std::fs::write(&p, format!("#!/bin/sh\necho {name} >> {}\n", ran.display()))
+            .expect("write hook");
+        chmod(&p, 0o755);
+    }
+    let hooks_line = format!(
+        "hooks = {{ master = \"{d}/master.sh\", backup = \"{d}/backup.sh\" }}",
+        d = hooks.display()
+    );
+    add_to_router(&lab.a, &hooks_line);
+    start_a_master(&mut lab);
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&ran)
+            .is_ok_and(|t| t.ends_with("master\n"))
+            .then_some(()))
+        .is_some(),
+        "the master hook did not run: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+    let before = std::fs::read_to_string(&ran).expect("hooks log");
+    let text = std::fs::read_to_string(&lab.a.config).expect("config");
+    let (line, col) = text
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            Some((
+                i + 1,
+                l.find(&format!("\"{}/master.sh", hooks.display()))? + 1,
+            ))
+        })
+        .expect("the hooks line");
+
+    // The hooks' directory becomes world-writable: the reload is refused at the hook.
+    chmod(&hooks, 0o777);
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(!ok, "the reload must be refused: {out}");
+    let at = format!(
+        "a.toml:{line}:{col}: router lab: master hook {d}/master.sh: directory {d} is writable by others (mode 0777)",
+        d = hooks.display()
+    );
+    assert!(out.contains(&at), "expected {at:?} in: {out}");
+    let st = lab.a.status();
+    assert_eq!(st["node"]["reloads"]["failed"], 1, "{}", st["node"]);
+    assert_eq!(
+        router(&st)["state"],
+        "master",
+        "the running config stays: {st}"
+    );
+
+    // ...and at the next transition the backup hook is not run.
+    let (ok, out) = lab.a.ctl(&["demote", "lab"]);
+    assert!(ok, "demote: {out}");
+    assert!(
+        lab.a.wait_log("hook refused", Duration::from_secs(5)),
+        "the backup hook was not refused:\n{}",
+        lab.a.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&ran).expect("hooks log"),
+        before,
+        "the refused backup hook ran"
+    );
+    let hooks_status = &router(&lab.a.status())["hooks"];
+    assert_eq!(
+        hooks_status["backup"]["failures"], 1,
+        "the refused hook counts as a failure: {hooks_status}"
+    );
+
+    // An exec check added with its program in a world-writable directory: refused at
+    // the program, and the check does not start.
+    chmod(&hooks, 0o755);
+    let open = lab.dir.join("open");
+    std::fs::create_dir_all(&open).expect("mkdir");
+    chmod(&open, 0o777);
+    let probe = open.join("probe.sh");
+    std::fs::write(&probe, "#!/bin/sh\nexit 0\n").expect("write");
+    chmod(&probe, 0o755);
+    append(
+        &lab.a,
+        &format!(
+            "[[check]]\nname = \"probe\"\nkind = \"exec\"\ncommand = [\"{}\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
+            probe.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&lab.a.config).expect("config");
+    let cmd_line = text
+        .lines()
+        .position(|l| l.starts_with("command = "))
+        .expect("the command line")
+        + 1;
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(!ok, "the reload must be refused: {out}");
+    let at = format!(
+        "a.toml:{cmd_line}:12: check probe: command {}: directory {} is writable by others (mode 0777)",
+        probe.display(),
+        open.display()
+    );
+    assert!(out.contains(&at), "expected {at:?} in: {out}");
+    let st = lab.a.status();
+    assert_eq!(st["node"]["reloads"]["failed"], 2, "{}", st["node"]);
+    assert!(
+        st["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["name"] != "probe")),
+        "the refused check must not run: {}",
+        st["checks"]
+    );
+
+    // Fixed: the same config reloads and the check runs.
+    chmod(&open, 0o755);
+    let (ok, out) = lab.a.ctl(&["reload"]);
+    assert!(ok, "the fixed config must reload: {out}");
+    assert!(
+        wait_for(Duration::from_secs(5), || lab.a.status()["checks"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "probe" && c["up"] == true))
+            .then_some(()))
+        .is_some(),
+        "the check did not come up: {}",
+        lab.a.status()["checks"]
+    );
+}

@@ -2,7 +2,8 @@
 //! (JOURNAL_STREAM names it) and the agent, started without `--log-format`, logs
 //! natively. The test plays journald's socket, reads the datagrams (both field forms,
 //! and the memfd a large entry comes in) and checks the priorities and the `FO_*`
-//! fields of a real takeover, a refused reload, a failed hook and a backend down.
+//! fields of a real takeover, a refused reload (300 kB: it comes as a memfd), a failed
+//! hook (its 300 kB line cut at 4 KiB, with a note) and a backend down.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::process::Stdio;
@@ -15,8 +16,7 @@ use fo_tests::netns::{ChildGuard, wait_for};
 #[test]
 fn the_journal_gets_priorities_and_fields() {
     fo_tests::require_root();
-    // The master hook prints one line longer than a datagram may be (it goes as a
-    // memfd) and fails.
+    // The master hook prints a 300 kB line (logged cut, with a note) and fails.
     let lab = Lone::new(
         "head -c 300000 /dev/zero | tr '\\0' x; echo; echo 'cannot start compose' >&2; exit 3",
         "",
@@ -60,8 +60,16 @@ fn the_journal_gets_priorities_and_fields() {
         dump(&entries)
     );
 
-    // A refused reload: a config with an error.
-    std::fs::write(&lab.config, "[node]\ninterface = \n").expect("bad config");
+    // A refused reload: a config whose error is longer than a datagram may be (the
+    // unknown key is quoted in it), so the entry goes as a memfd.
+    std::fs::write(
+        &lab.config,
+        format!(
+            "[node]\ninterface = \"eth0\"\n{} = 1\n",
+            "k".repeat(300_000)
+        ),
+    )
+    .expect("bad config");
     let (ok, text) = lab.ctl(&["reload"]);
     assert!(!ok, "a bad config must be refused: {text}");
     entries.extend(journal.receive(Duration::from_millis(300), Duration::from_secs(5)));
@@ -121,12 +129,22 @@ fn the_journal_gets_priorities_and_fields() {
         "{down:?}"
     );
 
-    let long = find("the hook's long line", &|e| e.message().len() >= 300_000);
     assert!(
-        long.via_memfd,
-        "a 300 kB entry cannot be a datagram: it comes as a memfd"
+        reload.message().len() >= 300_000 && reload.via_memfd,
+        "a 300 kB entry cannot be a datagram: it comes as a memfd ({} bytes, memfd {})",
+        reload.message().len(),
+        reload.via_memfd
     );
+
+    // The hook's 300 kB line is logged cut at 4 KiB, and a note says so.
+    let long = find("the hook's long line", &|e| e.message().starts_with("xxxx"));
+    assert_eq!(long.message().len(), 4096, "a hook's line is cut at 4 KiB");
     assert_eq!(long.get("FO_STREAM").as_deref(), Some("stdout"));
+    let note = find("the truncation note", &|e| {
+        e.message().starts_with("output truncated")
+    });
+    assert_eq!(note.priority(), Some(4), "the note is a warning: {note:?}");
+    assert_eq!(note.get("FO_HOOK").as_deref(), Some("master"));
 
     let mut priorities: Vec<u8> = entries.iter().filter_map(Entry::priority).collect();
     priorities.sort_unstable();

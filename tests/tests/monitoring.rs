@@ -166,7 +166,7 @@ fn full_status() -> Status {
             "peers": [{"address": "192.0.2.3", "state": "in_sync", "last_heard_seconds": 0.05,
                        "received_messages": 10, "installed": 7, "removed": 0, "gaps": 0,
                        "lag_ms": 2.0, "max_lag_ms": 3.0}],
-            "sent_messages": 9, "sent_records": 7, "snapshots_sent": 0, "refused": 0,
+            "sent_messages": 9, "sent_records": 7, "snapshots_sent": 0, "refused": 1, "refused_by": {"replay": 1},
             "events_read": 7, "events_lost": 0
         }))
         .expect("sync"),

@@ -4,9 +4,11 @@
 //! - a sweep of spoofed RSTs over every SNAT port, as from the backends, with wrong
 //!   sequence numbers, must leave idle established connections in place: each one
 //!   carries an event afterwards, past the time a closed connection is aged;
-//! - spoofed SYN and UDP floods against a node with `nat_table_size = 4096` must let
-//!   legitimate new connections complete (at least 99 %) and leave the established
-//!   ones undisturbed.
+//! - spoofed SYN and UDP floods (each UDP tuple sent twice, to a backend that
+//!   answers) against a node with `nat_table_size = 4096` must let legitimate new
+//!   connections complete (at least 99 %) and keep working, and leave the
+//!   established ones undisturbed; the flood must be fast enough to churn the table
+//!   of new connections several times meanwhile, or the test fails.
 //!
 //! Spoofed frames are written whole to `AF_PACKET` sockets (`vrrp_craft::Injector`),
 //! addressed to the master's MAC. The rates reached and the success ratio are printed.
@@ -184,14 +186,35 @@ fn a_spoofed_rst_sweep_leaves_idle_connections_in_place() {
 }
 
 /// Spoofed SYNs and UDP datagrams from random sources (paced, about 10,000 each a
-/// second; the issue saw 8,700 SYNs a second keep the default table full) against a node with `nat_table_size = 4096` holding 20 established
-/// connections; meanwhile 100 new connections are opened one after another. At least
-/// 99 of them must complete (connect, hello, one event acknowledged), and every
-/// established connection must carry an event afterwards.
+/// second; the issue saw 8,700 SYNs a second keep the default table full) against a
+/// node with `nat_table_size = 4096` holding 20 established connections. Each spoofed
+/// UDP tuple is sent twice, a few milliseconds apart, and the UDP backend answers
+/// every datagram: the second one passes UDP's proof that the client hears replies,
+/// which a blind spoofer can always do. Meanwhile 100 new connections are opened one
+/// after another. At least 99 of them must complete (connect, hello, one event
+/// acknowledged); every completed one and every established one must carry an event
+/// after the flood.
+///
+/// The flood must really churn the table of new connections while the 100 are
+/// opened: the data plane must create at least 5,000 new embryonic entries a second
+/// (`nat_new`), and four times the table's capacity in all, or the test proves
+/// nothing and fails. (Before UDP flows had their own table, the
+/// repeated tuples filled the connection table, and the new connections, left
+/// embryonic, were evicted by the flood after their first event.)
 #[test]
 fn spoofed_syn_and_udp_floods_leave_room_for_new_connections() {
     const NEW: u32 = 100;
+    /// A quarter of `nat_table_size`.
+    const EMBRYONIC: u64 = 1024;
+    /// New embryonic entries a second the flood must reach (the issue's 8,700 spoofed
+    /// SYNs a second kept the default table full).
+    const MIN_RATE: f64 = 5_000.0;
     let lab = lab("nat_table_size = 4096");
+    // The node's default route (through the router), so the backend's replies to
+    // spoofed sources are forwarded as an LB's would be, not passed for want of one.
+    lab.a.ns.sh("ip route add default via 192.0.2.1");
+    let echo_stop = Arc::new(AtomicBool::new(false));
+    let echo = udp_echo(&lab.backends[0].ns, echo_stop.clone());
     let mut established = lab.client.run(|| {
         (0..20)
             .map(|i| {
@@ -214,13 +237,16 @@ fn spoofed_syn_and_udp_floods_leave_room_for_new_connections() {
                 x as u32
             };
             // Each tick (a sleep of at least 1 ms; about 2 ms here) sends this many of
-            // each: about 10,000 SYNs and 10,000 datagrams a second.
+            // each: about 10,000 SYNs and 10,000 datagrams a second, and again each
+            // datagram of two ticks before.
             const PER_TICK: usize = 20;
+            let mut recent: std::collections::VecDeque<Vec<Vec<u8>>> = Default::default();
             let (mut syns, mut dgrams) = (0u64, 0u64);
             let started = Instant::now();
             // Bounded: at most 60 s, stopped when the new connections are done.
             while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
                 let tick = Instant::now();
+                let mut sent = Vec::with_capacity(PER_TICK);
                 for _ in 0..PER_TICK {
                     let r = rnd();
                     let src = Ipv4Addr::from(0xc612_0000 | (r & 0x1_ffff)); // 198.18.0.0/15
@@ -236,6 +262,15 @@ fn spoofed_syn_and_udp_floods_leave_room_for_new_connections() {
                     if inj.send(&dg).is_ok() {
                         dgrams += 1;
                     }
+                    sent.push(dg);
+                }
+                recent.push_back(sent);
+                if recent.len() > 2 {
+                    for dg in recent.pop_front().into_iter().flatten() {
+                        if inj.send(&dg).is_ok() {
+                            dgrams += 1;
+                        }
+                    }
                 }
                 if let Some(rest) = Duration::from_millis(1).checked_sub(tick.elapsed()) {
                     std::thread::sleep(rest);
@@ -246,34 +281,78 @@ fn spoofed_syn_and_udp_floods_leave_room_for_new_connections() {
     };
     // Let the flood fill the tables first.
     std::thread::sleep(Duration::from_secs(2));
-    let completed = lab.client.run(|| {
+    let (new_before, window) = (counter(&lab, "nat_new"), Instant::now());
+    let opened = lab.client.run(|| {
         (0..NEW)
-            .filter(|&i| Conn::open(2000 + i, Duration::from_secs(3)).is_ok())
-            .count()
+            .filter_map(|i| Conn::open(2000 + i, Duration::from_secs(3)).ok())
+            .collect::<Vec<_>>()
     });
+    let churned = counter(&lab, "nat_new") - new_before;
+    let window = window.elapsed().as_secs_f64();
+    let churn_rate = churned as f64 / window;
     stop.store(true, Ordering::Relaxed);
     let (syns, dgrams, took) = flood.join().expect("flood thread");
+    let completed = opened.len();
     let secs = took.as_secs_f64();
-    let still = lab.client.run(move || {
-        established
+    let (still, kept) = lab.client.run(move || {
+        let still = established
             .iter_mut()
             .map(|c| c.event())
             .filter(Result::is_ok)
-            .count()
+            .count();
+        let mut opened = opened;
+        let kept = opened
+            .iter_mut()
+            .map(|c| c.event())
+            .filter(Result::is_ok)
+            .count();
+        (still, kept)
     });
+    echo_stop.store(true, Ordering::Relaxed);
+    let echoed = echo.join().expect("UDP echo");
     let st = lab.a.status();
     println!(
-        "flood: {syns} SYNs ({:.0}/s) and {dgrams} UDP datagrams ({:.0}/s) in {secs:.1} s; \
-         {completed} of {NEW} new connections completed; {still} of 20 established carried an event; \
-         xdp {}; NAT connections {}",
+        "flood: {syns} SYNs ({:.0}/s) and {dgrams} UDP datagrams ({:.0}/s, each tuple twice) in {secs:.1} s, \
+         {echoed} answered by the backend; {churned} new embryonic entries ({churn_rate:.0}/s) in the \
+         {window:.1} s the new connections were opened; {completed} of {NEW} new connections completed, {kept} of them carried an event \
+         after the flood; {still} of 20 established carried an event; xdp {}; NAT connections {}",
         syns as f64 / secs,
         dgrams as f64 / secs,
         st["xdp"],
         st["nat_connections"]
     );
     assert!(
+        churn_rate >= MIN_RATE && churned >= 4 * EMBRYONIC,
+        "the flood was too slow to prove anything: {churned} new embryonic entries \
+         ({churn_rate:.0}/s, at least {MIN_RATE}/s wanted) for {EMBRYONIC} places in {window:.1} s"
+    );
+    assert!(
         completed * 100 >= NEW as usize * 99,
         "{completed} of {NEW} new connections completed under the flood"
     );
+    assert_eq!(
+        kept, completed,
+        "new connections lost after the flood (left embryonic, then evicted?)"
+    );
     assert_eq!(still, 20, "established connections disturbed by the flood");
+}
+
+/// A UDP service on the backend that answers every datagram (as DNS or a game server
+/// would), until `stop`; returns how many it answered.
+fn udp_echo(ns: &fo_tests::netns::Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let sock = ns.run(|| std::net::UdpSocket::bind("0.0.0.0:5514").expect("bind udp/5514"));
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut answered = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf)
+                && sock.send_to(&buf[..n], from).is_ok()
+            {
+                answered += 1;
+            }
+        }
+        answered
+    })
 }

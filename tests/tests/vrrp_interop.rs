@@ -53,12 +53,15 @@ impl Case {
 
     /// Master_Down_Interval of a backup at `priority` (the exact value; keepalived's).
     fn master_down(&self, priority: u32) -> Duration {
-        let skew = if self.version == 2 {
-            Duration::from_secs(1) * (256 - priority) / 256
+        let version = if self.version == 2 {
+            fo_vrrp::Version::V2
         } else {
-            self.interval * (256 - priority) / 256
+            fo_vrrp::Version::V3
         };
-        self.interval * 3 + skew
+        let interval = fo_vrrp::AdverInterval::from_duration(version, self.interval)
+            .expect("the case's interval fits its version");
+        let priority = fo_vrrp::Priority(u8::try_from(priority).expect("a VRRP priority"));
+        fo_vrrp::master_down_interval_exact(priority, interval)
     }
 
     fn label(&self) -> String {

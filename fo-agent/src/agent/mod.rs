@@ -8,7 +8,6 @@
 mod backends;
 mod nat;
 mod operator;
-mod state;
 mod status;
 mod tables;
 
@@ -30,7 +29,8 @@ use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
 use operator::{Drained, OperatorState};
-pub use state::SharedPlane;
+// sync still names SharedPlane through agent; it moves to dataplane with sync's rewrite.
+pub use crate::dataplane::SharedPlane;
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
@@ -88,6 +88,8 @@ struct Agent {
     fences: crate::fence::Fences,
     /// Who may use the control socket; counts refusals.
     access: control::Access,
+    /// The caps on control and metrics connections; count what they close.
+    conns: crate::api::conns::Listeners,
     bgp: Bgp,
     /// Routers demoted by the operator until `resume` (or, VRRP, `promote`); kept in
     /// `state_file` with the drains.
@@ -115,10 +117,8 @@ struct Agent {
     ticks: u64,
     /// Connection-state sync, when `[node] sync` is set.
     sync: Option<crate::sync::Sync>,
-    /// Held by the status answer that is walking the NAT table.
-    nat_walk: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// NAT table walks made for status and metrics.
-    nat_walks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The NAT table's count by state, shared by every status and metrics request.
+    nat_count: tables::NatCount,
     /// The flow table's count, shared by every status and metrics request.
     flow_count: tables::FlowCount,
     /// Reloads so far, and the last one's outcome.
@@ -150,6 +150,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Err(problems) = crate::vrrp::keyfile::load_all(&config) {
         bail!("{}", problems.join("; "));
     }
+    check_fd_limit(&config);
     let handle = net::handle()?;
     let link = net::link::by_name(&handle, &config.node.interface)
         .await
@@ -289,7 +290,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         )
         .instrument(info_span!("neighbours")),
     );
-    let lease = tokio::spawn(lease_task(plane.clone()));
+    let lease = tokio::spawn(crate::dataplane::lease_task(plane.clone()));
     let (sync, sync_task) = match &config.node.sync {
         Some(c) => {
             let placement = crate::sync::Placement {
@@ -355,6 +356,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         vrrp,
         fences,
         access,
+        conns: Default::default(),
         bgp,
         demoted: operator.demoted.clone(),
         health,
@@ -376,8 +378,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         static_addresses: BTreeMap::new(),
         ticks: 0,
         sync,
-        nat_walk: Default::default(),
-        nat_walks: Default::default(),
+        nat_count: Default::default(),
         flow_count: Default::default(),
         reloads: Default::default(),
         ownership_states: BTreeMap::new(),
@@ -406,8 +407,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         listener,
         agent.access.clone(),
         ctl_tx.clone(),
+        agent.conns.control.clone(),
     ));
-    let metrics_server = metrics.map(|l| tokio::spawn(crate::api::http::serve(l, ctl_tx.clone())));
+    let metrics_server = metrics.map(|l| {
+        tokio::spawn(crate::api::http::serve(
+            l,
+            ctl_tx.clone(),
+            agent.conns.metrics.clone(),
+        ))
+    });
     drop(ctl_tx);
 
     use tokio::signal::unix::{SignalKind, signal};
@@ -434,10 +442,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
                     // Walking a big NAT table takes a while (half a second for a
                     // million connections, in batches): the answer is finished by a task
                     // of its own, so that a transition arriving meanwhile is not held
-                    // behind a monitoring poll.
+                    // behind a monitoring poll. A requester that leaves (its client
+                    // disconnected) ends that task; the shared walk goes on for the others.
                     let answer = agent.status_answer();
+                    let mut reply = reply;
                     tokio::spawn(async move {
-                        let _ = reply.send(answer.await);
+                        tokio::select! {
+                            st = answer => { let _ = reply.send(st); }
+                            () = reply.closed() => {}
+                        }
                     });
                 } else {
                     let what = format!("{req:?}");
@@ -520,6 +533,43 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     match failure {
         Some(what) => bail!("{what} ended unexpectedly"),
         None => Ok(()),
+    }
+}
+
+/// Descriptors the agent may hold at once with `config`: a fixed part (BPF maps and
+/// programs, VRRP, ARP, netlink, sync and listening sockets, the journal), the capped
+/// control and metrics connections, and up to four per check target, hook and router
+/// (a probe's socket, or an exec check's or hook's pipes).
+pub fn fd_budget(config: &Config) -> u64 {
+    let targets: usize = config
+        .services
+        .iter()
+        .filter(|s| s.check.is_some())
+        .map(|s| s.backends().len())
+        .sum::<usize>()
+        + config.checks.len()
+        + config.routers.len();
+    (256 + crate::api::conns::METRICS_CAP + crate::api::conns::CONTROL_CAP + 4 * targets) as u64
+}
+
+/// Warn when the open-file limit is below [`fd_budget`]: past it, health probes and
+/// control connections would fail with EMFILE. The packaged unit sets 65,536.
+fn check_fd_limit(config: &Config) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) fills the rlimit we own; RLIMIT_NOFILE always exists.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let need = fd_budget(config);
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        warn!(
+            limit = lim.rlim_cur,
+            need,
+            "the open-file limit is below what this config may need: raise LimitNOFILE (the packaged unit sets 65536)"
+        );
     }
 }
 
@@ -755,10 +805,10 @@ impl Agent {
         }
     }
 
-    /// The status as of now; its NAT connection counts (a walk of the NAT table, when
-    /// NAT services exist) are added by the returned future, off the agent's loop.
-    /// The flow table's fill (services with a flow table: DSR and tunnel) comes from a
-    /// count shared with every other request (`tables`).
+    /// The status as of now; the returned future adds, off the agent's loop, the NAT
+    /// connection counts (when NAT services exist) and the flow table's fill (services
+    /// with a flow table: DSR and tunnel), each from a count shared with every other
+    /// request and at most a second old (`tables`).
     fn status_answer(&self) -> impl std::future::Future<Output = Response> + Send + 'static {
         let mut st = status::assemble(self);
         let node = &self.config.node;
@@ -775,42 +825,24 @@ impl Agent {
             .any(|s| s.mode != fo_config::ForwardMode::Nat)
             .then(|| node.bpf_dir.clone());
         let (flow_size, nat_size) = (node.flow_table_size, node.nat_table_size);
-        let one_walk = self.nat_walk.clone();
-        let nat_walks = self.nat_walks.clone();
+        let nat_count = self.nat_count.clone();
         let flow_count = self.flow_count.clone();
         async move {
-            if let Some(dir) = nat_dir {
-                // One walk at a time, however many polls (and metrics scrapes) come in:
-                // the aging task's own walk, every second, must not queue behind them.
-                let _turn = one_walk.lock().await;
-                let walks = nat_walks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                let started = std::time::Instant::now();
-                let counted = tokio::task::spawn_blocking(move || status::nat_connections(&dir))
-                    .await
-                    .ok()
-                    .flatten();
-                if let Some(counts) = counted {
-                    st.nat_connections = counts;
-                    st.tables.insert(
-                        "nat".into(),
-                        crate::api::status::TableFill {
-                            entries: st.nat_connections.values().sum(),
-                            capacity: u64::from(nat_size),
-                            counted_at: SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0.0, |d| d.as_secs_f64()),
-                            walk_seconds: started.elapsed().as_secs_f64(),
-                            walks,
-                        },
-                    );
-                }
+            if let Some(dir) = nat_dir
+                && let Some(c) = nat_count.get(move || status::nat_connections(&dir)).await
+            {
+                st.tables.insert(
+                    "nat".into(),
+                    status::table_fill(c.value.values().sum(), &c, nat_size, nat_count.walks()),
+                );
+                st.nat_connections = c.value;
             }
             if let Some(dir) = flow_dir
-                && let Some(c) = flow_count.get(dir).await
+                && let Some(c) = flow_count.get(tables::walk_flows(dir)).await
             {
                 st.tables.insert(
                     "flow".into(),
-                    status::flow_fill(&c, flow_size, flow_count.walks()),
+                    status::table_fill(c.value, &c, flow_size, flow_count.walks()),
                 );
             }
             Response::Status {
@@ -1007,6 +1039,15 @@ impl Agent {
     /// Re-read the config: validate, refuse what cannot change live, apply the rest
     /// as a diff (services and backends in the maps, checks, priorities and gates),
     /// without a VRRP transition.
+    ///
+    /// All or nothing: everything that can fail is done before anything changes — the
+    /// config read and validated (which bounds addresses, services and backends by the
+    /// maps' sizes), key and TLS files read, the new services checked against the
+    /// maps (service ids, and backend slots at every step of the write). Then the maps
+    /// are written; a write the kernel refuses all the same puts the running config's
+    /// services back before the refusal is reported. Only then do the config, the
+    /// checks, the drains and the routers' inputs change. A refused reload leaves the
+    /// running config, its checks and the maps as they were.
     async fn reload(&mut self) -> Result<String, String> {
         let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let blockers = reload_blockers(&self.config, &new);
@@ -1030,33 +1071,51 @@ impl Agent {
         // Read every key file again: a bad one refuses the reload; a changed key (or
         // auth_key_file added, moved or removed) takes effect at once.
         let keys = crate::vrrp::keyfile::load_all(&new).map_err(|p| p.join("; "))?;
+
+        // Prepare: the new checks (carrying over the results of unchanged ones), the
+        // drains that still name a backend, and the services as they would be written.
         let previous = self.health.snapshot();
-        let old_health = std::mem::replace(
-            &mut self.health,
-            Health::start_after(health::plan(&new), Some(&previous)),
-        );
+        let new_health = Health::start_after(health::plan(&new), Some(&previous));
+        let mut drains = self.drains.clone();
+        drains.retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
+        let specs = self.specs_for(&new, &new_health.snapshot(), &drains);
+        let fits = self.plane.lock().table.check(&specs);
+        if let Err(e) = fits {
+            new_health.stop().await;
+            return Err(format!(
+                "the new services do not fit the data plane: {e} (nothing was changed)"
+            ));
+        }
+
+        // Commit the maps; undo them if the kernel refuses a write.
+        if let Err(e) = self.write_maps(&new, &specs) {
+            let back = self.specs_for(&self.config, &previous, &self.drains);
+            let restored = match self.write_maps(&self.config, &back) {
+                Ok(()) => "the running config's services were written back".to_string(),
+                Err(e2) => format!("writing the running config's services back failed too: {e2:#}"),
+            };
+            new_health.stop().await;
+            return Err(format!("{e:#} ({restored})"));
+        }
+
+        // Then the rest, which cannot fail.
+        let old_health = std::mem::replace(&mut self.health, new_health);
         old_health.stop().await;
-        // Drains of backends that no longer exist are forgotten.
-        let drains = self.drains.len();
-        self.drains
-            .retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
-        if self.drains.len() != drains {
+        if drains != self.drains {
+            // Drains of backends that no longer exist are forgotten.
+            self.drains = drains;
             let _ = self.save_operator_state();
         }
         self.config = new;
         self.loaded_at = SystemTime::now();
-        {
-            let mut p = self.plane.lock();
-            p.sync_vips(&all_vips(&self.config))
-                .map_err(|e| format!("writing VIPs: {e}"))?;
-            nat::apply_roles(&mut p.dp, &self.config)
-                .map_err(|e| format!("writing VIP roles: {e}"))?;
-        }
         nat::enable_forwarding(&self.config);
-        // New backends are resolved by the neighbour task and added when they are.
+        // New DSR backends are resolved by the neighbour task and added when they are.
         self.backend_addrs
             .send_replace(backends::backend_addrs(&self.config));
-        self.apply_services().map_err(|e| format!("{e:#}"))?;
+        // The services as health says now (the same unless a check moved meanwhile).
+        if let Err(e) = self.apply_services() {
+            error!("{e:#}");
+        }
         self.apply_ownership_inputs().await;
         for r in self.config.routers.iter().filter(|r| r.vrrp().is_some()) {
             if let Some(h) = self.vrrp.router(&r.name) {
@@ -1068,6 +1127,35 @@ impl Agent {
             }
         }
         Ok(format!("reloaded {}", self.config_path.display()))
+    }
+
+    /// The services `config` wants written, with `snap`'s health and `drains`.
+    fn specs_for(
+        &self,
+        config: &Config,
+        snap: &health::Snapshot,
+        drains: &backends::Drains,
+    ) -> Vec<crate::dataplane::ServiceSpec> {
+        backends::plans(config, &self.link, &self.neighbours, snap, drains)
+            .into_iter()
+            .map(|p| p.spec)
+            .collect()
+    }
+
+    /// Write `config`'s VIP entries and roles and the services `specs`.
+    fn write_maps(
+        &self,
+        config: &Config,
+        specs: &[crate::dataplane::ServiceSpec],
+    ) -> anyhow::Result<()> {
+        let mut p = self.plane.lock();
+        let p = &mut *p;
+        p.sync_vips(&all_vips(config)).context("writing VIPs")?;
+        nat::apply_roles(&mut p.dp, config).context("writing VIP roles")?;
+        p.table
+            .apply(&mut p.dp, specs)
+            .context("writing services to the data plane")?;
+        Ok(())
     }
 }
 
@@ -1162,30 +1250,4 @@ fn reload_blockers(old: &Config, new: &Config) -> Vec<String> {
         }
     }
     out
-}
-
-/// The dead-man switch's other half: push every owned VIP's lease forward, three
-/// times per lease. If this process dies or hangs, the leases run out.
-async fn lease_task(plane: SharedPlane) {
-    let changed = plane.lock().leases_changed.clone();
-    loop {
-        let period = plane.lock().shortest_lease().map(|l| l / 3);
-        match period {
-            Some(p) => {
-                // Woken early by a new lease: refresh now as well, so that a run of
-                // new leases never postpones the others'.
-                tokio::select! {
-                    () = tokio::time::sleep(p) => {}
-                    () = changed.notified() => {}
-                }
-            }
-            None => {
-                changed.notified().await;
-                continue;
-            }
-        }
-        if let Err(e) = plane.lock().refresh_leases() {
-            error!(error = %e, "refreshing VIP leases failed");
-        }
-    }
 }

@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 
 use super::SharedPlane;
 use crate::dataplane::nat::{NatTable, NatTimeouts};
-use crate::dataplane::{Dataplane, DataplaneError, MonoNanos};
+use crate::dataplane::{Dataplane, DataplaneError, MonoNanos, NatEvents};
 
 /// How often expired NAT connections are removed.
 pub const GC_PERIOD: Duration = Duration::from_secs(1);
@@ -153,31 +153,20 @@ pub async fn gc_task(
 /// read and drop them as they come, so the ring never fills and `nat_event_lost`
 /// keeps meaning "the sync fell behind".
 pub async fn discard_events(plane: SharedPlane) {
-    let Some(ring) = plane.lock().dp.take_nat_events() else {
+    let Some(events) = NatEvents::take(&mut plane.lock().dp) else {
         return;
     };
-    // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd until both are
-    // dropped together; nothing else closes or reuses it.
-    let fd = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)
-    };
-    let mut fd = match fd {
-        Ok(fd) => fd,
+    let mut events = match events {
+        Ok(events) => events,
         Err(e) => {
             warn!(error = %e, "NAT event ring: cannot poll it (events pile up unread)");
             return;
         }
     };
     loop {
-        match fd.readable_mut().await {
-            Ok(mut guard) => {
-                while guard.get_inner_mut().next().is_some() {}
-                guard.clear_ready();
-            }
-            Err(e) => {
-                warn!(error = %e, "NAT event ring");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
+        if let Err(e) = events.discard().await {
+            warn!(error = %e, "NAT event ring");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The status snapshot, assembled from the agent's parts.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use fo_config::Ownership;
 
@@ -13,21 +13,9 @@ use crate::api::status::{
 };
 use crate::dataplane::Origin;
 use crate::health::{Target, priority};
-use crate::vrrp::driver::reason_str;
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-fn state_name(s: fo_vrrp::State) -> &'static str {
-    match s {
-        fo_vrrp::State::Initialize => "init",
-        fo_vrrp::State::Backup => "backup",
-        fo_vrrp::State::Master => "master",
-        fo_vrrp::State::Fault => "fault",
-    }
+    crate::clock::since_unix_epoch(t).as_secs_f64()
 }
 
 /// NAT connections by state, read through new handles on the pinned table: one map
@@ -62,10 +50,15 @@ fn takeover_histogram(t: &crate::vrrp::driver::TakeoverBuckets) -> Histogram {
     }
 }
 
-/// The flow table's fill from a (shared) count.
-pub(super) fn flow_fill(c: &super::tables::Counted, capacity: u32, walks: u64) -> TableFill {
+/// A table's fill from a (shared) count of its `entries`.
+pub(super) fn table_fill<T>(
+    entries: u64,
+    c: &super::tables::Counted<T>,
+    capacity: u32,
+    walks: u64,
+) -> TableFill {
     TableFill {
-        entries: c.entries,
+        entries,
         capacity: u64::from(capacity),
         counted_at: c.at_unix,
         walk_seconds: c.took.as_secs_f64(),
@@ -90,6 +83,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             config_loaded_at: unix(agent.loaded_at),
             pid: std::process::id(),
             control_refused: agent.access.refused(),
+            connections: agent.conns.stats(),
             reloads: agent.reloads.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
@@ -114,7 +108,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             (Ownership::Vrrp(v), Some(h)) => {
                 let s = h.status();
                 rs.vrid = Some(v.vrid);
-                rs.state = state_name(s.state).to_string();
+                rs.state = s.state.status_name().to_string();
                 rs.configured_priority = Some(s.configured_priority);
                 rs.effective_priority = Some(s.effective_priority);
                 rs.master_since = s.master_since.map(unix);
@@ -128,9 +122,9 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     .history
                     .iter()
                     .map(|t| TransitionRecord {
-                        from: state_name(t.from).into(),
-                        to: state_name(t.to).into(),
-                        reason: reason_str(t.reason).into(),
+                        from: t.from.status_name().into(),
+                        to: t.to.status_name().into(),
+                        reason: t.reason.as_str().into(),
                         at: unix(t.at),
                         takeover_seconds: t.takeover.map(|d| d.as_secs_f64()),
                     })
@@ -156,6 +150,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.advert_interval_seconds = Some(v.advert_interval.as_secs_f64());
                 rs.takeovers = Some(takeover_histogram(&s.stats.takeovers));
                 rs.hooks = s.hooks.clone();
+                rs.hooks_coalesced = s.hooks_coalesced;
             }
             (Ownership::Bgp(_), _) => {
                 let b = agent.bgp.status(&r.name);

@@ -23,7 +23,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
 
+use super::conns::{Limiter, READ_DEADLINE, Ticket, client_gone, reason};
 use super::status::Status;
+use crate::locks::lock;
 
 /// A request on the control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,21 +188,14 @@ impl Access {
             }
         };
         if let Err(r) = &verdict {
-            *self
-                .refused
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(r.reason)
-                .or_default() += 1;
+            *lock(&self.refused).entry(r.reason).or_default() += 1;
         }
         verdict
     }
 
     /// Refusals so far, by reason.
     pub fn refused(&self) -> BTreeMap<String, u64> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.refused)
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect()
@@ -261,23 +256,40 @@ fn group_id(name: &str) -> Option<u32> {
     })
 }
 
-/// Serve connections until the listener fails; only peers `access` allows are heard.
-pub async fn serve(listener: UnixListener, access: Access, agent: mpsc::Sender<Envelope>) {
+/// Serve connections until the listener fails; only peers `access` allows are heard,
+/// at most `limiter`'s cap of connections at once (see [`super::conns`]).
+pub async fn serve(
+    listener: UnixListener,
+    access: Access,
+    agent: mpsc::Sender<Envelope>,
+    limiter: Limiter,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let agent = agent.clone();
-                if let Err(refusal) = access.check(&stream) {
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(CLIENT_TIMEOUT, refuse(stream, refusal)).await;
-                    });
+                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
+                    // Every place busy: say so if the socket takes it now, and close.
+                    let _ = stream.try_write(FULL_REPLY);
                     continue;
-                }
+                };
+                let agent = agent.clone();
+                let limiter = limiter.clone();
+                let verdict = access.check(&stream);
+                let evicted = ticket.evicted();
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        tokio::time::timeout(CLIENT_TIMEOUT, connection(stream, agent)).await
-                    {
-                        debug!(error = %e, "control client timed out");
+                    let work = async {
+                        match verdict {
+                            Err(refusal) => refuse(stream, refusal).await,
+                            Ok(()) => connection(stream, agent, &ticket, &limiter).await,
+                        }
+                    };
+                    tokio::select! {
+                        () = evicted => {}
+                        r = tokio::time::timeout(CLIENT_TIMEOUT, work) => {
+                            if let Err(e) = r {
+                                debug!(error = %e, "control client timed out");
+                            }
+                        }
                     }
                 });
             }
@@ -289,11 +301,37 @@ pub async fn serve(listener: UnixListener, access: Access, agent: mpsc::Sender<E
     }
 }
 
-async fn connection(stream: UnixStream, agent: mpsc::Sender<Envelope>) {
-    let (read, mut write) = stream.into_split();
-    let response = match read_request(read).await {
+const FULL_REPLY: &[u8] =
+    b"{\"result\":\"error\",\"message\":\"too many connections to the control socket: try again\"}\n";
+
+async fn connection(
+    stream: UnixStream,
+    agent: mpsc::Sender<Envelope>,
+    ticket: &Ticket,
+    limiter: &Limiter,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let got = match tokio::time::timeout(READ_DEADLINE, read_request(&mut read)).await {
+        Ok(r) => r,
+        Err(_) => {
+            limiter.count(reason::TIMEOUT);
+            return;
+        }
+    };
+    ticket.busy();
+    let response = match got {
         None => return,
-        Some(Ok(req)) => ask(&agent, req).await,
+        Some(Ok(req)) => {
+            // A client that leaves stops waiting for its answer (a status walks the
+            // connection tables); the request itself goes on.
+            tokio::select! {
+                r = ask(&agent, req) => r,
+                () = client_gone(&mut read) => {
+                    limiter.count(reason::CLIENT_GONE);
+                    return;
+                }
+            }
+        }
         Some(Err(message)) => Response::Error { message },
     };
     let mut out = serde_json::to_string(&response).unwrap_or_else(|e| {
@@ -438,7 +476,12 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "control socket mode");
         let (tx, mut rx) = mpsc::channel::<Envelope>(1);
-        tokio::spawn(serve(listener, Access::new(None).unwrap(), tx));
+        tokio::spawn(serve(
+            listener,
+            Access::new(None).unwrap(),
+            tx,
+            Limiter::new(super::super::conns::CONTROL_CAP),
+        ));
         tokio::spawn(async move {
             while let Some((req, reply)) = rx.recv().await {
                 let _ = reply.send(Response::Ok {

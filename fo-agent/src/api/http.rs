@@ -1,8 +1,10 @@
 //! `/metrics` over HTTP, read-only: Prometheus text of the agent's status. A minimal
 //! HTTP/1.1 responder (GET only, one request per connection) — this endpoint needs no
-//! more, and it keeps a web framework out of a root daemon.
+//! more, and it keeps a web framework out of a root daemon. Connections are capped and
+//! must send their request within a deadline ([`super::conns`]).
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
@@ -10,24 +12,41 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::conns::{Limiter, READ_DEADLINE, Ticket, client_gone, reason};
 use super::control::{Envelope, Request, Response, ask};
 use super::exposition::Format;
 
 /// Longest request head read; a longer one is answered as far as it was read.
 pub const MAX_REQUEST: usize = 8 * 1024;
+/// A connection's whole life: its request, the status, the answer written.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-pub async fn serve(listener: TcpListener, agent: mpsc::Sender<Envelope>) {
+/// Serve `GET /metrics` until the listener fails, at most `limiter`'s cap of
+/// connections at once (see [`super::conns`]).
+pub async fn serve(listener: TcpListener, agent: mpsc::Sender<Envelope>, limiter: Limiter) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
+                    // Every place busy: say so if the socket takes it now, and close.
+                    let _ = stream.try_write(FULL_REPLY);
+                    continue;
+                };
                 let agent = agent.clone();
+                let limiter = limiter.clone();
+                let evicted = ticket.evicted();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), answer(stream, agent)).await;
+                    tokio::select! {
+                        () = evicted => {}
+                        _ = tokio::time::timeout(
+                            CONNECTION_DEADLINE,
+                            answer(stream, agent, &ticket, &limiter),
+                        ) => {}
+                    }
                 });
             }
             Err(e) => {
@@ -38,9 +57,24 @@ pub async fn serve(listener: TcpListener, agent: mpsc::Sender<Envelope>) {
     }
 }
 
-async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
-    let Some(head) = read_head(&mut stream).await else {
-        return;
+const FULL_REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
+
+async fn answer(
+    mut stream: TcpStream,
+    agent: mpsc::Sender<Envelope>,
+    ticket: &Ticket,
+    limiter: &Limiter,
+) {
+    let head = match tokio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await {
+        Ok(Some(head)) => {
+            ticket.busy();
+            head
+        }
+        Ok(None) => return,
+        Err(_) => {
+            limiter.count(reason::TIMEOUT);
+            return;
+        }
     };
     let (code, ctype, body) = match route(&head) {
         Route::MethodNotAllowed => (
@@ -48,21 +82,32 @@ async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>) {
             "text/plain",
             "only GET\n".to_string(),
         ),
-        Route::Metrics(format) => match ask(&agent, Request::Status).await {
-            Response::Status { status } => {
-                let text = super::metrics::render(&status);
-                let body = match format {
-                    Format::OpenMetrics => text,
-                    Format::Prometheus => super::exposition::to_prometheus_text(&text),
-                };
-                ("200 OK", format.content_type(), body)
+        Route::Metrics(format) => {
+            // The status walks the connection tables (shared, see agent::tables): a
+            // client that leaves meanwhile stops waiting for it.
+            let status = tokio::select! {
+                r = ask(&agent, Request::Status) => r,
+                () = client_gone(&mut stream) => {
+                    limiter.count(reason::CLIENT_GONE);
+                    return;
+                }
+            };
+            match status {
+                Response::Status { status } => {
+                    let text = super::metrics::render(&status);
+                    let body = match format {
+                        Format::OpenMetrics => text,
+                        Format::Prometheus => super::exposition::to_prometheus_text(&text),
+                    };
+                    ("200 OK", format.content_type(), body)
+                }
+                other => (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!("{other:?}\n"),
+                ),
             }
-            other => (
-                "503 Service Unavailable",
-                "text/plain",
-                format!("{other:?}\n"),
-            ),
-        },
+        }
         Route::NotFound => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
     };
     // Read-only: every other method is refused, and says which one works.

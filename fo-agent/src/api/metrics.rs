@@ -333,6 +333,41 @@ pub fn render(status: &Status) -> String {
         "Control socket connections refused, by reason",
         refused,
     );
+    let conns_open = Family::<Labels, Gauge>::default();
+    let conns_limit = Family::<Labels, Gauge>::default();
+    let conns_closed = Family::<Labels, Counter>::default();
+    for (listener, c) in &status.node.connections {
+        let l = vec![("listener", listener.clone())];
+        conns_open
+            .get_or_create(&l)
+            .set(i64::try_from(c.open).unwrap_or(i64::MAX));
+        conns_limit
+            .get_or_create(&l)
+            .set(i64::try_from(c.limit).unwrap_or(i64::MAX));
+        for (reason, n) in &c.closed {
+            conns_closed
+                .get_or_create(&vec![
+                    ("listener", listener.clone()),
+                    ("reason", reason.clone()),
+                ])
+                .inc_by(*n);
+        }
+    }
+    reg.register(
+        "fo_api_connections",
+        "Connections open now on the control socket or the metrics endpoint",
+        conns_open,
+    );
+    reg.register(
+        "fo_api_connections_limit",
+        "How many connections the listener serves at once",
+        conns_limit,
+    );
+    reg.register(
+        "fo_api_connections_closed",
+        "Connections the agent closed, by reason: full (every place busy), evicted (the oldest idle one, for a new one), timeout (no request in time), client_gone (the client left before its answer)",
+        conns_closed,
+    );
     reg.register(
         "fo_bgp_announced",
         "1 while the VIP is announced over BGP by this node (fo's route up in the daemon and a session established)",
@@ -458,6 +493,7 @@ fn operations(reg: &mut Registry, status: &Status) {
     let hook_runs = Family::<Labels, Counter>::default();
     let hook_failures = Family::<Labels, Counter>::default();
     let hook_timeouts = Family::<Labels, Counter>::default();
+    let hooks_coalesced = Family::<Labels, Counter>::default();
     for rs in &status.routers {
         router_info
             .get_or_create(&vec![
@@ -471,6 +507,11 @@ fn operations(reg: &mut Registry, status: &Status) {
         }
         if let Some(h) = &rs.takeovers {
             let _ = takeovers.get_or_create(&l()).0.set(h.clone());
+        }
+        if !rs.hooks.is_empty() {
+            hooks_coalesced
+                .get_or_create(&l())
+                .inc_by(rs.hooks_coalesced);
         }
         for (hook, n) in &rs.hooks {
             let l = vec![("router", rs.name.clone()), ("hook", hook.clone())];
@@ -509,6 +550,11 @@ fn operations(reg: &mut Registry, status: &Status) {
         "Hook runs killed at their timeout",
         hook_timeouts,
     );
+    reg.register(
+        "fo_hook_coalesced",
+        "Transitions whose hooks never ran: replaced by a newer transition while a hook ran, by router",
+        hooks_coalesced,
+    );
 
     let healthy = Family::<Labels, Gauge>::default();
     let drained = Family::<Labels, Gauge>::default();
@@ -535,6 +581,7 @@ fn operations(reg: &mut Registry, status: &Status) {
     let entries = Family::<Labels, Gauge>::default();
     let capacity = Family::<Labels, Gauge>::default();
     let walk = Family::<Labels, GaugeF64>::default();
+    let walks = Family::<Labels, Counter>::default();
     for (table, t) in &status.tables {
         let l = vec![("table", table.clone())];
         entries
@@ -544,6 +591,7 @@ fn operations(reg: &mut Registry, status: &Status) {
             .get_or_create(&l)
             .set(i64::try_from(t.capacity).unwrap_or(i64::MAX));
         walk.get_or_create(&l).set(t.walk_seconds);
+        walks.get_or_create(&l).inc_by(t.walks);
     }
     reg.register(
         "fo_table_entries",
@@ -559,6 +607,11 @@ fn operations(reg: &mut Registry, status: &Status) {
         "fo_table_walk_seconds",
         "How long the last count of the table took (a walk of the whole map, shared by concurrent scrapes)",
         walk,
+    );
+    reg.register(
+        "fo_table_walks",
+        "Walks of the table made to count it for status and metrics (one serves every request for up to a second)",
+        walks,
     );
 }
 
@@ -768,6 +821,7 @@ mod tests {
                 },
             )]
             .into(),
+            hooks_coalesced: 4,
             ..Default::default()
         });
         status.services.push(ServiceStatus {
@@ -801,8 +855,20 @@ mod tests {
                 walks: 1,
             },
         );
+        status.node.connections.insert(
+            "metrics".into(),
+            crate::api::conns::ConnStats {
+                open: 2,
+                limit: 64,
+                closed: [("evicted".to_string(), 7)].into(),
+            },
+        );
         let text = render(&status);
         for needle in [
+            "fo_table_walks_total{table=\"flow\"} 1",
+            "fo_api_connections{listener=\"metrics\"} 2",
+            "fo_api_connections_limit{listener=\"metrics\"} 64",
+            "fo_api_connections_closed_total{listener=\"metrics\",reason=\"evicted\"} 7",
             &format!(
                 "fo_build_info{{version=\"{}\",abi=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION"),
@@ -823,6 +889,7 @@ mod tests {
             "fo_hook_runs_total{router=\"wazuh\",hook=\"master\"} 5",
             "fo_hook_failures_total{router=\"wazuh\",hook=\"master\"} 2",
             "fo_hook_timeouts_total{router=\"wazuh\",hook=\"master\"} 1",
+            "fo_hook_coalesced_total{router=\"wazuh\"} 4",
             "fo_backend_up{service=\"events\",backend=\"b1\"} 0",
             "fo_backend_healthy{service=\"events\",backend=\"b1\"} 1",
             "fo_backend_drained{service=\"events\",backend=\"b1\"} 1",

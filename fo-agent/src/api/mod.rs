@@ -1,6 +1,7 @@
 //! The agent's interfaces to operators: the control socket and Prometheus metrics,
 //! both rendering the same [`status::Status`] snapshot.
 
+pub mod conns;
 pub mod control;
 pub mod exposition;
 pub mod http;

@@ -86,6 +86,10 @@ pub struct NodeStatus {
     /// Control socket connections refused since start, by reason.
     #[serde(default)]
     pub control_refused: BTreeMap<String, u64>,
+    /// Control socket and metrics connections (`control`, `metrics`): open, cap, and
+    /// closed by the agent by reason.
+    #[serde(default)]
+    pub connections: BTreeMap<String, crate::api::conns::ConnStats>,
     #[serde(default)]
     pub reloads: ReloadStatus,
     /// This build: `fo-agent --version`.
@@ -148,6 +152,10 @@ pub struct RouterStatus {
     /// Hook runs by hook (`master`, `backup`, `fault`, `notify`).
     #[serde(default)]
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks never ran: replaced by a newer transition while a hook
+    /// ran (the hook queue is coalesced).
+    #[serde(default)]
+    pub hooks_coalesced: u64,
 }
 
 /// Observations in buckets, for `fo_takeover_seconds`.
@@ -162,27 +170,8 @@ pub struct Histogram {
     pub sum: f64,
 }
 
-/// What a router with a witness reaches, and whether it fenced itself.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FenceStatus {
-    /// Held in fault because neither the peer nor the witness answers.
-    pub fenced: bool,
-    pub witness: Reach,
-    /// The configured unicast peers, or (multicast) the peers heard so far.
-    pub peers: Vec<Reach>,
-    /// Times the router fenced itself since the agent started.
-    pub fences_total: u64,
-}
-
-/// Reachability of one probed address.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Reach {
-    pub address: IpAddr,
-    /// Answered (ICMP echo, or a VRRP advert from a peer) within the witness timeout.
-    pub reachable: bool,
-    /// Seconds since the last answer; `None`: never answered.
-    pub last_reply_seconds_ago: Option<f64>,
-}
+// The fence's status types live with the fence, which owns that state; status assembles them.
+pub use crate::fence::{FenceStatus, Reach};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TransitionRecord {

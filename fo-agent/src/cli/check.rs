@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use fo_config::Config;
 
 /// `fo-agent check --config FILE`: the config parses and validates, and `fo-agent
-/// run` would start with it (no feature this build lacks, every hook executable).
+/// run` would start with it (no feature this build lacks, every hook and exec program
+/// safe to run, every hook there).
 pub fn main(path: &Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -36,9 +37,9 @@ pub fn main(path: &Path) -> ExitCode {
 }
 
 /// What keeps a valid config from running here, one line each: what `fo-agent run`
-/// refuses (same wording as `agent::run`), users and groups (`user`, `group`) this
-/// machine does not have, and hooks that are missing or not executable. (The TLS files
-/// of https checks are `fo_agent::health::problems`, with positions.)
+/// refuses (same wording as `agent::run`), and users and groups (`user`, `group`) this
+/// machine does not have. (The TLS files of https checks and the hook and exec programs
+/// are `fo_agent::health::problems`, with positions.)
 fn problems(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(fo_agent::bgp::unsupported(config));
@@ -46,12 +47,5 @@ fn problems(config: &Config) -> Vec<String> {
         out.extend(keys);
     }
     out.extend(fo_agent::health::run_as_problems(config));
-    for r in &config.routers {
-        for (kind, cmd) in r.hooks.all() {
-            if let Err(e) = fo_agent::hooks::check_executable(&cmd.program) {
-                out.push(format!("router {}: {kind} hook {e}", r.name));
-            }
-        }
-    }
     out
 }

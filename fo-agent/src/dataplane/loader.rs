@@ -106,7 +106,7 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 16] = [
+const MAP_NAMES: [&str; 18] = [
     "VIPS",
     "SERVICES",
     "MAGLEV",
@@ -120,15 +120,18 @@ const MAP_NAMES: [&str; 16] = [
     "NAT_SERVICES",
     "NAT_FWD",
     "NAT_REV",
+    "NAT_UDP_FWD",
+    "NAT_UDP_REV",
     "NAT_EMBRYO_FWD",
     "NAT_EMBRYO_REV",
     "NAT_EVENTS",
 ];
 
-/// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) for a table of
-/// `size`: a quarter of it. A flood of spoofed SYNs at `r` per second leaves a new
-/// connection `size / 4 / r` seconds to complete its handshake (0.1 s at 10,000/s for
-/// a table of 4,096), far more than one round trip to a backend takes.
+/// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) and of the NAT
+/// UDP flows (`NAT_UDP_*`) for a table of `size`: a quarter of it. A flood of spoofed
+/// SYNs at `r` per second leaves a new connection `size / 4 / r` seconds to complete
+/// its handshake (0.1 s at 10,000/s for a table of 4,096), far more than one round
+/// trip to a backend takes.
 pub fn new_connection_entries(size: u32) -> u32 {
     (size / 4).max(64)
 }
@@ -194,6 +197,8 @@ fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
         .map_max_entries("NAT_SERVICES", opts.max_services)
         .map_max_entries("NAT_FWD", opts.nat_table_size)
         .map_max_entries("NAT_REV", opts.nat_table_size)
+        .map_max_entries("NAT_UDP_FWD", new_connection_entries(opts.nat_table_size))
+        .map_max_entries("NAT_UDP_REV", new_connection_entries(opts.nat_table_size))
         .map_max_entries(
             "NAT_EMBRYO_FWD",
             new_connection_entries(opts.nat_table_size),

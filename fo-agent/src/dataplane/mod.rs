@@ -6,7 +6,9 @@ pub mod flows;
 mod loader;
 pub mod maglev;
 pub mod nat;
+mod nat_events;
 mod services;
+mod shared;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,9 @@ use fo_common::{
 };
 
 pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, remove_all_pins};
+pub use nat_events::NatEvents;
 pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable, SlotInfo};
+pub use shared::{Plane, SharedPlane, lease_task};
 
 /// The compiled XDP object, built from `fo-ebpf` by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fo-xdp"));

@@ -2,8 +2,10 @@
 //! state and last-seen time), flows installed by the connection-state sync, and
 //! reading the table for status and snapshots.
 //!
-//! The table is two pairs of maps: the connections (`NAT_FWD`, `NAT_REV`), which the
-//! sync carries, and the embryonic ones that have not proved their client yet
+//! The table is three pairs of maps: the connections (`NAT_FWD`, `NAT_REV`) and the
+//! UDP flows (`NAT_UDP_FWD`, `NAT_UDP_REV`, a quarter of the size: UDP's proof of a
+//! live client is weak, so a UDP flood must not take TCP's place), which the sync
+//! carries, and the embryonic ones that have not proved their client yet
 //! (`NAT_EMBRYO_FWD`, `NAT_EMBRYO_REV`, LRU), which stay local to this node.
 //!
 //! Aging removes the client-side entry first and the reply-side entry (the SNAT port
@@ -15,6 +17,7 @@ use std::time::Duration;
 use aya::maps::{HashMap, MapData, MapError};
 use fo_common::{
     FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN, NAT_UDP, NatFlow,
+    PROTO_UDP,
 };
 
 use super::{Dataplane, MonoNanos, Result, map_err};
@@ -86,6 +89,8 @@ pub fn state_name(state: u8) -> &'static str {
 pub struct NatTable {
     fwd: HashMap<MapData, FlowKey, NatFlow>,
     rev: HashMap<MapData, FlowKey, FlowKey>,
+    udp_fwd: HashMap<MapData, FlowKey, NatFlow>,
+    udp_rev: HashMap<MapData, FlowKey, FlowKey>,
     embryo_fwd: HashMap<MapData, FlowKey, NatFlow>,
     embryo_rev: HashMap<MapData, FlowKey, FlowKey>,
 }
@@ -93,11 +98,32 @@ pub struct NatTable {
 /// Which pair of maps of the NAT table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pair {
-    /// `NAT_FWD`, `NAT_REV`.
+    /// `NAT_FWD`, `NAT_REV`: TCP connections.
     Connections,
+    /// `NAT_UDP_FWD`, `NAT_UDP_REV`.
+    Udp,
     /// `NAT_EMBRYO_FWD`, `NAT_EMBRYO_REV`.
     Embryonic,
 }
+
+impl Pair {
+    /// The pair that holds an established connection of `proto`.
+    fn of(proto: u8) -> Pair {
+        if proto == PROTO_UDP {
+            Pair::Udp
+        } else {
+            Pair::Connections
+        }
+    }
+
+    /// Whether the sync carries this pair's connections.
+    fn synced(self) -> bool {
+        self != Pair::Embryonic
+    }
+}
+
+type FwdMap = HashMap<MapData, FlowKey, NatFlow>;
+type RevMap = HashMap<MapData, FlowKey, FlowKey>;
 
 impl Dataplane {
     /// The NAT table, through new handles on its pinned maps.
@@ -120,6 +146,12 @@ impl NatTable {
         Ok(NatTable {
             fwd: open("NAT_FWD")?.try_into().map_err(map_err("NAT_FWD"))?,
             rev: open("NAT_REV")?.try_into().map_err(map_err("NAT_REV"))?,
+            udp_fwd: open("NAT_UDP_FWD")?
+                .try_into()
+                .map_err(map_err("NAT_UDP_FWD"))?,
+            udp_rev: open("NAT_UDP_REV")?
+                .try_into()
+                .map_err(map_err("NAT_UDP_REV"))?,
             embryo_fwd: open("NAT_EMBRYO_FWD")?
                 .try_into()
                 .map_err(map_err("NAT_EMBRYO_FWD"))?,
@@ -129,10 +161,12 @@ impl NatTable {
         })
     }
 
-    /// Every NAT connection (not the embryonic ones): the client's 5-tuple and its
-    /// translation.
+    /// Every NAT connection, TCP and UDP (not the embryonic ones): the client's
+    /// 5-tuple and its translation.
     pub fn flows(&self) -> Result<Vec<(FlowKey, NatFlow)>> {
-        self.fold(Pair::Connections, |v: &mut Vec<_>, k, f| v.push((k, f)))
+        let mut all = self.fold(Pair::Connections, |v: &mut Vec<_>, k, f| v.push((k, f)))?;
+        all.extend(self.fold(Pair::Udp, |v: &mut Vec<_>, k, f| v.push((k, f)))?);
+        Ok(all)
     }
 
     /// Every embryonic connection (opened, not yet proved its client).
@@ -147,8 +181,10 @@ impl NatTable {
             *counts.entry(f.state).or_default() += 1
         };
         let mut counts = self.fold(Pair::Connections, count)?;
-        for (state, n) in self.fold(Pair::Embryonic, count)? {
-            *counts.entry(state).or_default() += n;
+        for pair in [Pair::Udp, Pair::Embryonic] {
+            for (state, n) in self.fold(pair, count)? {
+                *counts.entry(state).or_default() += n;
+            }
         }
         Ok(counts)
     }
@@ -162,10 +198,7 @@ impl NatTable {
     fn fold<T: Default>(&self, pair: Pair, add: impl Fn(&mut T, FlowKey, NatFlow)) -> Result<T> {
         use aya::maps::IterableMap as _;
         use std::os::fd::AsFd as _;
-        let (map, name) = match pair {
-            Pair::Connections => (&self.fwd, "NAT_FWD"),
-            Pair::Embryonic => (&self.embryo_fwd, "NAT_EMBRYO_FWD"),
-        };
+        let (map, name) = self.fwd_of(pair);
         let mut out = T::default();
         let walked = super::batch::walk_hash(map.map().fd().as_fd(), |k, f| add(&mut out, k, f));
         if let Err(e) = walked {
@@ -180,9 +213,25 @@ impl NatTable {
         Ok(out)
     }
 
+    fn fwd_of(&self, pair: Pair) -> (&FwdMap, &'static str) {
+        match pair {
+            Pair::Connections => (&self.fwd, "NAT_FWD"),
+            Pair::Udp => (&self.udp_fwd, "NAT_UDP_FWD"),
+            Pair::Embryonic => (&self.embryo_fwd, "NAT_EMBRYO_FWD"),
+        }
+    }
+
+    fn rev_of(&self, pair: Pair) -> (&RevMap, &'static str) {
+        match pair {
+            Pair::Connections => (&self.rev, "NAT_REV"),
+            Pair::Udp => (&self.udp_rev, "NAT_UDP_REV"),
+            Pair::Embryonic => (&self.embryo_rev, "NAT_EMBRYO_REV"),
+        }
+    }
+
     /// One NAT connection by the client's 5-tuple, embryonic or not.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<NatFlow>> {
-        match self.flow_in(Pair::Connections, key)? {
+        match self.flow_in(Pair::of(key.proto), key)? {
             Some(f) => Ok(Some(f)),
             None => self.flow_in(Pair::Embryonic, key),
         }
@@ -194,10 +243,7 @@ impl NatTable {
     }
 
     fn flow_in(&self, pair: Pair, key: &FlowKey) -> Result<Option<NatFlow>> {
-        let (map, name) = match pair {
-            Pair::Connections => (&self.fwd, "NAT_FWD"),
-            Pair::Embryonic => (&self.embryo_fwd, "NAT_EMBRYO_FWD"),
-        };
+        let (map, name) = self.fwd_of(pair);
         match map.get(key, 0) {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
@@ -208,17 +254,14 @@ impl NatTable {
     /// The client 5-tuple a reply tuple maps to (the SNAT port's owner), embryonic
     /// or not.
     pub fn reverse(&self, reply: &FlowKey) -> Result<Option<FlowKey>> {
-        match self.reverse_in(Pair::Connections, reply)? {
+        match self.reverse_in(Pair::of(reply.proto), reply)? {
             Some(k) => Ok(Some(k)),
             None => self.reverse_in(Pair::Embryonic, reply),
         }
     }
 
     fn reverse_in(&self, pair: Pair, reply: &FlowKey) -> Result<Option<FlowKey>> {
-        let (map, name) = match pair {
-            Pair::Connections => (&self.rev, "NAT_REV"),
-            Pair::Embryonic => (&self.embryo_rev, "NAT_EMBRYO_REV"),
-        };
+        let (map, name) = self.rev_of(pair);
         match map.get(reply, 0) {
             Ok(v) => Ok(Some(v)),
             Err(MapError::KeyNotFound) => Ok(None),
@@ -230,31 +273,52 @@ impl NatTable {
     /// never sees a client entry whose port is not reserved. An existing entry of the
     /// same connection is replaced; a different connection that holds the reply tuple
     /// is removed first (the master's table is the truth).
+    ///
+    /// The replaced entry's sequence tracking is not kept: the sync installs only
+    /// connections of VIPs this node does not own, which the program does not touch,
+    /// so an entry here carries either nothing or what this node tracked while it was
+    /// master before, since moved on at the peer. Kept, those stale numbers would
+    /// count as a tracked handshake and put every genuine segment outside the window;
+    /// zero is picked up afresh (`fo_common::nat::tcp_track`).
     pub fn put(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
+        let pair = Pair::of(key.proto);
         let rev = flow.reverse_key(key);
-        if let Some(owner) = self.reverse_in(Pair::Connections, &rev)?
+        if let Some(owner) = self.reverse_in(pair, &rev)?
             && owner != *key
-            && let Some(other) = self.flow_in(Pair::Connections, &owner)?
+            && let Some(other) = self.flow_in(pair, &owner)?
         {
             self.remove(&owner, &other)?;
         }
-        if let Some(old) = self.flow_in(Pair::Connections, key)?
+        if let Some(old) = self.flow_in(pair, key)?
             && old.reverse_key(key) != rev
         {
             self.remove(key, &old)?;
         }
-        self.rev.insert(&rev, key, 0).map_err(map_err("NAT_REV"))?;
-        self.fwd.insert(key, flow, 0).map_err(map_err("NAT_FWD"))
+        let (rev_map, fwd_map, names) = match pair {
+            Pair::Udp => (
+                &mut self.udp_rev,
+                &mut self.udp_fwd,
+                ("NAT_UDP_REV", "NAT_UDP_FWD"),
+            ),
+            _ => (&mut self.rev, &mut self.fwd, ("NAT_REV", "NAT_FWD")),
+        };
+        rev_map.insert(&rev, key, 0).map_err(map_err(names.0))?;
+        fwd_map.insert(key, flow, 0).map_err(map_err(names.1))
     }
 
     /// Remove a connection: client side first, then its port reservation.
     pub fn remove(&mut self, key: &FlowKey, flow: &NatFlow) -> Result<()> {
-        self.remove_in(Pair::Connections, key, flow)
+        self.remove_in(Pair::of(key.proto), key, flow)
     }
 
     fn remove_in(&mut self, pair: Pair, key: &FlowKey, flow: &NatFlow) -> Result<()> {
         let (fwd, rev_map, names) = match pair {
             Pair::Connections => (&mut self.fwd, &mut self.rev, ("NAT_FWD", "NAT_REV")),
+            Pair::Udp => (
+                &mut self.udp_fwd,
+                &mut self.udp_rev,
+                ("NAT_UDP_FWD", "NAT_UDP_REV"),
+            ),
             Pair::Embryonic => (
                 &mut self.embryo_fwd,
                 &mut self.embryo_rev,
@@ -293,11 +357,8 @@ impl NatTable {
         timeouts: &NatTimeouts,
     ) -> Result<Vec<(FlowKey, NatFlow)>> {
         let mut removed = Vec::new();
-        for pair in [Pair::Connections, Pair::Embryonic] {
-            let listed = match pair {
-                Pair::Connections => self.flows()?,
-                Pair::Embryonic => self.embryonic()?,
-            };
+        for pair in [Pair::Connections, Pair::Udp, Pair::Embryonic] {
+            let listed = self.fold(pair, |v: &mut Vec<_>, k, f| v.push((k, f)))?;
             for (key, flow) in listed {
                 let Some(floor) = floor_of(&key) else {
                     continue;
@@ -308,7 +369,7 @@ impl NatTable {
                 match self.flow_in(pair, &key)? {
                     Some(current) if expired(&current, now, floor, timeouts) => {
                         self.remove_in(pair, &key, &current)?;
-                        if pair == Pair::Connections {
+                        if pair.synced() {
                             removed.push((key, current));
                         }
                     }

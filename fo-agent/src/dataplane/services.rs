@@ -158,8 +158,10 @@ impl ServiceTable {
         Ok(table)
     }
 
-    /// Make the maps hold exactly `desired`.
+    /// Make the maps hold exactly `desired`. Whether it fits is checked first
+    /// ([`Self::check`]): if not, nothing is written.
     pub fn apply(&mut self, dp: &mut Dataplane, desired: &[ServiceSpec]) -> Result<ApplySummary> {
+        self.check(desired)?;
         let mut summary = ApplySummary::default();
         let wanted: BTreeSet<SvcId> = desired.iter().map(|s| (s.vip, s.port, s.proto)).collect();
         let gone: Vec<SvcId> = self
@@ -171,10 +173,69 @@ impl ServiceTable {
         for id in gone {
             self.remove_service(dp, id, &mut summary)?;
         }
-        for spec in desired {
+        for spec in self.apply_order(desired) {
             self.apply_service(dp, spec, &mut summary)?;
         }
         Ok(summary)
+    }
+
+    /// Backends `spec` adds to and removes from what is installed for its service.
+    fn delta(&self, spec: &ServiceSpec) -> (usize, usize) {
+        let ids: BTreeSet<BackendId> = spec.backends.iter().map(|b| (b.addr, b.port)).collect();
+        match self.services.get(&(spec.vip, spec.port, spec.proto)) {
+            None => (ids.len(), 0),
+            Some(inst) if inst.applied.as_ref() == Some(spec) => (0, 0),
+            Some(inst) => (
+                ids.iter()
+                    .filter(|id| !inst.backends.contains_key(id))
+                    .count(),
+                inst.backends.keys().filter(|id| !ids.contains(id)).count(),
+            ),
+        }
+    }
+
+    /// The services that free backend slots first, so that those that take slots
+    /// find them (the order among services does not matter to a packet).
+    fn apply_order<'a>(&self, desired: &'a [ServiceSpec]) -> Vec<&'a ServiceSpec> {
+        let mut order: Vec<&ServiceSpec> = desired.iter().collect();
+        order.sort_by_key(|s| {
+            let (added, removed) = self.delta(s);
+            added > removed
+        });
+        order
+    }
+
+    /// Whether `desired` fits the maps, counted the way [`Self::apply`] writes it:
+    /// service ids, and backend slots at every step (removed services free theirs
+    /// first; within a service a new backend takes a free slot, or at the limit the
+    /// slot of a backend the same change removes). Nothing is written.
+    pub fn check(&self, desired: &[ServiceSpec]) -> Result<()> {
+        let wanted: BTreeSet<SvcId> = desired.iter().map(|s| (s.vip, s.port, s.proto)).collect();
+        if wanted.len() > self.max_services as usize {
+            return Err(DataplaneError::Full {
+                what: "service",
+                limit: self.max_services,
+            });
+        }
+        let freed: usize = self
+            .services
+            .iter()
+            .filter(|(k, _)| !wanted.contains(k))
+            .map(|(_, inst)| inst.backends.len())
+            .sum();
+        let mut used = self.used_slots.len().saturating_sub(freed);
+        let max = self.max_backends as usize;
+        for spec in self.apply_order(desired) {
+            let (added, removed) = self.delta(spec);
+            if used + added > max + removed {
+                return Err(DataplaneError::Full {
+                    what: "backend",
+                    limit: self.max_backends,
+                });
+            }
+            used = used + added - removed;
+        }
+        Ok(())
     }
 
     /// The Maglev table of a service as written to the map, each entry resolved from
@@ -253,7 +314,19 @@ impl ServiceTable {
             (inst.id, inst.backends.clone())
         };
 
-        // (1) backend slots, new ones active before the table points at them.
+        // (1) backend slots, new ones active before the table points at them. With no
+        // slot free (at max_backends), a new backend takes over the slot of one this
+        // change removes: the table's entries for that slot then send new flows to
+        // the new backend until it is rewritten, and flows pinned to the slot (the
+        // removed backend's, lost with it anyway) reach the new one instead of being
+        // hashed again.
+        let wanted: BTreeSet<BackendId> = spec.backends.iter().map(|b| (b.addr, b.port)).collect();
+        let mut spare: Vec<u32> = old_backends
+            .iter()
+            .filter(|(id, _)| !wanted.contains(id))
+            .map(|(_, &(slot, _))| slot)
+            .collect();
+        let mut reused: BTreeSet<u32> = BTreeSet::new();
         let mut slots: BTreeMap<BackendId, (u32, u32)> = BTreeMap::new();
         for b in &spec.backends {
             let id = (b.addr, b.port);
@@ -261,7 +334,14 @@ impl ServiceTable {
                 Some(&(slot, _)) => slot,
                 None => {
                     summary.backends_added += 1;
-                    self.alloc_slot()?
+                    match self.alloc_slot() {
+                        Ok(slot) => slot,
+                        Err(full) => {
+                            let slot = spare.pop().ok_or(full)?;
+                            reused.insert(slot);
+                            slot
+                        }
+                    }
                 }
             };
             let (addr, family) = Addr::from_ip(b.addr);
@@ -310,11 +390,14 @@ impl ServiceTable {
             }
         }
 
-        // (3) removed backends: deactivate, so their flows are re-hashed.
+        // (3) removed backends: deactivate, so their flows are re-hashed (unless a new
+        // backend holds the slot now).
         for (id, &(slot, _)) in &old_backends {
             if !slots.contains_key(id) {
-                dp.put_backend(slot, Backend::default())?;
-                self.used_slots.remove(&slot);
+                if !reused.contains(&slot) {
+                    dp.put_backend(slot, Backend::default())?;
+                    self.used_slots.remove(&slot);
+                }
                 summary.backends_removed += 1;
             }
         }
@@ -432,6 +515,80 @@ mod tests {
         t.used_slots.remove(&2);
         assert_eq!(t.alloc_slot().expect("wraps to the first free"), 1);
         assert_eq!(t.alloc_slot().expect("next free"), 2);
+    }
+
+    fn spec(port: u16, backends: &[u8]) -> ServiceSpec {
+        ServiceSpec {
+            vip: "192.0.2.10".parse().unwrap(),
+            port,
+            proto: 6,
+            hash_5tuple: false,
+            backends: backends
+                .iter()
+                .map(|&b| BackendSpec {
+                    addr: IpAddr::from([10, 0, 0, b]),
+                    port,
+                    weight: 1,
+                    mac: [0; 6],
+                    src_mac: [0; 6],
+                    ifindex: 1,
+                })
+                .collect(),
+            nat: None,
+        }
+    }
+
+    /// `t` as if `specs` were installed (slots in order, no map written).
+    fn installed(t: &mut ServiceTable, specs: &[ServiceSpec]) {
+        for (i, s) in specs.iter().enumerate() {
+            let mut backends = BTreeMap::new();
+            for b in &s.backends {
+                backends.insert((b.addr, b.port), (t.alloc_slot().expect("slot"), 1));
+            }
+            t.services.insert(
+                (s.vip, s.port, s.proto),
+                Installed {
+                    id: i as u32,
+                    flags: 0,
+                    backends,
+                    ring: Vec::new(),
+                    applied: Some(s.clone()),
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn at_max_backends_a_swap_fits_and_growth_is_refused_before_any_write() {
+        let mut t = table(4);
+        installed(&mut t, &[spec(80, &[1, 2]), spec(443, &[3, 4])]);
+        // One backend swapped for another: the new one takes the removed one's slot.
+        assert!(t.check(&[spec(80, &[1, 5]), spec(443, &[3, 4])]).is_ok());
+        // One service grows as the other shrinks: fits, the shrinking one goes first.
+        assert!(t.check(&[spec(80, &[1, 2, 5]), spec(443, &[3])]).is_ok());
+        // A service replaced by another of the same size.
+        assert!(t.check(&[spec(80, &[1, 2]), spec(8080, &[6, 7])]).is_ok());
+        // More than the limit: refused.
+        assert!(matches!(
+            t.check(&[spec(80, &[1, 2, 5]), spec(443, &[3, 4])]),
+            Err(DataplaneError::Full {
+                what: "backend",
+                limit: 4
+            })
+        ));
+        assert!(matches!(
+            t.check(&[
+                spec(80, &[1]),
+                spec(443, &[3]),
+                spec(22, &[1]),
+                spec(25, &[1]),
+                spec(53, &[1])
+            ]),
+            Err(DataplaneError::Full {
+                what: "service",
+                limit: 4
+            })
+        ));
     }
 
     #[test]

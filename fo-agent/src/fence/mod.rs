@@ -11,10 +11,11 @@
 //! advert of the router's VRID heard so far.
 
 pub mod decide;
+mod status;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fo_config::{Config, Witness};
@@ -22,10 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::api::status::{FenceStatus, Reach};
+use crate::locks::lock;
 use crate::net::icmp::Pinger;
 use crate::vrrp::{Control, RouterHandle, Vrrp};
 use decide::{Tracker, Verdict, decide};
+pub use status::{FenceStatus, Reach};
 
 /// The fault source a fenced router carries (shown by `status`, logged on transition).
 pub const FENCED: &str = "fenced: peer and witness unreachable";
@@ -120,10 +122,6 @@ impl Drop for Fences {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Task {

@@ -1,12 +1,18 @@
 //! Running a program in its own process group with a deadline: shared by exec
 //! checks and by the router hooks.
 //!
+//! Before each run the program is looked up and judged ([`super::program`]): one that
+//! a user other than root (or the `user` it runs as) could change is not run.
+//!
 //! The program is started with `setpgid(0, 0)` so that everything it forks shares
 //! its process group; when the deadline passes the whole group gets `SIGKILL`.
 //! Its stdout and stderr are read line by line while it runs and handed to a sink
-//! (so a hook's output reaches the log as it is printed). Once the program itself
-//! has exited its output is drained for at most [`DRAIN`]: a background process it
-//! left behind that keeps the pipes open neither blocks the caller nor gets killed.
+//! (so a hook's output reaches the log as it is printed): as lossy UTF-8, each line cut
+//! at [`MAX_LINE`] bytes and at most [`MAX_OUTPUT`] bytes a run; past those the output
+//! is still read, and dropped, so that a chatty child never blocks on a full pipe, and
+//! the caller gets the counts ([`Output`]) to log a note. Once the program itself has
+//! exited its output is drained for at most [`DRAIN`]: a background process it left
+//! behind that keeps the pipes open neither blocks the caller nor gets killed.
 //!
 //! With an [`Identity`] (`user = "..."` on an exec check or on hooks) the child drops
 //! to that user between fork and exec: supplementary groups (the user's, as
@@ -23,8 +29,15 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::time::{Instant, sleep_until};
 
+use super::program::Refusal;
+
 /// How long output is still read after the program exited.
 pub const DRAIN: Duration = Duration::from_millis(200);
+/// The longest output line handed on, in bytes (the rest of the line is dropped).
+pub const MAX_LINE: usize = 4096;
+/// Output bytes handed on per run (stdout and stderr together); later lines are read
+/// and dropped.
+pub const MAX_OUTPUT: usize = 256 * 1024;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +95,12 @@ impl Identity {
             groups: groups.into_iter().map(|g| g.as_raw()).collect(),
             home: user.dir,
         })
+    }
+
+    /// Who besides root may own the programs run as this identity
+    /// ([`super::program::Trust::run_as`]).
+    pub fn trust(&self) -> super::program::Trust {
+        super::program::Trust::run_as(&self.user, self.uid, self.gid, &self.groups)
     }
 
     /// [`Identity::resolve`] on the blocking pool.
@@ -172,30 +191,97 @@ fn run_as_problems_with(
     out
 }
 
+/// Why a program was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The program is not safe to run, or not there ([`super::program`]).
+    #[error("not run: {0}")]
+    Refused(#[from] Refusal),
+    #[error("{0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// How a run ended, and what its output was.
+#[derive(Debug)]
+pub struct Ran {
+    pub ended: Ended,
+    pub output: Output,
+}
+
+/// The output of one run, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Bytes read from stdout and stderr (all of them, logged or not).
+    pub bytes: u64,
+    /// Lines handed to the sink.
+    pub lines: u64,
+    /// Lines longer than [`MAX_LINE`] bytes: the sink got their first [`MAX_LINE`].
+    pub cut_lines: u64,
+    /// Lines read after the sink had [`MAX_OUTPUT`] bytes: read and dropped.
+    pub dropped_lines: u64,
+}
+
+impl Output {
+    /// A note for the log when lines were cut or dropped.
+    pub fn truncated(&self) -> Option<String> {
+        if self.cut_lines == 0 && self.dropped_lines == 0 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if self.cut_lines > 0 {
+            parts.push(format!(
+                "{} line(s) longer than {MAX_LINE} bytes cut",
+                self.cut_lines
+            ));
+        }
+        if self.dropped_lines > 0 {
+            parts.push(format!(
+                "{} line(s) after the first {} KiB not logged",
+                self.dropped_lines,
+                MAX_OUTPUT / 1024
+            ));
+        }
+        Some(format!(
+            "output truncated ({} bytes in all): {}",
+            self.bytes,
+            parts.join(", ")
+        ))
+    }
+}
+
 /// Run `argv` (no shell) with `env` added to the agent's environment, as `identity`
-/// when given, until it exits or `timeout` passes. Returns an error only if it could
-/// not be started.
+/// when given, until it exits or `timeout` passes. The program is looked up and judged
+/// first ([`super::program::checked`]; a bare name through the agent's `PATH`) and run
+/// by that absolute path, `argv[0]` as given. Its output reaches `sink` line by line:
+/// lossy UTF-8, each line at most [`MAX_LINE`] bytes, at most [`MAX_OUTPUT`] bytes per
+/// run; the rest is read and dropped, so a chatty child never blocks on a full pipe.
+/// Returns an error only if it could not be started.
 pub async fn run<I, K, V>(
     argv: &[impl AsRef<OsStr>],
     env: I,
     identity: Option<&Identity>,
     timeout: Duration,
     mut sink: impl FnMut(Stream, &str),
-) -> std::io::Result<Ended>
+) -> Result<Ran, StartError>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
     let Some((program, args)) = argv.split_first() else {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "empty command",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command").into());
     };
     let deadline = Instant::now() + timeout;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
+    let trust = identity.map(Identity::trust).unwrap_or_default();
+    let name = program.as_ref().to_owned();
+    let exe = tokio::task::spawn_blocking(move || {
+        super::program::checked(&name, std::env::var_os("PATH").as_deref(), &trust)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let mut cmd = Command::new(exe);
+    cmd.arg0(program)
+        .args(args)
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -233,11 +319,25 @@ where
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id();
-    let mut out = lines(child.stdout.take());
-    let mut err = lines(child.stderr.take());
-    let (mut out_open, mut err_open) = (true, true);
+    let mut out = child.stdout.take().map(LineReader::new);
+    let mut err = child.stderr.take().map(LineReader::new);
+    let (mut out_open, mut err_open) = (out.is_some(), err.is_some());
     let mut status: Option<ExitStatus> = None;
     let mut drain_until: Option<Instant> = None;
+    let mut output = Output::default();
+    let mut logged: usize = 0;
+    let mut line = |stream: Stream, l: Line, output: &mut Output| {
+        output.cut_lines += u64::from(l.cut);
+        if logged + l.text.len() > MAX_OUTPUT {
+            // The budget is spent: read on, log nothing more.
+            logged = MAX_OUTPUT;
+            output.dropped_lines += 1;
+            return;
+        }
+        logged += l.text.len();
+        output.lines += 1;
+        sink(stream, &l.text);
+    };
 
     loop {
         if status.is_some() && !out_open && !err_open {
@@ -245,12 +345,12 @@ where
         }
         let stop_at = drain_until.unwrap_or(deadline).min(deadline);
         tokio::select! {
-            line = next_line(&mut out), if out_open => match line {
-                Some(l) => sink(Stream::Stdout, &l),
+            l = next_line(&mut out), if out_open => match l {
+                Some(l) => line(Stream::Stdout, l, &mut output),
                 None => out_open = false,
             },
-            line = next_line(&mut err), if err_open => match line {
-                Some(l) => sink(Stream::Stderr, &l),
+            l = next_line(&mut err), if err_open => match l {
+                Some(l) => line(Stream::Stderr, l, &mut output),
                 None => err_open = false,
             },
             st = child.wait(), if status.is_none() => match st {
@@ -258,33 +358,119 @@ where
                     status = Some(st);
                     drain_until = Some(Instant::now() + DRAIN);
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             },
             () = sleep_until(stop_at) => break,
         }
     }
+    output.bytes = out.as_ref().map_or(0, |r| r.bytes) + err.as_ref().map_or(0, |r| r.bytes);
 
     if let Some(st) = status {
-        return Ok(Ended::Exited(st));
+        return Ok(Ran {
+            ended: Ended::Exited(st),
+            output,
+        });
     }
     if let Some(pgid) = pgid {
         kill_group(pgid);
     }
     // Reap it (SIGKILL cannot be ignored, so this is quick).
     let _ = child.wait().await;
-    Ok(Ended::TimedOut)
+    Ok(Ran {
+        ended: Ended::TimedOut,
+        output,
+    })
 }
 
-type Lines<R> = Option<tokio::io::Lines<BufReader<R>>>;
-
-fn lines<R: AsyncRead + Unpin>(r: Option<R>) -> Lines<R> {
-    r.map(|r| BufReader::new(r).lines())
+/// One line of a child's output.
+#[derive(Debug, PartialEq, Eq)]
+struct Line {
+    /// Lossy UTF-8, without the newline (and a `\r` before it).
+    text: String,
+    /// The line was longer than [`MAX_LINE`] bytes: this is its start.
+    cut: bool,
 }
 
-async fn next_line<R: AsyncRead + Unpin>(l: &mut Lines<R>) -> Option<String> {
-    match l {
-        // A read error (not UTF-8, ...) ends the stream like EOF.
-        Some(l) => l.next_line().await.ok().flatten(),
+/// Reads a child's stream as lines of at most [`MAX_LINE`] bytes, whatever it writes
+/// (bytes that are not UTF-8 become U+FFFD; the rest of a longer line is read and
+/// dropped). Cancel-safe: its only await is `fill_buf`, and the state changes after it.
+struct LineReader<R> {
+    inner: BufReader<R>,
+    line: Vec<u8>,
+    /// In the middle of a line that was cut: drop up to its newline.
+    skipping: bool,
+    done: bool,
+    /// Bytes read so far.
+    bytes: u64,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(r: R) -> Self {
+        Self {
+            inner: BufReader::new(r),
+            line: Vec::new(),
+            skipping: false,
+            done: false,
+            bytes: 0,
+        }
+    }
+
+    fn take(&mut self, cut: bool) -> Line {
+        if self.line.last() == Some(&b'\r') && !cut {
+            self.line.pop();
+        }
+        let text = String::from_utf8_lossy(&self.line).into_owned();
+        self.line.clear();
+        Line { text, cut }
+    }
+
+    /// The next line, or `None` at the end of the stream (or a read error, which ends
+    /// it too).
+    async fn next(&mut self) -> Option<Line> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let buf = match self.inner.fill_buf().await {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => &[],
+            };
+            if buf.is_empty() {
+                self.done = true;
+                if self.line.is_empty() {
+                    return None;
+                }
+                return Some(self.take(false));
+            }
+            let newline = buf.iter().position(|b| *b == b'\n');
+            let chunk = &buf[..newline.unwrap_or(buf.len())];
+            let used = chunk.len() + usize::from(newline.is_some());
+            let mut cut = false;
+            if !self.skipping {
+                let take = chunk.len().min(MAX_LINE - self.line.len());
+                self.line.extend_from_slice(&chunk[..take]);
+                cut = take < chunk.len();
+            }
+            self.inner.consume(used);
+            self.bytes += used as u64;
+            if cut {
+                self.skipping = newline.is_none();
+                return Some(self.take(true));
+            }
+            if newline.is_some() {
+                if std::mem::take(&mut self.skipping) {
+                    continue;
+                }
+                return Some(self.take(false));
+            }
+        }
+    }
+}
+
+async fn next_line<R: AsyncRead + Unpin>(r: &mut Option<LineReader<R>>) -> Option<Line> {
+    match r {
+        Some(r) => r.next().await,
         None => None,
     }
 }
@@ -345,7 +531,7 @@ mod tests {
         )
         .await
         .expect("sh starts");
-        match ended {
+        match ended.ended {
             Ended::Exited(st) => assert_eq!(st.code(), Some(3), "exit status of sh"),
             Ended::TimedOut => panic!("expected an exit, saw a timeout"),
         }
@@ -371,12 +557,147 @@ mod tests {
         )
         .await
         .expect("sh starts");
-        assert!(matches!(ended, Ended::Exited(_)), "saw {ended:?}");
+        assert!(matches!(ended.ended, Ended::Exited(_)), "saw {ended:?}");
         assert!(
             start.elapsed() < Duration::from_secs(4),
             "returned only after {:?}",
             start.elapsed()
         );
+    }
+
+    /// Run `sh -c script` and collect what the sink got.
+    async fn sh(script: &str) -> (Ran, Vec<(Stream, String)>) {
+        let mut seen = Vec::new();
+        let ran = run(
+            &["sh", "-c", script],
+            std::iter::empty::<(&str, &str)>(),
+            None,
+            Duration::from_secs(20),
+            |s, l| seen.push((s, l.to_owned())),
+        )
+        .await
+        .expect("sh starts");
+        (ran, seen)
+    }
+
+    /// Bytes that are not UTF-8 become U+FFFD, and the stream is read on: before, a
+    /// read error ended it, and a child writing on blocked once the pipe was full.
+    #[tokio::test]
+    async fn output_that_is_not_utf8_is_read_lossily_to_the_end() {
+        let (ran, seen) = sh("printf 'a\\377b\\n'; echo after; printf 'x\\200' >&2").await;
+        assert!(
+            matches!(ran.ended, Ended::Exited(s) if s.success()),
+            "{ran:?}"
+        );
+        // In order within a stream (the two streams interleave as they come).
+        let of = |s: Stream| -> Vec<&str> {
+            seen.iter()
+                .filter(|(st, _)| *st == s)
+                .map(|(_, l)| l.as_str())
+                .collect()
+        };
+        assert_eq!(of(Stream::Stdout), ["a\u{FFFD}b", "after"], "{seen:?}");
+        assert_eq!(of(Stream::Stderr), ["x\u{FFFD}"], "{seen:?}");
+    }
+
+    /// A line longer than MAX_LINE is handed on cut, and the next line is whole.
+    #[tokio::test]
+    async fn a_long_line_is_cut_and_the_next_one_is_whole() {
+        let (ran, seen) = sh("head -c 100000 /dev/zero | tr '\\0' x; echo; echo next").await;
+        let lens: Vec<(usize, &str)> = seen
+            .iter()
+            .map(|(_, l)| (l.len(), if l.len() > 8 { "" } else { l.as_str() }))
+            .collect();
+        assert_eq!(lens, [(MAX_LINE, ""), (4, "next")], "line lengths");
+        assert_eq!(ran.output.cut_lines, 1, "{:?}", ran.output);
+        assert_eq!(ran.output.bytes, 100_000 + 1 + 5, "every byte read");
+        assert!(
+            ran.output
+                .truncated()
+                .is_some_and(|n| n.contains("1 line(s) longer than 4096 bytes cut")),
+            "{:?}",
+            ran.output.truncated()
+        );
+    }
+
+    /// Past MAX_OUTPUT the child's output is still read (it exits instead of blocking
+    /// on a full pipe) and dropped, counted for the note.
+    #[tokio::test]
+    async fn output_past_the_cap_is_read_and_dropped() {
+        // 200,000 lines of 11 bytes: 2.2 MB on stdout, and a last line on stderr.
+        let (ran, seen) = sh("yes 0123456789 | head -n 200000; echo done >&2").await;
+        assert!(
+            matches!(ran.ended, Ended::Exited(s) if s.success()),
+            "{ran:?}"
+        );
+        let logged: usize = seen.iter().map(|(_, l)| l.len()).sum();
+        assert!(logged <= MAX_OUTPUT, "{logged} bytes handed on");
+        assert_eq!(seen.len() as u64, ran.output.lines);
+        assert_eq!(
+            ran.output.lines + ran.output.dropped_lines,
+            200_001,
+            "every line counted: {:?}",
+            ran.output
+        );
+        assert_eq!(ran.output.bytes, 200_000 * 11 + 5);
+        assert!(
+            ran.output
+                .truncated()
+                .is_some_and(|n| n.contains("after the first 256 KiB not logged")),
+            "{:?}",
+            ran.output.truncated()
+        );
+        let (quiet, _) = sh("echo one").await;
+        assert_eq!(quiet.output.truncated(), None, "a short run has no note");
+    }
+
+    /// The program is judged before it runs: one in a directory others may write is
+    /// refused, and never started.
+    #[tokio::test]
+    async fn a_program_others_could_change_is_not_run() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = super::super::testutil::TempDir::new("child-refused");
+        let marker = dir.path().join("ran");
+        let prog = dir.path().join("p.sh");
+        std::fs::write(&prog, format!("#!/bin/sh\ntouch {}\n", marker.display())).expect("write");
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        let r = run(
+            &[prog.as_os_str()],
+            std::iter::empty::<(&str, &str)>(),
+            None,
+            Duration::from_secs(5),
+            |_, _| {},
+        )
+        .await;
+        assert!(
+            matches!(&r, Err(e @ StartError::Refused(_)) if e.to_string().contains("writable by others")),
+            "{r:?}"
+        );
+        assert!(!marker.exists(), "the refused program ran");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let r = run(
+            &[prog.as_os_str()],
+            std::iter::empty::<(&str, &str)>(),
+            None,
+            Duration::from_secs(5),
+            |_, _| {},
+        )
+        .await;
+        assert!(r.is_ok() && marker.exists(), "{r:?}");
+    }
+
+    /// argv[0] stays the name as written; the program found in PATH runs.
+    #[tokio::test]
+    async fn a_bare_name_runs_from_path_with_its_own_argv0() {
+        let (_, seen) = sh("echo $0").await;
+        assert_eq!(seen, [(Stream::Stdout, "sh".to_owned())].to_vec());
     }
 
     fn config_with_users() -> fo_config::Config {

@@ -33,6 +33,7 @@ pub(crate) mod child;
 pub mod http;
 pub mod priority;
 pub mod probe;
+pub mod program;
 pub mod scheduler;
 pub mod state;
 #[cfg(test)]

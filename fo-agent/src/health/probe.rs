@@ -115,6 +115,11 @@ pub enum ProbeError {
         expiring: Expiring,
         min: Duration,
     },
+    #[error("not run: {source}")]
+    Refused {
+        #[source]
+        source: Box<super::program::Refusal>,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: String,
@@ -255,7 +260,9 @@ impl Probe {
                 get: target.get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            CheckKind::Exec { command, run_as } => Self::Exec {
+            CheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
                 argv: command.clone(),
                 env: Vec::new(),
                 run_as: run_as.clone(),
@@ -295,7 +302,9 @@ impl Probe {
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
             })),
-            ServiceCheckKind::Exec { command, run_as } => Self::Exec {
+            ServiceCheckKind::Exec {
+                command, run_as, ..
+            } => Self::Exec {
                 run_as: run_as.clone(),
                 argv: command.clone(),
                 env: vec![
@@ -346,9 +355,11 @@ impl Problem {
     }
 }
 
-/// What keeps the checks of `config` from running, for `fo-agent check`, `run` and
-/// `reload`: today, https checks whose CA, certificate or key cannot be used. Sorted by
-/// position; a file named by several checks is reported once per check.
+/// What keeps the checks and hooks of `config` from running, for `fo-agent check`,
+/// `run` and `reload`: https checks whose CA, certificate or key cannot be used, and
+/// hook and exec programs that are not safe to run ([`super::program`]; hooks also
+/// when missing or not executable). Sorted by position; a file named by several checks
+/// is reported once per check.
 pub fn problems(config: &Config) -> Vec<Problem> {
     let mut loader = tls::Loader::default();
     let mut out: Vec<Problem> = Vec::new();
@@ -376,6 +387,11 @@ pub fn problems(config: &Config) -> Vec<Problem> {
             report(format!("service {}", s.name), &e);
         }
     }
+    out.extend(super::program::problems(
+        config,
+        std::env::var_os("PATH").as_deref(),
+        |r| child::Identity::resolve(r).ok().map(|id| id.trust()),
+    ));
     out.sort_by_key(|p| p.at);
     out
 }
@@ -644,7 +660,7 @@ pub async fn exec(
         None => None,
     };
     let mut last_lines: Vec<String> = Vec::new();
-    let ended = child::run(
+    let ran = child::run(
         argv,
         env.iter().map(|(k, v)| (k, v)),
         identity.as_ref(),
@@ -661,11 +677,20 @@ pub async fn exec(
         },
     )
     .await
-    .map_err(|source| ProbeError::Spawn {
-        program: program.clone(),
-        source,
+    .map_err(|e| match e {
+        child::StartError::Refused(source) => ProbeError::Refused {
+            source: Box::new(source),
+        },
+        child::StartError::Spawn(source) => ProbeError::Spawn {
+            program: program.clone(),
+            source,
+        },
     })?;
-    match ended {
+    if let Some(note) = ran.output.truncated() {
+        // The output itself is logged at debug only, so is this.
+        tracing::debug!(check = label, "{note}");
+    }
+    match ran.ended {
         Ended::Exited(status) if status.success() => Ok(format!("{program} exited 0")),
         Ended::Exited(status) => Err(ProbeError::Exit {
             program,
@@ -1162,7 +1187,10 @@ mod tests {
             other => panic!("expected exit 7, saw {other:?}"),
         }
         let r = exec(&argv(&["/nonexistent/fo-check"]), &[], None, T, "t").await;
-        assert!(matches!(r, Err(ProbeError::Spawn { .. })), "saw {r:?}");
+        assert!(
+            matches!(&r, Err(e @ ProbeError::Refused { .. }) if e.to_string().contains("does not exist")),
+            "saw {r:?}"
+        );
         let env = [("FO_BACKEND_PORT".to_owned(), "1514".to_owned())];
         let r = exec(
             &argv(&["sh", "-c", "test \"$FO_BACKEND_PORT\" = 1514"]),

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use fo_vrrp::packet::{MULTICAST_V4, MULTICAST_V6};
 use fo_vrrp::{
@@ -20,8 +20,9 @@ use tracing::{debug, error, info, warn};
 
 use super::garp::Announcer;
 use super::socket::{Received, VrrpSocket};
-use crate::agent::SharedPlane;
+use crate::dataplane::SharedPlane;
 use crate::hooks::{HookState, RouterHooks, RouterInfo};
+use crate::locks::lock;
 
 /// Everything a router task needs to know about its router, resolved from the config.
 #[derive(Clone, Debug)]
@@ -207,6 +208,8 @@ pub struct RouterStatus {
     pub stats: RouterStats,
     /// Runs of each configured hook.
     pub hooks: BTreeMap<String, crate::hooks::HookStats>,
+    /// Transitions whose hooks were replaced by a newer transition's.
+    pub hooks_coalesced: u64,
 }
 
 /// The control socket's and the health checks' way to a router.
@@ -256,17 +259,13 @@ impl RouterHandle {
             s.stats.drops.insert("queue", queue);
         }
         s.hooks = self.hooks.by_hook();
+        s.hooks_coalesced = self.hooks.coalesced();
         s
     }
 
     pub(super) async fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown).await;
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Status is plain data written whole; a panicked writer leaves it usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Where the router's effects go.
@@ -309,6 +308,7 @@ pub(super) fn spawn(
         history: Vec::new(),
         stats: RouterStats::default(),
         hooks: BTreeMap::new(),
+        hooks_coalesced: 0,
     }));
     let (tx, rx) = mpsc::channel(64);
     let span = tracing::info_span!("vrrp", router = %spec.name);
@@ -342,7 +342,7 @@ pub(super) fn spawn(
         send_failing: false,
         warned_addresses: false,
         stats: RouterStats::default(),
-        sequence: SequenceGen::new(unix_ms(SystemTime::now())),
+        sequence: SequenceGen::new(crate::clock::unix_millis(SystemTime::now())),
         replay: ReplayGuard::default(),
         auth_warn: RateLimit::default(),
         dual_warn: RateLimit::default(),
@@ -400,11 +400,6 @@ impl RateLimit {
             }
         }
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn auth_label(key: Option<&AuthKey>) -> Option<String> {
@@ -688,6 +683,15 @@ impl Driver {
                 Action::ArmTimer { .. } | Action::CancelTimer { .. } => {
                     // Timers are read back from the router (`next_deadline`) on every turn.
                 }
+                Action::ClaimRefused { .. } | Action::AwaitSync { .. } => {
+                    // Not emitted yet: the router's fence_timeout is None and sync_then_claim
+                    // false while this driver fences at Master_Down (see `run`) and waits for
+                    // sync in `set_ownership` itself.
+                }
+                Action::DualMaster { .. } => {
+                    // Counted and warned by `packet` (`dual_master`) until the driver acts
+                    // on this action instead.
+                }
                 Action::RunHook { state } => {
                     let from = pending.as_ref().map_or(State::Initialize, |p| p.from);
                     self.hooks.transition(
@@ -729,7 +733,7 @@ impl Driver {
     /// `FO_FROM`, `FO_TO`, `FO_REASON`, and `FO_ROUTER` from the router's span); a
     /// takeover adds `takeover_ms`. Entering fault is a warning: this node cannot serve.
     fn log_transition(&self, p: &Pending) {
-        let (from, to, reason) = (p.from.as_str(), p.to.as_str(), reason_str(p.reason));
+        let (from, to, reason) = (p.from.as_str(), p.to.as_str(), p.reason.as_str());
         match p.takeover {
             Some(t) => info!(
                 from = %from, to = %to, reason = %reason,
@@ -914,22 +918,6 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
-}
-
-/// Stable snake_case names of [`Reason`] for logs.
-pub fn reason_str(r: Reason) -> &'static str {
-    match r {
-        Reason::Startup => "startup",
-        Reason::Shutdown => "shutdown",
-        Reason::MasterDown => "master_down",
-        Reason::Preempted => "preempted",
-        Reason::PreemptDelay => "preempt_delay",
-        Reason::Fault => "fault",
-        Reason::FaultCleared => "fault_cleared",
-        Reason::AdminPromote => "admin_promote",
-        Reason::AdminDemote => "admin_demote",
-        Reason::Resumed => "resumed",
-    }
 }
 
 fn hook_state(s: State) -> HookState {

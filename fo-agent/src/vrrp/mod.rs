@@ -1,6 +1,6 @@
 //! VRRP on the wire: raw sockets ([`socket`]), gratuitous ARP / unsolicited NA
 //! ([`garp`]) and one task per virtual router ([`driver`]) around the pure state machine
-//! of `fo-vrrp`. The data plane is driven through [`crate::agent::SharedPlane`].
+//! of `fo-vrrp`. The data plane is driven through [`crate::dataplane::SharedPlane`].
 //!
 //! ```text
 //!  socket rx task ──peek_vrid──▶ router task ──decode──▶ fo_vrrp::Router::handle
@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fo_config::{Config, VrrpVersion};
-use fo_vrrp::{AdverInterval, Auth, Centisecs, Password, Priority, Seconds, Vrid};
+use fo_vrrp::{AdverInterval, Auth, Password, Priority, Version, Vrid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, info_span, warn};
@@ -50,7 +50,7 @@ pub use driver::{
     TransitionRecord,
 };
 
-use crate::agent::SharedPlane;
+use crate::dataplane::SharedPlane;
 use crate::net::{self, link::LinkInfo};
 use garp::Announcer;
 use socket::VrrpSocket;
@@ -285,18 +285,12 @@ pub fn spec_of(
     };
     let v = r.vrrp().ok_or_else(|| bad("not a VRRP router".into()))?;
     let vrid = Vrid::new(v.vrid).ok_or_else(|| bad("VRID 0".into()))?;
-    let interval = match v.version {
-        VrrpVersion::V3 => {
-            let cs = u16::try_from(v.advert_interval.as_millis() / 10)
-                .map_err(|_| bad(format!("advert_interval {:?} too long", v.advert_interval)))?;
-            AdverInterval::Centisecs(Centisecs(cs))
-        }
-        VrrpVersion::V2 => {
-            let s = u8::try_from(v.advert_interval.as_secs())
-                .map_err(|_| bad(format!("advert_interval {:?} too long", v.advert_interval)))?;
-            AdverInterval::Seconds(Seconds(s))
-        }
+    let version = match v.version {
+        VrrpVersion::V3 => Version::V3,
+        VrrpVersion::V2 => Version::V2,
     };
+    let interval = AdverInterval::from_duration(version, v.advert_interval)
+        .map_err(|e| bad(format!("advert_interval: {e}")))?;
     let auth = match &v.auth_pass {
         Some(p) => {
             Auth::Simple(Password::new(p.as_bytes()).map_err(|e| bad(format!("auth_pass: {e}")))?)
@@ -329,6 +323,10 @@ pub fn spec_of(
             preempt: v.preempt,
             preempt_delay: v.preempt_delay,
             primary_address: primary,
+            // The driver still fences on its own (fence::Gate) until it feeds PeerAlive.
+            fence_timeout: None,
+            // The driver still waits for sync on SetOwnership itself (sync::SyncGate).
+            sync_then_claim: false,
         },
         garp: GarpTiming {
             count: n.garp_count.max(1),

@@ -56,10 +56,21 @@ pub fn translate(
         files,
         report,
         input,
+        script_security: false,
+        first_script: None,
     };
     let mut plan = Plan::default();
     let vrrp = vrrp::translate(&mut cx, tree, &mut plan)?;
     lvs::translate(&mut cx, tree, &vrrp, &mut plan)?;
+    if let Some((at, directive)) = cx.first_script.take()
+        && !cx.script_security
+    {
+        cx.report.warning(
+            at,
+            directive,
+            "keepalived ran this config's scripts without enable_script_security; fo always refuses a hook or check program that a user other than root could change (the program, a directory above it, a link on the way or its #! interpreter): `fo-agent check` names any such program with its line and column",
+        );
+    }
     Ok(plan)
 }
 
@@ -68,6 +79,11 @@ pub struct Cx<'a> {
     pub files: &'a Files,
     pub report: &'a mut Report,
     pub input: &'a Input,
+    /// `global_defs enable_script_security` was seen.
+    pub script_security: bool,
+    /// The first script or notify program, with where it is (for the warning that fo
+    /// applies keepalived's script security whether or not the config asked for it).
+    pub first_script: Option<(Loc, String)>,
 }
 
 impl Cx<'_> {
@@ -76,8 +92,16 @@ impl Cx<'_> {
         format!("from {} {}", self.files.at(s.at()), describe(s))
     }
 
-    /// Warn when `program` (absolute, or looked up in PATH) is not on this machine.
+    /// Warn when `program` (absolute, or looked up in PATH) is not on this machine;
+    /// remember the first program for the script-security warning.
     pub fn check_program(&mut self, at: Loc, directive: &str, program: &str) {
+        if self
+            .first_script
+            .as_ref()
+            .is_none_or(|(first, _)| at < *first)
+        {
+            self.first_script = Some((at, directive.to_owned()));
+        }
         if !self.input.check_files {
             return;
         }

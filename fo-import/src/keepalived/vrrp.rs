@@ -261,11 +261,14 @@ fn global_defs(
                 globals.version = int(s, 0, 2, 3)? as u8;
             }
             "script_user" => globals.script_user = Some(user_of(s, 0)?),
-            "enable_script_security" => cx.report.not_translated(
-                at,
-                d,
-                "fo does not refuse scripts that users other than root may change: keep every check and hook script, and its directories, owned by root and writable by root only",
-            ),
+            "enable_script_security" => {
+                cx.script_security = true;
+                cx.report.ignored(
+                    at,
+                    d,
+                    "fo always does this: fo-agent check, run and reload refuse a hook or check program that a user other than root could change (the program, a directory above it, a link on the way or its #! interpreter), and such a program is not run",
+                );
+            }
             "vrrp_garp_master_repeat" => {
                 let n = int(s, 0, 1, 10_000)?;
                 if n > 255 {

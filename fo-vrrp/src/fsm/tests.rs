@@ -1,7 +1,11 @@
 //! Numeric timer values and a few rules, asserted directly so that a unit mix-up
 //! (seconds vs centiseconds) cannot hide behind a regenerated golden file.
 
+use super::router::address_greater;
 use super::*;
+use crate::types::{AdverInterval, Centisecs, Priority, Seconds};
+use std::net::IpAddr;
+use std::time::Duration;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address parses")
@@ -30,6 +34,8 @@ fn router(priority: u8, interval: AdverInterval) -> Router {
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
+        fence_timeout: None,
+        sync_then_claim: false,
     })
     .expect("valid config")
 }
@@ -282,18 +288,25 @@ fn master_hearing_a_lower_master_announces_its_addresses_again() {
         interval: cs(10),
     };
     let actions = r.handle(at(450), lower.clone());
+    let dual = Action::DualMaster {
+        peer: ip("10.0.0.2"),
+        priority: Priority(100),
+        stays: true,
+    };
     assert_eq!(
         actions,
         vec![
             Action::SendAdvert {
                 priority: Priority(150)
             },
-            Action::SendGratuitous
+            Action::SendGratuitous,
+            dual.clone()
         ]
     );
     assert_eq!(r.state(), State::Master);
-    // Once per interval: a second one before the Adver_Timer fires gets nothing.
-    assert_eq!(r.handle(at(460), lower), vec![]);
+    // Once per interval: a second one before the Adver_Timer fires gets nothing (but is
+    // still reported).
+    assert_eq!(r.handle(at(460), lower), vec![dual]);
 }
 
 /// Regression (chaos run, seed 1): a partitioned Master's advert reached the Backup that
@@ -352,6 +365,8 @@ fn invalid_configs_are_refused() {
         preempt: true,
         preempt_delay: Duration::ZERO,
         primary_address: ip("10.0.0.1"),
+        fence_timeout: None,
+        sync_then_claim: false,
     };
     assert_eq!(
         Router::new(Config {
@@ -398,5 +413,64 @@ fn an_adopted_interval_does_not_outlive_our_mastership() {
             after: ms(3600)
         }],
         "after being Master, Master_Down_Interval must use our own 100 cs again"
+    );
+}
+
+#[test]
+fn names_match_the_json_and_the_status_words() {
+    let reasons = [
+        Reason::Startup,
+        Reason::Shutdown,
+        Reason::MasterDown,
+        Reason::Preempted,
+        Reason::PreemptDelay,
+        Reason::Fault,
+        Reason::FaultCleared,
+        Reason::AdminPromote,
+        Reason::AdminDemote,
+        Reason::Resumed,
+    ];
+    for r in reasons {
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            format!("\"{}\"", r.as_str()),
+            "Reason::as_str must be the serde name"
+        );
+    }
+    let states = [
+        State::Initialize,
+        State::Backup,
+        State::Master,
+        State::Fault,
+    ];
+    let shown: Vec<&str> = states.iter().map(|s| s.status_name()).collect();
+    assert_eq!(shown, ["init", "backup", "master", "fault"]);
+}
+
+#[test]
+fn fault_sources_show_the_labels_status_has_always_shown() {
+    let shown: Vec<String> = [
+        FaultSource::Link,
+        FaultSource::Dataplane,
+        FaultSource::Gate("db".into()),
+        FaultSource::Fenced,
+        FaultSource::External,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "link",
+            "dataplane",
+            "gate:db",
+            "fenced: peer and witness unreachable",
+            "fault"
+        ]
+    );
+    assert_eq!(
+        serde_json::to_string(&FaultSource::Gate("db".into())).unwrap(),
+        r#"{"gate":"db"}"#
     );
 }

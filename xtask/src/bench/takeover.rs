@@ -43,9 +43,14 @@ peers = ["{peer}"]
     )
 }
 
-/// Master_Down_Interval of a backup at `prio`, ms.
+/// Master_Down_Interval of a backup at `prio`, ms (exact: the RFC formula without the
+/// centisecond truncation fo arms with).
 pub fn master_down_ms(interval_ms: f64, prio: u32) -> f64 {
-    3.0 * interval_ms + f64::from(256 - prio) * interval_ms / 256.0
+    let interval = Duration::from_millis(interval_ms.round() as u64);
+    let interval = fo_vrrp::AdverInterval::from_duration(fo_vrrp::Version::V3, interval)
+        .expect("bench intervals are whole centiseconds");
+    let prio = fo_vrrp::Priority(u8::try_from(prio).expect("a VRRP priority"));
+    fo_vrrp::master_down_interval_exact(prio, interval).as_secs_f64() * 1e3
 }
 
 struct Kill {

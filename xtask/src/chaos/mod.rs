@@ -83,26 +83,17 @@ pub struct Opts {
     pub seed: Option<u64>,
 }
 
-/// `120`, `120s`, `500ms`, `2m`, `1h`.
+/// The config's duration grammar (`120s`, `2m`, `1m30s`, `1h`; a unit is required).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with a unit (120s, 2m, 30m, 1h)"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" | "min" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    }
+    fo_units::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Master_Down_Interval of a VRRPv3 router (RFC 5798 §6.1): 3 x interval + skew.
+/// Master_Down_Interval of a VRRPv3 router (RFC 5798 §6.1): 3 x interval + skew, exact
+/// (the bound a takeover is measured against; fo arms it truncated to centiseconds).
 fn master_down(priority: u8) -> Duration {
-    3 * ADVERT + ADVERT * u32::from(256 - u16::from(priority)) / 256
+    let interval = fo_vrrp::AdverInterval::from_duration(fo_vrrp::Version::V3, ADVERT)
+        .expect("ADVERT is whole centiseconds");
+    fo_vrrp::master_down_interval_exact(fo_vrrp::Priority(priority), interval)
 }
 
 /// The node's config. Its router is gated on check `ready`: the file `gate` exists.
@@ -1040,14 +1031,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("120s"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("m").is_err());
+    fn durations_are_the_configs() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            opts: Opts,
+        }
+        use clap::Parser as _;
+        let parse =
+            |d: &str| Cli::try_parse_from(["chaos", "--duration", d]).map(|c| c.opts.duration);
+        assert_eq!(parse("1m30s").ok(), Some(Duration::from_secs(90)));
+        assert_eq!(parse("120s").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse("30m").ok(), Some(Duration::from_secs(1800)));
+        let refused = parse("120").expect_err("a unit is required").to_string();
+        assert!(refused.contains("has no unit"), "{refused}");
+        assert!(parse("2 weeks").is_err());
     }
 
     #[test]

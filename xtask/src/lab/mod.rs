@@ -8,9 +8,9 @@
 //! the prefix and xtask's pid (`fo-demo-<pid>-a`), so two runs cannot collide; every
 //! namespace and pin directory is registered for teardown as it is made (see [`netns`]).
 
-pub mod netns;
+pub use fo_lab::kit::netns;
 pub mod plot;
-pub mod proc;
+pub use fo_lab::kit::proc;
 pub mod series;
 
 use std::net::Ipv4Addr;
@@ -46,9 +46,19 @@ pub struct Bins {
 }
 
 impl Bins {
-    /// `cargo build --release -p fo-agent -p fo-lab`, then the binaries it made.
+    /// `cargo build --release -p fo-agent -p fo-lab` and fo-tests' `fo-natfill` (a lab
+    /// tool that writes product map layouts, so it lives with the tests, not in fo-lab),
+    /// then the binaries they made.
     pub fn build_release() -> anyhow::Result<Bins> {
         exec(cargo().args(["build", "--release", "-p", "fo-agent", "-p", "fo-lab"]))?;
+        exec(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "fo-tests",
+            "--bin",
+            "fo-natfill",
+        ]))?;
         let dir = target_dir().join("release");
         let bins = Bins {
             agent: dir.join("fo-agent"),

@@ -232,3 +232,24 @@ pub fn remove_stale(prefix: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_command_says_what_ran_and_what_it_printed() {
+        assert_eq!(sh("echo hello").expect("runs"), "hello\n");
+        let err = sh("echo out; echo err >&2; exit 3")
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "echo out; echo err >&2; exit 3",
+            "exit status: 3",
+            "out\n",
+            "err\n",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
+    }
+}

@@ -1,338 +1,19 @@
-//! The VRRP state machine of RFC 5798 §6.4 (and RFC 3768 §6.4 for version 2), pure: no
-//! sockets, no clock. The caller owns time and effects:
+//! One virtual router's state machine (RFC 5798 §6.4): [`Router::handle`] and the rules
+//! of each state. The module docs of [`crate::fsm`] list where it goes beyond the RFC.
 //!
-//! ```text
-//! caller ──(now, Event)──▶ Router::handle ──▶ Vec<Action> ──▶ caller performs them in order
-//! ```
-//!
-//! `now` is a [`Time`]: the caller's monotonic clock read as time since an epoch it chooses.
-//! Timers are data: [`Action::ArmTimer`] asks for [`Event::TimerFired`] to be delivered
-//! `after` from `now` (re-arming a timer replaces its previous deadline),
-//! [`Action::CancelTimer`] withdraws it. The router keeps each deadline too and ignores a
-//! `TimerFired` that is not armed or not yet due, so a late or duplicate timer event from the
-//! caller's runtime cannot move the machine. Deliver `TimerFired` with a `now` at or after
-//! the deadline (`now_at_arm + after`).
-//!
-//! # Timer arithmetic (RFC 5798 §6.1, RFC 3768 §6.1)
-//!
-//! * v3: `Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256` and
-//!   `Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time`, all in centiseconds with
-//!   integer (truncating) division, as the RFC's unit suggests. Example: priority 100,
-//!   interval 100 cs: skew = 15600 / 256 = 60 cs (60.9 truncated), down = 360 cs = 3.6 s.
-//!   (keepalived computes in microseconds and gets 3.609375 s; the difference is below one
-//!   centisecond per unit of interval and does not change who wins.)
-//! * v2: `Skew_Time = (256 - Priority) / 256` seconds, independent of the interval, computed in
-//!   whole microseconds, truncating: priority 100 gives 609 375 µs, so with a 1 s interval
-//!   `Master_Down_Interval` = 3.609375 s (the same value keepalived uses for v2).
-//!
-//! # Where fo goes beyond the RFC (each choice converges with a keepalived peer)
-//!
-//! * A Master that hears a lower priority (or an equal priority from a lower address) answers
-//!   at once with an advertisement. RFC 5798 §6.4.3 says to discard it; keepalived answers, and
-//!   answering ends a split brain one interval sooner. The Adver_Timer is not reset. The
-//!   answer comes with a gratuitous ARP/NA for the addresses (keepalived's
-//!   `garp_lower_prio_repeat`): the lower Master announced them when it took over, and the
-//!   hosts that listened would otherwise keep sending to it after it yields, until their
-//!   neighbour entries expire (tens of seconds). At most one such answer per
-//!   Advertisement_Interval (until the Adver_Timer next fires): a flood of
-//!   forged lower-priority adverts must not make the Master flood the link in return; the
-//!   regular advert still follows within one interval.
-//! * A Master that yields to a higher one (§6.4.3) first sends one advert at its own priority.
-//!   The winner may have been heard first (a partition heals, a stalled Backup took over and
-//!   hears the Master's next advert): then it never hears the lower Master, never announces
-//!   again, and the hosts that followed the lower Master's gratuitous ARP stay with it, a
-//!   Backup that no longer serves, until their neighbour entries expire. The last advert makes
-//!   the winner answer and announce (above). A backup that hears it discards it (preempt) or
-//!   follows it until the winner's next advert (no preempt): neither takes over.
-//! * `preempt_delay` (keepalived's option of that name): a Backup that would preempt a lower
-//!   priority Master first waits this long, behaving meanwhile as if preemption were off; when
-//!   [`Timer::PreemptDelay`] fires and the Master is still of lower priority, it takes over.
-//! * Admin promote: the router advertises priority 254 (255 stays 255) until resume and, if
-//!   Backup, becomes Master at once. A Master of lower priority steps down on hearing it
-//!   (RFC 5798 §6.4.3) whatever its preempt setting, and a Backup does not preempt a higher
-//!   priority, so a keepalived peer agrees. Only an address owner (255), or a peer at 254
-//!   with a higher address, beats a promoted router. A promote does not override a fault; it
-//!   takes effect when the fault clears.
-//! * Admin demote: a Master advertises priority 0 once (backups take over after Skew_Time,
-//!   §6.4.2), releases the addresses and stays Backup; a demoted Backup arms no
-//!   Master_Down_Timer, so it never becomes Master until resume.
-//! * Fault (link down, a gate failing): release the addresses, cancel the timers, send
-//!   nothing; when cleared, start again as on Startup (Master if owner, else Backup).
-//! * Priority changes (tracked checks): a Master advertises the new priority at once.
-//! * An advertisement from our own primary address (a looped-back multicast) is ignored.
-//!
-//! # Action order
-//!
-//! A transition emits, in order: [`Action::Transition`], [`Action::SetOwnership`] (true only
-//! for Master), then the advertisements, gratuitous ARP/NA and timers of the new state, then
-//! [`Action::RunHook`] (not for Initialize: there is no stop hook).
+//! One piece (about 600 lines) on purpose: every rule reads and writes the same `Router`
+//! fields, and the states' rules are meant to be read side by side against §6.4. The
+//! vocabulary is in `events.rs`, fo's claim inputs in `claim.rs`, the arithmetic in
+//! [`crate::timing`].
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::ops::Add;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::packet::Advert;
-use crate::types::{AdverInterval, Centisecs, Priority, Seconds};
-
-/// A reading of the caller's monotonic clock, as time since an epoch the caller picks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Time(Duration);
-
-impl Time {
-    /// The epoch itself.
-    pub const ZERO: Time = Time(Duration::ZERO);
-
-    /// The instant `since_epoch` after the caller's epoch.
-    pub const fn from_epoch(since_epoch: Duration) -> Time {
-        Time(since_epoch)
-    }
-
-    /// Time since the caller's epoch.
-    pub const fn since_epoch(self) -> Duration {
-        self.0
-    }
-}
-
-impl Add<Duration> for Time {
-    type Output = Time;
-
-    /// Saturates instead of panicking at the far end of time.
-    fn add(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(d))
-    }
-}
-
-/// RFC 5798 §6.4: the four states (Fault is fo's addition: a local failure).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Not started, or shut down.
-    Initialize,
-    /// Monitoring the Master; not owning the virtual addresses.
-    Backup,
-    /// Owning the virtual addresses and advertising.
-    Master,
-    /// A local failure forbids serving: no addresses, no adverts, no timers.
-    Fault,
-}
-
-impl State {
-    /// The value of the `fo_vrrp_state` gauge: 0 init, 1 backup, 2 master, 3 fault.
-    pub const fn metric_value(self) -> u8 {
-        match self {
-            State::Initialize => 0,
-            State::Backup => 1,
-            State::Master => 2,
-            State::Fault => 3,
-        }
-    }
-
-    /// Lower-case name, for logs and labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            State::Initialize => "initialize",
-            State::Backup => "backup",
-            State::Master => "master",
-            State::Fault => "fault",
-        }
-    }
-}
-
-/// The router's timers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Timer {
-    /// Adver_Timer: a Master sends its next advertisement.
-    Adver,
-    /// Master_Down_Timer: a Backup concludes the Master is gone.
-    MasterDown,
-    /// fo's preempt delay: a Backup may now preempt a lower priority Master.
-    PreemptDelay,
-}
-
-impl Timer {
-    /// Every timer, in a fixed order.
-    pub const ALL: [Timer; 3] = [Timer::Adver, Timer::MasterDown, Timer::PreemptDelay];
-
-    const fn index(self) -> usize {
-        match self {
-            Timer::Adver => 0,
-            Timer::MasterDown => 1,
-            Timer::PreemptDelay => 2,
-        }
-    }
-}
-
-/// Why a transition happened (for logs, hooks and `fo_vrrp_transitions_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// Startup event (to Backup, or to Master for the owner or a promoted router).
-    Startup,
-    /// Shutdown event.
-    Shutdown,
-    /// Master_Down_Timer fired: no advertisement for Master_Down_Interval, or Skew_Time
-    /// after a priority 0 advertisement.
-    MasterDown,
-    /// A Master heard a higher priority, or an equal one from a higher address.
-    Preempted,
-    /// The preempt delay elapsed with a lower priority Master still present.
-    PreemptDelay,
-    /// A local fault was set.
-    Fault,
-    /// The local fault cleared.
-    FaultCleared,
-    /// `fo-agent promote`.
-    AdminPromote,
-    /// `fo-agent demote`.
-    AdminDemote,
-    /// The agent restarted while serving and resumed as Master ([`Event::Restart`]).
-    Resumed,
-}
-
-/// Administrative override set by `promote` / `demote`, ended by `resume`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Admin {
-    /// No override.
-    #[default]
-    None,
-    /// Advertise priority 254 (owner: 255) and take mastership.
-    Promoted,
-    /// Never become Master.
-    Demoted,
-}
-
-/// An input to [`Router::handle`].
-///
-/// In JSON (externally tagged, snake_case): `"startup"`,
-/// `{"advert_received":{"from":"10.0.0.2","priority":200,"interval":{"centisecs":100}}}`,
-/// `{"timer_fired":{"which":"master_down"}}`, `{"priority_changed":{"effective":90}}`…
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Event {
-    /// RFC 5798 §6.4.1 Startup.
-    Startup,
-    /// fo: Startup of an agent that restarted while this node was Master and found its
-    /// data plane still serving the VIPs. The router resumes as Master and advertises at
-    /// once, so a peer that still sees it as Master (its Master_Down_Timer not yet expired)
-    /// never takes over: a quick restart moves nothing. Without preemption rights
-    /// (demoted, or a fault) this is an ordinary Startup. An owner or a higher-priority
-    /// peer that took over meanwhile is handled by the usual advert rules.
-    Restart,
-    /// RFC 5798 §6.4.2/§6.4.3 Shutdown.
-    Shutdown,
-    /// A validated advertisement for this virtual router (see [`crate::packet::decode`]).
-    AdvertReceived {
-        /// The IP source: the sender's primary address.
-        from: IpAddr,
-        /// The advertised priority.
-        priority: Priority,
-        /// The advertised (Max) Adver Int.
-        interval: AdverInterval,
-    },
-    /// A timer armed by [`Action::ArmTimer`] expired.
-    TimerFired {
-        /// Which one.
-        which: Timer,
-    },
-    /// The effective priority changed (tracked checks). Clamped to 1..=254, or up to 255 if
-    /// the configured priority is 255.
-    PriorityChanged {
-        /// The new effective priority.
-        effective: Priority,
-    },
-    /// A local failure (link down, gate failing) forbids serving.
-    FaultSet,
-    /// The local failure is over.
-    FaultCleared,
-    /// Take mastership now.
-    AdminPromote,
-    /// Give mastership away and stay Backup until resume.
-    AdminDemote,
-    /// End a promote or demote.
-    AdminResume,
-}
-
-impl Event {
-    /// The event for a decoded advertisement received from `from` (the IP source).
-    pub fn advert(from: IpAddr, advert: &Advert) -> Event {
-        Event::AdvertReceived {
-            from,
-            priority: advert.priority,
-            interval: advert.max_adver_interval,
-        }
-    }
-}
-
-/// An effect for the caller to perform, in order.
-///
-/// In JSON: `{"send_advert":{"priority":100}}`, `"send_gratuitous"`,
-/// `{"set_ownership":{"owned":true}}`, `{"arm_timer":{"which":"adver","after_us":1000000}}`,
-/// `{"cancel_timer":{"which":"master_down"}}`,
-/// `{"transition":{"from":"backup","to":"master","reason":"master_down"}}`,
-/// `{"run_hook":{"state":"master"}}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Send one advertisement with this priority, the configured interval and addresses.
-    SendAdvert {
-        /// 0 when stopping.
-        priority: Priority,
-    },
-    /// Gratuitous ARP for each IPv4 virtual address, unsolicited Neighbor Advertisement for
-    /// each IPv6 one (RFC 5798 §6.4.1, §6.4.2).
-    SendGratuitous,
-    /// Own (serve) the virtual addresses, or release them.
-    SetOwnership {
-        /// `true` only in Master.
-        owned: bool,
-    },
-    /// Deliver `TimerFired { which }` after this long; replaces any earlier arming.
-    ArmTimer {
-        /// Which timer.
-        which: Timer,
-        /// From the `now` of this call. In JSON, whole microseconds.
-        #[serde(rename = "after_us", with = "micros")]
-        after: Duration,
-    },
-    /// Withdraw an armed timer (only emitted for a timer that is armed).
-    CancelTimer {
-        /// Which timer.
-        which: Timer,
-    },
-    /// The state changed.
-    Transition {
-        /// Previous state.
-        from: State,
-        /// New state.
-        to: State,
-        /// Why.
-        reason: Reason,
-    },
-    /// Run the configured hook of this state (master, backup, fault).
-    RunHook {
-        /// The state entered.
-        state: State,
-    },
-}
-
-/// Serde for a [`Duration`] as whole microseconds: exact for every value the router computes.
-mod micros {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_micros)
-    }
-}
+use super::claim::FaultSource;
+use super::events::{Action, Admin, Event, Reason, State, Time, Timer};
+use crate::timing::{master_down_interval, skew_time};
+use crate::types::{AdverInterval, Priority};
 
 /// The parameters of one virtual router (RFC 5798 §6.1) that the state machine needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,6 +29,13 @@ pub struct Config {
     /// Our primary address on the interface: the source of our adverts, and the tie-breaker
     /// between equal priorities (RFC 5798 §6.4.3).
     pub primary_address: IpAddr,
+    /// fo's fencing: when set, a Backup whose Master_Down_Timer fires claims only if the peer
+    /// or the witness was heard ([`Event::PeerAlive`]) within this long; otherwise it refuses
+    /// ([`Action::ClaimRefused`]) and goes to Fault with [`FaultSource::Fenced`].
+    pub fence_timeout: Option<Duration>,
+    /// fo's sync-then-claim: the router has NAT services and connection sync is on, so each
+    /// entry to Master first waits for the table ([`Action::AwaitSync`]).
+    pub sync_then_claim: bool,
 }
 
 /// Why a [`Config`] was refused.
@@ -381,7 +69,8 @@ pub struct Router {
     /// Effective priority from tracking (starts at the configured one).
     tracked: Priority,
     admin: Admin,
-    fault: bool,
+    /// The failing fault sources; the router is in Fault while any is.
+    faults: BTreeSet<FaultSource>,
     /// Master_Adver_Interval (RFC 5798 §6.1): adopted from the Master in v3.
     master_adver_interval: AdverInterval,
     master: Option<MasterInfo>,
@@ -389,23 +78,11 @@ pub struct Router {
     master_since: Option<Time>,
     /// A Master already answered a lower-priority advert since its last Adver_Timer.
     answered: bool,
-}
-
-/// `Skew_Time` for a router of `priority` hearing `master_adver_interval` (see the module
-/// docs for units and rounding).
-pub fn skew_time(priority: Priority, master_adver_interval: AdverInterval) -> Duration {
-    let weight = 256 - u64::from(priority.0);
-    match master_adver_interval {
-        AdverInterval::Centisecs(Centisecs(cs)) => {
-            Duration::from_millis(weight * u64::from(cs) / 256 * 10)
-        }
-        AdverInterval::Seconds(Seconds(_)) => Duration::from_micros(weight * 1_000_000 / 256),
-    }
-}
-
-/// `Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time`.
-pub fn master_down_interval(priority: Priority, master_adver_interval: AdverInterval) -> Duration {
-    master_adver_interval.to_duration() * 3 + skew_time(priority, master_adver_interval)
+    /// The last time the peer or the witness answered (fencing); starts at the epoch, which
+    /// gives one `fence_timeout` of grace after start.
+    last_alive: Time,
+    /// The NAT connection table lacks what the peers hold (sync-then-claim).
+    sync_pending: bool,
 }
 
 impl Router {
@@ -422,10 +99,12 @@ impl Router {
         Ok(Router {
             tracked: config.priority,
             master_adver_interval: config.advert_interval,
+            sync_pending: config.sync_then_claim,
             config,
             state: State::Initialize,
             admin: Admin::None,
-            fault: false,
+            faults: BTreeSet::new(),
+            last_alive: Time::ZERO,
             master: None,
             deadlines: [None; 3],
             master_since: None,
@@ -465,7 +144,12 @@ impl Router {
 
     /// Whether a local fault is set.
     pub fn is_faulted(&self) -> bool {
-        self.fault
+        !self.faults.is_empty()
+    }
+
+    /// The fault sources failing now, in order.
+    pub fn faults(&self) -> &BTreeSet<FaultSource> {
+        &self.faults
     }
 
     /// Master_Adver_Interval: the Master's interval as last adopted (v3), else ours.
@@ -519,7 +203,7 @@ impl Router {
             Event::Restart => {
                 if self.state == State::Initialize {
                     self.master_adver_interval = self.config.advert_interval;
-                    if self.fault || self.admin == Admin::Demoted {
+                    if self.is_faulted() || self.admin == Admin::Demoted {
                         self.start(now, Reason::Startup, &mut out);
                     } else {
                         self.enter_master(now, Reason::Resumed, &mut out);
@@ -534,19 +218,11 @@ impl Router {
             } => self.on_advert(now, from, priority, interval, &mut out),
             Event::TimerFired { which } => self.on_timer(now, which, &mut out),
             Event::PriorityChanged { effective } => self.on_priority(effective, &mut out),
-            Event::FaultSet => {
-                self.fault = true;
-                if matches!(self.state, State::Backup | State::Master) {
-                    self.enter_fault(Reason::Fault, &mut out);
-                }
-            }
-            Event::FaultCleared => {
-                self.fault = false;
-                if self.state == State::Fault {
-                    self.master_adver_interval = self.config.advert_interval;
-                    self.start(now, Reason::FaultCleared, &mut out);
-                }
-            }
+            Event::FaultSet => self.set_fault(now, FaultSource::External, true, &mut out),
+            Event::FaultCleared => self.set_fault(now, FaultSource::External, false, &mut out),
+            Event::Fault { source, failing } => self.set_fault(now, source, failing, &mut out),
+            Event::PeerAlive { at } => self.last_alive = self.last_alive.max(at),
+            Event::SyncPending { pending } => self.sync_pending = pending,
             Event::AdminPromote => self.on_promote(now, &mut out),
             Event::AdminDemote => self.on_demote(&mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
@@ -554,11 +230,37 @@ impl Router {
         out
     }
 
+    /// fo's fencing: neither the peer nor the witness has answered for `fence_timeout`.
+    fn cut_off(&self, now: Time) -> bool {
+        self.config.fence_timeout.is_some_and(|timeout| {
+            now.since_epoch()
+                .saturating_sub(self.last_alive.since_epoch())
+                >= timeout
+        })
+    }
+
+    /// fo: a failing source puts a Backup or Master in Fault; when the last one clears, a
+    /// router in Fault starts again as on Startup.
+    fn set_fault(&mut self, now: Time, source: FaultSource, failing: bool, out: &mut Vec<Action>) {
+        if failing {
+            self.faults.insert(source);
+            if matches!(self.state, State::Backup | State::Master) {
+                self.enter_fault(Reason::Fault, out);
+            }
+        } else {
+            self.faults.remove(&source);
+            if self.faults.is_empty() && self.state == State::Fault {
+                self.master_adver_interval = self.config.advert_interval;
+                self.start(now, Reason::FaultCleared, out);
+            }
+        }
+    }
+
     /// RFC 5798 §6.4.1: the owner (priority 255) goes to Master, everyone else to Backup with
     /// Master_Down_Timer = Master_Down_Interval. fo: a fault goes to Fault, a promote to
     /// Master, a demote to Backup even for the owner.
     fn start(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
-        if self.fault {
+        if self.is_faulted() {
             self.enter_fault(Reason::Fault, out);
         } else if self.admin != Admin::Demoted
             && (self.priority().is_owner() || self.admin == Admin::Promoted)
@@ -698,6 +400,13 @@ impl Router {
             out.push(Action::SendAdvert { priority: local });
             out.push(Action::SendGratuitous);
         }
+        // fo: two Masters at once is worth an operator's attention (a partition healed, a
+        // stalled node, a forged advert); the resolution is above, this reports it.
+        out.push(Action::DualMaster {
+            peer: from,
+            priority,
+            stays: self.state == State::Master,
+        });
     }
 
     fn on_timer(&mut self, now: Time, which: Timer, out: &mut Vec<Action>) {
@@ -720,8 +429,17 @@ impl Router {
                 );
             }
             (Timer::MasterDown, State::Backup) if self.admin != Admin::Demoted => {
-                // RFC 5798 §6.4.2: Master_Down_Timer fires.
-                self.enter_master(now, Reason::MasterDown, out);
+                // RFC 5798 §6.4.2: Master_Down_Timer fires. fo: unless this node is cut off
+                // from its peer and its witness (it may be the one partitioned away).
+                if self.cut_off(now) {
+                    out.push(Action::ClaimRefused {
+                        source: FaultSource::Fenced,
+                    });
+                    self.faults.insert(FaultSource::Fenced);
+                    self.enter_fault(Reason::Fault, out);
+                } else {
+                    self.enter_master(now, Reason::MasterDown, out);
+                }
             }
             (Timer::PreemptDelay, State::Backup) if self.admin != Admin::Demoted => {
                 let local = self.priority();
@@ -734,13 +452,8 @@ impl Router {
     }
 
     fn on_priority(&mut self, effective: Priority, out: &mut Vec<Action>) {
-        let ceiling = if self.config.priority.is_owner() {
-            255
-        } else {
-            254
-        };
         let before = self.priority();
-        self.tracked = Priority(effective.0.clamp(1, ceiling));
+        self.tracked = Priority::clamp_tracked(self.config.priority, i32::from(effective.0));
         let after = self.priority();
         if self.state == State::Master && after != before {
             out.push(Action::SendAdvert { priority: after });
@@ -864,6 +577,14 @@ impl Router {
             self.master = None;
         }
         out.push(Action::Transition { from, to, reason });
+        if to == State::Master && self.config.sync_then_claim {
+            let bound = if self.sync_pending {
+                self.config.advert_interval.to_duration()
+            } else {
+                Duration::ZERO
+            };
+            out.push(Action::AwaitSync { bound });
+        }
         out.push(Action::SetOwnership {
             owned: to == State::Master,
         });
@@ -900,13 +621,10 @@ impl Router {
 
 /// "based on an unsigned integer comparison of the IPvX addresses in network byte order"
 /// (RFC 5798 §6.4.3). Addresses of different families do not compare: never greater.
-fn address_greater(a: IpAddr, b: IpAddr) -> bool {
+pub(super) fn address_greater(a: IpAddr, b: IpAddr) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => a.octets() > b.octets(),
         (IpAddr::V6(a), IpAddr::V6(b)) => a.octets() > b.octets(),
         _ => false,
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,5 @@
 //! fo-natfill: put made-up NAT connections into an agent's pinned tables (see
-//! `fo_lab::natfill`), for benchmarks and tests of the sync at scale.
+//! `fo_tests::natfill`), for benchmarks and tests of the sync at scale.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let started = std::time::Instant::now();
-    fo_lab::natfill::Fill {
+    fo_tests::natfill::Fill {
         vip: a.vip.octets(),
         snat: a.snat.octets(),
         first: a.first,

@@ -199,15 +199,12 @@ impl Serialize for HumanDuration {
 }
 
 /// `serialize_with` helper for plain `std::time::Duration` fields.
-pub(crate) fn serialize_std<S: Serializer>(
-    d: &std::time::Duration,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize_std<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
 }
 
 /// `serialize_with` helper for `Option<std::time::Duration>` fields.
-pub(crate) fn serialize_std_opt<S: Serializer>(
+pub fn serialize_std_opt<S: Serializer>(
     d: &Option<std::time::Duration>,
     s: S,
 ) -> Result<S::Ok, S::Error> {

@@ -17,6 +17,10 @@
 //!   switch. Convergence is from the failure to the router's kernel route without the
 //!   node; resets, lost events and the longest silence come from the fleet and sinks.
 
+mod measure;
+mod report;
+mod topology;
+
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +31,10 @@ use serde_json::{Value, json};
 use super::throughput::{parse_wrk, wait_listen};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
+
+use measure::*;
+use report::*;
+use topology::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -54,186 +62,6 @@ const CONVERGE: Duration = Duration::from_secs(15);
 const TIMERS: &str =
     "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2; bfd on;";
 const BFD: &str = "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }";
-
-fn node_bird(addr: Ipv4Addr, log: &Path) -> String {
-    format!(
-        "log \"{log}\" all;\nrouter id {addr};\nprotocol device {{}}\n{BFD}\n\
-         protocol static fo_ingest {{ disabled; ipv4; route {VIP}/32 blackhole; }}\n\
-         protocol bgp upstream {{ local {addr} as 65001; neighbor {ROUTER} as 65000; {TIMERS}\n\
-           ipv4 {{ import none; export where proto = \"fo_ingest\"; }}; }}\n",
-        log = log.display()
-    )
-}
-
-fn router_bird(log: &Path) -> String {
-    let mut s = format!(
-        "log \"{log}\" all;\nrouter id {ROUTER};\nprotocol device {{}}\n\
-         protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\n{BFD}\n\
-         template bgp lbnode {{ local {ROUTER} as 65000; {TIMERS} ipv4 {{ import all; export none; }}; }}\n",
-        log = log.display()
-    );
-    for (name, addr) in NODES {
-        s.push_str(&format!(
-            "protocol bgp {name} from lbnode {{ neighbor {addr} as 65001; }}\n"
-        ));
-    }
-    s
-}
-
-/// A BIRD in the foreground in `ns`.
-struct Bird {
-    proc: Option<Proc>,
-    config: std::path::PathBuf,
-    socket: std::path::PathBuf,
-    name: String,
-}
-
-impl Bird {
-    fn new(dir: &Path, name: &str, config: &str) -> anyhow::Result<Bird> {
-        let path = dir.join(format!("bird-{name}.conf"));
-        std::fs::write(&path, config).context("write a BIRD config")?;
-        Ok(Bird {
-            proc: None,
-            config: path,
-            socket: dir.join(format!("bird-{name}.ctl")),
-            name: name.into(),
-        })
-    }
-
-    fn start(&mut self, ns: &Netns, dir: &Path) -> anyhow::Result<()> {
-        let mut cmd = ns.command("bird");
-        cmd.arg("-f")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("-s")
-            .arg(&self.socket)
-            .arg("-P")
-            .arg(dir.join(format!("bird-{}.pid", self.name)));
-        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        self.proc = Some(Proc::spawn(
-            &format!("bird {}", self.name),
-            cmd,
-            &dir.join(format!("bird-{}-{n}.out", self.name)),
-        )?);
-        let start = Instant::now();
-        while !self.birdc("show status").contains("Daemon is up") {
-            if start.elapsed() > Duration::from_secs(10) {
-                bail!("bird {} not up after 10 s", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill9();
-        }
-    }
-
-    fn birdc(&self, cmd: &str) -> String {
-        std::process::Command::new("birdc")
-            .arg("-s")
-            .arg(&self.socket)
-            .args(cmd.split_whitespace())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-struct ScaleoutLab {
-    lab: Lab,
-    router: Netns,
-    router_bird: Bird,
-    birds: Vec<Bird>,
-}
-
-impl ScaleoutLab {
-    fn nexthops(&self) -> Vec<Ipv4Addr> {
-        let text = self
-            .router
-            .sh(&format!("ip -4 route show {VIP}/32"))
-            .unwrap_or_default();
-        let mut hops: Vec<Ipv4Addr> = Vec::new();
-        let mut w = text.split_whitespace();
-        while let Some(x) = w.next() {
-            if x == "via"
-                && let Some(h) = w.next().and_then(|h| h.parse().ok())
-            {
-                hops.push(h);
-            }
-        }
-        hops.sort();
-        hops
-    }
-
-    /// Wait until the router routes the VIP through exactly `nodes` (indices).
-    fn wait_nexthops(&self, nodes: &[usize], timeout: Duration) -> anyhow::Result<Duration> {
-        let mut want: Vec<Ipv4Addr> = nodes.iter().map(|&i| NODES[i].1).collect();
-        want.sort();
-        let start = Instant::now();
-        loop {
-            if self.nexthops() == want {
-                return Ok(start.elapsed());
-            }
-            if start.elapsed() > timeout {
-                bail!(
-                    "the router's next hops for {VIP} are {:?}, expected {want:?} (after {timeout:?})\n{}",
-                    self.nexthops(),
-                    self.router_bird.birdc("show protocols")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Packets the switch sent to each node so far (its port's TX counter).
-    fn delivered(&self) -> Vec<u64> {
-        (0..NODES.len())
-            .map(|i| {
-                self.lab
-                    .switch
-                    .sh(&format!("ip -s -j link show p{}", i + 1))
-                    .ok()
-                    .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                    .and_then(|v| v[0]["stats64"]["tx"]["packets"].as_u64())
-                    .unwrap_or(0)
-            })
-            .collect()
-    }
-
-    fn ctl(&self, i: usize, args: &[&str]) -> anyhow::Result<()> {
-        let node = &self.lab.nodes[i];
-        let sock = node
-            .config
-            .with_file_name(format!("control-{}.sock", node.name));
-        let out = std::process::Command::new(&self.lab.bins.agent)
-            .args(args)
-            .arg("--socket")
-            .arg(sock)
-            .output()
-            .context("run fo-agent")?;
-        if !out.status.success() {
-            bail!(
-                "fo-agent {args:?} on {}: {}",
-                node.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    }
-
-    /// Start node `i`'s BIRD and agent.
-    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
-        let dir = self.lab.dir.clone();
-        let ns = self.lab.nodes[i].ns.clone();
-        self.birds[i].start(&ns, &dir)?;
-        let bins = self.lab.bins.clone();
-        self.lab.nodes[i].start(&bins)?;
-        Ok(())
-    }
-}
 
 struct Rate {
     conn_s: f64,
@@ -283,24 +111,11 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     ))?;
 
     // Backends: HAProxy's static 200 on :8080 for wrk, fo-sink on VIP:1514 for the fleet.
-    let web_cfg = dir.join("haproxy-backend-web.cfg");
-    std::fs::write(
-        &web_cfg,
-        format!(
-            "global\n  maxconn 6000\n  nbthread 1\n\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\n\
-             frontend web\n  bind :{HTTP_PORT}\n  http-request return status 200 content-type text/plain string ok\n"
-        ),
+    let (_, webs) = fo_lab::kit::static_http::start(
+        &dir,
+        lab.backends.iter().map(|b| &b.ns),
+        &(HTTP_PORT..=HTTP_PORT),
     )?;
-    let mut webs = Vec::new();
-    for (i, b) in lab.backends.iter().enumerate() {
-        let mut cmd = b.ns.command("/usr/sbin/haproxy");
-        cmd.arg("-db").arg("-f").arg(&web_cfg);
-        webs.push(Proc::spawn(
-            &format!("haproxy web b{}", i + 1),
-            cmd,
-            &dir.join(format!("haproxy-web-b{}.log", i + 1)),
-        )?);
-    }
     for b in &lab.backends {
         wait_listen(&b.ns, HTTP_PORT)?;
     }
@@ -461,79 +276,4 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         "markdown": md,
     });
     save(out, "scaleout", doc)
-}
-
-/// `wrk` against VIP:8080 from the client: (conn/s, p50 ms, p99 ms, errors).
-fn wrk(client: &Netns) -> anyhow::Result<(f64, f64, f64, u64)> {
-    let out = client
-        .command("wrk")
-        .args([
-            "-t2",
-            &format!("-c{WRK_CONNS}"),
-            &format!("-d{WRK_SECS}s"),
-            "--latency",
-        ])
-        .args(["-H", "Connection: close"])
-        .arg(format!("http://{VIP}:{HTTP_PORT}/"))
-        .output()
-        .context("spawn wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
-    Ok((w.rate, w.p50_ms, w.p99_ms, w.errors))
-}
-
-fn markdown(sizes: &[(usize, Vec<Rate>)], losses: &[(&str, Vec<Loss>)], runs: usize) -> String {
-    let mut s = format!(
-        "## Scale-out: active-active over BGP (ECMP)\n\n\
-         A router namespace (BIRD 2, `merge paths`, L4 multipath hash) spreads VIP {VIP} over \
-         one, two or three fo nodes, each announcing it through its own BIRD \
-         (`ownership = \"bgp\"`, BFD 100 ms × 3, hold 3 s); XDP in {XDP_MODE} mode, DSR to \
-         three backends. Active nodes are chosen with `fo-agent demote/resume`. Connection \
-         rate: `wrk -t2 -c{WRK_CONNS} -d{WRK_SECS}s -H 'Connection: close'` (HAProxy static \
-         200 on the backends), {runs} run(s) each. Everything (client, router, nodes, backends) shares \
-         this VM's 2 cores: the figures show how the load spreads and that each added node \
-         carries its share, not what separate machines would add.\n\n\
-         | active nodes | conn/s | p50 ms | p99 ms | wrk errors | share of packets per node (n0/n1/n2) |\n\
-         |---|---|---|---|---|---|\n"
-    );
-    for (n, v) in sizes {
-        let shares: Vec<String> = v
-            .iter()
-            .map(|x| {
-                x.shares
-                    .iter()
-                    .map(|f| format!("{:.0}%", f * 100.0))
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .collect();
-        s.push_str(&format!(
-            "| {n} | {} | {} | {} | {} | {} |\n",
-            fmt_mmm(&v.iter().map(|x| x.conn_s).collect::<Vec<_>>(), 0),
-            fmt_mmm(&v.iter().map(|x| x.p50_ms).collect::<Vec<_>>(), 2),
-            fmt_mmm(&v.iter().map(|x| x.p99_ms).collect::<Vec<_>>(), 2),
-            v.iter().map(|x| x.errors).sum::<u64>(),
-            shares.join("; ")
-        ));
-    }
-    s.push_str(&format!(
-        "\nLoss of node n2 of three under {AGENTS} `fo-fleet` connections (one event per 10 ms \
-         each), {runs} run(s) per failure. Convergence: from the failure to the router's kernel \
-         route without n2.\n\n\
-         | failure | convergence ms | connections reset | events lost | longest silence of one connection ms |\n\
-         |---|---|---|---|---|\n"
-    ));
-    for (k, v) in losses {
-        s.push_str(&format!(
-            "| {k} | {} | {} | {} | {} |\n",
-            fmt_mmm(&v.iter().map(|x| x.converge_ms).collect::<Vec<_>>(), 0),
-            fmt_mmm(&v.iter().map(|x| x.resets as f64).collect::<Vec<_>>(), 0),
-            fmt_mmm(&v.iter().map(|x| x.lost as f64).collect::<Vec<_>>(), 0),
-            fmt_mmm(&v.iter().map(|x| x.max_silence_ms).collect::<Vec<_>>(), 0),
-        ));
-    }
-    s
 }

@@ -182,3 +182,29 @@ fn reader(stream: impl Read + Send + 'static, lines: Lines, file: Arc<Mutex<File
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_kept_logged_and_waited_for() {
+        let dir = std::env::temp_dir().join(format!("fo-lab-proc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("p.log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo first; echo second >&2; sleep 5"]);
+        let mut p = Proc::spawn("sh", cmd, &log).expect("spawns");
+        let line = p.wait_for_line(Duration::from_secs(10), |l| l.contains("second"));
+        assert!(line.is_ok(), "stderr line seen; got {}", p.tail(5));
+        assert!(p.tail(5).contains("first"), "stdout kept: {}", p.tail(5));
+        p.kill9();
+        assert!(p.exited().is_some(), "killed and reaped");
+        let logged = std::fs::read_to_string(&log).expect("log file");
+        assert!(
+            logged.contains("first") && logged.contains("second"),
+            "{logged}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

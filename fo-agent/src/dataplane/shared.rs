@@ -1,13 +1,16 @@
 //! The data plane shared by the agent's tasks: one lock around the maps' owner.
 //! Map operations are short syscalls, so a plain mutex is the simplest correct
-//! choice; no task holds it across an await.
+//! choice; no task holds it across an await. [`lease_task`] is the dead-man switch's
+//! other half: it keeps the owned VIPs' leases running while this process lives.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::dataplane::{Dataplane, DataplaneError, MonoNanos, ServiceTable};
+use tracing::error;
+
+use super::{Dataplane, DataplaneError, MonoNanos, ServiceTable};
 
 pub struct Plane {
     pub dp: Dataplane,
@@ -38,7 +41,7 @@ impl SharedPlane {
     pub fn lock(&self) -> MutexGuard<'_, Plane> {
         // A panic while holding the lock leaves the maps consistent (every write is
         // a whole entry), so a poisoned lock is still usable.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.0)
     }
 }
 
@@ -128,5 +131,31 @@ impl Plane {
 
     pub fn owns(&self, vip: IpAddr) -> bool {
         self.owned.contains_key(&vip)
+    }
+}
+
+/// The dead-man switch's other half: push every owned VIP's lease forward, three
+/// times per lease. If this process dies or hangs, the leases run out.
+pub async fn lease_task(plane: SharedPlane) {
+    let changed = plane.lock().leases_changed.clone();
+    loop {
+        let period = plane.lock().shortest_lease().map(|l| l / 3);
+        match period {
+            Some(p) => {
+                // Woken early by a new lease: refresh now as well, so that a run of
+                // new leases never postpones the others'.
+                tokio::select! {
+                    () = tokio::time::sleep(p) => {}
+                    () = changed.notified() => {}
+                }
+            }
+            None => {
+                changed.notified().await;
+                continue;
+            }
+        }
+        if let Err(e) = plane.lock().refresh_leases() {
+            error!(error = %e, "refreshing VIP leases failed");
+        }
     }
 }

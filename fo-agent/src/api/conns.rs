@@ -1,0 +1,269 @@
+//! A cap on the connections a listener (the metrics endpoint, the control socket)
+//! serves at once, and the rules that keep idle connections from holding it.
+//!
+//! - A connection is *idle* until its whole request has arrived, *busy* after.
+//! - At most `cap` connections are open per listener. A new connection that finds the
+//!   listener full closes the oldest idle one that has sent nothing to take its place
+//!   (`evicted`): a client
+//!   that sends its request at once (Prometheus, `fo-agent status`) is busy within a
+//!   round trip, so a crowd of connections that never send anything cannot keep it
+//!   out. If every connection is busy, the newcomer is closed at once (`full`).
+//! - A connection whose request has not arrived within [`READ_DEADLINE`] is closed
+//!   (`timeout`); one whose client leaves before its answer is ready stops waiting for
+//!   it (`client_gone`).
+//!
+//! Every such close is counted by listener and reason (`fo_api_connections_closed_total`).
+//! With both caps at their defaults the agent holds at most 128 client descriptors,
+//! whatever the number of clients (README, Running under systemd: the descriptor budget).
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::sync::oneshot;
+
+/// Connections the metrics endpoint serves at once.
+pub const METRICS_CAP: usize = 64;
+/// Connections the control socket serves at once.
+pub const CONTROL_CAP: usize = 64;
+/// How long a client has, from its connection, to send its whole request.
+pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Why a connection was closed by the agent (metric label values).
+pub mod reason {
+    /// Every slot busy: the new connection was closed at once.
+    pub const FULL: &str = "full";
+    /// The oldest idle connection, closed to make room for a new one.
+    pub const EVICTED: &str = "evicted";
+    /// No whole request within [`super::READ_DEADLINE`].
+    pub const TIMEOUT: &str = "timeout";
+    /// The client left before its answer was ready.
+    pub const CLIENT_GONE: &str = "client_gone";
+}
+
+/// One listener's connections, for status and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnStats {
+    /// Open now.
+    pub open: u64,
+    /// The cap.
+    pub limit: u64,
+    /// Closed by the agent since start, by reason (`full`, `evicted`, `timeout`,
+    /// `client_gone`).
+    pub closed: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    /// Open connections in accept order: whether it is idle, its socket, and how to
+    /// close it.
+    open: BTreeMap<u64, (bool, RawFd, Option<oneshot::Sender<()>>)>,
+    closed: BTreeMap<&'static str, u64>,
+}
+
+/// The connections of one listener.
+#[derive(Clone)]
+pub struct Limiter {
+    cap: usize,
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// An admitted connection's place; dropping it frees the place.
+pub struct Ticket {
+    id: u64,
+    inner: Arc<Mutex<Inner>>,
+    evict: Option<oneshot::Receiver<()>>,
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // Counters and a map of senders: still consistent after a panic elsewhere.
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Limiter {
+    pub fn new(cap: usize) -> Limiter {
+        Limiter {
+            cap: cap.max(1),
+            inner: Arc::default(),
+        }
+    }
+
+    /// A place for the new connection on socket `fd`, evicting the oldest idle one
+    /// if the listener is full; `None` if every place is busy (counted as `full`:
+    /// close the connection). A connection whose request is waiting in its socket,
+    /// not read yet, counts as busy.
+    pub fn admit(&self, fd: RawFd) -> Option<Ticket> {
+        let mut inner = lock(&self.inner);
+        if inner.open.len() >= self.cap {
+            let oldest_idle = inner
+                .open
+                .iter()
+                .find(|(_, (idle, fd, _))| *idle && !has_data(*fd))
+                .map(|(id, _)| *id);
+            match oldest_idle {
+                Some(id) => {
+                    if let Some((_, _, Some(tx))) = inner.open.remove(&id) {
+                        let _ = tx.send(());
+                    }
+                    *inner.closed.entry(reason::EVICTED).or_default() += 1;
+                }
+                None => {
+                    *inner.closed.entry(reason::FULL).or_default() += 1;
+                    return None;
+                }
+            }
+        }
+        let id = inner.next;
+        inner.next += 1;
+        let (tx, evict) = oneshot::channel();
+        inner.open.insert(id, (true, fd, Some(tx)));
+        Some(Ticket {
+            id,
+            inner: self.inner.clone(),
+            evict: Some(evict),
+        })
+    }
+
+    /// Count a close for `why` (one of [`reason`]).
+    pub fn count(&self, why: &'static str) {
+        *lock(&self.inner).closed.entry(why).or_default() += 1;
+    }
+
+    pub fn stats(&self) -> ConnStats {
+        let inner = lock(&self.inner);
+        ConnStats {
+            open: inner.open.len() as u64,
+            limit: self.cap as u64,
+            closed: inner
+                .closed
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+}
+
+impl Ticket {
+    /// The whole request is in: the connection can no longer be evicted.
+    pub fn busy(&self) {
+        if let Some(slot) = lock(&self.inner).open.get_mut(&self.id) {
+            slot.0 = false;
+        }
+    }
+
+    /// A future that resolves when the connection is evicted to make room for a newer
+    /// one (call once; a second call's future never resolves).
+    pub fn evicted(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let evict = self.evict.take();
+        async move {
+            match evict {
+                // The sender lives in the listener's map until it is used or the
+                // ticket goes (and then nobody waits for this any more).
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        lock(&self.inner).open.remove(&self.id);
+    }
+}
+
+/// Whether bytes wait unread on socket `fd` (a client that sent its request).
+fn has_data(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: a non-blocking peek of one byte into a buffer we own; `fd` is the socket
+    // of a connection whose ticket is alive (its slot goes when the ticket does), and a
+    // peek cannot change a socket's state.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
+/// Both listeners' limiters.
+#[derive(Clone)]
+pub struct Listeners {
+    pub metrics: Limiter,
+    pub control: Limiter,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            metrics: Limiter::new(METRICS_CAP),
+            control: Limiter::new(CONTROL_CAP),
+        }
+    }
+}
+
+impl Listeners {
+    /// By listener name (`metrics`, `control`).
+    pub fn stats(&self) -> BTreeMap<String, ConnStats> {
+        BTreeMap::from([
+            ("control".to_string(), self.control.stats()),
+            ("metrics".to_string(), self.metrics.stats()),
+        ])
+    }
+}
+
+/// Resolves when the client has closed or reset its side (read EOF or an error); any
+/// bytes it still sends are read and ignored. A client waiting for its answer sends
+/// nothing more, so this is how a request learns its client left (as Go's HTTP
+/// server does to cancel a request's context).
+pub async fn client_gone<R: AsyncRead + Unpin>(r: &mut R) {
+    let mut buf = [0u8; 512];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_listener_evicts_its_oldest_idle_connection_and_refuses_when_all_are_busy() {
+        let l = Limiter::new(3);
+        let mut a = l.admit(-1).expect("a");
+        let b = l.admit(-1).expect("b");
+        let c = l.admit(-1).expect("c");
+        b.busy();
+        // Full: the oldest idle (a) goes for d.
+        let d = l.admit(-1).expect("d evicts a");
+        tokio::time::timeout(Duration::from_secs(1), a.evicted())
+            .await
+            .expect("a is told it was evicted");
+        drop(a);
+        assert_eq!(l.stats().open, 3);
+        // Then c (idle; b is busy) for e.
+        let _e = l.admit(-1).expect("e evicts c");
+        drop(c);
+        d.busy();
+        _e.busy();
+        assert!(l.admit(-1).is_none(), "every place busy: refused");
+        let st = l.stats();
+        assert_eq!(st.open, 3);
+        assert_eq!(st.closed.get("evicted"), Some(&2));
+        assert_eq!(st.closed.get("full"), Some(&1));
+        drop(b);
+        assert!(l.admit(-1).is_some(), "a freed place is taken");
+    }
+}

@@ -1,0 +1,264 @@
+//! The XDP program's load-balancing table, through BPF_PROG_TEST_RUN on the real object:
+//! TCP and UDP to a service go to its backend by DSR (MACs rewritten, the rest untouched),
+//! and what is not a service on an owned VIP passes. Then the dead-man switch, routed
+//! VIPs, backend counters and the Maglev table read back. (ARP/ND: `dataplane_arp_nd.rs`;
+//! frames the program leaves to the kernel: `dataplane_pass.rs`.)
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use fo_common::PROTO_TCP;
+use fo_common::xdp_action::{XDP_PASS, XDP_TX};
+use fo_tests::build::Frame;
+use fo_tests::fixture::{Fixture, OUR_MAC, backend, service};
+use fo_tests::frames;
+use fo_tests::table::{
+    self, BACKEND_MAC, CLIENT, CLIENT_MAC, CLIENT6, OTHER, Row, VIP, VIP_UNOWNED, VIP6,
+};
+
+/// The table's rows; the count guards against a row lost in a move.
+const ROWS: usize = 8;
+
+fn fixture() -> Fixture {
+    table::standard_fixture()
+}
+
+/// The frame with its MACs rewritten for DSR to the backend.
+fn dsr(frame: &[u8]) -> Vec<u8> {
+    fo_tests::build::dsr(frame, BACKEND_MAC, OUR_MAC)
+}
+
+fn rows() -> Vec<Row> {
+    let to_vip = || Frame::eth(OUR_MAC, CLIENT_MAC).ipv4(CLIENT, VIP);
+    let syn = to_vip().tcp(40000, 1514).syn().build();
+    let data = to_vip()
+        .tcp(40000, 1514)
+        .psh_ack()
+        .payload(b"event 1\n")
+        .build();
+    let udp = to_vip().udp(5140, 514).payload(b"<13>syslog line").build();
+    let syn6 = Frame::eth(OUR_MAC, CLIENT_MAC)
+        .ipv6(CLIENT6, VIP6)
+        .tcp(40000, 1514)
+        .syn()
+        .build();
+    vec![
+        Row::new("TCP SYN to a service goes to its backend (DSR)")
+            .input(syn.clone())
+            .tx(dsr(&syn))
+            .counts("tx"),
+        Row::new("a later segment of the flow, payload untouched")
+            .input(data.clone())
+            .tx(dsr(&data))
+            .counts("flow_hit"),
+        Row::new("UDP to a service")
+            .input(udp.clone())
+            .tx(dsr(&udp))
+            .counts("tx"),
+        Row::new("TCP SYN to an IPv6 service")
+            .input(syn6.clone())
+            .tx(dsr(&syn6))
+            .counts("tx"),
+        Row::new("TCP to a port with no service")
+            .input(to_vip().tcp(40000, 22).syn().build())
+            .counts("no_service"),
+        Row::new("UDP to the TCP service port")
+            .input(to_vip().udp(5140, 1514).payload(b"x").build())
+            .counts("no_service"),
+        Row::new("TCP to a service on a VIP not owned")
+            .input(
+                Frame::eth(OUR_MAC, CLIENT_MAC)
+                    .ipv4(CLIENT, VIP_UNOWNED)
+                    .tcp(40000, 1514)
+                    .syn()
+                    .build(),
+            )
+            .counts("not_owned"),
+        Row::new("TCP to an address that is no VIP")
+            .input(
+                Frame::eth(OUR_MAC, CLIENT_MAC)
+                    .ipv4(CLIENT, OTHER)
+                    .tcp(40000, 1514)
+                    .syn()
+                    .build(),
+            )
+            .counts("not_vip"),
+    ]
+}
+
+#[test]
+fn every_row_of_the_table() {
+    let rows = rows();
+    assert_eq!(rows.len(), ROWS, "rows in the DSR table");
+    table::run(&mut fixture(), &rows);
+}
+
+#[test]
+fn dead_man_switch_stops_arp_but_not_forwarding() {
+    let mut fx = fixture();
+    // Lease already over: the agent stopped refreshing it.
+    fx.dp
+        .set_vip(IpAddr::V4(VIP), true, fo_agent::dataplane::MonoNanos::now())
+        .expect("VIPS");
+    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
+    let run = fx.run(&req);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for a VIP whose lease ran out must pass, got {}",
+        run.action
+    );
+    assert_eq!(run.frame, req, "the request must be passed untouched");
+    assert_eq!(fx.counter("lease_expired"), 1);
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40001,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&syn);
+    assert_eq!(
+        run.action, XDP_TX,
+        "packets that still reach a node whose lease ran out are still forwarded"
+    );
+}
+
+#[test]
+fn a_routed_vip_is_forwarded_but_never_answered_for() {
+    // BGP ownership: the router routes the VIP to every node; no node may answer ARP.
+    let mut fx = fixture();
+    fx.dp.set_vip_routed(IpAddr::V4(VIP)).expect("VIPS");
+    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
+    let run = fx.run(&req);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for a routed VIP must pass, got {}",
+        run.action
+    );
+    assert_eq!(run.frame, req, "the request must be passed untouched");
+    assert_eq!(fx.counter("routed_vip"), 1);
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40004,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&syn);
+    assert_eq!(run.action, XDP_TX, "a routed VIP's service is forwarded");
+    assert_eq!(run.frame, dsr(&syn), "forwarded by DSR to the backend");
+    // A copy flooded by a switch, addressed to another node's MAC, is not ours.
+    let flooded = frames::tcp4(
+        [0x02, 0xf0, 0, 0, 0, 0x99],
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40005,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&flooded);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "a frame for another node's MAC must pass"
+    );
+    assert_eq!(run.frame, flooded, "passed untouched");
+    assert_eq!(fx.counter("other_host"), 1);
+}
+
+#[test]
+fn backend_counters_count_packets_and_bytes() {
+    let mut fx = fixture();
+    let data = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40002,
+        1514,
+        frames::TCP_PSH_ACK,
+        b"0123456789",
+    );
+    for _ in 0..5 {
+        assert_eq!(fx.run(&data).action, XDP_TX);
+    }
+    let slot = fx
+        .table
+        .slots()
+        .into_iter()
+        .find(|s| s.vip == IpAddr::V4(VIP) && s.port == 1514)
+        .expect("slot of the tcp/1514 backend")
+        .slot;
+    let stats = fx.dp.backend_stats(slot).expect("BACKEND_STATS");
+    assert_eq!(stats.packets, 5, "packets");
+    assert_eq!(stats.bytes, 5 * data.len() as u64, "bytes");
+}
+
+#[test]
+fn a_service_without_backends_passes() {
+    let mut fx = fixture();
+    fx.services(&[service(IpAddr::V4(VIP), 1514, PROTO_TCP, vec![])]);
+    let syn = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        CLIENT,
+        VIP,
+        40003,
+        1514,
+        frames::TCP_SYN,
+        b"",
+    );
+    let run = fx.run(&syn);
+    assert_eq!(run.action, XDP_PASS);
+    assert_eq!(run.frame, syn);
+    assert_eq!(fx.counter("no_backend"), 1);
+}
+
+/// A restarted agent reads every service's Maglev table back from the maps (in
+/// batches); applying the same services then writes nothing.
+#[test]
+fn maglev_tables_read_back_from_the_maps_match_what_was_written() {
+    let mut fx = Fixture::new(65_537);
+    let be = |n: u8, w: u32| {
+        backend(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20 + n)),
+            1514,
+            w,
+            [0x02, 0xbe, 0, 0, 0, n],
+        )
+    };
+    let specs = [
+        service(
+            IpAddr::V4(VIP),
+            1514,
+            PROTO_TCP,
+            vec![be(1, 1), be(2, 1), be(3, 1)],
+        ),
+        service(IpAddr::V4(VIP), 1515, PROTO_TCP, vec![be(2, 3), be(4, 1)]),
+        service(IpAddr::V6(VIP6), 1514, PROTO_TCP, vec![]),
+    ];
+    fx.services(&specs);
+    let started = std::time::Instant::now();
+    let mut table =
+        fo_agent::dataplane::ServiceTable::from_dataplane(&fx.dp).expect("read the maps back");
+    println!(
+        "3 services × 65,537 Maglev entries read back in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fo_agent::dataplane::batch_fallbacks(),
+        0,
+        "the batch lookup failed and the slow path read the tables"
+    );
+    let summary = table.apply(&mut fx.dp, &specs).expect("apply again");
+    assert_eq!(
+        summary.maglev_entries_written, 0,
+        "the table read back must equal the one written: {summary:?}"
+    );
+}

@@ -1,0 +1,252 @@
+//! The scale bench's measurements: one configuration size through fo (wrk, the XDP
+//! program's BPF stats, CPU) and the HAProxy rows.
+
+use super::*;
+
+pub(super) fn one_size(
+    lab: &mut Lab,
+    out: &Path,
+    dir: &Path,
+    backends: usize,
+    services: u16,
+    runs: usize,
+) -> anyhow::Result<Size> {
+    let tag = format!("{backends}b-{services}s");
+    // A fresh data plane per size: its own pin directory, removed after.
+    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{}-fo-{tag}", lab.tag));
+    netns::register_pin_dir(&bpf_dir);
+    let entries = backends * usize::from(services);
+    let list: String = (0..backends)
+        .map(|k| format!("{{ address = \"{}\" }}", backend_addr(k)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut body = format!(
+        "[node]\ninterface = \"eth0\"\nxdp_mode = \"{XDP_MODE}\"\nbpf_dir = \"{}\"\n\
+         control_socket = \"{}\"\nstate_file = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
+         [[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n",
+        bpf_dir.display(),
+        dir.join("control-fo.sock").display(),
+        dir.join("state-fo.json").display(),
+        entries.max(4096).next_power_of_two(),
+    );
+    for i in 0..services {
+        body.push_str(&format!(
+            "\n[[service]]\nname = \"web{i}\"\nvip = \"{VIP}\"\nport = {}\nprotocol = \"tcp\"\nmode = \"dsr\"\nhash = \"5-tuple\"\nbackends = [{list}]\n",
+            BASE_PORT + i
+        ));
+    }
+    let node = &mut lab.nodes[0];
+    std::fs::write(&node.config, body).context("write the agent's config")?;
+    keep_config(out, &node.config, &format!("scale-fo-{tag}.toml"))?;
+    node.bpf_dir = bpf_dir.clone();
+    let bins = lab.bins.clone();
+    let t0 = Instant::now();
+    warm_neighbours(&lab.nodes[0].ns, backends, dir)?;
+    let node = &mut lab.nodes[0];
+    start_agent(node, &bins, dir)?;
+    let t_running = Instant::now();
+    let running = t_running - t0;
+    let socket = dir.join("control-fo.sock");
+    let resolved_at = wait_resolved(&bins, &socket, entries, node)?;
+    let resolve_s = (resolved_at - t_running).as_secs_f64();
+    eprintln!(
+        "scale {tag}: agent running after {:.1} s, {entries} backend entries resolved {resolve_s:.1} s later",
+        running.as_secs_f64()
+    );
+    let prog = xdp_prog_id(&node.ns).context("fo's XDP program on eth0")?;
+
+    let ports = run_ports(services);
+    let mut samples = Vec::new();
+    for r in 0..runs {
+        let port = ports[r % ports.len()];
+        let s = wrk(&lab.client.ns, VIP, port, Some(Meter::Xdp(prog)))
+            .with_context(|| format!("{tag} run {}", r + 1))?;
+        eprintln!(
+            "scale {tag} run {} (:{port}): {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, XDP {:.0} ns/packet",
+            r + 1,
+            s.conn_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.wrk_errors,
+            s.xdp_ns_per_packet
+        );
+        samples.push(s);
+    }
+
+    clear_agent(lab, backends, services)?;
+    Ok(Size {
+        system: "fo",
+        backends,
+        services,
+        entries,
+        running_s: running.as_secs_f64(),
+        resolve_s,
+        samples,
+        failed: None,
+    })
+}
+
+/// (run_time_ns, run_cnt) of a BPF program.
+pub(super) fn bpf_stats(id: u64) -> Option<(u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string(), "--json"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    // bpftool leaves the fields out until the program has run with stats on.
+    Some((
+        v["run_time_ns"].as_u64().unwrap_or(0),
+        v["run_cnt"].as_u64().unwrap_or(0),
+    ))
+}
+
+pub(super) fn wrk(
+    client: &Netns,
+    target: Ipv4Addr,
+    port: u16,
+    meter: Option<Meter>,
+) -> anyhow::Result<Sample> {
+    let prog = match meter {
+        Some(Meter::Xdp(id)) => Some(id),
+        _ => None,
+    };
+    let pid = match meter {
+        Some(Meter::Pid(pid)) => Some(pid),
+        _ => None,
+    };
+    let vm0 = vm_busy_ns();
+    let p0 = pid.and_then(proc_cpu_ns);
+    let b0 = prog.and_then(bpf_stats);
+    let out = client
+        .command("wrk")
+        .args([
+            "-t2",
+            &format!("-c{WRK_CONNS}"),
+            &format!("-d{WRK_SECS}s"),
+            "--latency",
+        ])
+        .args(["-H", "Connection: close"])
+        .arg(format!("http://{target}:{port}/"))
+        .output()
+        .context("spawn wrk")?;
+    let b1 = prog.and_then(bpf_stats);
+    let p1 = pid.and_then(proc_cpu_ns);
+    let vm1 = vm_busy_ns();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
+    let conns = w.requests.max(1) as f64;
+    let (pkts, ns) = match (b0, b1) {
+        (Some((t0, c0)), Some((t1, c1))) => (c1 - c0, (t1 - t0) as f64),
+        _ => (0, 0.0),
+    };
+    Ok(Sample {
+        port,
+        conn_s: w.rate,
+        p50_ms: w.p50_ms,
+        p99_ms: w.p99_ms,
+        wrk_errors: w.errors,
+        vm_cpu_us_per_conn: (vm1 - vm0) as f64 / 1e3 / conns,
+        xdp_packets: pkts,
+        xdp_ns_per_packet: if pkts > 0 { ns / pkts as f64 } else { f64::NAN },
+        xdp_packets_per_conn: if pkts > 0 {
+            pkts as f64 / conns
+        } else {
+            f64::NAN
+        },
+        lb_cpu_us_per_conn: match (p0, p1) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e3 / conns,
+            _ if pkts > 0 => ns / 1e3 / conns,
+            _ => f64::NAN,
+        },
+    })
+}
+
+/// A process's user+system CPU time so far (all its threads), ns.
+pub(super) fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: utime and stime are fields 14 and 15 (1-based).
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000) // USER_HZ = 100
+}
+
+/// The same measurement through HAProxy 2.6 in TCP mode on the LB node: S frontends
+/// (its own address, ports 8080..), each with a backend of the first N backend
+/// addresses, `balance roundrobin` (a source hash would put the one client on one
+/// backend), no health checks (fo's services have none either).
+pub(super) fn haproxy_size(
+    lab: &Lab,
+    out: &Path,
+    dir: &Path,
+    backends: usize,
+    services: u16,
+    runs: usize,
+) -> anyhow::Result<Size> {
+    let tag = format!("{backends}b-{services}s");
+    let mut cfg = format!(
+        "global\n  maxconn 9000\n  nbthread {HAPROXY_THREADS}\n\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n"
+    );
+    for i in 0..services {
+        let port = BASE_PORT + i;
+        cfg.push_str(&format!(
+            "\nfrontend f{i}\n  bind {FO}:{port}\n  default_backend b{i}\n\nbackend b{i}\n  balance roundrobin\n"
+        ));
+        for k in 0..backends {
+            cfg.push_str(&format!("  server s{k} {}:{port}\n", backend_addr(k)));
+        }
+    }
+    let file = dir.join(format!("haproxy-lb-{tag}.cfg"));
+    std::fs::write(&file, cfg).context("write HAProxy's config")?;
+    if services == 1 || backends == 1 {
+        keep_config(out, &file, &format!("scale-haproxy-lb-{tag}.cfg"))?;
+    }
+    let ns = &lab.nodes[0].ns;
+    let t0 = Instant::now();
+    let mut cmd = ns.command("/usr/sbin/haproxy");
+    cmd.arg("-db").arg("-f").arg(&file);
+    let hp = Proc::spawn(
+        &format!("haproxy lb {tag}"),
+        cmd,
+        &dir.join(format!("haproxy-lb-{tag}.log")),
+    )?;
+    wait_listen(ns, BASE_PORT)?;
+    wait_listen(ns, BASE_PORT + services - 1)?;
+    let ready = t0.elapsed().as_secs_f64();
+    eprintln!("scale haproxy {tag}: listening after {ready:.1} s");
+    let ports = run_ports(services);
+    let mut samples = Vec::new();
+    for r in 0..runs {
+        let port = ports[r % ports.len()];
+        let s = wrk(&lab.client.ns, FO, port, Some(Meter::Pid(hp.pid())))
+            .with_context(|| format!("HAProxy {tag} run {}", r + 1))?;
+        eprintln!(
+            "scale haproxy {tag} run {} (:{port}): {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}, HAProxy {:.1} µs CPU/conn",
+            r + 1,
+            s.conn_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.wrk_errors,
+            s.lb_cpu_us_per_conn
+        );
+        samples.push(s);
+    }
+    drop(hp);
+    Ok(Size {
+        system: "haproxy",
+        backends,
+        services,
+        entries: backends * usize::from(services),
+        running_s: ready,
+        resolve_s: f64::NAN,
+        samples,
+        failed: None,
+    })
+}

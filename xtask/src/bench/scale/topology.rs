@@ -1,0 +1,160 @@
+//! The scale bench's lab around the LB node: backend addresses, the host's neighbour-table
+//! thresholds while it runs, the agent under test (fresh per size) and the wait until every
+//! backend is resolved.
+
+use super::*;
+
+pub(super) fn backend_addr(k: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(FIRST_BACKEND) + k as u32)
+}
+
+/// Restores the host's neighbour gc thresholds when dropped.
+pub(super) struct GcThresh(Vec<(String, String)>);
+
+impl GcThresh {
+    pub(super) fn raise() -> anyhow::Result<GcThresh> {
+        let mut old = Vec::new();
+        for (k, v) in GC_THRESH {
+            let cur = netns::sh(&format!("sysctl -n {k}"))?.trim().to_owned();
+            // Registered before the write: an interrupted run restores it too.
+            netns::register_sysctl_restore(k, &cur);
+            old.push((k.to_owned(), cur));
+            netns::sh(&format!("sysctl -q -w {k}={v}"))?;
+        }
+        Ok(GcThresh(old))
+    }
+}
+
+impl Drop for GcThresh {
+    fn drop(&mut self) {
+        // Lower first: thresh1 <= thresh2 <= thresh3 must hold at every step.
+        for (k, v) in self.0.iter() {
+            let _ = netns::sh(&format!("sysctl -q -w {k}={v}"));
+        }
+    }
+}
+
+/// Stop the agent and unload its data plane before the next size.
+pub(super) fn clear_agent(lab: &mut Lab, backends: usize, services: u16) -> anyhow::Result<()> {
+    let tag = format!("{backends}b-{services}s");
+    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{}-fo-{tag}", lab.tag));
+    let node = &mut lab.nodes[0];
+    if let Some(p) = node.runs.last_mut()
+        && p.exited().is_none()
+    {
+        let _ = p.signal("TERM");
+        let _ = p.wait(Duration::from_secs(20));
+    }
+    if bpf_dir.exists() {
+        std::fs::remove_dir_all(&bpf_dir)
+            .with_context(|| format!("remove {}", bpf_dir.display()))?;
+    }
+    let start = Instant::now();
+    while xdp_prog_id(&node.ns).is_ok() {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("the XDP program of {tag} is still attached after its pins were removed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Resolve the first `n` backend addresses in the LB node's neighbour table by real ARP
+/// (one ping each, 64 at a time) before the agent starts, so that the measurement is
+/// about the data plane, not about how fast the kernel resolves 1,000 addresses.
+pub(super) fn warm_neighbours(ns: &Netns, n: usize, dir: &Path) -> anyhow::Result<()> {
+    let list: String = (0..n).map(|k| format!("{}\n", backend_addr(k))).collect();
+    let file = dir.join(format!("warm-{n}.txt"));
+    std::fs::write(&file, list)?;
+    ns.sh(&format!(
+        "xargs -P 64 -I ADDR ping -c1 -W2 -q ADDR < {} >/dev/null 2>&1 || true",
+        file.display()
+    ))?;
+    let known = ns
+        .sh("ip -4 neigh show dev eth0 | grep -c lladdr || true")?
+        .trim()
+        .parse::<usize>()
+        .unwrap_or(0);
+    if known < n {
+        bail!("only {known} of {n} backend addresses resolved by ping");
+    }
+    Ok(())
+}
+
+/// As [`crate::lab::Node::start`], with a longer wait for `running`: with 64 services ×
+/// 1,000 backends the agent's first resolution and table fill take far longer than 30 s.
+pub(super) fn start_agent(
+    node: &mut crate::lab::Node,
+    bins: &Bins,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let mut cmd = node.ns.command(&bins.agent);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&node.config)
+        .args(["--log-format", "json"])
+        .env("NO_COLOR", "1");
+    let n = node.runs.len() + 1;
+    let mut p = Proc::spawn(
+        &format!("fo-agent {}", node.name),
+        cmd,
+        &dir.join(format!("agent-{}-{n}.log", node.name)),
+    )?;
+    let res = p.wait_for_line(RESOLVE_MAX, |l| {
+        crate::lab::log_fields(l)
+            .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
+    });
+    node.runs.push(p);
+    res.map(|_| ())
+}
+
+/// Wait until the agent's status lists `entries` backend entries, all resolved;
+/// returns when it did.
+pub(super) fn wait_resolved(
+    bins: &Bins,
+    socket: &Path,
+    entries: usize,
+    node: &crate::lab::Node,
+) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + RESOLVE_MAX;
+    loop {
+        let out = Command::new(&bins.agent)
+            .args(["status", "--json", "--socket"])
+            .arg(socket)
+            .output()
+            .context("spawn fo-agent status")?;
+        if out.status.success()
+            && let Ok(v) = serde_json::from_slice::<Value>(&out.stdout)
+        {
+            let all: Vec<&Value> = v["services"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .flat_map(|s| s["backends"].as_array().into_iter().flatten())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let resolved = all
+                .iter()
+                .filter(|b| b["resolved"].as_bool() == Some(true))
+                .count();
+            let last = format!("{resolved} of {} entries resolved", all.len());
+            if all.len() == entries && resolved == entries {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "not every backend resolved after {RESOLVE_MAX:?}: {last}\n{}",
+                    node.runs.last().map(|p| p.tail(20)).unwrap_or_default()
+                );
+            }
+        } else if Instant::now() > deadline {
+            let last = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "not every backend resolved after {RESOLVE_MAX:?}: {last}\n{}",
+                node.runs.last().map(|p| p.tail(20)).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
