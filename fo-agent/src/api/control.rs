@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
+};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
@@ -64,7 +66,7 @@ pub enum ControlError {
 }
 
 /// Longest request line accepted.
-const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 64 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused client gets to send its request before hearing why.
 const REFUSE_READ: Duration = Duration::from_secs(2);
@@ -308,10 +310,8 @@ async fn connection(
     ticket: &Ticket,
     limiter: &Limiter,
 ) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let mut line = String::new();
-    let read = match tokio::time::timeout(READ_DEADLINE, reader.read_line(&mut line)).await {
+    let (mut read, mut write) = stream.into_split();
+    let got = match tokio::time::timeout(READ_DEADLINE, read_request(&mut read)).await {
         Ok(r) => r,
         Err(_) => {
             limiter.count(reason::TIMEOUT);
@@ -319,34 +319,41 @@ async fn connection(
         }
     };
     ticket.busy();
-    let response = match read {
-        Ok(0) => return,
-        Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => {
-                // A client that leaves stops waiting for its answer (a status walks
-                // the connection tables); the request itself goes on.
-                let mut rest = reader.into_inner().into_inner();
-                tokio::select! {
-                    r = ask(&agent, req) => r,
-                    () = client_gone(&mut rest) => {
-                        limiter.count(reason::CLIENT_GONE);
-                        return;
-                    }
+    let response = match got {
+        None => return,
+        Some(Ok(req)) => {
+            // A client that leaves stops waiting for its answer (a status walks the
+            // connection tables); the request itself goes on.
+            tokio::select! {
+                r = ask(&agent, req) => r,
+                () = client_gone(&mut read) => {
+                    limiter.count(reason::CLIENT_GONE);
+                    return;
                 }
             }
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-        },
-        Err(e) => Response::Error {
-            message: format!("reading the request: {e}"),
-        },
+        }
+        Some(Err(message)) => Response::Error { message },
     };
     let mut out = serde_json::to_string(&response).unwrap_or_else(|e| {
         format!("{{\"result\":\"error\",\"message\":\"encoding the response: {e}\"}}")
     });
     out.push('\n');
     let _ = write.write_all(out.as_bytes()).await;
+}
+
+/// Read and decode one request: a line of at most [`MAX_LINE`] bytes, JSON. `None`
+/// when the peer closed before sending anything; `Err` says what was wrong, for the
+/// peer. (Public for the fuzz target in `fo-agent/fuzz`.)
+pub async fn read_request(read: impl AsyncRead + Unpin) -> Option<Result<Request, String>> {
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let mut line = String::new();
+    match reader.read_line(&mut line).await {
+        Ok(0) => None,
+        Ok(_) => Some(
+            serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
+        ),
+        Err(e) => Some(Err(format!("reading the request: {e}"))),
+    }
 }
 
 /// Answer a refused peer with its error. Its request line is read (and ignored) first,
