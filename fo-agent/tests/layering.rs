@@ -58,13 +58,6 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// concurrent edits do not break it). The list may only shrink: an entry that no longer
 /// occurs fails `known_edges_still_occur` until it is removed.
 const KNOWN: &[(&str, &str)] = &[
-    // sync names SharedPlane through agent's re-export (it lives in dataplane).
-    ("src/sync/mod.rs", "agent"),
-    // The driver asks fence and sync whether it may claim (moves into fo-vrrp's FSM).
-    ("src/vrrp/driver.rs", "fence"),
-    ("src/vrrp/mod.rs", "fence"),
-    ("src/vrrp/driver.rs", "sync"),
-    ("src/vrrp/mod.rs", "sync"),
     // hooks runs children through health::child (moves to a shared leaf).
     ("src/hooks.rs", "health"),
     // `fo-agent check` lists problems itself (moves to agent::preflight).

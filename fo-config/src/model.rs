@@ -4,6 +4,10 @@
 //! These are what the agent uses. They derive `PartialEq` so that a reload can
 //! be diffed against the running configuration, and `Serialize` for status output
 //! (durations are written as strings such as `"100ms"`).
+//!
+//! One piece on purpose: the whole configuration's vocabulary in one place, table by
+//! table (`[node]`, `[[router]]`, `[[service]]`, `[[check]]`); types and small
+//! accessors only, the rules are in `validate`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -48,7 +52,7 @@ pub struct Node {
     /// How long a NAT connection may stay idle, by state, before aging removes it.
     pub nat_timeouts: NatTimeouts,
     /// Connection-state sync of NAT flows with the other nodes; `None` = off.
-    pub sync: Option<Sync>,
+    pub sync: Option<SyncConfig>,
 }
 
 /// `[node] nat_timeouts = { syn, established, fin, closed, udp }`: how long a NAT
@@ -95,7 +99,7 @@ impl Default for NatTimeouts {
 /// streamed from the master to these peers (UDP, HMAC-SHA256 with the key in
 /// `key_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Sync {
+pub struct SyncConfig {
     /// The other nodes' addresses (unicast).
     pub peers: Vec<IpAddr>,
     /// UDP port, the same on every node.
@@ -107,7 +111,7 @@ pub struct Sync {
     pub max_clock_skew: Duration,
 }
 
-impl Sync {
+impl SyncConfig {
     pub const DEFAULT_PORT: u16 = 7480;
     pub const MIN_KEY_LEN: usize = 16;
     pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);

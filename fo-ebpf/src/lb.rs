@@ -35,7 +35,7 @@ const IP_MF_OFFSET: u16 = 0x3fff;
 pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
     let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
-    let (proto, src, dst) = unsafe {
+    let (proto, src, dst, total) = unsafe {
         let version_ihl = (*ip).version_ihl;
         if version_ihl >> 4 != 4 || version_ihl & 0xf < 5 {
             return Err(Counter::PassBadIp);
@@ -46,9 +46,23 @@ pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
         if u16::from_be_bytes((*ip).frag) & IP_MF_OFFSET != 0 {
             return Err(Counter::PassFragment);
         }
-        ((*ip).proto, Addr::v4((*ip).src), Addr::v4((*ip).dst))
+        (
+            (*ip).proto,
+            Addr::v4((*ip).src),
+            Addr::v4((*ip).dst),
+            usize::from(u16::from_be_bytes((*ip).total_len)),
+        )
     };
-    forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4)
+    // Whole: the IPv4 length covers the transport header and ends within the frame
+    // (Ethernet padding may follow). NAT translates only whole packets; the kernel drops
+    // the others, so they go to it untouched.
+    let l4_min = match proto {
+        IPPROTO_TCP => 20,
+        IPPROTO_UDP => 8,
+        _ => 0,
+    };
+    let whole = total >= IPV4_LEN + l4_min && total <= frame_len(ctx) - ETH_LEN;
+    forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4, whole)
 }
 
 #[inline(never)]
@@ -62,7 +76,9 @@ pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
         ((*ip).next_header, Addr::v6((*ip).src), Addr::v6((*ip).dst))
     };
     match next {
-        IPPROTO_TCP | IPPROTO_UDP => forward(ctx, ETH_LEN + IPV6_LEN, next, src, dst, FAMILY_V6),
+        IPPROTO_TCP | IPPROTO_UDP => {
+            forward(ctx, ETH_LEN + IPV6_LEN, next, src, dst, FAMILY_V6, true)
+        }
         IPPROTO_ICMPV6 => nd::advertise(ctx, ip),
         // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Err(Counter::PassIpv6ExtHeader),
@@ -78,6 +94,8 @@ fn forward(
     src: Addr,
     dst: Addr,
     family: u8,
+    // For IPv4: the packet is whole (see `ipv4`); NAT is IPv4 only.
+    whole: bool,
 ) -> Result<u32, Counter> {
     // SAFETY (map reads below): values are plain data replaced whole by the agent.
     let vip = unsafe {
@@ -138,6 +156,9 @@ fn forward(
     };
     // NAT is IPv4 only (the config refuses it on IPv6 VIPs).
     if family == FAMILY_V4 && vip_flags & (VIP_NAT | VIP_SNAT) != 0 {
+        if !whole {
+            return Err(Counter::PassTruncated);
+        }
         if vip_flags & VIP_SNAT != 0 {
             return Ok(nat::reply_any(ctx, l4_offset, &flow));
         }
@@ -180,6 +201,9 @@ fn forward(
             };
             let found = maglev_pick(service_id, h)?;
             if family == FAMILY_V4 && service.flags & SVC_NAT != 0 {
+                if !whole {
+                    return Err(Counter::PassTruncated);
+                }
                 return Ok(nat::open_new(ctx, l4_offset, &flow, service_id, found.0));
             }
             maps::count(Counter::FlowMiss);

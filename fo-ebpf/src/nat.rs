@@ -11,6 +11,10 @@
 //! (`NAT_FWD`/`NAT_REV`, UDP flows to `NAT_UDP_FWD`/`NAT_UDP_REV`) and is reported to
 //! the sync (see `fo_common::nat`). Aging is the agent's: the program keeps each
 //! entry's state, sequence tracking and last-seen time current.
+//!
+//! One piece on purpose: the forward, open and reply paths share the parsing, routing
+//! and rewriting helpers below, and are checked against each other (and the verifier)
+//! as one.
 
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::{

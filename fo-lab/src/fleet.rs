@@ -13,11 +13,14 @@
 //! `reconnect_backoff` (doubling up to `reconnect_backoff_max` while connects fail),
 //! reconnects, says HELLO with the next epoch and its acknowledged level, and resends
 //! everything after that level.
+//!
+//! One piece on purpose: an agent's schedule, its connection loop and the shared counters
+//! they feed are one life cycle, and the resend rule above holds only read together.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::locks::lock;
 use crate::proto::{ACK_LEN, EVENT_HEADER_LEN, Event, Hello, decode_ack};
 use crate::report::{FleetAgent, FleetReport, FleetSettings, FleetTotals, Outage, REPORT_VERSION};
 use crate::timeline::{Timeline, unix_ns};
@@ -179,11 +183,6 @@ impl Shared {
             o.done.push(cur);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Counters left by a panicked task are still worth reporting.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running fleet.

@@ -16,6 +16,7 @@
 pub mod control;
 pub mod fleet;
 pub mod kit;
+pub mod locks;
 pub mod proto;
 pub mod report;
 pub mod sink;

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::locks::lock;
 use crate::proto::{EVENT_HEADER_LEN, Event, HELLO_LEN, Hello, MAX_PAYLOAD, encode_ack};
 use crate::report::{CloseKind, REPORT_VERSION, SinkAgent, SinkConnection, SinkReport, SinkTotals};
 use crate::timeline::{Timeline, unix_ns};
@@ -127,12 +128,6 @@ pub struct Sink {
     stop: watch::Sender<Stop>,
     accept: JoinHandle<()>,
     done: mpsc::Receiver<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic in another task while it held the lock leaves plain counters behind;
-    // they are still worth reporting.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Sink {

@@ -225,13 +225,7 @@ fn agent_config(node: &Node, bird_socket: &Path, ready: &Path, backends: &[Strin
         .map(|b| format!("{{ address = \"{b}\" }}"))
         .collect();
     format!(
-        r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{mport}"
+        r#"{node}
 flow_table_size = 65536
 
 [[router]]
@@ -257,9 +251,7 @@ timeout = "100ms"
 rise = 1
 fall = 1
 "#,
-        pin = node.pin_dir.display(),
-        sock = node.socket.display(),
-        mport = node.metrics_port,
+        node = crate::node_table(&node.pin_dir, &node.socket, node.metrics_port),
         bird = bird_socket.display(),
         ready = ready.display(),
         list = list.join(", "),

@@ -30,6 +30,24 @@ pub fn require_root() {
     );
 }
 
+/// The `[node]` lines every lab agent's config starts with (no final newline): `eth0` in
+/// generic XDP mode, its pin directory, its control socket with the state file beside it,
+/// and metrics on loopback at `metrics_port`. The caller writes the rest of the table.
+pub fn node_table(
+    pin_dir: &std::path::Path,
+    socket: &std::path::Path,
+    metrics_port: u16,
+) -> String {
+    format!(
+        "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\n\
+         control_socket = \"{}\"\nstate_file = \"{}.state.json\"\n\
+         metrics = \"127.0.0.1:{metrics_port}\"",
+        pin_dir.display(),
+        socket.display(),
+        socket.display(),
+    )
+}
+
 /// The workspace root (where `deploy/` lives).
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,13 +64,7 @@ pub fn agent_bin() -> std::path::PathBuf {
 
 /// A binary of the workspace from the same build as this test (target/<profile>/NAME).
 pub fn bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join(name);
+    let bin = fo_lab::kit::bins::beside(name);
     assert!(
         bin.exists(),
         "{} does not exist: build it first (cargo build --workspace --exclude fo-ebpf --bins, done by cargo xtask test)",

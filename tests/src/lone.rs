@@ -61,13 +61,7 @@ impl Lone {
 
     pub fn config_text(&self, node_extra: &str) -> String {
         format!(
-            r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{METRICS_PORT}"
+            r#"{node}
 {node_extra}
 
 [[router]]
@@ -86,8 +80,7 @@ port = 1514
 check = {{ kind = "tcp", interval = "200ms", timeout = "100ms", rise = 1, fall = 1 }}
 backends = [{{ address = "{backend}" }}]
 "#,
-            pin = self.pin_dir.display(),
-            sock = self.socket.display(),
+            node = crate::node_table(&self.pin_dir, &self.socket, METRICS_PORT),
             hook = self.hook.display(),
             backend = self.backend.addr,
         )
@@ -112,26 +105,12 @@ backends = [{{ address = "{backend}" }}]
 
     /// `fo-agent ARGS --socket …`: (success, stdout+stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(crate::agent_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run fo-agent");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        fo_lab::kit::agent::ctl(&crate::agent_bin(), &self.socket, args).expect("run fo-agent")
     }
 
     /// `fo-agent status --json`, parsed (`None` while the agent does not answer).
     pub fn status(&self) -> Option<serde_json::Value> {
-        let (ok, text) = self.ctl(&["status", "--json"]);
-        ok.then(|| serde_json::from_str(&text).ok()).flatten()
+        fo_lab::kit::agent::status(&crate::agent_bin(), &self.socket).ok()
     }
 
     /// GET /metrics from inside the namespace with `accept` (if any): (head, body).

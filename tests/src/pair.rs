@@ -161,26 +161,13 @@ impl Node {
 
     /// `fo-agent ARGS --socket …` against this node's agent: (success, stdout+stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new(crate::agent_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run fo-agent");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        fo_lab::kit::agent::ctl(&crate::agent_bin(), &self.socket, args).expect("run fo-agent")
     }
 
     /// `fo-agent status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
-        let (ok, text) = self.ctl(&["status", "--json"]);
-        assert!(ok, "fo-agent status failed on {}: {text}", self.name);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("status --json of {} is not JSON ({e}): {text}", self.name))
+        fo_lab::kit::agent::status(&crate::agent_bin(), &self.socket)
+            .unwrap_or_else(|e| panic!("node {}: {e:#}", self.name))
     }
 
     /// State of router `router` per the status command.
@@ -349,13 +336,7 @@ pub fn config(
         (String::new(), "")
     };
     format!(
-        r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{mport}"
+        r#"{node}
 flow_table_size = 65536
 {node_extra}
 [[router]]
@@ -374,9 +355,7 @@ port = 1514
 hash = "5-tuple"
 {mode}backends = [{list}]
 {extra}"#,
-        pin = node.pin_dir.display(),
-        sock = node.socket.display(),
-        mport = node.metrics_port,
+        node = crate::node_table(&node.pin_dir, &node.socket, node.metrics_port),
         adv = opts.advert_interval,
         list = list.join(", "),
         extra = opts.extra,

@@ -23,13 +23,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use fo_lab::locks::lock;
+
 use crate::netns::{ChildGuard, Netns, Segment, parse_mac, unique_tag};
 
 /// One test at a time per process: the takeover bounds are about the protocol, not about
 /// two labs competing for two cores.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&LOCK)
 }
 
 /// Path of the `fo-agent` binary (see the module docs).
@@ -39,12 +41,7 @@ pub fn agent_binary() -> PathBuf {
         if let Some(p) = std::env::var_os("FO_AGENT_BIN") {
             return PathBuf::from(p);
         }
-        // <target>/<profile>/deps/<test binary>
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary under <target>/<profile>/deps");
+        let profile_dir = fo_lab::kit::bins::profile_dir();
         let target_dir = profile_dir.parent().expect("target dir");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -123,7 +120,7 @@ impl Proc {
     }
 
     pub fn text(&self) -> String {
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let log = lock(&self.log);
         log.iter()
             .map(|(_, l)| l.as_str())
             .collect::<Vec<_>>()
@@ -136,9 +133,7 @@ fn reader(stream: impl Read + Send + 'static, log: Log) {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let now = Instant::now();
-            log.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((now, strip_ansi(&line)));
+            lock(&log).push((now, strip_ansi(&line)));
         }
     });
 }
@@ -224,26 +219,14 @@ impl Node {
 
     /// fo only: `fo-agent ARGS --socket …` against the node's agent: (success, output).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(agent_binary())
-            .args(args)
-            .arg("--socket")
-            .arg(self.dir.join("control.sock"))
-            .output()
-            .expect("run fo-agent");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        fo_lab::kit::agent::ctl(&agent_binary(), &self.dir.join("control.sock"), args)
+            .expect("run fo-agent")
     }
 
     /// fo only: `fo-agent status --json`, parsed.
     pub fn status(&self) -> serde_json::Value {
-        let (ok, text) = self.ctl(&["status", "--json"]);
-        assert!(ok, "fo-agent status failed on {}: {text}", self.name);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("status --json of {} is not JSON ({e}): {text}", self.name))
+        fo_lab::kit::agent::status(&agent_binary(), &self.dir.join("control.sock"))
+            .unwrap_or_else(|e| panic!("node {}: {e:#}", self.name))
     }
 
     /// fo only: the status of the node's (only) router.
@@ -383,7 +366,7 @@ impl Node {
         let Some(p) = &self.proc else {
             return Claim::Nothing;
         };
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         let mut claim = Claim::Nothing;
         for (at, line) in log.iter() {
             if *at > t {
@@ -403,7 +386,7 @@ impl Node {
     /// The first instant after `since` at which the node logged `claim`.
     pub fn claimed_since(&self, claim: Claim, since: Instant) -> Option<Instant> {
         let p = self.proc.as_ref()?;
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         log.iter()
             .filter(|(at, _)| *at >= since)
             .find(|(_, l)| parse_claim(l) == Some(claim))
@@ -420,7 +403,7 @@ impl Node {
         let Some(p) = &self.proc else {
             return Vec::new();
         };
-        let log = p.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = lock(&p.log);
         log.iter().filter(|(_, l)| pred(l)).cloned().collect()
     }
 
@@ -428,7 +411,7 @@ impl Node {
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for (log, killed) in &self.history {
-            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let log = lock(log);
             for (_, l) in log.iter() {
                 s.push_str(l);
                 s.push('\n');

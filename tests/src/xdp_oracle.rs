@@ -12,6 +12,11 @@
 //!   Advertisement for the VIP6 (valid checksum), or the same frame with only the MACs
 //!   rewritten to backend/us (DSR);
 //! - a frame that is not ours (it nowhere carries a VIP's address) passes unchanged.
+//!
+//! [`nat`] is the second fixture: NAT services, whose translations must keep valid
+//! checksums and change nothing but addresses, ports and MACs.
+
+pub mod nat;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

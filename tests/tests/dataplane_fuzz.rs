@@ -1,14 +1,17 @@
 //! Random and mutated frames through the real program (BPF_PROG_TEST_RUN), seeded so
 //! a failure reproduces: the program never aborts, a frame it passes leaves untouched,
 //! and a frame it transmits changed only where its verdict allows (MACs for DSR; an
-//! ARP reply or a Neighbor Advertisement for the VIP).
+//! ARP reply or a Neighbor Advertisement for the VIP); and the same through the NAT
+//! fixture, whose translations must change only MACs, addresses, ports and checksums
+//! and keep the checksums valid.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use fo_common::xdp_action::XDP_PASS;
 use fo_tests::fixture::OUR_MAC;
 use fo_tests::frames;
-use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict};
+use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict, nat};
 
 const ROUNDS: u32 = 20_000;
 
@@ -167,4 +170,103 @@ fn frames_for_other_addresses_pass_untouched() {
         assert_eq!(run.frame, f);
         assert_eq!(run.guard_overwritten, 0);
     }
+}
+
+/// The NAT fixture (`xdp_oracle::nat`), on a thread in a network namespace of its own:
+/// mutated seeds and random frames through the harness the libFuzzer target `xdp-nat`
+/// uses; every run keeps the NAT contract (translations change only MACs, addresses,
+/// ports and checksums, and keep valid checksums valid), and both directions of
+/// translation happen.
+#[test]
+fn nat_random_and_mutated_frames() {
+    std::thread::spawn(|| {
+        nat::private_namespace();
+        let mut h = nat::Harness::new();
+        let seeds: Vec<Vec<u8>> = nat::seeds().into_iter().map(|(_, f)| f).collect();
+        let mut rng = Rng(0x666f_2d6e_6174_7a31);
+        let mut verdicts: BTreeMap<nat::NatVerdict, u32> = BTreeMap::new();
+        for round in 0..ROUNDS {
+            let input = if round % 4 == 3 {
+                let mut f = random_frame(&mut rng);
+                f.insert(0, rng.next() as u8);
+                f
+            } else {
+                // Mostly the seeds as they are (a handshake needs its steps in order),
+                // else mutated.
+                let s = &seeds[rng.below(seeds.len())];
+                if round % 4 == 0 {
+                    s.clone()
+                } else {
+                    mutate(&mut rng, s)
+                }
+            };
+            let Some(frame) = h.frame(&input) else {
+                continue;
+            };
+            let (run, verdict) = h.run(&frame);
+            match verdict {
+                Ok(v) => *verdicts.entry(v).or_default() += 1,
+                Err(e) => panic!(
+                    "{e}: round {round}, input {input:02x?}, frame {frame:02x?}, action {}, output {:02x?}",
+                    run.action, run.frame
+                ),
+            }
+        }
+        println!("{ROUNDS} inputs through the NAT fixture: {verdicts:?}");
+        for v in [
+            nat::NatVerdict::Forward,
+            nat::NatVerdict::Reply,
+            nat::NatVerdict::Passed,
+            nat::NatVerdict::ArpReply,
+        ] {
+            assert!(
+                verdicts.get(&v).copied().unwrap_or(0) > 100,
+                "the seeds should exercise {v:?}: {verdicts:?}"
+            );
+        }
+        assert_eq!(h.fx.counter("aborted"), 0);
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+/// The libFuzzer target's seed corpus (`tests/fuzz/corpus/xdp-nat/`) is the NAT
+/// oracle's seeds, and each one, run in order on a fresh fixture, is translated (or
+/// answered, for ARP). `FO_WRITE_XDP_SEEDS=1` rewrites the files.
+#[test]
+fn xdp_nat_fuzz_corpus_is_the_seeds() {
+    let dir = fo_tests::workspace_root().join("tests/fuzz/corpus/xdp-nat");
+    let write = std::env::var_os("FO_WRITE_XDP_SEEDS").is_some_and(|v| v == "1");
+    std::thread::spawn(move || {
+        nat::private_namespace();
+        let mut h = nat::Harness::new();
+        for (name, input) in nat::seeds() {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).expect("create the corpus directory");
+                std::fs::write(&path, &input).expect("write a seed");
+            }
+            let stored = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (FO_WRITE_XDP_SEEDS=1 writes it)", path.display())
+            });
+            assert_eq!(
+                stored,
+                input,
+                "{} differs from the oracle's seed",
+                path.display()
+            );
+            let frame = h.frame(&input).expect("a seed is long enough");
+            let (run, verdict) = h.run(&frame);
+            let verdict = verdict.unwrap_or_else(|e| panic!("seed {name}: {e}"));
+            assert_ne!(
+                verdict,
+                nat::NatVerdict::Passed,
+                "seed {name} must be translated or answered (action {}, output {:02x?})",
+                run.action,
+                run.frame
+            );
+        }
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p));
 }

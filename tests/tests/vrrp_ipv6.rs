@@ -13,13 +13,7 @@ const VIP6: &str = "2001:db8::100";
 
 fn config(node: &Node, prio: u8) -> String {
     format!(
-        r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{port}"
+        r#"{node}
 flow_table_size = 4096
 
 [[router]]
@@ -29,9 +23,7 @@ priority = {prio}
 advert_interval = "100ms"
 vips = ["{VIP6}"]
 "#,
-        pin = node.pin_dir.display(),
-        sock = node.socket.display(),
-        port = node.metrics_port,
+        node = fo_tests::node_table(&node.pin_dir, &node.socket, node.metrics_port),
     )
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::sum_timelines;
 use crate::lab::{Bins, Lab, Spec, Transition, target_dir, unix_ns};
+use crate::util::{read_json, remove_old_runs};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const PORT: u16 = 1514;
@@ -500,11 +501,6 @@ fn from_unix_ns(ns: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
-fn read_json(p: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
 /// The summed buckets as one dense array from the first bucket.
 fn dense(b: &BTreeMap<u64, u64>) -> Vec<u64> {
     let Some((&first, _)) = b.iter().next() else {
@@ -550,23 +546,4 @@ fn master_segments(
     out.extend(since.into_iter().map(|(node, s)| (node.to_owned(), s, end)));
     out.sort_by_key(|s| s.1);
     out
-}
-
-/// Remove the log directories of earlier demo runs whose process is gone.
-fn remove_old_runs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }

@@ -24,28 +24,56 @@ use crate::util::{root, show};
 pub enum Target {
     /// `fo_vrrp::decode` on any bytes (fo-vrrp/fuzz).
     VrrpDecode,
+    /// `fo_vrrp::auth::open` and `decode_authenticated`, the harness holding the key:
+    /// sealed adverts open, tampered ones never do (fo-vrrp/fuzz).
+    VrrpAuth,
     /// `fo_config::Config::parse` on any text (fo-config/fuzz).
     ConfigParse,
     /// Any frame through the real XDP program (BPF_PROG_TEST_RUN; needs root) (tests/fuzz).
     Xdp,
+    /// Any frame through the real XDP program's NAT, which must keep checksums valid and
+    /// change only addresses, ports and MACs (needs root) (tests/fuzz).
+    XdpNat,
     /// `fo_import` on any keepalived.conf text: no panic, no hang, valid output (fo-import/fuzz).
     KeepalivedImport,
+    /// The sync's wire codec and replay guard, the harness holding the key (fo-agent/fuzz).
+    SyncCodec,
+    /// The control socket's request line (fo-agent/fuzz).
+    ControlRequest,
+    /// The metrics endpoint's HTTP request head (fo-agent/fuzz).
+    MetricsHead,
+    /// BIRD's control-socket replies (fo-agent/fuzz).
+    BirdReply,
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
+    /// In the order `cargo xtask test` runs them: those sharing a build directory run
+    /// one after the other.
+    pub const ALL: [Target; 10] = [
         Target::VrrpDecode,
+        Target::VrrpAuth,
         Target::ConfigParse,
-        Target::Xdp,
         Target::KeepalivedImport,
+        Target::Xdp,
+        Target::XdpNat,
+        Target::SyncCodec,
+        Target::ControlRequest,
+        Target::MetricsHead,
+        Target::BirdReply,
     ];
 
     fn name(self) -> &'static str {
         match self {
             Target::VrrpDecode => "vrrp-decode",
+            Target::VrrpAuth => "vrrp-auth",
             Target::ConfigParse => "config-parse",
             Target::Xdp => "xdp",
+            Target::XdpNat => "xdp-nat",
             Target::KeepalivedImport => "keepalived-import",
+            Target::SyncCodec => "sync-codec",
+            Target::ControlRequest => "control-request",
+            Target::MetricsHead => "metrics-head",
+            Target::BirdReply => "bird-reply",
         }
     }
 
@@ -53,32 +81,68 @@ impl Target {
     fn place(self) -> (&'static str, &'static str, &'static str) {
         match self {
             Target::VrrpDecode => ("fo-vrrp/fuzz", "decode", "corpus/decode"),
+            Target::VrrpAuth => ("fo-vrrp/fuzz", "auth", "corpus/auth"),
             Target::ConfigParse => ("fo-config/fuzz", "parse", "corpus/parse"),
             Target::Xdp => ("tests/fuzz", "xdp", "corpus/xdp"),
+            Target::XdpNat => ("tests/fuzz", "xdp-nat", "corpus/xdp-nat"),
             Target::KeepalivedImport => ("fo-import/fuzz", "keepalived", "corpus/keepalived"),
+            Target::SyncCodec => ("fo-agent/fuzz", "sync-codec", "corpus/sync-codec"),
+            Target::ControlRequest => {
+                ("fo-agent/fuzz", "control-request", "corpus/control-request")
+            }
+            Target::MetricsHead => ("fo-agent/fuzz", "metrics-head", "corpus/metrics-head"),
+            Target::BirdReply => ("fo-agent/fuzz", "bird-reply", "corpus/bird-reply"),
         }
     }
 
-    /// The cargo target directory under `target/fuzz/build/`. The config and import
-    /// targets share one (same compiler flags, the same locked versions of fo-config,
-    /// serde, toml and libfuzzer-sys): the second builds only its own crates.
+    /// The cargo target directory under `target/fuzz/build/`. Targets of one workspace
+    /// share one; so do workspaces built with the same compiler flags and the same
+    /// locked versions of what they share, the second building only its own crates:
+    /// config and import (fo-config, serde, toml), and the XDP and agent targets
+    /// (fo-agent and its whole tree, by far the longest build: `fo-agent/fuzz`'s
+    /// Cargo.lock is `tests/fuzz`'s).
     fn build_dir(self) -> &'static str {
         match self {
-            Target::VrrpDecode => "vrrp-decode",
+            Target::VrrpDecode | Target::VrrpAuth => "vrrp",
             Target::ConfigParse | Target::KeepalivedImport => "config",
-            Target::Xdp => "xdp",
+            Target::Xdp
+            | Target::XdpNat
+            | Target::SyncCodec
+            | Target::ControlRequest
+            | Target::MetricsHead
+            | Target::BirdReply => "agent",
         }
     }
 
-    /// libFuzzer options beyond the time limit.
+    /// How long `cargo xtask test` fuzzes the target. 60 s, but 30 s for the small
+    /// line and head readers (control-request, metrics-head, bird-reply): a few dozen
+    /// branches of ours each, whose coverage (libFuzzer's `cov`, serde_json's and
+    /// tokio's included) grew by 3 % or less over the second half of a 30 s run from the
+    /// seeds when measured; a second half-minute would buy little but CI time.
+    pub fn ci_seconds(self) -> u64 {
+        match self {
+            Target::ControlRequest | Target::MetricsHead | Target::BirdReply => 30,
+            _ => 60,
+        }
+    }
+
+    /// libFuzzer options beyond the time limit. A hang is a failure: no input may take
+    /// 10 s.
     fn options(self) -> &'static [&'static str] {
         match self {
-            Target::VrrpDecode => &["-max_len=1024"],
-            Target::ConfigParse => &["-max_len=8192"],
-            // An Ethernet frame of MTU 1500 (the harness ignores longer inputs).
-            Target::Xdp => &["-max_len=1514"],
-            // A hang is a failure: any input must be read in well under 10 s.
+            Target::VrrpDecode | Target::VrrpAuth => &["-max_len=1024", "-timeout=10"],
+            Target::ConfigParse => &["-max_len=8192", "-timeout=10"],
+            // An Ethernet frame of MTU 1500 (the harness ignores longer inputs), and
+            // the NAT target's mode byte.
+            Target::Xdp => &["-max_len=1514", "-timeout=10"],
+            Target::XdpNat => &["-max_len=1515", "-timeout=10"],
             Target::KeepalivedImport => &["-max_len=16384", "-timeout=10"],
+            // A few datagrams of up to 1,400 bytes.
+            Target::SyncCodec => &["-max_len=4096", "-timeout=10"],
+            // Past the 64 KiB line cap and the 8 KiB head cap.
+            Target::ControlRequest => &["-max_len=70000", "-timeout=10"],
+            Target::MetricsHead => &["-max_len=12000", "-timeout=10"],
+            Target::BirdReply => &["-max_len=8192", "-timeout=10"],
         }
     }
 }
@@ -88,9 +152,9 @@ pub struct Opts {
     /// Which targets (default: all).
     #[arg(value_enum)]
     pub targets: Vec<Target>,
-    /// How long to fuzz each target.
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u64,
+    /// How long to fuzz each target (default: each target's CI time, 30 or 60 s).
+    #[arg(long)]
+    pub seconds: Option<u64>,
     /// More libFuzzer options, after `--` (e.g. `-- -jobs=2 -rss_limit_mb=4096`).
     #[arg(last = true)]
     pub libfuzzer: Vec<String>,
@@ -103,18 +167,24 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         opts.targets.clone()
     };
     let mut summary = Vec::new();
+    let all = Instant::now();
     for t in targets {
+        let seconds = opts.seconds.unwrap_or(t.ci_seconds());
         let started = Instant::now();
-        let execs = fuzz_one(t, opts.seconds, &opts.libfuzzer)?;
+        let execs = fuzz_one(t, seconds, &opts.libfuzzer)?;
         summary.push(format!(
-            "  {:<13} {} s of fuzzing, {} runs, no crash ({:.0} s with the build)",
+            "  {:<17} {seconds} s of fuzzing, {} runs ({}/s), no crash ({:.0} s with the build)",
             t.name(),
-            opts.seconds,
             execs.map_or_else(|| "?".into(), |n| n.to_string()),
+            execs.map_or_else(|| "?".into(), |n| (n / seconds.max(1)).to_string()),
             started.elapsed().as_secs_f64()
         ));
     }
-    println!("fuzz:\n{}", summary.join("\n"));
+    println!(
+        "fuzz ({:.0} s in all):\n{}",
+        all.elapsed().as_secs_f64(),
+        summary.join("\n")
+    );
     Ok(())
 }
 

@@ -36,7 +36,7 @@ enum Task {
     /// (target/demo/demo.json, target/demo/timeline.png).
     Demo,
     /// Run every test: unit, golden, BPF_PROG_TEST_RUN tables, network namespaces; then
-    /// 60 s of fuzzing per target and a 2-minute chaos run (both skipped with a filter).
+    /// 30-60 s of fuzzing per target and a 2-minute chaos run (both skipped with a filter).
     Test {
         /// Only tests whose name contains this (passed to the test binaries).
         filter: Option<String>,

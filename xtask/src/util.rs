@@ -1,7 +1,8 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
+use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -70,4 +71,30 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// A JSON file, parsed; the error names the file.
+pub fn read_json(p: &Path) -> anyhow::Result<Value> {
+    let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
+}
+
+/// Remove the `run-<pid>` log directories under `out` (of the demo, the chaos run) whose
+/// process is gone.
+pub fn remove_old_runs(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("run-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }

@@ -18,21 +18,22 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
 use fo_config::{Config, Ownership, XdpMode};
+use fo_vrrp::FaultSource;
 use tokio::sync::mpsc;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::api::control::{self, Envelope, Request, Response};
 use crate::bgp::Bgp;
-use crate::dataplane::{Attach, Dataplane, LoadOptions, Origin, ServiceTable, XdpAttachMode};
+use crate::dataplane::{
+    Attach, Dataplane, LoadOptions, Origin, ServiceTable, SharedPlane, XdpAttachMode,
+};
 use crate::health::{self, Health};
 use crate::net::{self, link::LinkInfo};
 use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
-use operator::{Drained, OperatorState};
-// sync still names SharedPlane through agent; it moves to dataplane with sync's rewrite.
-pub use crate::dataplane::SharedPlane;
 pub use detach::detach;
+use operator::{Drained, OperatorState};
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
 /// for it after the agent stops refreshing.
@@ -49,8 +50,6 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(5);
 /// How often the XDP attachment is verified (and systemd's watchdog fed, at most this
 /// far apart).
 const TICK: Duration = Duration::from_secs(1);
-/// Fault source of every router while the XDP program is not attached.
-const DATAPLANE_FAULT: &str = "dataplane";
 /// NAT next hops are prodded every this many ticks.
 const NAT_PROD_TICKS: u64 = 5;
 
@@ -113,13 +112,13 @@ struct Agent {
     /// Last effective priority sent to each VRRP router.
     priorities: BTreeMap<String, u8>,
     /// Fault sources reported failing to each VRRP router.
-    faults: BTreeMap<String, BTreeSet<String>>,
+    faults: BTreeMap<String, BTreeSet<FaultSource>>,
     dataplane_attached: bool,
     /// VIP addresses of static routers on the interface (`vip_on_interface`).
     static_addresses: BTreeMap<String, net::addr::VipAddresses>,
     ticks: u64,
     /// Connection-state sync, when `[node] sync` is set.
-    sync: Option<crate::sync::Sync>,
+    sync: Option<crate::sync::NatSync>,
     /// The NAT table's count by state, shared by every status and metrics request.
     nat_count: tables::NatCount,
     /// The flow table's count, shared by every status and metrics request.
@@ -346,7 +345,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         &handle,
         &link,
         plane.clone(),
-        sync.as_ref().map(|s| s.gate.clone()),
+        sync.as_ref().map(crate::sync::NatSync::table_current),
         &initial
             .iter()
             .map(|(name, i)| (name.clone(), i.controls()))
@@ -745,15 +744,17 @@ impl Agent {
                         }
                         let _ = h.send(Control::Priority(fo_vrrp::Priority(eff))).await;
                     }
-                    let mut wanted: BTreeSet<String> =
-                        closed.iter().map(|g| format!("gate:{g}")).collect();
+                    let mut wanted: BTreeSet<FaultSource> = closed
+                        .iter()
+                        .map(|g| FaultSource::Gate(g.to_string()))
+                        .collect();
                     wanted.extend(
                         health::priority::track_faults(&v.track, &snap)
                             .into_iter()
-                            .map(health::priority::track_fault_source),
+                            .map(|c| FaultSource::Track(c.to_string())),
                     );
                     if !self.dataplane_attached {
-                        wanted.insert(DATAPLANE_FAULT.to_string());
+                        wanted.insert(FaultSource::Dataplane);
                     }
                     let had = self.faults.entry(router.name.clone()).or_default().clone();
                     for src in wanted.difference(&had) {
@@ -1208,8 +1209,8 @@ impl Agent {
 /// What a VRRP router is told before its Startup (see `RouterSpec::initial`).
 struct InitialInputs {
     demoted: bool,
-    /// Fault sources failing already (`gate:NAME`, `track:NAME`).
-    faults: BTreeSet<String>,
+    /// Fault sources failing already (gates, weight-0 tracks).
+    faults: BTreeSet<FaultSource>,
     /// Effective priority (configured plus the weights of tracked checks).
     priority: u8,
     configured: u8,
@@ -1244,11 +1245,11 @@ fn initial_inputs(
             let v = r.vrrp()?;
             let faults = health::priority::closed_gates(&r.gates, snap)
                 .into_iter()
-                .map(|g| format!("gate:{g}"))
+                .map(|g| FaultSource::Gate(g.to_string()))
                 .chain(
                     health::priority::track_faults(&v.track, snap)
                         .into_iter()
-                        .map(health::priority::track_fault_source),
+                        .map(|c| FaultSource::Track(c.to_string())),
                 )
                 .collect();
             let inputs = InitialInputs {

@@ -11,9 +11,8 @@ use std::time::Duration;
 use fo_config::{Config, ForwardMode};
 use tracing::{debug, error, info, warn};
 
-use super::SharedPlane;
 use crate::dataplane::nat::{NatTable, NatTimeouts};
-use crate::dataplane::{Dataplane, DataplaneError, MonoNanos, NatEvents};
+use crate::dataplane::{Dataplane, DataplaneError, MonoNanos, NatEvents, SharedPlane};
 
 /// How often expired NAT connections are removed.
 pub const GC_PERIOD: Duration = Duration::from_secs(1);

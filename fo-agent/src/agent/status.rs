@@ -271,6 +271,6 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             .map(|(c, n)| (c.name().to_string(), n))
             .collect();
     }
-    status.sync = agent.sync.as_ref().map(crate::sync::Sync::status);
+    status.sync = agent.sync.as_ref().map(crate::sync::NatSync::status);
     status
 }

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader,
+};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, warn};
@@ -64,7 +66,7 @@ pub enum ControlError {
 }
 
 /// Longest request line accepted.
-const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 64 * 1024;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a refused client gets to send its request before hearing why.
 const REFUSE_READ: Duration = Duration::from_secs(2);
@@ -308,10 +310,8 @@ async fn connection(
     ticket: &Ticket,
     limiter: &Limiter,
 ) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let mut line = String::new();
-    let read = match tokio::time::timeout(READ_DEADLINE, reader.read_line(&mut line)).await {
+    let (mut read, mut write) = stream.into_split();
+    let got = match tokio::time::timeout(READ_DEADLINE, read_request(&mut read)).await {
         Ok(r) => r,
         Err(_) => {
             limiter.count(reason::TIMEOUT);
@@ -319,34 +319,41 @@ async fn connection(
         }
     };
     ticket.busy();
-    let response = match read {
-        Ok(0) => return,
-        Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(req) => {
-                // A client that leaves stops waiting for its answer (a status walks
-                // the connection tables); the request itself goes on.
-                let mut rest = reader.into_inner().into_inner();
-                tokio::select! {
-                    r = ask(&agent, req) => r,
-                    () = client_gone(&mut rest) => {
-                        limiter.count(reason::CLIENT_GONE);
-                        return;
-                    }
+    let response = match got {
+        None => return,
+        Some(Ok(req)) => {
+            // A client that leaves stops waiting for its answer (a status walks the
+            // connection tables); the request itself goes on.
+            tokio::select! {
+                r = ask(&agent, req) => r,
+                () = client_gone(&mut read) => {
+                    limiter.count(reason::CLIENT_GONE);
+                    return;
                 }
             }
-            Err(e) => Response::Error {
-                message: format!("bad request: {e}"),
-            },
-        },
-        Err(e) => Response::Error {
-            message: format!("reading the request: {e}"),
-        },
+        }
+        Some(Err(message)) => Response::Error { message },
     };
     let mut out = serde_json::to_string(&response).unwrap_or_else(|e| {
         format!("{{\"result\":\"error\",\"message\":\"encoding the response: {e}\"}}")
     });
     out.push('\n');
     let _ = write.write_all(out.as_bytes()).await;
+}
+
+/// Read and decode one request: a line of at most [`MAX_LINE`] bytes, JSON. `None`
+/// when the peer closed before sending anything; `Err` says what was wrong, for the
+/// peer. (Public for the fuzz target in `fo-agent/fuzz`.)
+pub async fn read_request(read: impl AsyncRead + Unpin) -> Option<Result<Request, String>> {
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let mut line = String::new();
+    match reader.read_line(&mut line).await {
+        Ok(0) => None,
+        Ok(_) => Some(
+            serde_json::from_str::<Request>(line.trim()).map_err(|e| format!("bad request: {e}")),
+        ),
+        Err(e) => Some(Err(format!("reading the request: {e}"))),
+    }
 }
 
 /// Answer a refused peer with its error. Its request line is read (and ignored) first,
@@ -379,32 +386,85 @@ pub async fn ask(agent: &mpsc::Sender<Envelope>, req: Request) -> Response {
     })
 }
 
+/// How often the client sends its request when the agent closed the connection
+/// without reading it.
+const CALL_ATTEMPTS: u32 = 3;
+
 /// Client side: send one request to the socket at `path` and read the answer.
+///
+/// The agent closes a connection without an answer only while the request has not
+/// arrived in full: the connection was evicted to make room under a crowd of idle
+/// connections (see `api::conns`), or its request was late. The agent has then not
+/// acted on it, so the client sends it again, up to [`CALL_ATTEMPTS`] times; a
+/// connection that breaks after the request was read cannot end that way.
 pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
-    use std::io::{BufRead as _, Write as _};
+    let mut attempt = 1;
+    loop {
+        match call_once(path, req) {
+            Err(CallError::Unread(why)) if attempt < CALL_ATTEMPTS => {
+                debug!(attempt, "control: {why}; sending the request again");
+                std::thread::sleep(Duration::from_millis(100) * attempt);
+                attempt += 1;
+            }
+            Err(CallError::Unread(why)) => {
+                return Err(format!(
+                    "{why} ({attempt} attempts; is the control socket flooded with idle connections?)"
+                ));
+            }
+            Err(CallError::Other(e)) => return Err(e),
+            Ok(r) => return Ok(r),
+        }
+    }
+}
+
+enum CallError {
+    /// Closed before the agent read the request: safe to send again.
+    Unread(String),
+    Other(String),
+}
+
+fn call_once(path: &Path, req: &Request) -> Result<Response, CallError> {
+    use std::io::{BufRead as _, ErrorKind, Write as _};
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        format!(
+        CallError::Other(format!(
             "cannot reach the agent at {}: {e} (is fo-agent running? --socket PATH)",
             path.display()
-        )
+        ))
     })?;
     s.set_read_timeout(Some(CLIENT_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+        .map_err(|e| CallError::Other(e.to_string()))?;
+    let mut line = serde_json::to_string(req).map_err(|e| CallError::Other(e.to_string()))?;
     line.push('\n');
     // A refusing agent may answer and close before reading all of the request: read
     // its answer even when sending failed.
     let sent = s.write_all(line.as_bytes());
     let mut answer = String::new();
     let read = std::io::BufReader::new(s).read_line(&mut answer);
+    // A Unix socket closed with our request unread reads as a reset.
+    let unread =
+        |e: &std::io::Error| matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
     match (sent, read) {
         (_, Ok(n)) if n > 0 => {}
-        (Err(e), _) => return Err(format!("sending: {e}")),
-        (Ok(()), Err(e)) => return Err(format!("reading the answer: {e}")),
-        (Ok(()), Ok(_)) => return Err("the agent closed the connection without an answer".into()),
+        (_, Ok(_)) => {
+            return Err(CallError::Unread(
+                "the agent closed the connection without an answer".into(),
+            ));
+        }
+        (_, Err(e)) if unread(&e) => {
+            return Err(CallError::Unread(format!(
+                "the agent closed the connection: {e}"
+            )));
+        }
+        (Err(e), _) if unread(&e) => {
+            return Err(CallError::Unread(format!(
+                "the agent closed the connection: {e}"
+            )));
+        }
+        (Err(e), _) => return Err(CallError::Other(format!("sending: {e}"))),
+        (Ok(()), Err(e)) => return Err(CallError::Other(format!("reading the answer: {e}"))),
     }
     serde_json::from_str(answer.trim())
-        .map_err(|e| format!("bad answer from the agent: {e}: {answer}"))
+        .map_err(|e| CallError::Other(format!("bad answer from the agent: {e}: {answer}")))
 }
 
 #[cfg(test)]
@@ -498,5 +558,59 @@ mod tests {
             Err(ControlError::InUse(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A server that closes its first `unread` connections without reading them (as an
+    /// eviction does), then answers: the client sends again and gets the answer; with
+    /// more closes than attempts it fails and says how often it tried.
+    fn closing_server(unread: usize) -> (std::path::PathBuf, std::thread::JoinHandle<usize>) {
+        use std::io::{BufRead as _, Write as _};
+        let path =
+            std::env::temp_dir().join(format!("fo-ctl-unread-{unread}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let t = std::thread::spawn(move || {
+            let mut served = 0;
+            for (i, c) in l.incoming().enumerate() {
+                let c = c.expect("accept");
+                served += 1;
+                if i < unread {
+                    drop(c);
+                    if i + 1 == unread && unread >= CALL_ATTEMPTS as usize {
+                        return served;
+                    }
+                    continue;
+                }
+                let mut line = String::new();
+                std::io::BufReader::new(&c)
+                    .read_line(&mut line)
+                    .expect("read");
+                (&c).write_all(b"{\"result\":\"ok\",\"message\":\"m\"}\n")
+                    .expect("write");
+                return served;
+            }
+            served
+        });
+        (path, t)
+    }
+
+    #[test]
+    fn a_request_the_agent_closed_unread_is_sent_again() {
+        let (path, t) = closing_server(2);
+        let r = call(&path, &Request::Status).expect("answered on the third");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            r,
+            Response::Ok {
+                message: "m".into()
+            }
+        );
+        assert_eq!(t.join().expect("server"), 3);
+
+        let (path, t) = closing_server(CALL_ATTEMPTS as usize);
+        let e = call(&path, &Request::Reload).expect_err("never read");
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("3 attempts"), "{e}");
+        assert_eq!(t.join().expect("server"), 3);
     }
 }

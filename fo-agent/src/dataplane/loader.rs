@@ -8,6 +8,9 @@
 //! link atomically (bpf_link_update): an upgrade of the XDP code drops nothing.
 //! Pins of another layout are replaced: a new program on new maps, swapped into the
 //! existing link, or attached with a new link.
+//!
+//! One piece (about 600 lines) on purpose: keeping, adopting, upgrading and replacing are
+//! one decision over the same pins, read top to bottom in the order the agent takes it.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};

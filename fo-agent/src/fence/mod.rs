@@ -3,9 +3,14 @@
 //! (VRRP backups are silent, so a master cannot learn from VRRP alone that its peer is
 //! still there), counts a peer's VRRP adverts as proof of life too, and applies the
 //! pure rule of [`decide`]: a node that reaches neither its peer nor the witness holds
-//! the router in fault (fault source [`FENCED`]): a master stops serving the VIPs, a
-//! backup never claims them. When either answers again the fault clears and the
+//! the router in fault (fault source [`FaultSource::Fenced`]): a master stops serving the
+//! VIPs, a backup never claims them. When either answers again the fault clears and the
 //! router returns to the election.
+//!
+//! The task also reports every answer to the router ([`RouterHandle::liveness`]): at its
+//! Master_Down_Timer a backup claims only if the peer or the witness answered within the
+//! witness's timeout (the rule is fo-vrrp's, `Config::fence_timeout`), so a cut-off
+//! backup never claims the VIPs even for the moment before this task notices.
 //!
 //! Peers: the configured unicast `peers`, or in multicast mode every sender of a valid
 //! advert of the router's VRID heard so far.
@@ -16,51 +21,19 @@ mod status;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fo_config::{Config, Witness};
+use fo_vrrp::FaultSource;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use crate::locks::lock;
+use crate::locks::{LastSeen, lock};
 use crate::net::icmp::Pinger;
 use crate::vrrp::{Control, RouterHandle, Vrrp};
 use decide::{Tracker, Verdict, decide};
 pub use status::{FenceStatus, Reach};
-
-/// The fault source a fenced router carries (shown by `status`, logged on transition).
-pub const FENCED: &str = "fenced: peer and witness unreachable";
-
-/// The fence's answer at the instant a backup's Master_Down_Timer fires, so that a cut-off
-/// backup never claims the VIPs even for the moment before the fence task runs: the
-/// last time the peer or the witness answered, kept current by the fence task.
-#[derive(Debug)]
-pub struct Gate {
-    timeout: Duration,
-    last_alive: Mutex<Instant>,
-}
-
-impl Gate {
-    /// Starts with a grace of one `timeout`, like [`Tracker::new`].
-    pub fn new(timeout: Duration) -> Arc<Gate> {
-        Arc::new(Gate {
-            timeout,
-            last_alive: Mutex::new(Instant::now()),
-        })
-    }
-
-    /// The peer or the witness answered at `at`.
-    pub fn alive(&self, at: Instant) {
-        let mut l = lock(&self.last_alive);
-        *l = (*l).max(at);
-    }
-
-    /// Neither has answered for the timeout.
-    pub fn cut_off(&self, now: Instant) -> bool {
-        now.saturating_duration_since(*lock(&self.last_alive)) >= self.timeout
-    }
-}
 
 /// The fence tasks of the agent's routers.
 #[derive(Default)]
@@ -77,7 +50,7 @@ impl Fences {
             let (Some(v), Some(h)) = (r.vrrp(), vrrp.router(&r.name)) else {
                 continue;
             };
-            let (Some(w), Some(gate)) = (v.witness.clone(), h.fence_gate()) else {
+            let (Some(w), Some(liveness)) = (v.witness.clone(), h.liveness()) else {
                 continue;
             };
             let status = Arc::new(Mutex::new(FenceStatus {
@@ -95,7 +68,7 @@ impl Fences {
                 peers: v.peers.clone(),
                 ifindex,
                 router: h.clone(),
-                gate,
+                liveness,
                 status: status.clone(),
             };
             let span = info_span!("fence", router = %r.name);
@@ -130,7 +103,7 @@ struct Task {
     peers: Vec<IpAddr>,
     ifindex: u32,
     router: RouterHandle,
-    gate: Arc<Gate>,
+    liveness: Arc<LastSeen>,
     status: Arc<Mutex<FenceStatus>>,
 }
 
@@ -261,7 +234,7 @@ impl Task {
             }
             for t in targets.values() {
                 if let Some(at) = t.tracker.last_reply() {
-                    self.gate.alive(at);
+                    self.liveness.seen(at);
                 }
             }
             let now = Instant::now();
@@ -281,9 +254,9 @@ impl Task {
                 last = (peer_up, witness_up);
             }
             let verdict = decide(rs.state, peer_up, witness_up);
-            // The router may have fenced itself at its Master_Down_Timer (see `Gate`):
-            // what counts is whether it carries the fault, not what this task last sent.
-            let carried = rs.faults.contains(FENCED);
+            // The router may have fenced itself at its Master_Down_Timer (see the module
+            // docs): what counts is whether it carries the fault, not what this task sent.
+            let carried = rs.faults.contains(&FaultSource::Fenced.to_string());
             if verdict.fenced() != fenced {
                 fenced = verdict.fenced();
                 if fenced {
@@ -308,7 +281,7 @@ impl Task {
                 let _ = self
                     .router
                     .send(Control::Fault {
-                        source: FENCED.to_string(),
+                        source: FaultSource::Fenced,
                         failing: fenced,
                     })
                     .await;
@@ -338,29 +311,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gate_closes_after_the_timeout_without_proof_of_life() {
-        let timeout = Duration::from_millis(200);
-        let gate = Gate::new(timeout);
-        let t0 = *lock(&gate.last_alive);
-        assert!(
-            !gate.cut_off(t0 + Duration::from_millis(199)),
-            "grace at start"
-        );
-        assert!(gate.cut_off(t0 + timeout));
-        gate.alive(t0 + Duration::from_millis(300));
-        assert!(!gate.cut_off(t0 + Duration::from_millis(450)));
-        gate.alive(t0 + Duration::from_millis(100));
-        assert!(
-            gate.cut_off(t0 + Duration::from_millis(500)),
-            "older news do not reopen it"
-        );
     }
 }

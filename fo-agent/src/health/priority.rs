@@ -72,11 +72,6 @@ pub fn track_faults<'a>(track: &'a [Track], snapshot: &Snapshot) -> Vec<&'a str>
         .collect()
 }
 
-/// The fault source of a failing weight-0 track.
-pub fn track_fault_source(check: &str) -> String {
-    format!("track:{check}")
-}
-
 /// The tracked checks that are not up (whatever their weight), for logs and status.
 pub fn failing_tracks<'a>(track: &'a [Track], snapshot: &Snapshot) -> Vec<&'a Track> {
     track

@@ -9,9 +9,17 @@
 //!                    queue full: dropped     │ (before packets: a flood cannot starve them)
 //!                    (counted "queue")       │
 //!                                            │ events   SetOwnership → data plane (lease =
-//!  link monitor ──Fault{source:"link"}───────┘          Master_Down_Interval), SendAdvert,
-//!  control socket, checks ──RouterHandle::send──┘       SendGratuitous, Transition, RunHook
+//!  link monitor ──Fault{source: Link}────────┘          Master_Down_Interval), SendAdvert,
+//!  control socket, checks ──RouterHandle::send──┘       SendGratuitous, Transition, RunHook,
+//!                                                       AwaitSync, ClaimRefused, DualMaster
 //! ```
+//!
+//! May a backup claim? The state machine decides (`fo_vrrp::fsm::claim`); the router task
+//! only feeds it. Faults arrive as [`Control::Fault`] with a [`fo_vrrp::FaultSource`];
+//! the fence task's last answer from peer or witness ([`RouterHandle::liveness`]) and the
+//! sync's "table current" flag are read before every event (`PeerAlive`, `SyncPending`).
+//! The task performs what the machine says: `AwaitSync` waits for the NAT table (at most
+//! its bound), `ClaimRefused` and `DualMaster` are logged and counted.
 //!
 //! Public API for the control socket and metrics: [`Vrrp::routers`] gives a
 //! [`RouterHandle`] per router: [`RouterHandle::send`] takes a [`Control`] (promote,
@@ -40,7 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fo_config::{Config, VrrpVersion};
-use fo_vrrp::{AdverInterval, Auth, Password, Priority, Version, Vrid};
+use fo_vrrp::{AdverInterval, Auth, FaultSource, Password, Priority, Version, Vrid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info, info_span, warn};
@@ -131,7 +139,7 @@ impl Vrrp {
         handle: &rtnetlink::Handle,
         link: &LinkInfo,
         plane: SharedPlane,
-        sync: Option<crate::sync::SyncGate>,
+        table_current: Option<crate::locks::Flag>,
         initial: &HashMap<String, Vec<Control>>,
         resumed: &std::collections::BTreeSet<String>,
     ) -> Result<Vrrp, VrrpError> {
@@ -164,6 +172,7 @@ impl Vrrp {
             let mut routes = HashMap::new();
             for r in family {
                 let mut spec = spec_of(config, r, primary)?;
+                spec.fsm.sync_then_claim = spec.nat && table_current.is_some();
                 spec.initial = initial.get(&r.name).cloned().unwrap_or_default();
                 spec.resume = resumed.contains(&r.name);
                 let (tx, rx) = mpsc::channel(ROUTER_QUEUE);
@@ -179,7 +188,6 @@ impl Vrrp {
                     socket: sock.clone(),
                     announcer: announcer.clone(),
                     plane: plane.clone(),
-                    sync: sync.clone(),
                     addresses: config.node.vip_on_interface.then(|| {
                         net::addr::VipAddresses::spawn(
                             handle.clone(),
@@ -188,10 +196,10 @@ impl Vrrp {
                             spec.resume,
                         )
                     }),
-                    fence: r
-                        .vrrp()
-                        .and_then(|v| v.witness.as_ref())
-                        .map(|w| crate::fence::Gate::new(w.timeout)),
+                    claim: driver::ClaimInputs {
+                        liveness: spec.fsm.fence_timeout.map(|_| Arc::default()),
+                        table_current: table_current.clone().filter(|_| spec.fsm.sync_then_claim),
+                    },
                 };
                 let (h, task) =
                     driver::spawn(spec, io, rx, queue_drops, epoch).map_err(|source| {
@@ -323,9 +331,9 @@ pub fn spec_of(
             preempt: v.preempt,
             preempt_delay: v.preempt_delay,
             primary_address: primary,
-            // The driver still fences on its own (fence::Gate) until it feeds PeerAlive.
-            fence_timeout: None,
-            // The driver still waits for sync on SetOwnership itself (sync::SyncGate).
+            // A router with a witness claims only while its peer or the witness answers.
+            fence_timeout: v.witness.as_ref().map(|w| w.timeout),
+            // Set by `Vrrp::start`: NAT services, and the sync is on.
             sync_then_claim: false,
         },
         garp: GarpTiming {
@@ -435,7 +443,7 @@ async fn link_monitor(handle: rtnetlink::Handle, name: String, routers: Vec<Rout
             for r in &routers {
                 let _ = r
                     .send(Control::Fault {
-                        source: "link".into(),
+                        source: FaultSource::Link,
                         failing,
                     })
                     .await;

@@ -3,13 +3,23 @@
 //! normal end, an error, a panic) and from the Ctrl-C/SIGTERM handler, whichever comes
 //! first; the second call finds nothing left.
 //!
+//! [`Netns`] is a cheap handle (xtask's labs pass it around; [`teardown`] removes it);
+//! [`Owned`] is a namespace its creator owns, removed on drop (a test's, also when the
+//! test panics). Names that must not collide between concurrent tests or runs carry
+//! [`unique_tag`].
+//!
 //! Processes are started with `nsenter --net=…`, which enters only the network
 //! namespace: `ip netns exec` remounts /sys and would hide the bpffs at /sys/fs/bpf that
 //! the agents pin their data plane on.
 
+use std::net::IpAddr;
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
+
+use crate::locks::lock;
 
 use anyhow::{Context as _, bail};
 
@@ -26,7 +36,19 @@ enum Resource {
 static RESOURCES: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
 
 fn resources() -> MutexGuard<'static, Vec<Resource>> {
-    RESOURCES.lock().unwrap_or_else(|p| p.into_inner())
+    lock(&RESOURCES)
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A short tag unique to this process and call, for names that must not collide between
+/// concurrent tests or runs (interface names have 15 bytes at most).
+pub fn unique_tag() -> String {
+    format!(
+        "{:x}{}",
+        std::process::id() % 0xffff,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Run `sh -c CMD` on the host; fail with its output.
@@ -85,13 +107,41 @@ impl Netns {
 
     /// `sh -c CMD` inside the namespace; fails with its output.
     pub fn sh(&self, cmd: &str) -> anyhow::Result<String> {
-        let out = self
-            .command("sh")
-            .arg("-c")
-            .arg(cmd)
-            .output()
-            .context("spawn nsenter")?;
+        let out = self.output(cmd).context("spawn nsenter")?;
         checked(&format!("[{}] {cmd}", self.name), &out)
+    }
+
+    /// `sh -c CMD` inside the namespace, whatever its exit status.
+    pub fn output(&self, cmd: &str) -> std::io::Result<Output> {
+        self.command("sh").arg("-c").arg(cmd).output()
+    }
+
+    /// Run `f` on a thread that has entered the namespace. Sockets made there stay in the
+    /// namespace and can be used from any thread afterwards. A panic in `f` is resumed
+    /// on the caller's thread.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns(2) on a namespace fd we own, for this thread only.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    /// The MAC this namespace's neighbour table has for `addr`, if any.
+    pub fn neighbour(&self, addr: IpAddr) -> anyhow::Result<Option<String>> {
+        let s = self.sh(&format!("ip neigh show {addr}"))?;
+        let mut words = s.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "lladdr" {
+                return Ok(words.next().map(str::to_owned));
+            }
+        }
+        Ok(None)
     }
 
     /// The MAC of `ifname` (not from /sys: under nsenter --net it shows the host's).
@@ -102,6 +152,48 @@ impl Netns {
             .map(str::to_owned)
             .with_context(|| format!("no MAC in `ip -br link show {ifname}`: {s}"))
     }
+}
+
+/// A namespace owned by its creator: on drop, the processes still running in it are
+/// killed and it is deleted (also when a test panics). It is registered for [`teardown`]
+/// meanwhile, like every namespace. Derefs to its [`Netns`].
+#[derive(Debug)]
+pub struct Owned(Netns);
+
+impl Owned {
+    /// Create `name` (see [`Netns::create`]).
+    pub fn create(name: &str) -> anyhow::Result<Owned> {
+        Netns::create(name).map(Owned)
+    }
+}
+
+impl std::ops::Deref for Owned {
+    type Target = Netns;
+
+    fn deref(&self) -> &Netns {
+        &self.0
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let name = &self.0.name;
+        kill_all_in(name);
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        resources().retain(|r| !matches!(r, Resource::Netns(n) if n == name));
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff` as bytes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).ok())
+        .collect::<Option<_>>()?;
+    v.try_into().ok()
 }
 
 /// Register a bpffs directory (an agent's `bpf_dir`) for removal: removing the pins
@@ -236,6 +328,24 @@ pub fn remove_stale(prefix: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_unique_and_short() {
+        let (a, b) = (unique_tag(), unique_tag());
+        assert_ne!(a, b);
+        // "fo-" + tag + "-role" must leave room in a 15-byte interface name.
+        assert!(a.len() <= 8, "{a}");
+    }
+
+    #[test]
+    fn macs_parse_or_are_refused() {
+        assert_eq!(
+            parse_mac("02:00:c0:00:02:0a"),
+            Some([2, 0, 0xc0, 0, 2, 0x0a])
+        );
+        assert_eq!(parse_mac("02:00:c0:00:02"), None);
+        assert_eq!(parse_mac("zz:00:c0:00:02:0a"), None);
+    }
 
     #[test]
     fn a_failing_command_says_what_ran_and_what_it_printed() {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
 
+use crate::locks::lock;
+
 /// Output lines with the instant each arrived.
 pub type Lines = Arc<Mutex<Vec<(SystemTime, String)>>>;
 
@@ -158,7 +160,7 @@ impl Proc {
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(SystemTime, String)>> {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.lines)
     }
 }
 
@@ -174,11 +176,8 @@ fn reader(stream: impl Read + Send + 'static, lines: Lines, file: Arc<Mutex<File
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let now = SystemTime::now();
-            let _ = writeln!(file.lock().unwrap_or_else(|p| p.into_inner()), "{line}");
-            lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((now, line));
+            let _ = writeln!(lock(&file), "{line}");
+            lock(&lines).push((now, line));
         }
     });
 }

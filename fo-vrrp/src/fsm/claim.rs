@@ -16,6 +16,7 @@
 //! | `link` | the interface lost its carrier |
 //! | `dataplane` | the XDP program is detached |
 //! | `gate` | a configured gate (a check that must pass before mastership) is closed |
+//! | `track` | a tracked check of weight 0 fails (keepalived's fault-on-failure track) |
 //! | `fenced` | the node is cut off from its peer and its witness |
 //! | `external` | `fault_set` (golden scenarios, recordings) |
 
@@ -26,7 +27,8 @@ use serde::{Deserialize, Serialize};
 /// A local reason this node may not serve. [`Display`](fmt::Display) gives the label
 /// `fo-agent status` shows (`link`, `dataplane`, `gate:NAME`, …).
 ///
-/// In JSON: `"link"`, `"dataplane"`, `{"gate":"db"}`, `"fenced"`, `"external"`.
+/// In JSON: `"link"`, `"dataplane"`, `{"gate":"db"}`, `{"track":"db"}`, `"fenced"`,
+/// `"external"`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultSource {
@@ -36,6 +38,8 @@ pub enum FaultSource {
     Dataplane,
     /// A gate is closed (its name).
     Gate(String),
+    /// A tracked check of weight 0 fails (its name).
+    Track(String),
     /// Cut off from the peer and the witness: serving could make a second Master.
     Fenced,
     /// The legacy `fault_set` / `fault_cleared` events, which name no source.
@@ -48,6 +52,7 @@ impl fmt::Display for FaultSource {
             FaultSource::Link => f.write_str("link"),
             FaultSource::Dataplane => f.write_str("dataplane"),
             FaultSource::Gate(name) => write!(f, "gate:{name}"),
+            FaultSource::Track(name) => write!(f, "track:{name}"),
             FaultSource::Fenced => f.write_str("fenced: peer and witness unreachable"),
             FaultSource::External => f.write_str("fault"),
         }

@@ -474,3 +474,43 @@ fn fault_sources_show_the_labels_status_has_always_shown() {
         r#"{"gate":"db"}"#
     );
 }
+
+#[test]
+fn a_weight_0_track_shows_as_track_and_its_check() {
+    let track = FaultSource::Track("db".into());
+    assert_eq!(track.to_string(), "track:db");
+    assert_eq!(serde_json::to_string(&track).unwrap(), r#"{"track":"db"}"#);
+}
+
+/// Fencing's clock (was the agent's `fence::Gate` test, now that the rule is the FSM's): one
+/// `fence_timeout` of grace from the start, cut off once neither peer nor witness answered
+/// for the timeout, and an older answer reported late does not reopen it.
+#[test]
+fn fencing_grace_timeout_and_late_news() {
+    let mut r = Router::new(Config {
+        fence_timeout: Some(ms(200)),
+        ..router(100, cs(1)).config().clone()
+    })
+    .expect("valid config");
+    r.handle(at(0), Event::Startup);
+    assert_eq!(r.state(), State::Backup);
+    // Master_Down fires at 30 ms; delivered later, it is judged at the time it is handled.
+    let claims = |r: &Router, when: u64| {
+        let mut r = r.clone();
+        let out = r.handle(
+            at(when),
+            Event::TimerFired {
+                which: Timer::MasterDown,
+            },
+        );
+        let refused = out.iter().any(|a| matches!(a, Action::ClaimRefused { .. }));
+        assert_eq!(refused, r.state() == State::Fault, "at {when} ms: {out:?}");
+        r.state() == State::Master
+    };
+    assert!(claims(&r, 199), "grace at start");
+    assert!(!claims(&r, 200), "cut off after the timeout");
+    r.handle(at(200), Event::PeerAlive { at: at(300) });
+    assert!(claims(&r, 450));
+    r.handle(at(450), Event::PeerAlive { at: at(100) });
+    assert!(!claims(&r, 500), "older news do not reopen it");
+}

@@ -250,11 +250,6 @@ pub fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
     }
 }
 
-pub fn read_json(p: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
 /// Copy a generated config into `target/bench/configs/` under `name`.
 pub fn keep_config(out: &Path, from: &Path, name: &str) -> anyhow::Result<()> {
     let to = out.join("configs").join(name);

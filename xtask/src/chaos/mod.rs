@@ -1,10 +1,15 @@
 //! `cargo xtask chaos --duration D [--seed N]`: the lab of the demo (two fo agents,
-//! VRRPv3 at 100 ms, three DSR backends with fo-sink, a 1514/tcp fleet) under random
+//! VRRPv3 at 100 ms, three backends with fo-sink, a 1514/tcp DSR fleet) plus a NAT
+//! service on the same VIP (1515/tcp to the backends' 1514, SNAT address `SNAT`,
+//! connection-state sync between the nodes) with a fleet of its own, under random
 //! faults, one at a time, while an observer on the client segment asks who has the VIP
 //! every 20 ms. Faults: kill -9 of an agent (then restart), a link flap, a backend's sink
 //! stopped (then started), a node partitioned at the switch, a reload with a changed but
 //! valid config, a reload with a broken config (must be refused; the agent keeps running),
 //! a node's gate failing (the file its `ready` check looks for removed, then put back).
+//! The schedule ([`faults::Schedule`]) injects every kind once, in a shuffled order,
+//! before it picks at random, and the run goes on past its duration until that first
+//! round is done: every run sees every kind.
 //!
 //! Invariants, checked over the whole run (definitions in [`verdict`]):
 //! (a) never two nodes answering for the VIP for longer than one advertisement interval;
@@ -15,8 +20,13 @@
 //! (c) no event lost by a fleet agent whose backend stayed up (agents seen by a sink
 //!     that was stopped are left out; b1 is never stopped, so its agents always count),
 //!     and no acknowledged event lost at all;
+//! (d) the same for the NAT fleet, and more: no NAT connection of an agent whose backend
+//!     stayed up reset or lost, whatever the fault (the sync gives the other node every
+//!     connection, and a restarted agent's pinned tables keep them);
 //! and every agent is still running at the end, every broken reload was refused, every
-//! valid one applied.
+//! valid one applied, every kind of fault was injected, and the observer saw the run:
+//! a run in which observer stalls (the machine too loaded to probe) hide more than
+//! [`MAX_STALLED_SHARE`] of the time fails, since it proves too little.
 //!
 //! Report: `target/chaos/report.{md,json}`; logs in `target/chaos/run-<pid>/`. The
 //! seed is printed; `--seed` replays the same schedule of faults.
@@ -34,11 +44,23 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::lab::{Bins, Lab, Proc, Spec, target_dir, unix_ns};
-use faults::{Fault, Kind, Rng};
+use crate::util::{read_json, remove_old_runs};
+use faults::{Fault, Kind, Rng, Schedule};
 use verdict::Span;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+/// The DSR service's port, and the port every backend's sink listens on.
 const PORT: u16 = 1514;
+/// The NAT service's port on the VIP (to the backends' [`PORT`]).
+const NAT_PORT: u16 = 1515;
+/// The port of the service a valid reload adds and removes.
+const EXTRA_PORT: u16 = 1516;
+/// The NAT service's SNAT address (floats with the VIP).
+const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+/// Agent ids of the NAT fleet start here (the DSR fleet's at 0).
+const NAT_FIRST_AGENT: u32 = 1000;
+/// A run whose observer stalls hide more of it than this fails.
+pub const MAX_STALLED_SHARE: f64 = 0.10;
 /// The observer: a station on the client segment that only asks who has the VIP.
 const OBSERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 9);
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
@@ -76,11 +98,18 @@ fn master_down(priority: u8) -> Duration {
 }
 
 /// The node's config. Its router is gated on check `ready`: the file `gate` exists.
-fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path) -> String {
+/// Connections of the NAT service are synced to `peer` under the key in `key`.
+fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path, key: &Path) -> String {
     let backends =
         r#"[{ address = "192.0.2.21" }, { address = "192.0.2.22" }, { address = "192.0.2.23" }]"#;
+    let nat_backends = format!(
+        r#"[{{ address = "192.0.2.21", port = {PORT} }}, {{ address = "192.0.2.22", port = {PORT} }}, {{ address = "192.0.2.23", port = {PORT} }}]"#
+    );
+    // `write_config` puts this after [node]: the sync line belongs there.
     let mut s = format!(
-        r#"[[router]]
+        r#"sync = {{ peers = ["{peer}"], key_file = "{}" }}
+
+[[router]]
 name = "chaos"
 ownership = "vrrp"
 vrid = 52
@@ -89,6 +118,7 @@ version = 3
 advert_interval = "{}ms"
 preempt = true
 vips = ["{VIP}"]
+snat = ["{SNAT}"]
 peers = ["{peer}"]
 gates = ["ready"]
 
@@ -108,7 +138,16 @@ protocol = "tcp"
 mode = "dsr"
 hash = "source-ip"
 backends = {backends}
+
+[[service]]
+vip = "{VIP}"
+port = {NAT_PORT}
+protocol = "tcp"
+mode = "nat"
+hash = "source-ip"
+backends = {nat_backends}
 "#,
+        key.display(),
         ADVERT.as_millis(),
         gate.display(),
         GATE_INTERVAL.as_millis()
@@ -120,21 +159,21 @@ backends = {backends}
             r#"
 [[service]]
 vip = "{VIP}"
-port = {}
+port = {EXTRA_PORT}
 protocol = "tcp"
 mode = "dsr"
 hash = "5-tuple"
 backends = {backends}
-"#,
-            PORT + 1
+"#
         );
     }
     s
 }
 
 /// A config that must be refused: the priority out of range.
-fn broken_config(priority: u8, peer: Ipv4Addr, gate: &Path) -> String {
-    config(priority, peer, false, gate).replace(&format!("priority = {priority}"), "priority = 300")
+fn broken_config(priority: u8, peer: Ipv4Addr, gate: &Path, key: &Path) -> String {
+    config(priority, peer, false, gate, key)
+        .replace(&format!("priority = {priority}"), "priority = 300")
 }
 
 pub fn run(opts: &Opts) -> anyhow::Result<()> {
@@ -216,7 +255,11 @@ struct Chaos<'l> {
     extra: Vec<bool>,
     /// Per node: the file its gate checks.
     gates: Vec<PathBuf>,
+    /// The sync's key file.
+    key: PathBuf,
     faults: Vec<Fault>,
+    /// The fleet of the NAT service (the lab's own fleet is the DSR one).
+    nat_fleet: Option<Proc>,
     observer: Option<(Proc, Proc)>,
     observer_mac: String,
     problems: Vec<String>,
@@ -231,6 +274,7 @@ impl<'l> Chaos<'l> {
             .iter()
             .map(|n| n.config.with_file_name(format!("ready-{}", n.name)))
             .collect();
+        let key = lab.dir.join("sync.key");
         Ok(Chaos {
             lab,
             rng: Rng::new(seed),
@@ -239,7 +283,9 @@ impl<'l> Chaos<'l> {
             stopped_backends: vec![false; b],
             extra: vec![false; n],
             gates,
+            key,
             faults: Vec::new(),
+            nat_fleet: None,
             observer: None,
             observer_mac: String::new(),
             problems: Vec::new(),
@@ -251,7 +297,13 @@ impl<'l> Chaos<'l> {
     }
 
     fn write_config(&mut self, i: usize) -> anyhow::Result<()> {
-        let text = config(PRIORITIES[i].1, self.peer(i), self.extra[i], &self.gates[i]);
+        let text = config(
+            PRIORITIES[i].1,
+            self.peer(i),
+            self.extra[i],
+            &self.gates[i],
+            &self.key,
+        );
         self.lab.nodes[i].write_config(XDP_MODE, &text)
     }
 
@@ -262,6 +314,7 @@ impl<'l> Chaos<'l> {
 
     fn run(mut self, out: &Path) -> anyhow::Result<Vec<String>> {
         let bins = self.lab.bins.clone();
+        self.prepare_nat()?;
         for i in 0..self.lab.nodes.len() {
             self.open_gate(i)?;
             self.write_config(i)?;
@@ -274,26 +327,35 @@ impl<'l> Chaos<'l> {
         self.lab.nodes[1].wait_state("backup", Duration::from_secs(10))?;
 
         self.start_observer()?;
-        self.lab.start_sinks()?;
-        let span = format!("{}s", self.duration.as_secs() + 120);
+        // Every sink serves both fleets: the DSR one (to the VIP, held on the
+        // backends' lo) and the NAT one (to the backend's own address).
+        self.lab.start_sinks_on(|_| format!("0.0.0.0:{PORT}"))?;
+        let span = format!("{}s", self.duration.as_secs() + 300);
         let args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, &span);
         self.lab.start_fleet(&args)?;
+        self.start_nat_fleet(&args)?;
         let connected = format!("connected={AGENTS}/{AGENTS}");
-        self.lab
-            .fleet
-            .as_mut()
-            .context("fleet")?
-            .wait_for_line(Duration::from_secs(15), |l| l.contains(&connected))
-            .context("the fleet could not connect every agent through the VIP")?;
+        for (what, fleet) in [
+            ("DSR", self.lab.fleet.as_mut()),
+            ("NAT", self.nat_fleet.as_mut()),
+        ] {
+            fleet
+                .context("fleet")?
+                .wait_for_line(Duration::from_secs(15), |l| l.contains(&connected))
+                .with_context(|| {
+                    format!("the {what} fleet could not connect every agent through the VIP")
+                })?;
+        }
         eprintln!(
-            "chaos: a master, b backup, {AGENTS} agents connected; injecting faults for {} s",
+            "chaos: a master, b backup, {AGENTS} DSR and {AGENTS} NAT agents connected; injecting faults for {} s (and until every kind came once)",
             self.duration.as_secs()
         );
 
         let started = SystemTime::now();
         let deadline = Instant::now() + self.duration;
-        while Instant::now() < deadline {
-            let kind = Kind::pick(&mut self.rng);
+        let mut schedule = Schedule::new(&mut self.rng);
+        while Instant::now() < deadline || !schedule.covered() {
+            let kind = schedule.next(&mut self.rng);
             let fault = self.inject(kind, &bins)?;
             eprintln!(
                 "chaos: t={:>6.1}s {}",
@@ -313,6 +375,7 @@ impl<'l> Chaos<'l> {
         eprintln!("chaos: faults done; settling 3 s, then stopping the fleet");
         std::thread::sleep(Duration::from_secs(3));
         let fleet_report = self.lab.stop_fleet(DRAIN)?;
+        let nat_fleet_report = self.stop_nat_fleet()?;
         let sink_reports = self.lab.stop_sinks()?;
         let ended = SystemTime::now();
         self.check_agents_alive()?;
@@ -323,7 +386,69 @@ impl<'l> Chaos<'l> {
         for e in &mut self.eligible {
             e.down(ended);
         }
-        self.verdict(out, &fleet_report, &sink_reports, &tcpdump, started, ended)
+        self.verdict(
+            out,
+            [&fleet_report, &nat_fleet_report],
+            &sink_reports,
+            &tcpdump,
+            started,
+            ended,
+        )
+    }
+
+    /// The sync's key; full checksums from the client and the backends (NAT rewrites
+    /// need them: see docs/lab.md).
+    fn prepare_nat(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(&self.key, b"fo-chaos-sync-key-0123456789abcdef\n")
+            .with_context(|| format!("write {}", self.key.display()))?;
+        std::fs::set_permissions(&self.key, std::fs::Permissions::from_mode(0o600))?;
+        self.lab.client.ns.sh("ethtool -K eth0 tx off >/dev/null")?;
+        for b in &self.lab.backends {
+            b.ns.sh("ethtool -K eth0 tx off >/dev/null")?;
+        }
+        Ok(())
+    }
+
+    /// `fo-fleet` in the client's namespace against the NAT service, agents from
+    /// [`NAT_FIRST_AGENT`], the same sources and rate as the DSR fleet.
+    fn start_nat_fleet(&mut self, args: &[String]) -> anyhow::Result<()> {
+        let report = self.lab.dir.join("fleet-nat.json");
+        let mut cmd = self.lab.client.ns.command(&self.lab.bins.fleet);
+        cmd.arg("--target")
+            .arg(format!("{VIP}:{NAT_PORT}"))
+            .args(args)
+            .arg("--first-agent")
+            .arg(NAT_FIRST_AGENT.to_string())
+            .arg("--report")
+            .arg(&report);
+        self.nat_fleet = Some(Proc::spawn(
+            "fo-fleet (NAT)",
+            cmd,
+            &self.lab.dir.join("fleet-nat.log"),
+        )?);
+        Ok(())
+    }
+
+    /// As `Lab::stop_fleet`, for the NAT fleet: its report.
+    fn stop_nat_fleet(&mut self) -> anyhow::Result<PathBuf> {
+        let mut p = self
+            .nat_fleet
+            .take()
+            .context("the NAT fleet is not running")?;
+        p.signal("INT")?;
+        let status = p.wait(DRAIN + Duration::from_secs(15))?;
+        if !status.success() {
+            bail!("fo-fleet (NAT) exited with {status}:\n{}", p.tail(20));
+        }
+        let report = self.lab.dir.join("fleet-nat.json");
+        if !report.exists() {
+            bail!(
+                "the NAT fleet's report {} was not written",
+                report.display()
+            );
+        }
+        Ok(report)
     }
 
     /// tcpdump (kernel timestamps) and arping in the observer's namespace.
@@ -433,7 +558,7 @@ impl<'l> Chaos<'l> {
                 self.stopped_backends[i] = true;
                 self.lab.stop_sink(i)?;
                 std::thread::sleep(self.rng.between_ms(500, 2000));
-                self.lab.start_sink(i, &format!("{VIP}:{PORT}"))?;
+                self.lab.start_sink(i, &format!("0.0.0.0:{PORT}"))?;
                 f.ended = SystemTime::now();
             }
             Kind::ReloadValid => {
@@ -452,8 +577,7 @@ impl<'l> Chaos<'l> {
                     f.note = "NOT applied".into();
                 } else {
                     f.note = format!(
-                        "service {} {}",
-                        PORT + 1,
+                        "service {EXTRA_PORT} {}",
                         if self.extra[i] { "added" } else { "removed" }
                     );
                 }
@@ -461,7 +585,7 @@ impl<'l> Chaos<'l> {
             Kind::ReloadBroken => {
                 let i = self.rng.below(nodes);
                 f.target = self.lab.nodes[i].name.clone();
-                let text = broken_config(PRIORITIES[i].1, self.peer(i), &self.gates[i]);
+                let text = broken_config(PRIORITIES[i].1, self.peer(i), &self.gates[i], &self.key);
                 self.lab.nodes[i].write_config(XDP_MODE, &text)?;
                 f.started = SystemTime::now();
                 let line = self.hup_and_wait(i, f.started);
@@ -534,7 +658,7 @@ impl<'l> Chaos<'l> {
     fn verdict(
         &mut self,
         out: &Path,
-        fleet_report: &Path,
+        [fleet_report, nat_fleet_report]: [&Path; 2],
         sink_reports: &[PathBuf],
         tcpdump: &Proc,
         started: SystemTime,
@@ -627,6 +751,19 @@ impl<'l> Chaos<'l> {
         debug_assert_eq!(sinks.len(), sink_reports.len());
         let loss = verdict::loss(&fleet, &sinks);
         let merged = self.lab.merge(fleet_report, sink_reports)?;
+        // (d)
+        let nat_loss = verdict::loss(&read_json(nat_fleet_report)?, &sinks);
+        let nat_merged = self.lab.merge(nat_fleet_report, sink_reports)?;
+        let nat_ok = nat_loss.agents_counted > 0
+            && nat_loss.events_lost == 0
+            && nat_loss.acked_lost_all == 0
+            && nat_loss.agents_broken == 0;
+        // The observer.
+        let run_s = ended
+            .duration_since(started)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let stalled_share = stalled_ms / (run_s * 1e3).max(1.0);
 
         let mut problems = std::mem::take(&mut self.problems);
         for o in overlaps
@@ -667,20 +804,51 @@ impl<'l> Chaos<'l> {
                 loss.acked_lost_all
             ));
         }
+        if nat_loss.agents_counted == 0 {
+            problems.push("(d) no NAT agent had a backend that stayed up: nothing to count".into());
+        }
+        if nat_loss.agents_broken != 0 {
+            problems.push(format!(
+                "(d) {} of {} NAT connections whose backend stayed up were reset or lost ({} resets); see fleet-nat.json",
+                nat_loss.agents_broken, nat_loss.agents_counted, nat_loss.resets_counted
+            ));
+        }
+        if nat_loss.events_lost != 0 {
+            problems.push(format!(
+                "(d) {} events lost by {} NAT agents whose backend stayed up",
+                nat_loss.events_lost, nat_loss.agents_counted
+            ));
+        }
+        if nat_loss.acked_lost_all != 0 {
+            problems.push(format!(
+                "(d) {} acknowledged events lost on NAT connections",
+                nat_loss.acked_lost_all
+            ));
+        }
+        if stalled_share > MAX_STALLED_SHARE {
+            problems.push(format!(
+                "observer stalls hid {:.0} ms of {run_s:.0} s ({:.1} %, limit {:.0} %): the machine was too loaded for the run to show anything; rerun it",
+                stalled_ms,
+                stalled_share * 100.0,
+                MAX_STALLED_SHARE * 100.0
+            ));
+        }
         if !strangers.is_empty() {
             problems.push(format!(
                 "ARP replies for {VIP} from unknown MACs: {strangers:?}"
             ));
         }
 
-        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-        for f in &self.faults {
-            *counts.entry(f.kind.name()).or_default() += 1;
+        let counts: BTreeMap<&str, u64> = Kind::ALL
+            .iter()
+            .map(|k| {
+                let n = self.faults.iter().filter(|f| f.kind == *k).count() as u64;
+                (k.name(), n)
+            })
+            .collect();
+        for (k, _) in counts.iter().filter(|(_, n)| **n == 0) {
+            problems.push(format!("fault kind never injected: {k}"));
         }
-        let run_s = ended
-            .duration_since(started)
-            .unwrap_or_default()
-            .as_secs_f64();
         let doc = json!({
             "seed": self.rng.seed(),
             "duration_s": self.duration.as_secs(),
@@ -689,7 +857,7 @@ impl<'l> Chaos<'l> {
                 "advert_interval_ms": ADVERT.as_millis() as u64,
                 "master_down_interval_ms": PRIORITIES.iter().map(|(n, p)| (n.to_string(), master_down(*p).as_secs_f64() * 1e3)).collect::<BTreeMap<_, _>>(),
                 "probe_interval_ms": PROBE_INTERVAL.as_millis() as u64,
-                "agents": AGENTS, "rate_per_s": RATE_PER_S, "xdp_mode": XDP_MODE,
+                "agents": AGENTS, "nat_agents": AGENTS, "rate_per_s": RATE_PER_S, "xdp_mode": XDP_MODE,
             },
             "faults": counts,
             "fault_log": self.faults.iter().map(|f| f.to_json(started)).collect::<Vec<_>>(),
@@ -697,9 +865,11 @@ impl<'l> Chaos<'l> {
                 "a_overlap": {"limit_ms": overlap_limit.as_millis() as u64, "max_ms": max_overlap, "episodes": overlaps.len(), "ok": max_overlap <= overlap_limit.as_secs_f64() * 1e3},
                 "b_ownerless": {"limit_ms": ownerless_limit.as_millis() as u64, "max_with_eligible_node_ms": max_ownerless_eligible, "max_any_ms": max_ownerless, "episodes": ownerless.len(), "ok": max_ownerless_eligible <= ownerless_limit.as_secs_f64() * 1e3},
                 "c_loss": {"ok": loss.agents_counted > 0 && loss.events_lost == 0 && loss.acked_lost_all == 0, "figures": loss},
+                "d_nat": {"ok": nat_ok, "figures": nat_loss},
             },
-            "observer": {"probes": probes.len(), "max_probe_gap_ms": max_probe_gap_ms, "stalls": stalls.len(), "stalled_ms": stalled_ms, "stall_threshold_ms": verdict::OBSERVER_STALL_NS / 1_000_000},
+            "observer": {"probes": probes.len(), "max_probe_gap_ms": max_probe_gap_ms, "stalls": stalls.len(), "stalled_ms": stalled_ms, "stalled_share": stalled_share, "max_stalled_share": MAX_STALLED_SHARE, "stall_threshold_ms": verdict::OBSERVER_STALL_NS / 1_000_000},
             "merged": merged,
+            "merged_nat": nat_merged,
             "problems": problems,
             "logs": self.lab.dir.display().to_string(),
         });
@@ -725,11 +895,12 @@ fn markdown(doc: &Value) -> String {
     };
     let _ = writeln!(
         s,
-        "# fo chaos run\n\nseed {}, {:.0} s of faults, VRRPv3 advert {} ms, {} agents x {}/s through the VIP, observer probe every {} ms\n",
+        "# fo chaos run\n\nseed {}, {:.0} s of faults, VRRPv3 advert {} ms, {} DSR and {} NAT (synced) agents x {}/s through the VIP, observer probe every {} ms\n",
         doc["seed"],
         doc["run_s"].as_f64().unwrap_or(0.0),
         doc["settings"]["advert_interval_ms"],
         doc["settings"]["agents"],
+        doc["settings"]["nat_agents"],
         doc["settings"]["rate_per_s"],
         doc["settings"]["probe_interval_ms"]
     );
@@ -773,13 +944,46 @@ fn markdown(doc: &Value) -> String {
         f["events_sent"],
         ok(c)
     );
+    let d = &inv["d_nat"];
+    let f = &d["figures"];
+    let _ = writeln!(
+        s,
+        "| (d) NAT connections (synced) whose backend stayed up: reset, re-established or lost events | 0 | {} broken ({} resets), {} events lost ({} agents counted, {} left out; acked lost overall {}, of {} sent) | {} |",
+        f["agents_broken"],
+        f["resets_counted"],
+        f["events_lost"],
+        f["agents_counted"],
+        f["agents_excluded"],
+        f["acked_lost_all"],
+        f["events_sent"],
+        ok(d)
+    );
+    let o = &doc["observer"];
+    let _ = writeln!(
+        s,
+        "| observer stalls (time not observed) | {:.0} % | {:.1} % ({} stalls, {:.0} ms) | {} |",
+        o["max_stalled_share"].as_f64().unwrap_or(0.0) * 100.0,
+        o["stalled_share"].as_f64().unwrap_or(0.0) * 100.0,
+        o["stalls"],
+        o["stalled_ms"].as_f64().unwrap_or(0.0),
+        if o["stalled_share"].as_f64().unwrap_or(1.0)
+            <= o["max_stalled_share"].as_f64().unwrap_or(0.0)
+        {
+            "ok"
+        } else {
+            "BROKEN"
+        }
+    );
     let m = &doc["merged"];
     let _ = writeln!(
         s,
-        "\nfleet: {} resets, {} reconnects, max gap {:.0} ms; observer: {} probes, longest between two {:.0} ms, {} stalls (over {} ms between probes: not observed, {:.0} ms in all)",
+        "\nDSR fleet: {} resets, {} reconnects, max gap {:.0} ms; NAT fleet: {} resets, {} reconnects, max gap {:.0} ms; observer: {} probes, longest between two {:.0} ms, {} stalls (over {} ms between probes: not observed, {:.0} ms in all)",
         m["connections_reset"],
         m["reconnects"],
         m["max_gap_ms"].as_f64().unwrap_or(0.0),
+        doc["merged_nat"]["connections_reset"],
+        doc["merged_nat"]["reconnects"],
+        doc["merged_nat"]["max_gap_ms"].as_f64().unwrap_or(0.0),
         doc["observer"]["probes"],
         doc["observer"]["max_probe_gap_ms"].as_f64().unwrap_or(0.0),
         doc["observer"]["stalls"],
@@ -797,30 +1001,6 @@ fn markdown(doc: &Value) -> String {
     }
     let _ = writeln!(s, "\nlogs: {}", doc["logs"].as_str().unwrap_or_default());
     s
-}
-
-fn read_json(p: &Path) -> anyhow::Result<Value> {
-    let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
-/// Remove the log directories of earlier chaos runs whose process is gone.
-fn remove_old_runs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -856,11 +1036,12 @@ mod tests {
     fn the_broken_config_differs_only_in_priority() {
         let peer = Ipv4Addr::new(192, 0, 2, 3);
         let gate = Path::new("/run/fo-chaos/ready-a");
-        let b = broken_config(150, peer, gate);
+        let key = Path::new("/run/fo-chaos/sync.key");
+        let b = broken_config(150, peer, gate, key);
         assert!(b.contains("priority = 300"));
         assert_eq!(
             b.replace("priority = 300", "priority = 150"),
-            config(150, peer, false, gate)
+            config(150, peer, false, gate, key)
         );
     }
 }

@@ -228,6 +228,11 @@ pub struct Loss {
     /// Written and received by no sink, over every agent (informational).
     pub events_lost_all: u64,
     pub events_sent: u64,
+    /// Counted agents whose connection did not last the run: reset, or established
+    /// again (the DSR invariant does not ask this; the NAT one does).
+    pub agents_broken: u64,
+    /// Resets seen by counted agents.
+    pub resets_counted: u64,
 }
 
 pub fn loss(fleet: &serde_json::Value, sinks: &[(serde_json::Value, bool)]) -> Loss {
@@ -284,6 +289,11 @@ pub fn loss(fleet: &serde_json::Value, sinks: &[(serde_json::Value, bool)]) -> L
         } else {
             out.agents_counted += 1;
             out.events_lost += lost;
+            let resets = a["resets"].as_u64().unwrap_or(0);
+            out.resets_counted += resets;
+            if resets > 0 || a["connections"].as_u64().unwrap_or(0) > 1 {
+                out.agents_broken += 1;
+            }
         }
     }
     out
@@ -435,9 +445,9 @@ mod tests {
         let fleet = json!({
             "totals": {"events_sent": 30},
             "agents": [
-                {"agent": 1, "last_seq": 10, "acked": 10},
-                {"agent": 2, "last_seq": 10, "acked": 8},
-                {"agent": 3, "last_seq": 10, "acked": 5},
+                {"agent": 1, "last_seq": 10, "acked": 10, "connections": 1, "resets": 0},
+                {"agent": 2, "last_seq": 10, "acked": 8, "connections": 2, "resets": 1},
+                {"agent": 3, "last_seq": 10, "acked": 5, "connections": 3, "resets": 2},
             ]
         });
         let up = json!({"agents": [
@@ -451,5 +461,7 @@ mod tests {
         assert_eq!(l.events_lost, 3, "agent 2's 8, 9, 10");
         assert_eq!(l.acked_lost_all, 1, "agent 2's 8");
         assert_eq!(l.events_lost_all, 8);
+        assert_eq!(l.agents_broken, 1, "agent 2 (agent 3 is left out)");
+        assert_eq!(l.resets_counted, 1);
     }
 }

@@ -138,16 +138,6 @@ pub struct Lab {
     _teardown: Teardown,
 }
 
-/// Bring up the switch: a bridge that forwards frames and nothing else. A hardware
-/// switch does not run the hosts' firewall on what it switches, but when the kernel
-/// has br_netfilter, every bridged IPv4, IPv6 and ARP frame goes through the switch
-/// namespace's netfilter hooks by default (`net.bridge.bridge-nf-call-*` = 1, a
-/// per-namespace setting). Measured here: about 1.3 µs per frame, which a path that
-/// crosses the bridge twice (client → LB → backend) pays twice. So the lab turns it off
-/// in its own switch namespace; the host's setting is untouched.
-const SWITCH_UP: &str = "ip link add br0 type bridge && ip link set br0 up && \
-     for f in /proc/sys/net/bridge/bridge-nf-call-*; do if [ -e \"$f\" ]; then echo 0 > \"$f\"; fi; done";
-
 /// Add a veth from the switch's bridge into `ns` as eth0 with `addr/24`.
 fn plug(switch: &Netns, port: usize, ns: &Netns, addr: Ipv4Addr) -> anyhow::Result<()> {
     plug_port(switch, &format!("p{port}"), ns, addr)
@@ -156,14 +146,7 @@ fn plug(switch: &Netns, port: usize, ns: &Netns, addr: Ipv4Addr) -> anyhow::Resu
 /// As [`plug`], with the switch-side port named `port` (for namespaces a scenario adds
 /// to a built lab).
 pub fn plug_port(switch: &Netns, port: &str, ns: &Netns, addr: Ipv4Addr) -> anyhow::Result<()> {
-    switch.sh(&format!(
-        "ip link add {port} type veth peer name eth0 netns {ns} && ip link set {port} master br0 up",
-        ns = ns.name
-    ))?;
-    ns.sh(&format!(
-        "ip link set eth0 up && ip addr add {addr}/24 dev eth0"
-    ))?;
-    Ok(())
+    fo_lab::kit::segment::plug(switch, port, ns, "eth0", &format!("{addr}/24"))
 }
 
 impl Lab {
@@ -174,7 +157,8 @@ impl Lab {
         let tag = format!("{}-{}", spec.prefix, std::process::id());
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let switch = Netns::create(&format!("{tag}-sw"))?;
-        switch.sh(SWITCH_UP)?;
+        // A switch that forwards frames and nothing else (fo_lab::kit::segment).
+        fo_lab::kit::segment::bridge_up(&switch)?;
         let mut port = 0;
         let mut next_port = || {
             port += 1;

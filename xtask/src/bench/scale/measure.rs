@@ -120,26 +120,11 @@ pub(super) fn wrk(
     let vm0 = vm_busy_ns();
     let p0 = pid.and_then(proc_cpu_ns);
     let b0 = prog.and_then(bpf_stats);
-    let out = client
-        .command("wrk")
-        .args([
-            "-t2",
-            &format!("-c{WRK_CONNS}"),
-            &format!("-d{WRK_SECS}s"),
-            "--latency",
-        ])
-        .args(["-H", "Connection: close"])
-        .arg(format!("http://{target}:{port}/"))
-        .output()
-        .context("spawn wrk")?;
+    let w = crate::bench::throughput::wrk(client.command("wrk"), target, port, WRK_CONNS, WRK_SECS);
     let b1 = prog.and_then(bpf_stats);
     let p1 = pid.and_then(proc_cpu_ns);
     let vm1 = vm_busy_ns();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let w = parse_wrk(&text).with_context(|| format!("parse wrk's output:\n{text}"))?;
+    let w = w?;
     let conns = w.requests.max(1) as f64;
     let (pkts, ns) = match (b0, b1) {
         (Some((t0, c0)), Some((t1, c1))) => (c1 - c0, (t1 - t0) as f64),

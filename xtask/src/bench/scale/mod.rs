@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::throughput::{all_ns, parse_wrk, vm_busy_ns, wait_listen, xdp_prog_id};
+use super::throughput::{all_ns, vm_busy_ns, wait_listen, xdp_prog_id};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec, netns};
 
@@ -172,6 +172,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         &dir,
         lab.backends.iter().map(|b| &b.ns),
         &(BASE_PORT..=BASE_PORT + MAX_SERVICES - 1),
+        6000,
     )?;
     keep_config(out, &web_cfg, "scale-haproxy-backend-web.cfg")?;
     for b in &lab.backends {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::throughput::{parse_wrk, wait_listen};
+use super::throughput::wait_listen;
 use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 
@@ -115,6 +115,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         &dir,
         lab.backends.iter().map(|b| &b.ns),
         &(HTTP_PORT..=HTTP_PORT),
+        6000,
     )?;
     for b in &lab.backends {
         wait_listen(&b.ns, HTTP_PORT)?;

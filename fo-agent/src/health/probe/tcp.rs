@@ -1,0 +1,47 @@
+//! The tcp probe: a connection, nothing sent.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::{ProbeError, ProbeResult, within};
+
+/// Healthy when a TCP connection to `addr` is established within `timeout`.
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> ProbeResult {
+    within(timeout, async {
+        TcpStream::connect(addr)
+            .await
+            .map_err(|source| ProbeError::Connect {
+                target: addr.to_string(),
+                source,
+            })?;
+        Ok(format!("connected to {addr}"))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn tcp_is_up_while_listening_and_down_once_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let r = tcp(addr, T).await;
+        assert!(
+            r.is_ok(),
+            "expected up with a listener on {addr}, saw {r:?}"
+        );
+        drop(listener);
+        let r = tcp(addr, T).await;
+        assert!(
+            matches!(r, Err(ProbeError::Connect { .. })),
+            "expected a refused connection after closing {addr}, saw {r:?}"
+        );
+    }
+}

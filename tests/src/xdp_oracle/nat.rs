@@ -1,0 +1,530 @@
+//! The NAT fixture of the XDP fuzzer (`tests/fuzz`, target `xdp-nat`, and the seeded
+//! test in `tests/dataplane_fuzz.rs`): a data plane owning [`VIP`] with full-NAT
+//! services TCP 1514 -> [`BACKEND`]:11514 and UDP 514 -> [`BACKEND`]:5514 through the
+//! SNAT address [`SNAT`], run inside a network namespace whose FIB the program asks for
+//! next hops (see [`private_namespace`]).
+//!
+//! The contract checked on every frame, beyond the DSR fixture's (never `XDP_ABORTED`,
+//! nothing written outside the frame):
+//! - `XDP_PASS` hands the frame back unchanged, or translated with its MACs untouched
+//!   (a next hop without a neighbour entry: the kernel forwards it);
+//! - `XDP_TX` is an ARP reply for the VIP or the SNAT address (from the test's
+//!   ingress interface), or a translation;
+//!   `XDP_REDIRECT` is a translation;
+//! - a translation is the same frame with only MACs, IPv4 addresses, L4 ports and the
+//!   IPv4 and TCP/UDP checksums changed, either a client's packet to a NAT service
+//!   turned into SNAT -> backend:port, or a backend's packet to the SNAT address turned
+//!   into VIP:port -> a client;
+//! - a translation of a frame whose IPv4 and TCP/UDP checksums verified verifies too
+//!   (and a UDP datagram without a checksum stays without one).
+//!
+//! The inputs are `[mode, frame...]`; `mode` lets the fuzzer reach the connection table
+//! without guessing addresses (see [`Harness::frame`]), and the harness fills in valid
+//! checksums unless told not to, so the checksum rule is exercised on nearly every run.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use fo_agent::dataplane::{NatSpec, TestRun};
+use fo_common::{
+    PROTO_TCP, PROTO_UDP,
+    xdp_action::{XDP_ABORTED, XDP_PASS, XDP_REDIRECT, XDP_TX},
+};
+
+use crate::fixture::{Fixture, OUR_MAC, backend, service};
+use crate::frames::{self, Mac, Tcp4};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+pub const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+pub const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 21);
+/// Clients live in 198.51.100.0/24, on-link; only [`CLIENT`] has a neighbour entry.
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+pub const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
+/// The namespace's interface towards clients and the backends' gateway.
+pub const D0_MAC: Mac = [0x02, 0xf0, 0, 0, 0, 0x02];
+pub const GW_MAC: Mac = [0x02, 0x99, 0, 0, 0, 0xfe];
+/// (protocol, service port, backend port).
+pub const SERVICES: [(u8, u16, u16); 2] = [(PROTO_TCP, 1514, 11514), (PROTO_UDP, 514, 5514)];
+
+/// The FIB the fixture expects: `d0` (192.0.2.1/24, [`D0_MAC`]), clients on-link, the
+/// backends' subnet through a gateway with a permanent neighbour entry, forwarding on.
+fn fib_setup() -> String {
+    let mac = |m: Mac| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    format!(
+        "ip link set lo up \
+         && ip link add d0 type veth peer name d0p && ip link set d0 address {} \
+         && ip link set d0 up && ip link set d0p up \
+         && ip addr add 192.0.2.1/24 dev d0 \
+         && ip route add 198.51.100.0/24 dev d0 \
+         && ip route add 10.1.0.0/24 via 192.0.2.254 dev d0 \
+         && ip neigh add 192.0.2.254 lladdr {} dev d0 nud permanent \
+         && ip neigh add {CLIENT} lladdr {} dev d0 nud permanent \
+         && sysctl -qw net.ipv4.ip_forward=1",
+        mac(D0_MAC),
+        mac(GW_MAC),
+        mac(CLIENT_MAC)
+    )
+}
+
+/// Move the calling thread into a network namespace of its own, set up for
+/// [`fixture`]. Nothing to clean up: the namespace, its veth and routes go when the
+/// thread (or the process) ends, also when it crashes.
+pub fn private_namespace() {
+    crate::require_root();
+    // SAFETY: unshare(2) of the network namespace affects only the calling thread.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
+    // Children inherit the calling thread's namespace.
+    crate::netns::sh(&fib_setup());
+}
+
+/// The NAT data plane; call it inside [`private_namespace`].
+pub fn fixture() -> Fixture {
+    let mut fx = Fixture::with_nat_table(251, 1024);
+    let d0 = fo_agent::dataplane::ifindex("d0").expect("d0 (call private_namespace first)");
+    fx.dp.set_iface(d0, D0_MAC).expect("IFACES");
+    fx.dp
+        .set_vip_role(IpAddr::V4(VIP), true, false)
+        .expect("role");
+    fx.dp
+        .set_vip_role(IpAddr::V4(SNAT), false, true)
+        .expect("role");
+    fx.own(IpAddr::V4(VIP));
+    fx.own(IpAddr::V4(SNAT));
+    let specs: Vec<_> = SERVICES
+        .iter()
+        .map(|&(proto, port, bport)| {
+            let mut s = service(
+                IpAddr::V4(VIP),
+                port,
+                proto,
+                vec![backend(IpAddr::V4(BACKEND), bport, 1, [0; 6])],
+            );
+            s.nat = Some(NatSpec {
+                snat: vec![IpAddr::V4(SNAT)],
+            });
+            s
+        })
+        .collect();
+    fx.services(&specs);
+    fx
+}
+
+/// What a run that kept the contract did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NatVerdict {
+    Passed,
+    /// Translated and passed to the kernel (no neighbour entry for the next hop).
+    PassedTranslated,
+    ArpReply,
+    /// A client's packet translated towards the backend.
+    Forward,
+    /// A backend's packet translated back towards the client.
+    Reply,
+}
+
+const ETH: usize = 14;
+
+fn be16(f: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([f[i], f[i + 1]])
+}
+
+fn ip4(f: &[u8], i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(f[i], f[i + 1], f[i + 2], f[i + 3])
+}
+
+/// Where a frame's IPv4 header, L4 header and end (by the IPv4 total length) are, if it
+/// is a whole IPv4 TCP or UDP packet (IHL respected).
+#[derive(Debug, Clone, Copy)]
+struct L4 {
+    proto: u8,
+    l4: usize,
+    end: usize,
+}
+
+fn l4_of(f: &[u8]) -> Option<L4> {
+    if f.len() < ETH + 20 || be16(f, 12) != 0x0800 || f[ETH] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(f[ETH] & 0x0f) * 4;
+    let end = ETH + usize::from(be16(f, ETH + 2));
+    let proto = f[ETH + 9];
+    let min = match proto {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
+        _ => return None,
+    };
+    (ihl >= 20 && end <= f.len() && end >= ETH + ihl + min).then_some(L4 {
+        proto,
+        l4: ETH + ihl,
+        end,
+    })
+}
+
+/// Offset of the L4 checksum from the L4 header.
+fn l4_check_at(proto: u8) -> usize {
+    if proto == PROTO_TCP { 16 } else { 6 }
+}
+
+fn l4_sum(f: &[u8], p: L4) -> u32 {
+    let mut pseudo = f[ETH + 12..ETH + 20].to_vec();
+    pseudo.extend_from_slice(&[0, p.proto]);
+    pseudo.extend_from_slice(&((p.end - p.l4) as u16).to_be_bytes());
+    frames::sum16(&pseudo) + frames::sum16(&f[p.l4..p.end])
+}
+
+/// Do the IPv4 header checksum and the TCP/UDP checksum verify? (A UDP checksum of 0
+/// means "none" and verifies.)
+pub fn checksums_ok(f: &[u8]) -> bool {
+    let Some(p) = l4_of(f) else {
+        return false;
+    };
+    if frames::fold(frames::sum16(&f[ETH..p.l4])) != 0 {
+        return false;
+    }
+    if p.proto == PROTO_UDP && be16(f, p.l4 + 6) == 0 {
+        return true;
+    }
+    frames::fold(l4_sum(f, p)) == 0
+}
+
+/// Write valid IPv4 and TCP/UDP checksums into `f` if it is a whole IPv4 TCP/UDP packet
+/// (a UDP checksum of 0, "none", stays 0).
+pub fn fix_checksums(f: &mut [u8]) {
+    let Some(p) = l4_of(f) else {
+        return;
+    };
+    f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+    let c = frames::fold(frames::sum16(&f[ETH..p.l4]));
+    f[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
+    let at = p.l4 + l4_check_at(p.proto);
+    if p.proto == PROTO_UDP && be16(f, at) == 0 {
+        return;
+    }
+    f[at..at + 2].copy_from_slice(&[0, 0]);
+    let mut c = frames::fold(l4_sum(f, p));
+    if p.proto == PROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Check one run of `input` against the NAT contract (module docs).
+pub fn check(input: &[u8], run: &TestRun) -> Result<NatVerdict, String> {
+    if run.guard_overwritten != 0 {
+        return Err(format!(
+            "{} bytes written past the returned frame",
+            run.guard_overwritten
+        ));
+    }
+    let out = &run.frame;
+    match run.action {
+        XDP_ABORTED => Err("XDP_ABORTED".into()),
+        XDP_PASS if out == input => Ok(NatVerdict::Passed),
+        XDP_PASS => {
+            if out[..12] != input[..12] {
+                return Err("a frame passed to the kernel had its MACs changed".into());
+            }
+            translation(input, out).map(|_| NatVerdict::PassedTranslated)
+        }
+        XDP_TX if input.len() >= 14 && be16(input, 12) == 0x0806 => arp_reply(input, out),
+        XDP_TX | XDP_REDIRECT => {
+            let v = translation(input, out)?;
+            let hop: (Mac, Mac) = match v {
+                NatVerdict::Forward => (GW_MAC, D0_MAC),
+                _ => (out[..6].try_into().expect("6 bytes"), D0_MAC),
+            };
+            if (&out[..6], &out[6..12]) != (&hop.0[..], &hop.1[..]) {
+                return Err(format!(
+                    "translated frame sent with MACs {:02x?} -> {:02x?}",
+                    &out[6..12],
+                    &out[..6]
+                ));
+            }
+            Ok(v)
+        }
+        other => Err(format!("unexpected verdict {other}")),
+    }
+}
+
+fn arp_reply(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
+    let ok = out.len() == input.len()
+        && input.len() >= 42
+        && out[6..12] == OUR_MAC
+        && out[20..22] == [0, 2]
+        && out[22..28] == OUR_MAC
+        && (out[28..32] == VIP.octets() || out[28..32] == SNAT.octets())
+        && out[28..32] == input[38..42]
+        && out[32..38] == input[22..28]
+        && out[38..42] == input[28..32];
+    if ok {
+        Ok(NatVerdict::ArpReply)
+    } else {
+        Err("ARP reply malformed".into())
+    }
+}
+
+/// Is `out` a NAT translation of `input` (module docs)? Which direction.
+fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
+    if out.len() != input.len() {
+        return Err(format!(
+            "a translation changed the length from {} to {}",
+            input.len(),
+            out.len()
+        ));
+    }
+    let Some(p) = l4_of(input) else {
+        return Err("rewrote a frame that is not a whole IPv4 TCP/UDP packet".into());
+    };
+    if p.l4 != ETH + 20 {
+        return Err("translated a packet with IPv4 options".into());
+    }
+    let check = p.l4 + l4_check_at(p.proto);
+    let may_change = |i: usize| {
+        i < 12
+            || (ETH + 10..ETH + 12).contains(&i)
+            || (ETH + 12..ETH + 20).contains(&i)
+            || (p.l4..p.l4 + 4).contains(&i)
+            || (check..check + 2).contains(&i)
+    };
+    if let Some(i) = (0..input.len()).find(|&i| input[i] != out[i] && !may_change(i)) {
+        return Err(format!(
+            "byte {i} changed ({:02x} -> {:02x}): only MACs, addresses, ports and checksums may",
+            input[i], out[i]
+        ));
+    }
+    let (src, dst) = (ip4(input, ETH + 12), ip4(input, ETH + 16));
+    let (sport, dport) = (be16(input, p.l4), be16(input, p.l4 + 2));
+    let (osrc, odst) = (ip4(out, ETH + 12), ip4(out, ETH + 16));
+    let (osport, odport) = (be16(out, p.l4), be16(out, p.l4 + 2));
+    let service = |port: u16| SERVICES.iter().find(|s| s.0 == p.proto && s.1 == port);
+    let backend_port = |bport: u16| SERVICES.iter().find(|s| s.0 == p.proto && s.2 == bport);
+    let verdict = if dst == VIP && service(dport).is_some() {
+        let bport = service(dport).expect("found").2;
+        if (osrc, odst, odport) != (SNAT, BACKEND, bport) || osport == 0 {
+            return Err(format!(
+                "a client's packet {src}:{sport} -> {dst}:{dport} became {osrc}:{osport} -> {odst}:{odport}"
+            ));
+        }
+        NatVerdict::Forward
+    } else if src == BACKEND && dst == SNAT && backend_port(sport).is_some() {
+        let vport = backend_port(sport).expect("found").1;
+        let client_net = odst.octets()[..3] == [198, 51, 100];
+        if (osrc, osport) != (VIP, vport) || !client_net {
+            return Err(format!(
+                "a backend's packet {src}:{sport} -> {dst}:{dport} became {osrc}:{osport} -> {odst}:{odport}"
+            ));
+        }
+        NatVerdict::Reply
+    } else {
+        return Err(format!(
+            "translated {src}:{sport} -> {dst}:{dport}, neither a client's packet to a NAT service nor a backend's to the SNAT address"
+        ));
+    };
+    if checksums_ok(input) && !checksums_ok(out) {
+        return Err(
+            "the translation broke the checksums of a frame whose checksums verified".into(),
+        );
+    }
+    if p.proto == PROTO_UDP && (be16(input, check) == 0) != (be16(out, check) == 0) {
+        return Err("a UDP checksum appeared or vanished in the translation".into());
+    }
+    Ok(verdict)
+}
+
+/// The fixture with what the fuzzer needs to reach the connection table: the tuple of
+/// the last connection translated towards a backend.
+pub struct Harness {
+    pub fx: Fixture,
+    /// (protocol, SNAT port, backend port) of the last `Forward`.
+    last: Option<(u8, u16, u16)>,
+}
+
+impl Harness {
+    /// Call it inside [`private_namespace`].
+    pub fn new() -> Self {
+        Harness {
+            fx: fixture(),
+            last: None,
+        }
+    }
+
+    /// The frame an input stands for. `mode` (the first byte), low two bits: 0 or 3 the
+    /// frame as it is; 1 a client's packet: IPv4 from 198.51.100.x to the VIP on the
+    /// service port of its protocol (TCP unless it is UDP); 2 a backend's answer on the
+    /// last connection translated (as it is before there is one). Bit 2: keep the
+    /// checksums as they are (else valid ones are filled in); bit 3: keep the IPv4
+    /// total length (else it is made the frame's). `None` for a frame too short to run.
+    pub fn frame(&self, input: &[u8]) -> Option<Vec<u8>> {
+        let (&mode, rest) = input.split_first()?;
+        let mut f = rest.to_vec();
+        if f.len() < ETH {
+            return None;
+        }
+        let fits = f.len() >= ETH + 20 + 4;
+        let set_ip = |f: &mut Vec<u8>, proto: u8, src: Ipv4Addr, dst: Ipv4Addr| {
+            f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+            f[ETH] = 0x45;
+            f[ETH + 9] = proto;
+            f[ETH + 12..ETH + 16].copy_from_slice(&src.octets());
+            f[ETH + 16..ETH + 20].copy_from_slice(&dst.octets());
+            if mode & 8 == 0 {
+                let total = (f.len() - ETH).min(usize::from(u16::MAX)) as u16;
+                f[ETH + 2..ETH + 4].copy_from_slice(&total.to_be_bytes());
+            }
+        };
+        match (mode & 3, self.last) {
+            (1, _) if fits => {
+                let proto = if f[ETH + 9] == PROTO_UDP {
+                    PROTO_UDP
+                } else {
+                    PROTO_TCP
+                };
+                let client = Ipv4Addr::new(198, 51, 100, f[ETH + 15]);
+                set_ip(&mut f, proto, client, VIP);
+                let port = SERVICES.iter().find(|s| s.0 == proto).expect("a service").1;
+                f[ETH + 22..ETH + 24].copy_from_slice(&port.to_be_bytes());
+            }
+            (2, Some((proto, snat_port, bport))) if fits => {
+                set_ip(&mut f, proto, BACKEND, SNAT);
+                f[ETH + 20..ETH + 22].copy_from_slice(&bport.to_be_bytes());
+                f[ETH + 22..ETH + 24].copy_from_slice(&snat_port.to_be_bytes());
+            }
+            _ => {}
+        }
+        if mode & 4 == 0 {
+            fix_checksums(&mut f);
+        }
+        Some(f)
+    }
+
+    /// Run `frame` and check it; remembers a connection translated towards a backend.
+    pub fn run(&mut self, frame: &[u8]) -> (TestRun, Result<NatVerdict, String>) {
+        let run = self.fx.run(frame);
+        let verdict = check(frame, &run);
+        if verdict == Ok(NatVerdict::Forward) {
+            let out = &run.frame;
+            self.last = Some((out[ETH + 9], be16(out, ETH + 20), be16(out, ETH + 22)));
+        }
+        (run, verdict)
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Inputs (`[mode, frame]`) that reach each path: a client's SYN, data, FIN and UDP
+/// datagram to the services, a backend's SYN-ACK, data, RST and UDP answer on the last
+/// connection, ARP requests for the VIP and the SNAT address.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let client = |sport| Tcp4::new((D0_MAC, CLIENT_MAC), (CLIENT, sport), (VIP, 1514));
+    let back = || Tcp4::new((D0_MAC, GW_MAC), (BACKEND, 11514), (SNAT, 1024));
+    let with = |mode: u8, f: Vec<u8>| {
+        let mut v = vec![mode];
+        v.extend(f);
+        v
+    };
+    let line = b"event 42\n";
+    vec![
+        (
+            "client_syn",
+            with(
+                0,
+                client(40000)
+                    .flags(frames::TCP_SYN)
+                    .options(&frames::linux_syn_options(7))
+                    .frame(),
+            ),
+        ),
+        (
+            "client_data",
+            with(
+                1,
+                client(40000)
+                    .flags(frames::TCP_PSH_ACK)
+                    .seq(1001)
+                    .ack(5001)
+                    .win(502)
+                    .payload(line)
+                    .frame(),
+            ),
+        ),
+        (
+            "client_fin",
+            with(
+                1,
+                client(40000)
+                    .flags(frames::TCP_FIN | frames::TCP_ACK)
+                    .seq(1010)
+                    .ack(5010)
+                    .frame(),
+            ),
+        ),
+        (
+            "client_udp",
+            with(
+                0,
+                frames::udp4(D0_MAC, CLIENT_MAC, CLIENT, VIP, 5140, 514, b"<13>line"),
+            ),
+        ),
+        (
+            "backend_syn_ack",
+            with(
+                2,
+                back()
+                    .flags(frames::TCP_SYN | frames::TCP_ACK)
+                    .seq(5000)
+                    .ack(1001)
+                    .options(&frames::linux_syn_options(7))
+                    .frame(),
+            ),
+        ),
+        (
+            "backend_data",
+            with(
+                2,
+                back()
+                    .flags(frames::TCP_PSH_ACK)
+                    .seq(5001)
+                    .ack(1010)
+                    .win(502)
+                    .payload(line)
+                    .frame(),
+            ),
+        ),
+        (
+            "backend_rst",
+            with(2, back().flags(frames::TCP_RST).seq(5010).frame()),
+        ),
+        (
+            "backend_udp",
+            with(
+                2,
+                frames::udp4(D0_MAC, GW_MAC, BACKEND, SNAT, 5514, 1024, b"<13>ack"),
+            ),
+        ),
+        (
+            "arp_vip",
+            with(0, frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP)),
+        ),
+        (
+            "arp_snat",
+            with(
+                0,
+                frames::arp(1, GW_MAC, Ipv4Addr::new(192, 0, 2, 254), [0; 6], SNAT),
+            ),
+        ),
+    ]
+}
