@@ -113,6 +113,9 @@ pub fn parse(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 pub struct Journal {
     dir: PathBuf,
     socket: UnixDatagram,
+    /// `wrap` found no /run/systemd on this machine (it is made, as a mount point
+    /// for the private namespace, and removed on drop).
+    made_run_systemd: std::sync::atomic::AtomicBool,
 }
 
 impl Journal {
@@ -132,7 +135,11 @@ impl Journal {
                 size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
-        Journal { dir, socket }
+        Journal {
+            dir,
+            socket,
+            made_run_systemd: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -141,8 +148,13 @@ impl Journal {
 
     /// `program` run in a private mount namespace where this journal's directory is
     /// `/run/systemd/journal` (tmpfs over `/run/systemd` there; the host's stays as it
-    /// was, only `/run/systemd` is created if the host has none).
+    /// was). A host without /run/systemd gets it as an empty mount point until this
+    /// journal is dropped (after the program: drop the program's guard first).
     pub fn wrap(&self, program: &Path) -> Command {
+        if !Path::new(RUN_SYSTEMD).exists() {
+            self.made_run_systemd
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut c = Command::new("unshare");
         c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
             .arg(
@@ -251,8 +263,17 @@ impl Default for Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self
+            .made_run_systemd
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Empty unless something else made it since: then it stays.
+            let _ = std::fs::remove_dir(RUN_SYSTEMD);
+        }
     }
 }
+
+const RUN_SYSTEMD: &str = "/run/systemd";
 
 #[cfg(test)]
 mod tests {

@@ -697,6 +697,14 @@ fn a_full_table_keeps_the_old_connections() {
         let mut table = fx.dp.nat_table().expect("NAT maps");
         assert!(table.is_embryonic(&k).expect("map"), "stays embryonic");
         assert_eq!(table.flows().expect("map").len(), SIZE as usize);
+        // Status and metrics count the embryonic map apart: `nat` is full at SIZE of
+        // SIZE, never more, and the one still in its handshake is `nat_embryonic`.
+        let counts = table.counts().expect("count");
+        assert_eq!(
+            (counts.connections(), counts.embryonic),
+            (u64::from(SIZE), 1),
+            "connections and embryonic ones: {counts:?}"
+        );
         // A slot frees up (the oldest connection aged out): the connection's next
         // packet moves it to the table. (Before, a connection that had completed its
         // handshake was never promoted again: a flood could evict it, and the sync
@@ -1058,6 +1066,19 @@ fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
         assert_eq!(
             udp, 1024,
             "UDP flows hold a quarter of the table size, no more"
+        );
+        // Status and metrics count them apart: `nat` (TCP) is far from full, `nat_udp`
+        // is full (the alert watches both).
+        let counts = fx
+            .dp
+            .nat_table()
+            .expect("NAT maps")
+            .counts()
+            .expect("count");
+        assert_eq!(
+            (counts.connections(), counts.udp),
+            (70, 1024),
+            "nat and nat_udp entries: {counts:?}"
         );
     });
 }

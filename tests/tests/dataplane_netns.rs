@@ -4,7 +4,8 @@
 //! mode), owns the VIP, and forwards 300 TCP connections; then it is killed with
 //! SIGKILL (forwarding goes on: the data plane is pinned) and restarted (it adopts
 //! the pinned program and maps instead of reloading them); then restarted over pins
-//! left by another build (it swaps its program in and keeps every map).
+//! left by another build (it swaps its program in and keeps every map); then stopped
+//! and its data plane removed with `fo-agent detach`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -228,6 +229,26 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
 
+    /// `fo-agent detach --config …` on the LB: (success, stdout+stderr).
+    fn detach(&self) -> (bool, String) {
+        let out = self
+            .lb
+            .command(fo_tests::agent_bin().to_str().expect("utf-8 path"))
+            .arg("detach")
+            .arg("--config")
+            .arg(self.dir.0.join("fo.toml"))
+            .output()
+            .expect("run fo-agent detach");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// The XDP program id attached to the LB's eth0.
     fn xdp_prog_id(&self) -> Option<u32> {
         let out = self.lb.sh("ip -d link show dev eth0");
@@ -368,6 +389,49 @@ fn scenario(mode: XdpAttachMode) {
         lab.log(4)
     );
     assert_eq!(lab.xdp_prog_id(), upgraded);
+
+    // Removing fo (`apt remove` runs `fo-agent detach` after the stop): refused while
+    // the agent runs; after a clean stop (which keeps the pins) it takes the program
+    // off eth0 and removes the pins; a second run has nothing to do.
+    let (ok, said) = lab.detach();
+    assert!(
+        !ok && said.contains("an agent is running"),
+        "detach must refuse while the agent runs: {said}"
+    );
+    assert_eq!(
+        lab.xdp_prog_id(),
+        upgraded,
+        "a refused detach changes nothing"
+    );
+    let mut agent = lab.agent.take().expect("agent");
+    agent.signal(libc::SIGTERM);
+    let exited = wait_for(Duration::from_secs(30), || agent.exited());
+    assert!(exited.is_some(), "the agent did not stop on SIGTERM");
+    assert_eq!(
+        lab.xdp_prog_id(),
+        upgraded,
+        "a clean stop keeps the data plane pinned"
+    );
+    let (ok, said) = lab.detach();
+    assert!(
+        ok && said.contains("the XDP program left eth0"),
+        "detach after the stop: {said}"
+    );
+    assert_eq!(
+        lab.xdp_prog_id(),
+        None,
+        "detach must take the program off eth0"
+    );
+    assert!(
+        !lab.pin_dir.exists(),
+        "detach must remove {}",
+        lab.pin_dir.display()
+    );
+    let (ok, said) = lab.detach();
+    assert!(
+        ok && said.contains("nothing to do"),
+        "a second detach: {said}"
+    );
 }
 
 #[test]

@@ -500,3 +500,104 @@ fn a_certificate_expiring_within_min_cert_validity_lowers_priority_and_closes_a_
         "{detail}"
     );
 }
+
+/// At start, a TLS file the agent cannot use downs only the check that names it: the
+/// agent runs, takes over, and the check's status and an `err` log line say why.
+/// `fo-agent check` and `reload` still refuse the config; once the file is fixed, a
+/// reload brings the check back to probing.
+#[test]
+fn an_unusable_tls_file_at_start_downs_only_its_check() {
+    fo_tests::require_root();
+    let _serial = serial();
+    let lab = fo_tests::lone::Lone::new("exit 0", "");
+    let pki = Pki::new(SERVER);
+    // A certificate renewal left the client key readable by another group.
+    pki.chmod("client.key", 0o640);
+    std::os::unix::fs::chown(pki.path("client.key"), None, Some(65534)).expect("chgrp nogroup");
+    let key = pki.file("client.key");
+    let config = format!(
+        "{}\n[[check]]\nname = \"indexer\"\nkind = \"https\"\naddress = \"{SERVER}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{key}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n\n[[check]]\nname = \"alive\"\nkind = \"exec\"\ncommand = [\"/bin/true\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\n",
+        lab.config_text(""),
+        pki.file("ca.pem"),
+        pki.file("client.pem"),
+    );
+    std::fs::write(&lab.config, &config).expect("config");
+    let config_path = lab.config.display().to_string();
+    let refusal = format!(
+        "check indexer: key {key}: mode 0640 lets group nogroup (gid 65534) read the private key"
+    );
+
+    let out = std::process::Command::new(fo_tests::agent_bin())
+        .args(["check", "--config", &config_path])
+        .output()
+        .expect("fo-agent check");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains(&refusal),
+        "fo-agent check must refuse the key: {said}"
+    );
+
+    let log = lab.dir.join("agent.log");
+    let mut cmd = lab.agent_command(None);
+    cmd.env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let mut agent = ChildGuard {
+        child: Some(cmd.spawn().expect("spawn the agent")),
+        what: "fo-agent".into(),
+    };
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let up = wait_for(Duration::from_secs(30), || {
+        if let Some(st) = agent.exited() {
+            panic!("the agent exited ({st}) over one check's key:\n{}", text());
+        }
+        let st = lab.status()?;
+        let cs = checks(&st);
+        let alive = cs.iter().any(|(n, up, _)| n == "alive" && *up);
+        let master = st["routers"][0]["state"] == "master";
+        (alive && master).then_some(cs)
+    });
+    let Some(cs) = up else {
+        panic!(
+            "the agent did not take over with its other check up:\n{}",
+            text()
+        );
+    };
+    let indexer = cs.iter().find(|(n, ..)| n == "indexer").expect("indexer");
+    assert!(
+        !indexer.1
+            && indexer
+                .2
+                .contains("mode 0640 lets group nogroup (gid 65534) read"),
+        "the check with the unusable key must be down with the reason: {indexer:?}"
+    );
+    let logged = text();
+    let line = logged
+        .lines()
+        .find(|l| l.contains(&refusal))
+        .unwrap_or_else(|| panic!("no log line about the key:\n{logged}"));
+    assert!(
+        line.contains("ERROR") && line.contains(&format!("{config_path}:")),
+        "logged at error with the config's position: {line}"
+    );
+
+    let (ok, said) = lab.ctl(&["reload"]);
+    assert!(
+        !ok && said.contains(&refusal),
+        "a reload with the key still 0640 must be refused: {said}"
+    );
+    pki.chmod("client.key", 0o600);
+    let (ok, said) = lab.ctl(&["reload"]);
+    assert!(ok, "with the key at 0600 the reload succeeds: {said}");
+    let probing = wait_for(Duration::from_secs(10), || {
+        let cs = checks(&lab.status()?);
+        let (_, _, detail) = cs.into_iter().find(|(n, ..)| n == "indexer")?;
+        (!detail.is_empty() && !detail.contains("mode 0640")).then_some(detail)
+    });
+    assert!(
+        probing.is_some(),
+        "after the reload the check probes the server (no server listens: a connect error)"
+    );
+    let _ = agent.kill_and_collect();
+}

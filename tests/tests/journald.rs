@@ -21,6 +21,7 @@ fn the_journal_gets_priorities_and_fields() {
         "head -c 300000 /dev/zero | tr '\\0' x; echo; echo 'cannot start compose' >&2; exit 3",
         "",
     );
+    let had_run_systemd = std::path::Path::new("/run/systemd").exists();
     let journal = Journal::new();
     // stderr is a file standing for systemd's stream; JOURNAL_STREAM names it.
     let stderr_path = lab.dir.join("stderr");
@@ -158,6 +159,14 @@ fn the_journal_gets_priorities_and_fields() {
     assert!(
         stderr.trim().is_empty(),
         "under journald nothing is logged twice on stderr: {stderr}"
+    );
+    // The journal's private namespace leaves the host's /run as it found it.
+    drop(agent);
+    drop(journal);
+    assert_eq!(
+        std::path::Path::new("/run/systemd").exists(),
+        had_run_systemd,
+        "/run/systemd existed before the test: {had_run_systemd}"
     );
 }
 

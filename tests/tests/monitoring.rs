@@ -52,7 +52,7 @@ fn promtool(args: &[&str], input: Option<&str>, dir: &Path) -> (bool, String) {
 
 /// A status with every metric family in it: VRRP and BGP routers, a fence, hooks,
 /// takeovers, a refused reload, DSR and NAT services, checks, the data plane's
-/// counters, sync and both tables.
+/// counters, sync and every table.
 fn full_status() -> Status {
     let mut s = Status::default();
     s.node.config_loaded_at = 1_700_000_000.0;
@@ -171,7 +171,12 @@ fn full_status() -> Status {
         }))
         .expect("sync"),
     );
-    for (name, entries, capacity) in [("flow", 1200, 1_000_000), ("nat", 7, 262_144)] {
+    for (name, entries, capacity) in [
+        ("flow", 1200, 1_000_000),
+        ("nat", 7, 262_144),
+        ("nat_udp", 2, 65_536),
+        ("nat_embryonic", 3, 65_536),
+    ] {
         s.tables.insert(
             name.into(),
             TableFill {

@@ -7,13 +7,14 @@
 //! by "nogroup", which every Debian machine has, as the config's `control_group`), all
 //! set with setpriv (util-linux). The config uses what the capabilities are for: XDP,
 //! VRRP with authenticated adverts, a witness (ICMP), a tracked exec check, a master
-//! hook, a TCP service check, metrics and a control socket for a group.
+//! hook, a TCP service check, an https check with a CA and a client key (root's files:
+//! no CAP_DAC_* needed), metrics and a control socket for a group.
 //!
 //! - With the unit's set the agent runs, becomes master, runs its hook, answers
 //!   `status`, and `fo-agent reload` (the unit's ExecReload=) exits 0 on a good config
 //!   and non-zero on a refused one (so `systemctl reload` fails).
-//! - Without any one capability of the set, the agent does not start; the error it
-//!   gives is printed.
+//! - Without any one capability of the set, the agent does not start, and fails at the
+//!   step that capability is for, with the kernel's refusal (`WITHOUT`).
 //!
 //! Run: `cargo test -p fo-tests --test unit_capabilities -- --test-threads=1` (root).
 
@@ -44,6 +45,8 @@ struct Lab {
     dir: PathBuf,
     ifname: String,
     tag: String,
+    /// The https check's CA, client certificate and key (root's, key 0600).
+    pki: fo_tests::pki::Pki,
 }
 
 impl Lab {
@@ -64,6 +67,7 @@ impl Lab {
             dir,
             ifname,
             tag,
+            pki: fo_tests::pki::Pki::new("192.0.2.1"),
         }
     }
 
@@ -114,6 +118,16 @@ name = "alive"
 kind = "exec"
 command = ["/bin/true"]
 
+[[check]]
+name = "tls"
+kind = "https"
+address = "192.0.2.1"
+ca = "{ca}"
+cert = "{cert}"
+key = "{tls_key}"
+interval = "500ms"
+timeout = "200ms"
+
 [[service]]
 vip = "192.0.2.100"
 port = 80
@@ -125,6 +139,9 @@ backends = [{{ address = "192.0.2.1" }}]
                 d = d.display(),
                 key = key.display(),
                 hook = hook.display(),
+                ca = self.pki.file("ca.pem"),
+                cert = self.pki.file("client.pem"),
+                tls_key = self.pki.file("client.key"),
             ),
         )
         .expect("config");
@@ -232,6 +249,41 @@ impl Drop for Agent {
     }
 }
 
+/// What the agent says when it starts without each capability of the unit: the step
+/// that needs it and the kernel's refusal. Every capability of the unit's set has an
+/// entry, and no other.
+const WITHOUT: &[(&str, &[&str])] = &[
+    (
+        "CAP_BPF",
+        &[
+            "opening the data plane",
+            "failed to create map",
+            "Operation not permitted",
+        ],
+    ),
+    (
+        "CAP_PERFMON",
+        &[
+            "the kernel refused the XDP program (BPF_PROG_LOAD: Permission denied",
+            "pointer arithmetic",
+            "prohibited for !root",
+        ],
+    ),
+    (
+        "CAP_NET_ADMIN",
+        &[
+            "the kernel refused the XDP program (BPF_PROG_LOAD: Operation not permitted (os error 1)) before the verifier ran",
+        ],
+    ),
+    (
+        "CAP_NET_RAW",
+        &[
+            "starting VRRP: AF_PACKET socket",
+            "(needs CAP_NET_RAW): Operation not permitted",
+        ],
+    ),
+];
+
 /// The last error line of a failed start, with the verifier's reason when it has one.
 fn error_of(log: &str) -> String {
     let error = log
@@ -245,9 +297,6 @@ fn error_of(log: &str) -> String {
         .find(|l| l.contains("prohibited") || l.contains("!root"))
     {
         Some(why) => format!("{error} [{}]", why.trim()),
-        None if error.ends_with("rejected the XDP program:") => {
-            format!("{error} [no verifier log: BPF_PROG_LOAD itself was refused]")
-        }
         None => error.to_owned(),
     }
 }
@@ -286,6 +335,27 @@ fn every_capability_of_the_unit_is_needed_and_a_refused_reload_fails() {
         "the agent never became master:\n{}",
         agent.log()
     );
+    // The https check's files (root's, the key 0600) are read without CAP_DAC_OVERRIDE
+    // or CAP_DAC_READ_SEARCH: the check probes (nothing listens: refused), it does not
+    // fail on its files. (Files of other users are refused by `fo-agent check` anyway.)
+    let probed = wait_for(Duration::from_secs(10), || {
+        let (ok, s) = agent.ctl(&["status", "--json"]);
+        let st: serde_json::Value = serde_json::from_str(&s).ok().filter(|_| ok)?;
+        let detail = st["checks"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "tls")?["detail"]
+            .as_str()?
+            .to_owned();
+        (!detail.is_empty()).then_some(detail)
+    });
+    assert!(
+        probed
+            .as_deref()
+            .is_some_and(|d| d.contains("connect to") && !d.contains("cannot read")),
+        "the https check under the unit's capabilities: {probed:?}\n{}",
+        agent.log()
+    );
     let hooked = wait_for(Duration::from_secs(10), || {
         std::fs::read_to_string(lab.dir.join("hook.out"))
             .ok()
@@ -307,9 +377,24 @@ fn every_capability_of_the_unit_is_needed_and_a_refused_reload_fails() {
     );
     drop(agent);
 
-    // Each capability removed in turn: the agent must not start.
+    // Each capability removed in turn: the agent must not start, and must fail at the
+    // step that capability is for.
+    let expected: Vec<&str> = WITHOUT.iter().map(|(c, _)| *c).collect();
+    let mut sorted = caps.clone();
+    sorted.sort();
+    let mut known = expected.clone();
+    known.sort();
+    assert_eq!(
+        sorted, known,
+        "the unit's capabilities and the failures this test expects without each differ: add an entry to WITHOUT"
+    );
     let mut table = Vec::new();
     for cap in &caps {
+        let wanted = WITHOUT
+            .iter()
+            .find(|(c, _)| c == cap)
+            .map(|(_, w)| *w)
+            .unwrap_or_default();
         let fewer: Vec<String> = caps.iter().filter(|c| *c != cap).cloned().collect();
         let run = format!("no-{}", cap.to_lowercase());
         let mut agent = Agent::start(&lab, &run, &fewer);
@@ -318,7 +403,14 @@ fn every_capability_of_the_unit_is_needed_and_a_refused_reload_fails() {
                 "without {cap} the agent still runs: drop it from the unit's CapabilityBoundingSet=\n{}",
                 agent.log()
             ),
-            Err(log) => table.push(format!("without {cap:<14} {}", error_of(&log))),
+            Err(log) => {
+                let missing: Vec<&&str> = wanted.iter().filter(|w| !log.contains(**w)).collect();
+                assert!(
+                    missing.is_empty(),
+                    "without {cap} the agent failed, but not as expected (missing {missing:?}):\n{log}"
+                );
+                table.push(format!("without {cap:<14} {}", error_of(&log)));
+            }
         }
     }
     println!("{}", table.join("\n"));

@@ -5,8 +5,9 @@
 //!   printed).
 //! - Installed with `dpkg -i` and `apt-get -f install` into a clean Debian 12 root made
 //!   by debootstrap, and checked inside it: `fo-agent --version`; `fo-agent check` on the
-//!   starting config and on every shipped example whose hooks exist (the shipped hooks
-//!   installed as the README says); `man -w fo-agent`, `man -w 5 fo.toml`; the
+//!   starting config and on every shipped example, each file it names that `check` reads
+//!   provided first (the shipped hooks installed as the README says, PEMs made with
+//!   openssl, keys at 0600; see `examples`); `man -w fo-agent`, `man -w 5 fo.toml`; the
 //!   completions in place (bash loads its own); the group `fo`; the unit installed, not
 //!   enabled, and clean under `systemd-analyze verify`; `dpkg -r` keeps the conffile and
 //!   `dpkg -P` removes it and /var/lib/fo.
@@ -16,15 +17,23 @@
 //! - The root booted with systemd (systemd-nspawn, a network of its own): the packaged
 //!   unit, sandbox and all, starts the agent on a veth (Type=notify: active once it
 //!   runs), `systemctl reload` succeeds on a good config and fails on a refused one, a
-//!   member of the group `fo` may run `fo-agent status`, and an upgrade (the package
-//!   installed over itself) leaves the running agent alone.
+//!   member of the group `fo` may run `fo-agent status`, an upgrade (the package
+//!   installed over itself) leaves the running agent and its XDP program alone, a stop
+//!   lets an 11 s STOP hook finish (past TimeoutStopSec=10s), and `dpkg -r` removes the
+//!   pinned data plane.
 //!
 //! The pristine root is made once and cached (target/pkgtest/root-*.tar, named after
 //! what it holds); each run unpacks a copy. Debian's mirror is read from this machine's
-//! apt sources. Every command inside the root runs in a mount namespace of its own
+//! apt sources (or `FO_PKGTEST_MIRROR`), its proxy from `http_proxy` or apt's config
+//! (`host`). One run at a time per target directory (a lock); every command is bounded
+//! in time (coreutils' `timeout`), and a root that cannot boot is an error that says
+//! what nspawn and systemd said, not a hang. Preconditions: docs/lab.md. Every command inside the root runs in a mount namespace of its own
 //! (`unshare --mount`) that carries the root's /proc, /sys and /dev mounts, so nothing
 //! stays mounted when a command ends, however it ends; the copy is removed on drop and
 //! leftovers of an interrupted run are removed at the next start.
+
+mod examples;
+mod host;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,18 +57,19 @@ const SUITE: &str = "bookworm";
 pub fn run() -> anyhow::Result<()> {
     let dir = root().join("target/pkgtest");
     std::fs::create_dir_all(&dir)?;
+    // One run at a time here (leftovers are removed below only with the lock held),
+    // and what the booted root needs, before anything is built.
+    let _lock = host::RunLock::acquire(&dir)?;
+    host::check_boot()?;
     let mut report = String::new();
-    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut clock = Clock::start();
 
-    let t = Instant::now();
     let amd64 = package::run(Arch::Amd64)?;
-    timings.push(("package amd64", t.elapsed().as_secs_f64()));
+    clock.lap("package amd64");
 
-    let t = Instant::now();
     let arm64 = package::run(Arch::Arm64)?;
-    timings.push(("package arm64", t.elapsed().as_secs_f64()));
+    clock.lap("package arm64");
 
-    let t = Instant::now();
     for deb in [&amd64, &arm64] {
         lintian(deb, &mut report)?;
     }
@@ -74,38 +84,83 @@ pub fn run() -> anyhow::Result<()> {
         darm.trim()
     );
     writeln!(report, "Depends (amd64 = arm64): {}", d64.trim())?;
-    timings.push(("lintian", t.elapsed().as_secs_f64()));
+    clock.lap("lintian");
 
-    let t = Instant::now();
     arm64_under_qemu(&arm64, &dir, &mut report)?;
-    timings.push(("arm64 under qemu", t.elapsed().as_secs_f64()));
+    clock.lap("arm64 under qemu");
 
-    let t = Instant::now();
     let pristine = pristine_root(&dir)?;
-    timings.push(("pristine root", t.elapsed().as_secs_f64()));
+    clock.lap("pristine root");
 
-    let t = Instant::now();
     let chroot = Chroot::unpack(&pristine, &dir.join(format!("run-{}", std::process::id())))?;
     install_and_check(&chroot, &amd64, &mut report)?;
-    timings.push(("install test", t.elapsed().as_secs_f64()));
+    clock.lap("install test");
 
-    let t = Instant::now();
     security(&chroot, &dir, &mut report)?;
-    timings.push(("security", t.elapsed().as_secs_f64()));
+    clock.lap("security");
 
-    let t = Instant::now();
-    under_systemd(&chroot, &mut report)?;
+    under_systemd(&chroot, &dir, &mut report)?;
     drop(chroot);
-    timings.push(("under systemd", t.elapsed().as_secs_f64()));
+    clock.lap("under systemd");
 
-    writeln!(report, "\nseconds:")?;
-    for (what, s) in &timings {
-        writeln!(report, "  {what:<18} {s:7.1}")?;
-    }
+    report.push_str(&clock.table());
     std::fs::write(dir.join("report.txt"), &report)?;
     println!("{report}");
     println!("package test: OK (target/pkgtest/report.txt)");
     Ok(())
+}
+
+/// Wall time and the CPU time of the commands run (children waited for), per step:
+/// on a shared machine the CPU seconds tell what a step costs better than the wall time.
+struct Clock {
+    laps: Vec<(&'static str, f64, f64)>,
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            laps: Vec::new(),
+            wall: Instant::now(),
+            cpu: children_cpu(),
+        }
+    }
+
+    /// End the step `what` (and say so at once: a failed run still shows its steps).
+    fn lap(&mut self, what: &'static str) {
+        let (wall, cpu) = (self.wall.elapsed().as_secs_f64(), children_cpu() - self.cpu);
+        eprintln!("package test: {what}: {wall:.1} s, CPU {cpu:.1} s");
+        self.laps.push((what, wall, cpu));
+        self.wall = Instant::now();
+        self.cpu = children_cpu();
+    }
+
+    fn table(&self) -> String {
+        let mut t = format!("\n{:<20} {:>8} {:>8}\n", "seconds", "wall", "CPU");
+        let (mut wall, mut cpu) = (0.0, 0.0);
+        for (what, w, c) in &self.laps {
+            t.push_str(&format!("  {what:<18} {w:8.1} {c:8.1}\n"));
+            wall += w;
+            cpu += c;
+        }
+        t.push_str(&format!("  {:<18} {wall:8.1} {cpu:8.1}\n", "total"));
+        t
+    }
+}
+
+/// User and system CPU seconds of this process's waited-for children so far
+/// (/proc/self/stat cutime and cstime, in clock ticks of 1/100 s on Linux).
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // cutime and cstime are fields 16 and 17, i.e. 14 and 15 after field 2.
+    (f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)) / 100.0
 }
 
 /// Run a command, capturing its output; fail with both streams if it fails.
@@ -114,10 +169,34 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
         .output()
         .with_context(|| format!("spawning {}", show(cmd)))?;
     let text = text(&out);
+    if timed_out(cmd, &out) {
+        bail!("{} did not finish in time:\n{text}", show(cmd));
+    }
     if !out.status.success() {
         bail!("{} failed ({}):\n{text}", show(cmd), out.status);
     }
     Ok(text)
+}
+
+/// Longest a debootstrap may take (it takes about 100 s here).
+const DEBOOTSTRAP_SECONDS: u64 = 1200;
+/// Longest a command in the (unbooted) root may take (dpkg, apt-get from the cache).
+const ROOT_COMMAND_SECONDS: u64 = 600;
+/// Longest a command in the booted root may take (a stop waits up to 20 s for a hook).
+const BOOTED_COMMAND_SECONDS: u64 = 180;
+/// How long the booted root may take to finish booting (a few seconds here).
+const BOOT_SECONDS: u64 = 60;
+
+/// `program` under coreutils' `timeout` (TERM after `seconds`, KILL 10 s later).
+fn bounded(seconds: u64, program: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["--kill-after=10", &seconds.to_string(), program]);
+    c
+}
+
+/// Did a [`bounded`] command run out of time? (`timeout` exits 124, or 137 after KILL.)
+fn timed_out(cmd: &Command, out: &Output) -> bool {
+    cmd.get_program() == "timeout" && matches!(out.status.code(), Some(124 | 137))
 }
 
 fn text(out: &Output) -> String {
@@ -231,60 +310,6 @@ fn arm64_under_qemu(deb: &Path, dir: &Path, report: &mut String) -> anyhow::Resu
     Ok(())
 }
 
-/// The Debian mirror this machine's apt uses for `SUITE` (deb822 .sources files and the
-/// one-line format).
-fn mirror() -> anyhow::Result<String> {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-        more.sort();
-        files.extend(more);
-    }
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        if f.extension().is_some_and(|e| e == "sources") {
-            for stanza in text.split("\n\n") {
-                let field = |name: &str| {
-                    stanza.lines().find_map(|l| {
-                        l.strip_prefix(name)
-                            .and_then(|r| r.strip_prefix(':'))
-                            .map(|v| v.trim().to_owned())
-                    })
-                };
-                let (Some(uris), Some(suites)) = (field("URIs"), field("Suites")) else {
-                    continue;
-                };
-                let types = field("Types").unwrap_or_default();
-                if types.split_whitespace().any(|t| t == "deb")
-                    && suites.split_whitespace().any(|s| s == SUITE)
-                    && let Some(uri) = uris.split_whitespace().next()
-                {
-                    return Ok(uri.to_owned());
-                }
-            }
-        } else {
-            for l in text.lines() {
-                // deb [options] URI SUITE COMPONENTS…
-                let mut words: Vec<&str> = l.split_whitespace().collect();
-                if words.first() != Some(&"deb") {
-                    continue;
-                }
-                words.remove(0);
-                if words.first().is_some_and(|w| w.starts_with('[')) {
-                    let end = words.iter().position(|w| w.ends_with(']')).unwrap_or(0);
-                    words.drain(..=end);
-                }
-                if words.get(1) == Some(&SUITE) {
-                    return Ok(words[0].to_owned());
-                }
-            }
-        }
-    }
-    bail!("no Debian {SUITE} mirror in /etc/apt/sources.list or /etc/apt/sources.list.d")
-}
-
 /// The cached pristine root (a tar of it): made once per recipe.
 fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
     let name = format!(
@@ -297,13 +322,18 @@ fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
         eprintln!("package test: cached root {}", tar.display());
         return Ok(tar);
     }
-    let mirror = mirror()?;
+    let mirror = host::mirror()?;
+    let proxy = host::proxy();
     let build = dir.join(format!("building-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(build.clone());
     // In a mount namespace of its own: whatever debootstrap mounts in the root ends
-    // with it.
+    // with it. Bounded: a mirror that stops answering is an error, not a hang.
+    let mut debootstrap = bounded(DEBOOTSTRAP_SECONDS, "unshare");
+    if let Some(p) = &proxy {
+        debootstrap.env("http_proxy", p);
+    }
     exec(
-        Command::new("unshare")
+        debootstrap
             .args(["--mount", "--propagation", "private", "--", "debootstrap"])
             .args([
                 "--variant=minbase",
@@ -319,9 +349,12 @@ fn pristine_root(dir: &Path) -> anyhow::Result<PathBuf> {
         remove: false,
     };
     std::fs::copy("/etc/resolv.conf", build.join("etc/resolv.conf")).ok();
-    c.run("apt-get update -qq")?;
+    let with_proxy = proxy
+        .map(|p| format!("export http_proxy='{p}'; "))
+        .unwrap_or_default();
+    c.run(&format!("{with_proxy}apt-get update -qq"))?;
     c.run(&format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only --no-install-recommends {}",
+        "{with_proxy}DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --download-only --no-install-recommends {}",
         ROOT_DOWNLOAD.join(" ")
     ))?;
     let partial = dir.join(format!("{name}.partial"));
@@ -361,7 +394,18 @@ fn remove_root(dir: &Path) -> anyhow::Result<()> {
     {
         bail!("{m} is mounted: not removing {}", dir.display());
     }
-    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    // A booted root's processes are killed with systemd-nspawn but die (and stop
+    // writing, journald last) a moment later: try again while the directory fills up.
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            r => return r.with_context(|| format!("removing {}", dir.display())),
+        }
+    }
 }
 
 /// A root directory; commands run inside it with /proc, /sys and /dev mounted in a
@@ -374,7 +418,7 @@ struct Chroot {
 
 impl Chroot {
     /// A fresh copy of the pristine root at `dir` (after removing the leftovers of
-    /// interrupted runs beside it).
+    /// interrupted runs beside it: the caller holds the run lock, so no other run's).
     fn unpack(tar: &Path, dir: &Path) -> anyhow::Result<Chroot> {
         if let Some(parent) = dir.parent()
             && let Ok(entries) = std::fs::read_dir(parent)
@@ -397,7 +441,7 @@ impl Chroot {
 
     fn command(&self, script: &str) -> Command {
         let d = self.dir.display();
-        let mut c = Command::new("unshare");
+        let mut c = bounded(ROOT_COMMAND_SECONDS, "unshare");
         c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
             .arg(format!(
                 "set -e; mount -t proc proc {d}/proc; mount -t sysfs sysfs {d}/sys; \
@@ -418,7 +462,13 @@ impl Chroot {
     /// Run `script` inside; (success, output).
     fn try_run(&self, script: &str) -> anyhow::Result<(bool, String)> {
         eprintln!("+ [root] {script}");
-        let out = self.command(script).output().context("spawning unshare")?;
+        let mut cmd = self.command(script);
+        let out = cmd.output().context("spawning unshare")?;
+        ensure!(
+            !timed_out(&cmd, &out),
+            "[root] {script}: did not finish in {ROOT_COMMAND_SECONDS} s:\n{}",
+            text(&out)
+        );
         Ok((out.status.success(), text(&out)))
     }
 
@@ -467,15 +517,15 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         "no group fo after install"
     );
 
-    // Configs: the starting one, and the examples whose hooks exist once the shipped
-    // hooks are installed as the README says.
+    // Configs: the starting one, and every example, each file it names that `check`
+    // reads provided first (the shipped hooks installed as the README says; PEMs, keys
+    // and the hooks the package lacks made for the test).
     c.run(
         "install -d /etc/fo/hooks && install -m 0755 /usr/share/doc/fo/examples/hooks/*.sh /etc/fo/hooks/",
     )?;
     let said = c.run(&format!("fo-agent check --config {CONF}"))?;
     ensure!(said.trim().ends_with(": OK"), "check {CONF}: {said}");
     let mut checked = vec![CONF.to_owned()];
-    let mut skipped = Vec::new();
     let examples = c.path("/usr/share/doc/fo/examples");
     let mut names: Vec<String> = std::fs::read_dir(&examples)?
         .flatten()
@@ -488,18 +538,23 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         "no example configs in {}",
         examples.display()
     );
+    let pki = examples::Pki::new(&c.path("/var/tmp/fo-pkgtest-pki"))?;
+    // By path, as the first example that names it found it: a file made for an earlier
+    // example is in the root for the later ones, and is not the package's.
+    let mut provided = std::collections::BTreeMap::new();
+    let mut not_read = std::collections::BTreeSet::new();
     for name in names {
         let text = std::fs::read_to_string(examples.join(&name))?;
-        let missing: Vec<String> = hook_paths(&text)
-            .into_iter()
-            .filter(|h| !c.path(h).exists())
-            .collect();
-        if !missing.is_empty() {
-            skipped.push(format!(
-                "{name} (hooks not shipped: {})",
-                missing.join(", ")
-            ));
-            continue;
+        let needs = examples::prerequisites(&text).with_context(|| format!("example {name}"))?;
+        not_read.extend(
+            needs
+                .iter()
+                .filter(|(_, n)| **n == examples::Needs::NotRead)
+                .map(|(p, _)| p.clone()),
+        );
+        for p in examples::provide(&c.dir, &needs, &pki)? {
+            let made = format!("{} ({}: {})", p.path, p.needs.describe(), p.how);
+            provided.entry(p.path).or_insert(made);
         }
         let said = c.run(&format!(
             "fo-agent check --config /usr/share/doc/fo/examples/{name}"
@@ -508,9 +563,16 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
         checked.push(name);
     }
     writeln!(report, "fo-agent check OK: {}", checked.join(", "))?;
-    if !skipped.is_empty() {
-        writeln!(report, "not checked: {}", skipped.join("; "))?;
-    }
+    writeln!(
+        report,
+        "  files the examples name: {}",
+        provided.into_values().collect::<Vec<_>>().join(", ")
+    )?;
+    writeln!(
+        report,
+        "  named, not read by check: {}",
+        not_read.into_iter().collect::<Vec<_>>().join(", ")
+    )?;
 
     for (args, page) in [
         ("fo-agent", "man8/fo-agent.8.gz"),
@@ -582,23 +644,6 @@ fn install_and_check(c: &Chroot, deb: &Path, report: &mut String) -> anyhow::Res
     Ok(())
 }
 
-/// The hook programs a config names (`/etc/fo/hooks/...` strings).
-fn hook_paths(config: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in config.lines() {
-        let line = line.split('#').next().unwrap_or_default();
-        if !line.contains("hooks") {
-            continue;
-        }
-        for (i, part) in line.split('"').enumerate() {
-            if i % 2 == 1 && part.starts_with('/') {
-                out.push(part.to_owned());
-            }
-        }
-    }
-    out
-}
-
 /// `systemd-analyze security --offline=true` on fo's installed unit beside Debian's
 /// keepalived and haproxy units, in one run of this machine's systemd-analyze.
 fn security(c: &Chroot, dir: &Path, report: &mut String) -> anyhow::Result<()> {
@@ -643,7 +688,10 @@ struct Booted {
 }
 
 impl Booted {
-    fn boot(c: &Chroot) -> anyhow::Result<Booted> {
+    /// Boot `c`; its console goes to `log`. Fails (never hangs) when nspawn exits or
+    /// the boot does not finish in [`BOOT_SECONDS`], with what nspawn and systemd said.
+    fn boot(c: &Chroot, log: &Path) -> anyhow::Result<Booted> {
+        let console = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
         // Its own network namespace (no interface on this machine's); the agent's bpf(2)
         // calls let through nspawn's system call filter; all capabilities it may keep.
         let nspawn = Command::new("systemd-nspawn")
@@ -660,13 +708,15 @@ impl Booted {
                 "--quiet",
             ])
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(console.try_clone()?)
+            .stderr(console)
             .spawn()
             .context("spawning systemd-nspawn")?;
         let mut booted = Booted { nspawn, leader: 0 };
         let pid = booted.nspawn.id();
         let started = Instant::now();
+        let said = || std::fs::read_to_string(log).unwrap_or_default();
+        let mut state = String::new();
         loop {
             if booted.leader == 0 {
                 let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -678,24 +728,44 @@ impl Booted {
                     .unwrap_or(0);
             }
             if booted.leader != 0 {
-                let (_, state) = booted.try_sh_quiet("systemctl is-system-running")?;
-                if matches!(state.trim(), "running" | "degraded") {
+                let (_, s) = booted.try_sh_quiet(10, "systemctl is-system-running")?;
+                state = s.trim().to_owned();
+                if matches!(state.as_str(), "running" | "degraded") {
                     return Ok(booted);
                 }
             }
             if let Some(st) = booted.nspawn.try_wait()? {
-                bail!("systemd-nspawn exited ({st}) before the container booted");
+                bail!(
+                    "systemd-nspawn exited ({st}) before the container booted (docs/lab.md: the \
+                     package test's preconditions); it said:\n{}",
+                    said()
+                );
             }
-            ensure!(
-                started.elapsed() < std::time::Duration::from_secs(60),
-                "the container did not finish booting in 60 s"
-            );
+            if started.elapsed() > std::time::Duration::from_secs(BOOT_SECONDS) {
+                let jobs = if booted.leader != 0 {
+                    booted
+                        .try_sh_quiet(
+                            10,
+                            "systemctl list-jobs --no-pager; systemctl --failed --no-pager",
+                        )?
+                        .1
+                } else {
+                    "(no container process)".to_owned()
+                };
+                bail!(
+                    "the container did not finish booting in {BOOT_SECONDS} s (state {state:?}):\n\
+                     {jobs}\nsystemd-nspawn said:\n{}",
+                    said()
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 
-    fn command(&self, mount_only: bool, script: &str) -> Command {
-        let mut c = Command::new("nsenter");
+    /// `script` in the container (all its namespaces, or its mount namespace only),
+    /// bounded by `seconds`.
+    fn command(&self, seconds: u64, mount_only: bool, script: &str) -> Command {
+        let mut c = bounded(seconds, "nsenter");
         c.arg("-t").arg(self.leader.to_string());
         c.arg(if mount_only { "-m" } else { "-a" });
         c.args(["sh", "-c", script])
@@ -703,23 +773,26 @@ impl Booted {
         c
     }
 
-    fn try_sh_quiet(&self, script: &str) -> anyhow::Result<(bool, String)> {
-        let out = self
-            .command(false, script)
-            .output()
-            .context("spawning nsenter")?;
+    fn try_sh_quiet(&self, seconds: u64, script: &str) -> anyhow::Result<(bool, String)> {
+        let mut cmd = self.command(seconds, false, script);
+        let out = cmd.output().context("spawning nsenter")?;
+        ensure!(
+            !timed_out(&cmd, &out),
+            "[booted] {script}: did not finish in {seconds} s:\n{}",
+            text(&out)
+        );
         Ok((out.status.success(), text(&out)))
     }
 
     /// Run `script` inside (all namespaces); (success, output).
     fn try_sh(&self, script: &str) -> anyhow::Result<(bool, String)> {
         eprintln!("+ [booted] {script}");
-        self.try_sh_quiet(script)
+        self.try_sh_quiet(BOOTED_COMMAND_SECONDS, script)
     }
 
     fn sh(&self, script: &str) -> anyhow::Result<String> {
         eprintln!("+ [booted] {script}");
-        output(&mut self.command(false, script))
+        output(&mut self.command(BOOTED_COMMAND_SECONDS, false, script))
     }
 }
 
@@ -730,7 +803,8 @@ impl Drop for Booted {
     }
 }
 
-/// The config the booted root runs: a static router on a veth of its own.
+/// The config the booted root runs: a static router and a VRRP router (alone, so
+/// master) on a veth of its own; the VRRP router's notify hook takes 11 s on STOP.
 const BOOTED_CONFIG: &str = r#"[node]
 interface = "fo0"
 xdp_mode = "generic"
@@ -741,21 +815,49 @@ name = "web"
 ownership = "static"
 vips = ["192.0.2.100"]
 
+[[router]]
+name = "vr"
+vrid = 9
+advert_interval = "100ms"
+vips = ["192.0.2.101"]
+hooks = { notify = "/etc/fo/hooks/slow-stop.sh", timeout = "20s" }
+
 [[check]]
 name = "alive"
 kind = "exec"
 command = ["/bin/true"]
 "#;
 
-fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
+/// The booted root's notify hook: on STOP it outlasts the unit's TimeoutStopSec (10 s)
+/// but not its hooks.timeout (20 s), then says it finished.
+const SLOW_STOP_HOOK: &str =
+    "#!/bin/sh\n[ \"$3\" = STOP ] || exit 0\nsleep 11\necho finished > /var/lib/fo/stop-hook\n";
+
+/// The id of the XDP program attached to fo0 in the booted root, if any.
+fn xdp_prog(b: &Booted) -> anyhow::Result<Option<u32>> {
+    let said = b.sh("ip -d link show fo0")?;
+    Ok(said
+        .split("prog/xdp id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|id| id.parse().ok()))
+}
+
+fn under_systemd(c: &Chroot, dir: &Path, report: &mut String) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::write(c.path(CONF), BOOTED_CONFIG)?;
+    let hook = c.path("/etc/fo/hooks/slow-stop.sh");
+    std::fs::create_dir_all(hook.parent().expect("hooks dir"))?;
+    std::fs::write(&hook, SLOW_STOP_HOOK)?;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
     c.run("useradd --groups fo alice && systemctl enable fo-agent.service")?;
     // The booted root gets a tmpfs on /tmp: keep the package where it can be seen.
     std::fs::copy(c.path("/tmp/fo.deb"), c.path("/var/tmp/fo.deb"))?;
-    let b = Booted::boot(c)?;
+    let b = Booted::boot(c, &dir.join("nspawn.log"))?;
     // nspawn gives a container a /sys without /sys/fs/bpf (a host has it, and systemd
     // mounts bpffs there at boot): make the mount point; the unit mounts bpffs on it.
     output(&mut b.command(
+        BOOTED_COMMAND_SECONDS,
         true,
         "mount -o remount,rw /sys && mkdir -p /sys/fs/bpf && mount -o remount,ro /sys",
     ))?;
@@ -800,8 +902,13 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
         restarts.trim()
     );
     // An upgrade (the package installed again over itself) leaves the running agent
-    // alone: the operator restarts it, backup first.
+    // alone (the operator restarts it, backup first) and its pinned data plane too.
     let pid = b.sh("systemctl show fo-agent -p MainPID --value")?;
+    let prog = xdp_prog(&b)?;
+    ensure!(
+        prog.is_some(),
+        "no XDP program on fo0 under the running agent"
+    );
     b.sh("DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold /var/tmp/fo.deb")?;
     let after = b.sh("systemctl show fo-agent -p MainPID --value")?;
     let (_, state) = b.try_sh("systemctl is-active fo-agent")?;
@@ -812,10 +919,57 @@ fn under_systemd(c: &Chroot, report: &mut String) -> anyhow::Result<()> {
         after.trim(),
         state.trim()
     );
+    ensure!(
+        xdp_prog(&b)? == prog,
+        "the upgrade changed the XDP program on fo0: {prog:?} -> {:?}",
+        xdp_prog(&b)?
+    );
     writeln!(
         report,
         "under systemd (nspawn): active; systemctl reload OK; refused config: reload failed; \
-         fo-agent status as a member of fo: OK; restarts 0; upgrade in place: same MainPID"
+         fo-agent status as a member of fo: OK; restarts 0; upgrade in place: same MainPID, \
+         same XDP program"
+    )?;
+
+    // A stop lets the last hooks run for their hooks.timeout, past TimeoutStopSec: the
+    // agent extends it. Without that systemd kills the hook (and the agent) at 10 s.
+    let t = Instant::now();
+    let (stopped, said) = b.try_sh("systemctl stop fo-agent")?;
+    let took = t.elapsed().as_secs_f64();
+    let result = b.sh("systemctl show fo-agent -p Result --value")?;
+    let (_, hook) = b.try_sh("cat /var/lib/fo/stop-hook")?;
+    if !stopped || result.trim() != "success" || hook.trim() != "finished" {
+        let (_, log) = b.try_sh("journalctl -u fo-agent --no-pager -n 30")?;
+        bail!(
+            "systemctl stop with an 11 s STOP hook: stop ok {stopped} ({said}), result {}, \
+             hook {:?} (not finished: killed before its hooks.timeout)\n{log}",
+            result.trim(),
+            hook.trim()
+        );
+    }
+    ensure!(
+        xdp_prog(&b)? == prog,
+        "the stop took the XDP program off fo0: {prog:?} -> {:?}",
+        xdp_prog(&b)?
+    );
+    writeln!(
+        report,
+        "stop with an 11 s STOP hook (TimeoutStopSec=10s): the hook finished, result \
+         success, {took:.1} s; the XDP program stays attached"
+    )?;
+
+    // Removing the package removes the pinned data plane (an upgrade did not, above).
+    b.sh("DEBIAN_FRONTEND=noninteractive dpkg -r fo")?;
+    let (_, pins) = b.try_sh("ls -A /sys/fs/bpf/fo 2>&1")?;
+    ensure!(
+        xdp_prog(&b)?.is_none() && pins.contains("No such file"),
+        "after dpkg -r: XDP program {:?} on fo0, /sys/fs/bpf/fo: {}",
+        xdp_prog(&b)?,
+        pins.trim()
+    );
+    writeln!(
+        report,
+        "dpkg -r: the pins are gone and fo0 has no XDP program"
     )?;
     Ok(())
 }

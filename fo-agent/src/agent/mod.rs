@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+mod detach;
 mod nat;
 mod operator;
 mod status;
@@ -31,6 +32,7 @@ use crate::net::{self, link::LinkInfo};
 use crate::sdnotify;
 use crate::vrrp::{Control, Vrrp};
 use backends::{Drains, Neighbours};
+pub use detach::detach;
 use operator::{Drained, OperatorState};
 
 /// Lease of a statically owned VIP: how long the data plane keeps answering ARP/ND
@@ -38,8 +40,9 @@ use operator::{Drained, OperatorState};
 pub const STATIC_LEASE: Duration = Duration::from_secs(1);
 /// How long BIRD gets to confirm the withdrawal of BGP-announced VIPs on shutdown.
 const BGP_WITHDRAW_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long VRRP routers get to send their priority-0 adverts and run their hooks.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long VRRP routers get to send their priority-0 adverts and release their VIPs,
+/// beyond their last hooks' `hooks.timeout` (see [`stop_timeouts`]).
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
 /// How long to wait for a backend's MAC before leaving it out for now.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often backend MACs are checked again.
@@ -131,11 +134,22 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     if let Some(problem) = crate::bgp::unsupported(&config).into_iter().next() {
         bail!("{problem}");
     }
-    let problems = health::problems(&config);
-    if !problems.is_empty() {
+    // A check whose TLS files cannot be used is down from its first probe, with the
+    // reason in its status; the agent starts all the same. (`check` and `reload` refuse
+    // such a config; refusing here would end HA over one check: a certificate renewal
+    // that left a key at 0640 would keep the node down at its next restart.)
+    for p in health::tls_problems(&config) {
+        error!(
+            "{}: that check stays down until the file is fixed and the config reloaded",
+            p.in_file(config_path)
+        );
+    }
+    // A hook or exec program others could change is refused outright, as by `check`.
+    let programs = health::program_problems(&config);
+    if !programs.is_empty() {
         bail!(
             "{}",
-            problems
+            programs
                 .iter()
                 .map(|p| p.in_file(config_path))
                 .collect::<Vec<_>>()
@@ -490,8 +504,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    let (vrrp_stop, whole_stop) = stop_timeouts(&agent.config);
     let _ = sdnotify::notify("STOPPING=1");
-    info!("shutting down; the data plane stays pinned");
+    // The stop hooks (notify STOP, stop) get their hooks.timeout: ask systemd to wait
+    // that long before it kills what is left (the unit's TimeoutStopSec is shorter).
+    let _ = sdnotify::notify(&format!("EXTEND_TIMEOUT_USEC={}", whole_stop.as_micros()));
+    info!(
+        bound = ?whole_stop,
+        "shutting down; the data plane stays pinned"
+    );
     ctl_server.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -504,7 +525,7 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         .shutdown(BGP_WITHDRAW_TIMEOUT)
         .await;
     // Masters send priority 0 and release their VIPs before the lease task stops.
-    agent.vrrp.shutdown(SHUTDOWN_TIMEOUT).await;
+    agent.vrrp.shutdown(vrrp_stop).await;
     if agent.config.node.vip_on_interface {
         // Released VRRP VIPs leave the interface before the process exits (static
         // routers keep serving through the pinned data plane, and keep their address).
@@ -533,6 +554,21 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
         Some(what) => bail!("{what} ended unexpectedly"),
         None => Ok(()),
     }
+}
+
+/// How long the VRRP routers may take to stop (their longest `hooks.timeout`, for the
+/// hooks of the stop, plus [`SHUTDOWN_MARGIN`]), and the whole shutdown (BGP
+/// withdrawals first, then that, then the rest within the margin).
+fn stop_timeouts(config: &Config) -> (Duration, Duration) {
+    let hooks = config
+        .routers
+        .iter()
+        .filter(|r| r.vrrp().is_some())
+        .map(|r| r.hooks.timeout)
+        .max()
+        .unwrap_or_default();
+    let vrrp = hooks + SHUTDOWN_MARGIN;
+    (vrrp, BGP_WITHDRAW_TIMEOUT + vrrp + SHUTDOWN_MARGIN)
 }
 
 /// Descriptors the agent may hold at once with `config`: a fixed part (BPF maps and
@@ -832,11 +868,21 @@ impl Agent {
             if let Some(dir) = nat_dir
                 && let Some(c) = nat_count.get(move || status::nat_connections(&dir)).await
             {
-                st.tables.insert(
-                    "nat".into(),
-                    status::table_fill(c.value.values().sum(), &c, nat_size, nat_count.walks()),
-                );
-                st.nat_connections = c.value;
+                // `nat`: NAT_FWD (TCP) against nat_table_size; `nat_udp`: the UDP
+                // flows' table; `nat_embryonic`: the LRU of connections still in their
+                // handshake (a quarter of nat_table_size each).
+                let quarter = crate::dataplane::new_connection_entries(nat_size);
+                for (table, entries, capacity) in [
+                    ("nat", c.value.connections, nat_size),
+                    ("nat_udp", c.value.udp, quarter),
+                    ("nat_embryonic", c.value.embryonic, quarter),
+                ] {
+                    st.tables.insert(
+                        table.into(),
+                        status::table_fill(entries, &c, capacity, nat_count.walks()),
+                    );
+                }
+                st.nat_connections = c.value.by_state;
             }
             if let Some(dir) = flow_dir
                 && let Some(c) = flow_count.get(tables::walk_flows(dir)).await

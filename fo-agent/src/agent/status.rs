@@ -18,27 +18,45 @@ fn unix(t: SystemTime) -> f64 {
     crate::clock::since_unix_epoch(t).as_secs_f64()
 }
 
-/// NAT connections by state, read through new handles on the pinned table: one map
-/// walk in batches, counted as it reads, so never under the data plane's lock (router
-/// tasks and the lease task need it) and never on the runtime's threads. `None` if
-/// the table cannot be read.
-pub(super) fn nat_connections(pin_dir: &std::path::Path) -> Option<BTreeMap<String, u64>> {
-    let counts = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.count_by_state());
+/// NAT connections by state (UDP flows and embryonic ones included), and how many are
+/// UDP flows and embryonic, read through new handles on the pinned table: one map walk
+/// in batches, counted as it reads, so never under the data plane's lock (router tasks and the lease task need it)
+/// and never on the runtime's threads. `None` if the table cannot be read.
+pub(super) fn nat_connections(pin_dir: &std::path::Path) -> Option<NatConnections> {
+    let counts = crate::dataplane::nat::NatTable::open(pin_dir).and_then(|t| t.counts());
     match counts {
-        Ok(counts) => Some(
-            counts
+        Ok(counts) => Some(NatConnections {
+            connections: counts.connections(),
+            udp: counts.udp,
+            embryonic: counts.embryonic,
+            by_state: counts
+                .by_state
                 .into_iter()
                 .map(|(state, n)| (crate::dataplane::nat::state_name(state).to_string(), n))
                 .fold(BTreeMap::new(), |mut out, (name, n)| {
                     *out.entry(name).or_default() += n;
                     out
                 }),
-        ),
+        }),
         Err(e) => {
             tracing::debug!(error = %crate::dataplane::error_chain(&e), "NAT table walk");
             None
         }
     }
+}
+
+/// One count of the NAT table, for status and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct NatConnections {
+    /// By state name, UDP flows and embryonic connections included (`nat_connections`
+    /// of the status).
+    pub by_state: BTreeMap<String, u64>,
+    /// In `NAT_FWD` (the `nat` table: TCP, sized by `nat_table_size`).
+    pub connections: u64,
+    /// UDP flows (the `nat_udp` table).
+    pub udp: u64,
+    /// Not yet past their handshake (the `nat_embryonic` table).
+    pub embryonic: u64,
 }
 
 fn takeover_histogram(t: &crate::vrrp::driver::TakeoverBuckets) -> Histogram {

@@ -108,8 +108,9 @@ impl<T: Clone + Send + 'static> SharedCount<T> {
 /// The DSR/tunnel flow table's entries.
 pub type FlowCount = SharedCount<u64>;
 
-/// The NAT table's connections by state.
-pub type NatCount = SharedCount<std::collections::BTreeMap<String, u64>>;
+/// The NAT table's connections by state, and how many of them are UDP flows and
+/// embryonic.
+pub type NatCount = SharedCount<super::status::NatConnections>;
 
 /// Walk the flow table pinned under `pin_dir` (for [`FlowCount::get`]).
 pub fn walk_flows(pin_dir: std::path::PathBuf) -> impl FnOnce() -> Option<u64> + Send + 'static {

@@ -595,12 +595,12 @@ fn operations(reg: &mut Registry, status: &Status) {
     }
     reg.register(
         "fo_table_entries",
-        "Entries in a data-plane connection table (flow: DSR flows, LRU; nat: NAT connections)",
+        "Entries in a data-plane connection table (flow: DSR and tunnel flows, an LRU; nat: NAT TCP connections; nat_udp: NAT UDP flows; nat_embryonic: NAT connections still in their handshake, an LRU)",
         entries,
     );
     reg.register(
         "fo_table_capacity",
-        "Size of the table (flow_table_size, nat_table_size)",
+        "Size of the table (flow_table_size, nat_table_size, a quarter of nat_table_size)",
         capacity,
     );
     reg.register(

@@ -27,7 +27,9 @@ pub struct Status {
     #[serde(default)]
     pub sync: Option<crate::sync::SyncStatus>,
     /// Fill of the data plane's connection tables, by table (`flow`: the DSR/tunnel
-    /// flow table, when such services exist; `nat`: the NAT table, with NAT services).
+    /// flow table, when such services exist; with NAT services, `nat`: the NAT
+    /// connection table (TCP), `nat_udp`: the UDP flows, and `nat_embryonic`: the
+    /// connections still in their handshake).
     #[serde(default)]
     pub tables: BTreeMap<String, TableFill>,
 }

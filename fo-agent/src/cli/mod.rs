@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+mod detach;
 pub mod generate;
 mod import;
 mod run;
@@ -68,6 +69,13 @@ enum Command {
         #[command(flatten)]
         socket: Socket,
     },
+    /// Remove the pinned data plane of a stopped agent (`apt remove` runs it).
+    ///
+    /// The XDP program leaves its interface, and the flows, NAT connections and VIPs it
+    /// served are dropped. Refuses while an agent answers on the control socket.
+    /// Restarts and upgrades never remove the data plane: it keeps forwarding while the
+    /// agent is away.
+    Detach(detach::Args),
     /// Translate keepalived.conf (and haproxy.cfg) into a fo config: TOML on stdout, a
     /// report of every directive not translated (file:line: reason) on stderr. Exit 0:
     /// all translated; 2: something was left out (the config is still printed); 1: a
@@ -91,6 +99,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
+            Command::Detach(args) => detach::main(args),
             Command::Import(args) => import::main(&args),
             Command::Status { json, socket } => status::main(&socket.socket, json),
             Command::Promote { router, socket } => {

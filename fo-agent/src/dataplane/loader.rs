@@ -214,7 +214,11 @@ fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
         .map_err(DataplaneError::Load)?;
     let prog = super::xdp_program(&mut ebpf)?;
     prog.load().map_err(|source| match source {
-        aya::programs::ProgramError::LoadError { verifier_log, .. } => DataplaneError::Verifier {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Verifier {
+            errno: io_error,
             log: verifier_log.to_string(),
         },
         source => DataplaneError::Program {

@@ -21,7 +21,10 @@ use fo_common::{
     ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey, VipState,
 };
 
-pub use loader::{Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, remove_all_pins};
+pub use loader::{
+    Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, new_connection_entries,
+    remove_all_pins,
+};
 pub use nat_events::NatEvents;
 pub use services::{ApplySummary, BackendSpec, NatSpec, ServiceSpec, ServiceTable, SlotInfo};
 pub use shared::{Plane, SharedPlane, lease_task};
@@ -53,8 +56,13 @@ pub enum DataplaneError {
     },
     #[error("loading the XDP object")]
     Load(#[source] aya::EbpfError),
-    #[error("the kernel verifier rejected the XDP program:\n{log}")]
-    Verifier { log: String },
+    /// BPF_PROG_LOAD failed: the verifier's log says why, when it ran (without
+    /// CAP_NET_ADMIN the kernel refuses an XDP program before the verifier runs).
+    #[error(
+        "the kernel refused the XDP program (BPF_PROG_LOAD: {errno}){}",
+        if log.trim().is_empty() { " before the verifier ran".to_string() } else { format!("; verifier log:\n{log}") }
+    )]
+    Verifier { errno: std::io::Error, log: String },
     #[error("XDP program: {what}")]
     Program {
         what: &'static str,

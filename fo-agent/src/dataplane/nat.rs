@@ -125,6 +125,25 @@ impl Pair {
 type FwdMap = HashMap<MapData, FlowKey, NatFlow>;
 type RevMap = HashMap<MapData, FlowKey, FlowKey>;
 
+/// One count of the NAT table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatCounts {
+    /// Connections by state (`NAT_TCP_*`, `NAT_UDP`), embryonic ones included.
+    pub by_state: std::collections::BTreeMap<u8, u64>,
+    /// Of those, the UDP flows (in `NAT_UDP_FWD`).
+    pub udp: u64,
+    /// Of those, the embryonic ones (in `NAT_EMBRYO_FWD`).
+    pub embryonic: u64,
+}
+
+impl NatCounts {
+    /// Connections in `NAT_FWD` (TCP, past their handshake): the table
+    /// `nat_table_size` bounds.
+    pub fn connections(&self) -> u64 {
+        self.by_state.values().sum::<u64>() - self.udp - self.embryonic
+    }
+}
+
 impl Dataplane {
     /// The NAT table, through new handles on its pinned maps.
     pub fn nat_table(&self) -> Result<NatTable> {
@@ -177,16 +196,29 @@ impl NatTable {
     /// How many connections are in each state (`NAT_TCP_*`, `NAT_UDP`), embryonic ones
     /// included, counted as the table is read.
     pub fn count_by_state(&self) -> Result<std::collections::BTreeMap<u8, u64>> {
+        Ok(self.counts()?.by_state)
+    }
+
+    /// How many connections are in each state, UDP flows and embryonic ones included,
+    /// and how many of them are UDP flows and embryonic (their own maps, not
+    /// `NAT_FWD`), counted as the table is read.
+    pub fn counts(&self) -> Result<NatCounts> {
         let count = |counts: &mut std::collections::BTreeMap<u8, u64>, _, f: NatFlow| {
             *counts.entry(f.state).or_default() += 1
         };
-        let mut counts = self.fold(Pair::Connections, count)?;
-        for pair in [Pair::Udp, Pair::Embryonic] {
+        let mut by_state = self.fold(Pair::Connections, count)?;
+        let (mut udp, mut embryonic) = (0, 0);
+        for (pair, of_pair) in [(Pair::Udp, &mut udp), (Pair::Embryonic, &mut embryonic)] {
             for (state, n) in self.fold(pair, count)? {
-                *counts.entry(state).or_default() += n;
+                *by_state.entry(state).or_default() += n;
+                *of_pair += n;
             }
         }
-        Ok(counts)
+        Ok(NatCounts {
+            by_state,
+            udp,
+            embryonic,
+        })
     }
 
     /// Every connection handed to `add`, into a `T` started empty.

@@ -43,28 +43,91 @@ impl Exchange {
         limit: usize,
     ) -> Result<BodySearch, hyper::Error> {
         let mut body = self.response.into_body();
-        let mut seen: Vec<u8> = Vec::new();
+        let mut scan = BodyScan::new(needle, limit);
         loop {
-            if find(&seen, needle).is_some() {
-                return Ok(BodySearch::Found);
-            }
-            if seen.len() >= limit {
-                return Ok(BodySearch::Missing {
-                    read: seen.len(),
-                    truncated: true,
-                });
+            if let Some(done) = scan.outcome() {
+                return Ok(done);
             }
             let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await else {
-                return Ok(BodySearch::Missing {
-                    read: seen.len(),
-                    truncated: false,
-                });
+                return Ok(scan.ended());
             };
             if let Ok(data) = frame?.into_data() {
-                let room = limit - seen.len();
-                seen.extend_from_slice(&data[..data.len().min(room)]);
+                scan.feed(&data);
             }
         }
+    }
+}
+
+/// A search for a needle in a body that arrives in pieces: each byte is looked at a
+/// bounded number of times however small the pieces (a server sending the body one
+/// byte per chunk costs no more than one sending it whole), and only the last
+/// `needle.len() - 1` bytes are kept between pieces.
+#[derive(Debug)]
+pub struct BodyScan {
+    needle: Vec<u8>,
+    limit: usize,
+    /// The end of what was read, at most `needle.len() - 1` bytes, then the new piece.
+    window: Vec<u8>,
+    read: usize,
+    found: bool,
+    /// Bytes compared so far (tests bound it).
+    examined: usize,
+}
+
+impl BodyScan {
+    pub fn new(needle: &[u8], limit: usize) -> Self {
+        Self {
+            needle: needle.to_vec(),
+            limit,
+            window: Vec::new(),
+            read: 0,
+            found: needle.is_empty(),
+            examined: 0,
+        }
+    }
+
+    /// Take the next piece of the body (past `limit`, only what fits).
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.found || self.read >= self.limit {
+            return;
+        }
+        let take = &data[..data.len().min(self.limit - self.read)];
+        self.read += take.len();
+        self.window.extend_from_slice(take);
+        self.examined += self.window.len();
+        if find(&self.window, &self.needle).is_some() {
+            self.found = true;
+            return;
+        }
+        let keep = (self.needle.len() - 1).min(self.window.len());
+        self.window.drain(..self.window.len() - keep);
+    }
+
+    /// Found, or `limit` bytes read without it; `None` while reading may go on.
+    pub fn outcome(&self) -> Option<BodySearch> {
+        if self.found {
+            Some(BodySearch::Found)
+        } else if self.read >= self.limit {
+            Some(BodySearch::Missing {
+                read: self.read,
+                truncated: true,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The body ended.
+    pub fn ended(&self) -> BodySearch {
+        self.outcome().unwrap_or(BodySearch::Missing {
+            read: self.read,
+            truncated: false,
+        })
+    }
+
+    /// Bytes compared against the needle's start so far.
+    pub fn examined(&self) -> usize {
+        self.examined
     }
 }
 
@@ -138,5 +201,78 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn search(pieces: &[&[u8]], needle: &[u8], limit: usize) -> (BodySearch, usize) {
+        let mut scan = BodyScan::new(needle, limit);
+        for p in pieces {
+            if scan.outcome().is_some() {
+                break;
+            }
+            scan.feed(p);
+        }
+        (scan.ended(), scan.examined())
+    }
+
+    #[test]
+    fn a_needle_split_across_pieces_is_found() {
+        let (found, _) = search(&[b"...gr", b"e", b"en..."], b"green", 100);
+        assert_eq!(found, BodySearch::Found);
+        let (found, _) = search(&[b"green"], b"green", 100);
+        assert_eq!(found, BodySearch::Found);
+        let (missing, _) = search(&[b"gre", b"y, not gree", b"n-ish"], b"greens", 100);
+        assert_eq!(
+            missing,
+            BodySearch::Missing {
+                read: 19,
+                truncated: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_limit_is_counted_and_bytes_past_it_are_not_searched() {
+        let (r, _) = search(&[b"aaaa", b"aaaagreen"], b"green", 8);
+        assert_eq!(
+            r,
+            BodySearch::Missing {
+                read: 8,
+                truncated: true
+            }
+        );
+        let (r, _) = search(&[b"aaagreen"], b"green", 8);
+        assert_eq!(r, BodySearch::Found);
+        let (r, _) = search(&[b""], b"", 8);
+        assert_eq!(r, BodySearch::Found, "an empty needle is everywhere");
+    }
+
+    /// A body of one byte per piece: each byte is looked at no more than needle.len()
+    /// times (searching the whole buffer again per piece looks at limit² / 2 bytes).
+    #[test]
+    fn tiny_pieces_cost_no_more_than_one_big_one() {
+        let needle = b"cluster is green";
+        let limit = 64 << 10;
+        let body = vec![b'x'; limit];
+        let mut scan = BodyScan::new(needle, limit);
+        for b in body.chunks(1) {
+            scan.feed(b);
+        }
+        assert_eq!(
+            scan.ended(),
+            BodySearch::Missing {
+                read: limit,
+                truncated: true
+            }
+        );
+        assert!(
+            scan.examined() <= limit * needle.len(),
+            "{} bytes examined for a body of {limit}",
+            scan.examined()
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! - [`http`]: the HTTP/1.1 client of http and https checks (hyper);
 //! - [`tls`]: TLS of https checks (rustls): client setup from the config's files,
 //!   failure reasons, certificate expiry;
+//! - [`trust`]: who may change (or, for keys, read) those files;
 //! - [`scheduler`]: one task per target, publishing a [`Snapshot`] and [`HealthEvent`]s;
 //! - [`priority`]: effective VRRP priority and gates from a snapshot.
 //!
@@ -39,9 +40,12 @@ pub mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod tls;
+pub mod trust;
 
 pub use child::run_as_problems;
-pub use probe::{Probe, ProbeError, ProbeResult, Problem, problems};
+pub use probe::{
+    Probe, ProbeError, ProbeResult, Problem, problems, program_problems, tls_problems,
+};
 pub use scheduler::{
     Health, HealthEvent, LastResult, Snapshot, Spec, Target, TargetStatus, plan, plan_resuming,
 };

@@ -1,8 +1,9 @@
 //! TLS for `https` checks, on rustls with the ring crypto provider (no OpenSSL):
 //!
 //! - [`Loader`]: a check's TLS settings turned into a client configuration, reading
-//!   and checking its files (`ca`, `cert`, `key`) once per start or reload. The same
-//!   code serves `fo-agent check`, so a file it accepts is one the agent can use;
+//!   and checking its files (`ca`, `cert`, `key`: content, and who may change or read
+//!   them, [`super::trust`]) once per start or reload. The same code serves
+//!   `fo-agent check`, so a file it accepts is one the agent can use;
 //! - [`TlsFailure`]: why a handshake failed, worded for `fo-agent status`;
 //! - [`expiring`]: the certificate the server presented that expires first, when it
 //!   expires within `min_cert_validity`.
@@ -19,7 +20,6 @@
 
 use std::fmt;
 use std::io::Read as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -100,10 +100,15 @@ pub enum TlsSetupError {
     )]
     NoKey { file: ConfigFile },
     #[error(
-        "key {path}: mode {mode:04o} gives group or others access to the private key; run `chmod 600 {path}`",
-        path = file.path.display()
+        "{what} {}: {reason}; {}",
+        file.path.display(),
+        reason.remedy(&file.path, *what == "key")
     )]
-    KeyMode { file: ConfigFile, mode: u32 },
+    Untrusted {
+        what: &'static str,
+        file: ConfigFile,
+        reason: super::trust::Untrusted,
+    },
     #[error("cert {} with key {}: {reason}", cert.path.display(), key.path.display())]
     ClientCert {
         cert: ConfigFile,
@@ -127,7 +132,7 @@ impl TlsSetupError {
             | Self::BadPem { file, .. }
             | Self::BadCa { file, .. }
             | Self::NoKey { file }
-            | Self::KeyMode { file, .. } => Some((file.line, file.col)),
+            | Self::Untrusted { file, .. } => Some((file.line, file.col)),
             Self::ClientCert { key, .. } => Some((key.line, key.col)),
             Self::NoSystemRoots { .. } => None,
         }
@@ -227,8 +232,9 @@ impl Loader {
     }
 }
 
-/// Read a PEM file the agent trusts the content of, checking its type and size on the
-/// opened file (a symlink is judged by its target).
+/// Read a PEM file the agent trusts the content of, checking its type, size, owner and
+/// mode on the opened file (a symlink is judged by its target) and who may change the
+/// directories holding it ([`super::trust`]).
 fn read_pem(
     what: &'static str,
     file: &ConfigFile,
@@ -247,13 +253,11 @@ fn read_pem(
             file: file.clone(),
         });
     }
-    let mode = meta.mode() & 0o7777;
-    if private && mode & 0o077 != 0 {
-        return Err(TlsSetupError::KeyMode {
-            file: file.clone(),
-            mode,
-        });
-    }
+    super::trust::check(&file.path, &meta, private).map_err(|reason| TlsSetupError::Untrusted {
+        what,
+        file: file.clone(),
+        reason,
+    })?;
     if meta.len() > MAX_FILE {
         return Err(TlsSetupError::TooLarge {
             what,

@@ -343,12 +343,34 @@ impl Problem {
     }
 }
 
-/// What keeps the checks and hooks of `config` from running, for `fo-agent check`,
-/// `run` and `reload`: https checks whose CA, certificate or key cannot be used, and
-/// hook and exec programs that are not safe to run ([`super::program`]; hooks also
-/// when missing or not executable). Sorted by position; a file named by several checks
-/// is reported once per check.
+/// What keeps the checks and hooks of `config` from running, for `fo-agent check` and
+/// `reload` (which refuse the config): [`tls_problems`], and hook and exec programs that
+/// are not safe to run ([`super::program`]; hooks also when missing or not executable).
+/// `run` refuses the program problems too, but only logs the TLS ones (see
+/// [`tls_problems`]). Sorted by position; a file named by several checks is reported
+/// once per check.
 pub fn problems(config: &Config) -> Vec<Problem> {
+    let mut out = tls_problems(config);
+    out.extend(program_problems(config));
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// Hook and exec programs of `config` that are not safe to run (or, for hooks, missing
+/// or not executable), sorted by position: `run`, `check` and `reload` refuse them.
+pub fn program_problems(config: &Config) -> Vec<Problem> {
+    let mut out = super::program::problems(config, std::env::var_os("PATH").as_deref(), |r| {
+        child::Identity::resolve(r).ok().map(|id| id.trust())
+    });
+    out.sort_by_key(|p| p.at);
+    out
+}
+
+/// https checks whose CA, certificate or key cannot be used, sorted by position. `check`
+/// and `reload` refuse them; `run` logs them and starts with those checks down (their
+/// probes fail with the reason), so a certificate renewal that leaves a bad file costs
+/// one check at the next restart, not HA.
+pub fn tls_problems(config: &Config) -> Vec<Problem> {
     let mut loader = tls::Loader::default();
     let mut out: Vec<Problem> = Vec::new();
     let mut report = |what: String, e: &TlsSetupError| {
@@ -375,11 +397,6 @@ pub fn problems(config: &Config) -> Vec<Problem> {
             report(format!("service {}", s.name), &e);
         }
     }
-    out.extend(super::program::problems(
-        config,
-        std::env::var_os("PATH").as_deref(),
-        |r| child::Identity::resolve(r).ok().map(|id| id.trust()),
-    ));
     out.sort_by_key(|p| p.at);
     out
 }
