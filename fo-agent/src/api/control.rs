@@ -392,11 +392,13 @@ const CALL_ATTEMPTS: u32 = 3;
 
 /// Client side: send one request to the socket at `path` and read the answer.
 ///
-/// The agent closes a connection without an answer only while the request has not
-/// arrived in full: the connection was evicted to make room under a crowd of idle
-/// connections (see `api::conns`), or its request was late. The agent has then not
-/// acted on it, so the client sends it again, up to [`CALL_ATTEMPTS`] times; a
-/// connection that breaks after the request was read cannot end that way.
+/// A connection the agent closed before reading the request (evicted to make room
+/// under a crowd of idle connections, see `api::conns`) is sent again, up to
+/// [`CALL_ATTEMPTS`] times. Only the two ways a Unix socket shows an unread request are
+/// taken for that: the write fails with EPIPE (closed before it arrived), or the read
+/// fails with ECONNRESET (closed with it unread). A clean close after the request was
+/// written may come after the agent read it, so that is an error, never a resend: no
+/// command runs twice.
 pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
     let mut attempt = 1;
     loop {
@@ -440,28 +442,25 @@ fn call_once(path: &Path, req: &Request) -> Result<Response, CallError> {
     let sent = s.write_all(line.as_bytes());
     let mut answer = String::new();
     let read = std::io::BufReader::new(s).read_line(&mut answer);
-    // A Unix socket closed with our request unread reads as a reset.
-    let unread =
-        |e: &std::io::Error| matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
     match (sent, read) {
         (_, Ok(n)) if n > 0 => {}
-        (_, Ok(_)) => {
-            return Err(CallError::Unread(
-                "the agent closed the connection without an answer".into(),
-            ));
-        }
-        (_, Err(e)) if unread(&e) => {
+        (Err(e), _) if e.kind() == ErrorKind::BrokenPipe => {
             return Err(CallError::Unread(format!(
                 "the agent closed the connection: {e}"
             )));
         }
-        (Err(e), _) if unread(&e) => {
+        (_, Err(e)) if e.kind() == ErrorKind::ConnectionReset => {
             return Err(CallError::Unread(format!(
                 "the agent closed the connection: {e}"
             )));
         }
         (Err(e), _) => return Err(CallError::Other(format!("sending: {e}"))),
         (Ok(()), Err(e)) => return Err(CallError::Other(format!("reading the answer: {e}"))),
+        (Ok(()), Ok(_)) => {
+            return Err(CallError::Other(
+                "the agent closed the connection without an answer".into(),
+            ));
+        }
     }
     serde_json::from_str(answer.trim())
         .map_err(|e| CallError::Other(format!("bad answer from the agent: {e}: {answer}")))
@@ -606,6 +605,29 @@ mod tests {
             }
         );
         assert_eq!(t.join().expect("server"), 3);
+
+        // Read, then closed without an answer: the agent may have acted, so no resend.
+        let path = std::env::temp_dir().join(format!("fo-ctl-read-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let t = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut served = 0;
+            l.set_nonblocking(false).expect("blocking");
+            for c in l.incoming().take(1) {
+                let c = c.expect("accept");
+                let mut line = String::new();
+                std::io::BufReader::new(&c)
+                    .read_line(&mut line)
+                    .expect("read");
+                served += 1;
+            }
+            served
+        });
+        let e = call(&path, &Request::Reload).expect_err("closed after reading");
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("without an answer"), "{e}");
+        assert_eq!(t.join().expect("server"), 1);
 
         let (path, t) = closing_server(CALL_ATTEMPTS as usize);
         let e = call(&path, &Request::Reload).expect_err("never read");
