@@ -241,6 +241,17 @@ pub struct Invocation {
     pub run_as: Option<fo_config::RunAs>,
 }
 
+/// Programs one transition runs at most: its state's own hook, then `notify`.
+pub const PROGRAMS_PER_TRANSITION: u32 = 2;
+
+/// How long a stopping router may still be running hooks: the transition being run when
+/// it stops and the stop's own (the queue holds at most one pending transition per
+/// router), each program within `timeout`. The agent waits that long, so a hook is never
+/// killed within its timeout.
+pub fn stop_bound(timeout: Duration) -> Duration {
+    timeout * (2 * PROGRAMS_PER_TRANSITION)
+}
+
 /// The hooks to run for a transition, in order: the new state's own hook, then
 /// `notify`.
 pub fn invocations(
@@ -937,5 +948,35 @@ mod tests {
         );
         let inv = invocations(&hooks(), &router(), HookState::Master, HookState::Backup, 1);
         assert!(inv.is_empty(), "no hooks configured: {inv:?}");
+    }
+
+    /// The stop bound covers the longest run a stopping router can still have: every
+    /// hook configured, a transition's programs running and the stop's own behind them.
+    #[test]
+    fn the_stop_bound_covers_a_running_transition_and_the_stop() {
+        let mut h = hooks();
+        for p in [&mut h.master, &mut h.backup, &mut h.fault, &mut h.notify] {
+            *p = Some(cmd("/p"));
+        }
+        h.stop = Some(cmd("/s"));
+        let states = [
+            HookState::Master,
+            HookState::Backup,
+            HookState::Fault,
+            HookState::Initialize,
+        ];
+        let longest = states
+            .iter()
+            .map(|&new| invocations(&h, &router(), HookState::Initialize, new, 1).len())
+            .max()
+            .expect("states");
+        let stop = invocations(&h, &router(), HookState::Master, HookState::Stop, 0).len();
+        let t = Duration::from_secs(30);
+        assert_eq!(longest as u32, PROGRAMS_PER_TRANSITION);
+        assert!(
+            stop_bound(t) >= t * (longest + stop) as u32,
+            "{:?}",
+            stop_bound(t)
+        );
     }
 }

@@ -556,15 +556,15 @@ pub async fn run(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// How long the VRRP routers may take to stop (their longest `hooks.timeout`, for the
-/// hooks of the stop, plus [`SHUTDOWN_MARGIN`]), and the whole shutdown (BGP
+/// How long the VRRP routers may take to stop (the longest of their hooks' stop bounds,
+/// [`crate::hooks::stop_bound`], plus [`SHUTDOWN_MARGIN`]), and the whole shutdown (BGP
 /// withdrawals first, then that, then the rest within the margin).
 fn stop_timeouts(config: &Config) -> (Duration, Duration) {
     let hooks = config
         .routers
         .iter()
         .filter(|r| r.vrrp().is_some())
-        .map(|r| r.hooks.timeout)
+        .map(|r| crate::hooks::stop_bound(r.hooks.timeout))
         .max()
         .unwrap_or_default();
     let vrrp = hooks + SHUTDOWN_MARGIN;

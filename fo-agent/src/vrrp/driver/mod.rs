@@ -347,8 +347,10 @@ impl Driver {
         if let Some(b) = self.burst.take() {
             b.abort();
         }
-        // Let the hooks of the last transitions (notify STOP) run, within their timeout.
-        let _ = tokio::time::timeout(self.spec.hooks.timeout, self.hooks.flush()).await;
+        // Let the hooks of the last transitions (stop, notify STOP) run, each within its
+        // timeout.
+        let bound = crate::hooks::stop_bound(self.spec.hooks.timeout);
+        let _ = tokio::time::timeout(bound, self.hooks.flush()).await;
         info!("VRRP router stopped");
     }
 
