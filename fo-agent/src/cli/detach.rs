@@ -8,8 +8,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fo_agent::api::control::{self, Request};
-
 /// The packaged defaults, used without a config (or with one that cannot be read).
 const DEFAULT_BPF_DIR: &str = "/sys/fs/bpf/fo";
 const DEFAULT_SOCKET: &str = "/run/fo/control.sock";
@@ -43,13 +41,29 @@ pub fn main(args: Args) -> ExitCode {
     if let Some(d) = args.bpf_dir {
         bpf_dir = d;
     }
-    // A running agent holds the maps and would attach its program again.
-    if control::call(&socket, &Request::Status).is_ok() {
-        eprintln!(
-            "fo-agent detach: an agent is running (it answers on {}): stop it first (systemctl stop fo-agent)",
-            socket.display()
-        );
-        return ExitCode::FAILURE;
+    // A running agent holds the maps and would attach its program again. Only a socket
+    // nobody listens on (absent, or refusing connections) shows it has stopped: an
+    // agent that is flooded or hung still holds the pins.
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) => {}
+        Ok(_) => {
+            eprintln!(
+                "fo-agent detach: an agent is running (it accepts connections on {}): stop it first (systemctl stop fo-agent)",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!(
+                "fo-agent detach: cannot tell whether an agent is running ({}: {e}): refused",
+                socket.display()
+            );
+            return ExitCode::FAILURE;
+        }
     }
     match fo_agent::agent::detach(&bpf_dir) {
         Ok(None) => {
