@@ -323,13 +323,22 @@ pub fn checked(
 }
 
 /// The `#!` interpreter of the file at `path`, if it starts with one and can be read.
+///
+/// Opened without following a link and without blocking, and read only if the opened
+/// file is a regular one: a file swapped for a FIFO or a device after it was judged
+/// cannot hang the check or the hook queue.
 fn interpreter(path: &Path) -> Option<PathBuf> {
-    let mut head = Vec::with_capacity(SHEBANG_MAX);
-    std::fs::File::open(path)
-        .ok()?
-        .take(SHEBANG_MAX as u64)
-        .read_to_end(&mut head)
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
         .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut head = Vec::with_capacity(SHEBANG_MAX);
+    file.take(SHEBANG_MAX as u64).read_to_end(&mut head).ok()?;
     let rest = head.strip_prefix(b"#!")?;
     let line = rest.split(|b| *b == b'\n').next()?;
     let word = line

@@ -245,7 +245,15 @@ fn read_pem(
         file: file.clone(),
         source,
     };
-    let f = std::fs::File::open(&file.path).map_err(read)?;
+    // Not blocking on open: a FIFO at the path must not hang start or a reload.
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&file.path)
+            .map_err(read)?
+    };
     let meta = f.metadata().map_err(read)?;
     if !meta.is_file() {
         return Err(TlsSetupError::NotFile {
@@ -755,5 +763,24 @@ mod tests {
             date(Duration::from_secs(1_735_689_600)),
             "2025-01-01T00:00:00Z"
         );
+    }
+
+    /// A FIFO where a PEM file should be is refused as no regular file; opening it used
+    /// to block until a writer came, hanging start or a reload.
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let path = std::env::temp_dir().join(format!("fo-tls-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let file = ConfigFile {
+            path: path.clone(),
+            line: 1,
+            col: 1,
+        };
+        let got = read_pem("CA", &file, false);
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(got, Err(TlsSetupError::NotFile { .. })), "{got:?}");
     }
 }
