@@ -89,7 +89,8 @@ mod tests {
         f.set(true);
         let (value, waited) = t.join().expect("thread");
         assert!(value);
-        assert!(waited < Duration::from_secs(5), "opened late: {waited:?}");
+        // Woken by set, not by the bound running out (no speed is asserted).
+        assert!(waited < Duration::from_secs(10), "never woken: {waited:?}");
     }
 
     #[test]

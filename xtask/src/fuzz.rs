@@ -99,8 +99,8 @@ impl Target {
     /// share one; so do workspaces built with the same compiler flags and the same
     /// locked versions of what they share, the second building only its own crates:
     /// config and import (fo-config, serde, toml), and the XDP and agent targets
-    /// (fo-agent and its whole tree, by far the longest build: `fo-agent/fuzz`'s
-    /// Cargo.lock is `tests/fuzz`'s).
+    /// (fo-agent and its whole tree, by far the longest build: every package
+    /// `fo-agent/fuzz`'s Cargo.lock shares with `tests/fuzz`'s has the same version).
     fn build_dir(self) -> &'static str {
         match self {
             Target::VrrpDecode | Target::VrrpAuth => "vrrp",

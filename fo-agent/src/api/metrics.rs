@@ -600,7 +600,7 @@ fn operations(reg: &mut Registry, status: &Status) {
     );
     reg.register(
         "fo_table_capacity",
-        "Size of the table (flow_table_size, nat_table_size, a quarter of nat_table_size)",
+        "Size of the table (flow: flow_table_size; nat: nat_table_size; nat_udp and nat_embryonic: a quarter of nat_table_size each)",
         capacity,
     );
     reg.register(
