@@ -251,13 +251,13 @@ pub fn plans(
 impl Agent {
     /// Write the services as health, drains and MACs say now.
     pub(super) fn apply_services(&mut self) -> anyhow::Result<()> {
-        let snap = self.health.snapshot();
+        let snap = self.services.health.snapshot();
         let plans = plans(
             &self.config,
-            &self.link,
-            &self.neighbours,
+            &self.host.link,
+            &self.services.neighbours,
             &snap,
-            &self.drains,
+            &self.operator.drains,
         );
         let fail_open: BTreeSet<String> = self
             .config
@@ -267,15 +267,15 @@ impl Agent {
             .filter(|(_, p)| p.fail_open)
             .map(|(s, _)| s.name.clone())
             .collect();
-        for s in fail_open.difference(&self.fail_open) {
+        for s in fail_open.difference(&self.services.fail_open) {
             error!(service = %s, "no healthy backend: forwarding to all of them (fail open)");
         }
-        for s in self.fail_open.difference(&fail_open) {
+        for s in self.services.fail_open.difference(&fail_open) {
             info!(service = %s, "healthy backends again: fail-open over");
         }
-        self.fail_open = fail_open;
+        self.services.fail_open = fail_open;
         let specs: Vec<_> = plans.into_iter().map(|p| p.spec).collect();
-        let mut p = self.plane.lock();
+        let mut p = self.xdp.plane.lock();
         let p = &mut *p;
         let summary = p
             .table

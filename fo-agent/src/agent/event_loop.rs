@@ -41,7 +41,7 @@ pub(super) async fn run(
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut health_rx = agent.health.watch();
+    let mut health_rx = agent.services.health.watch();
     let mut tick = tokio::time::interval(sdnotify::watchdog_period().map_or(TICK, |w| w.min(TICK)));
 
     let mut failure: Option<String> = None;
@@ -88,12 +88,12 @@ pub(super) async fn run(
                 if changed.is_ok() {
                     agent.on_health_change().await;
                 } else {
-                    health_rx = agent.health.watch();
+                    health_rx = agent.services.health.watch();
                 }
             }
             Some(n) = neigh_rx.recv() => agent.neighbours_changed(n),
             _ = tick.tick() => {
-                let ended = agent.vrrp.ended().or_else(|| lease.is_finished().then(|| "the lease task".to_string()));
+                let ended = agent.routers.vrrp.ended().or_else(|| lease.is_finished().then(|| "the lease task".to_string()));
                 if let Some(what) = ended {
                     // Crash-only: exit, let systemd start a fresh agent. Meanwhile the
                     // data plane's leases run out and the peer takes over as usual.
@@ -143,28 +143,29 @@ pub(super) async fn shutdown(
         m.abort();
     }
     // No fence may fault a router while it shuts down.
-    agent.fences.stop();
+    agent.routers.fences.stop();
     // BGP announcements go first: the router moves the flows to the other nodes
     // while this one still forwards what arrives.
-    std::mem::take(&mut agent.bgp)
+    std::mem::take(&mut agent.routers.bgp)
         .shutdown(BGP_WITHDRAW_TIMEOUT)
         .await;
     // Masters send priority 0 and release their VIPs before the lease task stops.
-    agent.vrrp.shutdown(vrrp_stop).await;
+    agent.routers.vrrp.shutdown(vrrp_stop).await;
     if agent.config.node.vip_on_interface {
         // Released VRRP VIPs leave the interface before the process exits (static
         // routers keep serving through the pinned data plane, and keep their address).
         for r in agent.config.routers.iter().filter(|r| r.vrrp().is_some()) {
             for &vip in &r.vips {
                 if let Err(e) =
-                    net::addr::set_address(&agent.handle, agent.link.index, vip, false).await
+                    net::addr::set_address(&agent.host.handle, agent.host.link.index, vip, false)
+                        .await
                 {
                     warn!(%vip, error = %e, "removing the VIP address");
                 }
             }
         }
     }
-    agent.health.stop().await;
+    agent.services.health.stop().await;
     neigh_task.abort();
     nat_gc.abort();
     if let Some(t) = nat_discard {
@@ -209,7 +210,7 @@ impl Agent {
             resolved = now.0.len(),
             "backend MACs changed; updating the data plane"
         );
-        self.neighbours = now;
+        self.services.neighbours = now;
         if let Err(e) = self.apply_services() {
             error!("{e:#}");
         }
@@ -217,21 +218,21 @@ impl Agent {
 
     /// The node must not stay master without its program on the interface.
     async fn check_dataplane(&mut self) {
-        let attached = match net::link::xdp_prog_id(&self.handle, self.link.index).await {
-            Ok(Some(id)) => self.prog_id.is_none_or(|p| p == id),
+        let attached = match net::link::xdp_prog_id(&self.host.handle, self.host.link.index).await {
+            Ok(Some(id)) => self.xdp.prog_id.is_none_or(|p| p == id),
             Ok(None) => false,
             Err(e) => {
                 warn!(error = %e, "cannot read the interface's XDP state");
                 return;
             }
         };
-        if attached != self.dataplane_attached {
+        if attached != self.xdp.attached {
             if attached {
                 info!("XDP program attached again");
             } else {
-                error!(interface = %self.link.name, "XDP program detached from the interface: giving up the VIPs");
+                error!(interface = %self.host.link.name, "XDP program detached from the interface: giving up the VIPs");
             }
-            self.dataplane_attached = attached;
+            self.xdp.attached = attached;
             self.apply_ownership_inputs().await;
         }
     }

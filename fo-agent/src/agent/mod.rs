@@ -61,58 +61,96 @@ pub fn attach_of(config: &Config) -> Attach {
     }
 }
 
-/// Everything the main loop owns.
+/// Everything the main loop owns, grouped by concern (a group's doc names the file
+/// that mostly writes it); `status` reads them all.
 struct Agent {
+    /// The running config (replaced by `reload`).
     config: Config,
-    config_path: PathBuf,
-    loaded_at: SystemTime,
+    loaded: Loaded,
+    host: Host,
+    xdp: Xdp,
+    routers: Routers,
+    operator: Operator,
+    services: Services,
+    api: Api,
+    /// Connection-state sync, when `[node] sync` is set.
+    sync: Option<crate::sync::NatSync>,
+    /// Watchdog ticks so far (`event_loop`).
+    ticks: u64,
+}
+
+/// Where the config came from and its reloads (`reload`).
+struct Loaded {
+    path: PathBuf,
+    at: SystemTime,
+    /// Reloads so far, and the last one's outcome.
+    reloads: crate::api::status::ReloadStatus,
+}
+
+/// The interface the agent serves, and its netlink socket.
+struct Host {
     handle: rtnetlink::Handle,
     link: LinkInfo,
+}
+
+/// The data plane and the program on the interface (`event_loop::check_dataplane`).
+struct Xdp {
     plane: SharedPlane,
     origin: Origin,
+    /// The program attached at start; another one on the interface counts as detached.
     prog_id: Option<u32>,
+    attached: bool,
+}
+
+/// Who owns the VIPs, and what the agent last told them (`ownership`).
+struct Routers {
     vrrp: Vrrp,
     /// Split-brain protection of the routers with a witness.
     fences: crate::fence::Fences,
-    /// Who may use the control socket; counts refusals.
-    access: control::Access,
-    /// The caps on control and metrics connections; count what they close.
-    conns: crate::api::conns::Listeners,
     bgp: Bgp,
-    /// Routers demoted by the operator until `resume` (or, VRRP, `promote`); kept in
-    /// `state_file` with the drains.
+    /// VIP addresses of static routers on the interface (`vip_on_interface`).
+    static_addresses: BTreeMap<String, net::addr::VipAddresses>,
+    /// Last effective priority sent to each VRRP router.
+    priorities: BTreeMap<String, u8>,
+    /// Fault sources reported failing to each VRRP router.
+    faults: BTreeMap<String, BTreeSet<FaultSource>>,
+    /// The state each static and BGP router was last logged in (transition entries).
+    states: BTreeMap<String, &'static str>,
+}
+
+/// What the operator set by hand (`requests`), kept in `state_file` (`operator`).
+struct Operator {
+    /// Routers demoted by the operator until `resume` (or, VRRP, `promote`).
     demoted: BTreeSet<String>,
-    health: Health,
-    neighbours: Neighbours,
-    /// Tells the neighbour task which addresses to keep resolved.
-    backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
     /// Backends drained by the operator until `enable`.
     drains: Drains,
     /// Where `demoted` and `drains` are saved (the `state_file` the agent started with).
     state_file: PathBuf,
     /// Entries of `state_file` for routers or backends the config lacks: saved again
     /// with the rest, never applied.
-    operator_unknown: OperatorState,
+    unknown: OperatorState,
+}
+
+/// Health checks and backends, as written into the services (`backends`).
+struct Services {
+    health: Health,
+    neighbours: Neighbours,
+    /// Tells the neighbour task which addresses to keep resolved.
+    backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
     /// Services forwarding to all backends because none is healthy.
     fail_open: BTreeSet<String>,
-    /// Last effective priority sent to each VRRP router.
-    priorities: BTreeMap<String, u8>,
-    /// Fault sources reported failing to each VRRP router.
-    faults: BTreeMap<String, BTreeSet<FaultSource>>,
-    dataplane_attached: bool,
-    /// VIP addresses of static routers on the interface (`vip_on_interface`).
-    static_addresses: BTreeMap<String, net::addr::VipAddresses>,
-    ticks: u64,
-    /// Connection-state sync, when `[node] sync` is set.
-    sync: Option<crate::sync::NatSync>,
+}
+
+/// The control socket and metrics endpoint (`requests`).
+struct Api {
+    /// Who may use the control socket; counts refusals.
+    access: control::Access,
+    /// The caps on control and metrics connections; count what they close.
+    conns: crate::api::conns::Listeners,
     /// The NAT table's count by state, shared by every status and metrics request.
     nat_count: tables::NatCount,
     /// The flow table's count, shared by every status and metrics request.
     flow_count: tables::FlowCount,
-    /// Reloads so far, and the last one's outcome.
-    reloads: crate::api::status::ReloadStatus,
-    /// The state each static and BGP router was last logged in (transition entries).
-    ownership_states: BTreeMap<String, &'static str>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.

@@ -12,7 +12,7 @@ use fo_config::Config;
 use serde::{Deserialize, Serialize};
 use tracing::error;
 
-use super::Agent;
+use super::Operator;
 
 /// Format version written into the file.
 const VERSION: u32 = 1;
@@ -181,10 +181,10 @@ impl OperatorState {
     }
 }
 
-impl Agent {
-    /// Save the operator's demotes and drains to `state_file`. Returns what to add to
+impl Operator {
+    /// Save the demotes and drains to `state_file`. Returns what to add to
     /// the operator's reply: nothing, or a warning that a restart would forget it.
-    pub(super) fn save_operator_state(&self) -> String {
+    pub(super) fn save(&self) -> String {
         let state = OperatorState {
             demoted: self.demoted.clone(),
             drained: self
@@ -197,7 +197,7 @@ impl Agent {
                 .collect(),
             ..OperatorState::empty()
         }
-        .union(&self.operator_unknown);
+        .union(&self.unknown);
         match state.save(&self.state_file) {
             Ok(()) => String::new(),
             Err(e) => {

@@ -43,7 +43,7 @@ impl Agent {
     /// Priorities (tracking), gates and data-plane faults into the routers; static
     /// routers own their VIPs while every gate passes and the program is attached.
     pub(super) async fn apply_ownership_inputs(&mut self) {
-        let snap = self.health.snapshot();
+        let snap = self.services.health.snapshot();
         for router in self.config.routers.clone() {
             let closed: Vec<String> = health::priority::closed_gates(&router.gates, &snap)
                 .into_iter()
@@ -51,13 +51,13 @@ impl Agent {
                 .collect();
             match &router.ownership {
                 Ownership::Static => {
-                    let own = closed.is_empty() && self.dataplane_attached;
+                    let own = closed.is_empty() && self.xdp.attached;
                     // After the data plane (a no-op unless the wish changes).
-                    let addresses = self.static_addresses.get(&router.name);
-                    let owns = self.plane.lock().owns(router.vips[0]);
+                    let addresses = self.routers.static_addresses.get(&router.name);
+                    let owns = self.xdp.plane.lock().owns(router.vips[0]);
                     if own != owns {
                         let _span = info_span!("static", router = %router.name).entered();
-                        if let Err(e) = self.plane.lock().set_owned(
+                        if let Err(e) = self.xdp.plane.lock().set_owned(
                             &router.owned_addresses(),
                             own,
                             STATIC_LEASE,
@@ -65,8 +65,8 @@ impl Agent {
                             error!(error = %e, "writing VIP ownership failed");
                         } else {
                             let (from, to, reason) = moved(
-                                &mut self.ownership_states,
-                                self.dataplane_attached,
+                                &mut self.routers.states,
+                                self.xdp.attached,
                                 &router.name,
                                 own,
                                 &closed,
@@ -75,22 +75,22 @@ impl Agent {
                             if own {
                                 info!(from, to, reason, vips = ?router.vips, "static ownership: serving the VIPs");
                             } else {
-                                warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.dataplane_attached, "static ownership: VIPs released");
+                                warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.xdp.attached, "static ownership: VIPs released");
                             }
                         }
                     }
                     if let Some(a) = addresses
-                        && self.plane.lock().owns(router.vips[0]) == own
+                        && self.xdp.plane.lock().owns(router.vips[0]) == own
                     {
                         a.set(own);
                     }
                 }
                 Ownership::Vrrp(v) => {
-                    let Some(h) = self.vrrp.router(&router.name).cloned() else {
+                    let Some(h) = self.routers.vrrp.router(&router.name).cloned() else {
                         continue;
                     };
                     let eff = health::priority::effective(v.priority, &v.track, &snap);
-                    let last = self.priorities.insert(router.name.clone(), eff);
+                    let last = self.routers.priorities.insert(router.name.clone(), eff);
                     if last != Some(eff) {
                         // Logged when tracking moves it, not for the configured value at start.
                         if last.is_some() || eff != v.priority {
@@ -112,10 +112,15 @@ impl Agent {
                             .into_iter()
                             .map(|c| FaultSource::Track(c.to_string())),
                     );
-                    if !self.dataplane_attached {
+                    if !self.xdp.attached {
                         wanted.insert(FaultSource::Dataplane);
                     }
-                    let had = self.faults.entry(router.name.clone()).or_default().clone();
+                    let had = self
+                        .routers
+                        .faults
+                        .entry(router.name.clone())
+                        .or_default()
+                        .clone();
                     for src in wanted.difference(&had) {
                         warn!(router = %router.name, source = %src, "fault: this node may not be master");
                         let _ = h
@@ -134,16 +139,16 @@ impl Agent {
                             })
                             .await;
                     }
-                    self.faults.insert(router.name.clone(), wanted);
+                    self.routers.faults.insert(router.name.clone(), wanted);
                 }
                 Ownership::Bgp(_) => {
-                    let demoted = self.demoted.contains(&router.name);
-                    let want = closed.is_empty() && self.dataplane_attached && !demoted;
-                    if self.bgp.set_wanted(&router.name, want) {
+                    let demoted = self.operator.demoted.contains(&router.name);
+                    let want = closed.is_empty() && self.xdp.attached && !demoted;
+                    if self.routers.bgp.set_wanted(&router.name, want) {
                         let _span = info_span!("bgp", router = %router.name).entered();
                         let (from, to, reason) = moved(
-                            &mut self.ownership_states,
-                            self.dataplane_attached,
+                            &mut self.routers.states,
+                            self.xdp.attached,
                             &router.name,
                             want,
                             &closed,
@@ -154,7 +159,7 @@ impl Agent {
                         } else if demoted {
                             info!(from, to, reason, "bgp: withdrawing");
                         } else {
-                            warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.dataplane_attached, demoted, "bgp: withdrawing");
+                            warn!(from, to, reason, gates_closed = ?closed, dataplane_attached = self.xdp.attached, demoted, "bgp: withdrawing");
                         }
                     }
                 }

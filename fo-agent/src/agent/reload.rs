@@ -14,7 +14,7 @@ impl Agent {
     /// [`Self::reload`], counted for status and metrics and logged: a refusal at error.
     pub(super) async fn reload_counted(&mut self, via: &str) -> Result<String, String> {
         let outcome = self.reload().await;
-        let r = &mut self.reloads;
+        let r = &mut self.loaded.reloads;
         match &outcome {
             Ok(message) => {
                 r.succeeded += 1;
@@ -49,7 +49,7 @@ impl Agent {
     /// checks, the drains and the routers' inputs change. A refused reload leaves the
     /// running config, its checks and the maps as they were.
     async fn reload(&mut self) -> Result<String, String> {
-        let new = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let new = Config::load(&self.loaded.path).map_err(|e| e.to_string())?;
         let blockers = reload_blockers(&self.config, &new);
         if !blockers.is_empty() {
             return Err(format!(
@@ -61,7 +61,7 @@ impl Agent {
         if !problems.is_empty() {
             return Err(problems
                 .iter()
-                .map(|p| p.in_file(&self.config_path))
+                .map(|p| p.in_file(&self.loaded.path))
                 .collect::<Vec<_>>()
                 .join("; "));
         }
@@ -74,12 +74,12 @@ impl Agent {
 
         // Prepare: the new checks (carrying over the results of unchanged ones), the
         // drains that still name a backend, and the services as they would be written.
-        let previous = self.health.snapshot();
+        let previous = self.services.health.snapshot();
         let new_health = Health::start_after(health::plan(&new), Some(&previous));
-        let mut drains = self.drains.clone();
+        let mut drains = self.operator.drains.clone();
         drains.retain(|(s, b)| new.service(s).is_some_and(|s| s.backend(b).is_some()));
         let specs = self.specs_for(&new, &new_health.snapshot(), &drains);
-        let fits = self.plane.lock().table.check(&specs);
+        let fits = self.xdp.plane.lock().table.check(&specs);
         if let Err(e) = fits {
             new_health.stop().await;
             return Err(format!(
@@ -89,7 +89,7 @@ impl Agent {
 
         // Commit the maps; undo them if the kernel refuses a write.
         if let Err(e) = self.write_maps(&new, &specs) {
-            let back = self.specs_for(&self.config, &previous, &self.drains);
+            let back = self.specs_for(&self.config, &previous, &self.operator.drains);
             let restored = match self.write_maps(&self.config, &back) {
                 Ok(()) => "the running config's services were written back".to_string(),
                 Err(e2) => format!("writing the running config's services back failed too: {e2:#}"),
@@ -99,18 +99,19 @@ impl Agent {
         }
 
         // Then the rest, which cannot fail.
-        let old_health = std::mem::replace(&mut self.health, new_health);
+        let old_health = std::mem::replace(&mut self.services.health, new_health);
         old_health.stop().await;
-        if drains != self.drains {
+        if drains != self.operator.drains {
             // Drains of backends that no longer exist are forgotten.
-            self.drains = drains;
-            let _ = self.save_operator_state();
+            self.operator.drains = drains;
+            let _ = self.operator.save();
         }
         self.config = new;
-        self.loaded_at = SystemTime::now();
+        self.loaded.at = SystemTime::now();
         nat::enable_forwarding(&self.config);
         // New DSR backends are resolved by the neighbour task and added when they are.
-        self.backend_addrs
+        self.services
+            .backend_addrs
             .send_replace(backends::backend_addrs(&self.config));
         // The services as health says now (the same unless a check moved meanwhile).
         if let Err(e) = self.apply_services() {
@@ -118,7 +119,7 @@ impl Agent {
         }
         self.apply_ownership_inputs().await;
         for r in self.config.routers.iter().filter(|r| r.vrrp().is_some()) {
-            if let Some(h) = self.vrrp.router(&r.name) {
+            if let Some(h) = self.routers.vrrp.router(&r.name) {
                 let key = keys
                     .iter()
                     .find(|(n, _)| *n == r.name)
@@ -126,7 +127,7 @@ impl Agent {
                 let _ = h.send(Control::AuthKey(key)).await;
             }
         }
-        Ok(format!("reloaded {}", self.config_path.display()))
+        Ok(format!("reloaded {}", self.loaded.path.display()))
     }
 
     /// The services `config` wants written, with `snap`'s health and `drains`.
@@ -136,10 +137,16 @@ impl Agent {
         snap: &health::Snapshot,
         drains: &backends::Drains,
     ) -> Vec<crate::dataplane::ServiceSpec> {
-        backends::plans(config, &self.link, &self.neighbours, snap, drains)
-            .into_iter()
-            .map(|p| p.spec)
-            .collect()
+        backends::plans(
+            config,
+            &self.host.link,
+            &self.services.neighbours,
+            snap,
+            drains,
+        )
+        .into_iter()
+        .map(|p| p.spec)
+        .collect()
     }
 
     /// Write `config`'s VIP entries and roles and the services `specs`.
@@ -148,7 +155,7 @@ impl Agent {
         config: &Config,
         specs: &[crate::dataplane::ServiceSpec],
     ) -> anyhow::Result<()> {
-        let mut p = self.plane.lock();
+        let mut p = self.xdp.plane.lock();
         let p = &mut *p;
         p.sync_vips(&all_vips(config)).context("writing VIPs")?;
         nat::apply_roles(&mut p.dp, config).context("writing VIP roles")?;

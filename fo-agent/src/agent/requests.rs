@@ -30,8 +30,8 @@ impl Agent {
             .any(|s| s.mode != fo_config::ForwardMode::Nat)
             .then(|| node.bpf_dir.clone());
         let (flow_size, nat_size) = (node.flow_table_size, node.nat_table_size);
-        let nat_count = self.nat_count.clone();
-        let flow_count = self.flow_count.clone();
+        let nat_count = self.api.nat_count.clone();
+        let flow_count = self.api.flow_count.clone();
         async move {
             if let Some(dir) = nat_dir
                 && let Some(c) = nat_count.get(move || status::nat_connections(&dir)).await
@@ -92,8 +92,8 @@ impl Agent {
         let kind = r.ownership_kind();
         if kind == fo_config::OwnershipKind::Bgp {
             let changed = match control {
-                Control::Demote => self.demoted.insert(router.to_string()),
-                Control::Resume => self.demoted.remove(router),
+                Control::Demote => self.operator.demoted.insert(router.to_string()),
+                Control::Resume => self.operator.demoted.remove(router),
                 _ => {
                     return Response::Error {
                         message: format!(
@@ -104,14 +104,14 @@ impl Agent {
             };
             info!(router, "operator: {verb}");
             self.apply_ownership_inputs().await;
-            let what = if self.demoted.contains(router) {
+            let what = if self.operator.demoted.contains(router) {
                 "its VIPs are withdrawn from BGP until resume"
             } else {
                 "its VIPs are announced over BGP while its gates pass"
             };
             let already = if changed { "" } else { " (it already was)" };
             let saved = if changed {
-                self.save_operator_state()
+                self.operator.save()
             } else {
                 String::new()
             };
@@ -119,7 +119,7 @@ impl Agent {
                 message: format!("router {router} {verb}{already}: {what}{saved}"),
             };
         }
-        let Some(h) = self.vrrp.router(router) else {
+        let Some(h) = self.routers.vrrp.router(router) else {
             return Response::Error {
                 message: format!(
                     "router {router} has {kind:?} ownership: there is no election to change"
@@ -135,12 +135,12 @@ impl Agent {
         }
         // A promote ends a demote as resume does.
         let changed = if demote {
-            self.demoted.insert(router.to_string())
+            self.operator.demoted.insert(router.to_string())
         } else {
-            self.demoted.remove(router)
+            self.operator.demoted.remove(router)
         };
         let saved = if changed {
-            self.save_operator_state()
+            self.operator.save()
         } else {
             String::new()
         };
@@ -166,9 +166,9 @@ impl Agent {
         }
         let key = (service.clone(), backend.clone());
         let changed = if drain {
-            self.drains.insert(key)
+            self.operator.drains.insert(key)
         } else {
-            self.drains.remove(&key)
+            self.operator.drains.remove(&key)
         };
         info!(
             service,
@@ -180,7 +180,7 @@ impl Agent {
         // Saved before the maps are written: the drain holds from now on (the next
         // write of the services applies it if this one fails).
         let saved = if changed {
-            self.save_operator_state()
+            self.operator.save()
         } else {
             String::new()
         };

@@ -14,7 +14,10 @@ use tracing::{Instrument as _, error, info, info_span, warn};
 use super::backends::{self, Neighbours};
 use super::operator::OperatorState;
 use super::ownership::initial_inputs;
-use super::{Agent, all_vips, attach_of, load_options, nat};
+use super::{
+    Agent, Api, Host, Loaded, Operator, Routers, Services, Xdp, all_vips, attach_of, load_options,
+    nat,
+};
 use crate::api::control::{self, Envelope};
 use crate::bgp::Bgp;
 use crate::dataplane::{Dataplane, Origin, ServiceTable, SharedPlane};
@@ -280,43 +283,55 @@ pub(super) async fn start(
     let bgp = Bgp::start(&config);
     let mut agent = Agent {
         config,
-        config_path: config_path.to_owned(),
-        loaded_at: SystemTime::now(),
-        handle,
-        link,
-        plane,
-        origin,
-        prog_id,
-        vrrp,
-        fences,
-        access,
-        conns: Default::default(),
-        bgp,
-        demoted: operator.demoted.clone(),
-        health,
-        neighbours,
-        backend_addrs: addrs_tx,
-        drains: operator.drains(),
-        state_file,
-        operator_unknown,
-        fail_open: BTreeSet::new(),
-        priorities: initial
-            .iter()
-            .map(|(name, i)| (name.clone(), i.priority))
-            .collect(),
-        faults: initial
-            .into_iter()
-            .map(|(name, i)| (name, i.faults))
-            .collect(),
-        dataplane_attached: true,
-        static_addresses: BTreeMap::new(),
-        ticks: 0,
+        loaded: Loaded {
+            path: config_path.to_owned(),
+            at: SystemTime::now(),
+            reloads: Default::default(),
+        },
+        host: Host { handle, link },
+        xdp: Xdp {
+            plane,
+            origin,
+            prog_id,
+            attached: true,
+        },
+        routers: Routers {
+            vrrp,
+            fences,
+            bgp,
+            static_addresses: BTreeMap::new(),
+            priorities: initial
+                .iter()
+                .map(|(name, i)| (name.clone(), i.priority))
+                .collect(),
+            faults: initial
+                .into_iter()
+                .map(|(name, i)| (name, i.faults))
+                .collect(),
+            states: BTreeMap::new(),
+        },
+        operator: Operator {
+            demoted: operator.demoted.clone(),
+            drains: operator.drains(),
+            state_file,
+            unknown: operator_unknown,
+        },
+        services: Services {
+            health,
+            neighbours,
+            backend_addrs: addrs_tx,
+            fail_open: BTreeSet::new(),
+        },
+        api: Api {
+            access,
+            conns: Default::default(),
+            nat_count: Default::default(),
+            flow_count: Default::default(),
+        },
         sync,
-        nat_count: Default::default(),
-        flow_count: Default::default(),
-        reloads: Default::default(),
-        ownership_states: BTreeMap::new(),
+        ticks: 0,
     };
+
     if agent.config.node.vip_on_interface {
         for r in agent
             .config
@@ -325,12 +340,12 @@ pub(super) async fn start(
             .filter(|r| matches!(r.ownership, Ownership::Static))
         {
             let a = net::addr::VipAddresses::spawn(
-                agent.handle.clone(),
-                agent.link.index,
+                agent.host.handle.clone(),
+                agent.host.link.index,
                 r.vips.clone(),
                 resumed.contains(&r.name),
             );
-            agent.static_addresses.insert(r.name.clone(), a);
+            agent.routers.static_addresses.insert(r.name.clone(), a);
         }
     }
     agent.apply_services()?;
@@ -339,15 +354,15 @@ pub(super) async fn start(
     let (ctl_tx, ctl_rx) = mpsc::channel::<Envelope>(32);
     let ctl_server = tokio::spawn(control::serve(
         listener,
-        agent.access.clone(),
+        agent.api.access.clone(),
         ctl_tx.clone(),
-        agent.conns.control.clone(),
+        agent.api.conns.control.clone(),
     ));
     let metrics_server = metrics.map(|l| {
         tokio::spawn(crate::api::http::serve(
             l,
             ctl_tx.clone(),
-            agent.conns.metrics.clone(),
+            agent.api.conns.metrics.clone(),
         ))
     });
     drop(ctl_tx);
