@@ -12,9 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use fo_config::{Config, ForwardMode, HashMode, Protocol, Service};
-use tracing::warn;
+use tracing::{error, info, warn};
 
+use super::Agent;
 use crate::dataplane::{BackendSpec, NatSpec, ServiceSpec};
 use crate::health::Snapshot;
 use crate::net::{self, link::LinkInfo};
@@ -244,6 +246,46 @@ pub fn plans(
             }
         })
         .collect()
+}
+
+impl Agent {
+    /// Write the services as health, drains and MACs say now.
+    pub(super) fn apply_services(&mut self) -> anyhow::Result<()> {
+        let snap = self.services.health.snapshot();
+        let plans = plans(
+            &self.config,
+            &self.host.link,
+            &self.services.neighbours,
+            &snap,
+            &self.operator.drains,
+        );
+        let fail_open: BTreeSet<String> = self
+            .config
+            .services
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| p.fail_open)
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        for s in fail_open.difference(&self.services.fail_open) {
+            error!(service = %s, "no healthy backend: forwarding to all of them (fail open)");
+        }
+        for s in self.services.fail_open.difference(&fail_open) {
+            info!(service = %s, "healthy backends again: fail-open over");
+        }
+        self.services.fail_open = fail_open;
+        let specs: Vec<_> = plans.into_iter().map(|p| p.spec).collect();
+        let mut p = self.xdp.plane.lock();
+        let p = &mut *p;
+        let summary = p
+            .table
+            .apply(&mut p.dp, &specs)
+            .context("writing services to the data plane")?;
+        if summary != Default::default() {
+            info!(?summary, "services applied");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

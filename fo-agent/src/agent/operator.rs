@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use fo_config::Config;
 use serde::{Deserialize, Serialize};
+use tracing::error;
+
+use super::Operator;
 
 /// Format version written into the file.
 const VERSION: u32 = 1;
@@ -175,6 +178,34 @@ impl OperatorState {
             .iter()
             .map(|d| (d.service.clone(), d.backend.clone()))
             .collect()
+    }
+}
+
+impl Operator {
+    /// Save the demotes and drains to `state_file`. Returns what to add to
+    /// the operator's reply: nothing, or a warning that a restart would forget it.
+    pub(super) fn save(&self) -> String {
+        let state = OperatorState {
+            demoted: self.demoted.clone(),
+            drained: self
+                .drains
+                .iter()
+                .map(|(service, backend)| Drained {
+                    service: service.clone(),
+                    backend: backend.clone(),
+                })
+                .collect(),
+            ..OperatorState::empty()
+        }
+        .union(&self.unknown);
+        match state.save(&self.state_file) {
+            Ok(()) => String::new(),
+            Err(e) => {
+                let why = crate::dataplane::error_chain(&e);
+                error!(error = %why, "operator state not saved: a restart would forget it");
+                format!(" (WARNING, not saved: {why}; a restart of the agent would forget it)")
+            }
+        }
     }
 }
 

@@ -85,24 +85,24 @@ pub(super) fn table_fill<T>(
 }
 
 pub(super) fn assemble(agent: &Agent) -> Status {
-    let snap = agent.health.snapshot();
-    let plane = agent.plane.lock();
+    let snap = agent.services.health.snapshot();
+    let plane = agent.xdp.plane.lock();
     let mut status = Status {
         node: NodeStatus {
-            interface: agent.link.name.clone(),
+            interface: agent.host.link.name.clone(),
             xdp_mode: format!("{:?}", agent.config.node.xdp_mode).to_lowercase(),
-            dataplane: match agent.origin {
+            dataplane: match agent.xdp.origin {
                 Origin::Loaded => "loaded",
                 Origin::Adopted => "adopted",
                 Origin::Upgraded => "upgraded",
             }
             .to_string(),
-            config: agent.config_path.display().to_string(),
-            config_loaded_at: unix(agent.loaded_at),
+            config: agent.loaded.path.display().to_string(),
+            config_loaded_at: unix(agent.loaded.at),
             pid: std::process::id(),
-            control_refused: agent.access.refused(),
-            connections: agent.conns.stats(),
-            reloads: agent.reloads.clone(),
+            control_refused: agent.api.access.refused(),
+            connections: agent.api.conns.stats(),
+            reloads: agent.loaded.reloads.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
         ..Default::default()
@@ -122,7 +122,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             gates_closed,
             ..Default::default()
         };
-        match (&r.ownership, agent.vrrp.router(&r.name)) {
+        match (&r.ownership, agent.routers.vrrp.router(&r.name)) {
             (Ownership::Vrrp(v), Some(h)) => {
                 let s = h.status();
                 rs.vrid = Some(v.vrid);
@@ -150,7 +150,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.dual_master = s.stats.dual_master;
                 rs.auth = s.auth.clone();
                 rs.faults = s.faults.iter().cloned().collect();
-                rs.fence = agent.fences.status(&r.name);
+                rs.fence = agent.routers.fences.status(&r.name);
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;
                 rs.dropped = s
@@ -171,7 +171,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.hooks_coalesced = s.hooks_coalesced;
             }
             (Ownership::Bgp(_), _) => {
-                let b = agent.bgp.status(&r.name);
+                let b = agent.routers.bgp.status(&r.name);
                 rs.owned = b.as_ref().is_some_and(|b| b.route_up);
                 rs.state = if rs.owned {
                     "master"
@@ -181,7 +181,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     "fault"
                 }
                 .into();
-                if agent.demoted.contains(&r.name) {
+                if agent.operator.demoted.contains(&r.name) {
                     rs.admin = Some("demoted".into());
                 }
                 rs.bgp = b;
@@ -201,6 +201,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
     }
 
     status.vrrp_unrouted_drops = agent
+        .routers
         .vrrp
         .unrouted_drops()
         .into_iter()
@@ -237,10 +238,10 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                     detail: snap
                         .get(&Target::backend(s.name.clone(), b.name.clone()))
                         .and_then(|t| t.last.as_ref().map(|l| l.detail.clone())),
-                    drained: is_drained(s, b, &agent.drains),
+                    drained: is_drained(s, b, &agent.operator.drains),
                     // NAT backends need no MAC of their own (the FIB gives the next hop).
                     resolved: s.mode == fo_config::ForwardMode::Nat
-                        || agent.neighbours.0.contains_key(&b.address),
+                        || agent.services.neighbours.0.contains_key(&b.address),
                     packets: stats.packets,
                     bytes: stats.bytes,
                 }
@@ -252,7 +253,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             port: s.port,
             protocol: s.protocol.as_str().to_string(),
             mode: format!("{:?}", s.mode).to_lowercase(),
-            fail_open: agent.fail_open.contains(&s.name),
+            fail_open: agent.services.fail_open.contains(&s.name),
             backends,
         });
     }
