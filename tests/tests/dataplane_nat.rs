@@ -9,32 +9,28 @@
 //! MAC), a gateway 192.0.2.254 to the backends' subnet 10.1.0.0/24, the client's
 //! subnet on-link, forwarding on, and permanent neighbour entries.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 
+use fo_agent::dataplane::MonoNanos;
 use fo_agent::dataplane::nat::NatTimeouts;
-use fo_agent::dataplane::{MonoNanos, NatSpec};
 use fo_common::{
     Addr, FAMILY_V4, FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN,
     NAT_UDP, NatFlow, NatService, PROTO_TCP, PROTO_UDP,
     xdp_action::{XDP_PASS, XDP_REDIRECT},
 };
-use fo_tests::fixture::{Fixture, backend, service};
+use fo_tests::fixture::Fixture;
 use fo_tests::frames::{self, Mac, Tcp4};
 use fo_tests::netns::Netns;
+use fo_tests::xdp_oracle::nat::{
+    self as nat_oracle, BACKEND, CLIENT, CLIENT_MAC, D0_MAC, GW_MAC, SNAT, VIP,
+};
 
-const D0_MAC: Mac = [0x02, 0xf0, 0, 0, 0, 0x02];
-const GW_MAC: Mac = [0x02, 0x99, 0, 0, 0, 0xfe];
-const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
 /// Source MAC of frames from CLIENT2, which has no neighbour entry on the node.
 const CLIENT2_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x02];
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const CLIENT2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
-const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 21);
 const TCP_PORT: u16 = 1514;
 const TCP_BACKEND_PORT: u16 = 11514;
 const UDP_PORT: u16 = 514;
@@ -43,66 +39,17 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 const SYN_ACK: u8 = 0x12;
 
-/// The namespace the test's runs happen in.
+/// The namespace the test's runs happen in: the XDP fuzzer's NAT FIB.
 fn fib_namespace() -> Netns {
     let ns = Netns::new("natfib");
-    ns.sh(&format!(
-        "ip link add d0 type veth peer name d0p && ip link set d0 address {} && ip link set d0 up && ip link set d0p up \
-         && ip addr add 192.0.2.1/24 dev d0 \
-         && ip route add 198.51.100.0/24 dev d0 \
-         && ip route add 10.1.0.0/24 via 192.0.2.254 dev d0 \
-         && ip neigh add 192.0.2.254 lladdr {} dev d0 nud permanent \
-         && ip neigh add {CLIENT} lladdr {} dev d0 nud permanent \
-         && sysctl -qw net.ipv4.ip_forward=1",
-        mac_str(D0_MAC),
-        mac_str(GW_MAC),
-        mac_str(CLIENT_MAC)
-    ));
+    ns.sh(&nat_oracle::fib_setup());
     ns
 }
 
-fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// VIP with a NAT service tcp/1514 -> BACKEND:11514 and udp/514 -> BACKEND:5514,
-/// SNAT address owned.
+/// SNAT address owned (the XDP fuzzer's NAT fixture).
 fn fixture(nat_table_size: u32) -> Fixture {
-    let mut fx = Fixture::with_nat_table(251, nat_table_size);
-    let d0 = fo_agent::dataplane::ifindex("d0").expect("d0");
-    fx.dp.set_iface(d0, D0_MAC).expect("IFACES");
-    fx.dp
-        .set_vip_role(IpAddr::V4(VIP), true, false)
-        .expect("role");
-    fx.dp
-        .set_vip_role(IpAddr::V4(SNAT), false, true)
-        .expect("role");
-    fx.own(IpAddr::V4(VIP));
-    fx.own(IpAddr::V4(SNAT));
-    let nat = || {
-        Some(NatSpec {
-            snat: vec![IpAddr::V4(SNAT)],
-        })
-    };
-    let mut tcp = service(
-        IpAddr::V4(VIP),
-        TCP_PORT,
-        PROTO_TCP,
-        vec![backend(IpAddr::V4(BACKEND), TCP_BACKEND_PORT, 1, [0; 6])],
-    );
-    tcp.nat = nat();
-    let mut udp = service(
-        IpAddr::V4(VIP),
-        UDP_PORT,
-        PROTO_UDP,
-        vec![backend(IpAddr::V4(BACKEND), UDP_BACKEND_PORT, 1, [0; 6])],
-    );
-    udp.nat = nat();
-    fx.services(&[tcp, udp]);
-    fx
+    nat_oracle::fixture_with_table(nat_table_size)
 }
 
 fn key(client: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> FlowKey {
