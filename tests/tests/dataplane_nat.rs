@@ -113,15 +113,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
         .frame();
     assert_eq!(fx.run(&syn).action, XDP_REDIRECT, "SYN of {client}:{sport}");
     let k = key(client, sport, TCP_PORT, PROTO_TCP);
-    let p = u16::from_be(
-        fx.dp
-            .nat_table()
-            .expect("NAT maps")
-            .flow(&k)
-            .expect("map")
-            .expect("an entry for the SYN")
-            .snat_port_be,
-    );
+    let p = u16::from_be(flow_of(fx, &k).expect("an entry for the SYN").snat_port_be);
     let syn_ack = b2s(p)
         .flags(SYN_ACK)
         .seq(BACKEND_ISN)
@@ -141,11 +133,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
         .frame();
     assert_eq!(fx.run(&ack).action, XDP_REDIRECT, "ACK of {client}:{sport}");
     assert!(
-        !fx.dp
-            .nat_table()
-            .expect("NAT maps")
-            .is_embryonic(&k)
-            .expect("map"),
+        !is_embryonic(fx, &k),
         "{client}:{sport} completed its handshake but is still embryonic"
     );
     (k, p)
@@ -218,12 +206,31 @@ fn exchange(fx: &mut Fixture, client: Ipv4Addr, sport: u16, p: u16, round: u32) 
     );
 }
 
-fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
+/// The connection `k` in the NAT table, if any.
+fn flow_of(fx: &Fixture, k: &FlowKey) -> Option<NatFlow> {
+    fx.dp.nat_table().expect("NAT maps").flow(k).expect("map")
+}
+
+/// Whether `k` waits in the embryonic table.
+fn is_embryonic(fx: &Fixture, k: &FlowKey) -> bool {
     fx.dp
         .nat_table()
         .expect("NAT maps")
-        .flow(k)
+        .is_embryonic(k)
         .expect("map")
+}
+
+/// The connection whose reply tuple is `rev`, if any.
+fn reverse_of(fx: &Fixture, rev: &FlowKey) -> Option<FlowKey> {
+    fx.dp
+        .nat_table()
+        .expect("NAT maps")
+        .reverse(rev)
+        .expect("map")
+}
+
+fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
+    flow_of(fx, k)
         .unwrap_or_else(|| panic!("no NAT entry for {k:?}"))
         .state
 }
@@ -391,13 +398,7 @@ fn both_directions_with_port_translation_exact_frames() {
         let run = fx.run(&dg);
         assert_eq!(run.action, XDP_REDIRECT, "UDP to a NAT service");
         let uk = key(CLIENT, 5140, UDP_PORT, PROTO_UDP);
-        let uflow = fx
-            .dp
-            .nat_table()
-            .expect("NAT maps")
-            .flow(&uk)
-            .expect("map")
-            .expect("UDP entry");
+        let uflow = flow_of(&fx, &uk).expect("UDP entry");
         assert_eq!(uflow.state, NAT_UDP);
         let up = u16::from_be(uflow.snat_port_be);
         assert_eq!(
@@ -422,20 +423,10 @@ fn both_directions_with_port_translation_exact_frames() {
             &frames::udp4(CLIENT_MAC, D0_MAC, VIP, CLIENT, UDP_PORT, 5140, b"ok"),
             "nat_reply",
         );
-        assert!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .is_embryonic(&uk)
-                .expect("map")
-        );
+        assert!(is_embryonic(&fx, &uk));
         assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP again");
         assert!(
-            !fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .is_embryonic(&uk)
-                .expect("map"),
+            !is_embryonic(&fx, &uk),
             "a UDP flow that saw a reply and sent again is established"
         );
 
@@ -444,15 +435,7 @@ fn both_directions_with_port_translation_exact_frames() {
         let syn2 = client_tcp(CLIENT2, CLIENT2_MAC, 40001, frames::TCP_SYN, b"");
         assert_eq!(fx.run(&syn2).action, XDP_REDIRECT);
         let k2 = key(CLIENT2, 40001, TCP_PORT, PROTO_TCP);
-        let p2 = u16::from_be(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&k2)
-                .expect("map")
-                .expect("entry")
-                .snat_port_be,
-        );
+        let p2 = u16::from_be(flow_of(&fx, &k2).expect("entry").snat_port_be);
         assert_ne!(p2, snat_port, "two connections never share a reply tuple");
         expect(
             &mut fx,
@@ -483,11 +466,7 @@ fn both_directions_with_port_translation_exact_frames() {
             "nat_no_flow",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&key(CLIENT, 40099, TCP_PORT, PROTO_TCP))
-                .expect("map"),
+            flow_of(&fx, &key(CLIENT, 40099, TCP_PORT, PROTO_TCP)),
             None,
             "a non-SYN must not open a NAT connection"
         );
@@ -555,11 +534,7 @@ fn rst_and_fin_age_out_and_free_the_port() {
             _pad: [0; 2],
         };
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .reverse(&rst_rev)
-                .expect("map"),
+            reverse_of(&fx, &rst_rev),
             None,
             "the reset connection's port is free again"
         );
@@ -577,12 +552,7 @@ fn rst_and_fin_age_out_and_free_the_port() {
         );
         let _ = fin_p;
         assert!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&est_k)
-                .expect("map")
-                .is_some(),
+            flow_of(&fx, &est_k).is_some(),
             "the established connection stays"
         );
         // A late segment of the removed connection is passed, not re-opened.
@@ -619,15 +589,7 @@ fn a_full_table_keeps_the_old_connections() {
             "embryonic: translated"
         );
         let k = key(CLIENT, 43000, TCP_PORT, PROTO_TCP);
-        let p = u16::from_be(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&k)
-                .expect("map")
-                .expect("entry")
-                .snat_port_be,
-        );
+        let p = u16::from_be(flow_of(&fx, &k).expect("entry").snat_port_be);
         let syn_ack = b2s(p)
             .flags(SYN_ACK)
             .seq(BACKEND_ISN)
@@ -880,11 +842,7 @@ fn an_embryonic_connection_whose_reservation_was_evicted_takes_it_again() {
             "nat_hit",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .reverse(&tcp_rev(PORT))
-                .expect("map"),
+            reverse_of(&fx, &tcp_rev(PORT)),
             Some(a),
             "the port is reserved again"
         );
@@ -1053,16 +1011,12 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
             "nat_bad_tcp",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&key(CLIENT, 51_000, TCP_PORT, PROTO_TCP))
-                .expect("map"),
+            flow_of(&fx, &key(CLIENT, 51_000, TCP_PORT, PROTO_TCP)),
             None,
             "no connection opened"
         );
         let (k, _) = handshake(&mut fx, CLIENT, 51_001);
-        let before = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map");
+        let before = flow_of(&fx, &k);
         let data = short(
             c2v(CLIENT, CLIENT_MAC, 51_001)
                 .flags(frames::TCP_PSH_ACK)
@@ -1080,7 +1034,7 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
             "nat_bad_tcp",
         );
         assert_eq!(
-            fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map"),
+            flow_of(&fx, &k),
             before,
             "the connection's tracking is untouched"
         );
@@ -1208,7 +1162,7 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
                 continue;
             }
             let k = key(CLIENT, sport, TCP_PORT, PROTO_TCP);
-            let Some(f) = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map") else {
+            let Some(f) = flow_of(&fx, &k) else {
                 continue;
             };
             let p = u16::from_be(f.snat_port_be);
@@ -1227,7 +1181,7 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
                 .ack(BACKEND_ISN + 1)
                 .frame();
             let run = fx.run(&ack);
-            let established = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map");
+            let established = flow_of(&fx, &k);
             if run.action == XDP_REDIRECT
                 && established.is_some_and(|f| f.state == NAT_TCP_ESTABLISHED)
             {
@@ -1344,15 +1298,7 @@ fn a_full_event_ring_is_counted_and_translation_goes_on() {
             let dg = frames::udp4(D0_MAC, CLIENT_MAC, CLIENT, VIP, 2000 + i, UDP_PORT, b"e");
             assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP flow {i}");
             let k = key(CLIENT, 2000 + i, UDP_PORT, PROTO_UDP);
-            let up = u16::from_be(
-                fx.dp
-                    .nat_table()
-                    .expect("NAT maps")
-                    .flow(&k)
-                    .expect("map")
-                    .expect("entry")
-                    .snat_port_be,
-            );
+            let up = u16::from_be(flow_of(&fx, &k).expect("entry").snat_port_be);
             let reply = frames::udp4(D0_MAC, GW_MAC, BACKEND, SNAT, UDP_BACKEND_PORT, up, b"r");
             assert_eq!(fx.run(&reply).action, XDP_REDIRECT, "UDP reply {i}");
             assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP flow {i} again");
