@@ -31,6 +31,14 @@ fn with_router_b(lines: &str) -> String {
     ))
 }
 
+/// BASE and an https check `x` on 10.0.0.1 ending in `lines`, the first of them on
+/// line 17.
+fn with_https_check(lines: &str) -> String {
+    with_base(&format!(
+        "[[check]]\nname = \"x\"\nkind = \"https\"\naddress = \"10.0.0.1\"\n{lines}\n"
+    ))
+}
+
 #[track_caller]
 fn assert_errors(text: &str, expected: &[&str]) {
     let seen: Vec<String> = match Config::parse(text) {
@@ -1212,15 +1220,10 @@ key = "/etc/fo/client.key"
 #[test]
 fn tls_files_are_absolute_paths() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-ca = "ca.pem"
+        &with_https_check(
+            r#"ca = "ca.pem"
 cert = "./client.pem"
-key = "client.key"
-"#,
+key = "client.key""#,
         ),
         &[
             "17:6: ca must be an absolute path, got \"ca.pem\"",
@@ -1233,14 +1236,9 @@ key = "client.key"
 #[test]
 fn insecure_with_a_ca_is_a_contradiction() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-insecure = true
-ca = "/etc/fo/ca.pem"
-"#,
+        &with_https_check(
+            r#"insecure = true
+ca = "/etc/fo/ca.pem""#,
         ),
         &[
             "18:6: `ca` has no effect with insecure = true (no certificate is verified): remove one of them",
@@ -1248,14 +1246,9 @@ ca = "/etc/fo/ca.pem"
     );
     // insecure = false and a CA: fine.
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-insecure = false
-ca = "/etc/fo/ca.pem"
-"#,
+        &with_https_check(
+            r#"insecure = false
+ca = "/etc/fo/ca.pem""#,
         ),
         &[],
     );
@@ -1307,12 +1300,8 @@ sni = "indexer-1.wazuh.example."
 #[test]
 fn min_cert_validity_is_a_positive_duration() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-min_cert_validity = "0d"
+        &with_https_check(
+            r#"min_cert_validity = "0d"
 
 [[check]]
 name = "y"
@@ -1324,8 +1313,7 @@ min_cert_validity = 30
 name = "z"
 kind = "https"
 address = "10.0.0.1"
-min_cert_validity = "30 days"
-"#,
+min_cert_validity = "30 days""#,
         ),
         &[
             "17:21: min_cert_validity must be more than 0s, like \"30d\" (leave it out to not check ahead of expiry)",
