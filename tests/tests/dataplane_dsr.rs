@@ -99,6 +99,20 @@ fn every_row_of_the_table() {
     table::run(&mut fixture(), &rows);
 }
 
+/// A client's ARP request for the VIP (which is `what`) is passed untouched, once,
+/// and counted as `counter`.
+fn arp_for_the_vip_passes(fx: &mut Fixture, what: &str, counter: &str) {
+    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
+    let run = fx.run(&req);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for {what} must pass, got {}",
+        run.action
+    );
+    assert_eq!(run.frame, req, "the request must be passed untouched");
+    assert_eq!(fx.counter(counter), 1, "{counter}");
+}
+
 #[test]
 fn dead_man_switch_stops_arp_but_not_forwarding() {
     let mut fx = fixture();
@@ -106,15 +120,7 @@ fn dead_man_switch_stops_arp_but_not_forwarding() {
     fx.dp
         .set_vip(IpAddr::V4(VIP), true, fo_agent::dataplane::MonoNanos::now())
         .expect("VIPS");
-    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
-    let run = fx.run(&req);
-    assert_eq!(
-        run.action, XDP_PASS,
-        "ARP for a VIP whose lease ran out must pass, got {}",
-        run.action
-    );
-    assert_eq!(run.frame, req, "the request must be passed untouched");
-    assert_eq!(fx.counter("lease_expired"), 1);
+    arp_for_the_vip_passes(&mut fx, "a VIP whose lease ran out", "lease_expired");
     let syn = to_vip(40001, frames::TCP_SYN, b"");
     let run = fx.run(&syn);
     assert_eq!(
@@ -128,15 +134,7 @@ fn a_routed_vip_is_forwarded_but_never_answered_for() {
     // BGP ownership: the router routes the VIP to every node; no node may answer ARP.
     let mut fx = fixture();
     fx.dp.set_vip_routed(IpAddr::V4(VIP)).expect("VIPS");
-    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
-    let run = fx.run(&req);
-    assert_eq!(
-        run.action, XDP_PASS,
-        "ARP for a routed VIP must pass, got {}",
-        run.action
-    );
-    assert_eq!(run.frame, req, "the request must be passed untouched");
-    assert_eq!(fx.counter("routed_vip"), 1);
+    arp_for_the_vip_passes(&mut fx, "a routed VIP", "routed_vip");
     let syn = to_vip(40004, frames::TCP_SYN, b"");
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_TX, "a routed VIP's service is forwarded");
