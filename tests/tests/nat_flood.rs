@@ -41,11 +41,7 @@ fn lab(node_extra: &str) -> Pair {
     });
     let mut lab = lab;
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab
 }
 

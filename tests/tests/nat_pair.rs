@@ -191,11 +191,7 @@ fn restarted_nat_master_keeps_its_connections() {
     ));
     lab.a.start();
     lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
     lab.a.kill9();
