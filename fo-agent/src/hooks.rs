@@ -588,6 +588,23 @@ mod tests {
 
     type Log = crate::health::testutil::CapturedLog;
 
+    fn stats(runs: u64, failures: u64, timeouts: u64) -> HookStats {
+        HookStats {
+            runs,
+            failures,
+            timeouts,
+        }
+    }
+
+    /// Waits (10 s at most) until `done` holds.
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let waited = std::time::Instant::now();
+        while !done() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn hooks_get_the_environment_and_keepalived_arguments() {
         let dir = TempDir::new("hook-env");
@@ -609,14 +626,7 @@ mod tests {
              notify|wazuh|51|master|backup|192.0.2.100 192.0.2.101|150|INSTANCE wazuh MASTER 150\n",
             "the state hook runs first without arguments, then notify with keepalived's"
         );
-        assert_eq!(
-            q.stats(),
-            HookStats {
-                runs: 2,
-                failures: 0,
-                timeouts: 0
-            }
-        );
+        assert_eq!(q.stats(), stats(2, 0, 0));
     }
 
     /// A keepalived notify line such as `notify "/etc/keepalived/notify.sh vip1"` keeps
@@ -677,14 +687,7 @@ mod tests {
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Backup, HookState::Master, 150);
         q.flush().await;
-        assert_eq!(
-            q.stats(),
-            HookStats {
-                runs: 1,
-                failures: 1,
-                timeouts: 0
-            }
-        );
+        assert_eq!(q.stats(), stats(1, 1, 0));
     }
 
     #[tokio::test]
@@ -706,19 +709,8 @@ mod tests {
         q.flush().await;
         q.transition(HookState::Backup, HookState::Master, 150);
         q.flush().await;
-        assert_eq!(
-            q.stats(),
-            HookStats {
-                runs: 3,
-                failures: 2,
-                timeouts: 0
-            }
-        );
-        let one = |failures| HookStats {
-            runs: 1,
-            failures,
-            timeouts: 0,
-        };
+        assert_eq!(q.stats(), stats(3, 2, 0));
+        let one = |failures| stats(1, failures, 0);
         assert_eq!(
             q.stats_by_hook(),
             [
@@ -756,14 +748,7 @@ mod tests {
             queued_in < Duration::from_millis(100),
             "transition() must return at once, took {queued_in:?}"
         );
-        assert_eq!(
-            q.stats(),
-            HookStats {
-                runs: 1,
-                failures: 0,
-                timeouts: 1
-            }
-        );
+        assert_eq!(q.stats(), stats(1, 0, 1));
         let pid: u32 = std::fs::read_to_string(&pidfile)
             .expect("pidfile")
             .trim()
@@ -806,14 +791,10 @@ mod tests {
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Backup, HookState::Master, 150);
         // Queued once master.sh runs (queued before, it would replace it).
-        let waited = std::time::Instant::now();
-        while !std::fs::read_to_string(&out).is_ok_and(|t| t.contains("master-start")) {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "master.sh never started"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("master.sh never started", || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.contains("master-start"))
+        })
+        .await;
         q.transition(HookState::Master, HookState::Backup, 100);
         q.flush().await;
         let text = std::fs::read_to_string(&out).expect("hooks wrote");
@@ -852,14 +833,7 @@ mod tests {
         h.fault = Some(hook(&dir, "fault.sh", &line));
         let q = RouterHooks::start(router(), h);
         q.transition(HookState::Backup, HookState::Master, 150);
-        let waited = std::time::Instant::now();
-        while !started.exists() {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the master hook never started"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("the master hook never started", || started.exists()).await;
         // 100 transitions while master.sh runs, the last one master -> fault; then
         // master.sh may end.
         for i in 0..50u8 {
@@ -875,14 +849,7 @@ mod tests {
             "the running hook, then the newest transition only"
         );
         assert_eq!(q.coalesced(), 100, "replaced transitions counted");
-        assert_eq!(
-            q.stats(),
-            HookStats {
-                runs: 2,
-                failures: 0,
-                timeouts: 0
-            }
-        );
+        assert_eq!(q.stats(), stats(2, 0, 0));
         let text = log.text();
         assert!(
             text.contains("only the newest transition's hooks run")

@@ -484,6 +484,17 @@ mod tests {
         }
     }
 
+    /// `tcp_track` of a plain segment on a tuple in the established state.
+    fn established_step(
+        t: &mut [NatSeq; 2],
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        from_client: bool,
+    ) -> TcpStep {
+        tcp_track(NAT_TCP_ESTABLISHED, t, &seg(flags, seq, ack), from_client)
+    }
+
     /// A handshake tracked: client ISN 1000 (window scale 7), backend ISN 5000
     /// (window scale 7), then 100 bytes each way.
     fn established() -> [NatSeq; 2] {
@@ -520,7 +531,7 @@ mod tests {
         };
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1001, 5001), true);
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(5001, 1101), false);
-        tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_ACK, 1101, 5101), true);
+        established_step(&mut t, TCP_ACK, 1101, 5101, true);
         assert_eq!((t[0].end, t[0].ack), (1101, 5101));
         assert_eq!((t[1].end, t[1].ack), (5101, 1101));
         assert_eq!(t[1].win, 502 << 7, "scaled by the backend's own factor");
@@ -562,12 +573,7 @@ mod tests {
         for (from_client, exact) in [(true, 1101), (false, 5101)] {
             for wrong in [0, exact - 1, exact + 1, exact + 5000, exact ^ 0x8000_0000] {
                 let mut t = established();
-                let step = tcp_track(
-                    NAT_TCP_ESTABLISHED,
-                    &mut t,
-                    &seg(TCP_RST, wrong, 0),
-                    from_client,
-                );
+                let step = established_step(&mut t, TCP_RST, wrong, 0, from_client);
                 assert_eq!(
                     step,
                     TcpStep {
@@ -579,12 +585,7 @@ mod tests {
                 );
             }
             let mut t = established();
-            let step = tcp_track(
-                NAT_TCP_ESTABLISHED,
-                &mut t,
-                &seg(TCP_RST, exact, 0),
-                from_client,
-            );
+            let step = established_step(&mut t, TCP_RST, exact, 0, from_client);
             assert_eq!(
                 step.state, NAT_TCP_CLOSED,
                 "exact RST from client {from_client}"
@@ -598,7 +599,7 @@ mod tests {
         };
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data, true);
         assert_eq!(
-            tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 1151, 0), true).state,
+            established_step(&mut t, TCP_RST, 1151, 0, true).state,
             NAT_TCP_CLOSED
         );
     }
@@ -619,12 +620,7 @@ mod tests {
         for (from_client, lo) in [(true, 1101u32), (false, 5101)] {
             for ok in [lo, lo + 10, lo + win] {
                 let mut t = established();
-                let s = tcp_track(
-                    NAT_TCP_ESTABLISHED,
-                    &mut t,
-                    &seg(TCP_FIN | TCP_ACK, ok, 0),
-                    from_client,
-                );
+                let s = established_step(&mut t, TCP_FIN | TCP_ACK, ok, 0, from_client);
                 assert_eq!(
                     s.state, NAT_TCP_FIN,
                     "FIN at {ok} from client {from_client}"
@@ -632,12 +628,7 @@ mod tests {
             }
             for bad in [lo - 2, lo + win + 1, lo + 0x4000_0000, lo ^ 0x8000_0000] {
                 let mut t = established();
-                let s = tcp_track(
-                    NAT_TCP_ESTABLISHED,
-                    &mut t,
-                    &seg(TCP_FIN | TCP_ACK, bad, 0),
-                    from_client,
-                );
+                let s = established_step(&mut t, TCP_FIN | TCP_ACK, bad, 0, from_client);
                 assert_eq!(
                     (s.state, s.ignored),
                     (NAT_TCP_ESTABLISHED, true),
@@ -660,12 +651,7 @@ mod tests {
         }
         assert_eq!(t, before, "out-of-window segments change no tracking");
         // And so the RST an attacker would then send at its own chosen sequence fails.
-        let s = tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_RST, 1_000_010, 0),
-            false,
-        );
+        let s = established_step(&mut t, TCP_RST, 1_000_010, 0, false);
         assert_eq!(s.state, NAT_TCP_ESTABLISHED);
     }
 
@@ -677,32 +663,22 @@ mod tests {
         // Nothing known: an RST or FIN from either side changes nothing.
         for from_client in [true, false] {
             for flags in [TCP_RST, TCP_FIN | TCP_ACK] {
-                let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(flags, 7, 0), from_client);
+                let s = established_step(&mut t, flags, 7, 0, from_client);
                 assert_eq!(s.state, NAT_TCP_ESTABLISHED);
             }
         }
         let mut t = [NatSeq::default(); 2];
         // The client seen: an RST of its own, at its own sequence, closes nothing (its
         // receiver's ACK is not known)...
-        tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_ACK, 90_000, 70_000),
-            true,
-        );
-        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 90_000, 0), true);
+        established_step(&mut t, TCP_ACK, 90_000, 70_000, true);
+        let s = established_step(&mut t, TCP_RST, 90_000, 0, true);
         assert_eq!(s.state, NAT_TCP_ESTABLISHED);
         // ...nor does a backend RST anywhere but at the client's ACK.
-        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 70_001, 0), false);
+        let s = established_step(&mut t, TCP_RST, 70_001, 0, false);
         assert_eq!(s.state, NAT_TCP_ESTABLISHED);
         // Both seen: the exact RST closes.
-        tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_ACK, 70_000, 90_000),
-            false,
-        );
-        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 90_000, 0), true);
+        established_step(&mut t, TCP_ACK, 70_000, 90_000, false);
+        let s = established_step(&mut t, TCP_RST, 90_000, 0, true);
         assert_eq!(s.state, NAT_TCP_CLOSED);
     }
 
@@ -718,25 +694,15 @@ mod tests {
             ..seg(TCP_ACK | 0x08, 777_000, 123)
         };
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &forged, false);
-        tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_ACK, 90_000, 70_000),
-            true,
-        );
-        let s = tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_RST, 777_010, 0),
-            false,
-        );
+        established_step(&mut t, TCP_ACK, 90_000, 70_000, true);
+        let s = established_step(&mut t, TCP_RST, 777_010, 0, false);
         assert_eq!(
             (s.state, s.ignored),
             (NAT_TCP_ESTABLISHED, true),
             "an RST at the spoofer's own planted sequence closed the connection"
         );
         // The backend's real reset, at what the client acknowledged, still closes.
-        let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_RST, 70_000, 0), false);
+        let s = established_step(&mut t, TCP_RST, 70_000, 0, false);
         assert_eq!(s.state, NAT_TCP_CLOSED);
     }
 
@@ -754,12 +720,7 @@ mod tests {
             };
             let s = tcp_track(NAT_TCP_ESTABLISHED, &mut t, &fin, true);
             assert_eq!(s.state, NAT_TCP_ESTABLISHED, "nothing to judge it by yet");
-            let s = tcp_track(
-                NAT_TCP_ESTABLISHED,
-                &mut t,
-                &seg(TCP_FIN | TCP_ACK, 70_000, backend_ack),
-                false,
-            );
+            let s = established_step(&mut t, TCP_FIN | TCP_ACK, 70_000, backend_ack, false);
             assert_eq!(
                 s.state, NAT_TCP_FIN,
                 "the backend's FIN (ack {backend_ack}) at what the client acknowledged"
@@ -770,19 +731,9 @@ mod tests {
         // A spoofed FIN from the backend side, at anything but what the client
         // acknowledged, changes nothing.
         let mut t = [NatSeq::default(); 2];
-        tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_ACK, 90_000, 70_000),
-            true,
-        );
+        established_step(&mut t, TCP_ACK, 90_000, 70_000, true);
         for wrong in [70_001, 70_000 + 1000, 71_000_000] {
-            let s = tcp_track(
-                NAT_TCP_ESTABLISHED,
-                &mut t,
-                &seg(TCP_FIN | TCP_ACK, wrong, 90_000),
-                false,
-            );
+            let s = established_step(&mut t, TCP_FIN | TCP_ACK, wrong, 90_000, false);
             assert_eq!(
                 (s.state, s.ignored),
                 (NAT_TCP_ESTABLISHED, true),
@@ -815,12 +766,7 @@ mod tests {
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1201), true);
         tcp_track(NAT_TCP_ESTABLISHED, &mut t, &data(1301), true);
         assert_eq!(t[0].end, 1401, "the data in flight moves the client's end");
-        let s = tcp_track(
-            NAT_TCP_ESTABLISHED,
-            &mut t,
-            &seg(TCP_FIN | TCP_ACK, 1401, 5101),
-            true,
-        );
+        let s = established_step(&mut t, TCP_FIN | TCP_ACK, 1401, 5101, true);
         assert_eq!(s.state, NAT_TCP_FIN, "the FIN after the data in flight");
     }
 
@@ -828,7 +774,7 @@ mod tests {
     fn syns_reopen_only_closed_tuples_from_the_client() {
         let mut t = established();
         assert_eq!(
-            tcp_track(NAT_TCP_ESTABLISHED, &mut t, &seg(TCP_SYN, 9, 0), true).state,
+            established_step(&mut t, TCP_SYN, 9, 0, true).state,
             NAT_TCP_ESTABLISHED
         );
         assert_eq!(

@@ -23,6 +23,22 @@ fn with_base(extra: &str) -> String {
     format!("{BASE}{extra}")
 }
 
+/// BASE and a second router `b` (VRID 52, one VIP) ending in `lines`, the first of
+/// them on line 17.
+fn with_router_b(lines: &str) -> String {
+    with_base(&format!(
+        "[[router]]\nname = \"b\"\nvrid = 52\nvips = [\"192.0.2.11\"]\n{lines}\n"
+    ))
+}
+
+/// BASE and an https check `x` on 10.0.0.1 ending in `lines`, the first of them on
+/// line 17.
+fn with_https_check(lines: &str) -> String {
+    with_base(&format!(
+        "[[check]]\nname = \"x\"\nkind = \"https\"\naddress = \"10.0.0.1\"\n{lines}\n"
+    ))
+}
+
 #[track_caller]
 fn assert_errors(text: &str, expected: &[&str]) {
     let seen: Vec<String> = match Config::parse(text) {
@@ -567,14 +583,7 @@ vips = ["2001:db8::11"]
 #[test]
 fn auth_pass_with_v3() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-auth_pass = "secret"
-"#,
-        ),
+        &with_router_b(r#"auth_pass = "secret""#),
         &["17:13: auth_pass only exists in VRRP version 2 (set version = 2, or remove it)"],
     );
 }
@@ -643,14 +652,7 @@ fn auth_key_file_with_v3_is_valid() {
 #[test]
 fn peers_other_family() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-peers = ["2001:db8::2"]
-"#,
-        ),
+        &with_router_b(r#"peers = ["2001:db8::2"]"#),
         &["17:10: peer 2001:db8::2 is IPv6 but the VIPs are IPv4"],
     );
 }
@@ -658,14 +660,7 @@ peers = ["2001:db8::2"]
 #[test]
 fn peer_bad() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-peers = ["0.0.0.0"]
-"#,
-        ),
+        &with_router_b(r#"peers = ["0.0.0.0"]"#),
         &["17:10: peer 0.0.0.0 is not a unicast address"],
     );
 }
@@ -673,14 +668,7 @@ peers = ["0.0.0.0"]
 #[test]
 fn track_unknown_check() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-track = [{ check = "dockr", weight = -50 }]
-"#,
-        ),
+        &with_router_b(r#"track = [{ check = "dockr", weight = -50 }]"#),
         &["17:20: track names check \"dockr\", but there is no [[check]] with that name"],
     );
 }
@@ -688,14 +676,7 @@ track = [{ check = "dockr", weight = -50 }]
 #[test]
 fn track_weight_out_of_range() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-track = [{ check = "docker", weight = -255 }]
-"#,
-        ),
+        &with_router_b(r#"track = [{ check = "docker", weight = -255 }]"#),
         &["17:39: track weight must be between -254 and 254, got -255"],
     );
 }
@@ -703,14 +684,7 @@ track = [{ check = "docker", weight = -255 }]
 #[test]
 fn track_missing_weight() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-track = [{ check = "docker" }]
-"#,
-        ),
+        &with_router_b(r#"track = [{ check = "docker" }]"#),
         &[
             "17:10: a track entry needs `weight`: positive = added while the check passes, negative = added while it fails, 0 = fault while it fails",
         ],
@@ -720,14 +694,7 @@ track = [{ check = "docker" }]
 #[test]
 fn gate_unknown_check() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-gates = ["docker", "nfs"]
-"#,
-        ),
+        &with_router_b(r#"gates = ["docker", "nfs"]"#),
         &["17:20: gate names check \"nfs\", but there is no [[check]] with that name"],
     );
 }
@@ -735,14 +702,7 @@ gates = ["docker", "nfs"]
 #[test]
 fn hook_relative_path() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-hooks = { master = "hooks/master.sh", timeout = "0s" }
-"#,
-        ),
+        &with_router_b(r#"hooks = { master = "hooks/master.sh", timeout = "0s" }"#),
         &[
             "17:20: hooks.master must be an absolute path, got \"hooks/master.sh\"",
             "17:49: hooks.timeout must be greater than zero",
@@ -753,14 +713,7 @@ hooks = { master = "hooks/master.sh", timeout = "0s" }
 #[test]
 fn hook_unknown_key() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-hooks = { on_master = "/x" }
-"#,
-        ),
+        &with_router_b(r#"hooks = { on_master = "/x" }"#),
         &[
             "17:11: unknown field `on_master`, expected one of `master`, `backup`, `fault`, `stop`, `notify`, `timeout`, `user`, `group`",
         ],
@@ -786,14 +739,7 @@ vips = ["192.0.2.11"]
 #[test]
 fn bgp_forbidden() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
-"#,
-        ),
+        &with_router_b(r#"bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }"#),
         &["17:7: `bgp` only applies to ownership = \"bgp\" (this router is \"vrrp\")"],
     );
 }
@@ -1274,15 +1220,10 @@ key = "/etc/fo/client.key"
 #[test]
 fn tls_files_are_absolute_paths() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-ca = "ca.pem"
+        &with_https_check(
+            r#"ca = "ca.pem"
 cert = "./client.pem"
-key = "client.key"
-"#,
+key = "client.key""#,
         ),
         &[
             "17:6: ca must be an absolute path, got \"ca.pem\"",
@@ -1295,14 +1236,9 @@ key = "client.key"
 #[test]
 fn insecure_with_a_ca_is_a_contradiction() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-insecure = true
-ca = "/etc/fo/ca.pem"
-"#,
+        &with_https_check(
+            r#"insecure = true
+ca = "/etc/fo/ca.pem""#,
         ),
         &[
             "18:6: `ca` has no effect with insecure = true (no certificate is verified): remove one of them",
@@ -1310,14 +1246,9 @@ ca = "/etc/fo/ca.pem"
     );
     // insecure = false and a CA: fine.
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-insecure = false
-ca = "/etc/fo/ca.pem"
-"#,
+        &with_https_check(
+            r#"insecure = false
+ca = "/etc/fo/ca.pem""#,
         ),
         &[],
     );
@@ -1369,12 +1300,8 @@ sni = "indexer-1.wazuh.example."
 #[test]
 fn min_cert_validity_is_a_positive_duration() {
     assert_errors(
-        &with_base(
-            r#"[[check]]
-name = "x"
-kind = "https"
-address = "10.0.0.1"
-min_cert_validity = "0d"
+        &with_https_check(
+            r#"min_cert_validity = "0d"
 
 [[check]]
 name = "y"
@@ -1386,8 +1313,7 @@ min_cert_validity = 30
 name = "z"
 kind = "https"
 address = "10.0.0.1"
-min_cert_validity = "30 days"
-"#,
+min_cert_validity = "30 days""#,
         ),
         &[
             "17:21: min_cert_validity must be more than 0s, like \"30d\" (leave it out to not check ahead of expiry)",
@@ -1593,14 +1519,7 @@ witness = { address = "192.0.2.1" }
 #[test]
 fn witness_needs_an_address() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-witness = { interval = "100ms" }
-"#,
-        ),
+        &with_router_b(r#"witness = { interval = "100ms" }"#),
         &[
             "17:11: witness needs `address` (e.g. the gateway of the segment, which answers ICMP echo)",
         ],
@@ -1610,38 +1529,19 @@ witness = { interval = "100ms" }
 #[test]
 fn witness_address_bad() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-witness = { address = "192.0.2.11" }
-"#,
-        ),
+        &with_router_b(r#"witness = { address = "192.0.2.11" }"#),
         &[
             "17:23: witness address 192.0.2.11 is one of this router's VIPs: pick an address another host answers for (e.g. the gateway)",
         ],
     );
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-witness = { address = "gateway" }
-"#,
-        ),
+        &with_router_b(r#"witness = { address = "gateway" }"#),
         &["17:23: witness address \"gateway\" is not an IPv4 or IPv6 address"],
     );
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-peers = ["192.0.2.3"]
-witness = { address = "192.0.2.3" }
-"#,
+        &with_router_b(
+            r#"peers = ["192.0.2.3"]
+witness = { address = "192.0.2.3" }"#,
         ),
         &[
             "18:23: witness address 192.0.2.3 is this router's peer: the witness must be a third host (e.g. the gateway)",
@@ -1670,27 +1570,15 @@ witness = { address = "192.0.2.1", timeout = "1s" }
 #[test]
 fn witness_timeout_shorter_than_two_probes() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-witness = { address = "192.0.2.1", interval = "1s", timeout = "1500ms" }
-"#,
+        &with_router_b(
+            r#"witness = { address = "192.0.2.1", interval = "1s", timeout = "1500ms" }"#,
         ),
         &[
             "17:63: witness timeout (1500ms) must be at least twice the probe interval (1s): one lost probe must not count as unreachable",
         ],
     );
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-witness = { address = "192.0.2.1", interval = "1ms" }
-"#,
-        ),
+        &with_router_b(r#"witness = { address = "192.0.2.1", interval = "1ms" }"#),
         &["17:47: witness interval must be at least 10ms, got 1ms"],
     );
 }
@@ -1961,14 +1849,7 @@ nat_timeouts = { established = "9000h" }
 
 #[test]
 fn hooks_take_argv_arrays_a_stop_hook_and_a_user() {
-    let cfg = fo_config::Config::parse(&with_base(
-        r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc/fo/stop.sh", user = "nobody", group = "nogroup" }
-"#,
-    ))
+    let cfg = fo_config::Config::parse(&with_router_b(r#"hooks = { master = ["/etc/keepalived/notify.sh", "MASTER", "VI 1"], stop = "/etc/fo/stop.sh", user = "nobody", group = "nogroup" }"#))
     .expect("valid");
     let h = &cfg.router("b").expect("router b").hooks;
     assert_eq!(
@@ -2067,13 +1948,8 @@ backends = [{ address = "192.0.2.21" }]
 #[test]
 fn hook_arrays_and_run_as_are_checked() {
     assert_errors(
-        &with_base(
-            r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-hooks = { master = [], backup = ["notify.sh", "BACKUP"], fault = 3, group = "nogroup" }
-"#,
+        &with_router_b(
+            r#"hooks = { master = [], backup = ["notify.sh", "BACKUP"], fault = 3, group = "nogroup" }"#,
         ),
         &[
             "17:20: hooks.master must not be an empty array",
@@ -2139,13 +2015,8 @@ backends = [{ address = "192.0.2.21" }]
 
 #[test]
 fn track_weight_zero_and_both_signs_are_accepted() {
-    let cfg = fo_config::Config::parse(&with_base(
-        r#"[[router]]
-name = "b"
-vrid = 52
-vips = ["192.0.2.11"]
-track = [{ check = "docker", weight = 0 }]
-"#,
+    let cfg = fo_config::Config::parse(&with_router_b(
+        r#"track = [{ check = "docker", weight = 0 }]"#,
     ))
     .expect("valid");
     let t = &cfg.router("b").and_then(|r| r.vrrp()).expect("vrrp").track;

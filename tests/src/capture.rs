@@ -140,15 +140,9 @@ pub fn ipv4_packet(d: &Datagram) -> Vec<u8> {
     p
 }
 
+/// RFC 1071 Internet checksum of `b`.
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    crate::frames::fold(crate::frames::sum16(b))
 }
 
 /// Send `datagrams` again, each from its captured source address and port, out of

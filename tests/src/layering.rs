@@ -542,39 +542,26 @@ pub fn strip(text: &str) -> String {
             let doc = starts(&chars, i, "/**") || starts(&chars, i, "/*!");
             let mut depth = 0usize;
             while i < chars.len() {
-                if starts(&chars, i, "/*") {
+                let step = if starts(&chars, i, "/*") {
                     depth += 1;
-                    for _ in 0..2 {
-                        if doc {
-                            out.push(chars[i])
-                        } else {
-                            blank(&mut out, chars[i])
-                        }
-                        i += 1;
-                    }
-                    continue;
-                }
-                if starts(&chars, i, "*/") {
+                    2
+                } else if starts(&chars, i, "*/") {
                     depth -= 1;
-                    for _ in 0..2 {
-                        if doc {
-                            out.push(chars[i])
-                        } else {
-                            blank(&mut out, chars[i])
-                        }
-                        i += 1;
-                    }
-                    if depth == 0 {
-                        break;
-                    }
-                    continue;
-                }
-                if doc {
-                    out.push(chars[i])
+                    2
                 } else {
-                    blank(&mut out, chars[i])
+                    1
+                };
+                for &ch in &chars[i..i + step] {
+                    if doc {
+                        out.push(ch)
+                    } else {
+                        blank(&mut out, ch)
+                    }
                 }
-                i += 1;
+                i += step;
+                if depth == 0 {
+                    break;
+                }
             }
         } else if !prev_ident
             && (c == 'r' || (c == 'b' && chars.get(i + 1) == Some(&'r')))
@@ -750,6 +737,15 @@ mod tests {
         assert_eq!(
             tos("src/vrrp/mod.rs", &["vrrp"], text),
             vec![(1, "agent".into()), (5, "health".into())]
+        );
+    }
+
+    #[test]
+    fn nested_block_comments_are_blanked_whole_and_doc_block_comments_kept() {
+        let text = "a /* x /* y */ z */ b\n/** d\n*/ c /*\n*/";
+        assert_eq!(
+            strip(text),
+            format!("a {} b\n/** d\n*/ c   \n  ", " ".repeat(17))
         );
     }
 

@@ -69,7 +69,7 @@ impl Fill {
 }
 
 /// `bpf_ktime_get_ns`'s clock (CLOCK_MONOTONIC), now.
-fn mono_now_ns() -> u64 {
+pub(crate) fn mono_now_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -521,6 +521,26 @@ impl Pair {
     pub fn vip() -> IpAddr {
         VIP.parse().expect("VIP")
     }
+
+    /// Asserts that A is master of router "lab" within 10 s (with its log if not).
+    #[track_caller]
+    pub fn assert_a_master(&self) {
+        assert!(
+            self.wait_master(&self.a, Duration::from_secs(10)),
+            "A never became master:\n{}",
+            self.a.log()
+        );
+    }
+
+    /// Wait (10 s at most) for A to be master, then put `n` idle established
+    /// connections to the VIP straight into A's pinned NAT table.
+    pub fn fill_nat_of_master_a(&self, n: u32) {
+        self.assert_a_master();
+        let IpAddr::V4(vip) = Self::vip() else {
+            panic!("the lab's VIP is IPv4")
+        };
+        crate::pins::fill_nat(&self.a.pin_dir, vip.octets(), n);
+    }
 }
 
 /// Start `agents` long-lived fo-fleet connections from `client` to `target`

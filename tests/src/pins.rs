@@ -48,33 +48,29 @@ pub fn nat_entries(pin_dir: &Path) -> usize {
     fwd.keys().filter(Result::is_ok).count()
 }
 
+/// Made-up TCP connection `i` to `vip`:1514: client 10.200.0.0/16 by `i`'s low 16
+/// bits, source port 1024 + the rest.
+fn made_up_key(vip: [u8; 4], i: u32) -> FlowKey {
+    FlowKey {
+        src: Addr::v4([10, 200, (i >> 8 & 0xff) as u8, (i & 0xff) as u8]),
+        dst: Addr::v4(vip),
+        sport_be: (1024 + (i >> 16) as u16).to_be(),
+        dport_be: 1514u16.to_be(),
+        proto: 6,
+        family: FAMILY_V4,
+        _pad: [0; 2],
+    }
+}
+
 /// Put `n` established NAT connections to `vip`:1514 into the pinned `NAT_FWD` table,
 /// seen now (so nothing ages them out), from made-up clients 10.200.0.0/16 (only the
 /// agent's walks read them; no packet ever matches).
 pub fn fill_nat(pin_dir: &Path, vip: [u8; 4], n: u32) {
     let mut fwd: HashMap<MapData, FlowKey, NatFlow> =
         open(pin_dir, "NAT_FWD").try_into().expect("NAT_FWD");
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC is bpf_ktime_get_ns's clock.
-    assert_eq!(
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) },
-        0
-    );
-    let now_ns = now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64;
+    let now_ns = crate::natfill::mono_now_ns();
     for i in 0..n {
-        let client = [10, 200, (i >> 8 & 0xff) as u8, (i & 0xff) as u8];
-        let key = FlowKey {
-            src: Addr::v4(client),
-            dst: Addr::v4(vip),
-            sport_be: (1024 + (i >> 16) as u16).to_be(),
-            dport_be: 1514u16.to_be(),
-            proto: 6,
-            family: FAMILY_V4,
-            _pad: [0; 2],
-        };
+        let key = made_up_key(vip, i);
         let flow = NatFlow {
             backend: Addr::v4([10, 1, 0, 11]),
             snat: Addr::v4(vip),
@@ -94,15 +90,7 @@ pub fn fill_flows(pin_dir: &Path, vip: [u8; 4], n: u32) {
     let mut flows: HashMap<MapData, FlowKey, FlowValue> =
         open(pin_dir, "FLOWS").try_into().expect("FLOWS");
     for i in 0..n {
-        let key = FlowKey {
-            src: Addr::v4([10, 200, (i >> 8 & 0xff) as u8, (i & 0xff) as u8]),
-            dst: Addr::v4(vip),
-            sport_be: (1024 + (i >> 16) as u16).to_be(),
-            dport_be: 1514u16.to_be(),
-            proto: 6,
-            family: FAMILY_V4,
-            _pad: [0; 2],
-        };
+        let key = made_up_key(vip, i);
         let value = FlowValue {
             backend: 0,
             service_id: 0,

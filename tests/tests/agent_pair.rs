@@ -144,11 +144,7 @@ fn reloads_and_operator_commands() {
     let mut lab = Pair::new(&PairOptions::default());
     lab.a.start();
     lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
 

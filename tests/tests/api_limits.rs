@@ -25,15 +25,7 @@ fn lab(extra: &str) -> Pair {
 
 /// A's NAT table filled with `ENTRIES` idle established connections, A master.
 fn fill(lab: &Pair) {
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
-    let std::net::IpAddr::V4(vip) = Pair::vip() else {
-        panic!("the lab's VIP is IPv4")
-    };
-    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), ENTRIES);
+    lab.fill_nat_of_master_a(ENTRIES);
 }
 
 /// `fo-agent status --json` of A, or `None` if it did not answer.

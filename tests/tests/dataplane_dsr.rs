@@ -27,6 +27,13 @@ fn dsr(frame: &[u8]) -> Vec<u8> {
     fo_tests::build::dsr(frame, BACKEND_MAC, OUR_MAC)
 }
 
+/// A TCP segment from the client to the VIP's port 1514, to our MAC.
+fn to_vip(sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    frames::tcp4(
+        OUR_MAC, CLIENT_MAC, CLIENT, VIP, sport, 1514, flags, payload,
+    )
+}
+
 fn rows() -> Vec<Row> {
     let to_vip = || Frame::eth(OUR_MAC, CLIENT_MAC).ipv4(CLIENT, VIP);
     let syn = to_vip().tcp(40000, 1514).syn().build();
@@ -92,6 +99,20 @@ fn every_row_of_the_table() {
     table::run(&mut fixture(), &rows);
 }
 
+/// A client's ARP request for the VIP (which is `what`) is passed untouched, once,
+/// and counted as `counter`.
+fn arp_for_the_vip_passes(fx: &mut Fixture, what: &str, counter: &str) {
+    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
+    let run = fx.run(&req);
+    assert_eq!(
+        run.action, XDP_PASS,
+        "ARP for {what} must pass, got {}",
+        run.action
+    );
+    assert_eq!(run.frame, req, "the request must be passed untouched");
+    assert_eq!(fx.counter(counter), 1, "{counter}");
+}
+
 #[test]
 fn dead_man_switch_stops_arp_but_not_forwarding() {
     let mut fx = fixture();
@@ -99,25 +120,8 @@ fn dead_man_switch_stops_arp_but_not_forwarding() {
     fx.dp
         .set_vip(IpAddr::V4(VIP), true, fo_agent::dataplane::MonoNanos::now())
         .expect("VIPS");
-    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
-    let run = fx.run(&req);
-    assert_eq!(
-        run.action, XDP_PASS,
-        "ARP for a VIP whose lease ran out must pass, got {}",
-        run.action
-    );
-    assert_eq!(run.frame, req, "the request must be passed untouched");
-    assert_eq!(fx.counter("lease_expired"), 1);
-    let syn = frames::tcp4(
-        OUR_MAC,
-        CLIENT_MAC,
-        CLIENT,
-        VIP,
-        40001,
-        1514,
-        frames::TCP_SYN,
-        b"",
-    );
+    arp_for_the_vip_passes(&mut fx, "a VIP whose lease ran out", "lease_expired");
+    let syn = to_vip(40001, frames::TCP_SYN, b"");
     let run = fx.run(&syn);
     assert_eq!(
         run.action, XDP_TX,
@@ -130,25 +134,8 @@ fn a_routed_vip_is_forwarded_but_never_answered_for() {
     // BGP ownership: the router routes the VIP to every node; no node may answer ARP.
     let mut fx = fixture();
     fx.dp.set_vip_routed(IpAddr::V4(VIP)).expect("VIPS");
-    let req = frames::arp(1, CLIENT_MAC, CLIENT, [0; 6], VIP);
-    let run = fx.run(&req);
-    assert_eq!(
-        run.action, XDP_PASS,
-        "ARP for a routed VIP must pass, got {}",
-        run.action
-    );
-    assert_eq!(run.frame, req, "the request must be passed untouched");
-    assert_eq!(fx.counter("routed_vip"), 1);
-    let syn = frames::tcp4(
-        OUR_MAC,
-        CLIENT_MAC,
-        CLIENT,
-        VIP,
-        40004,
-        1514,
-        frames::TCP_SYN,
-        b"",
-    );
+    arp_for_the_vip_passes(&mut fx, "a routed VIP", "routed_vip");
+    let syn = to_vip(40004, frames::TCP_SYN, b"");
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_TX, "a routed VIP's service is forwarded");
     assert_eq!(run.frame, dsr(&syn), "forwarded by DSR to the backend");
@@ -175,16 +162,7 @@ fn a_routed_vip_is_forwarded_but_never_answered_for() {
 #[test]
 fn backend_counters_count_packets_and_bytes() {
     let mut fx = fixture();
-    let data = frames::tcp4(
-        OUR_MAC,
-        CLIENT_MAC,
-        CLIENT,
-        VIP,
-        40002,
-        1514,
-        frames::TCP_PSH_ACK,
-        b"0123456789",
-    );
+    let data = to_vip(40002, frames::TCP_PSH_ACK, b"0123456789");
     for _ in 0..5 {
         assert_eq!(fx.run(&data).action, XDP_TX);
     }
@@ -204,16 +182,7 @@ fn backend_counters_count_packets_and_bytes() {
 fn a_service_without_backends_passes() {
     let mut fx = fixture();
     fx.services(&[service(IpAddr::V4(VIP), 1514, PROTO_TCP, vec![])]);
-    let syn = frames::tcp4(
-        OUR_MAC,
-        CLIENT_MAC,
-        CLIENT,
-        VIP,
-        40003,
-        1514,
-        frames::TCP_SYN,
-        b"",
-    );
+    let syn = to_vip(40003, frames::TCP_SYN, b"");
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_PASS);
     assert_eq!(run.frame, syn);

@@ -9,32 +9,28 @@
 //! MAC), a gateway 192.0.2.254 to the backends' subnet 10.1.0.0/24, the client's
 //! subnet on-link, forwarding on, and permanent neighbour entries.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 
+use fo_agent::dataplane::MonoNanos;
 use fo_agent::dataplane::nat::NatTimeouts;
-use fo_agent::dataplane::{MonoNanos, NatSpec};
 use fo_common::{
     Addr, FAMILY_V4, FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN,
     NAT_UDP, NatFlow, NatService, PROTO_TCP, PROTO_UDP,
     xdp_action::{XDP_PASS, XDP_REDIRECT},
 };
-use fo_tests::fixture::{Fixture, backend, service};
+use fo_tests::fixture::Fixture;
 use fo_tests::frames::{self, Mac, Tcp4};
 use fo_tests::netns::Netns;
+use fo_tests::xdp_oracle::nat::{
+    self as nat_oracle, BACKEND, CLIENT, CLIENT_MAC, D0_MAC, GW_MAC, SNAT, VIP,
+};
 
-const D0_MAC: Mac = [0x02, 0xf0, 0, 0, 0, 0x02];
-const GW_MAC: Mac = [0x02, 0x99, 0, 0, 0, 0xfe];
-const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
 /// Source MAC of frames from CLIENT2, which has no neighbour entry on the node.
 const CLIENT2_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x02];
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const CLIENT2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
-const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 21);
 const TCP_PORT: u16 = 1514;
 const TCP_BACKEND_PORT: u16 = 11514;
 const UDP_PORT: u16 = 514;
@@ -43,66 +39,17 @@ const FIN_ACK: u8 = 0x11;
 const RST: u8 = 0x04;
 const SYN_ACK: u8 = 0x12;
 
-/// The namespace the test's runs happen in.
+/// The namespace the test's runs happen in: the XDP fuzzer's NAT FIB.
 fn fib_namespace() -> Netns {
     let ns = Netns::new("natfib");
-    ns.sh(&format!(
-        "ip link add d0 type veth peer name d0p && ip link set d0 address {} && ip link set d0 up && ip link set d0p up \
-         && ip addr add 192.0.2.1/24 dev d0 \
-         && ip route add 198.51.100.0/24 dev d0 \
-         && ip route add 10.1.0.0/24 via 192.0.2.254 dev d0 \
-         && ip neigh add 192.0.2.254 lladdr {} dev d0 nud permanent \
-         && ip neigh add {CLIENT} lladdr {} dev d0 nud permanent \
-         && sysctl -qw net.ipv4.ip_forward=1",
-        mac_str(D0_MAC),
-        mac_str(GW_MAC),
-        mac_str(CLIENT_MAC)
-    ));
+    ns.sh(&nat_oracle::fib_setup());
     ns
 }
 
-fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// VIP with a NAT service tcp/1514 -> BACKEND:11514 and udp/514 -> BACKEND:5514,
-/// SNAT address owned.
+/// SNAT address owned (the XDP fuzzer's NAT fixture).
 fn fixture(nat_table_size: u32) -> Fixture {
-    let mut fx = Fixture::with_nat_table(251, nat_table_size);
-    let d0 = fo_agent::dataplane::ifindex("d0").expect("d0");
-    fx.dp.set_iface(d0, D0_MAC).expect("IFACES");
-    fx.dp
-        .set_vip_role(IpAddr::V4(VIP), true, false)
-        .expect("role");
-    fx.dp
-        .set_vip_role(IpAddr::V4(SNAT), false, true)
-        .expect("role");
-    fx.own(IpAddr::V4(VIP));
-    fx.own(IpAddr::V4(SNAT));
-    let nat = || {
-        Some(NatSpec {
-            snat: vec![IpAddr::V4(SNAT)],
-        })
-    };
-    let mut tcp = service(
-        IpAddr::V4(VIP),
-        TCP_PORT,
-        PROTO_TCP,
-        vec![backend(IpAddr::V4(BACKEND), TCP_BACKEND_PORT, 1, [0; 6])],
-    );
-    tcp.nat = nat();
-    let mut udp = service(
-        IpAddr::V4(VIP),
-        UDP_PORT,
-        PROTO_UDP,
-        vec![backend(IpAddr::V4(BACKEND), UDP_BACKEND_PORT, 1, [0; 6])],
-    );
-    udp.nat = nat();
-    fx.services(&[tcp, udp]);
-    fx
+    nat_oracle::fixture_with_table(nat_table_size)
 }
 
 fn key(client: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> FlowKey {
@@ -166,15 +113,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
         .frame();
     assert_eq!(fx.run(&syn).action, XDP_REDIRECT, "SYN of {client}:{sport}");
     let k = key(client, sport, TCP_PORT, PROTO_TCP);
-    let p = u16::from_be(
-        fx.dp
-            .nat_table()
-            .expect("NAT maps")
-            .flow(&k)
-            .expect("map")
-            .expect("an entry for the SYN")
-            .snat_port_be,
-    );
+    let p = u16::from_be(flow_of(fx, &k).expect("an entry for the SYN").snat_port_be);
     let syn_ack = b2s(p)
         .flags(SYN_ACK)
         .seq(BACKEND_ISN)
@@ -194,11 +133,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
         .frame();
     assert_eq!(fx.run(&ack).action, XDP_REDIRECT, "ACK of {client}:{sport}");
     assert!(
-        !fx.dp
-            .nat_table()
-            .expect("NAT maps")
-            .is_embryonic(&k)
-            .expect("map"),
+        !is_embryonic(fx, &k),
         "{client}:{sport} completed its handshake but is still embryonic"
     );
     (k, p)
@@ -271,12 +206,31 @@ fn exchange(fx: &mut Fixture, client: Ipv4Addr, sport: u16, p: u16, round: u32) 
     );
 }
 
-fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
+/// The connection `k` in the NAT table, if any.
+fn flow_of(fx: &Fixture, k: &FlowKey) -> Option<NatFlow> {
+    fx.dp.nat_table().expect("NAT maps").flow(k).expect("map")
+}
+
+/// Whether `k` waits in the embryonic table.
+fn is_embryonic(fx: &Fixture, k: &FlowKey) -> bool {
     fx.dp
         .nat_table()
         .expect("NAT maps")
-        .flow(k)
+        .is_embryonic(k)
         .expect("map")
+}
+
+/// The connection whose reply tuple is `rev`, if any.
+fn reverse_of(fx: &Fixture, rev: &FlowKey) -> Option<FlowKey> {
+    fx.dp
+        .nat_table()
+        .expect("NAT maps")
+        .reverse(rev)
+        .expect("map")
+}
+
+fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
+    flow_of(fx, k)
         .unwrap_or_else(|| panic!("no NAT entry for {k:?}"))
         .state
 }
@@ -444,13 +398,7 @@ fn both_directions_with_port_translation_exact_frames() {
         let run = fx.run(&dg);
         assert_eq!(run.action, XDP_REDIRECT, "UDP to a NAT service");
         let uk = key(CLIENT, 5140, UDP_PORT, PROTO_UDP);
-        let uflow = fx
-            .dp
-            .nat_table()
-            .expect("NAT maps")
-            .flow(&uk)
-            .expect("map")
-            .expect("UDP entry");
+        let uflow = flow_of(&fx, &uk).expect("UDP entry");
         assert_eq!(uflow.state, NAT_UDP);
         let up = u16::from_be(uflow.snat_port_be);
         assert_eq!(
@@ -475,20 +423,10 @@ fn both_directions_with_port_translation_exact_frames() {
             &frames::udp4(CLIENT_MAC, D0_MAC, VIP, CLIENT, UDP_PORT, 5140, b"ok"),
             "nat_reply",
         );
-        assert!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .is_embryonic(&uk)
-                .expect("map")
-        );
+        assert!(is_embryonic(&fx, &uk));
         assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP again");
         assert!(
-            !fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .is_embryonic(&uk)
-                .expect("map"),
+            !is_embryonic(&fx, &uk),
             "a UDP flow that saw a reply and sent again is established"
         );
 
@@ -497,15 +435,7 @@ fn both_directions_with_port_translation_exact_frames() {
         let syn2 = client_tcp(CLIENT2, CLIENT2_MAC, 40001, frames::TCP_SYN, b"");
         assert_eq!(fx.run(&syn2).action, XDP_REDIRECT);
         let k2 = key(CLIENT2, 40001, TCP_PORT, PROTO_TCP);
-        let p2 = u16::from_be(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&k2)
-                .expect("map")
-                .expect("entry")
-                .snat_port_be,
-        );
+        let p2 = u16::from_be(flow_of(&fx, &k2).expect("entry").snat_port_be);
         assert_ne!(p2, snat_port, "two connections never share a reply tuple");
         expect(
             &mut fx,
@@ -536,11 +466,7 @@ fn both_directions_with_port_translation_exact_frames() {
             "nat_no_flow",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&key(CLIENT, 40099, TCP_PORT, PROTO_TCP))
-                .expect("map"),
+            flow_of(&fx, &key(CLIENT, 40099, TCP_PORT, PROTO_TCP)),
             None,
             "a non-SYN must not open a NAT connection"
         );
@@ -608,11 +534,7 @@ fn rst_and_fin_age_out_and_free_the_port() {
             _pad: [0; 2],
         };
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .reverse(&rst_rev)
-                .expect("map"),
+            reverse_of(&fx, &rst_rev),
             None,
             "the reset connection's port is free again"
         );
@@ -630,12 +552,7 @@ fn rst_and_fin_age_out_and_free_the_port() {
         );
         let _ = fin_p;
         assert!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&est_k)
-                .expect("map")
-                .is_some(),
+            flow_of(&fx, &est_k).is_some(),
             "the established connection stays"
         );
         // A late segment of the removed connection is passed, not re-opened.
@@ -672,15 +589,7 @@ fn a_full_table_keeps_the_old_connections() {
             "embryonic: translated"
         );
         let k = key(CLIENT, 43000, TCP_PORT, PROTO_TCP);
-        let p = u16::from_be(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&k)
-                .expect("map")
-                .expect("entry")
-                .snat_port_be,
-        );
+        let p = u16::from_be(flow_of(&fx, &k).expect("entry").snat_port_be);
         let syn_ack = b2s(p)
             .flags(SYN_ACK)
             .seq(BACKEND_ISN)
@@ -933,11 +842,7 @@ fn an_embryonic_connection_whose_reservation_was_evicted_takes_it_again() {
             "nat_hit",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .reverse(&tcp_rev(PORT))
-                .expect("map"),
+            reverse_of(&fx, &tcp_rev(PORT)),
             Some(a),
             "the port is reserved again"
         );
@@ -1106,16 +1011,12 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
             "nat_bad_tcp",
         );
         assert_eq!(
-            fx.dp
-                .nat_table()
-                .expect("NAT maps")
-                .flow(&key(CLIENT, 51_000, TCP_PORT, PROTO_TCP))
-                .expect("map"),
+            flow_of(&fx, &key(CLIENT, 51_000, TCP_PORT, PROTO_TCP)),
             None,
             "no connection opened"
         );
         let (k, _) = handshake(&mut fx, CLIENT, 51_001);
-        let before = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map");
+        let before = flow_of(&fx, &k);
         let data = short(
             c2v(CLIENT, CLIENT_MAC, 51_001)
                 .flags(frames::TCP_PSH_ACK)
@@ -1133,7 +1034,7 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
             "nat_bad_tcp",
         );
         assert_eq!(
-            fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map"),
+            flow_of(&fx, &k),
             before,
             "the connection's tracking is untouched"
         );
@@ -1261,7 +1162,7 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
                 continue;
             }
             let k = key(CLIENT, sport, TCP_PORT, PROTO_TCP);
-            let Some(f) = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map") else {
+            let Some(f) = flow_of(&fx, &k) else {
                 continue;
             };
             let p = u16::from_be(f.snat_port_be);
@@ -1280,7 +1181,7 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
                 .ack(BACKEND_ISN + 1)
                 .frame();
             let run = fx.run(&ack);
-            let established = fx.dp.nat_table().expect("NAT maps").flow(&k).expect("map");
+            let established = flow_of(&fx, &k);
             if run.action == XDP_REDIRECT
                 && established.is_some_and(|f| f.state == NAT_TCP_ESTABLISHED)
             {
@@ -1397,15 +1298,7 @@ fn a_full_event_ring_is_counted_and_translation_goes_on() {
             let dg = frames::udp4(D0_MAC, CLIENT_MAC, CLIENT, VIP, 2000 + i, UDP_PORT, b"e");
             assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP flow {i}");
             let k = key(CLIENT, 2000 + i, UDP_PORT, PROTO_UDP);
-            let up = u16::from_be(
-                fx.dp
-                    .nat_table()
-                    .expect("NAT maps")
-                    .flow(&k)
-                    .expect("map")
-                    .expect("entry")
-                    .snat_port_be,
-            );
+            let up = u16::from_be(flow_of(&fx, &k).expect("entry").snat_port_be);
             let reply = frames::udp4(D0_MAC, GW_MAC, BACKEND, SNAT, UDP_BACKEND_PORT, up, b"r");
             assert_eq!(fx.run(&reply).action, XDP_REDIRECT, "UDP reply {i}");
             assert_eq!(fx.run(&dg).action, XDP_REDIRECT, "UDP flow {i} again");

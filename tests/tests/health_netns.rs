@@ -5,7 +5,7 @@
 //! transition. Each test prints the figures it measures.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fo_tests::netns::wait_for;
@@ -309,16 +309,19 @@ fn a_link_flap_keeps_the_backends_macs() {
     println!("link down 9.5 s: backends kept their MACs; 50/50 connections right after link up");
 }
 
-#[test]
-fn a_failing_tracked_check_moves_mastership() {
+/// The lab with A's router tracking a file check `app` (on the file returned) at
+/// `weight`, the file there, A master at [`PRIO_A`] and B started.
+fn tracking_a_master(weight: &str) -> (Pair, PathBuf) {
     let mut lab = lab("");
     let flag = lab.dir.join("app-ok");
     std::fs::write(&flag, "").expect("create app-ok");
-    add_to_router(&lab.a, "track = [{ check = \"app\", weight = -60 }]");
+    add_to_router(
+        &lab.a,
+        &format!("track = [{{ check = \"app\", weight = {weight} }}]"),
+    );
     append(&lab.a, &file_check("app", &flag, "200ms"));
     start_a_master(&mut lab);
     lab.b.start();
-    let check_interval = Duration::from_millis(200);
     let settled = time_until(&lab.a, Duration::from_secs(5), |st| {
         let r = router(st);
         r["state"] == "master" && r["effective_priority"] == PRIO_A
@@ -328,6 +331,22 @@ fn a_failing_tracked_check_moves_mastership() {
         "A should be master at priority {PRIO_A} while app-ok exists: {}",
         lab.a.status()
     );
+    (lab, flag)
+}
+
+/// B is backup again within `within`.
+fn b_backup_again(lab: &Pair, within: Duration) {
+    assert!(
+        wait_for(within, || (lab.b.state("lab") == "backup").then_some(())).is_some(),
+        "B should be backup again: {}",
+        router(&lab.b.status())
+    );
+}
+
+#[test]
+fn a_failing_tracked_check_moves_mastership() {
+    let (lab, flag) = tracking_a_master("-60");
+    let check_interval = Duration::from_millis(200);
     assert!(
         wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
             .then_some(()))
@@ -402,13 +421,7 @@ fn a_failing_tracked_check_moves_mastership() {
         back <= bound,
         "A took mastership back after {back:?}, expected within {bound:?}"
     );
-    assert!(
-        wait_for(Duration::from_secs(3), || (lab.b.state("lab") == "backup")
-            .then_some(()))
-        .is_some(),
-        "B should be backup again: {}",
-        router(&lab.b.status())
-    );
+    b_backup_again(&lab, Duration::from_secs(3));
 }
 
 /// keepalived's weight 0: a tracked check that fails puts the router in fault (source
@@ -416,22 +429,7 @@ fn a_failing_tracked_check_moves_mastership() {
 /// A preempts back. (Before weight 0 meant fault, it moved nothing: A stayed master.)
 #[test]
 fn a_failing_check_tracked_with_weight_0_faults_the_router() {
-    let mut lab = lab("");
-    let flag = lab.dir.join("app-ok");
-    std::fs::write(&flag, "").expect("create app-ok");
-    add_to_router(&lab.a, "track = [{ check = \"app\", weight = 0 }]");
-    append(&lab.a, &file_check("app", &flag, "200ms"));
-    start_a_master(&mut lab);
-    lab.b.start();
-    let settled = time_until(&lab.a, Duration::from_secs(5), |st| {
-        let r = router(st);
-        r["state"] == "master" && r["effective_priority"] == PRIO_A
-    });
-    assert!(
-        settled.is_some(),
-        "A should be master at priority {PRIO_A} while app-ok exists: {}",
-        lab.a.status()
-    );
+    let (lab, flag) = tracking_a_master("0");
 
     std::fs::remove_file(&flag).expect("remove app-ok");
     let faulted = time_until(&lab.a, Duration::from_secs(10), |st| {
@@ -474,13 +472,7 @@ fn a_failing_check_tracked_with_weight_0_faults_the_router() {
         router(&lab.a.status()),
         lab.a.log()
     );
-    assert!(
-        wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
-            .then_some(()))
-        .is_some(),
-        "B should be backup again: {}",
-        router(&lab.b.status())
-    );
+    b_backup_again(&lab, Duration::from_secs(5));
 }
 
 #[test]

@@ -41,12 +41,19 @@ fn lab(node_extra: &str) -> Pair {
     });
     let mut lab = lab;
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab
+}
+
+/// A deterministic generator of spoofed values (xorshift64) from `seed`.
+fn xorshift(seed: u64) -> impl FnMut() -> u32 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u32
+    }
 }
 
 /// A connection to the sinks through the VIP speaking fo-lab's protocol.
@@ -131,13 +138,7 @@ fn a_spoofed_rst_sweep_leaves_idle_connections_in_place() {
     let inj = Injector::open(router, "eth0");
     let (a_mac, rt_mac) = (lab.a.ns.mac("eth0"), router.mac("eth0"));
     let snat: Ipv4Addr = SNAT.parse().expect("SNAT");
-    let mut x = 0x243f_6a88_85a3_08d3u64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u32
-    };
+    let mut rnd = xorshift(0x243f_6a88_85a3_08d3);
     let started = Instant::now();
     let mut sent = 0u64;
     for backend in [21u8, 22] {
@@ -229,13 +230,7 @@ fn spoofed_syn_and_udp_floods_leave_room_for_new_connections() {
     let flood = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut x = 0x1319_8a2e_0370_7344u64;
-            let mut rnd = move || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u32
-            };
+            let mut rnd = xorshift(0x1319_8a2e_0370_7344);
             // Each tick (a sleep of at least 1 ms; about 2 ms here) sends this many of
             // each: about 10,000 SYNs and 10,000 datagrams a second, and again each
             // datagram of two ticks before.

@@ -191,11 +191,7 @@ fn restarted_nat_master_keeps_its_connections() {
     ));
     lab.a.start();
     lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
     lab.a.kill9();
@@ -233,15 +229,7 @@ fn restarted_nat_master_keeps_its_connections() {
 fn master_holding(extra: &str, n: u32) -> Pair {
     let mut lab = nat_lab(extra);
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
-    let std::net::IpAddr::V4(vip) = Pair::vip() else {
-        panic!("the lab's VIP is IPv4")
-    };
-    fo_tests::pins::fill_nat(&lab.a.pin_dir, vip.octets(), n);
+    lab.fill_nat_of_master_a(n);
     lab
 }
 

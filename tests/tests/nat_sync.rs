@@ -238,11 +238,7 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
     let pcap = lab.dir.join(format!("sync-{}.pcap", unique_tag()));
     let mut capture = Capture::start(&lab.b.ns, "eth0", SYNC_PORT, &pcap);
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     // What B's first snapshot will carry: two real connections and 1,000 idle ones
     // (more than 16 datagrams, so B acknowledges).
     let x = connect_from(&lab, PORT_X);

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::time::Duration;
 
 use fo_tests::netns::Netns;
 use fo_tests::pair::{NAT_BACKEND_PORT, Pair, PairOptions};
@@ -21,11 +20,7 @@ fn lab() -> Pair {
         ..Default::default()
     });
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     lab
 }
 

@@ -35,11 +35,7 @@ fn vip_address_follows_mastership() {
     lab.a.ns.sh(&format!("ip addr add {VIP}/32 dev eth0"));
     lab.a.start();
     // Alone, A becomes master after Master_Down_Interval (0.34 s).
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
     assert!(
         wait_for(Duration::from_secs(5), || has_vip(&lab).then_some(())).is_some(),
         "the VIP is not on eth0 while master"

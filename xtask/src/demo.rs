@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::sum_timelines;
-use crate::lab::{Bins, Lab, Spec, Transition, target_dir, unix_ns};
+use crate::lab::{Bins, Lab, Spec, Transition, target_dir, test_net, unix_ns};
 use crate::util::{read_json, remove_old_runs};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -66,18 +66,9 @@ pub fn run() -> anyhow::Result<()> {
     let run_dir = out.join(format!("run-{}", std::process::id()));
     remove_old_runs(&out);
     let spec = Spec {
-        prefix: "fo-demo".into(),
-        vip: VIP,
-        port: PORT,
-        client: Ipv4Addr::new(192, 0, 2, 10),
-        client_sources: (SOURCES.0..=SOURCES.1)
-            .map(|i| Ipv4Addr::new(192, 0, 2, i))
-            .collect(),
-        nodes: vec![
-            ("a".into(), Ipv4Addr::new(192, 0, 2, 2)),
-            ("b".into(), Ipv4Addr::new(192, 0, 2, 3)),
-        ],
-        backends: (21..=23).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect(),
+        client_sources: test_net(SOURCES.0..=SOURCES.1),
+        backends: test_net(21..=23),
+        ..Spec::pair("fo-demo", VIP, PORT)
     };
     eprintln!(
         "demo: building the lab {}-{} (logs in {})",

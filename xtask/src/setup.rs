@@ -146,51 +146,29 @@ fn toolchain() -> anyhow::Result<()> {
 
 /// bpf-linker, built against Debian's LLVM 22 (the LLVM of Rust 1.98).
 fn bpf_linker() -> anyhow::Result<()> {
-    let ok = Command::new("bpf-linker")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if succeeds(Command::new("bpf-linker").arg("--version")) {
         return Ok(());
     }
     exec(
-        Command::new("rustup")
-            .args([
-                "run",
-                TOOLCHAIN,
-                "cargo",
-                "install",
-                "bpf-linker",
-                "--locked",
-                "--no-default-features",
-                "--features",
-                "llvm-22",
-            ])
-            .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
-            .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
+        cargo_install(&[
+            "bpf-linker",
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22")
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
     )
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz` (libFuzzer targets; run with the pinned toolchain
 /// and RUSTC_BOOTSTRAP=1, see xtask/src/fuzz.rs).
 fn cargo_fuzz() -> anyhow::Result<()> {
-    let ok = Command::new("cargo-fuzz")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
+    if succeeds(Command::new("cargo-fuzz").arg("--version")) {
         return Ok(());
     }
-    exec(Command::new("rustup").args([
-        "run",
-        TOOLCHAIN,
-        "cargo",
-        "install",
-        "cargo-fuzz",
-        "--locked",
-    ]))
+    exec(&mut cargo_install(&["cargo-fuzz", "--locked"]))
 }
 
 /// cargo-deb, pinned: `cargo xtask package` relies on its asset and systemd-unit handling.
@@ -205,16 +183,19 @@ fn cargo_deb() -> anyhow::Result<()> {
     if have {
         return Ok(());
     }
-    exec(Command::new("rustup").args([
-        "run",
-        TOOLCHAIN,
-        "cargo",
-        "install",
+    exec(&mut cargo_install(&[
         "cargo-deb",
         "--version",
         CARGO_DEB_VERSION,
         "--locked",
     ]))
+}
+
+/// `cargo install ARGS` with the pinned toolchain.
+fn cargo_install(args: &[&str]) -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", TOOLCHAIN, "cargo", "install"]).args(args);
+    cmd
 }
 
 fn bpffs() -> anyhow::Result<()> {

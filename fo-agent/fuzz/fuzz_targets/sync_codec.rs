@@ -26,8 +26,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use std::net::Ipv4Addr;
-
 use fo_agent::sync::codec::{
     self, HEADER_LEN, Header, Kind, MAC_LEN, MAX_RECORDS, Message, Op, RECORD_LEN, Record,
 };
@@ -51,46 +49,22 @@ fn signed(body: &[u8], key: &[u8]) -> Vec<u8> {
     d
 }
 
-/// A message made of `b`'s bytes (zeros past its end).
+/// A message made of `b`'s bytes (zeros past its end), read as the codec reads a
+/// datagram, but any kind, record count and op.
 fn message(b: &[u8]) -> Message {
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
-    let u64_at = |i: usize| u64::from_be_bytes(std::array::from_fn(|k| at(i + k)));
-    let u32_at = |i: usize| u32::from_be_bytes(std::array::from_fn(|k| at(i + k)));
     let n = usize::from(at(1)) % (MAX_RECORDS + 1);
     let records = (0..n)
         .map(|r| {
             let o = HEADER_LEN + r * RECORD_LEN;
-            let ip = |i: usize| Ipv4Addr::from(u32_at(o + i));
-            let port = |i: usize| u16::from_be_bytes([at(o + i), at(o + i + 1)]);
-            Record {
-                op: [Op::Upsert, Op::Remove, Op::Owns][usize::from(at(o)) % 3],
-                proto: at(o + 1),
-                client: ip(2),
-                vip: ip(6),
-                client_port: port(10),
-                vip_port: port(12),
-                backend: ip(14),
-                backend_port: port(18),
-                snat: ip(20),
-                snat_port: port(24),
-                client_mac: std::array::from_fn(|k| at(o + 26 + k)),
-                state: at(o + 32),
-                age: Duration::from_millis(u64::from(u32_at(o + 33))),
-            }
+            let mut bytes: [u8; RECORD_LEN] = std::array::from_fn(|k| at(o + k));
+            bytes[0] = [Op::Upsert, Op::Remove, Op::Owns][usize::from(at(o)) % 3] as u8;
+            Record::read(&bytes).expect("a known op")
         })
         .collect();
     Message {
         kind: Kind::ALL[usize::from(at(0)) % Kind::ALL.len()],
-        header: Header {
-            epoch: u64_at(8),
-            counter: u64_at(16),
-            echo: u64_at(24),
-            sent_unix_ms: u64_at(32),
-            seq: u64_at(40),
-            snapshot: u64_at(48),
-            index: u32_at(56),
-            total: u32_at(60),
-        },
+        header: Header::read(&std::array::from_fn(at)),
         records,
     }
 }

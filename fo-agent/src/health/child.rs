@@ -667,14 +667,17 @@ mod tests {
         std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod");
-        let r = run(
-            &[prog.as_os_str()],
-            std::iter::empty::<(&str, &str)>(),
-            None,
-            Duration::from_secs(5),
-            |_, _| {},
-        )
-        .await;
+        let argv = [prog.as_os_str()];
+        let start = || {
+            run(
+                &argv,
+                std::iter::empty::<(&str, &str)>(),
+                None,
+                Duration::from_secs(5),
+                |_, _| {},
+            )
+        };
+        let r = start().await;
         assert!(
             matches!(&r, Err(e @ StartError::Refused(_)) if e.to_string().contains("writable by others")),
             "{r:?}"
@@ -682,14 +685,7 @@ mod tests {
         assert!(!marker.exists(), "the refused program ran");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let r = run(
-            &[prog.as_os_str()],
-            std::iter::empty::<(&str, &str)>(),
-            None,
-            Duration::from_secs(5),
-            |_, _| {},
-        )
-        .await;
+        let r = start().await;
         assert!(r.is_ok() && marker.exists(), "{r:?}");
     }
 

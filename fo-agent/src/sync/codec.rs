@@ -249,17 +249,11 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
             found: d[3].wrapping_sub(b'0'),
         });
     }
-    if body.len() < HEADER_LEN {
+    let Some((header, rest)) = body.split_first_chunk::<HEADER_LEN>() else {
         return Err(DecodeError::Short { len: d.len() });
-    }
+    };
     let kind = Kind::from_u8(body[4]).ok_or(DecodeError::Kind(body[4]))?;
     let count = usize::from(u16::from_be_bytes([body[6], body[7]]));
-    let u64_at = |i: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&body[i..i + 8]);
-        u64::from_be_bytes(a)
-    };
-    let u32_at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
     if count > MAX_RECORDS {
         return Err(DecodeError::TooMany(count));
     }
@@ -269,8 +263,41 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
             len: d.len(),
         });
     }
-    let mut records = Vec::with_capacity(count);
-    for r in body[HEADER_LEN..].as_chunks::<RECORD_LEN>().0 {
+    let records = rest
+        .as_chunks::<RECORD_LEN>()
+        .0
+        .iter()
+        .map(Record::read)
+        .collect::<Result<_, _>>()?;
+    Ok(Message {
+        kind,
+        header: Header::read(header),
+        records,
+    })
+}
+
+impl Header {
+    /// The fields of a datagram's first `HEADER_LEN` bytes (past the magic, kind and
+    /// record count, which `decode` reads itself).
+    pub fn read(b: &[u8; HEADER_LEN]) -> Header {
+        let u64_at = |i: usize| u64::from_be_bytes(std::array::from_fn(|k| b[i + k]));
+        let u32_at = |i: usize| u32::from_be_bytes(std::array::from_fn(|k| b[i + k]));
+        Header {
+            epoch: u64_at(8),
+            counter: u64_at(16),
+            echo: u64_at(24),
+            sent_unix_ms: u64_at(32),
+            seq: u64_at(40),
+            snapshot: u64_at(48),
+            index: u32_at(56),
+            total: u32_at(60),
+        }
+    }
+}
+
+impl Record {
+    /// One record's `RECORD_LEN` bytes; an unknown op is refused.
+    pub fn read(r: &[u8; RECORD_LEN]) -> Result<Record, DecodeError> {
         let ip = |i: usize| Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]);
         let port = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
         let op = match r[0] {
@@ -281,7 +308,7 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
         };
         let mut client_mac = [0u8; 6];
         client_mac.copy_from_slice(&r[26..32]);
-        records.push(Record {
+        Ok(Record {
             op,
             proto: r[1],
             client: ip(2),
@@ -295,22 +322,8 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
             client_mac,
             state: r[32],
             age: Duration::from_millis(u64::from(u32::from_be_bytes([r[33], r[34], r[35], r[36]]))),
-        });
+        })
     }
-    Ok(Message {
-        kind,
-        header: Header {
-            epoch: u64_at(8),
-            counter: u64_at(16),
-            echo: u64_at(24),
-            sent_unix_ms: u64_at(32),
-            seq: u64_at(40),
-            snapshot: u64_at(48),
-            index: u32_at(56),
-            total: u32_at(60),
-        },
-        records,
-    })
 }
 
 #[cfg(test)]

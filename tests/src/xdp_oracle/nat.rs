@@ -47,7 +47,8 @@ pub const SERVICES: [(u8, u16, u16); 2] = [(PROTO_TCP, 1514, 11514), (PROTO_UDP,
 
 /// The FIB the fixture expects: `d0` (192.0.2.1/24, [`D0_MAC`]), clients on-link, the
 /// backends' subnet through a gateway with a permanent neighbour entry, forwarding on.
-fn fib_setup() -> String {
+/// A shell script to run in an empty namespace (see [`private_namespace`]).
+pub fn fib_setup() -> String {
     let mac = |m: Mac| {
         m.iter()
             .map(|b| format!("{b:02x}"))
@@ -89,7 +90,13 @@ pub fn private_namespace() {
 
 /// The NAT data plane; call it inside [`private_namespace`].
 pub fn fixture() -> Fixture {
-    let mut fx = Fixture::with_nat_table(251, 1024);
+    fixture_with_table(1024)
+}
+
+/// The NAT data plane with a connection table of `nat_table_size`, in a namespace
+/// set up by [`fib_setup`].
+pub fn fixture_with_table(nat_table_size: u32) -> Fixture {
+    let mut fx = Fixture::with_nat_table(251, nat_table_size);
     let d0 = fo_agent::dataplane::ifindex("d0").expect("d0 (call private_namespace first)");
     fx.dp.set_iface(d0, D0_MAC).expect("IFACES");
     fx.dp

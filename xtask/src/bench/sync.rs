@@ -87,18 +87,7 @@ fn message_is(line: &str, msg: &str) -> Option<serde_json::Map<String, Value>> {
 
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let runs = opts.runs.clamp(1, MAX_RUNS);
-    let spec = Spec {
-        prefix: "fo-bsync".into(),
-        vip: VIP,
-        port: 1514,
-        client: Ipv4Addr::new(192, 0, 2, 10),
-        client_sources: Vec::new(),
-        nodes: vec![
-            ("a".into(), Ipv4Addr::new(192, 0, 2, 2)),
-            ("b".into(), Ipv4Addr::new(192, 0, 2, 3)),
-        ],
-        backends: Vec::new(),
-    };
+    let spec = Spec::pair("fo-bsync", VIP, 1514);
     let dir = out.join("logs").join("sync");
     let _ = std::fs::remove_dir_all(&dir);
     let mut lab = Lab::build(&spec, bins.clone(), &dir)?;

@@ -126,18 +126,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 }
 
 fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::Result<Vec<Kill>> {
-    let spec = Spec {
-        prefix: "fo-bench".into(),
-        vip: VIP,
-        port: 1514,
-        client: Ipv4Addr::new(192, 0, 2, 10),
-        client_sources: Vec::new(),
-        nodes: vec![
-            ("a".into(), Ipv4Addr::new(192, 0, 2, 2)),
-            ("b".into(), Ipv4Addr::new(192, 0, 2, 3)),
-        ],
-        backends: Vec::new(),
-    };
+    let spec = Spec::pair("fo-bench", VIP, 1514);
     let dir = out.join("logs").join(format!("takeover-{interval}ms"));
     let _ = std::fs::remove_dir_all(&dir);
     let mut lab = Lab::build(&spec, bins.clone(), &dir)?;

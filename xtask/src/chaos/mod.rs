@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::lab::{Bins, Lab, Proc, Spec, target_dir, unix_ns};
+use crate::lab::{Bins, Lab, Proc, Spec, target_dir, test_net, unix_ns};
 use crate::util::{read_json, remove_old_runs};
 use faults::{Fault, Kind, Rng, Schedule};
 use verdict::Span;
@@ -193,15 +193,13 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         vip: VIP,
         port: PORT,
         client: Ipv4Addr::new(192, 0, 2, 10),
-        client_sources: (SOURCES.0..=SOURCES.1)
-            .map(|i| Ipv4Addr::new(192, 0, 2, i))
-            .collect(),
+        client_sources: test_net(SOURCES.0..=SOURCES.1),
         nodes: PRIORITIES
             .iter()
             .enumerate()
             .map(|(i, (n, _))| ((*n).to_owned(), Ipv4Addr::new(192, 0, 2, 2 + i as u8)))
             .collect(),
-        backends: (21..=23).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect(),
+        backends: test_net(21..=23),
     };
     eprintln!(
         "chaos: building the lab {}-{} (logs in {})",

@@ -90,6 +90,33 @@ pub struct Spec {
     pub backends: Vec<Ipv4Addr>,
 }
 
+impl Spec {
+    /// Two nodes, `a` at 192.0.2.2 and `b` at 192.0.2.3, and the client at 192.0.2.10;
+    /// no extra client sources, no backends.
+    pub fn pair(prefix: &str, vip: Ipv4Addr, port: u16) -> Spec {
+        Spec {
+            prefix: prefix.into(),
+            vip,
+            port,
+            client: Ipv4Addr::new(192, 0, 2, 10),
+            client_sources: Vec::new(),
+            nodes: vec![
+                ("a".into(), Ipv4Addr::new(192, 0, 2, 2)),
+                ("b".into(), Ipv4Addr::new(192, 0, 2, 3)),
+            ],
+            backends: Vec::new(),
+        }
+    }
+}
+
+/// 192.0.2.`i` for each `i` of `hosts` (the labs' one subnet).
+pub fn test_net(hosts: impl IntoIterator<Item = u8>) -> Vec<Ipv4Addr> {
+    hosts
+        .into_iter()
+        .map(|i| Ipv4Addr::new(192, 0, 2, i))
+        .collect()
+}
+
 pub struct Node {
     pub name: String,
     pub ns: Netns,

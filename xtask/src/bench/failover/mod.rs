@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::{longest_empty_ms, sum_timelines};
-use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns};
+use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns, test_net};
 use crate::util::read_json;
 use crate::util::root;
 

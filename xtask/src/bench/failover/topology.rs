@@ -6,21 +6,9 @@ use super::*;
 
 pub(super) fn spec() -> Spec {
     Spec {
-        prefix: "fo-bench".into(),
-        vip: VIP,
-        port: PORT,
-        client: Ipv4Addr::new(192, 0, 2, 10),
-        client_sources: (SOURCES.0..=SOURCES.1)
-            .map(|i| Ipv4Addr::new(192, 0, 2, i))
-            .collect(),
-        nodes: vec![
-            ("a".into(), Ipv4Addr::new(192, 0, 2, 2)),
-            ("b".into(), Ipv4Addr::new(192, 0, 2, 3)),
-        ],
-        backends: BACKENDS
-            .iter()
-            .map(|&i| Ipv4Addr::new(192, 0, 2, i))
-            .collect(),
+        client_sources: test_net(SOURCES.0..=SOURCES.1),
+        backends: test_net(BACKENDS),
+        ..Spec::pair("fo-bench", VIP, PORT)
     }
 }
 

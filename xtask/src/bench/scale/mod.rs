@@ -129,6 +129,22 @@ struct Size {
     failed: Option<String>,
 }
 
+impl Size {
+    /// A size that has no figures: `e`'s first line says why.
+    fn failed(system: &'static str, backends: usize, services: u16, e: &anyhow::Error) -> Size {
+        Size {
+            system,
+            backends,
+            services,
+            entries: backends * usize::from(services),
+            running_s: f64::NAN,
+            resolve_s: f64::NAN,
+            samples: Vec::new(),
+            failed: Some(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
+        }
+    }
+}
+
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // Two systems × six sizes: the runs per size are capped to keep the scenario short.
     let runs = opts.runs.clamp(1, MAX_RUNS);
@@ -197,16 +213,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 Err(e) => {
                     eprintln!("scale: {backends} backends × {services} services failed: {e:#}");
                     clear_agent(&mut lab, backends, services)?;
-                    Size {
-                        system: "fo",
-                        backends,
-                        services,
-                        entries: backends * usize::from(services),
-                        running_s: f64::NAN,
-                        resolve_s: f64::NAN,
-                        samples: Vec::new(),
-                        failed: Some(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
-                    }
+                    Size::failed("fo", backends, services, &e)
                 }
             };
             sizes.push(size);
@@ -216,16 +223,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                     eprintln!(
                         "scale: HAProxy, {backends} backends × {services} services failed: {e:#}"
                     );
-                    Size {
-                        system: "haproxy",
-                        backends,
-                        services,
-                        entries: backends * usize::from(services),
-                        running_s: f64::NAN,
-                        resolve_s: f64::NAN,
-                        samples: Vec::new(),
-                        failed: Some(format!("{e:#}").lines().next().unwrap_or("").to_owned()),
-                    }
+                    Size::failed("haproxy", backends, services, &e)
                 }
             };
             sizes.push(hp);
