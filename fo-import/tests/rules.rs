@@ -267,3 +267,47 @@ fn script_security_is_always_on_in_fo() {
         no_scripts.report_text()
     );
 }
+
+/// Found by the fuzzer: a check's program named by a relative path with a slash, which
+/// fo refuses; keepalived runs it from its working directory (/ under systemd), so it is
+/// written from / and reported as approximated, in a vrrp_script and in a MISC_CHECK.
+#[test]
+fn relative_check_programs_are_written_from_the_root() {
+    let ka = r#"vrrp_script q {
+ script "usr/../bin/./true x"
+}
+vrrp_instance VI_1 {
+ interface eth0
+ virtual_router_id 51
+ virtual_ipaddress {
+  192.0.2.100
+ }
+ track_script {
+  q
+ }
+}
+virtual_server 192.0.2.100 1514 {
+ lb_kind DR
+ protocol TCP
+ real_server 192.0.2.21 1514 {
+  MISC_CHECK {
+   misc_path "sbin/chk"
+  }
+ }
+}
+"#;
+    let out = import(ka);
+    let c = fo_config::Config::parse(&out.toml).unwrap_or_else(|e| panic!("{e}\n{}", out.toml));
+    match &c.checks[0].kind {
+        fo_config::CheckKind::Exec { command, .. } => assert_eq!(command, &["/bin/true", "x"]),
+        other => panic!("exec expected, saw {other:?}"),
+    }
+    assert!(out.toml.contains(r#""/sbin/chk""#), "{}", out.toml);
+    let approximated: Vec<_> = out
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.kind == Kind::Approximated && f.reason.contains("relative path"))
+        .collect();
+    assert_eq!(approximated.len(), 2, "{}", out.report_text());
+}

@@ -474,13 +474,14 @@ fn checker(
             "http_protocol" | "fast_recovery" => notes.push((s.at(), dd, "no such setting in fo's http checks".to_owned())),
             "misc_path" => {
                 let line = words_escaped(&s.text.string()).map_err(|e| ParseError::at(s.at(), format!("misc_path: {e}")))?;
-                let argv = match line.get(1) {
+                let mut argv = match line.get(1) {
                     Some(cmd) => words_escaped(cmd).map_err(|e| ParseError::at(s.at(), format!("misc_path: {e}")))?,
                     None => Vec::new(),
                 };
                 if argv.is_empty() {
                     return Err(ParseError::at(s.at(), "misc_path needs a command"));
                 }
+                cx.absolute_program(s.at(), &dd, &mut argv);
                 cx.check_program(s.at(), &dd, &argv[0]);
                 misc = Some((argv, script_user.cloned()));
             }

@@ -92,6 +92,38 @@ impl Cx<'_> {
         format!("from {} {}", self.files.at(s.at()), describe(s))
     }
 
+    /// A check's program named by a relative path with a slash (`bin/check`): keepalived
+    /// runs it from its working directory, `/` under systemd and once daemonized, while
+    /// fo takes only an absolute path or a bare name. It is written from `/`
+    /// (`/bin/check`, `.` and `..` resolved) and reported as approximated.
+    pub fn absolute_program(&mut self, at: Loc, directive: &str, argv: &mut [String]) {
+        let Some(program) = argv.first_mut() else {
+            return;
+        };
+        if !program.contains('/') || program.starts_with('/') {
+            return;
+        }
+        let mut abs = std::path::PathBuf::from("/");
+        for c in Path::new(program.as_str()).components() {
+            match c {
+                std::path::Component::Normal(n) => abs.push(n),
+                std::path::Component::ParentDir => {
+                    abs.pop();
+                }
+                _ => {}
+            }
+        }
+        let abs = abs.to_string_lossy().into_owned();
+        self.report.approximated(
+            at,
+            directive,
+            format!(
+                "{program} is a relative path: keepalived runs it from its working directory (/ under systemd); written as {abs}"
+            ),
+        );
+        *program = abs;
+    }
+
     /// Warn when `program` (absolute, or looked up in PATH) is not on this machine;
     /// remember the first program for the script-security warning.
     pub fn check_program(&mut self, at: Loc, directive: &str, program: &str) {

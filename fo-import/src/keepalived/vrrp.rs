@@ -940,7 +940,7 @@ fn track(
                 );
                 return;
             };
-            let Some(argv) = sc.argv.clone() else {
+            let Some(mut argv) = sc.argv.clone() else {
                 cx.report.ignored(
                     at,
                     d,
@@ -995,8 +995,10 @@ fn track(
                     };
                     let rise = cap(sc.rise, "rise", cx);
                     let fall = cap(sc.fall, "fall", cx);
+                    let directive = format!("vrrp_script {name} > script");
+                    cx.absolute_program(sc.at, &directive, &mut argv);
                     if let Some(p) = argv.first() {
-                        cx.check_program(sc.at, &format!("vrrp_script {name} > script"), p);
+                        cx.check_program(sc.at, &directive, p);
                     }
                     plan.checks.push(Check {
                         from: sc.from.clone(),
