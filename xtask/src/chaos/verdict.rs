@@ -167,6 +167,17 @@ pub fn overlaps(probes: &[Probe]) -> Vec<Episode> {
     runs(probes, |p| p.macs.len() >= 2)
 }
 
+/// Whether a killed agent's dead-man lease explains overlap `ep`: one of the nodes
+/// answering is a node whose agent was killed (`kills`: its MAC and the kill's time)
+/// before the episode began, and the episode ended within `lease` (plus one probe
+/// interval, `slack`) of that kill. Its pinned program answers until the lease runs out,
+/// by design; a preempting peer may claim meanwhile.
+pub fn within_lease(ep: &Episode, kills: &[(String, u64)], lease_ns: u64, slack_ns: u64) -> bool {
+    kills.iter().any(|(mac, at)| {
+        ep.macs.contains(mac) && ep.from_ns >= *at && ep.to_ns <= at + lease_ns + slack_ns
+    })
+}
+
 /// Episodes with no node answering.
 pub fn ownerless(probes: &[Probe]) -> Vec<Episode> {
     runs(probes, |p| p.macs.is_empty())
@@ -373,6 +384,45 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].macs.iter().collect::<Vec<_>>(), ["a"]);
         assert!(p[1].macs.is_empty());
+    }
+
+    #[test]
+    fn a_killed_agents_lease_explains_only_its_own_overlap_within_the_lease() {
+        let ep = |from_ms: u64, to_ms: u64, macs: &[&str]| Episode {
+            from_ns: from_ms * 1_000_000,
+            to_ns: to_ms * 1_000_000,
+            macs: macs.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        let kills = [("b".to_owned(), 1_000_000_000)];
+        let (lease, slack) = (360_000_000, 20_000_000);
+        // After b's kill, ended within its lease: explained.
+        assert!(within_lease(
+            &ep(1_100, 1_300, &["a", "b"]),
+            &kills,
+            lease,
+            slack
+        ));
+        // Lasting past the lease: not.
+        assert!(!within_lease(
+            &ep(1_100, 1_400, &["a", "b"]),
+            &kills,
+            lease,
+            slack
+        ));
+        // Begun before the kill: not.
+        assert!(!within_lease(
+            &ep(990, 1_100, &["a", "b"]),
+            &kills,
+            lease,
+            slack
+        ));
+        // The killed node is not among those answering: not.
+        assert!(!within_lease(
+            &ep(1_100, 1_200, &["a", "c"]),
+            &kills,
+            lease,
+            slack
+        ));
     }
 
     #[test]
