@@ -82,7 +82,9 @@ pub enum Counter {
     /// Passed, translated: the next hop of a NAT packet has no neighbour entry (yet);
     /// the kernel forwards it and resolves the neighbour.
     PassNatNoNeigh = 35,
-    /// Passed: a packet to a SNAT address that belongs to no NAT connection.
+    /// Passed: a packet to a SNAT address that belongs to no NAT connection, or one to a
+    /// NAT service that cannot open one (a TCP segment other than a SYN; a client
+    /// claiming one of the node's own addresses).
     PassNatNoFlow = 36,
     /// Passed: NAT packet larger than the egress MTU.
     PassNatFragNeeded = 37,

@@ -222,6 +222,19 @@ fn open<const U: bool>(
     if count == 0 || svc.port_max < svc.port_min {
         return Err(Counter::PassNoService);
     }
+    // A client claiming one of the node's own addresses (the VIP, a SNAT address) is
+    // spoofed, a martian the kernel drops: a connection opened for it would send the
+    // backend's replies back to this node. Found by the NAT fuzz fixture.
+    if flow.src == flow.dst {
+        return Err(Counter::PassNatNoFlow);
+    }
+    let mut j = 0usize;
+    while j < NAT_MAX_SNAT {
+        if (j as u32) < count && svc.snat[j] == flow.src {
+            return Err(Counter::PassNatNoFlow);
+        }
+        j += 1;
+    }
     let range = (svc.port_max - svc.port_min) as u32 + 1;
     let backend4 = v4(&backend.addr);
     // Route first: nothing is reserved for a packet that cannot be forwarded.
