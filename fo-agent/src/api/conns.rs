@@ -17,13 +17,15 @@
 //! whatever the number of clients (README, Running under systemd: the descriptor budget).
 
 use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::oneshot;
+use tracing::warn;
 
 /// Connections the metrics endpoint serves at once.
 pub const METRICS_CAP: usize = 64;
@@ -128,11 +130,6 @@ impl Limiter {
         })
     }
 
-    /// Count a close for `why` (one of [`reason`]).
-    pub fn count(&self, why: &'static str) {
-        *lock(&self.inner).closed.entry(why).or_default() += 1;
-    }
-
     pub fn stats(&self) -> ConnStats {
         let inner = lock(&self.inner);
         ConnStats {
@@ -145,9 +142,53 @@ impl Limiter {
                 .collect(),
         }
     }
+
+    /// Accept connections on `listener` until it fails, at most this cap at once. Each
+    /// admitted connection is served by the task `serve` makes of it and its ticket,
+    /// until that task ends or the connection is evicted; one that finds every place
+    /// busy gets `full_reply` if its socket takes it now, and is closed. A failed accept
+    /// is logged (`what` names the listener) and retried after 100 ms.
+    pub async fn serve<L: Listener, F>(
+        &self,
+        listener: &L,
+        what: &str,
+        full_reply: &[u8],
+        mut serve: impl FnMut(L::Conn, Ticket) -> F,
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        loop {
+            match listener.accept_conn().await {
+                Ok(stream) => {
+                    let Some(mut ticket) = self.admit(stream.as_raw_fd()) else {
+                        // Every place busy: say so if the socket takes it now, and close.
+                        let _ = stream.try_write(full_reply);
+                        continue;
+                    };
+                    let evicted = ticket.evicted();
+                    let work = serve(stream, ticket);
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = evicted => {}
+                            () = work => {}
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
 }
 
 impl Ticket {
+    /// Count a close of this connection for `why` (one of [`reason`]).
+    pub fn count(&self, why: &'static str) {
+        *lock(&self.inner).closed.entry(why).or_default() += 1;
+    }
+
     /// The whole request is in: the connection can no longer be evicted.
     pub fn busy(&self) {
         if let Some(slot) = lock(&self.inner).open.get_mut(&self.id) {
@@ -175,6 +216,44 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         lock(&self.inner).open.remove(&self.id);
+    }
+}
+
+/// An accepted connection, as far as its listener's cap needs it: its socket, and a
+/// write that does not wait (the reply to a connection turned away).
+pub trait Conn: AsRawFd {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+}
+
+impl Conn for tokio::net::TcpStream {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+}
+
+impl Conn for tokio::net::UnixStream {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, buf)
+    }
+}
+
+/// A listener whose connections are capped.
+pub trait Listener {
+    type Conn: Conn;
+    fn accept_conn(&self) -> impl Future<Output = std::io::Result<Self::Conn>> + Send;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Conn = tokio::net::TcpStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for tokio::net::UnixListener {
+    type Conn = tokio::net::UnixStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        self.accept().await.map(|(stream, _)| stream)
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::io::{
 };
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use super::conns::{Limiter, READ_DEADLINE, Ticket, client_gone, reason};
 use super::status::Status;
@@ -264,57 +264,34 @@ pub async fn serve(
     agent: mpsc::Sender<Envelope>,
     limiter: Limiter,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
-                    // Every place busy: say so if the socket takes it now, and close.
-                    let _ = stream.try_write(FULL_REPLY);
-                    continue;
-                };
-                let agent = agent.clone();
-                let limiter = limiter.clone();
-                let verdict = access.check(&stream);
-                let evicted = ticket.evicted();
-                tokio::spawn(async move {
-                    let work = async {
-                        match verdict {
-                            Err(refusal) => refuse(stream, refusal).await,
-                            Ok(()) => connection(stream, agent, &ticket, &limiter).await,
-                        }
-                    };
-                    tokio::select! {
-                        () = evicted => {}
-                        r = tokio::time::timeout(CLIENT_TIMEOUT, work) => {
-                            if let Err(e) = r {
-                                debug!(error = %e, "control client timed out");
-                            }
-                        }
+    limiter
+        .serve(&listener, "control socket", FULL_REPLY, |stream, ticket| {
+            let agent = agent.clone();
+            let verdict = access.check(&stream);
+            async move {
+                let work = async {
+                    match verdict {
+                        Err(refusal) => refuse(stream, refusal).await,
+                        Ok(()) => connection(stream, agent, &ticket).await,
                     }
-                });
+                };
+                if let Err(e) = tokio::time::timeout(CLIENT_TIMEOUT, work).await {
+                    debug!(error = %e, "control client timed out");
+                }
             }
-            Err(e) => {
-                warn!(error = %e, "control socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 const FULL_REPLY: &[u8] =
     b"{\"result\":\"error\",\"message\":\"too many connections to the control socket: try again\"}\n";
 
-async fn connection(
-    stream: UnixStream,
-    agent: mpsc::Sender<Envelope>,
-    ticket: &Ticket,
-    limiter: &Limiter,
-) {
+async fn connection(stream: UnixStream, agent: mpsc::Sender<Envelope>, ticket: &Ticket) {
     let (mut read, mut write) = stream.into_split();
     let got = match tokio::time::timeout(READ_DEADLINE, read_request(&mut read)).await {
         Ok(r) => r,
         Err(_) => {
-            limiter.count(reason::TIMEOUT);
+            ticket.count(reason::TIMEOUT);
             return;
         }
     };
@@ -327,7 +304,7 @@ async fn connection(
             tokio::select! {
                 r = ask(&agent, req) => r,
                 () = client_gone(&mut read) => {
-                    limiter.count(reason::CLIENT_GONE);
+                    ticket.count(reason::CLIENT_GONE);
                     return;
                 }
             }

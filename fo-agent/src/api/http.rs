@@ -4,13 +4,11 @@
 //! must send their request within a deadline ([`super::conns`]).
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tracing::warn;
 
 use super::conns::{Limiter, READ_DEADLINE, Ticket, client_gone, reason};
 use super::control::{Envelope, Request, Response, ask};
@@ -28,43 +26,20 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serve `GET /metrics` until the listener fails, at most `limiter`'s cap of
 /// connections at once (see [`super::conns`]).
 pub async fn serve(listener: TcpListener, agent: mpsc::Sender<Envelope>, limiter: Limiter) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let Some(mut ticket) = limiter.admit(stream.as_raw_fd()) else {
-                    // Every place busy: say so if the socket takes it now, and close.
-                    let _ = stream.try_write(FULL_REPLY);
-                    continue;
-                };
-                let agent = agent.clone();
-                let limiter = limiter.clone();
-                let evicted = ticket.evicted();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = evicted => {}
-                        _ = tokio::time::timeout(
-                            CONNECTION_DEADLINE,
-                            answer(stream, agent, &ticket, &limiter),
-                        ) => {}
-                    }
-                });
+    limiter
+        .serve(&listener, "metrics", FULL_REPLY, |stream, ticket| {
+            let agent = agent.clone();
+            async move {
+                let _ =
+                    tokio::time::timeout(CONNECTION_DEADLINE, answer(stream, agent, &ticket)).await;
             }
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+        })
+        .await;
 }
 
 const FULL_REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 
-async fn answer(
-    mut stream: TcpStream,
-    agent: mpsc::Sender<Envelope>,
-    ticket: &Ticket,
-    limiter: &Limiter,
-) {
+async fn answer(mut stream: TcpStream, agent: mpsc::Sender<Envelope>, ticket: &Ticket) {
     let head = match tokio::time::timeout(READ_DEADLINE, read_head(&mut stream)).await {
         Ok(Some(head)) => {
             ticket.busy();
@@ -72,7 +47,7 @@ async fn answer(
         }
         Ok(None) => return,
         Err(_) => {
-            limiter.count(reason::TIMEOUT);
+            ticket.count(reason::TIMEOUT);
             return;
         }
     };
@@ -88,7 +63,7 @@ async fn answer(
             let status = tokio::select! {
                 r = ask(&agent, Request::Status) => r,
                 () = client_gone(&mut stream) => {
-                    limiter.count(reason::CLIENT_GONE);
+                    ticket.count(reason::CLIENT_GONE);
                     return;
                 }
             };
