@@ -114,27 +114,7 @@ fn contract_names_are_exported() {
         }),
         ..Default::default()
     });
-    status.services.push(ServiceStatus {
-        name: "events".into(),
-        vip: "192.0.2.1".parse().unwrap(),
-        port: 1514,
-        protocol: "tcp".into(),
-        mode: "dsr".into(),
-        fail_open: false,
-        backends: vec![BackendStatus {
-            name: "b1".into(),
-            address: "192.0.2.21".parse().unwrap(),
-            port: 1514,
-            weight: 1,
-            effective_weight: 1,
-            healthy: Some(true),
-            detail: None,
-            drained: false,
-            resolved: true,
-            packets: 5,
-            bytes: 500,
-        }],
-    });
+    status.services.push(events_service(1, false, 5, 500));
     status.checks.push(CheckStatus {
         name: "docker".into(),
         up: false,
@@ -205,27 +185,7 @@ fn operations_are_exported() {
         hooks_coalesced: 4,
         ..Default::default()
     });
-    status.services.push(ServiceStatus {
-        name: "events".into(),
-        vip: "192.0.2.1".parse().unwrap(),
-        port: 1514,
-        protocol: "tcp".into(),
-        mode: "dsr".into(),
-        fail_open: false,
-        backends: vec![BackendStatus {
-            name: "b1".into(),
-            address: "192.0.2.21".parse().unwrap(),
-            port: 1514,
-            weight: 1,
-            effective_weight: 0,
-            healthy: Some(true),
-            detail: None,
-            drained: true,
-            resolved: true,
-            packets: 0,
-            bytes: 0,
-        }],
-    });
+    status.services.push(events_service(0, true, 0, 0));
     status.tables.insert(
         "flow".into(),
         TableFill {
@@ -284,4 +244,29 @@ fn operations_are_exported() {
         !render(&Status::default()).contains("fo_config_last_reload_failure_timestamp_seconds"),
         "no failure time before a refused reload"
     );
+}
+
+/// Service `events` (tcp/1514 on 192.0.2.1, DSR) with its one backend `b1`, healthy.
+fn events_service(effective_weight: u32, drained: bool, packets: u64, bytes: u64) -> ServiceStatus {
+    ServiceStatus {
+        name: "events".into(),
+        vip: "192.0.2.1".parse().unwrap(),
+        port: 1514,
+        protocol: "tcp".into(),
+        mode: "dsr".into(),
+        fail_open: false,
+        backends: vec![BackendStatus {
+            name: "b1".into(),
+            address: "192.0.2.21".parse().unwrap(),
+            port: 1514,
+            weight: 1,
+            effective_weight,
+            healthy: Some(true),
+            detail: None,
+            drained,
+            resolved: true,
+            packets,
+            bytes,
+        }],
+    }
 }
