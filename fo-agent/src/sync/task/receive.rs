@@ -122,28 +122,26 @@ impl Task {
         }
         if let Err(why) = checked {
             let h = m.header;
-            self.refuse(Some(ip), why, || match why {
-                Refusal::ClockSkew => format!(
-                    "{} sent at {} ms, our clock {now_ms} ms: more than max_clock_skew {max_skew:?} apart (synchronise the clocks, NTP)",
-                    m.kind.name(),
-                    h.sent_unix_ms
-                ),
-                Refusal::OldEpoch => format!(
-                    "{} of the peer's epoch {}, older than its epoch {known} (a replay, or its epoch file was reset with its clock behind)",
-                    m.kind.name(),
-                    h.epoch
-                ),
-                Refusal::Unverified => format!(
-                    "{} echoes our epoch as {}, ours is {mine} (the handshake after a restart, or a replay)",
-                    m.kind.name(),
-                    h.echo
-                ),
-                Refusal::Replay => format!(
-                    "{} with counter {} was seen before (a replay)",
-                    m.kind.name(),
-                    h.counter
-                ),
-                _ => m.kind.name().to_string(),
+            self.refuse(Some(ip), why, || {
+                let detail = match why {
+                    Refusal::ClockSkew => format!(
+                        " sent at {} ms, our clock {now_ms} ms: more than max_clock_skew {max_skew:?} apart (synchronise the clocks, NTP)",
+                        h.sent_unix_ms
+                    ),
+                    Refusal::OldEpoch => format!(
+                        " of the peer's epoch {}, older than its epoch {known} (a replay, or its epoch file was reset with its clock behind)",
+                        h.epoch
+                    ),
+                    Refusal::Unverified => format!(
+                        " echoes our epoch as {}, ours is {mine} (the handshake after a restart, or a replay)",
+                        h.echo
+                    ),
+                    Refusal::Replay => {
+                        format!(" with counter {} was seen before (a replay)", h.counter)
+                    }
+                    _ => String::new(),
+                };
+                format!("{}{detail}", m.kind.name())
             });
             self.publish();
             return;
