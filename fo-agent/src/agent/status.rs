@@ -84,6 +84,18 @@ pub(super) fn table_fill<T>(
     }
 }
 
+/// The state of a router no VRRP driver speaks for (BGP, static ownership): master
+/// while it owns its route or VIP, else backup, or fault while a gate is closed.
+fn state_without_vrrp(owned: bool, gates_closed: &[String]) -> &'static str {
+    if owned {
+        "master"
+    } else if gates_closed.is_empty() {
+        "backup"
+    } else {
+        "fault"
+    }
+}
+
 pub(super) fn assemble(agent: &Agent) -> Status {
     let snap = agent.services.health.snapshot();
     let plane = agent.xdp.plane.lock();
@@ -173,28 +185,14 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             (Ownership::Bgp(_), _) => {
                 let b = agent.routers.bgp.status(&r.name);
                 rs.owned = b.as_ref().is_some_and(|b| b.route_up);
-                rs.state = if rs.owned {
-                    "master"
-                } else if rs.gates_closed.is_empty() {
-                    "backup"
-                } else {
-                    "fault"
-                }
-                .into();
+                rs.state = state_without_vrrp(rs.owned, &rs.gates_closed).into();
                 if agent.operator.demoted.contains(&r.name) {
                     rs.admin = Some("demoted".into());
                 }
                 rs.bgp = b;
             }
             _ => {
-                rs.state = if owned {
-                    "master"
-                } else if rs.gates_closed.is_empty() {
-                    "backup"
-                } else {
-                    "fault"
-                }
-                .into();
+                rs.state = state_without_vrrp(owned, &rs.gates_closed).into();
             }
         }
         status.routers.push(rs);
