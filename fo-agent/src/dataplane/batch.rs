@@ -24,30 +24,48 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// One BPF_MAP_LOOKUP_BATCH call; `attr.count` is then the number of entries read.
-/// `Ok(true)`: the end of the map came (ENOENT), and what this call read is valid.
+/// One BPF_MAP_LOOKUP_BATCH call on `map` for up to `count` entries into `keys` and
+/// `values`, going on after `token` (`None`: from the map's start) and leaving the next
+/// token in `out_token`. Returns how many entries it read (at most `count`), and
+/// whether the end of the map came (ENOENT; what this call read is still valid).
 ///
 /// # Safety
-/// `attr`'s key and value buffers must hold `attr.count` entries of the map's key and
-/// value sizes, and its tokens must point at `u32`s (arrays and hash maps use `u32`
-/// tokens) that live across the call.
-unsafe fn lookup_batch(attr: &mut BatchAttr) -> std::io::Result<bool> {
+/// `keys` and `values` must hold `count` entries of the map's key and value sizes
+/// (arrays and hash maps use `u32` tokens).
+unsafe fn lookup_batch(
+    map: BorrowedFd<'_>,
+    token: Option<&u32>,
+    out_token: &mut u32,
+    keys: *mut u8,
+    values: *mut u8,
+    count: u32,
+) -> std::io::Result<(u32, bool)> {
+    let mut attr = BatchAttr {
+        in_batch: token.map_or(0, |t| std::ptr::from_ref(t) as u64),
+        out_batch: std::ptr::from_mut(out_token) as u64,
+        keys: keys as u64,
+        values: values as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        ..Default::default()
+    };
     // SAFETY: bpf(2) with an attr we own; the kernel writes within the buffers the
-    // caller vouched for.
+    // caller vouched for, and the tokens are borrowed `u32`s that live across the call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_MAP_LOOKUP_BATCH,
-            &raw mut *attr,
+            &raw mut attr,
             size_of::<BatchAttr>() as libc::c_uint,
         )
     };
+    let read = attr.count.min(count);
     if rc >= 0 {
-        return Ok(false);
+        return Ok((read, false));
     }
     let e = std::io::Error::last_os_error();
     if e.raw_os_error() == Some(libc::ENOENT) {
-        Ok(true)
+        Ok((read, true))
     } else {
         Err(e)
     }
@@ -67,25 +85,21 @@ pub(super) fn lookup_u32_array(
     let mut out_token: u32 = 0;
     while (values.len() as u32) < n {
         let want = (n - values.len() as u32).min(CHUNK);
-        let mut attr = BatchAttr {
-            // No token before the first entry: start at key 0.
-            in_batch: if values.is_empty() && start == 0 {
-                0
-            } else {
-                &raw const token as u64
-            },
-            out_batch: &raw mut out_token as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: chunk.as_mut_ptr() as u64,
-            count: want,
-            map_fd: map.as_raw_fd() as u32,
-            ..Default::default()
-        };
-        // SAFETY: the buffers hold CHUNK ≥ count keys and values of 4 bytes (the map's
-        // key and value size); the tokens are u32s on this frame.
+        // No token before the first entry: start at key 0.
+        let from = (!values.is_empty() || start != 0).then_some(&token);
+        // SAFETY: the buffers hold CHUNK ≥ want keys and values of 4 bytes (the map's
+        // key and value size).
         // The end of the map coming first is fine: what was read is valid.
-        unsafe { lookup_batch(&mut attr) }?;
-        let got = attr.count.min(want);
+        let (got, _) = unsafe {
+            lookup_batch(
+                map,
+                from,
+                &mut out_token,
+                keys.as_mut_ptr().cast(),
+                chunk.as_mut_ptr().cast(),
+                want,
+            )
+        }?;
         if got == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -132,19 +146,19 @@ pub(super) fn walk_hash<K: aya::Pod, V: aya::Pod>(
     let mut out_token: u32 = 0;
     let mut first = true;
     loop {
-        let mut attr = BatchAttr {
-            in_batch: if first { 0 } else { &raw const token as u64 },
-            out_batch: &raw mut out_token as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: CHUNK,
-            map_fd: map.as_raw_fd() as u32,
-            ..Default::default()
-        };
-        // SAFETY: the buffers hold CHUNK = count keys and values of the map's sizes
-        // (= K's and V's); the tokens are u32 bucket indexes on this frame.
-        let done = unsafe { lookup_batch(&mut attr) }?;
-        let got = attr.count.min(CHUNK) as usize;
+        // SAFETY: the buffers hold CHUNK keys and values of the map's sizes (= K's and
+        // V's); the tokens are u32 bucket indexes.
+        let (got, done) = unsafe {
+            lookup_batch(
+                map,
+                (!first).then_some(&token),
+                &mut out_token,
+                keys.as_mut_ptr(),
+                values.as_mut_ptr(),
+                CHUNK,
+            )
+        }?;
+        let got = got as usize;
         for i in 0..got {
             // SAFETY: entry i lies inside the buffers (i < CHUNK); K and V are plain
             // data, any bytes are a value of them; the reads need no alignment.
