@@ -205,16 +205,7 @@ fn is_link_local(a: Ipv6Addr) -> bool {
 fn recv_v4(sock: &Socket) -> io::Result<Option<Received>> {
     let mut data = [MaybeUninit::new(0u8); MAX_PACKET];
     let mut control = [MaybeUninit::new(0u8); 64];
-    let (n, control_len) = {
-        let mut bufs = [MaybeUninitSlice::new(&mut data)];
-        let mut msg = MsgHdrMut::new()
-            .with_buffers(&mut bufs)
-            .with_control(&mut control);
-        let n = sock.recvmsg(&mut msg, 0)?;
-        (n, msg.control_len())
-    };
-    let data = assume_init(&data[..n.min(MAX_PACKET)]);
-    let control = assume_init(&control[..control_len.min(control.len())]);
+    let (data, control) = recvmsg(sock, &mut data, &mut control, None)?;
     Ok(parse_ipv4(data).map(|r| Received {
         kernel_drops: kernel_drops(control),
         ..r
@@ -258,17 +249,7 @@ fn recv_v6(sock: &Socket) -> io::Result<Option<Received>> {
     let mut data = [MaybeUninit::new(0u8); MAX_PACKET];
     let mut control = [MaybeUninit::new(0u8); 256];
     let mut from = SockAddr::from(SocketAddr::from(([0u16; 8], 0)));
-    let (n, control_len) = {
-        let mut bufs = [MaybeUninitSlice::new(&mut data)];
-        let mut msg = MsgHdrMut::new()
-            .with_addr(&mut from)
-            .with_buffers(&mut bufs)
-            .with_control(&mut control);
-        let n = sock.recvmsg(&mut msg, 0)?;
-        (n, msg.control_len())
-    };
-    let data = assume_init(&data[..n.min(MAX_PACKET)]);
-    let control = assume_init(&control[..control_len.min(control.len())]);
+    let (data, control) = recvmsg(sock, &mut data, &mut control, Some(&mut from))?;
     let Some(SocketAddr::V6(src)) = from.as_socket() else {
         return Ok(None);
     };
@@ -298,6 +279,32 @@ fn recv_v6(sock: &Socket) -> io::Result<Option<Received>> {
         payload: data.to_vec(),
         kernel_drops: kernel_drops(control),
     }))
+}
+
+/// One `recvmsg(2)` into `data` and `control`, and the sender's address into `from`
+/// if given: the bytes received of each.
+fn recvmsg<'a>(
+    sock: &Socket,
+    data: &'a mut [MaybeUninit<u8>],
+    control: &'a mut [MaybeUninit<u8>],
+    from: Option<&mut SockAddr>,
+) -> io::Result<(&'a [u8], &'a [u8])> {
+    let (n, control_len) = {
+        let mut bufs = [MaybeUninitSlice::new(&mut *data)];
+        let msg = MsgHdrMut::new()
+            .with_buffers(&mut bufs)
+            .with_control(&mut *control);
+        let mut msg = match from {
+            Some(from) => msg.with_addr(from),
+            None => msg,
+        };
+        let n = sock.recvmsg(&mut msg, 0)?;
+        (n, msg.control_len())
+    };
+    Ok((
+        assume_init(&data[..n.min(data.len())]),
+        assume_init(&control[..control_len.min(control.len())]),
+    ))
 }
 
 /// View bytes the kernel (or we) wrote as initialised.
