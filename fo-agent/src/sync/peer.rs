@@ -295,14 +295,20 @@ mod tests {
 
     const E: u64 = 7;
 
-    /// A track that asked for snapshot 1 and received it whole (one empty datagram).
-    fn synced() -> (PeerTrack, Instant) {
+    /// A new track that needs a snapshot, asked for it at once as request `id`.
+    fn asking(id: Option<u64>) -> (PeerTrack, Instant) {
         let now = Instant::now();
         let mut p = PeerTrack::new();
         p.need_snapshot(now, false);
         assert!(!p.current(), "a snapshot is outstanding");
         assert!(p.ask_due(now));
-        p.asked(Some(1));
+        p.asked(id);
+        (p, now)
+    }
+
+    /// A track that asked for snapshot 1 and received it whole (one empty datagram).
+    fn synced() -> (PeerTrack, Instant) {
+        let (mut p, now) = asking(Some(1));
         assert_eq!(p.on_chunk(now, 1, 0), Chunk::Apply { ack: None });
         assert!(matches!(p.on_end(now, E, 1, 0, 1, 0), End::Complete(_)));
         assert!(p.current());
@@ -359,11 +365,7 @@ mod tests {
 
     #[test]
     fn snapshot_end_covers_the_updates_before_it() {
-        let now = Instant::now();
-        let mut p = PeerTrack::new();
-        p.need_snapshot(now, false);
-        assert!(p.ask_due(now));
-        p.asked(Some(3));
+        let (mut p, now) = asking(Some(3));
         assert!(matches!(p.on_end(now, E, 3, 9, 0, 0), End::Complete(_)));
         assert_eq!(p.seq, 9);
         assert_eq!(p.on_stream(now, Kind::Update, E, 10), Verdict::Apply);
@@ -371,11 +373,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_that_lost_a_datagram_is_asked_again_at_once() {
-        let now = Instant::now();
-        let mut p = PeerTrack::new();
-        p.need_snapshot(now, false);
-        assert!(p.ask_due(now));
-        p.asked(Some(4));
+        let (mut p, now) = asking(Some(4));
         for _ in 0..ACK_EVERY - 1 {
             assert_eq!(p.on_chunk(now, 4, 32), Chunk::Apply { ack: None });
         }
@@ -408,11 +406,7 @@ mod tests {
 
     #[test]
     fn a_request_is_repeated_without_progress_and_the_peer_stops_holding_takeovers() {
-        let t0 = Instant::now();
-        let mut p = PeerTrack::new();
-        p.need_snapshot(t0, false);
-        assert!(p.ask_due(t0));
-        p.asked(Some(1));
+        let (mut p, t0) = asking(Some(1));
         assert!(!p.ask_due(t0 + Duration::from_millis(500)));
         // Progress holds the next ask back.
         let t = t0 + Duration::from_millis(900);
@@ -434,11 +428,7 @@ mod tests {
 
     #[test]
     fn a_request_in_hand_is_not_asked_again_while_the_peer_walks_its_table() {
-        let t0 = Instant::now();
-        let mut p = PeerTrack::new();
-        p.need_snapshot(t0, false);
-        assert!(p.ask_due(t0));
-        p.asked(Some(6));
+        let (mut p, t0) = asking(Some(6));
         for i in 1..=10 {
             let t = t0 + SNAPSHOT_RETRY / 2 * i;
             p.in_hand(t, 6);
@@ -453,11 +443,7 @@ mod tests {
 
     #[test]
     fn a_peer_never_heard_is_asked_as_soon_as_it_is() {
-        let t0 = Instant::now();
-        let mut p = PeerTrack::new();
-        p.need_snapshot(t0, false);
-        assert!(p.ask_due(t0));
-        p.asked(None);
+        let (mut p, t0) = asking(None);
         assert!(!p.ask_due(t0 + Duration::from_millis(10)));
         // Heard now (its epoch known): asking is due at once.
         p.need_snapshot(t0 + Duration::from_millis(50), true);
