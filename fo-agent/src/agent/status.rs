@@ -84,6 +84,11 @@ pub(super) fn table_fill<T>(
     }
 }
 
+/// Counts by a static name, as status carries them.
+fn by_name(counts: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
+    counts.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
 /// The state of a router no VRRP driver speaks for (BGP, static ownership): master
 /// while it owns its route or VIP, else backup, or fault while a gate is closed.
 fn state_without_vrrp(owned: bool, gates_closed: &[String]) -> &'static str {
@@ -165,18 +170,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.fence = agent.routers.fences.status(&r.name);
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;
-                rs.dropped = s
-                    .stats
-                    .drops
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect();
-                rs.transitions_total = s
-                    .stats
-                    .transitions
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), *v))
-                    .collect();
+                rs.dropped = by_name(&s.stats.drops);
+                rs.transitions_total = by_name(&s.stats.transitions);
                 rs.advert_interval_seconds = Some(v.advert_interval.as_secs_f64());
                 rs.takeovers = Some(takeover_histogram(&s.stats.takeovers));
                 rs.hooks = s.hooks.clone();
