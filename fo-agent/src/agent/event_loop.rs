@@ -120,15 +120,6 @@ pub(super) async fn shutdown(
     tasks: Tasks,
     failure: Option<String>,
 ) -> anyhow::Result<()> {
-    let Tasks {
-        ctl_server,
-        metrics_server,
-        neigh_task,
-        lease,
-        nat_gc,
-        nat_discard,
-        sync_task,
-    } = tasks;
     let (vrrp_stop, whole_stop) = stop_timeouts(&agent.config);
     let _ = sdnotify::notify("STOPPING=1");
     // The stop hooks (notify STOP, stop) get their hooks.timeout: ask systemd to wait
@@ -138,10 +129,7 @@ pub(super) async fn shutdown(
         bound = ?whole_stop,
         "shutting down; the data plane stays pinned"
     );
-    ctl_server.abort();
-    if let Some(m) = metrics_server {
-        m.abort();
-    }
+    tasks.stop_listeners();
     // No fence may fault a router while it shuts down.
     agent.routers.fences.stop();
     // BGP announcements go first: the router moves the flows to the other nodes
@@ -166,15 +154,7 @@ pub(super) async fn shutdown(
         }
     }
     agent.services.health.stop().await;
-    neigh_task.abort();
-    nat_gc.abort();
-    if let Some(t) = nat_discard {
-        t.abort();
-    }
-    if let Some(t) = sync_task {
-        t.abort();
-    }
-    lease.abort();
+    tasks.stop_rest();
     let _ = std::fs::remove_file(&agent.config.node.control_socket);
     match failure {
         Some(what) => bail!("{what} ended unexpectedly"),

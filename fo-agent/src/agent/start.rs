@@ -42,6 +42,26 @@ pub(super) struct Tasks {
     pub(super) sync_task: Option<JoinHandle<()>>,
 }
 
+impl Tasks {
+    /// Stop the control socket and the metrics endpoint.
+    pub(super) fn stop_listeners(&self) {
+        self.ctl_server.abort();
+        if let Some(m) = &self.metrics_server {
+            m.abort();
+        }
+    }
+
+    /// Stop the others, the lease last.
+    pub(super) fn stop_rest(self) {
+        self.neigh_task.abort();
+        self.nat_gc.abort();
+        for t in [self.nat_discard, self.sync_task].into_iter().flatten() {
+            t.abort();
+        }
+        self.lease.abort();
+    }
+}
+
 /// What the event loop receives besides signals, health changes and ticks.
 pub(super) struct Inbox {
     pub(super) ctl_rx: mpsc::Receiver<Envelope>,
