@@ -45,10 +45,15 @@ impl Neighbours {
 
 /// Every DSR backend address of the config, once (their MACs are needed).
 pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
+    backend_addrs_of(config, ForwardMode::Dsr)
+}
+
+/// Every backend address of the config's services in `mode`, once, in order.
+pub fn backend_addrs_of(config: &Config, mode: ForwardMode) -> Vec<IpAddr> {
     let mut addrs: Vec<IpAddr> = config
         .services
         .iter()
-        .filter(|s| s.mode == ForwardMode::Dsr)
+        .filter(|s| s.mode == mode)
         .flat_map(|s| s.backends().iter().map(|b| b.address))
         .collect();
     addrs.sort();

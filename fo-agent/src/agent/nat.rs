@@ -70,14 +70,7 @@ pub fn enable_forwarding(config: &Config) {
 /// Make the kernel resolve the next hop towards every NAT backend (a datagram to its
 /// discard port): the program passes a packet whose next hop has no neighbour entry.
 pub async fn prod_next_hops(config: &Config) {
-    let mut addrs: Vec<IpAddr> = config
-        .services
-        .iter()
-        .filter(|s| s.mode == ForwardMode::Nat)
-        .flat_map(|s| s.backends().iter().map(|b| b.address))
-        .collect();
-    addrs.sort();
-    addrs.dedup();
+    let addrs = super::backends::backend_addrs_of(config, ForwardMode::Nat);
     if addrs.is_empty() {
         return;
     }
