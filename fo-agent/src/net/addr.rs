@@ -25,10 +25,11 @@ pub async fn primary(
     let mut req = handle.address().get().set_link_index_filter(ifindex);
     req.message_mut().header.family = family;
     let mut msgs = req.execute();
-    while let Some(msg) = msgs.try_next().await.map_err(|source| NetError::Netlink {
-        what: format!("addresses of ifindex {ifindex}"),
-        source,
-    })? {
+    while let Some(msg) = msgs
+        .try_next()
+        .await
+        .map_err(NetError::netlink(format!("addresses of ifindex {ifindex}")))?
+    {
         if msg.header.index != ifindex || msg.header.family != family {
             continue;
         }
@@ -79,10 +80,11 @@ pub async fn ipv4_addresses(
     req.message_mut().header.family = AddressFamily::Inet;
     let mut msgs = req.execute();
     let mut out = Vec::new();
-    while let Some(msg) = msgs.try_next().await.map_err(|source| NetError::Netlink {
-        what: format!("addresses of ifindex {ifindex}"),
-        source,
-    })? {
+    while let Some(msg) = msgs
+        .try_next()
+        .await
+        .map_err(NetError::netlink(format!("addresses of ifindex {ifindex}")))?
+    {
         if msg.header.index != ifindex
             || msg.header.family != AddressFamily::Inet
             || msg.header.flags.contains(AddressHeaderFlags::Tentative)
@@ -183,10 +185,7 @@ pub async fn set_address(
             .replace()
             .execute()
             .await
-            .map_err(|source| NetError::Netlink {
-                what: what(),
-                source,
-            })
+            .map_err(NetError::netlink(what()))
     } else {
         let mut req = handle
             .address()
@@ -194,19 +193,13 @@ pub async fn set_address(
             .set_link_index_filter(ifindex)
             .set_address_filter(vip)
             .execute();
-        while let Some(msg) = req.try_next().await.map_err(|source| NetError::Netlink {
-            what: what(),
-            source,
-        })? {
+        while let Some(msg) = req.try_next().await.map_err(NetError::netlink(what()))? {
             handle
                 .address()
                 .del(msg)
                 .execute()
                 .await
-                .map_err(|source| NetError::Netlink {
-                    what: what(),
-                    source,
-                })?;
+                .map_err(NetError::netlink(what()))?;
         }
         Ok(())
     }

@@ -58,10 +58,7 @@ pub async fn xdp_prog_id(handle: &rtnetlink::Handle, index: u32) -> Result<Optio
     let msg = links
         .try_next()
         .await
-        .map_err(|source| NetError::Netlink {
-            what: format!("link {index}"),
-            source,
-        })?
+        .map_err(NetError::netlink(format!("link {index}")))?
         .ok_or_else(|| NetError::NoInterface(format!("ifindex {index}")))?;
     let mut attached = false;
     let mut id = None;

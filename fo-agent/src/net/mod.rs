@@ -38,6 +38,13 @@ pub enum NetError {
     },
 }
 
+impl NetError {
+    /// A failed netlink request for `what` (`map_err(NetError::netlink(...))`).
+    pub fn netlink(what: String) -> impl FnOnce(rtnetlink::Error) -> NetError {
+        move |source| NetError::Netlink { what, source }
+    }
+}
+
 /// A netlink handle whose connection task runs on the current tokio runtime.
 pub fn handle() -> Result<rtnetlink::Handle, NetError> {
     let (conn, handle, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;

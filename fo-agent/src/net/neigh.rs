@@ -24,14 +24,9 @@ pub async fn table(
             .get()
             .set_address_family(family)
             .execute();
-        while let Some(msg) = entries
-            .try_next()
-            .await
-            .map_err(|source| NetError::Netlink {
-                what: format!("neighbours of ifindex {ifindex}"),
-                source,
-            })?
-        {
+        while let Some(msg) = entries.try_next().await.map_err(NetError::netlink(format!(
+            "neighbours of ifindex {ifindex}"
+        )))? {
             if msg.header.ifindex != ifindex
                 || matches!(
                     msg.header.state,
