@@ -8,9 +8,10 @@
     reason = "the scanner is shared with fo-vrrp; each test uses part of it"
 )]
 #[path = "../../tests/src/layering.rs"]
+#[macro_use]
 mod layering;
 
-use layering::{Layout, Rules, Scan};
+use layering::Layout;
 use std::path::Path;
 
 /// Which top-level module may use which (besides itself). `cli` is the binary's
@@ -66,50 +67,20 @@ const KNOWN: &[(&str, &str)] = &[
     ("src/cli/check.rs", "vrrp"),
 ];
 
-const RULES: Rules<'static> = Rules {
-    allowed: ALLOWED,
-    known: KNOWN,
-    doc: "docs/architecture.md#layers",
-};
+layering_tests!(
+    "fo-agent",
+    ALLOWED,
+    KNOWN,
+    Layout {
+        lib_name: "fo_agent",
+        binary: &["main.rs", "cli/"],
+        binary_module: "cli",
+    },
+    "modules that use a higher or sibling module"
+);
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn scan() -> Scan {
-    let scan = layering::scan(
-        root(),
-        &Layout {
-            lib_name: "fo_agent",
-            binary: &["main.rs", "cli/"],
-            binary_module: "cli",
-        },
-    );
-    layering::assert_none("reading fo-agent/src", &scan.errors);
-    scan
-}
-
-#[test]
-fn every_edge_is_allowed_or_known() {
-    layering::assert_none(
-        "fo-agent: modules that use a higher or sibling module",
-        &RULES.violations(&scan().edges),
-    );
-}
-
-#[test]
-fn known_edges_still_occur() {
-    layering::assert_none("fo-agent: KNOWN", &RULES.stale_known(&scan().edges));
-}
-
-#[test]
-fn every_module_has_a_row() {
-    layering::assert_none("fo-agent: ALLOWED", &RULES.unplaced(&scan().modules));
-}
-
-#[test]
-fn the_allowed_table_is_acyclic() {
-    assert_eq!(RULES.cycle(), None, "ALLOWED must have no cycle");
 }
 
 /// Everything the code and docs cite is in the repository: no file names the project's
