@@ -683,6 +683,56 @@ pub fn graph(edges: &[Edge]) -> BTreeMap<(String, String), usize> {
     graph
 }
 
+/// The layering tests of a crate that includes this file by path as `mod layering`
+/// (`#[macro_use]`): its `allowed` and `known` tables over what `layout` reads below
+/// its `src/`. `name` names the crate in failure messages, `upward` what a violating
+/// edge does.
+#[allow(
+    unused_macros,
+    reason = "used by the crates that include this file by path, not by fo-tests"
+)]
+macro_rules! layering_tests {
+    ($name:literal, $allowed:expr, $known:expr, $layout:expr, $upward:literal) => {
+        const RULES: layering::Rules<'static> = layering::Rules {
+            allowed: $allowed,
+            known: $known,
+            doc: "docs/architecture.md#layers",
+        };
+
+        fn scan() -> layering::Scan {
+            let scan = layering::scan(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &$layout);
+            layering::assert_none(concat!("reading ", $name, "/src"), &scan.errors);
+            scan
+        }
+
+        #[test]
+        fn every_edge_is_allowed_or_known() {
+            layering::assert_none(
+                concat!($name, ": ", $upward),
+                &RULES.violations(&scan().edges),
+            );
+        }
+
+        #[test]
+        fn known_edges_still_occur() {
+            layering::assert_none(concat!($name, ": KNOWN"), &RULES.stale_known(&scan().edges));
+        }
+
+        #[test]
+        fn every_module_has_a_row() {
+            layering::assert_none(
+                concat!($name, ": ALLOWED"),
+                &RULES.unplaced(&scan().modules),
+            );
+        }
+
+        #[test]
+        fn the_allowed_table_is_acyclic() {
+            assert_eq!(RULES.cycle(), None, "ALLOWED must have no cycle");
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,54 +880,4 @@ mod tests {
         assert_eq!(module_path("hooks.rs"), ["hooks"]);
         assert!(module_path("lib.rs").is_empty());
     }
-}
-
-/// The layering tests of a crate that includes this file by path as `mod layering`
-/// (`#[macro_use]`): its `allowed` and `known` tables over what `layout` reads below
-/// its `src/`. `name` names the crate in failure messages, `upward` what a violating
-/// edge does.
-#[allow(
-    unused_macros,
-    reason = "used by the crates that include this file by path, not by fo-tests"
-)]
-macro_rules! layering_tests {
-    ($name:literal, $allowed:expr, $known:expr, $layout:expr, $upward:literal) => {
-        const RULES: layering::Rules<'static> = layering::Rules {
-            allowed: $allowed,
-            known: $known,
-            doc: "docs/architecture.md#layers",
-        };
-
-        fn scan() -> layering::Scan {
-            let scan = layering::scan(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &$layout);
-            layering::assert_none(concat!("reading ", $name, "/src"), &scan.errors);
-            scan
-        }
-
-        #[test]
-        fn every_edge_is_allowed_or_known() {
-            layering::assert_none(
-                concat!($name, ": ", $upward),
-                &RULES.violations(&scan().edges),
-            );
-        }
-
-        #[test]
-        fn known_edges_still_occur() {
-            layering::assert_none(concat!($name, ": KNOWN"), &RULES.stale_known(&scan().edges));
-        }
-
-        #[test]
-        fn every_module_has_a_row() {
-            layering::assert_none(
-                concat!($name, ": ALLOWED"),
-                &RULES.unplaced(&scan().modules),
-            );
-        }
-
-        #[test]
-        fn the_allowed_table_is_acyclic() {
-            assert_eq!(RULES.cycle(), None, "ALLOWED must have no cycle");
-        }
-    };
 }
