@@ -116,24 +116,32 @@ mod tests {
             .collect()
     }
 
+    /// An up target goes down after `fall` failures in a row, a down one up after
+    /// `rise` successes in a row (rise 2, fall 3).
     #[test]
-    fn up_target_goes_down_after_fall_consecutive_failures() {
-        let mut t = Tracker::new(2, 3, Status::Up);
-        let seen = run(&mut t, "--+---");
-        assert_eq!(
-            seen, "UUUUUD",
-            "a success in between must restart the fall count"
-        );
-    }
-
-    #[test]
-    fn down_target_goes_up_after_rise_consecutive_successes() {
-        let mut t = Tracker::new(2, 3, Status::Down);
-        let seen = run(&mut t, "+-++");
-        assert_eq!(
-            seen, "DDDU",
-            "a failure in between must restart the rise count"
-        );
+    fn a_target_changes_after_rise_or_fall_consecutive_results() {
+        let cases = [
+            (
+                Status::Up,
+                "--+---",
+                "UUUUUD",
+                "a success in between must restart the fall count",
+            ),
+            (
+                Status::Down,
+                "+-++",
+                "DDDU",
+                "a failure in between must restart the rise count",
+            ),
+        ];
+        for (initial, results, want, why) in cases {
+            let mut t = Tracker::new(2, 3, initial);
+            assert_eq!(
+                run(&mut t, results),
+                want,
+                "{initial:?} after {results}: {why}"
+            );
+        }
     }
 
     #[test]
