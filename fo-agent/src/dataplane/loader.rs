@@ -22,7 +22,7 @@ use fo_common::{ABI_VERSION, DataplaneInfo};
 use sha2::Digest as _;
 use tracing::{error, info, warn};
 
-use super::{DataplaneError, Maps, OBJECT, Result, map_err};
+use super::{DataplaneError, Maps, OBJECT, Result, map_err, program_err};
 
 /// Sizes the program is loaded with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,18 +243,10 @@ fn load(
         match replaceable_link(link_pin, mode, old_mode)? {
             Some(old) => link = Some(swap_into(prog, old, link_pin)?),
             None => {
-                let id = prog.attach(ifindex(name)?, mode.aya()).map_err(|source| {
-                    DataplaneError::Program {
-                        what: "attach (is another XDP program attached?)",
-                        source,
-                    }
-                })?;
-                let owned = prog
-                    .take_link(id)
-                    .map_err(|source| DataplaneError::Program {
-                        what: "take link",
-                        source,
-                    })?;
+                let id = prog
+                    .attach(ifindex(name)?, mode.aya())
+                    .map_err(program_err("attach (is another XDP program attached?)"))?;
+                let owned = prog.take_link(id).map_err(program_err("take link"))?;
                 let fd_link: FdLink = owned.try_into().map_err(|source| DataplaneError::Link {
                     path: link_pin.clone(),
                     source,
@@ -430,10 +422,7 @@ fn swap_into(
 ) -> Result<PinnedLink> {
     let id = prog
         .attach_to_link(old)
-        .map_err(|source| DataplaneError::Program {
-            what: "replace in link",
-            source,
-        })?;
+        .map_err(program_err("replace in link"))?;
     drop(prog.take_link(id));
     PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {
         path: link_pin.to_owned(),

@@ -101,6 +101,10 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }
 }
 
+fn program_err(what: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
+    move |source| DataplaneError::Program { what, source }
+}
+
 /// Typed handles to every map of the program.
 struct Maps {
     vips: HashMap<MapData, VipKey, VipState>,
@@ -195,10 +199,7 @@ impl Dataplane {
         use aya::programs::TestRun as _;
         let result = prog
             .test_run(opts)
-            .map_err(|source| DataplaneError::Program {
-                what: "BPF_PROG_TEST_RUN",
-                source,
-            })?;
+            .map_err(program_err("BPF_PROG_TEST_RUN"))?;
         let len = (result.data_size_out as usize).min(out.len());
         let guard_overwritten = out[len..].iter().filter(|&&b| b != TEST_RUN_GUARD).count();
         out.truncate(len);
@@ -430,10 +431,7 @@ fn xdp_program(ebpf: &mut aya::Ebpf) -> Result<&mut aya::programs::Xdp> {
     ebpf.program_mut(PROGRAM)
         .ok_or(DataplaneError::MissingMap { name: PROGRAM })?
         .try_into()
-        .map_err(|source| DataplaneError::Program {
-            what: "type",
-            source,
-        })
+        .map_err(program_err("type"))
 }
 
 /// An error and its sources on one line ("a: b: c"), for logs and test messages.
