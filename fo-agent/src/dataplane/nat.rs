@@ -158,25 +158,24 @@ impl Dataplane {
 
 impl NatTable {
     pub fn open(pin_dir: &Path) -> Result<Self> {
-        let open = |name: &'static str| -> Result<aya::maps::Map> {
+        /// The pinned map `name`, as the typed handle `T`.
+        fn open<T>(pin_dir: &Path, name: &'static str) -> Result<T>
+        where
+            T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+        {
             let data = MapData::from_pin(pin_dir.join(name)).map_err(map_err(name))?;
-            aya::maps::Map::from_map_data(data).map_err(map_err(name))
-        };
+            aya::maps::Map::from_map_data(data)
+                .map_err(map_err(name))?
+                .try_into()
+                .map_err(map_err(name))
+        }
         Ok(NatTable {
-            fwd: open("NAT_FWD")?.try_into().map_err(map_err("NAT_FWD"))?,
-            rev: open("NAT_REV")?.try_into().map_err(map_err("NAT_REV"))?,
-            udp_fwd: open("NAT_UDP_FWD")?
-                .try_into()
-                .map_err(map_err("NAT_UDP_FWD"))?,
-            udp_rev: open("NAT_UDP_REV")?
-                .try_into()
-                .map_err(map_err("NAT_UDP_REV"))?,
-            embryo_fwd: open("NAT_EMBRYO_FWD")?
-                .try_into()
-                .map_err(map_err("NAT_EMBRYO_FWD"))?,
-            embryo_rev: open("NAT_EMBRYO_REV")?
-                .try_into()
-                .map_err(map_err("NAT_EMBRYO_REV"))?,
+            fwd: open(pin_dir, "NAT_FWD")?,
+            rev: open(pin_dir, "NAT_REV")?,
+            udp_fwd: open(pin_dir, "NAT_UDP_FWD")?,
+            udp_rev: open(pin_dir, "NAT_UDP_REV")?,
+            embryo_fwd: open(pin_dir, "NAT_EMBRYO_FWD")?,
+            embryo_rev: open(pin_dir, "NAT_EMBRYO_REV")?,
         })
     }
 
