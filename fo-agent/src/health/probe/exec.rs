@@ -151,17 +151,14 @@ mod tests {
             user: "nobody".into(),
             group: None,
         };
-        let r = exec(&argv(&["sh", "-c", &script]), &[], Some(&run_as), T, "t").await;
+        // `sh -c SCRIPT` run as `who`.
+        let sh_as = async |script: &str, who: &fo_config::RunAs| {
+            exec(&argv(&["sh", "-c", script]), &[], Some(who), T, "t").await
+        };
+        let r = sh_as(&script, &run_as).await;
         assert!(r.is_ok(), "expected `{want}`, saw {r:?}");
         // Not root any more: the supplementary groups are nobody's, not root's.
-        let r = exec(
-            &argv(&["sh", "-c", "test \"$(id -u)\" != 0 && ! id -G | grep -qw 0"]),
-            &[],
-            Some(&run_as),
-            T,
-            "t",
-        )
-        .await;
+        let r = sh_as("test \"$(id -u)\" != 0 && ! id -G | grep -qw 0", &run_as).await;
         assert!(r.is_ok(), "root's groups kept: {r:?}");
         let with_group = fo_config::RunAs {
             user: "nobody".into(),
@@ -171,14 +168,7 @@ mod tests {
             .expect("lookup")
             .expect("nogroup exists on Debian")
             .gid;
-        let r = exec(
-            &argv(&["sh", "-c", &format!("test \"$(id -g)\" = {nogroup}")]),
-            &[],
-            Some(&with_group),
-            T,
-            "t",
-        )
-        .await;
+        let r = sh_as(&format!("test \"$(id -g)\" = {nogroup}"), &with_group).await;
         assert!(r.is_ok(), "primary group {nogroup} expected: {r:?}");
         let ghost = fo_config::RunAs {
             user: "fo-no-such-user".into(),
