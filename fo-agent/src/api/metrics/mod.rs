@@ -95,6 +95,8 @@ pub fn render(status: &Status) -> String {
 
     for r in &status.routers {
         let l = || vec![("router", r.name.clone())];
+        // The router's label and one more.
+        let router_and = |k: &'static str, v: String| vec![("router", r.name.clone()), (k, v)];
         state.get_or_create(&l()).set(state_code(&r.state));
         owned.get_or_create(&l()).set(i64::from(r.owned));
         if let Some(p) = r.effective_priority {
@@ -102,23 +104,17 @@ pub fn render(status: &Status) -> String {
         }
         for (to, n) in &r.transitions_total {
             transitions
-                .get_or_create(&vec![("router", r.name.clone()), ("to", to.clone())])
+                .get_or_create(&router_and("to", to.clone()))
                 .inc_by(*n);
         }
         if let Some(t) = r.transitions.iter().rev().find_map(|t| t.takeover_seconds) {
             failover.get_or_create(&l()).set(t);
         }
         adverts
-            .get_or_create(&vec![
-                ("router", r.name.clone()),
-                ("direction", "in".into()),
-            ])
+            .get_or_create(&router_and("direction", "in".into()))
             .inc_by(r.adverts_received);
         adverts
-            .get_or_create(&vec![
-                ("router", r.name.clone()),
-                ("direction", "out".into()),
-            ])
+            .get_or_create(&router_and("direction", "out".into()))
             .inc_by(r.adverts_sent);
         if let Some(f) = &r.fence {
             witness_up
@@ -128,17 +124,14 @@ pub fn render(status: &Status) -> String {
             fences.get_or_create(&l()).inc_by(f.fences_total);
             for p in &f.peers {
                 peer_up
-                    .get_or_create(&vec![
-                        ("router", r.name.clone()),
-                        ("peer", p.address.to_string()),
-                    ])
+                    .get_or_create(&router_and("peer", p.address.to_string()))
                     .set(i64::from(p.reachable));
             }
         }
         if let Some(b) = &r.bgp {
             for vip in &r.vips {
                 bgp_announced
-                    .get_or_create(&vec![("router", r.name.clone()), ("vip", vip.to_string())])
+                    .get_or_create(&router_and("vip", vip.to_string()))
                     .set(i64::from(b.announced));
             }
             bgp_daemon_up
@@ -146,24 +139,18 @@ pub fn render(status: &Status) -> String {
                 .set(i64::from(b.daemon_up));
             for s in &b.sessions {
                 bgp_session_up
-                    .get_or_create(&vec![
-                        ("router", r.name.clone()),
-                        ("session", s.name.clone()),
-                    ])
+                    .get_or_create(&router_and("session", s.name.clone()))
                     .set(i64::from(s.up));
             }
             for s in &b.bfd {
                 bgp_bfd_up
-                    .get_or_create(&vec![("router", r.name.clone()), ("peer", s.peer.clone())])
+                    .get_or_create(&router_and("peer", s.peer.clone()))
                     .set(i64::from(s.up));
             }
         }
         for (reason, n) in &r.dropped {
             dropped
-                .get_or_create(&vec![
-                    ("router", r.name.clone()),
-                    ("reason", reason.clone()),
-                ])
+                .get_or_create(&router_and("reason", reason.clone()))
                 .inc_by(*n);
         }
         if r.ownership == "vrrp" {
