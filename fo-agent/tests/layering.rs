@@ -3,15 +3,10 @@
 //! with the middle layer ordered api ▸ fence ▸ vrrp ▸ hooks and shared leaves below.
 //! docs/architecture.md explains the table; this test is its authority.
 
-#[allow(
-    dead_code,
-    reason = "the scanner is shared with fo-vrrp; each test uses part of it"
-)]
 #[path = "../../tests/src/layering.rs"]
 #[macro_use]
 mod layering;
 
-use layering::Layout;
 use std::path::Path;
 
 /// Which top-level module may use which (besides itself). `cli` is the binary's
@@ -71,7 +66,7 @@ layering_tests!(
     "fo-agent",
     ALLOWED,
     KNOWN,
-    Layout {
+    layering::Layout {
         lib_name: "fo_agent",
         binary: &["main.rs", "cli/"],
         binary_module: "cli",

@@ -1,15 +1,9 @@
 //! fo-vrrp's modules form a one-way graph: types ▸ drops ▸ auth ▸ packet, and timing ▸ fsm.
 //! docs/architecture.md explains the table; this test is its authority.
 
-#[allow(
-    dead_code,
-    reason = "the scanner is shared with fo-agent; each test uses part of it"
-)]
 #[path = "../../tests/src/layering.rs"]
 #[macro_use]
 mod layering;
-
-use layering::Layout;
 
 /// Which top-level module may use which (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
@@ -28,7 +22,7 @@ layering_tests!(
     "fo-vrrp",
     ALLOWED,
     KNOWN,
-    Layout {
+    layering::Layout {
         lib_name: "fo_vrrp",
         binary: &[],
         binary_module: "",

@@ -17,7 +17,13 @@
 //!
 //! This file is shared by path (`#[path = "../../tests/src/layering.rs"]`) with the thin
 //! `tests/layering.rs` of fo-agent and fo-vrrp, so `cargo test -p fo-agent` catches an
-//! upward import without a dependency on this crate.
+//! upward import without a dependency on this crate; their tests come from
+//! `layering_tests!`.
+
+#![allow(
+    dead_code,
+    reason = "shared by path; each crate's test uses part of it"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
