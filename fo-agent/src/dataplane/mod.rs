@@ -101,6 +101,15 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
     move |source| DataplaneError::Map { name, source }
 }
 
+/// A lookup's result in map `name`, a missing key as `None`.
+fn found<V>(name: &'static str, got: std::result::Result<V, MapError>) -> Result<Option<V>> {
+    match got {
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(map_err(name)(e)),
+    }
+}
+
 fn program_err(what: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
     move |source| DataplaneError::Program { what, source }
 }
@@ -409,20 +418,12 @@ impl Dataplane {
 
     /// The backend slot an established flow is pinned to, if any.
     pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>> {
-        match self.maps.flows.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("FLOWS")(e)),
-        }
+        found("FLOWS", self.maps.flows.get(key, 0))
     }
 
     /// The backend slot a connection seen only as a SYN so far is pinned to, if any.
     pub fn new_flow(&self, key: &FlowKey) -> Result<Option<FlowValue>> {
-        match self.maps.flows_new.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("FLOWS_NEW")(e)),
-        }
+        found("FLOWS_NEW", self.maps.flows_new.get(key, 0))
     }
 }
 

@@ -20,7 +20,7 @@ use fo_common::{
     PROTO_UDP,
 };
 
-use super::{Dataplane, MonoNanos, Result, map_err};
+use super::{Dataplane, MonoNanos, Result, found, map_err};
 
 /// How long a NAT connection lives after its last packet, by state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,11 +275,7 @@ impl NatTable {
 
     fn flow_in(&self, pair: Pair, key: &FlowKey) -> Result<Option<NatFlow>> {
         let (map, name) = self.fwd_of(pair);
-        match map.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(name)(e)),
-        }
+        found(name, map.get(key, 0))
     }
 
     /// The client 5-tuple a reply tuple maps to (the SNAT port's owner), embryonic
@@ -293,11 +289,7 @@ impl NatTable {
 
     fn reverse_in(&self, pair: Pair, reply: &FlowKey) -> Result<Option<FlowKey>> {
         let (map, name) = self.rev_of(pair);
-        match map.get(reply, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(name)(e)),
-        }
+        found(name, map.get(reply, 0))
     }
 
     /// Install a connection (from the sync): the reply side first, so the program
