@@ -584,6 +584,15 @@ mod tests {
         (ran, seen)
     }
 
+    /// The output's note (what was not logged) says `says`.
+    fn assert_note(output: &Output, says: &str) {
+        let note = output.truncated();
+        assert!(
+            note.as_ref().is_some_and(|n| n.contains(says)),
+            "a note saying {says:?} expected, saw {note:?}"
+        );
+    }
+
     /// Bytes that are not UTF-8 become U+FFFD, and the stream is read on: before, a
     /// read error ended it, and a child writing on blocked once the pipe was full.
     #[tokio::test]
@@ -611,13 +620,7 @@ mod tests {
         assert_eq!(lens, [(MAX_LINE, ""), (4, "next")], "line lengths");
         assert_eq!(ran.output.cut_lines, 1, "{:?}", ran.output);
         assert_eq!(ran.output.bytes, 100_000 + 1 + 5, "every byte read");
-        assert!(
-            ran.output
-                .truncated()
-                .is_some_and(|n| n.contains("1 line(s) longer than 4096 bytes cut")),
-            "{:?}",
-            ran.output.truncated()
-        );
+        assert_note(&ran.output, "1 line(s) longer than 4096 bytes cut");
     }
 
     /// Past MAX_OUTPUT the child's output is still read (it exits instead of blocking
@@ -636,13 +639,7 @@ mod tests {
             ran.output
         );
         assert_eq!(ran.output.bytes, 200_000 * 11 + 5);
-        assert!(
-            ran.output
-                .truncated()
-                .is_some_and(|n| n.contains("after the first 256 KiB not logged")),
-            "{:?}",
-            ran.output.truncated()
-        );
+        assert_note(&ran.output, "after the first 256 KiB not logged");
         let (quiet, _) = sh("echo one").await;
         assert_eq!(quiet.output.truncated(), None, "a short run has no note");
     }
