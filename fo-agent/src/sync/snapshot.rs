@@ -177,6 +177,14 @@ mod tests {
             .collect()
     }
 
+    /// Snapshot 1 from sequence `start_seq`, its table walked into `records`.
+    fn walked(start_seq: u64, records: Vec<Record>) -> (Outgoing, Instant) {
+        let t0 = Instant::now();
+        let mut o = Outgoing::new(1, t0, start_seq);
+        o.records = Some(records);
+        (o, t0)
+    }
+
     #[test]
     fn requests_are_served_at_most_once_per_interval() {
         let t0 = Instant::now();
@@ -214,9 +222,7 @@ mod tests {
 
     #[test]
     fn an_empty_table_is_one_end_and_no_datagram() {
-        let t0 = Instant::now();
-        let mut o = Outgoing::new(1, t0, 0);
-        o.records = Some(Vec::new());
+        let (mut o, t0) = walked(0, Vec::new());
         assert_eq!(o.datagrams(), Some(0));
         assert!(o.all_sent());
         assert_eq!(o.next(t0), None);
@@ -224,9 +230,7 @@ mod tests {
 
     #[test]
     fn a_silent_receiver_stalls_the_snapshot() {
-        let t0 = Instant::now();
-        let mut o = Outgoing::new(1, t0, 0);
-        o.records = Some(records(WINDOW as usize * MAX_RECORDS * 2));
+        let (mut o, t0) = walked(0, records(WINDOW as usize * MAX_RECORDS * 2));
         while o.next(t0).is_some() {}
         assert!(!o.stalled(t0 + STALL / 2));
         o.ack(t0 + STALL / 2, 16);
@@ -239,9 +243,7 @@ mod tests {
 
     #[test]
     fn a_new_request_takes_the_snapshot_over_from_its_first_datagram() {
-        let t0 = Instant::now();
-        let mut o = Outgoing::new(1, t0, 7);
-        o.records = Some(records(MAX_RECORDS * 3));
+        let (mut o, t0) = walked(7, records(MAX_RECORDS * 3));
         assert!(o.hold(8, Vec::new()));
         while o.next(t0).is_some() {}
         o.ack(t0, 2);
