@@ -1,6 +1,11 @@
 //! Helpers for the tests of `health` and `hooks`.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A probe's timeout in tests: far longer than any of them takes, so a loaded machine
+/// does not fail them.
+pub const T: Duration = Duration::from_secs(5);
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);

@@ -79,9 +79,7 @@ pub async fn exec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::testutil::TempDir;
-
-    const T: Duration = Duration::from_secs(5);
+    use crate::health::testutil::{T, TempDir};
 
     fn argv(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| (*s).to_owned()).collect()

@@ -43,9 +43,7 @@ pub async fn file(path: &Path, contains: Option<&str>, timeout: Duration) -> Pro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::testutil::TempDir;
-
-    const T: Duration = Duration::from_secs(5);
+    use crate::health::testutil::{T, TempDir};
 
     #[tokio::test]
     async fn file_exists_and_contains() {

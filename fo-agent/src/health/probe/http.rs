@@ -257,11 +257,10 @@ mod tests {
     use super::super::{days, statuses};
     use super::*;
     use crate::health::http::find;
+    use crate::health::testutil::T;
     use fo_config::HttpGet;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
-
-    const T: Duration = Duration::from_secs(5);
 
     /// Serve `response` to every connection; returns the port.
     async fn http_server(response: &'static str) -> u16 {

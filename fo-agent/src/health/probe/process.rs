@@ -99,9 +99,7 @@ pub async fn process_by_pidfile(path: &Path, timeout: Duration) -> ProbeResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::testutil::TempDir;
-
-    const T: Duration = Duration::from_secs(5);
+    use crate::health::testutil::{T, TempDir};
 
     #[tokio::test]
     async fn process_by_name_and_pidfile() {

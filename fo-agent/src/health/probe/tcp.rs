@@ -24,9 +24,8 @@ pub async fn tcp(addr: SocketAddr, timeout: Duration) -> ProbeResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::testutil::T;
     use tokio::net::TcpListener;
-
-    const T: Duration = Duration::from_secs(5);
 
     #[tokio::test]
     async fn tcp_is_up_while_listening_and_down_once_closed() {
