@@ -212,20 +212,7 @@ impl Operator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!("fo-opstate-{tag}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::health::testutil::TempDir;
 
     fn config() -> Config {
         Config::parse(
@@ -249,8 +236,8 @@ backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "1
 
     #[test]
     fn a_missing_file_is_an_empty_state_and_a_saved_one_reads_back() {
-        let dir = Dir::new("roundtrip");
-        let path = dir.0.join("sub/state.json");
+        let dir = TempDir::new("opstate-roundtrip");
+        let path = dir.path().join("sub/state.json");
         assert_eq!(
             OperatorState::load(&path).expect("load"),
             OperatorState::empty()
@@ -265,7 +252,7 @@ backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "1
         s.save(&path).expect("save (creates the directory)");
         assert_eq!(OperatorState::load(&path).expect("load"), s);
         assert!(
-            !dir.0.join("sub/state.json.tmp").exists(),
+            !dir.path().join("sub/state.json.tmp").exists(),
             "the temporary file is renamed into place"
         );
         s.demoted.clear();
@@ -275,9 +262,8 @@ backends = [{ name = "b1", address = "192.0.2.21" }, { name = "b2", address = "1
 
     #[test]
     fn a_broken_file_is_refused_with_line_and_column() {
-        let dir = Dir::new("broken");
-        std::fs::create_dir_all(&dir.0).expect("dir");
-        let path = dir.0.join("state.json");
+        let dir = TempDir::new("opstate-broken");
+        let path = dir.path().join("state.json");
         std::fs::write(&path, "{\n  \"version\": 1,\n  \"demoted\": [wazuh]\n}\n").expect("write");
         let e = OperatorState::load(&path).expect_err("refused").to_string();
         assert!(e.contains("state.json:3:"), "{e}");
