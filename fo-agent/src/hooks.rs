@@ -596,6 +596,15 @@ mod tests {
         }
     }
 
+    /// The router's hooks `h` after one transition, backup to master at priority 150,
+    /// has run its hooks.
+    async fn became_master(h: Hooks) -> RouterHooks {
+        let q = RouterHooks::start(router(), h);
+        q.transition(HookState::Backup, HookState::Master, 150);
+        q.flush().await;
+        q
+    }
+
     /// Waits (10 s at most) until `done` holds.
     async fn wait_until(what: &str, done: impl Fn() -> bool) {
         let waited = std::time::Instant::now();
@@ -616,9 +625,7 @@ mod tests {
         let mut h = hooks();
         h.master = Some(hook(&dir, "master.sh", &body));
         h.notify = Some(hook(&dir, "notify.sh", &body));
-        let q = RouterHooks::start(router(), h);
-        q.transition(HookState::Backup, HookState::Master, 150);
-        q.flush().await;
+        let q = became_master(h).await;
         let text = std::fs::read_to_string(&out).expect("the hooks wrote their env");
         assert_eq!(
             text,
@@ -665,9 +672,7 @@ mod tests {
                 .flatten()
                 .map_or_else(|| me.to_string(), |u| u.name)
         };
-        let q = RouterHooks::start(router(), h);
-        q.transition(HookState::Backup, HookState::Master, 150);
-        q.flush().await;
+        let _q = became_master(h).await;
         let text = std::fs::read_to_string(&out).expect("the hooks wrote");
         assert_eq!(
             text,
@@ -684,9 +689,7 @@ mod tests {
             user: "fo-no-such-user".into(),
             group: None,
         });
-        let q = RouterHooks::start(router(), h);
-        q.transition(HookState::Backup, HookState::Master, 150);
-        q.flush().await;
+        let q = became_master(h).await;
         assert_eq!(q.stats(), stats(1, 1, 0));
     }
 
@@ -870,9 +873,7 @@ mod tests {
             "master.sh",
             "yes fo-chatty-line | head -n 100000",
         ));
-        let q = RouterHooks::start(router(), h);
-        q.transition(HookState::Backup, HookState::Master, 150);
-        q.flush().await;
+        let q = became_master(h).await;
         assert_eq!(q.stats().failures, 0, "{:?}", q.stats());
         let text = log.text();
         let logged = text.matches("fo-chatty-line").count();
