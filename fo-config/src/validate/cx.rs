@@ -134,22 +134,35 @@ impl Cx<'_> {
         }
     }
 
-    /// Router and check names: `[a-z0-9_-]`, 1..=63 characters.
-    pub(super) fn ident(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
+    /// `v`'s text when `valid` holds for it; otherwise the error `problem(text)` at `v`.
+    pub(super) fn text_where(
+        &mut self,
+        v: &Spanned<String>,
+        valid: impl FnOnce(&str) -> bool,
+        problem: impl FnOnce(&str) -> String,
+    ) -> Option<String> {
         let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= NAME_MAX
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
+        if valid(s) {
             Some(s.clone())
         } else {
-            self.err(
-                v.span(),
-                format!("{what} {s:?} must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' and '-'"),
-            );
+            self.err(v.span(), problem(s));
             None
         }
+    }
+
+    /// Router and check names: `[a-z0-9_-]`, 1..=63 characters.
+    pub(super) fn ident(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= NAME_MAX
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })
+            },
+            |s| format!("{what} {s:?} must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' and '-'"),
+        )
     }
 
     /// The `name` of a `[[router]]` or `[[check]]` table: required, an identifier, and
@@ -183,19 +196,15 @@ impl Cx<'_> {
 
     /// Service and backend names (used on the command line and as metric labels).
     pub(super) fn label(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
-        let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= NAME_MAX
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok {
-            Some(s.clone())
-        } else {
-            self.err(
-                v.span(),
-                format!("{what} {s:?} must be 1 to {NAME_MAX} characters without spaces"),
-            );
-            None
-        }
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= NAME_MAX
+                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            },
+            |s| format!("{what} {s:?} must be 1 to {NAME_MAX} characters without spaces"),
+        )
     }
 
     pub(super) fn positive(

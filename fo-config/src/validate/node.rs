@@ -318,21 +318,17 @@ impl Cx<'_> {
     }
 
     fn group(&mut self, v: &Spanned<String>) -> Option<String> {
-        let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= 32
-            && !s.starts_with('-')
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if ok {
-            Some(s.clone())
-        } else {
-            self.err(
-                v.span(),
-                format!("control_group {s:?} is not a valid group name"),
-            );
-            None
-        }
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= 32
+                    && !s.starts_with('-')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            },
+            |s| format!("control_group {s:?} is not a valid group name"),
+        )
     }
 }
 
