@@ -77,7 +77,6 @@ impl Cx<'_> {
             ("user", raw.user.as_ref().map(Spanned::span)),
             ("group", raw.group.as_ref().map(Spanned::span)),
         ];
-        written.extend(raw.tls().written());
         const HTTP: &[&str] = &[
             "address",
             "port",
@@ -86,28 +85,17 @@ impl Cx<'_> {
             "expect_status",
             "expect_body",
         ];
-        const HTTPS: &[&str] = &[
-            "address",
-            "port",
-            "url",
-            "path",
-            "expect_status",
-            "expect_body",
-            "sni",
-            "ca",
-            "cert",
-            "key",
-            "insecure",
-            "min_cert_validity",
-        ];
         let allowed: &[&str] = match tag {
             CheckTag::Tcp => &["address", "port"],
-            CheckTag::Http => HTTP,
-            CheckTag::Https => HTTPS,
+            CheckTag::Http | CheckTag::Https => HTTP,
             CheckTag::Exec => &["command", "user", "group"],
             CheckTag::Process => &["process", "pidfile"],
             CheckTag::File => &["path", "contains"],
         };
+        // The TLS keys belong to https checks alone.
+        if tag != CheckTag::Https {
+            written.extend(raw.tls().written());
+        }
         for (key, at) in written {
             if !allowed.contains(&key) {
                 self.not_for(at, key, &ctx);
@@ -505,26 +493,26 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            parse_url("http://10.0.0.1/health"),
-            Ok((false, "10.0.0.1".into(), 80, "/health".into()))
-        );
-        assert_eq!(
-            parse_url("https://example.org"),
-            Ok((true, "example.org".into(), 443, "/".into()))
-        );
-        assert_eq!(
-            parse_url("http://[::1]:8080/x?y=1"),
-            Ok((false, "::1".into(), 8080, "/x?y=1".into()))
-        );
-        assert_eq!(
-            parse_url("http://h:81?q"),
-            Ok((false, "h".into(), 81, "/?q".into()))
-        );
-        assert!(parse_url("ftp://x").is_err());
-        assert!(parse_url("http://:80/").is_err());
-        assert!(parse_url("http://h:0/").is_err());
-        assert!(parse_url("http://u:p@h/").is_err());
-        assert!(parse_url("http://[zz]/").is_err());
+        for (url, https, host, port, path) in [
+            ("http://10.0.0.1/health", false, "10.0.0.1", 80, "/health"),
+            ("https://example.org", true, "example.org", 443, "/"),
+            ("http://[::1]:8080/x?y=1", false, "::1", 8080, "/x?y=1"),
+            ("http://h:81?q", false, "h", 81, "/?q"),
+        ] {
+            assert_eq!(
+                parse_url(url),
+                Ok((https, host.into(), port, path.into())),
+                "{url}"
+            );
+        }
+        for bad in [
+            "ftp://x",
+            "http://:80/",
+            "http://h:0/",
+            "http://u:p@h/",
+            "http://[zz]/",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
     }
 }
