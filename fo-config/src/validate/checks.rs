@@ -135,12 +135,10 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
-                let at = self.at(command);
-                let command = self.command(command);
-                let run_as = self.run_as(&raw.user, &raw.group);
+                let (command, run_as, at) = self.exec(command, &raw.user, &raw.group)?;
                 Some(CheckKind::Exec {
-                    command: command?,
-                    run_as: run_as?,
+                    command,
+                    run_as,
                     at,
                 })
             }
@@ -294,19 +292,7 @@ impl Cx<'_> {
                 None
             }
             Statuses::Many(list) => {
-                let mut out: Vec<u16> = Vec::with_capacity(list.len());
-                let mut ok = true;
-                for v in list {
-                    match code(self, v) {
-                        Some(c) if out.contains(&c) => {
-                            self.err(v.span(), format!("expect_status lists {c} twice"));
-                            ok = false;
-                        }
-                        Some(c) => out.push(c),
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(out)
+                self.unique_list(list, code, |c| format!("expect_status lists {c} twice"))
             }
         }
     }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use fo_config::{valid_account_name, valid_interface_name};
+
 use super::lex::words_escaped;
 use super::tree::Stmt;
 use super::{
-    Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unicast, unique,
-    valid_interface, valid_user, within,
+    Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unicast, unique, within,
 };
 use crate::ParseError;
 use crate::plan::{Check, CheckKind, Hooks, Plan, Router, RunAs};
@@ -179,7 +180,7 @@ pub fn translate(cx: &mut Cx<'_>, tree: &[Stmt], plan: &mut Plan) -> Result<Vrrp
                 )
             })?,
     };
-    if !valid_interface(&interface) {
+    if !valid_interface_name(&interface) {
         return Err(Error::Input(format!(
             "interface {interface:?} is not an interface name fo accepts (1 to 15 bytes, no '/', ':' or spaces): pass --interface IF"
         )));
@@ -403,7 +404,7 @@ fn user_of(s: &Stmt, first: usize) -> Result<RunAs, ParseError> {
 /// A user/group keepalived could look up is one fo can name.
 pub fn check_user(r: &RunAs, at: Loc) -> Result<(), ParseError> {
     for n in std::iter::once(&r.user).chain(r.group.as_ref()) {
-        if !valid_user(n) {
+        if !valid_account_name(n) {
             return Err(ParseError::at(
                 at,
                 format!("{n:?} is not a user or group name"),
