@@ -60,23 +60,7 @@ impl Cx<'_> {
         let tag = *kind.get_ref();
         let ctx = format!("checks of kind {}", tag_name(tag));
         // Keys that belong to other kinds.
-        let mut written = vec![
-            ("address", raw.address.as_ref().map(Spanned::span)),
-            ("port", raw.port.as_ref().map(Spanned::span)),
-            ("url", raw.url.as_ref().map(Spanned::span)),
-            ("path", raw.path.as_ref().map(Spanned::span)),
-            (
-                "expect_status",
-                raw.expect_status.as_ref().map(Spanned::span),
-            ),
-            ("expect_body", raw.expect_body.as_ref().map(Spanned::span)),
-            ("command", raw.command.as_ref().map(Spanned::span)),
-            ("pidfile", raw.pidfile.as_ref().map(Spanned::span)),
-            ("process", raw.process.as_ref().map(Spanned::span)),
-            ("contains", raw.contains.as_ref().map(Spanned::span)),
-            ("user", raw.user.as_ref().map(Spanned::span)),
-            ("group", raw.group.as_ref().map(Spanned::span)),
-        ];
+        let mut written = raw.kind_keys();
         const HTTP: &[&str] = &[
             "address",
             "port",

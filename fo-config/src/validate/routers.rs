@@ -226,28 +226,7 @@ impl Cx<'_> {
         };
         if kind != OwnershipKind::Vrrp {
             let ctx = format!("ownership = \"{kind_name}\" (only to \"vrrp\")");
-            for (key, at) in [
-                ("vrid", raw.vrid.as_ref().map(Spanned::span)),
-                ("priority", raw.priority.as_ref().map(Spanned::span)),
-                ("version", raw.version.as_ref().map(Spanned::span)),
-                (
-                    "advert_interval",
-                    raw.advert_interval.as_ref().map(Spanned::span),
-                ),
-                ("preempt", raw.preempt.as_ref().map(Spanned::span)),
-                (
-                    "preempt_delay",
-                    raw.preempt_delay.as_ref().map(Spanned::span),
-                ),
-                ("peers", raw.peers.as_ref().map(Spanned::span)),
-                ("auth_pass", raw.auth_pass.as_ref().map(Spanned::span)),
-                (
-                    "auth_key_file",
-                    raw.auth_key_file.as_ref().map(Spanned::span),
-                ),
-                ("track", raw.track.as_ref().map(Spanned::span)),
-                ("witness", raw.witness.as_ref().map(Spanned::span)),
-            ] {
+            for (key, at) in raw.vrrp_keys() {
                 self.not_for(at, key, &ctx);
             }
         }
