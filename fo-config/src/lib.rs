@@ -75,6 +75,7 @@
 
 mod error;
 mod model;
+mod names;
 mod raw;
 pub mod reference;
 mod validate;
@@ -93,6 +94,7 @@ mod duration {
 }
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use model::*;
+pub use names::{valid_account_name, valid_interface_name};
 
 /// A validated configuration with every default applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,6 +14,9 @@ use crate::model::{BgpDaemon, ForwardMode, HashMode, OwnershipKind, Protocol, Xd
 
 type S<T> = Spanned<T>;
 
+/// A key's name and, when it is written, its span.
+pub(crate) type Written = (&'static str, Option<std::ops::Range<usize>>);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNode {
@@ -77,6 +80,28 @@ pub(crate) struct RawRouter {
     pub hooks: Option<RawHooks>,
     pub bgp: Option<S<RawBgp>>,
     pub witness: Option<S<RawWitness>>,
+}
+
+impl RawRouter {
+    /// Each key that only `ownership = "vrrp"` takes, with its span when written.
+    pub fn vrrp_keys(&self) -> [Written; 11] {
+        [
+            ("vrid", self.vrid.as_ref().map(S::span)),
+            ("priority", self.priority.as_ref().map(S::span)),
+            ("version", self.version.as_ref().map(S::span)),
+            (
+                "advert_interval",
+                self.advert_interval.as_ref().map(S::span),
+            ),
+            ("preempt", self.preempt.as_ref().map(S::span)),
+            ("preempt_delay", self.preempt_delay.as_ref().map(S::span)),
+            ("peers", self.peers.as_ref().map(S::span)),
+            ("auth_pass", self.auth_pass.as_ref().map(S::span)),
+            ("auth_key_file", self.auth_key_file.as_ref().map(S::span)),
+            ("track", self.track.as_ref().map(S::span)),
+            ("witness", self.witness.as_ref().map(S::span)),
+        ]
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,7 +253,7 @@ pub(crate) struct RawTls<'r> {
 
 impl RawTls<'_> {
     /// Each key that is written, with its span.
-    pub fn written(&self) -> [(&'static str, Option<std::ops::Range<usize>>); 6] {
+    pub fn written(&self) -> [Written; 6] {
         [
             ("sni", self.sni.as_ref().map(S::span)),
             ("ca", self.ca.as_ref().map(S::span)),
@@ -330,6 +355,25 @@ pub(crate) struct RawCheck {
 }
 
 impl RawCheck {
+    /// Each key that belongs to some kinds only (but the TLS ones, see [`Self::tls`]),
+    /// with its span when written.
+    pub fn kind_keys(&self) -> Vec<Written> {
+        vec![
+            ("address", self.address.as_ref().map(S::span)),
+            ("port", self.port.as_ref().map(S::span)),
+            ("url", self.url.as_ref().map(S::span)),
+            ("path", self.path.as_ref().map(S::span)),
+            ("expect_status", self.expect_status.as_ref().map(S::span)),
+            ("expect_body", self.expect_body.as_ref().map(S::span)),
+            ("command", self.command.as_ref().map(S::span)),
+            ("pidfile", self.pidfile.as_ref().map(S::span)),
+            ("process", self.process.as_ref().map(S::span)),
+            ("contains", self.contains.as_ref().map(S::span)),
+            ("user", self.user.as_ref().map(S::span)),
+            ("group", self.group.as_ref().map(S::span)),
+        ]
+    }
+
     pub fn tls(&self) -> RawTls<'_> {
         RawTls {
             sni: &self.sni,

@@ -18,6 +18,14 @@ fn instance(body: &str) -> String {
     )
 }
 
+/// A vrrp_script `q` running `script` and an instance tracking it, `more` (whole lines)
+/// ending the instance.
+fn tracking_q(script: &str, more: &str) -> String {
+    format!(
+        "vrrp_script q {{\n script {script}\n}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {{\n  192.0.2.100\n }}\n track_script {{\n  q\n }}\n{more}}}\n"
+    )
+}
+
 fn vrrp(c: &fo_config::Config) -> &fo_config::Vrrp {
     c.routers[0].vrrp().expect("vrrp")
 }
@@ -119,53 +127,32 @@ fn exit_classes() {
     assert!(!clean.report.left_out(), "{}", clean.report_text());
     let left = import(&instance("priority 100\n use_vmac"));
     assert!(left.report.left_out());
-    let e = import_text(
-        &Input::default(),
-        "k.conf",
-        "vrrp_instance VI_1 {\n interface eth0\n",
-        None,
-    )
-    .unwrap_err();
-    match e {
-        ImportError::Parse { rendered, .. } => {
-            assert_eq!(rendered, "k.conf:1:20: '{' is never closed")
-        }
-        other => panic!("expected a parse error, saw {other}"),
-    }
-    let e = import_text(
-        &Input::default(),
-        "k.conf",
-        "vrrp_instance VI_1 {\n virtual_router_id 300\n interface eth0\n}\n",
-        None,
-    )
-    .unwrap_err();
-    match e {
-        ImportError::Parse { rendered, .. } => assert_eq!(
-            rendered,
-            "k.conf:2:20: virtual_router_id must be an integer in 1..=255, got \"300\""
+    for (ka, expected) in [
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n",
+            "k.conf:1:20: '{' is never closed",
         ),
-        other => panic!("expected a parse error, saw {other}"),
+        (
+            "vrrp_instance VI_1 {\n virtual_router_id 300\n interface eth0\n}\n",
+            "k.conf:2:20: virtual_router_id must be an integer in 1..=255, got \"300\"",
+        ),
+    ] {
+        match import_text(&Input::default(), "k.conf", ka, None) {
+            Err(ImportError::Parse { rendered, .. }) => assert_eq!(rendered, expected),
+            Err(other) => panic!("expected a parse error, saw {other}"),
+            Ok(_) => panic!("expected a parse error for {ka:?}, the import succeeded"),
+        }
     }
 }
 
 #[test]
 fn scripts_and_notify_lines_are_split_like_keepalived() {
-    let ka = r#"vrrp_script q {
- script "/bin/sh -c 'exit 0' \"a b\""
-}
-vrrp_instance VI_1 {
- interface eth0
- virtual_router_id 51
- virtual_ipaddress {
-  192.0.2.100
- }
- track_script {
-  q
- }
- notify "/usr/local/bin/notify 'vip one'" nobody nogroup
-}
-"#;
-    let c = config(ka);
+    let ka = tracking_q(
+        r#""/bin/sh -c 'exit 0' \"a b\"""#,
+        r#" notify "/usr/local/bin/notify 'vip one'" nobody nogroup
+"#,
+    );
+    let c = config(&ka);
     match &c.checks[0].kind {
         fo_config::CheckKind::Exec { command, .. } => {
             assert_eq!(command, &["/bin/sh", "-c", "exit 0", "a b"]);
@@ -273,20 +260,8 @@ fn script_security_is_always_on_in_fo() {
 /// written from / and reported as approximated, in a vrrp_script and in a MISC_CHECK.
 #[test]
 fn relative_check_programs_are_written_from_the_root() {
-    let ka = r#"vrrp_script q {
- script "usr/../bin/./true x"
-}
-vrrp_instance VI_1 {
- interface eth0
- virtual_router_id 51
- virtual_ipaddress {
-  192.0.2.100
- }
- track_script {
-  q
- }
-}
-virtual_server 192.0.2.100 1514 {
+    let ka = tracking_q(r#""usr/../bin/./true x""#, "")
+        + r#"virtual_server 192.0.2.100 1514 {
  lb_kind DR
  protocol TCP
  real_server 192.0.2.21 1514 {
@@ -296,7 +271,7 @@ virtual_server 192.0.2.100 1514 {
  }
 }
 "#;
-    let out = import(ka);
+    let out = import(&ka);
     let c = fo_config::Config::parse(&out.toml).unwrap_or_else(|e| panic!("{e}\n{}", out.toml));
     match &c.checks[0].kind {
         fo_config::CheckKind::Exec { command, .. } => assert_eq!(command, &["/bin/true", "x"]),

@@ -214,6 +214,15 @@ pub fn serialize_std_opt<S: Serializer>(
     }
 }
 
+/// The error for a bare number where a duration belongs: negative, or missing its unit.
+fn unitless(negative: bool, input: String) -> DurationError {
+    if negative {
+        DurationError::Negative { input }
+    } else {
+        DurationError::MissingUnit { input }
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -226,31 +235,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 v.parse().map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                Err(E::custom(if v < 0 {
-                    DurationError::Negative {
-                        input: v.to_string(),
-                    }
-                } else {
-                    DurationError::MissingUnit {
-                        input: v.to_string(),
-                    }
-                }))
+                Err(E::custom(unitless(v < 0, v.to_string())))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
-                Err(E::custom(DurationError::MissingUnit {
-                    input: v.to_string(),
-                }))
+                Err(E::custom(unitless(false, v.to_string())))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<HumanDuration, E> {
-                Err(E::custom(if v < 0.0 {
-                    DurationError::Negative {
-                        input: v.to_string(),
-                    }
-                } else {
-                    DurationError::MissingUnit {
-                        input: v.to_string(),
-                    }
-                }))
+                Err(E::custom(unitless(v < 0.0, v.to_string())))
             }
         }
         d.deserialize_any(V)

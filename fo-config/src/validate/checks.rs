@@ -60,24 +60,7 @@ impl Cx<'_> {
         let tag = *kind.get_ref();
         let ctx = format!("checks of kind {}", tag_name(tag));
         // Keys that belong to other kinds.
-        let mut written = vec![
-            ("address", raw.address.as_ref().map(Spanned::span)),
-            ("port", raw.port.as_ref().map(Spanned::span)),
-            ("url", raw.url.as_ref().map(Spanned::span)),
-            ("path", raw.path.as_ref().map(Spanned::span)),
-            (
-                "expect_status",
-                raw.expect_status.as_ref().map(Spanned::span),
-            ),
-            ("expect_body", raw.expect_body.as_ref().map(Spanned::span)),
-            ("command", raw.command.as_ref().map(Spanned::span)),
-            ("pidfile", raw.pidfile.as_ref().map(Spanned::span)),
-            ("process", raw.process.as_ref().map(Spanned::span)),
-            ("contains", raw.contains.as_ref().map(Spanned::span)),
-            ("user", raw.user.as_ref().map(Spanned::span)),
-            ("group", raw.group.as_ref().map(Spanned::span)),
-        ];
-        written.extend(raw.tls().written());
+        let mut written = raw.kind_keys();
         const HTTP: &[&str] = &[
             "address",
             "port",
@@ -86,28 +69,17 @@ impl Cx<'_> {
             "expect_status",
             "expect_body",
         ];
-        const HTTPS: &[&str] = &[
-            "address",
-            "port",
-            "url",
-            "path",
-            "expect_status",
-            "expect_body",
-            "sni",
-            "ca",
-            "cert",
-            "key",
-            "insecure",
-            "min_cert_validity",
-        ];
         let allowed: &[&str] = match tag {
             CheckTag::Tcp => &["address", "port"],
-            CheckTag::Http => HTTP,
-            CheckTag::Https => HTTPS,
+            CheckTag::Http | CheckTag::Https => HTTP,
             CheckTag::Exec => &["command", "user", "group"],
             CheckTag::Process => &["process", "pidfile"],
             CheckTag::File => &["path", "contains"],
         };
+        // The TLS keys belong to https checks alone.
+        if tag != CheckTag::Https {
+            written.extend(raw.tls().written());
+        }
         for (key, at) in written {
             if !allowed.contains(&key) {
                 self.not_for(at, key, &ctx);
@@ -147,12 +119,10 @@ impl Cx<'_> {
                     &kspan,
                     "an exec check needs `command` = [program, args...]",
                 )?;
-                let at = self.at(command);
-                let command = self.command(command);
-                let run_as = self.run_as(&raw.user, &raw.group);
+                let (command, run_as, at) = self.exec(command, &raw.user, &raw.group)?;
                 Some(CheckKind::Exec {
-                    command: command?,
-                    run_as: run_as?,
+                    command,
+                    run_as,
                     at,
                 })
             }
@@ -306,19 +276,7 @@ impl Cx<'_> {
                 None
             }
             Statuses::Many(list) => {
-                let mut out: Vec<u16> = Vec::with_capacity(list.len());
-                let mut ok = true;
-                for v in list {
-                    match code(self, v) {
-                        Some(c) if out.contains(&c) => {
-                            self.err(v.span(), format!("expect_status lists {c} twice"));
-                            ok = false;
-                        }
-                        Some(c) => out.push(c),
-                        None => ok = false,
-                    }
-                }
-                ok.then_some(out)
+                self.unique_list(list, code, |c| format!("expect_status lists {c} twice"))
             }
         }
     }
@@ -505,26 +463,26 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(
-            parse_url("http://10.0.0.1/health"),
-            Ok((false, "10.0.0.1".into(), 80, "/health".into()))
-        );
-        assert_eq!(
-            parse_url("https://example.org"),
-            Ok((true, "example.org".into(), 443, "/".into()))
-        );
-        assert_eq!(
-            parse_url("http://[::1]:8080/x?y=1"),
-            Ok((false, "::1".into(), 8080, "/x?y=1".into()))
-        );
-        assert_eq!(
-            parse_url("http://h:81?q"),
-            Ok((false, "h".into(), 81, "/?q".into()))
-        );
-        assert!(parse_url("ftp://x").is_err());
-        assert!(parse_url("http://:80/").is_err());
-        assert!(parse_url("http://h:0/").is_err());
-        assert!(parse_url("http://u:p@h/").is_err());
-        assert!(parse_url("http://[zz]/").is_err());
+        for (url, https, host, port, path) in [
+            ("http://10.0.0.1/health", false, "10.0.0.1", 80, "/health"),
+            ("https://example.org", true, "example.org", 443, "/"),
+            ("http://[::1]:8080/x?y=1", false, "::1", 8080, "/x?y=1"),
+            ("http://h:81?q", false, "h", 81, "/?q"),
+        ] {
+            assert_eq!(
+                parse_url(url),
+                Ok((https, host.into(), port, path.into())),
+                "{url}"
+            );
+        }
+        for bad in [
+            "ftp://x",
+            "http://:80/",
+            "http://h:0/",
+            "http://u:p@h/",
+            "http://[zz]/",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
     }
 }

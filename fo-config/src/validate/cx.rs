@@ -13,6 +13,7 @@ use toml::Spanned;
 use toml::de::{DeValue, ValueDeserializer};
 
 use crate::model::*;
+use crate::names::valid_account_name;
 
 use super::{Cx, Span};
 
@@ -66,6 +67,49 @@ impl Cx<'_> {
         if !self.removed.contains(key) {
             self.err(span, message);
         }
+    }
+
+    /// A list key that must be written (else `missing` is reported at the `table`) and
+    /// hold at least one item.
+    pub(super) fn required_list<'v, T>(
+        &mut self,
+        list: &'v Option<Spanned<Vec<T>>>,
+        key: &str,
+        table: &Span,
+        missing: &str,
+    ) -> Option<&'v [T]> {
+        let Some(list) = list else {
+            self.missing(key, table.clone(), missing);
+            return None;
+        };
+        if list.get_ref().is_empty() {
+            self.err(list.span(), format!("{key} must not be empty"));
+            return None;
+        }
+        Some(list.get_ref())
+    }
+
+    /// Each item of `list` as `read` reads it; an item read before is reported at its
+    /// place by `twice`. `None` when any item is bad or repeated.
+    pub(super) fn unique_list<V, T: PartialEq>(
+        &mut self,
+        list: &[Spanned<V>],
+        mut read: impl FnMut(&mut Self, &Spanned<V>) -> Option<T>,
+        twice: impl Fn(&T) -> String,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for v in list {
+            match read(self, v) {
+                Some(x) if out.contains(&x) => {
+                    self.err(v.span(), twice(&x));
+                    ok = false;
+                }
+                Some(x) => out.push(x),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     pub(super) fn int(&mut self, v: &Spanned<i64>, what: &str, lo: i64, hi: i64) -> Option<i64> {
@@ -134,22 +178,35 @@ impl Cx<'_> {
         }
     }
 
-    /// Router and check names: `[a-z0-9_-]`, 1..=63 characters.
-    pub(super) fn ident(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
+    /// `v`'s text when `valid` holds for it; otherwise the error `problem(text)` at `v`.
+    pub(super) fn text_where(
+        &mut self,
+        v: &Spanned<String>,
+        valid: impl FnOnce(&str) -> bool,
+        problem: impl FnOnce(&str) -> String,
+    ) -> Option<String> {
         let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= NAME_MAX
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
+        if valid(s) {
             Some(s.clone())
         } else {
-            self.err(
-                v.span(),
-                format!("{what} {s:?} must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' and '-'"),
-            );
+            self.err(v.span(), problem(s));
             None
         }
+    }
+
+    /// Router and check names: `[a-z0-9_-]`, 1..=63 characters.
+    pub(super) fn ident(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= NAME_MAX
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    })
+            },
+            |s| format!("{what} {s:?} must be 1 to {NAME_MAX} characters of a-z, 0-9, '_' and '-'"),
+        )
     }
 
     /// The `name` of a `[[router]]` or `[[check]]` table: required, an identifier, and
@@ -183,19 +240,15 @@ impl Cx<'_> {
 
     /// Service and backend names (used on the command line and as metric labels).
     pub(super) fn label(&mut self, v: &Spanned<String>, what: &str) -> Option<String> {
-        let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= NAME_MAX
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
-        if ok {
-            Some(s.clone())
-        } else {
-            self.err(
-                v.span(),
-                format!("{what} {s:?} must be 1 to {NAME_MAX} characters without spaces"),
-            );
-            None
-        }
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= NAME_MAX
+                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            },
+            |s| format!("{what} {s:?} must be 1 to {NAME_MAX} characters without spaces"),
+        )
     }
 
     pub(super) fn positive(
@@ -290,6 +343,20 @@ impl Cx<'_> {
         Some(list.iter().map(|s| s.get_ref().clone()).collect())
     }
 
+    /// An exec check's `command`, `user` and `group`: (program line, who runs it, where
+    /// the program is written).
+    pub(super) fn exec(
+        &mut self,
+        command: &Spanned<Vec<Spanned<String>>>,
+        user: &Option<Spanned<String>>,
+        group: &Option<Spanned<String>>,
+    ) -> Option<(Vec<String>, Option<RunAs>, Position)> {
+        let at = self.at(command);
+        let argv = self.command(command);
+        let run_as = self.run_as(user, group);
+        Some((argv?, run_as?, at))
+    }
+
     /// Where `command`'s program (its first element, else the array) is written.
     pub(super) fn at(&self, command: &Spanned<Vec<Spanned<String>>>) -> Position {
         let span = command
@@ -308,19 +375,9 @@ impl Cx<'_> {
         group: &Option<Spanned<String>>,
     ) -> Option<Option<RunAs>> {
         let name = |cx: &mut Self, v: &Spanned<String>, what: &str| {
-            let s = v.get_ref();
-            let ok = !s.is_empty()
-                && s.len() <= 256
-                && !s.starts_with('-')
-                && !s
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/');
-            if ok {
-                Some(s.clone())
-            } else {
-                cx.err(v.span(), format!("{what} {s:?} is not a valid {what} name"));
-                None
-            }
+            cx.text_where(v, valid_account_name, |s| {
+                format!("{what} {s:?} is not a valid {what} name")
+            })
         };
         match (user, group) {
             (None, None) => Some(None),

@@ -7,6 +7,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::model::*;
+use crate::names::valid_interface_name;
 use crate::raw::*;
 
 use super::{Cx, Span};
@@ -282,20 +283,9 @@ impl Cx<'_> {
     }
 
     fn interface(&mut self, v: &Spanned<String>) -> Option<String> {
-        let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() < 16
-            && s != "."
-            && s != ".."
-            && !s
-                .chars()
-                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
-        if ok {
-            Some(s.clone())
-        } else {
-            self.err(v.span(), format!("interface {s:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)"));
-            None
-        }
+        self.text_where(v, valid_interface_name, |s| {
+            format!("interface {s:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)")
+        })
     }
 
     fn maglev_size(&mut self, v: &Spanned<i64>) -> Option<u32> {
@@ -318,21 +308,17 @@ impl Cx<'_> {
     }
 
     fn group(&mut self, v: &Spanned<String>) -> Option<String> {
-        let s = v.get_ref();
-        let ok = !s.is_empty()
-            && s.len() <= 32
-            && !s.starts_with('-')
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if ok {
-            Some(s.clone())
-        } else {
-            self.err(
-                v.span(),
-                format!("control_group {s:?} is not a valid group name"),
-            );
-            None
-        }
+        self.text_where(
+            v,
+            |s| {
+                !s.is_empty()
+                    && s.len() <= 32
+                    && !s.starts_with('-')
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            },
+            |s| format!("control_group {s:?} is not a valid group name"),
+        )
     }
 }
 

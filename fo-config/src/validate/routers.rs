@@ -11,6 +11,7 @@ use crate::model::*;
 use crate::raw::*;
 
 use super::cx::{family, str_field, str_list_field};
+use super::vrrp::RouterTable;
 use super::{Checks, Cx, Routers, Span};
 
 /// Most SNAT addresses per router (the data plane's `NAT_MAX_SNAT`).
@@ -59,9 +60,22 @@ impl Cx<'_> {
                 .map(|n| n.get_ref().clone())
                 .unwrap_or_default();
 
-            let vips = self.vips(&raw, &span, &label, &mut vip_first, &mut out.vip_owner);
-            let ownership =
-                self.ownership(&raw, &span, vips.as_deref(), &mut vrids, &label, checks);
+            let vips = self
+                .required_list(
+                    &raw.vips,
+                    "vips",
+                    &span,
+                    "[[router]] needs `vips` (at least one address)",
+                )
+                .and_then(|list| self.vips(list, &label, &mut vip_first, &mut out.vip_owner));
+            let ownership = self.ownership(RouterTable {
+                raw: &raw,
+                span: &span,
+                vips: vips.as_deref(),
+                vrids: &mut vrids,
+                name: &label,
+                checks,
+            });
             let snat = self.snat(&raw, &label, &mut vip_first);
             let gates = self.gates(&raw, checks);
             let hooks = self.hooks(&raw);
@@ -84,29 +98,19 @@ impl Cx<'_> {
         out
     }
 
+    /// The router's VIPs: unicast, of one address family, each written once in all
+    /// routers (`first` holds each address with its router and place, `owner` with its
+    /// router).
     fn vips(
         &mut self,
-        raw: &RawRouter,
-        span: &Span,
+        list: &[Spanned<String>],
         router: &str,
         first: &mut HashMap<IpAddr, (String, Span)>,
         owner: &mut HashMap<IpAddr, String>,
     ) -> Option<Vec<IpAddr>> {
-        let Some(list) = &raw.vips else {
-            self.missing(
-                "vips",
-                span.clone(),
-                "[[router]] needs `vips` (at least one address)",
-            );
-            return None;
-        };
-        if list.get_ref().is_empty() {
-            self.err(list.span(), "vips must not be empty");
-            return None;
-        }
         let mut ok = true;
         let mut out = Vec::new();
-        for v in list.get_ref() {
+        for v in list {
             let Some(ip) = self.unicast_ip(v, "VIP") else {
                 ok = false;
                 continue;
@@ -205,15 +209,8 @@ impl Cx<'_> {
         }
     }
 
-    fn ownership(
-        &mut self,
-        raw: &RawRouter,
-        span: &Span,
-        vips: Option<&[IpAddr]>,
-        vrids: &mut HashMap<u8, (String, Span)>,
-        router: &str,
-        checks: &Checks,
-    ) -> Option<Ownership> {
+    fn ownership(&mut self, table: RouterTable<'_>) -> Option<Ownership> {
+        let (raw, span) = (table.raw, table.span);
         if self.removed.contains("ownership") {
             return None;
         }
@@ -229,28 +226,7 @@ impl Cx<'_> {
         };
         if kind != OwnershipKind::Vrrp {
             let ctx = format!("ownership = \"{kind_name}\" (only to \"vrrp\")");
-            for (key, at) in [
-                ("vrid", raw.vrid.as_ref().map(Spanned::span)),
-                ("priority", raw.priority.as_ref().map(Spanned::span)),
-                ("version", raw.version.as_ref().map(Spanned::span)),
-                (
-                    "advert_interval",
-                    raw.advert_interval.as_ref().map(Spanned::span),
-                ),
-                ("preempt", raw.preempt.as_ref().map(Spanned::span)),
-                (
-                    "preempt_delay",
-                    raw.preempt_delay.as_ref().map(Spanned::span),
-                ),
-                ("peers", raw.peers.as_ref().map(Spanned::span)),
-                ("auth_pass", raw.auth_pass.as_ref().map(Spanned::span)),
-                (
-                    "auth_key_file",
-                    raw.auth_key_file.as_ref().map(Spanned::span),
-                ),
-                ("track", raw.track.as_ref().map(Spanned::span)),
-                ("witness", raw.witness.as_ref().map(Spanned::span)),
-            ] {
+            for (key, at) in raw.vrrp_keys() {
                 self.not_for(at, key, &ctx);
             }
         }
@@ -297,9 +273,7 @@ impl Cx<'_> {
                     bfd: b.get_ref().bfd.unwrap_or(false),
                 }))
             }
-            OwnershipKind::Vrrp => self
-                .vrrp(raw, span, vips, vrids, router, checks)
-                .map(Ownership::Vrrp),
+            OwnershipKind::Vrrp => self.vrrp(table).map(Ownership::Vrrp),
         }
     }
 
@@ -327,19 +301,11 @@ impl Cx<'_> {
         let Some(list) = &raw.gates else {
             return Some(Vec::new());
         };
-        let mut ok = true;
-        let mut out: Vec<String> = Vec::new();
-        for g in list.get_ref() {
-            match self.check_ref(g, checks, "gate") {
-                Some(name) if out.contains(&name) => {
-                    self.err(g.span(), format!("gate {name:?} is listed twice"));
-                    ok = false;
-                }
-                Some(name) => out.push(name),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
+        self.unique_list(
+            list.get_ref(),
+            |cx, g| cx.check_ref(g, checks, "gate"),
+            |name| format!("gate {name:?} is listed twice"),
+        )
     }
 
     fn hooks(&mut self, raw: &RawRouter) -> Option<Hooks> {

@@ -169,23 +169,17 @@ impl Cx<'_> {
         total: &mut usize,
         max_backends: usize,
     ) -> Option<Vec<Backend>> {
-        let Some(list) = &raw.backends else {
-            self.missing(
-                "backends",
-                span.clone(),
-                "[[service]] needs `backends` (at least one)",
-            );
-            return None;
-        };
-        if list.get_ref().is_empty() {
-            self.err(list.span(), "backends must not be empty");
-            return None;
-        }
+        let list = self.required_list(
+            &raw.backends,
+            "backends",
+            span,
+            "[[service]] needs `backends` (at least one)",
+        )?;
         let mut ok = true;
         let mut out: Vec<Backend> = Vec::new();
         let mut seen: HashMap<(IpAddr, u16), Span> = HashMap::new();
         let mut names: HashMap<String, Span> = HashMap::new();
-        for b in list.get_ref() {
+        for b in list {
             *total += 1;
             if *total == max_backends + 1 {
                 self.err(b.span(), format!("too many backends in all services: max_backends = {max_backends} (raise it in [node])"));
@@ -340,16 +334,13 @@ impl Cx<'_> {
                     .map(|(get, tls)| ServiceCheckKind::Https { get, tls })
             }
             ServiceCheckTag::Exec => match &raw.command {
-                Some(cmd) => {
-                    let at = self.at(cmd);
-                    let command = self.command(cmd);
-                    let run_as = self.run_as(&raw.user, &raw.group);
-                    Some(ServiceCheckKind::Exec {
-                        command: command?,
-                        run_as: run_as?,
+                Some(cmd) => self
+                    .exec(cmd, &raw.user, &raw.group)
+                    .map(|(command, run_as, at)| ServiceCheckKind::Exec {
+                        command,
+                        run_as,
                         at,
-                    })
-                }
+                    }),
                 None => {
                     self.missing(
                         "command",

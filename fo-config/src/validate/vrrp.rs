@@ -13,16 +13,30 @@ use crate::raw::*;
 use super::cx::family;
 use super::{Checks, Cx, Span};
 
+/// One `[[router]]` table as its ownership and VRRP keys are read.
+pub(super) struct RouterTable<'r> {
+    pub raw: &'r RawRouter,
+    /// The whole table: where a missing key is reported.
+    pub span: &'r Span,
+    /// Its VIPs, when they are valid.
+    pub vips: Option<&'r [IpAddr]>,
+    /// The VRIDs taken so far on the interface, with the router and the place.
+    pub vrids: &'r mut HashMap<u8, (String, Span)>,
+    /// The router's name as written (for messages).
+    pub name: &'r str,
+    pub checks: &'r Checks,
+}
+
 impl Cx<'_> {
-    pub(super) fn vrrp(
-        &mut self,
-        raw: &RawRouter,
-        span: &Span,
-        vips: Option<&[IpAddr]>,
-        vrids: &mut HashMap<u8, (String, Span)>,
-        router: &str,
-        checks: &Checks,
-    ) -> Option<Vrrp> {
+    pub(super) fn vrrp(&mut self, table: RouterTable<'_>) -> Option<Vrrp> {
+        let RouterTable {
+            raw,
+            span,
+            vips,
+            vrids,
+            name: router,
+            checks,
+        } = table;
         let vrid = match &raw.vrid {
             Some(v) => {
                 let n = self.int(v, "vrid", 1, 255).map(|n| n as u8);
@@ -105,16 +119,18 @@ impl Cx<'_> {
         let auth_pass = match &raw.auth_pass {
             None => None,
             Some(p) => {
-                if version == Some(VrrpVersion::V3) {
-                    self.err(
-                        p.span(),
-                        "auth_pass only exists in VRRP version 2 (set version = 2, or remove it)",
-                    );
+                let len = p.get_ref().len();
+                if self.refuse_in(
+                    version,
+                    VrrpVersion::V3,
+                    p.span(),
+                    "auth_pass only exists in VRRP version 2 (set version = 2, or remove it)",
+                ) {
                     ok = false;
-                } else if !(1..=8).contains(&p.get_ref().len()) {
+                } else if !(1..=8).contains(&len) {
                     self.err(
                         p.span(),
-                        format!("auth_pass must be 1 to 8 bytes, got {}", p.get_ref().len()),
+                        format!("auth_pass must be 1 to 8 bytes, got {len}"),
                     );
                     ok = false;
                 }
@@ -124,20 +140,15 @@ impl Cx<'_> {
         let auth_key_file = match &raw.auth_key_file {
             None => None,
             Some(f) => {
-                if version == Some(VrrpVersion::V2) {
-                    self.err(
-                        f.span(),
-                        "auth_key_file (HMAC between fo nodes) needs version = 3; version 2 has only auth_pass, for keepalived peers",
-                    );
-                    ok = false;
-                }
-                match self.abs_path(f, "auth_key_file") {
-                    Some(p) => Some(p),
-                    None => {
-                        ok = false;
-                        None
-                    }
-                }
+                ok &= !self.refuse_in(
+                    version,
+                    VrrpVersion::V2,
+                    f.span(),
+                    "auth_key_file (HMAC between fo nodes) needs version = 3; version 2 has only auth_pass, for keepalived peers",
+                );
+                let path = self.abs_path(f, "auth_key_file");
+                ok &= path.is_some();
+                path
             }
         };
         let peers = self.peers(raw, vips);
@@ -163,6 +174,22 @@ impl Cx<'_> {
             track: track?,
             witness: witness?,
         })
+    }
+
+    /// Whether a key is refused because the router's `version` is `without`, a version
+    /// that lacks it; if so, `problem` is reported at `span`.
+    fn refuse_in(
+        &mut self,
+        version: Option<VrrpVersion>,
+        without: VrrpVersion,
+        span: Span,
+        problem: &str,
+    ) -> bool {
+        let refused = version == Some(without);
+        if refused {
+            self.err(span, problem);
+        }
+        refused
     }
 
     /// `witness = { address, interval, timeout }` of a router advertising every `adv`.

@@ -160,46 +160,7 @@ fn split(raw: &str) -> Result<Option<(Vec<String>, usize)>, (usize, String)> {
                         i += 1;
                     }
                 }
-                '"' => {
-                    let start = i;
-                    i += 1;
-                    loop {
-                        match c.get(i) {
-                            None => return Err((start + 1, "unterminated double quote".into())),
-                            Some('"') => {
-                                i += 1;
-                                break;
-                            }
-                            Some('\\') => {
-                                if let Some(&e) = c.get(i + 1) {
-                                    w.push(e);
-                                }
-                                i += 2;
-                            }
-                            Some(&ch) => {
-                                w.push(ch);
-                                i += 1;
-                            }
-                        }
-                    }
-                }
-                '\'' => {
-                    let start = i;
-                    i += 1;
-                    loop {
-                        match c.get(i) {
-                            None => return Err((start + 1, "unterminated single quote".into())),
-                            Some('\'') => {
-                                i += 1;
-                                break;
-                            }
-                            Some(&ch) => {
-                                w.push(ch);
-                                i += 1;
-                            }
-                        }
-                    }
-                }
+                '"' | '\'' => i = quoted(&c, i, &mut w)?,
                 ch => {
                     w.push(ch);
                     i += 1;
@@ -212,6 +173,31 @@ fn split(raw: &str) -> Result<Option<(Vec<String>, usize)>, (usize, String)> {
         }
     }
     Ok((!words.is_empty()).then_some((words, first_col)))
+}
+
+/// The quoted part of a word that opens at `c[open]` (`"` or `'`): its text is added to
+/// `w` and the index after the closing quote returned. Inside `"..."` a backslash
+/// escapes the next character; inside `'...'` nothing is special.
+fn quoted(c: &[char], open: usize, w: &mut String) -> Result<usize, (usize, String)> {
+    let quote = c[open];
+    let mut i = open + 1;
+    loop {
+        match c.get(i) {
+            None if quote == '"' => return Err((open + 1, "unterminated double quote".into())),
+            None => return Err((open + 1, "unterminated single quote".into())),
+            Some(&ch) if ch == quote => return Ok(i + 1),
+            Some('\\') if quote == '"' => {
+                if let Some(&e) = c.get(i + 1) {
+                    w.push(e);
+                }
+                i += 2;
+            }
+            Some(&ch) => {
+                w.push(ch);
+                i += 1;
+            }
+        }
+    }
 }
 
 /// HAProxy's time format: a number with an optional unit (`us`, `ms`, `s`, `m`, `h`,

@@ -119,6 +119,11 @@ fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
+/// Where the next word starts: the first character at or after `i` that is not blank.
+fn next_word(c: &[char], i: usize) -> Option<usize> {
+    (i..c.len()).find(|&j| !is_blank(c[j]))
+}
+
 fn trim(t: &mut Text) {
     let start = t.chars.iter().take_while(|c| is_blank(**c)).count();
     t.chars.drain(..start);
@@ -261,12 +266,8 @@ pub fn words(t: &Text) -> Vec<Word> {
     let c = &t.chars;
     let mut out = Vec::new();
     let mut i = 0;
-    while i < c.len() {
-        if is_blank(c[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
+    while let Some(start) = next_word(c, i) {
+        i = start;
         if c[i] == '"' {
             let end = c[i + 1..]
                 .iter()
@@ -297,11 +298,8 @@ pub fn words_escaped(s: &str) -> Result<Vec<String>, String> {
     let c: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
-    while i < c.len() {
-        if is_blank(c[i]) {
-            i += 1;
-            continue;
-        }
+    while let Some(start) = next_word(&c, i) {
+        i = start;
         let mut word = String::new();
         let mut quote: Option<char> = None;
         while i < c.len() {

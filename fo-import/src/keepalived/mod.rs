@@ -262,27 +262,6 @@ pub fn unicast(ip: std::net::IpAddr) -> bool {
         || ip == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST))
 }
 
-/// A user or group name fo accepts (`user`, `group`).
-pub fn valid_user(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 256
-        && !s.starts_with('-')
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ':' || c == '/')
-}
-
-/// An interface name fo accepts.
-pub fn valid_interface(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() < 16
-        && s != "."
-        && s != ".."
-        && !s
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-}
-
 /// Most services fo takes without raising `[node] max_services`.
 pub const MAX_SERVICES: usize = 64;
 

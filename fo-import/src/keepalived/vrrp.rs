@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use fo_config::{valid_account_name, valid_interface_name};
+
 use super::lex::words_escaped;
 use super::tree::Stmt;
 use super::{
-    Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unicast, unique,
-    valid_interface, valid_user, within,
+    Cx, Error, describe, fit_timeout, fo_name, int, need, seconds, unicast, unique, within,
 };
 use crate::ParseError;
 use crate::plan::{Check, CheckKind, Hooks, Plan, Router, RunAs};
@@ -72,6 +73,32 @@ enum Tracked {
     Script(String),
     Interface(String),
     File(String),
+}
+
+/// A tracked thing with its weight, whether the weight is reversed, where it is
+/// named and the directive that names it.
+type TrackedAt = (Tracked, Option<i64>, bool, Loc, String);
+
+/// Adds what a `track_script`, `track_interface` or `track_file` block `s` names (an
+/// interface's weight defaults to 0); any other statement adds nothing.
+fn track_block(s: &Stmt, d: &str, tracked: &mut Vec<TrackedAt>) -> Result<(), ParseError> {
+    let (kind, limit, default): (fn(String) -> Tracked, i64, Option<i64>) = match s.keyword() {
+        "track_script" => (Tracked::Script, 253, None),
+        "track_interface" => (Tracked::Interface, 253, Some(0)),
+        "track_file" => (Tracked::File, 254, None),
+        _ => return Ok(()),
+    };
+    for t in s.children() {
+        let (w, rev) = track_weight(t, limit)?;
+        tracked.push((
+            kind(t.keyword().to_owned()),
+            w.or(default),
+            rev,
+            t.at(),
+            d.to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Everything translated from the VRRP side of the config.
@@ -153,7 +180,7 @@ pub fn translate(cx: &mut Cx<'_>, tree: &[Stmt], plan: &mut Plan) -> Result<Vrrp
                 )
             })?,
     };
-    if !valid_interface(&interface) {
+    if !valid_interface_name(&interface) {
         return Err(Error::Input(format!(
             "interface {interface:?} is not an interface name fo accepts (1 to 15 bytes, no '/', ':' or spaces): pass --interface IF"
         )));
@@ -377,7 +404,7 @@ fn user_of(s: &Stmt, first: usize) -> Result<RunAs, ParseError> {
 /// A user/group keepalived could look up is one fo can name.
 pub fn check_user(r: &RunAs, at: Loc) -> Result<(), ParseError> {
     for n in std::iter::once(&r.user).chain(r.group.as_ref()) {
-        if !valid_user(n) {
+        if !valid_account_name(n) {
             return Err(ParseError::at(
                 at,
                 format!("{n:?} is not a user or group name"),
@@ -525,7 +552,7 @@ fn instance(
     let mut nopreempt: Option<Loc> = None;
     let mut preempt_delay: Option<(Duration, Loc)> = None;
     let mut auth: Option<(&Stmt, Option<String>, bool)> = None;
-    let mut tracked: Vec<(Tracked, Option<i64>, bool, Loc, String)> = Vec::new();
+    let mut tracked: Vec<TrackedAt> = Vec::new();
     let group = st.groups.get(&iname).cloned();
 
     for s in v.children() {
@@ -597,24 +624,7 @@ fn instance(
                 }
                 auth = Some((s, pass, ah));
             }
-            "track_script" => {
-                for t in s.children() {
-                    let (w, rev) = track_weight(t, 253)?;
-                    tracked.push((Tracked::Script(t.keyword().to_owned()), w, rev, t.at(), d.clone()));
-                }
-            }
-            "track_interface" => {
-                for t in s.children() {
-                    let (w, rev) = track_weight(t, 253)?;
-                    tracked.push((Tracked::Interface(t.keyword().to_owned()), w.or(Some(0)), rev, t.at(), d.clone()));
-                }
-            }
-            "track_file" => {
-                for t in s.children() {
-                    let (w, rev) = track_weight(t, 254)?;
-                    tracked.push((Tracked::File(t.keyword().to_owned()), w, rev, t.at(), d.clone()));
-                }
-            }
+            "track_script" | "track_interface" | "track_file" => track_block(s, &d, &mut tracked)?,
             "track_process" | "track_bfd" => cx.report.not_translated(at, d, "no process (quorum) or BFD tracking in fo"),
             "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
                 hook(cx, v, s, &st.globals, &mut r.hooks)?;
@@ -805,45 +815,7 @@ fn instance(
     if let Some(g) = &group {
         for c in g.stmt.children() {
             let d = format!("{} > {}", describe(g.stmt), c.keyword());
-            match c.keyword() {
-                "track_script" => {
-                    for t in c.children() {
-                        let (w, rev) = track_weight(t, 253)?;
-                        tracked.push((
-                            Tracked::Script(t.keyword().to_owned()),
-                            w,
-                            rev,
-                            t.at(),
-                            d.clone(),
-                        ));
-                    }
-                }
-                "track_interface" => {
-                    for t in c.children() {
-                        let (w, rev) = track_weight(t, 253)?;
-                        tracked.push((
-                            Tracked::Interface(t.keyword().to_owned()),
-                            w.or(Some(0)),
-                            rev,
-                            t.at(),
-                            d.clone(),
-                        ));
-                    }
-                }
-                "track_file" => {
-                    for t in c.children() {
-                        let (w, rev) = track_weight(t, 254)?;
-                        tracked.push((
-                            Tracked::File(t.keyword().to_owned()),
-                            w,
-                            rev,
-                            t.at(),
-                            d.clone(),
-                        ));
-                    }
-                }
-                _ => {}
-            }
+            track_block(c, &d, &mut tracked)?;
         }
     }
     let no_weights = r.priority == 255 || group.as_ref().is_some_and(|g| !g.tracking_weight);

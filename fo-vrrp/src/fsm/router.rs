@@ -61,6 +61,13 @@ pub struct MasterInfo {
     pub priority: Priority,
 }
 
+/// A received advertisement: its sender and the interval it carries.
+#[derive(Clone, Copy, Debug)]
+struct Heard {
+    sender: MasterInfo,
+    interval: AdverInterval,
+}
+
 /// One virtual router's state machine.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -215,7 +222,13 @@ impl Router {
                 from,
                 priority,
                 interval,
-            } => self.on_advert(now, from, priority, interval, &mut out),
+            } => {
+                let sender = MasterInfo {
+                    address: from,
+                    priority,
+                };
+                self.on_advert(now, Heard { sender, interval }, &mut out)
+            }
             Event::TimerFired { which } => self.on_timer(now, which, &mut out),
             Event::PriorityChanged { effective } => self.on_priority(effective, &mut out),
             Event::FaultSet => self.set_fault(now, FaultSource::External, true, &mut out),
@@ -288,33 +301,20 @@ impl Router {
     }
 
     /// RFC 5798 §6.4.2 / §6.4.3 "If an ADVERTISEMENT is received".
-    fn on_advert(
-        &mut self,
-        now: Time,
-        from: IpAddr,
-        priority: Priority,
-        interval: AdverInterval,
-        out: &mut Vec<Action>,
-    ) {
-        if from == self.config.primary_address {
+    fn on_advert(&mut self, now: Time, heard: Heard, out: &mut Vec<Action>) {
+        if heard.sender.address == self.config.primary_address {
             return; // our own advert, looped back
         }
         match self.state {
             State::Initialize | State::Fault => {}
-            State::Backup => self.backup_advert(now, from, priority, interval, out),
-            State::Master => self.master_advert(now, from, priority, interval, out),
+            State::Backup => self.backup_advert(now, heard, out),
+            State::Master => self.master_advert(now, heard, out),
         }
     }
 
     /// RFC 5798 §6.4.2, Backup.
-    fn backup_advert(
-        &mut self,
-        now: Time,
-        from: IpAddr,
-        priority: Priority,
-        interval: AdverInterval,
-        out: &mut Vec<Action>,
-    ) {
+    fn backup_advert(&mut self, now: Time, heard: Heard, out: &mut Vec<Action>) {
+        let priority = heard.sender.priority;
         if priority == Priority::STOP {
             // "Set the Master_Down_Timer to Skew_Time."
             self.master = None;
@@ -328,11 +328,7 @@ impl Router {
         let lower = priority < local;
         if self.admin == Admin::Demoted {
             // Never becoming Master: just follow the current Master.
-            self.adopt(interval);
-            self.master = Some(MasterInfo {
-                address: from,
-                priority,
-            });
+            self.follow(heard);
             return;
         }
         if self.config.preempt && lower && self.config.preempt_delay.is_zero() {
@@ -342,11 +338,7 @@ impl Router {
         // "If Preempt_Mode is False, or If the Priority in the ADVERTISEMENT is greater than or
         // equal to the local Priority": adopt the interval, reset Master_Down_Timer. With a
         // preempt delay, a lower priority Master is followed the same way until the delay ends.
-        self.adopt(interval);
-        self.master = Some(MasterInfo {
-            address: from,
-            priority,
-        });
+        self.follow(heard);
         let down = self.master_down_interval();
         self.arm(now, Timer::MasterDown, down, out);
         if self.config.preempt && lower {
@@ -359,14 +351,11 @@ impl Router {
     }
 
     /// RFC 5798 §6.4.3, Master.
-    fn master_advert(
-        &mut self,
-        now: Time,
-        from: IpAddr,
-        priority: Priority,
-        interval: AdverInterval,
-        out: &mut Vec<Action>,
-    ) {
+    fn master_advert(&mut self, now: Time, heard: Heard, out: &mut Vec<Action>) {
+        let MasterInfo {
+            address: from,
+            priority,
+        } = heard.sender;
         let local = self.priority();
         if priority == Priority::STOP {
             // "Send an ADVERTISEMENT; Reset the Adver_Timer to Advertisement_Interval."
@@ -386,11 +375,7 @@ impl Router {
             // lower Master and announces the addresses again (see the module docs).
             out.push(Action::SendAdvert { priority: local });
             // Cancel Adver_Timer, adopt the interval, recompute, arm Master_Down_Timer, Backup.
-            self.adopt(interval);
-            self.master = Some(MasterInfo {
-                address: from,
-                priority,
-            });
+            self.follow(heard);
             self.enter_backup(now, Reason::Preempted, out);
         } else if !self.answered {
             // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now,
@@ -590,15 +575,18 @@ impl Router {
         });
     }
 
-    /// RFC 5798 §6.4.2: "Set Master_Adver_Interval to Adver Interval contained in the
-    /// ADVERTISEMENT" — v3 only; v2 requires equal intervals (checked by the decoder).
-    fn adopt(&mut self, interval: AdverInterval) {
+    /// Takes the sender of `heard` as the Master. RFC 5798 §6.4.2: "Set
+    /// Master_Adver_Interval to Adver Interval contained in the ADVERTISEMENT" — v3 only;
+    /// v2 requires equal intervals (checked by the decoder).
+    fn follow(&mut self, heard: Heard) {
+        let interval = heard.interval;
         if let (AdverInterval::Centisecs(_), AdverInterval::Centisecs(_)) =
             (self.config.advert_interval, interval)
             && interval.is_valid()
         {
             self.master_adver_interval = interval;
         }
+        self.master = Some(heard.sender);
     }
 
     fn arm(&mut self, now: Time, which: Timer, after: Duration, out: &mut Vec<Action>) {

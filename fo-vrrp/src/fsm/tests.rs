@@ -23,6 +23,10 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
 fn at(n: u64) -> Time {
     Time::from_epoch(ms(n))
 }
@@ -38,6 +42,29 @@ fn router(priority: u8, interval: AdverInterval) -> Router {
         sync_then_claim: false,
     })
     .expect("valid config")
+}
+
+/// A router of `priority` advertising every 10 cs, Master since its Master_Down_Timer
+/// fired at 400 ms.
+fn master_at_400(priority: u8) -> Router {
+    let mut r = router(priority, cs(10));
+    r.handle(at(0), Event::Startup);
+    r.handle(at(400), fired(Timer::MasterDown));
+    assert_eq!(r.state(), State::Master);
+    r
+}
+
+fn fired(which: Timer) -> Event {
+    Event::TimerFired { which }
+}
+
+/// An advertisement from `from` at `priority`, carrying `interval`.
+fn advert(from: &str, priority: u8, interval: AdverInterval) -> Event {
+    Event::AdvertReceived {
+        from: ip(from),
+        priority: Priority(priority),
+        interval,
+    }
 }
 
 #[test]
@@ -69,24 +96,17 @@ fn v3_skew_and_master_down_in_centiseconds() {
 
 #[test]
 fn v2_skew_is_a_fraction_of_a_second_independent_of_the_interval() {
-    // (256 - 100) / 256 s = 0.609375 s exactly.
-    assert_eq!(
-        skew_time(Priority(100), secs(1)),
-        Duration::from_micros(609_375)
-    );
-    assert_eq!(
-        skew_time(Priority(100), secs(5)),
-        Duration::from_micros(609_375)
-    );
-    assert_eq!(
-        master_down_interval(Priority(100), secs(1)),
-        Duration::from_micros(3_609_375)
-    );
+    // (256 - 100) / 256 s = 0.609375 s exactly, whatever the interval.
+    for interval in [secs(1), secs(5)] {
+        assert_eq!(
+            skew_time(Priority(100), interval),
+            us(609_375),
+            "{interval:?}"
+        );
+    }
+    assert_eq!(master_down_interval(Priority(100), secs(1)), us(3_609_375));
     // (256 - 150) / 256 s = 0.4140625 s, truncated to whole microseconds.
-    assert_eq!(
-        master_down_interval(Priority(150), secs(3)),
-        Duration::from_micros(9_414_062)
-    );
+    assert_eq!(master_down_interval(Priority(150), secs(3)), us(9_414_062));
 }
 
 #[test]
@@ -119,14 +139,7 @@ fn startup_arms_master_down_with_the_computed_interval() {
 fn backup_adopts_the_masters_v3_interval() {
     let mut r = router(100, cs(100));
     r.handle(at(0), Event::Startup);
-    let actions = r.handle(
-        at(500),
-        Event::AdvertReceived {
-            from: ip("10.0.0.2"),
-            priority: Priority(200),
-            interval: cs(50),
-        },
-    );
+    let actions = r.handle(at(500), advert("10.0.0.2", 200, cs(50)));
     assert_eq!(
         actions,
         vec![Action::ArmTimer {
@@ -164,40 +177,16 @@ fn stale_or_early_timer_events_are_ignored() {
     let mut r = router(100, cs(100));
     r.handle(at(0), Event::Startup);
     assert_eq!(
-        r.handle(
-            at(3599),
-            Event::TimerFired {
-                which: Timer::MasterDown
-            }
-        ),
+        r.handle(at(3599), fired(Timer::MasterDown)),
         vec![],
         "fired 1 ms early"
     );
-    assert_eq!(
-        r.handle(
-            at(3600),
-            Event::TimerFired {
-                which: Timer::Adver
-            }
-        ),
-        vec![],
-        "not armed"
-    );
+    assert_eq!(r.handle(at(3600), fired(Timer::Adver)), vec![], "not armed");
     assert_eq!(r.state(), State::Backup);
-    let actions = r.handle(
-        at(3600),
-        Event::TimerFired {
-            which: Timer::MasterDown,
-        },
-    );
+    let actions = r.handle(at(3600), fired(Timer::MasterDown));
     assert_eq!(r.state(), State::Master, "actions: {actions:?}");
     assert_eq!(
-        r.handle(
-            at(3600),
-            Event::TimerFired {
-                which: Timer::MasterDown
-            }
-        ),
+        r.handle(at(3600), fired(Timer::MasterDown)),
         vec![],
         "a second delivery of the same expiry"
     );
@@ -208,42 +197,31 @@ fn own_looped_back_advert_is_ignored() {
     let mut r = router(255, cs(100));
     r.handle(at(0), Event::Startup);
     assert_eq!(r.state(), State::Master);
-    let actions = r.handle(
-        at(10),
-        Event::AdvertReceived {
-            from: ip("10.0.0.1"),
-            priority: Priority(255),
-            interval: cs(100),
-        },
-    );
+    let actions = r.handle(at(10), advert("10.0.0.1", 255, cs(100)));
     assert_eq!(actions, vec![]);
 }
 
 #[test]
 fn priority_changes_are_clamped() {
+    // The effective priority after tracking asks for `effective`.
+    let track = |r: &mut Router, effective: u8| {
+        r.handle(
+            at(0),
+            Event::PriorityChanged {
+                effective: Priority(effective),
+            },
+        );
+        r.priority()
+    };
     let mut r = router(100, cs(100));
-    r.handle(
-        at(0),
-        Event::PriorityChanged {
-            effective: Priority(0),
-        },
+    assert_eq!(track(&mut r, 0), Priority(1));
+    assert_eq!(
+        track(&mut r, 255),
+        Priority(254),
+        "only an owner may reach 255"
     );
-    assert_eq!(r.priority(), Priority(1));
-    r.handle(
-        at(0),
-        Event::PriorityChanged {
-            effective: Priority(255),
-        },
-    );
-    assert_eq!(r.priority(), Priority(254), "only an owner may reach 255");
     let mut owner = router(255, cs(100));
-    owner.handle(
-        at(0),
-        Event::PriorityChanged {
-            effective: Priority(255),
-        },
-    );
-    assert_eq!(owner.priority(), Priority(255));
+    assert_eq!(track(&mut owner, 255), Priority(255));
 }
 
 #[test]
@@ -273,20 +251,8 @@ fn promote_advertises_254_and_resume_restores() {
 /// answers with an advert and re-announces its addresses.
 #[test]
 fn master_hearing_a_lower_master_announces_its_addresses_again() {
-    let mut r = router(150, cs(10));
-    r.handle(at(0), Event::Startup);
-    r.handle(
-        at(400),
-        Event::TimerFired {
-            which: Timer::MasterDown,
-        },
-    );
-    assert_eq!(r.state(), State::Master);
-    let lower = Event::AdvertReceived {
-        from: ip("10.0.0.2"),
-        priority: Priority(100),
-        interval: cs(10),
-    };
+    let mut r = master_at_400(150);
+    let lower = advert("10.0.0.2", 100, cs(10));
     let actions = r.handle(at(450), lower.clone());
     let dual = Action::DualMaster {
         peer: ip("10.0.0.2"),
@@ -314,23 +280,8 @@ fn master_hearing_a_lower_master_announces_its_addresses_again() {
 /// Master never knew the hosts had followed the Backup. Yielding sends one last advert.
 #[test]
 fn master_yielding_to_a_higher_one_sends_a_last_advert_first() {
-    let mut r = router(100, cs(10));
-    r.handle(at(0), Event::Startup);
-    r.handle(
-        at(400),
-        Event::TimerFired {
-            which: Timer::MasterDown,
-        },
-    );
-    assert_eq!(r.state(), State::Master);
-    let actions = r.handle(
-        at(450),
-        Event::AdvertReceived {
-            from: ip("10.0.0.2"),
-            priority: Priority(150),
-            interval: cs(10),
-        },
-    );
+    let mut r = master_at_400(100);
+    let actions = r.handle(at(450), advert("10.0.0.2", 150, cs(10)));
     assert_eq!(r.state(), State::Backup);
     assert_eq!(
         actions.first(),
@@ -389,20 +340,8 @@ fn invalid_configs_are_refused() {
 fn an_adopted_interval_does_not_outlive_our_mastership() {
     let mut r = router(100, cs(100));
     r.handle(at(0), Event::Startup);
-    r.handle(
-        at(500),
-        Event::AdvertReceived {
-            from: ip("10.0.0.2"),
-            priority: Priority(200),
-            interval: cs(50),
-        },
-    );
-    r.handle(
-        at(2300),
-        Event::TimerFired {
-            which: Timer::MasterDown,
-        },
-    );
+    r.handle(at(500), advert("10.0.0.2", 200, cs(50)));
+    r.handle(at(2300), fired(Timer::MasterDown));
     assert_eq!(r.state(), State::Master);
     r.handle(at(3000), Event::AdminDemote);
     let actions = r.handle(at(4000), Event::AdminResume);
@@ -497,12 +436,7 @@ fn fencing_grace_timeout_and_late_news() {
     // Master_Down fires at 30 ms; delivered later, it is judged at the time it is handled.
     let claims = |r: &Router, when: u64| {
         let mut r = r.clone();
-        let out = r.handle(
-            at(when),
-            Event::TimerFired {
-                which: Timer::MasterDown,
-            },
-        );
+        let out = r.handle(at(when), fired(Timer::MasterDown));
         let refused = out.iter().any(|a| matches!(a, Action::ClaimRefused { .. }));
         assert_eq!(refused, r.state() == State::Fault, "at {when} ms: {out:?}");
         r.state() == State::Master

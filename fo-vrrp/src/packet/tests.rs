@@ -105,6 +105,20 @@ fn v3_v4_meta() -> RxMeta<'static> {
     }
 }
 
+/// `advert` sent on `(src, dst)` is `bytes`, and `bytes` received with `meta` decode
+/// back to `advert`.
+#[track_caller]
+fn both_ways(advert: Advert, (src, dst): (IpAddr, IpAddr), bytes: &[u8], meta: &RxMeta<'_>) {
+    assert_eq!(advert.encode(src, dst).expect("valid advert"), bytes);
+    assert_eq!(decode(bytes, meta), Ok(advert));
+}
+
+/// `base` with `change` made to it.
+fn with<'a>(mut base: RxMeta<'a>, change: impl FnOnce(&mut RxMeta<'a>)) -> RxMeta<'a> {
+    change(&mut base);
+    base
+}
+
 fn expect_drop(payload: &[u8], meta: &RxMeta<'_>, label: &str) -> DropReason {
     match decode(payload, meta) {
         Ok(advert) => panic!("expected a drop for {label}, decoded {advert:?}"),
@@ -117,10 +131,8 @@ fn expect_drop(payload: &[u8], meta: &RxMeta<'_>, label: &str) -> DropReason {
 
 #[test]
 fn encodes_keepalived_v2_with_auth_pass() {
-    let bytes = keepalived_advert()
-        .encode(ip("192.168.1.11"), ip("224.0.0.18"))
-        .expect("valid v2 advert");
-    assert_eq!(bytes, V2_KEEPALIVED);
+    let bytes = keepalived_advert().encode(ip("192.168.1.11"), ip("224.0.0.18"));
+    assert_eq!(bytes.expect("valid v2 advert"), V2_KEEPALIVED);
 }
 
 #[test]
@@ -139,47 +151,33 @@ fn v2_without_auth_both_ways() {
         auth: Auth::None,
     };
     let (src, dst) = (ip("10.0.0.2"), ip("224.0.0.18"));
-    assert_eq!(advert.encode(src, dst).expect("valid"), V2_NO_AUTH);
     let meta = meta_for(&advert, src, dst);
-    assert_eq!(decode(&V2_NO_AUTH, &meta), Ok(advert));
+    both_ways(advert, (src, dst), &V2_NO_AUTH, &meta);
 }
 
 #[test]
 fn v3_ipv4_both_ways() {
+    // keepalived's advert in version 3: 100 cs, no authentication.
     let advert = Advert {
-        vrid: vrid(51),
-        priority: Priority(150),
         max_adver_interval: AdverInterval::Centisecs(Centisecs(100)),
-        addresses: vec![ip("192.168.1.100")],
         auth: Auth::None,
+        ..keepalived_advert()
     };
-    let bytes = advert
-        .encode(ip("192.168.1.11"), ip("224.0.0.18"))
-        .expect("valid v3 advert");
-    assert_eq!(bytes, V3_V4);
-    assert_eq!(decode(&V3_V4, &v3_v4_meta()), Ok(advert));
+    let route = (ip("192.168.1.11"), ip("224.0.0.18"));
+    both_ways(advert, route, &V3_V4, &v3_v4_meta());
 }
 
 #[test]
 fn v3_ipv6_both_ways() {
-    let bytes = v3_v6_advert()
-        .encode(ip("fe80::1"), ip("ff02::12"))
-        .expect("valid v3 IPv6 advert");
-    assert_eq!(bytes, V3_V6);
-    assert_eq!(decode(&V3_V6, &v3_v6_meta()), Ok(v3_v6_advert()));
+    let route = (ip("fe80::1"), ip("ff02::12"));
+    both_ways(v3_v6_advert(), route, &V3_V6, &v3_v6_meta());
 }
 
 #[test]
 fn v3_checksum_depends_on_the_pseudo_header_and_v2_does_not() {
-    let meta = RxMeta {
-        src: ip("192.168.1.12"),
-        ..v3_v4_meta()
-    };
+    let meta = with(v3_v4_meta(), |m| m.src = ip("192.168.1.12"));
     expect_drop(&V3_V4, &meta, "checksum");
-    let meta = RxMeta {
-        src: ip("192.168.1.12"),
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| m.src = ip("192.168.1.12"));
     assert!(decode(&V2_KEEPALIVED, &meta).is_ok());
 }
 
@@ -200,10 +198,7 @@ fn v3_reserved_bits_are_ignored() {
 
 #[test]
 fn drops_wrong_ttl() {
-    let meta = RxMeta {
-        ttl_or_hop_limit: 254,
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| m.ttl_or_hop_limit = 254);
     assert_eq!(
         expect_drop(&V2_KEEPALIVED, &meta, "ttl"),
         DropReason::Ttl { got: 254 }
@@ -212,12 +207,11 @@ fn drops_wrong_ttl() {
 
 #[test]
 fn drops_wrong_version() {
-    let meta = RxMeta {
-        version: Version::V3,
-        interval: AdverInterval::Centisecs(Centisecs(100)),
-        auth: Auth::None,
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| {
+        m.version = Version::V3;
+        m.interval = AdverInterval::Centisecs(Centisecs(100));
+        m.auth = Auth::None;
+    });
     expect_drop(&V2_KEEPALIVED, &meta, "version");
     expect_drop(&V3_V4, &v2_meta(), "version");
 }
@@ -265,31 +259,23 @@ fn drops_truncated_and_miscounted() {
 #[test]
 fn drops_family_mismatch() {
     // IPv6 addresses in an IPv4 packet read as a miscount; mixed headers as family.
-    let meta = RxMeta {
-        dst: ip("ff02::12"),
-        ..v3_v4_meta()
-    };
+    let meta = with(v3_v4_meta(), |m| m.dst = ip("ff02::12"));
     expect_drop(&V3_V4, &meta, "family");
-    let meta = RxMeta {
-        src: ip("fe80::1"),
-        dst: ip("ff02::12"),
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| {
+        m.src = ip("fe80::1");
+        m.dst = ip("ff02::12");
+    });
     expect_drop(&V2_KEEPALIVED, &meta, "family");
-    let meta = RxMeta {
-        src: ip("192.168.1.11"),
-        dst: ip("224.0.0.18"),
-        ..v3_v6_meta()
-    };
+    let meta = with(v3_v6_meta(), |m| {
+        m.src = ip("192.168.1.11");
+        m.dst = ip("224.0.0.18");
+    });
     expect_drop(&V3_V6, &meta, "address_count");
 }
 
 #[test]
 fn drops_wrong_vrid() {
-    let meta = RxMeta {
-        vrid: vrid(52),
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| m.vrid = vrid(52));
     expect_drop(&V2_KEEPALIVED, &meta, "vrid");
     assert_eq!(peek_vrid(&V2_KEEPALIVED), Some(vrid(51)));
     assert_eq!(peek_vrid(&[0x31]), None);
@@ -298,10 +284,9 @@ fn drops_wrong_vrid() {
 
 #[test]
 fn drops_v2_interval_mismatch_and_v3_zero_interval() {
-    let meta = RxMeta {
-        interval: AdverInterval::Seconds(Seconds(2)),
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| {
+        m.interval = AdverInterval::Seconds(Seconds(2))
+    });
     expect_drop(&V2_KEEPALIVED, &meta, "interval");
 
     let zero = Advert {
@@ -328,18 +313,14 @@ fn v3_accepts_any_nonzero_interval() {
 
 #[test]
 fn drops_v2_auth_mismatches() {
-    let wrong = RxMeta {
-        auth: Auth::Simple(Password::new(b"Ns3c2025").expect("fits")),
-        ..v2_meta()
-    };
+    let wrong = with(v2_meta(), |m| {
+        m.auth = Auth::Simple(Password::new(b"Ns3c2025").expect("fits"))
+    });
     assert_eq!(
         expect_drop(&V2_KEEPALIVED, &wrong, "auth"),
         DropReason::AuthPassword
     );
-    let none = RxMeta {
-        auth: Auth::None,
-        ..v2_meta()
-    };
+    let none = with(v2_meta(), |m| m.auth = Auth::None);
     assert_eq!(
         expect_drop(&V2_KEEPALIVED, &none, "auth"),
         DropReason::AuthType {
@@ -348,10 +329,9 @@ fn drops_v2_auth_mismatches() {
         }
     );
     // A shorter password is zero-padded: "Ns3c" does not match "Ns3c2024".
-    let short = RxMeta {
-        auth: Auth::Simple(Password::new(b"Ns3c").expect("fits")),
-        ..v2_meta()
-    };
+    let short = with(v2_meta(), |m| {
+        m.auth = Auth::Simple(Password::new(b"Ns3c").expect("fits"))
+    });
     expect_drop(&V2_KEEPALIVED, &short, "auth");
     // IP AH (type 2) is never accepted.
     let mut ah = V2_KEEPALIVED;
@@ -362,24 +342,19 @@ fn drops_v2_auth_mismatches() {
 
 #[test]
 fn drops_by_addressing() {
-    let meta = RxMeta {
-        dst: ip("192.168.1.12"),
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| m.dst = ip("192.168.1.12"));
     expect_drop(&V2_KEEPALIVED, &meta, "destination");
     let peers = [ip("192.168.1.12")];
-    let meta = RxMeta {
-        dst: ip("192.168.1.12"),
-        peers: &peers,
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| {
+        m.dst = ip("192.168.1.12");
+        m.peers = &peers;
+    });
     expect_drop(&V2_KEEPALIVED, &meta, "not_peer");
     let peers = [ip("192.168.1.11")];
-    let meta = RxMeta {
-        dst: ip("192.168.1.12"),
-        peers: &peers,
-        ..v2_meta()
-    };
+    let meta = with(v2_meta(), |m| {
+        m.dst = ip("192.168.1.12");
+        m.peers = &peers;
+    });
     assert!(decode(&V2_KEEPALIVED, &meta).is_ok());
 }
 
