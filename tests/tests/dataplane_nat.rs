@@ -24,6 +24,7 @@ use fo_common::{
 use fo_tests::fixture::Fixture;
 use fo_tests::frames::{self, Mac, Tcp4};
 use fo_tests::netns::Netns;
+use fo_tests::rng::Rng;
 use fo_tests::xdp_oracle::nat::{
     self as nat_oracle, BACKEND, CLIENT, CLIENT_MAC, D0_MAC, GW_MAC, SNAT, VIP,
 };
@@ -31,13 +32,14 @@ use fo_tests::xdp_oracle::nat::{
 /// Source MAC of frames from CLIENT2, which has no neighbour entry on the node.
 const CLIENT2_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x02];
 const CLIENT2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
-const TCP_PORT: u16 = 1514;
-const TCP_BACKEND_PORT: u16 = 11514;
-const UDP_PORT: u16 = 514;
-const UDP_BACKEND_PORT: u16 = 5514;
-const FIN_ACK: u8 = 0x11;
-const RST: u8 = 0x04;
-const SYN_ACK: u8 = 0x12;
+/// The fixture's TCP service: its port, and its backend's.
+const TCP_PORT: u16 = nat_oracle::SERVICES[0].1;
+const TCP_BACKEND_PORT: u16 = nat_oracle::SERVICES[0].2;
+/// The fixture's UDP service: its port, and its backend's.
+const UDP_PORT: u16 = nat_oracle::SERVICES[1].1;
+const UDP_BACKEND_PORT: u16 = nat_oracle::SERVICES[1].2;
+const FIN_ACK: u8 = frames::TCP_FIN | frames::TCP_ACK;
+const SYN_ACK: u8 = frames::TCP_SYN | frames::TCP_ACK;
 
 /// The namespace the test's runs happen in: the XDP fuzzer's NAT FIB.
 fn fib_namespace() -> Netns {
@@ -233,18 +235,6 @@ fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
     flow_of(fx, k)
         .unwrap_or_else(|| panic!("no NAT entry for {k:?}"))
         .state
-}
-
-/// A deterministic generator for the spoofed values (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
-    }
 }
 
 fn client_tcp(src: Ipv4Addr, mac: Mac, sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -493,7 +483,10 @@ fn rst_and_fin_age_out_and_free_the_port() {
         let (est_k, _) = handshake(&mut fx, CLIENT, 41002);
 
         // The backend resets at exactly the sequence the client expects next.
-        let rst = b2s(rst_p).flags(RST).seq(BACKEND_ISN + 1).frame();
+        let rst = b2s(rst_p)
+            .flags(frames::TCP_RST)
+            .seq(BACKEND_ISN + 1)
+            .frame();
         assert_eq!(
             fx.run(&rst).action,
             XDP_REDIRECT,
@@ -731,7 +724,7 @@ fn synced_connections_resist_a_planted_sequence_and_close_normally() {
             XDP_REDIRECT
         );
         let ignored = fx.counter("nat_rst_ignored");
-        let rst = b2s(30_000).flags(RST).seq(777_010).frame();
+        let rst = b2s(30_000).flags(frames::TCP_RST).seq(777_010).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
         assert_eq!(
             state_of(&fx, &k),
@@ -740,7 +733,7 @@ fn synced_connections_resist_a_planted_sequence_and_close_normally() {
         );
         assert_eq!(fx.counter("nat_rst_ignored"), ignored + 1);
         // The backend's real reset, at what the client acknowledged, closes.
-        let rst = b2s(30_000).flags(RST).seq(b_next).frame();
+        let rst = b2s(30_000).flags(frames::TCP_RST).seq(b_next).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
         assert_eq!(state_of(&fx, &k), NAT_TCP_CLOSED, "the exact RST");
 
@@ -942,7 +935,7 @@ fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
         let mut rng = Rng(0x0d0d_f100d);
         let mut promoted = 0;
         for i in 0..UDP_FLOWS {
-            let r = rng.next();
+            let r = rng.next_u32();
             let src = Ipv4Addr::from(0x2000_0000 | (r & 0x0fff_ffff));
             let sport = (r >> 12) as u16 | 1024;
             let dg = frames::udp4(D0_MAC, CLIENT2_MAC, src, VIP, sport, UDP_PORT, b"x");
@@ -1062,7 +1055,7 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         let (c_next, b_next) = (CLIENT_ISN + 1 + 8, BACKEND_ISN + 1 + 8);
         let mut rng = Rng(0x5eed_f00d);
         let mut wrong = |exact: [u32; 1]| loop {
-            let v = rng.next();
+            let v = rng.next_u32();
             // Far from anything a window would hold (64 KiB here).
             if exact
                 .iter()
@@ -1075,7 +1068,10 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         let mut sent = 0u64;
         // A sweep over every SNAT port, as from the backend, one RST each.
         for port in 1024..=u16::MAX {
-            let rst = b2s(port).flags(RST).seq(wrong([b_next])).frame();
+            let rst = b2s(port)
+                .flags(frames::TCP_RST)
+                .seq(wrong([b_next]))
+                .frame();
             fx.run(&rst);
             sent += u64::from(conns.iter().any(|&(_, p)| p == port));
         }
@@ -1083,12 +1079,12 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         for (i, &(_, p)) in conns.iter().enumerate() {
             for _ in 0..3 {
                 let rst = b2s(p)
-                    .flags(RST | frames::TCP_ACK)
+                    .flags(frames::TCP_RST | frames::TCP_ACK)
                     .seq(wrong([b_next]))
                     .frame();
                 assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
                 let rst = c2v(CLIENT, CLIENT_MAC, 46000 + i as u16)
-                    .flags(RST)
+                    .flags(frames::TCP_RST)
                     .seq(wrong([c_next]))
                     .frame();
                 assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
@@ -1112,7 +1108,7 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         );
         // The real thing still works: an RST at the exact sequence closes.
         let (k0, p0) = conns[0];
-        let rst = b2s(p0).flags(RST).seq(b_next + 8).frame();
+        let rst = b2s(p0).flags(frames::TCP_RST).seq(b_next + 8).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
         assert_eq!(state_of(&fx, &k0), NAT_TCP_CLOSED, "the exact RST closes");
     });
@@ -1137,13 +1133,13 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
         let mut rng = Rng(0xf100d);
         let mut flood = |fx: &mut Fixture, n: u32| {
             for _ in 0..n {
-                let r = rng.next();
+                let r = rng.next_u32();
                 let src = Ipv4Addr::from(0x2000_0000 | (r & 0x0fff_ffff));
                 let sport = (r >> 12) as u16 | 1024;
                 let frame = if r & 1 == 0 {
                     c2v(src, CLIENT2_MAC, sport)
                         .flags(frames::TCP_SYN)
-                        .seq(rng.next())
+                        .seq(rng.next_u32())
                         .frame()
                 } else {
                     frames::udp4(D0_MAC, CLIENT2_MAC, src, VIP, sport, UDP_PORT, b"x")
@@ -1291,7 +1287,7 @@ fn a_full_event_ring_is_counted_and_translation_goes_on() {
         let mut fx = fixture(65_536);
         for i in 0..TCP {
             let (_, p) = handshake_quiet(&mut fx, 2000 + i);
-            let rst = b2s(p).flags(RST).seq(BACKEND_ISN + 1).frame();
+            let rst = b2s(p).flags(frames::TCP_RST).seq(BACKEND_ISN + 1).frame();
             assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "reset of connection {i}");
         }
         for i in 0..UDP {
