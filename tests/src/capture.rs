@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::netns::{ChildGuard, Netns, wait_for};
+use fo_lab::kit::Proc;
+
+use crate::netns::Netns;
 
 /// A UDP datagram as captured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,10 +20,11 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-/// tcpdump writing `udp port PORT` on `ifname` of a namespace to a pcap file; stopped
-/// (and the file complete) by [`Capture::stop`], killed on drop.
+/// tcpdump writing `udp port PORT` on `ifname` of a namespace to a pcap file (what it
+/// says to a `.log` file beside it); stopped (and the file complete) by
+/// [`Capture::stop`], killed on drop.
 pub struct Capture {
-    tcpdump: Option<ChildGuard>,
+    tcpdump: Option<Proc>,
     pub file: PathBuf,
 }
 
@@ -31,19 +34,12 @@ impl Capture {
         cmd.args(["-i", ifname, "-U", "-n", "-s", "0", "-w"])
             .arg(file)
             .args(["udp", "port", &port.to_string()]);
-        let mut tcpdump = ChildGuard::spawn("tcpdump", cmd);
+        let mut tcpdump = Proc::spawn("tcpdump", cmd, &file.with_extension("log"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         // "listening on …" goes to stderr once the capture runs; the file exists then.
-        let up = wait_for(Duration::from_secs(10), || {
-            if let Some(st) = tcpdump.exited() {
-                return Some(Err(format!("tcpdump exited ({st})")));
-            }
-            file.exists().then_some(Ok(()))
-        });
-        match up {
-            Some(Ok(())) => {}
-            Some(Err(e)) => panic!("{e}: {}", tcpdump.kill_and_collect()),
-            None => panic!("tcpdump in {} wrote no file in 10 s", ns.name),
-        }
+        tcpdump
+            .wait_for_line(Duration::from_secs(10), |l| l.contains("listening on"))
+            .unwrap_or_else(|e| panic!("tcpdump in {}: {e:#}", ns.name));
         // The file is created before the socket filter is attached: give it a moment.
         std::thread::sleep(Duration::from_millis(500));
         Capture {
@@ -52,12 +48,12 @@ impl Capture {
         }
     }
 
-    /// Stop the capture (SIGINT: tcpdump flushes and exits) and read what it saw.
+    /// Stop the capture (SIGINT: tcpdump flushes and exits; killed after 10 s) and read
+    /// what it saw.
     pub fn stop(&mut self) -> Vec<Datagram> {
         if let Some(mut t) = self.tcpdump.take() {
-            t.signal(libc::SIGINT);
-            let _ = wait_for(Duration::from_secs(10), || t.exited());
-            let _ = t.kill_and_collect();
+            let _ = t.signal("INT");
+            let _ = t.wait(Duration::from_secs(10));
         }
         let bytes = std::fs::read(&self.file)
             .unwrap_or_else(|e| panic!("pcap {}: {e}", self.file.display()));
@@ -69,6 +65,7 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.tcpdump.take();
         let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_file(self.file.with_extension("log"));
     }
 }
 

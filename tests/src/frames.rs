@@ -67,17 +67,6 @@ pub fn ipv6_header(src: Ipv6Addr, dst: Ipv6Addr, next: u8, payload_len: usize, h
 }
 
 /// TCP segment with checksum over the pseudo-header given as bytes.
-fn tcp_segment(
-    pseudo: &[u8],
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    seq: u32,
-    payload: &[u8],
-) -> Vec<u8> {
-    tcp_segment_with(pseudo, sport, dport, flags, seq, 0, 0xffff, &[], payload)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn tcp_segment_with(
     pseudo: &[u8],
@@ -195,11 +184,33 @@ impl Tcp4 {
             &self.options,
             &self.payload,
         );
-        let mut f = eth(self.dst_mac, self.src_mac, 0x0800);
-        f.extend(ipv4_header(self.src, self.dst, 6, seg.len()));
-        f.extend(seg);
-        f
+        ipv4_frame((self.dst_mac, self.src_mac), self.src, self.dst, 6, seg)
     }
+}
+
+/// An Ethernet/IPv4 frame (`macs`: destination, source) carrying `l4`, of protocol
+/// `proto`.
+fn ipv4_frame(macs: (Mac, Mac), src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: Vec<u8>) -> Vec<u8> {
+    let mut f = eth(macs.0, macs.1, 0x0800);
+    f.extend(ipv4_header(src, dst, proto, l4.len()));
+    f.extend(l4);
+    f
+}
+
+/// An Ethernet/IPv6 frame (`macs`: destination, source) carrying `l4`, of next header
+/// `next`, with hop limit `hop`.
+fn ipv6_frame(
+    macs: (Mac, Mac),
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    hop: u8,
+    l4: Vec<u8>,
+) -> Vec<u8> {
+    let mut f = eth(macs.0, macs.1, 0x86dd);
+    f.extend(ipv6_header(src, dst, next, l4.len(), hop));
+    f.extend(l4);
+    f
 }
 
 /// The options of a Linux SYN: MSS 1460, SACK permitted, timestamps, NOP, window
@@ -247,6 +258,7 @@ pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
 pub const TCP_PSH_ACK: u8 = 0x18;
 
+/// An Ethernet/IPv4/TCP frame with [`Tcp4`]'s defaults but for `flags` and `payload`.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp4(
     dst_mac: Mac,
@@ -258,21 +270,12 @@ pub fn tcp4(
     flags: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let seg = tcp_segment(
-        &pseudo4(src, dst, 6, 20 + payload.len()),
-        sport,
-        dport,
-        flags,
-        1000,
-        payload,
-    );
-    let mut f = eth(dst_mac, src_mac, 0x0800);
-    f.extend(ipv4_header(src, dst, 6, seg.len()));
-    f.extend(seg);
-    f
+    Tcp4::new((dst_mac, src_mac), (src, sport), (dst, dport))
+        .flags(flags)
+        .payload(payload)
+        .frame()
 }
 
-#[allow(clippy::too_many_arguments)]
 pub fn udp4(
     dst_mac: Mac,
     src_mac: Mac,
@@ -282,18 +285,12 @@ pub fn udp4(
     dport: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let dg = udp_datagram(
-        &pseudo4(src, dst, 17, 8 + payload.len()),
-        sport,
-        dport,
-        payload,
-    );
-    let mut f = eth(dst_mac, src_mac, 0x0800);
-    f.extend(ipv4_header(src, dst, 17, dg.len()));
-    f.extend(dg);
-    f
+    let pseudo = pseudo4(src, dst, 17, 8 + payload.len());
+    let dg = udp_datagram(&pseudo, sport, dport, payload);
+    ipv4_frame((dst_mac, src_mac), src, dst, 17, dg)
 }
 
+/// An Ethernet/IPv6/TCP frame: sequence number 1000, no ACK, window 65535, no options.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp6(
     dst_mac: Mac,
@@ -305,18 +302,9 @@ pub fn tcp6(
     flags: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let seg = tcp_segment(
-        &pseudo6(&src.octets(), &dst.octets(), 6, 20 + payload.len()),
-        sport,
-        dport,
-        flags,
-        1000,
-        payload,
-    );
-    let mut f = eth(dst_mac, src_mac, 0x86dd);
-    f.extend(ipv6_header(src, dst, 6, seg.len(), 64));
-    f.extend(seg);
-    f
+    let pseudo = pseudo6(&src.octets(), &dst.octets(), 6, 20 + payload.len());
+    let seg = tcp_segment_with(&pseudo, sport, dport, flags, 1000, 0, 0xffff, &[], payload);
+    ipv6_frame((dst_mac, src_mac), src, dst, 6, 64, seg)
 }
 
 /// Solicited-node multicast address of `target` (RFC 4291 §2.7.1).
@@ -344,13 +332,13 @@ pub fn neighbor_solicit(src_mac: Mac, src: Ipv6Addr, target: Ipv6Addr, with_slla
         icmp.extend_from_slice(&[1, 1]);
         icmp.extend_from_slice(&src_mac);
     }
-    let c = fold(sum16(&pseudo6(&src.octets(), &dst.octets(), 58, icmp.len())) + sum16(&icmp));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
     let o = dst.octets();
-    let mut f = eth([0x33, 0x33, o[12], o[13], o[14], o[15]], src_mac, 0x86dd);
-    f.extend(ipv6_header(src, dst, 58, icmp.len(), 255));
-    f.extend(icmp);
-    f
+    icmpv6_frame(
+        ([0x33, 0x33, o[12], o[13], o[14], o[15]], src_mac),
+        src,
+        dst,
+        icmp,
+    )
 }
 
 /// The Neighbor Advertisement an owner of `target` should send back, built here
@@ -360,12 +348,15 @@ pub fn neighbor_advert(our_mac: Mac, target: Ipv6Addr, asker_mac: Mac, asker: Ip
     icmp.extend_from_slice(&target.octets());
     icmp.extend_from_slice(&[2, 1]);
     icmp.extend_from_slice(&our_mac);
-    let c = fold(sum16(&pseudo6(&target.octets(), &asker.octets(), 58, icmp.len())) + sum16(&icmp));
+    icmpv6_frame((asker_mac, our_mac), target, asker, icmp)
+}
+
+/// A Neighbor Discovery message `icmp` (checksum field zero) in an Ethernet/IPv6 frame
+/// with hop limit 255, its checksum filled in.
+fn icmpv6_frame(macs: (Mac, Mac), src: Ipv6Addr, dst: Ipv6Addr, mut icmp: Vec<u8>) -> Vec<u8> {
+    let c = fold(sum16(&pseudo6(&src.octets(), &dst.octets(), 58, icmp.len())) + sum16(&icmp));
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut f = eth(asker_mac, our_mac, 0x86dd);
-    f.extend(ipv6_header(target, asker, 58, icmp.len(), 255));
-    f.extend(icmp);
-    f
+    ipv6_frame(macs, src, dst, 58, 255, icmp)
 }
 
 /// Verify the ICMPv6 checksum of an IPv6/ICMPv6 frame by summing over it (a valid

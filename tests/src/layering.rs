@@ -743,24 +743,28 @@ macro_rules! layering_tests {
 mod tests {
     use super::*;
 
-    fn tos(file: &str, module: &[&str], text: &str) -> Vec<(usize, String)> {
-        let module: Vec<String> = module.iter().map(|s| s.to_string()).collect();
-        let (edges, errors) = edges_in(file, &module, text, Some("fo_agent"));
+    /// The edges found in `text`, file `src/{file}` of a crate named `fo_agent`, as
+    /// (line, module it names), must be `expected`, and nothing refused.
+    #[track_caller]
+    fn assert_edges(file: &str, text: &str, expected: &[(usize, &str)]) {
+        let (edges, errors) = edges_in(
+            &format!("src/{file}"),
+            &module_path(file),
+            text,
+            Some("fo_agent"),
+        );
         assert!(errors.is_empty(), "{errors:?}");
-        edges.into_iter().map(|e| (e.line, e.to)).collect()
+        let got: Vec<(usize, &str)> = edges.iter().map(|e| (e.line, e.to.as_str())).collect();
+        assert_eq!(got, expected, "the edges of {file}");
     }
 
     #[test]
     fn plain_grouped_and_nested_paths_are_edges() {
         let text = "use crate::agent::SharedPlane;\nuse crate::{api::X, net::{a, b}, dataplane};\n";
-        assert_eq!(
-            tos("src/vrrp/mod.rs", &["vrrp"], text),
-            vec![
-                (1, "agent".into()),
-                (2, "api".into()),
-                (2, "net".into()),
-                (2, "dataplane".into())
-            ]
+        assert_edges(
+            "vrrp/mod.rs",
+            text,
+            &[(1, "agent"), (2, "api"), (2, "net"), (2, "dataplane")],
         );
     }
 
@@ -768,16 +772,14 @@ mod tests {
     fn super_chains_resolve_against_the_file_and_inline_modules() {
         // From a depth-2 file, super::super names the crate root's child.
         let text = "use super::super::agent::X;\nuse super::decide;\n";
-        assert_eq!(
-            tos("src/vrrp/driver.rs", &["vrrp", "driver"], text),
-            vec![(1, "agent".into()), (2, "vrrp".into())]
-        );
+        assert_edges("vrrp/driver.rs", text, &[(1, "agent"), (2, "vrrp")]);
         // Inside an inline `mod tests`, `super` is the file's own module.
         let text =
             "mod tests {\n    use super::*;\n    use super::super::api::Y;\n}\nuse super::agent;\n";
-        assert_eq!(
-            tos("src/fence/mod.rs", &["fence"], text),
-            vec![(2, "fence".into()), (3, "api".into()), (5, "agent".into())]
+        assert_edges(
+            "fence/mod.rs",
+            text,
+            &[(2, "fence"), (3, "api"), (5, "agent")],
         );
     }
 
@@ -790,10 +792,7 @@ mod tests {
             "/* crate::sync */ let b = b\"crate::net\";\n",
             "let x = crate::health::Y;\n",
         );
-        assert_eq!(
-            tos("src/vrrp/mod.rs", &["vrrp"], text),
-            vec![(1, "agent".into()), (5, "health".into())]
-        );
+        assert_edges("vrrp/mod.rs", text, &[(1, "agent"), (5, "health")]);
     }
 
     #[test]
@@ -808,10 +807,7 @@ mod tests {
     #[test]
     fn the_binary_counts_its_library_paths_and_dollar_crate_is_not_a_path() {
         let text = "use fo_agent::{agent, api::Status};\nmacro_rules! m { () => { $crate::x } }\nuse my_fo_agent::z;\n";
-        assert_eq!(
-            tos("src/cli/check.rs", &["cli", "check"], text),
-            vec![(1, "agent".into()), (1, "api".into())]
-        );
+        assert_edges("cli/check.rs", text, &[(1, "agent"), (1, "api")]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod pair;
 pub mod pins;
 pub mod pki;
+pub mod rng;
 pub mod table;
 pub mod vrrp_craft;
 pub mod vrrp_lab;

@@ -43,22 +43,16 @@ pub fn standard_fixture() -> Fixture {
             fo_agent::dataplane::MonoNanos(0),
         )
         .expect("VIPS");
-    let b4 = || vec![backend(IpAddr::V4(BACKEND), 1514, 1, BACKEND_MAC)];
+    // Each service has one backend, of weight 1, on the service's own port.
+    let one =
+        |vip, port, proto, to| service(vip, port, proto, vec![backend(to, port, 1, BACKEND_MAC)]);
+    let (vip, vip_unowned, vip6) = (IpAddr::V4(VIP), IpAddr::V4(VIP_UNOWNED), IpAddr::V6(VIP6));
+    let (b4, b6) = (IpAddr::V4(BACKEND), IpAddr::V6(BACKEND6));
     fx.services(&[
-        service(IpAddr::V4(VIP), 1514, PROTO_TCP, b4()),
-        service(
-            IpAddr::V4(VIP),
-            514,
-            PROTO_UDP,
-            vec![backend(IpAddr::V4(BACKEND), 514, 1, BACKEND_MAC)],
-        ),
-        service(IpAddr::V4(VIP_UNOWNED), 1514, PROTO_TCP, b4()),
-        service(
-            IpAddr::V6(VIP6),
-            1514,
-            PROTO_TCP,
-            vec![backend(IpAddr::V6(BACKEND6), 1514, 1, BACKEND_MAC)],
-        ),
+        one(vip, 1514, PROTO_TCP, b4),
+        one(vip, 514, PROTO_UDP, b4),
+        one(vip_unowned, 1514, PROTO_TCP, b4),
+        one(vip6, 1514, PROTO_TCP, b6),
     ]);
     fx
 }
@@ -109,6 +103,13 @@ impl Row {
         self.counter = counter;
         self
     }
+}
+
+/// Check that the `name` table has the `expected` number of rows (guarding against a
+/// row lost in a move), then [`run`] it on a [`standard_fixture`].
+pub fn run_standard(name: &str, expected: usize, rows: &[Row]) {
+    assert_eq!(rows.len(), expected, "rows in the {name} table");
+    run(&mut standard_fixture(), rows);
 }
 
 /// Run every row in order on `fx` (rows may depend on the ones before: a flow's later

@@ -7,7 +7,7 @@
 //! the v3 checksum is recomputed here (RFC 5798 §5.2.8, RFC 1071) for damage that must get
 //! past it.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::time::Duration;
@@ -144,34 +144,20 @@ impl Injector {
 
 /// A raw IPv4 protocol-112 socket in a namespace: a copy of every VRRP packet it receives.
 pub struct Capture {
-    fd: OwnedFd,
+    socket: socket2::Socket,
 }
 
 impl Capture {
     pub fn open(ns: &Netns) -> Capture {
-        let fd = ns.run(|| {
-            // SAFETY: socket(2) with valid arguments; the descriptor goes into the OwnedFd.
-            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, 112) };
-            assert!(fd >= 0, "raw VRRP socket: {}", io::Error::last_os_error());
-            // SAFETY: fd is fresh and owned from here on.
-            unsafe { OwnedFd::from_raw_fd(fd) }
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = ns.run(|| {
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))
+                .unwrap_or_else(|e| panic!("raw VRRP socket: {e}"))
         });
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        // SAFETY: setsockopt(2) reading a timeval that lives for the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_RCVTIMEO: {}", io::Error::last_os_error());
-        Capture { fd }
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap_or_else(|e| panic!("SO_RCVTIMEO: {e}"));
+        Capture { socket }
     }
 
     /// The next packet from `src` within `timeout`: (destination, IP payload).
@@ -179,10 +165,9 @@ impl Capture {
         let start = std::time::Instant::now();
         let mut buf = [0u8; 4096];
         while start.elapsed() < timeout {
-            // SAFETY: recv(2) writes at most buf.len() bytes into buf.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            let Ok(n) = usize::try_from(n) else { continue };
+            let Ok(n) = (&self.socket).read(&mut buf) else {
+                continue;
+            };
             let p = &buf[..n];
             if n < 20 {
                 continue;

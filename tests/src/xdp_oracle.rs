@@ -27,7 +27,7 @@ use fo_common::{
 };
 
 use crate::fixture::{Fixture, OUR_MAC, backend, service};
-use crate::frames::{self, Mac};
+use crate::frames::{self, Mac, Tcp4};
 
 pub const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
 pub const BACKEND_MAC: Mac = [0x02, 0xbe, 0, 0, 0, 0x01];
@@ -46,25 +46,13 @@ pub fn fixture() -> Fixture {
     fx.own(IpAddr::V6(VIP6));
     let b4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 21));
     let b6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x21));
+    // Each service has one backend, of weight 1, on the service's own port.
+    let one =
+        |vip, port, proto, to| service(vip, port, proto, vec![backend(to, port, 1, BACKEND_MAC)]);
     fx.services(&[
-        service(
-            IpAddr::V4(VIP),
-            1514,
-            PROTO_TCP,
-            vec![backend(b4, 1514, 1, BACKEND_MAC)],
-        ),
-        service(
-            IpAddr::V4(VIP),
-            514,
-            PROTO_UDP,
-            vec![backend(b4, 514, 1, BACKEND_MAC)],
-        ),
-        service(
-            IpAddr::V6(VIP6),
-            1514,
-            PROTO_TCP,
-            vec![backend(b6, 1514, 1, BACKEND_MAC)],
-        ),
+        one(IpAddr::V4(VIP), 1514, PROTO_TCP, b4),
+        one(IpAddr::V4(VIP), 514, PROTO_UDP, b4),
+        one(IpAddr::V6(VIP6), 1514, PROTO_TCP, b6),
     ]);
     fx
 }
@@ -73,6 +61,7 @@ pub fn fixture() -> Fixture {
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let client = Ipv4Addr::new(198, 51, 100, 7);
     let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+    let to_vip = Tcp4::new((OUR_MAC, CLIENT_MAC), (client, 40000), (VIP, 1514));
     vec![
         (
             "arp_request",
@@ -86,31 +75,13 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "ns_without_slla",
             frames::neighbor_solicit(CLIENT_MAC, client6, VIP6, false),
         ),
-        (
-            "tcp4_syn",
-            frames::tcp4(
-                OUR_MAC,
-                CLIENT_MAC,
-                client,
-                VIP,
-                40000,
-                1514,
-                frames::TCP_SYN,
-                b"",
-            ),
-        ),
+        ("tcp4_syn", to_vip.clone().flags(frames::TCP_SYN).frame()),
         (
             "tcp4_data",
-            frames::tcp4(
-                OUR_MAC,
-                CLIENT_MAC,
-                client,
-                VIP,
-                40000,
-                1514,
-                frames::TCP_PSH_ACK,
-                b"event 42\n",
-            ),
+            to_vip
+                .flags(frames::TCP_PSH_ACK)
+                .payload(b"event 42\n")
+                .frame(),
         ),
         (
             "udp4_syslog",

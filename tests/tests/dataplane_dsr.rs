@@ -34,6 +34,11 @@ fn to_vip(sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     )
 }
 
+/// A row whose `frame` goes to the backend by DSR, counted as `counter`.
+fn forwarded(what: &'static str, frame: Vec<u8>, counter: &'static str) -> Row {
+    Row::new(what).tx(dsr(&frame)).input(frame).counts(counter)
+}
+
 fn rows() -> Vec<Row> {
     let to_vip = || Frame::eth(OUR_MAC, CLIENT_MAC).ipv4(CLIENT, VIP);
     let syn = to_vip().tcp(40000, 1514).syn().build();
@@ -49,22 +54,14 @@ fn rows() -> Vec<Row> {
         .syn()
         .build();
     vec![
-        Row::new("TCP SYN to a service goes to its backend (DSR)")
-            .input(syn.clone())
-            .tx(dsr(&syn))
-            .counts("tx"),
-        Row::new("a later segment of the flow, payload untouched")
-            .input(data.clone())
-            .tx(dsr(&data))
-            .counts("flow_hit"),
-        Row::new("UDP to a service")
-            .input(udp.clone())
-            .tx(dsr(&udp))
-            .counts("tx"),
-        Row::new("TCP SYN to an IPv6 service")
-            .input(syn6.clone())
-            .tx(dsr(&syn6))
-            .counts("tx"),
+        forwarded("TCP SYN to a service goes to its backend (DSR)", syn, "tx"),
+        forwarded(
+            "a later segment of the flow, payload untouched",
+            data,
+            "flow_hit",
+        ),
+        forwarded("UDP to a service", udp, "tx"),
+        forwarded("TCP SYN to an IPv6 service", syn6, "tx"),
         Row::new("TCP to a port with no service")
             .input(to_vip().tcp(40000, 22).syn().build())
             .counts("no_service"),
@@ -94,9 +91,7 @@ fn rows() -> Vec<Row> {
 
 #[test]
 fn every_row_of_the_table() {
-    let rows = rows();
-    assert_eq!(rows.len(), ROWS, "rows in the DSR table");
-    table::run(&mut fixture(), &rows);
+    table::run_standard("DSR", ROWS, &rows());
 }
 
 /// A client's ARP request for the VIP (which is `what`) is passed untouched, once,

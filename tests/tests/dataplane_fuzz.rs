@@ -11,23 +11,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use fo_common::xdp_action::XDP_PASS;
 use fo_tests::fixture::OUR_MAC;
 use fo_tests::frames;
+use fo_tests::rng::Rng;
 use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict, nat};
 
 const ROUNDS: u32 = 20_000;
-
-/// xorshift64*: small, seeded, good enough to spread bytes.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut f = seed.to_vec();
@@ -36,7 +23,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         0 => {
             for _ in 0..1 + rng.below(4) {
                 let i = rng.below(f.len());
-                f[i] = rng.next() as u8;
+                f[i] = rng.next_u64() as u8;
             }
         }
         // Truncate (never below the 14 bytes the kernel requires).
@@ -49,7 +36,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
         // Grow with junk.
         _ => {
             for _ in 0..rng.below(64) {
-                f.push(rng.next() as u8);
+                f.push(rng.next_u64() as u8);
             }
         }
     }
@@ -58,7 +45,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 
 fn random_frame(rng: &mut Rng) -> Vec<u8> {
     let len = 14 + rng.below(200);
-    let mut f: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    let mut f: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     // Bias the EtherType towards the ones the program parses.
     let types = [0x0800u16, 0x0806, 0x86dd, 0x8100, 0x88a8];
     if rng.below(4) != 0 {
@@ -188,7 +175,7 @@ fn nat_random_and_mutated_frames() {
         for round in 0..ROUNDS {
             let input = if round % 4 == 3 {
                 let mut f = random_frame(&mut rng);
-                f.insert(0, rng.next() as u8);
+                f.insert(0, rng.next_u64() as u8);
                 f
             } else {
                 // Mostly the seeds as they are (a handshake needs its steps in order),

@@ -24,6 +24,7 @@ use fo_common::{
 use fo_tests::fixture::Fixture;
 use fo_tests::frames::{self, Mac, Tcp4};
 use fo_tests::netns::Netns;
+use fo_tests::rng::Rng;
 use fo_tests::xdp_oracle::nat::{
     self as nat_oracle, BACKEND, CLIENT, CLIENT_MAC, D0_MAC, GW_MAC, SNAT, VIP,
 };
@@ -31,19 +32,30 @@ use fo_tests::xdp_oracle::nat::{
 /// Source MAC of frames from CLIENT2, which has no neighbour entry on the node.
 const CLIENT2_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x02];
 const CLIENT2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
-const TCP_PORT: u16 = 1514;
-const TCP_BACKEND_PORT: u16 = 11514;
-const UDP_PORT: u16 = 514;
-const UDP_BACKEND_PORT: u16 = 5514;
-const FIN_ACK: u8 = 0x11;
-const RST: u8 = 0x04;
-const SYN_ACK: u8 = 0x12;
+/// The fixture's TCP service: its port, and its backend's.
+const TCP_PORT: u16 = nat_oracle::SERVICES[0].1;
+const TCP_BACKEND_PORT: u16 = nat_oracle::SERVICES[0].2;
+/// The fixture's UDP service: its port, and its backend's.
+const UDP_PORT: u16 = nat_oracle::SERVICES[1].1;
+const UDP_BACKEND_PORT: u16 = nat_oracle::SERVICES[1].2;
+const FIN_ACK: u8 = frames::TCP_FIN | frames::TCP_ACK;
+const SYN_ACK: u8 = frames::TCP_SYN | frames::TCP_ACK;
 
 /// The namespace the test's runs happen in: the XDP fuzzer's NAT FIB.
 fn fib_namespace() -> Netns {
     let ns = Netns::new("natfib");
     ns.sh(&nat_oracle::fib_setup());
     ns
+}
+
+/// Run `test` in a fresh [`fib_namespace`], after the shell commands `setup` there,
+/// with a [`fixture`] whose NAT table holds `nat_table_size` connections.
+fn in_fib(setup: &[&str], nat_table_size: u32, test: impl FnOnce(Fixture) + Send + 'static) {
+    let ns = fib_namespace();
+    for cmd in setup {
+        ns.sh(cmd);
+    }
+    ns.run(move || test(fixture(nat_table_size)));
 }
 
 /// VIP with a NAT service tcp/1514 -> BACKEND:11514 and udp/514 -> BACKEND:5514,
@@ -99,14 +111,31 @@ fn v2c(client: Ipv4Addr, mac: Mac, sport: u16) -> Tcp4 {
     Tcp4::new((mac, D0_MAC), (VIP, TCP_PORT), (client, sport))
 }
 
-/// A three-way handshake through the program (window scale 7 both ways); returns the
-/// connection's key and SNAT port. Asserts that it left the embryonic table.
-fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
-    let mac = if client == CLIENT2 {
+/// The backend's SYN-ACK of a handshake here.
+fn syn_ack(t: Tcp4) -> Tcp4 {
+    t.flags(SYN_ACK).seq(BACKEND_ISN).ack(CLIENT_ISN + 1)
+}
+
+/// The client's ACK that completes a handshake here.
+fn handshake_ack(t: Tcp4) -> Tcp4 {
+    t.flags(frames::TCP_ACK)
+        .seq(CLIENT_ISN + 1)
+        .ack(BACKEND_ISN + 1)
+}
+
+/// The MAC the frames of `client` come from.
+fn mac_of(client: Ipv4Addr) -> Mac {
+    if client == CLIENT2 {
         CLIENT2_MAC
     } else {
         CLIENT_MAC
-    };
+    }
+}
+
+/// A three-way handshake through the program (window scale 7 both ways); returns the
+/// connection's key and SNAT port. Asserts that it left the embryonic table.
+fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
+    let mac = mac_of(client);
     let syn = c2v(client, mac, sport)
         .flags(frames::TCP_SYN)
         .options(&frames::linux_syn_options(7))
@@ -114,10 +143,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
     assert_eq!(fx.run(&syn).action, XDP_REDIRECT, "SYN of {client}:{sport}");
     let k = key(client, sport, TCP_PORT, PROTO_TCP);
     let p = u16::from_be(flow_of(fx, &k).expect("an entry for the SYN").snat_port_be);
-    let syn_ack = b2s(p)
-        .flags(SYN_ACK)
-        .seq(BACKEND_ISN)
-        .ack(CLIENT_ISN + 1)
+    let syn_ack = syn_ack(b2s(p))
         .options(&frames::linux_syn_options(7))
         .frame();
     assert_eq!(
@@ -125,12 +151,7 @@ fn handshake(fx: &mut Fixture, client: Ipv4Addr, sport: u16) -> (FlowKey, u16) {
         XDP_REDIRECT,
         "SYN-ACK of {client}:{sport}"
     );
-    let ack = c2v(client, mac, sport)
-        .flags(frames::TCP_ACK)
-        .seq(CLIENT_ISN + 1)
-        .ack(BACKEND_ISN + 1)
-        .win(WIN)
-        .frame();
+    let ack = handshake_ack(c2v(client, mac, sport)).win(WIN).frame();
     assert_eq!(fx.run(&ack).action, XDP_REDIRECT, "ACK of {client}:{sport}");
     assert!(
         !is_embryonic(fx, &k),
@@ -148,17 +169,9 @@ fn handshake_quiet(fx: &mut Fixture, sport: u16) -> (FlowKey, u16) {
     let run = fx.run(&syn);
     assert_eq!(run.action, XDP_REDIRECT, "SYN {sport}");
     let p = u16::from_be_bytes([run.frame[34], run.frame[35]]);
-    let syn_ack = b2s(p)
-        .flags(SYN_ACK)
-        .seq(BACKEND_ISN)
-        .ack(CLIENT_ISN + 1)
-        .frame();
+    let syn_ack = syn_ack(b2s(p)).frame();
     assert_eq!(fx.run(&syn_ack).action, XDP_REDIRECT, "SYN-ACK {sport}");
-    let ack = c2v(CLIENT, CLIENT_MAC, sport)
-        .flags(frames::TCP_ACK)
-        .seq(CLIENT_ISN + 1)
-        .ack(BACKEND_ISN + 1)
-        .frame();
+    let ack = handshake_ack(c2v(CLIENT, CLIENT_MAC, sport)).frame();
     assert_eq!(fx.run(&ack).action, XDP_REDIRECT, "ACK {sport}");
     (key(CLIENT, sport, TCP_PORT, PROTO_TCP), p)
 }
@@ -166,11 +179,7 @@ fn handshake_quiet(fx: &mut Fixture, sport: u16) -> (FlowKey, u16) {
 /// Data both ways on an established connection (`n` bytes each, after `round` earlier
 /// rounds): both must be translated exactly.
 fn exchange(fx: &mut Fixture, client: Ipv4Addr, sport: u16, p: u16, round: u32) {
-    let mac = if client == CLIENT2 {
-        CLIENT2_MAC
-    } else {
-        CLIENT_MAC
-    };
+    let mac = mac_of(client);
     let n = 8u32;
     let (cseq, bseq) = (CLIENT_ISN + 1 + round * n, BACKEND_ISN + 1 + round * n);
     let line = b"event 1\n";
@@ -188,22 +197,9 @@ fn exchange(fx: &mut Fixture, client: Ipv4Addr, sport: u16, p: u16, round: u32) 
             .win(WIN)
             .payload(line)
     };
-    expect(
-        fx,
-        "client data",
-        &up(c2v(client, mac, sport)).frame(),
-        XDP_REDIRECT,
-        &up(s2b(p)).frame(),
-        "nat_hit",
-    );
-    expect(
-        fx,
-        "backend data",
-        &down(b2s(p)).frame(),
-        XDP_REDIRECT,
-        &down(v2c(client, mac, sport)).frame(),
-        "nat_reply",
-    );
+    let end = (client, mac, sport);
+    expect_to_backend(fx, "client data", end, p, up, "nat_hit");
+    expect_to_client(fx, "backend data", p, end, down);
 }
 
 /// The connection `k` in the NAT table, if any.
@@ -233,18 +229,6 @@ fn state_of(fx: &Fixture, k: &FlowKey) -> u8 {
     flow_of(fx, k)
         .unwrap_or_else(|| panic!("no NAT entry for {k:?}"))
         .state
-}
-
-/// A deterministic generator for the spoofed values (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
-    }
 }
 
 fn client_tcp(src: Ipv4Addr, mac: Mac, sport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -297,11 +281,49 @@ fn expect(fx: &mut Fixture, what: &str, input: &[u8], action: u32, output: &[u8]
     assert_eq!(fx.counter(counter), before + 1, "{what}: counter {counter}");
 }
 
+/// A client's end of a connection: its address, MAC and port.
+type End = (Ipv4Addr, Mac, u16);
+
+/// [`expect`] that the segment `seg` makes of one from `from` to the VIP reaches the
+/// backend as the same segment from SNAT port `snat_port`, counted as `counter`.
+#[track_caller]
+fn expect_to_backend(
+    fx: &mut Fixture,
+    what: &str,
+    (client, mac, sport): End,
+    snat_port: u16,
+    seg: impl Fn(Tcp4) -> Tcp4,
+    counter: &str,
+) {
+    let input = seg(c2v(client, mac, sport)).frame();
+    let output = seg(s2b(snat_port)).frame();
+    expect(fx, what, &input, XDP_REDIRECT, &output, counter);
+}
+
+/// [`expect`] that the segment `seg` makes of one from the backend to SNAT port
+/// `snat_port` reaches the client `to` as the same segment from the VIP (`nat_reply`).
+#[track_caller]
+fn expect_to_client(
+    fx: &mut Fixture,
+    what: &str,
+    snat_port: u16,
+    (client, mac, sport): End,
+    seg: impl Fn(Tcp4) -> Tcp4,
+) {
+    let input = seg(b2s(snat_port)).frame();
+    let output = seg(v2c(client, mac, sport)).frame();
+    expect(fx, what, &input, XDP_REDIRECT, &output, "nat_reply");
+}
+
+/// [`expect`] that `input` is passed untouched, counted as `counter`.
+#[track_caller]
+fn expect_passed(fx: &mut Fixture, what: &str, input: &[u8], counter: &str) {
+    expect(fx, what, input, XDP_PASS, input, counter);
+}
+
 #[test]
 fn both_directions_with_port_translation_exact_frames() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         // 1. SYN: a SNAT port is reserved, both entries written (embryonic), the frame
         //    translated.
         let syn = client_tcp(CLIENT, CLIENT_MAC, 40000, frames::TCP_SYN, b"");
@@ -336,15 +358,8 @@ fn both_directions_with_port_translation_exact_frames() {
         assert_eq!(fx.counter("nat_new"), 1);
 
         // 2. SYN-ACK from the backend: back to VIP:1514 -> client; not yet established.
-        let syn_ack = |t: Tcp4| t.flags(SYN_ACK).seq(BACKEND_ISN).ack(CLIENT_ISN + 1);
-        expect(
-            &mut fx,
-            "SYN-ACK",
-            &syn_ack(b2s(snat_port)).frame(),
-            XDP_REDIRECT,
-            &syn_ack(v2c(CLIENT, CLIENT_MAC, 40000)).frame(),
-            "nat_reply",
-        );
+        let end = (CLIENT, CLIENT_MAC, 40000);
+        expect_to_client(&mut fx, "SYN-ACK", snat_port, end, syn_ack);
         assert_eq!(
             state_of(&fx, &k),
             NAT_TCP_SYN,
@@ -352,20 +367,8 @@ fn both_directions_with_port_translation_exact_frames() {
         );
 
         // 3. The client's ACK of the SYN-ACK: established, moved to the connection table.
-        let ack = |t: Tcp4| {
-            t.flags(frames::TCP_ACK)
-                .seq(CLIENT_ISN + 1)
-                .ack(BACKEND_ISN + 1)
-        };
         let promoted = fx.counter("nat_promoted");
-        expect(
-            &mut fx,
-            "ACK",
-            &ack(c2v(CLIENT, CLIENT_MAC, 40000)).frame(),
-            XDP_REDIRECT,
-            &ack(s2b(snat_port)).frame(),
-            "nat_hit",
-        );
+        expect_to_backend(&mut fx, "ACK", end, snat_port, handshake_ack, "nat_hit");
         assert_eq!(
             state_of(&fx, &k),
             NAT_TCP_ESTABLISHED,
@@ -457,14 +460,7 @@ fn both_directions_with_port_translation_exact_frames() {
 
         // 7. Mid-stream segment of an unknown connection: passed, nothing reserved.
         let stray = client_tcp(CLIENT, CLIENT_MAC, 40099, frames::TCP_ACK, b"");
-        expect(
-            &mut fx,
-            "stray ACK",
-            &stray,
-            XDP_PASS,
-            &stray,
-            "nat_no_flow",
-        );
+        expect_passed(&mut fx, "stray ACK", &stray, "nat_no_flow");
         assert_eq!(
             flow_of(&fx, &key(CLIENT, 40099, TCP_PORT, PROTO_TCP)),
             None,
@@ -472,28 +468,34 @@ fn both_directions_with_port_translation_exact_frames() {
         );
         // 8. A reply nobody asked for.
         let unknown = from_backend_tcp(9, frames::TCP_PSH_ACK, b"x");
-        expect(
-            &mut fx,
-            "unknown reply",
-            &unknown,
-            XDP_PASS,
-            &unknown,
-            "nat_no_flow",
-        );
+        expect_passed(&mut fx, "unknown reply", &unknown, "nat_no_flow");
     });
+}
+
+/// Age the NAT table at `now`, every connection's client last heard at 0, with the
+/// default timeouts: the connections removed.
+fn expired(fx: &Fixture, now: MonoNanos) -> Vec<FlowKey> {
+    let removed = fx
+        .dp
+        .nat_table()
+        .expect("NAT maps")
+        .expire(now, |_| Some(MonoNanos(0)), &NatTimeouts::default())
+        .expect("expire");
+    removed.iter().map(|(k, _)| *k).collect()
 }
 
 #[test]
 fn rst_and_fin_age_out_and_free_the_port() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         let (rst_k, rst_p) = handshake(&mut fx, CLIENT, 41000);
         let (fin_k, fin_p) = handshake(&mut fx, CLIENT, 41001);
         let (est_k, _) = handshake(&mut fx, CLIENT, 41002);
 
         // The backend resets at exactly the sequence the client expects next.
-        let rst = b2s(rst_p).flags(RST).seq(BACKEND_ISN + 1).frame();
+        let rst = b2s(rst_p)
+            .flags(frames::TCP_RST)
+            .seq(BACKEND_ISN + 1)
+            .frame();
         assert_eq!(
             fx.run(&rst).action,
             XDP_REDIRECT,
@@ -509,44 +511,19 @@ fn rst_and_fin_age_out_and_free_the_port() {
         assert_eq!(fx.run(&fin).action, XDP_REDIRECT);
         assert_eq!(state_of(&fx, &fin_k), NAT_TCP_FIN);
 
-        let t = NatTimeouts::default();
-        let zero = MonoNanos(0);
         let now = MonoNanos::now();
-        let removed = fx
-            .dp
-            .nat_table()
-            .expect("NAT maps")
-            .expire(now.after(Duration::from_secs(11)), |_| Some(zero), &t)
-            .expect("expire");
-        let gone: Vec<FlowKey> = removed.iter().map(|(k, _)| *k).collect();
         assert_eq!(
-            gone,
+            expired(&fx, now.after(Duration::from_secs(11))),
             [rst_k],
             "11 s later only the reset connection is gone"
         );
-        let rst_rev = FlowKey {
-            src: Addr::v4(BACKEND.octets()),
-            dst: Addr::v4(SNAT.octets()),
-            sport_be: TCP_BACKEND_PORT.to_be(),
-            dport_be: rst_p.to_be(),
-            proto: PROTO_TCP,
-            family: FAMILY_V4,
-            _pad: [0; 2],
-        };
         assert_eq!(
-            reverse_of(&fx, &rst_rev),
+            reverse_of(&fx, &tcp_rev(rst_p)),
             None,
             "the reset connection's port is free again"
         );
-        let removed = fx
-            .dp
-            .nat_table()
-            .expect("NAT maps")
-            .expire(now.after(Duration::from_secs(61)), |_| Some(zero), &t)
-            .expect("expire");
-        let gone: Vec<FlowKey> = removed.iter().map(|(k, _)| *k).collect();
         assert_eq!(
-            gone,
+            expired(&fx, now.after(Duration::from_secs(61))),
             [fin_k],
             "61 s later the closing connection is gone too"
         );
@@ -557,14 +534,7 @@ fn rst_and_fin_age_out_and_free_the_port() {
         );
         // A late segment of the removed connection is passed, not re-opened.
         let late = from_backend_tcp(rst_p, frames::TCP_ACK, b"");
-        expect(
-            &mut fx,
-            "late reply after aging",
-            &late,
-            XDP_PASS,
-            &late,
-            "nat_no_flow",
-        );
+        expect_passed(&mut fx, "late reply after aging", &late, "nat_no_flow");
     });
 }
 
@@ -573,10 +543,8 @@ fn rst_and_fin_age_out_and_free_the_port() {
 /// translation.
 #[test]
 fn a_full_table_keeps_the_old_connections() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        const SIZE: u32 = 16;
-        let mut fx = fixture(SIZE);
+    const SIZE: u32 = 16;
+    in_fib(&[], SIZE, |mut fx| {
         let mut ports = Vec::new();
         for i in 0..SIZE as u16 {
             ports.push(handshake(&mut fx, CLIENT, 42000 + i).1);
@@ -590,17 +558,9 @@ fn a_full_table_keeps_the_old_connections() {
         );
         let k = key(CLIENT, 43000, TCP_PORT, PROTO_TCP);
         let p = u16::from_be(flow_of(&fx, &k).expect("entry").snat_port_be);
-        let syn_ack = b2s(p)
-            .flags(SYN_ACK)
-            .seq(BACKEND_ISN)
-            .ack(CLIENT_ISN + 1)
-            .frame();
+        let syn_ack = syn_ack(b2s(p)).frame();
         assert_eq!(fx.run(&syn_ack).action, XDP_REDIRECT);
-        let ack = c2v(CLIENT, CLIENT_MAC, 43000)
-            .flags(frames::TCP_ACK)
-            .seq(CLIENT_ISN + 1)
-            .ack(BACKEND_ISN + 1)
-            .frame();
+        let ack = handshake_ack(c2v(CLIENT, CLIENT_MAC, 43000)).frame();
         assert_eq!(fx.run(&ack).action, XDP_REDIRECT);
         assert_eq!(fx.counter("nat_promote_failed"), failed + 1);
         let mut table = fx.dp.nat_table().expect("NAT maps");
@@ -628,12 +588,13 @@ fn a_full_table_keeps_the_old_connections() {
                 .ack(BACKEND_ISN + 1)
                 .payload(b"x")
         };
-        expect(
+        let what = "the embryonic connection's next packet";
+        expect_to_backend(
             &mut fx,
-            "the embryonic connection's next packet",
-            &data(c2v(CLIENT, CLIENT_MAC, 43000)).frame(),
-            XDP_REDIRECT,
-            &data(s2b(p)).frame(),
+            what,
+            (CLIENT, CLIENT_MAC, 43000),
+            p,
+            data,
             "nat_hit",
         );
         let table = fx.dp.nat_table().expect("NAT maps");
@@ -650,12 +611,14 @@ fn a_full_table_keeps_the_old_connections() {
         // Every old connection still translates to its own port.
         for (i, &p) in ports.iter().enumerate() {
             let i = i as u16 + 1;
-            expect(
+            let data = |t: Tcp4| t.flags(frames::TCP_PSH_ACK).payload(b"x");
+            let what = "old connection after table full";
+            expect_to_backend(
                 &mut fx,
-                "old connection after table full",
-                &client_tcp(CLIENT, CLIENT_MAC, 42000 + i, frames::TCP_PSH_ACK, b"x"),
-                XDP_REDIRECT,
-                &to_backend_tcp(p, frames::TCP_PSH_ACK, b"x"),
+                what,
+                (CLIENT, CLIENT_MAC, 42000 + i),
+                p,
+                data,
                 "nat_hit",
             );
         }
@@ -704,9 +667,7 @@ fn put_synced(fx: &Fixture, sport: u16, port: u16) -> FlowKey {
 ///   `fin` (before, it stayed established for an hour).
 #[test]
 fn synced_connections_resist_a_planted_sequence_and_close_normally() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         let (c_next, b_next) = (90_000u32, 70_000u32);
         let client = |sport, flags, seq, ack| {
             c2v(CLIENT, CLIENT_MAC, sport)
@@ -731,7 +692,7 @@ fn synced_connections_resist_a_planted_sequence_and_close_normally() {
             XDP_REDIRECT
         );
         let ignored = fx.counter("nat_rst_ignored");
-        let rst = b2s(30_000).flags(RST).seq(777_010).frame();
+        let rst = b2s(30_000).flags(frames::TCP_RST).seq(777_010).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
         assert_eq!(
             state_of(&fx, &k),
@@ -740,7 +701,7 @@ fn synced_connections_resist_a_planted_sequence_and_close_normally() {
         );
         assert_eq!(fx.counter("nat_rst_ignored"), ignored + 1);
         // The backend's real reset, at what the client acknowledged, closes.
-        let rst = b2s(30_000).flags(RST).seq(b_next).frame();
+        let rst = b2s(30_000).flags(frames::TCP_RST).seq(b_next).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
         assert_eq!(state_of(&fx, &k), NAT_TCP_CLOSED, "the exact RST");
 
@@ -812,10 +773,6 @@ fn tcp_rev(port: u16) -> FlowKey {
     }
 }
 
-fn syn_ack(t: Tcp4) -> Tcp4 {
-    t.flags(SYN_ACK).seq(BACKEND_ISN).ack(CLIENT_ISN + 1)
-}
-
 /// The embryonic maps are LRU hashes that evict independently. A connection whose
 /// port reservation was evicted while the port is still free takes it again with its
 /// next packet (here its retransmitted SYN), so the backend's SYN-ACK finds it.
@@ -823,37 +780,25 @@ fn syn_ack(t: Tcp4) -> Tcp4 {
 #[test]
 fn an_embryonic_connection_whose_reservation_was_evicted_takes_it_again() {
     const PORT: u16 = 40_000;
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         one_snat_port(&fx, PORT);
         let a = key(CLIENT, 50_000, TCP_PORT, PROTO_TCP);
-        let syn = c2v(CLIENT, CLIENT_MAC, 50_000)
-            .flags(frames::TCP_SYN)
-            .frame();
-        assert_eq!(fx.run(&syn).action, XDP_REDIRECT);
-        evict_reservation(&fx, &tcp_rev(PORT));
-        expect(
-            &mut fx,
-            "retransmitted SYN after the eviction",
-            &syn,
-            XDP_REDIRECT,
-            &s2b(PORT).flags(frames::TCP_SYN).frame(),
-            "nat_hit",
+        let a_end = (CLIENT, CLIENT_MAC, 50_000);
+        let syn = |t: Tcp4| t.flags(frames::TCP_SYN);
+        assert_eq!(
+            fx.run(&syn(c2v(CLIENT, CLIENT_MAC, 50_000)).frame()).action,
+            XDP_REDIRECT
         );
+        evict_reservation(&fx, &tcp_rev(PORT));
+        let what = "retransmitted SYN after the eviction";
+        expect_to_backend(&mut fx, what, a_end, PORT, syn, "nat_hit");
         assert_eq!(
             reverse_of(&fx, &tcp_rev(PORT)),
             Some(a),
             "the port is reserved again"
         );
-        expect(
-            &mut fx,
-            "SYN-ACK after the reservation was taken again",
-            &syn_ack(b2s(PORT)).frame(),
-            XDP_REDIRECT,
-            &syn_ack(v2c(CLIENT, CLIENT_MAC, 50_000)).frame(),
-            "nat_reply",
-        );
+        let what = "SYN-ACK after the reservation was taken again";
+        expect_to_client(&mut fx, what, PORT, a_end, syn_ack);
     });
 }
 
@@ -865,39 +810,26 @@ fn an_embryonic_connection_whose_reservation_was_evicted_takes_it_again() {
 #[test]
 fn an_embryonic_connection_whose_port_was_given_away_never_takes_it_back() {
     const PORT: u16 = 40_000;
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         one_snat_port(&fx, PORT);
         let (a, b) = (
             key(CLIENT, 50_000, TCP_PORT, PROTO_TCP),
             key(CLIENT2, 50_001, TCP_PORT, PROTO_TCP),
         );
-        let syn = |client, mac, sport| c2v(client, mac, sport).flags(frames::TCP_SYN).frame();
+        let b_end = (CLIENT2, CLIENT2_MAC, 50_001);
+        let syn = |t: Tcp4| t.flags(frames::TCP_SYN);
         assert_eq!(
-            fx.run(&syn(CLIENT, CLIENT_MAC, 50_000)).action,
+            fx.run(&syn(c2v(CLIENT, CLIENT_MAC, 50_000)).frame()).action,
             XDP_REDIRECT
         );
         assert_eq!(fx.run(&syn_ack(b2s(PORT)).frame()).action, XDP_REDIRECT);
         evict_reservation(&fx, &tcp_rev(PORT));
-        expect(
-            &mut fx,
-            "B's SYN, given the evicted port",
-            &syn(CLIENT2, CLIENT2_MAC, 50_001),
-            XDP_REDIRECT,
-            &s2b(PORT).flags(frames::TCP_SYN).frame(),
-            "nat_new",
-        );
-        let ack = c2v(CLIENT, CLIENT_MAC, 50_000)
-            .flags(frames::TCP_ACK)
-            .seq(CLIENT_ISN + 1)
-            .ack(BACKEND_ISN + 1)
-            .frame();
-        expect(
+        let what = "B's SYN, given the evicted port";
+        expect_to_backend(&mut fx, what, b_end, PORT, syn, "nat_new");
+        let ack = handshake_ack(c2v(CLIENT, CLIENT_MAC, 50_000)).frame();
+        expect_passed(
             &mut fx,
             "A's ACK from a port that is B's now",
-            &ack,
-            XDP_PASS,
             &ack,
             "nat_embryo_lost",
         );
@@ -909,14 +841,7 @@ fn an_embryonic_connection_whose_port_was_given_away_never_takes_it_back() {
             "the port is B's"
         );
         assert!(table.flows().expect("map").is_empty(), "nothing promoted");
-        expect(
-            &mut fx,
-            "B's SYN-ACK",
-            &syn_ack(b2s(PORT)).frame(),
-            XDP_REDIRECT,
-            &syn_ack(v2c(CLIENT2, CLIENT2_MAC, 50_001)).frame(),
-            "nat_reply",
-        );
+        expect_to_client(&mut fx, "B's SYN-ACK", PORT, b_end, syn_ack);
     });
 }
 
@@ -931,18 +856,16 @@ fn an_embryonic_connection_whose_port_was_given_away_never_takes_it_back() {
 #[test]
 fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
     const UDP_FLOWS: u32 = 6_000;
-    let ns = fib_namespace();
     // Replies to the spoofed sources are routed (through the gateway).
-    ns.sh("ip route add default via 192.0.2.254 dev d0");
-    ns.run(|| {
-        let mut fx = fixture(4096);
+    let route = "ip route add default via 192.0.2.254 dev d0";
+    in_fib(&[route], 4096, |mut fx| {
         for i in 0..20 {
             handshake(&mut fx, CLIENT, 47_000 + i);
         }
         let mut rng = Rng(0x0d0d_f100d);
         let mut promoted = 0;
         for i in 0..UDP_FLOWS {
-            let r = rng.next();
+            let r = rng.next_u32();
             let src = Ipv4Addr::from(0x2000_0000 | (r & 0x0fff_ffff));
             let sport = (r >> 12) as u16 | 1024;
             let dg = frames::udp4(D0_MAC, CLIENT2_MAC, src, VIP, sport, UDP_PORT, b"x");
@@ -993,23 +916,14 @@ fn a_udp_flood_that_repeats_its_tuples_leaves_tcp_its_table() {
 /// tracking. (Before, its length was taken from a header size it does not have.)
 #[test]
 fn a_tcp_data_offset_under_five_words_is_passed() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&[], 1024, |mut fx| {
         let short = |mut f: Vec<u8>| {
             // Byte 12 of the TCP header (frame offset 14 + 20 + 12): data offset 4.
             f[46] = 0x40;
             f
         };
         let syn = short(client_tcp(CLIENT, CLIENT_MAC, 51_000, frames::TCP_SYN, b""));
-        expect(
-            &mut fx,
-            "SYN, data offset 4",
-            &syn,
-            XDP_PASS,
-            &syn,
-            "nat_bad_tcp",
-        );
+        expect_passed(&mut fx, "SYN, data offset 4", &syn, "nat_bad_tcp");
         assert_eq!(
             flow_of(&fx, &key(CLIENT, 51_000, TCP_PORT, PROTO_TCP)),
             None,
@@ -1025,14 +939,7 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
                 .payload(b"0123456789")
                 .frame(),
         );
-        expect(
-            &mut fx,
-            "data, data offset 4",
-            &data,
-            XDP_PASS,
-            &data,
-            "nat_bad_tcp",
-        );
+        expect_passed(&mut fx, "data, data offset 4", &data, "nat_bad_tcp");
         assert_eq!(
             flow_of(&fx, &k),
             before,
@@ -1048,10 +955,8 @@ fn a_tcp_data_offset_under_five_words_is_passed() {
 /// connection to CLOSED and aging removed it 10 s later: a silent black hole.)
 #[test]
 fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        const CONNS: u16 = 60;
-        let mut fx = fixture(4096);
+    const CONNS: u16 = 60;
+    in_fib(&[], 4096, |mut fx| {
         let mut conns = Vec::new();
         for i in 0..CONNS {
             let (k, p) = handshake(&mut fx, CLIENT, 46000 + i);
@@ -1062,7 +967,7 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         let (c_next, b_next) = (CLIENT_ISN + 1 + 8, BACKEND_ISN + 1 + 8);
         let mut rng = Rng(0x5eed_f00d);
         let mut wrong = |exact: [u32; 1]| loop {
-            let v = rng.next();
+            let v = rng.next_u32();
             // Far from anything a window would hold (64 KiB here).
             if exact
                 .iter()
@@ -1075,7 +980,10 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         let mut sent = 0u64;
         // A sweep over every SNAT port, as from the backend, one RST each.
         for port in 1024..=u16::MAX {
-            let rst = b2s(port).flags(RST).seq(wrong([b_next])).frame();
+            let rst = b2s(port)
+                .flags(frames::TCP_RST)
+                .seq(wrong([b_next]))
+                .frame();
             fx.run(&rst);
             sent += u64::from(conns.iter().any(|&(_, p)| p == port));
         }
@@ -1083,12 +991,12 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         for (i, &(_, p)) in conns.iter().enumerate() {
             for _ in 0..3 {
                 let rst = b2s(p)
-                    .flags(RST | frames::TCP_ACK)
+                    .flags(frames::TCP_RST | frames::TCP_ACK)
                     .seq(wrong([b_next]))
                     .frame();
                 assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "forwarded, for RFC 5961");
                 let rst = c2v(CLIENT, CLIENT_MAC, 46000 + i as u16)
-                    .flags(RST)
+                    .flags(frames::TCP_RST)
                     .seq(wrong([c_next]))
                     .frame();
                 assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
@@ -1112,7 +1020,7 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
         );
         // The real thing still works: an RST at the exact sequence closes.
         let (k0, p0) = conns[0];
-        let rst = b2s(p0).flags(RST).seq(b_next + 8).frame();
+        let rst = b2s(p0).flags(frames::TCP_RST).seq(b_next + 8).frame();
         assert_eq!(fx.run(&rst).action, XDP_REDIRECT);
         assert_eq!(state_of(&fx, &k0), NAT_TCP_CLOSED, "the exact RST closes");
     });
@@ -1126,9 +1034,7 @@ fn spoofed_rsts_and_fins_leave_established_connections_in_place() {
 /// 0 of 50 completed.)
 #[test]
 fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        let mut fx = fixture(4096);
+    in_fib(&[], 4096, |mut fx| {
         let mut est = Vec::new();
         for i in 0..20 {
             let (k, p) = handshake(&mut fx, CLIENT, 47000 + i);
@@ -1137,13 +1043,13 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
         let mut rng = Rng(0xf100d);
         let mut flood = |fx: &mut Fixture, n: u32| {
             for _ in 0..n {
-                let r = rng.next();
+                let r = rng.next_u32();
                 let src = Ipv4Addr::from(0x2000_0000 | (r & 0x0fff_ffff));
                 let sport = (r >> 12) as u16 | 1024;
                 let frame = if r & 1 == 0 {
                     c2v(src, CLIENT2_MAC, sport)
                         .flags(frames::TCP_SYN)
-                        .seq(rng.next())
+                        .seq(rng.next_u32())
                         .frame()
                 } else {
                     frames::udp4(D0_MAC, CLIENT2_MAC, src, VIP, sport, UDP_PORT, b"x")
@@ -1167,19 +1073,11 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
             };
             let p = u16::from_be(f.snat_port_be);
             flood(&mut fx, 100);
-            let syn_ack = b2s(p)
-                .flags(SYN_ACK)
-                .seq(BACKEND_ISN)
-                .ack(CLIENT_ISN + 1)
-                .frame();
+            let syn_ack = syn_ack(b2s(p)).frame();
             if fx.run(&syn_ack).action != XDP_REDIRECT {
                 continue;
             }
-            let ack = c2v(CLIENT, CLIENT_MAC, sport)
-                .flags(frames::TCP_ACK)
-                .seq(CLIENT_ISN + 1)
-                .ack(BACKEND_ISN + 1)
-                .frame();
+            let ack = handshake_ack(c2v(CLIENT, CLIENT_MAC, sport)).frame();
             let run = fx.run(&ack);
             let established = flow_of(&fx, &k);
             if run.action == XDP_REDIRECT
@@ -1208,19 +1106,9 @@ fn syn_and_udp_floods_leave_room_for_legitimate_connections() {
 
 #[test]
 fn no_route_to_the_backend_passes_untouched() {
-    let ns = fib_namespace();
-    ns.sh("ip route del 10.1.0.0/24");
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&["ip route del 10.1.0.0/24"], 1024, |mut fx| {
         let syn = client_tcp(CLIENT, CLIENT_MAC, 44000, frames::TCP_SYN, b"");
-        expect(
-            &mut fx,
-            "SYN without a route",
-            &syn,
-            XDP_PASS,
-            &syn,
-            "nat_no_route",
-        );
+        expect_passed(&mut fx, "SYN without a route", &syn, "nat_no_route");
         assert!(
             fx.dp
                 .nat_table()
@@ -1235,13 +1123,10 @@ fn no_route_to_the_backend_passes_untouched() {
 
 #[test]
 fn an_unresolved_next_hop_hands_the_translated_packet_to_the_kernel() {
-    let ns = fib_namespace();
     // The gateway's neighbour entry is gone (e.g. aged while the link was down): the
     // program cannot address the frame itself, so the kernel forwards it (and
     // resolves the gateway on the way), already translated.
-    ns.sh("ip neigh del 192.0.2.254 dev d0");
-    ns.run(|| {
-        let mut fx = fixture(1024);
+    in_fib(&["ip neigh del 192.0.2.254 dev d0"], 1024, |mut fx| {
         let syn = client_tcp(CLIENT, CLIENT_MAC, 45000, frames::TCP_SYN, b"");
         let before = fx.counter("nat_no_neigh");
         let run = fx.run(&syn);
@@ -1279,19 +1164,17 @@ fn an_unresolved_next_hop_hands_the_translated_packet_to_the_kernel() {
 /// counted (`nat_event_lost`): the sync has its peers resynchronise on it.
 #[test]
 fn a_full_event_ring_is_counted_and_translation_goes_on() {
-    let ns = fib_namespace();
-    ns.run(|| {
-        // The ring holds 4 MiB of 136-byte events (plus headers): about 29,000. A
-        // connection's handshake and its RST make two events; UDP flows one each
-        // (datagram, reply, datagram). (Each kind has its own SNAT port space, kept
-        // below half full.)
-        const TCP: u16 = 12_000;
-        const UDP: u16 = 12_000;
-        const EVENTS: u64 = 2 * TCP as u64 + UDP as u64;
-        let mut fx = fixture(65_536);
+    // The ring holds 4 MiB of 136-byte events (plus headers): about 29,000. A
+    // connection's handshake and its RST make two events; UDP flows one each
+    // (datagram, reply, datagram). (Each kind has its own SNAT port space, kept
+    // below half full.)
+    const TCP: u16 = 12_000;
+    const UDP: u16 = 12_000;
+    const EVENTS: u64 = 2 * TCP as u64 + UDP as u64;
+    in_fib(&[], 65_536, |mut fx| {
         for i in 0..TCP {
             let (_, p) = handshake_quiet(&mut fx, 2000 + i);
-            let rst = b2s(p).flags(RST).seq(BACKEND_ISN + 1).frame();
+            let rst = b2s(p).flags(frames::TCP_RST).seq(BACKEND_ISN + 1).frame();
             assert_eq!(fx.run(&rst).action, XDP_REDIRECT, "reset of connection {i}");
         }
         for i in 0..UDP {
@@ -1320,9 +1203,7 @@ fn a_full_event_ring_is_counted_and_translation_goes_on() {
 #[test]
 fn the_nat_table_is_walked_in_batches_and_whole() {
     const N: u32 = 50_000;
-    let ns = fib_namespace();
-    ns.run(|| {
-        let fx = fixture(65_536);
+    in_fib(&[], 65_536, |fx| {
         let mut table = fx.dp.nat_table().expect("NAT maps");
         let mut put = std::collections::BTreeMap::new();
         for i in 0..N {

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
-use fo_tests::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
+use fo_lab::kit::Proc;
+use fo_tests::netns::{Netns, Segment, unique_tag, wait_for};
 use fo_tests::pins;
 
 const VIP: &str = "192.0.2.100";
@@ -57,7 +58,7 @@ impl Drop for Server {
 
 struct Lab {
     // Field order is drop order: processes and servers before their namespaces.
-    agent: Option<ChildGuard>,
+    agent: Option<Proc>,
     _servers: Vec<Server>,
     peer_xdp: Option<(Dataplane, PathBuf)>,
     client: Netns,
@@ -87,9 +88,7 @@ mod tempdir {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill_and_collect();
-        }
+        self.kill9_agent();
         if let Some((dp, dir)) = self.peer_xdp.take() {
             drop(dp);
             let _ = remove_all_pins(&dir);
@@ -187,65 +186,42 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
         self.dir.0.join(format!("agent-{n}.log"))
     }
 
+    /// Start agent run `n` (logging to its own file) and wait for "running" in its log.
     fn start_agent(&mut self, n: usize) {
-        let log = std::fs::File::create(self.log_path(n)).expect("log file");
         let mut cmd = self
             .lb
             .command(fo_tests::agent_bin().to_str().expect("utf-8 path"));
         cmd.arg("run")
             .arg("--config")
             .arg(self.dir.0.join("fo.toml"));
-        let mut guard = ChildGuard::spawn("fo-agent", cmd);
-        // Log to a file the test can read while the agent runs.
-        if let Some(child) = guard.child.as_mut() {
-            let mut err = child.stderr.take().expect("stderr");
-            let mut log = log;
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut err, &mut log);
-            });
+        let mut agent = Proc::spawn("fo-agent", cmd, &self.log_path(n)).expect("spawn fo-agent");
+        agent
+            .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.agent = Some(agent);
+    }
+
+    /// SIGKILL the agent: no clean-up runs, the data plane stays pinned.
+    fn kill9_agent(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            agent.kill9();
         }
-        let path = self.log_path(n);
-        let ready = wait_for(Duration::from_secs(30), || {
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
-            if log.contains("running") {
-                return Some(Ok(()));
-            }
-            guard
-                .exited()
-                .map(|status| Err(format!("agent exited ({status}):\n{log}")))
-        });
-        match ready {
-            Some(Ok(())) => {}
-            Some(Err(e)) => panic!("{e}"),
-            None => panic!(
-                "agent not running after 30 s:\n{}",
-                std::fs::read_to_string(&path).unwrap_or_default()
-            ),
-        }
-        self.agent = Some(guard);
     }
 
     fn log(&self, n: usize) -> String {
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
 
-    /// `fo-agent detach --config …` on the LB: (success, stdout+stderr).
+    /// `fo-agent detach --config …` on the LB: (success, stdout and stderr together).
     fn detach(&self) -> (bool, String) {
-        let out = self
-            .lb
-            .command(fo_tests::agent_bin().to_str().expect("utf-8 path"))
-            .arg("detach")
-            .arg("--config")
-            .arg(self.dir.0.join("fo.toml"))
-            .output()
-            .expect("run fo-agent detach");
+        let out = self.lb.try_sh(&format!(
+            "'{}' detach --config '{}' 2>&1",
+            fo_tests::agent_bin().display(),
+            self.dir.0.join("fo.toml").display()
+        ));
         (
             out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     }
 
@@ -254,6 +230,17 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
         let out = self.lb.sh("ip -d link show dev eth0");
         let i = out.find("prog/xdp id ")?;
         out[i + 12..].split_whitespace().next()?.parse().ok()
+    }
+
+    /// Open `n` connections to VIP:1514 from the client: every one must be answered by a
+    /// backend (`when` says at which stage of the scenario).
+    fn all_answered(&self, n: usize, when: &str) {
+        let counts = self.connect(n);
+        assert_eq!(
+            counts[1..].iter().sum::<usize>(),
+            n,
+            "connections {when}: {counts:?}"
+        );
     }
 
     /// Open `n` connections to VIP:1514 from the client; count the answers per backend.
@@ -302,15 +289,8 @@ fn scenario(mode: XdpAttachMode) {
     );
 
     // SIGKILL: no clean-up runs; the pinned program keeps forwarding.
-    let mut agent = lab.agent.take().expect("agent");
-    agent.signal(libc::SIGKILL);
-    let _ = agent.kill_and_collect();
-    let counts = lab.connect(60);
-    assert_eq!(
-        counts[1..].iter().sum::<usize>(),
-        60,
-        "connections after kill -9: {counts:?}"
-    );
+    lab.kill9_agent();
+    lab.all_answered(60, "after kill -9");
     assert_eq!(
         lab.xdp_prog_id(),
         Some(prog),
@@ -329,21 +309,14 @@ fn scenario(mode: XdpAttachMode) {
         Some(prog),
         "the restarted agent replaced the program instead of adopting it"
     );
-    let counts = lab.connect(60);
-    assert_eq!(
-        counts[1..].iter().sum::<usize>(),
-        60,
-        "connections after restart: {counts:?}"
-    );
+    lab.all_answered(60, "after restart");
 
     // An upgrade: the pins say another build of the XDP object runs. The restarted
     // agent keeps every map and swaps this build's program into the pinned link.
     let flows = pins::flows(&lab.pin_dir);
     let map_ids = |dir: &PathBuf| ["FLOWS", "VIPS", "BACKENDS"].map(|m| pins::map_id(dir, m));
     let maps_before = map_ids(&lab.pin_dir);
-    let mut agent = lab.agent.take().expect("agent");
-    agent.signal(libc::SIGKILL);
-    let _ = agent.kill_and_collect();
+    lab.kill9_agent();
     pins::set_build(&lab.pin_dir, [0xee; 16]);
     lab.start_agent(3);
     let log = lab.log(3);
@@ -371,17 +344,10 @@ fn scenario(mode: XdpAttachMode) {
         fo_agent::dataplane::build_id(),
         "INFO must name this build after the upgrade"
     );
-    let counts = lab.connect(60);
-    assert_eq!(
-        counts[1..].iter().sum::<usize>(),
-        60,
-        "connections after the upgrade: {counts:?}"
-    );
+    lab.all_answered(60, "after the upgrade");
 
     // The next start finds this build's program and adopts it.
-    let mut agent = lab.agent.take().expect("agent");
-    agent.signal(libc::SIGKILL);
-    let _ = agent.kill_and_collect();
+    lab.kill9_agent();
     lab.start_agent(4);
     assert!(
         lab.log(4).contains("adopted the pinned XDP program"),
@@ -404,7 +370,7 @@ fn scenario(mode: XdpAttachMode) {
         "a refused detach changes nothing"
     );
     let mut agent = lab.agent.take().expect("agent");
-    agent.signal(libc::SIGTERM);
+    agent.signal("TERM").expect("SIGTERM the agent");
     let exited = wait_for(Duration::from_secs(30), || agent.exited());
     assert!(exited.is_some(), "the agent did not stop on SIGTERM");
     assert_eq!(
