@@ -15,6 +15,7 @@ pub mod pair;
 pub mod pins;
 pub mod pki;
 pub mod table;
+pub mod temp;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;

@@ -22,13 +22,7 @@ fn transitions_to_master(status: &serde_json::Value) -> u64 {
 #[test]
 fn kill_and_restart_of_the_master_lose_nothing() {
     let mut lab = Pair::new(&PairOptions::default());
-    lab.a.start();
-    lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
-    );
+    lab.start_a_master();
     assert_eq!(
         lab.b.state("lab"),
         "backup",
@@ -142,9 +136,7 @@ fn kill_and_restart_of_the_master_lose_nothing() {
 #[test]
 fn reloads_and_operator_commands() {
     let mut lab = Pair::new(&PairOptions::default());
-    lab.a.start();
-    lab.b.start();
-    lab.assert_a_master();
+    lab.start_a_master();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
 

@@ -7,23 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fo_tests::netns::unique_tag;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("fo-cli-check-{}", unique_tag()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use fo_tests::temp::TempDir;
 
 /// A valid single-node config; `router_extra` goes into the router table,
 /// `service_extra` into the service table.
@@ -75,7 +59,7 @@ fn hook(dir: &Path, name: &str, mode: u32) -> PathBuf {
 
 #[test]
 fn a_runnable_config_is_ok() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let h = hook(&dir.0, "master.sh", 0o755);
     let path = dir.0.join("ok.toml");
     std::fs::write(
@@ -93,7 +77,7 @@ fn a_runnable_config_is_ok() {
 
 #[test]
 fn a_hook_that_is_not_executable_fails() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let good = hook(&dir.0, "master.sh", 0o755);
     let bad = hook(&dir.0, "backup.sh", 0o644);
     let missing = dir.0.join("fault.sh");
@@ -145,7 +129,7 @@ fn a_hook_that_is_not_executable_fails() {
 
 #[test]
 fn nat_is_checked_with_positions() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let path = dir.0.join("nat.toml");
     std::fs::write(&path, config("snat = [\"192.0.2.101\"]", "mode = \"nat\"")).expect("write");
     let (ok, text) = check(&path);
@@ -168,7 +152,7 @@ fn nat_is_checked_with_positions() {
 
 #[test]
 fn frr_fails_as_run_refuses_it() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let path = dir.0.join("bgp.toml");
     std::fs::write(
         &path,
@@ -212,7 +196,7 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
 /// same words: health_https.rs.)
 #[test]
 fn unusable_tls_files_fail_with_their_line_and_column() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let pki = fo_tests::pki::Pki::new("127.0.0.1");
     let d = dir.0.display();
     std::fs::write(dir.0.join("notpem.txt"), "just some text\n").expect("write");
@@ -317,7 +301,7 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
 /// `https = true` never ran: it is refused with the kind to write instead.
 #[test]
 fn the_old_https_key_points_to_kind_https() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let path = dir.0.join("https.toml");
     std::fs::write(
         &path,
@@ -338,7 +322,7 @@ fn the_old_https_key_points_to_kind_https() {
 
 #[test]
 fn users_that_do_not_exist_fail_as_run_refuses_them() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let h = hook(&dir.0, "master.sh", 0o755);
     let path = dir.0.join("users.toml");
     let text = config(
@@ -377,7 +361,7 @@ fn users_that_do_not_exist_fail_as_run_refuses_them() {
 /// such check failing at its first run. (Dropped here with setpriv, as root.)
 #[test]
 fn users_need_cap_setuid_and_cap_setgid() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let h = hook(&dir.0, "master.sh", 0o755);
     let path = dir.0.join("caps.toml");
     let text = config(
@@ -428,7 +412,7 @@ fn users_need_cap_setuid_and_cap_setgid() {
 /// enable_script_security, always on.)
 #[test]
 fn programs_others_could_change_fail_check_and_run_at_their_position() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let mkdir = |name: &str, mode: u32| {
         let d = dir.0.join(name);
         std::fs::create_dir_all(&d).expect("mkdir");

@@ -23,7 +23,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fo_tests::netns::{Netns, unique_tag, wait_for};
+use fo_tests::netns::{Netns, wait_for};
+use fo_tests::temp::TempDir;
 use fo_tests::vrrp_lab::{Claim, Kind, Lab, arp_answers, fmt_mac, serial};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -70,19 +71,17 @@ fn router(priority: u32, peer: Option<Ipv4Addr>, fault_hook: &Path) -> Kind {
 }
 
 /// A directory removed on drop: the fault hooks and what they write.
-struct HookDir(PathBuf);
+struct HookDir(TempDir);
 
 impl HookDir {
     fn new() -> HookDir {
-        let dir = std::env::temp_dir().join(format!("fo-fence-{}", unique_tag()));
-        std::fs::create_dir_all(&dir).expect("hook dir");
-        HookDir(dir)
+        HookDir(TempDir::new("fence"))
     }
 
     /// An executable fault hook for node `name` that appends a line to `fault-NAME.log`.
     fn fault_hook(&self, name: &str) -> PathBuf {
-        let path = self.0.join(format!("fault-{name}.sh"));
-        let log = self.0.join(format!("fault-{name}.log"));
+        let path = self.0.path().join(format!("fault-{name}.sh"));
+        let log = self.0.path().join(format!("fault-{name}.log"));
         std::fs::write(
             &path,
             format!(
@@ -96,13 +95,7 @@ impl HookDir {
     }
 
     fn fault_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.0.join(format!("fault-{name}.log"))).unwrap_or_default()
-    }
-}
-
-impl Drop for HookDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        std::fs::read_to_string(self.0.path().join(format!("fault-{name}.log"))).unwrap_or_default()
     }
 }
 

@@ -101,11 +101,7 @@ fn time_until(
 
 fn start_a_master(lab: &mut Pair) {
     lab.a.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
-    );
+    lab.assert_a_master();
 }
 
 /// `n` new TCP connections from the client to VIP:1514, each from a new source
