@@ -92,11 +92,7 @@ impl Bird {
             .args(command.split_whitespace())
             .output()
             .expect("run birdc");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        crate::outcome(&out).1
     }
 
     pub fn log(&self) -> String {

@@ -31,6 +31,17 @@ pub fn require_root() {
     );
 }
 
+/// A finished command as the tests judge it: whether it succeeded, and its stdout then
+/// its stderr.
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// The `[node]` lines every lab agent's config starts with (no final newline): `eth0` in
 /// generic XDP mode, its pin directory, its control socket with the state file beside it,
 /// and metrics on loopback at `metrics_port`. The caller writes the rest of the table.

@@ -38,12 +38,7 @@ fn agent(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run fo-agent");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    fo_tests::outcome(&out)
 }
 
 fn check(path: &Path) -> (bool, String) {
@@ -381,12 +376,7 @@ fn users_need_cap_setuid_and_cap_setgid() {
             .args([sub, "--config", path.to_str().expect("utf-8")])
             .output()
             .expect("run setpriv (util-linux)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        fo_tests::outcome(&out)
     };
     let (ok, text) = without("check");
     assert!(
@@ -451,12 +441,7 @@ fn programs_others_could_change_fail_check_and_run_at_their_position() {
             .env("PATH", &search)
             .output()
             .expect("run fo-agent");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), said)
+        fo_tests::outcome(&out)
     };
     let (ok, out) = with_path("check");
     assert!(

@@ -42,14 +42,7 @@ fn status_as(socket: &std::path::Path, uid: u32, gid: u32, groups: &[u32]) -> (b
         .args(["status", "--json", "--socket"])
         .arg(socket);
     let out = cmd.output().expect("run setpriv");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    fo_tests::outcome(&out)
 }
 
 fn agent() -> Lab {
