@@ -554,6 +554,52 @@ impl Lab {
         );
     }
 
+    /// [`Node::wait_claim`] of node `i`, asserting it: `what` (a sentence without its
+    /// final stop) and every node's log if the claim does not come.
+    #[track_caller]
+    pub fn expect_claim(
+        &self,
+        i: usize,
+        claim: Claim,
+        since: Instant,
+        timeout: Duration,
+        what: &str,
+    ) -> Instant {
+        let at = self.nodes[i].wait_claim(claim, since, timeout);
+        assert!(at.is_some(), "{what}.\n{}", self.dump());
+        at.expect("asserted")
+    }
+
+    /// Start node `a` again and assert that it takes the VIP back (preempt) within
+    /// `take_back` and that `b` steps down to backup within `step_down`; `what` says,
+    /// for each, what was expected. Returns when `a` was started.
+    #[track_caller]
+    pub fn expect_preempt_back(
+        &mut self,
+        (a, b): (usize, usize),
+        (take_back, step_down): (Duration, Duration),
+        what: [&str; 2],
+    ) -> Instant {
+        let restarted = Instant::now();
+        self.nodes[a].start();
+        self.expect_claim(a, Claim::Master, restarted, take_back, what[0]);
+        self.expect_claim(b, Claim::Backup, restarted, step_down, what[1]);
+        restarted
+    }
+
+    /// [`Lab::wait_arp`], asserting it: `what`, the MACs that did answer and every
+    /// node's log unless `mac` alone answers within `timeout`.
+    #[track_caller]
+    pub fn expect_arp(&self, mac: [u8; 6], timeout: Duration, what: &str) {
+        if let Err(seen) = self.wait_arp(mac, timeout) {
+            panic!(
+                "{what}, saw {:?}\n{}",
+                seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+                self.dump()
+            );
+        }
+    }
+
     /// The MACs that answer one ARP request for the VIP from the client.
     pub fn arp_answers(&self) -> Vec<[u8; 6]> {
         arp_answers(&self.client, "eth0", self.vip)

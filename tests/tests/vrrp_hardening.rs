@@ -444,9 +444,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
 
     // Failover with the same key: kill -9 a, b takes over.
     let killed = lab.nodes[a].kill9();
-    let took = lab.nodes[b]
-        .wait_claim(Claim::Master, killed, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("b did not take over from the killed a.\n{}", lab.dump()));
+    let took = lab.expect_claim(
+        b,
+        Claim::Master,
+        killed,
+        Duration::from_secs(5),
+        "b did not take over from the killed a",
+    );
     println!(
         "HMAC pair: b took over {:?} after kill -9 of a",
         took - killed
@@ -455,17 +459,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
         .unwrap_or_else(|seen| panic!("expected b to answer ARP after the takeover, saw {seen:?}"));
 
     // The restarted a starts a new sequence above its old one: b accepts it and a preempts.
-    let restarted = Instant::now();
-    lab.nodes[a].start();
-    lab.nodes[a]
-        .wait_claim(Claim::Master, restarted, START_TIMEOUT)
-        .unwrap_or_else(|| panic!("the restarted a did not preempt back.\n{}", lab.dump()));
-    assert!(
-        lab.nodes[b]
-            .wait_claim(Claim::Backup, restarted, Duration::from_secs(5))
-            .is_some(),
-        "b must yield to the restarted a (its adverts were accepted).\n{}",
-        lab.dump()
+    lab.expect_preempt_back(
+        (a, b),
+        (START_TIMEOUT, Duration::from_secs(5)),
+        [
+            "the restarted a did not preempt back",
+            "b must yield to the restarted a (its adverts were accepted)",
+        ],
     );
     let b_replays = drops(&lab.nodes[b].router_status()).get("replay").copied();
     assert_eq!(
@@ -509,9 +509,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
     let reloaded = Instant::now();
     let (ok, out) = lab.nodes[c].reload();
     assert!(ok, "reload with the right key: {out}");
-    let yielded = lab.nodes[a]
-        .wait_claim(Claim::Backup, reloaded, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("a did not yield to c after the key fix.\n{}", lab.dump()));
+    let yielded = lab.expect_claim(
+        a,
+        Claim::Backup,
+        reloaded,
+        Duration::from_secs(5),
+        "a did not yield to c after the key fix",
+    );
     let resolved = yielded - reloaded;
     println!(
         "dual master resolved {resolved:?} after c's reload (advert interval {INTERVAL_MS} ms)"
@@ -564,9 +568,13 @@ fn a_key_file_others_can_read_is_refused_at_check_and_reload() {
     lab.nodes[a].set_kind(router(200, None, Some(&ka)));
     let started = Instant::now();
     lab.nodes[a].start();
-    lab.nodes[a]
-        .wait_claim(Claim::Master, started, START_TIMEOUT)
-        .unwrap_or_else(|| panic!("a alone must become master.\n{}", lab.dump()));
+    lab.expect_claim(
+        a,
+        Claim::Master,
+        started,
+        START_TIMEOUT,
+        "a alone must become master",
+    );
     std::fs::set_permissions(&ka, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
     let (ok, out) = lab.nodes[a].reload();
     assert!(
