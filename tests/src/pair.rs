@@ -181,6 +181,11 @@ impl Node {
             .to_string()
     }
 
+    /// Wait until router `router` is in `state` per the status command.
+    pub fn wait_state(&self, router: &str, state: &str, timeout: Duration) -> bool {
+        wait_for(timeout, || (self.state(router) == state).then_some(())).is_some()
+    }
+
     /// GET /metrics from inside the node's namespace.
     pub fn metrics(&self) -> String {
         let port = self.metrics_port;
@@ -485,7 +490,7 @@ impl Pair {
 
     /// Wait until node `who` is master of router "lab" per its status.
     pub fn wait_master(&self, who: &Node, timeout: Duration) -> bool {
-        wait_for(timeout, || (who.state("lab") == "master").then_some(())).is_some()
+        who.wait_state("lab", "master", timeout)
     }
 
     pub fn vip() -> IpAddr {
