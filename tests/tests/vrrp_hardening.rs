@@ -153,83 +153,55 @@ fn crafted_adverts_hmac_unicast_are_dropped_by_reason() {
     let to_b = |src: Ipv4Addr, ttl: u8, payload: &[u8]| {
         frame(b_mac, client_mac, src, b_addr, ttl, payload)
     };
-    let mut cases = Vec::new();
-    cases.push(Case {
-        what: "TTL 254",
-        frame: to_b(a_addr, 254, &sealed(&stop(a_addr), a_addr)),
-    });
-    cases.push(Case {
-        what: "not a peer",
-        frame: to_b(CLIENT, 255, &sealed(&stop(CLIENT), CLIENT)),
-    });
-    cases.push(Case {
-        what: "unknown VRID",
-        frame: to_b(
-            a_addr,
-            255,
-            &sealed(&v3_message(99, 0, 10, &[VIP], a_addr, b_addr), a_addr),
+    // The stop message with one field broken (`edit`), sealed as a's.
+    let broken = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bad = stop(a_addr);
+        edit(&mut bad);
+        to_b(a_addr, 255, &sealed(&bad, a_addr))
+    };
+    let wrong_key = seal(&stop(a_addr), a_addr, b_addr, &wrong, u64::MAX - 1);
+    let unknown_vrid = v3_message(99, 0, 10, &[VIP], a_addr, b_addr);
+    let cases: Vec<Case> = [
+        ("TTL 254", to_b(a_addr, 254, &sealed(&stop(a_addr), a_addr))),
+        (
+            "not a peer",
+            to_b(CLIENT, 255, &sealed(&stop(CLIENT), CLIENT)),
         ),
-    });
-    let mut bad = stop(a_addr);
-    bad[7] ^= 0xff;
-    cases.push(Case {
-        what: "bad checksum",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[0] = 0x21;
-    cases.push(Case {
-        what: "version 2",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[0] = 0x32;
-    cases.push(Case {
-        what: "type 2",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    cases.push(Case {
-        what: "truncated",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr)[..6], a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[3] = 2;
-    cases.push(Case {
-        what: "address count",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[4] = 0;
-    bad[5] = 0;
-    fix_v3_checksum(&mut bad, a_addr, b_addr);
-    cases.push(Case {
-        what: "interval 0",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    cases.push(Case {
-        what: "no HMAC trailer",
-        frame: to_b(a_addr, 255, &stop(a_addr)),
-    });
-    cases.push(Case {
-        what: "wrong key",
-        frame: to_b(
-            a_addr,
-            255,
-            &seal(&stop(a_addr), a_addr, b_addr, &wrong, u64::MAX - 1),
+        (
+            "unknown VRID",
+            to_b(a_addr, 255, &sealed(&unknown_vrid, a_addr)),
         ),
-    });
-    cases.push(Case {
-        what: "cut trailer",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)[..12 + 40]),
-    });
-    cases.push(Case {
-        what: "old sequence",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)),
-    });
-    cases.push(Case {
-        what: "replayed capture",
-        frame: to_b(a_addr, 255, &captured),
-    });
+        ("bad checksum", broken(&|m| m[7] ^= 0xff)),
+        ("version 2", broken(&|m| m[0] = 0x21)),
+        ("type 2", broken(&|m| m[0] = 0x32)),
+        (
+            "truncated",
+            to_b(a_addr, 255, &sealed(&stop(a_addr)[..6], a_addr)),
+        ),
+        ("address count", broken(&|m| m[3] = 2)),
+        (
+            "interval 0",
+            broken(&|m| {
+                m[4] = 0;
+                m[5] = 0;
+                fix_v3_checksum(m, a_addr, b_addr);
+            }),
+        ),
+        ("no HMAC trailer", to_b(a_addr, 255, &stop(a_addr))),
+        ("wrong key", to_b(a_addr, 255, &wrong_key)),
+        (
+            "cut trailer",
+            to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)[..12 + 40]),
+        ),
+        (
+            "old sequence",
+            to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)),
+        ),
+        ("replayed capture", to_b(a_addr, 255, &captured)),
+    ]
+    .into_iter()
+    .map(|(what, frame)| Case { what, frame })
+    .collect();
 
     let before_b = lab.nodes[b].status();
     let before_a = lab.nodes[a].router_status();
