@@ -41,6 +41,37 @@ fn agent(args: &[&str]) -> (bool, String) {
     fo_tests::outcome(&out)
 }
 
+/// Write `name` in `dir`: a config whose master hook is `master` (its TOML value, `{}`
+/// standing for a new executable hook's path) run as `hook_user`, and whose service
+/// check runs `/bin/true` as nobody in `group`. Returns its path.
+fn users_config(
+    dir: &TempDir,
+    name: &str,
+    (master, hook_user): (&str, &str),
+    group: &str,
+) -> PathBuf {
+    let h = hook(dir.path(), "master.sh", 0o755);
+    let master = master.replace("{}", &h.display().to_string());
+    let path = dir.path().join(name);
+    let text = config(
+        &format!("hooks = {{ master = {master}, user = \"{hook_user}\" }}"),
+        &format!(
+            "check = {{ kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"{group}\" }}"
+        ),
+    );
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// Write `text` to `name` in `dir` and check it: the file's path and the check's
+/// outcome.
+fn check_text(dir: &TempDir, name: &str, text: &str) -> (PathBuf, bool, String) {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    let (ok, said) = check(&path);
+    (path, ok, said)
+}
+
 fn check(path: &Path) -> (bool, String) {
     agent(&["check", "--config", path.to_str().expect("utf-8")])
 }
@@ -56,13 +87,11 @@ fn hook(dir: &Path, name: &str, mode: u32) -> PathBuf {
 fn a_runnable_config_is_ok() {
     let dir = TempDir::new("cli-check");
     let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("ok.toml");
-    std::fs::write(
-        &path,
-        config(&format!("hooks = {{ master = \"{}\" }}", h.display()), ""),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    let (_, ok, text) = check_text(
+        &dir,
+        "ok.toml",
+        &config(&format!("hooks = {{ master = \"{}\" }}", h.display()), ""),
+    );
     assert!(ok, "expected OK, got: {text}");
     assert!(
         text.contains("ok.toml: OK"),
@@ -76,10 +105,10 @@ fn a_hook_that_is_not_executable_fails() {
     let good = hook(&dir.0, "master.sh", 0o755);
     let bad = hook(&dir.0, "backup.sh", 0o644);
     let missing = dir.0.join("fault.sh");
-    let path = dir.0.join("hooks.toml");
-    std::fs::write(
-        &path,
-        config(
+    let (path, ok, text) = check_text(
+        &dir,
+        "hooks.toml",
+        &config(
             &format!(
                 "hooks = {{ master = \"{}\", backup = \"{}\", fault = \"{}\" }}",
                 good.display(),
@@ -88,9 +117,7 @@ fn a_hook_that_is_not_executable_fails() {
             ),
             "",
         ),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(!ok, "a non-executable hook must fail the check: {text}");
     // Each at the line and column of its path in the config.
     let line = std::fs::read_to_string(&path)
@@ -125,16 +152,16 @@ fn a_hook_that_is_not_executable_fails() {
 #[test]
 fn nat_is_checked_with_positions() {
     let dir = TempDir::new("cli-check");
-    let path = dir.0.join("nat.toml");
-    std::fs::write(&path, config("snat = [\"192.0.2.101\"]", "mode = \"nat\"")).expect("write");
-    let (ok, text) = check(&path);
+    let (_, ok, text) = check_text(
+        &dir,
+        "nat.toml",
+        &config("snat = [\"192.0.2.101\"]", "mode = \"nat\""),
+    );
     assert!(
         ok,
         "a NAT service with a SNAT address passes the check: {text}"
     );
-    let path = dir.0.join("nosnat.toml");
-    std::fs::write(&path, config("", "mode = \"nat\"")).expect("write");
-    let (ok, text) = check(&path);
+    let (_, ok, text) = check_text(&dir, "nosnat.toml", &config("", "mode = \"nat\""));
     assert!(
         !ok,
         "mode = \"nat\" without snat must fail the check: {text}"
@@ -148,9 +175,9 @@ fn nat_is_checked_with_positions() {
 #[test]
 fn frr_fails_as_run_refuses_it() {
     let dir = TempDir::new("cli-check");
-    let path = dir.0.join("bgp.toml");
-    std::fs::write(
-        &path,
+    let (path, ok, text) = check_text(
+        &dir,
+        "bgp.toml",
         r#"[node]
 interface = "eth0"
 
@@ -160,9 +187,7 @@ ownership = "bgp"
 vips = ["192.0.2.200"]
 bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
 "#,
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(
         ok,
         "ownership = \"bgp\" through BIRD must pass the check: {text}"
@@ -247,9 +272,7 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
         ),
         https("theirs", &format!("ca = \"{theirs}\"")),
     );
-    let path = dir.0.join("tls.toml");
-    std::fs::write(&path, &text).expect("write");
-    let (ok, out) = check(&path);
+    let (path, ok, out) = check_text(&dir, "tls.toml", &text);
     assert!(!ok, "unusable TLS files must fail the check: {out}");
     let p = path.display();
     let expected = [
@@ -297,16 +320,14 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
 #[test]
 fn the_old_https_key_points_to_kind_https() {
     let dir = TempDir::new("cli-check");
-    let path = dir.0.join("https.toml");
-    std::fs::write(
-        &path,
-        config(
+    let (path, ok, text) = check_text(
+        &dir,
+        "https.toml",
+        &config(
             "",
             "check = { kind = \"http\", path = \"/\", https = true, expect_status = 200 }",
         ),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(!ok, "https = true must fail the check: {text}");
     let line = format!(
         "{}:14:46: `https` is not a check key: write kind = \"https\" for a check over TLS",
@@ -318,16 +339,8 @@ fn the_old_https_key_points_to_kind_https() {
 #[test]
 fn users_that_do_not_exist_fail_as_run_refuses_them() {
     let dir = TempDir::new("cli-check");
-    let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("users.toml");
-    let text = config(
-        &format!(
-            "hooks = {{ master = [\"{}\", \"MASTER\"], user = \"fo-no-such-hook-user\" }}",
-            h.display()
-        ),
-        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"fo-no-such-group\" }",
-    );
-    std::fs::write(&path, text).expect("write");
+    let hook_keys = (r#"["{}", "MASTER"]"#, "fo-no-such-hook-user");
+    let path = users_config(&dir, "users.toml", hook_keys, "fo-no-such-group");
     let (ok, text) = check(&path);
     assert!(!ok, "unknown users and groups must fail the check: {text}");
     for line in [
@@ -357,16 +370,7 @@ fn users_that_do_not_exist_fail_as_run_refuses_them() {
 #[test]
 fn users_need_cap_setuid_and_cap_setgid() {
     let dir = TempDir::new("cli-check");
-    let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("caps.toml");
-    let text = config(
-        &format!(
-            "hooks = {{ master = \"{}\", user = \"nobody\" }}",
-            h.display()
-        ),
-        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"nogroup\" }",
-    );
-    std::fs::write(&path, text).expect("write");
+    let path = users_config(&dir, "caps.toml", (r#""{}""#, "nobody"), "nogroup");
     let without = |sub: &str| {
         let out = Command::new("setpriv")
             .args(["--inh-caps=-all", "--ambient-caps=-all"])
