@@ -142,6 +142,12 @@ impl Node {
         self.agent = Some(guard);
     }
 
+    /// SIGKILL, then start again: a crash and the restart that follows it.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.start();
+    }
+
     /// SIGTERM, as systemd stops it: waits (10 s at most) for the agent to exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut a = self.agent.take()?;

@@ -57,8 +57,7 @@ fn kill_and_restart_of_the_master_lose_nothing() {
 
     // 1. Restart of the master within the advert interval: nothing moves.
     let b_before = transitions_to_master(&lab.b.status());
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.a.wait_log("resuming as master", Duration::from_secs(2)),
         "the restarted agent should resume as master from the pinned data plane:\n{}",
@@ -220,8 +219,7 @@ fn reloads_and_operator_commands() {
     assert!(ok, "drain: {out}");
     let b_master = transitions_to_master(&lab.b.status());
     std::fs::write(&lab.a.config, &good).expect("restore the config the broken reload left");
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.a
             .wait_log("staying backup until resume", Duration::from_secs(2)),

@@ -749,8 +749,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     let b_before = master_transitions(&lab.b);
 
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     std::thread::sleep(Duration::from_secs(3));
     let log = lab.a.log();
     assert!(
@@ -782,8 +781,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     // The gate now fails across a restart: taken as passing at start, it closes at the
     // first failed probe (fall 1) and B takes over.
     std::fs::remove_file(&flag).expect("remove flag");
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.wait_master(&lab.b, Duration::from_secs(10)),
         "B did not take over from A whose gate failed after a restart:\n{}",

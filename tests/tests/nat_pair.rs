@@ -190,8 +190,7 @@ fn restarted_nat_master_keeps_its_connections() {
     let mut lab = synced_nat_lab(&key);
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     std::thread::sleep(Duration::from_secs(3));
     let a = lab.a.status();
     let held = nat_connections(&a);

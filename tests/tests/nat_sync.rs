@@ -323,8 +323,7 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
     );
 
     let mut report = replay_all(&lab, "live", &groups, |_| &["replay", "unverified"]);
-    lab.b.kill9();
-    lab.b.start();
+    lab.b.restart();
     report.extend(replay_all(
         &lab,
         "after the backup restarted",
@@ -337,8 +336,7 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
             }
         },
     ));
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.wait_master(&lab.a, Duration::from_secs(10)),
         "A must resume as master"
