@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
-use crate::pair::{Backend, Node};
+use crate::netns::{ChildGuard, Netns, Segment, wait_for};
+use crate::pair::{Backend, Fleet, Node};
 
 pub const VIP: &str = "203.0.113.10";
 pub const CLIENT: &str = "10.1.0.2";
@@ -92,11 +92,7 @@ impl Bird {
             .args(command.split_whitespace())
             .output()
             .expect("run birdc");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        crate::outcome(&out).1
     }
 
     pub fn log(&self) -> String {
@@ -135,7 +131,7 @@ impl BgpNode {
 
 pub struct BgpLab {
     // Drop order: processes first, namespaces after, the bridge last.
-    pub fleet: Option<ChildGuard>,
+    pub fleet: Fleet,
     pub nodes: Vec<BgpNode>,
     pub router_bird: Bird,
     pub backends: Vec<Backend>,
@@ -143,12 +139,11 @@ pub struct BgpLab {
     pub router: Netns,
     pub segment: Segment,
     pub dir: PathBuf,
-    pub fleet_report: PathBuf,
 }
 
 impl Drop for BgpLab {
     fn drop(&mut self) {
-        self.fleet.take();
+        self.fleet.kill();
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -263,9 +258,7 @@ impl BgpLab {
     /// BIRD and agent, and wait until the router has a route to the VIP through every
     /// node.
     pub fn new(nodes: usize, backends: u8) -> BgpLab {
-        let tag = unique_tag();
-        let dir = std::env::temp_dir().join(format!("fo-bgp-{tag}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (tag, dir) = crate::temp::new_dir("bgp");
         let segment = Segment::new();
         let router = Netns::new("rt");
         segment.plug(&router, "eth0", &format!("{ROUTER}/24"));
@@ -320,9 +313,8 @@ impl BgpLab {
                 port,
             });
         }
-        let fleet_report = dir.join("fleet.json");
         let mut lab = BgpLab {
-            fleet: None,
+            fleet: Fleet::new(&dir),
             nodes: ns_nodes,
             router_bird,
             backends: bs,
@@ -330,7 +322,6 @@ impl BgpLab {
             router,
             segment,
             dir,
-            fleet_report,
         };
         for n in &mut lab.nodes {
             n.node.start();
@@ -390,18 +381,13 @@ impl BgpLab {
 
     /// Start `agents` long-lived connections from the client, one event each 10 ms.
     pub fn start_fleet(&mut self, agents: u32) {
-        self.fleet = Some(crate::pair::spawn_fleet(
-            &self.client,
-            &format!("{VIP}:1514"),
-            agents,
-            &self.fleet_report,
-        ));
+        self.fleet
+            .start(&self.client, &format!("{VIP}:1514"), agents);
     }
 
-    /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
-    /// sink, and merge their reports.
+    /// Stop the fleet and every sink, and merge their reports ([`Fleet::finish`]).
     pub fn finish(&mut self) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
-        crate::pair::finish_fleet(self.fleet.take(), &self.fleet_report, &mut self.backends)
+        self.fleet.finish(&mut self.backends)
     }
 
     /// Packets the switch delivered to node `i` so far (its port's TX counter: what

@@ -16,6 +16,7 @@ pub mod pins;
 pub mod pki;
 pub mod rng;
 pub mod table;
+pub mod temp;
 pub mod vrrp_craft;
 pub mod vrrp_lab;
 pub mod xdp_oracle;
@@ -29,6 +30,17 @@ pub fn require_root() {
         euid, 0,
         "fo's integration tests need root (BPF, network namespaces); run `cargo xtask test` as root"
     );
+}
+
+/// A finished command as the tests judge it: whether it succeeded, and its stdout then
+/// its stderr.
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// The `[node]` lines every lab agent's config starts with (no final newline): `eth0` in

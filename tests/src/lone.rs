@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::netns::{Netns, Segment, unique_tag};
+use crate::netns::{Netns, Segment};
 use crate::pair::Backend;
 
 pub const VIP: &str = "192.0.2.100";
@@ -31,9 +31,7 @@ impl Lone {
     /// The lab, with `master.sh` running `hook_body` (a shell script body) and
     /// `node_extra` added to `[node]`.
     pub fn new(hook_body: &str, node_extra: &str) -> Lone {
-        let tag = unique_tag();
-        let dir = std::env::temp_dir().join(format!("fo-lone-{tag}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (tag, dir) = crate::temp::new_dir("lone");
         let segment = Segment::new();
         let ns = Netns::new("lone");
         segment.plug(&ns, "eth0", &format!("{NODE}/24"));

@@ -142,6 +142,12 @@ impl Node {
         self.agent = Some(guard);
     }
 
+    /// SIGKILL, then start again: a crash and the restart that follows it.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.start();
+    }
+
     /// SIGTERM, as systemd stops it: waits (10 s at most) for the agent to exit.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut a = self.agent.take()?;
@@ -181,6 +187,11 @@ impl Node {
             .to_string()
     }
 
+    /// Wait until router `router` is in `state` per the status command.
+    pub fn wait_state(&self, router: &str, state: &str, timeout: Duration) -> bool {
+        wait_for(timeout, || (self.state(router) == state).then_some(())).is_some()
+    }
+
     /// GET /metrics from inside the node's namespace.
     pub fn metrics(&self) -> String {
         let port = self.metrics_port;
@@ -213,6 +224,21 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Backend `i` at `addr` in `ns`, its sink started on `listen` (not waited for),
+    /// the sink's report going to `dir/sink-{i}.json`.
+    fn with_sink(addr: String, ns: Netns, dir: &Path, i: u8, listen: &str) -> Backend {
+        let report = dir.join(format!("sink-{i}.json"));
+        let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
+        cmd.args(["--listen", listen, "--report"]).arg(&report);
+        let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
+        Backend {
+            addr,
+            ns,
+            report,
+            sink: Some(sink),
+        }
+    }
+
     /// Stop the sink (SIGTERM: it writes its report) and read the report.
     pub fn stop(&mut self) -> fo_lab::report::SinkReport {
         if let Some(mut s) = self.sink.take() {
@@ -268,7 +294,7 @@ impl Backend {
 
 pub struct Pair {
     // Drop order: processes first, namespaces after, the bridge last.
-    pub fleet: Option<ChildGuard>,
+    pub fleet: Fleet,
     pub a: Node,
     pub b: Node,
     pub backends: Vec<Backend>,
@@ -278,12 +304,11 @@ pub struct Pair {
     pub backend_segment: Option<Segment>,
     pub segment: Segment,
     pub dir: PathBuf,
-    pub fleet_report: PathBuf,
 }
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        self.fleet.take();
+        self.fleet.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -365,27 +390,14 @@ hash = "5-tuple"
 
 impl Pair {
     pub fn new(opts: &PairOptions) -> Pair {
-        let tag = unique_tag();
-        let dir = std::env::temp_dir().join(format!("fo-pair-{tag}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (tag, dir) = crate::temp::new_dir("pair");
         let segment = Segment::new();
         let client = Netns::new("cl");
         segment.plug(&client, "eth0", &format!("{CLIENT}/24"));
         let node = |name: &'static str, addr: &'static str, mport: u16| {
             let ns = Netns::new(name);
             segment.plug(&ns, "eth0", &format!("{addr}/24"));
-            Node {
-                name,
-                addr,
-                ns,
-                config: dir.join(format!("{name}.toml")),
-                socket: dir.join(format!("{name}.sock")),
-                pin_dir: PathBuf::from(format!("/sys/fs/bpf/fo-pair-{tag}-{name}")),
-                metrics_port: mport,
-                agent: None,
-                runs: 0,
-                dir: dir.clone(),
-            }
+            Node::new(name, addr, ns, &dir, &format!("pair-{tag}-{name}"), mport)
         };
         let a = node("a", "192.0.2.2", 9469);
         let b = node("b", "192.0.2.3", 9469);
@@ -417,9 +429,8 @@ impl Pair {
         let addrs: Vec<String> = backends.iter().map(|b: &Backend| b.addr.clone()).collect();
         std::fs::write(&a.config, config(&a, 150, b.addr, opts, &addrs)).expect("config a");
         std::fs::write(&b.config, config(&b, 100, a.addr, opts, &addrs)).expect("config b");
-        let fleet_report = dir.join("fleet.json");
         Pair {
-            fleet: None,
+            fleet: Fleet::new(&dir),
             a,
             b,
             backends,
@@ -428,7 +439,6 @@ impl Pair {
             backend_segment,
             segment,
             dir,
-            fleet_report,
         }
     }
 
@@ -439,21 +449,7 @@ impl Pair {
         let ns = Netns::new(&format!("b{i}"));
         segment.plug(&ns, "eth0", &format!("{addr}/24"));
         ns.sh("ip route add default via 10.1.0.1 && ethtool -K eth0 tx off >/dev/null");
-        let report = dir.join(format!("sink-{i}.json"));
-        let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
-        cmd.args([
-            "--listen",
-            &format!("0.0.0.0:{NAT_BACKEND_PORT}"),
-            "--report",
-        ])
-        .arg(&report);
-        let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
-        Backend {
-            addr,
-            ns,
-            report,
-            sink: Some(sink),
-        }
+        Backend::with_sink(addr, ns, dir, i, &format!("0.0.0.0:{NAT_BACKEND_PORT}"))
     }
 
     /// Backend `i`: 192.0.2.(20+i), VIP on lo, a sink on VIP:1514.
@@ -468,33 +464,18 @@ impl Pair {
         segment.plug(&ns, "eth0", &format!("{addr}/24"));
         let script = crate::workspace_root().join("deploy/backend-dsr.sh");
         ns.sh(&format!("sh {} {vip} >/dev/null", script.display()));
-        let report = dir.join(format!("sink-{i}.json"));
-        let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
-        cmd.args(["--listen", &format!("{vip}:1514"), "--report"])
-            .arg(&report);
-        let sink = ChildGuard::spawn(&format!("fo-sink {i}"), cmd);
-        Backend {
-            addr,
-            ns,
-            report,
-            sink: Some(sink),
-        }
+        Backend::with_sink(addr, ns, dir, i, &format!("{vip}:1514"))
     }
 
     /// Start `agents` long-lived connections from the client, one event each 10 ms.
     pub fn start_fleet(&mut self, agents: u32) {
-        self.fleet = Some(crate::pair::spawn_fleet(
-            &self.client,
-            &format!("{VIP}:1514"),
-            agents,
-            &self.fleet_report,
-        ));
+        self.fleet
+            .start(&self.client, &format!("{VIP}:1514"), agents);
     }
 
-    /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
-    /// sink, and merge their reports.
+    /// Stop the fleet and every sink, and merge their reports ([`Fleet::finish`]).
     pub fn finish(&mut self) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
-        crate::pair::finish_fleet(self.fleet.take(), &self.fleet_report, &mut self.backends)
+        self.fleet.finish(&mut self.backends)
     }
 
     /// The MACs that answer ARP for the VIP from the client (arping, 3 requests).
@@ -515,7 +496,7 @@ impl Pair {
 
     /// Wait until node `who` is master of router "lab" per its status.
     pub fn wait_master(&self, who: &Node, timeout: Duration) -> bool {
-        wait_for(timeout, || (who.state("lab") == "master").then_some(())).is_some()
+        who.wait_state("lab", "master", timeout)
     }
 
     pub fn vip() -> IpAddr {
@@ -527,9 +508,17 @@ impl Pair {
     pub fn assert_a_master(&self) {
         assert!(
             self.wait_master(&self.a, Duration::from_secs(10)),
-            "A never became master:\n{}",
+            "A (priority 150) never became master:\n{}",
             self.a.log()
         );
+    }
+
+    /// Start both agents, then assert that A becomes master ([`Pair::assert_a_master`]).
+    #[track_caller]
+    pub fn start_a_master(&mut self) {
+        self.a.start();
+        self.b.start();
+        self.assert_a_master();
     }
 
     /// Wait (10 s at most) for A to be master, then put `n` idle established
@@ -543,39 +532,64 @@ impl Pair {
     }
 }
 
-/// Start `agents` long-lived fo-fleet connections from `client` to `target`
-/// (`ADDR:PORT`), one event each 10 ms; the report goes to `report`.
-pub fn spawn_fleet(client: &Netns, target: &str, agents: u32, report: &Path) -> ChildGuard {
-    let mut cmd = client.command(crate::bin("fo-fleet").to_str().expect("utf-8"));
-    cmd.args([
-        "--target",
-        target,
-        "--agents",
-        &agents.to_string(),
-        "--interval",
-        "10ms",
-        "--quiet",
-        "--report",
-    ])
-    .arg(report);
-    ChildGuard::spawn("fo-fleet", cmd)
+/// A client's `fo-fleet` run: long-lived connections started on demand, its report
+/// written to `report` when it is stopped.
+pub struct Fleet {
+    proc: Option<ChildGuard>,
+    pub report: PathBuf,
 }
 
-/// Stop `fleet` (SIGINT: it drains its acks and writes `report`) and every backend's
-/// sink, and merge their reports.
-pub fn finish_fleet(
-    fleet: Option<ChildGuard>,
-    report: &Path,
-    backends: &mut [Backend],
-) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
-    if let Some(mut f) = fleet {
-        f.signal(libc::SIGINT);
-        let _ = wait_for(Duration::from_secs(20), || f.exited());
-        let _ = f.kill_and_collect();
+impl Fleet {
+    /// Not started; its report goes to `dir/fleet.json`.
+    pub fn new(dir: &Path) -> Fleet {
+        Fleet {
+            proc: None,
+            report: dir.join("fleet.json"),
+        }
     }
-    let fleet: fo_lab::report::FleetReport =
-        serde_json::from_str(&std::fs::read_to_string(report).expect("fleet report"))
-            .expect("fleet report JSON");
-    let sinks: Vec<_> = backends.iter_mut().map(Backend::stop).collect();
-    (fo_lab::report::merge(&fleet, &sinks), sinks)
+
+    /// Start `agents` long-lived connections from `client` to `target` (`ADDR:PORT`),
+    /// one event each 10 ms.
+    pub fn start(&mut self, client: &Netns, target: &str, agents: u32) {
+        let mut cmd = client.command(crate::bin("fo-fleet").to_str().expect("utf-8"));
+        cmd.args([
+            "--target",
+            target,
+            "--agents",
+            &agents.to_string(),
+            "--interval",
+            "10ms",
+            "--quiet",
+            "--report",
+        ])
+        .arg(&self.report);
+        self.proc = Some(ChildGuard::spawn("fo-fleet", cmd));
+    }
+
+    /// Kill the fleet, if it runs, without a report.
+    pub fn kill(&mut self) {
+        self.proc.take();
+    }
+
+    /// Stop the fleet (SIGINT: it drains its acks and writes its report) and every
+    /// backend's sink, and merge their reports.
+    pub fn finish(
+        &mut self,
+        backends: &mut [Backend],
+    ) -> (fo_lab::report::Merged, Vec<fo_lab::report::SinkReport>) {
+        if let Some(mut f) = self.proc.take() {
+            f.signal(libc::SIGINT);
+            let _ = wait_for(Duration::from_secs(20), || f.exited());
+            let _ = f.kill_and_collect();
+        }
+        let fleet = self.read_report();
+        let sinks: Vec<_> = backends.iter_mut().map(Backend::stop).collect();
+        (fo_lab::report::merge(&fleet, &sinks), sinks)
+    }
+
+    /// The report the fleet wrote when it was stopped.
+    pub fn read_report(&self) -> fo_lab::report::FleetReport {
+        serde_json::from_str(&std::fs::read_to_string(&self.report).expect("fleet report"))
+            .expect("fleet report JSON")
+    }
 }

@@ -16,143 +16,27 @@
 //! `<target>/<profile>/fo-agent` is used. A lib dependency does not build the binary, and
 //! `CARGO_BIN_EXE_*` is only set for the binary's own crate.
 
-use std::io::{BufRead as _, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fo_lab::locks::lock;
 
-use crate::netns::{ChildGuard, Netns, Segment, parse_mac, unique_tag};
+use crate::netns::{Netns, Segment, parse_mac, unique_tag};
+
+mod binary;
+mod proc;
+
+pub use binary::agent_binary;
+pub use proc::{Log, Proc};
 
 /// One test at a time per process: the takeover bounds are about the protocol, not about
 /// two labs competing for two cores.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     lock(&LOCK)
-}
-
-/// Path of the `fo-agent` binary (see the module docs).
-pub fn agent_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("FO_AGENT_BIN") {
-            return PathBuf::from(p);
-        }
-        let profile_dir = fo_lab::kit::bins::profile_dir();
-        let target_dir = profile_dir.parent().expect("target dir");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let mut cmd = Command::new(cargo);
-        // Without the variables `cargo test` set for this test binary (CARGO_PKG_NAME,
-        // CARGO_MANIFEST_DIR, ...): ring's build script watches them, and other values
-        // than a plain `cargo build` had would rebuild ring, rustls and the agent.
-        for (key, _) in std::env::vars_os() {
-            let Some(k) = key.to_str() else { continue };
-            if k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || matches!(
-                    k,
-                    "CARGO_CRATE_NAME"
-                        | "CARGO_BIN_NAME"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "OUT_DIR"
-                )
-            {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.args([
-            "build",
-            "-p",
-            "fo-agent",
-            "--bin",
-            "fo-agent",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("spawn cargo build -p fo-agent");
-        assert!(
-            out.status.success(),
-            "cargo build -p fo-agent failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir.join("fo-agent");
-        assert!(
-            bin.exists(),
-            "expected the agent at {}, it is not there",
-            bin.display()
-        );
-        bin
-    })
-    .clone()
-}
-
-/// Lines of a process's stdout and stderr, each with the instant it arrived.
-pub type Log = Arc<Mutex<Vec<(Instant, String)>>>;
-
-/// A child process whose output is read as it comes.
-pub struct Proc {
-    pub guard: ChildGuard,
-    pub log: Log,
-}
-
-impl Proc {
-    pub fn spawn(what: &str, cmd: Command) -> Proc {
-        let mut guard = ChildGuard::spawn(what, cmd);
-        let log: Log = Arc::default();
-        let child = guard.child.as_mut().expect("just spawned");
-        if let Some(out) = child.stdout.take() {
-            reader(out, log.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            reader(err, log.clone());
-        }
-        Proc { guard, log }
-    }
-
-    pub fn text(&self) -> String {
-        let log = lock(&self.log);
-        log.iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-fn reader(stream: impl Read + Send + 'static, log: Log) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let now = Instant::now();
-            lock(&log).push((now, strip_ansi(&line)));
-        }
-    });
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -554,6 +438,52 @@ impl Lab {
         );
     }
 
+    /// [`Node::wait_claim`] of node `i`, asserting it: `what` (a sentence without its
+    /// final stop) and every node's log if the claim does not come.
+    #[track_caller]
+    pub fn expect_claim(
+        &self,
+        i: usize,
+        claim: Claim,
+        since: Instant,
+        timeout: Duration,
+        what: &str,
+    ) -> Instant {
+        let at = self.nodes[i].wait_claim(claim, since, timeout);
+        assert!(at.is_some(), "{what}.\n{}", self.dump());
+        at.expect("asserted")
+    }
+
+    /// Start node `a` again and assert that it takes the VIP back (preempt) within
+    /// `take_back` and that `b` steps down to backup within `step_down`; `what` says,
+    /// for each, what was expected. Returns when `a` was started.
+    #[track_caller]
+    pub fn expect_preempt_back(
+        &mut self,
+        (a, b): (usize, usize),
+        (take_back, step_down): (Duration, Duration),
+        what: [&str; 2],
+    ) -> Instant {
+        let restarted = Instant::now();
+        self.nodes[a].start();
+        self.expect_claim(a, Claim::Master, restarted, take_back, what[0]);
+        self.expect_claim(b, Claim::Backup, restarted, step_down, what[1]);
+        restarted
+    }
+
+    /// [`Lab::wait_arp`], asserting it: `what`, the MACs that did answer and every
+    /// node's log unless `mac` alone answers within `timeout`.
+    #[track_caller]
+    pub fn expect_arp(&self, mac: [u8; 6], timeout: Duration, what: &str) {
+        if let Err(seen) = self.wait_arp(mac, timeout) {
+            panic!(
+                "{what}, saw {:?}\n{}",
+                seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
+                self.dump()
+            );
+        }
+    }
+
     /// The MACs that answer one ARP request for the VIP from the client.
     pub fn arp_answers(&self) -> Vec<[u8; 6]> {
         arp_answers(&self.client, "eth0", self.vip)
@@ -677,13 +607,5 @@ mod tests {
             Some(Claim::Master)
         );
         assert_eq!(parse_claim("VRRP router starting vrid=51"), None);
-    }
-
-    #[test]
-    fn ansi_is_stripped() {
-        assert_eq!(
-            strip_ansi("\x1b[2mtime\x1b[0m \x1b[32m INFO\x1b[0m x"),
-            "time  INFO x"
-        );
     }
 }

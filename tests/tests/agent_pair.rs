@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use fo_tests::netns::wait_for;
-use fo_tests::pair::{Pair, PairOptions};
+use fo_tests::pair::{Node, Pair, PairOptions};
 
 const AGENTS: u32 = 200;
 
@@ -19,16 +19,34 @@ fn transitions_to_master(status: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// After longer than B's Master_Down_Interval (3.6 s), nothing has moved: B has become
+/// master no more often than `b_before` times, and A is master.
+fn nothing_moved(lab: &Pair, b_before: u64, during: &str) {
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        transitions_to_master(&lab.b.status()),
+        b_before,
+        "B took over during A's {during}:\n{}",
+        lab.b.log()
+    );
+    assert_eq!(lab.a.state("lab"), "master");
+}
+
+/// The operator's `fo-agent COMMAND lab` on node `on`, which must succeed, moves
+/// mastership: `master` must be master within 10 s (`what` if not).
+fn moves_master((on, command): (&Node, &str), master: &Node, what: &str) {
+    let (ok, out) = on.ctl(&[command, "lab"]);
+    assert!(ok, "{command}: {out}");
+    assert!(
+        master.wait_state("lab", "master", Duration::from_secs(10)),
+        "{what}"
+    );
+}
+
 #[test]
 fn kill_and_restart_of_the_master_lose_nothing() {
     let mut lab = Pair::new(&PairOptions::default());
-    lab.a.start();
-    lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
-    );
+    lab.start_a_master();
     assert_eq!(
         lab.b.state("lab"),
         "backup",
@@ -39,21 +57,13 @@ fn kill_and_restart_of_the_master_lose_nothing() {
 
     // 1. Restart of the master within the advert interval: nothing moves.
     let b_before = transitions_to_master(&lab.b.status());
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.a.wait_log("resuming as master", Duration::from_secs(2)),
         "the restarted agent should resume as master from the pinned data plane:\n{}",
         lab.a.log()
     );
-    std::thread::sleep(Duration::from_secs(5)); // longer than B's Master_Down_Interval (3.6 s)
-    assert_eq!(
-        transitions_to_master(&lab.b.status()),
-        b_before,
-        "B took over during A's restart:\n{}",
-        lab.b.log()
-    );
-    assert_eq!(lab.a.state("lab"), "master");
+    nothing_moved(&lab, b_before, "restart");
 
     // 1b. An upgrade of the master under load: the pins say another build of the XDP
     // object runs; the restarted agent swaps this build's program into the link and
@@ -76,14 +86,7 @@ fn kill_and_restart_of_the_master_lose_nothing() {
         flows_map,
         "the upgrade must keep the flow table"
     );
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        transitions_to_master(&lab.b.status()),
-        b_before,
-        "B took over during A's upgrade:\n{}",
-        lab.b.log()
-    );
-    assert_eq!(lab.a.state("lab"), "master");
+    nothing_moved(&lab, b_before, "upgrade");
 
     // 2. kill -9 of the master: B takes over; A's node stops answering ARP (dead-man lease).
     let a_mac = lab.a.ns.mac("eth0");
@@ -142,9 +145,7 @@ fn kill_and_restart_of_the_master_lose_nothing() {
 #[test]
 fn reloads_and_operator_commands() {
     let mut lab = Pair::new(&PairOptions::default());
-    lab.a.start();
-    lab.b.start();
-    lab.assert_a_master();
+    lab.start_a_master();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
 
@@ -201,11 +202,10 @@ fn reloads_and_operator_commands() {
     // Operator commands move mastership, and status says so. (Before the backend
     // change below: after one, a move of mastership would also move the flows whose
     // Maglev choice changed, which only flow-state sync can keep.)
-    let (ok, out) = lab.a.ctl(&["demote", "lab"]);
-    assert!(ok, "demote: {out}");
-    assert!(
-        lab.wait_master(&lab.b, Duration::from_secs(10)),
-        "B did not take over after demote of A"
+    moves_master(
+        (&lab.a, "demote"),
+        &lab.b,
+        "B did not take over after demote of A",
     );
     assert_eq!(lab.a.status()["routers"][0]["admin"], "demoted");
 
@@ -219,8 +219,7 @@ fn reloads_and_operator_commands() {
     assert!(ok, "drain: {out}");
     let b_master = transitions_to_master(&lab.b.status());
     std::fs::write(&lab.a.config, &good).expect("restore the config the broken reload left");
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.a
             .wait_log("staying backup until resume", Duration::from_secs(2)),
@@ -245,25 +244,22 @@ fn reloads_and_operator_commands() {
     let (ok, out) = lab.a.ctl(&["backend", "enable", "events", &drained]);
     assert!(ok, "enable: {out}");
 
-    let (ok, out) = lab.a.ctl(&["resume", "lab"]);
-    assert!(ok, "resume: {out}");
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A did not preempt back after resume"
+    moves_master(
+        (&lab.a, "resume"),
+        &lab.a,
+        "A did not preempt back after resume",
     );
-    let (ok, out) = lab.b.ctl(&["promote", "lab"]);
-    assert!(ok, "promote: {out}");
-    assert!(
-        lab.wait_master(&lab.b, Duration::from_secs(10)),
-        "B did not take mastership on promote"
+    moves_master(
+        (&lab.b, "promote"),
+        &lab.b,
+        "B did not take mastership on promote",
     );
     assert_eq!(lab.b.state("lab"), "master");
     assert_eq!(lab.a.state("lab"), "backup");
-    let (ok, out) = lab.b.ctl(&["resume", "lab"]);
-    assert!(ok, "resume: {out}");
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A did not take mastership back after B's resume"
+    moves_master(
+        (&lab.b, "resume"),
+        &lab.a,
+        "A did not take mastership back after B's resume",
     );
     let (ok, out) = lab.a.ctl(&["promote", "nope"]);
     assert!(

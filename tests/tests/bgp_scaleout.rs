@@ -27,6 +27,23 @@ fn others(lab: &BgpLab, gone: usize) -> Vec<String> {
         .collect()
 }
 
+/// Wait up to `timeout` until the router's next hops for the VIP are `want` (else
+/// panic: `never`, and the lab's state); print how long it took (`what`).
+fn converge(lab: &BgpLab, (want, timeout): (&[String], Duration), never: &str, what: &str) {
+    let took = lab
+        .wait_nexthops(want, timeout)
+        .unwrap_or_else(|| panic!("{never}\n{}", lab.dump()));
+    println!("{what}: {:.0} ms", took.as_secs_f64() * 1000.0);
+}
+
+/// The packets the switch delivers to each node in 2 s, printed (`when`), spread over
+/// the `active` nodes as [`assert_spread`] checks.
+fn spread_over_2s(lab: &BgpLab, when: &str, active: &[usize], what: &str) {
+    let counts = lab.delivered_during(Duration::from_secs(2));
+    println!("packets delivered to each node {when}, 2 s: {counts:?}");
+    assert_spread(lab, &counts, active, what);
+}
+
 fn assert_spread(lab: &BgpLab, counts: &[u64], active: &[usize], what: &str) {
     let total: u64 = counts.iter().sum();
     assert!(
@@ -93,9 +110,7 @@ fn ecmp_spreads_and_a_lost_node_costs_no_connection() {
     }
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
-    let counts = lab.delivered_during(Duration::from_secs(2));
-    println!("packets delivered to each node, 3 active, 2 s: {counts:?}");
-    assert_spread(&lab, &counts, &[0, 1, 2], "three nodes");
+    spread_over_2s(&lab, "with 3 active", &[0, 1, 2], "three nodes");
 
     // 0. Node 0's agent alone is killed -9 and restarted: BIRD keeps announcing and
     //    the pinned program keeps forwarding meanwhile.
@@ -129,28 +144,24 @@ fn ecmp_spreads_and_a_lost_node_costs_no_connection() {
 
     // 1. Node 2 crashes: agent and BIRD killed -9. BGP closes, the router drops it.
     lab.nodes[2].crash();
-    let took = lab
-        .wait_nexthops(&others(&lab, 2), CONVERGE)
-        .unwrap_or_else(|| panic!("node 2's crash was never withdrawn\n{}", lab.dump()));
-    println!(
-        "convergence after kill -9 of node 2 (agent + BIRD): {:.0} ms",
-        took.as_secs_f64() * 1000.0
+    converge(
+        &lab,
+        (&others(&lab, 2), CONVERGE),
+        "node 2's crash was never withdrawn",
+        "convergence after kill -9 of node 2 (agent + BIRD)",
     );
     std::thread::sleep(Duration::from_secs(1));
-    let counts = lab.delivered_during(Duration::from_secs(2));
-    println!("packets delivered to each node after the crash, 2 s: {counts:?}");
-    assert_spread(&lab, &counts, &[0, 1], "after the crash");
+    spread_over_2s(&lab, "after the crash", &[0, 1], "after the crash");
 
     // 2. Node 1's link is cut at the switch: only BFD notices.
     lab.segment
         .switch
         .sh(&format!("ip link set {} down", lab.nodes[1].port));
-    let took = lab
-        .wait_nexthops(&[BgpLab::node_addr(0)], CONVERGE)
-        .unwrap_or_else(|| panic!("node 1's cut link was never withdrawn\n{}", lab.dump()));
-    println!(
-        "convergence after node 1's link went down (BFD 100 ms x 3): {:.0} ms",
-        took.as_secs_f64() * 1000.0
+    converge(
+        &lab,
+        (&[BgpLab::node_addr(0)], CONVERGE),
+        "node 1's cut link was never withdrawn",
+        "convergence after node 1's link went down (BFD 100 ms x 3)",
     );
     std::thread::sleep(Duration::from_secs(2));
 
@@ -179,12 +190,11 @@ fn a_failing_gate_withdraws_the_node_and_its_return_brings_it_back() {
 
     // The gate of node 0 fails: fo disables its route in BIRD, the router drops it.
     std::fs::remove_file(&lab.nodes[0].ready).expect("remove the gate's file");
-    let took = lab
-        .wait_nexthops(&others(&lab, 0), CONVERGE)
-        .unwrap_or_else(|| panic!("a closed gate did not withdraw node 0\n{}", lab.dump()));
-    println!(
-        "withdrawal after node 0's gate failed (check every 200 ms): {:.0} ms",
-        took.as_secs_f64() * 1000.0
+    converge(
+        &lab,
+        (&others(&lab, 0), CONVERGE),
+        "a closed gate did not withdraw node 0",
+        "withdrawal after node 0's gate failed (check every 200 ms)",
     );
     wait_for(Duration::from_secs(5), || {
         (lab.nodes[0].router_status()["bgp"]["route_up"] == false).then_some(())
@@ -203,26 +213,26 @@ fn a_failing_gate_withdraws_the_node_and_its_return_brings_it_back() {
     let needle = format!("fo_bgp_announced{{router=\"ingest\",vip=\"{VIP}\"}} 0");
     assert!(m.contains(&needle), "metrics lack {needle}:\n{m}");
     std::thread::sleep(Duration::from_secs(1));
-    let counts = lab.delivered_during(Duration::from_secs(2));
-    println!("packets delivered to each node with node 0's gate closed, 2 s: {counts:?}");
-    assert_spread(&lab, &counts, &[1, 2], "gate closed");
+    spread_over_2s(&lab, "with node 0's gate closed", &[1, 2], "gate closed");
 
     // The gate passes again: announced again, traffic comes back to node 0.
     std::fs::write(&lab.nodes[0].ready, "").expect("restore the gate's file");
     let all: Vec<String> = (0..3).map(BgpLab::node_addr).collect();
-    let took = lab
-        .wait_nexthops(&all, Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("node 0 was not announced again\n{}", lab.dump()));
-    println!(
-        "announcement after node 0's gate passed again: {:.0} ms",
-        took.as_secs_f64() * 1000.0
+    converge(
+        &lab,
+        (&all, Duration::from_secs(30)),
+        "node 0 was not announced again",
+        "announcement after node 0's gate passed again",
     );
     std::thread::sleep(Duration::from_secs(1));
     // Connections stay where ECMP put them while node 0 was out, and the router's
     // hash spreads them again now that the set changed: node 0 gets its share back.
-    let counts = lab.delivered_during(Duration::from_secs(2));
-    println!("packets delivered to each node after the gate passed, 2 s: {counts:?}");
-    assert_spread(&lab, &counts, &[0, 1, 2], "gate passed again");
+    spread_over_2s(
+        &lab,
+        "after the gate passed",
+        &[0, 1, 2],
+        "gate passed again",
+    );
 
     // Operator demote/resume withdraws and announces the same way.
     let (ok, text) = lab.nodes[1].node.ctl(&["demote", "ingest"]);

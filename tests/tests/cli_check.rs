@@ -7,23 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fo_tests::netns::unique_tag;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("fo-cli-check-{}", unique_tag()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use fo_tests::temp::TempDir;
 
 /// A valid single-node config; `router_extra` goes into the router table,
 /// `service_extra` into the service table.
@@ -54,12 +38,38 @@ fn agent(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run fo-agent");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    fo_tests::outcome(&out)
+}
+
+/// Write `name` in `dir`: a config whose master hook is `master` (its TOML value, `{}`
+/// standing for a new executable hook's path) run as `hook_user`, and whose service
+/// check runs `/bin/true` as nobody in `group`. Returns its path.
+fn users_config(
+    dir: &TempDir,
+    name: &str,
+    (master, hook_user): (&str, &str),
+    group: &str,
+) -> PathBuf {
+    let h = hook(dir.path(), "master.sh", 0o755);
+    let master = master.replace("{}", &h.display().to_string());
+    let path = dir.path().join(name);
+    let text = config(
+        &format!("hooks = {{ master = {master}, user = \"{hook_user}\" }}"),
+        &format!(
+            "check = {{ kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"{group}\" }}"
+        ),
     );
-    (out.status.success(), text)
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+/// Write `text` to `name` in `dir` and check it: the file's path and the check's
+/// outcome.
+fn check_text(dir: &TempDir, name: &str, text: &str) -> (PathBuf, bool, String) {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    let (ok, said) = check(&path);
+    (path, ok, said)
 }
 
 fn check(path: &Path) -> (bool, String) {
@@ -75,15 +85,13 @@ fn hook(dir: &Path, name: &str, mode: u32) -> PathBuf {
 
 #[test]
 fn a_runnable_config_is_ok() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("ok.toml");
-    std::fs::write(
-        &path,
-        config(&format!("hooks = {{ master = \"{}\" }}", h.display()), ""),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    let (_, ok, text) = check_text(
+        &dir,
+        "ok.toml",
+        &config(&format!("hooks = {{ master = \"{}\" }}", h.display()), ""),
+    );
     assert!(ok, "expected OK, got: {text}");
     assert!(
         text.contains("ok.toml: OK"),
@@ -93,14 +101,14 @@ fn a_runnable_config_is_ok() {
 
 #[test]
 fn a_hook_that_is_not_executable_fails() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let good = hook(&dir.0, "master.sh", 0o755);
     let bad = hook(&dir.0, "backup.sh", 0o644);
     let missing = dir.0.join("fault.sh");
-    let path = dir.0.join("hooks.toml");
-    std::fs::write(
-        &path,
-        config(
+    let (path, ok, text) = check_text(
+        &dir,
+        "hooks.toml",
+        &config(
             &format!(
                 "hooks = {{ master = \"{}\", backup = \"{}\", fault = \"{}\" }}",
                 good.display(),
@@ -109,9 +117,7 @@ fn a_hook_that_is_not_executable_fails() {
             ),
             "",
         ),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(!ok, "a non-executable hook must fail the check: {text}");
     // Each at the line and column of its path in the config.
     let line = std::fs::read_to_string(&path)
@@ -145,17 +151,17 @@ fn a_hook_that_is_not_executable_fails() {
 
 #[test]
 fn nat_is_checked_with_positions() {
-    let dir = TempDir::new();
-    let path = dir.0.join("nat.toml");
-    std::fs::write(&path, config("snat = [\"192.0.2.101\"]", "mode = \"nat\"")).expect("write");
-    let (ok, text) = check(&path);
+    let dir = TempDir::new("cli-check");
+    let (_, ok, text) = check_text(
+        &dir,
+        "nat.toml",
+        &config("snat = [\"192.0.2.101\"]", "mode = \"nat\""),
+    );
     assert!(
         ok,
         "a NAT service with a SNAT address passes the check: {text}"
     );
-    let path = dir.0.join("nosnat.toml");
-    std::fs::write(&path, config("", "mode = \"nat\"")).expect("write");
-    let (ok, text) = check(&path);
+    let (_, ok, text) = check_text(&dir, "nosnat.toml", &config("", "mode = \"nat\""));
     assert!(
         !ok,
         "mode = \"nat\" without snat must fail the check: {text}"
@@ -168,10 +174,10 @@ fn nat_is_checked_with_positions() {
 
 #[test]
 fn frr_fails_as_run_refuses_it() {
-    let dir = TempDir::new();
-    let path = dir.0.join("bgp.toml");
-    std::fs::write(
-        &path,
+    let dir = TempDir::new("cli-check");
+    let (path, ok, text) = check_text(
+        &dir,
+        "bgp.toml",
         r#"[node]
 interface = "eth0"
 
@@ -181,9 +187,7 @@ ownership = "bgp"
 vips = ["192.0.2.200"]
 bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
 "#,
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(
         ok,
         "ownership = \"bgp\" through BIRD must pass the check: {text}"
@@ -212,7 +216,7 @@ bgp = { daemon = "bird", control = "/run/bird/bird.ctl" }
 /// same words: health_https.rs.)
 #[test]
 fn unusable_tls_files_fail_with_their_line_and_column() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let pki = fo_tests::pki::Pki::new("127.0.0.1");
     let d = dir.0.display();
     std::fs::write(dir.0.join("notpem.txt"), "just some text\n").expect("write");
@@ -268,9 +272,7 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
         ),
         https("theirs", &format!("ca = \"{theirs}\"")),
     );
-    let path = dir.0.join("tls.toml");
-    std::fs::write(&path, &text).expect("write");
-    let (ok, out) = check(&path);
+    let (path, ok, out) = check_text(&dir, "tls.toml", &text);
     assert!(!ok, "unusable TLS files must fail the check: {out}");
     let p = path.display();
     let expected = [
@@ -317,17 +319,15 @@ fn unusable_tls_files_fail_with_their_line_and_column() {
 /// `https = true` never ran: it is refused with the kind to write instead.
 #[test]
 fn the_old_https_key_points_to_kind_https() {
-    let dir = TempDir::new();
-    let path = dir.0.join("https.toml");
-    std::fs::write(
-        &path,
-        config(
+    let dir = TempDir::new("cli-check");
+    let (path, ok, text) = check_text(
+        &dir,
+        "https.toml",
+        &config(
             "",
             "check = { kind = \"http\", path = \"/\", https = true, expect_status = 200 }",
         ),
-    )
-    .expect("write");
-    let (ok, text) = check(&path);
+    );
     assert!(!ok, "https = true must fail the check: {text}");
     let line = format!(
         "{}:14:46: `https` is not a check key: write kind = \"https\" for a check over TLS",
@@ -338,17 +338,9 @@ fn the_old_https_key_points_to_kind_https() {
 
 #[test]
 fn users_that_do_not_exist_fail_as_run_refuses_them() {
-    let dir = TempDir::new();
-    let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("users.toml");
-    let text = config(
-        &format!(
-            "hooks = {{ master = [\"{}\", \"MASTER\"], user = \"fo-no-such-hook-user\" }}",
-            h.display()
-        ),
-        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"fo-no-such-group\" }",
-    );
-    std::fs::write(&path, text).expect("write");
+    let dir = TempDir::new("cli-check");
+    let hook_keys = (r#"["{}", "MASTER"]"#, "fo-no-such-hook-user");
+    let path = users_config(&dir, "users.toml", hook_keys, "fo-no-such-group");
     let (ok, text) = check(&path);
     assert!(!ok, "unknown users and groups must fail the check: {text}");
     for line in [
@@ -377,17 +369,8 @@ fn users_that_do_not_exist_fail_as_run_refuses_them() {
 /// such check failing at its first run. (Dropped here with setpriv, as root.)
 #[test]
 fn users_need_cap_setuid_and_cap_setgid() {
-    let dir = TempDir::new();
-    let h = hook(&dir.0, "master.sh", 0o755);
-    let path = dir.0.join("caps.toml");
-    let text = config(
-        &format!(
-            "hooks = {{ master = \"{}\", user = \"nobody\" }}",
-            h.display()
-        ),
-        "check = { kind = \"exec\", command = [\"/bin/true\"], user = \"nobody\", group = \"nogroup\" }",
-    );
-    std::fs::write(&path, text).expect("write");
+    let dir = TempDir::new("cli-check");
+    let path = users_config(&dir, "caps.toml", (r#""{}""#, "nobody"), "nogroup");
     let without = |sub: &str| {
         let out = Command::new("setpriv")
             .args(["--inh-caps=-all", "--ambient-caps=-all"])
@@ -397,12 +380,7 @@ fn users_need_cap_setuid_and_cap_setgid() {
             .args([sub, "--config", path.to_str().expect("utf-8")])
             .output()
             .expect("run setpriv (util-linux)");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        fo_tests::outcome(&out)
     };
     let (ok, text) = without("check");
     assert!(
@@ -428,7 +406,7 @@ fn users_need_cap_setuid_and_cap_setgid() {
 /// enable_script_security, always on.)
 #[test]
 fn programs_others_could_change_fail_check_and_run_at_their_position() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli-check");
     let mkdir = |name: &str, mode: u32| {
         let d = dir.0.join(name);
         std::fs::create_dir_all(&d).expect("mkdir");
@@ -467,12 +445,7 @@ fn programs_others_could_change_fail_check_and_run_at_their_position() {
             .env("PATH", &search)
             .output()
             .expect("run fo-agent");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), said)
+        fo_tests::outcome(&out)
     };
     let (ok, out) = with_path("check");
     assert!(

@@ -42,17 +42,21 @@ fn status_as(socket: &std::path::Path, uid: u32, gid: u32, groups: &[u32]) -> (b
         .args(["status", "--json", "--socket"])
         .arg(socket);
     let out = cmd.output().expect("run setpriv");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    fo_tests::outcome(&out)
 }
 
-fn agent() -> Lab {
+/// Status asked for by uid `NOBODY` outside the control group: refused (`refused` says
+/// why it must be), with `needle` in what it says (`missing` if not).
+fn refused_without_group(socket: &std::path::Path, refused: &str, (needle, missing): (&str, &str)) {
+    let (ok, text) = status_as(socket, NOBODY, OTHER_GID, &[]);
+    assert!(!ok, "uid {NOBODY} {refused}: {text}");
+    assert!(text.contains(needle), "{missing}: {text}");
+}
+
+/// The lab, one test at a time (the lock, held until the test ends), with one agent
+/// running under a control group and with metrics.
+fn agent() -> (std::sync::MutexGuard<'static, ()>, Lab) {
+    let serial = serial();
     let mut lab = Lab::new(VIP);
     let n = lab.add(
         "ctl",
@@ -76,13 +80,12 @@ fn agent() -> Lab {
         start.elapsed(),
         lab.dump()
     );
-    lab
+    (serial, lab)
 }
 
 #[test]
 fn control_socket_serves_root_and_the_group_only() {
-    let _serial = serial();
-    let lab = agent();
+    let (_serial, lab) = agent();
     let node = &lab.nodes[0];
     let socket = node.socket();
     let meta = std::fs::metadata(&socket).expect("socket exists");
@@ -105,26 +108,21 @@ fn control_socket_serves_root_and_the_group_only() {
     assert!(text.contains("\"routers\""), "status expected: {text}");
 
     // Not a member: the file mode stops it first…
-    let (ok, text) = status_as(&socket, NOBODY, OTHER_GID, &[]);
-    assert!(
-        !ok,
-        "uid {NOBODY} without the group must be refused: {text}"
-    );
-    assert!(
-        text.contains("Permission denied"),
-        "expected EACCES from the file mode: {text}"
+    refused_without_group(
+        &socket,
+        "without the group must be refused",
+        ("Permission denied", "expected EACCES from the file mode"),
     );
 
     // …and with the mode loosened by hand, the agent's own check does.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let (ok, text) = status_as(&socket, NOBODY, OTHER_GID, &[]);
-    assert!(
-        !ok,
-        "uid {NOBODY} must be refused even through a 0666 socket: {text}"
-    );
-    assert!(
-        text.contains("permission denied: uid 65534 is neither root nor a member of the control group \"nogroup\""),
-        "expected the agent's refusal, got: {text}"
+    refused_without_group(
+        &socket,
+        "must be refused even through a 0666 socket",
+        (
+            "permission denied: uid 65534 is neither root nor a member of the control group \"nogroup\"",
+            "expected the agent's refusal, got",
+        ),
     );
     let logged = wait_for(Duration::from_secs(5), || {
         node.lines(|l| l.contains("control socket: connection refused") && l.contains("uid=65534"))
@@ -164,8 +162,7 @@ fn http(request: &'static [u8]) -> String {
 
 #[test]
 fn nothing_listens_but_read_only_metrics() {
-    let _serial = serial();
-    let lab = agent();
+    let (_serial, lab) = agent();
     let node = &lab.nodes[0];
     // Every TCP and UDP socket of the namespace (the agent is its only process), bound
     // or listening: `ss` reads them from the kernel (sock_diag), like /proc/net/{tcp,udp}*.

@@ -23,7 +23,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use fo_tests::netns::{Netns, unique_tag, wait_for};
+use fo_tests::netns::{Netns, wait_for};
+use fo_tests::temp::TempDir;
 use fo_tests::vrrp_lab::{Claim, Kind, Lab, arp_answers, fmt_mac, serial};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -70,19 +71,17 @@ fn router(priority: u32, peer: Option<Ipv4Addr>, fault_hook: &Path) -> Kind {
 }
 
 /// A directory removed on drop: the fault hooks and what they write.
-struct HookDir(PathBuf);
+struct HookDir(TempDir);
 
 impl HookDir {
     fn new() -> HookDir {
-        let dir = std::env::temp_dir().join(format!("fo-fence-{}", unique_tag()));
-        std::fs::create_dir_all(&dir).expect("hook dir");
-        HookDir(dir)
+        HookDir(TempDir::new("fence"))
     }
 
     /// An executable fault hook for node `name` that appends a line to `fault-NAME.log`.
     fn fault_hook(&self, name: &str) -> PathBuf {
-        let path = self.0.join(format!("fault-{name}.sh"));
-        let log = self.0.join(format!("fault-{name}.log"));
+        let path = self.0.path().join(format!("fault-{name}.sh"));
+        let log = self.0.path().join(format!("fault-{name}.log"));
         std::fs::write(
             &path,
             format!(
@@ -96,52 +95,53 @@ impl HookDir {
     }
 
     fn fault_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.0.join(format!("fault-{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.0.path().join(format!("fault-{name}.log"))).unwrap_or_default()
     }
 }
 
-impl Drop for HookDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// One test's world, dropped in this order: the lab, its witness host, the fault hooks'
+/// directory, then the lock that runs these tests one at a time.
+struct Fenced {
+    lab: Lab,
+    _witness: Netns,
+    hooks: HookDir,
+    a: usize,
+    b: usize,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
-/// The lab, its witness host, and the indices of a and b.
-fn lab(hooks: &HookDir, unicast: bool) -> (Lab, Netns, usize, usize) {
+/// The lab, a master and b backup, with their witness host and fault hooks; with
+/// `unicast`, each names the other as its peer.
+fn lab(unicast: bool) -> Fenced {
+    let serial = serial();
+    let hooks = HookDir::new();
     let mut lab = Lab::new(VIP);
     let witness = Netns::new("wit");
     lab.segment.plug(&witness, "eth0", &format!("{WITNESS}/24"));
     // Nodes are .11 and .12 in order of adding.
-    let a = lab.add(
-        "a",
-        router(
-            150,
-            unicast.then(|| Ipv4Addr::new(192, 0, 2, 12)),
-            &hooks.fault_hook("a"),
-        ),
-    );
-    let b = lab.add(
-        "b",
-        router(
-            100,
-            unicast.then(|| Ipv4Addr::new(192, 0, 2, 11)),
-            &hooks.fault_hook("b"),
-        ),
-    );
+    let [a, b] = [("a", 150, 12), ("b", 100, 11)].map(|(name, priority, peer)| {
+        let peer = unicast.then(|| Ipv4Addr::new(192, 0, 2, peer));
+        lab.add(name, router(priority, peer, &hooks.fault_hook(name)))
+    });
     for n in &mut lab.nodes {
         n.node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"");
     }
     lab.start_master_backup(a, b, START_TIMEOUT);
-    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(5)) {
-        panic!(
-            "expected only a to answer ARP for {VIP}, saw {:?}\n{}",
-            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-            lab.dump()
-        );
-    }
+    lab.expect_arp(
+        lab.nodes[a].mac,
+        Duration::from_secs(5),
+        &format!("expected only a to answer ARP for {VIP}"),
+    );
     // Every probe has answered at least once.
     std::thread::sleep(Duration::from_secs(1));
-    (lab, witness, a, b)
+    Fenced {
+        lab,
+        _witness: witness,
+        hooks,
+        a,
+        b,
+        _serial: serial,
+    }
 }
 
 /// Take node `i`'s port out of the bridge and give it the probe address.
@@ -154,13 +154,15 @@ fn cut(lab: &Lab, i: usize) -> Instant {
     at
 }
 
-fn heal(lab: &Lab, i: usize) -> Instant {
+/// Undo [`cut`] of node `i`, then assert that it claims `claim` within 10 s: `what` is
+/// the failure's message.
+fn heal(lab: &Lab, i: usize, claim: Claim, what: &str) {
     let port = &lab.nodes[i].port;
     let at = Instant::now();
     lab.segment.switch.sh(&format!(
         "ip addr del {PROBE} dev {port} && ip link set {port} master br0"
     ));
-    at
+    lab.expect_claim(i, claim, at, Duration::from_secs(10), what);
 }
 
 /// The router's entry of a node's `status --json`.
@@ -177,12 +179,11 @@ fn router_status(lab: &Lab, i: usize) -> serde_json::Value {
 
 #[test]
 fn master_cut_off_from_peer_and_witness_fences_itself() {
-    let _serial = serial();
-    let hooks = HookDir::new();
-    let (lab, _witness, a, b) = lab(&hooks, true);
+    let w = lab(true);
+    let (lab, hooks, a, b) = (&w.lab, &w.hooks, w.a, w.b);
     let bound = master_down(100) + MARGIN;
 
-    let t0 = cut(&lab, a);
+    let t0 = cut(lab, a);
     let Some(fenced) = lab.nodes[a].wait_claim(Claim::Fault, t0, bound + Duration::from_secs(5))
     else {
         panic!(
@@ -240,7 +241,7 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         fault_line.contains(FENCED),
         "expected the fault transition to name the fence, got: {fault_line}"
     );
-    let st = router_status(&lab, a);
+    let st = router_status(lab, a);
     assert_eq!(st["state"], "fault", "a's status: {st:#}");
     assert_eq!(st["owned"], false, "a's status: {st:#}");
     assert_eq!(st["fence"]["fenced"], true, "a's status: {st:#}");
@@ -265,7 +266,7 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         hooks.fault_log("a"),
         lab.dump()
     );
-    let m = metrics(&lab, a);
+    let m = metrics(lab, a);
     for needle in [
         "fo_fenced{router=\"web\"} 1",
         "fo_witness_up{router=\"web\"} 0",
@@ -277,28 +278,26 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
     }
 
     // b lost its peer but reaches the witness: it takes over as usual.
-    assert!(
-        lab.nodes[b]
-            .wait_claim(Claim::Master, t0, bound + Duration::from_secs(5))
-            .is_some(),
-        "expected b to take over (it still reaches the witness).\n{}",
-        lab.dump()
+    lab.expect_claim(
+        b,
+        Claim::Master,
+        t0,
+        bound + Duration::from_secs(5),
+        "expected b to take over (it still reaches the witness)",
     );
-    if let Err(seen) = lab.wait_arp(lab.nodes[b].mac, Duration::from_secs(3)) {
-        panic!(
-            "expected only b to answer ARP for {VIP} on the segment, saw {:?}\n{}",
-            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-            lab.dump()
-        );
-    }
-    let st = router_status(&lab, b);
+    lab.expect_arp(
+        lab.nodes[b].mac,
+        Duration::from_secs(3),
+        &format!("expected only b to answer ARP for {VIP} on the segment"),
+    );
+    let st = router_status(lab, b);
     assert_eq!(st["fence"]["fenced"], false, "b's status: {st:#}");
     assert_eq!(
         st["fence"]["witness"]["reachable"], true,
         "b's status: {st:#}"
     );
 
-    let m = metrics(&lab, b);
+    let m = metrics(lab, b);
     for needle in [
         "fo_fenced{router=\"web\"} 0",
         "fo_witness_up{router=\"web\"} 1",
@@ -308,13 +307,11 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
     }
 
     // Heal: a's fence lifts, it preempts back (priority 150), one master.
-    let t1 = heal(&lab, a);
-    assert!(
-        lab.nodes[a]
-            .wait_claim(Claim::Master, t1, Duration::from_secs(10))
-            .is_some(),
-        "expected a to rejoin and preempt back after healing.\n{}",
-        lab.dump()
+    heal(
+        lab,
+        a,
+        Claim::Master,
+        "expected a to rejoin and preempt back after healing",
     );
     assert!(
         wait_for(Duration::from_secs(10), || (lab.nodes[b].claim()
@@ -325,14 +322,12 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
         lab.nodes[b].claim(),
         lab.dump()
     );
-    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(5)) {
-        panic!(
-            "expected the pair to converge on a answering ARP, saw {:?}\n{}",
-            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-            lab.dump()
-        );
-    }
-    let st = router_status(&lab, a);
+    lab.expect_arp(
+        lab.nodes[a].mac,
+        Duration::from_secs(5),
+        "expected the pair to converge on a answering ARP",
+    );
+    let st = router_status(lab, a);
     assert_eq!(
         st["fence"]["fenced"], false,
         "a's status after healing: {st:#}"
@@ -345,11 +340,10 @@ fn master_cut_off_from_peer_and_witness_fences_itself() {
 
 #[test]
 fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
-    let _serial = serial();
-    let hooks = HookDir::new();
-    let (lab, _witness, a, b) = lab(&hooks, true);
+    let w = lab(true);
+    let (lab, hooks, a, b) = (&w.lab, &w.hooks, w.a, w.b);
 
-    let t0 = cut(&lab, b);
+    let t0 = cut(lab, b);
     // Several Master_Down_Intervals: b would have claimed long before without the fence.
     std::thread::sleep(master_down(100) * 6);
     let window_end = Instant::now();
@@ -365,7 +359,7 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
         "expected b to be fenced (fault).\n{}",
         lab.dump()
     );
-    let st = router_status(&lab, b);
+    let st = router_status(lab, b);
     assert_eq!(st["fence"]["fenced"], true, "b's status: {st:#}");
     assert!(
         hooks.fault_log("b").contains("web backup fault"),
@@ -387,7 +381,7 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
             lab.dump()
         );
     }
-    let st = router_status(&lab, a);
+    let st = router_status(lab, a);
     assert_eq!(st["state"], "master", "a's status: {st:#}");
     assert_eq!(st["fence"]["fenced"], false, "a's status: {st:#}");
     assert_eq!(
@@ -398,28 +392,24 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
         st["fence"]["peers"][0]["reachable"], false,
         "a's status: {st:#}"
     );
-    if let Err(seen) = lab.wait_arp(lab.nodes[a].mac, Duration::from_secs(3)) {
-        panic!(
-            "expected a alone to answer ARP for {VIP}, saw {:?}\n{}",
-            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-            lab.dump()
-        );
-    }
+    lab.expect_arp(
+        lab.nodes[a].mac,
+        Duration::from_secs(3),
+        &format!("expected a alone to answer ARP for {VIP}"),
+    );
     println!(
         "backup cut off for {:.0} ms: never claimed, fenced; the master kept serving",
         (window_end - t0).as_secs_f64() * 1e3
     );
 
-    let t1 = heal(&lab, b);
-    assert!(
-        lab.nodes[b]
-            .wait_claim(Claim::Backup, t1, Duration::from_secs(10))
-            .is_some(),
-        "expected b back to backup after healing.\n{}",
-        lab.dump()
+    heal(
+        lab,
+        b,
+        Claim::Backup,
+        "expected b back to backup after healing",
     );
     assert_eq!(lab.nodes[a].claim(), Claim::Master, "{}", lab.dump());
-    let st = router_status(&lab, b);
+    let st = router_status(lab, b);
     assert_eq!(
         st["fence"]["fenced"], false,
         "b's status after healing: {st:#}"
@@ -428,12 +418,11 @@ fn backup_cut_off_does_not_claim_and_master_keeps_serving() {
 
 #[test]
 fn multicast_backup_learns_its_peer_from_adverts_and_fences_when_cut_off() {
-    let _serial = serial();
-    let hooks = HookDir::new();
-    let (lab, _witness, a, b) = lab(&hooks, false);
+    let w = lab(false);
+    let (lab, a, b) = (&w.lab, w.a, w.b);
     // b has heard a's adverts: a is its peer, probed and reachable. a, the master, has
     // heard nobody (backups are silent): it counts on the witness alone.
-    let st = router_status(&lab, b);
+    let st = router_status(lab, b);
     assert_eq!(
         st["fence"]["peers"][0]["address"], "192.0.2.11",
         "b's status: {st:#}"
@@ -444,7 +433,7 @@ fn multicast_backup_learns_its_peer_from_adverts_and_fences_when_cut_off() {
     );
     // a lists b only if it ever heard b: when b's agent started first, b was master
     // for a moment and advertised before a preempted it.
-    let st = router_status(&lab, a);
+    let st = router_status(lab, a);
     let heard_b = st["adverts_received"].as_u64().unwrap_or(0) > 0;
     let expected = if heard_b {
         serde_json::json!(["192.0.2.12"])
@@ -462,7 +451,7 @@ fn multicast_backup_learns_its_peer_from_adverts_and_fences_when_cut_off() {
     );
     assert_eq!(st["fence"]["fenced"], false, "a's status: {st:#}");
 
-    let t0 = cut(&lab, b);
+    let t0 = cut(lab, b);
     std::thread::sleep(master_down(100) * 6);
     assert_eq!(
         lab.nodes[b].claimed_since(Claim::Master, t0),
@@ -479,12 +468,10 @@ fn multicast_backup_learns_its_peer_from_adverts_and_fences_when_cut_off() {
         lab.dump()
     );
 
-    let t1 = heal(&lab, b);
-    assert!(
-        lab.nodes[b]
-            .wait_claim(Claim::Backup, t1, Duration::from_secs(10))
-            .is_some(),
-        "expected b back to backup after healing.\n{}",
-        lab.dump()
+    heal(
+        lab,
+        b,
+        Claim::Backup,
+        "expected b back to backup after healing",
     );
 }

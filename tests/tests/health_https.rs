@@ -132,26 +132,16 @@ fn setup(ports: &[u16]) -> Setup {
     let mut servers = Vec::new();
     let mut stall = None;
     let mut partial = None;
+    // A server that asks for a client certificate signed by the lab's CA.
+    let mtls = |extra: &str| format!("-Verify 1 -CAfile {}{extra}", pki.file("ca.pem"));
     for &port in ports {
         match port {
             VALID => servers.push(s_server(ns, &pki, port, "good.pem", "")),
             EXPIRED => servers.push(s_server(ns, &pki, port, "expired.pem", "")),
             SELF_SIGNED => servers.push(s_server(ns, &pki, port, "self.pem", "")),
             SOON => servers.push(s_server(ns, &pki, port, "soon.pem", "")),
-            MTLS => servers.push(s_server(
-                ns,
-                &pki,
-                port,
-                "good.pem",
-                &format!("-Verify 1 -CAfile {}", pki.file("ca.pem")),
-            )),
-            MTLS12 => servers.push(s_server(
-                ns,
-                &pki,
-                port,
-                "good.pem",
-                &format!("-Verify 1 -CAfile {} -tls1_2", pki.file("ca.pem")),
-            )),
+            MTLS => servers.push(s_server(ns, &pki, port, "good.pem", &mtls(""))),
+            MTLS12 => servers.push(s_server(ns, &pki, port, "good.pem", &mtls(" -tls1_2"))),
             STALL => {
                 // Listens (the kernel completes the TCP handshake) and never answers
                 // the ClientHello.

@@ -101,11 +101,21 @@ fn time_until(
 
 fn start_a_master(lab: &mut Pair) {
     lab.a.start();
+    lab.assert_a_master();
+}
+
+/// 200 new connections to the VIP, every one of which must succeed (`with` says how the
+/// backends stand); A's status before and after them.
+fn connect_200(lab: &Pair, with: &str) -> (serde_json::Value, serde_json::Value) {
+    let before = lab.a.status();
+    let errors = connect_many(lab, 200);
+    let after = lab.a.status();
     assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
+        errors.is_empty(),
+        "{} of 200 new connections failed with {with} (expected 0): {errors:?}",
+        errors.len()
     );
+    (before, after)
 }
 
 /// `n` new TCP connections from the client to VIP:1514, each from a new source
@@ -188,14 +198,7 @@ fn a_dead_backend_leaves_the_table_and_returns() {
     );
 
     // 2. 200 new connections meanwhile: every one reaches a live sink.
-    let before = lab.a.status();
-    let errors = connect_many(&lab, 200);
-    let after = lab.a.status();
-    assert!(
-        errors.is_empty(),
-        "{} of 200 new connections failed with backend {dead} out of the table (expected 0): {errors:?}",
-        errors.len()
-    );
+    let (before, after) = connect_200(&lab, &format!("backend {dead} out of the table"));
     let gained = |a: &str| packets(&after, a).saturating_sub(packets(&before, a));
     println!(
         "200 connections with {dead} out: packets to {live1} +{}, {dead} +{}, {live2} +{}",
@@ -236,14 +239,7 @@ fn a_dead_backend_leaves_the_table_and_returns() {
         back <= return_bound,
         "backend {dead} returned after {back:?}, expected within interval × rise + interval = {return_bound:?}"
     );
-    let before = lab.a.status();
-    let errors = connect_many(&lab, 200);
-    let after = lab.a.status();
-    assert!(
-        errors.is_empty(),
-        "{} of 200 new connections failed with every backend back (expected 0): {errors:?}",
-        errors.len()
-    );
+    let (before, after) = connect_200(&lab, "every backend back");
     assert!(
         packets(&after, dead) > packets(&before, dead),
         "the returned backend {dead} should get new connections again"
@@ -337,7 +333,7 @@ fn tracking_a_master(weight: &str) -> (Pair, PathBuf) {
 /// B is backup again within `within`.
 fn b_backup_again(lab: &Pair, within: Duration) {
     assert!(
-        wait_for(within, || (lab.b.state("lab") == "backup").then_some(())).is_some(),
+        lab.b.wait_state("lab", "backup", within),
         "B should be backup again: {}",
         router(&lab.b.status())
     );
@@ -348,9 +344,7 @@ fn a_failing_tracked_check_moves_mastership() {
     let (lab, flag) = tracking_a_master("-60");
     let check_interval = Duration::from_millis(200);
     assert!(
-        wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
-            .then_some(()))
-        .is_some(),
+        lab.b.wait_state("lab", "backup", Duration::from_secs(5)),
         "B should be backup: {}",
         lab.b.status()
     );
@@ -755,8 +749,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     let b_before = master_transitions(&lab.b);
 
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     std::thread::sleep(Duration::from_secs(3));
     let log = lab.a.log();
     assert!(
@@ -788,8 +781,7 @@ fn a_restart_of_a_gated_master_moves_nothing() {
     // The gate now fails across a restart: taken as passing at start, it closes at the
     // first failed probe (fall 1) and B takes over.
     std::fs::remove_file(&flag).expect("remove flag");
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.wait_master(&lab.b, Duration::from_secs(10)),
         "B did not take over from A whose gate failed after a restart:\n{}",

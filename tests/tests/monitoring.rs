@@ -40,14 +40,7 @@ fn promtool(args: &[&str], input: Option<&str>, dir: &Path) -> (bool, String) {
         stdin.write_all(text.as_bytes()).expect("write to promtool");
     }
     let out = child.wait_with_output().expect("promtool");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    fo_tests::outcome(&out)
 }
 
 /// A status with every metric family in it: VRRP and BGP routers, a fence, hooks,

@@ -15,21 +15,42 @@ fn nat_lab(extra_node: &str) -> Pair {
     })
 }
 
-fn fleet_report(lab: &Pair) -> fo_lab::report::FleetReport {
-    serde_json::from_str(&std::fs::read_to_string(&lab.fleet_report).expect("fleet report"))
-        .expect("fleet report JSON")
+/// A NAT lab whose nodes sync their connections with `key`, both started, A master.
+fn synced_nat_lab(key: &Key) -> Pair {
+    let mut lab = nat_lab(&format!(
+        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+        key.0.display()
+    ));
+    lab.start_a_master();
+    lab
+}
+
+/// Stop the fleet and the sinks ([`Pair::finish`]); with the merged figures, how many
+/// of the fleet's connections lived through without a reset or a second connection.
+fn finish_counting_survivors(lab: &mut Pair) -> (fo_lab::report::Merged, usize) {
+    let (merged, _) = lab.finish();
+    let survivors = lab
+        .fleet
+        .read_report()
+        .agents
+        .iter()
+        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
+        .count();
+    (merged, survivors)
+}
+
+/// The NAT connections a status counts, over every state.
+fn nat_connections(status: &serde_json::Value) -> u64 {
+    status["nat_connections"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
 }
 
 #[test]
 fn three_hundred_connections_through_routed_backends() {
     let mut lab = nat_lab("");
-    lab.a.start();
-    lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
-    );
+    lab.start_a_master();
     for b in &lab.backends {
         let addrs = b.ns.sh("ip -br addr show");
         assert!(
@@ -41,7 +62,7 @@ fn three_hundred_connections_through_routed_backends() {
     std::thread::sleep(Duration::from_secs(5));
     let status = lab.a.status();
     let (merged, sinks) = lab.finish();
-    let fleet = fleet_report(&lab);
+    let fleet = lab.fleet.read_report();
     println!("fleet/sink figures: {merged:?}");
     let connected = fleet.agents.iter().filter(|a| a.acked > 0).count();
     println!(
@@ -86,17 +107,7 @@ fn dead_master_node_connections_continue_on_the_synced_backup() {
 fn failover(node_dies: bool) {
     const AGENTS: u32 = 200;
     let key = Key::new();
-    let mut lab = nat_lab(&format!(
-        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
-        key.0.display()
-    ));
-    lab.a.start();
-    lab.b.start();
-    assert!(
-        lab.wait_master(&lab.a, Duration::from_secs(10)),
-        "A (priority 150) never became master:\n{}",
-        lab.a.log()
-    );
+    let mut lab = synced_nat_lab(&key);
     let in_sync = fo_tests::netns::wait_for(Duration::from_secs(10), || {
         let s = sync_state(&lab.b);
         (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
@@ -111,10 +122,7 @@ fn failover(node_dies: bool) {
     std::thread::sleep(Duration::from_secs(4));
     let a_conns = lab.a.status()["nat_connections"].clone();
     let b_status = lab.b.status();
-    let b_conns: u64 = b_status["nat_connections"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let b_conns = nat_connections(&b_status);
     println!(
         "before the kill: A's NAT table {a_conns}, B's (synced) {}, B's sync {}",
         b_status["nat_connections"], b_status["sync"]
@@ -136,13 +144,7 @@ fn failover(node_dies: bool) {
     );
     std::thread::sleep(Duration::from_secs(6));
     let b_after = lab.b.status();
-    let (merged, _) = lab.finish();
-    let fleet = fleet_report(&lab);
-    let survivors = fleet
-        .agents
-        .iter()
-        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
-        .count();
+    let (merged, survivors) = finish_counting_survivors(&mut lab);
     let takeover = b_after["routers"][0]["transitions"]
         .as_array()
         .and_then(|t| t.last())
@@ -185,32 +187,16 @@ fn failover(node_dies: bool) {
 fn restarted_nat_master_keeps_its_connections() {
     const AGENTS: u32 = 100;
     let key = Key::new();
-    let mut lab = nat_lab(&format!(
-        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
-        key.0.display()
-    ));
-    lab.a.start();
-    lab.b.start();
-    lab.assert_a_master();
+    let mut lab = synced_nat_lab(&key);
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     std::thread::sleep(Duration::from_secs(3));
     let a = lab.a.status();
-    let held: u64 = a["nat_connections"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let held = nat_connections(&a);
     assert_eq!(lab.a.state("lab"), "master", "A must resume as master");
     assert_eq!(lab.b.state("lab"), "backup", "B must stay backup");
-    let (merged, _) = lab.finish();
-    let fleet = fleet_report(&lab);
-    let survivors = fleet
-        .agents
-        .iter()
-        .filter(|a| a.resets == 0 && a.connections == 1 && a.connected_at_exit)
-        .count();
+    let (merged, survivors) = finish_counting_survivors(&mut lab);
     println!(
         "NAT master agent restart: A holds {held} connections after, survivors {survivors}/{AGENTS}, gap {:.0} ms, lost_acked {}",
         merged.max_silence_ms, merged.lost_acked
@@ -245,10 +231,7 @@ fn a_status_walk_of_a_big_nat_table_does_not_hold_up_the_agent() {
     let started = Instant::now();
     let st = lab.a.status();
     let walk = started.elapsed();
-    let held: u64 = st["nat_connections"]
-        .as_object()
-        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-        .unwrap_or(0);
+    let held = nat_connections(&st);
     assert!(
         held >= u64::from(ENTRIES),
         "status must count the table: {}",

@@ -68,6 +68,14 @@ fn settle(lab: &Pair, what: &str) {
     std::thread::sleep(Duration::from_secs(1));
 }
 
+/// Start A and wait for it to be master, then start B and wait for the first sync.
+fn start_synced(lab: &mut Pair) {
+    lab.a.start();
+    assert!(lab.wait_master(&lab.a, Duration::from_secs(10)));
+    lab.b.start();
+    settle(lab, "first sync");
+}
+
 /// A TCP connection from the client's `port` to VIP:1514.
 fn connect_from(lab: &Pair, port: u16) -> socket2::Socket {
     lab.client.run(move || {
@@ -315,8 +323,7 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
     );
 
     let mut report = replay_all(&lab, "live", &groups, |_| &["replay", "unverified"]);
-    lab.b.kill9();
-    lab.b.start();
+    lab.b.restart();
     report.extend(replay_all(
         &lab,
         "after the backup restarted",
@@ -329,8 +336,7 @@ fn replayed_sync_datagrams_are_refused_and_change_nothing() {
             }
         },
     ));
-    lab.a.kill9();
-    lab.a.start();
+    lab.a.restart();
     assert!(
         lab.wait_master(&lab.a, Duration::from_secs(10)),
         "A must resume as master"
@@ -358,10 +364,7 @@ fn an_unprivileged_process_cannot_take_the_sync_port() {
     use std::os::unix::fs::PermissionsExt as _;
     let key = SyncKey::new();
     let mut lab = sync_lab(&key, "", "");
-    lab.a.start();
-    assert!(lab.wait_master(&lab.a, Duration::from_secs(10)));
-    lab.b.start();
-    settle(&lab, "first sync");
+    start_synced(&mut lab);
     let drop_dir = lab.dir.join("nobody");
     std::fs::create_dir_all(&drop_dir).expect("dir");
     std::fs::set_permissions(&drop_dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -418,10 +421,7 @@ fn a_restarted_backup_holds_exactly_the_masters_million_connections() {
     const STALE: u32 = 1_000;
     let key = SyncKey::new();
     let mut lab = sync_lab(&key, "", "nat_table_size = 1048576");
-    lab.a.start();
-    assert!(lab.wait_master(&lab.a, Duration::from_secs(10)));
-    lab.b.start();
-    settle(&lab, "first sync");
+    start_synced(&mut lab);
     let filled = Instant::now();
     fo_tests::pins::fill_nat_pairs(&lab.a.pin_dir, v4(VIP), v4(SNAT), 0, ENTRIES);
     fo_tests::pins::fill_nat_pairs(&lab.b.pin_dir, v4(VIP), v4(SNAT), 2 * ENTRIES, STALE);

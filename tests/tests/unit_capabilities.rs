@@ -19,7 +19,6 @@
 //! Run: `cargo test -p fo-tests --test unit_capabilities -- --test-threads=1` (root).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use fo_tests::netns::{ChildGuard, Netns, Segment, unique_tag, wait_for};
@@ -225,20 +224,7 @@ impl Agent {
     }
 
     fn ctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(fo_tests::agent_bin())
-            .args(args)
-            .arg("--socket")
-            .arg(&self.socket)
-            .output()
-            .expect("run fo-agent");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        fo_lab::kit::agent::ctl(&fo_tests::agent_bin(), &self.socket, args).expect("run fo-agent")
     }
 }
 

@@ -51,14 +51,14 @@ fn kill_master_repeatedly(interval: Duration) {
     let b = lab.add("b", router(100, interval));
     let (a_mac, b_mac) = (lab.nodes[a].mac, lab.nodes[b].mac);
     lab.start_master_backup(a, b, START_TIMEOUT);
-    if let Err(seen) = lab.wait_arp(a_mac, Duration::from_secs(5)) {
-        panic!(
-            "expected only a ({}) to answer ARP for {VIP}, saw {:?}\n{}",
-            fmt_mac(a_mac),
-            seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-            lab.dump()
-        );
-    }
+    lab.expect_arp(
+        a_mac,
+        Duration::from_secs(5),
+        &format!(
+            "expected only a ({}) to answer ARP for {VIP}",
+            fmt_mac(a_mac)
+        ),
+    );
     let bound = master_down(interval, 100) + MARGIN;
     let mut from_kill = Vec::new();
     let mut reported = Vec::new();
@@ -69,14 +69,13 @@ fn kill_master_repeatedly(interval: Duration) {
         let killed = lab.nodes[a].kill9();
         let (overlap, _) = lab.split_brain(settled, killed);
         worst_overlap = worst_overlap.max(overlap);
-        let Some(took) =
-            lab.nodes[b].wait_claim(Claim::Master, killed, bound + Duration::from_secs(5))
-        else {
-            panic!(
-                "rep {rep}: expected b to take over after a was killed, it did not.\n{}",
-                lab.dump()
-            );
-        };
+        let took = lab.expect_claim(
+            b,
+            Claim::Master,
+            killed,
+            bound + Duration::from_secs(5),
+            &format!("rep {rep}: expected b to take over after a was killed, it did not"),
+        );
         from_kill.push(took - killed);
         if let Some(t) = lab.nodes[b]
             .lines(|l| l.contains("takeover_ms="))
@@ -85,38 +84,32 @@ fn kill_master_repeatedly(interval: Duration) {
         {
             reported.push(t);
         }
-        if let Err(seen) = lab.wait_arp(b_mac, Duration::from_secs(2)) {
-            panic!(
-                "rep {rep}: expected only b ({}) to answer ARP for {VIP} after the takeover, saw {:?}\n{}",
-                fmt_mac(b_mac),
-                seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-                lab.dump()
-            );
-        }
-        let restarted = Instant::now();
-        lab.nodes[a].start();
-        assert!(
-            lab.nodes[a]
-                .wait_claim(Claim::Master, restarted, START_TIMEOUT)
-                .is_some(),
-            "rep {rep}: expected the restarted a (priority 200, preempt) to take the VIP back.\n{}",
-            lab.dump()
+        lab.expect_arp(
+            b_mac,
+            Duration::from_secs(2),
+            &format!(
+                "rep {rep}: expected only b ({}) to answer ARP for {VIP} after the takeover",
+                fmt_mac(b_mac)
+            ),
         );
-        assert!(
-            lab.nodes[b]
-                .wait_claim(Claim::Backup, restarted, Duration::from_secs(2))
-                .is_some(),
-            "rep {rep}: expected b to step down to backup when a came back.\n{}",
-            lab.dump()
+        lab.expect_preempt_back(
+            (a, b),
+            (START_TIMEOUT, Duration::from_secs(2)),
+            [
+                &format!(
+                    "rep {rep}: expected the restarted a (priority 200, preempt) to take the VIP back"
+                ),
+                &format!("rep {rep}: expected b to step down to backup when a came back"),
+            ],
         );
-        if let Err(seen) = lab.wait_arp(a_mac, Duration::from_secs(2)) {
-            panic!(
-                "rep {rep}: expected a ({}) to answer ARP again, saw {:?}\n{}",
-                fmt_mac(a_mac),
-                seen.into_iter().map(fmt_mac).collect::<Vec<_>>(),
-                lab.dump()
-            );
-        }
+        lab.expect_arp(
+            a_mac,
+            Duration::from_secs(2),
+            &format!(
+                "rep {rep}: expected a ({}) to answer ARP again",
+                fmt_mac(a_mac)
+            ),
+        );
     }
     println!(
         "fo/fo advert {} ms, kill -9 of the master, {REPS} reps: kill -> survivor master: {}; survivor's own detection -> VIP served: {}",

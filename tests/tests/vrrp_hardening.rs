@@ -153,83 +153,55 @@ fn crafted_adverts_hmac_unicast_are_dropped_by_reason() {
     let to_b = |src: Ipv4Addr, ttl: u8, payload: &[u8]| {
         frame(b_mac, client_mac, src, b_addr, ttl, payload)
     };
-    let mut cases = Vec::new();
-    cases.push(Case {
-        what: "TTL 254",
-        frame: to_b(a_addr, 254, &sealed(&stop(a_addr), a_addr)),
-    });
-    cases.push(Case {
-        what: "not a peer",
-        frame: to_b(CLIENT, 255, &sealed(&stop(CLIENT), CLIENT)),
-    });
-    cases.push(Case {
-        what: "unknown VRID",
-        frame: to_b(
-            a_addr,
-            255,
-            &sealed(&v3_message(99, 0, 10, &[VIP], a_addr, b_addr), a_addr),
+    // The stop message with one field broken (`edit`), sealed as a's.
+    let broken = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut bad = stop(a_addr);
+        edit(&mut bad);
+        to_b(a_addr, 255, &sealed(&bad, a_addr))
+    };
+    let wrong_key = seal(&stop(a_addr), a_addr, b_addr, &wrong, u64::MAX - 1);
+    let unknown_vrid = v3_message(99, 0, 10, &[VIP], a_addr, b_addr);
+    let cases: Vec<Case> = [
+        ("TTL 254", to_b(a_addr, 254, &sealed(&stop(a_addr), a_addr))),
+        (
+            "not a peer",
+            to_b(CLIENT, 255, &sealed(&stop(CLIENT), CLIENT)),
         ),
-    });
-    let mut bad = stop(a_addr);
-    bad[7] ^= 0xff;
-    cases.push(Case {
-        what: "bad checksum",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[0] = 0x21;
-    cases.push(Case {
-        what: "version 2",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[0] = 0x32;
-    cases.push(Case {
-        what: "type 2",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    cases.push(Case {
-        what: "truncated",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr)[..6], a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[3] = 2;
-    cases.push(Case {
-        what: "address count",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    let mut bad = stop(a_addr);
-    bad[4] = 0;
-    bad[5] = 0;
-    fix_v3_checksum(&mut bad, a_addr, b_addr);
-    cases.push(Case {
-        what: "interval 0",
-        frame: to_b(a_addr, 255, &sealed(&bad, a_addr)),
-    });
-    cases.push(Case {
-        what: "no HMAC trailer",
-        frame: to_b(a_addr, 255, &stop(a_addr)),
-    });
-    cases.push(Case {
-        what: "wrong key",
-        frame: to_b(
-            a_addr,
-            255,
-            &seal(&stop(a_addr), a_addr, b_addr, &wrong, u64::MAX - 1),
+        (
+            "unknown VRID",
+            to_b(a_addr, 255, &sealed(&unknown_vrid, a_addr)),
         ),
-    });
-    cases.push(Case {
-        what: "cut trailer",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)[..12 + 40]),
-    });
-    cases.push(Case {
-        what: "old sequence",
-        frame: to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)),
-    });
-    cases.push(Case {
-        what: "replayed capture",
-        frame: to_b(a_addr, 255, &captured),
-    });
+        ("bad checksum", broken(&|m| m[7] ^= 0xff)),
+        ("version 2", broken(&|m| m[0] = 0x21)),
+        ("type 2", broken(&|m| m[0] = 0x32)),
+        (
+            "truncated",
+            to_b(a_addr, 255, &sealed(&stop(a_addr)[..6], a_addr)),
+        ),
+        ("address count", broken(&|m| m[3] = 2)),
+        (
+            "interval 0",
+            broken(&|m| {
+                m[4] = 0;
+                m[5] = 0;
+                fix_v3_checksum(m, a_addr, b_addr);
+            }),
+        ),
+        ("no HMAC trailer", to_b(a_addr, 255, &stop(a_addr))),
+        ("wrong key", to_b(a_addr, 255, &wrong_key)),
+        (
+            "cut trailer",
+            to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)[..12 + 40]),
+        ),
+        (
+            "old sequence",
+            to_b(a_addr, 255, &sealed(&stop(a_addr), a_addr)),
+        ),
+        ("replayed capture", to_b(a_addr, 255, &captured)),
+    ]
+    .into_iter()
+    .map(|(what, frame)| Case { what, frame })
+    .collect();
 
     let before_b = lab.nodes[b].status();
     let before_a = lab.nodes[a].router_status();
@@ -444,9 +416,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
 
     // Failover with the same key: kill -9 a, b takes over.
     let killed = lab.nodes[a].kill9();
-    let took = lab.nodes[b]
-        .wait_claim(Claim::Master, killed, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("b did not take over from the killed a.\n{}", lab.dump()));
+    let took = lab.expect_claim(
+        b,
+        Claim::Master,
+        killed,
+        Duration::from_secs(5),
+        "b did not take over from the killed a",
+    );
     println!(
         "HMAC pair: b took over {:?} after kill -9 of a",
         took - killed
@@ -455,17 +431,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
         .unwrap_or_else(|seen| panic!("expected b to answer ARP after the takeover, saw {seen:?}"));
 
     // The restarted a starts a new sequence above its old one: b accepts it and a preempts.
-    let restarted = Instant::now();
-    lab.nodes[a].start();
-    lab.nodes[a]
-        .wait_claim(Claim::Master, restarted, START_TIMEOUT)
-        .unwrap_or_else(|| panic!("the restarted a did not preempt back.\n{}", lab.dump()));
-    assert!(
-        lab.nodes[b]
-            .wait_claim(Claim::Backup, restarted, Duration::from_secs(5))
-            .is_some(),
-        "b must yield to the restarted a (its adverts were accepted).\n{}",
-        lab.dump()
+    lab.expect_preempt_back(
+        (a, b),
+        (START_TIMEOUT, Duration::from_secs(5)),
+        [
+            "the restarted a did not preempt back",
+            "b must yield to the restarted a (its adverts were accepted)",
+        ],
     );
     let b_replays = drops(&lab.nodes[b].router_status()).get("replay").copied();
     assert_eq!(
@@ -509,9 +481,13 @@ fn hmac_pair_fails_over_ignores_a_wrong_key_and_resolves_dual_master() {
     let reloaded = Instant::now();
     let (ok, out) = lab.nodes[c].reload();
     assert!(ok, "reload with the right key: {out}");
-    let yielded = lab.nodes[a]
-        .wait_claim(Claim::Backup, reloaded, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("a did not yield to c after the key fix.\n{}", lab.dump()));
+    let yielded = lab.expect_claim(
+        a,
+        Claim::Backup,
+        reloaded,
+        Duration::from_secs(5),
+        "a did not yield to c after the key fix",
+    );
     let resolved = yielded - reloaded;
     println!(
         "dual master resolved {resolved:?} after c's reload (advert interval {INTERVAL_MS} ms)"
@@ -564,9 +540,13 @@ fn a_key_file_others_can_read_is_refused_at_check_and_reload() {
     lab.nodes[a].set_kind(router(200, None, Some(&ka)));
     let started = Instant::now();
     lab.nodes[a].start();
-    lab.nodes[a]
-        .wait_claim(Claim::Master, started, START_TIMEOUT)
-        .unwrap_or_else(|| panic!("a alone must become master.\n{}", lab.dump()));
+    lab.expect_claim(
+        a,
+        Claim::Master,
+        started,
+        START_TIMEOUT,
+        "a alone must become master",
+    );
     std::fs::set_permissions(&ka, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
     let (ok, out) = lab.nodes[a].reload();
     assert!(

@@ -224,26 +224,29 @@ impl Run {
         }
     }
 
+    /// Node `i` claims `claim` after `since` within `timeout`, or the run fails with
+    /// `expected {i's name} {what}`.
+    fn expect_claim(&self, i: usize, claim: Claim, since: Instant, timeout: Duration, what: &str) {
+        if self.lab.nodes[i]
+            .wait_claim(claim, since, timeout)
+            .is_none()
+        {
+            self.fail(format!("expected {} {what}", self.name(i)));
+        }
+    }
+
     /// The returning higher-priority node preempts (both preempt by default).
     fn expect_preempt_back(&self, master: usize, other: usize, since: Instant) {
-        if self.lab.nodes[master]
-            .wait_claim(Claim::Master, since, START_TIMEOUT)
-            .is_none()
-        {
-            self.fail(format!(
-                "expected {} (higher priority, preempt) to take the VIP back",
-                self.name(master)
-            ));
-        }
-        if self.lab.nodes[other]
-            .wait_claim(Claim::Backup, since, Duration::from_secs(5))
-            .is_none()
-        {
-            self.fail(format!(
-                "expected {} to step down to backup",
-                self.name(other)
-            ));
-        }
+        let take_back = "(higher priority, preempt) to take the VIP back";
+        self.expect_claim(master, Claim::Master, since, START_TIMEOUT, take_back);
+        let step_down = "to step down to backup";
+        self.expect_claim(
+            other,
+            Claim::Backup,
+            since,
+            Duration::from_secs(5),
+            step_down,
+        );
     }
 }
 
@@ -275,15 +278,8 @@ fn interop(case: Case) {
             run.fail(format!("expected {} to start and log a state", run.name(i)));
         }
     }
-    if run.lab.nodes[master]
-        .wait_claim(Claim::Master, start, START_TIMEOUT)
-        .is_none()
-    {
-        run.fail(format!(
-            "expected {} (priority 200) to become master",
-            run.name(master)
-        ));
-    }
+    let elected = "(priority 200) to become master";
+    run.expect_claim(master, Claim::Master, start, START_TIMEOUT, elected);
     // The lower one may have been master before the other started: wait for it to yield.
     let node = &run.lab.nodes[other];
     if until(Duration::from_secs(5), || node.claim() == Claim::Backup).is_none() {

@@ -58,9 +58,7 @@ fn ipv6_pair_elects_and_fails_over() {
         lab.a.log()
     );
     assert!(
-        wait_for(Duration::from_secs(5), || (lab.b.state("lab") == "backup")
-            .then_some(()))
-        .is_some(),
+        lab.b.wait_state("lab", "backup", Duration::from_secs(5)),
         "B must hear A's IPv6 adverts and stay backup:\n{}",
         lab.b.log()
     );
