@@ -11,10 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
-use crate::lab::series::sum_timelines;
-use crate::lab::{Bins, Lab, Spec, Transition, target_dir, test_net, unix_ns};
-use crate::util::{read_json, remove_old_runs};
+use crate::lab::series::{longest_empty_ms, sum_timelines};
+use crate::lab::{self, Bins, Lab, Spec, Transition, test_net, unix_ns};
+use crate::util::read_json;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const PORT: u16 = 1514;
@@ -26,21 +27,11 @@ const SOURCES: (u8, u8) = (129, 228);
 /// Each phase (before the kill, while a is dead, after a is back).
 const PHASE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(2);
-const XDP_MODE: &str = "generic";
 
 fn router(priority: u8, peer: Ipv4Addr) -> String {
+    let router = vrrp_router("demo", 51, 3, priority, 100, VIP, peer);
     format!(
-        r#"[[router]]
-name = "demo"
-ownership = "vrrp"
-vrid = 51
-priority = {priority}
-version = 3
-advert_interval = "100ms"
-preempt = true
-vips = ["{VIP}"]
-peers = ["{peer}"]
-
+        r#"{router}
 [[service]]
 vip = "{VIP}"
 port = {PORT}
@@ -62,21 +53,12 @@ struct Event {
 pub fn run() -> anyhow::Result<()> {
     let bins = Bins::build_release()?;
     let started = Instant::now();
-    let out = target_dir().join("demo");
-    let run_dir = out.join(format!("run-{}", std::process::id()));
-    remove_old_runs(&out);
     let spec = Spec {
         client_sources: test_net(SOURCES.0..=SOURCES.1),
         backends: test_net(21..=23),
         ..Spec::pair("fo-demo", VIP, PORT)
     };
-    eprintln!(
-        "demo: building the lab {}-{} (logs in {})",
-        spec.prefix,
-        std::process::id(),
-        run_dir.display()
-    );
-    let mut lab = Lab::build(&spec, bins, &run_dir)?;
+    let (mut lab, out) = lab::run::build("demo", &spec, bins)?;
     let outcome = scenario(&mut lab, &out, started);
     // The lab is torn down here (and on Ctrl-C, by the handler Lab::build installed).
     drop(lab);
@@ -245,9 +227,9 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     // What the client saw: the longest run of empty 10 ms buckets at the sinks around
     // each handover, and over the whole run.
     let secs = Duration::from_secs_f64;
-    let gap_failover = empty_ms(&buckets, killed - secs(0.1), b_master + secs(1.0));
-    let gap_return = empty_ms(&buckets, a_back - secs(0.1), a_master + secs(1.0));
-    let gap_run = empty_ms(&buckets, fleet_start + secs(0.5), fleet_stop);
+    let gap_failover = longest_empty_ms(&buckets, killed - secs(0.1), b_master + secs(1.0));
+    let gap_return = longest_empty_ms(&buckets, a_back - secs(0.1), a_master + secs(1.0));
+    let gap_run = longest_empty_ms(&buckets, fleet_start + secs(0.5), fleet_stop);
 
     // ---- print -------------------------------------------------------------
     println!();
@@ -461,24 +443,6 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         ));
     }
     Ok((!problems.is_empty()).then(|| problems.join("; ")))
-}
-
-/// The longest run of empty 10 ms buckets from `from` to `to`, in ms.
-fn empty_ms(buckets: &BTreeMap<u64, u64>, from: SystemTime, to: SystemTime) -> u64 {
-    let (from, to) = (unix_ns(from), unix_ns(to));
-    let first = from - from % 10_000_000;
-    let (mut run, mut best) = (0, 0);
-    let mut t = first;
-    while t < to {
-        if buckets.get(&t).copied().unwrap_or(0) == 0 {
-            run += 10;
-            best = best.max(run);
-        } else {
-            run = 0;
-        }
-        t += 10_000_000;
-    }
-    best
 }
 
 fn sleep_until(from: SystemTime, after: Duration) {

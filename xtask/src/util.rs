@@ -78,23 +78,3 @@ pub fn read_json(p: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
 }
-
-/// Remove the `run-<pid>` log directories under `out` (of the demo, the chaos run) whose
-/// process is gone.
-pub fn remove_old_runs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}

@@ -27,31 +27,24 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::{Bins, Lab, Spec, log_fields};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 const SIZES: [u32; 2] = [100_000, 1_000_000];
 const MAX_RUNS: usize = 3;
-const XDP_MODE: &str = "generic";
 /// Longest wait for one snapshot.
 const SNAPSHOT_MAX: Duration = Duration::from_secs(300);
 
 fn body(priority: u8, peer: Ipv4Addr, key: &Path) -> String {
+    let router = vrrp_router("bench", 53, 3, priority, 100, VIP, peer);
     // `write_config` puts the body after [node]: the first lines belong to [node].
     format!(
         r#"sync = {{ peers = ["{peer}"], key_file = "{key}" }}
 nat_table_size = 1048576
 
-[[router]]
-name = "bench"
-vrid = 53
-priority = {priority}
-advert_interval = "100ms"
-preempt = true
-vips = ["{VIP}"]
-snat = ["{SNAT}"]
-peers = ["{peer}"]
+{router}snat = ["{SNAT}"]
 
 [[service]]
 vip = "{VIP}"

@@ -20,6 +20,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::vrrp_router;
 use crate::lab::{Bins, Lab, Spec, log_fields, log_time};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -28,19 +29,7 @@ const BACKUP_PRIO: u32 = 100;
 const INTERVALS_MS: [u64; 2] = [20, 100];
 
 fn router(priority: u32, interval_ms: u64, peer: Ipv4Addr) -> String {
-    format!(
-        r#"[[router]]
-name = "bench"
-ownership = "vrrp"
-vrid = 52
-priority = {priority}
-version = 3
-advert_interval = "{interval_ms}ms"
-preempt = true
-vips = ["{VIP}"]
-peers = ["{peer}"]
-"#
-    )
+    vrrp_router("bench", 52, 3, priority, interval_ms, VIP, peer)
 }
 
 /// Master_Down_Interval of a backup at `prio`, ms (exact: the RFC formula without the

@@ -43,8 +43,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::lab::{Bins, Lab, Proc, Spec, target_dir, test_net, unix_ns};
-use crate::util::{read_json, remove_old_runs};
+use crate::lab::config::{XDP_MODE, vrrp_router};
+use crate::lab::{self, Bins, Lab, Proc, Spec, test_net, unix_ns};
+use crate::util::read_json;
 use faults::{Fault, Kind, Rng, Schedule};
 use verdict::Span;
 
@@ -72,7 +73,6 @@ const AGENTS: u32 = 100;
 const RATE_PER_S: u32 = 20;
 const SOURCES: (u8, u8) = (129, 228);
 const DRAIN: Duration = Duration::from_secs(3);
-const XDP_MODE: &str = "generic";
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -106,20 +106,11 @@ fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path, key: &
         r#"[{{ address = "192.0.2.21", port = {PORT} }}, {{ address = "192.0.2.22", port = {PORT} }}, {{ address = "192.0.2.23", port = {PORT} }}]"#
     );
     // `write_config` puts this after [node]: the sync line belongs there.
+    let router = vrrp_router("chaos", 52, 3, priority, ADVERT.as_millis(), VIP, peer);
     let mut s = format!(
         r#"sync = {{ peers = ["{peer}"], key_file = "{}" }}
 
-[[router]]
-name = "chaos"
-ownership = "vrrp"
-vrid = 52
-priority = {priority}
-version = 3
-advert_interval = "{}ms"
-preempt = true
-vips = ["{VIP}"]
-snat = ["{SNAT}"]
-peers = ["{peer}"]
+{router}snat = ["{SNAT}"]
 gates = ["ready"]
 
 [[check]]
@@ -148,7 +139,6 @@ hash = "source-ip"
 backends = {nat_backends}
 "#,
         key.display(),
-        ADVERT.as_millis(),
         gate.display(),
         GATE_INTERVAL.as_millis()
     );
@@ -185,9 +175,6 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         opts.duration.as_secs()
     );
     let bins = Bins::build_release()?;
-    let out = target_dir().join("chaos");
-    let run_dir = out.join(format!("run-{}", std::process::id()));
-    remove_old_runs(&out);
     let spec = Spec {
         prefix: "fo-chaos".into(),
         vip: VIP,
@@ -201,13 +188,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
             .collect(),
         backends: test_net(21..=23),
     };
-    eprintln!(
-        "chaos: building the lab {}-{} (logs in {})",
-        spec.prefix,
-        std::process::id(),
-        run_dir.display()
-    );
-    let mut lab = Lab::build(&spec, bins, &run_dir)?;
+    let (mut lab, out) = lab::run::build("chaos", &spec, bins)?;
     let outcome = Chaos::new(&mut lab, seed, opts.duration).and_then(|c| c.run(&out));
     drop(lab);
     let problems = outcome?;

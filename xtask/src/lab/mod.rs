@@ -8,9 +8,11 @@
 //! the prefix and xtask's pid (`fo-demo-<pid>-a`), so two runs cannot collide; every
 //! namespace and pin directory is registered for teardown as it is made (see [`netns`]).
 
+pub mod config;
 pub use fo_lab::kit::netns;
 pub mod plot;
 pub use fo_lab::kit::proc;
+pub mod run;
 pub mod series;
 
 use std::net::Ipv4Addr;

@@ -36,6 +36,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::{longest_empty_ms, sum_timelines};
 use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns, test_net};
@@ -57,7 +58,6 @@ const PRE: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait for the fleet to be whole again after the takeover.
 const SETTLE_MAX: Duration = Duration::from_secs(20);
-const XDP_MODE: &str = "generic";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {

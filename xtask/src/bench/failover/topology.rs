@@ -31,18 +31,9 @@ pub(super) fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) ->
     } else {
         (String::new(), String::new(), "dsr")
     };
+    let router = vrrp_router("bench", 51, v.version, priority, v.advert_ms, VIP, peer);
     format!(
-        r#"{sync}[[router]]
-name = "bench"
-ownership = "vrrp"
-vrid = 51
-priority = {priority}
-version = {version}
-advert_interval = "{advert}ms"
-preempt = true
-vips = ["{VIP}"]
-{snat}peers = ["{peer}"]
-
+        r#"{sync}{router}{snat}
 [[service]]
 vip = "{VIP}"
 port = {PORT}
@@ -50,9 +41,7 @@ protocol = "tcp"
 mode = "{mode}"
 hash = "source-ip"
 backends = [{backends}]
-"#,
-        version = v.version,
-        advert = v.advert_ms,
+"#
     )
 }
 
@@ -182,20 +171,20 @@ impl Bench<'_> {
                     .arg(dir.join(format!("keepalived-{}.pid", n.name)))
                     .arg("-r")
                     .arg(dir.join(format!("vrrp-{}.pid", n.name)));
-                bp.keepalived = Some(Proc::spawn(
-                    &format!("keepalived {}", n.name),
-                    cmd,
-                    &dir.join(format!("keepalived-{}-{run}.log", n.name)),
-                )?);
+                // `keepalived a`, logging to `keepalived-a-<run>.log`; likewise HAProxy.
+                let spawn = |what: &str, cmd| {
+                    Proc::spawn(
+                        &format!("{what} {}", n.name),
+                        cmd,
+                        &dir.join(format!("{what}-{}-{run}.log", n.name)),
+                    )
+                };
+                bp.keepalived = Some(spawn("keepalived", cmd)?);
                 let mut cmd = n.ns.command("/usr/sbin/haproxy");
                 cmd.arg("-db")
                     .arg("-f")
                     .arg(dir.join(format!("haproxy-{}.cfg", n.name)));
-                bp.haproxy = Some(Proc::spawn(
-                    &format!("haproxy {}", n.name),
-                    cmd,
-                    &dir.join(format!("haproxy-{}-{run}.log", n.name)),
-                )?);
+                bp.haproxy = Some(spawn("haproxy", cmd)?);
                 let start = Instant::now();
                 loop {
                     let s = n.ns.sh(&format!("ss -Hltn 'sport = :{PORT}'"))?;

@@ -29,7 +29,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::throughput::wait_listen;
-use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
+use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
+use crate::lab::config::XDP_MODE;
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 
 use measure::*;
@@ -51,12 +52,9 @@ const BACKENDS: [Ipv4Addr; 3] = [
 ];
 const FLEET_PORT: u16 = 1514;
 const HTTP_PORT: u16 = 8080;
-const WRK_SECS: u32 = 4;
-const WRK_CONNS: u32 = 50;
 const AGENTS: u32 = 200;
 /// Runs per size and per failure at most (`--runs` can only lower it).
 const MAX_RUNS: usize = 2;
-const XDP_MODE: &str = "generic";
 const CONVERGE: Duration = Duration::from_secs(15);
 
 const TIMERS: &str =
