@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::lab::config::{XDP_MODE, vrrp_router};
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::{longest_empty_ms, sum_timelines};
 use crate::lab::{self, Bins, Lab, Spec, Transition, test_net, unix_ns};
@@ -19,6 +19,7 @@ use crate::util::read_json;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const PORT: u16 = 1514;
+const BACKENDS: [u8; 3] = [21, 22, 23];
 const AGENTS: u32 = 300;
 const RATE_PER_S: u32 = 100;
 /// Fleet source addresses 192.0.2.129-192.0.2.228: `hash = "source-ip"` then spreads
@@ -30,17 +31,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 fn router(priority: u8, peer: Ipv4Addr) -> String {
     let router = vrrp_router("demo", 51, 3, priority, 100, VIP, peer);
-    format!(
-        r#"{router}
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "source-ip"
-backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ address = "192.0.2.23" }}]
-"#
-    )
+    let service = tcp_service(VIP, PORT, "dsr", "source-ip", &test_net(BACKENDS), None);
+    format!("{router}\n{service}")
 }
 
 /// What happened, when (wall clock), for the timeline and the plot.
@@ -55,7 +47,7 @@ pub fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = Spec {
         client_sources: test_net(SOURCES.0..=SOURCES.1),
-        backends: test_net(21..=23),
+        backends: test_net(BACKENDS),
         ..Spec::pair("fo-demo", VIP, PORT)
     };
     let (mut lab, out) = lab::run::build("demo", &spec, bins)?;

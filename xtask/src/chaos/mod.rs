@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::lab::config::{XDP_MODE, vrrp_router};
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
 use crate::lab::{self, Bins, Lab, Proc, Spec, test_net, unix_ns};
 use crate::util::read_json;
 use faults::{Fault, Kind, Rng, Schedule};
@@ -56,6 +56,8 @@ const PORT: u16 = 1514;
 const NAT_PORT: u16 = 1515;
 /// The port of the service a valid reload adds and removes.
 const EXTRA_PORT: u16 = 1516;
+/// The backends' hosts in 192.0.2.0/24, for every service.
+const BACKENDS: [u8; 3] = [21, 22, 23];
 /// The NAT service's SNAT address (floats with the VIP).
 const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 /// Agent ids of the NAT fleet start here (the DSR fleet's at 0).
@@ -100,11 +102,9 @@ fn master_down(priority: u8) -> Duration {
 /// The node's config. Its router is gated on check `ready`: the file `gate` exists.
 /// Connections of the NAT service are synced to `peer` under the key in `key`.
 fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path, key: &Path) -> String {
-    let backends =
-        r#"[{ address = "192.0.2.21" }, { address = "192.0.2.22" }, { address = "192.0.2.23" }]"#;
-    let nat_backends = format!(
-        r#"[{{ address = "192.0.2.21", port = {PORT} }}, {{ address = "192.0.2.22", port = {PORT} }}, {{ address = "192.0.2.23", port = {PORT} }}]"#
-    );
+    let backends = test_net(BACKENDS);
+    let dsr = tcp_service(VIP, PORT, "dsr", "source-ip", &backends, None);
+    let nat = tcp_service(VIP, NAT_PORT, "nat", "source-ip", &backends, Some(PORT));
     // `write_config` puts this after [node]: the sync line belongs there.
     let router = vrrp_router("chaos", 52, 3, priority, ADVERT.as_millis(), VIP, peer);
     let mut s = format!(
@@ -122,40 +122,18 @@ timeout = "150ms"
 rise = 2
 fall = 2
 
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "source-ip"
-backends = {backends}
-
-[[service]]
-vip = "{VIP}"
-port = {NAT_PORT}
-protocol = "tcp"
-mode = "nat"
-hash = "source-ip"
-backends = {nat_backends}
-"#,
+{dsr}
+{nat}"#,
         key.display(),
         gate.display(),
         GATE_INTERVAL.as_millis()
     );
     if extra_service {
         // What a valid reload toggles: a second service on the VIP (no fleet traffic).
-        let _ = write!(
-            s,
-            r#"
-[[service]]
-vip = "{VIP}"
-port = {EXTRA_PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "5-tuple"
-backends = {backends}
-"#
-        );
+        s.push('\n');
+        s.push_str(&tcp_service(
+            VIP, EXTRA_PORT, "dsr", "5-tuple", &backends, None,
+        ));
     }
     s
 }
@@ -186,7 +164,7 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
             .enumerate()
             .map(|(i, (n, _))| ((*n).to_owned(), Ipv4Addr::new(192, 0, 2, 2 + i as u8)))
             .collect(),
-        backends: test_net(21..=23),
+        backends: test_net(BACKENDS),
     };
     let (mut lab, out) = lab::run::build("chaos", &spec, bins)?;
     let outcome = Chaos::new(&mut lab, seed, opts.duration).and_then(|c| c.run(&out));

@@ -36,7 +36,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
-use crate::lab::config::{XDP_MODE, vrrp_router};
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::{longest_empty_ms, sum_timelines};
 use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns, test_net};

@@ -13,11 +13,6 @@ pub(super) fn spec() -> Spec {
 }
 
 pub(super) fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) -> String {
-    let backends = BACKENDS
-        .iter()
-        .map(|i| format!("{{ address = \"192.0.2.{i}\" }}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     // `write_config` puts the body after [node]: the sync line belongs to [node].
     let (sync, snat, mode) = if v.nat {
         (
@@ -32,17 +27,8 @@ pub(super) fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) ->
         (String::new(), String::new(), "dsr")
     };
     let router = vrrp_router("bench", 51, v.version, priority, v.advert_ms, VIP, peer);
-    format!(
-        r#"{sync}{router}{snat}
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "{mode}"
-hash = "source-ip"
-backends = [{backends}]
-"#
-    )
+    let service = tcp_service(VIP, PORT, mode, "source-ip", &test_net(BACKENDS), None);
+    format!("{sync}{router}{snat}\n{service}")
 }
 
 /// keepalived's config matching the fo router: same VRID, priorities, interval, unicast
