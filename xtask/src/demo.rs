@@ -326,26 +326,13 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         .collect();
     let markers: Vec<Marker> = events
         .iter()
-        .map(|e| Marker {
-            t: rel(e.at),
-            label: e.what.clone(),
-            color: e.color,
-        })
+        .map(|e| Marker::new(rel(e.at), e.what.clone(), e.color))
         .collect();
     let around = |t: SystemTime| rel(t) - 0.5..rel(t) + 1.5;
     let panels = [
-        Panel {
-            title: "whole run".into(),
-            x: rel(fleet_start) - 0.5..rel(fleet_stop) + 0.5,
-        },
-        Panel {
-            title: "failover: a killed, b takes over".into(),
-            x: around(killed),
-        },
-        Panel {
-            title: "return: a restarted, preempts".into(),
-            x: around(a_back),
-        },
+        Panel::new("whole run", rel(fleet_start) - 0.5..rel(fleet_stop) + 0.5),
+        Panel::new("failover: a killed, b takes over", around(killed)),
+        Panel::new("return: a restarted, preempts", around(a_back)),
     ];
     let title = format!(
         "fo demo: events received per 10 ms at the 3 sinks ({AGENTS} agents x {RATE_PER_S}/s), takeover {kill_to_b_ms:.0} ms, {} resets, {} lost",

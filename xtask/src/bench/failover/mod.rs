@@ -252,9 +252,9 @@ fn one_variant(
     };
     b.configure()?;
     b.start_node(0)?;
-    b.wait_master(0, SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
+    b.wait_state(0, "master", SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
     b.start_node(1)?;
-    b.wait_backup(1, SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
+    b.wait_state(1, "backup", SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_millis(500));
     let mut per = Vec::new();
     for f in FAILURES {

@@ -192,36 +192,31 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Wait for node `i` to become master (a transition logged at or after `since`).
-    /// Returns when it did: fo, the log line's own timestamp; keepalived, the line's
-    /// arrival.
-    pub(super) fn wait_master(
+    /// Wait for node `i` to enter `state` (`master`, `backup`: a transition logged at or
+    /// after `since`). Returns when it did: fo, a master's log line's own timestamp (else
+    /// the line's arrival); keepalived, the line's arrival.
+    pub(super) fn wait_state(
         &mut self,
         i: usize,
+        state: &str,
         since: SystemTime,
         timeout: Duration,
     ) -> anyhow::Result<SystemTime> {
         match self.variant.system {
             System::Fo => {
                 let name = self.lab.nodes[i].name.clone();
-                let arrived = self.lab.nodes[i].wait_state_after("master", since, timeout)?;
+                let arrived = self.lab.nodes[i].wait_state_after(state, since, timeout)?;
+                if state != "master" {
+                    return Ok(arrived);
+                }
                 let logged = crate::bench::takeover::master_line(&self.lab, &name, since)
                     .and_then(|(_, l)| log_time(&l));
                 Ok(logged.unwrap_or(arrived))
             }
-            System::Baseline => self.wait_ka(i, "Entering MASTER STATE", since, timeout),
-        }
-    }
-
-    pub(super) fn wait_backup(
-        &mut self,
-        i: usize,
-        since: SystemTime,
-        timeout: Duration,
-    ) -> anyhow::Result<SystemTime> {
-        match self.variant.system {
-            System::Fo => self.lab.nodes[i].wait_state_after("backup", since, timeout),
-            System::Baseline => self.wait_ka(i, "Entering BACKUP STATE", since, timeout),
+            System::Baseline => {
+                let line = format!("Entering {} STATE", state.to_uppercase());
+                self.wait_ka(i, &line, since, timeout)
+            }
         }
     }
 
@@ -301,9 +296,9 @@ impl Bench<'_> {
             }
         }
         let back = self
-            .wait_master(0, t, Duration::from_secs(20))
+            .wait_state(0, "master", t, Duration::from_secs(20))
             .context("node a did not take the VIP back")?;
-        self.wait_backup(1, t, Duration::from_secs(10))
+        self.wait_state(1, "backup", t, Duration::from_secs(10))
             .context("node b did not go back to backup")?;
         Ok(back)
     }
