@@ -45,7 +45,6 @@ use topology::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const FO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const BACKEND_NS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 21),
     Ipv4Addr::new(192, 0, 2, 22),
@@ -163,14 +162,11 @@ impl Size {
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // Two systems × six sizes: the runs per size are capped to keep the scenario short.
     let runs = opts.runs.clamp(1, MAX_RUNS);
+    // The client at 192.0.2.10, as in a pair; one LB node.
     let spec = Spec {
-        prefix: "fo-bench".into(),
-        vip: VIP,
-        port: BASE_PORT,
-        client: CLIENT,
-        client_sources: Vec::new(),
         nodes: vec![("fo".into(), FO)],
         backends: BACKEND_NS.to_vec(),
+        ..Spec::pair("fo-bench", VIP, BASE_PORT)
     };
     let dir = out.join("logs").join("scale");
     let _ = std::fs::remove_dir_all(&dir);

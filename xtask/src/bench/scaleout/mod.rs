@@ -39,7 +39,6 @@ use topology::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NODES: [(&str, Ipv4Addr); 3] = [
     ("n0", Ipv4Addr::new(192, 0, 2, 2)),
     ("n1", Ipv4Addr::new(192, 0, 2, 3)),
@@ -79,14 +78,11 @@ struct Loss {
 
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let runs = opts.runs.clamp(1, MAX_RUNS);
+    // The client at 192.0.2.10, as in a pair; three LB nodes.
     let spec = Spec {
-        prefix: "fo-bench-so".into(),
-        vip: VIP,
-        port: FLEET_PORT,
-        client: CLIENT,
-        client_sources: Vec::new(),
         nodes: NODES.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
         backends: BACKENDS.to_vec(),
+        ..Spec::pair("fo-bench-so", VIP, FLEET_PORT)
     };
     let dir = out.join("logs").join("scaleout");
     let _ = std::fs::remove_dir_all(&dir);
