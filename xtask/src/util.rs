@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -22,6 +22,16 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{} failed: {status}", show(cmd));
     }
     Ok(())
+}
+
+/// Run a command for its output; fail with `what` and its stderr when it does not start
+/// or does not succeed.
+pub fn output_ok(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
+    let out = cmd.output().with_context(|| format!("spawn {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
 }
 
 /// Does the command succeed (quietly)?

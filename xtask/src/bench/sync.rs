@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
 use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::{Bins, Lab, Spec, log_fields};
+use crate::util::output_ok;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
@@ -109,20 +110,13 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let mut per_size = Vec::new();
     for size in SIZES {
         let pin_dir = lab.nodes[0].bpf_dir.clone();
-        let fill = Command::new(&bins.natfill)
-            .arg("--pin-dir")
+        let mut cmd = Command::new(&bins.natfill);
+        cmd.arg("--pin-dir")
             .arg(&pin_dir)
             .args(["--vip", &VIP.to_string(), "--snat", &SNAT.to_string()])
             .args(["--first", &filled.to_string()])
-            .args(["--count", &(size - filled).to_string()])
-            .output()
-            .context("run fo-natfill")?;
-        if !fill.status.success() {
-            bail!(
-                "fo-natfill failed: {}",
-                String::from_utf8_lossy(&fill.stderr)
-            );
-        }
+            .args(["--count", &(size - filled).to_string()]);
+        let fill = output_ok(&mut cmd, "fo-natfill")?;
         eprintln!("sync: {}", String::from_utf8_lossy(&fill.stdout).trim());
         filled = size;
         let mut rows = Vec::new();
@@ -252,17 +246,9 @@ fn restart_backup(lab: &mut Lab, bins: &Bins, size: u32) -> anyhow::Result<Run> 
 /// The NAT connections `fo-agent status` counts on b.
 fn b_connections(lab: &Lab, bins: &Bins) -> anyhow::Result<u64> {
     let sock = lab.dir.join("control-b.sock");
-    let out = Command::new(&bins.agent)
-        .args(["status", "--json", "--socket"])
-        .arg(&sock)
-        .output()
-        .context("fo-agent status on b")?;
-    if !out.status.success() {
-        bail!(
-            "fo-agent status on b: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut cmd = Command::new(&bins.agent);
+    cmd.args(["status", "--json", "--socket"]).arg(&sock);
+    let out = output_ok(&mut cmd, "fo-agent status on b")?;
     let v: Value = serde_json::from_slice(&out.stdout).context("status JSON")?;
     Ok(v["nat_connections"]
         .as_object()

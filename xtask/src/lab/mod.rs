@@ -26,7 +26,7 @@ use serde_json::Value;
 pub use netns::{Netns, Teardown};
 pub use proc::Proc;
 
-use crate::util::{cargo, exec, root};
+use crate::util::{cargo, exec, output_ok, root};
 
 /// The cargo target directory: `$CARGO_TARGET_DIR` (relative to the current directory,
 /// as cargo reads it) or `<workspace>/target`.
@@ -392,18 +392,9 @@ impl Lab {
 
     /// `fo-fleet merge FLEET SINK…`: the run's figures.
     pub fn merge(&self, fleet: &Path, sinks: &[PathBuf]) -> anyhow::Result<Value> {
-        let out = Command::new(&self.bins.fleet)
-            .arg("merge")
-            .arg(fleet)
-            .args(sinks)
-            .output()
-            .context("spawn fo-fleet merge")?;
-        if !out.status.success() {
-            bail!(
-                "fo-fleet merge failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let mut cmd = Command::new(&self.bins.fleet);
+        cmd.arg("merge").arg(fleet).args(sinks);
+        let out = output_ok(&mut cmd, "fo-fleet merge")?;
         serde_json::from_slice(&out.stdout).context("parse the merged report")
     }
 
