@@ -32,6 +32,12 @@ peers = ["{peer}"]
     )
 }
 
+/// A `[[router]]` table that always owns `vip` (`ownership = "static"`). A caller's own
+/// keys (`snat`) may follow it.
+pub fn static_router(name: &str, vip: Ipv4Addr) -> String {
+    format!("[[router]]\nname = \"{name}\"\nownership = \"static\"\nvips = [\"{vip}\"]\n")
+}
+
 /// A TCP `[[service]]` table on `vip:port`, balancing by `hash` to `backends` in `mode`
 /// (`dsr`, `nat`); with `backend_port`, every backend listens there instead of on `port`.
 pub fn tcp_service(
@@ -123,6 +129,15 @@ mod tests {
                 ("preempt", true.into()),
                 ("vips", list("192.0.2.100")),
                 ("peers", list("192.0.2.3")),
+            ],
+        );
+        check(
+            &static_router("pass", vip),
+            "router",
+            &[
+                ("name", "pass".into()),
+                ("ownership", "static".into()),
+                ("vips", list("192.0.2.100")),
             ],
         );
         for (port, mode, hash, backend_port) in [

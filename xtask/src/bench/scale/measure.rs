@@ -23,11 +23,12 @@ pub(super) fn one_size(lab: &mut Lab, case: Case) -> anyhow::Result<Size> {
     let mut body = format!(
         "[node]\ninterface = \"eth0\"\nxdp_mode = \"{XDP_MODE}\"\nbpf_dir = \"{}\"\n\
          control_socket = \"{}\"\nstate_file = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
-         [[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n",
+         {}",
         bpf_dir.display(),
         dir.join("control-fo.sock").display(),
         dir.join("state-fo.json").display(),
         entries.max(4096).next_power_of_two(),
+        static_router("bench", VIP),
     );
     for i in 0..services {
         body.push_str(&format!(

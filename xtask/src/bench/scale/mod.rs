@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 
 use super::throughput::{all_ns, bpf_stats, proc_cpu_ns, vm_busy_ns, wait_listen, xdp_prog_id};
 use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
-use crate::lab::config::XDP_MODE;
+use crate::lab::config::{XDP_MODE, static_router};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec, netns};
 
 use measure::*;

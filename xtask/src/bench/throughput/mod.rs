@@ -34,7 +34,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
-use crate::lab::config::XDP_MODE;
+use crate::lab::config::{XDP_MODE, static_router, tcp_service};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 
 use measure::*;
