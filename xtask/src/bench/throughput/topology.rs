@@ -94,21 +94,12 @@ impl Rig {
             ),
         )?;
         keep_config(out, &sw_cfg, "throughput-fo-switch-peer.toml")?;
-        let mut cmd = lab.switch.command(&bins.agent);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&sw_cfg)
-            .args(["--log-format", "json"])
-            .env("NO_COLOR", "1");
         let mut peer = Proc::spawn(
             "fo-agent switch peer",
-            cmd,
+            crate::lab::agent_command(&lab.switch, &bins, &sw_cfg),
             &dir.join("agent-switch-peer.log"),
         )?;
-        peer.wait_for_line(Duration::from_secs(30), |l| {
-            crate::lab::log_fields(l)
-                .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
-        })?;
+        crate::lab::wait_running(&mut peer, Duration::from_secs(30))?;
 
         // HAProxy on node hp, TCP mode, the same backend for both ports.
         let hp_cfg = dir.join("haproxy-lb.cfg");
