@@ -360,6 +360,14 @@ impl Lab {
         Ok(reports)
     }
 
+    /// Each backend's newest sink report: the last run's, where the sinks restart per run.
+    pub fn last_sink_reports(&self) -> Vec<PathBuf> {
+        self.backends
+            .iter()
+            .filter_map(|b| b.reports.last().cloned())
+            .collect()
+    }
+
     /// Start `fo-fleet` in the client namespace against VIP:port with `args` (see
     /// [`fleet_args`]; e.g.
     /// `--agents 300 --rate 100/s --source …`); its report goes to `fleet.json`.

@@ -55,12 +55,7 @@ impl Bench<'_> {
         let fleet_keep = self.lab.dir.join(format!("fleet-{}-{run}.json", f.key()));
         std::fs::rename(&fleet_report, &fleet_keep).context("keep the fleet report")?;
         self.lab.stop_sinks()?;
-        let sink_reports: Vec<PathBuf> = self
-            .lab
-            .backends
-            .iter()
-            .filter_map(|b| b.reports.last().cloned())
-            .collect();
+        let sink_reports = self.lab.last_sink_reports();
         let merged = self.lab.merge(&fleet_keep, &sink_reports)?;
         let sinks: Vec<Value> = sink_reports
             .iter()

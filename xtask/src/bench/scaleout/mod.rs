@@ -217,12 +217,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             let _ = fleet;
             so.lab.stop_sinks()?;
             // This run's reports only (each backend's newest).
-            let sinks: Vec<std::path::PathBuf> = so
-                .lab
-                .backends
-                .iter()
-                .filter_map(|b| b.reports.last().cloned())
-                .collect();
+            let sinks = so.lab.last_sink_reports();
             let m = so.lab.merge(&fleet_report, &sinks)?;
             let loss = Loss {
                 converge_ms,
