@@ -42,6 +42,16 @@ struct Event {
     color: plotters::style::RGBColor,
 }
 
+impl Event {
+    fn new(at: SystemTime, what: impl Into<String>, color: plotters::style::RGBColor) -> Self {
+        Self {
+            at,
+            what: what.into(),
+            color,
+        }
+    }
+}
+
 pub fn run() -> anyhow::Result<()> {
     let bins = Bins::build_release()?;
     let started = Instant::now();
@@ -75,25 +85,17 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     let bins = lab.bins.clone();
     let t_origin = SystemTime::now();
     let ready = lab.node("a").start(&bins)?;
-    events.push(Event {
-        at: ready,
-        what: "a running (XDP program loaded)".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(
+        ready,
+        "a running (XDP program loaded)",
+        plot::GREY,
+    ));
     let at = lab
         .node("a")
         .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event {
-        at,
-        what: "a master".into(),
-        color: plot::GREEN,
-    });
+    events.push(Event::new(at, "a master", plot::GREEN));
     let ready = lab.node("b").start(&bins)?;
-    events.push(Event {
-        at: ready,
-        what: "b running, backup".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(ready, "b running, backup", plot::GREY));
     lab.node("b")
         .wait_state("backup", Duration::from_secs(10))?;
     eprintln!(
@@ -104,11 +106,11 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     let fleet_args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, "5m");
     lab.start_fleet(&fleet_args)?;
     let fleet_start = SystemTime::now();
-    events.push(Event {
-        at: fleet_start,
-        what: format!("fleet started ({AGENTS} agents)"),
-        color: plot::GREY,
-    });
+    events.push(Event::new(
+        fleet_start,
+        format!("fleet started ({AGENTS} agents)"),
+        plot::GREY,
+    ));
     let connected = format!("connected={AGENTS}/{AGENTS}");
     lab.fleet
         .as_mut()
@@ -127,56 +129,32 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     sleep_until(fleet_start, PHASE);
     let killed = lab.node("a").kill9()?;
-    events.push(Event {
-        at: killed,
-        what: "a killed (SIGKILL)".into(),
-        color: plot::RED,
-    });
+    events.push(Event::new(killed, "a killed (SIGKILL)", plot::RED));
     eprintln!("demo: killed a (SIGKILL); its data plane stays pinned, its lease runs out");
     let b_master = lab.node("b").wait_state("master", Duration::from_secs(5))?;
-    events.push(Event {
-        at: b_master,
-        what: "b master".into(),
-        color: plot::ORANGE,
-    });
+    events.push(Event::new(b_master, "b master", plot::ORANGE));
 
     sleep_until(killed, PHASE);
     let a_back = SystemTime::now();
     let ready = lab.node("a").start(&bins)?;
-    events.push(Event {
-        at: a_back,
-        what: "a started again".into(),
-        color: plot::GREY,
-    });
-    events.push(Event {
-        at: ready,
-        what: "a running (pinned data plane adopted)".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(a_back, "a started again", plot::GREY));
+    events.push(Event::new(
+        ready,
+        "a running (pinned data plane adopted)",
+        plot::GREY,
+    ));
     let a_master = lab
         .node("a")
         .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event {
-        at: a_master,
-        what: "a master (preempted)".into(),
-        color: plot::GREEN,
-    });
+    events.push(Event::new(a_master, "a master (preempted)", plot::GREEN));
     let b_backup = lab
         .node("b")
         .wait_state_after("backup", a_back, Duration::from_secs(5))?;
-    events.push(Event {
-        at: b_backup,
-        what: "b backup".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(b_backup, "b backup", plot::GREY));
 
     sleep_until(a_back, PHASE);
     let fleet_stop = SystemTime::now();
-    events.push(Event {
-        at: fleet_stop,
-        what: "fleet stopped (drain)".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(fleet_stop, "fleet stopped (drain)", plot::GREY));
     let fleet_report = lab.stop_fleet(DRAIN)?;
     let sink_reports = lab.stop_sinks()?;
     let merged = lab.merge(&fleet_report, &sink_reports)?;
