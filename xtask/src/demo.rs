@@ -84,16 +84,12 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     let bins = lab.bins.clone();
     let t_origin = SystemTime::now();
-    let ready = lab.node("a").start(&bins)?;
-    events.push(Event::new(
-        ready,
+    start_a_master(
+        lab,
+        &mut events,
         "a running (XDP program loaded)",
-        plot::GREY,
-    ));
-    let at = lab
-        .node("a")
-        .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event::new(at, "a master", plot::GREEN));
+        "a master",
+    )?;
     let ready = lab.node("b").start(&bins)?;
     events.push(Event::new(ready, "b running, backup", plot::GREY));
     lab.node("b")
@@ -136,17 +132,13 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     sleep_until(killed, PHASE);
     let a_back = SystemTime::now();
-    let ready = lab.node("a").start(&bins)?;
     events.push(Event::new(a_back, "a started again", plot::GREY));
-    events.push(Event::new(
-        ready,
+    let a_master = start_a_master(
+        lab,
+        &mut events,
         "a running (pinned data plane adopted)",
-        plot::GREY,
-    ));
-    let a_master = lab
-        .node("a")
-        .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event::new(a_master, "a master (preempted)", plot::GREEN));
+        "a master (preempted)",
+    )?;
     let b_backup = lab
         .node("b")
         .wait_state_after("backup", a_back, Duration::from_secs(5))?;
@@ -400,6 +392,24 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         ));
     }
     Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}
+
+/// Starts agent a and waits until it is master; the timeline notes both (`running`:
+/// what its start did). Returns when it became master.
+fn start_a_master(
+    lab: &mut Lab,
+    events: &mut Vec<Event>,
+    running: &str,
+    master: &str,
+) -> anyhow::Result<SystemTime> {
+    let bins = lab.bins.clone();
+    let ready = lab.node("a").start(&bins)?;
+    events.push(Event::new(ready, running, plot::GREY));
+    let at = lab
+        .node("a")
+        .wait_state("master", Duration::from_secs(10))?;
+    events.push(Event::new(at, master, plot::GREEN));
+    Ok(at)
 }
 
 fn sleep_until(from: SystemTime, after: Duration) {
