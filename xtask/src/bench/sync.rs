@@ -98,13 +98,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .write_config(XDP_MODE, &body(100, a_addr, &key))?;
     keep_config(out, &lab.nodes[0].config, "sync-a.toml")?;
     keep_config(out, &lab.nodes[1].config, "sync-b.toml")?;
-    let bins = lab.bins.clone();
-    lab.node("a").start(&bins)?;
-    lab.node("a")
-        .wait_state("master", Duration::from_secs(15))?;
-    lab.node("b").start(&bins)?;
-    lab.node("b")
-        .wait_state("backup", Duration::from_secs(15))?;
+    lab.start_pair(Duration::from_secs(15))?;
 
     let mut filled = 0u32;
     let mut per_size = Vec::new();
@@ -121,7 +115,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         filled = size;
         let mut rows = Vec::new();
         for i in 0..runs {
-            let r = restart_backup(&mut lab, &bins, size)
+            let r = restart_backup(&mut lab, bins, size)
                 .with_context(|| format!("snapshot of {size} connections, run {}", i + 1))?;
             eprintln!(
                 "sync {size}: b current after {:.2} s (a sent in {:?} s), {} datagrams, {} request(s), {} incomplete",
@@ -129,7 +123,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             );
             rows.push(r);
         }
-        let held = b_connections(&lab, &bins)?;
+        let held = b_connections(&lab, bins)?;
         if held != u64::from(size) {
             bail!("b holds {held} connections after the snapshot of {size}");
         }

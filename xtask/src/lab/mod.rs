@@ -273,6 +273,17 @@ impl Lab {
             .unwrap_or_else(|| panic!("no node {name} in the lab"))
     }
 
+    /// Start a pair's agents in order: a, until it is master; then b, until it is backup
+    /// (each wait up to `timeout`).
+    pub fn start_pair(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let bins = self.bins.clone();
+        for (name, state) in [("a", "master"), ("b", "backup")] {
+            self.node(name).start(&bins)?;
+            self.node(name).wait_state(state, timeout)?;
+        }
+        Ok(())
+    }
+
     /// Start a fresh `fo-sink` on every backend (listening on VIP:port, which DSR
     /// backends hold on lo); returns once each one listens.
     pub fn start_sinks(&mut self) -> anyhow::Result<()> {
