@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 
 /// Where the control endpoint listens.
@@ -38,12 +38,8 @@ where
         ControlAddr::Tcp(a) => {
             let l = TcpListener::bind(a).await?;
             loop {
-                let (mut s, _) = l.accept().await?;
-                let body = render();
-                tokio::spawn(async move {
-                    let _ = s.write_all(&body).await;
-                    let _ = s.shutdown().await;
-                });
+                let (s, _) = l.accept().await?;
+                answer(s, render());
             }
         }
         ControlAddr::Unix(p) => {
@@ -54,13 +50,21 @@ where
             }
             let l = UnixListener::bind(&p)?;
             loop {
-                let (mut s, _) = l.accept().await?;
-                let body = render();
-                tokio::spawn(async move {
-                    let _ = s.write_all(&body).await;
-                    let _ = s.shutdown().await;
-                });
+                let (s, _) = l.accept().await?;
+                answer(s, render());
             }
         }
     }
+}
+
+/// Writes the report to one client and closes, on its own task: a slow client holds up
+/// no other.
+fn answer<S>(mut s: S, body: Vec<u8>)
+where
+    S: AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = s.write_all(&body).await;
+        let _ = s.shutdown().await;
+    });
 }

@@ -130,6 +130,26 @@ struct Counters {
     unacked_at_disconnect: AtomicU64,
 }
 
+impl Counters {
+    /// The connection counters as a report's totals (the sums over agents left at 0).
+    fn totals(&self) -> FleetTotals {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (econnreset, epipe, unexpected_eof) =
+            (l(&self.econnreset), l(&self.epipe), l(&self.unexpected_eof));
+        FleetTotals {
+            connections_established: l(&self.established),
+            connect_failures: l(&self.connect_failures),
+            resets: econnreset + epipe + unexpected_eof,
+            econnreset,
+            epipe,
+            unexpected_eof,
+            other_errors: l(&self.other_errors),
+            reconnects: l(&self.reconnects),
+            ..FleetTotals::default()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Outages {
     down: u64,
@@ -218,13 +238,14 @@ impl Fleet {
     pub fn progress(&self) -> Progress {
         let c = &self.shared.c;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let t = c.totals();
         Progress {
             connected: l(&c.connected),
-            established: l(&c.established),
-            connect_failures: l(&c.connect_failures),
-            resets: l(&c.econnreset) + l(&c.epipe) + l(&c.unexpected_eof),
-            other_errors: l(&c.other_errors),
-            reconnects: l(&c.reconnects),
+            established: t.connections_established,
+            connect_failures: t.connect_failures,
+            resets: t.resets,
+            other_errors: t.other_errors,
+            reconnects: t.reconnects,
             events_sent: l(&c.events_sent),
             events_resent: l(&c.events_resent),
             events_acked: l(&c.events_acked),
@@ -244,19 +265,7 @@ impl Fleet {
             }
         }
         let s = &self.shared;
-        let c = &s.c;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut totals = FleetTotals {
-            connections_established: l(&c.established),
-            connect_failures: l(&c.connect_failures),
-            econnreset: l(&c.econnreset),
-            epipe: l(&c.epipe),
-            unexpected_eof: l(&c.unexpected_eof),
-            other_errors: l(&c.other_errors),
-            reconnects: l(&c.reconnects),
-            ..FleetTotals::default()
-        };
-        totals.resets = totals.econnreset + totals.epipe + totals.unexpected_eof;
+        let mut totals = s.c.totals();
         let mut max_gap_ms: f64 = 0.0;
         for a in &agents {
             totals.events_sent += a.last_seq;

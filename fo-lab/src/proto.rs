@@ -120,16 +120,7 @@ impl Event {
     /// Decodes one frame from the front of `buf`: `Ok(None)` when `buf` holds less than a
     /// whole frame, else the event and the number of bytes it took.
     pub fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, ProtoError> {
-        let Some(&t) = buf.first() else {
-            return Ok(None);
-        };
-        if t != TYPE_EVENT {
-            return Err(ProtoError::BadType {
-                found: t,
-                expected: TYPE_EVENT,
-            });
-        }
-        if buf.len() < EVENT_HEADER_LEN {
+        if !holds_frame(buf, TYPE_EVENT, EVENT_HEADER_LEN)? {
             return Ok(None);
         }
         let payload_len = u16::from_be_bytes([buf[17], buf[18]]);
@@ -163,19 +154,20 @@ pub fn encode_ack(acked: u64) -> [u8; ACK_LEN] {
 
 /// Decodes one ACK from the front of `buf`: `Ok(None)` when fewer than [`ACK_LEN`] bytes.
 pub fn decode_ack(buf: &[u8]) -> Result<Option<u64>, ProtoError> {
-    let Some(&t) = buf.first() else {
-        return Ok(None);
-    };
-    if t != TYPE_ACK {
-        return Err(ProtoError::BadType {
-            found: t,
-            expected: TYPE_ACK,
-        });
-    }
-    if buf.len() < ACK_LEN {
+    if !holds_frame(buf, TYPE_ACK, ACK_LEN)? {
         return Ok(None);
     }
     Ok(Some(u64_at(buf, 1)))
+}
+
+/// Whether `buf` starts with `len` bytes of a frame of type `expected`: false while
+/// fewer have arrived, an error as soon as its first byte names another type.
+fn holds_frame(buf: &[u8], expected: u8, len: usize) -> Result<bool, ProtoError> {
+    match buf.first() {
+        None => Ok(false),
+        Some(&found) if found != expected => Err(ProtoError::BadType { found, expected }),
+        Some(_) => Ok(buf.len() >= len),
+    }
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {

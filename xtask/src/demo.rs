@@ -11,13 +11,15 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
-use crate::lab::series::sum_timelines;
-use crate::lab::{Bins, Lab, Spec, Transition, target_dir, test_net, unix_ns};
-use crate::util::{read_json, remove_old_runs};
+use crate::lab::series::{longest_empty_ms, sum_timelines};
+use crate::lab::{self, Bins, Lab, Spec, Transition, test_net, unix_ns};
+use crate::util::read_json;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const PORT: u16 = 1514;
+const BACKENDS: [u8; 3] = [21, 22, 23];
 const AGENTS: u32 = 300;
 const RATE_PER_S: u32 = 100;
 /// Fleet source addresses 192.0.2.129-192.0.2.228: `hash = "source-ip"` then spreads
@@ -26,30 +28,11 @@ const SOURCES: (u8, u8) = (129, 228);
 /// Each phase (before the kill, while a is dead, after a is back).
 const PHASE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(2);
-const XDP_MODE: &str = "generic";
 
 fn router(priority: u8, peer: Ipv4Addr) -> String {
-    format!(
-        r#"[[router]]
-name = "demo"
-ownership = "vrrp"
-vrid = 51
-priority = {priority}
-version = 3
-advert_interval = "100ms"
-preempt = true
-vips = ["{VIP}"]
-peers = ["{peer}"]
-
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "source-ip"
-backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ address = "192.0.2.23" }}]
-"#
-    )
+    let router = vrrp_router("demo", 51, 3, priority, 100, VIP, peer);
+    let service = tcp_service(VIP, PORT, "dsr", "source-ip", &test_net(BACKENDS), None);
+    format!("{router}\n{service}")
 }
 
 /// What happened, when (wall clock), for the timeline and the plot.
@@ -59,24 +42,25 @@ struct Event {
     color: plotters::style::RGBColor,
 }
 
+impl Event {
+    fn new(at: SystemTime, what: impl Into<String>, color: plotters::style::RGBColor) -> Self {
+        Self {
+            at,
+            what: what.into(),
+            color,
+        }
+    }
+}
+
 pub fn run() -> anyhow::Result<()> {
     let bins = Bins::build_release()?;
     let started = Instant::now();
-    let out = target_dir().join("demo");
-    let run_dir = out.join(format!("run-{}", std::process::id()));
-    remove_old_runs(&out);
     let spec = Spec {
         client_sources: test_net(SOURCES.0..=SOURCES.1),
-        backends: test_net(21..=23),
+        backends: test_net(BACKENDS),
         ..Spec::pair("fo-demo", VIP, PORT)
     };
-    eprintln!(
-        "demo: building the lab {}-{} (logs in {})",
-        spec.prefix,
-        std::process::id(),
-        run_dir.display()
-    );
-    let mut lab = Lab::build(&spec, bins, &run_dir)?;
+    let (mut lab, out) = lab::run::build("demo", &spec, bins)?;
     let outcome = scenario(&mut lab, &out, started);
     // The lab is torn down here (and on Ctrl-C, by the handler Lab::build installed).
     drop(lab);
@@ -100,26 +84,14 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     let bins = lab.bins.clone();
     let t_origin = SystemTime::now();
-    let ready = lab.node("a").start(&bins)?;
-    events.push(Event {
-        at: ready,
-        what: "a running (XDP program loaded)".into(),
-        color: plot::GREY,
-    });
-    let at = lab
-        .node("a")
-        .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event {
-        at,
-        what: "a master".into(),
-        color: plot::GREEN,
-    });
+    start_a_master(
+        lab,
+        &mut events,
+        "a running (XDP program loaded)",
+        "a master",
+    )?;
     let ready = lab.node("b").start(&bins)?;
-    events.push(Event {
-        at: ready,
-        what: "b running, backup".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(ready, "b running, backup", plot::GREY));
     lab.node("b")
         .wait_state("backup", Duration::from_secs(10))?;
     eprintln!(
@@ -130,11 +102,11 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     let fleet_args = crate::lab::fleet_args(AGENTS, RATE_PER_S, SOURCES, DRAIN, "5m");
     lab.start_fleet(&fleet_args)?;
     let fleet_start = SystemTime::now();
-    events.push(Event {
-        at: fleet_start,
-        what: format!("fleet started ({AGENTS} agents)"),
-        color: plot::GREY,
-    });
+    events.push(Event::new(
+        fleet_start,
+        format!("fleet started ({AGENTS} agents)"),
+        plot::GREY,
+    ));
     let connected = format!("connected={AGENTS}/{AGENTS}");
     lab.fleet
         .as_mut()
@@ -153,56 +125,28 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
 
     sleep_until(fleet_start, PHASE);
     let killed = lab.node("a").kill9()?;
-    events.push(Event {
-        at: killed,
-        what: "a killed (SIGKILL)".into(),
-        color: plot::RED,
-    });
+    events.push(Event::new(killed, "a killed (SIGKILL)", plot::RED));
     eprintln!("demo: killed a (SIGKILL); its data plane stays pinned, its lease runs out");
     let b_master = lab.node("b").wait_state("master", Duration::from_secs(5))?;
-    events.push(Event {
-        at: b_master,
-        what: "b master".into(),
-        color: plot::ORANGE,
-    });
+    events.push(Event::new(b_master, "b master", plot::ORANGE));
 
     sleep_until(killed, PHASE);
     let a_back = SystemTime::now();
-    let ready = lab.node("a").start(&bins)?;
-    events.push(Event {
-        at: a_back,
-        what: "a started again".into(),
-        color: plot::GREY,
-    });
-    events.push(Event {
-        at: ready,
-        what: "a running (pinned data plane adopted)".into(),
-        color: plot::GREY,
-    });
-    let a_master = lab
-        .node("a")
-        .wait_state("master", Duration::from_secs(10))?;
-    events.push(Event {
-        at: a_master,
-        what: "a master (preempted)".into(),
-        color: plot::GREEN,
-    });
+    events.push(Event::new(a_back, "a started again", plot::GREY));
+    let a_master = start_a_master(
+        lab,
+        &mut events,
+        "a running (pinned data plane adopted)",
+        "a master (preempted)",
+    )?;
     let b_backup = lab
         .node("b")
         .wait_state_after("backup", a_back, Duration::from_secs(5))?;
-    events.push(Event {
-        at: b_backup,
-        what: "b backup".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(b_backup, "b backup", plot::GREY));
 
     sleep_until(a_back, PHASE);
     let fleet_stop = SystemTime::now();
-    events.push(Event {
-        at: fleet_stop,
-        what: "fleet stopped (drain)".into(),
-        color: plot::GREY,
-    });
+    events.push(Event::new(fleet_stop, "fleet stopped (drain)", plot::GREY));
     let fleet_report = lab.stop_fleet(DRAIN)?;
     let sink_reports = lab.stop_sinks()?;
     let merged = lab.merge(&fleet_report, &sink_reports)?;
@@ -245,9 +189,9 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     // What the client saw: the longest run of empty 10 ms buckets at the sinks around
     // each handover, and over the whole run.
     let secs = Duration::from_secs_f64;
-    let gap_failover = empty_ms(&buckets, killed - secs(0.1), b_master + secs(1.0));
-    let gap_return = empty_ms(&buckets, a_back - secs(0.1), a_master + secs(1.0));
-    let gap_run = empty_ms(&buckets, fleet_start + secs(0.5), fleet_stop);
+    let gap_failover = longest_empty_ms(&buckets, killed - secs(0.1), b_master + secs(1.0));
+    let gap_return = longest_empty_ms(&buckets, a_back - secs(0.1), a_master + secs(1.0));
+    let gap_run = longest_empty_ms(&buckets, fleet_start + secs(0.5), fleet_stop);
 
     // ---- print -------------------------------------------------------------
     println!();
@@ -352,26 +296,13 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
         .collect();
     let markers: Vec<Marker> = events
         .iter()
-        .map(|e| Marker {
-            t: rel(e.at),
-            label: e.what.clone(),
-            color: e.color,
-        })
+        .map(|e| Marker::new(rel(e.at), e.what.clone(), e.color))
         .collect();
     let around = |t: SystemTime| rel(t) - 0.5..rel(t) + 1.5;
     let panels = [
-        Panel {
-            title: "whole run".into(),
-            x: rel(fleet_start) - 0.5..rel(fleet_stop) + 0.5,
-        },
-        Panel {
-            title: "failover: a killed, b takes over".into(),
-            x: around(killed),
-        },
-        Panel {
-            title: "return: a restarted, preempts".into(),
-            x: around(a_back),
-        },
+        Panel::new("whole run", rel(fleet_start) - 0.5..rel(fleet_stop) + 0.5),
+        Panel::new("failover: a killed, b takes over", around(killed)),
+        Panel::new("return: a restarted, preempts", around(a_back)),
     ];
     let title = format!(
         "fo demo: events received per 10 ms at the 3 sinks ({AGENTS} agents x {RATE_PER_S}/s), takeover {kill_to_b_ms:.0} ms, {} resets, {} lost",
@@ -463,22 +394,22 @@ fn scenario(lab: &mut Lab, out: &Path, started: Instant) -> anyhow::Result<Optio
     Ok((!problems.is_empty()).then(|| problems.join("; ")))
 }
 
-/// The longest run of empty 10 ms buckets from `from` to `to`, in ms.
-fn empty_ms(buckets: &BTreeMap<u64, u64>, from: SystemTime, to: SystemTime) -> u64 {
-    let (from, to) = (unix_ns(from), unix_ns(to));
-    let first = from - from % 10_000_000;
-    let (mut run, mut best) = (0, 0);
-    let mut t = first;
-    while t < to {
-        if buckets.get(&t).copied().unwrap_or(0) == 0 {
-            run += 10;
-            best = best.max(run);
-        } else {
-            run = 0;
-        }
-        t += 10_000_000;
-    }
-    best
+/// Starts agent a and waits until it is master; the timeline notes both (`running`:
+/// what its start did). Returns when it became master.
+fn start_a_master(
+    lab: &mut Lab,
+    events: &mut Vec<Event>,
+    running: &str,
+    master: &str,
+) -> anyhow::Result<SystemTime> {
+    let bins = lab.bins.clone();
+    let ready = lab.node("a").start(&bins)?;
+    events.push(Event::new(ready, running, plot::GREY));
+    let at = lab
+        .node("a")
+        .wait_state("master", Duration::from_secs(10))?;
+    events.push(Event::new(at, master, plot::GREEN));
+    Ok(at)
 }
 
 fn sleep_until(from: SystemTime, after: Duration) {

@@ -194,6 +194,20 @@ fn bounded(seconds: u64, program: &str) -> Command {
     c
 }
 
+/// Run a command [`bounded`] by `seconds`: (success, its output); an error, naming it
+/// `what`, when it does not start or runs out of time.
+fn try_output(cmd: &mut Command, what: &str, seconds: u64) -> anyhow::Result<(bool, String)> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("spawning {}", show(cmd)))?;
+    ensure!(
+        !timed_out(cmd, &out),
+        "{what}: did not finish in {seconds} s:\n{}",
+        text(&out)
+    );
+    Ok((out.status.success(), text(&out)))
+}
+
 /// Did a [`bounded`] command run out of time? (`timeout` exits 124, or 137 after KILL.)
 fn timed_out(cmd: &Command, out: &Output) -> bool {
     cmd.get_program() == "timeout" && matches!(out.status.code(), Some(124 | 137))
@@ -462,14 +476,8 @@ impl Chroot {
     /// Run `script` inside; (success, output).
     fn try_run(&self, script: &str) -> anyhow::Result<(bool, String)> {
         eprintln!("+ [root] {script}");
-        let mut cmd = self.command(script);
-        let out = cmd.output().context("spawning unshare")?;
-        ensure!(
-            !timed_out(&cmd, &out),
-            "[root] {script}: did not finish in {ROOT_COMMAND_SECONDS} s:\n{}",
-            text(&out)
-        );
-        Ok((out.status.success(), text(&out)))
+        let what = format!("[root] {script}");
+        try_output(&mut self.command(script), &what, ROOT_COMMAND_SECONDS)
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -774,14 +782,8 @@ impl Booted {
     }
 
     fn try_sh_quiet(&self, seconds: u64, script: &str) -> anyhow::Result<(bool, String)> {
-        let mut cmd = self.command(seconds, false, script);
-        let out = cmd.output().context("spawning nsenter")?;
-        ensure!(
-            !timed_out(&cmd, &out),
-            "[booted] {script}: did not finish in {seconds} s:\n{}",
-            text(&out)
-        );
-        Ok((out.status.success(), text(&out)))
+        let what = format!("[booted] {script}");
+        try_output(&mut self.command(seconds, false, script), &what, seconds)
     }
 
     /// Run `script` inside (all namespaces); (success, output).

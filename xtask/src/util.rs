@@ -1,5 +1,5 @@
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -22,6 +22,16 @@ pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{} failed: {status}", show(cmd));
     }
     Ok(())
+}
+
+/// Run a command for its output; fail with `what` and its stderr when it does not start
+/// or does not succeed.
+pub fn output_ok(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
+    let out = cmd.output().with_context(|| format!("spawn {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out)
 }
 
 /// Does the command succeed (quietly)?
@@ -77,24 +87,4 @@ pub fn is_root() -> bool {
 pub fn read_json(p: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parse {}", p.display()))
-}
-
-/// Remove the `run-<pid>` log directories under `out` (of the demo, the chaos run) whose
-/// process is gone.
-pub fn remove_old_runs(out: &Path) {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("run-")
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }

@@ -27,31 +27,25 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::{Bins, Lab, Spec, log_fields};
+use crate::util::output_ok;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 const SIZES: [u32; 2] = [100_000, 1_000_000];
 const MAX_RUNS: usize = 3;
-const XDP_MODE: &str = "generic";
 /// Longest wait for one snapshot.
 const SNAPSHOT_MAX: Duration = Duration::from_secs(300);
 
 fn body(priority: u8, peer: Ipv4Addr, key: &Path) -> String {
+    let router = vrrp_router("bench", 53, 3, priority, 100, VIP, peer);
     // `write_config` puts the body after [node]: the first lines belong to [node].
     format!(
         r#"sync = {{ peers = ["{peer}"], key_file = "{key}" }}
 nat_table_size = 1048576
 
-[[router]]
-name = "bench"
-vrid = 53
-priority = {priority}
-advert_interval = "100ms"
-preempt = true
-vips = ["{VIP}"]
-snat = ["{SNAT}"]
-peers = ["{peer}"]
+{router}snat = ["{SNAT}"]
 
 [[service]]
 vip = "{VIP}"
@@ -104,37 +98,24 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         .write_config(XDP_MODE, &body(100, a_addr, &key))?;
     keep_config(out, &lab.nodes[0].config, "sync-a.toml")?;
     keep_config(out, &lab.nodes[1].config, "sync-b.toml")?;
-    let bins = lab.bins.clone();
-    lab.node("a").start(&bins)?;
-    lab.node("a")
-        .wait_state("master", Duration::from_secs(15))?;
-    lab.node("b").start(&bins)?;
-    lab.node("b")
-        .wait_state("backup", Duration::from_secs(15))?;
+    lab.start_pair(Duration::from_secs(15))?;
 
     let mut filled = 0u32;
     let mut per_size = Vec::new();
     for size in SIZES {
         let pin_dir = lab.nodes[0].bpf_dir.clone();
-        let fill = Command::new(&bins.natfill)
-            .arg("--pin-dir")
+        let mut cmd = Command::new(&bins.natfill);
+        cmd.arg("--pin-dir")
             .arg(&pin_dir)
             .args(["--vip", &VIP.to_string(), "--snat", &SNAT.to_string()])
             .args(["--first", &filled.to_string()])
-            .args(["--count", &(size - filled).to_string()])
-            .output()
-            .context("run fo-natfill")?;
-        if !fill.status.success() {
-            bail!(
-                "fo-natfill failed: {}",
-                String::from_utf8_lossy(&fill.stderr)
-            );
-        }
+            .args(["--count", &(size - filled).to_string()]);
+        let fill = output_ok(&mut cmd, "fo-natfill")?;
         eprintln!("sync: {}", String::from_utf8_lossy(&fill.stdout).trim());
         filled = size;
         let mut rows = Vec::new();
         for i in 0..runs {
-            let r = restart_backup(&mut lab, &bins, size)
+            let r = restart_backup(&mut lab, bins, size)
                 .with_context(|| format!("snapshot of {size} connections, run {}", i + 1))?;
             eprintln!(
                 "sync {size}: b current after {:.2} s (a sent in {:?} s), {} datagrams, {} request(s), {} incomplete",
@@ -142,7 +123,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             );
             rows.push(r);
         }
-        let held = b_connections(&lab, &bins)?;
+        let held = b_connections(&lab, bins)?;
         if held != u64::from(size) {
             bail!("b holds {held} connections after the snapshot of {size}");
         }
@@ -259,17 +240,9 @@ fn restart_backup(lab: &mut Lab, bins: &Bins, size: u32) -> anyhow::Result<Run> 
 /// The NAT connections `fo-agent status` counts on b.
 fn b_connections(lab: &Lab, bins: &Bins) -> anyhow::Result<u64> {
     let sock = lab.dir.join("control-b.sock");
-    let out = Command::new(&bins.agent)
-        .args(["status", "--json", "--socket"])
-        .arg(&sock)
-        .output()
-        .context("fo-agent status on b")?;
-    if !out.status.success() {
-        bail!(
-            "fo-agent status on b: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut cmd = Command::new(&bins.agent);
+    cmd.args(["status", "--json", "--socket"]).arg(&sock);
+    let out = output_ok(&mut cmd, "fo-agent status on b")?;
     let v: Value = serde_json::from_slice(&out.stdout).context("status JSON")?;
     Ok(v["nat_connections"]
         .as_object()

@@ -20,6 +20,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::{Bins, Lab, Spec, log_fields, log_time};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -28,19 +29,7 @@ const BACKUP_PRIO: u32 = 100;
 const INTERVALS_MS: [u64; 2] = [20, 100];
 
 fn router(priority: u32, interval_ms: u64, peer: Ipv4Addr) -> String {
-    format!(
-        r#"[[router]]
-name = "bench"
-ownership = "vrrp"
-vrid = 52
-priority = {priority}
-version = 3
-advert_interval = "{interval_ms}ms"
-preempt = true
-vips = ["{VIP}"]
-peers = ["{peer}"]
-"#
-    )
+    vrrp_router("bench", 52, 3, priority, interval_ms, VIP, peer)
 }
 
 /// Master_Down_Interval of a backup at `prio`, ms (exact: the RFC formula without the
@@ -132,9 +121,9 @@ fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::
     let mut lab = Lab::build(&spec, bins.clone(), &dir)?;
     let (a_addr, b_addr) = (lab.nodes[0].addr, lab.nodes[1].addr);
     lab.node("a")
-        .write_config("generic", &router(MASTER_PRIO, interval, b_addr))?;
+        .write_config(XDP_MODE, &router(MASTER_PRIO, interval, b_addr))?;
     lab.node("b")
-        .write_config("generic", &router(BACKUP_PRIO, interval, a_addr))?;
+        .write_config(XDP_MODE, &router(BACKUP_PRIO, interval, a_addr))?;
     keep_config(
         out,
         &lab.nodes[0].config,
@@ -145,13 +134,7 @@ fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::
         &lab.nodes[1].config,
         &format!("takeover-fo-{interval}ms-b.toml"),
     )?;
-    let bins = lab.bins.clone();
-    lab.node("a").start(&bins)?;
-    lab.node("a")
-        .wait_state("master", Duration::from_secs(15))?;
-    lab.node("b").start(&bins)?;
-    lab.node("b")
-        .wait_state("backup", Duration::from_secs(15))?;
+    lab.start_pair(Duration::from_secs(15))?;
     let mut kills = Vec::new();
     for rep in 0..reps {
         // Let a few adverts pass, and vary the phase of the kill a little.
@@ -182,7 +165,7 @@ fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::
         );
         kills.push(k);
         let back = SystemTime::now();
-        lab.node("a").start(&bins)?;
+        lab.node("a").start(bins)?;
         lab.node("a")
             .wait_state_after("master", back, Duration::from_secs(10))?;
         lab.node("b")

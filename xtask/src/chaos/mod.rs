@@ -43,8 +43,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::lab::{Bins, Lab, Proc, Spec, target_dir, test_net, unix_ns};
-use crate::util::{read_json, remove_old_runs};
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
+use crate::lab::{self, Bins, Lab, Proc, Spec, test_net, unix_ns};
+use crate::util::read_json;
 use faults::{Fault, Kind, Rng, Schedule};
 use verdict::Span;
 
@@ -55,6 +56,8 @@ const PORT: u16 = 1514;
 const NAT_PORT: u16 = 1515;
 /// The port of the service a valid reload adds and removes.
 const EXTRA_PORT: u16 = 1516;
+/// The backends' hosts in 192.0.2.0/24, for every service.
+const BACKENDS: [u8; 3] = [21, 22, 23];
 /// The NAT service's SNAT address (floats with the VIP).
 const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 /// Agent ids of the NAT fleet start here (the DSR fleet's at 0).
@@ -72,7 +75,6 @@ const AGENTS: u32 = 100;
 const RATE_PER_S: u32 = 20;
 const SOURCES: (u8, u8) = (129, 228);
 const DRAIN: Duration = Duration::from_secs(3);
-const XDP_MODE: &str = "generic";
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -100,26 +102,15 @@ fn master_down(priority: u8) -> Duration {
 /// The node's config. Its router is gated on check `ready`: the file `gate` exists.
 /// Connections of the NAT service are synced to `peer` under the key in `key`.
 fn config(priority: u8, peer: Ipv4Addr, extra_service: bool, gate: &Path, key: &Path) -> String {
-    let backends =
-        r#"[{ address = "192.0.2.21" }, { address = "192.0.2.22" }, { address = "192.0.2.23" }]"#;
-    let nat_backends = format!(
-        r#"[{{ address = "192.0.2.21", port = {PORT} }}, {{ address = "192.0.2.22", port = {PORT} }}, {{ address = "192.0.2.23", port = {PORT} }}]"#
-    );
+    let backends = test_net(BACKENDS);
+    let dsr = tcp_service(VIP, PORT, "dsr", "source-ip", &backends, None);
+    let nat = tcp_service(VIP, NAT_PORT, "nat", "source-ip", &backends, Some(PORT));
     // `write_config` puts this after [node]: the sync line belongs there.
+    let router = vrrp_router("chaos", 52, 3, priority, ADVERT.as_millis(), VIP, peer);
     let mut s = format!(
         r#"sync = {{ peers = ["{peer}"], key_file = "{}" }}
 
-[[router]]
-name = "chaos"
-ownership = "vrrp"
-vrid = 52
-priority = {priority}
-version = 3
-advert_interval = "{}ms"
-preempt = true
-vips = ["{VIP}"]
-snat = ["{SNAT}"]
-peers = ["{peer}"]
+{router}snat = ["{SNAT}"]
 gates = ["ready"]
 
 [[check]]
@@ -131,41 +122,18 @@ timeout = "150ms"
 rise = 2
 fall = 2
 
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "source-ip"
-backends = {backends}
-
-[[service]]
-vip = "{VIP}"
-port = {NAT_PORT}
-protocol = "tcp"
-mode = "nat"
-hash = "source-ip"
-backends = {nat_backends}
-"#,
+{dsr}
+{nat}"#,
         key.display(),
-        ADVERT.as_millis(),
         gate.display(),
         GATE_INTERVAL.as_millis()
     );
     if extra_service {
         // What a valid reload toggles: a second service on the VIP (no fleet traffic).
-        let _ = write!(
-            s,
-            r#"
-[[service]]
-vip = "{VIP}"
-port = {EXTRA_PORT}
-protocol = "tcp"
-mode = "dsr"
-hash = "5-tuple"
-backends = {backends}
-"#
-        );
+        s.push('\n');
+        s.push_str(&tcp_service(
+            VIP, EXTRA_PORT, "dsr", "5-tuple", &backends, None,
+        ));
     }
     s
 }
@@ -185,9 +153,6 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
         opts.duration.as_secs()
     );
     let bins = Bins::build_release()?;
-    let out = target_dir().join("chaos");
-    let run_dir = out.join(format!("run-{}", std::process::id()));
-    remove_old_runs(&out);
     let spec = Spec {
         prefix: "fo-chaos".into(),
         vip: VIP,
@@ -199,15 +164,9 @@ pub fn run(opts: &Opts) -> anyhow::Result<()> {
             .enumerate()
             .map(|(i, (n, _))| ((*n).to_owned(), Ipv4Addr::new(192, 0, 2, 2 + i as u8)))
             .collect(),
-        backends: test_net(21..=23),
+        backends: test_net(BACKENDS),
     };
-    eprintln!(
-        "chaos: building the lab {}-{} (logs in {})",
-        spec.prefix,
-        std::process::id(),
-        run_dir.display()
-    );
-    let mut lab = Lab::build(&spec, bins, &run_dir)?;
+    let (mut lab, out) = lab::run::build("chaos", &spec, bins)?;
     let outcome = Chaos::new(&mut lab, seed, opts.duration).and_then(|c| c.run(&out));
     drop(lab);
     let problems = outcome?;

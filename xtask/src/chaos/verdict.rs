@@ -395,34 +395,32 @@ mod tests {
         };
         let kills = [("b".to_owned(), 1_000_000_000)];
         let (lease, slack) = (360_000_000, 20_000_000);
-        // After b's kill, ended within its lease: explained.
-        assert!(within_lease(
-            &ep(1_100, 1_300, &["a", "b"]),
-            &kills,
-            lease,
-            slack
-        ));
-        // Lasting past the lease: not.
-        assert!(!within_lease(
-            &ep(1_100, 1_400, &["a", "b"]),
-            &kills,
-            lease,
-            slack
-        ));
-        // Begun before the kill: not.
-        assert!(!within_lease(
-            &ep(990, 1_100, &["a", "b"]),
-            &kills,
-            lease,
-            slack
-        ));
-        // The killed node is not among those answering: not.
-        assert!(!within_lease(
-            &ep(1_100, 1_200, &["a", "c"]),
-            &kills,
-            lease,
-            slack
-        ));
+        // (what, from ms, to ms, answering, explained); b was killed at 1,000 ms.
+        let cases: [(&str, u64, u64, &[&str], bool); 4] = [
+            (
+                "after b's kill, ended within its lease",
+                1_100,
+                1_300,
+                &["a", "b"],
+                true,
+            ),
+            ("lasting past the lease", 1_100, 1_400, &["a", "b"], false),
+            ("begun before the kill", 990, 1_100, &["a", "b"], false),
+            (
+                "the killed node is not among those answering",
+                1_100,
+                1_200,
+                &["a", "c"],
+                false,
+            ),
+        ];
+        for (what, from_ms, to_ms, macs, explained) in cases {
+            assert_eq!(
+                within_lease(&ep(from_ms, to_ms, macs), &kills, lease, slack),
+                explained,
+                "{what}"
+            );
+        }
     }
 
     #[test]

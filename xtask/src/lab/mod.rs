@@ -8,9 +8,12 @@
 //! the prefix and xtask's pid (`fo-demo-<pid>-a`), so two runs cannot collide; every
 //! namespace and pin directory is registered for teardown as it is made (see [`netns`]).
 
+mod agent;
+pub mod config;
 pub use fo_lab::kit::netns;
 pub mod plot;
 pub use fo_lab::kit::proc;
+pub mod run;
 pub mod series;
 
 use std::net::Ipv4Addr;
@@ -21,10 +24,12 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
+use agent::field_str;
+pub use agent::{agent_command, log_fields, log_time, wait_running};
 pub use netns::{Netns, Teardown};
 pub use proc::Proc;
 
-use crate::util::{cargo, exec, root};
+use crate::util::{cargo, exec, output_ok, root};
 
 /// The cargo target directory: `$CARGO_TARGET_DIR` (relative to the current directory,
 /// as cargo reads it) or `<workspace>/target`.
@@ -268,6 +273,17 @@ impl Lab {
             .unwrap_or_else(|| panic!("no node {name} in the lab"))
     }
 
+    /// Start a pair's agents in order: a, until it is master; then b, until it is backup
+    /// (each wait up to `timeout`).
+    pub fn start_pair(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let bins = self.bins.clone();
+        for (name, state) in [("a", "master"), ("b", "backup")] {
+            self.node(name).start(&bins)?;
+            self.node(name).wait_state(state, timeout)?;
+        }
+        Ok(())
+    }
+
     /// Start a fresh `fo-sink` on every backend (listening on VIP:port, which DSR
     /// backends hold on lo); returns once each one listens.
     pub fn start_sinks(&mut self) -> anyhow::Result<()> {
@@ -355,6 +371,14 @@ impl Lab {
         Ok(reports)
     }
 
+    /// Each backend's newest sink report: the last run's, where the sinks restart per run.
+    pub fn last_sink_reports(&self) -> Vec<PathBuf> {
+        self.backends
+            .iter()
+            .filter_map(|b| b.reports.last().cloned())
+            .collect()
+    }
+
     /// Start `fo-fleet` in the client namespace against VIP:port with `args` (see
     /// [`fleet_args`]; e.g.
     /// `--agents 300 --rate 100/s --source …`); its report goes to `fleet.json`.
@@ -390,18 +414,9 @@ impl Lab {
 
     /// `fo-fleet merge FLEET SINK…`: the run's figures.
     pub fn merge(&self, fleet: &Path, sinks: &[PathBuf]) -> anyhow::Result<Value> {
-        let out = Command::new(&self.bins.fleet)
-            .arg("merge")
-            .arg(fleet)
-            .args(sinks)
-            .output()
-            .context("spawn fo-fleet merge")?;
-        if !out.status.success() {
-            bail!(
-                "fo-fleet merge failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let mut cmd = Command::new(&self.bins.fleet);
+        cmd.arg("merge").arg(fleet).args(sinks);
+        let out = output_ok(&mut cmd, "fo-fleet merge")?;
         serde_json::from_slice(&out.stdout).context("parse the merged report")
     }
 
@@ -441,58 +456,6 @@ pub fn unix_ns(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// The fields of an agent's JSON log line (`fo-agent run --log-format json`), with
-/// `message` among them.
-pub fn log_fields(line: &str) -> Option<serde_json::Map<String, Value>> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    match v.get("fields")? {
-        Value::Object(m) => Some(m.clone()),
-        _ => None,
-    }
-}
-
-/// The `timestamp` an agent's JSON log line carries (tracing's RFC 3339 UTC, e.g.
-/// `2025-01-02T03:04:05.123456Z`): when the agent wrote it, free of pipe and reader delays.
-pub fn log_time(line: &str) -> Option<SystemTime> {
-    let v: Value = serde_json::from_str(line).ok()?;
-    parse_rfc3339_utc(v.get("timestamp")?.as_str()?)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` to a `SystemTime` (UTC only, as tracing writes it).
-pub fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let nanos = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().take(9).collect();
-        digits.parse::<u64>().ok()? * 10u64.pow(9 - digits.len() as u32)
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
-}
-
-fn field_str(f: &serde_json::Map<String, Value>, k: &str) -> String {
-    match f.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
-        None => String::new(),
-    }
-}
-
 impl Node {
     /// Write the agent's config: the `[node]` table, then `body` (routers and services).
     pub fn write_config(&self, xdp_mode: &str, body: &str) -> anyhow::Result<()> {
@@ -511,24 +474,20 @@ impl Node {
     /// Start `fo-agent run` (JSON logs) and wait until it logs `running`; returns when
     /// it did.
     pub fn start(&mut self, bins: &Bins) -> anyhow::Result<SystemTime> {
-        let mut cmd = self.ns.command(&bins.agent);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--log-format", "json"])
-            .env("NO_COLOR", "1");
-        let n = self.runs.len() + 1;
-        let mut p = Proc::spawn(
-            &format!("fo-agent {}", self.name),
-            cmd,
-            &self.dir.join(format!("agent-{}-{n}.log", self.name)),
-        )?;
-        let (at, _) = p.wait_for_line(Duration::from_secs(30), |l| {
-            log_fields(l)
-                .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
-        })?;
+        let mut p = self.spawn_agent(bins, &self.dir)?;
+        let at = wait_running(&mut p, Duration::from_secs(30))?;
         self.runs.push(p);
         Ok(at)
+    }
+
+    /// Spawn its next run of the agent, logging to `agent-<name>-<run>.log` in `dir`.
+    pub fn spawn_agent(&self, bins: &Bins, dir: &Path) -> anyhow::Result<Proc> {
+        let n = self.runs.len() + 1;
+        Proc::spawn(
+            &format!("fo-agent {}", self.name),
+            agent_command(&self.ns, bins, &self.config),
+            &dir.join(format!("agent-{}-{n}.log", self.name)),
+        )
     }
 
     /// SIGKILL the running agent (its pinned data plane stays). Returns when.

@@ -43,10 +43,29 @@ pub struct Marker {
     pub color: RGBColor,
 }
 
+impl Marker {
+    pub fn new(t: f64, label: impl Into<String>, color: RGBColor) -> Self {
+        Self {
+            t,
+            label: label.into(),
+            color,
+        }
+    }
+}
+
 /// One chart: a title and the x range it shows.
 pub struct Panel {
     pub title: String,
     pub x: Range<f64>,
+}
+
+impl Panel {
+    pub fn new(title: impl Into<String>, x: Range<f64>) -> Self {
+        Self {
+            title: title.into(),
+            x,
+        }
+    }
 }
 
 pub const RED: RGBColor = RGBColor(200, 30, 30);

@@ -41,7 +41,7 @@ impl Bench<'_> {
         std::thread::sleep(PRE);
 
         let failed = self.fail(f)?;
-        let took = self.wait_master(1, failed, Duration::from_secs(15))?;
+        let took = self.wait_state(1, "master", failed, Duration::from_secs(15))?;
         let takeover_ms = ms_between(failed, took);
         self.wait_whole(took)?;
         // The old master's return, the fleet still running.
@@ -55,12 +55,7 @@ impl Bench<'_> {
         let fleet_keep = self.lab.dir.join(format!("fleet-{}-{run}.json", f.key()));
         std::fs::rename(&fleet_report, &fleet_keep).context("keep the fleet report")?;
         self.lab.stop_sinks()?;
-        let sink_reports: Vec<PathBuf> = self
-            .lab
-            .backends
-            .iter()
-            .filter_map(|b| b.reports.last().cloned())
-            .collect();
+        let sink_reports = self.lab.last_sink_reports();
         let merged = self.lab.merge(&fleet_keep, &sink_reports)?;
         let sinks: Vec<Value> = sink_reports
             .iter()
@@ -93,41 +88,19 @@ impl Bench<'_> {
                 .map(|(&ns, &c)| (rel(SystemTime::UNIX_EPOCH + Duration::from_nanos(ns)), c))
                 .collect();
             let markers = [
-                Marker {
-                    t: 0.0,
-                    label: format!("a failed ({})", f.key()),
-                    color: plot::RED,
-                },
-                Marker {
-                    t: takeover_ms / 1e3,
-                    label: "b master".into(),
-                    color: plot::GREEN,
-                },
-                Marker {
-                    t: rel(restored),
-                    label: "a restored".into(),
-                    color: plot::RED,
-                },
-                Marker {
-                    t: rel(back),
-                    label: "a master again".into(),
-                    color: plot::GREEN,
-                },
+                Marker::new(0.0, format!("a failed ({})", f.key()), plot::RED),
+                Marker::new(takeover_ms / 1e3, "b master", plot::GREEN),
+                Marker::new(rel(restored), "a restored", plot::RED),
+                Marker::new(rel(back), "a master again", plot::GREEN),
             ];
             let zoom_end = (takeover_ms / 1e3 + 1.5).max(2.0);
             let panels = [
-                Panel {
-                    title: "whole run".into(),
-                    x: rel(fleet_start) - 0.2..rel(stop) + 0.2,
-                },
-                Panel {
-                    title: "around the failure".into(),
-                    x: -0.5..zoom_end,
-                },
-                Panel {
-                    title: "around a's return".into(),
-                    x: rel(restored) - 0.5..(rel(back) + 1.5).max(rel(restored) + 2.0),
-                },
+                Panel::new("whole run", rel(fleet_start) - 0.2..rel(stop) + 0.2),
+                Panel::new("around the failure", -0.5..zoom_end),
+                Panel::new(
+                    "around a's return",
+                    rel(restored) - 0.5..(rel(back) + 1.5).max(rel(restored) + 2.0),
+                ),
             ];
             let title = format!(
                 "{} — {}: takeover {:.0} ms, gap {} ms, {} resets; a back: gap {} ms, {} resets",

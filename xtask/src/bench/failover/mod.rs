@@ -28,7 +28,7 @@ mod report;
 mod topology;
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,6 +36,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::{Opts, fmt_mmm, keep_config, mmm_json, ms_between, save};
+use crate::lab::config::{XDP_MODE, tcp_service, vrrp_router};
 use crate::lab::plot::{self, Marker, Panel};
 use crate::lab::series::{longest_empty_ms, sum_timelines};
 use crate::lab::{Bins, Lab, Proc, Spec, log_time, netns, test_net};
@@ -57,7 +58,6 @@ const PRE: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(2);
 /// Longest wait for the fleet to be whole again after the takeover.
 const SETTLE_MAX: Duration = Duration::from_secs(20);
-const XDP_MODE: &str = "generic";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {
@@ -252,9 +252,9 @@ fn one_variant(
     };
     b.configure()?;
     b.start_node(0)?;
-    b.wait_master(0, SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
+    b.wait_state(0, "master", SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
     b.start_node(1)?;
-    b.wait_backup(1, SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
+    b.wait_state(1, "backup", SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_millis(500));
     let mut per = Vec::new();
     for f in FAILURES {

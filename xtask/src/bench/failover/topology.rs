@@ -13,11 +13,6 @@ pub(super) fn spec() -> Spec {
 }
 
 pub(super) fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) -> String {
-    let backends = BACKENDS
-        .iter()
-        .map(|i| format!("{{ address = \"192.0.2.{i}\" }}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     // `write_config` puts the body after [node]: the sync line belongs to [node].
     let (sync, snat, mode) = if v.nat {
         (
@@ -31,29 +26,9 @@ pub(super) fn fo_router(v: Variant, priority: u8, peer: Ipv4Addr, key: &Path) ->
     } else {
         (String::new(), String::new(), "dsr")
     };
-    format!(
-        r#"{sync}[[router]]
-name = "bench"
-ownership = "vrrp"
-vrid = 51
-priority = {priority}
-version = {version}
-advert_interval = "{advert}ms"
-preempt = true
-vips = ["{VIP}"]
-{snat}peers = ["{peer}"]
-
-[[service]]
-vip = "{VIP}"
-port = {PORT}
-protocol = "tcp"
-mode = "{mode}"
-hash = "source-ip"
-backends = [{backends}]
-"#,
-        version = v.version,
-        advert = v.advert_ms,
-    )
+    let router = vrrp_router("bench", 51, v.version, priority, v.advert_ms, VIP, peer);
+    let service = tcp_service(VIP, PORT, mode, "source-ip", &test_net(BACKENDS), None);
+    format!("{sync}{router}{snat}\n{service}")
 }
 
 /// keepalived's config matching the fo router: same VRID, priorities, interval, unicast
@@ -182,20 +157,20 @@ impl Bench<'_> {
                     .arg(dir.join(format!("keepalived-{}.pid", n.name)))
                     .arg("-r")
                     .arg(dir.join(format!("vrrp-{}.pid", n.name)));
-                bp.keepalived = Some(Proc::spawn(
-                    &format!("keepalived {}", n.name),
-                    cmd,
-                    &dir.join(format!("keepalived-{}-{run}.log", n.name)),
-                )?);
+                // `keepalived a`, logging to `keepalived-a-<run>.log`; likewise HAProxy.
+                let spawn = |what: &str, cmd| {
+                    Proc::spawn(
+                        &format!("{what} {}", n.name),
+                        cmd,
+                        &dir.join(format!("{what}-{}-{run}.log", n.name)),
+                    )
+                };
+                bp.keepalived = Some(spawn("keepalived", cmd)?);
                 let mut cmd = n.ns.command("/usr/sbin/haproxy");
                 cmd.arg("-db")
                     .arg("-f")
                     .arg(dir.join(format!("haproxy-{}.cfg", n.name)));
-                bp.haproxy = Some(Proc::spawn(
-                    &format!("haproxy {}", n.name),
-                    cmd,
-                    &dir.join(format!("haproxy-{}-{run}.log", n.name)),
-                )?);
+                bp.haproxy = Some(spawn("haproxy", cmd)?);
                 let start = Instant::now();
                 loop {
                     let s = n.ns.sh(&format!("ss -Hltn 'sport = :{PORT}'"))?;
@@ -217,36 +192,31 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Wait for node `i` to become master (a transition logged at or after `since`).
-    /// Returns when it did: fo, the log line's own timestamp; keepalived, the line's
-    /// arrival.
-    pub(super) fn wait_master(
+    /// Wait for node `i` to enter `state` (`master`, `backup`: a transition logged at or
+    /// after `since`). Returns when it did: fo, a master's log line's own timestamp (else
+    /// the line's arrival); keepalived, the line's arrival.
+    pub(super) fn wait_state(
         &mut self,
         i: usize,
+        state: &str,
         since: SystemTime,
         timeout: Duration,
     ) -> anyhow::Result<SystemTime> {
         match self.variant.system {
             System::Fo => {
                 let name = self.lab.nodes[i].name.clone();
-                let arrived = self.lab.nodes[i].wait_state_after("master", since, timeout)?;
+                let arrived = self.lab.nodes[i].wait_state_after(state, since, timeout)?;
+                if state != "master" {
+                    return Ok(arrived);
+                }
                 let logged = crate::bench::takeover::master_line(&self.lab, &name, since)
                     .and_then(|(_, l)| log_time(&l));
                 Ok(logged.unwrap_or(arrived))
             }
-            System::Baseline => self.wait_ka(i, "Entering MASTER STATE", since, timeout),
-        }
-    }
-
-    pub(super) fn wait_backup(
-        &mut self,
-        i: usize,
-        since: SystemTime,
-        timeout: Duration,
-    ) -> anyhow::Result<SystemTime> {
-        match self.variant.system {
-            System::Fo => self.lab.nodes[i].wait_state_after("backup", since, timeout),
-            System::Baseline => self.wait_ka(i, "Entering BACKUP STATE", since, timeout),
+            System::Baseline => {
+                let line = format!("Entering {} STATE", state.to_uppercase());
+                self.wait_ka(i, &line, since, timeout)
+            }
         }
     }
 
@@ -326,9 +296,9 @@ impl Bench<'_> {
             }
         }
         let back = self
-            .wait_master(0, t, Duration::from_secs(20))
+            .wait_state(0, "master", t, Duration::from_secs(20))
             .context("node a did not take the VIP back")?;
-        self.wait_backup(1, t, Duration::from_secs(10))
+        self.wait_state(1, "backup", t, Duration::from_secs(10))
             .context("node b did not go back to backup")?;
         Ok(back)
     }

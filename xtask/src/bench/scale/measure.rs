@@ -3,15 +3,15 @@
 
 use super::*;
 
-pub(super) fn one_size(
-    lab: &mut Lab,
-    out: &Path,
-    dir: &Path,
-    backends: usize,
-    services: u16,
-    runs: usize,
-) -> anyhow::Result<Size> {
-    let tag = format!("{backends}b-{services}s");
+pub(super) fn one_size(lab: &mut Lab, case: Case) -> anyhow::Result<Size> {
+    let Case {
+        out,
+        dir,
+        backends,
+        services,
+        runs,
+    } = case;
+    let tag = case.tag();
     // A fresh data plane per size: its own pin directory, removed after.
     let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{}-fo-{tag}", lab.tag));
     netns::register_pin_dir(&bpf_dir);
@@ -23,11 +23,12 @@ pub(super) fn one_size(
     let mut body = format!(
         "[node]\ninterface = \"eth0\"\nxdp_mode = \"{XDP_MODE}\"\nbpf_dir = \"{}\"\n\
          control_socket = \"{}\"\nstate_file = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
-         [[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n",
+         {}",
         bpf_dir.display(),
         dir.join("control-fo.sock").display(),
         dir.join("state-fo.json").display(),
         entries.max(4096).next_power_of_two(),
+        static_router("bench", VIP),
     );
     for i in 0..services {
         body.push_str(&format!(
@@ -86,23 +87,6 @@ pub(super) fn one_size(
     })
 }
 
-/// (run_time_ns, run_cnt) of a BPF program.
-pub(super) fn bpf_stats(id: u64) -> Option<(u64, u64)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "id", &id.to_string(), "--json"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    // bpftool leaves the fields out until the program has run with stats on.
-    Some((
-        v["run_time_ns"].as_u64().unwrap_or(0),
-        v["run_cnt"].as_u64().unwrap_or(0),
-    ))
-}
-
 pub(super) fn wrk(
     client: &Netns,
     target: Ipv4Addr,
@@ -152,46 +136,29 @@ pub(super) fn wrk(
     })
 }
 
-/// A process's user+system CPU time so far (all its threads), ns.
-pub(super) fn proc_cpu_ns(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the comm: utime and stime are fields 14 and 15 (1-based).
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks * 10_000_000) // USER_HZ = 100
-}
-
 /// The same measurement through HAProxy 2.6 in TCP mode on the LB node: S frontends
 /// (its own address, ports 8080..), each with a backend of the first N backend
 /// addresses, `balance roundrobin` (a source hash would put the one client on one
 /// backend), no health checks (fo's services have none either).
-pub(super) fn haproxy_size(
-    lab: &Lab,
-    out: &Path,
-    dir: &Path,
-    backends: usize,
-    services: u16,
-    runs: usize,
-) -> anyhow::Result<Size> {
-    let tag = format!("{backends}b-{services}s");
+pub(super) fn haproxy_size(lab: &Lab, case: Case) -> anyhow::Result<Size> {
+    let tag = case.tag();
     let mut cfg = format!(
         "global\n  maxconn 9000\n  nbthread {HAPROXY_THREADS}\n\n\
          defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n"
     );
-    for i in 0..services {
+    for i in 0..case.services {
         let port = BASE_PORT + i;
         cfg.push_str(&format!(
             "\nfrontend f{i}\n  bind {FO}:{port}\n  default_backend b{i}\n\nbackend b{i}\n  balance roundrobin\n"
         ));
-        for k in 0..backends {
+        for k in 0..case.backends {
             cfg.push_str(&format!("  server s{k} {}:{port}\n", backend_addr(k)));
         }
     }
-    let file = dir.join(format!("haproxy-lb-{tag}.cfg"));
+    let file = case.dir.join(format!("haproxy-lb-{tag}.cfg"));
     std::fs::write(&file, cfg).context("write HAProxy's config")?;
-    if services == 1 || backends == 1 {
-        keep_config(out, &file, &format!("scale-haproxy-lb-{tag}.cfg"))?;
+    if case.services == 1 || case.backends == 1 {
+        keep_config(case.out, &file, &format!("scale-haproxy-lb-{tag}.cfg"))?;
     }
     let ns = &lab.nodes[0].ns;
     let t0 = Instant::now();
@@ -200,15 +167,15 @@ pub(super) fn haproxy_size(
     let hp = Proc::spawn(
         &format!("haproxy lb {tag}"),
         cmd,
-        &dir.join(format!("haproxy-lb-{tag}.log")),
+        &case.dir.join(format!("haproxy-lb-{tag}.log")),
     )?;
     wait_listen(ns, BASE_PORT)?;
-    wait_listen(ns, BASE_PORT + services - 1)?;
+    wait_listen(ns, BASE_PORT + case.services - 1)?;
     let ready = t0.elapsed().as_secs_f64();
     eprintln!("scale haproxy {tag}: listening after {ready:.1} s");
-    let ports = run_ports(services);
+    let ports = run_ports(case.services);
     let mut samples = Vec::new();
-    for r in 0..runs {
+    for r in 0..case.runs {
         let port = ports[r % ports.len()];
         let s = wrk(&lab.client.ns, FO, port, Some(Meter::Pid(hp.pid())))
             .with_context(|| format!("HAProxy {tag} run {}", r + 1))?;
@@ -226,9 +193,9 @@ pub(super) fn haproxy_size(
     drop(hp);
     Ok(Size {
         system: "haproxy",
-        backends,
-        services,
-        entries: backends * usize::from(services),
+        backends: case.backends,
+        services: case.services,
+        entries: case.backends * usize::from(case.services),
         running_s: ready,
         resolve_s: f64::NAN,
         samples,

@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::throughput::{all_ns, vm_busy_ns, wait_listen, xdp_prog_id};
-use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
+use super::throughput::{all_ns, bpf_stats, proc_cpu_ns, vm_busy_ns, wait_listen, xdp_prog_id};
+use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
+use crate::lab::config::{XDP_MODE, static_router};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec, netns};
 
 use measure::*;
@@ -44,7 +45,6 @@ use topology::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const FO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const BACKEND_NS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 21),
     Ipv4Addr::new(192, 0, 2, 22),
@@ -59,13 +59,10 @@ const BASE_PORT: u16 = 8080;
 const MAX_SERVICES: u16 = 64;
 const BACKEND_COUNTS: [usize; 3] = [1, 100, 1000];
 const SERVICE_COUNTS: [u16; 2] = [1, 64];
-const WRK_SECS: u32 = 4;
 /// Runs per size and system at most (`--runs` can only lower it).
 const MAX_RUNS: usize = 2;
 /// HAProxy's threads on the LB node (as in the throughput scenario).
 const HAPROXY_THREADS: u32 = 2;
-const WRK_CONNS: u32 = 50;
-const XDP_MODE: &str = "generic";
 /// Longest wait for every backend to be resolved and in the table.
 const RESOLVE_MAX: Duration = Duration::from_secs(240);
 const GC_THRESH: [(&str, u32); 3] = [
@@ -129,6 +126,23 @@ struct Size {
     failed: Option<String>,
 }
 
+/// One configuration size to measure, and where its files go.
+#[derive(Debug, Clone, Copy)]
+struct Case<'a> {
+    out: &'a Path,
+    dir: &'a Path,
+    backends: usize,
+    services: u16,
+    runs: usize,
+}
+
+impl Case<'_> {
+    /// `{backends}b-{services}s`: names the size's files and log lines.
+    fn tag(&self) -> String {
+        format!("{}b-{}s", self.backends, self.services)
+    }
+}
+
 impl Size {
     /// A size that has no figures: `e`'s first line says why.
     fn failed(system: &'static str, backends: usize, services: u16, e: &anyhow::Error) -> Size {
@@ -148,14 +162,11 @@ impl Size {
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // Two systems × six sizes: the runs per size are capped to keep the scenario short.
     let runs = opts.runs.clamp(1, MAX_RUNS);
+    // The client at 192.0.2.10, as in a pair; one LB node.
     let spec = Spec {
-        prefix: "fo-bench".into(),
-        vip: VIP,
-        port: BASE_PORT,
-        client: CLIENT,
-        client_sources: Vec::new(),
         nodes: vec![("fo".into(), FO)],
         backends: BACKEND_NS.to_vec(),
+        ..Spec::pair("fo-bench", VIP, BASE_PORT)
     };
     let dir = out.join("logs").join("scale");
     let _ = std::fs::remove_dir_all(&dir);
@@ -208,7 +219,14 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let mut sizes = Vec::new();
     for &services in &SERVICE_COUNTS {
         for &backends in &BACKEND_COUNTS {
-            let size = match one_size(&mut lab, out, &dir, backends, services, runs) {
+            let case = Case {
+                out,
+                dir: &dir,
+                backends,
+                services,
+                runs,
+            };
+            let size = match one_size(&mut lab, case) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("scale: {backends} backends × {services} services failed: {e:#}");
@@ -217,7 +235,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
                 }
             };
             sizes.push(size);
-            let hp = match haproxy_size(&lab, out, &dir, backends, services, runs) {
+            let hp = match haproxy_size(&lab, case) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!(

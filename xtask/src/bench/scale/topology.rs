@@ -88,24 +88,11 @@ pub(super) fn start_agent(
     bins: &Bins,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let mut cmd = node.ns.command(&bins.agent);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&node.config)
-        .args(["--log-format", "json"])
-        .env("NO_COLOR", "1");
-    let n = node.runs.len() + 1;
-    let mut p = Proc::spawn(
-        &format!("fo-agent {}", node.name),
-        cmd,
-        &dir.join(format!("agent-{}-{n}.log", node.name)),
-    )?;
-    let res = p.wait_for_line(RESOLVE_MAX, |l| {
-        crate::lab::log_fields(l)
-            .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
-    });
+    let mut p = node.spawn_agent(bins, dir)?;
+    let res = crate::lab::wait_running(&mut p, RESOLVE_MAX);
+    // Kept even when it is not running: clear_agent stops it.
     node.runs.push(p);
-    res.map(|_| ())
+    res.map(drop)
 }
 
 /// Wait until the agent's status lists `entries` backend entries, all resolved;

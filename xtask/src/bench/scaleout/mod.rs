@@ -29,7 +29,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use super::throughput::wait_listen;
-use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
+use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
+use crate::lab::config::XDP_MODE;
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 
 use measure::*;
@@ -38,7 +39,6 @@ use topology::*;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NODES: [(&str, Ipv4Addr); 3] = [
     ("n0", Ipv4Addr::new(192, 0, 2, 2)),
     ("n1", Ipv4Addr::new(192, 0, 2, 3)),
@@ -51,12 +51,9 @@ const BACKENDS: [Ipv4Addr; 3] = [
 ];
 const FLEET_PORT: u16 = 1514;
 const HTTP_PORT: u16 = 8080;
-const WRK_SECS: u32 = 4;
-const WRK_CONNS: u32 = 50;
 const AGENTS: u32 = 200;
 /// Runs per size and per failure at most (`--runs` can only lower it).
 const MAX_RUNS: usize = 2;
-const XDP_MODE: &str = "generic";
 const CONVERGE: Duration = Duration::from_secs(15);
 
 const TIMERS: &str =
@@ -81,14 +78,11 @@ struct Loss {
 
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let runs = opts.runs.clamp(1, MAX_RUNS);
+    // The client at 192.0.2.10, as in a pair; three LB nodes.
     let spec = Spec {
-        prefix: "fo-bench-so".into(),
-        vip: VIP,
-        port: FLEET_PORT,
-        client: CLIENT,
-        client_sources: Vec::new(),
         nodes: NODES.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
         backends: BACKENDS.to_vec(),
+        ..Spec::pair("fo-bench-so", VIP, FLEET_PORT)
     };
     let dir = out.join("logs").join("scaleout");
     let _ = std::fs::remove_dir_all(&dir);
@@ -223,12 +217,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             let _ = fleet;
             so.lab.stop_sinks()?;
             // This run's reports only (each backend's newest).
-            let sinks: Vec<std::path::PathBuf> = so
-                .lab
-                .backends
-                .iter()
-                .filter_map(|b| b.reports.last().cloned())
-                .collect();
+            let sinks = so.lab.last_sink_reports();
             let m = so.lab.merge(&fleet_report, &sinks)?;
             let loss = Loss {
                 converge_ms,

@@ -160,19 +160,9 @@ impl ScaleoutLab {
         let sock = node
             .config
             .with_file_name(format!("control-{}.sock", node.name));
-        let out = std::process::Command::new(&self.lab.bins.agent)
-            .args(args)
-            .arg("--socket")
-            .arg(sock)
-            .output()
-            .context("run fo-agent")?;
-        if !out.status.success() {
-            bail!(
-                "fo-agent {args:?} on {}: {}",
-                node.name,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let mut cmd = std::process::Command::new(&self.lab.bins.agent);
+        cmd.args(args).arg("--socket").arg(sock);
+        crate::util::output_ok(&mut cmd, &format!("fo-agent {args:?} on {}", node.name))?;
         Ok(())
     }
 

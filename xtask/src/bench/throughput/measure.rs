@@ -154,27 +154,36 @@ pub(super) enum Lb {
 fn lb_cpu_ns(lb: Lb) -> Option<u64> {
     match lb {
         Lb::None => None,
-        Lb::Pid(pid) => {
-            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // After the comm: state is field 3, utime 14 and stime 15 (1-based).
-            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-            Some(ticks * 10_000_000) // USER_HZ = 100
-        }
-        Lb::Bpf(id) => {
-            let out = Command::new("bpftool")
-                .args(["prog", "show", "id", &id.to_string(), "--json"])
-                .output()
-                .ok()?;
-            if !out.status.success() {
-                return None;
-            }
-            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            // bpftool leaves the field out until the program has run with stats on.
-            Some(v["run_time_ns"].as_u64().unwrap_or(0))
-        }
+        Lb::Pid(pid) => proc_cpu_ns(pid),
+        Lb::Bpf(id) => bpf_stats(id).map(|(run_time_ns, _)| run_time_ns),
     }
+}
+
+/// A process's user+system CPU time so far (all its threads), ns.
+pub(in crate::bench) fn proc_cpu_ns(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: utime and stime are fields 14 and 15 (1-based).
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000_000) // USER_HZ = 100
+}
+
+/// (run_time_ns, run_cnt) of a BPF program.
+pub(in crate::bench) fn bpf_stats(id: u64) -> Option<(u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string(), "--json"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    // bpftool leaves the fields out until the program has run with stats on.
+    Some((
+        v["run_time_ns"].as_u64().unwrap_or(0),
+        v["run_cnt"].as_u64().unwrap_or(0),
+    ))
 }
 
 /// A row that names fo as its LB must have gone through fo's XDP program: no run time

@@ -33,14 +33,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use super::{Opts, fmt_mmm, keep_config, mmm_json, save};
+use super::{Opts, WRK_CONNS, WRK_SECS, fmt_mmm, keep_config, mmm_json, save};
+use crate::lab::config::{XDP_MODE, static_router, tcp_service};
 use crate::lab::{Bins, Lab, Netns, Proc, Spec};
 
 use measure::*;
 use report::*;
 use topology::*;
 
-pub(super) use measure::{vm_busy_ns, wrk};
+pub(super) use measure::{bpf_stats, proc_cpu_ns, vm_busy_ns, wrk};
 pub(super) use topology::{all_ns, wait_listen, xdp_prog_id};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -70,9 +71,6 @@ const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 103);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
 const IPERF_SECS: u32 = 4;
-const WRK_SECS: u32 = 4;
-const WRK_CONNS: u32 = 50;
-const XDP_MODE: &str = "generic";
 
 /// Every path measured with the LB node sharing the cores: bulk and connections.
 const PATHS: [Path_; 8] = [

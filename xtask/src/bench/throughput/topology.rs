@@ -43,18 +43,20 @@ pub(super) struct Rig {
 impl Rig {
     /// Configure and start every node and the backend.
     pub(super) fn start(lab: &mut Lab, dir: &Path, out: &Path) -> anyhow::Result<Rig> {
-        // fo: static ownership of the VIP, two DSR services to the one backend.
-        let service = |port: u16| {
+        // Static ownership of `vip` (and the router's own keys `more`), two services in
+        // `mode` to the one backend: iperf's and HTTP's.
+        let body = |vip: Ipv4Addr, more: &str, mode: &str| {
+            let service = |port| tcp_service(vip, port, mode, "5-tuple", &[BACKEND], None);
             format!(
-                "[[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"dsr\"\nhash = \"5-tuple\"\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
+                "{}{more}\n{}\n{}",
+                static_router("bench", vip),
+                service(IPERF_PORT),
+                service(HTTP_PORT)
             )
         };
-        let body = format!(
-            "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP}\"]\n\n{}\n{}",
-            service(IPERF_PORT),
-            service(HTTP_PORT)
-        );
-        lab.node("fo").write_config(XDP_MODE, &body)?;
+        // fo: two DSR services.
+        lab.node("fo")
+            .write_config(XDP_MODE, &body(VIP, "", "dsr"))?;
         keep_config(out, &lab.nodes[0].config, "throughput-fo.toml")?;
         let bins = lab.bins.clone();
         lab.node("fo").start(&bins)?;
@@ -63,28 +65,16 @@ impl Rig {
         // and docs/lab.md's workaround for XDP_TX on veth: an XDP program on the peer, fon's
         // switch port — a second fo-agent, native mode, a static router with an unused VIP
         // and no services, so it only passes traffic.
-        let body = format!(
-            "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP_NATIVE}\"]\n\n{}\n{}",
-            service(IPERF_PORT).replace(&VIP.to_string(), &VIP_NATIVE.to_string()),
-            service(HTTP_PORT).replace(&VIP.to_string(), &VIP_NATIVE.to_string())
-        );
-        lab.node("fon").write_config("native", &body)?;
+        lab.node("fon")
+            .write_config("native", &body(VIP_NATIVE, "", "dsr"))?;
         keep_config(out, &lab.nodes[2].config, "throughput-fo-native.toml")?;
         lab.node("fon").start(&bins)?;
 
         // fo with NAT services on node fonat: its own VIP and SNAT address, the backend
         // reached by its own address (no VIP on the backend needed).
-        let nat_service = |port: u16| {
-            format!(
-                "[[service]]\nvip = \"{VIP_NAT}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"nat\"\nhash = \"5-tuple\"\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
-            )
-        };
-        let body = format!(
-            "[[router]]\nname = \"bench\"\nownership = \"static\"\nvips = [\"{VIP_NAT}\"]\nsnat = [\"{SNAT}\"]\n\n{}\n{}",
-            nat_service(IPERF_PORT),
-            nat_service(HTTP_PORT)
-        );
-        lab.node("fonat").write_config(XDP_MODE, &body)?;
+        let snat = format!("snat = [\"{SNAT}\"]\n");
+        lab.node("fonat")
+            .write_config(XDP_MODE, &body(VIP_NAT, &snat, "nat"))?;
         keep_config(out, &lab.nodes[3].config, "throughput-fo-nat.toml")?;
         lab.node("fonat").start(&bins)?;
         // Switch ports: p0 the client, then the nodes in order.
@@ -96,28 +86,20 @@ impl Rig {
             &sw_cfg,
             format!(
                 "[node]\ninterface = \"{fon_port}\"\nxdp_mode = \"native\"\nbpf_dir = \"{}\"\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\n\n\
-                 [[router]]\nname = \"pass\"\nownership = \"static\"\nvips = [\"{VIP_UNUSED}\"]\n",
+                 {}",
                 sw_bpf.display(),
                 dir.join("control-switch-peer.sock").display(),
-                dir.join("state-switch-peer.json").display()
+                dir.join("state-switch-peer.json").display(),
+                static_router("pass", VIP_UNUSED)
             ),
         )?;
         keep_config(out, &sw_cfg, "throughput-fo-switch-peer.toml")?;
-        let mut cmd = lab.switch.command(&bins.agent);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&sw_cfg)
-            .args(["--log-format", "json"])
-            .env("NO_COLOR", "1");
         let mut peer = Proc::spawn(
             "fo-agent switch peer",
-            cmd,
+            crate::lab::agent_command(&lab.switch, &bins, &sw_cfg),
             &dir.join("agent-switch-peer.log"),
         )?;
-        peer.wait_for_line(Duration::from_secs(30), |l| {
-            crate::lab::log_fields(l)
-                .is_some_and(|f| f.get("message").and_then(Value::as_str) == Some("running"))
-        })?;
+        crate::lab::wait_running(&mut peer, Duration::from_secs(30))?;
 
         // HAProxy on node hp, TCP mode, the same backend for both ports.
         let hp_cfg = dir.join("haproxy-lb.cfg");
