@@ -33,12 +33,12 @@ pub fn reply(ctx: &XdpContext) -> Result<u32, Counter> {
             // Gratuitous ARP (an announcement, maybe by a peer taking over): not a question.
             return Err(Counter::PassArpOther);
         }
-        let key = VipKey {
+        let key = maps::Aligned(VipKey {
             addr: Addr::v4(target),
             family: FAMILY_V4,
             _pad: [0; 3],
-        };
-        maps::may_answer_for(&key, Counter::PassArpOther)?;
+        });
+        maps::may_answer_for(&key.0, Counter::PassArpOther)?;
         let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
 
         let asker = (*arp).sha;

@@ -18,7 +18,7 @@ use fo_common::{
     xdp_action::XDP_TX,
 };
 
-use crate::maps::{self, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
+use crate::maps::{self, Aligned, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
 use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
@@ -97,15 +97,13 @@ fn forward(
     // For IPv4: the packet is whole (see `ipv4`); NAT is IPv4 only.
     whole: bool,
 ) -> Result<u32, Counter> {
+    let vip_key = Aligned(VipKey {
+        addr: dst,
+        family,
+        _pad: [0; 3],
+    });
     // SAFETY (map reads below): values are plain data replaced whole by the agent.
-    let vip = unsafe {
-        maps::VIPS.get(&VipKey {
-            addr: dst,
-            family,
-            _pad: [0; 3],
-        })
-    }
-    .ok_or(Counter::PassNotVip)?;
+    let vip = unsafe { maps::VIPS.get(&vip_key.0) }.ok_or(Counter::PassNotVip)?;
     if vip.flags & fo_common::VIP_OWNED == 0 {
         return Err(Counter::PassNotOwned);
     }
@@ -145,7 +143,7 @@ fn forward(
         }
         _ => return Err(Counter::PassNotTcpUdp),
     };
-    let flow = FlowKey {
+    let flow = Aligned(FlowKey {
         src,
         dst,
         sport_be,
@@ -153,16 +151,17 @@ fn forward(
         proto,
         family,
         _pad: [0; 2],
-    };
+    });
+    let flow = &flow.0;
     // NAT is IPv4 only (the config refuses it on IPv6 VIPs).
     if family == FAMILY_V4 && vip_flags & (VIP_NAT | VIP_SNAT) != 0 {
         if !whole {
             return Err(Counter::PassTruncated);
         }
         if vip_flags & VIP_SNAT != 0 {
-            return Ok(nat::reply_any(ctx, l4_offset, &flow));
+            return Ok(nat::reply_any(ctx, l4_offset, flow));
         }
-        if let Some(action) = nat::forward_known(ctx, l4_offset, &flow) {
+        if let Some(action) = nat::forward_known(ctx, l4_offset, flow) {
             return Ok(action);
         }
     }
@@ -176,7 +175,7 @@ fn forward(
     let known = if new_connection {
         None
     } else {
-        established(&flow).or_else(|| confirmed(&flow))
+        established(flow).or_else(|| confirmed(flow))
     };
     let (slot, backend) = match known {
         Some(found) => {
@@ -184,15 +183,13 @@ fn forward(
             found
         }
         None => {
-            let service = unsafe {
-                SERVICES.get(&ServiceKey {
-                    vip: dst,
-                    port_be: dport_be,
-                    proto,
-                    family,
-                })
-            }
-            .ok_or(Counter::PassNoService)?;
+            let service_key = Aligned(ServiceKey {
+                vip: dst,
+                port_be: dport_be,
+                proto,
+                family,
+            });
+            let service = unsafe { SERVICES.get(&service_key.0) }.ok_or(Counter::PassNoService)?;
             let service_id = service.id;
             let h = if service.flags & SVC_HASH_5TUPLE != 0 {
                 hash::hash_5tuple(&src.bytes, &dst.bytes, sport_be, dport_be, proto)
@@ -204,7 +201,7 @@ fn forward(
                 if !whole {
                     return Err(Counter::PassTruncated);
                 }
-                return Ok(nat::open_new(ctx, l4_offset, &flow, service_id, found.0));
+                return Ok(nat::open_new(ctx, l4_offset, flow, service_id, found.0));
             }
             maps::count(Counter::FlowMiss);
             let value = FlowValue {
@@ -212,9 +209,9 @@ fn forward(
                 service_id,
             };
             if new_connection {
-                remember_syn(&flow, value);
+                remember_syn(flow, value);
             } else {
-                remember(&flow, value);
+                remember(flow, value);
             }
             found
         }

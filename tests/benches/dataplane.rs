@@ -16,6 +16,13 @@
 //! NAT packet is rewritten, so they use the single method only.
 //!
 //! Every figure: min / median / max over 5 runs. Report: target/bench/dataplane.{md,json}.
+//!
+//! A/B: with `FO_BENCH_BASELINE_OBJECT` set to another build of the XDP object (`cargo
+//! xtask bench dataplane --baseline REV` builds one from a git revision and sets it,
+//! with `FO_BENCH_BASELINE_REV` naming it), every row is measured on both objects in
+//! the same run: each object on its own maps, loaded and filled the same way, the two
+//! taking turns run by run (which goes first alternates), and the report gives old,
+//! new and the difference.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -39,6 +46,54 @@ struct Bench {
     dir: std::path::PathBuf,
 }
 
+/// An XDP object under test: this build's (embedded in the agent) or a baseline's.
+#[derive(Clone)]
+struct Object {
+    /// `new`, or `old` for the baseline.
+    label: &'static str,
+    /// The baseline's object file; `None`: this build's.
+    bytes: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+/// This build's object, after the baseline's when `FO_BENCH_BASELINE_OBJECT` names one.
+fn objects() -> Vec<Object> {
+    let mut v = Vec::new();
+    if let Some(path) = std::env::var_os("FO_BENCH_BASELINE_OBJECT") {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "FO_BENCH_BASELINE_OBJECT={}: {e}",
+                std::path::Path::new(&path).display()
+            )
+        });
+        // The ELF parser reads 64-bit headers in place: the buffer must be 8-aligned,
+        // as the allocator's blocks are.
+        assert_eq!(
+            bytes.as_ptr() as usize % 8,
+            0,
+            "the baseline object's buffer is not 8-byte aligned"
+        );
+        v.push(Object {
+            label: "old",
+            bytes: Some(std::sync::Arc::new(bytes)),
+        });
+    }
+    v.push(Object {
+        label: "new",
+        bytes: None,
+    });
+    v
+}
+
+/// The order in which the objects take their turn in `run`: alternating, so that
+/// neither always runs on caches the other warmed.
+fn turns(n: usize, run: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    if run % 2 == 1 {
+        v.reverse();
+    }
+    v
+}
+
 impl Drop for Bench {
     fn drop(&mut self) {
         let _ = remove_all_pins(&self.dir);
@@ -50,11 +105,12 @@ const NAT_BACKEND_PORT: u16 = 11514;
 const D0_MAC: [u8; 6] = [0x02, 0xf0, 0, 0, 0, 2];
 const GW_MAC: [u8; 6] = [0x02, 0x99, 0, 0, 0, 0xfe];
 
-fn setup(backends: u32, nat: bool) -> Bench {
+fn setup(backends: u32, nat: bool, object: &Object) -> Bench {
     fo_tests::require_root();
     let dir = std::path::PathBuf::from(format!(
-        "/sys/fs/bpf/fo-bench-{}-{backends}-{nat}",
-        std::process::id()
+        "/sys/fs/bpf/fo-bench-{}-{backends}-{nat}-{}",
+        std::process::id(),
+        object.label
     ));
     let opts = LoadOptions {
         pin_dir: dir.clone(),
@@ -64,7 +120,11 @@ fn setup(backends: u32, nat: bool) -> Bench {
         flow_table_size: 1 << 20,
         nat_table_size: 1 << 16,
     };
-    let mut dp = Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object");
+    let mut dp = match &object.bytes {
+        None => Dataplane::open(&opts, &Attach::Detached).expect("load the XDP object"),
+        Some(bytes) => Dataplane::open_detached_object(&opts, bytes)
+            .unwrap_or_else(|e| panic!("load the baseline XDP object: {e:#?}")),
+    };
     dp.set_iface(1, OUR_MAC).expect("IFACES");
     if nat {
         let d0 = fo_agent::dataplane::ifindex("d0").expect("d0");
@@ -111,7 +171,7 @@ fn setup(backends: u32, nat: bool) -> Bench {
 
 /// NAT rows: new connection (port reservation, both entries, FIB), client packet of
 /// an established connection, and the backend's reply, 3 backends behind a gateway.
-fn nat_rows() -> Vec<Row> {
+fn nat_rows(objects: &[Object]) -> Vec<Row> {
     use fo_common::xdp_action::XDP_REDIRECT;
     let ns = fo_tests::netns::Netns::new("natbench");
     ns.sh(
@@ -121,8 +181,9 @@ fn nat_rows() -> Vec<Row> {
          && ip neigh add 192.0.2.254 lladdr 02:99:00:00:00:fe dev d0 nud permanent \
          && sysctl -qw net.ipv4.ip_forward=1",
     );
-    ns.run(|| {
-        let mut b = setup(3, true);
+    let objects = objects.to_vec();
+    ns.run(move || {
+        let mut benches: Vec<Bench> = objects.iter().map(|o| setup(3, true, o)).collect();
         let nat_frame = |i: u32, flags: u8| {
             let mut f = client_syn(i, flags);
             f[0..6].copy_from_slice(&D0_MAC);
@@ -165,43 +226,59 @@ fn nat_rows() -> Vec<Row> {
             f[0..6].copy_from_slice(&D0_MAC);
             f
         };
-        let (mut open, mut syn_ack, mut promote, mut est, mut reply) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        for run in 0..RUNS as u32 {
-            let base = run * SINGLES * 2 + 1;
-            open.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_SYN)),
-                XDP_REDIRECT,
-            ));
-            let table = b.dp.nat_table().expect("NAT table");
-            let embryonic = table.embryonic().expect("embryonic NAT flows");
-            syn_ack.push(single(
-                &mut b,
-                embryonic
-                    .iter()
-                    .map(|(_, f)| from_backend(f, 0x12, 5000, 1001)),
-                XDP_REDIRECT,
-            ));
-            promote.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| client_ack(base + i)),
-                XDP_REDIRECT,
-            ));
-            est.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| client_ack(base + i)),
-                XDP_REDIRECT,
-            ));
-            let flows = table.flows().expect("NAT flows");
-            reply.push(single(
-                &mut b,
-                flows
-                    .iter()
-                    .take(SINGLES as usize)
-                    .map(|(_, f)| from_backend(f, frames::TCP_ACK, 5001, 1001)),
-                XDP_REDIRECT,
-            ));
+        let n = benches.len();
+        let (mut open, mut syn_ack, mut promote, mut est, mut reply) = (
+            Samples::new(n),
+            Samples::new(n),
+            Samples::new(n),
+            Samples::new(n),
+            Samples::new(n),
+        );
+        for run in 0..RUNS {
+            let base = run as u32 * SINGLES * 2 + 1;
+            for k in turns(n, run) {
+                let b = &mut benches[k];
+                open.push(
+                    k,
+                    single(
+                        b,
+                        (0..SINGLES).map(|i| nat_frame(base + i, frames::TCP_SYN)),
+                        XDP_REDIRECT,
+                    ),
+                );
+                let table = b.dp.nat_table().expect("NAT table");
+                let embryonic = table.embryonic().expect("embryonic NAT flows");
+                syn_ack.push(
+                    k,
+                    single(
+                        b,
+                        embryonic
+                            .iter()
+                            .map(|(_, f)| from_backend(f, 0x12, 5000, 1001)),
+                        XDP_REDIRECT,
+                    ),
+                );
+                promote.push(
+                    k,
+                    single(b, (0..SINGLES).map(|i| client_ack(base + i)), XDP_REDIRECT),
+                );
+                est.push(
+                    k,
+                    single(b, (0..SINGLES).map(|i| client_ack(base + i)), XDP_REDIRECT),
+                );
+                let flows = table.flows().expect("NAT flows");
+                reply.push(
+                    k,
+                    single(
+                        b,
+                        flows
+                            .iter()
+                            .take(SINGLES as usize)
+                            .map(|(_, f)| from_backend(f, frames::TCP_ACK, 5001, 1001)),
+                        XDP_REDIRECT,
+                    ),
+                );
+            }
         }
         vec![
             stats(
@@ -270,86 +347,142 @@ fn single(b: &mut Bench, frames: impl Iterator<Item = Vec<u8>>, expect: u32) -> 
     ns[ns.len() / 2] as f64
 }
 
+/// Per object, the figure of each run.
+struct Samples(Vec<Vec<f64>>);
+
+impl Samples {
+    fn new(objects: usize) -> Self {
+        Self(vec![Vec::new(); objects])
+    }
+
+    fn push(&mut self, object: usize, v: f64) {
+        self.0[object].push(v);
+    }
+}
+
 #[derive(serde::Serialize)]
-struct Row {
-    case: String,
-    method: &'static str,
-    backends: u32,
+struct Figures {
     min_ns: f64,
     median_ns: f64,
     max_ns: f64,
 }
 
-fn stats(case: &str, method: &'static str, backends: u32, mut v: Vec<f64>) -> Row {
-    v.sort_by(f64::total_cmp);
+impl Figures {
+    fn of(mut v: Vec<f64>) -> Self {
+        v.sort_by(f64::total_cmp);
+        Figures {
+            min_ns: v[0],
+            median_ns: v[v.len() / 2],
+            max_ns: v[v.len() - 1],
+        }
+    }
+}
+
+/// A row: this build's figures (flattened, as before A/B), and the baseline's.
+#[derive(serde::Serialize)]
+struct Row {
+    case: String,
+    method: &'static str,
+    backends: u32,
+    #[serde(flatten)]
+    new: Figures,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Figures>,
+}
+
+fn stats(case: &str, method: &'static str, backends: u32, samples: Samples) -> Row {
+    let mut per_object = samples.0;
+    let new = Figures::of(per_object.pop().expect("this build's samples"));
+    let baseline = per_object.pop().map(Figures::of);
     Row {
         case: case.into(),
         method,
         backends,
-        min_ns: v[0],
-        median_ns: v[v.len() / 2],
-        max_ns: v[v.len() - 1],
+        new,
+        baseline,
     }
 }
 
 fn main() {
     use fo_common::xdp_action::{XDP_PASS, XDP_TX};
     // `cargo bench` passes --bench; nothing else is accepted.
+    let objects = objects();
+    let n = objects.len();
     let mut rows = Vec::new();
     for backends in [3u32, 1000] {
-        let mut b = setup(backends, false);
-        let (mut new_flow, mut first, mut est_single, mut est_batch) =
-            (vec![], vec![], vec![], vec![]);
-        let (mut arp, mut pass, mut floor) = (vec![], vec![], vec![]);
-        for run in 0..RUNS as u32 {
-            let base = run * SINGLES * 2 + 1;
-            new_flow.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)),
-                XDP_TX,
-            ));
-            // The same flows again: the first packet after the SYN moves each from
-            // FLOWS_NEW to the flow table ...
-            first.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
-                XDP_TX,
-            ));
-            // ... and from then on they are established there.
-            est_single.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
-                XDP_TX,
-            ));
-            est_batch.push(batch(&mut b, &client_syn(base, frames::TCP_ACK), XDP_TX));
-            arp.push(single(
-                &mut b,
-                (0..SINGLES).map(|i| {
-                    frames::arp(
-                        1,
-                        CLIENT_MAC,
-                        Ipv4Addr::from(0x0a00_0000u32 + i),
-                        [0; 6],
-                        VIP,
-                    )
-                }),
-                XDP_TX,
-            ));
-            let other = frames::tcp4(
-                OUR_MAC,
-                CLIENT_MAC,
-                Ipv4Addr::new(10, 0, 0, 1),
-                Ipv4Addr::new(192, 0, 2, 55),
-                1000,
-                22,
-                frames::TCP_ACK,
-                b"",
-            );
-            pass.push(batch(&mut b, &other, XDP_PASS));
-            let mut lldp = frames::eth(OUR_MAC, CLIENT_MAC, 0x88cc);
-            lldp.extend_from_slice(&[0u8; 46]);
-            floor.push(batch(&mut b, &lldp, XDP_PASS));
+        let mut benches: Vec<Bench> = objects.iter().map(|o| setup(backends, false, o)).collect();
+        let (mut new_flow, mut first, mut est_single, mut est_batch) = (
+            Samples::new(n),
+            Samples::new(n),
+            Samples::new(n),
+            Samples::new(n),
+        );
+        let (mut arp, mut pass, mut floor) = (Samples::new(n), Samples::new(n), Samples::new(n));
+        for run in 0..RUNS {
+            let base = run as u32 * SINGLES * 2 + 1;
+            for k in turns(n, run) {
+                let b = &mut benches[k];
+                new_flow.push(
+                    k,
+                    single(
+                        b,
+                        (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_SYN)),
+                        XDP_TX,
+                    ),
+                );
+                // The same flows again: the first packet after the SYN moves each from
+                // FLOWS_NEW to the flow table ...
+                first.push(
+                    k,
+                    single(
+                        b,
+                        (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
+                        XDP_TX,
+                    ),
+                );
+                // ... and from then on they are established there.
+                est_single.push(
+                    k,
+                    single(
+                        b,
+                        (0..SINGLES).map(|i| client_syn(base + i, frames::TCP_ACK)),
+                        XDP_TX,
+                    ),
+                );
+                est_batch.push(k, batch(b, &client_syn(base, frames::TCP_ACK), XDP_TX));
+                arp.push(
+                    k,
+                    single(
+                        b,
+                        (0..SINGLES).map(|i| {
+                            frames::arp(
+                                1,
+                                CLIENT_MAC,
+                                Ipv4Addr::from(0x0a00_0000u32 + i),
+                                [0; 6],
+                                VIP,
+                            )
+                        }),
+                        XDP_TX,
+                    ),
+                );
+                let other = frames::tcp4(
+                    OUR_MAC,
+                    CLIENT_MAC,
+                    Ipv4Addr::new(10, 0, 0, 1),
+                    Ipv4Addr::new(192, 0, 2, 55),
+                    1000,
+                    22,
+                    frames::TCP_ACK,
+                    b"",
+                );
+                pass.push(k, batch(b, &other, XDP_PASS));
+                let mut lldp = frames::eth(OUR_MAC, CLIENT_MAC, 0x88cc);
+                lldp.extend_from_slice(&[0u8; 46]);
+                floor.push(k, batch(b, &lldp, XDP_PASS));
+            }
         }
+        drop(benches);
         rows.push(stats(
             "new flow: TCP SYN via Maglev",
             "single",
@@ -384,29 +517,69 @@ fn main() {
         ));
     }
 
-    rows.extend(nat_rows());
+    rows.extend(nat_rows(&objects));
 
-    let mut md = String::from(
-        "# Data plane: cost per packet (BPF_PROG_TEST_RUN, real object)\n\n\
-         Kernel-measured time per program run, min / median / max over 5 runs. \
-         `batch`: one frame, repeat 200,000. `single`: 2,000 distinct frames, repeat 1, median \
-         (includes one test run's fixed cost; compare single with single).\n\n\
-         | case | method | backends | min ns | median ns | max ns |\n|---|---|---:|---:|---:|---:|\n",
-    );
-    for r in &rows {
-        md.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
-            r.case, r.method, r.backends, r.min_ns, r.median_ns, r.max_ns
-        ));
-    }
+    let md = report(&rows);
     let out = fo_tests::workspace_root().join("target/bench");
     std::fs::create_dir_all(&out).expect("target/bench");
     std::fs::write(out.join("dataplane.md"), &md).expect("write report");
     std::fs::write(
         out.join("dataplane.json"),
-        serde_json::to_string_pretty(&rows).expect("json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "baseline": std::env::var("FO_BENCH_BASELINE_REV").ok(),
+            "rows": rows,
+        }))
+        .expect("json"),
     )
     .expect("write json");
     println!("{md}");
     println!("report: {}", out.join("dataplane.md").display());
+}
+
+fn report(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "# Data plane: cost per packet (BPF_PROG_TEST_RUN, real object)\n\n\
+         Kernel-measured time per program run, min / median / max over 5 runs. \
+         `batch`: one frame, repeat 200,000. `single`: 2,000 distinct frames, repeat 1, median \
+         (includes one test run's fixed cost; compare single with single).\n\n",
+    );
+    let baseline = rows.first().is_some_and(|r| r.baseline.is_some());
+    if !baseline {
+        md.push_str(
+            "| case | method | backends | min ns | median ns | max ns |\n|---|---|---:|---:|---:|---:|\n",
+        );
+        for r in rows {
+            md.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+                r.case, r.method, r.backends, r.new.min_ns, r.new.median_ns, r.new.max_ns
+            ));
+        }
+        return md;
+    }
+    let rev = std::env::var("FO_BENCH_BASELINE_REV").unwrap_or_else(|_| "baseline".into());
+    md.push_str(&format!(
+        "A/B in one run: `old` is the object built from `{rev}`, `new` this build's; the two \
+         take turns run by run. Medians, with min–max. Δ: new − old of the medians.\n\n\
+         | case | method | backends | old ns | new ns | Δ ns | Δ % |\n|---|---|---:|---:|---:|---:|---:|\n",
+    ));
+    for r in rows {
+        let Some(old) = &r.baseline else { continue };
+        let new = &r.new;
+        let delta = new.median_ns - old.median_ns;
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} ({:.1}–{:.1}) | {:+.1} | {:+.0} % |\n",
+            r.case,
+            r.method,
+            r.backends,
+            old.median_ns,
+            old.min_ns,
+            old.max_ns,
+            new.median_ns,
+            new.min_ns,
+            new.max_ns,
+            delta,
+            100.0 * delta / old.median_ns,
+        ));
+    }
+    md
 }

@@ -65,7 +65,15 @@ pub fn run(filter: Option<&str>) -> anyhow::Result<()> {
 const CHAOS_DURATION: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The data-plane bench (BPF_PROG_TEST_RUN on the real object); it writes
-/// `target/bench/dataplane.{md,json}`. The lab benches live in [`crate::bench`].
-pub fn bench_dataplane() -> anyhow::Result<()> {
-    exec(cargo().args(["bench", "-p", "fo-tests", "--bench", "dataplane"]))
+/// `target/bench/dataplane.{md,json}`. With a baseline (object path, revision as
+/// given, commit), every row is measured on that object too, in the same run. The lab
+/// benches live in [`crate::bench`].
+pub fn bench_dataplane(baseline: Option<(&std::path::Path, &str, &str)>) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "fo-tests", "--bench", "dataplane"]);
+    if let Some((object, rev, commit)) = baseline {
+        cmd.env("FO_BENCH_BASELINE_OBJECT", object)
+            .env("FO_BENCH_BASELINE_REV", format!("{rev} ({commit:.12})"));
+    }
+    exec(&mut cmd)
 }

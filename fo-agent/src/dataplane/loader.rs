@@ -152,7 +152,7 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
     let (name, mode) = match attach {
         Attach::Detached => {
             remove_map_pins(&opts.pin_dir)?;
-            return load(opts, None);
+            return load(opts, None, OBJECT);
         }
         Attach::Interface { name, mode } => (name, *mode),
     };
@@ -174,13 +174,26 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
     // Read how the old program was attached before its pins are replaced.
     let old_mode = pinned_abi_and_mode(&opts.pin_dir).map(|(_, mode)| mode);
     remove_map_pins(&opts.pin_dir)?;
-    load(opts, Some((name, mode, &link_pin, old_mode)))
+    load(opts, Some((name, mode, &link_pin, old_mode)), OBJECT)
+}
+
+/// Load another build of the XDP object, detached, on fresh maps under the pin
+/// directory (see `Dataplane::open_detached_object`).
+pub(super) fn open_detached_object(opts: &LoadOptions, object: &[u8]) -> Result<super::Dataplane> {
+    ensure_bpffs(&opts.pin_dir)?;
+    std::fs::create_dir_all(&opts.pin_dir).map_err(|source| DataplaneError::Io {
+        what: "creating",
+        path: opts.pin_dir.clone(),
+        source,
+    })?;
+    remove_map_pins(&opts.pin_dir)?;
+    load(opts, None, object)
 }
 
 /// Load the object and its program with `opts`' sizes. Maps pinned under the pin
 /// directory are reused (aya refuses one whose definition differs); missing ones are
 /// created and pinned.
-fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
+fn load_object(opts: &LoadOptions, object: &[u8]) -> Result<aya::Ebpf> {
     let maglev_entries =
         opts.max_services
             .checked_mul(opts.maglev_size)
@@ -210,7 +223,7 @@ fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
             "NAT_EMBRYO_REV",
             new_connection_entries(opts.nat_table_size),
         )
-        .load(OBJECT)
+        .load(object)
         .map_err(DataplaneError::Load)?;
     let prog = super::xdp_program(&mut ebpf)?;
     prog.load().map_err(|source| match source {
@@ -232,8 +245,9 @@ fn load_object(opts: &LoadOptions) -> Result<aya::Ebpf> {
 fn load(
     opts: &LoadOptions,
     attach: Option<(&String, XdpAttachMode, &PathBuf, Option<u32>)>,
+    object: &[u8],
 ) -> Result<super::Dataplane> {
-    let mut ebpf = load_object(opts)?;
+    let mut ebpf = load_object(opts, object)?;
     let prog = super::xdp_program(&mut ebpf)?;
 
     let mut link = None;
@@ -385,7 +399,7 @@ fn upgrade(
     link_pin: &Path,
     wanted: &DataplaneInfo,
 ) -> Result<super::Dataplane> {
-    let mut ebpf = load_object(opts)?;
+    let mut ebpf = load_object(opts, OBJECT)?;
     let prog = super::xdp_program(&mut ebpf)?;
     // The pin stays: if anything below fails, the old program stays attached.
     let pinned = PinnedLink::from_pin(link_pin).map_err(|source| DataplaneError::Link {

@@ -172,6 +172,13 @@ impl Dataplane {
         loader::open(opts, attach)
     }
 
+    /// Load `object`, another build of the XDP program (the A/B data-plane bench's
+    /// baseline), detached, for BPF_PROG_TEST_RUN only. Its maps must have this
+    /// build's layout (same `fo_common::ABI_VERSION`); `info().build` names this build.
+    pub fn open_detached_object(opts: &LoadOptions, object: &[u8]) -> Result<Self> {
+        loader::open_detached_object(opts, object)
+    }
+
     /// Whether this process loaded the program or adopted a pinned one.
     pub fn origin(&self) -> Origin {
         self.origin

@@ -10,6 +10,7 @@
 //! `target/bench/logs/`. The directory is the workspace's `target/bench` (where the
 //! `dataplane` bench writes too), whatever `CARGO_TARGET_DIR` says about binaries.
 
+mod baseline;
 mod failover;
 mod floor;
 mod scale;
@@ -45,7 +46,8 @@ pub enum BenchKind {
     Throughput,
     /// Connection rate, latency and XDP ns/packet with 1/100/1,000 backends × 1/64 services.
     Scale,
-    /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends.
+    /// Per-packet cost of the XDP program (BPF_PROG_TEST_RUN), 3 and 1,000 backends;
+    /// A/B against the object of `--baseline REV` (default main).
     Dataplane,
     /// Active-active over BGP: 1/2/3 nodes behind an ECMP router, and a node's loss.
     Scaleout,
@@ -84,6 +86,13 @@ pub struct Opts {
     /// Kills per advert interval in the fo/fo takeover bench.
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
+    /// Data-plane bench: the git revision whose XDP object is measured beside this
+    /// build's (A/B, in the same run).
+    #[arg(long, value_name = "REV", default_value = "main")]
+    pub baseline: String,
+    /// Data-plane bench: measure this build's object alone.
+    #[arg(long)]
+    pub no_baseline: bool,
 }
 
 /// Where the benches write.
@@ -113,7 +122,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
             (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
             (BenchKind::Scaleout, Some(b)) => scaleout::run(b, opts, &out),
-            (BenchKind::Dataplane, _) => crate::test::bench_dataplane(),
+            (BenchKind::Dataplane, _) => dataplane(opts),
             _ => unreachable!("binaries are built for every lab bench"),
         };
         match result {
@@ -138,6 +147,15 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
         anyhow::bail!("benches failed:\n{}", failed.join("\n"));
     }
     Ok(())
+}
+
+/// The data-plane bench, A/B against the baseline's object unless `--no-baseline`.
+fn dataplane(opts: &Opts) -> anyhow::Result<()> {
+    if opts.no_baseline {
+        return crate::test::bench_dataplane(None);
+    }
+    let (object, commit) = baseline::object(&opts.baseline)?;
+    crate::test::bench_dataplane(Some((&object, &opts.baseline, &commit)))
 }
 
 /// Write a scenario's document (`figures` must carry a `markdown` section).
