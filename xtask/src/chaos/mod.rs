@@ -30,13 +30,13 @@
 //!
 //! Report: `target/chaos/report.{md,json}`; logs in `target/chaos/run-<pid>/`. The
 //! seed is printed; `--seed` replays the same schedule of faults.
-
 //!
 //! Parts: [`config`] (the nodes' configs, good and broken), [`state`] (the run's state:
-//! the lab, who is eligible when, the faults so far), [`run`] (bringing the lab up, the
-//! loop of faults, tearing down), [`inject`] (one fault of each kind), [`report`] (the
-//! verdict over the whole run, written as report.{md,json}), [`faults`] (the kinds and
-//! their schedule), [`verdict`] (the invariants' arithmetic on the observer's record).
+//! the lab, who is eligible when, the faults so far), [`run`](mod@run) (bringing the lab
+//! up, the loop of faults, tearing down), [`inject`] (one fault of each kind), [`report`]
+//! (the verdict over the whole run, written as report.{md,json}), [`faults`] (the kinds
+//! and their schedule), [`verdict`] (the invariants' arithmetic on the observer's
+//! record).
 
 mod config;
 mod faults;
