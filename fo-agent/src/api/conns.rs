@@ -12,9 +12,15 @@
 //!   (`timeout`); one whose client leaves before its answer is ready stops waiting for
 //!   it (`client_gone`).
 //!
+//! - An eviction is finished before the listener accepts again: the accept loop waits
+//!   until the evicted connection's task has dropped its socket. Otherwise, on a busy
+//!   machine, a crowd of idle connections could be accepted faster than the evicted
+//!   ones' tasks run to close them, and descriptors would pile up beyond the cap.
+//!
 //! Every such close is counted by listener and reason (`fo_api_connections_closed_total`).
-//! With both caps at their defaults the agent holds at most 128 client descriptors,
-//! whatever the number of clients (README, Running under systemd: the descriptor budget).
+//! With both caps at their defaults the agent holds at most 128 client descriptors, plus
+//! one per listener while an eviction finishes, whatever the number of clients (README,
+//! Running under systemd: the descriptor budget).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,6 +39,8 @@ pub const METRICS_CAP: usize = 64;
 pub const CONTROL_CAP: usize = 64;
 /// How long a client has, from its connection, to send its whole request.
 pub const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the accept loop waits for an evicted connection's task to drop it.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a connection was closed by the agent (metric label values).
 pub mod reason {
@@ -61,10 +69,24 @@ pub struct ConnStats {
 #[derive(Default)]
 struct Inner {
     next: u64,
-    /// Open connections in accept order: whether it is idle, its socket, and how to
-    /// close it.
-    open: BTreeMap<u64, (bool, RawFd, Option<oneshot::Sender<()>>)>,
+    /// Open connections in accept order.
+    open: BTreeMap<u64, Slot>,
+    /// Evicted connections whose tasks have not dropped them yet: each resolves when
+    /// its ticket (and with it the socket) is gone.
+    closing: Vec<oneshot::Receiver<()>>,
     closed: BTreeMap<&'static str, u64>,
+}
+
+/// An open connection's place.
+struct Slot {
+    /// Nothing of its request read yet.
+    idle: bool,
+    /// Its socket (peeked to tell a client that sent its request).
+    fd: RawFd,
+    /// Tells its task it was evicted.
+    evict: Option<oneshot::Sender<()>>,
+    /// Resolves when its ticket is dropped.
+    gone: oneshot::Receiver<()>,
 }
 
 /// The connections of one listener.
@@ -79,6 +101,8 @@ pub struct Ticket {
     id: u64,
     inner: Arc<Mutex<Inner>>,
     evict: Option<oneshot::Receiver<()>>,
+    /// Dropped with the ticket: tells the listener an evicted connection is closed.
+    _gone: oneshot::Sender<()>,
 }
 
 fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -104,12 +128,15 @@ impl Limiter {
             let oldest_idle = inner
                 .open
                 .iter()
-                .find(|(_, (idle, fd, _))| *idle && !has_data(*fd))
+                .find(|(_, slot)| slot.idle && !has_data(slot.fd))
                 .map(|(id, _)| *id);
             match oldest_idle {
                 Some(id) => {
-                    if let Some((_, _, Some(tx))) = inner.open.remove(&id) {
-                        let _ = tx.send(());
+                    if let Some(slot) = inner.open.remove(&id) {
+                        if let Some(tx) = slot.evict {
+                            let _ = tx.send(());
+                        }
+                        inner.closing.push(slot.gone);
                     }
                     *inner.closed.entry(reason::EVICTED).or_default() += 1;
                 }
@@ -122,12 +149,31 @@ impl Limiter {
         let id = inner.next;
         inner.next += 1;
         let (tx, evict) = oneshot::channel();
-        inner.open.insert(id, (true, fd, Some(tx)));
+        let (gone_tx, gone) = oneshot::channel();
+        inner.open.insert(
+            id,
+            Slot {
+                idle: true,
+                fd,
+                evict: Some(tx),
+                gone,
+            },
+        );
         Some(Ticket {
             id,
             inner: self.inner.clone(),
             evict: Some(evict),
+            _gone: gone_tx,
         })
+    }
+
+    /// Waits until every connection evicted so far has been dropped by its task (at
+    /// most [`CLOSE_WAIT`] each: a task stuck elsewhere does not stop the listener).
+    async fn evictions_finished(&self) {
+        let closing = std::mem::take(&mut lock(&self.inner).closing);
+        for gone in closing {
+            let _ = tokio::time::timeout(CLOSE_WAIT, gone).await;
+        }
     }
 
     pub fn stats(&self) -> ConnStats {
@@ -173,6 +219,7 @@ impl Limiter {
                             () = work => {}
                         }
                     });
+                    self.evictions_finished().await;
                 }
                 Err(e) => {
                     warn!(error = %e, "{what} accept failed");
@@ -192,7 +239,7 @@ impl Ticket {
     /// The whole request is in: the connection can no longer be evicted.
     pub fn busy(&self) {
         if let Some(slot) = lock(&self.inner).open.get_mut(&self.id) {
-            slot.0 = false;
+            slot.idle = false;
         }
     }
 
@@ -344,5 +391,27 @@ mod tests {
         assert_eq!(st.closed.get("full"), Some(&1));
         drop(b);
         assert!(l.admit(-1).is_some(), "a freed place is taken");
+    }
+
+    /// The accept loop's wait: an eviction is finished only when the evicted ticket
+    /// (and its socket) is dropped, not when it is told.
+    #[tokio::test]
+    async fn an_eviction_finishes_when_the_evicted_connection_is_dropped() {
+        let l = Limiter::new(1);
+        let a = l.admit(-1).expect("a");
+        let _b = l.admit(-1).expect("b evicts a");
+        let wait = l.evictions_finished();
+        tokio::pin!(wait);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut wait)
+                .await
+                .is_err(),
+            "a is still open: the eviction is not finished"
+        );
+        drop(a);
+        tokio::time::timeout(Duration::from_millis(500), wait)
+            .await
+            .expect("a dropped: the eviction is finished");
+        assert!(lock(&l.inner).closing.is_empty());
     }
 }
