@@ -143,12 +143,7 @@ pub fn new_connection_entries(size: u32) -> u32 {
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Dataplane> {
-    ensure_bpffs(&opts.pin_dir)?;
-    std::fs::create_dir_all(&opts.pin_dir).map_err(|source| DataplaneError::Io {
-        what: "creating",
-        path: opts.pin_dir.clone(),
-        source,
-    })?;
+    prepare_pin_dir(opts)?;
     let (name, mode) = match attach {
         Attach::Detached => {
             remove_map_pins(&opts.pin_dir)?;
@@ -177,15 +172,21 @@ pub(super) fn open(opts: &LoadOptions, attach: &Attach) -> Result<super::Datapla
     load(opts, Some((name, mode, &link_pin, old_mode)), OBJECT)
 }
 
-/// Load another build of the XDP object, detached, on fresh maps under the pin
-/// directory (see `Dataplane::open_detached_object`).
-pub(super) fn open_detached_object(opts: &LoadOptions, object: &[u8]) -> Result<super::Dataplane> {
+/// The pin directory exists, on bpffs.
+fn prepare_pin_dir(opts: &LoadOptions) -> Result<()> {
     ensure_bpffs(&opts.pin_dir)?;
     std::fs::create_dir_all(&opts.pin_dir).map_err(|source| DataplaneError::Io {
         what: "creating",
         path: opts.pin_dir.clone(),
         source,
     })?;
+    Ok(())
+}
+
+/// Load another build of the XDP object, detached, on fresh maps under the pin
+/// directory (see `Dataplane::open_detached_object`).
+pub(super) fn open_detached_object(opts: &LoadOptions, object: &[u8]) -> Result<super::Dataplane> {
+    prepare_pin_dir(opts)?;
     remove_map_pins(&opts.pin_dir)?;
     load(opts, None, object)
 }
