@@ -34,7 +34,7 @@ impl Capture {
         cmd.args(["-i", ifname, "-U", "-n", "-s", "0", "-w"])
             .arg(file)
             .args(["udp", "port", &port.to_string()]);
-        let mut tcpdump = Proc::spawn("tcpdump", cmd, &file.with_extension("log"))
+        let mut tcpdump = Proc::spawn_attached("tcpdump", cmd, &file.with_extension("log"))
             .unwrap_or_else(|e| panic!("{e:#}"));
         // "listening on …" goes to stderr once the capture runs; the file exists then.
         tcpdump

@@ -194,7 +194,8 @@ backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}, {{ addre
         cmd.arg("run")
             .arg("--config")
             .arg(self.dir.0.join("fo.toml"));
-        let mut agent = Proc::spawn("fo-agent", cmd, &self.log_path(n)).expect("spawn fo-agent");
+        let mut agent =
+            Proc::spawn_attached("fo-agent", cmd, &self.log_path(n)).expect("spawn fo-agent");
         agent
             .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
             .unwrap_or_else(|e| panic!("{e:#}"));

@@ -1,4 +1,4 @@
-//! Helpers for the tests of `health` and `hooks`.
+//! Helpers for the tests of `health`, `hooks` and `agent::operator`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

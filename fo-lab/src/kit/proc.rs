@@ -29,10 +29,17 @@ impl Proc {
     /// only xtask, whose handler then tears the lab down in order.
     pub fn spawn(what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
         use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0);
+        Proc::spawn_attached(what, cmd, log)
+    }
+
+    /// As [`Proc::spawn`], but the child stays in the caller's process group: for test
+    /// binaries, which have no Ctrl-C handler, so that a Ctrl-C at the terminal ends
+    /// the child with the test instead of leaving it running.
+    pub fn spawn_attached(what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Proc> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("spawn {what}"))?;
         let lines: Lines = Arc::default();
         let file = Arc::new(Mutex::new(

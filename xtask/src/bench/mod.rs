@@ -27,11 +27,12 @@ use serde_json::{Value, json};
 
 use crate::lab::Bins;
 
+use crate::util::root;
+
 /// The connection load of every HTTP row (throughput, scale, scaleout), so that their
 /// figures compare: `wrk` with this many connections in flight, for this many seconds.
 pub const WRK_CONNS: u32 = 50;
 pub const WRK_SECS: u32 = 4;
-use crate::util::root;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchKind {
