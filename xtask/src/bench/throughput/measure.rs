@@ -10,6 +10,9 @@ pub(super) enum Cores {
     Shared,
     /// The LB node on its own core ([`SplitCores`]): connections only, offloads on.
     Split,
+    /// Everything shares the VM's cores, connections only, offloads on: the fo vs
+    /// minimal-XDP-hop pairs.
+    SharedConn,
 }
 
 /// Every path in `paths`, `runs` times. Interleaved run by run, so that drift on the VM
@@ -52,11 +55,15 @@ pub(super) fn interleave(
                     );
                     s
                 }
-                Cores::Split => {
-                    let s = measure_conn(&lab.client.ns, p.target(), lb, Some(0))
-                        .with_context(|| format!("{} (LB on its own core) run {run}", p.label()))?;
+                Cores::Split | Cores::SharedConn => {
+                    let (cpu, what) = match cores {
+                        Cores::Split => (Some(0), "split-core"),
+                        _ => (None, "pair"),
+                    };
+                    let s = measure_conn(&lab.client.ns, p.target(), lb, cpu)
+                        .with_context(|| format!("{} ({what}) run {run}", p.label()))?;
                     eprintln!(
-                        "throughput split-core {} run {run}: {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                        "throughput {what} {} run {run}: {:.0} conn/s, p50 {:.2} ms, p99 {:.2} ms, errors {}",
                         p.key(),
                         s.conn_s,
                         s.p50_ms,

@@ -71,6 +71,8 @@ const SNAT: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 103);
 const IPERF_PORT: u16 = 5201;
 const HTTP_PORT: u16 = 8080;
 const IPERF_SECS: u32 = 4;
+/// Interleaved pairs of fo and the minimal XDP hop, connections only, at least.
+const FLOOR_PAIRS: usize = 7;
 
 /// Every path measured with the LB node sharing the cores: bulk and connections.
 const PATHS: [Path_; 8] = [
@@ -189,11 +191,22 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // The same connection rates with the LB node on its own core, as it would be on
     // its own machine: client and backend (processes and their packet processing) on
     // CPU 0, the middle nodes' packet processing, and HAProxy, on CPU 1.
+    // Offloads on at both ends from here (the last shared row may have been NAT's).
     lab.client.ns.sh("ethtool -K eth0 tx on")?;
+    rig.be_ns.sh("ethtool -K eth0 tx on")?;
     let split = {
         let _cores = SplitCores::apply(&lab, &[rig.web.pid()], &[rig.haproxy.pid()])?;
         interleave(&lab, &rig, &SPLIT_PATHS, opts.runs, Cores::Split)?
     };
+    // fo against the minimal XDP hop alone, in more pairs than the tables above: fo,
+    // floor, floor, fo, … (the order reversed every other pair), connections only.
+    let floor_pairs = interleave(
+        &lab,
+        &rig,
+        &[Path_::Fo, Path_::Floor],
+        opts.runs.max(FLOOR_PAIRS),
+        Cores::SharedConn,
+    )?;
     let _ = Command::new("sysctl")
         .args(["-q", "-w", "kernel.bpf_stats_enabled=0"])
         .status();
@@ -208,7 +221,8 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     }
     drop(peer);
 
-    let md = markdown(&samples, &split, opts.runs);
+    let mut md = markdown(&samples, &split, opts.runs);
+    md.push_str(&floor_markdown(&floor_pairs));
     print!("\n{md}");
     let rows = rows(&samples);
     let split_rows = split_rows(&split);
@@ -220,6 +234,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             "settings": {"xdp_modes": [XDP_MODE, "native"], "client_offloads_default": offloads, "iperf_s": IPERF_SECS, "wrk_s": WRK_SECS, "wrk_connections": WRK_CONNS, "runs": opts.runs},
             "rows": rows,
             "lb_own_core_rows": split_rows,
+            "fo_vs_xdp_floor": floor_json(&floor_pairs),
             "markdown": md,
         }),
     )

@@ -6,18 +6,20 @@ use super::*;
 /// Run i of `path` over run i of `reference`, conn/s in %: the runs were taken side by
 /// side, so the ratio of a pair is steadier than the ratio of two medians.
 pub(super) fn paired(rows: &[(Path_, Vec<Sample>)], path: Path_, reference: Path_) -> Vec<f64> {
-    let conn = |p: Path_| -> Vec<f64> {
-        rows.iter()
-            .find(|(q, _)| *q == p)
-            .map(|(_, v)| v.iter().map(|s| s.conn_s).collect())
-            .unwrap_or_default()
-    };
-    conn(path)
+    conn_rates(rows, path)
         .iter()
-        .zip(conn(reference))
+        .zip(conn_rates(rows, reference))
         .filter(|(_, b)| *b > 0.0)
         .map(|(a, b)| a / b * 100.0)
         .collect()
+}
+
+/// The conn/s of every run of `path`.
+fn conn_rates(rows: &[(Path_, Vec<Sample>)], path: Path_) -> Vec<f64> {
+    rows.iter()
+        .find(|(q, _)| *q == path)
+        .map(|(_, v)| v.iter().map(|s| s.conn_s).collect())
+        .unwrap_or_default()
 }
 
 /// Paired ratios as `median % (min–max)`.
@@ -152,6 +154,50 @@ pub(super) fn markdown(
         ));
     }
     md
+}
+
+/// fo's and the floor's conn/s medians, the ratio of the medians, and the paired ratios
+/// (fo's run over the floor's run next to it), %.
+fn floor_figures(pairs: &[(Path_, Vec<Sample>)]) -> (Vec<f64>, Vec<f64>, f64, Vec<f64>) {
+    let (fo, floor) = (
+        conn_rates(pairs, Path_::Fo),
+        conn_rates(pairs, Path_::Floor),
+    );
+    let med = |v: &[f64]| crate::bench::mmm(v).map(|(_, m, _)| m).unwrap_or(f64::NAN);
+    let ratio = med(&fo) / med(&floor) * 100.0;
+    (fo, floor, ratio, paired(pairs, Path_::Fo, Path_::Floor))
+}
+
+/// The fo vs minimal-XDP-hop section: connections only, many interleaved pairs.
+pub(super) fn floor_markdown(pairs: &[(Path_, Vec<Sample>)]) -> String {
+    let (fo, floor, ratio, paired) = floor_figures(pairs);
+    format!(
+        "\n### fo vs the minimal XDP hop: {n} interleaved pairs\n\n\
+         Connection rate alone (the wrk measurement above, client offloads on, everything \
+         sharing the VM's cores), fo (node fo, generic mode) and the minimal XDP hop (node \
+         xf, generic mode) one after the other, {n} times each, the order reversed every \
+         other pair (fo, hop, hop, fo, …), after the tables above. **Ratio**: fo's median \
+         over the hop's median; **paired**: each fo run over the hop run next to it, \
+         median (min–max). At or above 100 % means fo's lookups cost the connection rate \
+         nothing measurable over the cheapest XDP middle box.\n\n\
+         | fo conn/s | minimal XDP hop conn/s | ratio of medians | paired |\n\
+         |---|---|---|---|\n\
+         | {} | {} | {ratio:.1} % | {} |\n",
+        fmt_mmm(&fo, 0),
+        fmt_mmm(&floor, 0),
+        pct(&paired),
+        n = fo.len().min(floor.len()),
+    )
+}
+
+pub(super) fn floor_json(pairs: &[(Path_, Vec<Sample>)]) -> Value {
+    let (fo, floor, ratio, paired) = floor_figures(pairs);
+    json!({
+        "pairs": fo.len().min(floor.len()),
+        "fo_conn_s": mmm_json(&fo), "xdp_floor_conn_s": mmm_json(&floor),
+        "ratio_of_medians_pct": ratio, "paired_pct": mmm_json(&paired),
+        "fo_runs": fo, "xdp_floor_runs": floor,
+    })
 }
 
 /// The JSON rows of the first table.
