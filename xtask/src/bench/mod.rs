@@ -13,6 +13,7 @@
 mod baseline;
 mod failover;
 mod floor;
+mod footprint;
 mod scale;
 mod scaleout;
 mod sync;
@@ -52,6 +53,9 @@ pub enum BenchKind {
     Dataplane,
     /// Active-active over BGP: 1/2/3 nodes behind an ECMP router, and a node's loss.
     Scaleout,
+    /// RSS and CPU of fo-agent vs keepalived + HAProxy, idle and with 10,000 connections
+    /// over 64 services × 100 backends (and fo's BPF maps and XDP time beside them).
+    Footprint,
 }
 
 impl BenchKind {
@@ -64,17 +68,19 @@ impl BenchKind {
             BenchKind::Scale => "scale",
             BenchKind::Dataplane => "dataplane",
             BenchKind::Scaleout => "scaleout",
+            BenchKind::Footprint => "footprint",
         }
     }
 }
 
 /// Order of the sections in the report.
-const ALL: [BenchKind; 7] = [
+const ALL: [BenchKind; 8] = [
     BenchKind::Failover,
     BenchKind::Sync,
     BenchKind::Takeover,
     BenchKind::Throughput,
     BenchKind::Scale,
+    BenchKind::Footprint,
     BenchKind::Scaleout,
     BenchKind::Dataplane,
 ];
@@ -123,6 +129,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
             (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
             (BenchKind::Scaleout, Some(b)) => scaleout::run(b, opts, &out),
+            (BenchKind::Footprint, Some(b)) => footprint::run(b, opts, &out),
             (BenchKind::Dataplane, _) => dataplane(opts),
             _ => unreachable!("binaries are built for every lab bench"),
         };
@@ -179,7 +186,7 @@ fn write_report(out: &Path) -> anyhow::Result<()> {
         "# fo benchmarks\n\nfo against the system it replaces (keepalived 2.2.7 + HAProxy 2.6), \
          side by side in one run on the same namespace lab (one bridge; client, two LB nodes, \
          backends; everything on this VM's 2 cores). Each figure is min / median / max over \
-         the runs stated. Regenerate: `cargo xtask bench [failover|sync|takeover|throughput|scale|scaleout|dataplane]`; \
+         the runs stated. Regenerate: `cargo xtask bench [failover|sync|takeover|throughput|scale|footprint|scaleout|dataplane]`; \
          configs in [configs/](configs/).\n",
     );
     let mut all = serde_json::Map::new();

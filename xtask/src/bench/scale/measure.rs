@@ -13,29 +13,10 @@ pub(super) fn one_size(lab: &mut Lab, case: Case) -> anyhow::Result<Size> {
     } = case;
     let tag = case.tag();
     // A fresh data plane per size: its own pin directory, removed after.
-    let bpf_dir = PathBuf::from(format!("/sys/fs/bpf/{}-fo-{tag}", lab.tag));
+    let bpf_dir = size_bpf_dir(lab, backends, services);
     netns::register_pin_dir(&bpf_dir);
     let entries = backends * usize::from(services);
-    let list: String = (0..backends)
-        .map(|k| format!("{{ address = \"{}\" }}", backend_addr(k)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut body = format!(
-        "[node]\ninterface = \"eth0\"\nxdp_mode = \"{XDP_MODE}\"\nbpf_dir = \"{}\"\n\
-         control_socket = \"{}\"\nstate_file = \"{}\"\nmax_services = {MAX_SERVICES}\nmax_backends = {}\n\n\
-         {}",
-        bpf_dir.display(),
-        dir.join("control-fo.sock").display(),
-        dir.join("state-fo.json").display(),
-        entries.max(4096).next_power_of_two(),
-        static_router("bench", VIP),
-    );
-    for i in 0..services {
-        body.push_str(&format!(
-            "\n[[service]]\nname = \"web{i}\"\nvip = \"{VIP}\"\nport = {}\nprotocol = \"tcp\"\nmode = \"dsr\"\nhash = \"5-tuple\"\nbackends = [{list}]\n",
-            BASE_PORT + i
-        ));
-    }
+    let body = fo_config(&bpf_dir, dir, backends, services, BASE_PORT);
     let node = &mut lab.nodes[0];
     std::fs::write(&node.config, body).context("write the agent's config")?;
     keep_config(out, &node.config, &format!("scale-fo-{tag}.toml"))?;
@@ -142,19 +123,14 @@ pub(super) fn wrk(
 /// backend), no health checks (fo's services have none either).
 pub(super) fn haproxy_size(lab: &Lab, case: Case) -> anyhow::Result<Size> {
     let tag = case.tag();
-    let mut cfg = format!(
-        "global\n  maxconn 9000\n  nbthread {HAPROXY_THREADS}\n\n\
-         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n"
+    let cfg = haproxy_lb_config(
+        &format!("  maxconn 9000\n  nbthread {HAPROXY_THREADS}\n"),
+        "30s",
+        FO,
+        case.backends,
+        case.services,
+        BASE_PORT,
     );
-    for i in 0..case.services {
-        let port = BASE_PORT + i;
-        cfg.push_str(&format!(
-            "\nfrontend f{i}\n  bind {FO}:{port}\n  default_backend b{i}\n\nbackend b{i}\n  balance roundrobin\n"
-        ));
-        for k in 0..case.backends {
-            cfg.push_str(&format!("  server s{k} {}:{port}\n", backend_addr(k)));
-        }
-    }
     let file = case.dir.join(format!("haproxy-lb-{tag}.cfg"));
     std::fs::write(&file, cfg).context("write HAProxy's config")?;
     if case.services == 1 || case.backends == 1 {

@@ -43,7 +43,22 @@ use measure::*;
 use report::*;
 use topology::*;
 
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+pub(super) use topology::{
+    bench_range_lab, clear_agent, fo_config, haproxy_lb_config, size_bpf_dir, start_agent,
+    wait_resolved, warm_neighbours,
+};
+
+/// The scale lab: the client at 192.0.2.10, as in a pair; one LB node; the three backend
+/// namespaces. `port` is the lab's service port.
+pub(super) fn lab_spec(port: u16) -> Spec {
+    Spec {
+        nodes: vec![("fo".into(), FO)],
+        backends: BACKEND_NS.to_vec(),
+        ..Spec::pair("fo-bench", VIP, port)
+    }
+}
+
+pub(super) const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const FO: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const BACKEND_NS: [Ipv4Addr; 3] = [
     Ipv4Addr::new(192, 0, 2, 21),
@@ -162,37 +177,12 @@ impl Size {
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     // Two systems × six sizes: the runs per size are capped to keep the scenario short.
     let runs = opts.runs.clamp(1, MAX_RUNS);
-    // The client at 192.0.2.10, as in a pair; one LB node.
-    let spec = Spec {
-        nodes: vec![("fo".into(), FO)],
-        backends: BACKEND_NS.to_vec(),
-        ..Spec::pair("fo-bench", VIP, BASE_PORT)
-    };
+    let spec = lab_spec(BASE_PORT);
     let dir = out.join("logs").join("scale");
     let _ = std::fs::remove_dir_all(&dir);
     let _gc = GcThresh::raise().context("raise the neighbour table's gc thresholds")?;
-    let mut lab = Lab::build(&spec, bins.clone(), &dir)?;
-    for ns in all_ns(&lab) {
-        ns.sh("sysctl -q -w net.ipv4.ip_local_port_range='1024 65535' net.ipv4.tcp_tw_reuse=1")?;
-    }
-    // The benchmarking range: one address on the LB node and the client, 1,000 spread
-    // over the backends.
-    lab.nodes[0]
-        .ns
-        .sh(&format!("ip addr add {FO_BENCH}/{BENCH_NET_LEN} dev eth0"))?;
-    lab.client.ns.sh(&format!(
-        "ip addr add {CLIENT_BENCH}/{BENCH_NET_LEN} dev eth0"
-    ))?;
     let max_backends = *BACKEND_COUNTS.iter().max().expect("sizes");
-    for (i, b) in lab.backends.iter().enumerate() {
-        let batch: String = (0..max_backends)
-            .filter(|k| k % lab.backends.len() == i)
-            .map(|k| format!("address add {}/{BENCH_NET_LEN} dev eth0\n", backend_addr(k)))
-            .collect();
-        let file = dir.join(format!("backend-b{}-addresses.batch", i + 1));
-        std::fs::write(&file, batch).context("write the address batch")?;
-        b.ns.sh(&format!("ip -batch {}", file.display()))?;
-    }
+    let mut lab = bench_range_lab(&spec, bins, &dir, max_backends)?;
 
     // The responder on every backend: HAProxy, a static 200 on every service port.
     let (web_cfg, webs) = fo_lab::kit::static_http::start(
