@@ -226,3 +226,36 @@ fn a_promote_on_a_node_with_a_closed_gate_is_refused_with_the_reason() {
         "B must take over on promote"
     );
 }
+
+#[test]
+fn a_demote_that_nobody_takes_over_leaves_the_master_serving_and_says_so() {
+    let mut lab = Pair::new(&PairOptions {
+        advert_interval: "100ms",
+        ..Default::default()
+    });
+    lab.a.start();
+    lab.assert_a_master();
+    let (ok, out) = lab.a.ctl(&["demote", "lab"]);
+    assert!(ok, "demote: {out}");
+    // A's Master_Down_Interval at 100 ms adverts is 0.34 s; B does not run.
+    let failed = wait_for(Duration::from_secs(3), || {
+        let r = router(&lab.a);
+        r["handover"]
+            .as_str()
+            .is_some_and(|h| h.contains("no peer took over"))
+            .then_some(r)
+    });
+    let r = failed.unwrap_or_else(|| panic!("the failed handover must show: {}", router(&lab.a)));
+    println!("handover: {}", r["handover"]);
+    assert_eq!(
+        r["state"], "master",
+        "no peer took over: A stays master: {r}"
+    );
+    assert_eq!(r["owned"], true, "and keeps serving: {r}");
+    assert!(
+        lab.a.log().contains("no peer took over"),
+        "the log must say it:\n{}",
+        lab.a.log()
+    );
+    assert_eq!(lab.arp_answerers(), vec![lab.a.ns.mac("eth0")]);
+}
