@@ -188,7 +188,8 @@ pub fn account(backend: u32, bytes: usize) {
 }
 
 /// Is `vip` owned now, and may this node still claim it (lease not run out)?
-/// Returns the reason to pass otherwise.
+/// Returns the reason to pass otherwise. A draining VIP (`VIP_DRAINING`, without
+/// `VIP_OWNED`: another node took it over) is forwarded but not answered for.
 #[inline(always)]
 pub fn may_answer_for(key: &VipKey, not_a_vip: Counter) -> Result<(), Counter> {
     // SAFETY: values of this map are only replaced whole by the agent.

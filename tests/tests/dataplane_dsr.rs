@@ -155,6 +155,21 @@ fn a_routed_vip_is_forwarded_but_never_answered_for() {
 }
 
 #[test]
+fn a_draining_vip_is_forwarded_but_never_answered_for() {
+    // Make before break: another node has taken the VIP over; this one forwards what
+    // still reaches it (hosts whose ARP cache has not followed yet), answers no ARP.
+    let mut fx = fixture();
+    fx.dp.set_vip_draining(IpAddr::V4(VIP)).expect("VIPS");
+    arp_for_the_vip_passes(&mut fx, "a draining VIP", "not_owned");
+    for (sport, flags) in [(40006, frames::TCP_PSH_ACK), (40007, frames::TCP_SYN)] {
+        let frame = to_vip(sport, flags, b"");
+        let run = fx.run(&frame);
+        assert_eq!(run.action, XDP_TX, "a draining VIP's service is forwarded");
+        assert_eq!(run.frame, dsr(&frame), "forwarded by DSR to the backend");
+    }
+}
+
+#[test]
 fn backend_counters_count_packets_and_bytes() {
     let mut fx = fixture();
     let data = to_vip(40002, frames::TCP_PSH_ACK, b"0123456789");

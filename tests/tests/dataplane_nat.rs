@@ -472,6 +472,29 @@ fn both_directions_with_port_translation_exact_frames() {
     });
 }
 
+#[test]
+fn a_draining_vip_translates_known_connections_but_opens_none() {
+    in_fib(&[], 1024, |mut fx| {
+        let (_, p) = handshake(&mut fx, CLIENT, 40100);
+        // Make before break: another node has taken the VIP and the SNAT address over.
+        for addr in [VIP, SNAT] {
+            fx.dp
+                .set_vip_draining(std::net::IpAddr::V4(addr))
+                .expect("VIPS");
+        }
+        // What still reaches this node of a connection it knows is translated both ways.
+        exchange(&mut fx, CLIENT, 40100, p, 0);
+        // A new connection opens no NAT state the new owner could not know about: its SYN
+        // goes to the kernel (which does not hold the VIP), the client retransmits.
+        let syn = client_tcp(CLIENT, CLIENT_MAC, 40101, frames::TCP_SYN, b"");
+        expect_passed(&mut fx, "a SYN to a draining VIP", &syn, "not_owned");
+        assert!(
+            flow_of(&fx, &key(CLIENT, 40101, TCP_PORT, PROTO_TCP)).is_none(),
+            "no NAT entry for a connection opened while draining"
+        );
+    });
+}
+
 /// Age the NAT table at `now`, every connection's client last heard at 0, with the
 /// default timeouts: the connections removed.
 fn expired(fx: &Fixture, now: MonoNanos) -> Vec<FlowKey> {
