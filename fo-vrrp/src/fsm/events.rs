@@ -257,8 +257,14 @@ pub enum Event {
     /// Give mastership away and stay Backup until resume. A Master hands over (make before
     /// break): it advertises priority 0 every interval but keeps the addresses until it
     /// hears the new Master, then drains ([`Action::Drain`]); if none is heard within
-    /// Master_Down_Interval it stays Master ([`Action::HandoverFailed`]).
+    /// Master_Down_Interval it stays Master and the demote ends
+    /// ([`Action::HandoverFailed`]).
     AdminDemote,
+    /// `fo-agent demote --force`: as [`Event::AdminDemote`], but a Master releases at
+    /// once (priority 0, addresses released) whether or not a peer is there to take
+    /// over: break before make, for an operator who wants the node out even if the
+    /// service goes down with it.
+    AdminDemoteNow,
     /// End a promote or demote.
     AdminResume,
 }

@@ -271,6 +271,7 @@ impl Router {
             Event::SyncPending { pending } => self.sync_pending = pending,
             Event::AdminPromote => self.on_promote(now, &mut out),
             Event::AdminDemote => self.on_demote(now, &mut out),
+            Event::AdminDemoteNow => self.on_demote_now(&mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
         }
         out
@@ -477,7 +478,10 @@ impl Router {
             }
             (Timer::Handover, State::Master) => {
                 // fo: nobody took over. Do not break: stay Master and advertise our priority
-                // again, so the Backups wait a whole Master_Down_Interval once more.
+                // again, so the Backups wait a whole Master_Down_Interval once more. The
+                // demote did not happen, so it ends: a restart must not release what the
+                // operator was told is still served.
+                self.admin = Admin::None;
                 out.push(Action::HandoverFailed {
                     waited: now
                         .since_epoch()
@@ -538,6 +542,30 @@ impl Router {
                 let bound = self.master_down_interval();
                 self.handover_from = now;
                 self.arm(now, Timer::Handover, bound, out);
+            }
+            State::Backup => {
+                self.cancel(Timer::MasterDown, out);
+                self.cancel(Timer::PreemptDelay, out);
+            }
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// fo: a forced demote, break before make: a Master goes to Backup at once, says
+    /// priority 0 (RFC 5798 §6.4.3's shutdown advert, so a Backup takes over after
+    /// Skew_Time) and releases the addresses; otherwise as [`Self::on_demote`].
+    fn on_demote_now(&mut self, out: &mut Vec<Action>) {
+        self.admin = Admin::Demoted;
+        match self.state {
+            State::Master => {
+                self.transition(State::Backup, Reason::AdminDemote, out);
+                out.push(Action::SendAdvert {
+                    priority: Priority::STOP,
+                });
+                self.cancel_all(out);
+                out.push(Action::RunHook {
+                    state: State::Backup,
+                });
             }
             State::Backup => {
                 self.cancel(Timer::MasterDown, out);

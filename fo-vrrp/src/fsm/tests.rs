@@ -512,3 +512,33 @@ fn a_handover_serves_until_the_new_master_is_heard_then_drains() {
     );
     assert!(!r.draining());
 }
+
+#[test]
+fn a_handover_nobody_takes_ends_the_demote() {
+    let mut r = master_at_400(100);
+    r.handle(at(500), Event::AdminDemote);
+    assert_eq!(r.admin(), Admin::Demoted);
+    let bound = r.master_down_interval();
+    let actions = r.handle(at(500) + bound, fired(Timer::Handover));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::HandoverFailed { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(r.state(), State::Master, "never broken");
+    assert_eq!(r.admin(), Admin::None, "the demote did not happen, so it ends");
+}
+
+#[test]
+fn a_forced_demote_releases_at_once() {
+    let mut r = master_at_400(100);
+    let actions = r.handle(at(500), Event::AdminDemoteNow);
+    assert_eq!(r.state(), State::Backup);
+    assert_eq!(r.admin(), Admin::Demoted);
+    assert!(!r.handing_over() && !r.draining());
+    assert!(actions.contains(&Action::SetOwnership { owned: false }));
+    assert!(actions.contains(&Action::SendAdvert {
+        priority: Priority::STOP
+    }));
+}
