@@ -316,8 +316,7 @@ pub enum Action {
         grace: Duration,
     },
     /// A demote's handover ended without another Master heard: this router stays Master
-    /// and advertises its priority again (the demote stays in force for the next attempt;
-    /// `resume` ends it).
+    /// and advertises its priority again; the demote ends (it never happened).
     HandoverFailed {
         /// How long it waited. In JSON, whole microseconds.
         #[serde(rename = "waited_us", with = "micros")]

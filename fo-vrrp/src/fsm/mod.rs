@@ -50,8 +50,9 @@
 //!   addresses, and arms [`Timer::Handover`] (Master_Down_Interval). The first advert of
 //!   another Master (not priority 0) ends it: Backup with reason `handover`, draining (below).
 //!   If none comes in time it stays Master, advertises its priority again and says so
-//!   ([`Action::HandoverFailed`]); the demote stays in force (a later demote tries again,
-//!   resume ends it). A demoted Backup arms no Master_Down_Timer, so it never becomes Master
+//!   ([`Action::HandoverFailed`]); the demote ends, as it never happened (a later demote
+//!   tries again; `AdminDemoteNow`, the operator's `--force`, releases at once instead:
+//!   break before make). A demoted Backup arms no Master_Down_Timer, so it never becomes Master
 //!   until resume.
 //! * Draining, make before break: a Master that yields to a Master it heard (a higher
 //!   priority: a promote, a returning owner; its own demote's handover) does not release the

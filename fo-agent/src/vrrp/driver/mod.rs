@@ -466,7 +466,7 @@ impl Driver {
                         waited.as_millis()
                     );
                     warn!(
-                        "demote: {message} (the demote stays in force: demote again to retry, resume to end it)"
+                        "demote: {message}; the demote is cancelled (demote again once the peer is ready, or demote --force to release without a taker)"
                     );
                     lock(&self.status).handover = Some(message);
                 }
