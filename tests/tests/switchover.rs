@@ -293,4 +293,20 @@ fn a_demote_that_nobody_takes_over_leaves_the_master_serving_and_says_so() {
         lab.a.log()
     );
     assert_eq!(lab.arp_answerers(), vec![lab.a.ns.mac("eth0")]);
+    assert!(
+        r["admin"].is_null(),
+        "the demote did not happen, so it is cancelled: {r}"
+    );
+
+    // --force: break before make, for taking the node out with nobody to take over.
+    let (ok, out) = lab.a.ctl(&["demote", "--force", "lab"]);
+    assert!(ok, "demote --force: {out}");
+    let r = router(&lab.a);
+    assert_eq!(
+        r["state"], "backup",
+        "a forced demote releases at once: {r}"
+    );
+    assert_eq!(r["owned"], false, "{r}");
+    assert_eq!(r["admin"], "demoted", "{r}");
+    assert!(lab.arp_answerers().is_empty(), "nobody answers for the VIP");
 }

@@ -103,6 +103,7 @@ pub(super) async fn run(
                 }
                 let _ = sdnotify::notify("WATCHDOG=1");
                 agent.check_dataplane().await;
+                agent.forget_failed_demotes();
                 agent.ticks += 1;
                 if agent.ticks % NAT_PROD_TICKS == 1 {
                     nat::prod_next_hops(&agent.config).await;

@@ -76,7 +76,14 @@ impl Agent {
                 },
             },
             Request::Promote { router } => self.admin(&router, Control::Promote, "promoted").await,
-            Request::Demote { router } => self.admin(&router, Control::Demote, "demoted").await,
+            Request::Demote {
+                router,
+                force: false,
+            } => self.admin(&router, Control::Demote, "demoted").await,
+            Request::Demote {
+                router,
+                force: true,
+            } => self.admin(&router, Control::DemoteNow, "demoted").await,
             Request::Resume { router } => self.admin(&router, Control::Resume, "resumed").await,
             Request::Drain { service, backend } => self.drain(service, backend, true),
             Request::Enable { service, backend } => self.drain(service, backend, false),
@@ -92,7 +99,9 @@ impl Agent {
         let kind = r.ownership_kind();
         if kind == fo_config::OwnershipKind::Bgp {
             let changed = match control {
-                Control::Demote => self.operator.demoted.insert(router.to_string()),
+                Control::Demote | Control::DemoteNow => {
+                    self.operator.demoted.insert(router.to_string())
+                }
                 Control::Resume => self.operator.demoted.remove(router),
                 _ => {
                     return Response::Error {
@@ -126,7 +135,8 @@ impl Agent {
                 ),
             };
         };
-        let demote = matches!(control, Control::Demote);
+        let demote = matches!(control, Control::Demote | Control::DemoteNow);
+        let handing_over = control == Control::Demote;
         let was_master = h.status().state == fo_vrrp::State::Master;
         if let Err(why) = h.admin(control).await {
             return Response::Error {
@@ -146,13 +156,39 @@ impl Agent {
             String::new()
         };
         // Make before break: a Master hands over and serves until the peer is heard.
-        let handover = if demote && was_master {
+        let handover = if handing_over && was_master {
             ": handing over, still master until the peer's advert is heard (status shows the handover)"
         } else {
             ""
         };
         Response::Ok {
             message: format!("router {router} {verb}{handover}{saved}"),
+        }
+    }
+
+    /// A demote whose handover nobody took is cancelled by its router, which stays
+    /// Master (the status keeps the failure until the next operator command). Forget it
+    /// in the saved state too, or a restart would release what is still served.
+    pub(super) fn forget_failed_demotes(&mut self) {
+        let failed: Vec<String> = self
+            .operator
+            .demoted
+            .iter()
+            .filter(|name| {
+                self.routers.vrrp.router(name).is_some_and(|h| {
+                    let s = h.status();
+                    s.admin != fo_vrrp::Admin::Demoted && s.handover.is_some()
+                })
+            })
+            .cloned()
+            .collect();
+        for router in &failed {
+            self.operator.demoted.remove(router);
+            info!(router, "operator: demote cancelled, no peer took over");
+        }
+        if !failed.is_empty() {
+            // A failure to save is logged by `save`.
+            let _ = self.operator.save();
         }
     }
 

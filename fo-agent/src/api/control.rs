@@ -32,12 +32,28 @@ use crate::locks::lock;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Promote { router: String },
-    Demote { router: String },
-    Resume { router: String },
+    Promote {
+        router: String,
+    },
+    Demote {
+        router: String,
+        /// Break before make: release at once even if no peer takes over. Absent in
+        /// requests from older clients: a make-before-break demote.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
+    Resume {
+        router: String,
+    },
     Reload,
-    Drain { service: String, backend: String },
-    Enable { service: String, backend: String },
+    Drain {
+        service: String,
+        backend: String,
+    },
+    Enable {
+        service: String,
+        backend: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -52,9 +52,17 @@ enum Command {
         #[command(flatten)]
         socket: Socket,
     },
-    /// Give mastership of ROUTER away now and stay backup until `resume` (maintenance).
+    /// Give mastership of ROUTER away and stay backup until `resume` (maintenance).
+    ///
+    /// Make before break: this node keeps serving until the peer has taken over, then
+    /// drains. If no peer takes over within Master_Down_Interval it stays master and the
+    /// demote is cancelled (`status` says so).
     Demote {
         router: String,
+        /// Release the VIPs at once, even if no peer is there to take over (the service
+        /// goes down with this node).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         socket: Socket,
     },
@@ -105,7 +113,11 @@ impl Cli {
             Command::Promote { router, socket } => {
                 call(&socket.socket, Request::Promote { router })
             }
-            Command::Demote { router, socket } => call(&socket.socket, Request::Demote { router }),
+            Command::Demote {
+                router,
+                force,
+                socket,
+            } => call(&socket.socket, Request::Demote { router, force }),
             Command::Resume { router, socket } => call(&socket.socket, Request::Resume { router }),
             Command::Reload { socket } => call(&socket.socket, Request::Reload),
             Command::Backend {

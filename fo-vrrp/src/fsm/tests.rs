@@ -527,7 +527,11 @@ fn a_handover_nobody_takes_ends_the_demote() {
         "{actions:?}"
     );
     assert_eq!(r.state(), State::Master, "never broken");
-    assert_eq!(r.admin(), Admin::None, "the demote did not happen, so it ends");
+    assert_eq!(
+        r.admin(),
+        Admin::None,
+        "the demote did not happen, so it ends"
+    );
 }
 
 #[test]

@@ -102,6 +102,8 @@ pub enum Control {
     Promote,
     /// `fo-agent demote`.
     Demote,
+    /// `fo-agent demote --force`: release at once, whether or not a peer takes over.
+    DemoteNow,
     /// `fo-agent resume`.
     Resume,
     /// A new effective priority (configured priority plus the weights of failing tracks).
@@ -400,7 +402,10 @@ impl Driver {
                 return Err(why.to_string());
             }
         }
-        if matches!(c, Control::Promote | Control::Demote | Control::Resume) {
+        if matches!(
+            c,
+            Control::Promote | Control::Demote | Control::DemoteNow | Control::Resume
+        ) {
             // A new operator decision: the last handover's outcome is history.
             lock(&self.status).handover = None;
         }
@@ -412,6 +417,7 @@ impl Driver {
         let event = match c {
             Control::Promote => Event::AdminPromote,
             Control::Demote => Event::AdminDemote,
+            Control::DemoteNow => Event::AdminDemoteNow,
             Control::Resume => Event::AdminResume,
             Control::Priority(p) => Event::PriorityChanged { effective: p },
             Control::AuthKey(key) => {
