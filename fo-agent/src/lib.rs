@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod locks;
 pub mod logging;
 pub mod net;
+pub mod sched;
 pub mod sdnotify;
 pub mod sync;
 pub mod vrrp;

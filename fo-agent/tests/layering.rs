@@ -11,9 +11,9 @@ use std::path::Path;
 
 /// Which top-level module may use which (besides itself). `cli` is the binary's
 /// (src/main.rs and src/cli/), which reaches the library as `fo_agent::`; it also sets up
-/// `logging` before anything runs.
+/// `logging` and the process's scheduling (`sched`) before anything runs.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("cli", &["agent", "api", "logging"]),
+    ("cli", &["agent", "api", "logging", "sched"]),
     (
         "agent",
         &[
@@ -35,7 +35,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // api assembles the status types their owners define (bgp, fence, sync, hooks).
     ("api", &["bgp", "fence", "sync", "hooks", "clock", "locks"]),
     ("fence", &["vrrp", "net", "clock", "locks"]),
-    ("vrrp", &["hooks", "dataplane", "net", "clock", "locks"]),
+    (
+        "vrrp",
+        &["hooks", "dataplane", "net", "sched", "clock", "locks"],
+    ),
     ("sync", &["dataplane", "net", "clock", "locks"]),
     ("bgp", &["child", "clock", "locks"]),
     ("health", &["child", "clock", "locks"]),
@@ -46,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("locks", &[]),
     ("sdnotify", &[]),
+    ("sched", &[]),
     ("logging", &[]),
     ("testutil", &[]),
 ];

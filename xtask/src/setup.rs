@@ -49,6 +49,8 @@ const PACKAGES: &[&str] = &[
     "lintian",
     // Boots the install test's root to run the packaged unit under systemd.
     "systemd-container",
+    // The stress bench: both cores saturated by CPU and memory stressors under a fo pair.
+    "stress-ng",
 ];
 
 /// Must match rust-toolchain.toml and the LLVM of `llvm-22-dev`.

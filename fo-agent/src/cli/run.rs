@@ -12,6 +12,11 @@ pub struct Args {
     /// `plain` or `json` force one.
     #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
+    /// Run the VRRP timing thread at the normal scheduling policy, keep the kernel's
+    /// timer slack and leave memory unlocked. By default the agent asks for all three
+    /// (SCHED_FIFO 10, 1 ns slack, mlockall) and logs what the system refused.
+    #[arg(long)]
+    no_realtime: bool,
 }
 
 /// `fo-agent run --config FILE`.
@@ -24,6 +29,10 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    fo_agent::sched::set_realtime(!args.no_realtime);
+    if !args.no_realtime {
+        timing_setup();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +48,20 @@ pub fn main(args: Args) -> ExitCode {
         Err(e) => {
             fatal(sink, &format!("fo-agent: {e:#}"));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Timer slack and locked memory, for the whole process: before the runtime's threads
+/// start, which inherit the slack. Refusals are logged, never fatal.
+fn timing_setup() {
+    if let Err(e) = fo_agent::sched::tighten_timer_slack() {
+        tracing::warn!(error = %e, "timer slack not reduced (PR_SET_TIMERSLACK): timers may fire up to 50 µs late");
+    }
+    match fo_agent::sched::lock_memory() {
+        Ok(()) => tracing::info!("memory locked (mlockall): no page of the agent is swapped out"),
+        Err(e) => {
+            tracing::warn!(error = %e, "memory not locked: under memory pressure, a swapped-out page may delay a VRRP timer")
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod driver;
 pub mod garp;
 pub mod keyfile;
 pub mod socket;
+mod timing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -159,6 +160,8 @@ impl Vrrp {
         }
         let announcer = Arc::new(Announcer::open(link.index, link.mac)?);
         let epoch = Instant::now();
+        // The routers, their sockets and receive tasks live on the timing thread.
+        let timing = timing::handle();
         for ipv6 in [false, true] {
             let family: Vec<_> = routers.iter().filter(|r| r.is_ipv6() == ipv6).collect();
             if family.is_empty() {
@@ -168,7 +171,11 @@ impl Vrrp {
             let multicast = family
                 .iter()
                 .any(|r| r.vrrp().is_some_and(|v| v.peers.is_empty()));
-            let sock = Arc::new(VrrpSocket::open(&link.name, link.index, ipv6, multicast)?);
+            // Registered with the timing thread's reactor: its readiness wakes that thread.
+            let sock = {
+                let _timing = timing.enter();
+                Arc::new(VrrpSocket::open(&link.name, link.index, ipv6, multicast)?)
+            };
             let mut routes = HashMap::new();
             for r in family {
                 let mut spec = spec_of(config, r, primary)?;
@@ -202,7 +209,7 @@ impl Vrrp {
                     },
                 };
                 let (h, task) =
-                    driver::spawn(spec, io, rx, queue_drops, epoch).map_err(|source| {
+                    driver::spawn(spec, io, rx, queue_drops, epoch, &timing).map_err(|source| {
                         VrrpError::Fsm {
                             router: r.name.clone(),
                             source,
@@ -212,9 +219,8 @@ impl Vrrp {
                 vrrp.tasks.push(task);
             }
             let span = info_span!("vrrp_rx", family = if ipv6 { "ipv6" } else { "ipv4" }, interface = %link.name);
-            vrrp.helpers.push(tokio::spawn(
-                receive(sock, routes, vrrp.unrouted.clone()).instrument(span),
-            ));
+            vrrp.helpers
+                .push(timing.spawn(receive(sock, routes, vrrp.unrouted.clone()).instrument(span)));
         }
         vrrp.helpers.push(tokio::spawn(
             link_monitor(handle.clone(), link.name.clone(), vrrp.routers.clone())

@@ -16,6 +16,7 @@ mod floor;
 mod footprint;
 mod scale;
 mod scaleout;
+mod stress;
 mod sync;
 mod takeover;
 mod throughput;
@@ -37,12 +38,13 @@ pub const WRK_SECS: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchKind {
-    /// fo vs keepalived + HAProxy: master failed (kill -9, link down) under a fleet.
+    /// fo vs keepalived + HAProxy: master failed (kill -9, link down) or handed over
+    /// (planned switchover) under a fleet.
     Failover,
     /// NAT connection-state sync: a restarted backup's snapshot of 100k and 1M
     /// connections (issue 17).
     Sync,
-    /// fo/fo takeover time after kill -9 of the master, 20 and 100 ms adverts (issue 3).
+    /// fo/fo takeover time after kill -9 of the master, 10, 20 and 100 ms adverts (issue 3).
     Takeover,
     /// iperf3, connections/s and latency: fo DSR vs HAProxy vs no LB.
     Throughput,
@@ -56,6 +58,9 @@ pub enum BenchKind {
     /// RSS and CPU of fo-agent vs keepalived + HAProxy, idle and with 10,000 connections
     /// over 64 services × 100 backends (and fo's BPF maps and XDP time beside them).
     Footprint,
+    /// A fo pair while stress-ng saturates both cores (`--stress`, 5 min) at 20 and
+    /// 10 ms adverts: spurious transitions (issue 20).
+    Stress,
 }
 
 impl BenchKind {
@@ -69,13 +74,15 @@ impl BenchKind {
             BenchKind::Dataplane => "dataplane",
             BenchKind::Scaleout => "scaleout",
             BenchKind::Footprint => "footprint",
+            BenchKind::Stress => "stress",
         }
     }
 }
 
 /// Order of the sections in the report.
-const ALL: [BenchKind; 8] = [
+const ALL: [BenchKind; 9] = [
     BenchKind::Failover,
+    BenchKind::Stress,
     BenchKind::Sync,
     BenchKind::Takeover,
     BenchKind::Throughput,
@@ -100,6 +107,17 @@ pub struct Opts {
     /// Data-plane bench: measure this build's object alone.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Failover bench: only these variants (keys as in failover.json, e.g.
+    /// `fo-v3-10ms,ka-v3-100ms`); default every one. The report then holds only these.
+    #[arg(long, value_delimiter = ',', value_name = "KEY")]
+    pub variants: Vec<String>,
+    /// Failover bench: only these failures (`kill9`, `link-down`, `planned`); default all.
+    #[arg(long, value_delimiter = ',', value_name = "KEY")]
+    pub failures: Vec<String>,
+    /// Stress bench: how long both cores are saturated per advert interval (a dev run:
+    /// `--stress 60s`).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::chaos::parse_duration)]
+    pub stress: std::time::Duration,
 }
 
 /// Where the benches write.
@@ -126,6 +144,7 @@ pub fn run(which: Option<BenchKind>, opts: &Opts) -> anyhow::Result<()> {
             (BenchKind::Failover, Some(b)) => failover::run(b, opts, &out),
             (BenchKind::Sync, Some(b)) => sync::run(b, opts, &out),
             (BenchKind::Takeover, Some(b)) => takeover::run(b, opts, &out),
+            (BenchKind::Stress, Some(b)) => stress::run(b, opts, &out),
             (BenchKind::Throughput, Some(b)) => throughput::run(b, opts, &out),
             (BenchKind::Scale, Some(b)) => scale::run(b, opts, &out),
             (BenchKind::Scaleout, Some(b)) => scaleout::run(b, opts, &out),
@@ -186,7 +205,7 @@ fn write_report(out: &Path) -> anyhow::Result<()> {
         "# fo benchmarks\n\nfo against the system it replaces (keepalived 2.2.7 + HAProxy 2.6), \
          side by side in one run on the same namespace lab (one bridge; client, two LB nodes, \
          backends; everything on this VM's 2 cores). Each figure is min / median / max over \
-         the runs stated. Regenerate: `cargo xtask bench [failover|sync|takeover|throughput|scale|footprint|scaleout|dataplane]`; \
+         the runs stated. Regenerate: `cargo xtask bench [failover|stress|sync|takeover|throughput|scale|footprint|scaleout|dataplane]`; \
          configs in [configs/](configs/).\n",
     );
     let mut all = serde_json::Map::new();

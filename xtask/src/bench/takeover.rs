@@ -1,6 +1,6 @@
 //! fo/fo takeover distribution (issue 3): two fo agents, VRRPv3 with unicast peers, the
-//! master (priority 200) killed with kill -9 `--reps` times per advert interval (20 ms,
-//! 100 ms); the backup (priority 100) takes over. Takeover = from the kill to the
+//! master (priority 200) killed with kill -9 `--reps` times per advert interval (10 ms,
+//! 20 ms, 100 ms); the backup (priority 100) takes over. Takeover = from the kill to the
 //! backup's `VRRP transition … to=master` log line, timed by the line's own timestamp
 //! (the agent's clock when it logged the transition, the same wall clock as the kill).
 //! Between kills the master is restarted and preempts back. No fleet: this is the
@@ -24,20 +24,21 @@ use crate::lab::config::{XDP_MODE, vrrp_router};
 use crate::lab::{Bins, Lab, Spec, log_fields, log_time};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-const MASTER_PRIO: u32 = 200;
-const BACKUP_PRIO: u32 = 100;
-const INTERVALS_MS: [u64; 2] = [20, 100];
+pub const MASTER_PRIO: u32 = 200;
+pub const BACKUP_PRIO: u32 = 100;
+const INTERVALS_MS: [u64; 3] = [10, 20, 100];
 
 fn router(priority: u32, interval_ms: u64, peer: Ipv4Addr) -> String {
     vrrp_router("bench", 52, 3, priority, interval_ms, VIP, peer)
 }
 
-/// Master_Down_Interval of a backup at `prio`, ms (exact: the RFC formula without the
-/// centisecond truncation fo arms with).
-pub fn master_down_ms(interval_ms: f64, prio: u32) -> f64 {
+/// Master_Down_Interval of a backup at `prio` hearing `interval_ms` adverts of
+/// `version`, ms (exact: the RFC formula without the centisecond truncation fo arms
+/// with).
+pub fn master_down_ms(version: fo_vrrp::Version, interval_ms: f64, prio: u32) -> f64 {
     let interval = Duration::from_millis(interval_ms.round() as u64);
-    let interval = fo_vrrp::AdverInterval::from_duration(fo_vrrp::Version::V3, interval)
-        .expect("bench intervals are whole centiseconds");
+    let interval = fo_vrrp::AdverInterval::from_duration(version, interval)
+        .expect("bench intervals fit their VRRP version");
     let prio = fo_vrrp::Priority(u8::try_from(prio).expect("a VRRP priority"));
     fo_vrrp::master_down_interval_exact(prio, interval).as_secs_f64() * 1e3
 }
@@ -76,7 +77,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
         let logged: Vec<f64> = kills.iter().map(|k| k.logged_ms).collect();
         let arrived: Vec<f64> = kills.iter().map(|k| k.arrived_ms).collect();
         let agent: Vec<f64> = kills.iter().filter_map(|k| k.agent_ms).collect();
-        let mdi = master_down_ms(*interval as f64, BACKUP_PRIO);
+        let mdi = master_down_ms(fo_vrrp::Version::V3, *interval as f64, BACKUP_PRIO);
         md.push_str(&format!(
             "| {interval} ms | {} | **{}** | {:.1} – {:.1} ({:.1}) | {} | {} |\n",
             kills.len(),
@@ -115,26 +116,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 }
 
 fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::Result<Vec<Kill>> {
-    let spec = Spec::pair("fo-bench", VIP, 1514);
-    let dir = out.join("logs").join(format!("takeover-{interval}ms"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut lab = Lab::build(&spec, bins.clone(), &dir)?;
-    let (a_addr, b_addr) = (lab.nodes[0].addr, lab.nodes[1].addr);
-    lab.node("a")
-        .write_config(XDP_MODE, &router(MASTER_PRIO, interval, b_addr))?;
-    lab.node("b")
-        .write_config(XDP_MODE, &router(BACKUP_PRIO, interval, a_addr))?;
-    keep_config(
-        out,
-        &lab.nodes[0].config,
-        &format!("takeover-fo-{interval}ms-a.toml"),
-    )?;
-    keep_config(
-        out,
-        &lab.nodes[1].config,
-        &format!("takeover-fo-{interval}ms-b.toml"),
-    )?;
-    lab.start_pair(Duration::from_secs(15))?;
+    let mut lab = pair_lab(bins, "takeover", interval, &[], out)?;
     let mut kills = Vec::new();
     for rep in 0..reps {
         // Let a few adverts pass, and vary the phase of the kill a little.
@@ -172,6 +154,38 @@ fn one_interval(bins: &Bins, reps: usize, interval: u64, out: &Path) -> anyhow::
             .wait_state_after("backup", back, Duration::from_secs(5))?;
     }
     Ok(kills)
+}
+
+/// A fo pair (a master at priority 200, b backup at 100, VRRPv3 unicast at `interval`
+/// ms, the VIP and no service) started and settled; logs in `logs/<what>-<interval>ms`,
+/// configs kept as `<what>-fo-<interval>ms-{a,b}.toml`; `agent_args` added to both
+/// agents' command line.
+pub fn pair_lab(
+    bins: &Bins,
+    what: &str,
+    interval: u64,
+    agent_args: &[&str],
+    out: &Path,
+) -> anyhow::Result<Lab> {
+    let spec = Spec::pair("fo-bench", VIP, 1514);
+    let dir = out.join("logs").join(format!("{what}-{interval}ms"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lab = Lab::build(&spec, bins.clone(), &dir)?;
+    let (a_addr, b_addr) = (lab.nodes[0].addr, lab.nodes[1].addr);
+    lab.node("a")
+        .write_config(XDP_MODE, &router(MASTER_PRIO, interval, b_addr))?;
+    lab.node("b")
+        .write_config(XDP_MODE, &router(BACKUP_PRIO, interval, a_addr))?;
+    for n in &mut lab.nodes {
+        n.agent_args = agent_args.iter().map(|a| a.to_string()).collect();
+        keep_config(
+            out,
+            &n.config,
+            &format!("{what}-fo-{interval}ms-{}.toml", n.name),
+        )?;
+    }
+    lab.start_pair(Duration::from_secs(15))?;
+    Ok(lab)
 }
 
 /// The first `to=master` transition line `node`'s current run logged at or after `since`.

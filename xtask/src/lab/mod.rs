@@ -134,6 +134,8 @@ pub struct Node {
     pub config: PathBuf,
     /// Every run of the agent, the current one last (killed runs keep their log).
     pub runs: Vec<Proc>,
+    /// Added to `fo-agent run` from the next start on (e.g. `--no-realtime`).
+    pub agent_args: Vec<String>,
     dir: PathBuf,
 }
 
@@ -232,6 +234,7 @@ impl Lab {
                 bpf_dir,
                 config: dir.join(format!("fo-{name}.toml")),
                 runs: Vec::new(),
+                agent_args: Vec::new(),
                 dir: dir.to_owned(),
             });
         }
@@ -483,11 +486,23 @@ impl Node {
     /// Spawn its next run of the agent, logging to `agent-<name>-<run>.log` in `dir`.
     pub fn spawn_agent(&self, bins: &Bins, dir: &Path) -> anyhow::Result<Proc> {
         let n = self.runs.len() + 1;
+        let mut cmd = agent_command(&self.ns, bins, &self.config);
+        cmd.args(&self.agent_args);
         Proc::spawn(
             &format!("fo-agent {}", self.name),
-            agent_command(&self.ns, bins, &self.config),
+            cmd,
             &dir.join(format!("agent-{}-{n}.log", self.name)),
         )
+    }
+
+    /// `fo-agent ARGS --socket <its control socket>` (demote, resume, ...); fails with
+    /// the command's output when it is refused.
+    pub fn ctl(&self, bins: &Bins, args: &[&str]) -> anyhow::Result<()> {
+        let sock = self.dir.join(format!("control-{}.sock", self.name));
+        let mut cmd = Command::new(&bins.agent);
+        cmd.args(args).arg("--socket").arg(sock);
+        output_ok(&mut cmd, &format!("fo-agent {args:?} on {}", self.name))?;
+        Ok(())
     }
 
     /// SIGKILL the running agent (its pinned data plane stays). Returns when.

@@ -188,7 +188,8 @@ impl RouterHandle {
     }
 }
 
-/// Start the task of one router. `packets` delivers the received packets with its VRID;
+/// Start the task of one router on `timing` (the VRRP timing thread; its hooks' queue on
+/// the caller's runtime). `packets` delivers the received packets with its VRID;
 /// `queue_drops` counts those the receive task could not queue.
 pub(super) fn spawn(
     spec: RouterSpec,
@@ -196,6 +197,7 @@ pub(super) fn spawn(
     packets: mpsc::Receiver<Received>,
     queue_drops: Arc<AtomicU64>,
     epoch: Instant,
+    timing: &tokio::runtime::Handle,
 ) -> Result<(RouterHandle, JoinHandle<()>), fo_vrrp::fsm::ConfigError> {
     let router = fo_vrrp::Router::new(spec.fsm.clone())?;
     let status = Arc::new(Mutex::new(RouterStatus {
@@ -256,7 +258,7 @@ pub(super) fn spawn(
         auth_warn: RateLimit::default(),
         dual_warn: RateLimit::default(),
     };
-    let task = tokio::spawn(tracing::Instrument::instrument(
+    let task = timing.spawn(tracing::Instrument::instrument(
         driver.run(rx, packets),
         span,
     ));

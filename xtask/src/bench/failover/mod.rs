@@ -1,4 +1,4 @@
-//! Failover under a fleet: fo (VRRPv3, adverts 100 ms and 20 ms, XDP DSR) against
+//! Failover under a fleet: fo (VRRPv3, adverts 100, 20 and 10 ms, XDP DSR) against
 //! keepalived + HAProxy (VRRPv2 1 s as deployed today, and VRRPv3 100 ms; HAProxy in TCP
 //! mode, `balance source`), on the same topology: a client namespace running `fo-fleet`
 //! (`AGENTS` long-lived connections from 100 source addresses), LB nodes a (priority 150,
@@ -15,10 +15,13 @@
 //!
 //! Per run: sinks and fleet start fresh, every agent connects, `PRE` later node a fails
 //! — (a) kill -9 of every process in its namespace (fo-agent; keepalived and HAProxy),
-//! or (b) `ip link set eth0 down` in it, a dead node as the network sees it — and the
+//! or (b) `ip link set eth0 down` in it, a dead node as the network sees it, or (c) a
+//! planned switchover (fo: `fo-agent demote`; keepalived: a's priority lowered below
+//! b's in its config, then SIGHUP, as operators move a VIP by hand) — and the
 //! run ends once every agent is connected and the reset count has been stable for a
 //! second (or `SETTLE_MAX` after the takeover). Then, with the fleet still running, a
-//! is restored (its processes restarted, or its link set up) and preempts back (the old
+//! is restored (its processes restarted, its link set up, `resume`, or its priority
+//! raised again) and preempts back (the old
 //! master's return); the run ends once the fleet is whole again after that, and the
 //! resets and the service gap of the return are counted apart from the failure's. One
 //! lab per variant.
@@ -74,9 +77,12 @@ struct Variant {
     advert_ms: u64,
     /// fo with `mode = "nat"` and sync instead of DSR.
     nat: bool,
+    /// fo with its timing measures (real-time VRRP thread, timer slack, locked memory);
+    /// false: `fo-agent run --no-realtime`, for comparison.
+    realtime: bool,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 7] = [
     Variant {
         key: "fo-v3-100ms",
         label: "fo, VRRPv3 100 ms, XDP DSR",
@@ -84,6 +90,7 @@ const VARIANTS: [Variant; 5] = [
         version: 3,
         advert_ms: 100,
         nat: false,
+        realtime: true,
     },
     Variant {
         key: "fo-nat-v3-100ms",
@@ -92,6 +99,7 @@ const VARIANTS: [Variant; 5] = [
         version: 3,
         advert_ms: 100,
         nat: true,
+        realtime: true,
     },
     Variant {
         key: "fo-v3-20ms",
@@ -100,6 +108,25 @@ const VARIANTS: [Variant; 5] = [
         version: 3,
         advert_ms: 20,
         nat: false,
+        realtime: true,
+    },
+    Variant {
+        key: "fo-v3-10ms",
+        label: "fo, VRRPv3 10 ms, XDP DSR",
+        system: System::Fo,
+        version: 3,
+        advert_ms: 10,
+        nat: false,
+        realtime: true,
+    },
+    Variant {
+        key: "fo-v3-10ms-normal",
+        label: "fo, VRRPv3 10 ms, XDP DSR, `--no-realtime`",
+        system: System::Fo,
+        version: 3,
+        advert_ms: 10,
+        nat: false,
+        realtime: false,
     },
     Variant {
         key: "ka-v2-1s",
@@ -108,6 +135,7 @@ const VARIANTS: [Variant; 5] = [
         version: 2,
         advert_ms: 1000,
         nat: false,
+        realtime: true,
     },
     Variant {
         key: "ka-v3-100ms",
@@ -116,13 +144,52 @@ const VARIANTS: [Variant; 5] = [
         version: 3,
         advert_ms: 100,
         nat: false,
+        realtime: true,
     },
 ];
+
+impl Variant {
+    /// b's Master_Down_Interval (priority 100), exact (RFC formula, no truncation).
+    fn master_down_ms(self) -> f64 {
+        let version = if self.version == 2 {
+            fo_vrrp::Version::V2
+        } else {
+            fo_vrrp::Version::V3
+        };
+        super::takeover::master_down_ms(version, self.advert_ms as f64, 100)
+    }
+}
+
+/// The items of `all` whose key is in `keys` (all of them when `keys` is empty); an
+/// unknown key is refused, naming the known ones.
+fn selected<T: Copy>(
+    all: &[T],
+    keys: &[String],
+    key: impl Fn(&T) -> &'static str,
+) -> anyhow::Result<Vec<T>> {
+    if let Some(bad) = keys
+        .iter()
+        .find(|k| !all.iter().any(|x| key(x) == k.as_str()))
+    {
+        let known: Vec<_> = all.iter().map(&key).collect();
+        bail!(
+            "no failover variant or failure {bad:?}; known: {}",
+            known.join(", ")
+        );
+    }
+    Ok(all
+        .iter()
+        .filter(|x| keys.is_empty() || keys.iter().any(|k| k == key(x)))
+        .copied()
+        .collect())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     Kill,
     LinkDown,
+    /// A planned move: fo `demote`; keepalived: a's priority lowered and SIGHUP.
+    Planned,
 }
 
 impl Failure {
@@ -130,17 +197,19 @@ impl Failure {
         match self {
             Failure::Kill => "kill9",
             Failure::LinkDown => "link-down",
+            Failure::Planned => "planned",
         }
     }
     fn label(self) -> &'static str {
         match self {
             Failure::Kill => "kill -9 of the LB processes",
             Failure::LinkDown => "link down (node failure)",
+            Failure::Planned => "planned switchover",
         }
     }
 }
 
-const FAILURES: [Failure; 2] = [Failure::Kill, Failure::LinkDown];
+const FAILURES: [Failure; 3] = [Failure::Kill, Failure::LinkDown, Failure::Planned];
 
 /// One run's figures.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -189,9 +258,11 @@ struct Bench<'a> {
 
 pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
     let mut results: Vec<(Variant, Failure, Vec<RunResult>)> = Vec::new();
-    for v in VARIANTS {
+    let variants = selected(&VARIANTS, &opts.variants, |v| v.key)?;
+    let failures = selected(&FAILURES, &opts.failures, |f| f.key())?;
+    for v in variants {
         let started = Instant::now();
-        let per = one_variant(bins, v, opts.runs, out)
+        let per = one_variant(bins, v, &failures, opts.runs, out)
             .with_context(|| format!("failover bench, {}", v.label))?;
         eprintln!(
             "failover {}: {:.0} s",
@@ -216,6 +287,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
             "variants": results.iter().map(|(v, f, runs)| json!({
                 "variant": v.key, "label": v.label, "failure": f.key(),
                 "vrrp_version": v.version, "advert_ms": v.advert_ms,
+                "master_down_interval_ms": v.master_down_ms(),
                 "takeover_ms": mmm_json(&col(runs, |r| r.takeover_ms)),
                 "service_gap_ms": mmm_json(&col(runs, |r| r.service_gap_ms as f64)),
                 "connections_reset": mmm_json(&col(runs, |r| r.connections_reset as f64)),
@@ -238,6 +310,7 @@ pub fn run(bins: &Bins, opts: &Opts, out: &Path) -> anyhow::Result<()> {
 fn one_variant(
     bins: &Bins,
     v: Variant,
+    failures: &[Failure],
     runs: usize,
     out: &Path,
 ) -> anyhow::Result<Vec<(Failure, Vec<RunResult>)>> {
@@ -257,7 +330,7 @@ fn one_variant(
     b.wait_state(1, "backup", SystemTime::UNIX_EPOCH, Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_millis(500));
     let mut per = Vec::new();
-    for f in FAILURES {
+    for &f in failures {
         let mut rs = Vec::new();
         for i in 1..=runs {
             eprintln!("failover {} {} run {i}/{runs}", v.key, f.key());

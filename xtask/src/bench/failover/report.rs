@@ -14,12 +14,18 @@ pub(super) fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usi
          resending everything unacknowledged), 3 backends running `fo-sink`. Node a \
          (priority 150, preempts) is master; b (100) takes over when a fails, either by \
          **kill -9** of every LB process on a (fo-agent; keepalived + HAProxy) or by \
-         **link down** of a's eth0 (what a dead node looks like). fo: VRRPv3 unicast, XDP \
+         **link down** of a's eth0 (what a dead node looks like), or hands mastership to \
+         b on purpose, a **planned switchover** (fo: `fo-agent demote` on a; the \
+         baseline as operators do it: a's priority in keepalived.conf lowered below b's \
+         and keepalived reloaded with SIGHUP; HAProxy needs no reload, it listens on the \
+         VIP on both nodes already). fo: VRRPv3 unicast, XDP \
          DSR in {XDP_MODE} (SKB) mode, `hash = \"source-ip\"`; the backends hold the VIP on lo. \
          Baseline: keepalived 2.2.7 (unicast peers) moves the VIP, HAProxy 2.6 TCP mode \
          `balance source` on VIP:{PORT} on both nodes (`ip_nonlocal_bind`), sinks on the \
          backends' own addresses. {runs} runs per row, min / median / max.\n\n\
-         - **takeover**: from the failure to b's transition to master (fo: the timestamp \
+         - **MDI**: b's Master_Down_Interval, 3 × advert + (256 − 100) × advert / 256 \
+         (v2: skew (256 − 100) / 256 s): the longest a backup waits for a silent master.\n\
+         - **takeover**: from the failure (the demote or SIGHUP) to b's transition to master (fo: the timestamp \
          of the agent's log line; keepalived: arrival of its `Entering MASTER STATE` line).\n\
          - **service gap**: longest time with no event arriving at any sink (10 ms buckets) \
          from the failure to a's restore.\n\
@@ -34,11 +40,12 @@ pub(super) fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usi
          longest pause of one agent's events at a sink.\n\
          - **a back** (the old master's return, preemption): once the fleet is whole again \
          after the takeover, a is restored with the fleet still running (kill -9: its \
-         processes restarted; link down: link up) and preempts back. **preempt**: from the \
+         processes restarted; link down: link up; planned: `fo-agent resume`, or the priority \
+         raised again and SIGHUP) and preempts back. **preempt**: from the \
          restore to a's transition to master (timed as the takeover); **gap**, **resets**, \
          **recovery**: as above, from the restore to the end of the run (fleet whole again).\n\n\
-         | system | failure | takeover ms | service gap ms | resets | lost acked / unacked | unacked at disconnect | recovery ms | max silence ms | a back: preempt ms | a back: gap ms | a back: resets | a back: recovery ms | timeline |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         | system | failure | MDI ms | takeover ms | service gap ms | resets | lost acked / unacked | unacked at disconnect | recovery ms | max silence ms | a back: preempt ms | a back: gap ms | a back: resets | a back: recovery ms | timeline |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for (v, f, rs) in results {
         let png = rs
@@ -47,9 +54,10 @@ pub(super) fn markdown(results: &[(Variant, Failure, Vec<RunResult>)], runs: usi
             .map(|p| format!("[png]({p})"))
             .unwrap_or_default();
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {png} |\n",
+            "| {} | {} | {:.1} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {png} |\n",
             v.label,
             f.label(),
+            v.master_down_ms(),
             fmt_mmm(&col(rs, |r| r.takeover_ms), 0),
             fmt_mmm(&col(rs, |r| r.service_gap_ms as f64), 0),
             fmt_mmm(&col(rs, |r| r.connections_reset as f64), 0),

@@ -93,7 +93,10 @@ impl Bench<'_> {
                     self.lab.client.ns.sh("ethtool -K eth0 tx off >/dev/null")?;
                 }
                 for (i, (prio, _, peer)) in prios.iter().enumerate() {
-                    let n = &self.lab.nodes[i];
+                    let n = &mut self.lab.nodes[i];
+                    if !v.realtime {
+                        n.agent_args = vec!["--no-realtime".into()];
+                    }
                     n.write_config(XDP_MODE, &fo_router(v, *prio, *peer, &key))?;
                     keep_config(
                         self.out,
@@ -273,6 +276,34 @@ impl Bench<'_> {
                 ns.sh("ip link set eth0 down")?;
                 Ok(at)
             }
+            Failure::Planned => {
+                let at = SystemTime::now();
+                self.hand_over(true)?;
+                Ok(at)
+            }
+        }
+    }
+
+    /// The planned move away from a (`away`) or back to it: fo `demote`/`resume bench`;
+    /// keepalived, a's priority set below b's (50) or back to 150, and SIGHUP.
+    fn hand_over(&mut self, away: bool) -> anyhow::Result<()> {
+        match self.variant.system {
+            System::Fo => {
+                let cmd = if away { "demote" } else { "resume" };
+                self.lab.nodes[0].ctl(&self.lab.bins, &[cmd, "bench"])
+            }
+            System::Baseline => {
+                let (a, b) = (&self.lab.nodes[0], &self.lab.nodes[1]);
+                let prio = if away { 50 } else { 150 };
+                let ka = self.lab.dir.join(format!("keepalived-{}.conf", a.name));
+                let conf = keepalived_conf(self.variant, &a.name, prio, a.addr, b.addr);
+                std::fs::write(&ka, conf)?;
+                self.base[0]
+                    .keepalived
+                    .as_ref()
+                    .context("keepalived a is not running")?
+                    .signal("HUP")
+            }
         }
     }
 
@@ -294,6 +325,7 @@ impl Bench<'_> {
             Failure::LinkDown => {
                 self.lab.nodes[0].ns.sh("ip link set eth0 up")?;
             }
+            Failure::Planned => self.hand_over(false)?,
         }
         let back = self
             .wait_state(0, "master", t, Duration::from_secs(20))

@@ -156,14 +156,7 @@ impl ScaleoutLab {
     }
 
     pub(super) fn ctl(&self, i: usize, args: &[&str]) -> anyhow::Result<()> {
-        let node = &self.lab.nodes[i];
-        let sock = node
-            .config
-            .with_file_name(format!("control-{}.sock", node.name));
-        let mut cmd = std::process::Command::new(&self.lab.bins.agent);
-        cmd.args(args).arg("--socket").arg(sock);
-        crate::util::output_ok(&mut cmd, &format!("fo-agent {args:?} on {}", node.name))?;
-        Ok(())
+        self.lab.nodes[i].ctl(&self.lab.bins, args)
     }
 
     /// Start node `i`'s BIRD and agent.
