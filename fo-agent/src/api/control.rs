@@ -32,20 +32,48 @@ use crate::locks::lock;
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    Promote { router: String },
-    Demote { router: String },
-    Resume { router: String },
+    Promote {
+        router: String,
+    },
+    Demote {
+        router: String,
+    },
+    Resume {
+        router: String,
+    },
     Reload,
-    Drain { service: String, backend: String },
-    Enable { service: String, backend: String },
+    Drain {
+        service: String,
+        backend: String,
+    },
+    Enable {
+        service: String,
+        backend: String,
+    },
+    /// Rehearse a planned switchover of `router` (this node the master) on live
+    /// traffic; `back` hands mastership back afterwards.
+    Drill {
+        router: String,
+        #[serde(default)]
+        back: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status { status: Box<Status> },
-    Ok { message: String },
-    Error { message: String },
+    Status {
+        status: Box<Status>,
+    },
+    Drill {
+        report: Box<super::drill::DrillReport>,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A request with the way back to whoever asked.

@@ -3,6 +3,7 @@
 
 mod batch;
 pub mod flows;
+mod forwarded;
 mod loader;
 pub mod maglev;
 pub mod nat;
@@ -21,6 +22,7 @@ use fo_common::{
     ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey, VipState,
 };
 
+pub use forwarded::{Forwarded, ForwardedCount};
 pub use loader::{
     Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, new_connection_entries,
     remove_all_pins,
