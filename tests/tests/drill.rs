@@ -114,6 +114,13 @@ fn under_fleet(nat: bool) {
     }
     assert_eq!(report["after"]["local"]["routers"][0]["state"], "master");
     assert_eq!(report["after"]["peer"]["routers"][0]["state"], "backup");
+    let metrics = lab.a.metrics();
+    for line in [
+        "fo_drill_total{router=\"lab\",result=\"passed\"} 1",
+        "fo_drill_blackout_seconds{router=\"lab\",direction=\"client_to_backend\"}",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
     std::thread::sleep(Duration::from_secs(2));
     let (merged, _) = lab.finish();
     println!(
@@ -212,4 +219,9 @@ fn drill_refuses_while_the_peer_is_not_ready() {
         "a refused drill moves nothing"
     );
     lab.a.ns.sh("tc qdisc del dev eth0 root");
+    let metrics = lab.a.metrics();
+    assert!(
+        metrics.contains("fo_drill_total{router=\"lab\",result=\"refused\"} 2"),
+        "both refusals on A must be counted:\n{metrics}"
+    );
 }

@@ -6,10 +6,11 @@
 //! operator does. Each leg records both nodes' forwarding timelines over one window:
 //! this node's sampler, and the peer's, asked over the sync channel.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
@@ -17,8 +18,9 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::api::control::{Envelope, Request, Response};
-use crate::api::drill::{Blackout, DrillReport, Leg, Nodes};
+use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, Nodes};
 use crate::dataplane::Forwarded;
+use crate::locks::lock;
 use crate::sync::NatSync;
 use crate::sync::drill::{self, NodeReady, RouterReady, Timeline};
 use crate::vrrp::RouterHandle;
@@ -33,6 +35,9 @@ const WINDOW_MS: u32 = 3000;
 const SETTLE: Duration = Duration::from_secs(1);
 /// How often the drill looks at the peer's readiness while waiting for it.
 const POLL: Duration = Duration::from_millis(10);
+
+/// A direction's bitmap in a timeline.
+type Bits = fn(&Timeline) -> &[u8];
 
 /// The readiness of these routers (sent to the peers with every heartbeat).
 pub(super) fn routers_ready(routers: &[RouterHandle]) -> Vec<RouterReady> {
@@ -59,6 +64,8 @@ struct Drill {
     sync: NatSync,
     requests: mpsc::Sender<Envelope>,
     bpf_dir: PathBuf,
+    /// Drills by router (status and metrics).
+    tally: Arc<Mutex<BTreeMap<String, DrillTally>>>,
     /// Set while a drill runs; cleared when this one ends (dropped with it).
     _running: Running,
 }
@@ -74,12 +81,27 @@ impl Drop for Running {
 
 impl Agent {
     /// Check that a drill of `router` may start; if so, the drill (to run beside the
-    /// loop). A refusal says why.
+    /// loop). A refusal says why, and is counted.
     pub(super) fn drill(
         &mut self,
         router: &str,
         back: bool,
     ) -> Result<impl Future<Output = Response> + Send + 'static, String> {
+        let checked = self.drill_checked(router, back);
+        if checked.is_err() && self.config.router(router).is_some() {
+            lock(&self.api.drills)
+                .entry(router.to_string())
+                .or_default()
+                .refused();
+        }
+        checked
+    }
+
+    fn drill_checked(
+        &mut self,
+        router: &str,
+        back: bool,
+    ) -> Result<impl Future<Output = Response> + Send + 'static + use<>, String> {
         let Some(r) = self.config.router(router) else {
             return Err(format!("no router named {router:?}"));
         };
@@ -121,6 +143,7 @@ impl Agent {
             sync,
             requests,
             bpf_dir: self.config.node.bpf_dir.clone(),
+            tally: self.api.drills.clone(),
             _running: Running(self.api.drill_running.clone()),
         };
         info!(router, %peer, back, "drill: starting");
@@ -231,16 +254,21 @@ impl Drill {
         tokio::time::sleep(drill::READY_FRESH).await;
         let after = self.nodes();
         info!(router, result, "drill: finished");
+        let report = DrillReport {
+            router,
+            peer: self.peer,
+            before,
+            legs,
+            after,
+            result,
+            notes,
+        };
+        lock(&self.tally)
+            .entry(report.router.clone())
+            .or_default()
+            .ran(&report);
         Response::Drill {
-            report: Box::new(DrillReport {
-                router,
-                peer: self.peer,
-                before,
-                legs,
-                after,
-                result,
-                notes,
-            }),
+            report: Box::new(report),
         }
     }
 
@@ -380,8 +408,7 @@ impl Drill {
     fn blackouts(&self, leg: &mut Leg, l: &Timeline, p: &Timeline) {
         leg.resolution_ms = f64::from(l.max_step_us.max(p.max_step_us)) / 1000.0;
         let both = [l, p];
-        let mut dirs: Vec<(&str, fn(&Timeline) -> &[u8])> =
-            vec![("client_to_backend", |t| &t.forward)];
+        let mut dirs: Vec<(&str, Bits)> = vec![("client_to_backend", |t| &t.forward)];
         if self.nat {
             dirs.push(("backend_to_client", |t| &t.reply));
         }

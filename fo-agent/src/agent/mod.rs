@@ -157,6 +157,8 @@ struct Api {
     requests: Option<tokio::sync::mpsc::Sender<control::Envelope>>,
     /// Set while a drill runs (`drill`).
     drill_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Drills by router, for status and metrics (`drill`).
+    drills: std::sync::Arc<std::sync::Mutex<BTreeMap<String, crate::api::drill::DrillTally>>>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.

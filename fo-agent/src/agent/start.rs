@@ -350,6 +350,7 @@ pub(super) async fn start(
             flow_count: Default::default(),
             requests: None,
             drill_running: Default::default(),
+            drills: Default::default(),
         },
         sync,
         ticks: 0,

@@ -10,6 +10,41 @@ use serde::{Deserialize, Serialize};
 
 use crate::sync::drill::NodeReady;
 
+/// The drills of one router since the agent started (status and metrics).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrillTally {
+    /// Drills by result: "passed", "failed" (a leg did not hand over or a timeline
+    /// did not come) and "refused".
+    pub results: BTreeMap<String, u64>,
+    /// The last drill's longest blackout per direction over its legs, seconds.
+    pub last_blackout_seconds: BTreeMap<String, f64>,
+}
+
+impl DrillTally {
+    /// Count a refused drill.
+    pub fn refused(&mut self) {
+        *self.results.entry("refused".into()).or_default() += 1;
+    }
+
+    /// Count a drill that ran, and keep its blackouts.
+    pub fn ran(&mut self, report: &DrillReport) {
+        let result = if report.result == "passed" {
+            "passed"
+        } else {
+            "failed"
+        };
+        *self.results.entry(result.into()).or_default() += 1;
+        self.last_blackout_seconds.clear();
+        for leg in &report.legs {
+            for (dir, b) in &leg.blackout {
+                let s = f64::from(b.ms) / 1000.0;
+                let e = self.last_blackout_seconds.entry(dir.clone()).or_default();
+                *e = e.max(s);
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DrillReport {
     pub router: String,

@@ -247,10 +247,10 @@ pub fn longest_silence<'a>(
     let (mut best, mut run_start) = ((0, first), None);
     for i in first..=last {
         if any(i) {
-            if let Some(s) = run_start.take() {
-                if i - s > best.0 {
-                    best = (i - s, s);
-                }
+            if let Some(s) = run_start.take()
+                && i - s > best.0
+            {
+                best = (i - s, s);
             }
         } else if run_start.is_none() {
             run_start = Some(i);
