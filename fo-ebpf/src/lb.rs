@@ -104,7 +104,7 @@ fn forward(
     });
     // SAFETY (map reads below): values are plain data replaced whole by the agent.
     let vip = unsafe { maps::VIPS.get(&vip_key.0) }.ok_or(Counter::PassNotVip)?;
-    if vip.flags & fo_common::VIP_OWNED == 0 {
+    if vip.flags & (fo_common::VIP_OWNED | fo_common::VIP_DRAINING) == 0 {
         return Err(Counter::PassNotOwned);
     }
     if vip.flags & fo_common::VIP_ROUTED != 0 {
@@ -200,6 +200,10 @@ fn forward(
             if family == FAMILY_V4 && service.flags & SVC_NAT != 0 {
                 if !whole {
                     return Err(Counter::PassTruncated);
+                }
+                // Draining: no NAT state the new owner cannot know about.
+                if vip_flags & fo_common::VIP_DRAINING != 0 {
+                    return Err(Counter::PassNotOwned);
                 }
                 return Ok(nat::open_new(ctx, l4_offset, flow, service_id, found.0));
             }

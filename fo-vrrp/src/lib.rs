@@ -83,6 +83,7 @@
 //!     primary_address: "192.168.1.12".parse().unwrap(),
 //!     fence_timeout: None,
 //!     sync_then_claim: false,
+//!     drain_grace: Duration::from_secs(2),
 //! })
 //! .unwrap();
 //! let now = fsm::Time::ZERO;
@@ -102,7 +103,9 @@ pub mod timing;
 pub mod types;
 
 pub use auth::{AuthKey, ReplayGuard, Sequence, SequenceGen};
-pub use fsm::{Action, Admin, Config, Event, FaultSource, Reason, Router, State, Time, Timer};
+pub use fsm::{
+    Action, Admin, Config, Event, FaultSource, NotReady, Reason, Router, State, Time, Timer,
+};
 pub use packet::{
     Advert, DropReason, EncodeError, RxMeta, decode, decode_authenticated, peek_vrid,
 };

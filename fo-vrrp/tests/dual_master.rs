@@ -97,6 +97,7 @@ fn node(priority: u8, address: &str) -> Node {
             primary_address: address,
             fence_timeout: None,
             sync_then_claim: false,
+            drain_grace: Duration::from_secs(2),
         })
         .expect("valid config"),
         address,

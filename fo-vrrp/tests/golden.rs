@@ -9,7 +9,7 @@
 //! * first line: `{"config": {"priority": 100, "advert_interval": {"centisecs": 100},
 //!   "preempt": true, "preempt_delay_ms": 0, "primary_address": "10.0.0.1"}}`
 //!   (`preempt` defaults to true, `preempt_delay_ms` to 0; `fence_timeout_ms` turns fencing
-//!   on, `sync_then_claim` sync-then-claim);
+//!   on, `sync_then_claim` sync-then-claim, `drain_grace_ms` the drain grace, 2000 if absent);
 //! * then `{"at_ms": 0, "event": "startup"}`, `{"at_ms": 1000, "event": {"advert_received":
 //!   {"from": "10.0.0.2", "priority": 200, "interval": {"centisecs": 100}}}}`, …;
 //! * `{"at_ms": 5000}` with no event just lets time run to 5000 ms;
@@ -55,6 +55,13 @@ struct ScenarioConfig {
     /// Sync-then-claim (default false).
     #[serde(default)]
     sync_then_claim: bool,
+    /// Make-before-break: the drain grace of a Master that yields (default 2000).
+    #[serde(default = "two_seconds")]
+    drain_grace_ms: u64,
+}
+
+fn two_seconds() -> u64 {
+    2000
 }
 
 fn yes() -> bool {
@@ -165,6 +172,7 @@ fn run_scenario(input: &str) -> Result<String, String> {
         primary_address: config.primary_address,
         fence_timeout: config.fence_timeout_ms.map(Duration::from_millis),
         sync_then_claim: config.sync_then_claim,
+        drain_grace: Duration::from_millis(config.drain_grace_ms),
     })
     .map_err(|e| format!("config: {e}"))?;
     let mut driver = Driver {

@@ -521,6 +521,36 @@ impl Pair {
         self.assert_a_master();
     }
 
+    /// A NAT lab whose nodes sync their connections with `key`, both started, A master.
+    pub fn synced_nat(key: &SyncKey) -> Pair {
+        let mut lab = Pair::new(&PairOptions {
+            nat: true,
+            node_extra: format!(
+                "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
+                key.0.display()
+            ),
+            ..Default::default()
+        });
+        lab.start_a_master();
+        lab
+    }
+
+    /// Asserts that B's connection table is current and its sync with A in step within
+    /// 10 s (with B's sync status and log if not).
+    #[track_caller]
+    pub fn assert_b_in_sync(&self) {
+        let in_sync = wait_for(Duration::from_secs(10), || {
+            let s = &self.b.status()["sync"];
+            (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
+        });
+        assert!(
+            in_sync.is_some(),
+            "B's sync with A never got in sync: {}\n{}",
+            self.b.status()["sync"],
+            self.b.log()
+        );
+    }
+
     /// Wait (10 s at most) for A to be master, then put `n` idle established
     /// connections to the VIP straight into A's pinned NAT table.
     pub fn fill_nat_of_master_a(&self, n: u32) {

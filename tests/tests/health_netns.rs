@@ -906,7 +906,9 @@ fn a_reload_refuses_programs_others_could_change_and_the_running_config_stays() 
         "the running config stays: {st}"
     );
 
-    // ...and at the next transition the backup hook is not run.
+    // ...and at the next transition the backup hook is not run (a demote hands over:
+    // B takes over).
+    lab.b.start();
     let (ok, out) = lab.a.ctl(&["demote", "lab"]);
     assert!(ok, "demote: {out}");
     assert!(

@@ -15,16 +15,6 @@ fn nat_lab(extra_node: &str) -> Pair {
     })
 }
 
-/// A NAT lab whose nodes sync their connections with `key`, both started, A master.
-fn synced_nat_lab(key: &Key) -> Pair {
-    let mut lab = nat_lab(&format!(
-        "sync = {{ peers = [\"{{peer}}\"], key_file = \"{}\" }}",
-        key.0.display()
-    ));
-    lab.start_a_master();
-    lab
-}
-
 /// Stop the fleet and the sinks ([`Pair::finish`]); with the merged figures, how many
 /// of the fleet's connections lived through without a reset or a second connection.
 fn finish_counting_survivors(lab: &mut Pair) -> (fo_lab::report::Merged, usize) {
@@ -88,10 +78,6 @@ fn three_hundred_connections_through_routed_backends() {
     );
 }
 
-fn sync_state(node: &fo_tests::pair::Node) -> serde_json::Value {
-    node.status()["sync"].clone()
-}
-
 #[test]
 fn killed_master_connections_continue_on_the_synced_backup() {
     failover(false);
@@ -107,17 +93,8 @@ fn dead_master_node_connections_continue_on_the_synced_backup() {
 fn failover(node_dies: bool) {
     const AGENTS: u32 = 200;
     let key = Key::new();
-    let mut lab = synced_nat_lab(&key);
-    let in_sync = fo_tests::netns::wait_for(Duration::from_secs(10), || {
-        let s = sync_state(&lab.b);
-        (s["current"] == true && s["peers"][0]["state"] == "in_sync").then_some(())
-    });
-    assert!(
-        in_sync.is_some(),
-        "B's sync with A never got in sync: {}\n{}",
-        sync_state(&lab.b),
-        lab.b.log()
-    );
+    let mut lab = Pair::synced_nat(&key);
+    lab.assert_b_in_sync();
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(4));
     let a_conns = lab.a.status()["nat_connections"].clone();
@@ -187,7 +164,7 @@ fn failover(node_dies: bool) {
 fn restarted_nat_master_keeps_its_connections() {
     const AGENTS: u32 = 100;
     let key = Key::new();
-    let mut lab = synced_nat_lab(&key);
+    let mut lab = Pair::synced_nat(&key);
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(3));
     lab.a.restart();

@@ -40,6 +40,8 @@ fn vip_address_follows_mastership() {
         wait_for(Duration::from_secs(5), || has_vip(&lab).then_some(())).is_some(),
         "the VIP is not on eth0 while master"
     );
+    // A demote hands over (make before break): B must be there to take over.
+    lab.b.start();
     let (ok, out) = lab.a.ctl(&["demote", "lab"]);
     assert!(ok, "demote: {out}");
     assert!(

@@ -131,13 +131,14 @@ impl Agent {
                 ),
             };
         };
-        info!(router, "operator: {verb}");
         let demote = matches!(control, Control::Demote);
-        if let Err(e) = h.send(control).await {
+        let was_master = h.status().state == fo_vrrp::State::Master;
+        if let Err(why) = h.admin(control).await {
             return Response::Error {
-                message: e.to_string(),
+                message: format!("router {router} not {verb}: {why}"),
             };
         }
+        info!(router, "operator: {verb}");
         // A promote ends a demote as resume does.
         let changed = if demote {
             self.operator.demoted.insert(router.to_string())
@@ -149,8 +150,14 @@ impl Agent {
         } else {
             String::new()
         };
+        // Make before break: a Master hands over and serves until the peer is heard.
+        let handover = if demote && was_master {
+            ": handing over, still master until the peer's advert is heard (status shows the handover)"
+        } else {
+            ""
+        };
         Response::Ok {
-            message: format!("router {router} {verb}{saved}"),
+            message: format!("router {router} {verb}{handover}{saved}"),
         }
     }
 

@@ -168,6 +168,8 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                 rs.dual_master = s.stats.dual_master;
                 rs.auth = s.auth.clone();
                 rs.faults = s.faults.iter().cloned().collect();
+                rs.draining = s.draining;
+                rs.handover = s.handover.clone();
                 rs.fence = agent.routers.fences.status(&r.name);
                 rs.adverts_received = s.stats.adverts_in;
                 rs.adverts_sent = s.stats.adverts_out;

@@ -138,6 +138,14 @@ pub struct RouterStatus {
     pub gates_closed: Vec<String>,
     /// "demoted" or "promoted" while an operator override is in force.
     pub admin: Option<String>,
+    /// Make before break: another node has taken the VIPs over and this one still forwards
+    /// what reaches it (no ARP/ND answers) until the drain grace ends.
+    #[serde(default)]
+    pub draining: bool,
+    /// A demote's handover: "in progress" (still master, advertising priority 0 until the
+    /// peer is heard), or "no peer took over within N ms; still master".
+    #[serde(default)]
+    pub handover: Option<String>,
     /// Failing fault sources ("link", "dataplane", "gate:NAME", "track:NAME", "fenced: …"): the
     /// router is in fault while any is listed.
     #[serde(default)]

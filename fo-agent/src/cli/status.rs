@@ -123,6 +123,16 @@ fn human(s: &Status) -> String {
             since,
             last
         );
+        if r.draining {
+            let _ = writeln!(
+                o,
+                "{:<15} draining: another node serves the VIPs, this one forwards what still arrives",
+                ""
+            );
+        }
+        if let Some(h) = &r.handover {
+            let _ = writeln!(o, "{:<15} handover: {h}", "");
+        }
         if !r.gates_closed.is_empty() {
             let _ = writeln!(o, "{:<15} gates closed: {}", "", r.gates_closed.join(", "));
         }

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf};
 use fo_common::{
     Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatService, ServiceKey,
-    ServiceValue, TrafficStats, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey, VipState,
+    ServiceValue, TrafficStats, VIP_DRAINING, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey,
+    VipState,
 };
 
 pub use forwarded::{Forwarded, ForwardedCount};
@@ -246,6 +247,21 @@ impl Dataplane {
             .map_err(map_err("VIPS"))
     }
 
+    /// Publish `vip` as draining (make before break): another node answers for it now;
+    /// this one forwards what still reaches it, answers no ARP/ND and opens no NAT
+    /// connection. No lease: the agent clears it when the grace ends.
+    pub fn set_vip_draining(&mut self, vip: IpAddr) -> Result<()> {
+        let state = VipState {
+            flags: VIP_DRAINING | self.roles.get(&vip).copied().unwrap_or(0),
+            _pad: 0,
+            lease_until_ns: 0,
+        };
+        self.maps
+            .vips
+            .insert(&VipKey::new(vip), &state, 0)
+            .map_err(map_err("VIPS"))
+    }
+
     /// Publish `vip` as routed to this node (announced over BGP): its services are
     /// forwarded, ARP/ND for it is never answered, so no lease is involved.
     pub fn set_vip_routed(&mut self, vip: IpAddr) -> Result<()> {
@@ -271,7 +287,7 @@ impl Dataplane {
             Err(MapError::KeyNotFound) => VipState::default(),
             Err(e) => return Err(map_err("VIPS")(e)),
         };
-        state.flags = (state.flags & (VIP_OWNED | VIP_ROUTED)) | role;
+        state.flags = (state.flags & (VIP_OWNED | VIP_ROUTED | VIP_DRAINING)) | role;
         self.maps
             .vips
             .insert(&key, &state, 0)

@@ -70,6 +70,17 @@ impl Plane {
         Ok(())
     }
 
+    /// Stop answering for `vips` but keep forwarding what still reaches this node (make
+    /// before break: another node has taken them). The lease stops; `set_owned(false)`
+    /// ends the draining.
+    pub fn set_draining(&mut self, vips: &[IpAddr]) -> Result<(), DataplaneError> {
+        for &vip in vips {
+            self.dp.set_vip_draining(vip)?;
+            self.owned.remove(&vip);
+        }
+        Ok(())
+    }
+
     /// Forward the services of `vips` (announced over BGP) without answering ARP/ND
     /// for them. No lease: whatever the router still sends here is forwarded.
     pub fn set_routed(&mut self, vips: &[IpAddr]) -> Result<(), DataplaneError> {

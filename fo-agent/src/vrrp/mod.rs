@@ -335,6 +335,7 @@ pub fn spec_of(
             fence_timeout: v.witness.as_ref().map(|w| w.timeout),
             // Set by `Vrrp::start`: NAT services, and the sync is on.
             sync_then_claim: false,
+            drain_grace: drain_grace(interval.to_duration(), n),
         },
         garp: GarpTiming {
             count: n.garp_count.max(1),
@@ -345,6 +346,21 @@ pub fn spec_of(
         initial: Vec::new(),
         resume: false,
     })
+}
+
+/// The shortest drain grace ([`drain_grace`]).
+const DRAIN_GRACE_MIN: Duration = Duration::from_secs(2);
+
+/// How long a Master that yielded to a Master it heard keeps forwarding what still reaches
+/// it (`fo_vrrp::Action::Drain`): the new Master's whole gratuitous ARP/NA burst
+/// (`garp_count` × `garp_interval`), so that a host that missed the first frames has had
+/// every one, plus three advert intervals; at least 2 s, for hosts whose neighbour entry
+/// follows a gratuitous ARP only when their stack gets to it. Packets that arrive later
+/// (a host that missed every frame) find no owner here and are retransmitted by TCP once
+/// the host asks again and hears the new Master.
+fn drain_grace(advert_interval: Duration, node: &fo_config::Node) -> Duration {
+    let burst = node.garp_interval * node.garp_count.max(1);
+    (burst + advert_interval * 3).max(DRAIN_GRACE_MIN)
 }
 
 async fn wait_for_primary(

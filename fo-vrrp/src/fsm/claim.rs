@@ -58,3 +58,28 @@ impl fmt::Display for FaultSource {
         }
     }
 }
+
+/// Why this router may not take mastership now ([`Router::not_ready`](super::Router::not_ready)):
+/// a promote is refused with it rather than queued (make before break: the incoming
+/// Master is ready before it claims).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    /// Fault sources are failing (gates closed, link down, …).
+    Faulted(Vec<FaultSource>),
+    /// Sync-then-claim: the NAT connection table does not yet hold what the peers sent.
+    SyncPending,
+}
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotReady::Faulted(sources) => {
+                let labels: Vec<String> = sources.iter().map(ToString::to_string).collect();
+                write!(f, "not ready: failing {}", labels.join(", "))
+            }
+            NotReady::SyncPending => f.write_str(
+                "not ready: the NAT connection table is not current yet (sync from the peer pending)",
+            ),
+        }
+    }
+}

@@ -94,17 +94,31 @@ pub enum Timer {
     MasterDown,
     /// fo's preempt delay: a Backup may now preempt a lower priority Master.
     PreemptDelay,
+    /// fo's make-before-break: a demoted Master hands over; if no other Master is heard by
+    /// then, it stays Master ([`Action::HandoverFailed`]).
+    Handover,
+    /// fo's make-before-break: a Master that yielded ([`Action::Drain`]) releases the
+    /// addresses fully.
+    Drain,
 }
 
 impl Timer {
     /// Every timer, in a fixed order.
-    pub const ALL: [Timer; 3] = [Timer::Adver, Timer::MasterDown, Timer::PreemptDelay];
+    pub const ALL: [Timer; 5] = [
+        Timer::Adver,
+        Timer::MasterDown,
+        Timer::PreemptDelay,
+        Timer::Handover,
+        Timer::Drain,
+    ];
 
     pub(super) const fn index(self) -> usize {
         match self {
             Timer::Adver => 0,
             Timer::MasterDown => 1,
             Timer::PreemptDelay => 2,
+            Timer::Handover => 3,
+            Timer::Drain => 4,
         }
     }
 }
@@ -132,6 +146,8 @@ pub enum Reason {
     AdminPromote,
     /// `fo-agent demote`.
     AdminDemote,
+    /// A demoted Master handing over heard the new Master (make-before-break).
+    Handover,
     /// The agent restarted while serving and resumed as Master ([`Event::Restart`]).
     Resumed,
 }
@@ -149,6 +165,7 @@ impl Reason {
             Reason::FaultCleared => "fault_cleared",
             Reason::AdminPromote => "admin_promote",
             Reason::AdminDemote => "admin_demote",
+            Reason::Handover => "handover",
             Reason::Resumed => "resumed",
         }
     }
@@ -237,7 +254,10 @@ pub enum Event {
     },
     /// Take mastership now.
     AdminPromote,
-    /// Give mastership away and stay Backup until resume.
+    /// Give mastership away and stay Backup until resume. A Master hands over (make before
+    /// break): it advertises priority 0 every interval but keeps the addresses until it
+    /// hears the new Master, then drains ([`Action::Drain`]); if none is heard within
+    /// Master_Down_Interval it stays Master ([`Action::HandoverFailed`]).
     AdminDemote,
     /// End a promote or demote.
     AdminResume,
@@ -257,6 +277,7 @@ impl Event {
 /// An effect for the caller to perform, in order.
 ///
 /// In JSON: `{"send_advert":{"priority":100}}`, `"send_gratuitous"`,
+/// `{"drain":{"grace_us":2000000}}`, `{"handover_failed":{"waited_us":3609375}}`,
 /// `{"set_ownership":{"owned":true}}`, `{"arm_timer":{"which":"adver","after_us":1000000}}`,
 /// `{"cancel_timer":{"which":"master_down"}}`,
 /// `{"transition":{"from":"backup","to":"master","reason":"master_down"}}`,
@@ -276,6 +297,25 @@ pub enum Action {
     SetOwnership {
         /// `true` only in Master.
         owned: bool,
+    },
+    /// fo's make-before-break, in place of `SetOwnership { owned: false }` when a Master
+    /// yields to a Master it heard (a higher priority, a promote, its own demote's handover):
+    /// stop answering ARP/ND for the addresses but keep forwarding what still arrives (hosts
+    /// whose neighbour entry has not followed the new Master's gratuitous ARP/NA yet), for
+    /// `grace`; `SetOwnership { owned: false }` follows when [`Timer::Drain`] fires (or at
+    /// the next transition, whatever it sets).
+    Drain {
+        /// How long the draining lasts. In JSON, whole microseconds.
+        #[serde(rename = "grace_us", with = "micros")]
+        grace: Duration,
+    },
+    /// A demote's handover ended without another Master heard: this router stays Master
+    /// and advertises its priority again (the demote stays in force for the next attempt;
+    /// `resume` ends it).
+    HandoverFailed {
+        /// How long it waited. In JSON, whole microseconds.
+        #[serde(rename = "waited_us", with = "micros")]
+        waited: Duration,
     },
     /// Deliver `TimerFired { which }` after this long; replaces any earlier arming.
     ArmTimer {

@@ -45,9 +45,22 @@
 //!   priority, so a keepalived peer agrees. Only an address owner (255), or a peer at 254
 //!   with a higher address, beats a promoted router. A promote does not override a fault; it
 //!   takes effect when the fault clears.
-//! * Admin demote: a Master advertises priority 0 once (backups take over after Skew_Time,
-//!   §6.4.2), releases the addresses and stays Backup; a demoted Backup arms no
-//!   Master_Down_Timer, so it never becomes Master until resume.
+//! * Admin demote, make before break: a Master hands over. It advertises priority 0 (backups
+//!   take over after Skew_Time, §6.4.2) at once and at every Adver_Timer, keeps the
+//!   addresses, and arms [`Timer::Handover`] (Master_Down_Interval). The first advert of
+//!   another Master (not priority 0) ends it: Backup with reason `handover`, draining (below).
+//!   If none comes in time it stays Master, advertises its priority again and says so
+//!   ([`Action::HandoverFailed`]); the demote stays in force (a later demote tries again,
+//!   resume ends it). A demoted Backup arms no Master_Down_Timer, so it never becomes Master
+//!   until resume.
+//! * Draining, make before break: a Master that yields to a Master it heard (a higher
+//!   priority: a promote, a returning owner; its own demote's handover) does not release the
+//!   addresses at once. [`Action::Drain`] replaces `SetOwnership { owned: false }`: no more
+//!   ARP/ND answers, but what still arrives is forwarded for [`Config::drain_grace`], until
+//!   [`Timer::Drain`] fires and `SetOwnership { owned: false }` follows. Any later transition
+//!   ends the draining with its own `SetOwnership`.
+//! * Readiness ([`Router::not_ready`]): the caller refuses a promote while a fault source is
+//!   failing or, with sync-then-claim, while the connection table is not current.
 //! * Fault (link down, a gate failing, the data plane detached, fenced): release the
 //!   addresses, cancel the timers, send nothing; when the last source clears, start again as
 //!   on Startup (Master if owner, else Backup). The sources are data ([`FaultSource`]), so
@@ -72,14 +85,15 @@
 //!
 //! A transition emits, in order: [`Action::Transition`], [`Action::SetOwnership`] (true only
 //! for Master), then the advertisements, gratuitous ARP/NA and timers of the new state, then
-//! [`Action::RunHook`] (not for Initialize: there is no stop hook).
+//! [`Action::RunHook`] (not for Initialize: there is no stop hook). A yield to a heard
+//! Master emits [`Action::Drain`] where the others emit `SetOwnership`.
 
 mod claim;
 mod events;
 mod router;
 
 pub use crate::timing::{master_down_interval, skew_time};
-pub use claim::FaultSource;
+pub use claim::{FaultSource, NotReady};
 pub use events::{Action, Admin, Event, Reason, State, Time, Timer};
 pub use router::{Config, ConfigError, MasterInfo, Router};
 

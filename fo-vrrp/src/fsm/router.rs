@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::claim::FaultSource;
+use super::claim::{FaultSource, NotReady};
 use super::events::{Action, Admin, Event, Reason, State, Time, Timer};
 use crate::timing::{master_down_interval, skew_time};
 use crate::types::{AdverInterval, Priority};
@@ -36,6 +36,9 @@ pub struct Config {
     /// fo's sync-then-claim: the router has NAT services and connection sync is on, so each
     /// entry to Master first waits for the table ([`Action::AwaitSync`]).
     pub sync_then_claim: bool,
+    /// fo's make-before-break: how long a Master that yielded to a Master it heard keeps
+    /// forwarding what still reaches it, without answering ARP/ND ([`Action::Drain`]).
+    pub drain_grace: Duration,
 }
 
 /// Why a [`Config`] was refused.
@@ -81,7 +84,7 @@ pub struct Router {
     /// Master_Adver_Interval (RFC 5798 §6.1): adopted from the Master in v3.
     master_adver_interval: AdverInterval,
     master: Option<MasterInfo>,
-    deadlines: [Option<Time>; 3],
+    deadlines: [Option<Time>; 5],
     master_since: Option<Time>,
     /// A Master already answered a lower-priority advert since its last Adver_Timer.
     answered: bool,
@@ -90,6 +93,8 @@ pub struct Router {
     last_alive: Time,
     /// The NAT connection table lacks what the peers hold (sync-then-claim).
     sync_pending: bool,
+    /// When the demote's handover in progress began.
+    handover_from: Time,
 }
 
 impl Router {
@@ -113,9 +118,10 @@ impl Router {
             faults: BTreeSet::new(),
             last_alive: Time::ZERO,
             master: None,
-            deadlines: [None; 3],
+            deadlines: [None; 5],
             master_since: None,
             answered: false,
+            handover_from: Time::ZERO,
         })
     }
 
@@ -189,6 +195,33 @@ impl Router {
         self.deadlines[which.index()]
     }
 
+    /// A demoted Master is handing over: advertising priority 0, still serving, until it
+    /// hears the new Master or [`Timer::Handover`] fires.
+    pub fn handing_over(&self) -> bool {
+        self.deadline(Timer::Handover).is_some()
+    }
+
+    /// A Master that yielded still forwards what reaches it ([`Action::Drain`]), until
+    /// [`Timer::Drain`] fires.
+    pub fn draining(&self) -> bool {
+        self.deadline(Timer::Drain).is_some()
+    }
+
+    /// Why this router may not take mastership now, if it may not (make before break: a
+    /// promote is refused, with this reason, rather than queued). A Master is ready.
+    pub fn not_ready(&self) -> Option<NotReady> {
+        if self.state == State::Master {
+            return None;
+        }
+        if self.is_faulted() {
+            return Some(NotReady::Faulted(self.faults.iter().cloned().collect()));
+        }
+        if self.config.sync_then_claim && self.sync_pending {
+            return Some(NotReady::SyncPending);
+        }
+        None
+    }
+
     /// The earliest armed timer, if any.
     pub fn next_deadline(&self) -> Option<(Timer, Time)> {
         Timer::ALL
@@ -237,7 +270,7 @@ impl Router {
             Event::PeerAlive { at } => self.last_alive = self.last_alive.max(at),
             Event::SyncPending { pending } => self.sync_pending = pending,
             Event::AdminPromote => self.on_promote(now, &mut out),
-            Event::AdminDemote => self.on_demote(&mut out),
+            Event::AdminDemote => self.on_demote(now, &mut out),
             Event::AdminResume => self.on_resume(now, &mut out),
         }
         out
@@ -357,6 +390,16 @@ impl Router {
             priority,
         } = heard.sender;
         let local = self.priority();
+        if self.handing_over() {
+            // fo, make before break: the demote's handover. The first other Master heard has
+            // taken the addresses: stop, draining. Another node stopping (priority 0) changes
+            // nothing: keep serving until a Master is heard or the handover times out.
+            if priority != Priority::STOP {
+                self.follow(heard);
+                self.yield_draining(now, Reason::Handover, out);
+            }
+            return;
+        }
         if priority == Priority::STOP {
             // "Send an ADVERTISEMENT; Reset the Adver_Timer to Advertisement_Interval."
             out.push(Action::SendAdvert { priority: local });
@@ -375,8 +418,9 @@ impl Router {
             // lower Master and announces the addresses again (see the module docs).
             out.push(Action::SendAdvert { priority: local });
             // Cancel Adver_Timer, adopt the interval, recompute, arm Master_Down_Timer, Backup.
+            // fo: draining, as the winner already serves (make before break).
             self.follow(heard);
-            self.enter_backup(now, Reason::Preempted, out);
+            self.yield_draining(now, Reason::Preempted, out);
         } else if !self.answered {
             // RFC: discard. fo (as keepalived): answer at once so a lower Master yields now,
             // and announce the addresses again: the other Master's gratuitous ARP/NA may
@@ -401,11 +445,16 @@ impl Router {
         }
         match (which, self.state) {
             (Timer::Adver, State::Master) => {
-                // RFC 5798 §6.4.3: send an advert, reset Adver_Timer.
+                // RFC 5798 §6.4.3: send an advert, reset Adver_Timer. fo: priority 0 again
+                // while handing over, in case the first was lost (a Backup's Skew_Time is
+                // shorter than the interval, so this never delays its takeover).
                 self.answered = false;
-                out.push(Action::SendAdvert {
-                    priority: self.priority(),
-                });
+                let priority = if self.handing_over() {
+                    Priority::STOP
+                } else {
+                    self.priority()
+                };
+                out.push(Action::SendAdvert { priority });
                 self.arm(
                     now,
                     Timer::Adver,
@@ -426,6 +475,22 @@ impl Router {
                     self.enter_master(now, Reason::MasterDown, out);
                 }
             }
+            (Timer::Handover, State::Master) => {
+                // fo: nobody took over. Do not break: stay Master and advertise our priority
+                // again, so the Backups wait a whole Master_Down_Interval once more.
+                out.push(Action::HandoverFailed {
+                    waited: now
+                        .since_epoch()
+                        .saturating_sub(self.handover_from.since_epoch()),
+                });
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
+            }
+            (Timer::Drain, State::Backup) => {
+                // fo: the grace is over: release fully.
+                out.push(Action::SetOwnership { owned: false });
+            }
             (Timer::PreemptDelay, State::Backup) if self.admin != Admin::Demoted => {
                 let local = self.priority();
                 if self.config.preempt && self.master.is_some_and(|m| m.priority < local) {
@@ -440,7 +505,8 @@ impl Router {
         let before = self.priority();
         self.tracked = Priority::clamp_tracked(self.config.priority, i32::from(effective.0));
         let after = self.priority();
-        if self.state == State::Master && after != before {
+        // While handing over the adverts say priority 0 whatever the tracking does.
+        if self.state == State::Master && after != before && !self.handing_over() {
             out.push(Action::SendAdvert { priority: after });
         }
     }
@@ -448,6 +514,7 @@ impl Router {
     fn on_promote(&mut self, now: Time, out: &mut Vec<Action>) {
         let before = self.priority();
         self.admin = Admin::Promoted;
+        self.cancel(Timer::Handover, out);
         match self.state {
             State::Backup => self.enter_master(now, Reason::AdminPromote, out),
             State::Master if self.priority() != before => out.push(Action::SendAdvert {
@@ -457,20 +524,25 @@ impl Router {
         }
     }
 
-    fn on_demote(&mut self, out: &mut Vec<Action>) {
+    /// fo, make before break: a Master hands over (priority 0 now and at every
+    /// Adver_Timer, the addresses kept) until another Master is heard or
+    /// Master_Down_Interval passes; a Backup only stops waiting to become Master (a
+    /// draining one finishes its grace).
+    fn on_demote(&mut self, now: Time, out: &mut Vec<Action>) {
         self.admin = Admin::Demoted;
         match self.state {
             State::Master => {
-                self.transition(State::Backup, Reason::AdminDemote, out);
                 out.push(Action::SendAdvert {
                     priority: Priority::STOP,
                 });
-                self.cancel_all(out);
-                out.push(Action::RunHook {
-                    state: State::Backup,
-                });
+                let bound = self.master_down_interval();
+                self.handover_from = now;
+                self.arm(now, Timer::Handover, bound, out);
             }
-            State::Backup => self.cancel_all(out),
+            State::Backup => {
+                self.cancel(Timer::MasterDown, out);
+                self.cancel(Timer::PreemptDelay, out);
+            }
             State::Initialize | State::Fault => {}
         }
     }
@@ -478,10 +550,14 @@ impl Router {
     fn on_resume(&mut self, now: Time, out: &mut Vec<Action>) {
         let before = self.priority();
         let was = std::mem::take(&mut self.admin);
+        let handing_over = self.handing_over();
+        self.cancel(Timer::Handover, out);
         match self.state {
-            State::Master if self.priority() != before => out.push(Action::SendAdvert {
-                priority: self.priority(),
-            }),
+            State::Master if self.priority() != before || handing_over => {
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                })
+            }
             State::Backup if was == Admin::Demoted => {
                 let down = self.master_down_interval();
                 self.arm(now, Timer::MasterDown, down, out);
@@ -517,10 +593,25 @@ impl Router {
         });
     }
 
+    /// fo, make before break: a Master yields to the Master it heard, which already serves:
+    /// to Backup, draining for [`Config::drain_grace`] instead of releasing at once.
+    fn yield_draining(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
+        self.enter_backup_with(now, reason, true, out);
+    }
+
     /// To Backup: release, cancel Adver_Timer, arm Master_Down_Timer with the current
     /// Master_Adver_Interval (none while demoted).
     fn enter_backup(&mut self, now: Time, reason: Reason, out: &mut Vec<Action>) {
-        self.transition(State::Backup, reason, out);
+        self.enter_backup_with(now, reason, false, out);
+    }
+
+    fn enter_backup_with(&mut self, now: Time, reason: Reason, drain: bool, out: &mut Vec<Action>) {
+        self.transition_with(State::Backup, reason, drain, out);
+        if drain {
+            let grace = self.config.drain_grace;
+            self.arm(now, Timer::Drain, grace, out);
+        }
+        self.cancel(Timer::Handover, out);
         self.cancel(Timer::Adver, out);
         if self.admin == Admin::Demoted {
             self.cancel(Timer::MasterDown, out);
@@ -553,6 +644,12 @@ impl Router {
 
     /// Records the new state and emits Transition and SetOwnership.
     fn transition(&mut self, to: State, reason: Reason, out: &mut Vec<Action>) {
+        self.transition_with(to, reason, false, out);
+    }
+
+    /// [`Router::transition`]; `drain`: [`Action::Drain`] instead of releasing (the caller
+    /// arms [`Timer::Drain`]). Any other transition ends a draining.
+    fn transition_with(&mut self, to: State, reason: Reason, drain: bool, out: &mut Vec<Action>) {
         let from = self.state;
         self.state = to;
         if to != State::Master {
@@ -570,9 +667,16 @@ impl Router {
             };
             out.push(Action::AwaitSync { bound });
         }
-        out.push(Action::SetOwnership {
-            owned: to == State::Master,
-        });
+        if drain {
+            out.push(Action::Drain {
+                grace: self.config.drain_grace,
+            });
+        } else {
+            out.push(Action::SetOwnership {
+                owned: to == State::Master,
+            });
+            self.cancel(Timer::Drain, out);
+        }
     }
 
     /// Takes the sender of `heard` as the Master. RFC 5798 §6.4.2: "Set

@@ -40,6 +40,7 @@ fn router(priority: u8, interval: AdverInterval) -> Router {
         primary_address: ip("10.0.0.1"),
         fence_timeout: None,
         sync_then_claim: false,
+        drain_grace: Duration::from_secs(2),
     })
     .expect("valid config")
 }
@@ -318,6 +319,7 @@ fn invalid_configs_are_refused() {
         primary_address: ip("10.0.0.1"),
         fence_timeout: None,
         sync_then_claim: false,
+        drain_grace: Duration::from_secs(2),
     };
     assert_eq!(
         Router::new(Config {
@@ -343,14 +345,9 @@ fn an_adopted_interval_does_not_outlive_our_mastership() {
     r.handle(at(500), advert("10.0.0.2", 200, cs(50)));
     r.handle(at(2300), fired(Timer::MasterDown));
     assert_eq!(r.state(), State::Master);
-    r.handle(at(3000), Event::AdminDemote);
-    let actions = r.handle(at(4000), Event::AdminResume);
     assert_eq!(
-        actions,
-        vec![Action::ArmTimer {
-            which: Timer::MasterDown,
-            after: ms(3600)
-        }],
+        r.master_down_interval(),
+        ms(3600),
         "after being Master, Master_Down_Interval must use our own 100 cs again"
     );
 }
@@ -447,4 +444,71 @@ fn fencing_grace_timeout_and_late_news() {
     assert!(claims(&r, 450));
     r.handle(at(450), Event::PeerAlive { at: at(100) });
     assert!(!claims(&r, 500), "older news do not reopen it");
+}
+
+#[test]
+fn a_router_is_not_ready_while_faulted_or_its_table_is_behind() {
+    let mut r = router(100, cs(100));
+    r.handle(at(0), Event::Startup);
+    assert_eq!(r.not_ready(), None, "a healthy Backup is ready");
+    let gate = FaultSource::Gate("db".into());
+    r.handle(
+        at(10),
+        Event::Fault {
+            source: gate.clone(),
+            failing: true,
+        },
+    );
+    assert_eq!(r.not_ready(), Some(NotReady::Faulted(vec![gate.clone()])));
+    assert_eq!(
+        r.not_ready().unwrap().to_string(),
+        "not ready: failing gate:db"
+    );
+    r.handle(
+        at(20),
+        Event::Fault {
+            source: gate,
+            failing: false,
+        },
+    );
+    assert_eq!(r.not_ready(), None);
+
+    let mut nat = Router::new(Config {
+        sync_then_claim: true,
+        ..r.config().clone()
+    })
+    .unwrap();
+    nat.handle(at(0), Event::Startup);
+    assert_eq!(
+        nat.not_ready(),
+        Some(NotReady::SyncPending),
+        "pending from start"
+    );
+    nat.handle(at(10), Event::SyncPending { pending: false });
+    assert_eq!(nat.not_ready(), None);
+    nat.handle(at(20), Event::SyncPending { pending: true });
+    assert_eq!(nat.not_ready(), Some(NotReady::SyncPending));
+}
+
+#[test]
+fn a_handover_serves_until_the_new_master_is_heard_then_drains() {
+    let mut r = master_at_400(100);
+    r.handle(at(500), Event::AdminDemote);
+    assert!(r.handing_over());
+    assert_eq!(r.state(), State::Master, "still serving while handing over");
+    let actions = r.handle(at(900), advert("10.0.0.2", 50, cs(100)));
+    assert_eq!(r.state(), State::Backup);
+    assert!(r.draining() && !r.handing_over());
+    assert!(actions.contains(&Action::Drain { grace: ms(2000) }));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::SetOwnership { .. })),
+        "no release before the grace: {actions:?}"
+    );
+    assert_eq!(
+        r.handle(at(2900), fired(Timer::Drain)),
+        vec![Action::SetOwnership { owned: false }]
+    );
+    assert!(!r.draining());
 }

@@ -69,6 +69,7 @@ pub fn render(status: &Status) -> String {
     let xdp_pass = Family::<Labels, Counter>::default();
     let check_up = Family::<Labels, Gauge>::default();
     let owned = Family::<Labels, Gauge>::default();
+    let draining = Family::<Labels, Gauge>::default();
     let fail_open = Family::<Labels, Gauge>::default();
     let witness_up = Family::<Labels, Gauge>::default();
     let peer_up = Family::<Labels, Gauge>::default();
@@ -133,6 +134,7 @@ pub fn render(status: &Status) -> String {
         let router_and = |k: &'static str, v: String| vec![("router", r.name.clone()), (k, v)];
         state.get_or_create(&l()).set(state_code(&r.state));
         owned.get_or_create(&l()).set(i64::from(r.owned));
+        draining.get_or_create(&l()).set(i64::from(r.draining));
         if let Some(p) = r.effective_priority {
             priority.get_or_create(&l()).set(i64::from(p));
         }
@@ -247,6 +249,11 @@ pub fn render(status: &Status) -> String {
         "fo_vip_owned",
         "1 while this node serves the router's VIPs",
         owned,
+    );
+    reg.register(
+        "fo_vip_draining",
+        "1 while this node, having handed the router's VIPs over, still forwards what reaches it",
+        draining,
     );
     reg.register(
         "fo_failover_seconds",

@@ -135,6 +135,26 @@ impl Driver {
         }
     }
 
+    /// Make before break (`Action::Drain`): the new Master serves; stop answering ARP/ND
+    /// for the addresses (and stop announcing them) but keep forwarding what still reaches
+    /// this node until the grace ends (`SetOwnership { owned: false }` follows).
+    pub(super) fn drain(&mut self, grace: Duration) {
+        info!(
+            grace_ms = grace.as_millis() as u64,
+            "another master serves the VIPs: draining (forwarding what still arrives, no ARP/ND answers)"
+        );
+        if let Err(e) = self.io.plane.lock().set_draining(&self.spec.owned()) {
+            error!(error = %e, "writing the VIPs' draining to the data plane failed");
+        }
+        if let Some(b) = self.burst.take() {
+            b.abort();
+        }
+        self.next_refresh = None;
+        if let Some(a) = &self.io.addresses {
+            a.set(false);
+        }
+    }
+
     /// Sync-then-claim (`Action::AwaitSync`): before serving the VIPs of NAT services,
     /// wait at most `bound` until the connection table holds what the peers sent, so the
     /// connections the old master translated continue here. A zero bound: it does.

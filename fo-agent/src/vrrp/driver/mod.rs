@@ -116,6 +116,9 @@ pub enum Control {
 
 pub(super) enum Msg {
     Control(Control),
+    /// An operator's promote, demote or resume: answered once the router has taken it, or
+    /// refused with the reason (a promote on a node not ready to serve).
+    Admin(Control, tokio::sync::oneshot::Sender<Result<(), String>>),
     Shutdown,
 }
 
@@ -153,6 +156,25 @@ impl RouterHandle {
             })
     }
 
+    /// Deliver an operator's promote, demote or resume and wait until the router has taken
+    /// it. A promote is refused, with the reason, while the router is not ready to serve
+    /// (a fault source failing: gates, link…; with sync-then-claim, the connection table
+    /// not current): make before break, never a claim queued until it would break.
+    pub async fn admin(&self, control: Control) -> Result<(), String> {
+        let gone = || {
+            RouterGone {
+                name: self.name.clone(),
+            }
+            .to_string()
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Admin(control, reply))
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     /// Where the fence task of a router with a witness reports the last answer of the
     /// peer or the witness (the router reads it at Master_Down).
     pub fn liveness(&self) -> Option<Arc<LastSeen>> {
@@ -184,6 +206,8 @@ pub(super) fn spawn(
         admin: Admin::None,
         auth: auth_label(spec.auth_key.as_ref()),
         faults: BTreeSet::new(),
+        draining: false,
+        handover: None,
         master_since: None,
         master: None,
         heard: BTreeMap::new(),
@@ -309,6 +333,9 @@ impl Driver {
                 biased;
                 msg = control.recv() => match msg {
                     Some(Msg::Control(c)) => self.control(c),
+                    Some(Msg::Admin(c, reply)) => {
+                        let _ = reply.send(self.admin(c));
+                    }
                     Some(Msg::Shutdown) | None => {
                         self.handle(Instant::now(), Event::Shutdown);
                         break;
@@ -362,6 +389,25 @@ impl Driver {
         Time::from_epoch(now.saturating_duration_since(self.epoch))
     }
 
+    /// An operator's promote, demote or resume. A promote on a router that may not serve
+    /// now is refused ([`fo_vrrp::Router::not_ready`], with the claim inputs read now).
+    fn admin(&mut self, c: Control) -> Result<(), String> {
+        if c == Control::Promote {
+            let now = Instant::now();
+            self.feed_claim_inputs(now);
+            if let Some(why) = self.router.not_ready() {
+                warn!(%why, "promote refused");
+                return Err(why.to_string());
+            }
+        }
+        if matches!(c, Control::Promote | Control::Demote | Control::Resume) {
+            // A new operator decision: the last handover's outcome is history.
+            lock(&self.status).handover = None;
+        }
+        self.control(c);
+        Ok(())
+    }
+
     fn control(&mut self, c: Control) {
         let event = match c {
             Control::Promote => Event::AdminPromote,
@@ -413,6 +459,17 @@ impl Driver {
                     });
                 }
                 Action::SetOwnership { owned } => self.set_ownership(owned),
+                Action::Drain { grace } => self.drain(grace),
+                Action::HandoverFailed { waited } => {
+                    let message = format!(
+                        "no peer took over within {} ms; still master",
+                        waited.as_millis()
+                    );
+                    warn!(
+                        "demote: {message} (the demote stays in force: demote again to retry, resume to end it)"
+                    );
+                    lock(&self.status).handover = Some(message);
+                }
                 Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::SendGratuitous => {
                     self.announce_burst();

@@ -16,6 +16,9 @@ use crate::locks::lock;
 /// How many advert senders a router's status remembers.
 pub(super) const HEARD_MAX: usize = 16;
 
+/// `RouterStatus::handover` while a demote hands over.
+pub const HANDOVER_IN_PROGRESS: &str = "in progress";
+
 /// How many transitions a router's status keeps.
 pub const HISTORY: usize = 16;
 
@@ -98,6 +101,13 @@ pub struct RouterStatus {
     pub auth: Option<String>,
     /// Failing fault sources.
     pub faults: BTreeSet<String>,
+    /// Make before break: yielded to a new Master, still forwarding what reaches this node
+    /// (no ARP/ND answers) until the drain grace ends.
+    pub draining: bool,
+    /// A demote's handover: "in progress" while this Master advertises priority 0 and
+    /// still serves; "no peer took over within N ms; still master" when it failed (until the
+    /// next demote, resume or promote).
+    pub handover: Option<String>,
     pub master_since: Option<SystemTime>,
     /// The Master this Backup hears.
     pub master: Option<IpAddr>,
@@ -204,6 +214,12 @@ impl Driver {
         s.effective_priority = self.router.priority().0;
         s.admin = self.router.admin();
         s.faults = self.fault_labels();
+        s.draining = self.router.draining();
+        if self.router.handing_over() {
+            s.handover = Some(HANDOVER_IN_PROGRESS.into());
+        } else if s.handover.as_deref() == Some(HANDOVER_IN_PROGRESS) {
+            s.handover = None;
+        }
         s.master_since = self.router.master_since().map(|t| {
             let ago = self
                 .time(Instant::now())
