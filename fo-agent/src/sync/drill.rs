@@ -169,6 +169,12 @@ impl Timeline {
         Some(t)
     }
 
+    fn mark_range(bits: &mut [u8], range: std::ops::RangeInclusive<u64>) {
+        for i in range {
+            Self::mark(bits, i as usize);
+        }
+    }
+
     fn mark(bits: &mut [u8], i: usize) {
         if let Some(b) = bits.get_mut(i / 8) {
             *b |= 1 << (i % 8);
@@ -181,8 +187,9 @@ impl Timeline {
 }
 
 /// Record this node's forwarding from `start_unix_ms` for `ms` milliseconds (blocking:
-/// run it on a thread of its own). A counter that grew since the last read marks the
-/// millisecond of this read.
+/// run it on a thread of its own). A counter that grew since the last read marks every
+/// millisecond from that read to this one, so a silence found is one for sure (to
+/// within the timeline's `max_step_us`).
 pub fn sample(
     counters: &Forwarded,
     start_unix_ms: u64,
@@ -206,12 +213,15 @@ pub fn sample(
         if let Some((at, prev)) = last
             && now >= start_us
         {
-            let i = ((now - start_us) / 1000) as usize;
+            // Packets went somewhere in the step from the last read to this one: the
+            // whole step counts as forwarding (a sampler that falls behind hides a
+            // silence rather than makes one up).
+            let steps = (at.max(start_us) - start_us) / 1000..=(now - start_us) / 1000;
             if c.forward != prev.forward {
-                Timeline::mark(&mut t.forward, i);
+                Timeline::mark_range(&mut t.forward, steps.clone());
             }
             if c.reply != prev.reply {
-                Timeline::mark(&mut t.reply, i);
+                Timeline::mark_range(&mut t.reply, steps);
             }
             let step = u32::try_from(now - at).unwrap_or(u32::MAX);
             t.max_step_us = t.max_step_us.max(step);
