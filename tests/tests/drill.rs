@@ -207,7 +207,10 @@ fn drill_refuses_while_the_peer_is_not_ready() {
          tc filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport {SYNC_PORT} 0xffff match u8 3 0xff at 32 flowid 1:2"
     ));
     lab.b.restart();
-    wait_heard(&lab, "B's sync behind", |r| r["in_sync"] == false);
+    // (B's gate check runs again after its restart: until it passes, B is in fault.)
+    wait_heard(&lab, "B backup, its sync behind", |r| {
+        r["in_sync"] == false && r["routers"][0]["state"] == "backup"
+    });
     let (ok, out) = drill(&lab.a, &[]);
     assert!(
         !ok && out.contains("sync is behind"),
