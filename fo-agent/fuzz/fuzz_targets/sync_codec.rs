@@ -50,22 +50,32 @@ fn signed(body: &[u8], key: &[u8]) -> Vec<u8> {
 }
 
 /// A message made of `b`'s bytes (zeros past its end), read as the codec reads a
-/// datagram, but any kind, record count and op.
+/// datagram, but any kind, record count and op (slots for the kinds that carry them).
 fn message(b: &[u8]) -> Message {
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let n = usize::from(at(1)) % (MAX_RECORDS + 1);
-    let records = (0..n)
-        .map(|r| {
-            let o = HEADER_LEN + r * RECORD_LEN;
-            let mut bytes: [u8; RECORD_LEN] = std::array::from_fn(|k| at(o + k));
-            bytes[0] = [Op::Upsert, Op::Remove, Op::Owns][usize::from(at(o)) % 3] as u8;
-            Record::read(&bytes).expect("a known op")
-        })
-        .collect();
+    let kind = Kind::ALL[usize::from(at(0)) % Kind::ALL.len()];
+    let bytes = |r: usize| -> [u8; RECORD_LEN] {
+        let o = HEADER_LEN + r * RECORD_LEN;
+        std::array::from_fn(|k| at(o + k))
+    };
+    let (records, slots) = if kind.carries_records() {
+        let records = (0..n)
+            .map(|r| {
+                let mut bytes = bytes(r);
+                bytes[0] = [Op::Upsert, Op::Remove, Op::Owns][usize::from(bytes[0]) % 3] as u8;
+                Record::read(&bytes).expect("a known op")
+            })
+            .collect();
+        (records, Vec::new())
+    } else {
+        (Vec::new(), (0..n).map(bytes).collect())
+    };
     Message {
-        kind: Kind::ALL[usize::from(at(0)) % Kind::ALL.len()],
+        kind,
         header: Header::read(&std::array::from_fn(at)),
         records,
+        slots,
     }
 }
 

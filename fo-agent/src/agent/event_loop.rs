@@ -71,6 +71,20 @@ pub(super) async fn run(
                             () = reply.closed() => {}
                         }
                     });
+                } else if let Request::Drill { router, back } = &req {
+                    // A drill lasts seconds and makes requests of this loop: it runs
+                    // beside it.
+                    match agent.drill(router, *back) {
+                        Ok(drill) => {
+                            tokio::spawn(async move {
+                                let _ = reply.send(drill.await);
+                            });
+                        }
+                        Err(message) => {
+                            error!(request = ?req, "control request refused: {message}");
+                            let _ = reply.send(Response::Error { message });
+                        }
+                    }
                 } else {
                     let what = format!("{req:?}");
                     let reload = matches!(req, Request::Reload);

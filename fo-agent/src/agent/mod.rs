@@ -7,6 +7,7 @@
 
 mod backends;
 mod detach;
+mod drill;
 mod event_loop;
 mod nat;
 mod operator;
@@ -151,6 +152,13 @@ struct Api {
     nat_count: tables::NatCount,
     /// The flow table's count, shared by every status and metrics request.
     flow_count: tables::FlowCount,
+    /// The way into the loop's own request channel: a drill makes the operator's
+    /// requests through it (`drill`).
+    requests: Option<tokio::sync::mpsc::Sender<control::Envelope>>,
+    /// Set while a drill runs (`drill`).
+    drill_running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Drills by router, for status and metrics (`drill`).
+    drills: std::sync::Arc<std::sync::Mutex<BTreeMap<String, crate::api::drill::DrillTally>>>,
 }
 
 /// Run until SIGTERM or SIGINT. SIGHUP reloads the config at `config_path`.

@@ -87,6 +87,11 @@ impl Agent {
             Request::Resume { router } => self.admin(&router, Control::Resume, "resumed").await,
             Request::Drain { service, backend } => self.drain(service, backend, true),
             Request::Enable { service, backend } => self.drain(service, backend, false),
+            // The event loop starts a drill beside itself (`drill`): awaited here, it
+            // would wait on requests this loop could not read.
+            Request::Drill { .. } => Response::Error {
+                message: "a drill is started by the event loop, not as a request".into(),
+            },
         }
     }
 

@@ -263,6 +263,7 @@ pub(super) async fn start(
                     .flat_map(|r| r.owned_addresses())
                     .collect(),
                 state_file: config.node.state_file.clone(),
+                bpf_dir: config.node.bpf_dir.clone(),
             };
             let (s, t) = crate::sync::start(c, plane.clone(), placement)
                 .instrument(info_span!("sync"))
@@ -347,6 +348,9 @@ pub(super) async fn start(
             conns: Default::default(),
             nat_count: Default::default(),
             flow_count: Default::default(),
+            requests: None,
+            drill_running: Default::default(),
+            drills: Default::default(),
         },
         sync,
         ticks: 0,
@@ -385,7 +389,13 @@ pub(super) async fn start(
             agent.api.conns.metrics.clone(),
         ))
     });
-    drop(ctl_tx);
+    agent.api.requests = Some(ctl_tx);
+    if let Some(sync) = &agent.sync {
+        let handles = agent.routers.vrrp.routers().to_vec();
+        sync.set_ready_source(std::sync::Arc::new(move || {
+            super::drill::routers_ready(&handles)
+        }));
+    }
     let tasks = Tasks {
         ctl_server,
         metrics_server,

@@ -121,6 +121,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             connections: agent.api.conns.stats(),
             reloads: agent.loaded.reloads.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            drills: crate::locks::lock(&agent.api.drills).clone(),
         },
         ..Default::default()
     };

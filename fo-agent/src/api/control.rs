@@ -54,14 +54,30 @@ pub enum Request {
         service: String,
         backend: String,
     },
+    /// Rehearse a planned switchover of `router` (this node the master) on live
+    /// traffic; `back` hands mastership back afterwards.
+    Drill {
+        router: String,
+        #[serde(default)]
+        back: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
-    Status { status: Box<Status> },
-    Ok { message: String },
-    Error { message: String },
+    Status {
+        status: Box<Status>,
+    },
+    Drill {
+        report: Box<super::drill::DrillReport>,
+    },
+    Ok {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// A request with the way back to whoever asked.

@@ -3,6 +3,7 @@
 
 pub mod conns;
 pub mod control;
+pub mod drill;
 pub mod exposition;
 pub mod http;
 pub mod metrics;

@@ -97,6 +97,9 @@ pub struct NodeStatus {
     /// This build: `fo-agent --version`.
     #[serde(default)]
     pub version: String,
+    /// `fo-agent drill` runs since start, by router.
+    #[serde(default)]
+    pub drills: BTreeMap<String, super::drill::DrillTally>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -21,8 +21,8 @@ pub fn call(socket: &Path, req: Request) -> ExitCode {
             eprintln!("fo-agent: {message}");
             ExitCode::FAILURE
         }
-        Ok(Response::Status { .. }) => {
-            eprintln!("fo-agent: unexpected status answer");
+        Ok(Response::Status { .. } | Response::Drill { .. }) => {
+            eprintln!("fo-agent: unexpected answer");
             ExitCode::FAILURE
         }
         Err(e) => {

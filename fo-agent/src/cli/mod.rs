@@ -3,6 +3,7 @@
 mod check;
 mod control;
 mod detach;
+mod drill;
 pub mod generate;
 mod import;
 mod run;
@@ -66,6 +67,26 @@ enum Command {
         #[command(flatten)]
         socket: Socket,
     },
+    /// Rehearse a planned switchover of ROUTER on live traffic (run it on the master):
+    /// hand mastership to the peer as `demote` does, and with --back hand it back.
+    ///
+    /// Reports the blackout per direction from both nodes' forwarding counters (ms
+    /// resolution), and the sync state and gates of both nodes before and after.
+    /// Refuses, with the reason, when the peer is not ready: not heard on the sync
+    /// channel (which the drill needs), its sync behind or its gates closed. Exit 0
+    /// when every leg handed over.
+    Drill {
+        router: String,
+        /// Hand mastership back once the traffic has settled on the peer (promote,
+        /// then resume).
+        #[arg(long)]
+        back: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: Socket,
+    },
     /// End a `promote` or `demote` of ROUTER.
     Resume {
         router: String,
@@ -120,6 +141,12 @@ impl Cli {
             } => call(&socket.socket, Request::Demote { router, force }),
             Command::Resume { router, socket } => call(&socket.socket, Request::Resume { router }),
             Command::Reload { socket } => call(&socket.socket, Request::Reload),
+            Command::Drill {
+                router,
+                back,
+                json,
+                socket,
+            } => drill::main(&socket.socket, router, back, json),
             Command::Backend {
                 action,
                 service,

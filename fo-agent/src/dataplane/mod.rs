@@ -3,6 +3,7 @@
 
 mod batch;
 pub mod flows;
+mod forwarded;
 mod loader;
 pub mod maglev;
 pub mod nat;
@@ -22,6 +23,7 @@ use fo_common::{
     VipState,
 };
 
+pub use forwarded::{Forwarded, ForwardedCount};
 pub use loader::{
     Attach, LoadOptions, Origin, XdpAttachMode, build_id, ifindex, new_connection_entries,
     remove_all_pins,

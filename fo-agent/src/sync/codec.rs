@@ -44,6 +44,10 @@
 //!
 //! A SnapshotEnd carries one `owns` record per VIP the sender owns (only `VIP` is
 //! set): the snapshot is complete for exactly those VIPs.
+//!
+//! Ready, DrillRequest and DrillReply carry slots of RECORD_LEN bytes instead of
+//! connection records (their layout is in `sync::drill`): the sender's readiness per
+//! router, and the drill's request for the peer's forwarding timeline and its answer.
 //! ```
 //!
 //! Every version ends with an HMAC over everything before it, so a datagram is
@@ -83,17 +87,34 @@ pub enum Kind {
     SnapshotRequest = 5,
     /// "I have received `index` datagrams of snapshot `snapshot`": paces the sender.
     SnapshotAck = 6,
+    /// The sender's readiness per router (state, faults, table current), sent with
+    /// every heartbeat: a drill on the peer reads it (`sync::drill`).
+    Ready = 7,
+    /// "Record your forwarding timeline from `seq` (unix ms) for `index` ms, and send it
+    /// back under id `snapshot`" (a drill).
+    DrillRequest = 8,
+    /// The timeline asked for: `snapshot` is the request's id, `index` the part, `total`
+    /// the parts.
+    DrillReply = 9,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Update,
         Kind::Snapshot,
         Kind::SnapshotEnd,
         Kind::Heartbeat,
         Kind::SnapshotRequest,
         Kind::SnapshotAck,
+        Kind::Ready,
+        Kind::DrillRequest,
+        Kind::DrillReply,
     ];
+
+    /// Whether the payload is connection records (else raw slots).
+    pub fn carries_records(self) -> bool {
+        !matches!(self, Kind::Ready | Kind::DrillRequest | Kind::DrillReply)
+    }
 
     fn from_u8(b: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == b)
@@ -107,6 +128,9 @@ impl Kind {
             Kind::Heartbeat => "heartbeat",
             Kind::SnapshotRequest => "snapshot_request",
             Kind::SnapshotAck => "snapshot_ack",
+            Kind::Ready => "ready",
+            Kind::DrillRequest => "drill_request",
+            Kind::DrillReply => "drill_reply",
         }
     }
 }
@@ -156,7 +180,12 @@ pub struct Message {
     pub kind: Kind,
     pub header: Header,
     pub records: Vec<Record>,
+    /// The payload of the kinds that carry no connection records.
+    pub slots: Vec<Slot>,
 }
+
+/// One RECORD_LEN-byte slot of a Ready or Drill message.
+pub type Slot = [u8; RECORD_LEN];
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -176,6 +205,8 @@ pub enum DecodeError {
     Op(u8),
     #[error("too many records ({0})")]
     TooMany(usize),
+    #[error("a {0} message carries the other payload (records or slots)")]
+    Payload(&'static str),
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -187,15 +218,24 @@ fn mac(key: &[u8]) -> HmacSha256 {
 
 /// The datagram for `m`, authenticated with `key`.
 pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    if m.records.len() > MAX_RECORDS {
-        return Err(DecodeError::TooMany(m.records.len()));
+    let count = m.records.len() + m.slots.len();
+    if count > MAX_RECORDS {
+        return Err(DecodeError::TooMany(count));
+    }
+    let other_empty = if m.kind.carries_records() {
+        m.slots.is_empty()
+    } else {
+        m.records.is_empty()
+    };
+    if !other_empty {
+        return Err(DecodeError::Payload(m.kind.name()));
     }
     let h = &m.header;
-    let mut b = Vec::with_capacity(HEADER_LEN + m.records.len() * RECORD_LEN + MAC_LEN);
+    let mut b = Vec::with_capacity(HEADER_LEN + count * RECORD_LEN + MAC_LEN);
     b.extend_from_slice(&MAGIC);
     b.push(m.kind as u8);
     b.push(0);
-    b.extend_from_slice(&(m.records.len() as u16).to_be_bytes());
+    b.extend_from_slice(&(count as u16).to_be_bytes());
     for v in [
         h.epoch,
         h.counter,
@@ -224,6 +264,9 @@ pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
         b.push(r.state);
         let age = u32::try_from(r.age.as_millis()).unwrap_or(u32::MAX);
         b.extend_from_slice(&age.to_be_bytes());
+    }
+    for slot in &m.slots {
+        b.extend_from_slice(slot);
     }
     let mut mac = mac(key);
     mac.update(&b);
@@ -263,16 +306,18 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
             len: d.len(),
         });
     }
-    let records = rest
-        .as_chunks::<RECORD_LEN>()
-        .0
-        .iter()
-        .map(Record::read)
-        .collect::<Result<_, _>>()?;
+    let chunks = rest.as_chunks::<RECORD_LEN>().0;
+    let (records, slots) = if kind.carries_records() {
+        let records = chunks.iter().map(Record::read).collect::<Result<_, _>>()?;
+        (records, Vec::new())
+    } else {
+        (Vec::new(), chunks.to_vec())
+    };
     Ok(Message {
         kind,
         header: Header::read(header),
         records,
+        slots,
     })
 }
 
@@ -368,6 +413,7 @@ mod tests {
                 total: 0x4142_4344,
             },
             records: (0..n).map(record).collect(),
+            slots: Vec::new(),
         }
     }
 
@@ -407,7 +453,11 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         for kind in Kind::ALL {
-            let m = Message { kind, ..message(1) };
+            let mut m = Message { kind, ..message(1) };
+            if !kind.carries_records() {
+                m.records.clear();
+                m.slots = vec![[kind as u8; RECORD_LEN]];
+            }
             let d = encode(&m, KEY).expect("encode");
             assert_eq!(d[4], kind as u8);
             assert_eq!(decode(&d, KEY).expect("decode"), m, "{kind:?}");

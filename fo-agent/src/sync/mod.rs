@@ -71,6 +71,7 @@
 //! do not wait for it.
 
 pub mod codec;
+pub mod drill;
 pub mod epoch;
 pub mod guard;
 pub mod peer;
@@ -90,6 +91,7 @@ use tokio::sync::mpsc;
 
 use crate::dataplane::{NatEvents, SharedPlane};
 use crate::locks::{Flag, lock};
+use drill::{ReadySource, Timeline};
 pub use records::{entries, record};
 pub use status::{PeerStatus, SnapshotFigures, SyncStatus};
 
@@ -105,6 +107,16 @@ pub struct NatSync {
     status: Arc<Mutex<SyncStatus>>,
     /// Connections removed by aging, to be streamed as closed.
     pub removed: mpsc::Sender<Vec<(FlowKey, NatFlow)>>,
+    ready_source: Arc<Mutex<Option<ReadySource>>>,
+    asks: mpsc::Sender<TimelineAsk>,
+}
+
+/// A drill's request for a peer's forwarding timeline, and where the answer goes.
+pub(crate) struct TimelineAsk {
+    pub peer: IpAddr,
+    pub start_unix_ms: u64,
+    pub ms: u32,
+    pub reply: tokio::sync::oneshot::Sender<Timeline>,
 }
 
 impl NatSync {
@@ -116,6 +128,40 @@ impl NatSync {
     /// waits on it).
     pub fn table_current(&self) -> Flag {
         self.table_current.clone()
+    }
+
+    /// Where the readiness this node sends its peers comes from (its routers).
+    pub fn set_ready_source(&self, source: ReadySource) {
+        *lock(&self.ready_source) = Some(source);
+    }
+
+    /// Ask `peer` to record its forwarding timeline from `start_unix_ms` for `ms`
+    /// milliseconds and send it back; waits for it at most until `deadline`.
+    pub async fn peer_timeline(
+        &self,
+        peer: IpAddr,
+        start_unix_ms: u64,
+        ms: u32,
+        deadline: Duration,
+    ) -> Result<Timeline, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let ask = TimelineAsk {
+            peer,
+            start_unix_ms,
+            ms,
+            reply,
+        };
+        self.asks
+            .send(ask)
+            .await
+            .map_err(|_| "the sync task has ended".to_string())?;
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(_)) => Err(format!("the sync could not ask {peer} (not heard yet)")),
+            Err(_) => Err(format!(
+                "{peer} did not send its timeline within {deadline:?}"
+            )),
+        }
     }
 }
 
@@ -149,6 +195,8 @@ pub struct Placement {
     pub floating: Vec<IpAddr>,
     /// `[node] state_file`: the epoch is kept beside it.
     pub state_file: PathBuf,
+    /// `[node] bpf_dir`: a drill's sampler reads the pinned counters there.
+    pub bpf_dir: PathBuf,
 }
 
 /// Start the sync task. The socket is bound by the task (see `socket`).
@@ -179,6 +227,8 @@ pub async fn start(
         ..Default::default()
     }));
     let (removed_tx, removed_rx) = mpsc::channel(64);
+    let (asks_tx, asks_rx) = mpsc::channel(4);
+    let ready_source = Arc::new(Mutex::new(None));
     let start = task::Start {
         key,
         epoch,
@@ -186,6 +236,8 @@ pub async fn start(
         table,
         status: status.clone(),
         table_current: table_current.clone(),
+        ready_source: ready_source.clone(),
+        asks: asks_rx,
     };
     let handle = task::spawn(cfg, start, placement, events, removed_rx);
     Ok((
@@ -193,6 +245,8 @@ pub async fn start(
             table_current,
             status,
             removed: removed_tx,
+            ready_source,
+            asks: asks_tx,
         },
         handle,
     ))

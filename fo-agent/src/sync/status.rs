@@ -55,6 +55,10 @@ pub struct PeerStatus {
     /// The last complete snapshot from this peer.
     #[serde(default)]
     pub last_snapshot: Option<SnapshotFigures>,
+    /// The peer's readiness per router, from its last `Ready` message; `None` when
+    /// none came within [`READY_FRESH`](super::drill::READY_FRESH).
+    #[serde(default)]
+    pub ready: Option<super::drill::NodeReady>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +87,7 @@ impl PeerStatus {
             max_lag_ms: 0.0,
             incomplete_snapshots: 0,
             last_snapshot: None,
+            ready: None,
         }
     }
 }

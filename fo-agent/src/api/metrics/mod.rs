@@ -17,6 +17,40 @@ use operations::operations;
 type Labels = Vec<(&'static str, String)>;
 type GaugeF64 = Gauge<f64, AtomicU64>;
 
+/// `fo_drill_total{router,result}` and `fo_drill_blackout_seconds{router,direction}`.
+fn drills(reg: &mut Registry, status: &Status) {
+    let total = Family::<Labels, Counter>::default();
+    let blackout = Family::<Labels, GaugeF64>::default();
+    for (router, t) in &status.node.drills {
+        for (result, n) in &t.results {
+            total
+                .get_or_create(&vec![
+                    ("router", router.clone()),
+                    ("result", result.clone()),
+                ])
+                .inc_by(*n);
+        }
+        for (dir, s) in &t.last_blackout_seconds {
+            blackout
+                .get_or_create(&vec![
+                    ("router", router.clone()),
+                    ("direction", dir.clone()),
+                ])
+                .set(*s);
+        }
+    }
+    reg.register(
+        "fo_drill",
+        "Drills (fo-agent drill) since the agent started, by result: passed, failed, refused",
+        total,
+    );
+    reg.register(
+        "fo_drill_blackout_seconds",
+        "The last drill's longest silence in which neither node forwarded, per direction",
+        blackout,
+    );
+}
+
 /// Render every metric of the contract from one snapshot.
 pub fn render(status: &Status) -> String {
     let mut reg = Registry::default();
@@ -297,6 +331,7 @@ pub fn render(status: &Status) -> String {
         "Control socket connections refused, by reason",
         refused,
     );
+    drills(&mut reg, status);
     let conns_open = Family::<Labels, Gauge>::default();
     let conns_limit = Family::<Labels, Gauge>::default();
     let conns_closed = Family::<Labels, Counter>::default();

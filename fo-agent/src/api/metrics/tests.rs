@@ -25,6 +25,7 @@ fn nat_and_sync_health_are_exported() {
                 asks: 2,
                 stale_removed: 0,
             }),
+            ready: None,
         }],
         sent_messages: 70,
         refused: 3,

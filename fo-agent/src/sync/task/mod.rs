@@ -2,6 +2,7 @@
 //! the peers, serves and receives snapshots, and publishes the status. Sending is in
 //! `send`, receiving and installing in `receive`.
 
+mod drill;
 mod receive;
 mod send;
 
@@ -15,10 +16,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::codec::{MAX_RECORDS, Op, Record};
+use super::drill::{NodeReady, READY_FRESH, ReadySource};
 use super::guard::{PeerGuard, Refusal};
 use super::peer::PeerTrack;
 use super::snapshot::{Outgoing, RateLimit};
-use super::{FLUSH, HEARTBEAT, PeerStatus, Placement, SyncStatus, record, socket};
+use super::{FLUSH, HEARTBEAT, PeerStatus, Placement, SyncStatus, TimelineAsk, record, socket};
 use crate::dataplane::nat::NatTable;
 use crate::dataplane::{MonoNanos, NatEvents, SharedPlane};
 use crate::locks::{Flag, lock};
@@ -38,6 +40,8 @@ pub(super) struct Start {
     pub table: NatTable,
     pub status: Arc<Mutex<SyncStatus>>,
     pub table_current: Flag,
+    pub ready_source: Arc<Mutex<Option<ReadySource>>>,
+    pub asks: mpsc::Receiver<TimelineAsk>,
 }
 
 /// Start the task: it binds the socket (retrying until it can), then runs.
@@ -55,11 +59,14 @@ pub(super) fn spawn(
         table,
         status,
         table_current,
+        ready_source,
+        asks,
     } = start;
     // Losses before this start (the counter lives in the pinned maps) are not ours to
     // report: a new epoch has every peer take a snapshot anyway.
     let events_lost_seen = plane.lock().dp.counter(Counter::NatEventLost).unwrap_or(0);
     let (walked_tx, walked_rx) = mpsc::unbounded_channel();
+    let (sampled_tx, sampled_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let mut task = Task {
         key,
@@ -80,6 +87,7 @@ pub(super) fn spawn(
                         limit: RateLimit::default(),
                         out: None,
                         seen: HashSet::new(),
+                        ready: None,
                     },
                 )
             })
@@ -103,11 +111,13 @@ pub(super) fn spawn(
         lost_checked: now,
         walked: walked_tx,
         logged: BTreeMap::new(),
+        drill: drill::Drills::new(ready_source, placement.bpf_dir.clone(), sampled_tx, now),
     };
     tokio::spawn(async move {
         let (mut events, mut removed) = (events, removed);
         let sock = task.bind(&placement, &mut events, &mut removed).await;
-        task.run(sock, events, removed, walked_rx).await
+        task.run(sock, events, removed, walked_rx, (asks, sampled_rx))
+            .await
     })
 }
 
@@ -120,6 +130,8 @@ struct Peer {
     out: Option<Outgoing>,
     /// Connections in the snapshot being received from it.
     seen: HashSet<FlowKey>,
+    /// Its last readiness (`Ready`), and when it came.
+    ready: Option<(Instant, NodeReady)>,
 }
 
 /// A table walk for a snapshot, done.
@@ -156,6 +168,8 @@ struct Task {
     walked: mpsc::UnboundedSender<Walked>,
     /// When each (reason, peer) refusal was last logged, and how many were not since.
     logged: BTreeMap<(Refusal, Option<IpAddr>), (Instant, u64)>,
+    /// Readiness sent and drill timelines asked and served (`drill`).
+    drill: drill::Drills,
 }
 
 impl Task {
@@ -236,6 +250,10 @@ impl Task {
         mut events: NatEvents,
         mut removed: mpsc::Receiver<Vec<(FlowKey, NatFlow)>>,
         mut walked: mpsc::UnboundedReceiver<Walked>,
+        (mut asks, mut sampled): (
+            mpsc::Receiver<TimelineAsk>,
+            mpsc::UnboundedReceiver<drill::Sampled>,
+        ),
     ) {
         info!(port = self.port, epoch = self.epoch, peers = ?self.peers.keys().collect::<Vec<_>>(), "connection-state sync running");
         // The handshake: every peer learns our epoch from this and echoes it.
@@ -272,6 +290,8 @@ impl Task {
                     self.walked(w);
                     self.pump(&sock).await;
                 }
+                Some(ask) = asks.recv() => self.ask_timeline(&sock, ask).await,
+                Some(s) = sampled.recv() => self.send_timeline(&sock, s).await,
                 _ = tick.tick() => {
                     self.tick(&sock).await;
                     self.pump(&sock).await;
@@ -320,6 +340,9 @@ impl Task {
         if now.duration_since(self.last_beat) >= HEARTBEAT {
             self.heartbeats(sock, true).await;
             self.last_beat = now;
+        }
+        if self.drill.ready_due(now) {
+            self.send_ready(sock).await;
         }
         let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
         for p in peers {
@@ -381,6 +404,11 @@ impl Task {
                 .into();
                 st.last_heard_seconds = t.last_rx.map(|r| now.duration_since(r).as_secs_f64());
                 st.gaps = t.gaps;
+                st.ready = p
+                    .ready
+                    .as_ref()
+                    .filter(|(at, _)| now.duration_since(*at) < READY_FRESH)
+                    .map(|(_, r)| r.clone());
                 st
             })
             .collect();

@@ -24,7 +24,9 @@ fn refusal_of(e: &codec::DecodeError) -> Refusal {
     match e {
         D::Short { .. } | D::Magic | D::Auth => Refusal::Auth,
         D::Version { .. } => Refusal::Version,
-        D::Kind(_) | D::Length { .. } | D::Op(_) | D::TooMany(_) => Refusal::Malformed,
+        D::Kind(_) | D::Length { .. } | D::Op(_) | D::TooMany(_) | D::Payload(_) => {
+            Refusal::Malformed
+        }
     }
 }
 
@@ -240,6 +242,9 @@ impl Task {
                     out.ack(now, m.header.index);
                 }
             }
+            Kind::Ready => self.on_ready(ip, &m, now),
+            Kind::DrillRequest => self.on_drill_request(ip, m.header),
+            Kind::DrillReply => self.on_drill_reply(ip, &m),
         }
         self.publish();
     }

@@ -8,7 +8,7 @@ use tracing::{debug, info, warn};
 
 use super::{Task, Walked};
 use crate::dataplane::MonoNanos;
-use crate::sync::codec::{self, Header, Kind, MAX_RECORDS, Message, Op, Record};
+use crate::sync::codec::{self, Header, Kind, MAX_RECORDS, Message, Op, Record, Slot};
 use crate::sync::records::{owns, record};
 use crate::sync::snapshot::Outgoing;
 use crate::sync::unix_ms;
@@ -21,19 +21,49 @@ impl Task {
         sock: &tokio::net::UdpSocket,
         peer: IpAddr,
         kind: Kind,
-        mut header: Header,
+        header: Header,
         records: Vec<Record>,
     ) -> Option<u64> {
-        self.counter += 1;
-        header.epoch = self.epoch;
-        header.counter = self.counter;
-        header.echo = self.peers.get(&peer).map_or(0, |p| p.guard.echo());
-        header.sent_unix_ms = unix_ms();
         let m = Message {
             kind,
             header,
             records,
+            slots: Vec::new(),
         };
+        self.send_message(sock, peer, m).await
+    }
+
+    /// As `send`, for the kinds that carry slots (Ready, the drill's messages).
+    pub(super) async fn send_slots(
+        &mut self,
+        sock: &tokio::net::UdpSocket,
+        peer: IpAddr,
+        kind: Kind,
+        header: Header,
+        slots: Vec<Slot>,
+    ) -> Option<u64> {
+        let m = Message {
+            kind,
+            header,
+            records: Vec::new(),
+            slots,
+        };
+        self.send_message(sock, peer, m).await
+    }
+
+    async fn send_message(
+        &mut self,
+        sock: &tokio::net::UdpSocket,
+        peer: IpAddr,
+        mut m: Message,
+    ) -> Option<u64> {
+        self.counter += 1;
+        let header = &mut m.header;
+        header.epoch = self.epoch;
+        header.counter = self.counter;
+        header.echo = self.peers.get(&peer).map_or(0, |p| p.guard.echo());
+        header.sent_unix_ms = unix_ms();
+        let header = *header;
         let d = codec::encode(&m, &self.key).ok()?;
         match sock.send_to(&d, (peer, self.port)).await {
             Ok(_) => {
