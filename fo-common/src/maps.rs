@@ -81,6 +81,32 @@ impl VipKey {
     }
 }
 
+/// Words (u64) of `VIP_FILTER`: a bitmap of 65,536 bits, one per hash of an address,
+/// set for every key of `VIPS`. A frame whose destination's bit is clear is no VIP's,
+/// and passes without the hash lookup of `VIPS`. With all `VIPS_CAPACITY` addresses
+/// in use at most 1.6 % of the bits are set (the share of other addresses that still
+/// pay the lookup); with a few VIPs, next to none.
+pub const VIP_FILTER_WORDS: u32 = 1024;
+
+/// The word of `VIP_FILTER` and the bit in it that stand for `addr` (either family:
+/// the family is left out, at worst an IPv4 and an IPv6 address share a bit). The 16
+/// bytes folded into one word by XOR, read in network order (an IPv4 address is its
+/// first word, the host part in the low bits), then a Fibonacci hash (multiplication
+/// by 2^32 / φ) whose top 16 bits pick the bit: addresses that differ in their low
+/// bits, as a subnet's do, land far apart.
+#[inline(always)]
+pub const fn vip_filter_bit(addr: &Addr) -> (u32, u64) {
+    let b = &addr.bytes;
+    let mut folded = 0u32;
+    let mut i = 0;
+    while i < 16 {
+        folded ^= u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        i += 4;
+    }
+    let bit = folded.wrapping_mul(0x9e37_79b1) >> 16;
+    (bit >> 6, 1u64 << (bit & 63))
+}
+
 /// `VipState::flags`: this node owns the VIP now (answers ARP/ND, forwards services).
 pub const VIP_OWNED: u32 = 1;
 /// `VipState::flags`: the VIP is routed to this node (announced over BGP): forward
@@ -293,6 +319,30 @@ mod tests {
         let (a, f) = Addr::from_ip(v6);
         assert_eq!(f, FAMILY_V6);
         assert_eq!(a.to_ip(f), v6);
+    }
+
+    #[test]
+    fn vip_filter_bits_stay_in_the_map_and_spread() {
+        let mut bits = [(0u32, 0u64); 256];
+        for (i, slot) in bits.iter_mut().enumerate() {
+            let ip = Ipv4Addr::from(0xc000_0200 + i as u32);
+            let (word, mask) = vip_filter_bit(&Addr::from_ip(IpAddr::V4(ip)).0);
+            assert!(word < VIP_FILTER_WORDS && mask.count_ones() == 1);
+            *slot = (word, mask);
+        }
+        bits.sort_unstable();
+        let distinct = 1 + bits.windows(2).filter(|w| w[0] != w[1]).count();
+        // A /24 of VIPs takes (nearly) a bit each, spread over the words.
+        assert!(distinct > 240, "{distinct} distinct bits of 256");
+        let words = 1 + bits.windows(2).filter(|w| w[0].0 != w[1].0).count();
+        assert!(words > 200, "{words} distinct words of 256");
+        // IPv6: every byte counts.
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        let b = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+        assert_ne!(
+            vip_filter_bit(&Addr::from_ip(IpAddr::V6(a)).0),
+            vip_filter_bit(&Addr::from_ip(IpAddr::V6(b)).0)
+        );
     }
 
     #[test]

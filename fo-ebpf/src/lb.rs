@@ -97,6 +97,16 @@ fn forward(
     // For IPv4: the packet is whole (see `ipv4`); NAT is IPv4 only.
     whole: bool,
 ) -> Result<u32, Counter> {
+    // No VIP's address has its filter bit clear: such a frame (most of what a node
+    // receives) passes after one array lookup, which the verifier inlines, instead of
+    // a hash lookup of `VIPS`.
+    let (word, mask) = fo_common::vip_filter_bit(&dst);
+    if maps::VIP_FILTER
+        .get(word)
+        .is_none_or(|bits| bits & mask == 0)
+    {
+        return Err(Counter::PassNotVip);
+    }
     let vip_key = Aligned(VipKey {
         addr: dst,
         family,

@@ -30,6 +30,13 @@ pub fn maglev_size() -> u32 {
 #[map]
 pub static VIPS: HashMap<VipKey, VipState> = HashMap::pinned(fo_common::VIPS_CAPACITY, 0);
 
+/// Bitmap of the addresses that are keys of `VIPS` (`fo_common::vip_filter_bit`):
+/// a frame whose destination's bit is clear passes without a `VIPS` lookup. An array,
+/// so the verifier inlines the lookup. Written by the agent (a bit before the `VIPS`
+/// entry that needs it, cleared after the last such entry went).
+#[map]
+pub static VIP_FILTER: Array<u64> = Array::pinned(fo_common::VIP_FILTER_WORDS, 0);
+
 /// (VIP, port, protocol) -> service slot and hash mode. Written by the agent.
 /// Max entries set by the loader (`max_services`).
 #[map]

@@ -241,3 +241,25 @@ fn maglev_tables_read_back_from_the_maps_match_what_was_written() {
         "the table read back must equal the one written: {summary:?}"
     );
 }
+
+/// `VIP_FILTER` holds a bit per VIP address, which addresses may share: removing one
+/// VIP must leave the bit of another that shares it, or the program would pass that
+/// VIP's traffic as no VIP's.
+#[test]
+fn removing_a_vip_keeps_the_filter_bit_another_vip_shares() {
+    let vip_bit = |ip: Ipv4Addr| fo_common::vip_filter_bit(&fo_common::Addr::v4(ip.octets()));
+    let twin = (0x0a00_0000u32..0x0b00_0000)
+        .map(Ipv4Addr::from)
+        .find(|&ip| vip_bit(ip) == vip_bit(VIP))
+        .expect("an address in 10.0.0.0/8 with the VIP's filter bit");
+    let mut fx = fixture();
+    fx.own(IpAddr::V4(twin));
+    fx.dp.remove_vip(IpAddr::V4(twin)).expect("remove the twin");
+    let syn = to_vip(40005, frames::TCP_SYN, b"");
+    let run = fx.run(&syn);
+    assert_eq!(
+        run.action, XDP_TX,
+        "the VIP ({VIP}) must still be served after {twin}, which shares its filter bit, went"
+    );
+    assert_eq!(fx.counter("not_vip"), 0, "not_vip");
+}

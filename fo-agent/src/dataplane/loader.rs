@@ -109,8 +109,9 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 18] = [
+const MAP_NAMES: [&str; 19] = [
     "VIPS",
+    "VIP_FILTER",
     "SERVICES",
     "MAGLEV",
     "BACKENDS",
@@ -491,6 +492,7 @@ fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> 
     }
     Ok(Maps {
         vips: typed!("VIPS"),
+        vip_filter: typed!("VIP_FILTER"),
         services: typed!("SERVICES"),
         maglev: typed!("MAGLEV"),
         backends: typed!("BACKENDS"),

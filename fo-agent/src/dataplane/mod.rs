@@ -10,6 +10,7 @@ pub mod nat;
 mod nat_events;
 mod services;
 mod shared;
+mod vip_filter;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -120,6 +121,7 @@ fn program_err(what: &'static str) -> impl FnOnce(aya::programs::ProgramError) -
 /// Typed handles to every map of the program.
 struct Maps {
     vips: HashMap<MapData, VipKey, VipState>,
+    vip_filter: Array<MapData, u64>,
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     maglev: Array<MapData, u32>,
     backends: Array<MapData, Backend>,
@@ -241,10 +243,7 @@ impl Dataplane {
             _pad: 0,
             lease_until_ns: if owned { lease_until.0 } else { 0 },
         };
-        self.maps
-            .vips
-            .insert(&VipKey::new(vip), &state, 0)
-            .map_err(map_err("VIPS"))
+        self.write_vip(&VipKey::new(vip), &state)
     }
 
     /// Publish `vip` as draining (make before break): another node answers for it now;
@@ -256,10 +255,7 @@ impl Dataplane {
             _pad: 0,
             lease_until_ns: 0,
         };
-        self.maps
-            .vips
-            .insert(&VipKey::new(vip), &state, 0)
-            .map_err(map_err("VIPS"))
+        self.write_vip(&VipKey::new(vip), &state)
     }
 
     /// Publish `vip` as routed to this node (announced over BGP): its services are
@@ -270,10 +266,7 @@ impl Dataplane {
             _pad: 0,
             lease_until_ns: 0,
         };
-        self.maps
-            .vips
-            .insert(&VipKey::new(vip), &state, 0)
-            .map_err(map_err("VIPS"))
+        self.write_vip(&VipKey::new(vip), &state)
     }
 
     /// Mark `addr` as a VIP with NAT services (`nat`) and/or a SNAT address (`snat`).
@@ -288,17 +281,27 @@ impl Dataplane {
             Err(e) => return Err(map_err("VIPS")(e)),
         };
         state.flags = (state.flags & (VIP_OWNED | VIP_ROUTED | VIP_DRAINING)) | role;
-        self.maps
-            .vips
-            .insert(&key, &state, 0)
-            .map_err(map_err("VIPS"))
+        self.write_vip(&key, &state)
     }
 
     pub fn remove_vip(&mut self, vip: IpAddr) -> Result<()> {
-        match self.maps.vips.remove(&VipKey::new(vip)) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        let key = VipKey::new(vip);
+        match self.maps.vips.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {
+                vip_filter::forget(&mut self.maps.vip_filter, &self.maps.vips, &key)
+            }
             Err(e) => Err(map_err("VIPS")(e)),
         }
+    }
+
+    /// Every write of a `VIPS` entry: its `VIP_FILTER` bit first, so the program never
+    /// sees the entry without it.
+    fn write_vip(&mut self, key: &VipKey, state: &VipState) -> Result<()> {
+        vip_filter::admit(&mut self.maps.vip_filter, key)?;
+        self.maps
+            .vips
+            .insert(key, state, 0)
+            .map_err(map_err("VIPS"))
     }
 
     /// Every VIP in the map with its state.
