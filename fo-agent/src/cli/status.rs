@@ -4,32 +4,22 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fo_agent::api::control::{self, Request, Response};
+use fo_agent::api::control::{Request, Response};
 use fo_agent::api::status::Status;
 
+use super::control::{ask, print_json};
+
 pub fn main(socket: &Path, json: bool) -> ExitCode {
-    let status = match control::call(socket, &Request::Status) {
-        Ok(Response::Status { status }) => status,
-        Ok(Response::Error { message }) => {
-            eprintln!("fo-agent: {message}");
-            return ExitCode::FAILURE;
-        }
-        Ok(other) => {
-            eprintln!("fo-agent: unexpected answer {other:?}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("fo-agent: {e}");
-            return ExitCode::FAILURE;
-        }
+    let status = match ask(socket, &Request::Status, "", |r| match r {
+        Response::Status { status } => Ok(status),
+        other => Err(other),
+    }) {
+        Ok(status) => status,
+        Err(code) => return code,
     };
     if json {
-        match serde_json::to_string_pretty(&status) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("fo-agent: {e}");
-                return ExitCode::FAILURE;
-            }
+        if !print_json(&status) {
+            return ExitCode::FAILURE;
         }
     } else {
         print!("{}", human(&status));
