@@ -145,6 +145,12 @@ pub static IFACES: HashMap<u32, Iface> = HashMap::pinned(64, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
 
+/// Index 0: non-zero while a drill (`fo-agent drill`) records: TCP RSTs on owned VIPs
+/// and SNAT addresses are counted then (`RstToVip`, `RstFromBackend`). Written by the
+/// agent.
+#[map]
+pub static DRILL: Array<u32> = Array::pinned(1, 0);
+
 /// Index 0: the parameters the data plane was loaded with, for an adopting agent.
 /// Written by the agent that loads the program; never read here.
 #[map]
@@ -162,6 +168,12 @@ pub fn count(counter: Counter) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *slot += 1 };
     }
+}
+
+/// Is a drill recording? (Read only for the packets a drill counts, not for every one.)
+#[inline(always)]
+pub fn drilling() -> bool {
+    DRILL.get(0).is_some_and(|on| *on != 0)
 }
 
 /// Count the final verdict. The first counter slots are the action codes.

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::api::control::{Envelope, Request, Response};
-use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, Nodes};
+use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, LegResets, Nodes};
 use crate::dataplane::Forwarded;
 use crate::locks::lock;
 use crate::sync::NatSync;
@@ -338,7 +338,7 @@ impl Drill {
         let dir = self.bpf_dir.clone();
         let local_timeline = tokio::task::spawn_blocking(move || {
             Forwarded::open(&dir)
-                .and_then(|f| drill::sample(&f, start, WINDOW_MS))
+                .and_then(|mut f| drill::sample(&mut f, start, WINDOW_MS))
                 .map_err(|e| crate::dataplane::error_chain(&e))
         });
         let switch = async {
@@ -371,6 +371,7 @@ impl Drill {
             window_ms: WINDOW_MS,
             resolution_ms: 0.0,
             blackout: Default::default(),
+            resets: Default::default(),
             problem: None,
         };
         match switched {
@@ -408,6 +409,10 @@ impl Drill {
 
     fn blackouts(&self, leg: &mut Leg, l: &Timeline, p: &Timeline) {
         leg.resolution_ms = f64::from(l.max_step_us.max(p.max_step_us)) / 1000.0;
+        leg.resets = LegResets {
+            this_node: l.resets,
+            peer: p.resets,
+        };
         let both = [l, p];
         let mut dirs: Vec<(&str, Bits)> = vec![("client_to_backend", |t| &t.forward)];
         if self.nat {

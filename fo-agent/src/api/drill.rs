@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::drill::NodeReady;
+use crate::sync::drill::{NodeReady, Resets};
 
 /// The drills of one router since the agent started (status and metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -86,9 +86,19 @@ pub struct Leg {
     /// Per direction ("client_to_backend"; NAT: "backend_to_client"): the longest run
     /// of milliseconds in which neither node forwarded a packet.
     pub blackout: BTreeMap<String, Blackout>,
+    /// The TCP resets each node's data plane counted on the VIPs over the window.
+    pub resets: LegResets,
     /// Why the leg has no blackout figure, if it has none (the peer's timeline did not
     /// come, ...).
     pub problem: Option<String>,
+}
+
+/// A leg's TCP resets per node (`None`: the node's timeline did not come, or its build
+/// does not count them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LegResets {
+    pub this_node: Option<Resets>,
+    pub peer: Option<Resets>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +146,15 @@ impl DrillReport {
                     "  blackout {dir}: {} ms (from {} ms after the request), resolution {:.1} ms",
                     b.ms, b.from_request_ms, l.resolution_ms
                 );
+            }
+            for (node, r) in [("this node", l.resets.this_node), ("peer", l.resets.peer)] {
+                if let Some(r) = r {
+                    let _ = writeln!(
+                        s,
+                        "  TCP resets seen by {node}: {} client to VIP, {} backend to SNAT",
+                        r.to_vip, r.from_backend
+                    );
+                }
             }
             if let Some(p) = &l.problem {
                 let _ = writeln!(s, "  {p}");

@@ -109,7 +109,7 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 18] = [
+const MAP_NAMES: [&str; 19] = [
     "VIPS",
     "SERVICES",
     "MAGLEV",
@@ -128,6 +128,7 @@ const MAP_NAMES: [&str; 18] = [
     "NAT_EMBRYO_FWD",
     "NAT_EMBRYO_REV",
     "NAT_EVENTS",
+    "DRILL",
 ];
 
 /// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) and of the NAT

@@ -13,7 +13,9 @@
 //! DrillReply: snapshot = the request's id, seq = first ms, index = window length,
 //!   total = the sampler's longest step (µs); slots = the client→backend bitmap then
 //!   the backend→client (NAT reply) bitmap, ceil(ms / 8) bytes each, bit i = packets
-//!   forwarded in ms i (least significant bit first)
+//!   forwarded in ms i (least significant bit first); then 1 and the TCP resets the
+//!   data plane counted over the window, client→VIP then backend→SNAT address (u64
+//!   little-endian each; a build without them sends zeros there: not counted)
 //! ```
 //!
 //! The timelines of the two nodes are stamped with each node's CLOCK_REALTIME: on real
@@ -33,7 +35,10 @@ use crate::dataplane::{Forwarded, ForwardedCount};
 pub const NAME_MAX: usize = 32;
 /// Longest window a timeline covers: its two bitmaps fill one datagram.
 pub const MAX_WINDOW_MS: u32 = 4000;
-const _: () = assert!(2 * (MAX_WINDOW_MS as usize).div_ceil(8) <= MAX_RECORDS * RECORD_LEN);
+const _: () =
+    assert!(2 * (MAX_WINDOW_MS as usize).div_ceil(8) + RESETS_LEN <= MAX_RECORDS * RECORD_LEN);
+/// Bytes of the resets after the bitmaps: a marker and two u64.
+const RESETS_LEN: usize = 17;
 /// A peer's readiness older than this is not taken (three heartbeats missed).
 pub const READY_FRESH: Duration = Duration::from_millis(350);
 /// How often the sampler reads the counters.
@@ -128,6 +133,18 @@ pub struct Timeline {
     pub reply: Vec<u8>,
     /// The sampler's longest step between two reads (the timeline's resolution).
     pub max_step_us: u32,
+    /// The TCP resets the data plane counted over the window (`None`: a peer whose
+    /// build does not count them).
+    pub resets: Option<Resets>,
+}
+
+/// TCP resets a node's data plane counted over a drill's window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resets {
+    /// Client to a VIP of this node (owned or draining).
+    pub to_vip: u64,
+    /// Backend to a SNAT address (NAT's reply path).
+    pub from_backend: u64,
 }
 
 impl Timeline {
@@ -139,12 +156,18 @@ impl Timeline {
             forward: vec![0; bytes],
             reply: vec![0; bytes],
             max_step_us: 0,
+            resets: None,
         }
     }
 
     /// The slots of a DrillReply.
     pub fn slots(&self) -> Vec<Slot> {
-        let bytes: Vec<u8> = self.forward.iter().chain(&self.reply).copied().collect();
+        let mut bytes: Vec<u8> = self.forward.iter().chain(&self.reply).copied().collect();
+        if let Some(r) = self.resets {
+            bytes.push(1);
+            bytes.extend(r.to_vip.to_le_bytes());
+            bytes.extend(r.from_backend.to_le_bytes());
+        }
         bytes
             .chunks(RECORD_LEN)
             .map(|c| {
@@ -166,6 +189,13 @@ impl Timeline {
         t.forward.copy_from_slice(&bytes[..n]);
         t.reply.copy_from_slice(&bytes[n..2 * n]);
         t.max_step_us = max_step_us;
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        if bytes.len() >= 2 * n + RESETS_LEN && bytes[2 * n] == 1 {
+            t.resets = Some(Resets {
+                to_vip: u64_at(2 * n + 1),
+                from_backend: u64_at(2 * n + 9),
+            });
+        }
         Some(t)
     }
 
@@ -189,8 +219,23 @@ impl Timeline {
 /// Record this node's forwarding from `start_unix_ms` for `ms` milliseconds (blocking:
 /// run it on a thread of its own). A counter that grew since the last read marks every
 /// millisecond from that read to this one, so a silence found is one for sure (to
-/// within the timeline's `max_step_us`).
+/// within the timeline's `max_step_us`). The data plane counts TCP resets on the VIPs
+/// meanwhile (the drill flag is set from the call to its end); the timeline carries
+/// those of the window.
 pub fn sample(
+    counters: &mut Forwarded,
+    start_unix_ms: u64,
+    ms: u32,
+) -> Result<Timeline, crate::dataplane::DataplaneError> {
+    counters.set_drill(true)?;
+    let t = record(counters, start_unix_ms, ms);
+    let off = counters.set_drill(false);
+    let t = t?;
+    off?;
+    Ok(t)
+}
+
+fn record(
     counters: &Forwarded,
     start_unix_ms: u64,
     ms: u32,
@@ -200,6 +245,8 @@ pub fn sample(
     let start_us = start_unix_ms.saturating_mul(1000);
     let end_us = start_us + u64::from(ms) * 1000;
     let mut last: Option<(u64, ForwardedCount)> = None;
+    // The counts at the first read in the window.
+    let mut first: Option<ForwardedCount> = None;
     loop {
         let now = now_us();
         if now >= end_us {
@@ -210,6 +257,13 @@ pub fn sample(
             continue;
         }
         let c = counters.read()?;
+        if now >= start_us {
+            let f = *first.get_or_insert(c);
+            t.resets = Some(Resets {
+                to_vip: c.rst_to_vip.wrapping_sub(f.rst_to_vip),
+                from_backend: c.rst_from_backend.wrapping_sub(f.rst_from_backend),
+            });
+        }
         if let Some((at, prev)) = last
             && now >= start_us
         {
@@ -307,6 +361,12 @@ mod tests {
         }
         Timeline::mark(&mut t.reply, 42);
         t.max_step_us = 1234;
+        let without = Timeline::read(t.start_unix_ms, t.ms, 1234, &t.slots()).expect("read");
+        assert_eq!(without, t, "no resets: none read (an older peer)");
+        t.resets = Some(Resets {
+            to_vip: 3,
+            from_backend: u64::MAX - 1,
+        });
         let slots = t.slots();
         assert!(slots.len() <= MAX_RECORDS);
         let back = Timeline::read(t.start_unix_ms, t.ms, 1234, &slots).expect("read");
