@@ -2,7 +2,8 @@
 //! connection-state sync:
 //! - under a 200-connection fleet, in DSR and in NAT, the drill hands mastership to the
 //!   peer and back (`--back`) with no connection reset and no event lost, and its JSON
-//!   report carries the legs, the blackout per direction and both nodes' readiness;
+//!   report carries the legs, the blackout per direction, the TCP resets both data
+//!   planes counted (none) and both nodes' readiness;
 //! - it refuses, saying why, while the peer's gate is closed, while the peer's sync is
 //!   behind (it cannot take this node's snapshot), and on a node that is not master.
 
@@ -99,6 +100,15 @@ fn under_fleet(nat: bool) {
             assert!(
                 leg["blackout"][d]["ms"].is_u64(),
                 "leg {} lacks the blackout {d}: {leg:#}",
+                leg["name"]
+            );
+        }
+        // The TCP resets both data planes counted over the leg: none under the fleet.
+        for node in ["this_node", "peer"] {
+            let r = &leg["resets"][node];
+            assert!(
+                r["to_vip"] == 0 && r["from_backend"] == 0,
+                "leg {} {node}: resets counted by XDP: {leg:#}",
                 leg["name"]
             );
         }
