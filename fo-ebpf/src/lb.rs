@@ -118,6 +118,10 @@ fn forward(
         }
     }
     let vip_flags = vip.flags;
+    // When each client follows a handover: recorded by the owner only, while a drill runs.
+    if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED && maps::drilling() {
+        maps::client_seen(src, family);
+    }
     let (sport_be, dport_be, tcp_flags) = match proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;

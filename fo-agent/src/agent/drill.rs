@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::api::control::{Envelope, Request, Response};
-use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, LegResets, Nodes};
+use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, LegClients, LegResets, Nodes};
 use crate::dataplane::Forwarded;
 use crate::locks::lock;
 use crate::sync::NatSync;
@@ -372,6 +372,7 @@ impl Drill {
             resolution_ms: 0.0,
             blackout: Default::default(),
             resets: Default::default(),
+            clients: None,
             problem: None,
         };
         match switched {
@@ -419,6 +420,16 @@ impl Drill {
             dirs.push(("backend_to_client", |t| &t.reply));
         }
         let request_at = leg.at_unix_ms.saturating_sub(leg.window_start_unix_ms) as i64;
+        // The incoming node: the peer when this one demotes, this one when it promotes.
+        let (node, incoming) = if leg.request == "demote" {
+            ("peer", p)
+        } else {
+            ("this_node", l)
+        };
+        leg.clients = incoming
+            .clients
+            .as_ref()
+            .map(|c| LegClients::new(node, c, request_at));
         for (dir, bits) in dirs {
             if let Some((ms, from)) = drill::longest_silence(&both, bits) {
                 leg.blackout.insert(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::drill::{NodeReady, Resets};
+use crate::sync::drill::{Clients, NodeReady, Resets};
 
 /// The drills of one router since the agent started (status and metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +88,8 @@ pub struct Leg {
     pub blackout: BTreeMap<String, Blackout>,
     /// The TCP resets each node's data plane counted on the VIPs over the window.
     pub resets: LegResets,
+    /// How the clients followed the handover, seen by the incoming node's data plane.
+    pub clients: Option<LegClients>,
     /// Why the leg has no blackout figure, if it has none (the peer's timeline did not
     /// come, ...).
     pub problem: Option<String>,
@@ -99,6 +101,49 @@ pub struct Leg {
 pub struct LegResets {
     pub this_node: Option<Resets>,
     pub peer: Option<Resets>,
+}
+
+/// The clients whose packets reached the incoming node's data plane for the VIP after
+/// the handover: `followed_ms` is from the request to a client's first packet there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LegClients {
+    /// The incoming node: "peer" or "this_node".
+    pub node: String,
+    pub seen: u32,
+    pub median_followed_ms: i64,
+    pub max_followed_ms: i64,
+    /// The clients with the most packets there, most first.
+    pub busiest: Vec<FollowedClient>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FollowedClient {
+    pub client: IpAddr,
+    pub packets: u32,
+    pub followed_ms: i64,
+}
+
+impl LegClients {
+    /// `clients` of the incoming `node`, with times from the request, `request_ms`
+    /// after the window's start.
+    pub fn new(node: &str, clients: &Clients, request_ms: i64) -> LegClients {
+        let from_request = |first: i32| i64::from(first) - request_ms;
+        LegClients {
+            node: node.to_string(),
+            seen: clients.seen,
+            median_followed_ms: from_request(clients.median_first_ms),
+            max_followed_ms: from_request(clients.max_first_ms),
+            busiest: clients
+                .busiest
+                .iter()
+                .map(|c| FollowedClient {
+                    client: c.client,
+                    packets: c.packets,
+                    followed_ms: from_request(c.first_ms),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +198,20 @@ impl DrillReport {
                         s,
                         "  TCP resets seen by {node}: {} client to VIP, {} backend to SNAT",
                         r.to_vip, r.from_backend
+                    );
+                }
+            }
+            if let Some(c) = &l.clients {
+                let _ = writeln!(
+                    s,
+                    "  clients seen by the new master ({}): {}, first packet after the request: median {} ms, last {} ms",
+                    c.node, c.seen, c.median_followed_ms, c.max_followed_ms
+                );
+                for b in &c.busiest {
+                    let _ = writeln!(
+                        s,
+                        "    {} followed after {} ms ({} packets there)",
+                        b.client, b.followed_ms, b.packets
                     );
                 }
             }

@@ -1,12 +1,14 @@
 //! The packets this node's program forwarded, read from the pinned `COUNTERS` map
 //! through a handle of its own (a drill samples it every millisecond without taking
-//! the shared plane's lock, which VRRP's ownership writes need), and the `DRILL` flag
-//! that has the program count TCP resets while a drill records.
+//! the shared plane's lock, which VRRP's ownership writes need), the `DRILL` flag
+//! that has the program count TCP resets and record the clients while a drill records,
+//! and those clients (`DRILL_CLIENTS`).
 
+use std::net::IpAddr;
 use std::path::Path;
 
-use aya::maps::{Array, Map, MapData, PerCpuArray};
-use fo_common::Counter;
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use fo_common::{ClientSeen, Counter, VipKey};
 
 use super::{Result, map_err};
 
@@ -23,6 +25,7 @@ const FORWARD: [Counter; 4] = [
 pub struct Forwarded {
     counters: PerCpuArray<MapData, u64>,
     drill: Array<MapData, u32>,
+    clients: HashMap<MapData, VipKey, ClientSeen>,
 }
 
 /// Packets forwarded so far, summed over the CPUs.
@@ -51,7 +54,35 @@ impl Forwarded {
         let drill = pinned(pin_dir, "DRILL")?
             .try_into()
             .map_err(map_err("DRILL"))?;
-        Ok(Forwarded { counters, drill })
+        let clients = pinned(pin_dir, "DRILL_CLIENTS")?
+            .try_into()
+            .map_err(map_err("DRILL_CLIENTS"))?;
+        Ok(Forwarded {
+            counters,
+            drill,
+            clients,
+        })
+    }
+
+    /// The clients recorded since the last [`Forwarded::clear_clients`].
+    pub fn clients(&self) -> Result<Vec<(IpAddr, ClientSeen)>> {
+        self.clients
+            .iter()
+            .map(|e| {
+                let (k, v) = e.map_err(map_err("DRILL_CLIENTS"))?;
+                Ok((k.addr.to_ip(k.family), v))
+            })
+            .collect()
+    }
+
+    /// Forget the clients recorded (before a drill records anew).
+    pub fn clear_clients(&mut self) -> Result<()> {
+        let keys: Vec<VipKey> = self.clients.keys().filter_map(|k| k.ok()).collect();
+        for k in keys {
+            // Gone meanwhile (the LRU evicted it): nothing to do.
+            let _ = self.clients.remove(&k);
+        }
+        Ok(())
     }
 
     /// Have the program count TCP resets on the VIPs (`on`), or stop.
