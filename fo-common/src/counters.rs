@@ -111,11 +111,17 @@ pub enum Counter {
     /// Passed: a TCP segment of a NAT connection with a data offset under 5 words (not
     /// a valid header): the kernel drops it.
     PassNatBadTcp = 44,
+    /// A TCP RST from a client to an owned (or draining) VIP, counted only while a
+    /// drill records (`DRILL` index 0 non-zero).
+    RstToVip = 45,
+    /// A TCP RST from a backend to a SNAT address (a NAT connection's reply path),
+    /// counted only while a drill records.
+    RstFromBackend = 46,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 45;
+    pub const COUNT: u32 = 47;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -164,6 +170,8 @@ impl Counter {
         Counter::NatPromoteFailed,
         Counter::PassNatEmbryoLost,
         Counter::PassNatBadTcp,
+        Counter::RstToVip,
+        Counter::RstFromBackend,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -214,6 +222,8 @@ impl Counter {
             Counter::NatPromoteFailed => "nat_promote_failed",
             Counter::PassNatEmbryoLost => "nat_embryo_lost",
             Counter::PassNatBadTcp => "nat_bad_tcp",
+            Counter::RstToVip => "rst_to_vip",
+            Counter::RstFromBackend => "rst_from_backend",
         }
     }
 

@@ -284,6 +284,22 @@ impl DataplaneInfo {
     }
 }
 
+/// Entries of `DRILL_CLIENTS`: the clients a drill tells apart (least recently seen
+/// go first beyond it).
+pub const DRILL_CLIENTS_CAPACITY: u32 = 4096;
+
+/// Value of `DRILL_CLIENTS` (key: the client's address, a [`VipKey`]): when a client's
+/// first packet to an owned VIP came while a drill recorded, and how many came.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientSeen {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first packet.
+    pub first_ns: u64,
+    /// Packets since (summed without atomics: approximate under parallel CPUs).
+    pub packets: u64,
+}
+const _: () = assert!(size_of::<ClientSeen>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -300,6 +316,7 @@ mod pod {
     unsafe impl aya::Pod for Iface {}
     unsafe impl aya::Pod for TrafficStats {}
     unsafe impl aya::Pod for DataplaneInfo {}
+    unsafe impl aya::Pod for ClientSeen {}
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
     Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, MAGLEV_EMPTY,
-    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, TCP_ACK, TCP_SYN, VIP_NAT, VIP_SNAT, VipKey, hash,
-    xdp_action::XDP_TX,
+    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, TCP_ACK, TCP_RST, TCP_SYN, VIP_NAT, VIP_SNAT, VipKey,
+    hash, xdp_action::XDP_TX,
 };
 
 use crate::maps::{self, Aligned, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
@@ -128,6 +128,10 @@ fn forward(
         }
     }
     let vip_flags = vip.flags;
+    // When each client follows a handover: recorded by the owner only, while a drill runs.
+    if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED && maps::drilling() {
+        maps::client_seen(src, family);
+    }
     let (sport_be, dport_be, tcp_flags) = match proto {
         IPPROTO_TCP => {
             let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
@@ -153,6 +157,14 @@ fn forward(
         }
         _ => return Err(Counter::PassNotTcpUdp),
     };
+    // TCP resets a drill reports: the flag is read only for an RST.
+    if tcp_flags & TCP_RST != 0 && maps::drilling() {
+        maps::count(if vip_flags & VIP_SNAT != 0 {
+            Counter::RstFromBackend
+        } else {
+            Counter::RstToVip
+        });
+    }
     let flow = Aligned(FlowKey {
         src,
         dst,

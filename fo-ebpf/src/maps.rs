@@ -12,8 +12,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use fo_common::{
-    Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatFlow, NatService, ServiceKey,
-    ServiceValue, TrafficStats, VipKey, VipState,
+    Addr, Backend, ClientSeen, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatFlow,
+    NatService, ServiceKey, ServiceValue, TrafficStats, VipKey, VipState,
 };
 
 /// Maglev table size M (prime), fixed at load time by the agent.
@@ -152,6 +152,19 @@ pub static IFACES: HashMap<u32, Iface> = HashMap::pinned(64, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(Counter::COUNT, 0);
 
+/// Index 0: non-zero while a drill (`fo-agent drill`) records: TCP RSTs on owned VIPs
+/// and SNAT addresses are counted then (`RstToVip`, `RstFromBackend`). Written by the
+/// agent.
+#[map]
+pub static DRILL: Array<u32> = Array::pinned(1, 0);
+
+/// Client address -> its first packet to an owned VIP while a drill records, and its
+/// packets since. Written by the program while `DRILL` is set; read and emptied by the
+/// agent.
+#[map]
+pub static DRILL_CLIENTS: LruHashMap<VipKey, ClientSeen> =
+    LruHashMap::pinned(fo_common::DRILL_CLIENTS_CAPACITY, 0);
+
 /// Index 0: the parameters the data plane was loaded with, for an adopting agent.
 /// Written by the agent that loads the program; never read here.
 #[map]
@@ -168,6 +181,35 @@ pub fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *slot += 1 };
+    }
+}
+
+/// Is a drill recording? (Read only for the packets a drill counts, not for every one.)
+#[inline(always)]
+pub fn drilling() -> bool {
+    DRILL.get(0).is_some_and(|on| *on != 0)
+}
+
+/// Record a client's packet to an owned VIP (a drill records).
+#[inline(always)]
+pub fn client_seen(addr: Addr, family: u8) {
+    let key = Aligned(VipKey {
+        addr,
+        family,
+        _pad: [0; 3],
+    });
+    if let Some(seen) = DRILL_CLIENTS.get_ptr_mut(&key.0) {
+        // SAFETY: a live LRU value; a lost increment under parallel CPUs only makes the
+        // count approximate.
+        unsafe { (*seen).packets += 1 };
+    } else {
+        let seen = ClientSeen {
+            // SAFETY: helper without arguments.
+            first_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
+            packets: 1,
+        };
+        // BPF_NOEXIST: another CPU's first packet may have come first; it stands.
+        let _ = DRILL_CLIENTS.insert(&key.0, &seen, 1);
     }
 }
 

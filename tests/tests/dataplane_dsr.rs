@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use fo_agent::dataplane::{Forwarded, MonoNanos};
 use fo_common::PROTO_TCP;
 use fo_common::xdp_action::{XDP_PASS, XDP_TX};
 use fo_tests::build::Frame;
@@ -167,6 +168,74 @@ fn a_draining_vip_is_forwarded_but_never_answered_for() {
         assert_eq!(run.action, XDP_TX, "a draining VIP's service is forwarded");
         assert_eq!(run.frame, dsr(&frame), "forwarded by DSR to the backend");
     }
+}
+
+/// The drill's reset counter: a client's RST to the VIP is forwarded always, counted
+/// (`rst_to_vip`) only while the `DRILL` flag is set; other segments never.
+#[test]
+fn resets_to_the_vip_are_counted_only_while_a_drill_records() {
+    let mut fx = fixture();
+    let mut drill = Forwarded::open(fx.dp.pin_dir()).expect("COUNTERS, DRILL");
+    let rst = to_vip(40008, frames::TCP_RST, b"");
+    let data = to_vip(40008, frames::TCP_PSH_ACK, b"x");
+    let counted = |drill: &Forwarded| drill.read().expect("COUNTERS").rst_to_vip;
+    assert_eq!(fx.run(&rst).action, XDP_TX);
+    assert_eq!(counted(&drill), 0, "no drill: not counted");
+    drill.set_drill(true).expect("DRILL");
+    assert_eq!(fx.run(&rst).action, XDP_TX);
+    assert_eq!(fx.run(&data).action, XDP_TX);
+    assert_eq!(counted(&drill), 1, "the RST, not the data segment");
+    assert_eq!(fx.counter("rst_to_vip"), 1, "and in the counters' listing");
+    drill.set_drill(false).expect("DRILL");
+    assert_eq!(fx.run(&rst).action, XDP_TX);
+    assert_eq!(counted(&drill), 1, "the drill over: not counted");
+}
+
+/// The drill's client record: a client's packets to an owned VIP land in
+/// `DRILL_CLIENTS` (first packet's CLOCK_MONOTONIC time, packets) only while the
+/// `DRILL` flag is set; packets to a VIP this node does not own never.
+#[test]
+fn clients_are_recorded_only_while_a_drill_records() {
+    let mut fx = fixture();
+    let mut drill = Forwarded::open(fx.dp.pin_dir()).expect("DRILL_CLIENTS");
+    let data = to_vip(40009, frames::TCP_PSH_ACK, b"x");
+    let unowned = frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        OTHER,
+        VIP_UNOWNED,
+        40010,
+        1514,
+        frames::TCP_PSH_ACK,
+        b"",
+    );
+    assert_eq!(fx.run(&data).action, XDP_TX);
+    assert!(drill.clients().expect("read").is_empty(), "no drill: none");
+    drill.set_drill(true).expect("DRILL");
+    let before = MonoNanos::now().0;
+    for _ in 0..3 {
+        assert_eq!(fx.run(&data).action, XDP_TX);
+    }
+    let after = MonoNanos::now().0;
+    assert_eq!(fx.run(&unowned).action, XDP_PASS);
+    drill.set_drill(false).expect("DRILL");
+    assert_eq!(fx.run(&data).action, XDP_TX);
+    let clients = drill.clients().expect("read");
+    assert_eq!(
+        clients.len(),
+        1,
+        "only the client of the owned VIP: {clients:?}"
+    );
+    let (client, seen) = clients[0];
+    assert_eq!(client, IpAddr::V4(CLIENT));
+    assert_eq!(seen.packets, 3, "the packets while the drill recorded");
+    assert!(
+        (before..=after).contains(&seen.first_ns),
+        "first packet at {} ns, sent between {before} and {after}",
+        seen.first_ns
+    );
+    drill.clear_clients().expect("clear");
+    assert!(drill.clients().expect("read").is_empty(), "cleared");
 }
 
 #[test]

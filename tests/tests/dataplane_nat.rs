@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 
-use fo_agent::dataplane::MonoNanos;
 use fo_agent::dataplane::nat::NatTimeouts;
+use fo_agent::dataplane::{Forwarded, MonoNanos};
 use fo_common::{
     Addr, FAMILY_V4, FlowKey, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_FIN, NAT_TCP_SYN,
     NAT_UDP, NatFlow, NatService, PROTO_TCP, PROTO_UDP,
@@ -1272,6 +1272,47 @@ fn the_nat_table_is_walked_in_batches_and_whole() {
             fo_agent::dataplane::batch_fallbacks(),
             fallbacks,
             "the counting walk fell back to one lookup per entry"
+        );
+    });
+}
+
+/// The drill's reset counters: a backend's RST to the SNAT address and a client's RST
+/// to the VIP are counted only while the `DRILL` flag is set.
+#[test]
+fn resets_are_counted_only_while_a_drill_records() {
+    in_fib(&[], 1024, |mut fx| {
+        let mut drill = Forwarded::open(fx.dp.pin_dir()).expect("COUNTERS, DRILL");
+        let p0 = handshake(&mut fx, CLIENT, 41100).1;
+        let p1 = handshake(&mut fx, CLIENT, 41101).1;
+        handshake(&mut fx, CLIENT, 41102);
+        handshake(&mut fx, CLIENT, 41103);
+        let backend_rst = |p: u16| b2s(p).flags(frames::TCP_RST).seq(BACKEND_ISN + 1).frame();
+        let client_rst = |sport: u16| {
+            c2v(CLIENT, CLIENT_MAC, sport)
+                .flags(frames::TCP_RST)
+                .seq(CLIENT_ISN + 1)
+                .frame()
+        };
+        let counted = |drill: &Forwarded| {
+            let c = drill.read().expect("COUNTERS");
+            (c.rst_to_vip, c.rst_from_backend)
+        };
+        assert_eq!(fx.run(&backend_rst(p0)).action, XDP_REDIRECT);
+        assert_eq!(counted(&drill), (0, 0), "no drill: nothing counted");
+        drill.set_drill(true).expect("DRILL");
+        assert_eq!(fx.run(&backend_rst(p1)).action, XDP_REDIRECT);
+        assert_eq!(fx.run(&client_rst(41102)).action, XDP_REDIRECT);
+        assert_eq!(
+            counted(&drill),
+            (1, 1),
+            "one RST each way while the drill records"
+        );
+        drill.set_drill(false).expect("DRILL");
+        assert_eq!(fx.run(&client_rst(41103)).action, XDP_REDIRECT);
+        assert_eq!(
+            counted(&drill),
+            (1, 1),
+            "the drill over: nothing more counted"
         );
     });
 }

@@ -2,7 +2,9 @@
 //! connection-state sync:
 //! - under a 200-connection fleet, in DSR and in NAT, the drill hands mastership to the
 //!   peer and back (`--back`) with no connection reset and no event lost, and its JSON
-//!   report carries the legs, the blackout per direction and both nodes' readiness;
+//!   report carries the legs, the blackout per direction, the fleet's client following
+//!   the new master (seen by its XDP, after the request and within the window), the TCP
+//!   resets both data planes counted (none) and both nodes' readiness;
 //! - it refuses, saying why, while the peer's gate is closed, while the peer's sync is
 //!   behind (it cannot take this node's snapshot), and on a node that is not master.
 
@@ -99,6 +101,38 @@ fn under_fleet(nat: bool) {
             assert!(
                 leg["blackout"][d]["ms"].is_u64(),
                 "leg {} lacks the blackout {d}: {leg:#}",
+                leg["name"]
+            );
+        }
+        // Every client of the fleet (one address here) followed the new master's MAC
+        // after the request and within the window.
+        let clients = &leg["clients"];
+        let incoming = if leg["name"] == "to_peer" {
+            "peer"
+        } else {
+            "this_node"
+        };
+        assert_eq!(clients["node"], incoming, "{leg:#}");
+        assert!(clients["seen"].as_u64().is_some_and(|n| n >= 1), "{leg:#}");
+        let window = leg["window_ms"].as_i64().expect("window_ms");
+        let sane = |v: &serde_json::Value| v.as_i64().is_some_and(|ms| (0..=window).contains(&ms));
+        assert!(
+            sane(&clients["median_followed_ms"]) && sane(&clients["max_followed_ms"]),
+            "{leg:#}"
+        );
+        let busiest = clients["busiest"].as_array().expect("busiest");
+        assert!(
+            busiest
+                .iter()
+                .any(|c| c["client"] == fo_tests::pair::CLIENT && sane(&c["followed_ms"])),
+            "the fleet's client is not among the busiest that followed: {leg:#}"
+        );
+        // The TCP resets both data planes counted over the leg: none under the fleet.
+        for node in ["this_node", "peer"] {
+            let r = &leg["resets"][node];
+            assert!(
+                r["to_vip"] == 0 && r["from_backend"] == 0,
+                "leg {} {node}: resets counted by XDP: {leg:#}",
                 leg["name"]
             );
         }

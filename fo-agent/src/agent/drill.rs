@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::api::control::{Envelope, Request, Response};
-use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, Nodes};
+use crate::api::drill::{Blackout, DrillReport, DrillTally, Leg, LegClients, LegResets, Nodes};
 use crate::dataplane::Forwarded;
 use crate::locks::lock;
 use crate::sync::NatSync;
@@ -338,7 +338,7 @@ impl Drill {
         let dir = self.bpf_dir.clone();
         let local_timeline = tokio::task::spawn_blocking(move || {
             Forwarded::open(&dir)
-                .and_then(|f| drill::sample(&f, start, WINDOW_MS))
+                .and_then(|mut f| drill::sample(&mut f, start, WINDOW_MS))
                 .map_err(|e| crate::dataplane::error_chain(&e))
         });
         let switch = async {
@@ -371,6 +371,8 @@ impl Drill {
             window_ms: WINDOW_MS,
             resolution_ms: 0.0,
             blackout: Default::default(),
+            resets: Default::default(),
+            clients: None,
             problem: None,
         };
         match switched {
@@ -408,12 +410,26 @@ impl Drill {
 
     fn blackouts(&self, leg: &mut Leg, l: &Timeline, p: &Timeline) {
         leg.resolution_ms = f64::from(l.max_step_us.max(p.max_step_us)) / 1000.0;
+        leg.resets = LegResets {
+            this_node: l.resets,
+            peer: p.resets,
+        };
         let both = [l, p];
         let mut dirs: Vec<(&str, Bits)> = vec![("client_to_backend", |t| &t.forward)];
         if self.nat {
             dirs.push(("backend_to_client", |t| &t.reply));
         }
         let request_at = leg.at_unix_ms.saturating_sub(leg.window_start_unix_ms) as i64;
+        // The incoming node: the peer when this one demotes, this one when it promotes.
+        let (node, incoming) = if leg.request == "demote" {
+            ("peer", p)
+        } else {
+            ("this_node", l)
+        };
+        leg.clients = incoming
+            .clients
+            .as_ref()
+            .map(|c| LegClients::new(node, c, request_at));
         for (dir, bits) in dirs {
             if let Some((ms, from)) = drill::longest_silence(&both, bits) {
                 leg.blackout.insert(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::drill::NodeReady;
+use crate::sync::drill::{Clients, NodeReady, Resets};
 
 /// The drills of one router since the agent started (status and metrics).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -86,9 +86,64 @@ pub struct Leg {
     /// Per direction ("client_to_backend"; NAT: "backend_to_client"): the longest run
     /// of milliseconds in which neither node forwarded a packet.
     pub blackout: BTreeMap<String, Blackout>,
+    /// The TCP resets each node's data plane counted on the VIPs over the window.
+    pub resets: LegResets,
+    /// How the clients followed the handover, seen by the incoming node's data plane.
+    pub clients: Option<LegClients>,
     /// Why the leg has no blackout figure, if it has none (the peer's timeline did not
     /// come, ...).
     pub problem: Option<String>,
+}
+
+/// A leg's TCP resets per node (`None`: the node's timeline did not come, or its build
+/// does not count them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LegResets {
+    pub this_node: Option<Resets>,
+    pub peer: Option<Resets>,
+}
+
+/// The clients whose packets reached the incoming node's data plane for the VIP after
+/// the handover: `followed_ms` is from the request to a client's first packet there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LegClients {
+    /// The incoming node: "peer" or "this_node".
+    pub node: String,
+    pub seen: u32,
+    pub median_followed_ms: i64,
+    pub max_followed_ms: i64,
+    /// The clients with the most packets there, most first.
+    pub busiest: Vec<FollowedClient>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FollowedClient {
+    pub client: IpAddr,
+    pub packets: u32,
+    pub followed_ms: i64,
+}
+
+impl LegClients {
+    /// `clients` of the incoming `node`, with times from the request, `request_ms`
+    /// after the window's start.
+    pub fn new(node: &str, clients: &Clients, request_ms: i64) -> LegClients {
+        let from_request = |first: i32| i64::from(first) - request_ms;
+        LegClients {
+            node: node.to_string(),
+            seen: clients.seen,
+            median_followed_ms: from_request(clients.median_first_ms),
+            max_followed_ms: from_request(clients.max_first_ms),
+            busiest: clients
+                .busiest
+                .iter()
+                .map(|c| FollowedClient {
+                    client: c.client,
+                    packets: c.packets,
+                    followed_ms: from_request(c.first_ms),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +191,29 @@ impl DrillReport {
                     "  blackout {dir}: {} ms (from {} ms after the request), resolution {:.1} ms",
                     b.ms, b.from_request_ms, l.resolution_ms
                 );
+            }
+            for (node, r) in [("this node", l.resets.this_node), ("peer", l.resets.peer)] {
+                if let Some(r) = r {
+                    let _ = writeln!(
+                        s,
+                        "  TCP resets seen by {node}: {} client to VIP, {} backend to SNAT",
+                        r.to_vip, r.from_backend
+                    );
+                }
+            }
+            if let Some(c) = &l.clients {
+                let _ = writeln!(
+                    s,
+                    "  clients seen by the new master ({}): {}, first packet after the request: median {} ms, last {} ms",
+                    c.node, c.seen, c.median_followed_ms, c.max_followed_ms
+                );
+                for b in &c.busiest {
+                    let _ = writeln!(
+                        s,
+                        "    {} followed after {} ms ({} packets there)",
+                        b.client, b.followed_ms, b.packets
+                    );
+                }
             }
             if let Some(p) = &l.problem {
                 let _ = writeln!(s, "  {p}");

@@ -109,7 +109,7 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 19] = [
+const MAP_NAMES: [&str; 21] = [
     "VIPS",
     "VIP_FILTER",
     "SERVICES",
@@ -129,6 +129,8 @@ const MAP_NAMES: [&str; 19] = [
     "NAT_EMBRYO_FWD",
     "NAT_EMBRYO_REV",
     "NAT_EVENTS",
+    "DRILL",
+    "DRILL_CLIENTS",
 ];
 
 /// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) and of the NAT

@@ -140,7 +140,7 @@ impl Task {
         );
         tokio::task::spawn_blocking(move || {
             let timeline = Forwarded::open(&dir)
-                .and_then(|f| drill::sample(&f, h.seq, h.index))
+                .and_then(|mut f| drill::sample(&mut f, h.seq, h.index))
                 .map_err(|e| crate::dataplane::error_chain(&e));
             let _ = tx.send(Sampled { peer, id, timeline });
         });
