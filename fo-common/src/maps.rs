@@ -122,8 +122,8 @@ pub const VIP_SNAT: u32 = 8;
 /// `VipState::flags`: the VIP is draining (make before break): another node has taken it
 /// over, and this one forwards what still reaches it (hosts whose neighbour entry has not
 /// followed yet) but no longer answers ARP/ND for it, and opens no NAT connection (a new
-/// one goes to the kernel, which does not hold the VIP: the client retransmits to the new
-/// owner). Set without `VIP_OWNED`, for a grace period, then cleared.
+/// one goes to the kernel, which does not hold the VIP: a forwarding node routes it on to
+/// the new owner, another drops it and the client retransmits there). Set without `VIP_OWNED`, for a grace period, then cleared.
 pub const VIP_DRAINING: u32 = 16;
 
 /// Value of `VIPS`, written by the agent only.

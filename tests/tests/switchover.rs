@@ -178,6 +178,11 @@ fn new_connection_via_the_draining_node_is_not_reset(lab: &Pair) {
         .map(|b| format!("{b:02x}"))
         .collect();
     let vip = Pair::vip();
+    assert_eq!(
+        router(&lab.a)["draining"],
+        true,
+        "the probe must reach A while it drains"
+    );
     lab.client.sh(&format!(
         "ip neigh replace {vip} lladdr {} dev eth0 nud permanent",
         a_mac.join(":")

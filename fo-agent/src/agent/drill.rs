@@ -219,6 +219,8 @@ impl Drill {
             )
             .await;
         let handed = first.new_master_reported_ms.is_some();
+        // The demote was accepted (a refused one has no request time).
+        let demoted = first.at_unix_ms != 0;
         if let Some(p) = &first.problem {
             result = format!("leg to_peer: {p}");
         }
@@ -239,14 +241,20 @@ impl Drill {
             {
                 result = format!("leg back: {p}");
             }
+            let promoted = back.problem.is_none();
             legs.push(back);
             match self.operator(Request::Resume { router: router.clone() }).await {
-                Ok(_) => notes.push(format!(
+                Ok(_) if promoted => notes.push(format!(
                     "the promote of the back leg was ended by resume: router {router} runs on its configured priorities"
+                )),
+                Ok(_) => notes.push(format!(
+                    "the back leg did not complete; resume ended this node's demote: router {router} runs on its configured priorities"
                 )),
                 Err(e) => notes.push(format!("resume after the back leg failed: {e}")),
             }
-        } else if handed {
+        } else if demoted {
+            // Also when the handover was not seen within the window (it may complete
+            // later): the demote stands until resume.
             notes.push(format!(
                 "this node stays demoted for router {router} until `fo-agent resume {router}` (or drill with --back)"
             ));

@@ -7,6 +7,9 @@ use super::{Agent, status, tables};
 use crate::api::control::{Request, Response};
 use crate::vrrp::Control;
 
+/// How long an operator's promote/demote/resume waits for the router's answer.
+const ADMIN_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Agent {
     /// The status as of now; the returned future adds, off the agent's loop, the NAT
     /// connection counts (when NAT services exist) and the flow table's fill (services
@@ -143,10 +146,23 @@ impl Agent {
         let demote = matches!(control, Control::Demote | Control::DemoteNow);
         let handing_over = control == Control::Demote;
         let was_master = h.status().state == fo_vrrp::State::Master;
-        if let Err(why) = h.admin(control).await {
-            return Response::Error {
-                message: format!("router {router} not {verb}: {why}"),
-            };
+        // The router answers between its events; one may hold it up to an advert
+        // interval (sync-then-claim). Never hold the event loop longer than this.
+        match tokio::time::timeout(ADMIN_ANSWER, h.admin(control)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                return Response::Error {
+                    message: format!("router {router} not {verb}: {why}"),
+                };
+            }
+            Err(_) => {
+                return Response::Error {
+                    message: format!(
+                        "router {router} did not answer within {} s; the request may still take effect: check `fo-agent status`",
+                        ADMIN_ANSWER.as_secs()
+                    ),
+                };
+            }
         }
         info!(router, "operator: {verb}");
         // A promote ends a demote as resume does.

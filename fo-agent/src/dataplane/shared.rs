@@ -72,11 +72,14 @@ impl Plane {
 
     /// Stop answering for `vips` but keep forwarding what still reaches this node (make
     /// before break: another node has taken them). The lease stops; `set_owned(false)`
-    /// ends the draining.
+    /// ends the draining. The VIP is no longer this node's in `owned_since` either: the
+    /// new master's table is the truth now, so the sync takes its updates for the VIP
+    /// (connections it opens during the grace included) and aging leaves them to it.
     pub fn set_draining(&mut self, vips: &[IpAddr]) -> Result<(), DataplaneError> {
         for &vip in vips {
             self.dp.set_vip_draining(vip)?;
             self.owned.remove(&vip);
+            self.since.remove(&vip);
         }
         Ok(())
     }

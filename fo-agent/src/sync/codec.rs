@@ -93,8 +93,8 @@ pub enum Kind {
     /// "Record your forwarding timeline from `seq` (unix ms) for `index` ms, and send it
     /// back under id `snapshot`" (a drill).
     DrillRequest = 8,
-    /// The timeline asked for: `snapshot` is the request's id, `index` the part, `total`
-    /// the parts.
+    /// The timeline asked for: `snapshot` is the request's id, `index` the window's
+    /// length in ms, `total` the sampler's longest step in µs (see `sync/drill.rs`).
     DrillReply = 9,
 }
 

@@ -345,9 +345,15 @@ fn an_adopted_interval_does_not_outlive_our_mastership() {
     r.handle(at(500), advert("10.0.0.2", 200, cs(50)));
     r.handle(at(2300), fired(Timer::MasterDown));
     assert_eq!(r.state(), State::Master);
+    // A forced demote releases at once (a plain one would hand over first).
+    r.handle(at(3000), Event::AdminDemoteNow);
+    let actions = r.handle(at(4000), Event::AdminResume);
     assert_eq!(
-        r.master_down_interval(),
-        ms(3600),
+        actions,
+        vec![Action::ArmTimer {
+            which: Timer::MasterDown,
+            after: ms(3600)
+        }],
         "after being Master, Master_Down_Interval must use our own 100 cs again"
     );
 }
