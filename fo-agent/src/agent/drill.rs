@@ -134,11 +134,12 @@ impl Agent {
             router: router.to_string(),
             peer,
             back,
+            // Replies cross the nodes only for this router's NAT services.
             nat: self
                 .config
                 .services
                 .iter()
-                .any(|s| s.mode == fo_config::ForwardMode::Nat),
+                .any(|s| s.router == router && s.mode == fo_config::ForwardMode::Nat),
             handles: self.routers.vrrp.routers().to_vec(),
             sync,
             requests,
