@@ -28,9 +28,11 @@
 //! one that quotes no known connection (`nat_icmp_no_flow`). Connection state is not
 //! touched: an error proves nothing about either end.
 //!
-//! The quote's layout is family-specific (`IcmpQuote4`); the lookups and the
-//! direction logic are written over `Addr`/`FlowKey` so that ICMPv6 (packet too big,
-//! destination unreachable) can take the same shape.
+//! Only the parsing (`translate4`, `IcmpQuote4`) and the rewrite (`rewrite4`) are
+//! IPv4's; the lookups and the direction logic (`to_client`, `to_backend`) work on
+//! `Addr`/`FlowKey`: ICMPv6 (packet too big, destination unreachable) for NAT66
+//! needs its own parser and rewrite (ICMPv6's checksum covers a pseudo-header, so
+//! the outer addresses enter it too) and a family-generic `nat::route`.
 
 use aya_ebpf::programs::XdpContext;
 use fo_common::{Addr, Counter, Csum, FAMILY_V4, FlowKey, NatFlow, VIP_SNAT};
@@ -74,23 +76,42 @@ pub fn error4(ctx: &XdpContext, vip_flags: u32) -> u32 {
     verdict(translate4(ctx, vip_flags))
 }
 
-/// The quoted packet's addresses and ports, as quoted.
+/// The quoted packet's addresses and ports, as quoted (any family).
 struct Quoted {
-    src: [u8; 4],
-    dst: [u8; 4],
+    src: Addr,
+    dst: Addr,
     sport_be: u16,
     dport_be: u16,
     proto: u8,
+    family: u8,
 }
 
-/// What the frame becomes: outer source and destination, quoted source and
-/// destination with their ports.
+impl Quoted {
+    /// The key of the NAT maps for the quoted packet's tuple reversed: the packet
+    /// this node sent was the reverse of a packet it translated (to a backend: the
+    /// reply key; to a client: the client's key).
+    #[inline(always)]
+    fn reversed(&self) -> Aligned<FlowKey> {
+        Aligned(FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport_be: self.dport_be,
+            dport_be: self.sport_be,
+            proto: self.proto,
+            family: self.family,
+            _pad: [0; 2],
+        })
+    }
+}
+
+/// What the frame becomes (any family): outer source and destination, quoted source
+/// and destination with their ports.
 struct Translation {
-    outer_src: [u8; 4],
-    outer_dst: [u8; 4],
-    src: [u8; 4],
+    outer_src: Addr,
+    outer_dst: Addr,
+    src: Addr,
     sport_be: u16,
-    dst: [u8; 4],
+    dst: Addr,
     dport_be: u16,
 }
 
@@ -111,13 +132,14 @@ fn translate4(ctx: &XdpContext, vip_flags: u32) -> Result<u32, Counter> {
         }
         (
             total,
-            (*ip).dst,
+            Addr::v4((*ip).dst),
             Quoted {
-                src: inner.src,
-                dst: inner.dst,
+                src: Addr::v4(inner.src),
+                dst: Addr::v4(inner.dst),
                 sport_be: u16::from_ne_bytes((*q).sport),
                 dport_be: u16::from_ne_bytes((*q).dport),
                 proto,
+                family: FAMILY_V4,
             },
         )
     };
@@ -139,25 +161,11 @@ fn translate4(ctx: &XdpContext, vip_flags: u32) -> Result<u32, Counter> {
     }
 }
 
-/// A key of the NAT maps, IPv4.
-#[inline(always)]
-fn key4(src: [u8; 4], dst: [u8; 4], sport_be: u16, dport_be: u16, proto: u8) -> Aligned<FlowKey> {
-    Aligned(FlowKey {
-        src: Addr::v4(src),
-        dst: Addr::v4(dst),
-        sport_be,
-        dport_be,
-        proto,
-        family: FAMILY_V4,
-        _pad: [0; 2],
-    })
-}
-
 /// An error about SNAT:sport -> backend:bport: the reply tuple reversed is the
 /// connection's reply key.
 #[inline(always)]
 fn to_client<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Result<u32, Counter> {
-    let rflow = key4(q.dst, q.src, q.dport_be, q.sport_be, q.proto);
+    let rflow = q.reversed();
     // SAFETY: map values are plain data, replaced whole.
     let (fwd, embryo): (&FlowKey, bool) = match unsafe { conn_rev::<U>().get(&rflow.0) } {
         Some(fwd) => (fwd, false),
@@ -174,17 +182,22 @@ fn to_client<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Resul
     .ok_or(Counter::PassNatIcmpNoFlow)?;
     // SAFETY: a live map value, read field by field.
     let (client_mac, slot) = unsafe { ((*entry).client_mac, (*entry).backend_slot) };
-    let (vip, client) = (v4(&fwd.dst), v4(&fwd.src));
     let t = Translation {
-        outer_src: vip,
-        outer_dst: client,
-        src: client,
+        outer_src: fwd.dst,
+        outer_dst: fwd.src,
+        src: fwd.src,
         sport_be: fwd.sport_be,
-        dst: vip,
+        dst: fwd.dst,
         dport_be: fwd.dport_be,
     };
-    let hop = route(ctx, vip, client, IPPROTO_ICMP, Some(client_mac))?;
-    rewrite(ctx, total, q.proto, &t)?;
+    let hop = route(
+        ctx,
+        v4(&fwd.dst),
+        v4(&fwd.src),
+        IPPROTO_ICMP,
+        Some(client_mac),
+    )?;
+    rewrite4(ctx, total, q.proto, &t)?;
     maps::count(Counter::NatIcmpToClient);
     send(ctx, &hop, slot)
 }
@@ -193,7 +206,7 @@ fn to_client<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Resul
 /// client key.
 #[inline(always)]
 fn to_backend<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Result<u32, Counter> {
-    let flow = key4(q.dst, q.src, q.dport_be, q.sport_be, q.proto);
+    let flow = q.reversed();
     let entry: *const NatFlow = conn_fwd::<U>()
         .get_ptr(&flow.0)
         .or_else(|| NAT_EMBRYO_FWD.get_ptr(&flow.0))
@@ -201,9 +214,9 @@ fn to_backend<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Resu
     // SAFETY: a live map value, read field by field.
     let (snat, snat_port_be, backend, backend_port_be, slot) = unsafe {
         (
-            v4(&(*entry).snat),
+            (*entry).snat,
             (*entry).snat_port_be,
-            v4(&(*entry).backend),
+            (*entry).backend,
             (*entry).backend_port_be,
             (*entry).backend_slot,
         )
@@ -216,16 +229,17 @@ fn to_backend<const U: bool>(ctx: &XdpContext, total: usize, q: &Quoted) -> Resu
         dst: snat,
         dport_be: snat_port_be,
     };
-    let hop = route(ctx, snat, backend, IPPROTO_ICMP, None)?;
-    rewrite(ctx, total, q.proto, &t)?;
+    let hop = route(ctx, v4(&snat), v4(&backend), IPPROTO_ICMP, None)?;
+    rewrite4(ctx, total, q.proto, &t)?;
     maps::count(Counter::NatIcmpToBackend);
     send(ctx, &hop, slot)
 }
 
 /// Rewrite the outer addresses, the quoted addresses and ports, and the four
-/// checksums. `total`: the outer IPv4 length, checked to cover the minimal quote.
+/// checksums, IPv4. `total`: the outer IPv4 length, checked to cover the minimal
+/// quote.
 #[inline(always)]
-fn rewrite(ctx: &XdpContext, total: usize, proto: u8, t: &Translation) -> Result<(), Counter> {
+fn rewrite4(ctx: &XdpContext, total: usize, proto: u8, t: &Translation) -> Result<(), Counter> {
     let ip: *mut Ipv4Hdr = ptr_at_mut(ctx, ETH_LEN).ok_or(Counter::PassNatIcmpBad)?;
     let q: *mut IcmpQuote4 = ptr_at_mut(ctx, ICMP_AT).ok_or(Counter::PassNatIcmpBad)?;
     // The quoted transport checksum, if the quote (by the outer length) and the
@@ -237,32 +251,34 @@ fn rewrite(ctx: &XdpContext, total: usize, proto: u8, t: &Translation) -> Result
         None
     };
     let word = |b: [u8; 2]| u16::from_be_bytes(b);
+    let (outer_src, outer_dst) = (v4(&t.outer_src), v4(&t.outer_dst));
+    let (src, dst) = (v4(&t.src), v4(&t.dst));
     // SAFETY: every pointer bounds-checked by `ptr_at_mut`; the checksum field lies
     // after the quote's fixed part (offset 6 of UDP is the struct's `l4_word[2..4]`,
     // the same bytes, written through one pointer only below).
     unsafe {
         let c = Csum::new(word((*ip).check))
-            .addr4((*ip).src, t.outer_src)
-            .addr4((*ip).dst, t.outer_dst)
+            .addr4((*ip).src, outer_src)
+            .addr4((*ip).dst, outer_dst)
             .finish();
         (*ip).check = c.to_be_bytes();
-        (*ip).src = t.outer_src;
-        (*ip).dst = t.outer_dst;
+        (*ip).src = outer_src;
+        (*ip).dst = outer_dst;
 
         let inner = &mut (*q).ip;
         let (old_src, old_dst) = (inner.src, inner.dst);
         let old_ip_check = word(inner.check);
         let new_ip_check = Csum::new(old_ip_check)
-            .addr4(old_src, t.src)
-            .addr4(old_dst, t.dst)
+            .addr4(old_src, src)
+            .addr4(old_dst, dst)
             .finish();
         let old_sport = word((*q).sport);
         let old_dport = word((*q).dport);
         let new_sport = word(t.sport_be.to_ne_bytes());
         let new_dport = word(t.dport_be.to_ne_bytes());
         let mut icmp = Csum::new(word((*q).check))
-            .addr4(old_src, t.src)
-            .addr4(old_dst, t.dst)
+            .addr4(old_src, src)
+            .addr4(old_dst, dst)
             .word(old_ip_check, new_ip_check)
             .word(old_sport, new_sport)
             .word(old_dport, new_dport);
@@ -271,8 +287,8 @@ fn rewrite(ctx: &XdpContext, total: usize, proto: u8, t: &Translation) -> Result
             // UDP: 0 is "no checksum" and stays; a computed 0 is sent as 0xffff.
             if !(proto == IPPROTO_UDP && old == 0) {
                 let mut new = Csum::new(old)
-                    .addr4(old_src, t.src)
-                    .addr4(old_dst, t.dst)
+                    .addr4(old_src, src)
+                    .addr4(old_dst, dst)
                     .word(old_sport, new_sport)
                     .word(old_dport, new_dport)
                     .finish();
@@ -284,8 +300,8 @@ fn rewrite(ctx: &XdpContext, total: usize, proto: u8, t: &Translation) -> Result
             }
         }
         inner.check = new_ip_check.to_be_bytes();
-        inner.src = t.src;
-        inner.dst = t.dst;
+        inner.src = src;
+        inner.dst = dst;
         (*q).sport = t.sport_be.to_ne_bytes();
         (*q).dport = t.dport_be.to_ne_bytes();
         (*q).check = icmp.finish().to_be_bytes();
