@@ -16,9 +16,11 @@
 //! - Backend -> client (download): r2 sends frag needed to the backend itself, which
 //!   needs nothing from the LB. Both must complete.
 //!
-//! On the code before `nat_icmp.rs` (the ICMP hook in `lb.rs` disabled, same lab), the
-//! upload stalled with 0 of its 10 MB received by the backend (no progress for 10 s)
-//! and `nat_icmp_to_client` 0, while the download completed.
+//! Run with the agent's program attached in generic and in native mode (native: an
+//! XDP pass program on the switch's port, docs/lab.md). On the code before
+//! `nat_icmp.rs` (the ICMP hook in `lb.rs` disabled, same lab), the upload stalled in
+//! both modes with 0 of its 10 MB received by the backend (no progress for 10 s) and
+//! `nat_icmp_to_client` 0, while the download completed.
 //!
 //! Offloads are off on every interface the traffic crosses (TSO/GSO/GRO on veth
 //! would hand the program and the routers 64 KB super-packets and hide the MTU), and
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
 use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, Segment};
 use fo_tests::temp::TempDir;
@@ -46,9 +49,11 @@ const STALL: Duration = Duration::from_secs(10);
 const NO_OFFLOADS: &str = "tx off tso off gso off gro off";
 
 struct Lab {
-    // Drop order: the agent, the server, then the namespaces.
+    // Drop order: the agent, the server, the switch port's program, then the
+    // namespaces.
     agent: Option<Proc>,
     server: Server,
+    peer_xdp: Option<(Dataplane, PathBuf)>,
     client: Netns,
     lb: Netns,
     _r1: Netns,
@@ -64,7 +69,10 @@ impl Drop for Lab {
         if let Some(mut agent) = self.agent.take() {
             agent.kill9();
         }
-        let _ = fo_agent::dataplane::remove_all_pins(&self.pin_dir);
+        let _ = remove_all_pins(&self.pin_dir);
+        if let Some((_, dir)) = self.peer_xdp.take() {
+            let _ = remove_all_pins(&dir);
+        }
     }
 }
 
@@ -142,7 +150,8 @@ fn no_offloads(ns: &Netns, ifaces: &[&str]) {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// The lab, the agent attaching its program in `mode`.
+    fn new(mode: XdpAttachMode) -> Lab {
         let (tag, dir) = fo_tests::temp::new_dir("nixpmtu");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-nixpmtu-{tag}"));
         let dir = TempDir(dir);
@@ -153,7 +162,7 @@ impl Lab {
         let r2 = Netns::new("nixr2");
         let backend = Netns::new("nixbe");
         segment.plug(&client, "eth0", "192.0.2.10/24");
-        segment.plug(&lb, "eth0", "192.0.2.2/24");
+        let lb_port = segment.plug(&lb, "eth0", "192.0.2.2/24");
         segment.plug(&r1, "eth0", "192.0.2.1/24");
         // r1 == r2 at MTU 1400 (both ends), r2 -- backend at 1500.
         r1.sh(&format!(
@@ -181,6 +190,33 @@ impl Lab {
         no_offloads(&r2, &["eth0", "eth1"]);
         no_offloads(&backend, &["eth0"]);
         let server = Server::start(&backend);
+        let mut peer_xdp = None;
+        if mode == XdpAttachMode::Native {
+            // docs/lab.md: XDP_TX out of a native-mode veth is dropped unless the peer
+            // veth has an XDP program too.
+            let peer_dir = PathBuf::from(format!("/sys/fs/bpf/fo-nixpmtu-peer-{tag}"));
+            let opts = LoadOptions {
+                pin_dir: peer_dir.clone(),
+                maglev_size: 251,
+                max_services: 1,
+                max_backends: 1,
+                flow_table_size: 16,
+                nat_table_size: 16,
+            };
+            let attach = Attach::Interface {
+                name: lb_port,
+                mode: XdpAttachMode::Native,
+            };
+            let dp = segment
+                .switch
+                .run(move || Dataplane::open(&opts, &attach).map_err(|e| e.to_string()));
+            peer_xdp = Some((dp.expect("XDP pass program on the switch port"), peer_dir));
+        }
+        let mode_name = if mode == XdpAttachMode::Native {
+            "native"
+        } else {
+            "generic"
+        };
         let config = format!(
             r#"{node}
 
@@ -197,12 +233,16 @@ port = 1514
 mode = "nat"
 backends = [{{ address = "{BACKEND}", port = {BACKEND_PORT} }}]
 "#,
-            node = fo_tests::node_table(&pin_dir, &dir.0.join("control.sock"), 9479),
+            node = fo_tests::node_table(&pin_dir, &dir.0.join("control.sock"), 9479).replace(
+                "xdp_mode = \"generic\"",
+                &format!("xdp_mode = \"{mode_name}\"")
+            ),
         );
         std::fs::write(dir.0.join("fo.toml"), config).expect("config");
         Lab {
             agent: None,
             server,
+            peer_xdp,
             client,
             lb,
             _r1: r1,
@@ -288,9 +328,24 @@ backends = [{{ address = "{BACKEND}", port = {BACKEND_PORT} }}]
 }
 
 #[test]
-fn ten_megabytes_both_ways_through_a_1400_byte_link() {
-    let mut lab = Lab::new();
+fn ten_megabytes_both_ways_through_a_1400_byte_link_generic_mode() {
+    scenario(XdpAttachMode::Generic);
+}
+
+#[test]
+fn ten_megabytes_both_ways_through_a_1400_byte_link_native_mode() {
+    scenario(XdpAttachMode::Native);
+}
+
+fn scenario(mode: XdpAttachMode) {
+    let mut lab = Lab::new(mode);
     lab.start_agent();
+    let link = lab.lb.sh("ip -d link show dev eth0");
+    let generic = link.contains("xdpgeneric");
+    assert!(
+        link.contains("prog/xdp") && generic == (mode == XdpAttachMode::Generic),
+        "the agent must have attached its program in {mode:?} mode: {link}"
+    );
 
     // One direction at a time, each starting with no path MTU learned: an end that
     // learned it advertises an MSS that fits in its SYN, and the other end's segments
