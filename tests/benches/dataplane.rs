@@ -170,7 +170,8 @@ fn setup(backends: u32, nat: bool, object: &Object) -> Bench {
 }
 
 /// NAT rows: new connection (port reservation, both entries, FIB), client packet of
-/// an established connection, and the backend's reply, 3 backends behind a gateway.
+/// an established connection, the backend's reply, and an ICMP frag needed about a
+/// connection translated to its client, 3 backends behind a gateway.
 fn nat_rows(objects: &[Object]) -> Vec<Row> {
     use fo_common::xdp_action::XDP_REDIRECT;
     let ns = fo_tests::netns::Netns::new("natbench");
