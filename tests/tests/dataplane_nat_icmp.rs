@@ -5,6 +5,7 @@
 //!   quoting the client's own packet;
 //! - an error from a client to the VIP, quoting a reply it got, reaches the backend
 //!   as SNAT -> backend, quoting the backend's packet;
+//! - a client without a neighbour entry gets it at the MAC its frames came from;
 //! - whole and partial quotes (the quoted transport checksum is translated when the
 //!   quote holds it), TCP (established and embryonic) and UDP (with and without a
 //!   checksum);
@@ -30,6 +31,9 @@ const UDP_PORT: u16 = nat_oracle::SERVICES[1].1;
 const UDP_BACKEND_PORT: u16 = nat_oracle::SERVICES[1].2;
 /// The backends' gateway: the router that sends frag needed / time exceeded.
 const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 254);
+/// A client with no neighbour entry on the node (as in `dataplane_nat.rs`).
+const CLIENT2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
+const CLIENT2_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x02];
 const CLIENT_ISN: u32 = 1000;
 const BACKEND_ISN: u32 = 5000;
 /// Frag needed, next-hop MTU 1400.
@@ -204,6 +208,40 @@ fn errors_from_the_backends_path_reach_the_client_exact_frames() {
                 (VIP, CLIENT),
                 TTL_EXCEEDED,
                 &syn_orig,
+                28,
+            ),
+            "nat_icmp_to_client",
+            NatVerdict::IcmpToClient,
+        );
+
+        // A client the kernel has no neighbour entry for: the error goes to the MAC
+        // its frames came from (as its replies do). Parameter problem, pointer 8 (the
+        // quoted TTL): the pointer stays, the quoted header keeps its layout.
+        let run = fx.run(
+            &Tcp4::new((D0_MAC, CLIENT2_MAC), (CLIENT2, 40002), (VIP, TCP_PORT))
+                .flags(frames::TCP_SYN)
+                .frame(),
+        );
+        assert_eq!(run.action, XDP_REDIRECT, "SYN of CLIENT2");
+        let p2 = u16::from_be_bytes([run.frame[34], run.frame[35]]);
+        let problem = (12, 0, [8, 0, 0, 0]);
+        expect_translated(
+            &mut fx,
+            "parameter problem about a connection of a client without a neighbour entry",
+            &error(
+                (D0_MAC, GW_MAC),
+                (GW, SNAT),
+                problem,
+                &s2b(p2).flags(frames::TCP_SYN).frame(),
+                28,
+            ),
+            &error(
+                (CLIENT2_MAC, D0_MAC),
+                (VIP, CLIENT2),
+                problem,
+                &Tcp4::new((D0_MAC, CLIENT2_MAC), (CLIENT2, 40002), (VIP, TCP_PORT))
+                    .flags(frames::TCP_SYN)
+                    .frame(),
                 28,
             ),
             "nat_icmp_to_client",
