@@ -1,6 +1,7 @@
-//! Path MTU discovery through NAT, end to end: a link of MTU 1400 between the LB and
-//! its backend, two router hops away, and 10 MB through a `mode = "nat"` service in
-//! each direction.
+//! ICMP through NAT, end to end. Path MTU discovery: a link of MTU 1400 between the
+//! LB and its backend, two router hops away, and 10 MB through a `mode = "nat"`
+//! service in each direction. And the other way, a client's port unreachable
+//! reaching the backend (the last test).
 //!
 //! ```text
 //! client 192.0.2.10 ─┐                   (MTU 1400)
@@ -42,6 +43,7 @@ const VIP: &str = "192.0.2.100";
 const SNAT: &str = "192.0.2.50";
 const BACKEND: &str = "10.1.0.21";
 const BACKEND_PORT: u16 = 11514;
+const UDP_BACKEND_PORT: u16 = 5514;
 const TOTAL: u64 = 10 * 1024 * 1024;
 /// A transfer that makes no progress for this long has stalled.
 const STALL: Duration = Duration::from_secs(10);
@@ -232,6 +234,14 @@ vip = "{VIP}"
 port = 1514
 mode = "nat"
 backends = [{{ address = "{BACKEND}", port = {BACKEND_PORT} }}]
+
+[[service]]
+name = "syslog"
+vip = "{VIP}"
+port = 514
+protocol = "udp"
+mode = "nat"
+backends = [{{ address = "{BACKEND}", port = {UDP_BACKEND_PORT} }}]
 "#,
             node = fo_tests::node_table(&pin_dir, &dir.0.join("control.sock"), 9479).replace(
                 "xdp_mode = \"generic\"",
@@ -388,5 +398,58 @@ fn scenario(mode: XdpAttachMode) {
     assert!(
         backend_route.contains("mtu 1400"),
         "the download must have crossed the small MTU too (r2's frag needed to the backend): {backend_route}"
+    );
+}
+
+/// The other direction of ICMP through NAT, end to end: the backend answers a UDP
+/// datagram whose client has closed its socket; the client's kernel sends "port
+/// unreachable" to the VIP, which the data plane translates to the backend, whose
+/// connected socket then reports the refusal (ECONNREFUSED). With the ICMP hook
+/// disabled the error ended at the LB: the backend's read timed out after 5 s
+/// (EAGAIN), `nat_icmp_to_backend` 0.
+#[test]
+fn port_unreachable_from_a_client_reaches_the_backend() {
+    use std::net::UdpSocket;
+    let mut lab = Lab::new(XdpAttachMode::Generic);
+    lab.start_agent();
+    let backend = lab
+        .backend
+        .run(move || UdpSocket::bind(("0.0.0.0", UDP_BACKEND_PORT)).expect("bind"));
+    backend
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    // The client sends one datagram and closes its socket.
+    lab.client.run(|| {
+        let c = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        c.send_to(b"<13>one line", (VIP, 514)).expect("send");
+    });
+    let mut buf = [0u8; 64];
+    let (n, peer) = backend
+        .recv_from(&mut buf)
+        .expect("the datagram through NAT");
+    assert_eq!(&buf[..n], b"<13>one line");
+    assert_eq!(
+        peer.ip().to_string(),
+        SNAT,
+        "the backend sees the SNAT address"
+    );
+    backend
+        .connect(peer)
+        .expect("connect to the SNAT address and port");
+    backend.send(b"ack").expect("reply");
+    let refused = backend.recv(&mut buf);
+    let xdp = lab.xdp();
+    println!(
+        "backend's read after its reply: {refused:?}; xdp: nat_icmp_to_backend {} nat_icmp_no_flow {} nat_icmp_bad {}",
+        xdp["nat_icmp_to_backend"], xdp["nat_icmp_no_flow"], xdp["nat_icmp_bad"]
+    );
+    assert_eq!(
+        refused.as_ref().map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "the client's port unreachable must reach the backend's socket"
+    );
+    assert!(
+        xdp["nat_icmp_to_backend"].as_u64().unwrap_or(0) >= 1,
+        "translated by the data plane: {xdp}"
     );
 }
