@@ -117,11 +117,25 @@ pub enum Counter {
     /// A TCP RST from a backend to a SNAT address (a NAT connection's reply path),
     /// counted only while a drill records.
     RstFromBackend = 46,
+    /// NAT: an ICMP error to a SNAT address about a packet sent to a backend (a router
+    /// on the backend's path: frag needed, unreachable, TTL exceeded) was translated
+    /// for the connection's client (see `fo-ebpf/src/nat_icmp.rs`).
+    NatIcmpToClient = 47,
+    /// NAT: an ICMP error from a client to a NAT VIP about a reply it got (port
+    /// unreachable and the like) was translated for the connection's backend.
+    NatIcmpToBackend = 48,
+    /// Passed: an ICMP error to a SNAT address or a NAT VIP that is cut short (the
+    /// quote lacks an IPv4 header and 8 bytes of TCP/UDP) or does not quote a TCP/UDP
+    /// packet of this node (IPv4 options, a later fragment, another address).
+    PassNatIcmpBad = 49,
+    /// Passed: an ICMP error to a SNAT address or a NAT VIP that quotes no known NAT
+    /// connection.
+    PassNatIcmpNoFlow = 50,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 47;
+    pub const COUNT: u32 = 51;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -172,6 +186,10 @@ impl Counter {
         Counter::PassNatBadTcp,
         Counter::RstToVip,
         Counter::RstFromBackend,
+        Counter::NatIcmpToClient,
+        Counter::NatIcmpToBackend,
+        Counter::PassNatIcmpBad,
+        Counter::PassNatIcmpNoFlow,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -224,6 +242,10 @@ impl Counter {
             Counter::PassNatBadTcp => "nat_bad_tcp",
             Counter::RstToVip => "rst_to_vip",
             Counter::RstFromBackend => "rst_from_backend",
+            Counter::NatIcmpToClient => "nat_icmp_to_client",
+            Counter::NatIcmpToBackend => "nat_icmp_to_backend",
+            Counter::PassNatIcmpBad => "nat_icmp_bad",
+            Counter::PassNatIcmpNoFlow => "nat_icmp_no_flow",
         }
     }
 
@@ -233,6 +255,7 @@ impl Counter {
         (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
             || (i >= Counter::PassNatTableFull as u32 && i <= Counter::PassNatFragNeeded as u32)
             || (i >= Counter::PassNatEmbryoLost as u32 && i <= Counter::PassNatBadTcp as u32)
+            || (i >= Counter::PassNatIcmpBad as u32 && i <= Counter::PassNatIcmpNoFlow as u32)
     }
 }
 
@@ -253,12 +276,16 @@ mod tests {
         assert!(Counter::PassNatFragNeeded.is_pass_reason());
         assert!(Counter::PassNatEmbryoLost.is_pass_reason());
         assert!(Counter::PassNatBadTcp.is_pass_reason());
+        assert!(Counter::PassNatIcmpBad.is_pass_reason());
+        assert!(Counter::PassNatIcmpNoFlow.is_pass_reason());
         for c in [
             Counter::NatNew,
             Counter::NatReply,
             Counter::NatEventLost,
             Counter::FlowHit,
             Counter::NatPromoteFailed,
+            Counter::NatIcmpToClient,
+            Counter::NatIcmpToBackend,
         ] {
             assert!(!c.is_pass_reason(), "{c:?}");
         }

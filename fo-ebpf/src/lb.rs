@@ -20,10 +20,10 @@ use fo_common::{
 
 use crate::maps::{self, Aligned, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
 use crate::parse::{
-    ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
-    Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
+    ETH_LEN, EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN,
+    Ipv4Hdr, Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
 };
-use crate::{nat, nd};
+use crate::{nat, nat_icmp, nd};
 
 /// IPv4 more-fragments flag and fragment offset.
 const IP_MF_OFFSET: u16 = 0x3fff;
@@ -154,6 +154,14 @@ fn forward(
                     0,
                 )
             }
+        }
+        // An ICMP error about a NAT connection (`nat_icmp.rs`).
+        IPPROTO_ICMP
+            if family == FAMILY_V4
+                && vip_flags & (VIP_NAT | VIP_SNAT) != 0
+                && nat_icmp::is_error4(ctx) =>
+        {
+            return Ok(nat_icmp::error4(ctx, vip_flags));
         }
         _ => return Err(Counter::PassNotTcpUdp),
     };

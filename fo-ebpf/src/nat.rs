@@ -44,7 +44,7 @@ const BPF_NOEXIST: u64 = 1;
 const EEXIST: i32 = 17;
 
 /// Where a rewritten frame goes: the next hop `route` left in the scratch space.
-struct Hop(*mut NatScratch);
+pub(crate) struct Hop(*mut NatScratch);
 
 /// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
 const KERNEL_FORWARDS: u32 = 0;
@@ -54,13 +54,13 @@ const KERNEL_FORWARDS: u32 = 0;
 /// one at most. A constant per instance of the code that uses it: a map chosen at run
 /// time would make the verifier give up inlining the lookups of that call site.
 #[inline(always)]
-fn conn_fwd<const U: bool>() -> &'static HashMap<FlowKey, NatFlow> {
+pub(crate) fn conn_fwd<const U: bool>() -> &'static HashMap<FlowKey, NatFlow> {
     if U { &NAT_UDP_FWD } else { &NAT_FWD }
 }
 
 /// The reply side of [`conn_fwd`].
 #[inline(always)]
-fn conn_rev<const U: bool>() -> &'static HashMap<FlowKey, FlowKey> {
+pub(crate) fn conn_rev<const U: bool>() -> &'static HashMap<FlowKey, FlowKey> {
     if U { &NAT_UDP_REV } else { &NAT_REV }
 }
 
@@ -149,7 +149,7 @@ fn reply_pkt<const U: bool>(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey)
 }
 
 #[inline(always)]
-fn verdict(r: Result<u32, Counter>) -> u32 {
+pub(crate) fn verdict(r: Result<u32, Counter>) -> u32 {
     r.unwrap_or_else(|reason| {
         maps::count(reason);
         XDP_PASS
@@ -370,7 +370,7 @@ fn reply<const U: bool>(
 }
 
 #[inline(always)]
-fn v4(a: &Addr) -> [u8; 4] {
+pub(crate) fn v4(a: &Addr) -> [u8; 4] {
     [a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]]
 }
 
@@ -591,7 +591,7 @@ fn event(key: &FlowKey, flow: &NatFlow, kind: u32) {
 /// client's frames came from) stands in when the kernel has no neighbour entry for
 /// the client: it never sent the client a packet itself.
 #[inline(always)]
-fn route(
+pub(crate) fn route(
     ctx: &XdpContext,
     src: [u8; 4],
     dst: [u8; 4],
@@ -716,7 +716,7 @@ fn rewrite(
 
 /// MACs of the hop, count, and out: back through the ingress interface or to another.
 #[inline(always)]
-fn send(ctx: &XdpContext, hop: &Hop, slot: u32) -> Result<u32, Counter> {
+pub(crate) fn send(ctx: &XdpContext, hop: &Hop, slot: u32) -> Result<u32, Counter> {
     // SAFETY: the scratch holds this run's hop.
     if unsafe { (*hop.0).hop_ifindex } == KERNEL_FORWARDS {
         maps::account(slot, frame_len(ctx));

@@ -16,6 +16,7 @@ pub const ETH_LEN: usize = size_of::<EthHdr>();
 pub const IPV4_LEN: usize = size_of::<Ipv4Hdr>();
 pub const IPV6_LEN: usize = size_of::<Ipv6Hdr>();
 
+pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
@@ -80,6 +81,22 @@ pub struct UdpHdr {
     pub dport: [u8; 2],
     pub len: [u8; 2],
     pub check: [u8; 2],
+}
+
+/// An ICMPv4 error (RFC 792) and the start of the packet it quotes: the quoted
+/// IPv4 header (without options) and the first 8 bytes of its TCP/UDP header (the
+/// ports, then TCP's sequence number or UDP's length and checksum).
+#[repr(C)]
+pub struct IcmpQuote4 {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub check: [u8; 2],
+    /// Unused, or the next-hop MTU (frag needed), or the pointer (parameter problem).
+    pub rest: [u8; 4],
+    pub ip: Ipv4Hdr,
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub l4_word: [u8; 4],
 }
 
 /// Neighbor Solicitation / Advertisement body (RFC 4861 §4.3, §4.4), without options.

@@ -170,7 +170,8 @@ fn setup(backends: u32, nat: bool, object: &Object) -> Bench {
 }
 
 /// NAT rows: new connection (port reservation, both entries, FIB), client packet of
-/// an established connection, and the backend's reply, 3 backends behind a gateway.
+/// an established connection, the backend's reply, and an ICMP frag needed about a
+/// connection translated to its client, 3 backends behind a gateway.
 fn nat_rows(objects: &[Object]) -> Vec<Row> {
     use fo_common::xdp_action::XDP_REDIRECT;
     let ns = fo_tests::netns::Netns::new("natbench");
@@ -227,13 +228,44 @@ fn nat_rows(objects: &[Object]) -> Vec<Row> {
             f
         };
         let n = benches.len();
-        let (mut open, mut syn_ack, mut promote, mut est, mut reply) = (
+        let (mut open, mut syn_ack, mut promote, mut est, mut reply, mut icmp) = (
+            Samples::new(n),
             Samples::new(n),
             Samples::new(n),
             Samples::new(n),
             Samples::new(n),
             Samples::new(n),
         );
+        // A frag needed from the backends' gateway about a connection's packet to its
+        // backend (quoting 40 bytes: IPv4 and TCP headers, the TCP checksum in it).
+        let frag_needed = |f: &fo_common::NatFlow| {
+            let (be, sn) = (f.backend.bytes, f.snat.bytes);
+            let sent = frames::Tcp4::new(
+                (GW_MAC, D0_MAC),
+                (
+                    Ipv4Addr::new(sn[0], sn[1], sn[2], sn[3]),
+                    u16::from_be(f.snat_port_be),
+                ),
+                (
+                    Ipv4Addr::new(be[0], be[1], be[2], be[3]),
+                    u16::from_be(f.backend_port_be),
+                ),
+            )
+            .flags(frames::TCP_ACK)
+            .seq(1001)
+            .ack(5001)
+            .frame();
+            frames::icmp4_error(
+                (D0_MAC, GW_MAC),
+                Ipv4Addr::new(192, 0, 2, 254),
+                Ipv4Addr::new(sn[0], sn[1], sn[2], sn[3]),
+                3,
+                4,
+                [0, 0, 0x05, 0x78],
+                &sent,
+                40,
+            )
+        };
         for run in 0..RUNS {
             let base = run as u32 * SINGLES * 2 + 1;
             for k in turns(n, run) {
@@ -278,6 +310,22 @@ fn nat_rows(objects: &[Object]) -> Vec<Row> {
                         XDP_REDIRECT,
                     ),
                 );
+                // This build translates it; a baseline from before ABI 7 passes it (its
+                // row then measures that pass): the first frame's verdict is the
+                // object's, and every frame must get it.
+                let errors: Vec<Vec<u8>> = flows
+                    .iter()
+                    .take(SINGLES as usize)
+                    .map(|(_, f)| frag_needed(f))
+                    .collect();
+                let verdict = b.dp.test_run(&errors[0], 1).expect("test run").action;
+                if objects[k].label == "new" {
+                    assert_eq!(
+                        verdict, XDP_REDIRECT,
+                        "a frag needed about a NAT connection"
+                    );
+                }
+                icmp.push(k, single(b, errors.into_iter(), verdict));
             }
         }
         vec![
@@ -310,6 +358,12 @@ fn nat_rows(objects: &[Object]) -> Vec<Row> {
                 "single",
                 3,
                 reply,
+            ),
+            stats(
+                "NAT ICMP frag needed -> client: quote + 4 checksums + FIB",
+                "single",
+                3,
+                icmp,
             ),
         ]
     })

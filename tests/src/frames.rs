@@ -396,3 +396,54 @@ pub fn ipv4_checksums_ok(frame: &[u8]) -> bool {
     pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
     fold(sum16(&pseudo) + sum16(l4)) == 0
 }
+
+/// An Ethernet/IPv4 ICMP error (`icmp_type`, `code`, the 4 bytes after the checksum
+/// `rest`, e.g. the next-hop MTU of a frag needed) from `src` to `dst`, quoting the
+/// first `quote_len` bytes of the IPv4 packet in `quoted` (an Ethernet frame, as
+/// built here: its IPv4 header and checksums are quoted as they are), as a router
+/// quotes. Outer IPv4 and ICMP checksums computed.
+#[allow(clippy::too_many_arguments)]
+pub fn icmp4_error(
+    macs: (Mac, Mac),
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    icmp_type: u8,
+    code: u8,
+    rest: [u8; 4],
+    quoted: &[u8],
+    quote_len: usize,
+) -> Vec<u8> {
+    let packet = &quoted[14..];
+    let mut icmp = vec![icmp_type, code, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(&packet[..quote_len.min(packet.len())]);
+    let c = fold(sum16(&icmp));
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4_frame(macs, src, dst, 1, icmp)
+}
+
+/// Verify the checksums of an IPv4 ICMP error frame: the outer IPv4 header, the
+/// ICMP message (by the outer length) and the quoted IPv4 header (which must be
+/// whole, without options).
+pub fn icmp4_checksums_ok(frame: &[u8]) -> bool {
+    if frame.len() < 34 + 8 + 20 || frame[14] != 0x45 || frame[23] != 1 {
+        return false;
+    }
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let Some(icmp) = frame.get(34..14 + total) else {
+        return false;
+    };
+    fold(sum16(&frame[14..34])) == 0
+        && fold(sum16(icmp)) == 0
+        && icmp.len() >= 28
+        && icmp[8] == 0x45
+        && fold(sum16(&icmp[8..28])) == 0
+}
+
+/// The quoted packet of an IPv4 ICMP error frame (from its IPv4 header on), as an
+/// Ethernet frame with `frame`'s MACs, so [`ipv4_checksums_ok`] can check a whole quote.
+pub fn icmp4_quoted_frame(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame[..14].to_vec();
+    f.extend_from_slice(&frame[42..]);
+    f
+}

@@ -163,7 +163,7 @@ fn frames_for_other_addresses_pass_untouched() {
 /// mutated seeds and random frames through the harness the libFuzzer target `xdp-nat`
 /// uses; every run keeps the NAT contract (translations change only MACs, addresses,
 /// ports and checksums, and keep valid checksums valid), and both directions of
-/// translation happen.
+/// translation happen, for connections' packets and for ICMP errors about them.
 #[test]
 fn nat_random_and_mutated_frames() {
     std::thread::spawn(|| {
@@ -205,6 +205,8 @@ fn nat_random_and_mutated_frames() {
             nat::NatVerdict::Reply,
             nat::NatVerdict::Passed,
             nat::NatVerdict::ArpReply,
+            nat::NatVerdict::IcmpToClient,
+            nat::NatVerdict::IcmpToBackend,
         ] {
             assert!(
                 verdicts.get(&v).copied().unwrap_or(0) > 100,

@@ -4,10 +4,12 @@
 //! own); the run must keep that contract: never XDP_ABORTED, nothing written outside the
 //! frame, a passed frame untouched (or translated with its MACs kept), a transmitted or
 //! redirected frame an ARP reply or a translation that changed only MACs, addresses,
-//! ports and checksums, with valid checksums kept valid. A broken contract panics.
+//! ports and checksums (for an ICMP error: the quoted ones too), with valid checksums
+//! kept valid. A broken contract panics.
 //!
 //! `mode` lets mutations reach the connection table: a client's packet to the service,
-//! or a backend's answer on the last connection translated; checksums are filled in
+//! a backend's answer on the last connection translated, or an ICMP error about that
+//! connection (either way); checksums are filled in
 //! unless the mode says not to (see `Harness::frame`). The fixture's state persists
 //! from one input to the next, as a data plane's does. Needs root. Run:
 //! `cargo xtask fuzz xdp-nat` (see README.md).

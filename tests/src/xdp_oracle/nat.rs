@@ -16,7 +16,15 @@
 //!   turned into SNAT -> backend:port, or a backend's packet to the SNAT address turned
 //!   into VIP:port -> a client;
 //! - a translation of a frame whose IPv4 and TCP/UDP checksums verified verifies too
-//!   (and a UDP datagram without a checksum stays without one).
+//!   (and a UDP datagram without a checksum stays without one);
+//! - an ICMP error is translated only as a whole (`fo-ebpf/src/nat_icmp.rs`): MACs,
+//!   outer addresses, the quoted addresses and ports and the four checksums (outer
+//!   IPv4, ICMP, quoted IPv4, quoted TCP/UDP if quoted) change, nothing else; an error
+//!   to the SNAT address quoting SNAT -> backend:bport becomes VIP -> a client quoting
+//!   client -> VIP:port, an error to the VIP quoting VIP:port -> a client becomes
+//!   SNAT -> backend quoting backend:bport -> SNAT; checksums that verified verify
+//!   after (the quoted TCP/UDP one when the whole packet is quoted), and a quoted UDP
+//!   datagram without a checksum stays without one.
 //!
 //! The inputs are `[mode, frame...]`; `mode` lets the fuzzer reach the connection table
 //! without guessing addresses (see [`Harness::frame`]), and the harness fills in valid
@@ -137,6 +145,10 @@ pub enum NatVerdict {
     Forward,
     /// A backend's packet translated back towards the client.
     Reply,
+    /// An ICMP error about a connection translated towards its client.
+    IcmpToClient,
+    /// An ICMP error about a connection translated towards its backend.
+    IcmpToBackend,
 }
 
 const ETH: usize = 14;
@@ -205,8 +217,23 @@ pub fn checksums_ok(f: &[u8]) -> bool {
 }
 
 /// Write valid IPv4 and TCP/UDP checksums into `f` if it is a whole IPv4 TCP/UDP packet
-/// (a UDP checksum of 0, "none", stays 0).
+/// (a UDP checksum of 0, "none", stays 0); for an IPv4 ICMP message, valid IPv4 and ICMP
+/// checksums, and a valid quoted IPv4 header checksum if one is quoted.
 pub fn fix_checksums(f: &mut [u8]) {
+    if let Some(end) = icmp_end(f) {
+        f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+        let c = frames::fold(frames::sum16(&f[ETH..ICMP]));
+        f[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
+        if end >= QUOTE_L4 && f[QUOTE] == 0x45 {
+            f[QUOTE + 10..QUOTE + 12].copy_from_slice(&[0, 0]);
+            let c = frames::fold(frames::sum16(&f[QUOTE..QUOTE_L4]));
+            f[QUOTE + 10..QUOTE + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        f[ICMP + 2..ICMP + 4].copy_from_slice(&[0, 0]);
+        let c = frames::fold(frames::sum16(&f[ICMP..end]));
+        f[ICMP + 2..ICMP + 4].copy_from_slice(&c.to_be_bytes());
+        return;
+    }
     let Some(p) = l4_of(f) else {
         return;
     };
@@ -247,7 +274,7 @@ pub fn check(input: &[u8], run: &TestRun) -> Result<NatVerdict, String> {
         XDP_TX | XDP_REDIRECT => {
             let v = translation(input, out)?;
             let hop: (Mac, Mac) = match v {
-                NatVerdict::Forward => (GW_MAC, D0_MAC),
+                NatVerdict::Forward | NatVerdict::IcmpToBackend => (GW_MAC, D0_MAC),
                 _ => (out[..6].try_into().expect("6 bytes"), D0_MAC),
             };
             if (&out[..6], &out[6..12]) != (&hop.0[..], &hop.1[..]) {
@@ -280,6 +307,114 @@ fn arp_reply(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
     }
 }
 
+/// Where an IPv4 ICMP message (no IPv4 options) of at least its 8-byte header ends,
+/// by the IPv4 length, if it is one and the frame holds it.
+fn icmp_end(f: &[u8]) -> Option<usize> {
+    if f.len() < ICMP + 8 || be16(f, 12) != 0x0800 || f[ETH] != 0x45 || f[ETH + 9] != 1 {
+        return None;
+    }
+    let end = ETH + usize::from(be16(f, ETH + 2));
+    (end >= ICMP + 8 && end <= f.len()).then_some(end)
+}
+
+const ICMP: usize = ETH + 20;
+const QUOTE: usize = ICMP + 8;
+const QUOTE_L4: usize = QUOTE + 20;
+
+/// Is `out` an ICMP error translation of `input` (module docs)? Which direction.
+fn icmp_translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
+    let Some(end) = icmp_end(input) else {
+        return Err("rewrote an ICMP frame that is not a whole IPv4 ICMP message".into());
+    };
+    if end < QUOTE_L4 + 8 || input[QUOTE] != 0x45 || !matches!(input[ICMP], 3 | 11 | 12) {
+        return Err(format!(
+            "translated an ICMP message of type {} that is no error quoting 8 bytes of TCP/UDP",
+            input[ICMP]
+        ));
+    }
+    let proto = input[QUOTE + 9];
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(format!("translated an ICMP error quoting protocol {proto}"));
+    }
+    let l4_check = QUOTE_L4 + l4_check_at(proto);
+    let check_quoted = end >= l4_check + 2;
+    let may_change = |i: usize| {
+        i < 12
+            || (ETH + 10..ETH + 20).contains(&i)
+            || (ICMP + 2..ICMP + 4).contains(&i)
+            || (QUOTE + 10..QUOTE + 20).contains(&i)
+            || (QUOTE_L4..QUOTE_L4 + 4).contains(&i)
+            || (check_quoted && (l4_check..l4_check + 2).contains(&i))
+    };
+    if let Some(i) = (0..input.len()).find(|&i| input[i] != out[i] && !may_change(i)) {
+        return Err(format!(
+            "byte {i} of an ICMP error changed ({:02x} -> {:02x}): only MACs, addresses, quoted ports and checksums may",
+            input[i], out[i]
+        ));
+    }
+    let outer = |f: &[u8]| (ip4(f, ETH + 12), ip4(f, ETH + 16));
+    let quoted = |f: &[u8]| {
+        (
+            ip4(f, QUOTE + 12),
+            be16(f, QUOTE_L4),
+            ip4(f, QUOTE + 16),
+            be16(f, QUOTE_L4 + 2),
+        )
+    };
+    let ((_, dst), (qsrc, qsport, qdst, qdport)) = (outer(input), quoted(input));
+    let ((osrc, odst), (oqsrc, oqsport, oqdst, oqdport)) = (outer(out), quoted(out));
+    let by_backend_port = SERVICES.iter().find(|s| s.0 == proto && s.2 == qdport);
+    let by_service_port = SERVICES.iter().find(|s| s.0 == proto && s.1 == qsport);
+    let verdict = match (dst, by_backend_port, by_service_port) {
+        (SNAT, Some(svc), _) if (qsrc, qdst) == (SNAT, BACKEND) => {
+            let client = odst;
+            if osrc != VIP
+                || client == SNAT
+                || client == VIP
+                || (oqsrc, oqdst, oqdport) != (client, VIP, svc.1)
+            {
+                return Err(format!(
+                    "an error about {qsrc}:{qsport} -> {qdst}:{qdport} became {osrc} -> {odst} about {oqsrc}:{oqsport} -> {oqdst}:{oqdport}"
+                ));
+            }
+            NatVerdict::IcmpToClient
+        }
+        (VIP, _, Some(svc)) if qsrc == VIP => {
+            if (osrc, odst) != (SNAT, BACKEND)
+                || (oqsrc, oqsport, oqdst) != (BACKEND, svc.2, SNAT)
+                || oqdport == 0
+            {
+                return Err(format!(
+                    "an error about {qsrc}:{qsport} -> {qdst}:{qdport} became {osrc} -> {odst} about {oqsrc}:{oqsport} -> {oqdst}:{oqdport}"
+                ));
+            }
+            NatVerdict::IcmpToBackend
+        }
+        _ => {
+            return Err(format!(
+                "translated an ICMP error to {dst} about {qsrc}:{qsport} -> {qdst}:{qdport}, no NAT connection's packet"
+            ));
+        }
+    };
+    if frames::icmp4_checksums_ok(input) && !frames::icmp4_checksums_ok(out) {
+        return Err("the translation broke the checksums of an ICMP error that verified".into());
+    }
+    let whole_quote = usize::from(be16(input, QUOTE + 2)) == end - QUOTE;
+    if whole_quote
+        && checksums_ok(&frames::icmp4_quoted_frame(input))
+        && !checksums_ok(&frames::icmp4_quoted_frame(out))
+    {
+        return Err("the translation broke the quoted packet's checksum".into());
+    }
+    if check_quoted
+        && proto == PROTO_UDP
+        && (be16(input, l4_check) == 0) != (be16(out, l4_check) == 0)
+    {
+        return Err("a quoted UDP checksum appeared or vanished in the translation".into());
+    }
+    Ok(verdict)
+}
+
 /// Is `out` a NAT translation of `input` (module docs)? Which direction.
 fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
     if out.len() != input.len() {
@@ -288,6 +423,9 @@ fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
             input.len(),
             out.len()
         ));
+    }
+    if input.len() > ETH + 9 && be16(input, 12) == 0x0800 && input[ETH + 9] == 1 {
+        return icmp_translation(input, out);
     }
     let Some(p) = l4_of(input) else {
         return Err("rewrote a frame that is not a whole IPv4 TCP/UDP packet".into());
@@ -355,8 +493,8 @@ fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
 /// the last connection translated towards a backend.
 pub struct Harness {
     pub fx: Fixture,
-    /// (protocol, SNAT port, backend port) of the last `Forward`.
-    last: Option<(u8, u16, u16)>,
+    /// (protocol, SNAT port, backend port, client, client port) of the last `Forward`.
+    last: Option<(u8, u16, u16, Ipv4Addr, u16)>,
 }
 
 impl Harness {
@@ -373,7 +511,10 @@ impl Harness {
     /// service port of its protocol (TCP unless it is UDP); 2 a backend's answer on the
     /// last connection translated (as it is before there is one). Bit 2: keep the
     /// checksums as they are (else valid ones are filled in); bit 3: keep the IPv4
-    /// total length (else it is made the frame's). `None` for a frame too short to run.
+    /// total length (else it is made the frame's). 3: an ICMP error about the last
+    /// connection translated (its type and code as they are): bit 4 clear, from the
+    /// backends' gateway to the SNAT address quoting SNAT -> backend; set, from the
+    /// client to the VIP quoting VIP -> client. `None` for a frame too short to run.
     pub fn frame(&self, input: &[u8]) -> Option<Vec<u8>> {
         let (&mode, rest) = input.split_first()?;
         let mut f = rest.to_vec();
@@ -393,6 +534,27 @@ impl Harness {
             }
         };
         match (mode & 3, self.last) {
+            (3, Some((proto, snat_port, bport, client, cport))) if f.len() >= QUOTE_L4 + 8 => {
+                let vport = SERVICES
+                    .iter()
+                    .find(|s| s.0 == proto && s.2 == bport)
+                    .map_or(0, |s| s.1);
+                let ((src, dst), (qsrc, qsport, qdst, qdport)) = if mode & 16 == 0 {
+                    (
+                        (Ipv4Addr::new(192, 0, 2, 254), SNAT),
+                        (SNAT, snat_port, BACKEND, bport),
+                    )
+                } else {
+                    ((client, VIP), (VIP, vport, client, cport))
+                };
+                set_ip(&mut f, 1, src, dst);
+                f[QUOTE] = 0x45;
+                f[QUOTE + 9] = proto;
+                f[QUOTE + 12..QUOTE + 16].copy_from_slice(&qsrc.octets());
+                f[QUOTE + 16..QUOTE + 20].copy_from_slice(&qdst.octets());
+                f[QUOTE_L4..QUOTE_L4 + 2].copy_from_slice(&qsport.to_be_bytes());
+                f[QUOTE_L4 + 2..QUOTE_L4 + 4].copy_from_slice(&qdport.to_be_bytes());
+            }
             (1, _) if fits => {
                 let proto = if f[ETH + 9] == PROTO_UDP {
                     PROTO_UDP
@@ -404,7 +566,7 @@ impl Harness {
                 let port = SERVICES.iter().find(|s| s.0 == proto).expect("a service").1;
                 f[ETH + 22..ETH + 24].copy_from_slice(&port.to_be_bytes());
             }
-            (2, Some((proto, snat_port, bport))) if fits => {
+            (2, Some((proto, snat_port, bport, _, _))) if fits => {
                 set_ip(&mut f, proto, BACKEND, SNAT);
                 f[ETH + 20..ETH + 22].copy_from_slice(&bport.to_be_bytes());
                 f[ETH + 22..ETH + 24].copy_from_slice(&snat_port.to_be_bytes());
@@ -423,7 +585,13 @@ impl Harness {
         let verdict = check(frame, &run);
         if verdict == Ok(NatVerdict::Forward) {
             let out = &run.frame;
-            self.last = Some((out[ETH + 9], be16(out, ETH + 20), be16(out, ETH + 22)));
+            self.last = Some((
+                out[ETH + 9],
+                be16(out, ETH + 20),
+                be16(out, ETH + 22),
+                ip4(frame, ETH + 12),
+                be16(frame, ETH + 20),
+            ));
         }
         (run, verdict)
     }
@@ -437,7 +605,9 @@ impl Default for Harness {
 
 /// Inputs (`[mode, frame]`) that reach each path: a client's SYN, data, FIN and UDP
 /// datagram to the services, a backend's SYN-ACK, data, RST and UDP answer on the last
-/// connection, ARP requests for the VIP and the SNAT address.
+/// connection, ICMP errors about the last connection both ways (frag needed from the
+/// backends' gateway, port unreachable from the client), ARP requests for the VIP and
+/// the SNAT address.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let client = |sport| Tcp4::new((D0_MAC, CLIENT_MAC), (CLIENT, sport), (VIP, 1514));
     let back = || Tcp4::new((D0_MAC, GW_MAC), (BACKEND, 11514), (SNAT, 1024));
@@ -523,6 +693,38 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             with(
                 2,
                 frames::udp4(D0_MAC, GW_MAC, BACKEND, SNAT, 5514, 1024, b"<13>ack"),
+            ),
+        ),
+        (
+            "gateway_frag_needed",
+            with(
+                3,
+                frames::icmp4_error(
+                    (D0_MAC, GW_MAC),
+                    Ipv4Addr::new(192, 0, 2, 254),
+                    SNAT,
+                    3,
+                    4,
+                    [0, 0, 0x05, 0x78],
+                    &frames::udp4(GW_MAC, D0_MAC, SNAT, BACKEND, 1024, 5514, b"<13>line"),
+                    36,
+                ),
+            ),
+        ),
+        (
+            "client_port_unreachable",
+            with(
+                3 | 16,
+                frames::icmp4_error(
+                    (D0_MAC, CLIENT_MAC),
+                    CLIENT,
+                    VIP,
+                    3,
+                    3,
+                    [0; 4],
+                    &frames::udp4(CLIENT_MAC, D0_MAC, VIP, CLIENT, 514, 5140, b"<13>ack"),
+                    35,
+                ),
             ),
         ),
         (
