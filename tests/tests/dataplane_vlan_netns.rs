@@ -10,7 +10,7 @@
 //!
 //! The LB's kernel has no VLAN device here, so it cannot resolve the tagged backends'
 //! MACs itself: the test writes them into its neighbour table, as a production kernel
-//! would learn them on `eth0.100` (docs/vlan.md).
+//! would learn them on `eth0.100` (which the agent reads too, docs/vlan.md).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
