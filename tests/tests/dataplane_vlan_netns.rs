@@ -4,8 +4,8 @@
 //! that sit on VLAN 100 as on a switch's access port (this kernel has no 8021q: each
 //! tags and untags itself with two TC programs, `fo_tests::vlan_tag`). The client on
 //! the VLAN gets the VIP's ARP answer from XDP (tagged, with the LB's MAC) and 200
-//! connections balanced over two backends on the VLAN; the data plane's counters prove
-//! the fast path. An untagged VIP on the same LB keeps working for an untagged client,
+//! connections balanced over two backends on the VLAN, and the same over IPv6 (a tagged
+//! NA, 60 connections); the data plane's counters prove the fast path. An untagged VIP on the same LB keeps working for an untagged client,
 //! and that client's ARP for the VLAN VIP goes unanswered (passed, counted as `vlan`).
 //!
 //! The LB's kernel has no VLAN device here, so it cannot resolve the tagged backends'
@@ -28,6 +28,8 @@ use fo_tests::vlan_tag::{AccessPort, untag_offload_off};
 const VLAN: u16 = 100;
 /// On VLAN 100.
 const VLAN_VIP: &str = "192.0.2.100";
+/// On VLAN 100 too, answered by Neighbor Advertisements.
+const VLAN_VIP6: &str = "2001:db8::100";
 /// Untagged.
 const VIP: &str = "192.0.2.101";
 const PORT: u16 = 1514;
@@ -105,6 +107,7 @@ impl Lab {
         switch_ports.push(segment.plug(&tagged_client, "eth0", "192.0.2.10/24"));
         switch_ports.push(segment.plug(&untagged_client, "eth0", "192.0.2.11/24"));
         switch_ports.push(segment.plug(&lb, "eth0", "192.0.2.2/24"));
+        tagged_client.sh("ip -6 addr add 2001:db8::10/64 dev eth0 nodad");
         let script = fo_tests::workspace_root().join("deploy/backend-dsr.sh");
         let mut ports = vec![AccessPort::attach(&tagged_client, "eth0", VLAN)];
         let mut backends = Vec::new();
@@ -115,12 +118,18 @@ impl Lab {
             switch_ports.push(segment.plug(&b, "eth0", &format!("192.0.2.2{i}/24")));
             b.sh(&format!("sh {} {vip} >/dev/null", script.display()));
             if vip == VLAN_VIP {
+                b.sh(&format!(
+                    "ip -6 addr add 2001:db8::2{i}/64 dev eth0 nodad && sh {} {VLAN_VIP6} >/dev/null",
+                    script.display()
+                ));
                 ports.push(AccessPort::attach(&b, "eth0", VLAN));
                 // What the LB's kernel would learn on its VLAN device.
                 let mac = b.mac("eth0").map(|o| format!("{o:02x}")).join(":");
                 lb.sh(&format!(
-                    "ip neigh replace 192.0.2.2{i} lladdr {mac} dev eth0 nud permanent"
+                    "ip neigh replace 192.0.2.2{i} lladdr {mac} dev eth0 nud permanent && \
+                     ip -6 neigh replace 2001:db8::2{i} lladdr {mac} dev eth0 nud permanent"
                 ));
+                servers.push(Server::start(&b, VLAN_VIP6, i));
             }
             servers.push(Server::start(&b, vip, i));
             backends.push(b);
@@ -177,6 +186,12 @@ vips = ["{VLAN_VIP}"]
 vlan = {VLAN}
 
 [[router]]
+name = "tagged6"
+ownership = "static"
+vips = ["{VLAN_VIP6}"]
+vlan = {VLAN}
+
+[[router]]
 name = "plain"
 ownership = "static"
 vips = ["{VIP}"]
@@ -186,6 +201,12 @@ vip = "{VLAN_VIP}"
 port = {PORT}
 hash = "5-tuple"
 backends = [{{ address = "192.0.2.21" }}, {{ address = "192.0.2.22" }}]
+
+[[service]]
+vip = "{VLAN_VIP6}"
+port = {PORT}
+hash = "5-tuple"
+backends = [{{ address = "2001:db8::21" }}, {{ address = "2001:db8::22" }}]
 
 [[service]]
 vip = "{VIP}"
@@ -309,6 +330,26 @@ fn scenario(mode: XdpAttachMode) {
     assert!(
         misses >= CONNECTIONS as u64 && hits >= CONNECTIONS as u64,
         "the VLAN VIP's connections did not go through XDP: {misses} misses, {hits} hits"
+    );
+
+    // IPv6 on the VLAN: the client's Neighbor Solicitation for the VIP6 goes out tagged
+    // and is answered by XDP; its connections are balanced over the same backends.
+    let na_before = lab.event("na_reply");
+    let counts = connect(&lab.tagged_client, VLAN_VIP6, 60);
+    assert_eq!(counts[1] + counts[2], 60, "VLAN VIP6: {counts:?}");
+    assert!(
+        counts[1] > 0 && counts[2] > 0,
+        "VLAN VIP6 not balanced: {counts:?}"
+    );
+    assert!(
+        lab.event("na_reply") > na_before,
+        "XDP answered no tagged Neighbor Solicitation"
+    );
+    assert_eq!(
+        lab.tagged_client
+            .neighbour(VLAN_VIP6.parse().expect("VIP6")),
+        Some(lb_mac),
+        "the tagged client's neighbour entry for the VLAN VIP6 must be the LB's MAC"
     );
 
     // Untagged traffic is unaffected: the untagged VIP still balances for an untagged
