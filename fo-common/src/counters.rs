@@ -27,7 +27,8 @@ pub enum Counter {
     FlowInsertFailed = 9,
     /// Passed: EtherType neither IPv4, IPv6 nor ARP.
     PassNotIp = 10,
-    /// Passed: 802.1Q / 802.1ad tagged frame.
+    /// Passed: a VLAN mismatch: an 802.1ad (QinQ) or priority-tagged frame, a tag that
+    /// is not its VIP's VLAN, or an untagged frame for a VIP on a VLAN.
     PassVlan = 11,
     /// Passed: a header was cut short by the end of the frame.
     PassTruncated = 12,

@@ -136,7 +136,11 @@ pub const VIP_DRAINING: u32 = 16;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipState {
     pub flags: u32,
-    pub _pad: u32,
+    /// The 802.1Q VLAN the VIP lives on (1..=4094), 0 for untagged. Frames for the VIP
+    /// are served only with this tag (or without one, for 0); whatever the program sends
+    /// for them carries the same tag.
+    pub vlan: u16,
+    pub _pad: u16,
     pub lease_until_ns: u64,
 }
 const _: () = assert!(size_of::<VipState>() == 16);

@@ -159,6 +159,11 @@ pub struct Router {
     /// They move with the router like VIPs (ARP answered by the master only), so
     /// backends' replies reach whichever node is master.
     pub snat: Vec<IpAddr>,
+    /// The 802.1Q VLAN (1..=4094) of the node's interface the VIPs live on, if any: the
+    /// data plane serves them for frames with that tag only and keeps the tag on what it
+    /// sends. VRRP and the kernel's own traffic are not tagged by fo (in production they
+    /// run over the VLAN device, e.g. `eth0.100`, while XDP sits on `eth0`). No `snat`.
+    pub vlan: Option<u16>,
     /// Names of `[[check]]`s that must all pass before this node may serve the VIPs.
     pub gates: Vec<String>,
     pub hooks: Hooks,

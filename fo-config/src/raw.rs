@@ -72,6 +72,7 @@ pub(crate) struct RawRouter {
     pub preempt_delay: Option<S<Duration>>,
     pub vips: Option<S<Vec<S<String>>>>,
     pub snat: Option<S<Vec<S<String>>>>,
+    pub vlan: Option<S<i64>>,
     pub peers: Option<S<Vec<S<String>>>>,
     pub auth_pass: Option<S<String>>,
     pub auth_key_file: Option<S<PathBuf>>,

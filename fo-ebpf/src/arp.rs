@@ -5,7 +5,7 @@ use aya_ebpf::programs::XdpContext;
 use fo_common::{Addr, Counter, FAMILY_V4, VipKey, xdp_action::XDP_TX};
 
 use crate::maps;
-use crate::parse::{ArpHdr, ETH_LEN, ETH_P_IP, EthHdr, ptr_at_mut};
+use crate::parse::{ArpHdr, ETH_P_IP, EthHdr, ptr_at_mut};
 
 const ARPHRD_ETHER: u16 = 1;
 const ARPOP_REQUEST: u16 = 1;
@@ -13,10 +13,13 @@ const ARPOP_REPLY: u16 = 2;
 
 /// A BPF function of its own: its stack frame stays out of the IPv4 chain's (the BPF
 /// stack allows 512 bytes for a whole call chain, and NAT goes deepest).
+///
+/// `L2` is where the ARP header starts (after an 802.1Q tag of VLAN `vlan`, or none for
+/// 0); the reply keeps the tag as it came.
 #[inline(never)]
-pub fn reply(ctx: &XdpContext) -> Result<u32, Counter> {
+pub fn reply<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter> {
     let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
-    let arp: *mut ArpHdr = ptr_at_mut(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    let arp: *mut ArpHdr = ptr_at_mut(ctx, L2).ok_or(Counter::PassTruncated)?;
     // SAFETY: both headers were bounds-checked by `ptr_at_mut`.
     unsafe {
         if u16::from_be_bytes((*arp).htype) != ARPHRD_ETHER
@@ -38,7 +41,7 @@ pub fn reply(ctx: &XdpContext) -> Result<u32, Counter> {
             family: FAMILY_V4,
             _pad: [0; 3],
         });
-        maps::may_answer_for(&key.0, Counter::PassArpOther)?;
+        maps::may_answer_for(&key.0, vlan, Counter::PassArpOther)?;
         let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
 
         let asker = (*arp).sha;

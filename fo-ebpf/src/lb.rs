@@ -31,9 +31,12 @@ const IP_MF_OFFSET: u16 = 0x3fff;
 /// The IPv4 and IPv6 paths are separate BPF functions, each with its own stack frame:
 /// the BPF stack allows 512 bytes for a whole call chain, and the IPv4 chain goes on
 /// into the NAT functions.
+///
+/// `L2` is where the IP header starts: `ETH_LEN`, or `ETH_VLAN_LEN` after an 802.1Q tag
+/// of VLAN `vlan` (0 when untagged). Each is its own copy, so offsets stay constants.
 #[inline(never)]
-pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
-    let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+pub fn ipv4<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter> {
+    let ip: *const Ipv4Hdr = ptr_at(ctx, L2).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
     let (proto, src, dst, total) = unsafe {
         let version_ihl = (*ip).version_ihl;
@@ -61,13 +64,13 @@ pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
         IPPROTO_UDP => 8,
         _ => 0,
     };
-    let whole = total >= IPV4_LEN + l4_min && total <= frame_len(ctx) - ETH_LEN;
-    forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4, whole)
+    let whole = total >= IPV4_LEN + l4_min && total <= frame_len(ctx) - L2;
+    forward::<L2>(ctx, vlan, L2 + IPV4_LEN, proto, src, dst, FAMILY_V4, whole)
 }
 
 #[inline(never)]
-pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+pub fn ipv6<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, L2).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
     let (next, src, dst) = unsafe {
         if (*ip).version_tc_flow[0] >> 4 != 6 {
@@ -77,18 +80,20 @@ pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
     };
     match next {
         IPPROTO_TCP | IPPROTO_UDP => {
-            forward(ctx, ETH_LEN + IPV6_LEN, next, src, dst, FAMILY_V6, true)
+            forward::<L2>(ctx, vlan, L2 + IPV6_LEN, next, src, dst, FAMILY_V6, true)
         }
-        IPPROTO_ICMPV6 => nd::advertise(ctx, ip),
+        IPPROTO_ICMPV6 => nd::advertise::<L2>(ctx, ip, vlan),
         // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Err(Counter::PassIpv6ExtHeader),
         _ => Err(Counter::PassNotTcpUdp),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn forward(
+fn forward<const L2: usize>(
     ctx: &XdpContext,
+    vlan: u16,
     l4_offset: usize,
     proto: u8,
     src: Addr,
@@ -114,6 +119,12 @@ fn forward(
     });
     // SAFETY (map reads below): values are plain data replaced whole by the agent.
     let vip = unsafe { maps::VIPS.get(&vip_key.0) }.ok_or(Counter::PassNotVip)?;
+    // The frame's VLAN must be the VIP's; what is sent keeps the frame's tag. NAT sends
+    // untagged frames only (the config refuses NAT on a VLAN VIP).
+    let vlan = if L2 == ETH_LEN { 0 } else { vlan };
+    if vip.vlan != vlan || (L2 != ETH_LEN && vip.flags & (VIP_NAT | VIP_SNAT) != 0) {
+        return Err(Counter::PassVlan);
+    }
     if vip.flags & (fo_common::VIP_OWNED | fo_common::VIP_DRAINING) == 0 {
         return Err(Counter::PassNotOwned);
     }
@@ -228,6 +239,9 @@ fn forward(
             };
             let found = maglev_pick(service_id, h)?;
             if family == FAMILY_V4 && service.flags & SVC_NAT != 0 {
+                if L2 != ETH_LEN {
+                    return Err(Counter::PassVlan);
+                }
                 if !whole {
                     return Err(Counter::PassTruncated);
                 }

@@ -17,7 +17,10 @@ mod parse;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use fo_common::{Counter, xdp_action::XDP_PASS};
-use parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, ptr_at};
+use parse::{
+    ETH_LEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_VLAN_LEN, EthHdr,
+    VLAN_VID_MASK, VlanHdr, ptr_at,
+};
 
 #[xdp]
 pub fn fo_xdp(ctx: XdpContext) -> u32 {
@@ -33,10 +36,38 @@ fn try_fo_xdp(ctx: &XdpContext) -> Result<u32, Counter> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: `ptr_at` checked that the header lies inside the frame.
     let ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type });
+    // Untagged frames take the paths monomorphised for a network header at `ETH_LEN`, so
+    // their offsets stay constants; tagged ones take copies for `ETH_VLAN_LEN`.
     match ether_type {
-        ETH_P_ARP => arp::reply(ctx),
-        ETH_P_IP => lb::ipv4(ctx),
-        ETH_P_IPV6 => lb::ipv6(ctx),
+        ETH_P_ARP => arp::reply::<ETH_LEN>(ctx, 0),
+        ETH_P_IP => lb::ipv4::<ETH_LEN>(ctx, 0),
+        ETH_P_IPV6 => lb::ipv6::<ETH_LEN>(ctx, 0),
+        ETH_P_8021Q => tagged(ctx),
+        ETH_P_8021AD => Err(Counter::PassVlan),
+        _ => Err(Counter::PassNotIp),
+    }
+}
+
+/// A frame with one 802.1Q tag: served for VIPs on its VLAN (`VipState::vlan`), with the
+/// tag kept on what is sent. A second tag (QinQ) and priority tags (VLAN 0) pass.
+#[inline(always)]
+fn tagged(ctx: &XdpContext) -> Result<u32, Counter> {
+    let tag: *const VlanHdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    // SAFETY: bounds-checked by `ptr_at`.
+    let (tci, inner) = unsafe {
+        (
+            u16::from_be_bytes((*tag).tci),
+            u16::from_be_bytes((*tag).ether_type),
+        )
+    };
+    let vlan = tci & VLAN_VID_MASK;
+    if vlan == 0 || vlan == VLAN_VID_MASK {
+        return Err(Counter::PassVlan);
+    }
+    match inner {
+        ETH_P_ARP => arp::reply::<ETH_VLAN_LEN>(ctx, vlan),
+        ETH_P_IP => lb::ipv4::<ETH_VLAN_LEN>(ctx, vlan),
+        ETH_P_IPV6 => lb::ipv6::<ETH_VLAN_LEN>(ctx, vlan),
         ETH_P_8021Q | ETH_P_8021AD => Err(Counter::PassVlan),
         _ => Err(Counter::PassNotIp),
     }

@@ -238,11 +238,15 @@ pub fn account(backend: u32, bytes: usize) {
 
 /// Is `vip` owned now, and may this node still claim it (lease not run out)?
 /// Returns the reason to pass otherwise. A draining VIP (`VIP_DRAINING`, without
-/// `VIP_OWNED`: another node took it over) is forwarded but not answered for.
+/// `VIP_OWNED`: another node took it over) is forwarded but not answered for. `vlan`
+/// is the question's 802.1Q VLAN (0: untagged), which must be the VIP's.
 #[inline(always)]
-pub fn may_answer_for(key: &VipKey, not_a_vip: Counter) -> Result<(), Counter> {
+pub fn may_answer_for(key: &VipKey, vlan: u16, not_a_vip: Counter) -> Result<(), Counter> {
     // SAFETY: values of this map are only replaced whole by the agent.
     let state = unsafe { VIPS.get(key) }.ok_or(not_a_vip)?;
+    if state.vlan != vlan {
+        return Err(Counter::PassVlan);
+    }
     if state.flags & fo_common::VIP_OWNED == 0 {
         return Err(Counter::PassNotOwned);
     }

@@ -5,8 +5,8 @@ use fo_common::{Addr, Counter, FAMILY_V6, VipKey, xdp_action::XDP_TX};
 
 use crate::maps;
 use crate::parse::{
-    ETH_LEN, ETH_P_IPV6, EthHdr, IPPROTO_ICMPV6, IPV6_LEN, Ipv6Hdr, NdHdr, NdLlaOpt, frame_len,
-    ptr_at, ptr_at_mut,
+    ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPV6_LEN, Ipv6Hdr, NdHdr, NdLlaOpt, frame_len, ptr_at,
+    ptr_at_mut,
 };
 
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
@@ -16,21 +16,27 @@ const ND_OPT_TARGET_LLADDR: u8 = 2;
 const NA_FLAGS: [u8; 4] = [0x60, 0, 0, 0];
 const NA_ICMP_LEN: usize = core::mem::size_of::<NdHdr>() + core::mem::size_of::<NdLlaOpt>();
 
-/// The whole advertisement frame: what the solicitation is turned into.
+/// The advertisement after the Ethernet header (and tag): what the solicitation is
+/// turned into.
 #[repr(C)]
-struct NaFrame {
-    eth: EthHdr,
+struct NaBody {
     ip6: Ipv6Hdr,
     nd: NdHdr,
     opt: NdLlaOpt,
 }
-const NA_FRAME_LEN: usize = core::mem::size_of::<NaFrame>();
-const _: () = assert!(NA_FRAME_LEN == 86);
+const NA_BODY_LEN: usize = core::mem::size_of::<NaBody>();
+const _: () = assert!(ETH_LEN + NA_BODY_LEN == 86);
 
 /// Answer a Neighbor Solicitation for an owned VIP; anything else is passed.
-/// `ip6` has been bounds-checked by the caller and carries ICMPv6.
-pub fn advertise(ctx: &XdpContext, ip6: *const Ipv6Hdr) -> Result<u32, Counter> {
-    let ns: *const NdHdr = ptr_at(ctx, ETH_LEN + IPV6_LEN).ok_or(Counter::PassTruncated)?;
+/// `ip6` has been bounds-checked by the caller and carries ICMPv6. `L2` is where the
+/// IPv6 header starts (after an 802.1Q tag of VLAN `vlan`, or none for 0); the
+/// advertisement keeps the Ethernet header's tag and EtherTypes as they came.
+pub fn advertise<const L2: usize>(
+    ctx: &XdpContext,
+    ip6: *const Ipv6Hdr,
+    vlan: u16,
+) -> Result<u32, Counter> {
+    let ns: *const NdHdr = ptr_at(ctx, L2 + IPV6_LEN).ok_or(Counter::PassTruncated)?;
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: all three headers were bounds-checked.
     let (asker_mac, asker_ip, target) = unsafe {
@@ -48,25 +54,26 @@ pub fn advertise(ctx: &XdpContext, ip6: *const Ipv6Hdr) -> Result<u32, Counter> 
         family: FAMILY_V6,
         _pad: [0; 3],
     };
-    maps::may_answer_for(&key, Counter::PassNdOther)?;
+    maps::may_answer_for(&key, vlan, Counter::PassNdOther)?;
     let mac = maps::iface_mac(ctx.ingress_ifindex() as u32)?;
 
     // Size the frame to exactly one advertisement. Nothing has been written yet, so
     // if the kernel refuses, the solicitation still goes up untouched.
     let len = frame_len(ctx);
-    if len != NA_FRAME_LEN {
-        let delta = NA_FRAME_LEN as i32 - len as i32;
+    let na_len = L2 + NA_BODY_LEN;
+    if len != na_len {
+        let delta = na_len as i32 - len as i32;
         // SAFETY: `ctx.ctx` is the live xdp_md of this invocation.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
             return Err(Counter::PassAdjustFailed);
         }
     }
-    let na: *mut NaFrame = ptr_at_mut(ctx, 0).ok_or(Counter::PassAdjustFailed)?;
-    // SAFETY: `ptr_at_mut` proved the 86-byte frame.
+    let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassAdjustFailed)?;
+    let na: *mut NaBody = ptr_at_mut(ctx, L2).ok_or(Counter::PassAdjustFailed)?;
+    // SAFETY: `ptr_at_mut` proved both headers.
     unsafe {
-        (*na).eth.dst = asker_mac;
-        (*na).eth.src = mac;
-        (*na).eth.ether_type = ETH_P_IPV6.to_be_bytes();
+        (*eth).dst = asker_mac;
+        (*eth).src = mac;
         (*na).ip6.version_tc_flow = [0x60, 0, 0, 0];
         (*na).ip6.payload_len = (NA_ICMP_LEN as u16).to_be_bytes();
         (*na).ip6.next_header = IPPROTO_ICMPV6;

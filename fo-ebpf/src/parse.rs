@@ -13,6 +13,10 @@ pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
 
 pub const ETH_LEN: usize = size_of::<EthHdr>();
+/// Ethernet header with one 802.1Q tag: where the network header of a tagged frame starts.
+pub const ETH_VLAN_LEN: usize = ETH_LEN + size_of::<VlanHdr>();
+/// The VLAN identifier bits of a tag's TCI (the rest are priority and DEI).
+pub const VLAN_VID_MASK: u16 = 0x0fff;
 pub const IPV4_LEN: usize = size_of::<Ipv4Hdr>();
 pub const IPV6_LEN: usize = size_of::<Ipv6Hdr>();
 
@@ -25,6 +29,14 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 pub struct EthHdr {
     pub dst: [u8; 6],
     pub src: [u8; 6],
+    pub ether_type: [u8; 2],
+}
+
+/// The rest of an 802.1Q tag, after the TPID that sits in `EthHdr::ether_type`: the
+/// tag control information, then the EtherType of what the frame carries.
+#[repr(C)]
+pub struct VlanHdr {
+    pub tci: [u8; 2],
     pub ether_type: [u8; 2],
 }
 

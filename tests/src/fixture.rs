@@ -46,7 +46,7 @@ impl Fixture {
         let opts = LoadOptions {
             pin_dir: dir.clone(),
             maglev_size,
-            max_services: 4,
+            max_services: 8,
             max_backends: 64,
             flow_table_size,
             nat_table_size,
@@ -68,6 +68,12 @@ impl Fixture {
         self.dp
             .set_vip(vip, true, MonoNanos::now().after(Duration::from_secs(3600)))
             .expect("VIPS");
+    }
+
+    /// Own `vip` on 802.1Q VLAN `vlan`, with a lease one hour ahead.
+    pub fn own_on_vlan(&mut self, vip: IpAddr, vlan: u16) {
+        self.dp.set_vip_vlan(vip, vlan).expect("VIPS (VLAN)");
+        self.own(vip);
     }
 
     pub fn services(&mut self, specs: &[ServiceSpec]) {

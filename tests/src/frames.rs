@@ -362,6 +362,10 @@ fn icmpv6_frame(macs: (Mac, Mac), src: Ipv6Addr, dst: Ipv6Addr, mut icmp: Vec<u8
 /// Verify the ICMPv6 checksum of an IPv6/ICMPv6 frame by summing over it (a valid
 /// checksum makes the folded sum zero).
 pub fn icmpv6_checksum_ok(frame: &[u8]) -> bool {
+    // After an 802.1Q tag, the same frame as without it.
+    if frame.len() >= 18 && frame[12..14] == [0x81, 0x00] {
+        return icmpv6_checksum_ok(&[&frame[..12], &frame[16..]].concat());
+    }
     if frame.len() < 54 {
         return false;
     }

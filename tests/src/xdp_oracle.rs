@@ -11,6 +11,10 @@
 //! - `XDP_TX` sends one of three shapes: an ARP reply for the VIP, a Neighbor
 //!   Advertisement for the VIP6 (valid checksum), or the same frame with only the MACs
 //!   rewritten to backend/us (DSR);
+//! - 802.1Q: the VLAN VIPs ([`VLAN_VIP`], [`VLAN_VIP6`], on [`VLAN`]) are answered and
+//!   forwarded only for frames with that tag, the other VIPs only for untagged frames;
+//!   what is sent keeps the tag (bytes 12..18) as it came, and has the same shapes
+//!   after it;
 //! - a frame that is not ours (it nowhere carries a VIP's address) passes unchanged.
 //!
 //! [`nat`] is the second fixture: NAT services, whose translations must keep valid
@@ -33,17 +37,24 @@ pub const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
 pub const BACKEND_MAC: Mac = [0x02, 0xbe, 0, 0, 0, 0x01];
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+/// The 802.1Q VLAN of [`VLAN_VIP`] and [`VLAN_VIP6`].
+pub const VLAN: u16 = 100;
+pub const VLAN_VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 110);
+pub const VLAN_VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x110);
 /// The longest frame the harnesses feed (Ethernet MTU 1500 plus the header).
 pub const MAX_FRAME: usize = 1514;
 /// The shortest frame BPF_PROG_TEST_RUN accepts for XDP (an Ethernet header).
 pub const MIN_FRAME: usize = 14;
 
 /// A data plane owning [`VIP`] and [`VIP6`], with TCP 1514 and UDP 514 on the VIP and
-/// TCP 1514 on the VIP6, each to one backend of MAC [`BACKEND_MAC`].
+/// TCP 1514 on the VIP6, and [`VLAN_VIP`] and [`VLAN_VIP6`] on [`VLAN`] with TCP 1514,
+/// each to one backend of MAC [`BACKEND_MAC`].
 pub fn fixture() -> Fixture {
     let mut fx = Fixture::new(251);
     fx.own(IpAddr::V4(VIP));
     fx.own(IpAddr::V6(VIP6));
+    fx.own_on_vlan(IpAddr::V4(VLAN_VIP), VLAN);
+    fx.own_on_vlan(IpAddr::V6(VLAN_VIP6), VLAN);
     let b4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 21));
     let b6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x21));
     // Each service has one backend, of weight 1, on the service's own port.
@@ -53,8 +64,19 @@ pub fn fixture() -> Fixture {
         one(IpAddr::V4(VIP), 1514, PROTO_TCP, b4),
         one(IpAddr::V4(VIP), 514, PROTO_UDP, b4),
         one(IpAddr::V6(VIP6), 1514, PROTO_TCP, b6),
+        one(IpAddr::V4(VLAN_VIP), 1514, PROTO_TCP, b4),
+        one(IpAddr::V6(VLAN_VIP6), 1514, PROTO_TCP, b6),
     ]);
     fx
+}
+
+/// `frame` with an 802.1Q tag of VLAN `vlan` after its MACs.
+pub fn tagged(frame: &[u8], vlan: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&vlan.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
 }
 
 /// Valid frames for [`fixture`], by name; each one is answered or forwarded (`XDP_TX`).
@@ -100,6 +122,42 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 b"",
             ),
         ),
+        (
+            "vlan_arp_request",
+            tagged(&frames::arp(1, CLIENT_MAC, client, [0; 6], VLAN_VIP), VLAN),
+        ),
+        (
+            "vlan_ns",
+            tagged(
+                &frames::neighbor_solicit(CLIENT_MAC, client6, VLAN_VIP6, true),
+                VLAN,
+            ),
+        ),
+        (
+            "vlan_tcp4_syn",
+            tagged(
+                &Tcp4::new((OUR_MAC, CLIENT_MAC), (client, 40000), (VLAN_VIP, 1514))
+                    .flags(frames::TCP_SYN)
+                    .frame(),
+                VLAN,
+            ),
+        ),
+        (
+            "vlan_tcp6_syn",
+            tagged(
+                &frames::tcp6(
+                    OUR_MAC,
+                    CLIENT_MAC,
+                    client6,
+                    VLAN_VIP6,
+                    40000,
+                    1514,
+                    frames::TCP_SYN,
+                    b"",
+                ),
+                VLAN,
+            ),
+        ),
     ]
 }
 
@@ -132,35 +190,57 @@ pub fn check(input: &[u8], run: &TestRun) -> Result<Verdict, String> {
 /// does not cannot be an ARP request, a solicitation or a packet for a VIP.
 pub fn carries_a_vip(frame: &[u8]) -> bool {
     let body = frame.get(MIN_FRAME..).unwrap_or_default();
-    let v4 = VIP.octets();
-    let v6 = VIP6.octets();
-    body.windows(4).any(|w| w == v4) || body.windows(16).any(|w| w == v6)
+    body.windows(4)
+        .any(|w| w == VIP.octets() || w == VLAN_VIP.octets())
+        || body
+            .windows(16)
+            .any(|w| w == VIP6.octets() || w == VLAN_VIP6.octets())
 }
 
 /// What a transmitted frame may be.
 fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
-    let ether_type = u16::from_be_bytes([input[12], input[13]]);
+    // The Ethernet header's length: 18 with one 802.1Q tag, which must be the VLAN VIPs'
+    // and is sent on as it came; the untagged VIPs are served untagged only.
+    let tagged = input[12..14] == [0x81, 0x00];
+    let l2 = if tagged { 18 } else { 14 };
+    if input.len() < l2 {
+        return Err("a truncated tag was transmitted".into());
+    }
+    if tagged && u16::from_be_bytes([input[14], input[15]]) & 0x0fff != VLAN {
+        return Err("a frame tagged with another VLAN was transmitted".into());
+    }
+    if out.len() < l2 || out[12..l2] != input[12..l2] {
+        return Err("the tag (or EtherType) changed".into());
+    }
+    let (vip, vip6) = if tagged {
+        (VLAN_VIP, VLAN_VIP6)
+    } else {
+        (VIP, VIP6)
+    };
+    let ether_type = u16::from_be_bytes([input[l2 - 2], input[l2 - 1]]);
     if ether_type == 0x0806 {
         // An ARP reply for the VIP from our MAC to the asker, same length.
+        let (i, o) = (&input[l2..], &out[l2..]);
         let ok = out.len() == input.len()
-            && input.len() >= 42
+            && i.len() >= 28
             && out[6..12] == OUR_MAC
-            && out[20..22] == [0, 2]
-            && out[22..28] == OUR_MAC
-            && out[28..32] == VIP.octets()
-            && out[32..38] == input[22..28]
-            && out[38..42] == input[28..32];
+            && o[6..8] == [0, 2]
+            && o[8..14] == OUR_MAC
+            && o[14..18] == vip.octets()
+            && o[18..24] == i[8..14]
+            && o[24..28] == i[14..18];
         return if ok {
             Ok(())
         } else {
             Err("ARP reply malformed".into())
         };
     }
-    if ether_type == 0x86dd && input.get(20) == Some(&58) {
-        let ok = out.len() == 86
+    if ether_type == 0x86dd && input.get(l2 + 6) == Some(&58) {
+        let o = &out[l2..];
+        let ok = out.len() == l2 + 72
             && out[6..12] == OUR_MAC
-            && out[54] == 136
-            && out[62..78] == VIP6.octets()
+            && o[40] == 136
+            && o[48..64] == vip6.octets()
             && frames::icmpv6_checksum_ok(out);
         return if ok {
             Ok(())
@@ -168,12 +248,20 @@ fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
             Err("Neighbor Advertisement malformed".into())
         };
     }
-    // DSR: only the MACs change.
+    // DSR: only the MACs change, and the destination is a VIP served with this tag.
     if out.len() != input.len() || out[12..] != input[12..] {
         return Err("a forwarded frame changed beyond its MACs".into());
     }
     if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
         return Err("a forwarded frame has the wrong MACs".into());
+    }
+    let dst_ok = match ether_type {
+        0x0800 => input.get(l2 + 16..l2 + 20) == Some(&vip.octets()[..]),
+        0x86dd => input.get(l2 + 24..l2 + 40) == Some(&vip6.octets()[..]),
+        _ => false,
+    };
+    if !dst_ok {
+        return Err("a frame forwarded for a VIP not served on its VLAN (or untagged)".into());
     }
     Ok(())
 }

@@ -59,7 +59,7 @@ fn random_and_mutated_frames() {
     let mut fx = xdp_oracle::fixture();
     let seeds: Vec<Vec<u8>> = xdp_oracle::seeds().into_iter().map(|(_, f)| f).collect();
     let mut rng = Rng(0x666f_2d66_757a_7a31);
-    let (mut passed, mut sent) = (0u32, 0u32);
+    let (mut passed, mut sent, mut sent_tagged) = (0u32, 0u32, 0u32);
     for round in 0..ROUNDS {
         let input = if round % 2 == 0 {
             let s = &seeds[rng.below(seeds.len())];
@@ -70,17 +70,26 @@ fn random_and_mutated_frames() {
         let run = fx.run(&input);
         match xdp_oracle::check(&input, &run) {
             Ok(Verdict::Passed) => passed += 1,
-            Ok(Verdict::Sent) => sent += 1,
+            Ok(Verdict::Sent) => {
+                sent += 1;
+                sent_tagged += u32::from(input[12..14] == [0x81, 0x00]);
+            }
             Err(e) => panic!(
                 "{e}: round {round}, input {input:02x?}, action {}, output {:02x?}",
                 run.action, run.frame
             ),
         }
     }
-    println!("{ROUNDS} frames: {passed} passed untouched, {sent} transmitted");
+    println!(
+        "{ROUNDS} frames: {passed} passed untouched, {sent} transmitted ({sent_tagged} with an 802.1Q tag)"
+    );
     assert!(
         sent > 100 && passed > 100,
         "the corpus should exercise both verdicts: {passed} passed, {sent} sent"
+    );
+    assert!(
+        sent_tagged > 100,
+        "the corpus should exercise the tagged shapes: {sent_tagged} tagged frames sent"
     );
     assert_eq!(fx.counter("aborted"), 0);
 }

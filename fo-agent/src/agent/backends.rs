@@ -26,15 +26,21 @@ use crate::net::{self, link::LinkInfo};
 pub struct Neighbours(pub BTreeMap<IpAddr, [u8; 6]>);
 
 impl Neighbours {
-    /// Resolve `addrs` on `link`, each within `timeout`. Returns what resolved and the
-    /// addresses that did not, with the reason.
+    /// Resolve `addrs` on `link` or one of its 802.1Q VLAN devices (backends of VIPs on
+    /// a VLAN), each within `timeout`. Returns what resolved and the addresses that did
+    /// not, with the reason.
     pub async fn resolve(
         handle: &rtnetlink::Handle,
         addrs: &[IpAddr],
         link: &LinkInfo,
         timeout: Duration,
     ) -> (Neighbours, Vec<(IpAddr, String)>) {
-        let (found, failed) = net::neigh::resolve_many(handle, link.index, addrs, timeout).await;
+        let mut ifindexes = vec![link.index];
+        match net::link::vlan_devices(handle, link.index).await {
+            Ok(vlans) => ifindexes.extend(vlans),
+            Err(e) => tracing::debug!(error = %e, "listing the interface's VLAN devices failed"),
+        }
+        let (found, failed) = net::neigh::resolve_many(handle, &ifindexes, addrs, timeout).await;
         let failed = failed
             .into_iter()
             .map(|(a, e)| (a, e.to_string()))

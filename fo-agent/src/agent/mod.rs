@@ -17,6 +17,7 @@ mod requests;
 mod start;
 mod status;
 mod tables;
+mod vlan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use fo_config::{Config, Ownership};
 use tracing::{error, info};
 
-use super::{Agent, all_vips, backends, nat};
+use super::{Agent, all_vips, backends, nat, vlan};
 use crate::health::{self, Health};
 use crate::vrrp::Control;
 
@@ -157,6 +157,7 @@ impl Agent {
     ) -> anyhow::Result<()> {
         let mut p = self.xdp.plane.lock();
         let p = &mut *p;
+        vlan::apply_vlans(&mut p.dp, config).context("writing VIP VLANs")?;
         p.sync_vips(&all_vips(config)).context("writing VIPs")?;
         nat::apply_roles(&mut p.dp, config).context("writing VIP roles")?;
         p.table

@@ -16,7 +16,7 @@ use super::operator::OperatorState;
 use super::ownership::initial_inputs;
 use super::{
     Agent, Api, Host, Loaded, Operator, Routers, Services, Xdp, all_vips, attach_of, load_options,
-    nat,
+    nat, vlan,
 };
 use crate::api::control::{self, Envelope};
 use crate::bgp::Bgp;
@@ -161,6 +161,8 @@ pub(super) async fn start(
     {
         let mut p = plane.lock();
         p.dp.set_iface(link.index, link.mac)?;
+        // VLANs first: no write of a VIP's entry ever drops its tag.
+        vlan::apply_vlans(&mut p.dp, &config)?;
         p.sync_vips(&all_vips(&config))?;
         // BGP VIPs are routed here by the upstream router: forward whatever arrives
         // (also while withdrawn, for flows still converging), never answer ARP/ND.

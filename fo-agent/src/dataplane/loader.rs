@@ -293,6 +293,7 @@ fn load(
         ebpf: Some(ebpf),
         _link: link,
         roles: Default::default(),
+        vlans: Default::default(),
     })
 }
 
@@ -368,6 +369,7 @@ fn adopt(
         ebpf: None,
         _link: Some(link),
         roles: Default::default(),
+        vlans: Default::default(),
     };
     if info.build == wanted.build {
         return Ok(Some(adopted(maps, link)));
@@ -427,6 +429,7 @@ fn upgrade(
         ebpf: Some(ebpf),
         _link: Some(link),
         roles: Default::default(),
+        vlans: Default::default(),
     })
 }
 

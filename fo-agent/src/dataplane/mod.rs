@@ -168,6 +168,9 @@ pub struct Dataplane {
     _link: Option<aya::programs::links::PinnedLink>,
     /// `VIP_NAT` / `VIP_SNAT` per address, kept in every write of its `VIPS` entry.
     roles: BTreeMap<IpAddr, u32>,
+    /// The 802.1Q VLAN of each VIP on one (`VipState::vlan`), kept in every write of its
+    /// `VIPS` entry.
+    vlans: BTreeMap<IpAddr, u16>,
 }
 
 impl Dataplane {
@@ -240,6 +243,7 @@ impl Dataplane {
         let role = self.roles.get(&vip).copied().unwrap_or(0);
         let state = VipState {
             flags: if owned { VIP_OWNED | role } else { role },
+            vlan: self.vlan_of(vip),
             _pad: 0,
             lease_until_ns: if owned { lease_until.0 } else { 0 },
         };
@@ -252,6 +256,7 @@ impl Dataplane {
     pub fn set_vip_draining(&mut self, vip: IpAddr) -> Result<()> {
         let state = VipState {
             flags: VIP_DRAINING | self.roles.get(&vip).copied().unwrap_or(0),
+            vlan: self.vlan_of(vip),
             _pad: 0,
             lease_until_ns: 0,
         };
@@ -263,6 +268,7 @@ impl Dataplane {
     pub fn set_vip_routed(&mut self, vip: IpAddr) -> Result<()> {
         let state = VipState {
             flags: VIP_OWNED | VIP_ROUTED | self.roles.get(&vip).copied().unwrap_or(0),
+            vlan: self.vlan_of(vip),
             _pad: 0,
             lease_until_ns: 0,
         };
@@ -282,6 +288,29 @@ impl Dataplane {
         };
         state.flags = (state.flags & (VIP_OWNED | VIP_ROUTED | VIP_DRAINING)) | role;
         self.write_vip(&key, &state)
+    }
+
+    /// Put `vip` on 802.1Q VLAN `vlan` (0: untagged): the program serves it only for
+    /// frames with that tag, and keeps the tag on what it sends. Its `VIPS` entry is
+    /// rewritten now, ownership and lease unchanged.
+    pub fn set_vip_vlan(&mut self, vip: IpAddr, vlan: u16) -> Result<()> {
+        if vlan == 0 {
+            self.vlans.remove(&vip);
+        } else {
+            self.vlans.insert(vip, vlan);
+        }
+        let key = VipKey::new(vip);
+        let mut state = match self.maps.vips.get(&key, 0) {
+            Ok(s) => s,
+            Err(MapError::KeyNotFound) => VipState::default(),
+            Err(e) => return Err(map_err("VIPS")(e)),
+        };
+        state.vlan = vlan;
+        self.write_vip(&key, &state)
+    }
+
+    fn vlan_of(&self, vip: IpAddr) -> u16 {
+        self.vlans.get(&vip).copied().unwrap_or(0)
     }
 
     pub fn remove_vip(&mut self, vip: IpAddr) -> Result<()> {

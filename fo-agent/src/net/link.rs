@@ -1,7 +1,9 @@
 //! Interface facts: index, MAC, operational state.
 
 use futures_util::TryStreamExt as _;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkXdp, State, XdpAttached};
+use rtnetlink::packet_route::link::{
+    InfoKind, LinkAttribute, LinkFlags, LinkInfo as Info, LinkXdp, State, XdpAttached,
+};
 
 use super::NetError;
 
@@ -52,6 +54,41 @@ pub async fn by_name(handle: &rtnetlink::Handle, name: &str) -> Result<LinkInfo,
     })
 }
 
+/// The 802.1Q VLAN devices on interface `parent` (`eth0.100` on `eth0`): a VIP on a
+/// VLAN of the node's interface has its backends' neighbour entries there.
+pub async fn vlan_devices(handle: &rtnetlink::Handle, parent: u32) -> Result<Vec<u32>, NetError> {
+    let mut links = handle.link().get().execute();
+    let mut out = Vec::new();
+    while let Some(msg) = links
+        .try_next()
+        .await
+        .map_err(NetError::netlink(format!("links on ifindex {parent}")))?
+    {
+        let mut lower = None;
+        let mut vlan = false;
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::Link(i) => lower = Some(*i),
+                LinkAttribute::LinkInfo(infos) => {
+                    vlan = infos
+                        .iter()
+                        .any(|i| matches!(i, Info::Kind(InfoKind::Vlan)));
+                }
+                _ => {}
+            }
+        }
+        if is_vlan_device_of(parent, lower, vlan) {
+            out.push(msg.header.index);
+        }
+    }
+    Ok(out)
+}
+
+/// A link whose lower device is `parent` and whose kind is `vlan`.
+fn is_vlan_device_of(parent: u32, lower: Option<u32>, vlan: bool) -> bool {
+    vlan && lower == Some(parent)
+}
+
 /// The id of the XDP program attached to interface `index`, if any.
 pub async fn xdp_prog_id(handle: &rtnetlink::Handle, index: u32) -> Result<Option<u32>, NetError> {
     let mut links = handle.link().get().match_index(index).execute();
@@ -74,4 +111,23 @@ pub async fn xdp_prog_id(handle: &rtnetlink::Handle, index: u32) -> Result<Optio
         }
     }
     Ok(if attached { id } else { None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_vlan_device_of;
+
+    #[test]
+    fn only_vlan_devices_on_the_parent_count() {
+        assert!(is_vlan_device_of(2, Some(2), true));
+        assert!(
+            !is_vlan_device_of(2, Some(3), true),
+            "a VLAN device on another link"
+        );
+        assert!(
+            !is_vlan_device_of(2, Some(2), false),
+            "a macvlan or veth on the parent"
+        );
+        assert!(!is_vlan_device_of(2, None, true));
+    }
 }

@@ -11,12 +11,13 @@ use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, N
 
 use super::NetError;
 
-/// Every usable neighbour entry (with a link-layer address) on `ifindex`, both
+/// Every usable neighbour entry (with a link-layer address) on one of `ifindexes`, both
 /// families, from one dump of the kernel's table.
 pub async fn table(
     handle: &rtnetlink::Handle,
-    ifindex: u32,
+    ifindexes: &[u32],
 ) -> Result<std::collections::HashMap<IpAddr, [u8; 6]>, NetError> {
+    let ifindex = ifindexes.first().copied().unwrap_or(0);
     let mut out = std::collections::HashMap::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut entries = handle
@@ -27,7 +28,7 @@ pub async fn table(
         while let Some(msg) = entries.try_next().await.map_err(NetError::netlink(format!(
             "neighbours of ifindex {ifindex}"
         )))? {
-            if msg.header.ifindex != ifindex
+            if !ifindexes.contains(&msg.header.ifindex)
                 || matches!(
                     msg.header.state,
                     NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None
@@ -61,10 +62,11 @@ pub async fn table(
 
 /// Resolve many addresses at once: one table dump per round (not one per address),
 /// probes for the missing ones every 500 ms from one socket per family, until all
-/// are known or `timeout` passes. Returns what resolved and what did not.
+/// are known or `timeout` passes. Entries count on any of `ifindexes` (the node's
+/// interface first, then its VLAN devices). Returns what resolved and what did not.
 pub async fn resolve_many(
     handle: &rtnetlink::Handle,
-    ifindex: u32,
+    ifindexes: &[u32],
     addrs: &[IpAddr],
     timeout: Duration,
 ) -> (
@@ -80,7 +82,7 @@ pub async fn resolve_many(
         tokio::net::UdpSocket::bind("[::]:0").await.ok(),
     );
     loop {
-        match table(handle, ifindex).await {
+        match table(handle, ifindexes).await {
             Ok(t) => pending.retain(|a| match t.get(a) {
                 Some(mac) => {
                     found.insert(*a, *mac);
@@ -114,7 +116,7 @@ pub async fn resolve_many(
                 addr,
                 NetError::Unresolved {
                     addr,
-                    ifindex,
+                    ifindex: ifindexes.first().copied().unwrap_or(0),
                     waited_ms,
                 },
             )

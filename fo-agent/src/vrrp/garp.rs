@@ -62,13 +62,18 @@ impl Announcer {
         Ok(Announcer { sock, mac })
     }
 
-    /// One announcement for each VIP. Returns the first error, after trying them all.
-    pub fn announce(&self, vips: &[IpAddr]) -> io::Result<()> {
+    /// One announcement for each VIP, with an 802.1Q tag of `vlan` if given (the VIPs
+    /// live on that VLAN of the interface). Returns the first error, after trying them all.
+    pub fn announce(&self, vips: &[IpAddr], vlan: Option<u16>) -> io::Result<()> {
         let mut first_err = None;
         for &vip in vips {
             let frame = match vip {
                 IpAddr::V4(v) => garp_frame(self.mac, v),
                 IpAddr::V6(v) => unsolicited_na_frame(self.mac, v),
+            };
+            let frame = match vlan {
+                Some(id) => tagged(&frame, id),
+                None => frame,
             };
             if let Err(e) = (&self.sock).write_all(&frame) {
                 first_err.get_or_insert(e);
@@ -85,6 +90,16 @@ fn unsafe_zeroed_sockaddr_ll() -> libc::sockaddr_ll {
 }
 
 const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// `frame` with an 802.1Q tag (TPID 0x8100, priority 0, VLAN `vlan`) after its MACs.
+pub fn tagged(frame: &[u8], vlan: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(frame.len() + 4);
+    f.extend_from_slice(&frame[..12]);
+    f.extend_from_slice(&0x8100u16.to_be_bytes());
+    f.extend_from_slice(&(vlan & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
 
 /// Ethernet + ARP request: who-has VIP tell VIP, from `mac`, to broadcast.
 pub fn garp_frame(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
@@ -175,6 +190,16 @@ mod tests {
         ]
         .concat();
         assert_eq!(f, expected);
+    }
+
+    #[test]
+    fn a_tagged_announcement_has_the_tag_after_the_macs() {
+        let plain = garp_frame(MAC, Ipv4Addr::new(192, 0, 2, 100));
+        let f = tagged(&plain, 100);
+        assert_eq!(f.len(), plain.len() + 4);
+        assert_eq!(&f[..12], &plain[..12]);
+        assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 100]);
+        assert_eq!(&f[16..], &plain[12..]);
     }
 
     #[test]

@@ -324,6 +324,7 @@ pub fn spec_of(
         vrid,
         vips: r.vips.clone(),
         snat: r.snat.clone(),
+        vlan: r.vlan,
         nat: config
             .services
             .iter()

@@ -123,5 +123,7 @@ struct Routers {
     bgp_vips: HashSet<IpAddr>,
     /// Routers that have `snat` addresses written (even if broken).
     with_snat: HashSet<String>,
+    /// Routers on an 802.1Q VLAN, with it.
+    vlan_of: HashMap<String, u16>,
     any_broken: bool,
 }

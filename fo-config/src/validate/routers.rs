@@ -28,6 +28,7 @@ impl Cx<'_> {
             vip_owner: HashMap::new(),
             bgp_vips: HashSet::new(),
             with_snat: HashSet::new(),
+            vlan_of: HashMap::new(),
             any_broken: false,
         };
         let mut names: HashMap<String, Span> = HashMap::new();
@@ -77,10 +78,21 @@ impl Cx<'_> {
                 checks,
             });
             let snat = self.snat(&raw, &label, &mut vip_first);
+            let vlan = self.vlan(&raw);
+            if let Some(Some(id)) = vlan {
+                out.vlan_of.insert(label.clone(), id);
+            }
             let gates = self.gates(&raw, checks);
             let hooks = self.hooks(&raw);
-            if let (Some(name), Some(vips), Some(snat), Some(ownership), Some(gates), Some(hooks)) =
-                (name, vips, snat, ownership, gates, hooks)
+            if let (
+                Some(name),
+                Some(vips),
+                Some(snat),
+                Some(vlan),
+                Some(ownership),
+                Some(gates),
+                Some(hooks),
+            ) = (name, vips, snat, vlan, ownership, gates, hooks)
             {
                 if matches!(ownership, Ownership::Bgp(_)) {
                     out.bgp_vips.extend(vips.iter().copied());
@@ -90,6 +102,7 @@ impl Cx<'_> {
                     ownership,
                     vips,
                     snat,
+                    vlan,
                     gates,
                     hooks,
                 });
@@ -142,6 +155,23 @@ impl Cx<'_> {
             out.push(ip);
         }
         ok.then_some(out)
+    }
+
+    /// `vlan`: an 802.1Q VLAN identifier (1..=4094; 0 and 4095 are reserved), and no
+    /// `snat` beside it (NAT sends untagged frames only). `Some(None)`: not written.
+    fn vlan(&mut self, raw: &RawRouter) -> Option<Option<u16>> {
+        let Some(v) = &raw.vlan else {
+            return Some(None);
+        };
+        let id = self.int(v, "vlan", 1, 4094)? as u16;
+        if let Some(s) = &raw.snat {
+            self.err(
+                s.span(),
+                format!("snat on a router with vlan = {id}: NAT is not supported on a VLAN (the data plane's NAT sends untagged frames only); use mode = \"dsr\" services"),
+            );
+            return None;
+        }
+        Some(Some(id))
     }
 
     /// `snat`: IPv4 unicast, at most `NAT_MAX_SNAT`, no address used twice (as a VIP

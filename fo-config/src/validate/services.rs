@@ -77,6 +77,11 @@ impl Cx<'_> {
                         m.span(),
                         format!("mode = \"nat\" on the IPv6 VIP {ip}: NAT is IPv4 only (NAT66 is not implemented); use mode = \"dsr\""),
                     );
+                } else if let Some(id) = routers.vlan_of.get(router) {
+                    self.err(
+                        m.span(),
+                        format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} is on vlan {id}, and the data plane's NAT sends untagged frames only (use mode = \"dsr\")"),
+                    );
                 } else if !routers.with_snat.contains(router) {
                     self.err(
                         m.span(),

@@ -238,10 +238,11 @@ impl Driver {
         if count > 1 {
             let announcer = self.io.announcer.clone();
             let vips = self.spec.owned();
+            let vlan = self.spec.vlan;
             self.burst = Some(tokio::spawn(async move {
                 for _ in 1..count {
                     tokio::time::sleep(interval).await;
-                    if let Err(e) = announcer.announce(&vips) {
+                    if let Err(e) = announcer.announce(&vips, vlan) {
                         debug!(error = %e, "gratuitous ARP/NA failed");
                     }
                 }
@@ -252,7 +253,11 @@ impl Driver {
     }
 
     pub(super) fn announce_once(&mut self) {
-        match self.io.announcer.announce(&self.spec.owned()) {
+        match self
+            .io
+            .announcer
+            .announce(&self.spec.owned(), self.spec.vlan)
+        {
             Ok(()) => self.stats.announcements += 1,
             Err(e) => warn!(error = %e, "gratuitous ARP/NA failed"),
         }

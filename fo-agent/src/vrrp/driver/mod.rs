@@ -42,6 +42,8 @@ pub struct RouterSpec {
     /// SNAT addresses of the router's NAT services: owned and announced with the VIPs,
     /// never advertised.
     pub snat: Vec<IpAddr>,
+    /// The 802.1Q VLAN the VIPs live on (`vlan` in the config): announcements carry its tag.
+    pub vlan: Option<u16>,
     /// The router has NAT services: with sync on, a takeover waits for the table.
     pub nat: bool,
     /// Unicast peers; empty = multicast.
