@@ -117,11 +117,25 @@ pub enum Counter {
     /// A TCP RST from a backend to a SNAT address (a NAT connection's reply path),
     /// counted only while a drill records.
     RstFromBackend = 46,
+    /// Tunnel: a client packet was encapsulated to its backend.
+    TunnelEncap = 47,
+    /// Tunnel: a client packet too big for the path once encapsulated was answered
+    /// with ICMP "fragmentation needed" / ICMPv6 "packet too big".
+    TunnelTooBig = 48,
+    /// Tunnel: an ICMP "fragmentation needed" / "packet too big" from the path about an
+    /// encapsulated packet was turned into the same error for the client.
+    TunnelIcmpRelayed = 49,
+    /// Passed: an IPv4 packet without DF too big for the tunnel once encapsulated (the
+    /// kernel fragments or drops it; fo never fragments).
+    PassTunnelTooBig = 50,
+    /// Passed: an ICMP error to a tunnel source address that could not be relayed to a
+    /// client (quote cut short, not about a tunnel packet, no route to the client).
+    PassTunnelIcmp = 51,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 47;
+    pub const COUNT: u32 = 52;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -172,6 +186,11 @@ impl Counter {
         Counter::PassNatBadTcp,
         Counter::RstToVip,
         Counter::RstFromBackend,
+        Counter::TunnelEncap,
+        Counter::TunnelTooBig,
+        Counter::TunnelIcmpRelayed,
+        Counter::PassTunnelTooBig,
+        Counter::PassTunnelIcmp,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -224,6 +243,11 @@ impl Counter {
             Counter::PassNatBadTcp => "nat_bad_tcp",
             Counter::RstToVip => "rst_to_vip",
             Counter::RstFromBackend => "rst_from_backend",
+            Counter::TunnelEncap => "tunnel_encap",
+            Counter::TunnelTooBig => "tunnel_too_big",
+            Counter::TunnelIcmpRelayed => "tunnel_icmp_relayed",
+            Counter::PassTunnelTooBig => "tunnel_too_big_no_df",
+            Counter::PassTunnelIcmp => "tunnel_icmp",
         }
     }
 
@@ -233,6 +257,7 @@ impl Counter {
         (i >= Counter::PassNotIp as u32 && i <= Counter::PassAdjustFailed as u32)
             || (i >= Counter::PassNatTableFull as u32 && i <= Counter::PassNatFragNeeded as u32)
             || (i >= Counter::PassNatEmbryoLost as u32 && i <= Counter::PassNatBadTcp as u32)
+            || (i >= Counter::PassTunnelTooBig as u32 && i <= Counter::PassTunnelIcmp as u32)
     }
 }
 

@@ -66,6 +66,18 @@ pub const fn hash_5tuple(
     finish(h, 40)
 }
 
+/// Hash of a client's address and port: picks a tunnelled flow's outer source and
+/// GUE source port (`tunnel::tunnel_hash`). Not the Maglev hash: it only spreads.
+#[inline(always)]
+pub const fn hash_tunnel(src: &[u8; 16], sport_be: u16) -> u32 {
+    let mut h = mix(FLOW_SEED ^ 0x7475_6e6c, word(src, 0)); // "tunl"
+    h = mix(h, word(src, 4));
+    h = mix(h, word(src, 8));
+    h = mix(h, word(src, 12));
+    h = mix(h, sport_be as u32);
+    finish(h, 18)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,15 +11,17 @@ pub mod counters;
 pub mod hash;
 pub mod maps;
 pub mod nat;
+pub mod tunnel;
 
 pub use counters::Counter;
 pub use maps::*;
 pub use nat::*;
+pub use tunnel::*;
 
 /// Version of the layouts in this crate. The agent refuses to adopt a pinned data
 /// plane whose `DataplaneInfo::abi` differs, and loads a new one instead. Bump it with
 /// any change to a map's key, value or definition.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// XDP action codes (uapi `enum xdp_action`), shared so that counters and tests agree.
 pub mod xdp_action {

@@ -164,6 +164,7 @@ fn setup(backends: u32, nat: bool, object: &Object) -> Bench {
         nat: nat.then(|| fo_agent::dataplane::NatSpec {
             snat: vec![IpAddr::V4(SNAT)],
         }),
+        tunnel: None,
     }];
     table.apply(&mut dp, &specs).expect("apply");
     Bench { dp, dir }

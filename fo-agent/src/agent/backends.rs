@@ -246,6 +246,7 @@ pub fn plans(
                     hash_5tuple: s.hash == HashMode::FiveTuple,
                     backends,
                     nat,
+                    tunnel: None,
                 },
                 fail_open,
             }
