@@ -17,6 +17,7 @@ mod requests;
 mod start;
 mod status;
 mod tables;
+mod tunnel;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -137,7 +138,7 @@ struct Services {
     health: Health,
     neighbours: Neighbours,
     /// Tells the neighbour task which addresses to keep resolved.
-    backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
+    backend_addrs: tokio::sync::watch::Sender<backends::Targets>,
     /// Services forwarding to all backends because none is healthy.
     fail_open: BTreeSet<String>,
 }

@@ -244,6 +244,9 @@ fn human(s: &Status) -> String {
                 "  {:<25} {:<7} {:<16} {:<13} {}",
                 b.name, health, weight, b.packets, b.bytes
             );
+            if let Some(hop) = &b.next_hop {
+                let _ = writeln!(o, "    next hop: {hop}");
+            }
             if b.healthy == Some(false)
                 && let Some(why) = &b.detail
             {

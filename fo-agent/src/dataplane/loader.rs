@@ -48,7 +48,7 @@ pub enum XdpAttachMode {
 }
 
 impl XdpAttachMode {
-    fn aya(self) -> XdpMode {
+    pub(super) fn aya(self) -> XdpMode {
         match self {
             XdpAttachMode::Native => XdpMode::Driver,
             XdpAttachMode::Generic => XdpMode::Skb,
@@ -554,7 +554,7 @@ pub fn remove_all_pins(dir: &Path) -> Result<()> {
 
 /// Make sure `pin_dir` lies on bpffs, mounting /sys/fs/bpf if it is the expected
 /// mount point and nothing is mounted there yet.
-fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
+pub(super) fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
     if on_bpffs(pin_dir) {
         return Ok(());
     }

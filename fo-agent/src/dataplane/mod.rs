@@ -2,6 +2,7 @@
 //! in the agent that touches BPF maps; the rest of the agent calls the methods here.
 
 mod batch;
+pub mod decap;
 pub mod flows;
 mod forwarded;
 mod loader;
