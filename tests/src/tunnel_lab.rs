@@ -1,0 +1,210 @@
+//! A routed lab for tunnel mode: backends two router hops away from the load
+//! balancer, on another subnet.
+//!
+//! ```text
+//!  client 192.0.2.10 ─┐
+//!  LB     192.0.2.2  ─┼─ segment A ── r1 192.0.2.1 | 10.255.1.1 ── segment B ──
+//!  (LB2   192.0.2.3) ─┘
+//!      ── r2 10.255.1.2 | 10.2.0.1 ── segment C ── backends 10.2.0.21..
+//! ```
+//!
+//! The routers are namespaces with forwarding on and reverse-path filtering off (the
+//! backends answer from the VIP, which r1 has on segment A). The backends hold the VIP
+//! on `lo` and decapsulate with `fo-agent decap` (this kernel has no ipip / fou).
+//! Each backend runs a server on VIP:PORT that answers a connection with its number
+//! and records the peer address it saw.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::netns::{Netns, Segment, unique_tag};
+
+pub const VIP: &str = "192.0.2.100";
+pub const PORT: u16 = 1514;
+pub const CLIENT: &str = "192.0.2.10";
+
+/// Answers each connection with its backend number; remembers each peer address.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    pub peers: Arc<Mutex<Vec<IpAddr>>>,
+}
+
+impl Server {
+    pub fn start(ns: &Netns, id: u8) -> Server {
+        let listener = ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP on a backend"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let (flag, seen) = (stop.clone(), peers.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, peer)) => {
+                        seen.lock().expect("peers").push(peer.ip());
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.write_all(&[id]);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Server { stop, peers }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A backend: its namespace, server and decap pins.
+pub struct Backend {
+    pub server: Server,
+    pub ns: Netns,
+    pub addr: IpAddr,
+    decap_dir: PathBuf,
+}
+
+impl Backend {
+    /// Where its decap program is pinned (`--bpf-dir`).
+    pub fn decap_dir(&self) -> &std::path::Path {
+        &self.decap_dir
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.ns.try_sh(&format!(
+            "'{}' decap --interface eth0 --detach --bpf-dir '{}'",
+            crate::agent_bin().display(),
+            self.decap_dir.display()
+        ));
+        let _ = std::fs::remove_dir_all(&self.decap_dir);
+    }
+}
+
+pub struct RoutedLab {
+    // Field order is drop order: backends (their pins) before the namespaces.
+    pub backends: Vec<Backend>,
+    pub client: Netns,
+    pub r1: Netns,
+    pub r2: Netns,
+    pub a: Segment,
+    pub b: Segment,
+    pub c: Segment,
+}
+
+fn router_sysctls(ns: &Netns) {
+    ns.sh(
+        "sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+         net.ipv4.conf.default.rp_filter=0 && \
+         for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done",
+    );
+}
+
+impl RoutedLab {
+    /// The client, both routers and `n` backends running `fo-agent decap` (GUE on
+    /// `gue_port` as well). Load balancers are plugged into `a` by the caller, with a
+    /// route to 10.2.0.0/24 via 192.0.2.1 ([`RoutedLab::lb_routes`]).
+    pub fn new(n: u8, gue_port: u16) -> RoutedLab {
+        let a = Segment::new();
+        let b = Segment::new();
+        let c = Segment::new();
+        let client = Netns::new("tcp-cl");
+        let r1 = Netns::new("tcp-r1");
+        let r2 = Netns::new("tcp-r2");
+        a.plug(&client, "eth0", &format!("{CLIENT}/24"));
+        a.plug(&r1, "eth0", "192.0.2.1/24");
+        b.plug(&r1, "eth1", "10.255.1.1/30");
+        b.plug(&r2, "eth0", "10.255.1.2/30");
+        c.plug(&r2, "eth1", "10.2.0.1/24");
+        for r in [&r1, &r2] {
+            router_sysctls(r);
+        }
+        r1.sh("ip route add 10.2.0.0/24 via 10.255.1.2");
+        r2.sh("ip route add 192.0.2.0/24 via 10.255.1.1");
+        client.sh("ip route add 10.0.0.0/8 via 192.0.2.1");
+        let tag = unique_tag();
+        let script = crate::workspace_root().join("deploy/backend-dsr.sh");
+        let mut backends = Vec::new();
+        for i in 1..=n {
+            let ns = Netns::new(&format!("tcp-b{i}"));
+            let addr: IpAddr = format!("10.2.0.2{i}").parse().expect("backend address");
+            c.plug(&ns, "eth0", &format!("{addr}/24"));
+            ns.sh("ip route add default via 10.2.0.1");
+            ns.sh(&format!("sh {} {VIP}", script.display()));
+            let decap_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-decap-{tag}-{i}"));
+            ns.sh(&format!(
+                "'{}' decap --interface eth0 --xdp-mode generic --gue-port {gue_port} --bpf-dir '{}'",
+                crate::agent_bin().display(),
+                decap_dir.display()
+            ));
+            backends.push(Backend {
+                server: Server::start(&ns, i),
+                ns,
+                addr,
+                decap_dir,
+            });
+        }
+        RoutedLab {
+            backends,
+            client,
+            r1,
+            r2,
+            a,
+            b,
+            c,
+        }
+    }
+
+    /// What a load balancer on segment A needs to reach the backends.
+    pub fn lb_routes(lb: &Netns) {
+        lb.sh("ip route add 10.2.0.0/24 via 192.0.2.1");
+    }
+
+    /// The backend addresses as a TOML list of inline tables.
+    pub fn backends_toml(&self) -> String {
+        let list: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| format!("{{ address = \"{}\" }}", b.addr))
+            .collect();
+        format!("[{}]", list.join(", "))
+    }
+
+    /// Every peer address the backends saw.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.backends
+            .iter()
+            .flat_map(|b| b.server.peers.lock().expect("peers").clone())
+            .collect()
+    }
+
+    /// Open `n` connections to VIP:PORT from the client, one after another; count the
+    /// answers per backend (index = backend number). Panics on a connection that fails.
+    pub fn connect(&self, n: usize) -> Vec<usize> {
+        let slots = self.backends.len() + 1;
+        self.client.run(move || {
+            use std::io::Read as _;
+            let addr = SocketAddr::new(VIP.parse::<IpAddr>().expect("VIP"), PORT);
+            let mut per_backend = vec![0usize; slots];
+            for i in 0..n {
+                let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connection {i} of {n} to the VIP failed: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(3)))
+                    .expect("timeout");
+                let mut id = [0u8; 1];
+                s.read_exact(&mut id).unwrap_or_else(|e| {
+                    panic!("connection {i} of {n}: no answer from a backend: {e}")
+                });
+                per_backend[usize::from(id[0]).min(slots - 1)] += 1;
+            }
+            per_backend
+        })
+    }
+}
