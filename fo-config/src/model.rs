@@ -570,6 +570,15 @@ pub enum Encap {
     Gue,
 }
 
+impl Encap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipip => "ipip",
+            Self::Gue => "gue",
+        }
+    }
+}
+
 /// The outer source of a tunnel service: `tunnel_source = "PREFIX"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct SourcePrefix {

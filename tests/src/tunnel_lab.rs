@@ -62,6 +62,82 @@ impl Drop for Server {
     }
 }
 
+/// Receives everything a connection sends on VIP:`port` and answers with the byte
+/// count (8 bytes, big endian) once the client has shut down its side.
+pub struct BulkServer {
+    stop: Arc<AtomicBool>,
+}
+
+impl BulkServer {
+    pub fn start(ns: &Netns, port: u16) -> BulkServer {
+        let listener =
+            ns.run(move || TcpListener::bind((VIP, port)).expect("bind VIP on a backend"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        std::thread::spawn(move || {
+                            use std::io::Read as _;
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                            let mut buf = vec![0u8; 65536];
+                            let mut total = 0u64;
+                            loop {
+                                match s.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(n) => total += n as u64,
+                                    Err(_) => return,
+                                }
+                            }
+                            let _ = s.write_all(&total.to_be_bytes());
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        BulkServer { stop }
+    }
+}
+
+impl Drop for BulkServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Send `bytes` to VIP:`port` from `client` and read the count the backend received;
+/// `Err` says how it failed (a black hole shows as a timeout).
+pub fn upload(client: &Netns, port: u16, bytes: usize) -> Result<u64, String> {
+    client.run(move || {
+        use std::io::Read as _;
+        let addr = SocketAddr::new(VIP.parse::<IpAddr>().expect("VIP"), port);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .map_err(|e| format!("connect: {e}"))?;
+        s.set_write_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let chunk = vec![0x5au8; 65536];
+        let mut sent = 0;
+        while sent < bytes {
+            let n = chunk.len().min(bytes - sent);
+            s.write_all(&chunk[..n])
+                .map_err(|e| format!("write after {sent} bytes: {e}"))?;
+            sent += n;
+        }
+        s.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| e.to_string())?;
+        let mut count = [0u8; 8];
+        s.read_exact(&mut count)
+            .map_err(|e| format!("reading the count after sending {sent} bytes: {e}"))?;
+        Ok(u64::from_be_bytes(count))
+    })
+}
+
 /// A backend: its namespace, server and decap pins.
 pub struct Backend {
     pub server: Server,
@@ -79,11 +155,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        let _ = self.ns.try_sh(&format!(
-            "'{}' decap --interface eth0 --detach --bpf-dir '{}'",
-            crate::agent_bin().display(),
-            self.decap_dir.display()
-        ));
+        let _ = fo_agent::dataplane::decap::detach(&self.decap_dir, "eth0");
         let _ = std::fs::remove_dir_all(&self.decap_dir);
     }
 }
@@ -112,6 +184,11 @@ impl RoutedLab {
     /// `gue_port` as well). Load balancers are plugged into `a` by the caller, with a
     /// route to 10.2.0.0/24 via 192.0.2.1 ([`RoutedLab::lb_routes`]).
     pub fn new(n: u8, gue_port: u16) -> RoutedLab {
+        Self::with_middle_mtu(n, gue_port, None)
+    }
+
+    /// As [`RoutedLab::new`], the link between the routers (segment B) set to `mtu`.
+    pub fn with_middle_mtu(n: u8, gue_port: u16, mtu: Option<u32>) -> RoutedLab {
         let a = Segment::new();
         let b = Segment::new();
         let c = Segment::new();
@@ -119,12 +196,18 @@ impl RoutedLab {
         let r1 = Netns::new("tcp-r1");
         let r2 = Netns::new("tcp-r2");
         a.plug(&client, "eth0", &format!("{CLIENT}/24"));
+        // Full checksums from the client, as a physical NIC's frames have.
+        client.sh("ethtool -K eth0 tx off >/dev/null");
         a.plug(&r1, "eth0", "192.0.2.1/24");
         b.plug(&r1, "eth1", "10.255.1.1/30");
         b.plug(&r2, "eth0", "10.255.1.2/30");
         c.plug(&r2, "eth1", "10.2.0.1/24");
         for r in [&r1, &r2] {
             router_sysctls(r);
+        }
+        if let Some(mtu) = mtu {
+            r1.sh(&format!("ip link set eth1 mtu {mtu}"));
+            r2.sh(&format!("ip link set eth0 mtu {mtu}"));
         }
         r1.sh("ip route add 10.2.0.0/24 via 10.255.1.2");
         r2.sh("ip route add 192.0.2.0/24 via 10.255.1.1");

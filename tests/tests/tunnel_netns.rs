@@ -10,7 +10,7 @@ use fo_agent::dataplane::remove_all_pins;
 use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
-use fo_tests::tunnel_lab::{CLIENT, PORT, RoutedLab, VIP};
+use fo_tests::tunnel_lab::{BulkServer, CLIENT, PORT, RoutedLab, VIP, upload};
 
 /// One load balancer on segment A running the real agent (generic XDP).
 struct Lb {
@@ -30,7 +30,8 @@ impl Drop for Lb {
 }
 
 impl Lb {
-    fn new(lab: &RoutedLab, service_extra: &str) -> Lb {
+    /// `service_extra` goes into the tunnel service on VIP:1514, `more` after it.
+    fn new(lab: &RoutedLab, service_extra: &str, more: &str) -> Lb {
         let ns = Netns::new("tcp-lb");
         lab.a.plug(&ns, "eth0", "192.0.2.2/24");
         RoutedLab::lb_routes(&ns);
@@ -56,6 +57,7 @@ hash = "5-tuple"
 mode = "tunnel"
 {service_extra}
 backends = {backends}
+{more}
 "#,
             pin = pin_dir.display(),
             sock = dir.0.join("control.sock").display(),
@@ -128,7 +130,7 @@ fn wait_resolved(lb: &Lb, n: usize) {
 #[test]
 fn three_hundred_connections_reach_routed_backends_through_ipip() {
     let lab = RoutedLab::new(3, 0);
-    let mut lb = Lb::new(&lab, "");
+    let mut lb = Lb::new(&lab, "", "");
     lb.start();
     wait_resolved(&lb, 3);
 
@@ -272,4 +274,121 @@ fn decap_strips_ipip_and_gue_to_its_own_address_and_detaches() {
         bin.display()
     ));
     assert!(out.contains("nothing attached"), "a second detach: {out}");
+}
+
+/// Two fo nodes (VRRP, `mode = "tunnel"`), backends behind a router running
+/// `fo-agent decap`, 200 long-lived connections sending an event each 10 ms: the master
+/// is killed (and with `node_dies` its link goes down too); B takes over with the same
+/// Maglev table and next hops, and every connection continues on its backend.
+fn tunnel_failover(node_dies: bool) {
+    use fo_tests::pair::{Pair, PairOptions};
+    const AGENTS: u32 = 200;
+    let mut lab = Pair::new(&PairOptions {
+        tunnel: true,
+        ..Default::default()
+    });
+    lab.start_a_master();
+    for n in [&lab.a, &lab.b] {
+        let ok = wait_for(Duration::from_secs(15), || {
+            all_resolved(&n.status(), lab.backends.len()).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "node {}: the tunnel backends never resolved: {}\n{}",
+            n.name,
+            n.status(),
+            n.log()
+        );
+    }
+    lab.start_fleet(AGENTS);
+    std::thread::sleep(Duration::from_secs(4));
+    lab.a.kill9();
+    if node_dies {
+        lab.a.ns.sh("ip link set eth0 down");
+    }
+    assert!(
+        lab.wait_master(&lab.b, Duration::from_secs(15)),
+        "B did not take over after A was killed:\n{}",
+        lab.b.log()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let b_after = lab.b.status();
+    let (merged, sinks) = lab.finish();
+    let fleet = lab.fleet.read_report();
+    let connected = fleet.agents.iter().filter(|a| a.acked > 0).count();
+    println!(
+        "tunnel failover (kill -9 of the master{}): connected {connected}/{AGENTS}, acked {} lost_acked {} resets {} reconnects {}, longest silence {:.0} ms; B's xdp {}",
+        if node_dies { " and its link down" } else { "" },
+        merged.events_acked,
+        merged.lost_acked,
+        merged.connections_reset,
+        merged.reconnects,
+        merged.max_silence_ms,
+        b_after["xdp"],
+    );
+    assert_eq!(
+        connected, AGENTS as usize,
+        "every connection must get events acknowledged through the tunnel: {merged:?}"
+    );
+    assert_eq!(
+        merged.connections_reset, 0,
+        "connections were reset: {merged:?}"
+    );
+    assert_eq!(
+        merged.lost_acked, 0,
+        "acknowledged events were lost: {merged:?}"
+    );
+    assert_eq!(merged.reconnects, 0, "agents had to reconnect: {merged:?}");
+    let per_sink: Vec<usize> = sinks.iter().map(|s| s.agents.len()).collect();
+    assert!(
+        per_sink.iter().all(|&n| n > 0),
+        "every backend must get connections (5-tuple hash): {per_sink:?}"
+    );
+}
+
+#[test]
+fn killed_tunnel_master_loses_no_connection() {
+    tunnel_failover(false);
+}
+
+#[test]
+fn dead_tunnel_master_node_loses_no_connection() {
+    tunnel_failover(true);
+}
+
+/// Router 1 forwards to router 2 over a 1400-byte link. The client's full-size segments
+/// grow by 20 bytes in the tunnel: the LB's XDP answers those over its own 1500-byte
+/// link with "fragmentation needed", and router 1 those over 1400 bytes (to the outer
+/// source, the LB's address), which the LB relays to the client. A 10 MB upload
+/// completes only if the client learns the path MTU from both.
+#[test]
+fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
+    const BULK: u16 = 1515;
+    const SIZE: usize = 10 * 1024 * 1024;
+    let lab = RoutedLab::with_middle_mtu(1, 0, Some(1400));
+    let _bulk = BulkServer::start(&lab.backends[0].ns, BULK);
+    let mut lb = Lb::new(
+        &lab,
+        "",
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = {BULK}\nmode = \"tunnel\"\nbackends = {}\n",
+            lab.backends_toml()
+        ),
+    );
+    lb.start();
+    wait_resolved(&lb, 1);
+    let got = upload(&lab.client, BULK, SIZE);
+    let st = lb.status();
+    let pmtu = lab.client.sh(&format!("ip route get {VIP}"));
+    println!(
+        "10 MB over a 1400-byte middle link: {got:?}; client route cache: {}; LB xdp: {}",
+        pmtu.trim(),
+        st["xdp"]
+    );
+    assert_eq!(
+        got,
+        Ok(SIZE as u64),
+        "the upload must complete through the tunnel (client's route: {pmtu}; LB counters {})",
+        st["xdp"]
+    );
 }

@@ -66,8 +66,9 @@ pub fn notes(config: &Config) -> Vec<String> {
             };
             Some(match (t.source, t.encap) {
                 (Some(p), _) => format!(
-                    "service {}: tunnel ({:?}), outer source varied per flow over {p}, {mtu}",
-                    s.name, t.encap
+                    "service {}: tunnel ({}), outer source varied per flow over {p}, {mtu}",
+                    s.name,
+                    t.encap.as_str()
                 ),
                 (None, fo_config::Encap::Gue) => format!(
                     "service {}: tunnel (GUE to port {}), outer source = this node's address toward each backend, fixed; flows spread by the UDP source port; {mtu}",
