@@ -229,6 +229,8 @@ fn human(s: &Status) -> String {
         );
         for b in &svc.backends {
             let health = match (b.healthy, b.resolved) {
+                // A tunnel backend without a route or a resolved next hop.
+                (_, false) if svc.mode == "tunnel" => "no-hop",
                 (_, false) => "no-mac",
                 (Some(true), _) | (None, _) => "up",
                 (Some(false), _) => "down",
