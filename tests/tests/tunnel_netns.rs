@@ -380,6 +380,10 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
     let got = upload(&lab.client, BULK, SIZE);
     let st = lb.status();
     let pmtu = lab.client.sh(&format!("ip route get {VIP}"));
+    let sources = fo_tests::netns::sh(&format!(
+        "bpftool map dump pinned {}/TUNNEL_SOURCES 2>&1 || true",
+        lb.pin_dir.display()
+    ));
     println!(
         "10 MB over a 1400-byte middle link: {got:?}; client route cache: {}; LB xdp: {}",
         pmtu.trim(),
@@ -388,7 +392,7 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
     assert_eq!(
         got,
         Ok(SIZE as u64),
-        "the upload must complete through the tunnel (client's route: {pmtu}; LB counters {})",
+        "the upload must complete through the tunnel (client's route: {pmtu}; LB counters {}; TUNNEL_SOURCES {sources})",
         st["xdp"]
     );
 }
