@@ -93,6 +93,12 @@ backends = {backends}
         self.agent = Some(agent);
     }
 
+    fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill9();
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
     }
@@ -185,6 +191,32 @@ fn three_hundred_connections_reach_routed_backends_through_ipip() {
             .filter(|p| **p != client)
             .take(5)
             .collect::<Vec<_>>()
+    );
+
+    // kill -9: the pinned data plane keeps tunnelling; a restarted agent adopts it and
+    // keeps every tunnel backend (next hops resolved again, or kept from the maps).
+    lb.kill9();
+    let counts = lab.connect(60);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "after kill -9: {counts:?}"
+    );
+    // The kernel forgets the gateway's MAC: the restarted agent keeps the one in the
+    // maps (with the route's interface) until the gateway resolves again.
+    lb.ns.sh("ip neigh flush dev eth0");
+    lb.start();
+    let st = lb.status();
+    assert!(
+        all_resolved(&st, 3) && lb.log().contains("its MAC from the data plane stays"),
+        "the restarted agent must keep every tunnel backend at once: {st}\n{}",
+        lb.log()
+    );
+    let counts = lab.connect(60);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "after the restart: {counts:?}"
     );
 }
 
