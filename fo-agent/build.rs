@@ -1,5 +1,6 @@
-//! Builds the XDP program (`fo-ebpf`, binary `fo-xdp`) for the BPF target and leaves
-//! it in OUT_DIR, where `dataplane::loader` embeds it with `include_bytes_aligned!`.
+//! Builds the XDP programs (`fo-ebpf`, binaries `fo-xdp` and `fo-decap`) for the BPF
+//! target and leaves them in OUT_DIR, where `dataplane` embeds them with
+//! `include_bytes_aligned!`.
 //!
 //! The BPF target needs `-Z build-std=core`. The toolchain is the pinned stable one
 //! (see rust-toolchain.toml), so RUSTC_BOOTSTRAP=1 is set for that one inner cargo

@@ -132,11 +132,25 @@ pub enum Counter {
     /// Passed: an ICMP error to a SNAT address or a NAT VIP that quotes no known NAT
     /// connection.
     PassNatIcmpNoFlow = 50,
+    /// Tunnel: a client packet was encapsulated to its backend.
+    TunnelEncap = 51,
+    /// Tunnel: a client packet too big for the path once encapsulated was answered
+    /// with ICMP "fragmentation needed" / ICMPv6 "packet too big".
+    TunnelTooBig = 52,
+    /// Tunnel: an ICMP "fragmentation needed" / "packet too big" from the path about an
+    /// encapsulated packet was turned into the same error for the client.
+    TunnelIcmpRelayed = 53,
+    /// Passed: an IPv4 packet without DF too big for the tunnel once encapsulated (the
+    /// kernel fragments or drops it; fo never fragments).
+    PassTunnelTooBig = 54,
+    /// Passed: an ICMP error to a tunnel source address that could not be relayed to a
+    /// client (quote cut short, not about a tunnel packet, no route to the client).
+    PassTunnelIcmp = 55,
 }
 
 impl Counter {
     /// Number of slots in the `COUNTERS` array.
-    pub const COUNT: u32 = 51;
+    pub const COUNT: u32 = 56;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -191,6 +205,11 @@ impl Counter {
         Counter::NatIcmpToBackend,
         Counter::PassNatIcmpBad,
         Counter::PassNatIcmpNoFlow,
+        Counter::TunnelEncap,
+        Counter::TunnelTooBig,
+        Counter::TunnelIcmpRelayed,
+        Counter::PassTunnelTooBig,
+        Counter::PassTunnelIcmp,
     ];
 
     /// Stable snake_case label for metrics and status output.
@@ -247,6 +266,11 @@ impl Counter {
             Counter::NatIcmpToBackend => "nat_icmp_to_backend",
             Counter::PassNatIcmpBad => "nat_icmp_bad",
             Counter::PassNatIcmpNoFlow => "nat_icmp_no_flow",
+            Counter::TunnelEncap => "tunnel_encap",
+            Counter::TunnelTooBig => "tunnel_too_big",
+            Counter::TunnelIcmpRelayed => "tunnel_icmp_relayed",
+            Counter::PassTunnelTooBig => "tunnel_too_big_no_df",
+            Counter::PassTunnelIcmp => "tunnel_icmp",
         }
     }
 
@@ -257,6 +281,7 @@ impl Counter {
             || (i >= Counter::PassNatTableFull as u32 && i <= Counter::PassNatFragNeeded as u32)
             || (i >= Counter::PassNatEmbryoLost as u32 && i <= Counter::PassNatBadTcp as u32)
             || (i >= Counter::PassNatIcmpBad as u32 && i <= Counter::PassNatIcmpNoFlow as u32)
+            || (i >= Counter::PassTunnelTooBig as u32 && i <= Counter::PassTunnelIcmp as u32)
     }
 }
 

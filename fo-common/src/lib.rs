@@ -11,10 +11,12 @@ pub mod counters;
 pub mod hash;
 pub mod maps;
 pub mod nat;
+pub mod tunnel;
 
 pub use counters::Counter;
 pub use maps::*;
 pub use nat::*;
+pub use tunnel::*;
 
 /// Version of the layouts in this crate. The agent refuses to adopt a pinned data
 /// plane whose `DataplaneInfo::abi` differs, and loads a new one instead. Bump it with

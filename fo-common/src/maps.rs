@@ -172,6 +172,9 @@ impl ServiceKey {
 pub const SVC_HASH_5TUPLE: u32 = 1;
 /// `ServiceValue::flags`: full NAT (`NAT_SERVICES[id]` holds its SNAT pool).
 pub const SVC_NAT: u32 = 2;
+/// `ServiceValue::flags`: tunnelled DSR (`TUNNEL_SERVICES[id]` holds the outer
+/// source, encapsulation and MTU; `crate::tunnel`).
+pub const SVC_TUNNEL: u32 = 4;
 
 /// Value of `SERVICES`, written by the agent only.
 #[repr(C)]
@@ -186,6 +189,11 @@ const _: () = assert!(size_of::<ServiceValue>() == 8);
 /// `Backend::flags`: the slot holds a live backend. Flows pinned to a backend whose
 /// slot lost this flag are re-hashed.
 pub const BACKEND_ACTIVE: u32 = 1;
+/// `Backend::flags`: the slot is a backend of a tunnel service ([`SVC_TUNNEL`]): its
+/// packets are encapsulated as `TUNNEL_SERVICES[service_id]` says, to `addr` through
+/// the next hop `dst_mac` / `src_mac` / `ifindex`. On the backend, not only the
+/// service, so that an established flow (no service lookup) branches on it.
+pub const BACKEND_TUNNEL: u32 = 2;
 
 /// Value of `BACKENDS` (an array indexed by backend slot), written by the agent only.
 /// A slot belongs to one (service, backend) pair, so its counters are per service.

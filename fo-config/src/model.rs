@@ -491,6 +491,8 @@ pub struct Service {
     pub check: Option<ServiceCheck>,
     /// Non-empty; ports defaulted to the service port.
     pub backends: Vec<Backend>,
+    /// `mode = "tunnel"` only: how packets are encapsulated.
+    pub tunnel: Option<Tunnel>,
 }
 
 impl Service {
@@ -528,7 +530,7 @@ impl Protocol {
     }
 }
 
-/// `mode = "dsr" | "nat"`.
+/// `mode = "dsr" | "nat" | "tunnel"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardMode {
@@ -538,6 +540,90 @@ pub enum ForwardMode {
     Dsr,
     /// Destination NAT through this node.
     Nat,
+    /// Direct server return through a tunnel: the client's packet, encapsulated
+    /// (IPIP / IP6IP6, optionally in GUE), goes to the backend's address through the
+    /// FIB's next hop, so backends may sit on other subnets. Backend port = service
+    /// port; backends hold the VIP on `lo` and decapsulate.
+    Tunnel,
+}
+
+impl ForwardMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dsr => "dsr",
+            Self::Nat => "nat",
+            Self::Tunnel => "tunnel",
+        }
+    }
+
+    /// Whether the backend answers the client itself (the VIP on its `lo`).
+    pub fn direct_return(self) -> bool {
+        matches!(self, Self::Dsr | Self::Tunnel)
+    }
+}
+
+/// `encap = "ipip" | "gue"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encap {
+    /// IPv4-in-IPv4 (protocol 4) for an IPv4 VIP, IPv6-in-IPv6 (next header 41) for
+    /// an IPv6 VIP.
+    #[default]
+    Ipip,
+    /// The same inner packet in GUE (version 0) over UDP to `gue_port`: the UDP
+    /// source port varies per flow too.
+    Gue,
+}
+
+impl Encap {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ipip => "ipip",
+            Self::Gue => "gue",
+        }
+    }
+}
+
+/// The outer source of a tunnel service: `tunnel_source = "PREFIX"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct SourcePrefix {
+    /// The prefix's first address (host bits zero).
+    pub base: IpAddr,
+    /// Prefix length; the remaining host bits are varied by the flow hash.
+    pub len: u8,
+}
+
+impl SourcePrefix {
+    /// How many low bits of the address the flow hash chooses.
+    pub fn host_bits(self) -> u8 {
+        let width = if self.base.is_ipv4() { 32 } else { 128 };
+        width - self.len
+    }
+}
+
+impl std::fmt::Display for SourcePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.len)
+    }
+}
+
+/// The tunnel of a `mode = "tunnel"` service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tunnel {
+    pub encap: Encap,
+    /// `tunnel_source`; `None` = the node's own address toward the backends (the
+    /// route's preferred source), fixed: then only GUE's source port spreads flows.
+    pub source: Option<SourcePrefix>,
+    /// `gue_port`: the backends' GUE (fou) receive port.
+    pub gue_port: u16,
+    /// `mtu`: the largest outer packet the path to the backends carries; `None` =
+    /// the MTU of the interface the next hop is on.
+    pub mtu: Option<u32>,
+}
+
+impl Tunnel {
+    /// Katran's GUE port (its `GUE_DPORT`), also what fo's decap program listens on.
+    pub const DEFAULT_GUE_PORT: u16 = 6080;
 }
 
 /// `hash = "source-ip" | "5-tuple"`.

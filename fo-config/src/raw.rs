@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::HumanDuration as Duration;
-use crate::model::{BgpDaemon, ForwardMode, HashMode, OwnershipKind, Protocol, XdpMode};
+use crate::model::{BgpDaemon, Encap, ForwardMode, HashMode, OwnershipKind, Protocol, XdpMode};
 
 type S<T> = Spanned<T>;
 
@@ -182,6 +182,10 @@ pub(crate) struct RawService {
     pub port: Option<S<i64>>,
     pub protocol: Option<Protocol>,
     pub mode: Option<S<ForwardMode>>,
+    pub encap: Option<S<Encap>>,
+    pub tunnel_source: Option<S<String>>,
+    pub gue_port: Option<S<i64>>,
+    pub mtu: Option<S<i64>>,
     pub hash: Option<HashMode>,
     pub check: Option<S<RawServiceCheck>>,
     pub backends: Option<S<Vec<S<RawBackend>>>>,

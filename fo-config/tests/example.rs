@@ -487,7 +487,7 @@ vips = ["10.0.0.1"]
 [[service]]
 vip = "10.0.0.1"
 port = 80
-mode = "tunnel"
+mode = "turbo"
 backends = [{ address = "10.0.0.2", port = 8080 }]
 "#;
     let err = Config::parse(text).expect_err("type errors");
@@ -496,7 +496,7 @@ backends = [{ address = "10.0.0.2", port = 8080 }]
         "5:8: invalid type: string \"one\", expected an integer\n\
          6:11: invalid type: string \"yes\", expected true or false\n\
          7:1: unknown field `prio`, expected one of `name`, `ownership`, `vrid`, `priority`, `version`, `advert_interval`, `preempt`, `preempt_delay`, `vips`, `snat`, `vlan`, `peers`, `auth_pass`, `auth_key_file`, `track`, `gates`, `hooks`, `bgp`, `witness`\n\
-         12:8: unknown variant `tunnel`, expected `dsr` or `nat`",
+         12:8: unknown variant `turbo`, expected one of `dsr`, `nat`, `tunnel`",
         "a removed `vrid` must not also be reported missing, and an unknown `mode` must not \
          make the backend port a DSR error"
     );

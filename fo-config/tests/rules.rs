@@ -2102,3 +2102,151 @@ backends = [{ address = "192.0.2.23" }]
         &["18:13: too many backends in all services: max_backends = 2 (raise it in [node])"],
     );
 }
+
+#[test]
+fn tunnel_service_defaults_and_keys() {
+    let text = with_base(
+        r#"
+[[service]]
+vip = "192.0.2.10"
+port = 80
+mode = "tunnel"
+backends = [{ address = "10.2.0.21" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 81
+mode = "tunnel"
+encap = "gue"
+gue_port = 5555
+tunnel_source = "10.9.0.0/24"
+mtu = 1400
+backends = [{ address = "10.2.0.21" }]
+"#,
+    );
+    let c = Config::parse(&text).expect("valid");
+    let t = c.services[0].tunnel.expect("tunnel");
+    assert_eq!(c.services[0].mode, fo_config::ForwardMode::Tunnel);
+    assert_eq!(
+        (t.encap, t.source, t.gue_port, t.mtu),
+        (fo_config::Encap::Ipip, None, 6080, None)
+    );
+    let t = c.services[1].tunnel.expect("tunnel");
+    let p = t.source.expect("source");
+    assert_eq!(
+        (t.encap, p.to_string(), p.host_bits(), t.gue_port, t.mtu),
+        (
+            fo_config::Encap::Gue,
+            "10.9.0.0/24".to_string(),
+            8,
+            5555,
+            Some(1400)
+        )
+    );
+}
+
+#[test]
+fn tunnel_keys_outside_tunnel_mode() {
+    assert_errors(
+        &with_base(
+            r#"
+[[service]]
+vip = "192.0.2.10"
+port = 80
+encap = "gue"
+mtu = 1400
+backends = [{ address = "10.2.0.21" }]
+"#,
+        ),
+        &[
+            "17:9: `encap` does not apply to mode = \"dsr\" (only to mode = \"tunnel\")",
+            "18:7: `mtu` does not apply to mode = \"dsr\" (only to mode = \"tunnel\")",
+        ],
+    );
+}
+
+#[test]
+fn tunnel_key_values() {
+    assert_errors(
+        &with_base(
+            r#"
+[[service]]
+vip = "192.0.2.10"
+port = 80
+mode = "tunnel"
+gue_port = 5555
+tunnel_source = "10.9.0.1/24"
+mtu = 500
+backends = [{ address = "10.2.0.21", port = 8080 }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 81
+mode = "tunnel"
+encap = "gue"
+gue_port = 0
+tunnel_source = "2001:db8::/120"
+backends = [{ address = "10.2.0.21" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 82
+mode = "tunnel"
+tunnel_source = "10.0.0.0/8"
+backends = [{ address = "10.2.0.21" }]
+
+[[service]]
+vip = "192.0.2.10"
+port = 83
+mode = "tunnel"
+encap = "vxlan"
+backends = [{ address = "10.2.0.21" }]
+"#,
+        ),
+        &[
+            "18:12: `gue_port` does not apply to encap = \"ipip\"",
+            "19:17: tunnel_source \"10.9.0.1/24\" has host bits set: write the prefix's first address",
+            "20:7: mtu must be between 576 and 65535, got 500",
+            "21:45: backend port 8080 differs from the service port 80: a tunnel (direct server return) cannot change ports (use mode = \"nat\")",
+            "28:12: gue_port must be between 1 and 65535, got 0",
+            "29:17: tunnel_source \"2001:db8::/120\" is IPv6 but the service VIP 192.0.2.10 is IPv4",
+            "36:17: tunnel_source \"10.0.0.0/8\" varies 24 host bits; at most 16 (a /16 or longer)",
+            "43:9: unknown variant `vxlan`, expected `ipip` or `gue`",
+        ],
+    );
+}
+
+#[test]
+fn tunnel_on_an_ipv6_vip() {
+    let text = r#"[node]
+interface = "eth0"
+
+[[router]]
+name = "v6"
+vrid = 60
+vips = ["2001:db8::10"]
+
+[[service]]
+vip = "2001:db8::10"
+port = 80
+mode = "tunnel"
+tunnel_source = "2001:db8:9::/112"
+mtu = 1300
+backends = [{ address = "2001:db8:2::21" }]
+"#;
+    assert_errors(
+        text,
+        &["14:7: mtu must be between 1332 and 65535, got 1300"],
+    );
+    let ok = text.replace("mtu = 1300", "mtu = 1500");
+    let c = Config::parse(&ok).expect("valid");
+    assert_eq!(
+        c.services[0]
+            .tunnel
+            .expect("tunnel")
+            .source
+            .expect("prefix")
+            .host_bits(),
+        16
+    );
+}

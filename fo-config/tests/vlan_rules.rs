@@ -69,3 +69,16 @@ fn no_nat_service_on_a_vlan_vip() {
         ],
     );
 }
+
+#[test]
+fn no_tunnel_service_on_a_vlan_vip() {
+    let text = "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nvips = [\"192.0.2.10\"]\n\
+                ownership = \"static\"\nvlan = 100\n\n[[service]]\nvip = \"192.0.2.10\"\nport = 80\n\
+                mode = \"tunnel\"\nbackends = [{ address = \"10.1.0.21\" }]\n";
+    assert_errors(
+        text,
+        &[
+            "13:8: mode = \"tunnel\" is not supported on VIP 192.0.2.10: router \"web\" is on vlan 100, and the data plane's tunnel sends untagged frames only (use mode = \"dsr\")",
+        ],
+    );
+}

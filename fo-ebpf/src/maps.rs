@@ -9,11 +9,12 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use fo_common::{
     Addr, Backend, ClientSeen, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatFlow,
-    NatService, ServiceKey, ServiceValue, TrafficStats, VipKey, VipState,
+    NatService, ServiceKey, ServiceValue, TrafficStats, TunnelService, TunnelSourceKey, VipKey,
+    VipState,
 };
 
 /// Maglev table size M (prime), fixed at load time by the agent.
@@ -74,6 +75,33 @@ pub static FLOWS_NEW: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(16384,
 /// the service is published. Max entries set by the loader (`max_services`).
 #[map]
 pub static NAT_SERVICES: Array<NatService> = Array::pinned(64, 0);
+
+/// Service slot -> its tunnel (outer source, encapsulation, MTU; tunnel services
+/// only). Written by the agent before the service is published. Max entries set by
+/// the loader (`max_services`).
+#[map]
+pub static TUNNEL_SERVICES: Array<TunnelService> = Array::pinned(64, 0);
+
+/// Outer source prefixes of the tunnel services (LPM; key `family` byte then the
+/// address, prefix length 8 + prefix). Looked up only for an ICMP error, to tell one
+/// about an encapsulated packet. Written by the agent.
+#[map]
+pub static TUNNEL_SOURCES: LpmTrie<TunnelSourceKey, u32> = LpmTrie::pinned(256, 0);
+
+/// Index 0: per-CPU scratch of the tunnel's ICMP errors (the FIB query of a relay, the
+/// quote and headers being built), which would not fit the BPF stack. Program only;
+/// not pinned.
+#[map]
+pub static TUNNEL_SCRATCH: PerCpuArray<TunnelScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct TunnelScratch {
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    /// The client's IP header and 8 bytes (IPv6: 48).
+    pub quote: [u8; 48],
+    /// The error's IP and ICMP headers (IPv6: 48).
+    pub hdr: [u8; 48],
+}
 
 /// NAT connections by the client's 5-tuple (client -> VIP:port) -> translation,
 /// TCP state and tracking, last-seen time; only connections that proved their client

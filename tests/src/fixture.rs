@@ -145,6 +145,7 @@ pub fn service(vip: IpAddr, port: u16, proto: u8, backends: Vec<BackendSpec>) ->
         hash_5tuple: false,
         backends,
         nat: None,
+        tunnel: None,
     }
 }
 

@@ -17,6 +17,7 @@ pub mod pki;
 pub mod rng;
 pub mod table;
 pub mod temp;
+pub mod tunnel_lab;
 pub mod vlan_tag;
 pub mod vrrp_craft;
 pub mod vrrp_lab;

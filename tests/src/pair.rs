@@ -5,6 +5,10 @@
 //! With `PairOptions::nat`, the backends do not hold the VIP and sit on their own
 //! subnet 10.1.0.0/24 behind a router namespace (192.0.2.1 / 10.1.0.1); the service
 //! is `mode = "nat"` from VIP:1514 to backend:11514 with SNAT address 192.0.2.101.
+//!
+//! With `PairOptions::tunnel`, the backends sit behind the same router but hold the VIP
+//! on lo, decapsulate with `fo-agent decap` and answer the client directly; the service
+//! is `mode = "tunnel"` (IPIP).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -221,6 +225,17 @@ pub struct Backend {
     pub ns: Netns,
     pub report: PathBuf,
     sink: Option<ChildGuard>,
+    /// Tunnel lab: where its `fo-agent decap` is pinned (removed on drop).
+    decap_dir: Option<PathBuf>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(dir) = self.decap_dir.take() {
+            let _ = fo_agent::dataplane::decap::detach(&dir, "eth0");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 impl Backend {
@@ -236,6 +251,7 @@ impl Backend {
             ns,
             report,
             sink: Some(sink),
+            decap_dir: None,
         }
     }
 
@@ -320,6 +336,8 @@ pub struct PairOptions {
     pub extra: String,
     /// Backends behind a router, `mode = "nat"` (see the module docs).
     pub nat: bool,
+    /// Backends behind a router, `mode = "tunnel"` (see the module docs).
+    pub tunnel: bool,
     /// Extra TOML appended to the `[node]` table of both configs; `{peer}` stands for
     /// the other node's address.
     pub node_extra: String,
@@ -332,6 +350,7 @@ impl Default for PairOptions {
             backends: 3,
             extra: String::new(),
             nat: false,
+            tunnel: false,
             node_extra: String::new(),
         }
     }
@@ -357,6 +376,8 @@ pub fn config(
         .collect();
     let (snat, mode) = if opts.nat {
         (format!("snat = [\"{SNAT}\"]\n"), "mode = \"nat\"\n")
+    } else if opts.tunnel {
+        (String::new(), "mode = \"tunnel\"\n")
     } else {
         (String::new(), "")
     };
@@ -403,7 +424,28 @@ impl Pair {
         let b = node("b", "192.0.2.3", 9469);
         let mut backends = Vec::new();
         let (mut router, mut backend_segment) = (None, None);
-        if opts.nat {
+        if opts.tunnel {
+            // Full checksums from the client, as a physical NIC's frames have.
+            client.sh("ethtool -K eth0 tx off >/dev/null");
+            let rt = Netns::new("tcp-rt");
+            segment.plug(&rt, "eth0", "192.0.2.1/24");
+            let inner = Segment::new();
+            inner.plug(&rt, "eth1", "10.1.0.1/24");
+            // The backends answer from the VIP, which is on the router's eth0 side:
+            // no reverse-path filtering.
+            rt.sh(
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+                   net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0",
+            );
+            for n in [&a, &b] {
+                n.ns.sh("ip route add 10.1.0.0/24 via 192.0.2.1");
+            }
+            for i in 1..=opts.backends {
+                backends.push(Self::tunnel_backend(&inner, &dir, &tag, i));
+            }
+            router = Some(rt);
+            backend_segment = Some(inner);
+        } else if opts.nat {
             // Checksums computed in software everywhere: the LB rewrites addresses and
             // ports with incremental updates, which need a complete checksum to start
             // from (a physical NIC's frames have one).
@@ -450,6 +492,26 @@ impl Pair {
         segment.plug(&ns, "eth0", &format!("{addr}/24"));
         ns.sh("ip route add default via 10.1.0.1 && ethtool -K eth0 tx off >/dev/null");
         Backend::with_sink(addr, ns, dir, i, &format!("0.0.0.0:{NAT_BACKEND_PORT}"))
+    }
+
+    /// Tunnel backend `i`: 10.1.0.(20+i) behind the router, the VIP on lo,
+    /// `fo-agent decap` on eth0, a sink on VIP:1514.
+    pub fn tunnel_backend(segment: &Segment, dir: &Path, tag: &str, i: u8) -> Backend {
+        let addr = format!("10.1.0.{}", 20 + i);
+        let ns = Netns::new(&format!("tcp-b{i}"));
+        segment.plug(&ns, "eth0", &format!("{addr}/24"));
+        ns.sh("ip route add default via 10.1.0.1");
+        let script = crate::workspace_root().join("deploy/backend-dsr.sh");
+        ns.sh(&format!("sh {} {VIP} >/dev/null", script.display()));
+        let decap_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-decap-{tag}-{i}"));
+        ns.sh(&format!(
+            "'{}' decap --interface eth0 --xdp-mode generic --gue-port 0 --bpf-dir '{}'",
+            crate::agent_bin().display(),
+            decap_dir.display()
+        ));
+        let mut b = Backend::with_sink(addr, ns, dir, i, &format!("{VIP}:1514"));
+        b.decap_dir = Some(decap_dir);
+        b
     }
 
     /// Backend `i`: 192.0.2.(20+i), VIP on lo, a sink on VIP:1514.

@@ -18,9 +18,11 @@
 //! - a frame that is not ours (it nowhere carries a VIP's address) passes unchanged.
 //!
 //! [`nat`] is the second fixture: NAT services, whose translations must keep valid
-//! checksums and change nothing but addresses, ports and MACs.
+//! checksums and change nothing but addresses, ports and MACs. [`tunnel`] is the third:
+//! tunnel services, whose encapsulations and ICMP errors must be well formed.
 
 pub mod nat;
+pub mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -199,8 +201,33 @@ pub fn carries_a_vip(frame: &[u8]) -> bool {
 
 /// What a transmitted frame may be.
 fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
-    // The Ethernet header's length: 18 with one 802.1Q tag, which must be the VLAN VIPs'
-    // and is sent on as it came; the untagged VIPs are served untagged only.
+    let (l2, vip, vip6) = served_tag(input, out)?;
+    let ether_type = u16::from_be_bytes([input[l2 - 2], input[l2 - 1]]);
+    if ether_type == 0x0806 || (ether_type == 0x86dd && input.get(l2 + 6) == Some(&58)) {
+        return check_tx_answer(input, out);
+    }
+    // DSR: only the MACs change, and the destination is a VIP served with this tag.
+    if out.len() != input.len() || out[12..] != input[12..] {
+        return Err("a forwarded frame changed beyond its MACs".into());
+    }
+    if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
+        return Err("a forwarded frame has the wrong MACs".into());
+    }
+    let dst_ok = match ether_type {
+        0x0800 => input.get(l2 + 16..l2 + 20) == Some(&vip.octets()[..]),
+        0x86dd => input.get(l2 + 24..l2 + 40) == Some(&vip6.octets()[..]),
+        _ => false,
+    };
+    if !dst_ok {
+        return Err("a frame forwarded for a VIP not served on its VLAN (or untagged)".into());
+    }
+    Ok(())
+}
+
+/// The Ethernet header's length of a transmitted frame and the VIPs it may be for: 18
+/// with one 802.1Q tag, which must be the VLAN VIPs' and is sent on as it came; the
+/// untagged VIPs are served untagged only.
+fn served_tag(input: &[u8], out: &[u8]) -> Result<(usize, Ipv4Addr, Ipv6Addr), String> {
     let tagged = input[12..14] == [0x81, 0x00];
     let l2 = if tagged { 18 } else { 14 };
     if input.len() < l2 {
@@ -212,11 +239,17 @@ fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
     if out.len() < l2 || out[12..l2] != input[12..l2] {
         return Err("the tag (or EtherType) changed".into());
     }
-    let (vip, vip6) = if tagged {
-        (VLAN_VIP, VLAN_VIP6)
+    Ok(if tagged {
+        (l2, VLAN_VIP, VLAN_VIP6)
     } else {
-        (VIP, VIP6)
-    };
+        (l2, VIP, VIP6)
+    })
+}
+
+/// A transmitted answer: an ARP reply or a Neighbor Advertisement for the VIP (with the
+/// frame's tag, if any).
+pub(crate) fn check_tx_answer(input: &[u8], out: &[u8]) -> Result<(), String> {
+    let (l2, vip, vip6) = served_tag(input, out)?;
     let ether_type = u16::from_be_bytes([input[l2 - 2], input[l2 - 1]]);
     if ether_type == 0x0806 {
         // An ARP reply for the VIP from our MAC to the asker, same length.
@@ -248,20 +281,5 @@ fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
             Err("Neighbor Advertisement malformed".into())
         };
     }
-    // DSR: only the MACs change, and the destination is a VIP served with this tag.
-    if out.len() != input.len() || out[12..] != input[12..] {
-        return Err("a forwarded frame changed beyond its MACs".into());
-    }
-    if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
-        return Err("a forwarded frame has the wrong MACs".into());
-    }
-    let dst_ok = match ether_type {
-        0x0800 => input.get(l2 + 16..l2 + 20) == Some(&vip.octets()[..]),
-        0x86dd => input.get(l2 + 24..l2 + 40) == Some(&vip6.octets()[..]),
-        _ => false,
-    };
-    if !dst_ok {
-        return Err("a frame forwarded for a VIP not served on its VLAN (or untagged)".into());
-    }
-    Ok(())
+    Err("a transmitted frame is no ARP reply or Neighbor Advertisement".into())
 }

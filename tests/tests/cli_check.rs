@@ -532,3 +532,32 @@ fn programs_others_could_change_fail_check_and_run_at_their_position() {
     let (ok, out) = with_path("check");
     assert!(ok, "nobody's program run as nobody passes: {out}");
 }
+
+#[test]
+fn check_says_where_a_tunnel_service_sends_from() {
+    let dir = TempDir::new("tcp-check");
+    let path = dir.path().join("fo.toml");
+    std::fs::write(&path, config("", "mode = \"tunnel\"")).expect("write");
+    let (ok, out) = agent(&["check", "--config", path.to_str().expect("utf-8")]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("OK")
+            && out.contains("note: service syslog: tunnel (IPIP), outer source = this node's address toward each backend, fixed")
+            && out.contains("mtu of the next hop's interface"),
+        "the note must say the source is fixed and where the MTU comes from:\n{out}"
+    );
+    std::fs::write(
+        &path,
+        config(
+            "",
+            "mode = \"tunnel\"\nencap = \"gue\"\ntunnel_source = \"10.9.0.0/24\"\nmtu = 1400",
+        ),
+    )
+    .expect("write");
+    let (ok, out) = agent(&["check", "--config", path.to_str().expect("utf-8")]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("tunnel (gue), outer source varied per flow over 10.9.0.0/24, mtu 1400"),
+        "{out}"
+    );
+}

@@ -127,6 +127,7 @@ fn full_status() -> Status {
         detail: None,
         drained,
         resolved: true,
+        next_hop: None,
         packets: 10,
         bytes: 1000,
     };

@@ -137,14 +137,14 @@ pub fn run(arch: Arch) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// /usr/share/doc/fo/: examples/ (configs, hooks, the DSR backend script and sysctl
+/// /usr/share/doc/fo/: examples/ (configs, hooks, the DSR and tunnel backend scripts and sysctl
 /// settings) and monitoring/ (deploy/monitoring, when the repository has it).
 fn stage_docs(doc: &Path) -> anyhow::Result<()> {
     let deploy = root().join("deploy");
     let examples = doc.join("examples");
     copy_tree(&deploy.join("examples"), &examples)?;
     copy_tree(&deploy.join("hooks"), &examples.join("hooks"))?;
-    for f in ["backend-dsr.sh", "sysctl.conf"] {
+    for f in ["backend-dsr.sh", "backend-tunnel.sh", "sysctl.conf"] {
         copy(&deploy.join(f), &examples.join(f))?;
     }
     let monitoring = deploy.join("monitoring");

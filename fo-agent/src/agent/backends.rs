@@ -19,19 +19,32 @@ use tracing::{error, info, warn};
 use super::Agent;
 use crate::dataplane::{BackendSpec, NatSpec, ServiceSpec};
 use crate::health::Snapshot;
-use crate::net::{self, link::LinkInfo};
+use crate::net::{self, link::LinkInfo, route::NextHop};
 
-/// Known backend MACs, by address.
+/// Known backend MACs, by address (DSR: on the XDP interface), and the next hops of
+/// tunnel backends (the FIB's route toward each, and that hop's MAC).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Neighbours(pub BTreeMap<IpAddr, [u8; 6]>);
+pub struct Neighbours(pub BTreeMap<IpAddr, [u8; 6]>, pub Hops);
+
+/// Tunnel backends' next hops, by backend address.
+pub type Hops = BTreeMap<IpAddr, NextHop>;
+
+/// The backend addresses the neighbour task resolves.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// DSR backends: on the XDP interface's segment.
+    pub onlink: Vec<IpAddr>,
+    /// Tunnel backends: anywhere routed.
+    pub tunnel: Vec<IpAddr>,
+}
 
 impl Neighbours {
-    /// Resolve `addrs` on `link` or one of its 802.1Q VLAN devices (backends of VIPs on
-    /// a VLAN), each within `timeout`. Returns what resolved and the addresses that did
-    /// not, with the reason.
+    /// Resolve `targets` (on-link ones on `link` or one of its 802.1Q VLAN devices, for
+    /// backends of VIPs on a VLAN), each within `timeout`. Returns what resolved and the
+    /// addresses that did not, with the reason.
     pub async fn resolve(
         handle: &rtnetlink::Handle,
-        addrs: &[IpAddr],
+        targets: &Targets,
         link: &LinkInfo,
         timeout: Duration,
     ) -> (Neighbours, Vec<(IpAddr, String)>) {
@@ -40,18 +53,29 @@ impl Neighbours {
             Ok(vlans) => ifindexes.extend(vlans),
             Err(e) => tracing::debug!(error = %e, "listing the interface's VLAN devices failed"),
         }
-        let (found, failed) = net::neigh::resolve_many(handle, &ifindexes, addrs, timeout).await;
-        let failed = failed
+        let (found, failed) =
+            net::neigh::resolve_many(handle, &ifindexes, &targets.onlink, timeout).await;
+        let mut failed: Vec<_> = failed
             .into_iter()
             .map(|(a, e)| (a, e.to_string()))
             .collect();
-        (Neighbours(found), failed)
+        let (hops, hops_failed) = if targets.tunnel.is_empty() {
+            (Hops::new(), Vec::new())
+        } else {
+            net::route::next_hops(handle, &targets.tunnel, timeout).await
+        };
+        failed.extend(hops_failed);
+        (Neighbours(found, hops), failed)
     }
 }
 
-/// Every DSR backend address of the config, once (their MACs are needed).
-pub fn backend_addrs(config: &Config) -> Vec<IpAddr> {
-    backend_addrs_of(config, ForwardMode::Dsr)
+/// Every DSR backend address of the config, once (their MACs are needed), and every
+/// tunnel backend address (their next hops are needed).
+pub fn backend_addrs(config: &Config) -> Targets {
+    Targets {
+        onlink: backend_addrs_of(config, ForwardMode::Dsr),
+        tunnel: backend_addrs_of(config, ForwardMode::Tunnel),
+    }
 }
 
 /// Every backend address of the config's services in `mode`, once, in order.
@@ -83,7 +107,7 @@ pub struct Rounds {
 pub async fn neighbour_task(
     handle: rtnetlink::Handle,
     link: LinkInfo,
-    mut addrs: tokio::sync::watch::Receiver<Vec<IpAddr>>,
+    mut addrs: tokio::sync::watch::Receiver<Targets>,
     out: tokio::sync::mpsc::Sender<Neighbours>,
     mut known: Neighbours,
     timing: Rounds,
@@ -152,8 +176,22 @@ impl Unresolved {
         for (addr, why) in failed {
             let first = !self.since.contains_key(addr);
             let since = *self.since.entry(*addr).or_insert(at);
+            let fresh = at.duration_since(since) < KEEP_UNRESOLVED;
+            let kept_hop = match known.1.get(addr) {
+                Some(hop) if fresh => {
+                    now.1.insert(*addr, hop.clone());
+                    true
+                }
+                _ => false,
+            };
             match known.0.get(addr) {
-                Some(mac) if at.duration_since(since) < KEEP_UNRESOLVED => {
+                _ if kept_hop => {
+                    if first {
+                        warn!(backend = %addr, error = %why, keep_s = KEEP_UNRESOLVED.as_secs(),
+                            "tunnel backend's next hop not resolved now; keeping the last one for a while");
+                    }
+                }
+                Some(mac) if fresh => {
                     now.0.insert(*addr, *mac);
                     if first {
                         warn!(backend = %addr, error = %why, keep_s = KEEP_UNRESOLVED.as_secs(),
@@ -208,10 +246,15 @@ pub fn plans(
         .iter()
         .map(|s| {
             let nat = s.mode == ForwardMode::Nat;
+            let tunnel = s.mode == ForwardMode::Tunnel;
             let resolved: Vec<_> = s
                 .backends()
                 .iter()
-                .filter(|b| nat || neighbours.0.contains_key(&b.address))
+                .filter(|b| match s.mode {
+                    ForwardMode::Nat => true,
+                    ForwardMode::Dsr => neighbours.0.contains_key(&b.address),
+                    ForwardMode::Tunnel => neighbours.1.contains_key(&b.address),
+                })
                 .collect();
             let healthy: Vec<_> = resolved
                 .iter()
@@ -220,21 +263,38 @@ pub fn plans(
                 .collect();
             let fail_open = !resolved.is_empty() && healthy.is_empty();
             let chosen = if fail_open { resolved } else { healthy };
-            let backends = chosen
+            let backends: Vec<BackendSpec> = chosen
                 .into_iter()
-                .map(|b| BackendSpec {
-                    addr: b.address,
-                    port: b.port,
-                    weight: if is_drained(s, b, drains) {
+                .map(|b| {
+                    let weight = if is_drained(s, b, drains) {
                         0
                     } else {
                         u32::from(b.weight)
-                    },
-                    mac: neighbours.0.get(&b.address).copied().unwrap_or_default(),
-                    src_mac: link.mac,
-                    ifindex: link.index,
+                    };
+                    // A tunnel backend's frames go to its next hop.
+                    match neighbours.1.get(&b.address).filter(|_| tunnel) {
+                        Some(hop) => BackendSpec {
+                            addr: b.address,
+                            port: b.port,
+                            weight,
+                            mac: hop.mac,
+                            src_mac: hop.src_mac,
+                            ifindex: hop.ifindex,
+                        },
+                        None => BackendSpec {
+                            addr: b.address,
+                            port: b.port,
+                            weight,
+                            mac: neighbours.0.get(&b.address).copied().unwrap_or_default(),
+                            src_mac: link.mac,
+                            ifindex: link.index,
+                        },
+                    }
                 })
                 .collect();
+            let tunnel = s
+                .tunnel
+                .map(|t| super::tunnel::spec(s, &t, &backends, &neighbours.1));
             let nat = nat.then(|| NatSpec {
                 snat: config
                     .router(&s.router)
@@ -252,6 +312,7 @@ pub fn plans(
                     hash_5tuple: s.hash == HashMode::FiveTuple,
                     backends,
                     nat,
+                    tunnel,
                 },
                 fail_open,
             }
@@ -286,8 +347,14 @@ impl Agent {
         }
         self.services.fail_open = fail_open;
         let specs: Vec<_> = plans.into_iter().map(|p| p.spec).collect();
+        let sources =
+            super::tunnel::source_prefixes(specs.iter().filter_map(|s| s.tunnel.as_ref()));
         let mut p = self.xdp.plane.lock();
         let p = &mut *p;
+        // Before the services: ICMP errors about a new service's packets are relayed
+        // from its first packet on.
+        p.dp.set_tunnel_sources(&sources)
+            .context("writing the tunnel source prefixes")?;
         let summary = p
             .table
             .apply(&mut p.dp, &specs)
@@ -314,7 +381,7 @@ mod tests {
     }
 
     fn known() -> Neighbours {
-        Neighbours([(addr(), MAC)].into_iter().collect())
+        Neighbours([(addr(), MAC)].into_iter().collect(), Hops::new())
     }
 
     #[test]
@@ -357,5 +424,31 @@ mod tests {
         let t1 = t0 + KEEP_UNRESOLVED + Duration::from_secs(1);
         assert!(!u.apply(&known(), &mut now, &failed(), t1));
         assert_eq!(now.0.get(&addr()), Some(&MAC));
+    }
+
+    #[test]
+    fn a_tunnel_backend_keeps_its_next_hop_within_the_grace_time() {
+        let hop = crate::net::route::NextHop {
+            gateway: Some("192.0.2.1".parse().expect("gateway")),
+            ifindex: 2,
+            ifname: "eth0".into(),
+            src_mac: MAC,
+            mac: [2, 0, 0, 0, 0, 9],
+            mtu: 1500,
+            source: None,
+        };
+        let known = Neighbours(BTreeMap::new(), [(addr(), hop.clone())].into());
+        let mut u = Unresolved::default();
+        let t0 = Instant::now();
+        let mut now = Neighbours::default();
+        assert!(!u.apply(&known, &mut now, &failed(), t0));
+        assert_eq!(now.1.get(&addr()), Some(&hop), "kept at the first failure");
+        assert!(
+            now.0.is_empty(),
+            "a tunnel backend gets no on-link MAC: {now:?}"
+        );
+        let mut now = Neighbours::default();
+        assert!(u.apply(&known, &mut now, &failed(), t0 + KEEP_UNRESOLVED));
+        assert!(now.1.is_empty(), "left out after the grace time: {now:?}");
     }
 }

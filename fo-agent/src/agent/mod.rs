@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+pub mod decap;
 mod detach;
 mod drill;
 mod event_loop;
@@ -17,6 +18,7 @@ mod requests;
 mod start;
 mod status;
 mod tables;
+mod tunnel;
 mod vlan;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,7 +140,7 @@ struct Services {
     health: Health,
     neighbours: Neighbours,
     /// Tells the neighbour task which addresses to keep resolved.
-    backend_addrs: tokio::sync::watch::Sender<Vec<std::net::IpAddr>>,
+    backend_addrs: tokio::sync::watch::Sender<backends::Targets>,
     /// Services forwarding to all backends because none is healthy.
     fail_open: BTreeSet<String>,
 }

@@ -109,7 +109,9 @@ impl Agent {
         self.config = new;
         self.loaded.at = SystemTime::now();
         nat::enable_forwarding(&self.config);
-        // New DSR backends are resolved by the neighbour task and added when they are.
+        super::tunnel::enable_forwarding(&self.config);
+        // New DSR and tunnel backends are resolved by the neighbour task and added when
+        // they are.
         self.services
             .backend_addrs
             .send_replace(backends::backend_addrs(&self.config));

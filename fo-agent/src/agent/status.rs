@@ -236,8 +236,19 @@ pub(super) fn assemble(agent: &Agent) -> Status {
                         .and_then(|t| t.last.as_ref().map(|l| l.detail.clone())),
                     drained: is_drained(s, b, &agent.operator.drains),
                     // NAT backends need no MAC of their own (the FIB gives the next hop).
-                    resolved: s.mode == fo_config::ForwardMode::Nat
-                        || agent.services.neighbours.0.contains_key(&b.address),
+                    resolved: match s.mode {
+                        fo_config::ForwardMode::Nat => true,
+                        fo_config::ForwardMode::Dsr => {
+                            agent.services.neighbours.0.contains_key(&b.address)
+                        }
+                        fo_config::ForwardMode::Tunnel => {
+                            agent.services.neighbours.1.contains_key(&b.address)
+                        }
+                    },
+                    next_hop: (s.mode == fo_config::ForwardMode::Tunnel)
+                        .then(|| agent.services.neighbours.1.get(&b.address))
+                        .flatten()
+                        .map(crate::net::route::NextHop::describe),
                     packets: stats.packets,
                     bytes: stats.bytes,
                 }
@@ -248,7 +259,7 @@ pub(super) fn assemble(agent: &Agent) -> Status {
             vip: s.vip,
             port: s.port,
             protocol: s.protocol.as_str().to_string(),
-            mode: format!("{:?}", s.mode).to_lowercase(),
+            mode: s.mode.as_str().to_string(),
             fail_open: agent.services.fail_open.contains(&s.name),
             backends,
         });

@@ -226,6 +226,10 @@ pub struct BackendStatus {
     pub drained: bool,
     /// Its MAC is known and it is in the data plane.
     pub resolved: bool,
+    /// A tunnel backend's next hop as resolved now: `via GATEWAY dev IF (MAC) mtu N`,
+    /// or `dev IF (MAC) mtu N` when on-link. None for other modes or unresolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<String>,
     pub packets: u64,
     pub bytes: u64,
 }

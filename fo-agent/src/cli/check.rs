@@ -19,6 +19,9 @@ pub fn main(path: &Path) -> ExitCode {
     let problems = problems(&config);
     if problems.is_empty() && located.is_empty() {
         println!("{}: OK", path.display());
+        for n in notes(&config) {
+            println!("{}: note: {n}", path.display());
+        }
         return ExitCode::SUCCESS;
     }
     for p in &located {
@@ -48,4 +51,34 @@ fn problems(config: &Config) -> Vec<String> {
     }
     out.extend(fo_agent::health::run_as_problems(config));
     out
+}
+
+/// What a valid config does that an operator may not expect, one line each.
+pub fn notes(config: &Config) -> Vec<String> {
+    config
+        .services
+        .iter()
+        .filter_map(|s| {
+            let t = s.tunnel?;
+            let mtu = match t.mtu {
+                Some(m) => format!("mtu {m}"),
+                None => "mtu of the next hop's interface".to_string(),
+            };
+            Some(match (t.source, t.encap) {
+                (Some(p), _) => format!(
+                    "service {}: tunnel ({}), outer source varied per flow over {p}, {mtu}",
+                    s.name,
+                    t.encap.as_str()
+                ),
+                (None, fo_config::Encap::Gue) => format!(
+                    "service {}: tunnel (GUE to port {}), outer source = this node's address toward each backend, fixed; flows spread by the UDP source port; {mtu}",
+                    s.name, t.gue_port
+                ),
+                (None, fo_config::Encap::Ipip) => format!(
+                    "service {}: tunnel (IPIP), outer source = this node's address toward each backend, fixed: the backends' receive-side scaling sees one source (set tunnel_source = \"PREFIX\" or encap = \"gue\" to spread flows); {mtu}",
+                    s.name
+                ),
+            })
+        })
+        .collect()
 }

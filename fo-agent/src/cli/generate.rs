@@ -176,6 +176,11 @@ fn agent_page(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
     );
     tp(
         &mut r,
+        "/sys/fs/bpf/fo-decap/IF/",
+        "On a tunnel-mode backend: fo-agent decap's pinned program and maps for interface IF (--detach removes them).",
+    );
+    tp(
+        &mut r,
         "/usr/share/doc/fo/examples/",
         "Example configs and hooks.",
     );

@@ -2,6 +2,7 @@
 
 mod check;
 mod control;
+mod decap;
 mod detach;
 mod drill;
 pub mod generate;
@@ -110,6 +111,14 @@ enum Command {
     /// all translated; 2: something was left out (the config is still printed); 1: a
     /// file does not parse.
     Import(import::Args),
+    /// On a backend of a `mode = "tunnel"` service: attach fo's decapsulation program
+    /// to an interface (pinned, so it survives restarts; attaching again updates it),
+    /// or remove it with --detach.
+    ///
+    /// For machines without the kernel's ipip / ip6_tunnel / fou modules. Tunnel
+    /// packets addressed to this backend become the client's packet again, which the
+    /// kernel delivers to the VIP on lo; the backend answers the client directly.
+    Decap(decap::Args),
     /// Drain a backend (no new flows, existing ones stay) or enable it again.
     Backend {
         #[arg(value_enum)]
@@ -129,6 +138,7 @@ impl Cli {
             Command::Run(args) => run::main(args),
             Command::Check { config } => check::main(&config),
             Command::Detach(args) => detach::main(args),
+            Command::Decap(args) => decap::main(args),
             Command::Import(args) => import::main(&args),
             Command::Status { json, socket } => status::main(&socket.socket, json),
             Command::Promote { router, socket } => {

@@ -229,6 +229,8 @@ fn human(s: &Status) -> String {
         );
         for b in &svc.backends {
             let health = match (b.healthy, b.resolved) {
+                // A tunnel backend without a route or a resolved next hop.
+                (_, false) if svc.mode == "tunnel" => "no-hop",
                 (_, false) => "no-mac",
                 (Some(true), _) | (None, _) => "up",
                 (Some(false), _) => "down",
@@ -244,6 +246,9 @@ fn human(s: &Status) -> String {
                 "  {:<25} {:<7} {:<16} {:<13} {}",
                 b.name, health, weight, b.packets, b.bytes
             );
+            if let Some(hop) = &b.next_hop {
+                let _ = writeln!(o, "    next hop: {hop}");
+            }
             if b.healthy == Some(false)
                 && let Some(why) = &b.detail
             {

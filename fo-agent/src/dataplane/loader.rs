@@ -48,7 +48,7 @@ pub enum XdpAttachMode {
 }
 
 impl XdpAttachMode {
-    fn aya(self) -> XdpMode {
+    pub(super) fn aya(self) -> XdpMode {
         match self {
             XdpAttachMode::Native => XdpMode::Driver,
             XdpAttachMode::Generic => XdpMode::Skb,
@@ -109,7 +109,7 @@ fn wanted_info(opts: &LoadOptions, attach_mode: u32) -> DataplaneInfo {
     }
 }
 
-const MAP_NAMES: [&str; 21] = [
+const MAP_NAMES: [&str; 23] = [
     "VIPS",
     "VIP_FILTER",
     "SERVICES",
@@ -131,6 +131,8 @@ const MAP_NAMES: [&str; 21] = [
     "NAT_EVENTS",
     "DRILL",
     "DRILL_CLIENTS",
+    "TUNNEL_SERVICES",
+    "TUNNEL_SOURCES",
 ];
 
 /// Entries of the maps of new connections (`FLOWS_NEW`, `NAT_EMBRYO_*`) and of the NAT
@@ -215,6 +217,7 @@ fn load_object(opts: &LoadOptions, object: &[u8]) -> Result<aya::Ebpf> {
         .map_max_entries("FLOWS", opts.flow_table_size)
         .map_max_entries("FLOWS_NEW", new_connection_entries(opts.flow_table_size))
         .map_max_entries("NAT_SERVICES", opts.max_services)
+        .map_max_entries("TUNNEL_SERVICES", opts.max_services)
         .map_max_entries("NAT_FWD", opts.nat_table_size)
         .map_max_entries("NAT_REV", opts.nat_table_size)
         .map_max_entries("NAT_UDP_FWD", new_connection_entries(opts.nat_table_size))
@@ -508,6 +511,8 @@ fn build_maps(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Maps> 
         counters: typed!("COUNTERS"),
         info: typed!("INFO"),
         nat_services: typed!("NAT_SERVICES"),
+        tunnel_services: typed!("TUNNEL_SERVICES"),
+        tunnel_sources: typed!("TUNNEL_SOURCES"),
         nat_events: Some(typed!("NAT_EVENTS")),
     })
 }
@@ -552,7 +557,7 @@ pub fn remove_all_pins(dir: &Path) -> Result<()> {
 
 /// Make sure `pin_dir` lies on bpffs, mounting /sys/fs/bpf if it is the expected
 /// mount point and nothing is mounted there yet.
-fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
+pub(super) fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
     if on_bpffs(pin_dir) {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 //! in the agent that touches BPF maps; the rest of the agent calls the methods here.
 
 mod batch;
+pub mod decap;
 pub mod flows;
 mod forwarded;
 mod loader;
@@ -10,6 +11,7 @@ pub mod nat;
 mod nat_events;
 mod services;
 mod shared;
+pub mod tunnel;
 mod vip_filter;
 
 use std::net::IpAddr;
@@ -17,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap, LpmTrie, MapData, MapError, PerCpuArray, RingBuf};
 use fo_common::{
     Backend, Counter, DataplaneInfo, FlowKey, FlowValue, Iface, NatService, ServiceKey,
-    ServiceValue, TrafficStats, VIP_DRAINING, VIP_NAT, VIP_OWNED, VIP_ROUTED, VIP_SNAT, VipKey,
-    VipState,
+    ServiceValue, TrafficStats, TunnelService, TunnelSourceKey, VIP_DRAINING, VIP_NAT, VIP_OWNED,
+    VIP_ROUTED, VIP_SNAT, VipKey, VipState,
 };
 
 pub use forwarded::{Forwarded, ForwardedCount};
@@ -95,6 +97,8 @@ pub enum DataplaneError {
     },
     #[error("interface {name} does not exist")]
     NoInterface { name: String },
+    #[error("invalid {what}")]
+    Invalid { what: &'static str },
     #[error("no free {what} slot (limit {limit}; raise it in [node])")]
     Full { what: &'static str, limit: u32 },
 }
@@ -132,6 +136,8 @@ struct Maps {
     counters: PerCpuArray<MapData, u64>,
     info: Array<MapData, DataplaneInfo>,
     nat_services: Array<MapData, NatService>,
+    tunnel_services: Array<MapData, TunnelService>,
+    tunnel_sources: LpmTrie<MapData, TunnelSourceKey, u32>,
     /// Taken by the connection-state sync, which reads it on its own task.
     nat_events: Option<RingBuf<MapData>>,
 }

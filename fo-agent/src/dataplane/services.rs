@@ -1,7 +1,7 @@
 //! Services and backends in the maps: slot allocation, Maglev tables, and the
 //! order of writes that keeps every packet's lookup valid during a change.
 //!
-//! Order for a change: (1) new backend slots are written active, (2) the Maglev
+//! Order for a change: (0) a tunnel service's parameters, (1) new backend slots are written active, (2) the Maglev
 //! table is rewritten entry by entry (only entries that change), (3) removed
 //! backends' slots are deactivated — flows pinned to them are re-hashed by the
 //! program — and (4) the service entry is published last for a new service, or
@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use fo_common::{
-    Addr, BACKEND_ACTIVE, Backend, MAGLEV_EMPTY, NAT_MAX_SNAT, NAT_PORT_MAX, NAT_PORT_MIN,
-    NatService, SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, ServiceValue,
+    Addr, BACKEND_ACTIVE, BACKEND_TUNNEL, Backend, MAGLEV_EMPTY, NAT_MAX_SNAT, NAT_PORT_MAX,
+    NAT_PORT_MIN, NatService, SVC_HASH_5TUPLE, SVC_NAT, SVC_TUNNEL, ServiceKey, ServiceValue,
 };
 
 use super::maglev::{self, Member};
+use super::tunnel::TunnelSpec;
 use super::{Dataplane, DataplaneError, Result};
 
 /// A service as the agent wants it now.
@@ -30,6 +31,9 @@ pub struct ServiceSpec {
     pub backends: Vec<BackendSpec>,
     /// Full NAT through this node (`None`: DSR).
     pub nat: Option<NatSpec>,
+    /// Tunnelled DSR (`None`: DSR on the link). Backends' MACs and interface are then
+    /// their next hop's (`dataplane::tunnel`). Not together with `nat`.
+    pub tunnel: Option<TunnelSpec>,
 }
 
 /// How a NAT service translates.
@@ -210,6 +214,16 @@ impl ServiceTable {
     /// first; within a service a new backend takes a free slot, or at the limit the
     /// slot of a backend the same change removes). Nothing is written.
     pub fn check(&self, desired: &[ServiceSpec]) -> Result<()> {
+        for spec in desired {
+            if let Some(tunnel) = &spec.tunnel {
+                if spec.nat.is_some() || tunnel.source.is_ipv4() != spec.vip.is_ipv4() {
+                    return Err(DataplaneError::Invalid {
+                        what: "tunnel service (with NAT, or outer source of another family)",
+                    });
+                }
+                tunnel.value()?;
+            }
+        }
         let wanted: BTreeSet<SvcId> = desired.iter().map(|s| (s.vip, s.port, s.proto)).collect();
         if wanted.len() > self.max_services as usize {
             return Err(DataplaneError::Full {
@@ -284,7 +298,8 @@ impl ServiceTable {
     ) -> Result<()> {
         let key = (spec.vip, spec.port, spec.proto);
         let flags = if spec.hash_5tuple { SVC_HASH_5TUPLE } else { 0 }
-            | if spec.nat.is_some() { SVC_NAT } else { 0 };
+            | if spec.nat.is_some() { SVC_NAT } else { 0 }
+            | if spec.tunnel.is_some() { SVC_TUNNEL } else { 0 };
         let is_new = !self.services.contains_key(&key);
         if is_new {
             let id = (0..self.max_services)
@@ -312,6 +327,16 @@ impl ServiceTable {
         let (service_id, old_backends) = {
             let inst = &self.services[&key];
             (inst.id, inst.backends.clone())
+        };
+
+        // (0) a tunnel service's parameters, before any backend slot says "tunnel".
+        if let Some(tunnel) = &spec.tunnel {
+            dp.put_tunnel_service(service_id, tunnel.value()?)?;
+        }
+        let backend_flags = if spec.tunnel.is_some() {
+            BACKEND_ACTIVE | BACKEND_TUNNEL
+        } else {
+            BACKEND_ACTIVE
         };
 
         // (1) backend slots, new ones active before the table points at them. With no
@@ -352,7 +377,7 @@ impl ServiceTable {
                     dst_mac: b.mac,
                     src_mac: b.src_mac,
                     ifindex: b.ifindex,
-                    flags: BACKEND_ACTIVE,
+                    flags: backend_flags,
                     service_id,
                     family,
                     _pad: 0,
@@ -535,6 +560,7 @@ mod tests {
                 })
                 .collect(),
             nat: None,
+            tunnel: None,
         }
     }
 

@@ -204,3 +204,42 @@ pub async fn set_address(
         Ok(())
     }
 }
+
+/// Every address on `ifindex`, both families, but IPv6 link-local and tentative ones
+/// (what a backend receives tunnel packets on).
+pub async fn all_addresses(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+) -> Result<Vec<IpAddr>, NetError> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut req = handle.address().get().set_link_index_filter(ifindex);
+        req.message_mut().header.family = family;
+        let mut msgs = req.execute();
+        while let Some(msg) = msgs
+            .try_next()
+            .await
+            .map_err(NetError::netlink(format!("addresses of ifindex {ifindex}")))?
+        {
+            if msg.header.index != ifindex
+                || msg.header.family != family
+                || msg.header.scope == AddressScope::Link
+                || msg.header.flags.contains(AddressHeaderFlags::Tentative)
+            {
+                continue;
+            }
+            let (mut address, mut local) = (None, None);
+            for attr in &msg.attributes {
+                match attr {
+                    AddressAttribute::Address(a) => address = Some(*a),
+                    AddressAttribute::Local(a) => local = Some(*a),
+                    _ => {}
+                }
+            }
+            if let Some(a) = local.or(address) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -5,6 +5,7 @@ pub mod addr;
 pub mod icmp;
 pub mod link;
 pub mod neigh;
+pub mod route;
 
 use std::net::IpAddr;
 

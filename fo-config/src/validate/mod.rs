@@ -6,6 +6,7 @@ mod cx;
 mod node;
 mod routers;
 mod services;
+mod tunnel;
 mod vrrp;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -89,6 +89,15 @@ impl Cx<'_> {
                     );
                 }
             }
+            if let (Some(m), Some((ip, router))) = (&raw.mode, &vip)
+                && mode == ForwardMode::Tunnel
+                && let Some(id) = routers.vlan_of.get(router)
+            {
+                self.err(
+                    m.span(),
+                    format!("mode = \"tunnel\" is not supported on VIP {ip}: router {router:?} is on vlan {id}, and the data plane's tunnel sends untagged frames only (use mode = \"dsr\")"),
+                );
+            }
             let mut duplicate = false;
             if let (Some((ip, _)), Some(port)) = (&vip, port) {
                 let at = raw.port.as_ref().map_or(span.clone(), Spanned::span);
@@ -128,6 +137,7 @@ impl Cx<'_> {
                     Some(name)
                 }
             });
+            let tunnel = self.tunnel(&raw, mode, vip.as_ref().map(|v| v.0));
             let check = match &raw.check {
                 Some(c) => self.service_check(c).map(Some),
                 None => Some(None),
@@ -141,8 +151,14 @@ impl Cx<'_> {
                 &mut total_backends,
                 max_backends,
             );
-            if let (Some(name), Some((vip, router)), Some(port), Some(check), Some(backends)) =
-                (name, vip, port, check, backends)
+            if let (
+                Some(name),
+                Some((vip, router)),
+                Some(port),
+                Some(check),
+                Some(backends),
+                Ok(tunnel),
+            ) = (name, vip, port, check, backends, tunnel)
             {
                 out.push(Service {
                     name,
@@ -154,6 +170,7 @@ impl Cx<'_> {
                     router,
                     check,
                     backends,
+                    tunnel,
                 });
             }
         }
@@ -221,14 +238,14 @@ impl Cx<'_> {
                 (Some(p), _) => self.int(p, "backend port", 1, 65_535).map(|p| p as u16),
                 (None, sp) => sp,
             };
-            if let (ForwardMode::Dsr, Some(p), Some(port), Some(sp)) =
-                (mode, &rb.port, port, service_port)
+            if let (true, Some(p), Some(port), Some(sp)) =
+                (mode.direct_return(), &rb.port, port, service_port)
                 && port != sp
                 && !self.removed.contains("mode")
             {
                 self.err(
                     p.span(),
-                    format!("backend port {port} differs from the service port {sp}: direct server return cannot change ports (use mode = \"nat\")"),
+                    format!("backend port {port} differs from the service port {sp}: {} cannot change ports (use mode = \"nat\")", if mode == ForwardMode::Tunnel { "a tunnel (direct server return)" } else { "direct server return" }),
                 );
                 ok = false;
             }

@@ -266,6 +266,7 @@ fn events_service(effective_weight: u32, drained: bool, packets: u64, bytes: u64
             detail: None,
             drained,
             resolved: true,
+            next_hop: None,
             packets,
             bytes,
         }],
