@@ -163,12 +163,13 @@ impl Task {
         let owned = self.plane.lock().owned_since();
         let table = self.plane.lock().dp.nat_table();
         if let Some(out) = self.peers.get_mut(&peer).and_then(|p| p.out.as_mut()) {
+            // IPv4 VIPs only: NAT is IPv4 only in the data plane, and an IPv6 `owns`
+            // record would make agents before the IPv6 records refuse the whole
+            // SnapshotEnd (see `codec`).
             out.owns = owned
                 .keys()
-                .filter_map(|v| match v {
-                    IpAddr::V4(a) => Some(owns(*a)),
-                    IpAddr::V6(_) => None,
-                })
+                .filter(|v| v.is_ipv4())
+                .map(|v| owns(*v))
                 .take(MAX_RECORDS)
                 .collect();
         }
@@ -200,7 +201,7 @@ impl Task {
         match w.records {
             Ok(r) => {
                 out.progress = Instant::now();
-                out.records = Some(r);
+                out.set_records(r);
             }
             Err(e) => {
                 warn!(peer = %w.peer, error = %e, "reading the NAT table for a snapshot");
