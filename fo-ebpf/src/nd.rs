@@ -28,7 +28,9 @@ const NA_FRAME_LEN: usize = core::mem::size_of::<NaFrame>();
 const _: () = assert!(NA_FRAME_LEN == 86);
 
 /// Answer a Neighbor Solicitation for an owned VIP; anything else is passed.
-/// `ip6` has been bounds-checked by the caller and carries ICMPv6.
+/// `ip6` has been bounds-checked by the caller and carries ICMPv6. A BPF function
+/// of its own: its frame is not part of the IPv6 path's, which goes on into NAT.
+#[inline(never)]
 pub fn advertise(ctx: &XdpContext, ip6: *const Ipv6Hdr) -> Result<u32, Counter> {
     let ns: *const NdHdr = ptr_at(ctx, ETH_LEN + IPV6_LEN).ok_or(Counter::PassTruncated)?;
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;

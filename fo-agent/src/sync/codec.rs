@@ -162,9 +162,8 @@ pub enum Op {
     Owns = 3,
 }
 
-/// One NAT connection as synced. Its four addresses are of one family; `encode`
-/// refuses a record that mixes them. (The data plane translates IPv4 only so far: an
-/// agent sends IPv4 records, and installs IPv6 ones it receives as IPv6 entries.)
+/// One NAT connection as synced. Its four addresses are of one family (IPv4 NAT or
+/// NAT66); `encode` refuses a record that mixes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub op: Op,

@@ -121,7 +121,8 @@ struct Routers {
     vip_owner: HashMap<IpAddr, String>,
     /// VIPs of `ownership = "bgp"` routers (announced by every node at once).
     bgp_vips: HashSet<IpAddr>,
-    /// Routers that have `snat` addresses written (even if broken).
-    with_snat: HashSet<String>,
+    /// Routers that have `snat` addresses written (even if broken): whether IPv4 ones
+    /// and whether IPv6 ones.
+    with_snat: HashMap<String, (bool, bool)>,
     any_broken: bool,
 }

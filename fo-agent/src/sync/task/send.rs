@@ -163,14 +163,16 @@ impl Task {
         let owned = self.plane.lock().owned_since();
         let table = self.plane.lock().dp.nat_table();
         if let Some(out) = self.peers.get_mut(&peer).and_then(|p| p.out.as_mut()) {
-            // IPv4 VIPs only: NAT is IPv4 only in the data plane, and an IPv6 `owns`
-            // record would make agents before the IPv6 records refuse the whole
-            // SnapshotEnd (see `codec`).
+            // One SnapshotEnd's worth of slots: IPv4 VIPs first (the map's order),
+            // then IPv6 ones (NAT66), three slots each.
+            let mut slots = 0;
             out.owns = owned
                 .keys()
-                .filter(|v| v.is_ipv4())
                 .map(|v| owns(*v))
-                .take(MAX_RECORDS)
+                .take_while(|r| {
+                    slots += r.slots();
+                    slots <= MAX_RECORDS
+                })
                 .collect();
         }
         let tx = self.walked.clone();
