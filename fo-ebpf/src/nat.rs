@@ -457,13 +457,7 @@ fn rewrite_any(
     (dst, dport_be): (&Addr, u16),
 ) -> Result<(), Counter> {
     if family == FAMILY_V6 {
-        nat6::rewrite(
-            ctx,
-            l4_offset,
-            src,
-            dst,
-            nat6::ports(proto, sport_be, dport_be),
-        )
+        nat6::rewrite(ctx, l4_offset, proto, (src, sport_be), (dst, dport_be))
     } else {
         rewrite(ctx, l4_offset, proto, v4(src), sport_be, v4(dst), dport_be)
     }

@@ -5,8 +5,8 @@
 //! IPv6 has no header checksum; the TCP and UDP checksums cover the IPv6
 //! pseudo-header (RFC 8200 §8.1), so both addresses enter the incremental update
 //! (RFC 1624) with their eight words each. A UDP checksum of zero is illegal in IPv6:
-//! such a datagram is passed before anything is reserved (`nat::segment`), and a
-//! computed zero is sent as 0xffff. The hop limit is left alone, as the IPv4 path
+//! such a datagram is passed before anything is looked up (`nat::udp6_checksummed`),
+//! and a computed zero is sent as 0xffff. The hop limit is left alone, as the IPv4 path
 //! leaves the TTL: the node translates in place and is not a routing hop of its own.
 
 use aya_ebpf::{
@@ -108,23 +108,16 @@ fn addr_words(mut c: Csum, old: &[u8; 16], new: &[u8; 16]) -> Csum {
     c
 }
 
-/// `rewrite`'s protocol and ports in one argument.
-#[inline(always)]
-pub fn ports(proto: u8, sport_be: u16, dport_be: u16) -> u64 {
-    (u64::from(proto) << 32) | (u64::from(sport_be) << 16) | u64::from(dport_be)
-}
-
-/// Write new addresses and ports (`ports`: [`ports`]), updating the TCP/UDP
-/// checksum over the IPv6 pseudo-header.
+/// Write new addresses and ports, updating the TCP/UDP checksum over the IPv6
+/// pseudo-header.
 #[inline(always)]
 pub fn rewrite(
     ctx: &XdpContext,
     l4_offset: usize,
-    src: &Addr,
-    dst: &Addr,
-    ports: u64,
+    proto: u8,
+    (src, sport_be): (&Addr, u16),
+    (dst, dport_be): (&Addr, u16),
 ) -> Result<(), Counter> {
-    let (proto, sport_be, dport_be) = ((ports >> 32) as u8, (ports >> 16) as u16, ports as u16);
     let ip: *mut Ipv6Hdr = ptr_at_mut(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
     let word = |be: u16| u16::from_be_bytes(be.to_ne_bytes());
     // SAFETY: bounds-checked.
