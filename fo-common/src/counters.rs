@@ -36,7 +36,8 @@ pub enum Counter {
     PassIpOptions = 13,
     /// Passed: IPv4 fragment (MF set or non-zero offset).
     PassFragment = 14,
-    /// Passed: IP header not valid (version, IHL < 5).
+    /// Passed: IP header not valid (version, IHL < 5), or an IPv6 UDP datagram of a
+    /// NAT connection with a zero checksum (illegal in IPv6, RFC 8200 §8.1).
     PassBadIp = 15,
     /// Passed: IPv6 with an extension header before the transport header.
     PassIpv6ExtHeader = 16,

@@ -1674,8 +1674,8 @@ backends = [{ address = "10.1.0.21", port = 11514 }]
 }
 
 #[test]
-fn nat_on_an_ipv6_vip_is_refused() {
-    assert_errors(
+fn nat66_on_an_ipv6_vip_with_ipv6_snat_addresses_is_accepted() {
+    let cfg = Config::parse(
         r#"[node]
 interface = "eth0"
 
@@ -1683,21 +1683,57 @@ interface = "eth0"
 name = "v6"
 vrid = 51
 vips = ["2001:db8::10"]
+snat = ["2001:db8::11", "192.0.2.11"]
 
 [[service]]
 vip = "2001:db8::10"
 port = 1514
 mode = "nat"
-backends = [{ address = "2001:db8::21" }]
+backends = [{ address = "fd00:1::21", port = 11514 }]
 "#,
+    )
+    .expect("NAT66 config");
+    assert_eq!(cfg.services[0].mode, fo_config::ForwardMode::Nat);
+    assert_eq!(cfg.routers[0].snat.len(), 2);
+}
+
+#[test]
+fn nat_needs_a_snat_address_of_the_vips_family() {
+    let config = |vip: &str, snat: &str, backend: &str| {
+        format!(
+            r#"[node]
+interface = "eth0"
+
+[[router]]
+name = "r"
+vrid = 51
+vips = ["{vip}"]
+snat = ["{snat}"]
+
+[[service]]
+vip = "{vip}"
+port = 1514
+mode = "nat"
+backends = [{{ address = "{backend}" }}]
+"#
+        )
+    };
+    assert_errors(
+        &config("2001:db8::10", "192.0.2.11", "fd00:1::21"),
         &[
-            "12:8: mode = \"nat\" on the IPv6 VIP 2001:db8::10: NAT is IPv4 only (NAT66 is not implemented); use mode = \"dsr\"",
+            "13:8: mode = \"nat\" on the IPv6 VIP 2001:db8::10 needs an IPv6 SNAT address: router \"r\" has only IPv4 ones (add one to its `snat`)",
+        ],
+    );
+    assert_errors(
+        &config("192.0.2.10", "2001:db8::11", "10.1.0.21"),
+        &[
+            "13:8: mode = \"nat\" on the IPv4 VIP 192.0.2.10 needs an IPv4 SNAT address: router \"r\" has only IPv6 ones (add one to its `snat`)",
         ],
     );
 }
 
 #[test]
-fn snat_addresses_are_ipv4_and_not_a_vip() {
+fn snat_addresses_are_not_a_vip() {
     assert_errors(
         &with_base(
             r#"
@@ -1710,7 +1746,6 @@ snat = ["192.0.2.10", "2001:db8::1", "192.0.2.21"]
         ),
         &[
             "18:9: snat address 192.0.2.10 is already used by router \"web\" (line 12): a SNAT address must be an address of its own",
-            "18:23: snat address 2001:db8::1 is IPv6: NAT is IPv4 only (NAT66 is not implemented)",
         ],
     );
 }

@@ -29,8 +29,8 @@ use crate::{nat, nat_icmp, nd, tunnel};
 const IP_MF_OFFSET: u16 = 0x3fff;
 
 /// The IPv4 and IPv6 paths are separate BPF functions, each with its own stack frame:
-/// the BPF stack allows 512 bytes for a whole call chain, and the IPv4 chain goes on
-/// into the NAT functions.
+/// the BPF stack allows 512 bytes for a whole call chain, and both chains go on into
+/// the NAT functions.
 ///
 /// `L2` is where the IP header starts: `ETH_LEN`, or `ETH_VLAN_LEN` after an 802.1Q tag
 /// of VLAN `vlan` (0 when untagged). Each is its own copy, so offsets stay constants.
@@ -72,22 +72,43 @@ pub fn ipv4<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter
     {
         return Ok(tunnel::PENDING_RELAY4);
     }
-    forward::<L2>(ctx, vlan, L2 + IPV4_LEN, proto, src, dst, FAMILY_V4, whole)
+    let addrs = Aligned([src, dst]);
+    forward::<L2>(ctx, vlan, L2 + IPV4_LEN, proto, &addrs, FAMILY_V4, whole)
 }
 
 #[inline(never)]
 pub fn ipv6<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter> {
     let ip: *const Ipv6Hdr = ptr_at(ctx, L2).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked by `ptr_at`.
-    let (next, src, dst) = unsafe {
+    let (next, payload) = unsafe {
         if (*ip).version_tc_flow[0] >> 4 != 6 {
             return Err(Counter::PassBadIp);
         }
-        ((*ip).next_header, Addr::v6((*ip).src), Addr::v6((*ip).dst))
+        (
+            (*ip).next_header,
+            usize::from(u16::from_be_bytes((*ip).payload_len)),
+        )
     };
     match next {
         IPPROTO_TCP | IPPROTO_UDP => {
-            forward::<L2>(ctx, vlan, L2 + IPV6_LEN, next, src, dst, FAMILY_V6, true)
+            // Whole, as in `ipv4`: the payload length covers the transport header and
+            // ends within the frame (a jumbogram's zero length is not whole).
+            let l4_min = if next == IPPROTO_TCP { 20 } else { 8 };
+            let whole = payload >= l4_min && payload <= frame_len(ctx) - L2 - IPV6_LEN;
+            let mut addrs = Aligned([Addr::default(); 2]);
+            // SAFETY: `ip` bounds-checked; the destination is ours.
+            unsafe {
+                copy_addr(&(*ip).src, &mut addrs.0[0]);
+                copy_addr(&(*ip).dst, &mut addrs.0[1]);
+            }
+            // NAT is untagged only (the config refuses NAT on a VLAN VIP).
+            if L2 != ETH_LEN {
+                return forward6::<L2>(ctx, vlan, &addrs, next, whole);
+            }
+            match nat66(ctx, &addrs, next, whole)? {
+                NOT_NAT => forward6::<L2>(ctx, vlan, &addrs, next, whole),
+                action => Ok(action),
+            }
         }
         IPPROTO_ICMPV6 => {
             // A "packet too big" may be about a tunnelled packet (`tunnel::relay`; untagged
@@ -105,23 +126,51 @@ pub fn ipv6<const L2: usize>(ctx: &XdpContext, vlan: u16) -> Result<u32, Counter
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Copy an IPv6 address out of the frame into (8-byte aligned) memory, one byte at a
+/// time in order: LLVM would otherwise load all 32 bytes of the two addresses at once
+/// and spill every byte to a stack slot of its own (256 bytes of a frame that goes on
+/// into NAT, under the BPF stack limit). From there, the program reads whole words.
+///
+/// # Safety
+/// `from` lies in the frame, bounds-checked.
 #[inline(always)]
-fn forward<const L2: usize>(
+unsafe fn copy_addr(from: &[u8; 16], to: &mut Addr) {
+    let (s, d) = (from.as_ptr(), to.bytes.as_mut_ptr());
+    let mut i = 0;
+    while i < 16 {
+        // SAFETY: `i < 16`, within both.
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read_volatile(s.add(i))) };
+        i += 1;
+    }
+}
+
+/// `nat66`'s answer for a packet that is not NAT's (the DSR path takes it).
+const NOT_NAT: u32 = u32::MAX;
+
+/// The IPv6 DSR path, a BPF function of its own: its frame is not on NAT66's chain.
+#[inline(never)]
+fn forward6<const L2: usize>(
     ctx: &XdpContext,
     vlan: u16,
-    l4_offset: usize,
+    addrs: &Aligned<[Addr; 2]>,
     proto: u8,
-    src: Addr,
-    dst: Addr,
-    family: u8,
-    // For IPv4: the packet is whole (see `ipv4`); NAT is IPv4 only.
     whole: bool,
 ) -> Result<u32, Counter> {
-    // No VIP's address has its filter bit clear: such a frame (most of what a node
-    // receives) passes after one array lookup, which the verifier inlines, instead of
-    // a hash lookup of `VIPS`.
-    let (word, mask) = fo_common::vip_filter_bit(&dst);
+    forward::<L2>(ctx, vlan, L2 + IPV6_LEN, proto, addrs, FAMILY_V6, whole)
+}
+
+/// NAT66: an IPv6 packet to a NAT VIP or a SNAT address, as `forward` does for IPv4
+/// (`NOT_NAT`: not NAT's). Its own lean BPF function: the BPF stack allows 512
+/// bytes for a whole call chain, and the NAT packet functions take about half.
+#[inline(never)]
+fn nat66(
+    ctx: &XdpContext,
+    addrs: &Aligned<[Addr; 2]>,
+    proto: u8,
+    whole: bool,
+) -> Result<u32, Counter> {
+    let (src, dst) = (&addrs.0[0], &addrs.0[1]);
+    let (word, mask) = fo_common::vip_filter_bit(dst);
     if maps::VIP_FILTER
         .get(word)
         .is_none_or(|bits| bits & mask == 0)
@@ -129,7 +178,130 @@ fn forward<const L2: usize>(
         return Err(Counter::PassNotVip);
     }
     let vip_key = Aligned(VipKey {
-        addr: dst,
+        addr: *dst,
+        family: FAMILY_V6,
+        _pad: [0; 3],
+    });
+    // SAFETY (map reads below): values are plain data replaced whole by the agent.
+    let vip = unsafe { maps::VIPS.get(&vip_key.0) }.ok_or(Counter::PassNotVip)?;
+    let vip_flags = vip.flags;
+    if vip_flags & (VIP_NAT | VIP_SNAT) == 0 || vip_flags & fo_common::VIP_ROUTED != 0 {
+        return Ok(NOT_NAT);
+    }
+    if vip_flags & (fo_common::VIP_OWNED | fo_common::VIP_DRAINING) == 0 {
+        return Err(Counter::PassNotOwned);
+    }
+    if !whole {
+        return Err(Counter::PassTruncated);
+    }
+    let l4_offset = ETH_LEN + IPV6_LEN;
+    let (sport_be, dport_be, tcp_flags) = ports(ctx, l4_offset, proto)?;
+    if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED && maps::drilling() {
+        maps::client_seen(*src, FAMILY_V6);
+    }
+    if tcp_flags & TCP_RST != 0 && maps::drilling() {
+        maps::count(if vip_flags & VIP_SNAT != 0 {
+            Counter::RstFromBackend
+        } else {
+            Counter::RstToVip
+        });
+    }
+    let flow = Aligned(FlowKey {
+        src: *src,
+        dst: *dst,
+        sport_be,
+        dport_be,
+        proto,
+        family: FAMILY_V6,
+        _pad: [0; 2],
+    });
+    let flow = &flow.0;
+    if vip_flags & VIP_SNAT != 0 {
+        return Ok(nat::reply_any(ctx, l4_offset, flow));
+    }
+    if let Some(action) = nat::forward_known(ctx, l4_offset, flow) {
+        return Ok(action);
+    }
+    let service_key = Aligned(ServiceKey {
+        vip: *dst,
+        port_be: dport_be,
+        proto,
+        family: FAMILY_V6,
+    });
+    let service = unsafe { SERVICES.get(&service_key.0) }.ok_or(Counter::PassNoService)?;
+    if service.flags & SVC_NAT == 0 {
+        return Ok(NOT_NAT);
+    }
+    let service_id = service.id;
+    let h = if service.flags & SVC_HASH_5TUPLE != 0 {
+        hash::hash_5tuple(&src.bytes, &dst.bytes, sport_be, dport_be, proto)
+    } else {
+        hash::hash_source(&src.bytes)
+    };
+    let found = maglev_pick(service_id, h)?;
+    // Draining: no NAT state the new owner cannot know about.
+    if vip_flags & fo_common::VIP_DRAINING != 0 {
+        return Err(Counter::PassNotOwned);
+    }
+    Ok(nat::open_new(ctx, l4_offset, flow, service_id, found.0))
+}
+
+/// Source port, destination port (both as read) and TCP flags (0 for UDP).
+#[inline(always)]
+fn ports(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<(u16, u16, u8), Counter> {
+    match proto {
+        IPPROTO_TCP => {
+            let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            // SAFETY: bounds-checked; the flags are byte 13 of the TCP header.
+            Ok(unsafe {
+                (
+                    u16::from_ne_bytes((*tcp).sport),
+                    u16::from_ne_bytes((*tcp).dport),
+                    (*tcp).rest[9],
+                )
+            })
+        }
+        IPPROTO_UDP => {
+            let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+            // SAFETY: bounds-checked.
+            Ok(unsafe {
+                (
+                    u16::from_ne_bytes((*udp).sport),
+                    u16::from_ne_bytes((*udp).dport),
+                    0,
+                )
+            })
+        }
+        _ => Err(Counter::PassNotTcpUdp),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward<const L2: usize>(
+    ctx: &XdpContext,
+    vlan: u16,
+    l4_offset: usize,
+    proto: u8,
+    // Source and destination.
+    addrs: &Aligned<[Addr; 2]>,
+    family: u8,
+    // The packet is whole (see `ipv4`, `ipv6`): NAT translates only whole packets.
+    whole: bool,
+) -> Result<u32, Counter> {
+    // No VIP's address has its filter bit clear: such a frame (most of what a node
+    // receives) passes after one array lookup, which the verifier inlines, instead of
+    // a hash lookup of `VIPS`.
+    let (src, dst) = (&addrs.0[0], &addrs.0[1]);
+    let (word, mask) = fo_common::vip_filter_bit(dst);
+    if maps::VIP_FILTER
+        .get(word)
+        .is_none_or(|bits| bits & mask == 0)
+    {
+        return Err(Counter::PassNotVip);
+    }
+    let vip_key = Aligned(VipKey {
+        addr: *dst,
         family,
         _pad: [0; 3],
     });
@@ -157,7 +329,7 @@ fn forward<const L2: usize>(
     let vip_flags = vip.flags;
     // When each client follows a handover: recorded by the owner only, while a drill runs.
     if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED && maps::drilling() {
-        maps::client_seen(src, family);
+        maps::client_seen(*src, family);
     }
     let (sport_be, dport_be, tcp_flags) = match proto {
         IPPROTO_TCP => {
@@ -201,8 +373,8 @@ fn forward<const L2: usize>(
         });
     }
     let flow = Aligned(FlowKey {
-        src,
-        dst,
+        src: *src,
+        dst: *dst,
         sport_be,
         dport_be,
         proto,
@@ -210,7 +382,7 @@ fn forward<const L2: usize>(
         _pad: [0; 2],
     });
     let flow = &flow.0;
-    // NAT is IPv4 only (the config refuses it on IPv6 VIPs).
+    // NAT66 is `nat66`'s: this path's IPv6 frame is too large to go on into NAT.
     if family == FAMILY_V4 && vip_flags & (VIP_NAT | VIP_SNAT) != 0 {
         if !whole {
             return Err(Counter::PassTruncated);
@@ -241,7 +413,7 @@ fn forward<const L2: usize>(
         }
         None => {
             let service_key = Aligned(ServiceKey {
-                vip: dst,
+                vip: *dst,
                 port_be: dport_be,
                 proto,
                 family,

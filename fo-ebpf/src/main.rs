@@ -11,6 +11,7 @@ mod arp;
 mod lb;
 mod maps;
 mod nat;
+mod nat6;
 mod nat_icmp;
 mod nd;
 mod parse;

@@ -1,4 +1,5 @@
-//! Full NAT for `mode = "nat"` services (IPv4): client -> VIP:port becomes
+//! Full NAT for `mode = "nat"` services (IPv4, and IPv6 through `nat6`'s routing and
+//! rewriting): client -> VIP:port becomes
 //! SNAT:port -> backend:bport, and the backend's reply SNAT:port <- backend:bport
 //! becomes VIP:port -> client. Checksums are updated incrementally (RFC 1624); the
 //! next hop and its MACs come from the kernel's FIB (`bpf_fib_lookup`), so backends
@@ -23,10 +24,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use fo_common::{
-    Addr, Backend, Counter, Csum, FAMILY_V4, FlowKey, NAT_BACKEND, NAT_EVENT_CLOSED, NAT_EVENT_NEW,
-    NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_SEQ_END, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED, NAT_TCP_SYN,
-    NAT_TOUCH_NS, NAT_UDP, NatEvent, NatFlow, NatSeq, TCP_ACK, TCP_RST, TCP_SYN, TcpSeg, hash,
-    tcp_track,
+    Addr, Backend, Counter, Csum, FAMILY_V4, FAMILY_V6, FlowKey, NAT_BACKEND, NAT_EVENT_CLOSED,
+    NAT_EVENT_NEW, NAT_MAX_SNAT, NAT_PORT_TRIES, NAT_SEQ_END, NAT_TCP_CLOSED, NAT_TCP_ESTABLISHED,
+    NAT_TCP_SYN, NAT_TOUCH_NS, NAT_UDP, NatEvent, NatFlow, NatSeq, TCP_ACK, TCP_RST, TCP_SYN,
+    TcpSeg, hash, tcp_track,
     xdp_action::{XDP_PASS, XDP_TX},
 };
 
@@ -34,8 +35,9 @@ use crate::maps::{
     self, BACKENDS, NAT_EMBRYO_FWD, NAT_EMBRYO_REV, NAT_EVENTS, NAT_FWD, NAT_REV, NAT_SCRATCH,
     NAT_SERVICES, NAT_UDP_FWD, NAT_UDP_REV, NatScratch,
 };
+use crate::nat6;
 use crate::parse::{
-    ETH_LEN, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, TcpHdr, UdpHdr, frame_len, ptr_at,
+    ETH_LEN, EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at,
     ptr_at_mut,
 };
 
@@ -44,10 +46,10 @@ const BPF_NOEXIST: u64 = 1;
 const EEXIST: i32 = 17;
 
 /// Where a rewritten frame goes: the next hop `route` left in the scratch space.
-pub(crate) struct Hop(*mut NatScratch);
+pub(crate) struct Hop(pub(crate) *mut NatScratch);
 
 /// `hop_ifindex` meaning "no neighbour entry: let the kernel forward it".
-const KERNEL_FORWARDS: u32 = 0;
+pub(crate) const KERNEL_FORWARDS: u32 = 0;
 
 /// The connection table (client side) of UDP flows (`U`) or TCP connections: UDP
 /// flows have their own, so that a UDP flood that passes UDP's weak proof fills that
@@ -68,24 +70,25 @@ pub(crate) fn conn_rev<const U: bool>() -> &'static HashMap<FlowKey, FlowKey> {
 /// connection table first, then the embryonic one); `None` otherwise.
 #[inline(always)]
 pub fn forward_known(ctx: &XdpContext, l4_offset: usize, flow: &FlowKey) -> Option<u32> {
-    if flow.proto == IPPROTO_UDP {
-        forward_known_in::<true>(ctx, l4_offset, flow)
-    } else {
-        forward_known_in::<false>(ctx, l4_offset, flow)
+    match (flow.proto == IPPROTO_UDP, flow.family == FAMILY_V6) {
+        (true, false) => forward_known_in::<true, false>(ctx, l4_offset, flow),
+        (false, false) => forward_known_in::<false, false>(ctx, l4_offset, flow),
+        (true, true) => forward_known_in::<true, true>(ctx, l4_offset, flow),
+        (false, true) => forward_known_in::<false, true>(ctx, l4_offset, flow),
     }
 }
 
 #[inline(always)]
-fn forward_known_in<const U: bool>(
+fn forward_known_in<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
 ) -> Option<u32> {
     if let Some(entry) = conn_fwd::<U>().get_ptr_mut(flow) {
-        return Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, false));
+        return Some(forward_pkt::<U, V6>(ctx, l4_offset, flow, entry, false));
     }
     let entry = NAT_EMBRYO_FWD.get_ptr_mut(flow)?;
-    Some(forward_pkt::<U>(ctx, l4_offset, flow, entry, true))
+    Some(forward_pkt::<U, V6>(ctx, l4_offset, flow, entry, true))
 }
 
 /// The first packet of a connection to a NAT service.
@@ -97,20 +100,22 @@ pub fn open_new(
     service_id: u32,
     slot: u32,
 ) -> u32 {
-    if flow.proto == IPPROTO_UDP {
-        open_pkt::<true>(ctx, l4_offset, flow, service_id, slot)
-    } else {
-        open_pkt::<false>(ctx, l4_offset, flow, service_id, slot)
+    match (flow.proto == IPPROTO_UDP, flow.family == FAMILY_V6) {
+        (true, false) => open_pkt::<true, false>(ctx, l4_offset, flow, service_id, slot),
+        (false, false) => open_pkt::<false, false>(ctx, l4_offset, flow, service_id, slot),
+        (true, true) => open_pkt::<true, true>(ctx, l4_offset, flow, service_id, slot),
+        (false, true) => open_pkt::<false, true>(ctx, l4_offset, flow, service_id, slot),
     }
 }
 
 /// A packet to a SNAT address: a backend's reply.
 #[inline(always)]
 pub fn reply_any(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
-    if rflow.proto == IPPROTO_UDP {
-        reply_pkt::<true>(ctx, l4_offset, rflow)
-    } else {
-        reply_pkt::<false>(ctx, l4_offset, rflow)
+    match (rflow.proto == IPPROTO_UDP, rflow.family == FAMILY_V6) {
+        (true, false) => reply_pkt::<true, false>(ctx, l4_offset, rflow),
+        (false, false) => reply_pkt::<false, false>(ctx, l4_offset, rflow),
+        (true, true) => reply_pkt::<true, true>(ctx, l4_offset, rflow),
+        (false, true) => reply_pkt::<false, true>(ctx, l4_offset, rflow),
     }
 }
 
@@ -119,33 +124,69 @@ pub fn reply_any(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
 /// a UDP flow (else TCP). `embryo`: the entry is in `NAT_EMBRYO_FWD` (else the
 /// connection table).
 #[inline(never)]
-fn forward_pkt<const U: bool>(
+fn forward_pkt<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
     entry: *mut NatFlow,
     embryo: bool,
 ) -> u32 {
-    verdict(forward::<U>(ctx, l4_offset, flow, entry, embryo))
+    verdict(
+        udp6_checksummed::<U, V6>(ctx, l4_offset)
+            .and_then(|()| forward::<U, V6>(ctx, l4_offset, flow, entry, embryo)),
+    )
 }
 
 #[inline(never)]
-fn open_pkt<const U: bool>(
+fn open_pkt<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
     service_id: u32,
     slot: u32,
 ) -> u32 {
-    verdict(match BACKENDS.get(slot) {
-        Some(backend) => open::<U>(ctx, l4_offset, flow, service_id, slot, backend),
-        None => Err(Counter::PassNoBackend),
-    })
+    verdict(
+        udp6_checksummed::<U, V6>(ctx, l4_offset).and_then(|()| match BACKENDS.get(slot) {
+            Some(backend) => open::<U, V6>(ctx, l4_offset, flow, service_id, slot, backend),
+            None => Err(Counter::PassNoBackend),
+        }),
+    )
 }
 
 #[inline(never)]
-fn reply_pkt<const U: bool>(ctx: &XdpContext, l4_offset: usize, rflow: &FlowKey) -> u32 {
-    verdict(reply::<U>(ctx, l4_offset, rflow))
+fn reply_pkt<const U: bool, const V6: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    rflow: &FlowKey,
+) -> u32 {
+    verdict(
+        udp6_checksummed::<U, V6>(ctx, l4_offset)
+            .and_then(|()| reply::<U, V6>(ctx, l4_offset, rflow)),
+    )
+}
+
+/// A UDP datagram (`U`) over IPv6 has a checksum: zero is illegal there (RFC 8200
+/// §8.1), and the kernel drops such a datagram, so it goes there untranslated,
+/// before anything is looked up or reserved.
+#[inline(always)]
+fn udp6_checksummed<const U: bool, const V6: bool>(
+    ctx: &XdpContext,
+    l4_offset: usize,
+) -> Result<(), Counter> {
+    if U && V6 {
+        let udp: *const UdpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds-checked.
+        if unsafe { (*udp).check } == [0, 0] {
+            return Err(Counter::PassBadIp);
+        }
+    }
+    Ok(())
+}
+
+/// The family tag of an instance for IPv6 (`V6`) or IPv4.
+#[inline(always)]
+const fn family_of<const V6: bool>() -> u8 {
+    if V6 { FAMILY_V6 } else { FAMILY_V4 }
 }
 
 #[inline(always)]
@@ -158,39 +199,40 @@ pub(crate) fn verdict(r: Result<u32, Counter>) -> u32 {
 
 /// A client packet of a known connection.
 #[inline(always)]
-fn forward<const U: bool>(
+fn forward<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
     entry: *mut NatFlow,
     embryo: bool,
 ) -> Result<u32, Counter> {
-    let seg = segment(ctx, l4_offset, flow.proto)?;
+    let family = family_of::<V6>();
+    let seg = segment(ctx, l4_offset, flow.proto, family)?;
     if embryo && !holds_port::<U>(flow, entry) {
         // Its port is another connection's now: sending from it would mix the two.
         let _ = NAT_EMBRYO_FWD.remove(flow);
         return Err(Counter::PassNatEmbryoLost);
     }
-    // SAFETY: a live map value, read field by field (no 56-byte copy on the stack);
-    // a torn read of a concurrent state update is harmless.
+    // SAFETY: a live map value, read field by field (no 56-byte copy on the stack;
+    // the addresses stay in the map); a torn read of a concurrent state update is
+    // harmless, and the program never changes a connection's addresses.
     let (snat, backend, snat_port_be, backend_port_be, slot) = unsafe {
         (
-            v4(&(*entry).snat),
-            v4(&(*entry).backend),
+            &(*entry).snat,
+            &(*entry).backend,
             (*entry).snat_port_be,
             (*entry).backend_port_be,
             (*entry).backend_slot,
         )
     };
-    let hop = route(ctx, snat, backend, flow.proto, None)?;
-    rewrite(
+    let hop = route_any(ctx, family, snat, backend, flow.proto, None)?;
+    rewrite_any(
         ctx,
         l4_offset,
+        family,
         flow.proto,
-        snat,
-        snat_port_be,
-        backend,
-        backend_port_be,
+        (snat, snat_port_be),
+        (backend, backend_port_be),
     )?;
     if touch(entry, flow, &seg, true, embryo) && embryo {
         promote::<U>(flow, entry);
@@ -202,7 +244,7 @@ fn forward<const U: bool>(
 /// The first packet of a connection to a NAT service: reserve a SNAT port, record
 /// both directions, translate.
 #[inline(always)]
-fn open<const U: bool>(
+fn open<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     flow: &FlowKey,
@@ -210,10 +252,11 @@ fn open<const U: bool>(
     slot: u32,
     backend: &Backend,
 ) -> Result<u32, Counter> {
-    if flow.family != FAMILY_V4 || backend.family != FAMILY_V4 {
+    if backend.family != flow.family {
         return Err(Counter::PassNoService);
     }
-    let seg = segment(ctx, l4_offset, flow.proto)?;
+    let family = family_of::<V6>();
+    let seg = segment(ctx, l4_offset, flow.proto, family)?;
     if flow.proto == IPPROTO_TCP && (seg.flags & TCP_SYN == 0 || seg.flags & TCP_ACK != 0) {
         return Err(Counter::PassNatNoFlow);
     }
@@ -236,9 +279,8 @@ fn open<const U: bool>(
         j += 1;
     }
     let range = (svc.port_max - svc.port_min) as u32 + 1;
-    let backend4 = v4(&backend.addr);
     // Route first: nothing is reserved for a packet that cannot be forwarded.
-    let hop = route(ctx, v4(&svc.snat[0]), backend4, flow.proto, None)?;
+    let hop = route_any(ctx, family, &svc.snat[0], &backend.addr, flow.proto, None)?;
     let scratch = NAT_SCRATCH
         .get_ptr_mut(0)
         .ok_or(Counter::PassNatTableFull)?;
@@ -258,7 +300,7 @@ fn open<const U: bool>(
         rev.src = backend.addr;
         rev.sport_be = backend.port_be;
         rev.proto = flow.proto;
-        rev.family = FAMILY_V4;
+        rev.family = family;
         rev._pad = [0; 2];
         while i < NAT_PORT_TRIES {
             let mut x = h ^ i.wrapping_mul(0x9e37_79b9);
@@ -321,16 +363,15 @@ fn open<const U: bool>(
             let _ = NAT_EMBRYO_REV.remove(rev);
             return Err(Counter::PassNatTableFull);
         }
-        (v4(&rev.dst), rev.dport_be)
+        (&rev.dst, rev.dport_be)
     };
-    rewrite(
+    rewrite_any(
         ctx,
         l4_offset,
+        family,
         flow.proto,
-        snat,
-        snat_port_be,
-        backend4,
-        backend.port_be,
+        (snat, snat_port_be),
+        (&backend.addr, backend.port_be),
     )?;
     maps::count(Counter::NatNew);
     send(ctx, &hop, slot)
@@ -338,7 +379,7 @@ fn open<const U: bool>(
 
 /// A backend's reply, addressed to a SNAT address.
 #[inline(always)]
-fn reply<const U: bool>(
+fn reply<const U: bool, const V6: bool>(
     ctx: &XdpContext,
     l4_offset: usize,
     rflow: &FlowKey,
@@ -357,13 +398,27 @@ fn reply<const U: bool>(
         conn_fwd::<U>().get_ptr_mut(fwd)
     }
     .ok_or(Counter::PassNatNoFlow)?;
-    let seg = segment(ctx, l4_offset, rflow.proto)?;
+    let seg = segment(ctx, l4_offset, rflow.proto, family_of::<V6>())?;
     // SAFETY: as in `forward`.
     let (client_mac, slot) = unsafe { ((*entry).client_mac, (*entry).backend_slot) };
-    let (vip, client) = (v4(&fwd.dst), v4(&fwd.src));
     let (vport_be, cport_be) = (fwd.dport_be, fwd.sport_be);
-    let hop = route(ctx, vip, client, rflow.proto, Some(client_mac))?;
-    rewrite(ctx, l4_offset, rflow.proto, vip, vport_be, client, cport_be)?;
+    let family = family_of::<V6>();
+    let hop = route_any(
+        ctx,
+        family,
+        &fwd.dst,
+        &fwd.src,
+        rflow.proto,
+        Some(client_mac),
+    )?;
+    rewrite_any(
+        ctx,
+        l4_offset,
+        family,
+        rflow.proto,
+        (&fwd.dst, vport_be),
+        (&fwd.src, cport_be),
+    )?;
     touch(entry, fwd, &seg, false, embryo);
     maps::count(Counter::NatReply);
     send(ctx, &hop, slot)
@@ -374,19 +429,67 @@ pub(crate) fn v4(a: &Addr) -> [u8; 4] {
     [a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3]]
 }
 
+/// The next hop towards `dst`, for either family.
+#[inline(always)]
+fn route_any(
+    ctx: &XdpContext,
+    family: u8,
+    src: &Addr,
+    dst: &Addr,
+    proto: u8,
+    fallback_mac: Option<[u8; 6]>,
+) -> Result<Hop, Counter> {
+    if family == FAMILY_V6 {
+        nat6::route(ctx, src, dst, proto, fallback_mac)
+    } else {
+        route(ctx, v4(src), v4(dst), proto, fallback_mac)
+    }
+}
+
+/// New source and destination (address, port) for either family.
+#[inline(always)]
+fn rewrite_any(
+    ctx: &XdpContext,
+    l4_offset: usize,
+    family: u8,
+    proto: u8,
+    (src, sport_be): (&Addr, u16),
+    (dst, dport_be): (&Addr, u16),
+) -> Result<(), Counter> {
+    if family == FAMILY_V6 {
+        nat6::rewrite(ctx, l4_offset, proto, (src, sport_be), (dst, dport_be))
+    } else {
+        rewrite(ctx, l4_offset, proto, v4(src), sport_be, v4(dst), dport_be)
+    }
+}
+
+/// Bytes after the IP header (IPv4 frames carry no options here: `lb::ipv4` passes
+/// those), from the IP header's own length field.
+#[inline(always)]
+fn l4_len(ctx: &XdpContext, family: u8) -> Result<u32, Counter> {
+    if family == FAMILY_V6 {
+        let ip: *const Ipv6Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds-checked.
+        Ok(u32::from(u16::from_be_bytes(unsafe { (*ip).payload_len })))
+    } else {
+        let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+        // SAFETY: bounds-checked.
+        Ok(u32::from(u16::from_be_bytes(unsafe { (*ip).total_len })).saturating_sub(20))
+    }
+}
+
 /// The TCP fields the tracking needs (all zero for UDP). The window scale option is
 /// read from SYNs only.
 #[inline(always)]
-fn segment(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<TcpSeg, Counter> {
+fn segment(ctx: &XdpContext, l4_offset: usize, proto: u8, family: u8) -> Result<TcpSeg, Counter> {
     if proto != IPPROTO_TCP {
         return Ok(TcpSeg::default());
     }
-    let ip: *const Ipv4Hdr = ptr_at(ctx, ETH_LEN).ok_or(Counter::PassTruncated)?;
+    let total = l4_len(ctx, family)?;
     let tcp: *const TcpHdr = ptr_at(ctx, l4_offset).ok_or(Counter::PassTruncated)?;
-    // SAFETY: both headers bounds-checked; the TCP fields past the ports are `rest`
-    // (seq 0..4, ack 4..8, data offset 8, flags 9, window 10..12). NAT frames carry
-    // no IP options (`lb::ipv4` passes those).
-    let (r, total) = unsafe { ((*tcp).rest, u16::from_be_bytes((*ip).total_len)) };
+    // SAFETY: bounds-checked; the TCP fields past the ports are `rest` (seq 0..4,
+    // ack 4..8, data offset 8, flags 9, window 10..12).
+    let r = unsafe { (*tcp).rest };
     let doff = u32::from(r[8] >> 4) * 4;
     if doff < 20 {
         return Err(Counter::PassNatBadTcp);
@@ -402,7 +505,7 @@ fn segment(ctx: &XdpContext, l4_offset: usize, proto: u8) -> Result<TcpSeg, Coun
         seq: u32::from_be_bytes([r[0], r[1], r[2], r[3]]),
         ack: u32::from_be_bytes([r[4], r[5], r[6], r[7]]),
         win: u16::from_be_bytes([r[10], r[11]]),
-        len: u32::from(total).saturating_sub(20 + doff),
+        len: total.saturating_sub(doff),
         wscale,
     })
 }
@@ -619,8 +722,21 @@ pub(crate) fn route(
         ) as u32;
         (rc, &*p)
     };
+    hop_of(rc, p, scratch, fallback_mac)
+}
+
+/// The next hop from the answer `rc` of the FIB lookup `p` (in `scratch`), for either
+/// family.
+#[inline(always)]
+pub(crate) fn hop_of(
+    rc: u32,
+    p: &bpf_fib_lookup,
+    scratch: *mut NatScratch,
+    fallback_mac: Option<[u8; 6]>,
+) -> Result<Hop, Counter> {
     let ifindex = p.ifindex;
-    // SAFETY: the union's MAC view is what the helper fills; scratch as above.
+    // SAFETY: the union's MAC view is what the helper fills; `scratch` is this run's
+    // per-CPU scratch.
     unsafe {
         let macs = p.__bindgen_anon_6.__bindgen_anon_2;
         match rc {

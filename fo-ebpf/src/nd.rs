@@ -30,7 +30,9 @@ const _: () = assert!(ETH_LEN + NA_BODY_LEN == 86);
 /// Answer a Neighbor Solicitation for an owned VIP; anything else is passed.
 /// `ip6` has been bounds-checked by the caller and carries ICMPv6. `L2` is where the
 /// IPv6 header starts (after an 802.1Q tag of VLAN `vlan`, or none for 0); the
-/// advertisement keeps the Ethernet header's tag and EtherTypes as they came.
+/// advertisement keeps the Ethernet header's tag and EtherTypes as they came. A BPF
+/// function of its own: its frame is not part of the IPv6 path's, which goes on into NAT.
+#[inline(never)]
 pub fn advertise<const L2: usize>(
     ctx: &XdpContext,
     ip6: *const Ipv6Hdr,

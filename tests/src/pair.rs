@@ -241,7 +241,7 @@ impl Drop for Backend {
 impl Backend {
     /// Backend `i` at `addr` in `ns`, its sink started on `listen` (not waited for),
     /// the sink's report going to `dir/sink-{i}.json`.
-    fn with_sink(addr: String, ns: Netns, dir: &Path, i: u8, listen: &str) -> Backend {
+    pub fn with_sink(addr: String, ns: Netns, dir: &Path, i: u8, listen: &str) -> Backend {
         let report = dir.join(format!("sink-{i}.json"));
         let mut cmd = ns.command(crate::bin("fo-sink").to_str().expect("utf-8"));
         cmd.args(["--listen", listen, "--report"]).arg(&report);

@@ -182,6 +182,8 @@ fn nat_random_and_mutated_frames() {
         let seeds: Vec<Vec<u8>> = nat::seeds().into_iter().map(|(_, f)| f).collect();
         let mut rng = Rng(0x666f_2d6e_6174_7a31);
         let mut verdicts: BTreeMap<nat::NatVerdict, u32> = BTreeMap::new();
+        // The same for IPv6 frames (NAT66).
+        let mut verdicts6: BTreeMap<nat::NatVerdict, u32> = BTreeMap::new();
         for round in 0..ROUNDS {
             let input = if round % 4 == 3 {
                 let mut f = random_frame(&mut rng);
@@ -202,14 +204,19 @@ fn nat_random_and_mutated_frames() {
             };
             let (run, verdict) = h.run(&frame);
             match verdict {
-                Ok(v) => *verdicts.entry(v).or_default() += 1,
+                Ok(v) => {
+                    *verdicts.entry(v).or_default() += 1;
+                    if frame.len() >= 14 && frame[12..14] == [0x86, 0xdd] {
+                        *verdicts6.entry(v).or_default() += 1;
+                    }
+                }
                 Err(e) => panic!(
                     "{e}: round {round}, input {input:02x?}, frame {frame:02x?}, action {}, output {:02x?}",
                     run.action, run.frame
                 ),
             }
         }
-        println!("{ROUNDS} inputs through the NAT fixture: {verdicts:?}");
+        println!("{ROUNDS} inputs through the NAT fixture: {verdicts:?}; IPv6 ones: {verdicts6:?}");
         for v in [
             nat::NatVerdict::Forward,
             nat::NatVerdict::Reply,
@@ -221,6 +228,12 @@ fn nat_random_and_mutated_frames() {
             assert!(
                 verdicts.get(&v).copied().unwrap_or(0) > 100,
                 "the seeds should exercise {v:?}: {verdicts:?}"
+            );
+        }
+        for v in [nat::NatVerdict::Forward, nat::NatVerdict::Reply] {
+            assert!(
+                verdicts6.get(&v).copied().unwrap_or(0) > 100,
+                "the IPv6 seeds should exercise {v:?}: {verdicts6:?}"
             );
         }
         assert_eq!(h.fx.counter("aborted"), 0);

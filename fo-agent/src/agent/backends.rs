@@ -295,10 +295,17 @@ pub fn plans(
             let tunnel = s
                 .tunnel
                 .map(|t| super::tunnel::spec(s, &t, &backends, &neighbours.1));
+            // The SNAT addresses of the VIP's family (IPv4 NAT, NAT66).
             let nat = nat.then(|| NatSpec {
                 snat: config
                     .router(&s.router)
-                    .map(|r| r.snat.clone())
+                    .map(|r| {
+                        r.snat
+                            .iter()
+                            .filter(|a| a.is_ipv6() == s.vip.is_ipv6())
+                            .copied()
+                            .collect()
+                    })
                     .unwrap_or_default(),
             });
             Plan {

@@ -41,29 +41,38 @@ pub fn apply_roles(dp: &mut Dataplane, config: &Config) -> Result<(), DataplaneE
     Ok(())
 }
 
-fn has_nat(config: &Config) -> bool {
-    config.services.iter().any(|s| s.mode == ForwardMode::Nat)
+/// Whether NAT services of the family (`ipv6`: NAT66) exist.
+fn has_nat(config: &Config, ipv6: bool) -> bool {
+    config
+        .services
+        .iter()
+        .any(|s| s.mode == ForwardMode::Nat && s.vip.is_ipv6() == ipv6)
 }
 
-/// `net.ipv4.conf.IFACE.forwarding = 1` when NAT services exist: `bpf_fib_lookup`
-/// refuses to route (and every NAT packet would be passed, counted as
-/// `nat_no_route`) on an interface that does not forward.
+/// `net.ipv4.conf.IFACE.forwarding = 1` when IPv4 NAT services exist, and
+/// `net.ipv6.conf.IFACE.forwarding = 1` when NAT66 ones do: `bpf_fib_lookup` refuses
+/// to route (and every NAT packet would be passed, counted as `nat_no_route`) on an
+/// interface that does not forward.
 pub fn enable_forwarding(config: &Config) {
-    if !has_nat(config) {
-        return;
-    }
-    let path = format!(
-        "/proc/sys/net/ipv4/conf/{}/forwarding",
-        config.node.interface
-    );
-    match std::fs::read_to_string(&path) {
-        Ok(v) if v.trim() == "1" => {}
-        _ => match std::fs::write(&path, "1") {
-            Ok(()) => info!(%path, "NAT services: IPv4 forwarding enabled on the interface"),
-            Err(e) => {
-                warn!(%path, error = %e, "NAT services need IPv4 forwarding on the interface; NAT packets are passed until it is on")
-            }
-        },
+    for (ipv6, dir, family) in [(false, "ipv4", "IPv4"), (true, "ipv6", "IPv6")] {
+        if !has_nat(config, ipv6) {
+            continue;
+        }
+        let path = format!(
+            "/proc/sys/net/{dir}/conf/{}/forwarding",
+            config.node.interface
+        );
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "1" => {}
+            _ => match std::fs::write(&path, "1") {
+                Ok(()) => {
+                    info!(%path, "NAT services: {family} forwarding enabled on the interface")
+                }
+                Err(e) => {
+                    warn!(%path, error = %e, "NAT services need {family} forwarding on the interface; NAT packets are passed until it is on")
+                }
+            },
+        }
     }
 }
 
@@ -74,11 +83,13 @@ pub async fn prod_next_hops(config: &Config) {
     if addrs.is_empty() {
         return;
     }
-    let Ok(sock) = tokio::net::UdpSocket::bind("0.0.0.0:0").await else {
-        return;
-    };
-    for a in addrs.into_iter().filter(IpAddr::is_ipv4) {
-        let _ = sock.send_to(&[0], SocketAddr::new(a, 9)).await;
+    for (ipv6, any) in [(false, "0.0.0.0:0"), (true, "[::]:0")] {
+        let Ok(sock) = tokio::net::UdpSocket::bind(any).await else {
+            continue;
+        };
+        for &a in addrs.iter().filter(|a| a.is_ipv6() == ipv6) {
+            let _ = sock.send_to(&[0], SocketAddr::new(a, 9)).await;
+        }
     }
 }
 

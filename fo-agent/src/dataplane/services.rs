@@ -39,7 +39,8 @@ pub struct ServiceSpec {
 /// How a NAT service translates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatSpec {
-    /// Source addresses towards the backends (1..=4, IPv4): the router's `snat`.
+    /// Source addresses towards the backends (1..=4, of the VIP's family): the
+    /// router's `snat`.
     pub snat: Vec<IpAddr>,
 }
 

@@ -37,10 +37,21 @@
 //! |        HMAC-SHA256 over everything above (32 bytes)           |
 //! +---------------------------------------------------------------+
 //!
-//! record (37 bytes):
+//! record, IPv4 (one slot of RECORD_LEN = 37 bytes):
 //!  op (1: upsert, 2: remove, 3: owns) | proto | client v4 | VIP v4 | client port |
 //!  VIP port | backend v4 | backend port | SNAT v4 | SNAT port | client MAC (6) |
 //!  state | age (u32, ms since the connection's last packet, at sending)
+//!
+//! record, IPv6 (NAT66; RECORD6_SLOTS = 3 slots, 111 bytes, the last 26 zero):
+//!  op (0x11: upsert, 0x12: remove, 0x13: owns) | proto | client v6 | VIP v6 |
+//!  client port | VIP port | backend v6 | backend port | SNAT v6 | SNAT port |
+//!  client MAC (6) | state | age (u32) | zero padding
+//!
+//! The header's record count counts slots. An IPv6 record's op has bit 0x10 set, an
+//! op the agents before NAT66 do not know: they refuse the whole datagram (`unknown
+//! record op`), never read an IPv6 record as IPv4 ones. Datagrams with IPv4 records
+//! only are unchanged, so the version stays 2 and IPv4 sync keeps working between
+//! agents with and without NAT66.
 //!
 //! A SnapshotEnd carries one `owns` record per VIP the sender owns (only `VIP` is
 //! set): the snapshot is complete for exactly those VIPs.
@@ -55,7 +66,7 @@
 //! peer that holds the key (an upgrade under way), never a stranger. Version 1 (magic
 //! `FOS1`, no counter, no echo) is refused; see the module docs of `sync` for why.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -67,8 +78,16 @@ pub const MAGIC: [u8; 4] = [b'F', b'O', b'S', b'0' + VERSION];
 pub const HEADER_LEN: usize = 64;
 pub const RECORD_LEN: usize = 37;
 pub const MAC_LEN: usize = 32;
-/// Records per datagram: the whole datagram stays under 1400 bytes.
+/// Slots per datagram (an IPv4 record is one slot, an IPv6 one [`RECORD6_SLOTS`]):
+/// the whole datagram stays under 1400 bytes.
 pub const MAX_RECORDS: usize = 32;
+/// Slots of an IPv6 record.
+pub const RECORD6_SLOTS: usize = 3;
+/// The op bit of an IPv6 record.
+const OP_V6: u8 = 0x10;
+/// Bytes of an IPv6 record before its padding.
+const RECORD6_USED: usize = 85;
+const _: () = assert!(RECORD6_USED <= RECORD6_SLOTS * RECORD_LEN);
 const _: () = assert!(HEADER_LEN + MAX_RECORDS * RECORD_LEN + MAC_LEN <= 1400);
 
 /// What a message is.
@@ -143,18 +162,19 @@ pub enum Op {
     Owns = 3,
 }
 
-/// One NAT connection as synced (IPv4: NAT is IPv4 only).
+/// One NAT connection as synced. Its four addresses are of one family (IPv4 NAT or
+/// NAT66); `encode` refuses a record that mixes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     pub op: Op,
     pub proto: u8,
-    pub client: Ipv4Addr,
-    pub vip: Ipv4Addr,
+    pub client: IpAddr,
+    pub vip: IpAddr,
     pub client_port: u16,
     pub vip_port: u16,
-    pub backend: Ipv4Addr,
+    pub backend: IpAddr,
     pub backend_port: u16,
-    pub snat: Ipv4Addr,
+    pub snat: IpAddr,
     pub snat_port: u16,
     pub client_mac: [u8; 6],
     pub state: u8,
@@ -207,6 +227,44 @@ pub enum DecodeError {
     TooMany(usize),
     #[error("a {0} message carries the other payload (records or slots)")]
     Payload(&'static str),
+    #[error("a record mixes IPv4 and IPv6 addresses")]
+    Family,
+    #[error("an IPv6 record is cut short or its padding is not zero")]
+    Record6,
+}
+
+impl Record {
+    /// Whether this is an IPv6 (NAT66) record: its VIP decides.
+    pub fn is_v6(&self) -> bool {
+        self.vip.is_ipv6()
+    }
+
+    /// Slots this record takes on the wire.
+    pub fn slots(&self) -> usize {
+        if self.is_v6() { RECORD6_SLOTS } else { 1 }
+    }
+}
+
+/// `records` cut into datagrams of at most [`MAX_RECORDS`] slots each, in order.
+pub fn batches(records: &[Record]) -> Vec<&[Record]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, r) in records.iter().enumerate() {
+        if used + r.slots() > MAX_RECORDS {
+            out.push(&records[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += r.slots();
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+/// The slots `records` take on the wire.
+pub fn slots_of(records: &[Record]) -> usize {
+    records.iter().map(Record::slots).sum()
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -218,7 +276,7 @@ fn mac(key: &[u8]) -> HmacSha256 {
 
 /// The datagram for `m`, authenticated with `key`.
 pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    let count = m.records.len() + m.slots.len();
+    let count = slots_of(&m.records) + m.slots.len();
     if count > MAX_RECORDS {
         return Err(DecodeError::TooMany(count));
     }
@@ -250,20 +308,7 @@ pub fn encode(m: &Message, key: &[u8]) -> Result<Vec<u8>, DecodeError> {
     b.extend_from_slice(&h.total.to_be_bytes());
     debug_assert_eq!(b.len(), HEADER_LEN);
     for r in &m.records {
-        b.push(r.op as u8);
-        b.push(r.proto);
-        b.extend_from_slice(&r.client.octets());
-        b.extend_from_slice(&r.vip.octets());
-        b.extend_from_slice(&r.client_port.to_be_bytes());
-        b.extend_from_slice(&r.vip_port.to_be_bytes());
-        b.extend_from_slice(&r.backend.octets());
-        b.extend_from_slice(&r.backend_port.to_be_bytes());
-        b.extend_from_slice(&r.snat.octets());
-        b.extend_from_slice(&r.snat_port.to_be_bytes());
-        b.extend_from_slice(&r.client_mac);
-        b.push(r.state);
-        let age = u32::try_from(r.age.as_millis()).unwrap_or(u32::MAX);
-        b.extend_from_slice(&age.to_be_bytes());
+        r.write(&mut b)?;
     }
     for slot in &m.slots {
         b.extend_from_slice(slot);
@@ -308,7 +353,21 @@ pub fn decode(d: &[u8], key: &[u8]) -> Result<Message, DecodeError> {
     }
     let chunks = rest.as_chunks::<RECORD_LEN>().0;
     let (records, slots) = if kind.carries_records() {
-        let records = chunks.iter().map(Record::read).collect::<Result<_, _>>()?;
+        let mut records = Vec::with_capacity(chunks.len());
+        let mut i = 0;
+        while i < chunks.len() {
+            if chunks[i][0] & OP_V6 != 0 {
+                let end = i + RECORD6_SLOTS;
+                if end > chunks.len() {
+                    return Err(DecodeError::Record6);
+                }
+                records.push(Record::read6(chunks[i..end].as_flattened())?);
+                i = end;
+            } else {
+                records.push(Record::read(&chunks[i])?);
+                i += 1;
+            }
+        }
         (records, Vec::new())
     } else {
         (Vec::new(), chunks.to_vec())
@@ -340,17 +399,89 @@ impl Header {
     }
 }
 
+fn op_of(b: u8) -> Result<Op, DecodeError> {
+    match b & !OP_V6 {
+        1 => Ok(Op::Upsert),
+        2 => Ok(Op::Remove),
+        3 => Ok(Op::Owns),
+        _ => Err(DecodeError::Op(b)),
+    }
+}
+
 impl Record {
-    /// One record's `RECORD_LEN` bytes; an unknown op is refused.
-    pub fn read(r: &[u8; RECORD_LEN]) -> Result<Record, DecodeError> {
-        let ip = |i: usize| Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]);
-        let port = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
-        let op = match r[0] {
-            1 => Op::Upsert,
-            2 => Op::Remove,
-            3 => Op::Owns,
-            other => return Err(DecodeError::Op(other)),
+    /// Append this record's slots to `b`.
+    fn write(&self, b: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let start = b.len();
+        let v6 = self.is_v6();
+        b.push(self.op as u8 | if v6 { OP_V6 } else { 0 });
+        b.push(self.proto);
+        let addr = |b: &mut Vec<u8>, a: IpAddr| match a {
+            IpAddr::V4(a) if !v6 => {
+                b.extend_from_slice(&a.octets());
+                Ok(())
+            }
+            IpAddr::V6(a) if v6 => {
+                b.extend_from_slice(&a.octets());
+                Ok(())
+            }
+            _ => Err(DecodeError::Family),
         };
+        addr(b, self.client)?;
+        addr(b, self.vip)?;
+        b.extend_from_slice(&self.client_port.to_be_bytes());
+        b.extend_from_slice(&self.vip_port.to_be_bytes());
+        addr(b, self.backend)?;
+        b.extend_from_slice(&self.backend_port.to_be_bytes());
+        addr(b, self.snat)?;
+        b.extend_from_slice(&self.snat_port.to_be_bytes());
+        b.extend_from_slice(&self.client_mac);
+        b.push(self.state);
+        let age = u32::try_from(self.age.as_millis()).unwrap_or(u32::MAX);
+        b.extend_from_slice(&age.to_be_bytes());
+        b.resize(start + self.slots() * RECORD_LEN, 0);
+        Ok(())
+    }
+
+    /// An IPv6 record's `RECORD6_SLOTS` slots; an unknown op or padding that is not
+    /// zero is refused.
+    pub fn read6(r: &[u8]) -> Result<Record, DecodeError> {
+        if r.len() != RECORD6_SLOTS * RECORD_LEN || r[RECORD6_USED..].iter().any(|&b| b != 0) {
+            return Err(DecodeError::Record6);
+        }
+        let ip = |i: usize| {
+            IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&r[i..i + 16]).unwrap_or_default(),
+            ))
+        };
+        let port = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
+        let op = op_of(r[0])?;
+        let mut client_mac = [0u8; 6];
+        client_mac.copy_from_slice(&r[74..80]);
+        Ok(Record {
+            op,
+            proto: r[1],
+            client: ip(2),
+            vip: ip(18),
+            client_port: port(34),
+            vip_port: port(36),
+            backend: ip(38),
+            backend_port: port(54),
+            snat: ip(56),
+            snat_port: port(72),
+            client_mac,
+            state: r[80],
+            age: Duration::from_millis(u64::from(u32::from_be_bytes([r[81], r[82], r[83], r[84]]))),
+        })
+    }
+
+    /// One IPv4 record's `RECORD_LEN` bytes; an unknown op is refused.
+    pub fn read(r: &[u8; RECORD_LEN]) -> Result<Record, DecodeError> {
+        let ip = |i: usize| IpAddr::V4(Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]));
+        let port = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
+        if r[0] & OP_V6 != 0 {
+            return Err(DecodeError::Record6);
+        }
+        let op = op_of(r[0])?;
         let mut client_mac = [0u8; 6];
         client_mac.copy_from_slice(&r[26..32]);
         Ok(Record {
@@ -385,13 +516,13 @@ mod tests {
                 Op::Remove
             },
             proto: 6,
-            client: Ipv4Addr::new(198, 51, 100, i),
-            vip: Ipv4Addr::new(192, 0, 2, 100),
+            client: Ipv4Addr::new(198, 51, 100, i).into(),
+            vip: Ipv4Addr::new(192, 0, 2, 100).into(),
             client_port: 40000 + u16::from(i),
             vip_port: 1514,
-            backend: Ipv4Addr::new(10, 1, 0, 21),
+            backend: Ipv4Addr::new(10, 1, 0, 21).into(),
             backend_port: 11514,
-            snat: Ipv4Addr::new(192, 0, 2, 101),
+            snat: Ipv4Addr::new(192, 0, 2, 101).into(),
             snat_port: 20000 + u16::from(i),
             client_mac: [2, 0xc1, 0, 0, 0, i],
             state: 2,
@@ -448,6 +579,114 @@ mod tests {
             ][..]
         );
         assert_eq!(decode(&d, KEY).expect("decode"), m);
+    }
+
+    fn record6(i: u8) -> Record {
+        let v6 = |s: &str| s.parse::<IpAddr>().expect("address");
+        Record {
+            client: v6(&format!("2001:db8:c::{i:x}")),
+            vip: v6("2001:db8::100"),
+            backend: v6("fd00:1::21"),
+            snat: v6("2001:db8::101"),
+            ..record(i)
+        }
+    }
+
+    #[test]
+    fn an_ipv6_record_takes_three_slots_with_the_layout_of_the_diagram() {
+        let mut m = message(0);
+        m.records = vec![record(0), record6(2), record(1)];
+        let d = encode(&m, KEY).expect("encode");
+        assert_eq!(d.len(), HEADER_LEN + 5 * RECORD_LEN + MAC_LEN);
+        assert_eq!(&d[4..8], &[1, 0, 0, 5], "the count counts slots");
+        let r = &d[HEADER_LEN + RECORD_LEN..HEADER_LEN + 4 * RECORD_LEN];
+        let mut want = vec![0x11, 6];
+        want.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0xc, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        want.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        want.extend_from_slice(&[0x9c, 0x42, 0x05, 0xea]);
+        want.extend_from_slice(&[0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21]);
+        want.extend_from_slice(&[0x2c, 0xfa]);
+        want.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        want.extend_from_slice(&[0x4e, 0x22, 2, 0xc1, 0, 0, 0, 2, 2, 0, 0, 0x04, 0xd2]);
+        assert_eq!(want.len(), RECORD6_USED);
+        want.resize(RECORD6_SLOTS * RECORD_LEN, 0);
+        assert_eq!(r, &want[..]);
+        assert_eq!(decode(&d, KEY).expect("decode"), m);
+    }
+
+    #[test]
+    fn ipv6_records_of_every_op_round_trip_and_fill_a_datagram() {
+        for op in [Op::Upsert, Op::Remove, Op::Owns] {
+            let mut m = message(0);
+            m.records = (0..(MAX_RECORDS / RECORD6_SLOTS) as u8)
+                .map(|i| Record { op, ..record6(i) })
+                .collect();
+            let d = encode(&m, KEY).expect("encode");
+            assert!(d.len() <= 1400);
+            assert_eq!(decode(&d, KEY).expect("decode"), m);
+            m.records.push(record6(0));
+            m.records.push(record(0));
+            assert_eq!(encode(&m, KEY), Err(DecodeError::TooMany(34)));
+        }
+    }
+
+    #[test]
+    fn a_record_mixing_families_is_not_encoded() {
+        let mut m = message(0);
+        m.records = vec![Record {
+            backend: "fd00::1".parse().expect("address"),
+            ..record(0)
+        }];
+        assert_eq!(encode(&m, KEY), Err(DecodeError::Family));
+        m.records = vec![Record {
+            snat: Ipv4Addr::new(192, 0, 2, 1).into(),
+            ..record6(0)
+        }];
+        assert_eq!(encode(&m, KEY), Err(DecodeError::Family));
+    }
+
+    /// What an agent before NAT66 does with an IPv6 record: its decoder knew ops
+    /// 1..=3 on single slots only, so it refuses the datagram on the op.
+    #[test]
+    fn an_ipv6_record_is_refused_whole_by_the_old_decoding_never_misread() {
+        let mut m = message(0);
+        m.records = vec![record6(1)];
+        let d = encode(&m, KEY).expect("encode");
+        let first = &d[HEADER_LEN..HEADER_LEN + RECORD_LEN];
+        assert!(!(1..=3).contains(&first[0]), "an op the old agents refuse");
+    }
+
+    #[test]
+    fn a_cut_or_padded_ipv6_record_is_refused_even_when_authenticated() {
+        let mut m = message(0);
+        m.records = vec![record6(1)];
+        let d = encode(&m, KEY).expect("encode");
+        let mut body = d[..d.len() - MAC_LEN].to_vec();
+        // Claim two slots and drop the third: the record is cut.
+        body.truncate(HEADER_LEN + 2 * RECORD_LEN);
+        body[7] = 2;
+        assert_eq!(decode(&signed(body), KEY), Err(DecodeError::Record6));
+        let mut body = d[..d.len() - MAC_LEN].to_vec();
+        *body.last_mut().expect("padding") = 1;
+        assert_eq!(decode(&signed(body), KEY), Err(DecodeError::Record6));
+        // An IPv4 slot with the IPv6 bit is never read as IPv4.
+        assert_eq!(Record::read(&[0x11; RECORD_LEN]), Err(DecodeError::Record6));
+    }
+
+    #[test]
+    fn batches_keep_every_datagram_within_its_slots_and_in_order() {
+        let records: Vec<Record> = (0..40u8)
+            .map(|i| if i % 3 == 0 { record6(i) } else { record(i) })
+            .collect();
+        let batches = batches(&records);
+        assert!(batches.iter().all(|b| slots_of(b) <= MAX_RECORDS));
+        assert!(
+            batches[..batches.len() - 1]
+                .iter()
+                .all(|b| slots_of(b) > MAX_RECORDS - RECORD6_SLOTS)
+        );
+        assert_eq!(batches.concat(), records);
+        assert!(super::batches(&[]).is_empty());
     }
 
     #[test]

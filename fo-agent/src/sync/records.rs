@@ -1,30 +1,27 @@
 //! A connection as a sync record, and back: the data plane's map entries and the wire's
 //! [`Record`].
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use fo_common::{Addr, FAMILY_V4, FlowKey, NatFlow};
+use fo_common::{Addr, FlowKey, NatFlow};
 
 use super::codec::{Op, Record};
 use crate::dataplane::MonoNanos;
 
-fn v4(a: &Addr) -> Ipv4Addr {
-    Ipv4Addr::new(a.bytes[0], a.bytes[1], a.bytes[2], a.bytes[3])
-}
-
 /// The record of a connection (`op`), its age measured now.
 pub fn record(op: Op, key: &FlowKey, flow: &NatFlow, now: MonoNanos) -> Record {
+    let ip = |a: Addr| a.to_ip(key.family);
     Record {
         op,
         proto: key.proto,
-        client: v4(&key.src),
-        vip: v4(&key.dst),
+        client: ip(key.src),
+        vip: ip(key.dst),
         client_port: u16::from_be(key.sport_be),
         vip_port: u16::from_be(key.dport_be),
-        backend: v4(&flow.backend),
+        backend: ip(flow.backend),
         backend_port: u16::from_be(flow.backend_port_be),
-        snat: v4(&flow.snat),
+        snat: ip(flow.snat),
         snat_port: u16::from_be(flow.snat_port_be),
         client_mac: flow.client_mac,
         state: flow.state,
@@ -33,17 +30,22 @@ pub fn record(op: Op, key: &FlowKey, flow: &NatFlow, now: MonoNanos) -> Record {
 }
 
 /// A SnapshotEnd's statement that the sender owns `vip`.
-pub(super) fn owns(vip: Ipv4Addr) -> Record {
+pub(super) fn owns(vip: IpAddr) -> Record {
+    let none = if vip.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
     Record {
         op: Op::Owns,
         proto: 0,
-        client: Ipv4Addr::UNSPECIFIED,
+        client: none,
         vip,
         client_port: 0,
         vip_port: 0,
-        backend: Ipv4Addr::UNSPECIFIED,
+        backend: none,
         backend_port: 0,
-        snat: Ipv4Addr::UNSPECIFIED,
+        snat: none,
         snat_port: 0,
         client_mac: [0; 6],
         state: 0,
@@ -51,20 +53,22 @@ pub(super) fn owns(vip: Ipv4Addr) -> Record {
     }
 }
 
-/// The map entries of a record, last seen `age` before `now`.
+/// The map entries of a record, last seen `age` before `now`. The family is the
+/// VIP's (the codec keeps a record's addresses of one family).
 pub fn entries(r: &Record, now: MonoNanos, slot: u32) -> (FlowKey, NatFlow) {
+    let (dst, family) = Addr::from_ip(r.vip);
     let key = FlowKey {
-        src: Addr::v4(r.client.octets()),
-        dst: Addr::v4(r.vip.octets()),
+        src: Addr::from_ip(r.client).0,
+        dst,
         sport_be: r.client_port.to_be(),
         dport_be: r.vip_port.to_be(),
         proto: r.proto,
-        family: FAMILY_V4,
+        family,
         _pad: [0; 2],
     };
     let flow = NatFlow {
-        backend: Addr::v4(r.backend.octets()),
-        snat: Addr::v4(r.snat.octets()),
+        backend: Addr::from_ip(r.backend).0,
+        snat: Addr::from_ip(r.snat).0,
         client_mac: r.client_mac,
         backend_port_be: r.backend_port.to_be(),
         snat_port_be: r.snat_port.to_be(),
@@ -81,6 +85,7 @@ pub fn entries(r: &Record, now: MonoNanos, slot: u32) -> (FlowKey, NatFlow) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fo_common::{FAMILY_V4, FAMILY_V6};
 
     #[test]
     fn entries_and_record_are_inverse() {
@@ -110,5 +115,27 @@ mod tests {
         assert_eq!(r.age, Duration::from_secs(2));
         assert_eq!(r.snat_port, 30001);
         assert_eq!(entries(&r, now, 3), (key, flow));
+
+        let v6 = |s: &str| Addr::from_ip(s.parse().expect("address")).0;
+        let key6 = FlowKey {
+            src: v6("2001:db8:c::7"),
+            dst: v6("2001:db8::100"),
+            family: FAMILY_V6,
+            ..key
+        };
+        let flow6 = NatFlow {
+            backend: v6("fd00:1::21"),
+            snat: v6("2001:db8::101"),
+            ..flow
+        };
+        let r6 = record(Op::Upsert, &key6, &flow6, now);
+        assert_eq!(r6.client.to_string(), "2001:db8:c::7");
+        assert_eq!(r6.backend.to_string(), "fd00:1::21");
+        assert_eq!(entries(&r6, now, 3), (key6, flow6));
+        assert!(
+            owns("2001:db8::100".parse().expect("address"))
+                .snat
+                .is_ipv6()
+        );
     }
 }

@@ -23,7 +23,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::codec::{MAX_RECORDS, Record};
+use super::codec::{MAX_RECORDS, RECORD6_SLOTS, Record};
+
+/// IPv6 records per snapshot datagram (each takes [`RECORD6_SLOTS`] slots).
+const MAX_RECORDS6: usize = MAX_RECORDS / RECORD6_SLOTS;
 
 /// Least time between two snapshots served to one peer.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -63,7 +66,8 @@ pub struct Outgoing {
     pub started: Instant,
     /// The stream position when the walk began: what the end covers.
     pub start_seq: u64,
-    /// `None` while the table is walked.
+    /// `None` while the table is walked. IPv4 records first, then IPv6 ones
+    /// ([`Outgoing::set_records`]): each datagram carries one family.
     pub records: Option<Vec<Record>>,
     /// What the end states: the VIPs this snapshot covers (`owns` records).
     pub owns: Vec<Record>,
@@ -92,11 +96,24 @@ impl Outgoing {
         }
     }
 
+    /// The walked records, IPv4 ones first.
+    pub fn set_records(&mut self, mut records: Vec<Record>) {
+        records.sort_by_key(Record::is_v6);
+        self.records = Some(records);
+    }
+
+    /// IPv4 records, and the datagrams they take.
+    fn v4_part(records: &[Record]) -> (usize, usize) {
+        let n4 = records.partition_point(|r| !r.is_v6());
+        (n4, n4.div_ceil(MAX_RECORDS))
+    }
+
     /// Datagrams in the whole snapshot (known once walked).
     pub fn datagrams(&self) -> Option<u32> {
-        self.records
-            .as_ref()
-            .map(|r| r.len().div_ceil(MAX_RECORDS) as u32)
+        self.records.as_ref().map(|r| {
+            let (n4, d4) = Self::v4_part(r);
+            (d4 + (r.len() - n4).div_ceil(MAX_RECORDS6)) as u32
+        })
     }
 
     /// The next datagram's records, if the window allows one now.
@@ -109,8 +126,15 @@ impl Outgoing {
         self.sent += 1;
         self.progress = now;
         let records = self.records.as_deref()?;
-        let start = i as usize * MAX_RECORDS;
-        let end = (start + MAX_RECORDS).min(records.len());
+        let (n4, d4) = Self::v4_part(records);
+        let i_ = i as usize;
+        let (start, end) = if i_ < d4 {
+            let start = i_ * MAX_RECORDS;
+            (start, (start + MAX_RECORDS).min(n4))
+        } else {
+            let start = n4 + (i_ - d4) * MAX_RECORDS6;
+            (start, (start + MAX_RECORDS6).min(records.len()))
+        };
         Some((i, &records[start..end]))
     }
 
@@ -162,13 +186,13 @@ mod tests {
             .map(|i| Record {
                 op: Op::Upsert,
                 proto: 6,
-                client: Ipv4Addr::from(0x0a00_0000 + i as u32),
-                vip: Ipv4Addr::new(192, 0, 2, 100),
+                client: Ipv4Addr::from(0x0a00_0000 + i as u32).into(),
+                vip: Ipv4Addr::new(192, 0, 2, 100).into(),
                 client_port: 1024,
                 vip_port: 1514,
-                backend: Ipv4Addr::new(10, 1, 0, 21),
+                backend: Ipv4Addr::new(10, 1, 0, 21).into(),
                 backend_port: 11514,
-                snat: Ipv4Addr::new(192, 0, 2, 101),
+                snat: Ipv4Addr::new(192, 0, 2, 101).into(),
                 snat_port: 2000,
                 client_mac: [0; 6],
                 state: 2,
@@ -218,6 +242,40 @@ mod tests {
         assert_eq!(*more.last().expect("last"), 5, "the last datagram is short");
         assert!(o.all_sent());
         assert_eq!(o.next(t0), None);
+    }
+
+    #[test]
+    fn ipv6_records_follow_the_ipv4_ones_in_datagrams_of_their_own() {
+        let t0 = Instant::now();
+        let v6 = |r: Record| Record {
+            client: "2001:db8:c::1".parse().expect("address"),
+            vip: "2001:db8::100".parse().expect("address"),
+            backend: "fd00::21".parse().expect("address"),
+            snat: "2001:db8::101".parse().expect("address"),
+            ..r
+        };
+        let mut all: Vec<Record> = records(MAX_RECORDS + 1);
+        all.splice(3..3, records(MAX_RECORDS6 + 2).into_iter().map(v6));
+        let mut o = Outgoing::new(1, t0, 0);
+        o.set_records(all);
+        assert_eq!(o.datagrams(), Some(2 + 2));
+        let sent: Vec<(usize, bool)> = std::iter::from_fn(|| {
+            o.next(t0).map(|(_, r)| {
+                assert!(crate::sync::codec::slots_of(r) <= MAX_RECORDS);
+                assert!(r.iter().all(|x| x.is_v6() == r[0].is_v6()));
+                (r.len(), r[0].is_v6())
+            })
+        })
+        .collect();
+        assert_eq!(
+            sent,
+            [
+                (MAX_RECORDS, false),
+                (1, false),
+                (MAX_RECORDS6, true),
+                (2, true)
+            ]
+        );
     }
 
     #[test]

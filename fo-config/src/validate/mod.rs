@@ -122,8 +122,9 @@ struct Routers {
     vip_owner: HashMap<IpAddr, String>,
     /// VIPs of `ownership = "bgp"` routers (announced by every node at once).
     bgp_vips: HashSet<IpAddr>,
-    /// Routers that have `snat` addresses written (even if broken).
-    with_snat: HashSet<String>,
+    /// Routers that have `snat` addresses written (even if broken): whether IPv4 ones
+    /// and whether IPv6 ones.
+    with_snat: HashMap<String, (bool, bool)>,
     /// Routers on an 802.1Q VLAN, with it.
     vlan_of: HashMap<String, u16>,
     any_broken: bool,

@@ -27,7 +27,7 @@ impl Cx<'_> {
             resolved: Vec::new(),
             vip_owner: HashMap::new(),
             bgp_vips: HashSet::new(),
-            with_snat: HashSet::new(),
+            with_snat: HashMap::new(),
             vlan_of: HashMap::new(),
             any_broken: false,
         };
@@ -38,8 +38,17 @@ impl Cx<'_> {
             let span = item.span();
             let written_name = str_field(item.get_ref(), "name").unwrap_or_default();
             let written_vips = str_list_field(item.get_ref(), "vips");
-            if !str_list_field(item.get_ref(), "snat").is_empty() {
-                out.with_snat.insert(written_name.clone());
+            let written_snat = str_list_field(item.get_ref(), "snat");
+            if !written_snat.is_empty() {
+                let families = out.with_snat.entry(written_name.clone()).or_default();
+                for a in written_snat {
+                    match a.trim().parse::<IpAddr>() {
+                        Ok(IpAddr::V6(_)) => families.1 = true,
+                        // A broken address counts as IPv4, so it is not also reported
+                        // as missing.
+                        _ => families.0 = true,
+                    }
+                }
             }
             let raw = self.de::<RawRouter>("[[router]]", item);
             if raw.is_none() || !self.removed.is_empty() {
@@ -174,8 +183,9 @@ impl Cx<'_> {
         Some(Some(id))
     }
 
-    /// `snat`: IPv4 unicast, at most `NAT_MAX_SNAT`, no address used twice (as a VIP
-    /// or as another router's SNAT address).
+    /// `snat`: unicast (IPv4 for IPv4 NAT services, IPv6 for NAT66 ones), at most
+    /// `NAT_MAX_SNAT`, no address used twice (as a VIP or as another router's SNAT
+    /// address).
     fn snat(
         &mut self,
         raw: &RawRouter,
@@ -202,16 +212,6 @@ impl Cx<'_> {
                 ok = false;
                 continue;
             };
-            if ip.is_ipv6() {
-                self.err(
-                    v.span(),
-                    format!(
-                        "snat address {ip} is IPv6: NAT is IPv4 only (NAT66 is not implemented)"
-                    ),
-                );
-                ok = false;
-                continue;
-            }
             if let Some((other, at)) = first.get(&ip) {
                 let line = self.line(at);
                 self.err(

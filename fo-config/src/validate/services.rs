@@ -72,21 +72,24 @@ impl Cx<'_> {
                         m.span(),
                         format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} announces it over BGP from every node, and NAT flow state is not shared between nodes (use mode = \"dsr\")"),
                     );
-                } else if ip.is_ipv6() {
-                    self.err(
-                        m.span(),
-                        format!("mode = \"nat\" on the IPv6 VIP {ip}: NAT is IPv4 only (NAT66 is not implemented); use mode = \"dsr\""),
-                    );
                 } else if let Some(id) = routers.vlan_of.get(router) {
                     self.err(
                         m.span(),
                         format!("mode = \"nat\" is not supported on VIP {ip}: router {router:?} is on vlan {id}, and the data plane's NAT sends untagged frames only (use mode = \"dsr\")"),
                     );
-                } else if !routers.with_snat.contains(router) {
-                    self.err(
-                        m.span(),
-                        format!("mode = \"nat\" needs SNAT addresses: add `snat = [\"ADDRESS\"]` to router {router:?} (an IPv4 address of its own that moves with the router)"),
-                    );
+                } else {
+                    let (v4, v6) = routers.with_snat.get(router).copied().unwrap_or_default();
+                    if !v4 && !v6 {
+                        self.err(
+                            m.span(),
+                            format!("mode = \"nat\" needs SNAT addresses: add `snat = [\"ADDRESS\"]` to router {router:?} (an {} address of its own that moves with the router)", family(*ip)),
+                        );
+                    } else if (ip.is_ipv6() && !v6) || (ip.is_ipv4() && !v4) {
+                        self.err(
+                            m.span(),
+                            format!("mode = \"nat\" on the {} VIP {ip} needs an {} SNAT address: router {router:?} has only {} ones (add one to its `snat`)", family(*ip), family(*ip), if v6 { "IPv6" } else { "IPv4" }),
+                        );
+                    }
                 }
             }
             if let (Some(m), Some((ip, router))) = (&raw.mode, &vip)

@@ -26,11 +26,17 @@
 //!   after (the quoted TCP/UDP one when the whole packet is quoted), and a quoted UDP
 //!   datagram without a checksum stays without one.
 //!
+//! NAT66 the same way: the fixture also owns [`VIP6`] with the same services to
+//! [`BACKEND6`] through [`SNAT6`]; an IPv6 translation changes only MACs, addresses,
+//! ports and the TCP/UDP checksum (over the IPv6 pseudo-header; a UDP datagram
+//! without one, illegal in IPv6, is never translated), and `XDP_TX` may also be a
+//! Neighbor Advertisement for [`VIP6`] or [`SNAT6`].
+//!
 //! The inputs are `[mode, frame...]`; `mode` lets the fuzzer reach the connection table
 //! without guessing addresses (see [`Harness::frame`]), and the harness fills in valid
 //! checksums unless told not to, so the checksum rule is exercised on nearly every run.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fo_agent::dataplane::{NatSpec, TestRun};
 use fo_common::{
@@ -50,6 +56,13 @@ pub const CLIENT_MAC: Mac = [0x02, 0xc1, 0, 0, 0, 0x01];
 /// The namespace's interface towards clients and the backends' gateway.
 pub const D0_MAC: Mac = [0x02, 0xf0, 0, 0, 0, 0x02];
 pub const GW_MAC: Mac = [0x02, 0x99, 0, 0, 0, 0xfe];
+/// NAT66: the VIP, SNAT address and backend; clients live in 2001:db8:c::/64, on-link,
+/// only [`CLIENT6`] with a neighbour entry; the backends' prefix is behind the gateway
+/// 2001:db8::fe ([`GW_MAC`]).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+pub const SNAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x50);
+pub const BACKEND6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x21);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 7);
 /// (protocol, service port, backend port).
 pub const SERVICES: [(u8, u16, u16); 2] = [(PROTO_TCP, 1514, 11514), (PROTO_UDP, 514, 5514)];
 
@@ -72,8 +85,16 @@ pub fn fib_setup() -> String {
          && ip route add 10.1.0.0/24 via 192.0.2.254 dev d0 \
          && ip neigh add 192.0.2.254 lladdr {} dev d0 nud permanent \
          && ip neigh add {CLIENT} lladdr {} dev d0 nud permanent \
-         && sysctl -qw net.ipv4.ip_forward=1",
+         && sysctl -qw net.ipv4.ip_forward=1 \
+         && ip -6 addr add 2001:db8::1/64 dev d0 nodad \
+         && ip -6 route add 2001:db8:c::/64 dev d0 \
+         && ip -6 route add fd00:1::/64 via 2001:db8::fe dev d0 \
+         && ip -6 neigh add 2001:db8::fe lladdr {} dev d0 nud permanent \
+         && ip -6 neigh add {CLIENT6} lladdr {} dev d0 nud permanent \
+         && sysctl -qw net.ipv6.conf.all.forwarding=1",
         mac(D0_MAC),
+        mac(GW_MAC),
+        mac(CLIENT_MAC),
         mac(GW_MAC),
         mac(CLIENT_MAC)
     )
@@ -115,19 +136,26 @@ pub fn fixture_with_table(nat_table_size: u32) -> Fixture {
         .expect("role");
     fx.own(IpAddr::V4(VIP));
     fx.own(IpAddr::V4(SNAT));
-    let specs: Vec<_> = SERVICES
+    fx.dp
+        .set_vip_role(IpAddr::V6(VIP6), true, false)
+        .expect("role");
+    fx.dp
+        .set_vip_role(IpAddr::V6(SNAT6), false, true)
+        .expect("role");
+    fx.own(IpAddr::V6(VIP6));
+    fx.own(IpAddr::V6(SNAT6));
+    let families = [
+        (IpAddr::V4(VIP), IpAddr::V4(BACKEND), IpAddr::V4(SNAT)),
+        (IpAddr::V6(VIP6), IpAddr::V6(BACKEND6), IpAddr::V6(SNAT6)),
+    ];
+    let specs: Vec<_> = families
         .iter()
-        .map(|&(proto, port, bport)| {
-            let mut s = service(
-                IpAddr::V4(VIP),
-                port,
-                proto,
-                vec![backend(IpAddr::V4(BACKEND), bport, 1, [0; 6])],
-            );
-            s.nat = Some(NatSpec {
-                snat: vec![IpAddr::V4(SNAT)],
-            });
-            s
+        .flat_map(|&(vip, be, snat)| {
+            SERVICES.iter().map(move |&(proto, port, bport)| {
+                let mut s = service(vip, port, proto, vec![backend(be, bport, 1, [0; 6])]);
+                s.nat = Some(NatSpec { snat: vec![snat] });
+                s
+            })
         })
         .collect();
     fx.services(&specs);
@@ -168,9 +196,33 @@ struct L4 {
     proto: u8,
     l4: usize,
     end: usize,
+    v6: bool,
+}
+
+/// The IPv6 variant of [`l4_of`]: no extension header.
+fn l4_of6(f: &[u8]) -> Option<L4> {
+    if f.len() < ETH + 40 || be16(f, 12) != 0x86dd || f[ETH] >> 4 != 6 {
+        return None;
+    }
+    let proto = f[ETH + 6];
+    let min = match proto {
+        PROTO_TCP => 20,
+        PROTO_UDP => 8,
+        _ => return None,
+    };
+    let end = ETH + 40 + usize::from(be16(f, ETH + 4));
+    (end <= f.len() && end >= ETH + 40 + min).then_some(L4 {
+        proto,
+        l4: ETH + 40,
+        end,
+        v6: true,
+    })
 }
 
 fn l4_of(f: &[u8]) -> Option<L4> {
+    if f.len() >= 14 && be16(f, 12) == 0x86dd {
+        return l4_of6(f);
+    }
     if f.len() < ETH + 20 || be16(f, 12) != 0x0800 || f[ETH] >> 4 != 4 {
         return None;
     }
@@ -186,6 +238,7 @@ fn l4_of(f: &[u8]) -> Option<L4> {
         proto,
         l4: ETH + ihl,
         end,
+        v6: false,
     })
 }
 
@@ -195,7 +248,11 @@ fn l4_check_at(proto: u8) -> usize {
 }
 
 fn l4_sum(f: &[u8], p: L4) -> u32 {
-    let mut pseudo = f[ETH + 12..ETH + 20].to_vec();
+    let mut pseudo = if p.v6 {
+        f[ETH + 8..ETH + 40].to_vec()
+    } else {
+        f[ETH + 12..ETH + 20].to_vec()
+    };
     pseudo.extend_from_slice(&[0, p.proto]);
     pseudo.extend_from_slice(&((p.end - p.l4) as u16).to_be_bytes());
     frames::sum16(&pseudo) + frames::sum16(&f[p.l4..p.end])
@@ -207,11 +264,11 @@ pub fn checksums_ok(f: &[u8]) -> bool {
     let Some(p) = l4_of(f) else {
         return false;
     };
-    if frames::fold(frames::sum16(&f[ETH..p.l4])) != 0 {
+    if !p.v6 && frames::fold(frames::sum16(&f[ETH..p.l4])) != 0 {
         return false;
     }
     if p.proto == PROTO_UDP && be16(f, p.l4 + 6) == 0 {
-        return true;
+        return !p.v6;
     }
     frames::fold(l4_sum(f, p)) == 0
 }
@@ -237,11 +294,13 @@ pub fn fix_checksums(f: &mut [u8]) {
     let Some(p) = l4_of(f) else {
         return;
     };
-    f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
-    let c = frames::fold(frames::sum16(&f[ETH..p.l4]));
-    f[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
+    if !p.v6 {
+        f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+        let c = frames::fold(frames::sum16(&f[ETH..p.l4]));
+        f[ETH + 10..ETH + 12].copy_from_slice(&c.to_be_bytes());
+    }
     let at = p.l4 + l4_check_at(p.proto);
-    if p.proto == PROTO_UDP && be16(f, at) == 0 {
+    if !p.v6 && p.proto == PROTO_UDP && be16(f, at) == 0 {
         return;
     }
     f[at..at + 2].copy_from_slice(&[0, 0]);
@@ -271,6 +330,9 @@ pub fn check(input: &[u8], run: &TestRun) -> Result<NatVerdict, String> {
             translation(input, out).map(|_| NatVerdict::PassedTranslated)
         }
         XDP_TX if input.len() >= 14 && be16(input, 12) == 0x0806 => arp_reply(input, out),
+        XDP_TX if input.len() >= ETH + 40 && be16(input, 12) == 0x86dd && input[ETH + 6] == 58 => {
+            na_reply(input, out)
+        }
         XDP_TX | XDP_REDIRECT => {
             let v = translation(input, out)?;
             let hop: (Mac, Mac) = match v {
@@ -415,6 +477,37 @@ fn icmp_translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
     Ok(verdict)
 }
 
+/// A Neighbor Advertisement from our MAC for the VIP6 or SNAT6 the solicitation asked
+/// for (its exact bytes are `dataplane_arp_nd`'s business).
+fn na_reply(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
+    let ns_target = input.get(ETH + 48..ETH + 64);
+    let ok = out.len() >= ETH + 64
+        && out[6..12] == OUR_MAC
+        && be16(out, 12) == 0x86dd
+        && out[ETH + 6] == 58
+        && out[ETH + 40] == 136
+        && ns_target == Some(&out[ETH + 48..ETH + 64])
+        && (out[ETH + 48..ETH + 64] == VIP6.octets() || out[ETH + 48..ETH + 64] == SNAT6.octets());
+    if ok {
+        Ok(NatVerdict::ArpReply)
+    } else {
+        Err("Neighbor Advertisement malformed".into())
+    }
+}
+
+/// The source and destination addresses of a packet `p` describes.
+fn addrs(f: &[u8], p: L4) -> (IpAddr, IpAddr) {
+    if p.v6 {
+        let a = |i: usize| -> IpAddr {
+            let b: [u8; 16] = f[i..i + 16].try_into().expect("16 bytes");
+            IpAddr::from(b)
+        };
+        (a(ETH + 8), a(ETH + 24))
+    } else {
+        (IpAddr::V4(ip4(f, ETH + 12)), IpAddr::V4(ip4(f, ETH + 16)))
+    }
+}
+
 /// Is `out` a NAT translation of `input` (module docs)? Which direction.
 fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
     if out.len() != input.len() {
@@ -428,16 +521,16 @@ fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
         return icmp_translation(input, out);
     }
     let Some(p) = l4_of(input) else {
-        return Err("rewrote a frame that is not a whole IPv4 TCP/UDP packet".into());
+        return Err("rewrote a frame that is not a whole IPv4/IPv6 TCP/UDP packet".into());
     };
-    if p.l4 != ETH + 20 {
+    if !p.v6 && p.l4 != ETH + 20 {
         return Err("translated a packet with IPv4 options".into());
     }
     let check = p.l4 + l4_check_at(p.proto);
     let may_change = |i: usize| {
         i < 12
-            || (ETH + 10..ETH + 12).contains(&i)
-            || (ETH + 12..ETH + 20).contains(&i)
+            || (!p.v6 && (ETH + 10..ETH + 20).contains(&i))
+            || (p.v6 && (ETH + 8..ETH + 40).contains(&i))
             || (p.l4..p.l4 + 4).contains(&i)
             || (check..check + 2).contains(&i)
     };
@@ -447,27 +540,32 @@ fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
             input[i], out[i]
         ));
     }
-    let (src, dst) = (ip4(input, ETH + 12), ip4(input, ETH + 16));
+    let (src, dst) = addrs(input, p);
     let (sport, dport) = (be16(input, p.l4), be16(input, p.l4 + 2));
-    let (osrc, odst) = (ip4(out, ETH + 12), ip4(out, ETH + 16));
+    let (osrc, odst) = addrs(out, p);
+    let (vip, snat, backend_addr): (IpAddr, IpAddr, IpAddr) = if p.v6 {
+        (VIP6.into(), SNAT6.into(), BACKEND6.into())
+    } else {
+        (VIP.into(), SNAT.into(), BACKEND.into())
+    };
     let (osport, odport) = (be16(out, p.l4), be16(out, p.l4 + 2));
     let service = |port: u16| SERVICES.iter().find(|s| s.0 == p.proto && s.1 == port);
     let backend_port = |bport: u16| SERVICES.iter().find(|s| s.0 == p.proto && s.2 == bport);
-    let verdict = if dst == VIP && service(dport).is_some() {
+    let verdict = if dst == vip && service(dport).is_some() {
         let bport = service(dport).expect("found").2;
-        if (osrc, odst, odport) != (SNAT, BACKEND, bport) || osport == 0 {
+        if (osrc, odst, odport) != (snat, backend_addr, bport) || osport == 0 {
             return Err(format!(
                 "a client's packet {src}:{sport} -> {dst}:{dport} became {osrc}:{osport} -> {odst}:{odport}"
             ));
         }
         NatVerdict::Forward
-    } else if src == BACKEND && dst == SNAT && backend_port(sport).is_some() {
+    } else if src == backend_addr && dst == snat && backend_port(sport).is_some() {
         let vport = backend_port(sport).expect("found").1;
         // The client is whoever opened the connection (the fuzzer may make it any
         // address, a backend's too: hairpin), but never the node itself: the program
         // opens nothing for a client claiming the VIP or the SNAT address.
-        let to_a_client = odst != SNAT && odst != VIP;
-        if (osrc, osport) != (VIP, vport) || !to_a_client {
+        let to_a_client = odst != snat && odst != vip;
+        if (osrc, osport) != (vip, vport) || !to_a_client {
             return Err(format!(
                 "a backend's packet {src}:{sport} -> {dst}:{dport} became {osrc}:{osport} -> {odst}:{odport}"
             ));
@@ -493,8 +591,11 @@ fn translation(input: &[u8], out: &[u8]) -> Result<NatVerdict, String> {
 /// the last connection translated towards a backend.
 pub struct Harness {
     pub fx: Fixture,
-    /// (protocol, SNAT port, backend port, client, client port) of the last `Forward`.
+    /// (protocol, SNAT port, backend port, client, client port) of the last IPv4
+    /// `Forward`.
     last: Option<(u8, u16, u16, Ipv4Addr, u16)>,
+    /// (protocol, SNAT port, backend port) of the last IPv6 one.
+    last6: Option<(u8, u16, u16)>,
 }
 
 impl Harness {
@@ -503,6 +604,7 @@ impl Harness {
         Harness {
             fx: fixture(),
             last: None,
+            last6: None,
         }
     }
 
@@ -511,15 +613,20 @@ impl Harness {
     /// service port of its protocol (TCP unless it is UDP); 2 a backend's answer on the
     /// last connection translated (as it is before there is one). Bit 2: keep the
     /// checksums as they are (else valid ones are filled in); bit 3: keep the IPv4
-    /// total length (else it is made the frame's). 3: an ICMP error about the last
-    /// connection translated (its type and code as they are): bit 4 clear, from the
-    /// backends' gateway to the SNAT address quoting SNAT -> backend; set, from the
-    /// client to the VIP quoting VIP -> client. `None` for a frame too short to run.
+    /// total length (else it is made the frame's). Bit 4: modes 1 and 2 in IPv6 (a client
+    /// in 2001:db8:c::/64 to [`VIP6`], [`BACKEND6`] to [`SNAT6`]; bit 3 then keeps the
+    /// payload length). 3: an ICMP error about the last IPv4 connection translated (its
+    /// type and code as they are): bit 4 clear, from the backends' gateway to the SNAT
+    /// address quoting SNAT -> backend; set, from the client to the VIP quoting VIP ->
+    /// client. `None` for a frame too short to run.
     pub fn frame(&self, input: &[u8]) -> Option<Vec<u8>> {
         let (&mode, rest) = input.split_first()?;
         let mut f = rest.to_vec();
         if f.len() < ETH {
             return None;
+        }
+        if mode & 16 != 0 && mode & 3 != 3 {
+            return Some(self.frame6(mode, f));
         }
         let fits = f.len() >= ETH + 20 + 4;
         let set_ip = |f: &mut Vec<u8>, proto: u8, src: Ipv4Addr, dst: Ipv4Addr| {
@@ -579,19 +686,64 @@ impl Harness {
         Some(f)
     }
 
+    /// [`Harness::frame`] for IPv6 (mode bit 4).
+    fn frame6(&self, mode: u8, mut f: Vec<u8>) -> Vec<u8> {
+        let fits = f.len() >= ETH + 40 + 4;
+        let set_ip = |f: &mut Vec<u8>, proto: u8, src: Ipv6Addr, dst: Ipv6Addr| {
+            f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            f[ETH..ETH + 4].copy_from_slice(&[0x60, 0, 0, 0]);
+            f[ETH + 6] = proto;
+            f[ETH + 7] = 64;
+            f[ETH + 8..ETH + 24].copy_from_slice(&src.octets());
+            f[ETH + 24..ETH + 40].copy_from_slice(&dst.octets());
+            if mode & 8 == 0 {
+                let len = (f.len() - ETH - 40).min(usize::from(u16::MAX)) as u16;
+                f[ETH + 4..ETH + 6].copy_from_slice(&len.to_be_bytes());
+            }
+        };
+        match (mode & 3, self.last6) {
+            (1, _) if fits => {
+                let proto = if f[ETH + 6] == PROTO_UDP {
+                    PROTO_UDP
+                } else {
+                    PROTO_TCP
+                };
+                let mut client = CLIENT6.octets();
+                client[15] = f[ETH + 23];
+                set_ip(&mut f, proto, Ipv6Addr::from(client), VIP6);
+                let port = SERVICES.iter().find(|s| s.0 == proto).expect("a service").1;
+                f[ETH + 42..ETH + 44].copy_from_slice(&port.to_be_bytes());
+            }
+            (2, Some((proto, snat_port, bport))) if fits => {
+                set_ip(&mut f, proto, BACKEND6, SNAT6);
+                f[ETH + 40..ETH + 42].copy_from_slice(&bport.to_be_bytes());
+                f[ETH + 42..ETH + 44].copy_from_slice(&snat_port.to_be_bytes());
+            }
+            _ => {}
+        }
+        if mode & 4 == 0 {
+            fix_checksums(&mut f);
+        }
+        f
+    }
+
     /// Run `frame` and check it; remembers a connection translated towards a backend.
     pub fn run(&mut self, frame: &[u8]) -> (TestRun, Result<NatVerdict, String>) {
         let run = self.fx.run(frame);
         let verdict = check(frame, &run);
         if verdict == Ok(NatVerdict::Forward) {
             let out = &run.frame;
-            self.last = Some((
-                out[ETH + 9],
-                be16(out, ETH + 20),
-                be16(out, ETH + 22),
-                ip4(frame, ETH + 12),
-                be16(frame, ETH + 20),
-            ));
+            if be16(out, 12) == 0x86dd {
+                self.last6 = Some((out[ETH + 6], be16(out, ETH + 40), be16(out, ETH + 42)));
+            } else {
+                self.last = Some((
+                    out[ETH + 9],
+                    be16(out, ETH + 20),
+                    be16(out, ETH + 22),
+                    ip4(frame, ETH + 12),
+                    be16(frame, ETH + 20),
+                ));
+            }
         }
         (run, verdict)
     }
@@ -725,6 +877,52 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     &frames::udp4(CLIENT_MAC, D0_MAC, VIP, CLIENT, 514, 5140, b"<13>ack"),
                     35,
                 ),
+            ),
+        ),
+        (
+            "client6_syn",
+            with(
+                16,
+                crate::build::Frame::eth(D0_MAC, CLIENT_MAC)
+                    .ipv6(CLIENT6, VIP6)
+                    .tcp(40000, 1514)
+                    .syn()
+                    .tcp_options(&frames::linux_syn_options(7))
+                    .build(),
+            ),
+        ),
+        (
+            "backend6_syn_ack",
+            with(
+                18,
+                crate::build::Frame::eth(D0_MAC, GW_MAC)
+                    .ipv6(BACKEND6, SNAT6)
+                    .tcp(11514, 1024)
+                    .flags(frames::TCP_SYN | frames::TCP_ACK)
+                    .seq(5000)
+                    .ack_number(1001)
+                    .build(),
+            ),
+        ),
+        (
+            "client6_udp",
+            with(
+                16,
+                crate::build::Frame::eth(D0_MAC, CLIENT_MAC)
+                    .ipv6(CLIENT6, VIP6)
+                    .udp(5140, 514)
+                    .payload(b"<13>line")
+                    .build(),
+            ),
+        ),
+        (
+            "ns_vip6",
+            with(
+                16,
+                crate::build::Frame::eth(D0_MAC, CLIENT_MAC)
+                    .ipv6(CLIENT6, VIP6)
+                    .neighbor_solicit(VIP6)
+                    .build(),
             ),
         ),
         (

@@ -326,7 +326,7 @@ impl Task {
         {
             let pending = std::mem::take(&mut self.pending);
             self.pending_since = None;
-            for chunk in pending.chunks(MAX_RECORDS) {
+            for chunk in super::codec::batches(&pending) {
                 self.seq += 1;
                 self.update(sock, self.seq, chunk.to_vec()).await;
                 self.counters.sent_records += chunk.len() as u64;

@@ -24,9 +24,13 @@ fn refusal_of(e: &codec::DecodeError) -> Refusal {
     match e {
         D::Short { .. } | D::Magic | D::Auth => Refusal::Auth,
         D::Version { .. } => Refusal::Version,
-        D::Kind(_) | D::Length { .. } | D::Op(_) | D::TooMany(_) | D::Payload(_) => {
-            Refusal::Malformed
-        }
+        D::Kind(_)
+        | D::Length { .. }
+        | D::Op(_)
+        | D::TooMany(_)
+        | D::Payload(_)
+        | D::Family
+        | D::Record6 => Refusal::Malformed,
     }
 }
 
@@ -213,7 +217,7 @@ impl Task {
                             .records
                             .iter()
                             .filter(|r| r.op == Op::Owns)
-                            .map(|r| IpAddr::V4(r.vip))
+                            .map(|r| r.vip)
                             .collect();
                         self.finish_snapshot(ip, &owns, done);
                     }
@@ -269,17 +273,11 @@ impl Task {
             return;
         };
         for r in records {
-            if owned.contains_key(&IpAddr::V4(r.vip)) {
+            if owned.contains_key(&r.vip) {
                 continue;
             }
             let slot = slots
-                .get(&(
-                    IpAddr::V4(r.vip),
-                    r.vip_port,
-                    r.proto,
-                    IpAddr::V4(r.backend),
-                    r.backend_port,
-                ))
+                .get(&(r.vip, r.vip_port, r.proto, r.backend, r.backend_port))
                 .copied()
                 .unwrap_or(u32::MAX);
             let (key, flow) = entries(r, now, slot);

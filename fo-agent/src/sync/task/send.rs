@@ -163,13 +163,16 @@ impl Task {
         let owned = self.plane.lock().owned_since();
         let table = self.plane.lock().dp.nat_table();
         if let Some(out) = self.peers.get_mut(&peer).and_then(|p| p.out.as_mut()) {
+            // One SnapshotEnd's worth of slots: IPv4 VIPs first (the map's order),
+            // then IPv6 ones (NAT66), three slots each.
+            let mut slots = 0;
             out.owns = owned
                 .keys()
-                .filter_map(|v| match v {
-                    IpAddr::V4(a) => Some(owns(*a)),
-                    IpAddr::V6(_) => None,
+                .map(|v| owns(*v))
+                .take_while(|r| {
+                    slots += r.slots();
+                    slots <= MAX_RECORDS
                 })
-                .take(MAX_RECORDS)
                 .collect();
         }
         let tx = self.walked.clone();
@@ -200,7 +203,7 @@ impl Task {
         match w.records {
             Ok(r) => {
                 out.progress = Instant::now();
-                out.records = Some(r);
+                out.set_records(r);
             }
             Err(e) => {
                 warn!(peer = %w.peer, error = %e, "reading the NAT table for a snapshot");
