@@ -13,9 +13,9 @@
 
 use aya_ebpf::{helpers::bpf_redirect, programs::XdpContext};
 use fo_common::{
-    Addr, BACKEND_ACTIVE, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, MAGLEV_EMPTY,
-    SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, TCP_ACK, TCP_RST, TCP_SYN, VIP_NAT, VIP_SNAT, VipKey,
-    hash, xdp_action::XDP_TX,
+    Addr, BACKEND_ACTIVE, BACKEND_TUNNEL, Backend, Counter, FAMILY_V4, FAMILY_V6, FlowKey,
+    FlowValue, MAGLEV_EMPTY, SVC_HASH_5TUPLE, SVC_NAT, ServiceKey, TCP_ACK, TCP_RST, TCP_SYN,
+    VIP_NAT, VIP_SNAT, VipKey, hash, xdp_action::XDP_TX,
 };
 
 use crate::maps::{self, Aligned, BACKENDS, FLOWS, FLOWS_NEW, MAGLEV, SERVICES};
@@ -23,7 +23,7 @@ use crate::parse::{
     ETH_LEN, EthHdr, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPV4_LEN, IPV6_LEN, Ipv4Hdr,
     Ipv6Hdr, TcpHdr, UdpHdr, frame_len, ptr_at, ptr_at_mut,
 };
-use crate::{nat, nd};
+use crate::{nat, nd, tunnel};
 
 /// IPv4 more-fragments flag and fragment offset.
 const IP_MF_OFFSET: u16 = 0x3fff;
@@ -62,6 +62,9 @@ pub fn ipv4(ctx: &XdpContext) -> Result<u32, Counter> {
         _ => 0,
     };
     let whole = total >= IPV4_LEN + l4_min && total <= frame_len(ctx) - ETH_LEN;
+    if proto == tunnel::relay::IPPROTO_ICMP && tunnel::relay::is_source(&dst, FAMILY_V4) {
+        return Ok(tunnel::PENDING_RELAY4);
+    }
     forward(ctx, ETH_LEN + IPV4_LEN, proto, src, dst, FAMILY_V4, whole)
 }
 
@@ -79,7 +82,16 @@ pub fn ipv6(ctx: &XdpContext) -> Result<u32, Counter> {
         IPPROTO_TCP | IPPROTO_UDP => {
             forward(ctx, ETH_LEN + IPV6_LEN, next, src, dst, FAMILY_V6, true)
         }
-        IPPROTO_ICMPV6 => nd::advertise(ctx, ip),
+        IPPROTO_ICMPV6 => {
+            // A "packet too big" may be about a tunnelled packet (`tunnel::relay`).
+            let icmp_type: *const u8 =
+                ptr_at(ctx, ETH_LEN + IPV6_LEN).ok_or(Counter::PassTruncated)?;
+            // SAFETY: bounds-checked.
+            if unsafe { *icmp_type } == tunnel::relay::ICMPV6_PACKET_TOO_BIG {
+                return Ok(tunnel::PENDING_RELAY6);
+            }
+            nd::advertise(ctx, ip)
+        }
         // Hop-by-hop, routing, fragment, ESP, AH, destination options, mobility, HIP, shim6.
         0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 => Err(Counter::PassIpv6ExtHeader),
         _ => Err(Counter::PassNotTcpUdp),
@@ -243,6 +255,13 @@ fn forward(
         }
     };
 
+    if backend.flags & BACKEND_TUNNEL != 0 {
+        // IPv4: the whole packet goes in the tunnel, so it must be whole.
+        if !whole {
+            return Err(Counter::PassTruncated);
+        }
+        return Ok(tunnel::pending_encap(slot));
+    }
     let eth: *mut EthHdr = ptr_at_mut(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked.
     unsafe {

@@ -13,6 +13,7 @@ mod maps;
 mod nat;
 mod nd;
 mod parse;
+mod tunnel;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use fo_common::{Counter, xdp_action::XDP_PASS};
@@ -20,10 +21,15 @@ use parse::{ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, EthHdr, 
 
 #[xdp]
 pub fn fo_xdp(ctx: XdpContext) -> u32 {
-    let action = try_fo_xdp(&ctx).unwrap_or_else(|reason| {
-        maps::count(reason);
-        XDP_PASS
-    });
+    let action = match try_fo_xdp(&ctx) {
+        // The tunnel's work runs here, in a call chain of its own.
+        Ok(pending) if pending & tunnel::PENDING != 0 => tunnel::finish(&ctx, pending),
+        Ok(action) => action,
+        Err(reason) => {
+            maps::count(reason);
+            XDP_PASS
+        }
+    };
     maps::count_action(action);
     action
 }

@@ -88,6 +88,21 @@ pub static TUNNEL_SERVICES: Array<TunnelService> = Array::pinned(64, 0);
 #[map]
 pub static TUNNEL_SOURCES: LpmTrie<TunnelSourceKey, u32> = LpmTrie::pinned(256, 0);
 
+/// Index 0: per-CPU scratch of the tunnel's ICMP errors (the FIB query of a relay, the
+/// quote and headers being built), which would not fit the BPF stack. Program only;
+/// not pinned.
+#[map]
+pub static TUNNEL_SCRATCH: PerCpuArray<TunnelScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct TunnelScratch {
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    /// The client's IP header and 8 bytes (IPv6: 48).
+    pub quote: [u8; 48],
+    /// The error's IP and ICMP headers (IPv6: 48).
+    pub hdr: [u8; 48],
+}
+
 /// NAT connections by the client's 5-tuple (client -> VIP:port) -> translation,
 /// TCP state and tracking, last-seen time; only connections that proved their client
 /// (`fo_common::nat`). A plain hash, not LRU: a full table refuses to take more

@@ -29,6 +29,9 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "procps",
+    // The independent parser of the tunnel tests: scapy checks the encapsulated frames
+    // (outer headers, checksums, inner packet) as the kernel's ipip / fou would see them.
+    "python3-scapy",
     // The TLS servers and certificates of the https check tests (openssl s_server and
     // openssl req/x509/ca); the system trust store, the default `ca` of https checks.
     "openssl",
