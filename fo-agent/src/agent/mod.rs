@@ -18,6 +18,7 @@ mod start;
 mod status;
 mod tables;
 mod tunnel;
+mod tunnel_checks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -758,7 +758,7 @@ command = ["docker", "info"]
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut s = spec(Target::backend("svc", "b"), Status::Down, 1, 1);
-        s.probe = Probe::Tcp(addr);
+        s.probe = Probe::Tcp(addr, None);
         s.interval = Duration::from_millis(50);
         s.timeout = Duration::from_millis(40);
         let health = Health::start_after(vec![s], None);

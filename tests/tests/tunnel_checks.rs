@@ -1,0 +1,201 @@
+//! Health checks through the tunnel, in network namespaces (`fo_tests::tunnel_lab`):
+//! a tunnel service's tcp check reaches its routed backends encapsulated (the TC
+//! egress program `fo-hc` on the load balancer), so a backend whose decapsulation is
+//! detached goes down although its plain TCP port still answers, and comes back
+//! when decapsulation is attached again.
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fo_agent::dataplane::remove_all_pins;
+use fo_lab::kit::Proc;
+use fo_tests::netns::{Netns, unique_tag, wait_for};
+use fo_tests::temp::TempDir;
+use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP};
+
+/// The load balancer on segment A running the real agent (generic XDP).
+struct Lb {
+    agent: Option<Proc>,
+    ns: Netns,
+    dir: TempDir,
+    pin_dir: PathBuf,
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill9();
+        }
+        let _ = remove_all_pins(&self.pin_dir);
+    }
+}
+
+impl Lb {
+    fn start(lab: &RoutedLab, service_extra: &str) -> Lb {
+        let ns = Netns::new("thc-lb");
+        lab.a.plug(&ns, "eth0", "192.0.2.2/24");
+        RoutedLab::lb_routes(&ns);
+        let dir = TempDir::new("thc-lb");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-thc-lb-{}", unique_tag()));
+        let config = format!(
+            r#"[node]
+interface = "eth0"
+xdp_mode = "generic"
+bpf_dir = "{pin}"
+control_socket = "{sock}"
+state_file = "{sock}.state.json"
+
+[[router]]
+name = "lab"
+ownership = "static"
+vips = ["{VIP}"]
+
+[[service]]
+vip = "{VIP}"
+port = {PORT}
+hash = "5-tuple"
+mode = "tunnel"
+{service_extra}
+check = {{ kind = "tcp", interval = "300ms", timeout = "200ms", rise = 2, fall = 2 }}
+backends = {backends}
+"#,
+            pin = pin_dir.display(),
+            sock = dir.0.join("control.sock").display(),
+            backends = lab.backends_toml(),
+        );
+        std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
+        let mut lb = Lb {
+            agent: None,
+            ns,
+            dir,
+            pin_dir,
+        };
+        let mut cmd = lb
+            .ns
+            .command(fo_tests::agent_bin().to_str().expect("utf-8"));
+        cmd.arg("run").arg("--config").arg(lb.dir.0.join("fo.toml"));
+        let mut agent = Proc::spawn_attached("fo-agent", cmd, &lb.dir.0.join("agent.log"))
+            .expect("spawn fo-agent");
+        agent
+            .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lb.log()));
+        lb.agent = Some(agent);
+        lb
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        fo_lab::kit::agent::status(&fo_tests::agent_bin(), &self.dir.0.join("control.sock"))
+            .unwrap_or_else(|e| panic!("status: {e:#}"))
+    }
+
+    /// Wait until backend `addr`'s health is `up`; panics with the status and log.
+    fn wait_health(&self, addr: IpAddr, up: bool, what: &str) {
+        let addr = addr.to_string();
+        let ok = wait_for(Duration::from_secs(10), || {
+            let st = self.status();
+            st["services"][0]["backends"]
+                .as_array()
+                .and_then(|bs| bs.iter().find(|b| b["address"] == addr.as_str()))
+                .is_some_and(|b| b["healthy"] == up)
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{what}: backend {addr} never became healthy = {up}: {}\n{}",
+            self.status(),
+            self.log()
+        );
+    }
+
+    /// A plain (unmarked) TCP connection from the load balancer's namespace.
+    fn connects_directly(&self, addr: IpAddr) -> bool {
+        self.ns.run(move || {
+            std::net::TcpStream::connect_timeout(
+                &SocketAddr::new(addr, PORT),
+                Duration::from_secs(2),
+            )
+            .is_ok()
+        })
+    }
+}
+
+/// A listener on each backend's own address (what the check connects to; the
+/// clients' connections arrive for the VIP). Kept open for the test.
+fn own_listeners(lab: &RoutedLab) -> Vec<TcpListener> {
+    lab.backends
+        .iter()
+        .map(|b| {
+            let addr = b.addr;
+            b.ns.run(move || TcpListener::bind((addr, PORT)).expect("bind the backend's address"))
+        })
+        .collect()
+}
+
+fn decap_counts(lab: &RoutedLab, i: usize) -> Option<[u64; 3]> {
+    fo_agent::dataplane::decap::stats(lab.backends[i].decap_dir(), "eth0").expect("decap stats")
+}
+
+fn decap_cmd(lab: &RoutedLab, i: usize, args: &str) {
+    let b = &lab.backends[i];
+    b.ns.sh(&format!(
+        "'{}' decap --interface eth0 --xdp-mode generic --bpf-dir '{}' {args}",
+        fo_tests::agent_bin().display(),
+        b.decap_dir().display()
+    ));
+}
+
+/// Detach `fo-agent decap` on backend 0: its check fails through the tunnel while
+/// its port answers a direct connection; attach it again: back up. Backend 1 stays up
+/// throughout. `gue_port` 0: IPIP.
+fn check_follows_the_tunnel(gue_port: u16, service_extra: &str) {
+    let lab = RoutedLab::new(2, gue_port);
+    let _listeners = own_listeners(&lab);
+    let lb = Lb::start(&lab, service_extra);
+    let (b0, b1) = (lab.backends[0].addr, lab.backends[1].addr);
+    lb.wait_health(b0, true, "decapsulating");
+    lb.wait_health(b1, true, "decapsulating");
+    let slot = if gue_port == 0 { 0 } else { 1 };
+    let before = decap_counts(&lab, 0).expect("decap attached on backend 0");
+    assert!(
+        before[slot] > 0,
+        "the probes must reach backend 0 encapsulated ({}): its decap counters are {before:?}",
+        if gue_port == 0 { "IPIP" } else { "GUE" }
+    );
+
+    decap_cmd(&lab, 0, "--detach");
+    assert_eq!(decap_counts(&lab, 0), None, "decap detached on backend 0");
+    lb.wait_health(b0, false, "decapsulation detached");
+    assert!(
+        lb.connects_directly(b0),
+        "backend 0's port must still answer a direct connection from the load balancer"
+    );
+    let st = lb.status();
+    let down = st["services"][0]["backends"]
+        .as_array()
+        .and_then(|bs| bs.iter().find(|b| b["address"] == b0.to_string().as_str()))
+        .cloned()
+        .expect("backend 0 in status");
+    assert_eq!(
+        down["effective_weight"], 0,
+        "a backend down by its check leaves the table: {st}"
+    );
+    lb.wait_health(b1, true, "the other backend's tunnel works");
+
+    decap_cmd(&lab, 0, &format!("--gue-port {gue_port}"));
+    lb.wait_health(b0, true, "decapsulation attached again");
+}
+
+#[test]
+fn a_backend_without_decapsulation_fails_its_ipip_check() {
+    check_follows_the_tunnel(0, "");
+}
+
+#[test]
+fn a_backend_without_decapsulation_fails_its_gue_check() {
+    check_follows_the_tunnel(6080, "encap = \"gue\"\ngue_port = 6080");
+}
