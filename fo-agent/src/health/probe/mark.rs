@@ -1,6 +1,6 @@
 //! Probes through the tunnel: the mark a tunnel service's backend probe carries, and
 //! the marked connect. The load balancer's TC egress program (`fo-hc`, attached by
-//! [`crate::dataplane::hc`]) encapsulates packets with such a mark as the XDP program
+//! the agent's data plane) encapsulates packets with such a mark as the XDP program
 //! encapsulates the service's clients' packets, so the probe reaches the backend only
 //! through its decapsulation.
 
