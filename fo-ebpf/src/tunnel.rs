@@ -27,7 +27,7 @@ pub mod relay;
 mod too_big;
 
 use aya_ebpf::{
-    helpers::{bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use fo_common::{
@@ -172,7 +172,15 @@ fn try_encapsulate(ctx: &XdpContext, slot: u32, backend: &Backend, h: u32) -> Re
         }
         return Ok(too_big::reply(ctx, family, t.mtu, t.encap));
     }
+    // What follows the IP packet (Ethernet padding) stays out of the tunnel.
+    let Some(extra) = (frame_len(ctx) - ETH_LEN).checked_sub(usize::from(inner.len)) else {
+        return Err(Counter::PassTruncated);
+    };
     // SAFETY: `ctx.ctx` is the live xdp_md of this invocation.
+    if extra > 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, -(extra as i32)) } != 0 {
+        return Err(Counter::PassAdjustFailed);
+    }
+    // SAFETY: as above.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(over as i32)) } != 0 {
         return Err(Counter::PassAdjustFailed);
     }

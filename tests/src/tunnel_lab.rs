@@ -24,6 +24,10 @@ use std::time::Duration;
 use crate::netns::{Netns, Segment, unique_tag};
 
 pub const VIP: &str = "192.0.2.100";
+/// The IPv6 VIP, on segment A's prefix 2001:db8:a::/64 (the lab is dual-stack:
+/// segment B 2001:db8:b::/64, the backends' subnet 2001:db8:c::/64).
+pub const VIP6: &str = "2001:db8:a::100";
+pub const CLIENT6: &str = "2001:db8:a::10";
 pub const PORT: u16 = 1514;
 pub const CLIENT: &str = "192.0.2.10";
 
@@ -34,8 +38,10 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(ns: &Netns, id: u8) -> Server {
-        let listener = ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP on a backend"));
+    /// On `vip`:PORT.
+    pub fn start(ns: &Netns, id: u8, vip: &'static str) -> Server {
+        let listener =
+            ns.run(move || TcpListener::bind((vip, PORT)).expect("bind the VIP on a backend"));
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let peers = Arc::new(Mutex::new(Vec::new()));
@@ -141,6 +147,7 @@ pub fn upload(client: &Netns, port: u16, bytes: usize) -> Result<u64, String> {
 /// A backend: its namespace, server and decap pins.
 pub struct Backend {
     pub server: Server,
+    pub server6: Server,
     pub ns: Netns,
     pub addr: IpAddr,
     decap_dir: PathBuf,
@@ -173,7 +180,7 @@ pub struct RoutedLab {
 
 fn router_sysctls(ns: &Netns) {
     ns.sh(
-        "sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+        "sysctl -q -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.rp_filter=0 \
          net.ipv4.conf.default.rp_filter=0 && \
          for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done",
     );
@@ -196,6 +203,7 @@ impl RoutedLab {
         let r1 = Netns::new("tcp-r1");
         let r2 = Netns::new("tcp-r2");
         a.plug(&client, "eth0", &format!("{CLIENT}/24"));
+        client.sh(&format!("ip addr add {CLIENT6}/64 dev eth0 nodad && ip -6 route add 2001:db8::/32 via 2001:db8:a::1"));
         // Full checksums from the client, as a physical NIC's frames have.
         client.sh("ethtool -K eth0 tx off >/dev/null");
         a.plug(&r1, "eth0", "192.0.2.1/24");
@@ -211,6 +219,10 @@ impl RoutedLab {
         }
         r1.sh("ip route add 10.2.0.0/24 via 10.255.1.2");
         r2.sh("ip route add 192.0.2.0/24 via 10.255.1.1");
+        r1.sh("ip addr add 2001:db8:a::1/64 dev eth0 nodad && ip addr add 2001:db8:b::1/64 dev eth1 nodad \
+               && ip -6 route add 2001:db8:c::/64 via 2001:db8:b::2");
+        r2.sh("ip addr add 2001:db8:b::2/64 dev eth0 nodad && ip addr add 2001:db8:c::1/64 dev eth1 nodad \
+               && ip -6 route add 2001:db8:a::/64 via 2001:db8:b::1");
         client.sh("ip route add 10.0.0.0/8 via 192.0.2.1");
         let tag = unique_tag();
         let script = crate::workspace_root().join("deploy/backend-dsr.sh");
@@ -220,7 +232,10 @@ impl RoutedLab {
             let addr: IpAddr = format!("10.2.0.2{i}").parse().expect("backend address");
             c.plug(&ns, "eth0", &format!("{addr}/24"));
             ns.sh("ip route add default via 10.2.0.1");
-            ns.sh(&format!("sh {} {VIP}", script.display()));
+            ns.sh(&format!("sh {} {VIP} {VIP6} >/dev/null", script.display()));
+            ns.sh(&format!(
+                "ip addr add 2001:db8:c::2{i}/64 dev eth0 nodad && ip -6 route add default via 2001:db8:c::1"
+            ));
             let decap_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-decap-{tag}-{i}"));
             ns.sh(&format!(
                 "'{}' decap --interface eth0 --xdp-mode generic --gue-port {gue_port} --bpf-dir '{}'",
@@ -228,7 +243,8 @@ impl RoutedLab {
                 decap_dir.display()
             ));
             backends.push(Backend {
-                server: Server::start(&ns, i),
+                server: Server::start(&ns, i, VIP),
+                server6: Server::start(&ns, i, VIP6),
                 ns,
                 addr,
                 decap_dir,
@@ -248,6 +264,7 @@ impl RoutedLab {
     /// What a load balancer on segment A needs to reach the backends.
     pub fn lb_routes(lb: &Netns) {
         lb.sh("ip route add 10.2.0.0/24 via 192.0.2.1");
+        lb.sh("ip -6 route add 2001:db8:c::/64 via 2001:db8:a::1");
     }
 
     /// The backend addresses as a TOML list of inline tables.
@@ -260,21 +277,38 @@ impl RoutedLab {
         format!("[{}]", list.join(", "))
     }
 
-    /// Every peer address the backends saw.
+    /// The IPv6 backend addresses as a TOML list of inline tables.
+    pub fn backends6_toml(&self) -> String {
+        let list: Vec<String> = (1..=self.backends.len())
+            .map(|i| format!("{{ address = \"2001:db8:c::2{i}\" }}"))
+            .collect();
+        format!("[{}]", list.join(", "))
+    }
+
+    /// Every peer address the backends saw (IPv4 and IPv6 servers).
     pub fn peers(&self) -> Vec<IpAddr> {
         self.backends
             .iter()
-            .flat_map(|b| b.server.peers.lock().expect("peers").clone())
+            .flat_map(|b| {
+                let mut v = b.server.peers.lock().expect("peers").clone();
+                v.extend(b.server6.peers.lock().expect("peers").iter());
+                v
+            })
             .collect()
     }
 
     /// Open `n` connections to VIP:PORT from the client, one after another; count the
     /// answers per backend (index = backend number). Panics on a connection that fails.
     pub fn connect(&self, n: usize) -> Vec<usize> {
+        self.connect_to(VIP, n)
+    }
+
+    /// As [`RoutedLab::connect`], to `vip`.
+    pub fn connect_to(&self, vip: &'static str, n: usize) -> Vec<usize> {
         let slots = self.backends.len() + 1;
         self.client.run(move || {
             use std::io::Read as _;
-            let addr = SocketAddr::new(VIP.parse::<IpAddr>().expect("VIP"), PORT);
+            let addr = SocketAddr::new(vip.parse::<IpAddr>().expect("VIP"), PORT);
             let mut per_backend = vec![0usize; slots];
             for i in 0..n {
                 let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))

@@ -14,9 +14,11 @@
 //! - a frame that is not ours (it nowhere carries a VIP's address) passes unchanged.
 //!
 //! [`nat`] is the second fixture: NAT services, whose translations must keep valid
-//! checksums and change nothing but addresses, ports and MACs.
+//! checksums and change nothing but addresses, ports and MACs. [`tunnel`] is the third:
+//! tunnel services, whose encapsulations and ICMP errors must be well formed.
 
 pub mod nat;
+pub mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -140,6 +142,22 @@ pub fn carries_a_vip(frame: &[u8]) -> bool {
 /// What a transmitted frame may be.
 fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
     let ether_type = u16::from_be_bytes([input[12], input[13]]);
+    if ether_type == 0x0806 || (ether_type == 0x86dd && input.get(20) == Some(&58)) {
+        return check_tx_answer(input, out);
+    }
+    // DSR: only the MACs change.
+    if out.len() != input.len() || out[12..] != input[12..] {
+        return Err("a forwarded frame changed beyond its MACs".into());
+    }
+    if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
+        return Err("a forwarded frame has the wrong MACs".into());
+    }
+    Ok(())
+}
+
+/// A transmitted answer: an ARP reply or a Neighbor Advertisement for the VIP.
+pub(crate) fn check_tx_answer(input: &[u8], out: &[u8]) -> Result<(), String> {
+    let ether_type = u16::from_be_bytes([input[12], input[13]]);
     if ether_type == 0x0806 {
         // An ARP reply for the VIP from our MAC to the asker, same length.
         let ok = out.len() == input.len()
@@ -168,12 +186,5 @@ fn check_tx(input: &[u8], out: &[u8]) -> Result<(), String> {
             Err("Neighbor Advertisement malformed".into())
         };
     }
-    // DSR: only the MACs change.
-    if out.len() != input.len() || out[12..] != input[12..] {
-        return Err("a forwarded frame changed beyond its MACs".into());
-    }
-    if out[0..6] != BACKEND_MAC || out[6..12] != OUR_MAC {
-        return Err("a forwarded frame has the wrong MACs".into());
-    }
-    Ok(())
+    Err("a transmitted frame is no ARP reply or Neighbor Advertisement".into())
 }

@@ -3,7 +3,8 @@
 //! and a frame it transmits changed only where its verdict allows (MACs for DSR; an
 //! ARP reply or a Neighbor Advertisement for the VIP); and the same through the NAT
 //! fixture, whose translations must change only MACs, addresses, ports and checksums
-//! and keep the checksums valid.
+//! and keep the checksums valid; and the tunnel fixture, whose encapsulations must be
+//! valid outer headers around the unchanged packet, and its ICMP errors well formed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -12,7 +13,7 @@ use fo_common::xdp_action::XDP_PASS;
 use fo_tests::fixture::OUR_MAC;
 use fo_tests::frames;
 use fo_tests::rng::Rng;
-use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict, nat};
+use fo_tests::xdp_oracle::{self, CLIENT_MAC, Verdict, nat, tunnel};
 
 const ROUNDS: u32 = 20_000;
 
@@ -256,4 +257,65 @@ fn xdp_nat_fuzz_corpus_is_the_seeds() {
     })
     .join()
     .unwrap_or_else(|p| std::panic::resume_unwind(p));
+}
+
+/// The tunnel fixture (`xdp_oracle::tunnel`), in a network namespace of its own:
+/// mutated seeds and random frames; every run keeps the tunnel contract, and the seeds
+/// exercise encapsulation (IPIP and GUE, both families), the too-big answer and the
+/// relay of a path router's error.
+#[test]
+fn tunnel_random_and_mutated_frames() {
+    let ns = fo_tests::netns::Netns::new("tdpfuzz");
+    ns.sh(&tunnel::fib_setup());
+    ns.run(|| {
+        let mut fx = tunnel::fixture();
+        let seeds: Vec<Vec<u8>> = tunnel::seeds().into_iter().map(|(_, f)| f).collect();
+        for (name, seed) in tunnel::seeds() {
+            let run = fx.run(&seed);
+            assert_eq!(
+                tunnel::check(&seed, &run),
+                Ok(Verdict::Sent),
+                "seed {name}: action {}, output {:02x?}",
+                run.action,
+                run.frame
+            );
+        }
+        let mut rng = Rng(0x666f_2d74_756e_6e31);
+        let mut shapes: BTreeMap<&str, u32> = BTreeMap::new();
+        for round in 0..ROUNDS {
+            let seed = &seeds[rng.below(seeds.len())];
+            let input = match round % 4 {
+                0 => seed.clone(),
+                3 => random_frame(&mut rng),
+                _ => mutate(&mut rng, seed),
+            };
+            let run = fx.run(&input);
+            let shape = match tunnel::check(&input, &run) {
+                Ok(Verdict::Passed) => "passed",
+                Ok(Verdict::Sent) if run.action == fo_common::xdp_action::XDP_REDIRECT => "relay",
+                Ok(Verdict::Sent) if run.frame[0..6] == tunnel::HOP_MAC => {
+                    if run.frame[23] == 17 || run.frame[20] == 17 {
+                        "gue"
+                    } else {
+                        "ipip"
+                    }
+                }
+                Ok(Verdict::Sent) if run.frame.len() == 70 || run.frame.len() == 110 => "too_big",
+                Ok(Verdict::Sent) => "answer",
+                Err(e) => panic!(
+                    "{e}: round {round}, input {input:02x?}, action {}, output {:02x?}",
+                    run.action, run.frame
+                ),
+            };
+            *shapes.entry(shape).or_default() += 1;
+        }
+        println!("{ROUNDS} frames through the tunnel fixture: {shapes:?}");
+        for shape in ["passed", "ipip", "gue", "too_big", "answer", "relay"] {
+            assert!(
+                shapes.get(shape).copied().unwrap_or(0) > 100,
+                "the seeds should exercise {shape}: {shapes:?}"
+            );
+        }
+        assert_eq!(fx.counter("aborted"), 0);
+    });
 }

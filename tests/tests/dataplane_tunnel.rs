@@ -570,6 +570,21 @@ fn a_path_routers_too_big_reaches_the_client() {
                 failures.push(format!("{what}: a short quote must pass untouched"));
             }
         }
+        // About a packet to an address that is no VIP of ours (a forged quote): passed,
+        // never relayed from that address.
+        let client = client_tcp(true, 42010, IPIP_PORT, 300).build();
+        let sent = fx.run(&client);
+        let mut forged = router_error(&sent.frame, 1400, 548);
+        // The quoted inner destination: Ethernet, IPv4 and ICMP headers, outer header.
+        let at = 14 + 20 + 8 + 20 + 16;
+        forged[at..at + 4].copy_from_slice(&[192, 0, 2, 55]);
+        forged[36..38].copy_from_slice(&[0, 0]);
+        let c = frames::fold(frames::sum16(&forged[34..]));
+        forged[36..38].copy_from_slice(&c.to_be_bytes());
+        let run = fx.run(&forged);
+        if run.action != XDP_PASS || run.frame != forged {
+            failures.push("an error about a packet to no VIP must pass untouched".into());
+        }
         // An echo request to a tunnel source is not ours to relay.
         let ping = Frame::eth(OUR_MAC, HOP_MAC)
             .ipv4(ROUTER, Ipv4Addr::new(10, 9, 0, 7))

@@ -10,7 +10,7 @@ use fo_agent::dataplane::remove_all_pins;
 use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
-use fo_tests::tunnel_lab::{BulkServer, CLIENT, PORT, RoutedLab, VIP, upload};
+use fo_tests::tunnel_lab::{BulkServer, CLIENT, CLIENT6, PORT, RoutedLab, VIP, VIP6, upload};
 
 /// One load balancer on segment A running the real agent (generic XDP).
 struct Lb {
@@ -34,6 +34,7 @@ impl Lb {
     fn new(lab: &RoutedLab, service_extra: &str, more: &str) -> Lb {
         let ns = Netns::new("tcp-lb");
         lab.a.plug(&ns, "eth0", "192.0.2.2/24");
+        ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
         RoutedLab::lb_routes(&ns);
         let dir = TempDir::new("tcp-lb");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-lb-{}", unique_tag()));
@@ -49,6 +50,11 @@ state_file = "{sock}.state.json"
 name = "lab"
 ownership = "static"
 vips = ["{VIP}"]
+
+[[router]]
+name = "lab6"
+ownership = "static"
+vips = ["{VIP6}"]
 
 [[service]]
 vip = "{VIP}"
@@ -107,9 +113,14 @@ backends = {backends}
     }
 }
 
-/// Every backend of the service is resolved (its next hop known) and in the table.
+/// Every backend of the (first) service is resolved (its next hop known) and in the
+/// table.
 fn all_resolved(st: &serde_json::Value, n: usize) -> bool {
-    st["services"][0]["backends"].as_array().is_some_and(|b| {
+    service_resolved(st, 0, n)
+}
+
+fn service_resolved(st: &serde_json::Value, i: usize, n: usize) -> bool {
+    st["services"][i]["backends"].as_array().is_some_and(|b| {
         b.len() == n
             && b.iter()
                 .all(|b| b["resolved"] == true && b["effective_weight"] != 0)
@@ -377,6 +388,10 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
     );
     lb.start();
     wait_resolved(&lb, 1);
+    // The relay sends through the kernel's FIB and neighbour table (bpf_fib_lookup);
+    // a real LB knows its gateway's MAC, the next hop towards its clients. Here the
+    // client is on the LB's own segment: make the LB's kernel resolve it.
+    lb.ns.sh(&format!("ping -c 1 -W 2 {CLIENT} >/dev/null"));
     let got = upload(&lab.client, BULK, SIZE);
     let st = lb.status();
     let pmtu = lab.client.sh(&format!("ip route get {VIP}"));
@@ -394,5 +409,56 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
         Ok(SIZE as u64),
         "the upload must complete through the tunnel (client's route: {pmtu}; LB counters {}; TUNNEL_SOURCES {sources})",
         st["xdp"]
+    );
+}
+
+#[test]
+fn ipv6_connections_reach_routed_backends_through_ip6ip6() {
+    let lab = RoutedLab::new(3, 0);
+    let mut lb = Lb::new(
+        &lab,
+        "",
+        &format!(
+            "[[service]]\nvip = \"{VIP6}\"\nport = {PORT}\nhash = \"5-tuple\"\nmode = \"tunnel\"\nbackends = {}\n",
+            lab.backends6_toml()
+        ),
+    );
+    lb.start();
+    let ok = wait_for(Duration::from_secs(15), || {
+        service_resolved(&lb.status(), 1, 3).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "the IPv6 tunnel backends never resolved: {}\n{}",
+        lb.status(),
+        lb.log()
+    );
+    for b in lb.status()["services"][1]["backends"]
+        .as_array()
+        .expect("backends")
+    {
+        let hop = b["next_hop"].as_str().unwrap_or_default();
+        assert!(
+            hop.starts_with("via 2001:db8:a::1 dev eth0 "),
+            "backend {} must go via router 1, status says {hop:?}",
+            b["address"]
+        );
+    }
+    let counts = lab.connect_to(VIP6, 150);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        150,
+        "answers per backend: {counts:?}"
+    );
+    assert!(
+        counts[1..].iter().all(|&c| c > 0),
+        "every backend must get connections: {counts:?}"
+    );
+    let client: IpAddr = CLIENT6.parse().expect("client");
+    let peers = lab.peers();
+    assert!(
+        peers.len() == 150 && peers.iter().all(|p| *p == client),
+        "the backends must see the client's address {client} on all 150 connections: {:?}",
+        peers.iter().take(5).collect::<Vec<_>>()
     );
 }

@@ -111,6 +111,7 @@ impl Agent {
         self.config = new;
         self.loaded.at = SystemTime::now();
         nat::enable_forwarding(&self.config);
+        super::tunnel::enable_forwarding(&self.config);
         // New DSR and tunnel backends are resolved by the neighbour task and added when
         // they are.
         self.services

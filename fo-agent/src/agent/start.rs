@@ -171,6 +171,7 @@ pub(super) async fn start(
         nat::apply_roles(&mut p.dp, &config)?;
     }
     nat::enable_forwarding(&config);
+    super::tunnel::enable_forwarding(&config);
     let prog_id = net::link::xdp_prog_id(&handle, link.index)
         .await
         .unwrap_or(None);

@@ -10,7 +10,8 @@
 use std::net::IpAddr;
 
 use fo_common::{TUNNEL_MIN_MTU_V4, TUNNEL_MIN_MTU_V6};
-use fo_config::{Encap, Service, Tunnel};
+use fo_config::{Config, Encap, ForwardMode, Service, Tunnel};
+use tracing::{info, warn};
 
 use super::backends::Hops;
 use crate::dataplane::BackendSpec;
@@ -68,6 +69,44 @@ pub fn source_prefixes<'a>(specs: impl Iterator<Item = &'a TunnelSpec>) -> Vec<S
     out.sort();
     out.dedup();
     out
+}
+
+/// Forwarding on the XDP interface for the families of the tunnel services: the
+/// program relays a router's "fragmentation needed" / "packet too big" about a tunnel
+/// packet to the client through `bpf_fib_lookup`, which refuses to route on an
+/// interface that does not forward (the error would be passed, counted as
+/// `tunnel_icmp`). IPv6 forwarding also stops the interface from taking router
+/// advertisements: give the node a static IPv6 address and route.
+pub fn enable_forwarding(config: &Config) {
+    let tunnel = || {
+        config
+            .services
+            .iter()
+            .filter(|s| s.mode == ForwardMode::Tunnel)
+    };
+    let families = [
+        ("ipv4", tunnel().any(|s| s.vip.is_ipv4())),
+        ("ipv6", tunnel().any(|s| s.vip.is_ipv6())),
+    ];
+    for (family, wanted) in families {
+        if !wanted {
+            continue;
+        }
+        let path = format!(
+            "/proc/sys/net/{family}/conf/{}/forwarding",
+            config.node.interface
+        );
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "1" => {}
+            _ => match std::fs::write(&path, "1") {
+                Ok(()) => {
+                    info!(%path, "tunnel services: forwarding enabled on the interface (ICMP errors from the path are relayed to clients)")
+                }
+                Err(e) => warn!(%path, error = %e,
+                    "tunnel services need forwarding on the interface to relay the path's ICMP errors to clients; they are passed until it is on"),
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! after it, read from the router's quote), with the router's MTU less the tunnel's
 //! headers; sent to the client through the FIB's next hop.
 //!
-//! Relayed only when the router quoted enough (outer header, UDP + GUE if any, inner
+//! Relayed only about a packet to a VIP this node serves, and only when the router
+//! quoted enough (outer header, UDP + GUE if any, inner
 //! header + 8 bytes: routers quote 576 bytes (IPv4, RFC 1812) or up to 1280 (ICMPv6));
 //! anything else to a tunnel source passes to the kernel, counted.
 
@@ -127,6 +128,30 @@ fn try_relay<const V4: bool>(ctx: &XdpContext) -> Result<u32, Counter> {
     let version: *const u8 = ptr_at(ctx, inner_at).ok_or(Counter::PassTunnelIcmp)?;
     // SAFETY: bounds-checked.
     if unsafe { *version } >> 4 != if V4 { 4 } else { 6 } {
+        return Err(Counter::PassTunnelIcmp);
+    }
+    // Only about a packet to one of our VIPs: a forged quote must not make this node
+    // send errors from any address it names.
+    let vip = if V4 {
+        let q: *const Ipv4Hdr = ptr_at(ctx, inner_at).ok_or(Counter::PassTunnelIcmp)?;
+        // SAFETY: bounds-checked.
+        Addr::v4(unsafe { (*q).dst })
+    } else {
+        let q: *const Ipv6Hdr = ptr_at(ctx, inner_at).ok_or(Counter::PassTunnelIcmp)?;
+        // SAFETY: bounds-checked.
+        Addr::v6(unsafe { (*q).dst })
+    };
+    let key = crate::maps::Aligned(fo_common::VipKey {
+        addr: vip,
+        family,
+        _pad: [0; 3],
+    });
+    // SAFETY: plain data replaced whole by the agent.
+    let ours = unsafe { crate::maps::VIPS.get(&key.0) }.is_some_and(|v| {
+        v.flags & (fo_common::VIP_OWNED | fo_common::VIP_DRAINING) != 0
+            && v.flags & fo_common::VIP_SNAT == 0
+    });
+    if !ours {
         return Err(Counter::PassTunnelIcmp);
     }
     let (ifindex, src_mac, dst_mac) = route::<V4>(ctx, inner_at)?;
