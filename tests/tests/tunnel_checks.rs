@@ -12,7 +12,7 @@ use fo_agent::dataplane::remove_all_pins;
 use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
-use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP};
+use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP, VIP6};
 
 /// The load balancer on segment A running the real agent (generic XDP).
 struct Lb {
@@ -32,9 +32,16 @@ impl Drop for Lb {
 }
 
 impl Lb {
-    fn start(lab: &RoutedLab, service_extra: &str) -> Lb {
+    /// `v6`: the service is on the IPv6 VIP, to the backends' IPv6 addresses.
+    fn start(lab: &RoutedLab, v6: bool, service_extra: &str) -> Lb {
         let ns = Netns::new("thc-lb");
         lab.a.plug(&ns, "eth0", "192.0.2.2/24");
+        ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
+        let (vip, backends) = if v6 {
+            (VIP6, lab.backends6_toml())
+        } else {
+            (VIP, lab.backends_toml())
+        };
         RoutedLab::lb_routes(&ns);
         let dir = TempDir::new("thc-lb");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-thc-lb-{}", unique_tag()));
@@ -49,10 +56,10 @@ state_file = "{sock}.state.json"
 [[router]]
 name = "lab"
 ownership = "static"
-vips = ["{VIP}"]
+vips = ["{vip}"]
 
 [[service]]
-vip = "{VIP}"
+vip = "{vip}"
 port = {PORT}
 hash = "5-tuple"
 mode = "tunnel"
@@ -62,7 +69,6 @@ backends = {backends}
 "#,
             pin = pin_dir.display(),
             sock = dir.0.join("control.sock").display(),
-            backends = lab.backends_toml(),
         );
         std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
         let mut lb = Lb {
@@ -93,7 +99,8 @@ backends = {backends}
             .unwrap_or_else(|e| panic!("status: {e:#}"))
     }
 
-    /// Wait until backend `addr`'s health is `up`; panics with the status and log.
+    /// Wait until backend `addr`'s health is `up` (for up: by a probe that
+    /// connected); panics with the status and log.
     fn wait_health(&self, addr: IpAddr, up: bool, what: &str) {
         let addr = addr.to_string();
         let ok = wait_for(Duration::from_secs(10), || {
@@ -101,7 +108,14 @@ backends = {backends}
             st["services"][0]["backends"]
                 .as_array()
                 .and_then(|bs| bs.iter().find(|b| b["address"] == addr.as_str()))
-                .is_some_and(|b| b["healthy"] == up)
+                // Up by a probe's result, not by a backend's initial state.
+                .is_some_and(|b| {
+                    b["healthy"] == up
+                        && (!up
+                            || b["detail"]
+                                .as_str()
+                                .is_some_and(|d| d.starts_with("connected")))
+                })
                 .then_some(())
         });
         assert!(
@@ -124,13 +138,23 @@ backends = {backends}
     }
 }
 
+/// Backend `i`'s own address in the family of the test.
+fn addr_of(lab: &RoutedLab, i: usize, v6: bool) -> IpAddr {
+    if v6 {
+        format!("2001:db8:c::2{}", i + 1).parse().expect("address")
+    } else {
+        lab.backends[i].addr
+    }
+}
+
 /// A listener on each backend's own address (what the check connects to; the
 /// clients' connections arrive for the VIP). Kept open for the test.
-fn own_listeners(lab: &RoutedLab) -> Vec<TcpListener> {
+fn own_listeners(lab: &RoutedLab, v6: bool) -> Vec<TcpListener> {
     lab.backends
         .iter()
-        .map(|b| {
-            let addr = b.addr;
+        .enumerate()
+        .map(|(i, b)| {
+            let addr = addr_of(lab, i, v6);
             b.ns.run(move || TcpListener::bind((addr, PORT)).expect("bind the backend's address"))
         })
         .collect()
@@ -151,20 +175,25 @@ fn decap_cmd(lab: &RoutedLab, i: usize, args: &str) {
 
 /// Detach `fo-agent decap` on backend 0: its check fails through the tunnel while
 /// its port answers a direct connection; attach it again: back up. Backend 1 stays up
-/// throughout. `gue_port` 0: IPIP.
-fn check_follows_the_tunnel(gue_port: u16, service_extra: &str) {
+/// throughout. `gue_port` 0: IPIP (IPv6: IP6IP6).
+fn check_follows_the_tunnel(v6: bool, gue_port: u16, service_extra: &str) {
     let lab = RoutedLab::new(2, gue_port);
-    let _listeners = own_listeners(&lab);
-    let lb = Lb::start(&lab, service_extra);
-    let (b0, b1) = (lab.backends[0].addr, lab.backends[1].addr);
+    let _listeners = own_listeners(&lab, v6);
+    let lb = Lb::start(&lab, v6, service_extra);
+    let (b0, b1) = (addr_of(&lab, 0, v6), addr_of(&lab, 1, v6));
     lb.wait_health(b0, true, "decapsulating");
     lb.wait_health(b1, true, "decapsulating");
     let slot = if gue_port == 0 { 0 } else { 1 };
-    let before = decap_counts(&lab, 0).expect("decap attached on backend 0");
+    // A backend starts healthy; the checks' probes must arrive encapsulated.
+    let seen = wait_for(Duration::from_secs(10), || {
+        decap_counts(&lab, 0).filter(|c| c[slot] > 0).map(|_| ())
+    });
     assert!(
-        before[slot] > 0,
-        "the probes must reach backend 0 encapsulated ({}): its decap counters are {before:?}",
-        if gue_port == 0 { "IPIP" } else { "GUE" }
+        seen.is_some(),
+        "the probes must reach backend 0 encapsulated ({}): its decap counters are {:?}\n{}",
+        if gue_port == 0 { "IPIP" } else { "GUE" },
+        decap_counts(&lab, 0),
+        lb.log()
     );
 
     decap_cmd(&lab, 0, "--detach");
@@ -192,10 +221,15 @@ fn check_follows_the_tunnel(gue_port: u16, service_extra: &str) {
 
 #[test]
 fn a_backend_without_decapsulation_fails_its_ipip_check() {
-    check_follows_the_tunnel(0, "");
+    check_follows_the_tunnel(false, 0, "");
 }
 
 #[test]
 fn a_backend_without_decapsulation_fails_its_gue_check() {
-    check_follows_the_tunnel(6080, "encap = \"gue\"\ngue_port = 6080");
+    check_follows_the_tunnel(false, 6080, "encap = \"gue\"\ngue_port = 6080");
+}
+
+#[test]
+fn a_backend_without_decapsulation_fails_its_ip6ip6_check() {
+    check_follows_the_tunnel(true, 0, "");
 }
