@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fo_agent::dataplane::remove_all_pins;
+use fo_agent::dataplane::{hc, remove_all_pins};
 use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
@@ -77,17 +77,30 @@ backends = {backends}
             dir,
             pin_dir,
         };
-        let mut cmd = lb
+        lb.spawn();
+        lb
+    }
+
+    /// Run the agent (again, after [`Lb::kill9`]).
+    fn spawn(&mut self) {
+        let mut cmd = self
             .ns
             .command(fo_tests::agent_bin().to_str().expect("utf-8"));
-        cmd.arg("run").arg("--config").arg(lb.dir.0.join("fo.toml"));
-        let mut agent = Proc::spawn_attached("fo-agent", cmd, &lb.dir.0.join("agent.log"))
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.dir.0.join("fo.toml"));
+        let mut agent = Proc::spawn_attached("fo-agent", cmd, &self.dir.0.join("agent.log"))
             .expect("spawn fo-agent");
         agent
             .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", lb.log()));
-        lb.agent = Some(agent);
-        lb
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
+        self.agent = Some(agent);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill9();
+        }
     }
 
     fn log(&self) -> String {
@@ -232,4 +245,48 @@ fn a_backend_without_decapsulation_fails_its_gue_check() {
 #[test]
 fn a_backend_without_decapsulation_fails_its_ip6ip6_check() {
     check_follows_the_tunnel(true, 0, "");
+}
+
+/// The encapsulation is pinned: a kill -9 of the agent leaves it on the interface,
+/// and the restarted agent swaps its own build into the same link (one program,
+/// probes still encapsulated: a broken tunnel is still seen).
+#[test]
+fn the_encapsulation_survives_a_restart_in_its_pinned_link() {
+    let lab = RoutedLab::new(2, 0);
+    let _listeners = own_listeners(&lab, false);
+    let mut lb = Lb::start(&lab, false, "");
+    let b0 = addr_of(&lab, 0, false);
+    lb.wait_health(b0, true, "first run");
+    let pin = hc::link_pin(&lb.pin_dir, "eth0");
+    assert!(pin.exists(), "{} pinned", pin.display());
+    lb.kill9();
+    assert!(pin.exists(), "the link stays pinned after kill -9");
+    // With no agent running, a marked connection still leaves encapsulated.
+    let before = decap_counts(&lab, 0).expect("decap attached")[0];
+    let mark = fo_common::hc_mark(fo_common::HC_MARK_BASE, 0);
+    let connected = lb.ns.run(move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_mark(mark).expect("SO_MARK");
+        s.connect_timeout(&SocketAddr::new(b0, PORT).into(), Duration::from_secs(2))
+            .is_ok()
+    });
+    let after = decap_counts(&lab, 0).expect("decap attached")[0];
+    assert!(
+        connected && after > before,
+        "a marked connection with the agent dead: connected {connected}, IPIP decapsulated {before} -> {after}"
+    );
+    lb.spawn();
+    assert!(
+        lb.log().contains("how=Replaced"),
+        "the restarted agent must reuse the pinned link:\n{}",
+        lb.log()
+    );
+    // A probe of the new run connects: encapsulated once (twice would reach the
+    // backend as an IPIP packet, which it cannot take).
+    lb.wait_health(b0, true, "after the restart");
+    decap_cmd(&lab, 0, "--detach");
+    lb.wait_health(b0, false, "decapsulation detached after the restart");
+    drop(lb);
+    assert!(!pin.exists(), "removing the agent's pins removes the link");
 }

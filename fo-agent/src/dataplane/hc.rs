@@ -1,6 +1,6 @@
 //! Health checks through the tunnel, the load balancer's side: load [`HC_OBJECT`]
 //! (a TC classifier of its own object), set its mark range and attach it with tcx
-//! to the egress of the interface the probes leave by, pinned as `link_hc_IFNAME`
+//! to the egress of the interface the probes leave by, pinned as `hclink_IFNAME`
 //! in the agent's pin directory so that a restart does not drop it (and
 //! `remove_all_pins` removes it with the XDP program's link).
 //!
@@ -32,9 +32,49 @@ pub enum Attached {
     Replaced,
 }
 
+/// Prefix of the link pins (`hclink_IFNAME`): not `link_`, which names the XDP
+/// program's interfaces (`fo-agent detach` waits for those).
+pub const LINK_PREFIX: &str = "hclink_";
+
 /// Where the link of `interface` is pinned.
 pub fn link_pin(pin_dir: &Path, interface: &str) -> PathBuf {
-    pin_dir.join(format!("link_hc_{interface}"))
+    pin_dir.join(format!("{LINK_PREFIX}{interface}"))
+}
+
+/// Load the program with `mark_base` (not attached) and run it once on `frame` with
+/// BPF_PROG_TEST_RUN as a packet carrying `mark`: its return code and the frame it
+/// leaves. For the frame tests.
+pub fn test_run(frame: &[u8], mark: u32, mark_base: u32) -> Result<(u32, Vec<u8>)> {
+    let base = mark_base & fo_common::HC_MARK_MASK;
+    let mut ebpf = aya::EbpfLoader::new()
+        .override_global(HC_MARK_GLOBAL, &base, true)
+        .load(HC_OBJECT)
+        .map_err(DataplaneError::Load)?;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(HC_PROGRAM)
+        .ok_or(DataplaneError::Invalid {
+            what: "health-check object (no program fo_hc)",
+        })?
+        .try_into()
+        .map_err(program_err("not a TC program"))?;
+    prog.load()
+        .map_err(program_err("load the health-check program"))?;
+    // `struct __sk_buff` up to `mark`: `len` and `pkt_type` must be zero.
+    let mut ctx = [0u8; 12];
+    ctx[8..].copy_from_slice(&mark.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 128];
+    let opts = aya::programs::TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        ..Default::default()
+    };
+    use aya::programs::TestRun as _;
+    let result = prog
+        .test_run(opts)
+        .map_err(program_err("BPF_PROG_TEST_RUN"))?;
+    out.truncate((result.data_size_out as usize).min(frame.len() + 128));
+    Ok((result.return_value, out))
 }
 
 /// Load the program with `mark_base` (low 16 bits ignored) and attach it to the
@@ -126,7 +166,7 @@ fn existing_link(path: &Path) -> Result<Option<SchedClassifierLink>> {
     }
 }
 
-/// Remove the pinned link at `pin_dir`/`link_hc_IFNAME` (which unloads the
+/// Remove the pinned link at `pin_dir`/`hclink_IFNAME` (which unloads the
 /// program). Returns whether there was one.
 pub fn detach(pin_dir: &Path, interface: &str) -> Result<bool> {
     let pin = link_pin(pin_dir, interface);
