@@ -8,9 +8,8 @@
 //! from the packet's own source to its own destination, so the probe takes the
 //! tunnel to the backend and only a backend that decapsulates answers it.
 
-/// Default base of the mark range: marks `0x4f480000..=0x4f48ffff` ("OH"... a
-/// value unlikely to collide with a site's fwmarks; the agent's `hc_mark_base`
-/// may move it).
+/// Default base of the mark range: marks `0x4f480000..=0x4f48ffff` (the config's
+/// `[node] tunnel_check_mark` moves it).
 pub const HC_MARK_BASE: u32 = 0x4f48_0000;
 /// The bits of a mark that must equal the base.
 pub const HC_MARK_MASK: u32 = 0xffff_0000;

@@ -33,7 +33,7 @@ impl Drop for Lb {
 
 impl Lb {
     /// `v6`: the service is on the IPv6 VIP, to the backends' IPv6 addresses.
-    fn start(lab: &RoutedLab, v6: bool, service_extra: &str) -> Lb {
+    fn start(lab: &RoutedLab, v6: bool, node_extra: &str, service_extra: &str) -> Lb {
         let ns = Netns::new("thc-lb");
         lab.a.plug(&ns, "eth0", "192.0.2.2/24");
         ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
@@ -52,6 +52,7 @@ xdp_mode = "generic"
 bpf_dir = "{pin}"
 control_socket = "{sock}"
 state_file = "{sock}.state.json"
+{node_extra}
 
 [[router]]
 name = "lab"
@@ -189,10 +190,10 @@ fn decap_cmd(lab: &RoutedLab, i: usize, args: &str) {
 /// Detach `fo-agent decap` on backend 0: its check fails through the tunnel while
 /// its port answers a direct connection; attach it again: back up. Backend 1 stays up
 /// throughout. `gue_port` 0: IPIP (IPv6: IP6IP6).
-fn check_follows_the_tunnel(v6: bool, gue_port: u16, service_extra: &str) {
+fn check_follows_the_tunnel(v6: bool, gue_port: u16, node_extra: &str, service_extra: &str) {
     let lab = RoutedLab::new(2, gue_port);
     let _listeners = own_listeners(&lab, v6);
-    let lb = Lb::start(&lab, v6, service_extra);
+    let lb = Lb::start(&lab, v6, node_extra, service_extra);
     let (b0, b1) = (addr_of(&lab, 0, v6), addr_of(&lab, 1, v6));
     lb.wait_health(b0, true, "decapsulating");
     lb.wait_health(b1, true, "decapsulating");
@@ -234,17 +235,23 @@ fn check_follows_the_tunnel(v6: bool, gue_port: u16, service_extra: &str) {
 
 #[test]
 fn a_backend_without_decapsulation_fails_its_ipip_check() {
-    check_follows_the_tunnel(false, 0, "");
+    check_follows_the_tunnel(false, 0, "", "");
 }
 
+/// With the mark range moved (`tunnel_check_mark`).
 #[test]
 fn a_backend_without_decapsulation_fails_its_gue_check() {
-    check_follows_the_tunnel(false, 6080, "encap = \"gue\"\ngue_port = 6080");
+    check_follows_the_tunnel(
+        false,
+        6080,
+        "tunnel_check_mark = 0x7e000000",
+        "encap = \"gue\"\ngue_port = 6080",
+    );
 }
 
 #[test]
 fn a_backend_without_decapsulation_fails_its_ip6ip6_check() {
-    check_follows_the_tunnel(true, 0, "");
+    check_follows_the_tunnel(true, 0, "", "");
 }
 
 /// The encapsulation is pinned: a kill -9 of the agent leaves it on the interface,
@@ -254,7 +261,7 @@ fn a_backend_without_decapsulation_fails_its_ip6ip6_check() {
 fn the_encapsulation_survives_a_restart_in_its_pinned_link() {
     let lab = RoutedLab::new(2, 0);
     let _listeners = own_listeners(&lab, false);
-    let mut lb = Lb::start(&lab, false, "");
+    let mut lb = Lb::start(&lab, false, "", "");
     let b0 = addr_of(&lab, 0, false);
     lb.wait_health(b0, true, "first run");
     let pin = hc::link_pin(&lb.pin_dir, "eth0");

@@ -19,12 +19,13 @@ pub(super) fn attach(config: &Config, interface: &str) -> anyhow::Result<()> {
     {
         return Ok(());
     }
-    let how = hc::attach(&config.node.bpf_dir, interface, fo_common::HC_MARK_BASE)
+    let base = config.node.tunnel_check_mark;
+    let how = hc::attach(&config.node.bpf_dir, interface, base)
         .with_context(|| format!("attaching the health-check encapsulation to {interface}"))?;
     info!(
         interface,
         ?how,
-        mark_base = format_args!("{:#010x}", fo_common::HC_MARK_BASE),
+        mark_base = format_args!("{base:#010x}"),
         "tunnel services' backend checks go through the tunnel"
     );
     Ok(())

@@ -200,7 +200,13 @@ pub fn plan(config: &Config) -> Vec<Spec> {
         for b in s.backends() {
             specs.push(Spec {
                 target: Target::backend(&s.name, &b.name),
-                probe: Probe::for_backend(s, &check.kind, b, &mut tls),
+                probe: Probe::for_backend(
+                    s,
+                    &check.kind,
+                    b,
+                    config.node.tunnel_check_mark,
+                    &mut tls,
+                ),
                 interval: check.interval,
                 timeout: check.timeout,
                 rise: check.rise,

@@ -9,10 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use fo_config::{Encap, ForwardMode, Service};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// The `SO_MARK` of the probes of `service`'s backend at `addr`: `None` for a service
+/// The `SO_MARK` of the probes of `service`'s backend at `addr`, in the range at
+/// `base` (`tunnel_check_mark`): `None` for a service
 /// that is not in tunnel mode, and for GUE to an IPv6 backend (the encapsulation
 /// would need a UDP checksum over the whole packet; those probes go direct).
-pub fn tunnel_mark(service: &Service, addr: IpAddr) -> Option<u32> {
+pub fn tunnel_mark(service: &Service, addr: IpAddr, base: u32) -> Option<u32> {
     if service.mode != ForwardMode::Tunnel {
         return None;
     }
@@ -22,7 +23,7 @@ pub fn tunnel_mark(service: &Service, addr: IpAddr) -> Option<u32> {
         Encap::Gue if addr.is_ipv4() => tunnel.gue_port,
         Encap::Gue => return None,
     };
-    Some(fo_common::hc_mark(fo_common::HC_MARK_BASE, port))
+    Some(fo_common::hc_mark(base, port))
 }
 
 /// Connect to `addr`, from a socket carrying `mark` when there is one.
@@ -37,4 +38,15 @@ pub async fn connect(addr: SocketAddr, mark: Option<u32>) -> std::io::Result<Tcp
     };
     socket2::SockRef::from(&socket).set_mark(mark)?;
     socket.connect(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_config_default_is_the_documented_range() {
+        assert_eq!(
+            fo_config::Node::DEFAULT_TUNNEL_CHECK_MARK,
+            fo_common::HC_MARK_BASE
+        );
+    }
 }

@@ -275,31 +275,34 @@ impl Probe {
         }
     }
 
-    /// The probe of one backend of a service. An exec check gets `FO_SERVICE`,
+    /// The probe of one backend of a service (`mark_base`: `tunnel_check_mark`, for
+    /// a tunnel service's probes). An exec check gets `FO_SERVICE`,
     /// `FO_BACKEND`, `FO_BACKEND_ADDRESS` and `FO_BACKEND_PORT` in its environment.
     pub fn for_backend(
         service: &Service,
         kind: &ServiceCheckKind,
         backend: &Backend,
+        mark_base: u32,
         tls: &mut tls::Loader,
     ) -> Self {
         match kind {
-            ServiceCheckKind::Tcp => {
-                Self::Tcp(backend.socket_addr(), tunnel_mark(service, backend.address))
-            }
+            ServiceCheckKind::Tcp => Self::Tcp(
+                backend.socket_addr(),
+                tunnel_mark(service, backend.address, mark_base),
+            ),
             ServiceCheckKind::Http(get) => Self::Http(Box::new(HttpProbe {
                 host: backend.address.to_string(),
                 port: backend.port,
                 get: get.clone(),
                 tls: None,
-                mark: tunnel_mark(service, backend.address),
+                mark: tunnel_mark(service, backend.address, mark_base),
             })),
             ServiceCheckKind::Https { get, tls: t } => Self::Http(Box::new(HttpProbe {
                 host: backend.address.to_string(),
                 port: backend.port,
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
-                mark: tunnel_mark(service, backend.address),
+                mark: tunnel_mark(service, backend.address, mark_base),
             })),
             ServiceCheckKind::Exec {
                 command, run_as, ..
