@@ -110,6 +110,19 @@ pub const fn tunnel_source(base: &Addr, bits: u8, family: u8, h: u32) -> Addr {
     out
 }
 
+/// [`tunnel_source`] of an IPv4 `base`: the address's four bytes.
+#[inline(always)]
+pub const fn tunnel_source_v4(base: &Addr, bits: u8, h: u32) -> [u8; 4] {
+    let b = &base.bytes;
+    let word = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let mask = if bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << bits) - 1
+    };
+    ((word & !mask) | (h & mask)).to_be_bytes()
+}
+
 /// GUE's UDP source port for a flow: in 32768..=65535 (never 0), from the hash's
 /// high half (the source address takes its low bits).
 #[inline(always)]

@@ -65,9 +65,17 @@ pub fn finish(ctx: &XdpContext, pending: u32) -> u32 {
     } else if pending == PENDING_RELAY6 {
         relay::relay::<false>(ctx)
     } else {
-        encapsulate(ctx, pending & SLOT_MASK)
+        let slot = pending & SLOT_MASK;
+        match encapsulate(ctx, slot) {
+            // Too big: answered in a call of its own, not under `encapsulate`'s frame.
+            TOO_BIG => too_big::reply(ctx, slot),
+            action => action,
+        }
     }
 }
+
+/// What `encapsulate` returns for a packet too big for the tunnel, with DF set.
+const TOO_BIG: u32 = PENDING | 1 << 29;
 
 pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_IPV6: u8 = 41;
@@ -170,7 +178,7 @@ fn try_encapsulate(ctx: &XdpContext, slot: u32, backend: &Backend, h: u32) -> Re
         if family == FAMILY_V4 && !inner.df {
             return Err(Counter::PassTunnelTooBig);
         }
-        return Ok(too_big::reply(ctx, family, t.mtu, t.encap));
+        return Ok(TOO_BIG);
     }
     // What follows the IP packet (Ethernet padding) stays out of the tunnel.
     let Some(extra) = (frame_len(ctx) - ETH_LEN).checked_sub(usize::from(inner.len)) else {
@@ -190,10 +198,12 @@ fn try_encapsulate(ctx: &XdpContext, slot: u32, backend: &Backend, h: u32) -> Re
         (*eth).dst = backend.dst_mac;
         (*eth).src = backend.src_mac;
     }
-    let src = tunnel_source(&t.src_base, t.src_bits, family, h);
     if family == FAMILY_V4 {
-        write_v4(ctx, t, &inner, &src.bytes, &backend.addr.bytes, h, over)?;
+        let src = fo_common::tunnel_source_v4(&t.src_base, t.src_bits, h);
+        let b = &backend.addr.bytes;
+        write_v4(ctx, t, &inner, src, [b[0], b[1], b[2], b[3]], h, over)?;
     } else {
+        let src = tunnel_source(&t.src_base, t.src_bits, family, h);
         write_v6(ctx, t, &inner, &src.bytes, &backend.addr.bytes, h, over)?;
     }
     maps::count(Counter::TunnelEncap);
@@ -249,8 +259,8 @@ fn write_v4(
     ctx: &XdpContext,
     t: &TunnelService,
     inner: &Inner,
-    src: &[u8; 16],
-    dst: &[u8; 16],
+    s: [u8; 4],
+    d: [u8; 4],
     h: u32,
     over: usize,
 ) -> Result<(), Counter> {
@@ -259,10 +269,6 @@ fn write_v4(
     let total = inner.len + over as u16;
     let gue = t.encap == TUNNEL_GUE;
     let proto = if gue { IPPROTO_UDP } else { IPPROTO_IPIP };
-    let (s, d) = (
-        [src[0], src[1], src[2], src[3]],
-        [dst[0], dst[1], dst[2], dst[3]],
-    );
     let check = csum::fold(
         0x4500
             + u32::from(inner.tos)

@@ -15,6 +15,10 @@
 //! made for them, since the program asks the kernel's FIB for next hops there; every
 //! NAT packet is rewritten, so they use the single method only.
 //!
+//! Tunnel rows (`mode = "tunnel"`, IPIP and GUE, 3 backends) are measured with the
+//! single method beside DSR rows measured the same way in the same runs (the ratio
+//! of the established rows is the tunnel's cost), on this build's object only.
+//!
 //! Every figure: min / median / max over 5 runs. Report: target/bench/dataplane.{md,json}.
 //!
 //! A/B: with `FO_BENCH_BASELINE_OBJECT` set to another build of the XDP object (`cargo
@@ -115,7 +119,7 @@ fn setup(backends: u32, nat: bool, object: &Object) -> Bench {
     let opts = LoadOptions {
         pin_dir: dir.clone(),
         maglev_size: 65_537,
-        max_services: 2,
+        max_services: 4,
         max_backends: 1024,
         flow_table_size: 1 << 20,
         nat_table_size: 1 << 16,
@@ -314,6 +318,136 @@ fn nat_rows(objects: &[Object]) -> Vec<Row> {
             ),
         ]
     })
+}
+
+/// Tunnel rows (`mode = "tunnel"`): a DSR service and IPIP and GUE tunnel services, 3
+/// backends each, on this build's object only (a baseline may predate tunnels). Every
+/// tunnel packet is rewritten (encapsulated), so the single method only; the DSR rows
+/// here are measured the same way in the same runs, for the ratio.
+fn tunnel_rows(objects: &[Object]) -> Vec<Row> {
+    use fo_agent::dataplane::tunnel::{Encap, TunnelSpec};
+    use fo_common::xdp_action::XDP_TX;
+    let Some(object) = objects.iter().find(|o| o.bytes.is_none()) else {
+        return Vec::new();
+    };
+    let mut b = setup(3, false, object);
+    let tunnel = |port: u16, encap| ServiceSpec {
+        vip: IpAddr::V4(VIP),
+        port,
+        proto: PROTO_TCP,
+        hash_5tuple: true,
+        backends: (0..3u32)
+            .map(|i| BackendSpec {
+                addr: IpAddr::V4(Ipv4Addr::from(0x0a14_0000u32 + i)), // 10.20.0.0/16
+                port,
+                weight: 1,
+                mac: [0x02, 0x40, 0, 0, 0, 1],
+                src_mac: OUR_MAC,
+                ifindex: 0,
+            })
+            .collect(),
+        nat: None,
+        tunnel: Some(TunnelSpec {
+            source: IpAddr::V4(Ipv4Addr::new(10, 9, 0, 0)),
+            source_bits: 8,
+            encap,
+            mtu: 1500,
+        }),
+    };
+    let mut table = ServiceTable::from_dataplane(&b.dp).expect("table");
+    let mut specs = table_specs_dsr();
+    specs.push(tunnel(1515, Encap::Ipip));
+    specs.push(tunnel(1516, Encap::Gue { port: 6080 }));
+    table
+        .apply(&mut b.dp, &specs)
+        .expect("apply tunnel services");
+    let ports = [1514u16, 1515, 1516];
+    let mut syn: Vec<Samples> = ports.iter().map(|_| Samples::new(1)).collect();
+    let mut est: Vec<Samples> = ports.iter().map(|_| Samples::new(1)).collect();
+    for run in 0..RUNS {
+        // Flows of their own, apart from the DSR rows' (which start at 1).
+        let base = (1 << 20) + run as u32 * SINGLES;
+        for (k, &port) in ports.iter().enumerate() {
+            let flows = || (0..SINGLES).map(move |i| (base + i, port));
+            syn[k].push(
+                0,
+                single(
+                    &mut b,
+                    flows().map(|(i, p)| client_to(i, p, frames::TCP_SYN)),
+                    XDP_TX,
+                ),
+            );
+            // The first packet after the SYN moves the flow to the flow table ...
+            single(
+                &mut b,
+                flows().map(|(i, p)| client_to(i, p, frames::TCP_ACK)),
+                XDP_TX,
+            );
+            // ... then it is established.
+            est[k].push(
+                0,
+                single(
+                    &mut b,
+                    flows().map(|(i, p)| client_to(i, p, frames::TCP_ACK)),
+                    XDP_TX,
+                ),
+            );
+        }
+    }
+    let names = ["DSR", "tunnel IPIP", "tunnel GUE"];
+    let mut rows = Vec::new();
+    for (k, (syn, est)) in syn.into_iter().zip(est).enumerate() {
+        rows.push(stats(
+            &format!("{}: new flow, TCP SYN via Maglev (same run)", names[k]),
+            "single",
+            3,
+            syn,
+        ));
+        rows.push(stats(
+            &format!("{}: established flow (same run)", names[k]),
+            "single",
+            3,
+            est,
+        ));
+    }
+    rows
+}
+
+/// The DSR service `setup` installs with 3 backends (so that `apply` keeps it).
+fn table_specs_dsr() -> Vec<ServiceSpec> {
+    vec![ServiceSpec {
+        vip: IpAddr::V4(VIP),
+        port: 1514,
+        proto: PROTO_TCP,
+        hash_5tuple: true,
+        backends: (0..3u32)
+            .map(|i| BackendSpec {
+                addr: IpAddr::V4(Ipv4Addr::from(0xc612_0000u32 + i)),
+                port: 1514,
+                weight: 1,
+                mac: [0x02, 0xbe, 0, 0, (i >> 8) as u8, i as u8],
+                src_mac: OUR_MAC,
+                ifindex: 0,
+            })
+            .collect(),
+        nat: None,
+        tunnel: None,
+    }]
+}
+
+/// A client's segment to `port` on the VIP, flow `i`.
+fn client_to(i: u32, port: u16, flags: u8) -> Vec<u8> {
+    let src = Ipv4Addr::from(0x0a00_0000u32 + (i >> 14));
+    frames::tcp4(
+        OUR_MAC,
+        CLIENT_MAC,
+        src,
+        VIP,
+        1024 + (i & 0x3fff) as u16,
+        port,
+        flags,
+        b"",
+    )
 }
 
 fn client_syn(i: u32, flags: u8) -> Vec<u8> {
@@ -519,6 +653,7 @@ fn main() {
     }
 
     rows.extend(nat_rows(&objects));
+    rows.extend(tunnel_rows(&objects));
 
     let md = report(&rows);
     let out = fo_tests::workspace_root().join("target/bench");

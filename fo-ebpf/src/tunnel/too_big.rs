@@ -32,15 +32,24 @@ pub const QUOTE6: usize = IPV6_LEN + 8;
 /// Hop limit / TTL of the errors sent.
 const TTL: u8 = 64;
 
-/// Answer the client's packet in the frame: the path's `mtu`, the tunnel's `encap`.
+/// Answer the client's packet in the frame, which does not fit the tunnel of backend
+/// `slot`: the service's MTU less the tunnel's overhead.
 #[inline(never)]
-pub fn reply(ctx: &XdpContext, family: u8, mtu: u16, encap: u8) -> u32 {
-    super::verdict(try_reply(ctx, family, mtu, encap))
+pub fn reply(ctx: &XdpContext, slot: u32) -> u32 {
+    super::verdict(try_reply(ctx, slot))
 }
 
+/// The client's packet to backend `slot` (a tunnel service's) does not fit.
 #[inline(always)]
-fn try_reply(ctx: &XdpContext, family: u8, mtu: u16, encap: u8) -> Result<u32, Counter> {
-    let mtu = client_mtu(mtu, family, encap);
+fn try_reply(ctx: &XdpContext, slot: u32) -> Result<u32, Counter> {
+    let backend = crate::maps::BACKENDS
+        .get(slot)
+        .ok_or(Counter::PassNoBackend)?;
+    let family = backend.family;
+    let t = crate::maps::TUNNEL_SERVICES
+        .get(backend.service_id)
+        .ok_or(Counter::PassNoBackend)?;
+    let mtu = client_mtu(t.mtu, family, t.encap);
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Counter::PassTruncated)?;
     // SAFETY: bounds-checked.
     let (client_mac, our_mac) = unsafe { ((*eth).src, (*eth).dst) };
