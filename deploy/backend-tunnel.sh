@@ -22,7 +22,9 @@
 #
 # Defaults: --decap kernel, --gue-port 0 (IPIP / IP6IP6 only; the service's gue_port,
 # 6080 unless set, for encap = "gue"), --interface: the interface of the default route
-# (needed with --decap fo).
+# (needed with --decap fo). With --decap fo, --xdp-mode native|generic and --bpf-dir DIR
+# are passed to fo-agent decap, and $FO_AGENT names the fo-agent binary (default:
+# fo-agent from PATH).
 #
 # MSS: the tunnel adds 20 bytes (IPIP), 40 (IP6IP6), 32 / 52 (GUE) to every packet
 # from the client. fo answers a too-big packet with ICMP "fragmentation needed" / "packet
@@ -33,19 +35,23 @@
 set -eu
 
 usage() {
-    echo "usage: $0 [--remove] [--decap kernel|fo] [--interface IF] [--gue-port PORT] VIP [VIP ...]" >&2
+    echo "usage: $0 [--remove] [--decap kernel|fo] [--interface IF] [--gue-port PORT] [--xdp-mode MODE] [--bpf-dir DIR] VIP [VIP ...]" >&2
     exit 2
 }
 action=add
 decap=kernel
 iface=
 gue_port=0
+fo_opts=
+agent=${FO_AGENT:-fo-agent}
 while [ $# -gt 0 ]; do
     case "$1" in
         --remove) action=del; shift ;;
         --decap) [ $# -ge 2 ] || usage; decap=$2; shift 2 ;;
         --interface) [ $# -ge 2 ] || usage; iface=$2; shift 2 ;;
         --gue-port) [ $# -ge 2 ] || usage; gue_port=$2; shift 2 ;;
+        --xdp-mode) [ $# -ge 2 ] || usage; fo_opts="$fo_opts --xdp-mode $2"; shift 2 ;;
+        --bpf-dir) [ $# -ge 2 ] || usage; fo_opts="$fo_opts --bpf-dir $2"; shift 2 ;;
         --*) usage ;;
         *) break ;;
     esac
@@ -85,10 +91,11 @@ done
 
 if [ "$decap" = fo ]; then
     [ -n "$iface" ] || { echo "no --interface and no default route to take it from" >&2; exit 2; }
+    # shellcheck disable=SC2086 # fo_opts is a list of options
     if [ "$action" = add ]; then
-        fo-agent decap --interface "$iface" --gue-port "$gue_port"
+        "$agent" decap --interface "$iface" --gue-port "$gue_port" $fo_opts
     else
-        fo-agent decap --interface "$iface" --detach
+        "$agent" decap --interface "$iface" --detach $fo_opts
     fi
     exit 0
 fi

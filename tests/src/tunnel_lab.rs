@@ -225,21 +225,22 @@ impl RoutedLab {
                && ip -6 route add 2001:db8:a::/64 via 2001:db8:b::1");
         client.sh("ip route add 10.0.0.0/8 via 192.0.2.1");
         let tag = unique_tag();
-        let script = crate::workspace_root().join("deploy/backend-dsr.sh");
+        let script = crate::workspace_root().join("deploy/backend-tunnel.sh");
         let mut backends = Vec::new();
         for i in 1..=n {
             let ns = Netns::new(&format!("tcp-b{i}"));
             let addr: IpAddr = format!("10.2.0.2{i}").parse().expect("backend address");
             c.plug(&ns, "eth0", &format!("{addr}/24"));
             ns.sh("ip route add default via 10.2.0.1");
-            ns.sh(&format!("sh {} {VIP} {VIP6} >/dev/null", script.display()));
             ns.sh(&format!(
                 "ip addr add 2001:db8:c::2{i}/64 dev eth0 nodad && ip -6 route add default via 2001:db8:c::1"
             ));
+            // The deploy script, the fo way: the VIPs on lo and fo-agent decap.
             let decap_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-decap-{tag}-{i}"));
             ns.sh(&format!(
-                "'{}' decap --interface eth0 --xdp-mode generic --gue-port {gue_port} --bpf-dir '{}'",
+                "FO_AGENT='{}' sh {} --decap fo --interface eth0 --xdp-mode generic --gue-port {gue_port} --bpf-dir '{}' {VIP} {VIP6} >/dev/null",
                 crate::agent_bin().display(),
+                script.display(),
                 decap_dir.display()
             ));
             backends.push(Backend {

@@ -93,6 +93,12 @@ backends = {backends}
         self.agent = Some(agent);
     }
 
+    fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill9();
+        }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
     }
@@ -185,6 +191,32 @@ fn three_hundred_connections_reach_routed_backends_through_ipip() {
             .filter(|p| **p != client)
             .take(5)
             .collect::<Vec<_>>()
+    );
+
+    // kill -9: the pinned data plane keeps tunnelling; a restarted agent adopts it and
+    // keeps every tunnel backend (next hops resolved again, or kept from the maps).
+    lb.kill9();
+    let counts = lab.connect(60);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "after kill -9: {counts:?}"
+    );
+    // The kernel forgets the gateway's MAC: the restarted agent keeps the one in the
+    // maps (with the route's interface) until the gateway resolves again.
+    lb.ns.sh("ip neigh flush dev eth0");
+    lb.start();
+    let st = lb.status();
+    assert!(
+        all_resolved(&st, 3) && lb.log().contains("its MAC from the data plane stays"),
+        "the restarted agent must keep every tunnel backend at once: {st}\n{}",
+        lb.log()
+    );
+    let counts = lab.connect(60);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        60,
+        "after the restart: {counts:?}"
     );
 }
 
@@ -460,5 +492,67 @@ fn ipv6_connections_reach_routed_backends_through_ip6ip6() {
         peers.len() == 150 && peers.iter().all(|p| *p == client),
         "the backends must see the client's address {client} on all 150 connections: {:?}",
         peers.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// GUE with a source prefix: the outer source varies over 10.9.0.0/24 and the UDP
+/// source port per flow; the backends decapsulate GUE on port 6080.
+#[test]
+fn gue_with_a_source_prefix_reaches_the_backends() {
+    let lab = RoutedLab::new(3, 6080);
+    let mut lb = Lb::new(
+        &lab,
+        "encap = \"gue\"\ngue_port = 6080\ntunnel_source = \"10.9.0.0/24\"",
+        "",
+    );
+    lb.start();
+    wait_resolved(&lb, 3);
+    let counts = lab.connect(150);
+    assert_eq!(
+        counts[1..].iter().sum::<usize>(),
+        150,
+        "answers per backend: {counts:?}"
+    );
+    let client: IpAddr = CLIENT.parse().expect("client");
+    assert!(
+        lab.peers().iter().all(|p| *p == client),
+        "the backends must see the client's address"
+    );
+    let stats: Vec<[u64; 3]> = (0..3)
+        .map(|i| decap_stats(&lab, i).expect("pinned counters"))
+        .collect();
+    assert!(
+        stats.iter().all(|s| s[0] == 0 && s[1] > 0),
+        "every backend must have decapsulated GUE only: {stats:?}"
+    );
+    let sources = fo_tests::netns::sh(&format!(
+        "bpftool -j map dump pinned {}/TUNNEL_SOURCES",
+        lb.pin_dir.display()
+    ));
+    let dump: serde_json::Value = serde_json::from_str(&sources).expect("bpftool JSON");
+    let keys: Vec<Vec<String>> = dump
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            e["key"]
+                .as_array()
+                .expect("key bytes")
+                .iter()
+                .take(9)
+                .map(|b| b.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .collect();
+    // Prefix length 8 + 24 (the family byte counts), family 4, then 10.9.0.0.
+    let want: Vec<String> = [
+        "0x20", "0x00", "0x00", "0x00", "0x04", "0x0a", "0x09", "0x00", "0x00",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        keys,
+        vec![want],
+        "TUNNEL_SOURCES must hold exactly 10.9.0.0/24: {sources}"
     );
 }

@@ -203,7 +203,8 @@ impl Agent {
     fn neighbours_changed(&mut self, now: Neighbours) {
         info!(
             resolved = now.0.len(),
-            "backend MACs changed; updating the data plane"
+            tunnel_hops = now.1.len(),
+            "backend MACs or tunnel next hops changed; updating the data plane"
         );
         self.services.neighbours = now;
         if let Err(e) = self.apply_services() {

@@ -6,6 +6,7 @@
 //! Protocol timers live in the VRRP router tasks and are never delayed by it.
 
 mod backends;
+pub mod decap;
 mod detach;
 mod drill;
 mod event_loop;

@@ -210,8 +210,8 @@ pub(super) async fn start(
     } else {
         Duration::ZERO
     };
-    let (mut neighbours, failed) =
-        Neighbours::resolve(&handle, &backends::backend_addrs(&config), &link, wait).await;
+    let targets = backends::backend_addrs(&config);
+    let (mut neighbours, failed) = Neighbours::resolve(&handle, &targets, &link, wait).await;
     let kept = if failed.is_empty() {
         BTreeMap::new()
     } else {
@@ -219,6 +219,19 @@ pub(super) async fn start(
     };
     for (addr, why) in &failed {
         match kept.get(addr) {
+            // A tunnel backend: the data plane has its next hop's MAC; the route
+            // gives the rest.
+            Some(mac) if targets.tunnel.contains(addr) => {
+                match net::route::hop_with_mac(&handle, *addr, *mac).await {
+                    Ok(hop) => {
+                        neighbours.1.insert(*addr, hop);
+                        info!(backend = %addr, "tunnel backend's next hop not in the neighbour table yet: its MAC from the data plane stays until it resolves");
+                    }
+                    Err(e) => {
+                        warn!(backend = %addr, error = %e, "tunnel backend has no route; left out until it has")
+                    }
+                }
+            }
             Some(mac) => {
                 neighbours.0.insert(*addr, *mac);
                 info!(backend = %addr, "backend not in the neighbour table yet: its MAC from the data plane stays until it resolves");

@@ -11,8 +11,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use fo_agent::dataplane::XdpAttachMode;
-use fo_agent::dataplane::decap::{self, Attached, DecapOptions};
+use fo_agent::agent::decap::{self, Attached, Request};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,7 +37,7 @@ pub struct Args {
     bpf_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
     Native,
     Generic,
@@ -62,36 +61,15 @@ pub fn main(args: Args) -> ExitCode {
             Err(e) => fail(&e),
         };
     }
-    let addrs = if args.addresses.is_empty() {
-        match interface_addresses(&args.interface) {
-            Ok(a) if a.is_empty() => {
-                eprintln!(
-                    "fo-agent decap: {} has no address to decapsulate for: add one, or name it with --address",
-                    args.interface
-                );
-                return ExitCode::FAILURE;
-            }
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("fo-agent decap: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        args.addresses.clone()
-    };
-    let opts = DecapOptions {
+    let req = Request {
         interface: args.interface.clone(),
         dir: args.bpf_dir.clone(),
-        addrs: addrs.clone(),
+        addrs: args.addresses.clone(),
         gue_port: (args.gue_port != 0).then_some(args.gue_port),
-        mode: match args.xdp_mode {
-            Mode::Native => XdpAttachMode::Native,
-            Mode::Generic => XdpAttachMode::Generic,
-        },
+        generic: args.xdp_mode == Mode::Generic,
     };
-    match decap::attach(&opts) {
-        Ok(how) => {
+    match decap::attach(&req) {
+        Ok((how, addrs)) => {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             println!(
                 "fo-agent decap: {} {} for {}{} (pinned under {})",
@@ -101,7 +79,7 @@ pub fn main(args: Args) -> ExitCode {
                 },
                 args.interface,
                 list.join(", "),
-                match opts.gue_port {
+                match req.gue_port {
                     Some(p) => format!(", GUE on port {p}"),
                     None => String::new(),
                 },
@@ -113,19 +91,7 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
-fn fail(e: &fo_agent::dataplane::DataplaneError) -> ExitCode {
-    eprintln!("fo-agent decap: {}", fo_agent::dataplane::error_chain(e));
+fn fail(e: &str) -> ExitCode {
+    eprintln!("fo-agent decap: {e}");
     ExitCode::FAILURE
-}
-
-/// Every address of `interface` but IPv6 link-local ones.
-fn interface_addresses(interface: &str) -> anyhow::Result<Vec<IpAddr>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let handle = fo_agent::net::handle()?;
-        let link = fo_agent::net::link::by_name(&handle, interface).await?;
-        Ok(fo_agent::net::addr::all_addresses(&handle, link.index).await?)
-    })
 }

@@ -155,6 +155,26 @@ pub async fn link_of(
     Ok((name, mac, mtu))
 }
 
+/// The next hop toward `addr` as the route says now, with `mac` as the hop's MAC (one
+/// the data plane already uses, kept while the kernel has no neighbour entry).
+pub async fn hop_with_mac(
+    handle: &rtnetlink::Handle,
+    addr: IpAddr,
+    mac: [u8; 6],
+) -> Result<NextHop, RouteError> {
+    let r = get(handle, addr).await?;
+    let (ifname, src_mac, mtu) = link_of(handle, r.ifindex).await?;
+    Ok(NextHop {
+        gateway: r.gateway,
+        ifindex: r.ifindex,
+        ifname,
+        src_mac,
+        mac,
+        mtu,
+        source: r.source,
+    })
+}
+
 /// Resolve the next hop of every address in `addrs`: the route, its egress
 /// interface, and the gateway's (or on-link destination's) MAC, waiting at most
 /// `timeout` for neighbours. Returns what resolved and what did not, with the reason.
