@@ -1,7 +1,8 @@
 //! Health checks through the tunnel, in network namespaces (`fo_tests::tunnel_lab`):
 //! a tunnel service's tcp check reaches its routed backends encapsulated (the TC
 //! egress program `fo-hc` on the load balancer), so a backend whose decapsulation is
-//! detached goes down although its plain TCP port still answers, and comes back
+//! detached goes down (status and `fo_backend_up`) although its plain TCP port still
+//! answers, and comes back
 //! when decapsulation is attached again.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -13,6 +14,9 @@ use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
 use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP, VIP6};
+
+/// The agent's metrics port, on the load balancer namespace's own loopback.
+const METRICS_PORT: u16 = 9469;
 
 /// The load balancer on segment A running the real agent (generic XDP).
 struct Lb {
@@ -52,6 +56,7 @@ xdp_mode = "generic"
 bpf_dir = "{pin}"
 control_socket = "{sock}"
 state_file = "{sock}.state.json"
+metrics = "127.0.0.1:{METRICS_PORT}"
 {node_extra}
 
 [[router]]
@@ -138,6 +143,25 @@ backends = {backends}
             self.status(),
             self.log()
         );
+    }
+
+    /// `fo_backend_up` of the backend at `addr`, from GET /metrics in the namespace.
+    fn backend_up_metric(&self, addr: IpAddr) -> Option<String> {
+        let body = self.ns.run(|| {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", METRICS_PORT))
+                .expect("connect to metrics");
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            body
+        });
+        let addr = addr.to_string();
+        body.lines()
+            .find(|l| l.starts_with("fo_backend_up{") && l.contains(addr.as_str()))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
     }
 
     /// A plain (unmarked) TCP connection from the load balancer's namespace.
@@ -227,10 +251,20 @@ fn check_follows_the_tunnel(v6: bool, gue_port: u16, node_extra: &str, service_e
         down["effective_weight"], 0,
         "a backend down by its check leaves the table: {st}"
     );
+    assert_eq!(
+        lb.backend_up_metric(b0).as_deref(),
+        Some("0"),
+        "fo_backend_up of the backend without decapsulation"
+    );
     lb.wait_health(b1, true, "the other backend's tunnel works");
 
     decap_cmd(&lab, 0, &format!("--gue-port {gue_port}"));
     lb.wait_health(b0, true, "decapsulation attached again");
+    assert_eq!(
+        lb.backend_up_metric(b0).as_deref(),
+        Some("1"),
+        "fo_backend_up once decapsulation is back"
+    );
 }
 
 #[test]
