@@ -2,8 +2,7 @@
 //! a tunnel service's tcp check reaches its routed backends encapsulated (the TC
 //! egress program `fo-hc` on the load balancer), so a backend whose decapsulation is
 //! detached goes down (status and `fo_backend_up`) although its plain TCP port still
-//! answers, and comes back
-//! when decapsulation is attached again.
+//! answers, and comes back when decapsulation is attached again.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
