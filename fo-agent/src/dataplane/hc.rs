@@ -41,40 +41,56 @@ pub fn link_pin(pin_dir: &Path, interface: &str) -> PathBuf {
     pin_dir.join(format!("{LINK_PREFIX}{interface}"))
 }
 
-/// Load the program with `mark_base` (not attached) and run it once on `frame` with
-/// BPF_PROG_TEST_RUN as a packet carrying `mark`: its return code and the frame it
-/// leaves. For the frame tests.
-pub fn test_run(frame: &[u8], mark: u32, mark_base: u32) -> Result<(u32, Vec<u8>)> {
-    let base = mark_base & fo_common::HC_MARK_MASK;
-    let mut ebpf = aya::EbpfLoader::new()
-        .override_global(HC_MARK_GLOBAL, &base, true)
-        .load(HC_OBJECT)
-        .map_err(DataplaneError::Load)?;
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(HC_PROGRAM)
+/// The program loaded with a mark base (not attached), for BPF_PROG_TEST_RUN: the
+/// frame tests.
+pub struct TestRunner {
+    ebpf: aya::Ebpf,
+}
+
+impl TestRunner {
+    pub fn new(mark_base: u32) -> Result<TestRunner> {
+        let base = mark_base & fo_common::HC_MARK_MASK;
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global(HC_MARK_GLOBAL, &base, true)
+            .load(HC_OBJECT)
+            .map_err(DataplaneError::Load)?;
+        program(&mut ebpf)?
+            .load()
+            .map_err(program_err("load the health-check program"))?;
+        Ok(TestRunner { ebpf })
+    }
+
+    /// Run the program once on `frame` as a packet carrying `mark`: its return code
+    /// and the frame it leaves.
+    pub fn run(&mut self, frame: &[u8], mark: u32) -> Result<(u32, Vec<u8>)> {
+        let prog = program(&mut self.ebpf)?;
+        // `struct __sk_buff` up to `mark`: `len` and `pkt_type` must be zero.
+        let mut ctx = [0u8; 12];
+        ctx[8..].copy_from_slice(&mark.to_ne_bytes());
+        let room = frame.len() + 128;
+        let mut out = vec![0u8; room];
+        let opts = aya::programs::TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        use aya::programs::TestRun as _;
+        let result = prog
+            .test_run(opts)
+            .map_err(program_err("BPF_PROG_TEST_RUN"))?;
+        out.truncate((result.data_size_out as usize).min(room));
+        Ok((result.return_value, out))
+    }
+}
+
+fn program(ebpf: &mut aya::Ebpf) -> Result<&mut SchedClassifier> {
+    ebpf.program_mut(HC_PROGRAM)
         .ok_or(DataplaneError::Invalid {
             what: "health-check object (no program fo_hc)",
         })?
         .try_into()
-        .map_err(program_err("not a TC program"))?;
-    prog.load()
-        .map_err(program_err("load the health-check program"))?;
-    // `struct __sk_buff` up to `mark`: `len` and `pkt_type` must be zero.
-    let mut ctx = [0u8; 12];
-    ctx[8..].copy_from_slice(&mark.to_ne_bytes());
-    let mut out = vec![0u8; frame.len() + 128];
-    let opts = aya::programs::TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        ..Default::default()
-    };
-    use aya::programs::TestRun as _;
-    let result = prog
-        .test_run(opts)
-        .map_err(program_err("BPF_PROG_TEST_RUN"))?;
-    out.truncate((result.data_size_out as usize).min(frame.len() + 128));
-    Ok((result.return_value, out))
+        .map_err(program_err("not a TC program"))
 }
 
 /// Load the program with `mark_base` (low 16 bits ignored) and attach it to the
