@@ -221,6 +221,14 @@ fn check_follows_the_tunnel(v6: bool, gue_port: u16, node_extra: &str, service_e
     lb.wait_health(b0, true, "decapsulating");
     lb.wait_health(b1, true, "decapsulating");
     let slot = if gue_port == 0 { 0 } else { 1 };
+    let st = lb.status();
+    let detail = st["services"][0]["backends"][0]["detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .is_some_and(|d| d.ends_with("through the tunnel")),
+        "status names the tunnel in the check's result: {detail}"
+    );
     // A backend starts healthy; the checks' probes must arrive encapsulated.
     let seen = wait_for(Duration::from_secs(10), || {
         decap_counts(&lab, 0).filter(|c| c[slot] > 0).map(|_| ())

@@ -15,7 +15,10 @@ pub async fn tcp(addr: SocketAddr, mark: Option<u32>, timeout: Duration) -> Prob
                 target: addr.to_string(),
                 source,
             })?;
-        Ok(format!("connected to {addr}"))
+        Ok(match mark {
+            Some(_) => format!("connected to {addr} through the tunnel"),
+            None => format!("connected to {addr}"),
+        })
     })
     .await
 }
