@@ -6,6 +6,8 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fo_agent::dataplane::{hc, remove_all_pins};
@@ -13,6 +15,10 @@ use fo_lab::kit::Proc;
 use fo_tests::netns::{Netns, unique_tag, wait_for};
 use fo_tests::temp::TempDir;
 use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP, VIP6};
+
+const TCP_CHECK: &str =
+    r#"check = { kind = "tcp", interval = "300ms", timeout = "200ms", rise = 2, fall = 2 }"#;
+const HTTP_CHECK: &str = r#"check = { kind = "http", path = "/health", expect_status = 200, interval = "300ms", timeout = "250ms", rise = 2, fall = 2 }"#;
 
 /// The agent's metrics port, on the load balancer namespace's own loopback.
 const METRICS_PORT: u16 = 9469;
@@ -37,6 +43,16 @@ impl Drop for Lb {
 impl Lb {
     /// `v6`: the service is on the IPv6 VIP, to the backends' IPv6 addresses.
     fn start(lab: &RoutedLab, v6: bool, node_extra: &str, service_extra: &str) -> Lb {
+        Self::start_with(lab, v6, node_extra, service_extra, TCP_CHECK)
+    }
+
+    fn start_with(
+        lab: &RoutedLab,
+        v6: bool,
+        node_extra: &str,
+        service_extra: &str,
+        check: &str,
+    ) -> Lb {
         let ns = Netns::new("thc-lb");
         lab.a.plug(&ns, "eth0", "192.0.2.2/24");
         ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
@@ -69,7 +85,7 @@ port = {PORT}
 hash = "5-tuple"
 mode = "tunnel"
 {service_extra}
-check = {{ kind = "tcp", interval = "300ms", timeout = "200ms", rise = 2, fall = 2 }}
+{check}
 backends = {backends}
 "#,
             pin = pin_dir.display(),
@@ -337,4 +353,82 @@ fn the_encapsulation_survives_a_restart_in_its_pinned_link() {
     lb.wait_health(b0, false, "decapsulation detached after the restart");
     drop(lb);
     assert!(!pin.exists(), "removing the agent's pins removes the link");
+}
+
+/// Answers `GET` on each backend's own address with 200 until dropped.
+struct HttpResponders(Arc<AtomicBool>);
+
+impl HttpResponders {
+    fn start(lab: &RoutedLab) -> HttpResponders {
+        let stop = Arc::new(AtomicBool::new(false));
+        for (i, b) in lab.backends.iter().enumerate() {
+            let addr = addr_of(lab, i, false);
+            let l = b
+                .ns
+                .run(move || TcpListener::bind((addr, PORT)).expect("bind the backend's address"));
+            l.set_nonblocking(true).expect("nonblocking");
+            let flag = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read as _, Write as _};
+                while !flag.load(Ordering::Relaxed) {
+                    match l.accept() {
+                        Ok((mut c, _)) => {
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+                            let mut req = [0u8; 1024];
+                            let _ = c.read(&mut req);
+                            let _ = c.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            );
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            });
+        }
+        HttpResponders(stop)
+    }
+}
+
+impl Drop for HttpResponders {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An http check takes the tunnel too: down without decapsulation, up with it.
+#[test]
+fn an_http_check_goes_through_the_tunnel_too() {
+    let lab = RoutedLab::new(2, 0);
+    let _http = HttpResponders::start(&lab);
+    let lb = Lb::start_with(&lab, false, "", "", HTTP_CHECK);
+    let b0 = addr_of(&lab, 0, false);
+    let up = |st: &serde_json::Value| {
+        st["services"][0]["backends"][0]["healthy"] == true
+            && st["services"][0]["backends"][0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("status 200"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || up(&lb.status()).then_some(())).is_some(),
+        "http check never passed: {}\n{}",
+        lb.status(),
+        lb.log()
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        decap_counts(&lab, 0).filter(|c| c[0] > 0).map(|_| ())
+    });
+    assert!(
+        seen.is_some(),
+        "the http probes must arrive encapsulated: {:?}",
+        decap_counts(&lab, 0)
+    );
+    decap_cmd(&lab, 0, "--detach");
+    lb.wait_health(b0, false, "decapsulation detached (http)");
+    decap_cmd(&lab, 0, "--gue-port 0");
+    assert!(
+        wait_for(Duration::from_secs(10), || up(&lb.status()).then_some(())).is_some(),
+        "http check never passed again: {}",
+        lb.status()
+    );
 }
