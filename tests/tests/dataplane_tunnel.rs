@@ -323,8 +323,15 @@ fn cases() -> Vec<Case> {
         &[&no_df[14..24], &[0, 0], &no_df[26..34]].concat(),
     ));
     no_df[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut padded = syn4.clone();
+    padded.extend_from_slice(&[0; 6]); // Ethernet's 60-byte minimum
     vec![
         encap_case("IPIP: a SYN", syn4, false),
+        encap_case(
+            "IPIP: Ethernet padding stays out of the tunnel",
+            padded,
+            false,
+        ),
         encap_case(
             "IPIP: a data segment of the flow",
             v4(40000, IPIP_PORT, 100),
@@ -379,7 +386,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-const CASES: usize = 14;
+const CASES: usize = 15;
 
 fn run_cases(fx: &mut Fixture, cases: &[Case]) -> Vec<String> {
     let mut failures = Vec::new();
@@ -667,7 +674,7 @@ fn scapy_reads_the_encapsulated_frames_as_the_kernel_would() {
         }
         lines
     });
-    assert_eq!(lines.lines().count(), 9, "encapsulated frames checked");
+    assert_eq!(lines.lines().count(), 10, "encapsulated frames checked");
     let mut child = Command::new("/usr/bin/python3")
         .args(["-c", SCAPY_CHECK])
         .stdin(Stdio::piped())
@@ -802,7 +809,12 @@ fn the_decapsulation_program_strips_only_what_is_addressed_to_it() {
         // The inner packet behind the next hop's Ethernet header (the backend's MAC and
         // the hop's, as they arrived).
         let mut want = encapsulated[..12].to_vec();
-        want.extend_from_slice(&client[12..]);
+        let ip_len = if u16_at(client, 12) == 0x0800 {
+            usize::from(u16_at(client, 16))
+        } else {
+            usize::from(u16_at(client, 18)) + 40
+        };
+        want.extend_from_slice(&client[12..14 + ip_len]);
         if action != XDP_PASS || out != want {
             failures.push(format!("frame {n}: not decapsulated\n  {out:02x?}"));
         } else if decap.stat(*slot) != before + 1 {
