@@ -9,11 +9,13 @@
 
 pub mod counters;
 pub mod hash;
+pub mod hc;
 pub mod maps;
 pub mod nat;
 pub mod tunnel;
 
 pub use counters::Counter;
+pub use hc::*;
 pub use maps::*;
 pub use nat::*;
 pub use tunnel::*;

@@ -36,7 +36,7 @@
 //!   `maglev_table_size` (65537; a prime in 251..=1000003), `max_services` (64),
 //!   `max_backends` (4096), `flow_table_size` (1000000), `garp_count` (5),
 //!   `garp_interval` (100ms), `garp_refresh` (60s; "0s" = off), `vip_on_interface`
-//!   (false), `control_group` (none).
+//!   (false), `control_group` (none), `tunnel_check_mark` (0x4f480000).
 //! - `[[router]]`: `name` ([a-z0-9_-], unique), `ownership` vrrp|bgp|static (vrrp),
 //!   `vips` (one family), `gates`, `hooks = { master, backup, fault, stop, notify, timeout (30s), user, group }` (each hook
 //!   an absolute path or `[path, args...]`; `notify` gets keepalived's four arguments

@@ -53,6 +53,9 @@ pub struct Node {
     pub nat_timeouts: NatTimeouts,
     /// Connection-state sync of NAT flows with the other nodes; `None` = off.
     pub sync: Option<SyncConfig>,
+    /// Base of the `SO_MARK` range of tunnel services' backend probes (low 16 bits
+    /// zero; they carry the GUE port): `tunnel_check_mark`.
+    pub tunnel_check_mark: u32,
 }
 
 /// `[node] nat_timeouts = { syn, established, fin, closed, udp }`: how long a NAT
@@ -133,6 +136,7 @@ impl Node {
     pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(100);
     pub const DEFAULT_GARP_REFRESH: Duration = Duration::from_secs(60);
     pub const DEFAULT_NAT_TABLE_SIZE: u32 = 262_144;
+    pub const DEFAULT_TUNNEL_CHECK_MARK: u32 = 0x4f48_0000;
 }
 
 /// How the XDP program is attached.

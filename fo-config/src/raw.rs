@@ -38,6 +38,7 @@ pub(crate) struct RawNode {
     pub nat_table_size: Option<S<i64>>,
     pub nat_timeouts: Option<S<RawNatTimeouts>>,
     pub sync: Option<S<RawSync>>,
+    pub tunnel_check_mark: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,6 +53,7 @@ fn example_node_resolves_with_defaults() {
                 udp: Duration::from_secs(60),
             },
             sync: None,
+            tunnel_check_mark: 0x4f48_0000,
         }
     );
 }
@@ -391,7 +392,7 @@ timeout = "3s"
         lines,
         [
             "3:21: maglev_table_size must be prime (e.g. 65537), got 1000",
-            "4:1: unknown field `colour`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `nat_timeouts`, `sync`",
+            "4:1: unknown field `colour`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `nat_timeouts`, `sync`, `tunnel_check_mark`",
             "8:8: vrid must be between 1 and 255, got 0",
             "9:12: invalid type: string \"high\", expected an integer",
             "10:21: VIP fe80::1 is IPv6 but the router's first VIP 10.0.0.1 is IPv4: one router, one address family",

@@ -61,7 +61,7 @@ interface = "eth0"
 xdp = "native"
 "#,
         &[
-            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `nat_timeouts`, `sync`",
+            "3:1: unknown field `xdp`, expected one of `interface`, `xdp_mode`, `bpf_dir`, `control_socket`, `state_file`, `metrics`, `maglev_table_size`, `max_services`, `max_backends`, `flow_table_size`, `garp_count`, `garp_interval`, `garp_refresh`, `vip_on_interface`, `control_group`, `nat_table_size`, `nat_timeouts`, `sync`, `tunnel_check_mark`",
         ],
     );
 }
@@ -211,6 +211,26 @@ interface = "eth0"
 max_services = 0
 "#,
         &["3:16: max_services must be between 1 and 65535, got 0"],
+    );
+}
+
+#[test]
+fn tunnel_check_mark_needs_its_low_bits_free() {
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+tunnel_check_mark = 0x7e000001
+"#,
+        &[
+            "3:21: tunnel_check_mark 0x7e000001 must have its low 16 bits zero (they carry the GUE port), e.g. 0x7e000000",
+        ],
+    );
+    assert_errors(
+        r#"[node]
+interface = "eth0"
+tunnel_check_mark = 0
+"#,
+        &["3:21: tunnel_check_mark must be between 65536 and 4294901760, got 0"],
     );
 }
 

@@ -19,6 +19,7 @@ mod start;
 mod status;
 mod tables;
 mod tunnel;
+mod tunnel_checks;
 mod vlan;
 
 use std::collections::{BTreeMap, BTreeSet};

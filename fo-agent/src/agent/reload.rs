@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use fo_config::{Config, Ownership};
 use tracing::{error, info};
 
-use super::{Agent, all_vips, backends, nat, vlan};
+use super::{Agent, all_vips, backends, nat, tunnel_checks, vlan};
 use crate::health::{self, Health};
 use crate::vrrp::Control;
 
@@ -74,6 +74,8 @@ impl Agent {
 
         // Prepare: the new checks (carrying over the results of unchanged ones), the
         // drains that still name a backend, and the services as they would be written.
+        // Tunnel services' checks need the encapsulation before their first probe.
+        tunnel_checks::attach(&new, &self.host.link.name).map_err(|e| format!("{e:#}"))?;
         let previous = self.services.health.snapshot();
         let new_health = Health::start_after(health::plan(&new), Some(&previous));
         let mut drains = self.operator.drains.clone();

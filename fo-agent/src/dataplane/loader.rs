@@ -541,7 +541,9 @@ pub fn remove_all_pins(dir: &Path) -> Result<()> {
     remove_map_pins(dir)?;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("link_") {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `hclink_IFNAME`: the health-check encapsulation's link (see `hc`).
+            if name.starts_with("link_") || name.starts_with(super::hc::LINK_PREFIX) {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|source| DataplaneError::Io {
                     what: "removing",

@@ -5,6 +5,7 @@ mod batch;
 pub mod decap;
 pub mod flows;
 mod forwarded;
+pub mod hc;
 mod loader;
 pub mod maglev;
 pub mod nat;

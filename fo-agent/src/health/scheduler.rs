@@ -200,7 +200,13 @@ pub fn plan(config: &Config) -> Vec<Spec> {
         for b in s.backends() {
             specs.push(Spec {
                 target: Target::backend(&s.name, &b.name),
-                probe: Probe::for_backend(s, &check.kind, b, &mut tls),
+                probe: Probe::for_backend(
+                    s,
+                    &check.kind,
+                    b,
+                    config.node.tunnel_check_mark,
+                    &mut tls,
+                ),
                 interval: check.interval,
                 timeout: check.timeout,
                 rise: check.rise,
@@ -758,7 +764,7 @@ command = ["docker", "info"]
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut s = spec(Target::backend("svc", "b"), Status::Down, 1, 1);
-        s.probe = Probe::Tcp(addr);
+        s.probe = Probe::Tcp(addr, None);
         s.interval = Duration::from_millis(50);
         s.timeout = Duration::from_millis(40);
         let health = Health::start_after(vec![s], None);

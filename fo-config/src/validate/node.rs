@@ -115,6 +115,22 @@ impl Cx<'_> {
             Some(v) => self.nat_timeouts(v.get_ref()),
             None => Some(NatTimeouts::default()),
         };
+        let tunnel_check_mark = match &raw.tunnel_check_mark {
+            Some(v) => match self.int(v, "tunnel_check_mark", 0x1_0000, 0xffff_0000) {
+                Some(n) if n & 0xffff != 0 => {
+                    self.err(
+                        v.span(),
+                        format!(
+                            "tunnel_check_mark {n:#x} must have its low 16 bits zero (they carry the GUE port), e.g. {:#x}",
+                            n & !0xffff
+                        ),
+                    );
+                    None
+                }
+                n => n.map(|n| n as u32),
+            },
+            None => Some(Node::DEFAULT_TUNNEL_CHECK_MARK),
+        };
         Some(Node {
             interface: interface?,
             xdp_mode: raw.xdp_mode.unwrap_or_default(),
@@ -134,6 +150,7 @@ impl Cx<'_> {
             nat_table_size: nat_table_size? as u32,
             nat_timeouts: nat_timeouts?,
             sync,
+            tunnel_check_mark: tunnel_check_mark?,
         })
     }
 

@@ -70,13 +70,20 @@ pub async fn http(p: &HttpProbe, timeout: Duration) -> ProbeResult {
         Some(Ok(client)) => Some(client),
         None => None,
     };
-    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect((p.host.as_str(), p.port)))
-        .await
-        .map_err(|_| late(Step::Connect))?
-        .map_err(|source| ProbeError::Connect {
-            target: target.clone(),
-            source,
-        })?;
+    let tcp = tokio::time::timeout_at(deadline, async {
+        match (p.mark, p.host.parse::<std::net::IpAddr>()) {
+            (Some(mark), Ok(ip)) => {
+                super::mark::connect(std::net::SocketAddr::new(ip, p.port), Some(mark)).await
+            }
+            _ => TcpStream::connect((p.host.as_str(), p.port)).await,
+        }
+    })
+    .await
+    .map_err(|_| late(Step::Connect))?
+    .map_err(|source| ProbeError::Connect {
+        target: target.clone(),
+        source,
+    })?;
     let Some(client) = client else {
         return exchange(p, tcp, &target, deadline, &late, None, String::new()).await;
     };
@@ -317,6 +324,7 @@ mod tests {
                 expect_body: body.map(str::to_owned),
             },
             tls: None,
+            mark: None,
         }
     }
 

@@ -31,12 +31,14 @@ use super::tls::{self, Expiring, TlsClient, TlsFailure, TlsSetupError};
 mod exec;
 mod file;
 mod http;
+mod mark;
 mod process;
 mod tcp;
 
 pub use exec::exec;
 pub use file::file;
 pub use http::http;
+pub use mark::tunnel_mark;
 pub use process::{process_by_name, process_by_pidfile};
 pub use tcp::tcp;
 
@@ -202,7 +204,8 @@ fn days(left: Duration) -> String {
 /// A check's probe with everything resolved from the configuration.
 #[derive(Debug, Clone)]
 pub enum Probe {
-    Tcp(SocketAddr),
+    /// Address, and the probe socket's mark (a tunnel service's backend).
+    Tcp(SocketAddr, Option<u32>),
     Http(Box<HttpProbe>),
     Exec {
         argv: Vec<String>,
@@ -229,24 +232,28 @@ pub struct HttpProbe {
     /// `None`: plain HTTP. `Some(Err)`: https whose files could not be used when the
     /// probe was planned (every probe then fails with that reason).
     pub tls: Option<Result<TlsClient, Arc<TlsSetupError>>>,
+    /// The probe socket's mark (a tunnel service's backend; `host` is then an address).
+    pub mark: Option<u32>,
 }
 
 impl Probe {
     /// The probe of a node-level `[[check]]`; `tls` builds (and shares) TLS clients.
     pub fn for_check(kind: &CheckKind, tls: &mut tls::Loader) -> Self {
         match kind {
-            CheckKind::Tcp { address, port } => Self::Tcp(SocketAddr::new(*address, *port)),
+            CheckKind::Tcp { address, port } => Self::Tcp(SocketAddr::new(*address, *port), None),
             CheckKind::Http(h) => Self::Http(Box::new(HttpProbe {
                 host: h.host.clone(),
                 port: h.port,
                 get: h.get.clone(),
                 tls: None,
+                mark: None,
             })),
             CheckKind::Https { target, tls: t } => Self::Http(Box::new(HttpProbe {
                 host: target.host.clone(),
                 port: target.port,
                 get: target.get.clone(),
                 tls: Some(tls.shared(t)),
+                mark: None,
             })),
             CheckKind::Exec {
                 command, run_as, ..
@@ -268,27 +275,34 @@ impl Probe {
         }
     }
 
-    /// The probe of one backend of a service. An exec check gets `FO_SERVICE`,
+    /// The probe of one backend of a service (`mark_base`: `tunnel_check_mark`, for
+    /// a tunnel service's probes). An exec check gets `FO_SERVICE`,
     /// `FO_BACKEND`, `FO_BACKEND_ADDRESS` and `FO_BACKEND_PORT` in its environment.
     pub fn for_backend(
         service: &Service,
         kind: &ServiceCheckKind,
         backend: &Backend,
+        mark_base: u32,
         tls: &mut tls::Loader,
     ) -> Self {
         match kind {
-            ServiceCheckKind::Tcp => Self::Tcp(backend.socket_addr()),
+            ServiceCheckKind::Tcp => Self::Tcp(
+                backend.socket_addr(),
+                tunnel_mark(service, backend.address, mark_base),
+            ),
             ServiceCheckKind::Http(get) => Self::Http(Box::new(HttpProbe {
                 host: backend.address.to_string(),
                 port: backend.port,
                 get: get.clone(),
                 tls: None,
+                mark: tunnel_mark(service, backend.address, mark_base),
             })),
             ServiceCheckKind::Https { get, tls: t } => Self::Http(Box::new(HttpProbe {
                 host: backend.address.to_string(),
                 port: backend.port,
                 get: get.clone(),
                 tls: Some(tls.shared(t)),
+                mark: tunnel_mark(service, backend.address, mark_base),
             })),
             ServiceCheckKind::Exec {
                 command, run_as, ..
@@ -313,7 +327,7 @@ impl Probe {
     /// Run the probe once. `label` names the target in debug logs.
     pub async fn run(&self, timeout: Duration, label: &str) -> ProbeResult {
         match self {
-            Self::Tcp(addr) => tcp(*addr, timeout).await,
+            Self::Tcp(addr, mark) => tcp(*addr, *mark, timeout).await,
             Self::Http(h) => http(h, timeout).await,
             Self::Exec { argv, env, run_as } => {
                 exec(argv, env, run_as.as_ref(), timeout, label).await
