@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use aya::programs::Xdp;
-use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::links::FdLink;
 use fo_common::VipKey;
 
 use super::loader::{XdpAttachMode, ensure_bpffs, ifindex};
@@ -75,7 +75,7 @@ pub fn attach(opts: &DecapOptions) -> Result<Attached> {
     // The object's maps are pinned by name: fresh ones under `pins` (a program already
     // attached keeps its own until the new one replaces it in the link).
     for name in [DECAP_ADDRS_MAP, DECAP_STATS_MAP] {
-        remove_pin(&pins.join(name))?;
+        super::remove_pin(&pins.join(name))?;
     }
     let mut ebpf = aya::EbpfLoader::new()
         .default_map_pin_directory(&pins)
@@ -103,21 +103,9 @@ pub fn attach(opts: &DecapOptions) -> Result<Attached> {
         })?
         .try_into()
         .map_err(program_err("not an XDP program"))?;
-    prog.load().map_err(|source| match source {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Verifier {
-            errno: io_error,
-            log: verifier_log.to_string(),
-        },
-        source => DataplaneError::Program {
-            what: "load",
-            source,
-        },
-    })?;
+    prog.load().map_err(super::load_err("load"))?;
     let link_pin = pins.join("link");
-    let done = match existing_link(&link_pin)? {
+    let done = match super::pinned_link::<aya::programs::xdp::XdpLink>(&link_pin)? {
         Some(old) => {
             let id = prog
                 .attach_to_link(old)
@@ -145,37 +133,6 @@ pub fn attach(opts: &DecapOptions) -> Result<Attached> {
     Ok(done)
 }
 
-/// The pinned link at `path`, if there is one and it is an XDP link.
-fn existing_link(path: &Path) -> Result<Option<aya::programs::xdp::XdpLink>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let pinned = PinnedLink::from_pin(path).map_err(|source| DataplaneError::Link {
-        path: path.to_owned(),
-        source,
-    })?;
-    match aya::programs::xdp::XdpLink::try_from(FdLink::from(pinned)) {
-        Ok(l) => Ok(Some(l)),
-        Err(_) => {
-            // Not an XDP link (cannot happen unless someone pinned another there).
-            remove_pin(path)?;
-            Ok(None)
-        }
-    }
-}
-
-fn remove_pin(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(DataplaneError::Io {
-            what: "removing",
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
 /// Remove the program from `interface`: its pins go, and with them the program.
 /// Returns whether anything was attached.
 pub fn detach(dir: &Path, interface: &str) -> Result<bool> {
@@ -186,7 +143,7 @@ pub fn detach(dir: &Path, interface: &str) -> Result<bool> {
     let link = pins.join("link");
     let had = link.exists();
     for name in ["link", DECAP_ADDRS_MAP, DECAP_STATS_MAP] {
-        remove_pin(&pins.join(name))?;
+        super::remove_pin(&pins.join(name))?;
     }
     std::fs::remove_dir(&pins).map_err(|source| DataplaneError::Io {
         what: "removing",

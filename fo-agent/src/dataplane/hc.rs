@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use aya::programs::SchedClassifier;
-use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::links::{FdLink, LinkOrder};
 use aya::programs::tc::{SchedClassifierLink, TcAttach, TcAttachType};
 
 use super::loader::{ensure_bpffs, ifindex};
@@ -115,21 +115,10 @@ pub fn attach(pin_dir: &Path, interface: &str, mark_base: u32) -> Result<Attache
         })?
         .try_into()
         .map_err(program_err("not a TC program"))?;
-    prog.load().map_err(|source| match source {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Verifier {
-            errno: io_error,
-            log: verifier_log.to_string(),
-        },
-        source => DataplaneError::Program {
-            what: "load the health-check program",
-            source,
-        },
-    })?;
+    prog.load()
+        .map_err(super::load_err("load the health-check program"))?;
     let pin = link_pin(pin_dir, interface);
-    if let Some(old) = existing_link(&pin)? {
+    if let Some(old) = super::pinned_link::<SchedClassifierLink>(&pin)? {
         let id = prog.attach_to_link(old).map_err(program_err(
             "replace the health-check program in its pinned link",
         ))?;
@@ -157,29 +146,6 @@ pub fn attach(pin_dir: &Path, interface: &str, mark_base: u32) -> Result<Attache
         source,
     })?;
     Ok(Attached::New)
-}
-
-/// The pinned tcx link at `path`, if there is one.
-fn existing_link(path: &Path) -> Result<Option<SchedClassifierLink>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let pinned = PinnedLink::from_pin(path).map_err(|source| DataplaneError::Link {
-        path: path.to_owned(),
-        source,
-    })?;
-    match SchedClassifierLink::try_from(FdLink::from(pinned)) {
-        Ok(l) => Ok(Some(l)),
-        // Not a tcx link (someone pinned another kind there): replace it.
-        Err(_) => {
-            std::fs::remove_file(path).map_err(|source| DataplaneError::Io {
-                what: "removing",
-                path: path.to_owned(),
-                source,
-            })?;
-            Ok(None)
-        }
-    }
 }
 
 /// Remove the pinned link at `pin_dir`/`hclink_IFNAME` (which unloads the

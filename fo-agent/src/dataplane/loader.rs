@@ -233,19 +233,7 @@ fn load_object(opts: &LoadOptions, object: &[u8]) -> Result<aya::Ebpf> {
         .load(object)
         .map_err(DataplaneError::Load)?;
     let prog = super::xdp_program(&mut ebpf)?;
-    prog.load().map_err(|source| match source {
-        aya::programs::ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Verifier {
-            errno: io_error,
-            log: verifier_log.to_string(),
-        },
-        source => DataplaneError::Program {
-            what: "load",
-            source,
-        },
-    })?;
+    prog.load().map_err(super::load_err("load"))?;
     Ok(ebpf)
 }
 

@@ -123,6 +123,58 @@ fn program_err(what: &'static str) -> impl FnOnce(aya::programs::ProgramError) -
     move |source| DataplaneError::Program { what, source }
 }
 
+/// `load()`'s error: the verifier's log for a program the kernel refused, else `what`
+/// failed.
+fn load_err(what: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> DataplaneError {
+    move |source| match source {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Verifier {
+            errno: io_error,
+            log: verifier_log.to_string(),
+        },
+        source => DataplaneError::Program { what, source },
+    }
+}
+
+/// The link pinned at `path` as an `L`, if one is. A pin of another kind (someone
+/// pinned something else there) is removed, so the caller attaches anew.
+fn pinned_link<L>(path: &Path) -> Result<Option<L>>
+where
+    L: TryFrom<aya::programs::links::FdLink>,
+{
+    if !path.exists() {
+        return Ok(None);
+    }
+    let pinned = aya::programs::links::PinnedLink::from_pin(path).map_err(|source| {
+        DataplaneError::Link {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    match L::try_from(aya::programs::links::FdLink::from(pinned)) {
+        Ok(l) => Ok(Some(l)),
+        Err(_) => {
+            remove_pin(path)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Remove the pin at `path`; one that is not there is fine.
+fn remove_pin(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataplaneError::Io {
+            what: "removing",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Typed handles to every map of the program.
 struct Maps {
     vips: HashMap<MapData, VipKey, VipState>,
