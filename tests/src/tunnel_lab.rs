@@ -326,3 +326,94 @@ impl RoutedLab {
         })
     }
 }
+
+/// One load balancer on segment A running the real agent (generic XDP) with the
+/// config `[node]` header this lab needs plus what the test adds; killed and its pins
+/// removed on drop.
+pub struct LbNode {
+    agent: Option<fo_lab::kit::Proc>,
+    pub ns: Netns,
+    pub dir: crate::temp::TempDir,
+    pub pin_dir: PathBuf,
+}
+
+impl Drop for LbNode {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = fo_agent::dataplane::remove_all_pins(&self.pin_dir);
+    }
+}
+
+impl LbNode {
+    /// A namespace `tag`-lb plugged into segment A (192.0.2.2, 2001:db8:a::2) with routes
+    /// to the backends, and a config: the lab's `[node]` keys, then `node_extra`, then
+    /// `rest` (routers and services). The agent is not started.
+    pub fn new(lab: &RoutedLab, tag: &str, node_extra: &str, rest: &str) -> LbNode {
+        let name = format!("{tag}-lb");
+        let ns = Netns::new(&name);
+        lab.a.plug(&ns, "eth0", "192.0.2.2/24");
+        ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
+        RoutedLab::lb_routes(&ns);
+        let dir = crate::temp::TempDir::new(&name);
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-{name}-{}", unique_tag()));
+        let sock = dir.0.join("control.sock");
+        let config = format!(
+            "[node]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nbpf_dir = \"{}\"\n\
+             control_socket = \"{}\"\nstate_file = \"{}.state.json\"\n{node_extra}\n\n{rest}",
+            pin_dir.display(),
+            sock.display(),
+            sock.display(),
+        );
+        std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
+        LbNode {
+            agent: None,
+            ns,
+            dir,
+            pin_dir,
+        }
+    }
+
+    /// Run the agent (again, after [`LbNode::kill9`]) and wait until it runs.
+    pub fn start(&mut self) {
+        let mut cmd = self
+            .ns
+            .command(crate::agent_bin().to_str().expect("utf-8 path"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.dir.0.join("fo.toml"));
+        let mut agent =
+            fo_lab::kit::Proc::spawn_attached("fo-agent", cmd, &self.dir.0.join("agent.log"))
+                .expect("spawn fo-agent");
+        agent
+            .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
+        self.agent = Some(agent);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.kill9();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.0.join("control.sock")
+    }
+
+    /// `fo-agent status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        fo_lab::kit::agent::status(&crate::agent_bin(), &self.socket())
+            .unwrap_or_else(|e| panic!("status: {e:#}"))
+    }
+
+    /// `fo-agent status`, as an operator reads it.
+    pub fn text_status(&self) -> String {
+        let (_, out) = fo_lab::kit::agent::ctl(&crate::agent_bin(), &self.socket(), &["status"])
+            .expect("run fo-agent status");
+        out
+    }
+}

@@ -5,16 +5,13 @@
 //! answers, and comes back when decapsulation is attached again.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fo_agent::dataplane::{hc, remove_all_pins};
-use fo_lab::kit::Proc;
-use fo_tests::netns::{Netns, unique_tag, wait_for};
-use fo_tests::temp::TempDir;
-use fo_tests::tunnel_lab::{PORT, RoutedLab, VIP, VIP6};
+use fo_agent::dataplane::hc;
+use fo_tests::netns::wait_for;
+use fo_tests::tunnel_lab::{LbNode, PORT, RoutedLab, VIP, VIP6};
 
 const TCP_CHECK: &str =
     r#"check = { kind = "tcp", interval = "300ms", timeout = "200ms", rise = 2, fall = 2 }"#;
@@ -24,19 +21,18 @@ const HTTP_CHECK: &str = r#"check = { kind = "http", path = "/health", expect_st
 const METRICS_PORT: u16 = 9469;
 
 /// The load balancer on segment A running the real agent (generic XDP).
-struct Lb {
-    agent: Option<Proc>,
-    ns: Netns,
-    dir: TempDir,
-    pin_dir: PathBuf,
+struct Lb(LbNode);
+
+impl std::ops::Deref for Lb {
+    type Target = LbNode;
+    fn deref(&self) -> &LbNode {
+        &self.0
+    }
 }
 
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            a.kill9();
-        }
-        let _ = remove_all_pins(&self.pin_dir);
+impl std::ops::DerefMut for Lb {
+    fn deref_mut(&mut self) -> &mut LbNode {
+        &mut self.0
     }
 }
 
@@ -53,28 +49,13 @@ impl Lb {
         service_extra: &str,
         check: &str,
     ) -> Lb {
-        let ns = Netns::new("thc-lb");
-        lab.a.plug(&ns, "eth0", "192.0.2.2/24");
-        ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
         let (vip, backends) = if v6 {
             (VIP6, lab.backends6_toml())
         } else {
             (VIP, lab.backends_toml())
         };
-        RoutedLab::lb_routes(&ns);
-        let dir = TempDir::new("thc-lb");
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-thc-lb-{}", unique_tag()));
-        let config = format!(
-            r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-metrics = "127.0.0.1:{METRICS_PORT}"
-{node_extra}
-
-[[router]]
+        let rest = format!(
+            r#"[[router]]
 name = "lab"
 ownership = "static"
 vips = ["{vip}"]
@@ -87,50 +68,12 @@ mode = "tunnel"
 {service_extra}
 {check}
 backends = {backends}
-"#,
-            pin = pin_dir.display(),
-            sock = dir.0.join("control.sock").display(),
+"#
         );
-        std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
-        let mut lb = Lb {
-            agent: None,
-            ns,
-            dir,
-            pin_dir,
-        };
-        lb.spawn();
+        let node_extra = format!("metrics = \"127.0.0.1:{METRICS_PORT}\"\n{node_extra}");
+        let mut lb = Lb(LbNode::new(lab, "thc", &node_extra, &rest));
+        lb.start();
         lb
-    }
-
-    /// Run the agent (again, after [`Lb::kill9`]).
-    fn spawn(&mut self) {
-        let mut cmd = self
-            .ns
-            .command(fo_tests::agent_bin().to_str().expect("utf-8"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.dir.0.join("fo.toml"));
-        let mut agent = Proc::spawn_attached("fo-agent", cmd, &self.dir.0.join("agent.log"))
-            .expect("spawn fo-agent");
-        agent
-            .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.log()));
-        self.agent = Some(agent);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            a.kill9();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        fo_lab::kit::agent::status(&fo_tests::agent_bin(), &self.dir.0.join("control.sock"))
-            .unwrap_or_else(|e| panic!("status: {e:#}"))
     }
 
     /// Wait until backend `addr`'s health is `up` (for up: by a probe that
@@ -340,7 +283,7 @@ fn the_encapsulation_survives_a_restart_in_its_pinned_link() {
         connected && after > before,
         "a marked connection with the agent dead: connected {connected}, IPIP decapsulated {before} -> {after}"
     );
-    lb.spawn();
+    lb.start();
     assert!(
         lb.log().contains("how=Replaced"),
         "the restarted agent must reuse the pinned link:\n{}",
