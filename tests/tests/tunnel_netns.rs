@@ -3,50 +3,19 @@
 //! decapsulated by `fo-agent decap`, answering the client directly.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use fo_agent::dataplane::remove_all_pins;
-use fo_lab::kit::Proc;
-use fo_tests::netns::{Netns, unique_tag, wait_for};
-use fo_tests::temp::TempDir;
-use fo_tests::tunnel_lab::{BulkServer, CLIENT, CLIENT6, PORT, RoutedLab, VIP, VIP6, upload};
+use fo_tests::netns::{Netns, wait_for};
+use fo_tests::tunnel_lab::{
+    BulkServer, CLIENT, CLIENT6, LbNode, PORT, RoutedLab, VIP, VIP6, upload,
+};
 
-/// One load balancer on segment A running the real agent (generic XDP).
-struct Lb {
-    agent: Option<Proc>,
-    ns: Netns,
-    dir: TempDir,
-    pin_dir: PathBuf,
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            a.kill9();
-        }
-        let _ = remove_all_pins(&self.pin_dir);
-    }
-}
-
-impl Lb {
-    /// `service_extra` goes into the tunnel service on VIP:1514, `more` after it.
-    fn new(lab: &RoutedLab, service_extra: &str, more: &str) -> Lb {
-        let ns = Netns::new("tcp-lb");
-        lab.a.plug(&ns, "eth0", "192.0.2.2/24");
-        ns.sh("ip addr add 2001:db8:a::2/64 dev eth0 nodad");
-        RoutedLab::lb_routes(&ns);
-        let dir = TempDir::new("tcp-lb");
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/fo-tcp-lb-{}", unique_tag()));
-        let config = format!(
-            r#"[node]
-interface = "eth0"
-xdp_mode = "generic"
-bpf_dir = "{pin}"
-control_socket = "{sock}"
-state_file = "{sock}.state.json"
-
-[[router]]
+/// One load balancer on segment A running the real agent (generic XDP), with static
+/// routers for VIP and VIP6; `service_extra` goes into the tunnel service on VIP:1514,
+/// `more` after it.
+fn tunnel_lb(lab: &RoutedLab, service_extra: &str, more: &str) -> LbNode {
+    let rest = format!(
+        r#"[[router]]
 name = "lab"
 ownership = "static"
 vips = ["{VIP}"]
@@ -65,58 +34,9 @@ mode = "tunnel"
 backends = {backends}
 {more}
 "#,
-            pin = pin_dir.display(),
-            sock = dir.0.join("control.sock").display(),
-            backends = lab.backends_toml(),
-        );
-        std::fs::write(dir.0.join("fo.toml"), config).expect("write config");
-        Lb {
-            agent: None,
-            ns,
-            dir,
-            pin_dir,
-        }
-    }
-
-    fn start(&mut self) {
-        let mut cmd = self
-            .ns
-            .command(fo_tests::agent_bin().to_str().expect("utf-8 path"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.dir.0.join("fo.toml"));
-        let mut agent = Proc::spawn_attached("fo-agent", cmd, &self.dir.0.join("agent.log"))
-            .expect("spawn fo-agent");
-        agent
-            .wait_for_line(Duration::from_secs(30), |l| l.contains("running"))
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        self.agent = Some(agent);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            a.kill9();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("agent.log")).unwrap_or_default()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.0.join("control.sock")
-    }
-
-    fn status(&self) -> serde_json::Value {
-        fo_lab::kit::agent::status(&fo_tests::agent_bin(), &self.socket())
-            .unwrap_or_else(|e| panic!("status: {e:#}"))
-    }
-
-    fn text_status(&self) -> String {
-        let (_, out) = fo_lab::kit::agent::ctl(&fo_tests::agent_bin(), &self.socket(), &["status"])
-            .expect("run fo-agent status");
-        out
-    }
+        backends = lab.backends_toml(),
+    );
+    LbNode::new(lab, "tcp", "", &rest)
 }
 
 /// Every backend of the (first) service is resolved (its next hop known) and in the
@@ -133,7 +53,7 @@ fn service_resolved(st: &serde_json::Value, i: usize, n: usize) -> bool {
     })
 }
 
-fn wait_resolved(lb: &Lb, n: usize) {
+fn wait_resolved(lb: &LbNode, n: usize) {
     assert!(
         wait_for(Duration::from_secs(15), || all_resolved(&lb.status(), n)
             .then_some(()))
@@ -147,7 +67,7 @@ fn wait_resolved(lb: &Lb, n: usize) {
 #[test]
 fn three_hundred_connections_reach_routed_backends_through_ipip() {
     let lab = RoutedLab::new(3, 0);
-    let mut lb = Lb::new(&lab, "", "");
+    let mut lb = tunnel_lb(&lab, "", "");
     lb.start();
     wait_resolved(&lb, 3);
 
@@ -319,11 +239,22 @@ fn decap_strips_ipip_and_gue_to_its_own_address_and_detaches() {
     assert!(out.contains("nothing attached"), "a second detach: {out}");
 }
 
+/// How the master fails in [`tunnel_failover`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Failure {
+    /// kill -9 of its agent (the pinned data plane stays).
+    Kill,
+    /// kill -9, then its link goes down: the node is gone.
+    NodeDies,
+    /// Its link goes down while its agent keeps running.
+    LinkDown,
+}
+
 /// Two fo nodes (VRRP, `mode = "tunnel"`), backends behind a router running
 /// `fo-agent decap`, 200 long-lived connections sending an event each 10 ms: the master
-/// is killed (and with `node_dies` its link goes down too); B takes over with the same
-/// Maglev table and next hops, and every connection continues on its backend.
-fn tunnel_failover(node_dies: bool) {
+/// fails (`failure`); B takes over with the same Maglev table and next hops, and every
+/// connection continues on its backend.
+fn tunnel_failover(failure: Failure) {
     use fo_tests::pair::{Pair, PairOptions};
     const AGENTS: u32 = 200;
     let mut lab = Pair::new(&PairOptions {
@@ -345,13 +276,15 @@ fn tunnel_failover(node_dies: bool) {
     }
     lab.start_fleet(AGENTS);
     std::thread::sleep(Duration::from_secs(4));
-    lab.a.kill9();
-    if node_dies {
+    if failure != Failure::LinkDown {
+        lab.a.kill9();
+    }
+    if failure != Failure::Kill {
         lab.a.ns.sh("ip link set eth0 down");
     }
     assert!(
         lab.wait_master(&lab.b, Duration::from_secs(15)),
-        "B did not take over after A was killed:\n{}",
+        "B did not take over after A failed ({failure:?}):\n{}",
         lab.b.log()
     );
     std::thread::sleep(Duration::from_secs(5));
@@ -360,8 +293,7 @@ fn tunnel_failover(node_dies: bool) {
     let fleet = lab.fleet.read_report();
     let connected = fleet.agents.iter().filter(|a| a.acked > 0).count();
     println!(
-        "tunnel failover (kill -9 of the master{}): connected {connected}/{AGENTS}, acked {} lost_acked {} resets {} reconnects {}, longest silence {:.0} ms; B's xdp {}",
-        if node_dies { " and its link down" } else { "" },
+        "tunnel failover ({failure:?}): connected {connected}/{AGENTS}, acked {} lost_acked {} resets {} reconnects {}, longest silence {:.0} ms; B's xdp {}",
         merged.events_acked,
         merged.lost_acked,
         merged.connections_reset,
@@ -391,12 +323,17 @@ fn tunnel_failover(node_dies: bool) {
 
 #[test]
 fn killed_tunnel_master_loses_no_connection() {
-    tunnel_failover(false);
+    tunnel_failover(Failure::Kill);
 }
 
 #[test]
 fn dead_tunnel_master_node_loses_no_connection() {
-    tunnel_failover(true);
+    tunnel_failover(Failure::NodeDies);
+}
+
+#[test]
+fn tunnel_master_link_down_loses_no_connection() {
+    tunnel_failover(Failure::LinkDown);
 }
 
 /// Router 1 forwards to router 2 over a 1400-byte link. The client's full-size segments
@@ -410,7 +347,7 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
     const SIZE: usize = 10 * 1024 * 1024;
     let lab = RoutedLab::with_middle_mtu(1, 0, Some(1400));
     let _bulk = BulkServer::start(&lab.backends[0].ns, BULK);
-    let mut lb = Lb::new(
+    let mut lb = tunnel_lb(
         &lab,
         "",
         &format!(
@@ -447,7 +384,7 @@ fn ten_megabytes_cross_a_1400_byte_path_through_the_tunnel() {
 #[test]
 fn ipv6_connections_reach_routed_backends_through_ip6ip6() {
     let lab = RoutedLab::new(3, 0);
-    let mut lb = Lb::new(
+    let mut lb = tunnel_lb(
         &lab,
         "",
         &format!(
@@ -500,7 +437,7 @@ fn ipv6_connections_reach_routed_backends_through_ip6ip6() {
 #[test]
 fn gue_with_a_source_prefix_reaches_the_backends() {
     let lab = RoutedLab::new(3, 6080);
-    let mut lb = Lb::new(
+    let mut lb = tunnel_lb(
         &lab,
         "encap = \"gue\"\ngue_port = 6080\ntunnel_source = \"10.9.0.0/24\"",
         "",
