@@ -75,7 +75,7 @@ impl Agent {
         // Prepare: the new checks (carrying over the results of unchanged ones), the
         // drains that still name a backend, and the services as they would be written.
         // Tunnel services' checks need the encapsulation before their first probe.
-        tunnel_checks::attach(&new, &self.host.link.name).map_err(|e| format!("{e:#}"))?;
+        tunnel_checks::attach(&new, &self.host.link.name);
         let previous = self.services.health.snapshot();
         let new_health = Health::start_after(health::plan(&new), Some(&previous));
         let mut drains = self.operator.drains.clone();

@@ -156,7 +156,7 @@ pub(super) async fn start(
             "replaced the pinned XDP program with this build's in place (maps, flows and VIP ownership kept)"
         ),
     }
-    super::tunnel_checks::attach(&config, &link.name)?;
+    super::tunnel_checks::attach(&config, &link.name);
     let table = ServiceTable::from_dataplane(&dp).context("reading the service maps")?;
     let plane = SharedPlane::new(dp, table);
     {

@@ -5,16 +5,28 @@
 //! through its decapsulation.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fo_config::{Encap, ForwardMode, Service};
 use tokio::net::{TcpSocket, TcpStream};
 
+/// Whether the encapsulation program is on the node's interface (the agent says so
+/// after attaching it; on a kernel without tcx, before Linux 6.6, it cannot be, and
+/// tunnel services' probes go direct, unmarked, and say nothing of the tunnel).
+static ENCAPSULATION: AtomicBool = AtomicBool::new(true);
+
+/// Record whether the health-check encapsulation is attached (see [`tunnel_mark`]).
+pub fn set_encapsulation(attached: bool) {
+    ENCAPSULATION.store(attached, Ordering::Relaxed);
+}
+
 /// The `SO_MARK` of the probes of `service`'s backend at `addr`, in the range at
 /// `base` (`tunnel_check_mark`): `None` for a service
-/// that is not in tunnel mode, and for GUE to an IPv6 backend (the encapsulation
-/// would need a UDP checksum over the whole packet; those probes go direct).
+/// that is not in tunnel mode, for GUE to an IPv6 backend (the encapsulation
+/// would need a UDP checksum over the whole packet; those probes go direct), and when
+/// the encapsulation could not be attached ([`set_encapsulation`]).
 pub fn tunnel_mark(service: &Service, addr: IpAddr, base: u32) -> Option<u32> {
-    if service.mode != ForwardMode::Tunnel {
+    if service.mode != ForwardMode::Tunnel || !ENCAPSULATION.load(Ordering::Relaxed) {
         return None;
     }
     let tunnel = service.tunnel.as_ref()?;
@@ -48,5 +60,28 @@ mod tests {
             fo_config::Node::DEFAULT_TUNNEL_CHECK_MARK,
             fo_common::HC_MARK_BASE
         );
+    }
+
+    #[test]
+    fn probes_are_marked_only_while_the_encapsulation_is_attached() {
+        let config = fo_config::Config::parse(
+            "[node]\ninterface = \"eth0\"\n\n[[router]]\nname = \"web\"\nownership = \"static\"\n\
+             vips = [\"192.0.2.10\"]\n\n[[service]]\nvip = \"192.0.2.10\"\nport = 80\n\
+             mode = \"tunnel\"\nbackends = [{ address = \"10.1.0.21\" }]\n",
+        )
+        .expect("valid");
+        let service = &config.services[0];
+        let addr = service.backends[0].address;
+        let base = fo_common::HC_MARK_BASE;
+        // The only test that changes the flag; it leaves it as it found it (attached).
+        assert_eq!(super::tunnel_mark(service, addr, base), Some(base));
+        super::set_encapsulation(false);
+        let unattached = super::tunnel_mark(service, addr, base);
+        super::set_encapsulation(true);
+        assert_eq!(
+            unattached, None,
+            "no encapsulation: the probe goes unmarked"
+        );
+        assert_eq!(super::tunnel_mark(service, addr, base), Some(base));
     }
 }

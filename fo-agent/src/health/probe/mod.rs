@@ -38,7 +38,7 @@ mod tcp;
 pub use exec::exec;
 pub use file::file;
 pub use http::http;
-pub use mark::tunnel_mark;
+pub use mark::{set_encapsulation, tunnel_mark};
 pub use process::{process_by_name, process_by_pidfile};
 pub use tcp::tcp;
 
