@@ -334,6 +334,12 @@ impl Dataplane {
         self.write_vip(&VipKey::new(vip), &state)
     }
 
+    /// Whether `addr` is a VIP with NAT services (as [`Dataplane::set_vip_role`] last
+    /// said).
+    pub fn has_nat(&self, addr: IpAddr) -> bool {
+        self.roles.get(&addr).is_some_and(|r| r & VIP_NAT != 0)
+    }
+
     /// Mark `addr` as a VIP with NAT services (`nat`) and/or a SNAT address (`snat`).
     /// Its `VIPS` entry is rewritten now, ownership and lease unchanged.
     pub fn set_vip_role(&mut self, addr: IpAddr, nat: bool, snat: bool) -> Result<()> {

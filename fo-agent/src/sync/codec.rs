@@ -54,7 +54,9 @@
 //! agents with and without NAT66.
 //!
 //! A SnapshotEnd carries one `owns` record per VIP the sender owns (only `VIP` is
-//! set): the snapshot is complete for exactly those VIPs.
+//! set): the snapshot is complete for exactly those VIPs. IPv6 VIPs are named only if
+//! they have NAT66 services, so a node that owns IPv6 DSR VIPs only still sends IPv4
+//! records only, which agents before NAT66 read.
 //!
 //! Ready, DrillRequest and DrillReply carry slots of RECORD_LEN bytes instead of
 //! connection records (their layout is in `sync::drill`): the sender's readiness per

@@ -1,6 +1,7 @@
 //! What the task sends: Updates, heartbeats, snapshot requests, and the snapshots it
 //! serves (walked on a blocking thread, sent within the receiver's window).
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -162,12 +163,25 @@ impl Task {
     pub(super) fn walk(&mut self, peer: IpAddr, id: u64) {
         let owned = self.plane.lock().owned_since();
         let table = self.plane.lock().dp.nat_table();
+        // IPv6 VIPs are named only if they have NAT66 services: an agent older than
+        // NAT66 refuses a datagram with an IPv6 record, and a DSR VIP has no connection
+        // state a snapshot could cover, so a pair with IPv6 DSR VIPs keeps syncing
+        // across a rolling upgrade.
+        let nat6: BTreeSet<IpAddr> = {
+            let p = self.plane.lock();
+            owned
+                .keys()
+                .filter(|v| v.is_ipv6() && p.dp.has_nat(**v))
+                .copied()
+                .collect()
+        };
         if let Some(out) = self.peers.get_mut(&peer).and_then(|p| p.out.as_mut()) {
             // One SnapshotEnd's worth of slots: IPv4 VIPs first (the map's order),
             // then IPv6 ones (NAT66), three slots each.
             let mut slots = 0;
             out.owns = owned
                 .keys()
+                .filter(|v| v.is_ipv4() || nat6.contains(*v))
                 .map(|v| owns(*v))
                 .take_while(|r| {
                     slots += r.slots();
