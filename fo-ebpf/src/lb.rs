@@ -327,8 +327,17 @@ fn forward<const L2: usize>(
         }
     }
     let vip_flags = vip.flags;
+    // An untagged IPv6 packet to a NAT VIP has been through `nat66`, which recorded it
+    // for a drill already (a DSR service on a VIP that also has NAT66 ones).
+    let drill_recorded = family == FAMILY_V6
+        && L2 == ETH_LEN
+        && vip_flags & (VIP_NAT | VIP_SNAT) != 0
+        && vip_flags & fo_common::VIP_ROUTED == 0;
     // When each client follows a handover: recorded by the owner only, while a drill runs.
-    if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED && maps::drilling() {
+    if vip_flags & (fo_common::VIP_OWNED | VIP_SNAT) == fo_common::VIP_OWNED
+        && !drill_recorded
+        && maps::drilling()
+    {
         maps::client_seen(*src, family);
     }
     let (sport_be, dport_be, tcp_flags) = match proto {
@@ -365,7 +374,7 @@ fn forward<const L2: usize>(
         _ => return Err(Counter::PassNotTcpUdp),
     };
     // TCP resets a drill reports: the flag is read only for an RST.
-    if tcp_flags & TCP_RST != 0 && maps::drilling() {
+    if tcp_flags & TCP_RST != 0 && !drill_recorded && maps::drilling() {
         maps::count(if vip_flags & VIP_SNAT != 0 {
             Counter::RstFromBackend
         } else {

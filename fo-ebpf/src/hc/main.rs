@@ -6,9 +6,10 @@
 //! low 16 bits free, see `fo_common::hc`) is a probe of a tunnel service's backend:
 //! it is encapsulated as the XDP program encapsulates that service's clients' packets
 //! (IPv4-in-IPv4 / IPv6-in-IPv6, or IPv4 in UDP + GUE when the mark's low 16 bits
-//! name a GUE port), with the outer header from the probe's own source (the node's
+//! name a GUE port), with the outer header from the packet's own source (the node's
 //! address, so the backend's bare answer comes back to the probe's socket) to the
-//! probe's own destination (the backend's address). The backend's decapsulation
+//! packet's own destination (for a probe, the backend's address: the agent marks only
+//! probe sockets, and the program takes any packet so marked). The backend's decapsulation
 //! must strip it for the probe to reach the backend's socket: a backend whose
 //! tunnel is broken fails its check. Everything unmarked passes untouched.
 //!
