@@ -6,6 +6,7 @@ pub mod build;
 pub mod capture;
 pub mod fixture;
 pub mod frames;
+pub mod id_server;
 pub mod journal;
 pub mod layering;
 pub mod lone;

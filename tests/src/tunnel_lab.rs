@@ -17,10 +17,11 @@
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::id_server::IdServer;
 use crate::netns::{Netns, Segment, unique_tag};
 
 pub const VIP: &str = "192.0.2.100";
@@ -30,43 +31,6 @@ pub const VIP6: &str = "2001:db8:a::100";
 pub const CLIENT6: &str = "2001:db8:a::10";
 pub const PORT: u16 = 1514;
 pub const CLIENT: &str = "192.0.2.10";
-
-/// Answers each connection with its backend number; remembers each peer address.
-pub struct Server {
-    stop: Arc<AtomicBool>,
-    pub peers: Arc<Mutex<Vec<IpAddr>>>,
-}
-
-impl Server {
-    /// On `vip`:PORT.
-    pub fn start(ns: &Netns, id: u8, vip: &'static str) -> Server {
-        let listener =
-            ns.run(move || TcpListener::bind((vip, PORT)).expect("bind the VIP on a backend"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let peers = Arc::new(Mutex::new(Vec::new()));
-        let (flag, seen) = (stop.clone(), peers.clone());
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, peer)) => {
-                        seen.lock().expect("peers").push(peer.ip());
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(&[id]);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        Server { stop, peers }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Receives everything a connection sends on VIP:`port` and answers with the byte
 /// count (8 bytes, big endian) once the client has shut down its side.
@@ -146,8 +110,8 @@ pub fn upload(client: &Netns, port: u16, bytes: usize) -> Result<u64, String> {
 
 /// A backend: its namespace, server and decap pins.
 pub struct Backend {
-    pub server: Server,
-    pub server6: Server,
+    pub server: IdServer,
+    pub server6: IdServer,
     pub ns: Netns,
     pub addr: IpAddr,
     decap_dir: PathBuf,
@@ -244,8 +208,8 @@ impl RoutedLab {
                 decap_dir.display()
             ));
             backends.push(Backend {
-                server: Server::start(&ns, i, VIP),
-                server6: Server::start(&ns, i, VIP6),
+                server: IdServer::start(&ns, i, VIP, PORT),
+                server6: IdServer::start(&ns, i, VIP6, PORT),
                 ns,
                 addr,
                 decap_dir,

@@ -7,59 +7,24 @@
 //! left by another build (it swaps its program in and keeps every map); then stopped
 //! and its data plane removed with `fo-agent detach`.
 
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::io::Read as _;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
 use fo_lab::kit::Proc;
+use fo_tests::id_server::IdServer;
 use fo_tests::netns::{Netns, Segment, unique_tag, wait_for};
 use fo_tests::pins;
 
 const VIP: &str = "192.0.2.100";
 const PORT: u16 = 1514;
 
-/// Accepts on VIP:1514 inside a backend namespace; answers each connection with its
-/// backend number and closes. Stops on drop.
-struct Server {
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn start(ns: &Netns, id: u8) -> Server {
-        let listener =
-            ns.run(|| TcpListener::bind((VIP, PORT)).expect("bind VIP:1514 on a backend"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(&[id]);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        Server { stop }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 struct Lab {
     // Field order is drop order: processes and servers before their namespaces.
     agent: Option<Proc>,
-    _servers: Vec<Server>,
+    _servers: Vec<IdServer>,
     peer_xdp: Option<(Dataplane, PathBuf)>,
     client: Netns,
     lb: Netns,
@@ -112,7 +77,7 @@ impl Lab {
             let b = Netns::new(&format!("b{i}"));
             segment.plug(&b, "eth0", &format!("192.0.2.2{i}/24"));
             b.sh(&format!("sh {} {VIP}", script.display()));
-            servers.push(Server::start(&b, i));
+            servers.push(IdServer::start(&b, i, VIP, PORT));
             backends.push(b);
         }
         let mut peer_xdp = None;

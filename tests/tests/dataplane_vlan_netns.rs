@@ -13,14 +13,13 @@
 //! would learn them on `eth0.100` (which the agent reads too, docs/vlan.md).
 
 use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fo_agent::dataplane::{Attach, Dataplane, LoadOptions, XdpAttachMode, remove_all_pins};
 use fo_lab::kit::Proc;
+use fo_tests::id_server::IdServer;
 use fo_tests::netns::{Netns, Segment, unique_tag};
 use fo_tests::temp::TempDir;
 use fo_tests::vlan_tag::{AccessPort, untag_offload_off};
@@ -35,43 +34,10 @@ const VIP: &str = "192.0.2.101";
 const PORT: u16 = 1514;
 const CONNECTIONS: usize = 200;
 
-/// Accepts on `vip`:1514 inside a backend namespace; answers each connection with its
-/// backend number and closes. Stops on drop.
-struct Server {
-    stop: Arc<AtomicBool>,
-}
-
-impl Server {
-    fn start(ns: &Netns, vip: &'static str, id: u8) -> Server {
-        let listener = ns.run(move || TcpListener::bind((vip, PORT)).expect("bind on a backend"));
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(&[id]);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        Server { stop }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 struct Lab {
     // Field order is drop order: the agent, servers and TC links before the namespaces.
     agent: Option<Proc>,
-    _servers: Vec<Server>,
+    _servers: Vec<IdServer>,
     _ports: Vec<AccessPort>,
     peer_xdp: Option<(Dataplane, PathBuf)>,
     tagged_client: Netns,
@@ -129,9 +95,9 @@ impl Lab {
                     "ip neigh replace 192.0.2.2{i} lladdr {mac} dev eth0 nud permanent && \
                      ip -6 neigh replace 2001:db8::2{i} lladdr {mac} dev eth0 nud permanent"
                 ));
-                servers.push(Server::start(&b, VLAN_VIP6, i));
+                servers.push(IdServer::start(&b, i, VLAN_VIP6, PORT));
             }
-            servers.push(Server::start(&b, vip, i));
+            servers.push(IdServer::start(&b, i, vip, PORT));
             backends.push(b);
         }
         // A bridge keeps a tag it received in the packet's metadata: the ports must write
